@@ -1,0 +1,149 @@
+//! The one error type of the library.
+
+use std::fmt;
+use std::io;
+
+/// What went wrong, in the user's terms.
+///
+/// Every variant names the segment (its key, POSIX name or id) and the numbers
+/// involved, so that `shmkit: {err}` is a complete sentence for a person at a
+/// shell.
+///
+/// # Example
+///
+/// ```
+/// use shmkit::{Error, Key, Segment};
+///
+/// let missing = Key::posix("/shmkit-doc-surely-missing").unwrap();
+/// match Segment::open(&missing) {
+///     Err(Error::NotFound { segment }) => assert_eq!(segment, "/shmkit-doc-surely-missing"),
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No segment has this key, name or id.
+    #[error("no shared-memory segment {segment}")]
+    NotFound {
+        /// The key, POSIX name or `id N` that was looked up.
+        segment: String,
+    },
+    /// An exclusive create found the key already in use.
+    #[error("shared-memory segment {segment} already exists")]
+    AlreadyExists {
+        /// The key or POSIX name.
+        segment: String,
+    },
+    /// The kernel's permission check refused the operation.
+    #[error("permission denied: {access} of shared-memory segment {segment}")]
+    PermissionDenied {
+        /// The key, POSIX name or `id N`.
+        segment: String,
+        /// What was asked for.
+        access: Access,
+    },
+    /// A POSIX shared-memory name that `shm_open` would not accept.
+    #[error("invalid POSIX shared-memory name {name:?}: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// An argument that can never be valid, whatever the state of the system.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A size over a limit of the system or of a format.
+    #[error("{what} of {size} bytes is over the limit of {limit} bytes")]
+    TooLarge {
+        /// What was too large ("segment size", "message", …).
+        what: &'static str,
+        /// The size asked for.
+        size: u64,
+        /// The largest size allowed.
+        limit: u64,
+    },
+    /// A byte range that does not lie inside the segment.
+    #[error("bytes {offset}..{end} are outside the segment's {size} bytes", end = *offset as u128 + *len as u128)]
+    OutOfBounds {
+        /// The first byte asked for.
+        offset: u64,
+        /// How many bytes were asked for.
+        len: u64,
+        /// The segment's size.
+        size: u64,
+    },
+    /// Any other failure of a system call, with what was being done.
+    #[error("{context}: {source}")]
+    Os {
+        /// What shmkit was doing, e.g. `attaching segment 0x00001234`.
+        context: String,
+        /// The system's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The operation a permission check was asked about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Access {
+    /// Attaching (mapping) for reading only.
+    AttachReadOnly,
+    /// Attaching (mapping) for reading and writing.
+    AttachReadWrite,
+    /// Opening the segment at all.
+    Open,
+    /// Creating a segment.
+    Create,
+    /// Reading the segment's status.
+    Stat,
+    /// Changing the mode bits.
+    SetMode,
+    /// Changing the owner or group.
+    SetOwner,
+    /// Removing the segment.
+    Remove,
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Access::AttachReadOnly => "read-only attach",
+            Access::AttachReadWrite => "read-write attach",
+            Access::Open => "open",
+            Access::Create => "create",
+            Access::Stat => "stat",
+            Access::SetMode => "mode change",
+            Access::SetOwner => "owner change",
+            Access::Remove => "removal",
+        })
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an OS error with what was being done, turning the errnos a user
+    /// can cause into the variants that say so.
+    pub(crate) fn from_os(err: io::Error, segment: &str, access: Access) -> Error {
+        match err.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::EIDRM) => Error::NotFound {
+                segment: segment.to_owned(),
+            },
+            Some(libc::EEXIST) => Error::AlreadyExists {
+                segment: segment.to_owned(),
+            },
+            Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied {
+                segment: segment.to_owned(),
+                access,
+            },
+            _ => Error::Os {
+                context: format!("{access} of shared-memory segment {segment}"),
+                source: err,
+            },
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Shared-memory inter-process communication for Linux.
+//!
+//! # Overview
+//!
+//! Shared memory lets processes map the same physical pages and talk without
+//! the kernel copying every message. shmkit makes that safe in Rust:
+//!
+//! - [`Segment`]: System V and POSIX shared memory with System V semantics —
+//!   [`Key`]s, owner/group/other [`Mode`] bits checked by the kernel,
+//!   [`Attachment`]s counted by the kernel, and removal deferred until the
+//!   last detach. [`list`] shows every segment on the machine, as `ipcs -m`.
+//!
+//! Memory that another process can write is never exposed as `&[u8]`: it is
+//! copied in and out, or reached through atomics (see [`Attachment`]).
+//!
+//! # Example: one process writes, another reads
+//!
+//! ```
+//! use shmkit::{Key, Mode, ReadOnly, ReadWrite, Segment};
+//!
+//! // Process A creates a segment and writes into it.
+//! let key = Key::posix(&format!("/shmkit-crate-doc-{}", std::process::id()))?;
+//! let segment = Segment::create(&key, 4096, Mode::new(0o644))?;
+//! segment.attach(ReadWrite)?.write_at(0, b"hello")?;
+//!
+//! // Process B (here the same process) finds it by key and reads.
+//! let reader = Segment::open(&key)?.attach(ReadOnly)?;
+//! let mut buf = [0; 5];
+//! reader.read_at(0, &mut buf)?;
+//! assert_eq!(&buf, b"hello");
+//!
+//! segment.remove()?;
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+//!
+//! # Why (not) use this
+//!
+//! Use it to move data between processes on one Linux machine with as little
+//! kernel involvement as possible. It is Linux-only (it reads `/proc` and
+//! relies on Linux's shm semantics), and a segment is only as trustworthy as
+//! every process that can write it: shmkit treats shared bytes as untrusted
+//! input.
+
+#![deny(missing_docs)]
+
+mod error;
+pub mod segment;
+mod sys;
+
+pub use error::{Access, Error, Result};
+pub use segment::{
+    list, AccessMode, Attachment, Key, Kind, Mapping, Mode, PosixName, ReadOnly, ReadWrite,
+    Segment, Stat,
+};

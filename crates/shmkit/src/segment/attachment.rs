@@ -1,0 +1,259 @@
+//! A process's mapping of a segment.
+
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// How an [`Attachment`] may touch the segment: [`ReadOnly`] or [`ReadWrite`].
+///
+/// The choice is in the type, so a read-only attachment has no method that
+/// writes. This trait is sealed.
+pub trait AccessMode: sealed::Sealed + Copy {
+    /// Whether the mapping is writable.
+    const WRITABLE: bool;
+}
+
+/// Attach for reading only (`SHM_RDONLY`, `PROT_READ`): needs read permission.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadOnly;
+
+/// Attach for reading and writing: needs read and write permission.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadWrite;
+
+impl sealed::Sealed for ReadOnly {}
+impl sealed::Sealed for ReadWrite {}
+impl AccessMode for ReadOnly {
+    const WRITABLE: bool = false;
+}
+impl AccessMode for ReadWrite {
+    const WRITABLE: bool = true;
+}
+
+/// How to undo the mapping.
+#[derive(Debug)]
+enum Unmap {
+    /// `shmdt`, for System V segments.
+    Detach,
+    /// `munmap` of the whole length, for POSIX segments.
+    Unmap,
+}
+
+/// This process's mapping of a segment: `shmat` or `mmap`. Dropping it
+/// detaches (`shmdt`/`munmap`), which affects no other process and no other
+/// attachment of this one.
+///
+/// # Touching the bytes
+///
+/// Other processes may write the segment at any moment, so this type never
+/// hands out `&[u8]` over it (that would promise Rust the bytes cannot
+/// change). Instead:
+///
+/// - [`read_at`](Attachment::read_at) and
+///   [`write_at`](Attachment::write_at) copy bytes out and in, bounds-checked.
+///   A copy that races with another process's write may see some old and some
+///   new bytes; synchronise with atomics when that matters.
+/// - [`atomic_u32`](Attachment::atomic_u32) and
+///   [`atomic_u64`](Attachment::atomic_u64) give atomics inside the segment,
+///   bounds- and alignment-checked, for synchronisation between processes.
+/// - [`as_ptr`](Attachment::as_ptr) and
+///   [`as_mut_ptr`](Attachment::as_mut_ptr) give the raw mapping for layers
+///   that hand each region to one side at a time by their own protocol.
+///
+/// # Example
+///
+/// ```
+/// use shmkit::{Key, Mode, ReadWrite, Segment};
+///
+/// let segment = Segment::create(&Key::PRIVATE, 4096, Mode::OWNER_ONLY)?;
+/// let a = segment.attach(ReadWrite)?;
+/// let b = segment.attach(ReadWrite)?;
+/// assert_ne!(a.as_ptr(), b.as_ptr()); // two mappings of the same pages
+///
+/// a.write_at(100, b"hello")?;
+/// let mut buf = [0u8; 5];
+/// b.read_at(100, &mut buf)?;
+/// assert_eq!(&buf, b"hello");
+/// # drop((a, b));
+/// segment.remove()?;
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Attachment<A: AccessMode> {
+    addr: NonNull<u8>,
+    len: usize,
+    unmap: Unmap,
+    access: PhantomData<A>,
+}
+
+// SAFETY: the mapping belongs to the process, not a thread; every method
+// either copies through raw pointers or returns atomics, so using it from
+// several threads is no different from using it from several processes,
+// which the type is built for.
+unsafe impl<A: AccessMode> Send for Attachment<A> {}
+// SAFETY: as for Send: no method gives non-atomic shared references.
+unsafe impl<A: AccessMode> Sync for Attachment<A> {}
+
+impl<A: AccessMode> Attachment<A> {
+    /// Wraps a System V attachment made by `shmat`.
+    ///
+    /// # Safety
+    ///
+    /// - `addr` was returned by `shmat` and is not detached elsewhere.
+    /// - The segment is at least `len` bytes long.
+    /// - The mapping is writable if `A::WRITABLE`.
+    pub(crate) unsafe fn from_shmat(addr: NonNull<u8>, len: usize) -> Self {
+        Attachment {
+            addr,
+            len,
+            unmap: Unmap::Detach,
+            access: PhantomData,
+        }
+    }
+
+    /// Wraps a POSIX mapping made by `mmap`.
+    ///
+    /// # Safety
+    ///
+    /// - `addr` and `len` are exactly those of an `mmap` not unmapped elsewhere.
+    /// - The mapping is writable if `A::WRITABLE`.
+    pub(crate) unsafe fn from_mmap(addr: NonNull<u8>, len: usize) -> Self {
+        Attachment {
+            addr,
+            len,
+            unmap: Unmap::Unmap,
+            access: PhantomData,
+        }
+    }
+
+    /// The size of the mapping in bytes (the segment's size).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty (never true: segments have at least 1 byte).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The address where this process sees the segment's first byte.
+    ///
+    /// Valid until the attachment is dropped. Reading through it follows the
+    /// rules in the type's documentation: other processes may be writing.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.addr.as_ptr()
+    }
+
+    /// Copies `buf.len()` bytes starting at `offset` into `buf`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`] if the range is not inside the segment.
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        self.check_range(offset, buf.len(), 1)?;
+        // SAFETY: the range lies inside our live mapping (checked above), and
+        // `buf` is a distinct, writable Rust buffer. Bytes a peer writes
+        // meanwhile may be copied torn, as documented, but are never
+        // referenced as `&[u8]`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.addr.as_ptr().add(offset),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        Ok(())
+    }
+
+    fn check_range(&self, offset: usize, len: usize, align: usize) -> Result<()> {
+        let out = || Error::OutOfBounds {
+            offset: offset as u64,
+            len: len as u64,
+            size: self.len as u64,
+        };
+        let end = offset.checked_add(len).ok_or_else(out)?;
+        if end > self.len {
+            return Err(out());
+        }
+        if (self.addr.as_ptr() as usize + offset) % align != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "offset {offset} is not aligned to {align} bytes"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Attachment<ReadWrite> {
+    /// The address of the segment's first byte, for writing.
+    ///
+    /// Valid until the attachment is dropped; see the type's documentation
+    /// for how to share the bytes with other processes.
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        self.addr.as_ptr()
+    }
+
+    /// Copies `data` into the segment starting at `offset`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`] if the range is not inside the segment.
+    pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
+        self.check_range(offset, data.len(), 1)?;
+        // SAFETY: the range lies inside our live, writable mapping (checked
+        // above; `ReadWrite` attachments are mapped writable), and `data` is a
+        // distinct Rust buffer. No Rust reference covers the shared bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.addr.as_ptr().add(offset), data.len())
+        };
+        Ok(())
+    }
+
+    /// The 32-bit atomic at `offset`, shared with every process that maps it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`] or [`Error::InvalidArgument`] if the four bytes
+    /// are not inside the segment or not 4-byte aligned.
+    pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32> {
+        self.check_range(offset, 4, align_of::<AtomicU32>())?;
+        // SAFETY: in bounds and aligned (checked above); the mapping lives as
+        // long as `&self`; an atomic may alias memory other processes access
+        // atomically, and any bit pattern is a valid u32.
+        Ok(unsafe { AtomicU32::from_ptr(self.addr.as_ptr().add(offset).cast()) })
+    }
+
+    /// The 64-bit atomic at `offset`, shared with every process that maps it.
+    ///
+    /// # Errors
+    ///
+    /// As [`atomic_u32`](Attachment::atomic_u32), with 8 bytes.
+    pub fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64> {
+        self.check_range(offset, 8, align_of::<AtomicU64>())?;
+        // SAFETY: as in atomic_u32, for eight bytes aligned to eight.
+        Ok(unsafe { AtomicU64::from_ptr(self.addr.as_ptr().add(offset).cast()) })
+    }
+}
+
+impl<A: AccessMode> Drop for Attachment<A> {
+    fn drop(&mut self) {
+        // Errors cannot be reported from drop, and both calls only fail for
+        // an address that is not a mapping, which construction rules out.
+        let _ = match self.unmap {
+            // SAFETY: `addr` came from shmat (from_shmat's contract) and this
+            // is the only place that detaches it; `&mut self` means no
+            // borrow of the mapping is alive.
+            Unmap::Detach => unsafe { sys::sysv::shmdt(self.addr) },
+            // SAFETY: `addr`/`len` are our mmap (from_mmap's contract), unmapped
+            // only here; no borrow of the mapping is alive.
+            Unmap::Unmap => unsafe { sys::posix::unmap(self.addr, self.len) },
+        };
+    }
+}

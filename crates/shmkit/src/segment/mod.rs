@@ -1,0 +1,440 @@
+//! Shared-memory segments with System V semantics, over System V shm and
+//! POSIX shm.
+//!
+//! A [`Segment`] is one kernel object named by a [`Key`]. Creating or opening
+//! one gives a handle; [`Segment::attach`] maps it into this process as an
+//! [`Attachment`]; [`Segment::remove`] unlinks it, and the kernel frees the
+//! memory when the last attachment goes.
+//!
+//! | | System V (`Key::SysV`) | POSIX (`Key::Posix`) |
+//! |---|---|---|
+//! | kernel object | `shmid_kernel`, id from `shmget` | file in `/dev/shm` |
+//! | attach | `shmat` | `mmap(MAP_SHARED)` |
+//! | permission check | `ipcperms()` at attach | file mode at `shm_open` |
+//! | attach count | kept by the kernel (`nattch`) | counted from `/proc/*/maps` |
+//! | removal | `IPC_RMID`, deferred to last detach | `shm_unlink`, deferred likewise |
+
+mod attachment;
+mod key;
+mod mode;
+mod stat;
+
+use std::os::fd::OwnedFd;
+
+pub use attachment::{AccessMode, Attachment, ReadOnly, ReadWrite};
+pub use key::{Key, PosixName};
+pub use mode::Mode;
+pub use stat::{list, Kind, Mapping, Stat};
+
+use crate::error::{Access, Error, Result};
+use crate::sys::{self, posix, sysv};
+
+/// A handle on one shared-memory segment: System V or POSIX.
+///
+/// The handle is not an attachment: it maps nothing, and dropping it leaves
+/// the segment in place. (A POSIX handle holds an open descriptor, which keeps
+/// the memory alive after [`remove`](Segment::remove) until it is dropped.)
+///
+/// # Example: two attachments of one segment
+///
+/// ```
+/// use shmkit::{Key, Mode, ReadOnly, ReadWrite, Segment};
+///
+/// let name = Key::posix(&format!("/shmkit-doc-{}", std::process::id()))?;
+/// let segment = Segment::create(&name, 4096, Mode::new(0o600))?;
+/// let writer = segment.attach(ReadWrite)?;
+/// writer.write_at(0, b"ping")?;
+///
+/// let reader = Segment::open(&name)?.attach(ReadOnly)?;
+/// let mut buf = [0; 4];
+/// reader.read_at(0, &mut buf)?;
+/// assert_eq!(&buf, b"ping");
+///
+/// segment.remove()?; // the name goes now, the memory with the last mapping
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Segment {
+    object: Object,
+}
+
+#[derive(Debug)]
+enum Object {
+    SysV {
+        /// The key it was found or created with (the kernel's becomes 0 on removal).
+        key: i32,
+        id: i32,
+    },
+    Posix {
+        name: PosixName,
+        fd: OwnedFd,
+        /// Whether `fd` was opened read-write (the mode may allow only reading).
+        writable: bool,
+    },
+}
+
+impl Segment {
+    /// Creates a new segment of `size` bytes with permission bits `mode`;
+    /// fails if the key already names one (`IPC_CREAT | IPC_EXCL`,
+    /// `O_CREAT | O_EXCL`). The memory starts zeroed.
+    ///
+    /// [`Key::PRIVATE`] always creates a fresh System V segment, reachable
+    /// by [`id`](Segment::id). The mode is applied exactly; the umask does not
+    /// narrow it.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::InvalidArgument`] if `size` is 0.
+    /// - [`Error::TooLarge`] if `size` is over `kernel.shmmax` (System V) or
+    ///   the size of the `/dev/shm` file system (POSIX).
+    /// - [`Error::AlreadyExists`] if the key is taken.
+    /// - [`Error::PermissionDenied`] if this process may not create it.
+    pub fn create(key: &Key, size: u64, mode: Mode) -> Result<Segment> {
+        check_size(key, size)?;
+        match key {
+            Key::SysV(k) => {
+                let id = sysv::shmget(
+                    *k,
+                    size as usize,
+                    sysv::Disposition::CreateExclusive,
+                    mode.bits(),
+                )
+                .map_err(|e| size_error(e, key, size, Access::Create))?;
+                Ok(Segment {
+                    object: Object::SysV { key: *k, id },
+                })
+            }
+            Key::Posix(name) => create_posix(name, size, mode),
+        }
+    }
+
+    /// Opens the segment the key names, or creates it as
+    /// [`create`](Segment::create) does if there is none (`IPC_CREAT`).
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Segment::create), and [`Error::InvalidArgument`] if an
+    /// existing segment is smaller than `size`.
+    pub fn open_or_create(key: &Key, size: u64, mode: Mode) -> Result<Segment> {
+        check_size(key, size)?;
+        match key {
+            Key::SysV(k) => {
+                let id = sysv::shmget(
+                    *k,
+                    size as usize,
+                    sysv::Disposition::OpenOrCreate,
+                    mode.bits(),
+                )
+                .map_err(|e| size_error(e, key, size, Access::Create))?;
+                Ok(Segment {
+                    object: Object::SysV { key: *k, id },
+                })
+            }
+            Key::Posix(name) => match create_posix(name, size, mode) {
+                Err(Error::AlreadyExists { .. }) => {
+                    let segment = Segment::open(key)?;
+                    let existing = segment.size()?;
+                    if existing < size {
+                        return Err(smaller_than_asked(key, existing, size));
+                    }
+                    Ok(segment)
+                }
+                other => other,
+            },
+        }
+    }
+
+    /// Opens the existing segment the key names.
+    ///
+    /// Opening checks no permission for System V segments (the kernel checks
+    /// at attach); a POSIX segment is opened read-write if its mode allows,
+    /// else read-only.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::NotFound`] if no segment has this key (or it was removed).
+    /// - [`Error::InvalidArgument`] for [`Key::PRIVATE`], which names no
+    ///   segment: use [`open_id`](Segment::open_id).
+    /// - [`Error::PermissionDenied`] if a POSIX segment may not even be read.
+    pub fn open(key: &Key) -> Result<Segment> {
+        match key {
+            Key::SysV(k) if *k == sysv::IPC_PRIVATE => Err(Error::InvalidArgument(
+                "the private key (0) names no segment; open it by id".to_owned(),
+            )),
+            Key::SysV(k) => {
+                let id = sysv::shmget(*k, 0, sysv::Disposition::Open, 0)
+                    .map_err(|e| Error::from_os(e, &key.describe(), Access::Open))?;
+                Ok(Segment {
+                    object: Object::SysV { key: *k, id },
+                })
+            }
+            Key::Posix(name) => {
+                let open =
+                    |writable| posix::open(name.as_str(), writable, posix::Disposition::Open, 0);
+                let (fd, writable) = match open(true) {
+                    Ok(fd) => (fd, true),
+                    Err(e) if e.raw_os_error() == Some(libc::EACCES) => (
+                        open(false).map_err(|e| Error::from_os(e, name.as_str(), Access::Open))?,
+                        false,
+                    ),
+                    Err(e) => return Err(Error::from_os(e, name.as_str(), Access::Open)),
+                };
+                Ok(Segment {
+                    object: Object::Posix {
+                        name: name.clone(),
+                        fd,
+                        writable,
+                    },
+                })
+            }
+        }
+    }
+
+    /// Opens a System V segment by its id, as `ipcs` shows it. Works for
+    /// segments made with [`Key::PRIVATE`] and for removed segments that are
+    /// still attached.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] if no segment has this id.
+    pub fn open_id(id: i32) -> Result<Segment> {
+        let row = stat::sysv_row(id)?;
+        Ok(Segment {
+            object: Object::SysV { key: row.key, id },
+        })
+    }
+
+    /// The key this handle was made with. (Once a System V segment is
+    /// removed, the kernel reports its key as 0; this keeps the original.)
+    pub fn key(&self) -> Key {
+        match &self.object {
+            Object::SysV { key, .. } => Key::SysV(*key),
+            Object::Posix { name, .. } => Key::Posix(name.clone()),
+        }
+    }
+
+    /// The System V id, or `None` for a POSIX segment.
+    pub fn id(&self) -> Option<i32> {
+        match self.object {
+            Object::SysV { id, .. } => Some(id),
+            Object::Posix { .. } => None,
+        }
+    }
+
+    /// Which kind of kernel object this is.
+    pub fn kind(&self) -> Kind {
+        match self.object {
+            Object::SysV { .. } => Kind::SysV,
+            Object::Posix { .. } => Kind::Posix,
+        }
+    }
+
+    /// The size in bytes.
+    pub fn size(&self) -> Result<u64> {
+        match &self.object {
+            Object::SysV { id, .. } => Ok(stat::sysv_row(*id)?.size),
+            Object::Posix { name, fd, .. } => posix::fstat(fd)
+                .map(|st| st.st_size as u64)
+                .map_err(|e| Error::from_os(e, name.as_str(), Access::Stat)),
+        }
+    }
+
+    /// How error messages name this segment: `key 0x…`, `id N`, or `/name`.
+    fn describe(&self) -> String {
+        match &self.object {
+            Object::SysV { key, id } if *key == sysv::IPC_PRIVATE => format!("id {id}"),
+            Object::SysV { key, id } => format!("{} (id {id})", Key::SysV(*key).describe()),
+            Object::Posix { name, .. } => name.to_string(),
+        }
+    }
+
+    /// Maps the segment into this process: `attach(ReadWrite)` or
+    /// `attach(ReadOnly)`.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::PermissionDenied`] if the mode does not grant the access.
+    /// - [`Error::NotFound`] if the segment has gone meanwhile.
+    /// - [`Error::InvalidArgument`] if a POSIX segment has size 0 (another
+    ///   program created it and never sized it).
+    pub fn attach<A: AccessMode>(&self, access: A) -> Result<Attachment<A>> {
+        let _ = access;
+        let asked = if A::WRITABLE {
+            Access::AttachReadWrite
+        } else {
+            Access::AttachReadOnly
+        };
+        match &self.object {
+            Object::SysV { id, .. } => {
+                let addr = sysv::shmat(*id, !A::WRITABLE)
+                    .map_err(|e| Error::from_os(e, &self.describe(), asked))?;
+                let len = match sysv::stat(*id) {
+                    Ok(ds) => ds.shm_segsz,
+                    Err(e) => {
+                        // SAFETY: `addr` is the attachment just made, unused yet.
+                        let _ = unsafe { sysv::shmdt(addr) };
+                        return Err(Error::from_os(e, &self.describe(), asked));
+                    }
+                };
+                // SAFETY: `addr` is a fresh shmat of a segment of `len` bytes,
+                // writable exactly when A::WRITABLE (SHM_RDONLY otherwise).
+                Ok(unsafe { Attachment::from_shmat(addr, len) })
+            }
+            Object::Posix { name, fd, writable } => {
+                if A::WRITABLE && !writable {
+                    return Err(Error::PermissionDenied {
+                        segment: name.to_string(),
+                        access: asked,
+                    });
+                }
+                let size = self.size()?;
+                if size == 0 {
+                    return Err(Error::InvalidArgument(format!(
+                        "POSIX segment {name} has size 0 and cannot be mapped"
+                    )));
+                }
+                let len = usize::try_from(size).map_err(|_| Error::TooLarge {
+                    what: "mapping",
+                    size,
+                    limit: usize::MAX as u64,
+                })?;
+                let addr = posix::map(fd, len, A::WRITABLE)
+                    .map_err(|e| Error::from_os(e, name.as_str(), asked))?;
+                // SAFETY: `addr`/`len` are a fresh mmap, writable exactly when
+                // A::WRITABLE (PROT_READ only otherwise).
+                Ok(unsafe { Attachment::from_mmap(addr, len) })
+            }
+        }
+    }
+
+    /// Everything the kernel knows about the segment, with the processes that
+    /// have it mapped.
+    pub fn stat(&self) -> Result<Stat> {
+        match &self.object {
+            Object::SysV { id, .. } => stat::sysv_stat(*id),
+            Object::Posix { name, fd, .. } => {
+                let st =
+                    posix::fstat(fd).map_err(|e| Error::from_os(e, name.as_str(), Access::Stat))?;
+                stat::posix_stat(name.clone(), &st)
+            }
+        }
+    }
+
+    /// Sets the permission bits (`IPC_SET` or `fchmod`). Only the owner, the
+    /// creator or root may.
+    pub fn set_mode(&self, mode: Mode) -> Result<()> {
+        match &self.object {
+            Object::SysV { id, .. } => {
+                let row = stat::sysv_row(*id)?;
+                sysv::set(*id, row.uid, row.gid, mode.bits())
+            }
+            Object::Posix { fd, .. } => posix::set_mode(fd, mode.bits()),
+        }
+        .map_err(|e| Error::from_os(e, &self.describe(), Access::SetMode))
+    }
+
+    /// Sets the owner uid and gid (`IPC_SET` or `fchown`). For System V the
+    /// creator may give a segment away; for POSIX only root may.
+    pub fn set_owner(&self, uid: u32, gid: u32) -> Result<()> {
+        match &self.object {
+            Object::SysV { id, .. } => {
+                let row = stat::sysv_row(*id)?;
+                sysv::set(*id, uid, gid, row.perms)
+            }
+            Object::Posix { fd, .. } => posix::set_owner(fd, uid, gid),
+        }
+        .map_err(|e| Error::from_os(e, &self.describe(), Access::SetOwner))
+    }
+
+    /// Removes the segment (`IPC_RMID` or `shm_unlink`).
+    ///
+    /// The key stops finding it at once. Processes that have it attached keep
+    /// using it, and the kernel frees the memory when the last attachment goes
+    /// (for POSIX, also the last open handle). [`stat`](Segment::stat) shows
+    /// the pending removal as [`Stat::removed`].
+    pub fn remove(&self) -> Result<()> {
+        match &self.object {
+            Object::SysV { id, .. } => sysv::remove(*id),
+            Object::Posix { name, .. } => posix::unlink(name.as_str()),
+        }
+        .map_err(|e| Error::from_os(e, &self.describe(), Access::Remove))
+    }
+}
+
+fn check_size(key: &Key, size: u64) -> Result<()> {
+    if size == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "segment {key} must be at least 1 byte, not 0"
+        )));
+    }
+    let limit = match key {
+        Key::SysV(_) => sys::procfs::sysv_max_size(),
+        Key::Posix(_) => posix::capacity(),
+    }
+    .unwrap_or(u64::MAX)
+    .min(isize::MAX as u64);
+    if size > limit {
+        return Err(Error::TooLarge {
+            what: "segment size",
+            size,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// `shmget` says `EINVAL` both for sizes out of range and for an existing
+/// segment smaller than asked; `ENOSPC`/`ENOMEM` when the system is full.
+fn size_error(err: std::io::Error, key: &Key, size: u64, access: Access) -> Error {
+    match err.raw_os_error() {
+        Some(libc::EINVAL) => match Segment::open(key).and_then(|s| s.size()) {
+            Ok(existing) if existing < size => smaller_than_asked(key, existing, size),
+            _ => Error::InvalidArgument(format!("the kernel refused a segment of {size} bytes for {}", key.describe())),
+        },
+        Some(libc::ENOSPC) | Some(libc::ENOMEM) => Error::Os {
+            context: format!(
+                "creating {} of {size} bytes: the system's shared-memory limits (kernel.shmall, kernel.shmmni) are reached",
+                key.describe()
+            ),
+            source: err,
+        },
+        _ => Error::from_os(err, &key.describe(), access),
+    }
+}
+
+fn smaller_than_asked(key: &Key, existing: u64, size: u64) -> Error {
+    Error::InvalidArgument(format!(
+        "segment {key} exists with {existing} bytes, fewer than the {size} asked for"
+    ))
+}
+
+fn create_posix(name: &PosixName, size: u64, mode: Mode) -> Result<Segment> {
+    let fd = posix::open(
+        name.as_str(),
+        true,
+        posix::Disposition::CreateExclusive,
+        mode.bits(),
+    )
+    .map_err(|e| Error::from_os(e, name.as_str(), Access::Create))?;
+    // shm_open's mode passes through the umask; System V's does not. Apply it
+    // exactly, then size the object; undo the creation if either fails.
+    let sized = posix::set_mode(&fd, mode.bits()).and_then(|()| posix::set_len(&fd, size));
+    if let Err(err) = sized {
+        let _ = posix::unlink(name.as_str());
+        return Err(match err.raw_os_error() {
+            Some(libc::EFBIG) | Some(libc::ENOSPC) => Error::TooLarge {
+                what: "segment size",
+                size,
+                limit: posix::capacity().unwrap_or(0),
+            },
+            _ => Error::from_os(err, name.as_str(), Access::Create),
+        });
+    }
+    Ok(Segment {
+        object: Object::Posix {
+            name: name.clone(),
+            fd,
+            writable: true,
+        },
+    })
+}

@@ -1,0 +1,130 @@
+//! POSIX shared memory: `shm_open`, `shm_unlink`, and the file calls that
+//! size, inspect and map the object (`ftruncate`, `fstat`, `fchmod`,
+//! `fchown`, `mmap`, `munmap`).
+//!
+//! On Linux a POSIX segment is a file on the tmpfs mounted at `/dev/shm`.
+//! See [shm_overview(7)](https://man7.org/linux/man-pages/man7/shm_overview.7.html).
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::ptr::NonNull;
+
+use rustix::fs::{Gid, Mode, Uid};
+use rustix::mm::{MapFlags, ProtFlags};
+use rustix::shm;
+
+pub use rustix::fs::Stat;
+
+/// Where Linux keeps POSIX shared-memory objects.
+pub const SHM_DIR: &str = "/dev/shm";
+
+/// How [`open`] treats a name that may or may not exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Only open an existing object.
+    Open,
+    /// `O_CREAT | O_EXCL`: create it; fail with `EEXIST` if it exists.
+    CreateExclusive,
+}
+
+/// `shm_open(name, flags, mode)`: opens (or creates) a shared-memory object.
+/// The descriptor is close-on-exec.
+///
+/// [shm_open(3)](https://man7.org/linux/man-pages/man3/shm_open.3.html)
+pub fn open(
+    name: &str,
+    writable: bool,
+    disposition: Disposition,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    let mut flags = if writable {
+        shm::OFlags::RDWR
+    } else {
+        shm::OFlags::RDONLY
+    };
+    if disposition == Disposition::CreateExclusive {
+        flags |= shm::OFlags::CREATE | shm::OFlags::EXCL;
+    }
+    Ok(shm::open(name, flags, Mode::from_raw_mode(mode & 0o777))?)
+}
+
+/// `shm_unlink(name)`: removes the name; mappings and open descriptors stay
+/// valid, and the memory is freed when the last of them goes.
+///
+/// [shm_unlink(3)](https://man7.org/linux/man-pages/man3/shm_unlink.3.html)
+pub fn unlink(name: &str) -> io::Result<()> {
+    Ok(shm::unlink(name)?)
+}
+
+/// `ftruncate(fd, len)`: sets the object's size.
+///
+/// [ftruncate(2)](https://man7.org/linux/man-pages/man2/ftruncate.2.html)
+pub fn set_len(fd: impl AsFd, len: u64) -> io::Result<()> {
+    Ok(rustix::fs::ftruncate(fd, len)?)
+}
+
+/// `fstat(fd)`: size, owner, mode, times and inode of the object.
+///
+/// [fstat(2)](https://man7.org/linux/man-pages/man2/fstat.2.html)
+pub fn fstat(fd: impl AsFd) -> io::Result<Stat> {
+    Ok(rustix::fs::fstat(fd)?)
+}
+
+/// `fchmod(fd, mode)`: sets the permission bits (unaffected by the umask,
+/// unlike the mode given to `shm_open`).
+///
+/// [fchmod(2)](https://man7.org/linux/man-pages/man2/fchmod.2.html)
+pub fn set_mode(fd: impl AsFd, mode: u32) -> io::Result<()> {
+    Ok(rustix::fs::fchmod(fd, Mode::from_raw_mode(mode & 0o777))?)
+}
+
+/// `fchown(fd, uid, gid)`: sets the owner and group.
+///
+/// [fchown(2)](https://man7.org/linux/man-pages/man2/fchown.2.html)
+pub fn set_owner(fd: impl AsFd, uid: u32, gid: u32) -> io::Result<()> {
+    Ok(rustix::fs::fchown(
+        fd,
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+    )?)
+}
+
+/// `statvfs("/dev/shm")`: the total size of the tmpfs that holds POSIX
+/// objects, the most memory any one of them could ever get.
+///
+/// [statvfs(3)](https://man7.org/linux/man-pages/man3/statvfs.3.html)
+pub fn capacity() -> io::Result<u64> {
+    let vfs = rustix::fs::statvfs(SHM_DIR)?;
+    Ok(vfs.f_blocks.saturating_mul(vfs.f_frsize))
+}
+
+/// `mmap(NULL, len, PROT_READ[|PROT_WRITE], MAP_SHARED, fd, 0)`: maps the
+/// object anywhere the kernel chooses.
+///
+/// [mmap(2)](https://man7.org/linux/man-pages/man2/mmap.2.html)
+pub fn map(fd: impl AsFd, len: usize, writable: bool) -> io::Result<NonNull<u8>> {
+    let prot = if writable {
+        ProtFlags::READ | ProtFlags::WRITE
+    } else {
+        ProtFlags::READ
+    };
+    // SAFETY: a null address lets the kernel choose an unused range, so no
+    // existing mapping is replaced; MAP_SHARED of a file has no other duties.
+    let addr =
+        unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)? };
+    NonNull::new(addr.cast()).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// `munmap(addr, len)`: removes a mapping made by [`map`].
+///
+/// [munmap(2)](https://man7.org/linux/man-pages/man2/munmap.2.html)
+///
+/// # Safety
+///
+/// - `addr` and `len` are exactly those of a live mapping made by [`map`].
+/// - Nothing will access the mapping after this call.
+pub unsafe fn unmap(addr: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: the caller guarantees the range is our mapping and unused.
+    unsafe { rustix::mm::munmap(addr.as_ptr().cast(), len)? };
+    Ok(())
+}
