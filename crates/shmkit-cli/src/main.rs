@@ -1,1 +1,63 @@
-fn main() {}
+//! `shmkit`: inspect and use System V and POSIX shared memory from the shell.
+//!
+//! This binary is thin: it parses the command line ([`args`]), calls the
+//! `shmkit` library ([`commands`], [`demo`]), and formats what comes back
+//! ([`output`]). Errors print as `shmkit: <message>` with the exit status
+//! documented in `--help` ([`error`]).
+
+mod args;
+mod commands;
+mod demo;
+mod error;
+mod output;
+mod users;
+
+use std::io;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::error::{CliError, EXIT_USAGE};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Usage errors go to stderr; --help and --version to stdout,
+            // where a closed pipe is no reason to complain.
+            let _ = err.print();
+            return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(EXIT_USAGE));
+        }
+    };
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => err.report(),
+    }
+}
+
+fn run(command: Command) -> Result<(), CliError> {
+    let mut out = io::stdout().lock();
+    match command {
+        Command::Ls { json } => commands::ls(json, &mut out),
+        Command::Stat { target, json } => commands::stat(&target, json, &mut out),
+        Command::Create {
+            key,
+            size,
+            mode,
+            exclusive,
+        } => commands::create(&key, size, mode, exclusive, &mut out),
+        Command::Rm { targets } => commands::rm(&targets),
+        Command::Write { target, offset } => {
+            commands::write(&target, offset, &mut io::stdin().lock())
+        }
+        Command::Read {
+            target,
+            offset,
+            len,
+        } => commands::read(&target, offset, len, &mut out),
+        Command::Demo => demo::run(&mut out),
+        Command::DemoChild { id } => demo::child(id, &mut io::stdin().lock(), &mut out),
+    }?;
+    io::Write::flush(&mut out).map_err(CliError::stdout)
+}

@@ -1,0 +1,179 @@
+//! What each subcommand but `demo` does: find the segment, call the library,
+//! print.
+
+use std::io::{Read, Write};
+
+use shmkit::{Kind, Mode, ReadOnly, ReadWrite, Segment};
+
+use crate::args::{parse_key, Target, Targets};
+use crate::error::CliError;
+use crate::output::{self, StatJson};
+use crate::users::Names;
+
+/// How much `read` copies per step, so that a large segment needs no large
+/// buffer.
+const CHUNK: usize = 1 << 20;
+
+/// `shmkit ls`: every segment, as a table or a JSON array.
+pub fn ls(json: bool, out: &mut impl Write) -> Result<(), CliError> {
+    let all = shmkit::list()?;
+    let names = Names::load();
+    let text = if json {
+        let objects: Vec<StatJson> = all.iter().map(|s| StatJson::new(s, &names)).collect();
+        output::json(&objects)
+    } else {
+        output::segments_table(&all, &names)
+    };
+    out.write_all(text.as_bytes()).map_err(CliError::stdout)
+}
+
+/// `shmkit stat`: one segment's status and attachers.
+pub fn stat(target: &Target, json: bool, out: &mut impl Write) -> Result<(), CliError> {
+    let stat = open(target)?.stat()?;
+    let names = Names::load();
+    let text = if json {
+        output::json(&StatJson::new(&stat, &names))
+    } else {
+        output::stat_text(&stat, &names)
+    };
+    out.write_all(text.as_bytes()).map_err(CliError::stdout)
+}
+
+/// `shmkit create`: creates (or with `exclusive` false, maybe opens) and
+/// prints the System V id or the POSIX name.
+pub fn create(
+    key: &str,
+    size: u64,
+    mode: u32,
+    exclusive: bool,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let key = parse_key(key)?;
+    let mode = Mode::new(mode);
+    let segment = if exclusive {
+        Segment::create(&key, size, mode)?
+    } else {
+        // With Key::PRIVATE this always creates, as `shmget(IPC_PRIVATE)` does.
+        Segment::open_or_create(&key, size, mode)?
+    };
+    match segment.id() {
+        Some(id) => writeln!(out, "{id}"),
+        None => writeln!(out, "{}", segment.key()),
+    }
+    .map_err(CliError::stdout)
+}
+
+/// `shmkit rm`: removes each segment, going on after a failure like
+/// `ipcrm`, and reports every failure.
+pub fn rm(targets: &Targets) -> Result<(), CliError> {
+    let remove_key =
+        |text: &String| -> Result<(), CliError> { Ok(Segment::open(&parse_key(text)?)?.remove()?) };
+    let remove_id = |id: &i32| -> Result<(), CliError> { Ok(Segment::open_id(*id)?.remove()?) };
+    let mut errors: Vec<CliError> = targets
+        .keys
+        .iter()
+        .map(remove_key)
+        .chain(targets.ids.iter().map(remove_id))
+        .filter_map(Result::err)
+        .collect();
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(CliError::Several(errors)),
+    }
+}
+
+/// `shmkit write`: copies all of `input` into the segment at `offset`, or
+/// nothing if it does not fit.
+pub fn write(target: &Target, offset: u64, input: &mut impl Read) -> Result<(), CliError> {
+    let segment = open(target)?;
+    let mapping = segment.attach(ReadWrite)?;
+    let size = mapping.len() as u64;
+    let room = room_after(&segment, offset, size)?;
+    // Read one byte more than fits, to tell "exactly fits" from "too much"
+    // without reading an endless input to its end.
+    let mut data = Vec::new();
+    input
+        .take(room.saturating_add(1))
+        .read_to_end(&mut data)
+        .map_err(|source| CliError::Io {
+            context: "reading standard input".to_owned(),
+            source,
+        })?;
+    if data.len() as u64 > room {
+        return Err(CliError::Message(format!(
+            "standard input does not fit in {} at offset {offset}: the segment has {size} bytes, \
+             so at most {room} can be written there; nothing was written",
+            describe(&segment)
+        )));
+    }
+    // The offset fits in usize: it is at most the mapping's length.
+    mapping.write_at(offset as usize, &data)?;
+    Ok(())
+}
+
+/// `shmkit read`: copies `len` bytes (default: up to the end) from `offset`
+/// to `out`.
+pub fn read(
+    target: &Target,
+    offset: u64,
+    len: Option<u64>,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let segment = open(target)?;
+    let mapping = segment.attach(ReadOnly)?;
+    let size = mapping.len() as u64;
+    let room = room_after(&segment, offset, size)?;
+    let len = len.unwrap_or(room);
+    if len > room {
+        return Err(CliError::Shmkit {
+            context: Some(format!(
+                "cannot read {len} bytes at offset {offset} of {}",
+                describe(&segment)
+            )),
+            source: shmkit::Error::OutOfBounds { offset, len, size },
+        });
+    }
+    // Both fit in usize from here on: offset + len <= the mapping's length.
+    let (mut position, end) = (offset as usize, (offset + len) as usize);
+    let mut buffer = vec![0; CHUNK.min(end - position)];
+    while position < end {
+        let step = CHUNK.min(end - position);
+        mapping.read_at(position, &mut buffer[..step])?;
+        out.write_all(&buffer[..step]).map_err(CliError::stdout)?;
+        position += step;
+    }
+    out.flush().map_err(CliError::stdout)
+}
+
+/// The segment a KEY or `--id` names.
+fn open(target: &Target) -> Result<Segment, CliError> {
+    match (&target.key, target.id) {
+        (_, Some(id)) => Ok(Segment::open_id(id)?),
+        (Some(key), None) => Ok(Segment::open(&parse_key(key)?)?),
+        (None, None) => Err(CliError::Usage("give a KEY or --id ID".to_owned())),
+    }
+}
+
+/// How many bytes lie from `offset` to the end of a segment of `size` bytes;
+/// an offset past the end is an error.
+fn room_after(segment: &Segment, offset: u64, size: u64) -> Result<u64, CliError> {
+    size.checked_sub(offset).ok_or_else(|| {
+        CliError::Message(format!(
+            "offset {offset} is past the end of {}, which has {size} bytes",
+            describe(segment)
+        ))
+    })
+}
+
+/// `segment 0x00001234 (id 5)`, `segment id 5` or `segment /name`, for
+/// messages.
+fn describe(segment: &Segment) -> String {
+    match (segment.kind(), segment.id()) {
+        (Kind::SysV, Some(id)) if segment.key() == shmkit::Key::PRIVATE => {
+            format!("segment id {id}")
+        }
+        (Kind::SysV, Some(id)) => format!("segment {} (id {id})", segment.key()),
+        _ => format!("segment {}", segment.key()),
+    }
+}

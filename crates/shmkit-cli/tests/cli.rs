@@ -1,0 +1,868 @@
+//! The `shmkit` binary as a user and other programs see it: real processes,
+//! real segments, and tools we did not write (`ipcs`, `ipcrm`, Python).
+//!
+//! Every test names its segments by this process's id and a counter
+//! ([`TestKey`]), so that tests running at once, and other test runs, never
+//! meet; and every segment a test makes is removed by a guard when the test
+//! ends, even by a panic.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+use shmkit::{Key, ReadOnly, Segment};
+
+const SHMKIT: &str = env!("CARGO_BIN_EXE_shmkit");
+
+// ---------------------------------------------------------------------------
+// Segments the tests own
+
+/// A key or name used by one test only; dropping it removes the segment it
+/// names, if any.
+struct TestKey(Key);
+
+impl TestKey {
+    fn next() -> u32 {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        assert!(n < 256, "more than 256 test keys: widen the counter's bits");
+        n
+    }
+
+    /// `0x5Cpppp nn`: 0x5C, the low 16 bits of the pid, the counter.
+    fn sysv() -> TestKey {
+        let key = 0x5C00_0000 | (std::process::id() & 0xffff) << 8 | TestKey::next();
+        TestKey(Key::SysV(key as i32))
+    }
+
+    /// `/shmkit-cli-test-PID-N`.
+    fn posix() -> TestKey {
+        let name = format!(
+            "/shmkit-cli-test-{}-{}",
+            std::process::id(),
+            TestKey::next()
+        );
+        TestKey(Key::posix(&name).expect("a valid name"))
+    }
+
+    /// The KEY argument: `0x5c00....` or `/name`.
+    fn arg(&self) -> String {
+        self.0.to_string()
+    }
+
+    /// The POSIX name without its slash, as Python wants it.
+    fn bare_name(&self) -> String {
+        self.arg().trim_start_matches('/').to_owned()
+    }
+}
+
+impl Drop for TestKey {
+    fn drop(&mut self) {
+        if let Ok(segment) = Segment::open(&self.0) {
+            let _ = segment.remove();
+        }
+    }
+}
+
+/// A System V segment known by id only (private key, or removed by key);
+/// dropping it removes the segment, if it is still there.
+struct TestId(i32);
+
+impl Drop for TestId {
+    fn drop(&mut self) {
+        if let Ok(segment) = Segment::open_id(self.0) {
+            let _ = segment.remove();
+        }
+    }
+}
+
+/// Removes every System V segment that process `pid` created: what a
+/// crashed `shmkit demo` would leave.
+struct CreatedBy(u32);
+
+impl Drop for CreatedBy {
+    fn drop(&mut self) {
+        for stat in shmkit::list().unwrap_or_default() {
+            if let (Some(cpid), Some(id)) = (stat.cpid, stat.id) {
+                if cpid as u32 == self.0 {
+                    drop(TestId(id));
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running programs
+
+fn run(program: &str, args: &[&str], input: Option<&[u8]>) -> Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    if let (Some(mut stdin), Some(input)) = (child.stdin.take(), input) {
+        let input = input.to_vec();
+        // A writer thread, so that a program that prints before it has read
+        // everything cannot deadlock us. It may stop reading early (an
+        // error), so a failed write is not a test failure.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
+    child.wait_with_output().expect("wait for the program")
+}
+
+fn shmkit(args: &[&str]) -> Output {
+    run(SHMKIT, args, None)
+}
+
+fn shmkit_with_input(args: &[&str], input: &[u8]) -> Output {
+    run(SHMKIT, args, Some(input))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts success and returns stdout.
+#[track_caller]
+fn succeeded(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "shmkit failed with {}: {}",
+        output.status,
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+/// Asserts failure with `code`, a `shmkit: ` message containing `fragment`
+/// and nothing on stdout; returns the message.
+#[track_caller]
+fn failed(output: &Output, code: i32, fragment: &str) -> String {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "stderr: {stderr}");
+    assert!(stderr.starts_with("shmkit: "), "stderr: {stderr}");
+    assert!(stderr.contains(fragment), "{fragment:?} not in {stderr:?}");
+    assert_no_crash(&stderr);
+    assert!(output.stdout.is_empty(), "stdout: {}", text(&output.stdout));
+    stderr
+}
+
+#[track_caller]
+fn assert_no_crash(stderr: &str) {
+    for bad in ["panicked", "Os {", "RUST_BACKTRACE"] {
+        assert!(!stderr.contains(bad), "{bad:?} in {stderr:?}");
+    }
+}
+
+#[track_caller]
+fn json(output: &Output) -> Value {
+    serde_json::from_str(&succeeded(output)).expect("valid JSON")
+}
+
+/// `shmkit create KEY --size SIZE …` and the id it prints.
+#[track_caller]
+fn create_sysv(key: &TestKey, size: &str, extra: &[&str]) -> i32 {
+    let k = key.arg();
+    let mut args = vec!["create", &k, "--size", size];
+    args.extend_from_slice(extra);
+    succeeded(&shmkit(&args))
+        .trim()
+        .parse()
+        .expect("create prints the id")
+}
+
+/// The `ls` row whose KEY column is `key`, split into columns.
+fn ls_row(ls: &str, key: &str) -> Option<Vec<String>> {
+    ls.lines()
+        .map(|line| {
+            line.split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .find(|columns| columns.get(1).map(String::as_str) == Some(key))
+}
+
+/// The `stat` text line `name: value`'s value.
+fn stat_field(stat: &str, name: &str) -> String {
+    stat.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in {stat}"))
+        .trim()
+        .to_owned()
+}
+
+// ---------------------------------------------------------------------------
+// create, ls, stat, rm
+
+#[test]
+fn sysv_create_ls_stat_rm_round_trip() {
+    let key = TestKey::sysv();
+    let k = key.arg();
+    let id = create_sysv(&key, "4096", &["--mode", "640"]);
+
+    let ls = succeeded(&shmkit(&["ls"]));
+    assert!(ls.starts_with("KIND"), "{ls}");
+    let row = ls_row(&ls, &k).unwrap_or_else(|| panic!("{k} not in {ls}"));
+    assert_eq!(row[0], "sysv");
+    assert_eq!(row[2], id.to_string());
+    assert_eq!(row[4..7], ["640", "4096", "0"]);
+    assert_eq!(row.len(), 7, "no status: {row:?}");
+
+    let all = json(&shmkit(&["ls", "--json"]));
+    let listed = all
+        .as_array()
+        .expect("an array")
+        .iter()
+        .find(|s| s["key"] == k.as_str())
+        .unwrap_or_else(|| panic!("{k} not in {all}"));
+    assert_eq!(listed["id"], id);
+    assert_eq!(listed["size"], 4096);
+    assert_eq!(listed["mode"], "640");
+    assert_eq!(listed["nattch"], 0);
+
+    let stat = succeeded(&shmkit(&["stat", &k]));
+    assert_eq!(stat_field(&stat, "kind"), "sysv");
+    assert_eq!(stat_field(&stat, "key"), k);
+    assert_eq!(stat_field(&stat, "id"), id.to_string());
+    assert_eq!(stat_field(&stat, "size"), "4096 bytes");
+    assert_eq!(stat_field(&stat, "mode"), "640 (rw-r-----)");
+    assert_eq!(stat_field(&stat, "nattch"), "0");
+    assert_eq!(stat_field(&stat, "atime"), "never");
+    assert_eq!(stat_field(&stat, "mtime"), "-");
+    assert!(stat_field(&stat, "ctime").ends_with('Z'), "{stat}");
+    assert_eq!(stat_field(&stat, "removed"), "no");
+    assert_eq!(stat_field(&stat, "attachers"), "none");
+
+    let by_key = json(&shmkit(&["stat", &k, "--json"]));
+    assert_eq!(by_key["kind"], "sysv");
+    assert_eq!(by_key["key"], k.as_str());
+    assert_eq!(by_key["id"], id);
+    assert_eq!(by_key["size"], 4096);
+    assert_eq!(by_key["mode"], "640");
+    assert_eq!(by_key["mode_rwx"], "rw-r-----");
+    assert_eq!(by_key["nattch"], 0);
+    assert_eq!(by_key["removed"], false);
+    assert_eq!(by_key["atime"], Value::Null);
+    assert!(by_key["ctime"].as_u64().is_some_and(|t| t > 0));
+    assert!(by_key["cpid"].as_i64().is_some_and(|pid| pid > 0));
+    assert_eq!(by_key["attachers"], serde_json::json!([]));
+    let by_id = json(&shmkit(&["stat", "--id", &id.to_string(), "--json"]));
+    assert_eq!(by_id, by_key);
+
+    // Without --exclusive, create opens what is there.
+    assert_eq!(create_sysv(&key, "100", &[]), id);
+
+    assert_eq!(succeeded(&shmkit(&["rm", &k])), "");
+    failed(&shmkit(&["stat", &k]), 1, "no shared-memory segment");
+    assert!(ls_row(&succeeded(&shmkit(&["ls"])), &k).is_none());
+}
+
+#[test]
+fn posix_create_ls_stat_rm_round_trip() {
+    let name = TestKey::posix();
+    let n = name.arg();
+    let created = succeeded(&shmkit(&["create", &n, "--size", "8K", "--mode", "0644"]));
+    assert_eq!(created, format!("{n}\n"));
+
+    let ls = succeeded(&shmkit(&["ls"]));
+    let row = ls_row(&ls, &n).unwrap_or_else(|| panic!("{n} not in {ls}"));
+    assert_eq!(row[0], "posix");
+    assert_eq!(row[2], "-");
+    assert_eq!(row[4..7], ["644", "8192", "0"]);
+
+    let all = json(&shmkit(&["ls", "--json"]));
+    let listed = all
+        .as_array()
+        .expect("an array")
+        .iter()
+        .find(|s| s["key"] == n.as_str())
+        .unwrap_or_else(|| panic!("{n} not in {all}"));
+    assert_eq!(listed["kind"], "posix");
+    assert_eq!(listed["size"], 8192);
+    assert_eq!(listed["mode"], "644");
+    assert_eq!(listed["nattch"], 0);
+
+    let stat = succeeded(&shmkit(&["stat", &n]));
+    assert_eq!(stat_field(&stat, "kind"), "posix");
+    assert_eq!(stat_field(&stat, "id"), "-");
+    assert_eq!(stat_field(&stat, "size"), "8192 bytes");
+    assert_eq!(stat_field(&stat, "mode"), "644 (rw-r--r--)");
+    assert_eq!(stat_field(&stat, "cpid"), "-");
+    assert_eq!(stat_field(&stat, "dtime"), "-");
+
+    let stat = json(&shmkit(&["stat", &n, "--json"]));
+    assert_eq!(stat["kind"], "posix");
+    assert_eq!(stat["key"], n.as_str());
+    assert_eq!(stat["id"], Value::Null);
+    assert_eq!(stat["size"], 8192);
+    assert_eq!(stat["mode"], "644");
+    assert_eq!(stat["nattch"], 0);
+    assert_eq!(stat["cpid"], Value::Null);
+
+    assert_eq!(succeeded(&shmkit(&["rm", &n])), "");
+    failed(&shmkit(&["stat", &n]), 1, "no shared-memory segment");
+}
+
+#[test]
+fn private_key_creates_a_new_segment_each_time() {
+    let first = TestId(
+        succeeded(&shmkit(&["create", "private", "--size", "1K"]))
+            .trim()
+            .parse()
+            .expect("an id"),
+    );
+    let second = TestId(
+        succeeded(&shmkit(&["create", "0", "--size", "1K", "--mode", "600"]))
+            .trim()
+            .parse()
+            .expect("an id"),
+    );
+    assert_ne!(first.0, second.0);
+    let stat = json(&shmkit(&["stat", "--id", &first.0.to_string(), "--json"]));
+    assert_eq!(stat["key"], "0x00000000");
+    assert_eq!(stat["size"], 1024);
+    failed(&shmkit(&["stat", "private"]), 1, "open it by id");
+
+    // rm takes several segments at once.
+    let (a, b) = (first.0.to_string(), second.0.to_string());
+    succeeded(&shmkit(&["rm", "--id", &a, "--id", &b]));
+    failed(
+        &shmkit(&["stat", "--id", &a]),
+        1,
+        &format!("no shared-memory segment id {a}"),
+    );
+    failed(
+        &shmkit(&["stat", "--id", &b]),
+        1,
+        "no shared-memory segment",
+    );
+}
+
+#[test]
+fn rm_reports_every_failure_and_removes_the_rest() {
+    let key = TestKey::sysv();
+    let (missing, name) = (TestKey::posix(), TestKey::posix());
+    create_sysv(&key, "100", &[]);
+    succeeded(&shmkit(&["create", &name.arg(), "--size", "100"]));
+    let output = shmkit(&["rm", &key.arg(), &missing.arg(), &name.arg()]);
+    let stderr = failed(
+        &output,
+        1,
+        &format!("no shared-memory segment {}", missing.arg()),
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    failed(
+        &shmkit(&["stat", &key.arg()]),
+        1,
+        "no shared-memory segment",
+    );
+    failed(
+        &shmkit(&["stat", &name.arg()]),
+        1,
+        "no shared-memory segment",
+    );
+}
+
+// ---------------------------------------------------------------------------
+// write and read
+
+fn write_then_read(key: TestKey) {
+    let k = key.arg();
+    succeeded(&shmkit(&["create", &k, "--size", "64"]));
+    let message = b"hello, shared world";
+    assert_eq!(
+        succeeded(&shmkit_with_input(
+            &["write", &k, "--offset", "10"],
+            message
+        )),
+        ""
+    );
+
+    let part = shmkit(&["read", &k, "--offset", "10", "--len", "19"]);
+    assert_eq!(succeeded(&part).as_bytes(), message);
+
+    let whole = shmkit(&["read", &k]);
+    assert!(whole.status.success());
+    let mut expected = vec![0u8; 64];
+    expected[10..29].copy_from_slice(message);
+    assert_eq!(whole.stdout, expected);
+
+    let tail = shmkit(&["read", &k, "--offset", "60"]);
+    assert!(tail.status.success());
+    assert_eq!(tail.stdout, [0; 4]);
+    let nothing = shmkit(&["read", &k, "--offset", "64"]);
+    assert!(nothing.status.success());
+    assert!(nothing.stdout.is_empty());
+
+    // Exactly filling the rest of the segment is fine.
+    succeeded(&shmkit_with_input(
+        &["write", &k, "--offset", "60"],
+        b"TAIL",
+    ));
+    let tail = shmkit(&["read", &k, "--offset", "56"]);
+    assert_eq!(tail.stdout, b"\0\0\0\0TAIL");
+}
+
+#[test]
+fn write_then_read_sysv() {
+    write_then_read(TestKey::sysv());
+}
+
+#[test]
+fn write_then_read_posix() {
+    write_then_read(TestKey::posix());
+}
+
+#[test]
+fn write_and_read_by_id() {
+    let key = TestKey::sysv();
+    let id = create_sysv(&key, "32", &[]).to_string();
+    succeeded(&shmkit_with_input(&["write", "--id", &id], b"by id"));
+    let read = shmkit(&["read", "--id", &id, "--len", "5"]);
+    assert_eq!(succeeded(&read), "by id");
+}
+
+fn writing_past_the_end_changes_nothing(key: TestKey) {
+    let k = key.arg();
+    succeeded(&shmkit(&["create", &k, "--size", "16"]));
+    succeeded(&shmkit_with_input(&["write", &k], b"0123456789abcdef"));
+
+    let message = failed(
+        &shmkit_with_input(&["write", &k, "--offset", "12"], b"XXXXXXXX"),
+        1,
+        "does not fit",
+    );
+    for number in ["offset 12", "16 bytes", "at most 4", "nothing was written"] {
+        assert!(message.contains(number), "{number:?} not in {message}");
+    }
+    failed(
+        &shmkit_with_input(&["write", &k, "--offset", "17"], b"X"),
+        1,
+        "offset 17 is past the end",
+    );
+    failed(
+        &shmkit_with_input(&["write", &k], &[b'Y'; 17]),
+        1,
+        "at most 16",
+    );
+    assert_eq!(succeeded(&shmkit(&["read", &k])), "0123456789abcdef");
+}
+
+#[test]
+fn writing_past_the_end_fails_and_changes_nothing_sysv() {
+    writing_past_the_end_changes_nothing(TestKey::sysv());
+}
+
+#[test]
+fn writing_past_the_end_fails_and_changes_nothing_posix() {
+    writing_past_the_end_changes_nothing(TestKey::posix());
+}
+
+#[test]
+fn reading_out_of_range_fails() {
+    let name = TestKey::posix();
+    let n = name.arg();
+    succeeded(&shmkit(&["create", &n, "--size", "16"]));
+    failed(
+        &shmkit(&["read", &n, "--offset", "10", "--len", "10"]),
+        1,
+        "bytes 10..20 are outside the segment's 16 bytes",
+    );
+    failed(
+        &shmkit(&["read", &n, "--offset", "17"]),
+        1,
+        "offset 17 is past the end",
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+
+#[test]
+fn size_zero_is_refused() {
+    let key = TestKey::sysv();
+    failed(
+        &shmkit(&["create", &key.arg(), "--size", "0"]),
+        1,
+        "must be at least 1 byte, not 0",
+    );
+}
+
+#[test]
+fn sysv_size_over_the_limit_is_refused() {
+    let key = TestKey::sysv();
+    let output = shmkit(&["create", &key.arg(), "--size", "1000000000000000000"]);
+    // Refused either by shmkit's check against kernel.shmmax or, when shmmax
+    // is larger (the default), by the kernel: both messages name the size.
+    let message = failed(&output, 1, "1000000000000000000 bytes");
+    assert!(
+        message.contains("over the limit") || message.contains("limits"),
+        "{message}"
+    );
+    failed(
+        &shmkit(&["stat", &key.arg()]),
+        1,
+        "no shared-memory segment",
+    );
+}
+
+#[test]
+fn posix_size_over_the_capacity_of_dev_shm_is_refused() {
+    let name = TestKey::posix();
+    failed(
+        &shmkit(&["create", &name.arg(), "--size", "1000000000000000000"]),
+        1,
+        "segment size of 1000000000000000000 bytes is over the limit of",
+    );
+    failed(
+        &shmkit(&["stat", &name.arg()]),
+        1,
+        "no shared-memory segment",
+    );
+}
+
+#[test]
+fn exclusive_create_of_an_existing_key_is_refused() {
+    for key in [TestKey::sysv(), TestKey::posix()] {
+        let k = key.arg();
+        succeeded(&shmkit(&["create", &k, "--size", "100"]));
+        let expected = match key.0 {
+            Key::SysV(_) => format!("shared-memory segment key {k} already exists"),
+            Key::Posix(_) => format!("shared-memory segment {k} already exists"),
+        };
+        failed(
+            &shmkit(&["create", &k, "--size", "100", "--exclusive"]),
+            1,
+            &expected,
+        );
+    }
+}
+
+#[test]
+fn stat_and_rm_of_a_missing_key_say_not_found() {
+    let (key, name) = (TestKey::sysv(), TestKey::posix());
+    for k in [key.arg(), name.arg()] {
+        for command in ["stat", "rm", "read"] {
+            failed(&shmkit(&[command, &k]), 1, "no shared-memory segment");
+        }
+    }
+    failed(
+        &shmkit(&["stat", &key.arg()]),
+        1,
+        &format!("no shared-memory segment key {}", key.arg()),
+    );
+}
+
+#[test]
+fn malformed_posix_name_is_a_usage_error() {
+    failed(
+        &shmkit(&["stat", "/a/b"]),
+        2,
+        "invalid POSIX shared-memory name \"/a/b\": must not contain '/' after the first character",
+    );
+}
+
+#[test]
+fn bad_key_syntax_is_a_usage_error() {
+    failed(&shmkit(&["stat", "12zork"]), 2, "\"12zork\" is not a key");
+    failed(
+        &shmkit(&["create", "0x100000000", "--size", "1"]),
+        2,
+        "is not a key",
+    );
+    failed(
+        &shmkit(&["stat", "ftok:/surely/not/here:1"]),
+        1,
+        "ftok of /surely/not/here",
+    );
+}
+
+#[test]
+fn error_messages_differ_by_cause() {
+    let key = TestKey::sysv();
+    let k = key.arg();
+    create_sysv(&key, "100", &[]);
+    let missing = TestKey::sysv();
+    let messages = [
+        shmkit(&["create", &missing.arg(), "--size", "0"]),
+        shmkit(&["create", &k, "--size", "100", "--exclusive"]),
+        shmkit(&["stat", &missing.arg()]),
+        shmkit(&["stat", "/a/b"]),
+        shmkit(&["stat", "zork"]),
+        shmkit(&["read", &k, "--offset", "200"]),
+    ]
+    .map(|output| {
+        let stderr = text(&output.stderr);
+        // Compare the wording, not the keys in it.
+        stderr.replace(&k, "KEY").replace(&missing.arg(), "KEY")
+    });
+    let distinct: BTreeSet<&String> = messages.iter().collect();
+    assert_eq!(distinct.len(), messages.len(), "{messages:#?}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let cases: [&[&str]; 6] = [
+        &["create", "0x1234"],
+        &["create", "0x1234", "--size", "12Q"],
+        &["create", "0x1234", "--size", "1", "--mode", "999"],
+        &["stat"],
+        &["stat", "0x1234", "--id", "5"],
+        &["frobnicate"],
+    ];
+    for args in cases {
+        let output = shmkit(args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert_no_crash(&stderr);
+    }
+}
+
+#[test]
+fn help_documents_the_exit_status() {
+    let help = succeeded(&shmkit(&["--help"]));
+    for line in [
+        "Exit status:",
+        "0  success",
+        "1  the operation failed",
+        "2  the command line is wrong",
+    ] {
+        assert!(help.contains(line), "{line:?} not in {help}");
+    }
+    assert!(!help.contains("__demo-child"), "{help}");
+}
+
+// ---------------------------------------------------------------------------
+// Interoperation with programs we did not write
+
+#[test]
+fn ipcs_shows_a_segment_created_by_shmkit() {
+    let key = TestKey::sysv();
+    let id = create_sysv(&key, "12345", &["--mode", "640"]);
+    let ipcs = run("ipcs", &["-m"], None);
+    let listing = text(&ipcs.stdout);
+    let row = listing
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|columns| columns.first() == Some(&key.arg().as_str()))
+        .unwrap_or_else(|| panic!("{} not in {listing}", key.arg()));
+    // key shmid owner perms bytes nattch
+    assert_eq!(row[1], id.to_string());
+    assert_eq!(row[3..6], ["640", "12345", "0"]);
+}
+
+const PYTHON_SYSV: &str = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
+libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+libc.shmat.restype = ctypes.c_void_p
+libc.shmdt.argtypes = [ctypes.c_void_p]
+key, size, data = int(sys.argv[1], 0), int(sys.argv[2]), sys.argv[3].encode()
+IPC_CREAT, IPC_EXCL = 0o1000, 0o2000
+shmid = libc.shmget(key, size, IPC_CREAT | IPC_EXCL | 0o644)
+if shmid < 0:
+    sys.exit("shmget: " + os.strerror(ctypes.get_errno()))
+addr = libc.shmat(shmid, None, 0)
+if addr is None or addr == ctypes.c_void_p(-1).value:
+    sys.exit("shmat: " + os.strerror(ctypes.get_errno()))
+ctypes.memmove(addr, data, len(data))
+libc.shmdt(addr)
+print(shmid)
+"#;
+
+#[test]
+fn shmkit_reads_a_sysv_segment_python_created() {
+    let key = TestKey::sysv();
+    let message = "written by Python through ctypes";
+    let python = run(
+        "python3",
+        &["-c", PYTHON_SYSV, &key.arg(), "5000", message],
+        None,
+    );
+    assert!(python.status.success(), "{}", text(&python.stderr));
+    let id = text(&python.stdout).trim().to_owned();
+
+    let len = message.len().to_string();
+    assert_eq!(
+        succeeded(&shmkit(&["read", &key.arg(), "--len", &len])),
+        message
+    );
+    assert_eq!(
+        succeeded(&shmkit(&["read", "--id", &id, "--len", &len])),
+        message
+    );
+    let stat = json(&shmkit(&["stat", &key.arg(), "--json"]));
+    assert_eq!(stat["id"].to_string(), id);
+    assert_eq!(stat["size"], 5000);
+    assert_eq!(stat["mode"], "644");
+    assert_eq!(stat["nattch"], 0);
+    assert!(stat["dtime"].as_u64().is_some(), "Python detached: {stat}");
+}
+
+const PYTHON_POSIX: &str = r#"
+import sys
+from multiprocessing import resource_tracker, shared_memory
+name, size, data = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode()
+shm = shared_memory.SharedMemory(name=name, create=True, size=size)
+shm.buf[:len(data)] = data
+# Leave the segment for shmkit: the tracker would unlink it at exit.
+resource_tracker.unregister(shm._name, "shared_memory")
+shm.close()
+"#;
+
+#[test]
+fn shmkit_reads_a_posix_segment_python_created() {
+    let name = TestKey::posix();
+    let message = "written by Python's multiprocessing.shared_memory";
+    let python = run(
+        "python3",
+        &["-c", PYTHON_POSIX, &name.bare_name(), "3000", message],
+        None,
+    );
+    assert!(python.status.success(), "{}", text(&python.stderr));
+
+    let len = message.len().to_string();
+    assert_eq!(
+        succeeded(&shmkit(&["read", &name.arg(), "--len", &len])),
+        message
+    );
+    let stat = json(&shmkit(&["stat", &name.arg(), "--json"]));
+    assert_eq!(stat["kind"], "posix");
+    assert_eq!(stat["size"], 3000);
+}
+
+#[test]
+fn ipcrm_of_an_attached_segment_shows_as_dest() {
+    let key = TestKey::sysv();
+    let id = create_sysv(&key, "4096", &[]);
+    let id_text = id.to_string();
+    let segment = Segment::open_id(id).expect("open by id");
+    let mapping = segment.attach(ReadOnly).expect("attach");
+
+    let ipcrm = run("ipcrm", &["-m", &id_text], None);
+    assert!(ipcrm.status.success(), "{}", text(&ipcrm.stderr));
+
+    let stat = json(&shmkit(&["stat", "--id", &id_text, "--json"]));
+    assert_eq!(stat["removed"], true);
+    assert_eq!(stat["nattch"], 1);
+    assert_eq!(stat["key"], "0x00000000");
+    let attachers = stat["attachers"].as_array().expect("an array");
+    assert_eq!(attachers.len(), 1, "{stat}");
+    assert_eq!(attachers[0]["pid"], std::process::id());
+    assert_eq!(attachers[0]["start"], mapping.as_ptr() as u64);
+
+    let text_stat = succeeded(&shmkit(&["stat", "--id", &id_text]));
+    assert!(stat_field(&text_stat, "removed").starts_with("yes (dest"));
+    let ls = succeeded(&shmkit(&["ls"]));
+    let row = ls
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|columns| columns.get(2) == Some(&id_text.as_str()))
+        .unwrap_or_else(|| panic!("id {id} not in {ls}"));
+    assert_eq!(row.last(), Some(&"dest"), "{row:?}");
+    failed(
+        &shmkit(&["stat", &key.arg()]),
+        1,
+        "no shared-memory segment",
+    );
+
+    drop(mapping);
+    failed(
+        &shmkit(&["stat", "--id", &id_text]),
+        1,
+        "no shared-memory segment",
+    );
+}
+
+#[test]
+fn ipcrm_by_key_makes_stat_report_not_found() {
+    let key = TestKey::sysv();
+    create_sysv(&key, "4096", &[]);
+    let ipcrm = run("ipcrm", &["-M", &key.arg()], None);
+    assert!(ipcrm.status.success(), "{}", text(&ipcrm.stderr));
+    failed(
+        &shmkit(&["stat", &key.arg()]),
+        1,
+        &format!("no shared-memory segment key {}", key.arg()),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// demo, and standard output closed early
+
+#[test]
+fn demo_succeeds_and_leaves_nothing_behind() {
+    let demo = Command::new(SHMKIT)
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shmkit demo");
+    let _leftovers = CreatedBy(demo.id());
+    let demo_pid = demo.id().to_string();
+    let output = demo.wait_with_output().expect("wait for the demo");
+    let story = succeeded(&output);
+    assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
+    for step in [
+        "nattch 2",
+        "nattch 1",
+        "removed yes (status dest)",
+        "all checks passed",
+    ] {
+        assert!(story.contains(step), "{step:?} not in {story}");
+    }
+    let id = story
+        .split("segment: id ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no id in {story}"));
+    assert!(story.contains(&format!("id {id} is gone")), "{story}");
+    failed(
+        &shmkit(&["stat", "--id", id]),
+        1,
+        "no shared-memory segment",
+    );
+
+    // `ipcs -m -p`: shmid owner cpid lpid. Nothing the demo created is left.
+    let ipcs = text(&run("ipcs", &["-m", "-p"], None).stdout);
+    for line in ipcs.lines() {
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        assert!(
+            columns.first() != Some(&id) && columns.get(2) != Some(&demo_pid.as_str()),
+            "left behind: {line}"
+        );
+    }
+}
+
+#[test]
+fn read_into_a_closed_pipe_exits_0_quietly() {
+    let name = TestKey::posix();
+    succeeded(&shmkit(&["create", &name.arg(), "--size", "16M"]));
+    let mut reader = Command::new(SHMKIT)
+        .args(["read", &name.arg()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shmkit read");
+    let mut stdout = reader.stdout.take().expect("a pipe");
+    let mut first = [0xff; 1];
+    stdout.read_exact(&mut first).expect("one byte");
+    assert_eq!(first, [0]);
+    drop(stdout); // like `head -c 1`
+    let output = reader.wait_with_output().expect("wait for shmkit read");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
+}

@@ -1,0 +1,499 @@
+//! Segments across real processes: attach counts, kernel timestamps,
+//! deferred removal, permissions as an unprivileged user, and bad input.
+
+mod processes;
+
+use std::time::{Duration, SystemTime};
+
+use processes::{args, is_root, next_command, report, unique_keys, Cleanup, Peer, ROLE};
+use shmkit::{list, Access, Error, Key, Kind, Mode, ReadOnly, ReadWrite, Segment};
+
+/// The entry point of child processes; does nothing in a normal test run.
+#[test]
+fn child() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let key: Key = args().parse().unwrap();
+    match role.as_str() {
+        "holder" => holder(&key),
+        "probe" => probe(&key),
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Attaches, writes, reads and detaches on command.
+fn holder(key: &Key) {
+    let mut attachment = None;
+    loop {
+        let command = next_command();
+        let words: Vec<&str> = command.splitn(3, ' ').collect();
+        match words[..] {
+            ["attach"] => {
+                let a = Segment::open(key).unwrap().attach(ReadWrite).unwrap();
+                report(&format!("attached {:x}", a.as_ptr() as usize));
+                attachment = Some(a);
+            }
+            ["write", offset, text] => {
+                let a = attachment.as_ref().unwrap();
+                a.write_at(offset.parse().unwrap(), text.as_bytes())
+                    .unwrap();
+                report("written");
+            }
+            ["read", offset, len] => {
+                let mut buf = vec![0; len.parse().unwrap()];
+                let a = attachment.as_ref().unwrap();
+                a.read_at(offset.parse().unwrap(), &mut buf).unwrap();
+                report(&String::from_utf8(buf).unwrap());
+            }
+            ["detach"] => {
+                attachment = None;
+                report("detached");
+            }
+            [""] => return, // stdin closed
+            _ => panic!("unknown command {command:?}"),
+        }
+    }
+}
+
+/// Reports what this (unprivileged) process may do with the segment.
+fn probe(key: &Key) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let ids: Vec<&str> = status
+        .lines()
+        .filter(|l| l.starts_with("Uid:") || l.starts_with("Gid:") || l.starts_with("Groups:"))
+        .collect();
+    let outcome = |result: Result<(), Error>| match result {
+        Ok(()) => "ok".to_owned(),
+        Err(Error::PermissionDenied { .. }) => "denied".to_owned(),
+        Err(other) => format!("error:{other}"),
+    };
+    let segment = Segment::open(key);
+    let ro = outcome(
+        segment
+            .as_ref()
+            .map_err(clone_err)
+            .and_then(|s| s.attach(ReadOnly).map(drop)),
+    );
+    let rw = outcome(
+        segment
+            .as_ref()
+            .map_err(clone_err)
+            .and_then(|s| s.attach(ReadWrite).map(drop)),
+    );
+    let chmod = outcome(
+        segment
+            .as_ref()
+            .map_err(clone_err)
+            .and_then(|s| s.set_mode(Mode::new(0o666))),
+    );
+    report(&format!(
+        "{} | ro={ro} rw={rw} chmod={chmod}",
+        ids.join(" ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
+}
+
+fn clone_err(e: &Error) -> Error {
+    match e {
+        Error::PermissionDenied { segment, access } => Error::PermissionDenied {
+            segment: segment.clone(),
+            access: *access,
+        },
+        other => Error::InvalidArgument(other.to_string()),
+    }
+}
+
+fn whole_seconds_ago(seconds: u64) -> SystemTime {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap();
+    SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs() - seconds)
+}
+
+fn two_processes_share_bytes(key: Key) {
+    let _cleanup = Cleanup(key.clone());
+    let started = whole_seconds_ago(0);
+    let segment = Segment::create(&key, 4096, Mode::new(0o600)).unwrap();
+    let mine = segment.attach(ReadWrite).unwrap();
+    assert_eq!(segment.stat().unwrap().nattch, 1);
+
+    let mut peer = Peer::spawn("holder", &key.to_string(), None);
+    peer.send("attach");
+    let peer_addr = peer.expect_line();
+    peer.send("write 8 hello from the child");
+    assert_eq!(peer.expect_line(), "written");
+
+    let mut buf = [0; 20];
+    mine.read_at(8, &mut buf).unwrap();
+    assert_eq!(&buf, b"hello from the child");
+    mine.write_at(100, b"and back").unwrap();
+    peer.send("read 100 8");
+    assert_eq!(peer.expect_line(), "and back");
+
+    let stat = segment.stat().unwrap();
+    assert_eq!(stat.nattch, 2);
+    let pids: Vec<i32> = stat.attachers.iter().map(|m| m.pid).collect();
+    assert!(pids.contains(&peer.pid()), "{pids:?}");
+    assert!(pids.contains(&(std::process::id() as i32)), "{pids:?}");
+    let child_mapping = stat.attachers.iter().find(|m| m.pid == peer.pid()).unwrap();
+    assert_eq!(format!("attached {:x}", child_mapping.start), peer_addr);
+    assert_eq!(child_mapping.perms, "rw-s");
+    assert!(child_mapping.end - child_mapping.start >= 4096);
+    if key.is_sysv() {
+        assert_eq!(
+            stat.lpid,
+            Some(peer.pid()),
+            "the last attach was the child's"
+        );
+        assert!(stat.atime.unwrap() >= started);
+        assert_eq!(stat.dtime, None, "nobody detached yet");
+        assert_eq!(stat.cpid, Some(std::process::id() as i32));
+    }
+
+    peer.send("detach");
+    assert_eq!(peer.expect_line(), "detached");
+    let stat = segment.stat().unwrap();
+    assert_eq!(stat.nattch, 1);
+    assert!(stat.attachers.iter().all(|m| m.pid != peer.pid()));
+    if key.is_sysv() {
+        assert_eq!(
+            stat.lpid,
+            Some(peer.pid()),
+            "the last detach was the child's"
+        );
+        assert!(stat.dtime.unwrap() >= started);
+    }
+    peer.finish();
+
+    drop(mine);
+    let stat = segment.stat().unwrap();
+    assert_eq!(stat.nattch, 0);
+    if key.is_sysv() {
+        assert_eq!(stat.lpid, Some(std::process::id() as i32));
+    }
+    segment.remove().unwrap();
+}
+
+trait KeyKind {
+    fn is_sysv(&self) -> bool;
+}
+
+impl KeyKind for Key {
+    fn is_sysv(&self) -> bool {
+        matches!(self, Key::SysV(_))
+    }
+}
+
+#[test]
+fn sysv_two_processes_share_bytes_and_counts() {
+    let [sysv, _] = unique_keys();
+    two_processes_share_bytes(sysv);
+}
+
+#[test]
+fn posix_two_processes_share_bytes_and_counts() {
+    let [_, posix] = unique_keys();
+    two_processes_share_bytes(posix);
+}
+
+fn removal_is_deferred(key: Key) {
+    let _cleanup = Cleanup(key.clone());
+    let segment = Segment::create(&key, 8192, Mode::new(0o600)).unwrap();
+    let mine = segment.attach(ReadWrite).unwrap();
+    let mut peer = Peer::spawn("holder", &key.to_string(), None);
+    peer.send("attach");
+    peer.expect_line();
+
+    segment.remove().unwrap();
+    assert!(
+        matches!(Segment::open(&key), Err(Error::NotFound { .. })),
+        "the key no longer finds it"
+    );
+    let stat = segment.stat().unwrap();
+    assert!(stat.removed);
+    assert_eq!(stat.nattch, 2);
+
+    // Both holders keep reading and writing the removed segment.
+    peer.send("write 4000 still here");
+    assert_eq!(peer.expect_line(), "written");
+    let mut buf = [0; 10];
+    mine.read_at(4000, &mut buf).unwrap();
+    assert_eq!(&buf, b"still here");
+    mine.write_at(0, b"me too").unwrap();
+    peer.send("read 0 6");
+    assert_eq!(peer.expect_line(), "me too");
+
+    peer.send("detach");
+    peer.expect_line();
+    peer.finish();
+    assert_eq!(segment.stat().unwrap().nattch, 1);
+    drop(mine);
+
+    match key {
+        Key::SysV(_) => {
+            let id = segment.id().unwrap();
+            assert!(matches!(Segment::open_id(id), Err(Error::NotFound { .. })));
+            assert!(
+                list().unwrap().iter().all(|s| s.id != Some(id)),
+                "freed at the last detach"
+            );
+        }
+        Key::Posix(ref name) => {
+            assert!(!name.path().exists());
+            assert!(list().unwrap().iter().all(|s| s.key != key));
+        }
+    }
+}
+
+#[test]
+fn sysv_removal_waits_for_the_last_detach() {
+    let [sysv, _] = unique_keys();
+    removal_is_deferred(sysv);
+}
+
+#[test]
+fn posix_removal_waits_for_the_last_detach() {
+    let [_, posix] = unique_keys();
+    removal_is_deferred(posix);
+}
+
+#[test]
+fn one_segment_attached_twice_has_two_addresses() {
+    for key in unique_keys() {
+        let _cleanup = Cleanup(key.clone());
+        let segment = Segment::create(&key, 4096, Mode::new(0o600)).unwrap();
+        let a = segment.attach(ReadWrite).unwrap();
+        let b = segment.attach(ReadOnly).unwrap();
+        assert_ne!(a.as_ptr(), b.as_ptr());
+        a.write_at(4090, b"twice!").unwrap();
+        let mut buf = [0; 6];
+        b.read_at(4090, &mut buf).unwrap();
+        assert_eq!(&buf, b"twice!");
+        let counter = a.atomic_u64(64).unwrap();
+        counter.fetch_add(7, std::sync::atomic::Ordering::Relaxed);
+        let mut raw = [0; 8];
+        b.read_at(64, &mut raw).unwrap();
+        assert_eq!(u64::from_ne_bytes(raw), 7);
+        let stat = segment.stat().unwrap();
+        assert_eq!(stat.nattch, 2);
+        let mine: Vec<_> = stat
+            .attachers
+            .iter()
+            .filter(|m| m.pid == std::process::id() as i32)
+            .collect();
+        assert_eq!(mine.len(), 2);
+        assert!(mine.iter().any(|m| m.perms == "r--s"));
+        drop((a, b));
+        segment.remove().unwrap();
+    }
+}
+
+/// Runs the probe as uid/gid 65534 and returns its `ro=… rw=… chmod=…`.
+fn probe_as_nobody(key: &Key) -> String {
+    let mut peer = Peer::spawn("probe", &key.to_string(), Some((65534, 65534)));
+    let line = peer.expect_line();
+    peer.finish();
+    let (ids, outcome) = line.split_once(" | ").unwrap();
+    assert!(ids.contains("Uid: 65534 65534 65534 65534"), "{ids}");
+    assert!(ids.contains("Gid: 65534 65534 65534 65534"), "{ids}");
+    assert!(
+        ids.ends_with("Groups:") || ids.ends_with("Groups: 65534"),
+        "supplementary groups kept: {ids}"
+    );
+    outcome.to_owned()
+}
+
+#[test]
+fn permissions_apply_to_an_unprivileged_process() {
+    if !is_root() {
+        eprintln!("skipped: dropping to uid 65534 needs root (CI runs as root)");
+        return;
+    }
+    for key in unique_keys() {
+        let _cleanup = Cleanup(key.clone());
+        let segment = Segment::create(&key, 4096, Mode::new(0o600)).unwrap();
+        assert_eq!(
+            probe_as_nobody(&key),
+            "ro=denied rw=denied chmod=denied",
+            "{key}: 0600 of root"
+        );
+
+        segment.set_mode(Mode::new(0o644)).unwrap();
+        assert_eq!(segment.stat().unwrap().mode, Mode::new(0o644));
+        assert_eq!(
+            probe_as_nobody(&key),
+            "ro=ok rw=denied chmod=denied",
+            "{key}: 0644 of root"
+        );
+
+        segment.set_mode(Mode::new(0o666)).unwrap();
+        assert_eq!(
+            probe_as_nobody(&key),
+            "ro=ok rw=ok chmod=denied",
+            "{key}: 0666 of root"
+        );
+
+        segment.set_mode(Mode::new(0o600)).unwrap();
+        segment.set_owner(65534, 65534).unwrap();
+        let stat = segment.stat().unwrap();
+        assert_eq!((stat.uid, stat.gid), (65534, 65534));
+        assert_eq!(
+            probe_as_nobody(&key),
+            "ro=ok rw=ok chmod=ok",
+            "{key}: 0600 given to nobody"
+        );
+        assert_eq!(
+            segment.stat().unwrap().mode,
+            Mode::new(0o666),
+            "nobody changed the mode"
+        );
+        segment.remove().unwrap();
+    }
+}
+
+#[test]
+fn permission_denied_names_the_segment_and_the_access() {
+    let err = Error::PermissionDenied {
+        segment: "key 0x00001234 (id 5)".to_owned(),
+        access: Access::AttachReadWrite,
+    };
+    assert_eq!(
+        err.to_string(),
+        "permission denied: read-write attach of shared-memory segment key 0x00001234 (id 5)"
+    );
+}
+
+#[test]
+fn bad_input_gives_distinct_errors() {
+    for key in unique_keys() {
+        let _cleanup = Cleanup(key.clone());
+        let err = Segment::create(&key, 0, Mode::OWNER_ONLY).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        assert!(err.to_string().contains("at least 1 byte"), "{err}");
+
+        let err = Segment::create(&key, u64::MAX, Mode::OWNER_ONLY).unwrap_err();
+        assert!(
+            matches!(err, Error::TooLarge { size: u64::MAX, .. }),
+            "{err}"
+        );
+
+        let err = Segment::open(&key).unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err}");
+        assert!(err.to_string().contains(&key.to_string()), "{err}");
+
+        let segment = Segment::create(&key, 100, Mode::OWNER_ONLY).unwrap();
+        let err = Segment::create(&key, 100, Mode::OWNER_ONLY).unwrap_err();
+        assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+        let err = Segment::open_or_create(&key, 200, Mode::OWNER_ONLY).unwrap_err();
+        assert!(err.to_string().contains("exists with 100 bytes"), "{err}");
+        let again = Segment::open_or_create(&key, 50, Mode::OWNER_ONLY).unwrap();
+        assert_eq!(again.size().unwrap(), 100);
+
+        let attachment = segment.attach(ReadWrite).unwrap();
+        let err = attachment.write_at(95, b"too long").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::OutOfBounds {
+                    offset: 95,
+                    len: 8,
+                    size: 100
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "bytes 95..103 are outside the segment's 100 bytes"
+        );
+        assert!(attachment.read_at(usize::MAX, &mut [0; 2]).is_err());
+        assert!(matches!(
+            attachment.atomic_u64(3),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            attachment.atomic_u32(100),
+            Err(Error::OutOfBounds { .. })
+        ));
+        drop(attachment);
+        segment.remove().unwrap();
+    }
+    assert!(matches!(Key::posix("/a/b"), Err(Error::InvalidName { .. })));
+    assert!(matches!(
+        Segment::open(&Key::PRIVATE),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        Segment::open_id(i32::MAX),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[test]
+fn private_segments_are_new_each_time_and_found_by_id() {
+    let a = Segment::create(&Key::PRIVATE, 64, Mode::OWNER_ONLY).unwrap();
+    let b = Segment::open_or_create(&Key::PRIVATE, 64, Mode::OWNER_ONLY).unwrap();
+    let (a_id, b_id) = (a.id().unwrap(), b.id().unwrap());
+    assert_ne!(a_id, b_id);
+    let again = Segment::open_id(a_id).unwrap();
+    again.attach(ReadWrite).unwrap().write_at(0, b"x").unwrap();
+    let mut buf = [0];
+    a.attach(ReadOnly).unwrap().read_at(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"x");
+    a.remove().unwrap();
+    b.remove().unwrap();
+}
+
+#[test]
+fn list_shows_both_kinds_with_their_state() {
+    let keys = unique_keys();
+    let _cleanups = keys.clone().map(Cleanup);
+    let sysv = Segment::create(&keys[0], 5000, Mode::new(0o640)).unwrap();
+    let posix = Segment::create(&keys[1], 6000, Mode::new(0o604)).unwrap();
+    let held = posix.attach(ReadOnly).unwrap();
+    let all = list().unwrap();
+    let s = all.iter().find(|s| s.id == sysv.id()).unwrap();
+    assert_eq!(
+        (s.kind, &s.key, s.size, s.mode, s.nattch),
+        (Kind::SysV, &keys[0], 5000, Mode::new(0o640), 0)
+    );
+    let p = all.iter().find(|s| s.key == keys[1]).unwrap();
+    assert_eq!(
+        (p.kind, p.size, p.mode, p.nattch, p.id),
+        (Kind::Posix, 6000, Mode::new(0o604), 1, None)
+    );
+    assert_eq!(p.attachers[0].pid, std::process::id() as i32);
+    drop(held);
+    sysv.remove().unwrap();
+    posix.remove().unwrap();
+}
+
+#[test]
+fn ftok_matches_the_c_library() {
+    let dir = std::env::temp_dir();
+    let script = format!(
+        "import ctypes; print(ctypes.CDLL(None).ftok(b'{}', 0x53))",
+        dir.display()
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output();
+    let Ok(out) = out else {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let from_c: i32 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(Key::ftok(&dir, 0x53).unwrap(), Key::SysV(from_c));
+}
