@@ -49,8 +49,8 @@ pub enum Command {
     },
     /// Create a segment, or open it if the key exists; print its id (System V) or name (POSIX)
     Create {
-        /// 0x1234, 4660, ftok:PATH:PROJ, /name, or `private` (or 0) for a new
-        /// System V segment reachable only by its id
+        /// 0x1234, 4660, ftok:PATH:PROJ, /name, or `private` (also IPC_PRIVATE
+        /// or 0) for a new System V segment reachable only by its id
         #[arg(value_name = "KEY", allow_negative_numbers = true)]
         key: String,
         /// Size in bytes; a K, M or G suffix multiplies by 1024, 1024² or 1024³
@@ -122,14 +122,11 @@ pub struct Targets {
     pub ids: Vec<i32>,
 }
 
-/// Parses a KEY as the library does, plus `private` for [`Key::PRIVATE`].
+/// Parses a KEY as the library does (`private` included).
 ///
 /// Text that can never be a key is a usage error (exit 2); a key that needs
 /// the system and fails (ftok of a missing file) is a runtime error.
 pub fn parse_key(text: &str) -> Result<Key, CliError> {
-    if text.eq_ignore_ascii_case("private") {
-        return Ok(Key::PRIVATE);
-    }
     text.parse().map_err(|err| match err {
         shmkit::Error::InvalidName { .. } | shmkit::Error::InvalidArgument(_) => {
             CliError::Usage(err.to_string())
@@ -214,6 +211,7 @@ mod tests {
     #[test]
     fn keys_include_private() {
         assert_eq!(parse_key("private").unwrap(), Key::PRIVATE);
+        assert_eq!(parse_key("IPC_PRIVATE").unwrap(), Key::PRIVATE);
         assert_eq!(parse_key("0").unwrap(), Key::PRIVATE);
         assert_eq!(parse_key("0x10").unwrap(), Key::SysV(16));
         assert!(matches!(parse_key("/a/b"), Err(CliError::Usage(_))));

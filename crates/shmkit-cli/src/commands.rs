@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 
-use shmkit::{Kind, Mode, ReadOnly, ReadWrite, Segment};
+use shmkit::{Mode, ReadOnly, ReadWrite, Segment};
 
 use crate::args::{parse_key, Target, Targets};
 use crate::error::CliError;
@@ -102,9 +102,8 @@ pub fn write(target: &Target, offset: u64, input: &mut impl Read) -> Result<(), 
         })?;
     if data.len() as u64 > room {
         return Err(CliError::Message(format!(
-            "standard input does not fit in {} at offset {offset}: the segment has {size} bytes, \
-             so at most {room} can be written there; nothing was written",
-            describe(&segment)
+            "standard input does not fit in segment {segment} at offset {offset}: the segment \
+             has {size} bytes, so at most {room} can be written there; nothing was written"
         )));
     }
     // The offset fits in usize: it is at most the mapping's length.
@@ -128,8 +127,7 @@ pub fn read(
     if len > room {
         return Err(CliError::Shmkit {
             context: Some(format!(
-                "cannot read {len} bytes at offset {offset} of {}",
-                describe(&segment)
+                "cannot read {len} bytes at offset {offset} of segment {segment}"
             )),
             source: shmkit::Error::OutOfBounds { offset, len, size },
         });
@@ -160,20 +158,7 @@ fn open(target: &Target) -> Result<Segment, CliError> {
 fn room_after(segment: &Segment, offset: u64, size: u64) -> Result<u64, CliError> {
     size.checked_sub(offset).ok_or_else(|| {
         CliError::Message(format!(
-            "offset {offset} is past the end of {}, which has {size} bytes",
-            describe(segment)
+            "offset {offset} is past the end of segment {segment}, which has {size} bytes"
         ))
     })
-}
-
-/// `segment 0x00001234 (id 5)`, `segment id 5` or `segment /name`, for
-/// messages.
-fn describe(segment: &Segment) -> String {
-    match (segment.kind(), segment.id()) {
-        (Kind::SysV, Some(id)) if segment.key() == shmkit::Key::PRIVATE => {
-            format!("segment id {id}")
-        }
-        (Kind::SysV, Some(id)) => format!("segment {} (id {id})", segment.key()),
-        _ => format!("segment {}", segment.key()),
-    }
 }

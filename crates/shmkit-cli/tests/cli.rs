@@ -333,6 +333,14 @@ fn private_key_creates_a_new_segment_each_time() {
     assert_eq!(stat["key"], "0x00000000");
     assert_eq!(stat["size"], 1024);
     failed(&shmkit(&["stat", "private"]), 1, "open it by id");
+    failed(
+        &shmkit(&["read", "--id", &first.0.to_string(), "--offset", "2000"]),
+        1,
+        &format!(
+            "offset 2000 is past the end of segment id {}, which has 1024 bytes",
+            first.0
+        ),
+    );
 
     // rm takes several segments at once.
     let (a, b) = (first.0.to_string(), second.0.to_string());
@@ -431,6 +439,14 @@ fn write_and_read_by_id() {
     succeeded(&shmkit_with_input(&["write", "--id", &id], b"by id"));
     let read = shmkit(&["read", "--id", &id, "--len", "5"]);
     assert_eq!(succeeded(&read), "by id");
+    failed(
+        &shmkit(&["read", "--id", &id, "--len", "33"]),
+        1,
+        &format!(
+            "cannot read 33 bytes at offset 0 of segment key {} (id {id}): ",
+            key.arg()
+        ),
+    );
 }
 
 fn writing_past_the_end_changes_nothing(key: TestKey) {
@@ -503,17 +519,99 @@ fn size_zero_is_refused() {
 fn sysv_size_over_the_limit_is_refused() {
     let key = TestKey::sysv();
     let output = shmkit(&["create", &key.arg(), "--size", "1000000000000000000"]);
-    // Refused either by shmkit's check against kernel.shmmax or, when shmmax
-    // is larger (the default), by the kernel: both messages name the size.
+    // Refused either by shmkit's check against kernel.shmmax and
+    // kernel.shmall, or, when those are larger (Linux's defaults are near
+    // 2^64), by the kernel, which cannot reserve that much memory.
     let message = failed(&output, 1, "1000000000000000000 bytes");
     assert!(
-        message.contains("over the limit") || message.contains("limits"),
+        message.contains("segment size of 1000000000000000000 bytes is over the limit of")
+            || message.contains(&format!(
+                "creating key {}: the kernel could not reserve 1000000000000000000 bytes of memory for it: ",
+                key.arg()
+            )),
         "{message}"
     );
     failed(
         &shmkit(&["stat", &key.arg()]),
         1,
         "no shared-memory segment",
+    );
+}
+
+/// Runs `script` with `sh` in a new IPC namespace (`unshare --ipc`), with
+/// `$1` the shmkit binary and `$P` the page size. The namespace has its own
+/// System V segments and limits, so the script may lower the limits; its
+/// segments vanish with it. `None` if this process may not make a namespace
+/// and set its limits (it needs root, and `/proc/sys` writable).
+fn in_new_ipc_namespace(script: &str) -> Option<(Output, u64)> {
+    let probe = "cat /proc/sys/kernel/shmmni > /proc/sys/kernel/shmmni";
+    let allowed = run("unshare", &["--ipc", "sh", "-c", probe], None);
+    if !allowed.status.success() {
+        return None;
+    }
+    let page = text(&run("getconf", &["PAGESIZE"], None).stdout);
+    let page: u64 = page.trim().parse().expect("getconf PAGESIZE");
+    let script = format!("P={page}; {script}");
+    Some((
+        run(
+            "unshare",
+            &["--ipc", "sh", "-c", &script, "sh", SHMKIT],
+            None,
+        ),
+        page,
+    ))
+}
+
+#[test]
+fn sysv_system_wide_limits_are_named() {
+    // One segment over kernel.shmall pages: refused before shmget.
+    let Some((output, page)) = in_new_ipc_namespace(
+        r#"echo 4 > /proc/sys/kernel/shmall && "$1" create 0x51 --size $((5 * P))"#,
+    ) else {
+        eprintln!(
+            "skipped: making an IPC namespace and setting its limits needs root (CI runs as root)"
+        );
+        return;
+    };
+    failed(
+        &output,
+        1,
+        &format!(
+            "segment size of {} bytes is over the limit of {} bytes",
+            5 * page,
+            4 * page
+        ),
+    );
+
+    // Each fits, both do not: shmget says ENOSPC, and shmkit says why.
+    let (output, _) = in_new_ipc_namespace(
+        r#"echo 4 > /proc/sys/kernel/shmall &&
+           "$1" create 0x51 --size $((2 * P)) >/dev/null &&
+           "$1" create 0x52 --size $((3 * P))"#,
+    )
+    .expect("a namespace");
+    failed(
+        &output,
+        1,
+        &format!(
+            "creating key 0x00000052 of {} bytes: the system-wide limit kernel.shmall is 4 pages \
+             of {page} bytes; segments use 2 already, and this one needs 3 more: ",
+            3 * page
+        ),
+    );
+
+    let (output, _) = in_new_ipc_namespace(
+        r#"echo 2 > /proc/sys/kernel/shmmni &&
+           "$1" create private --size 1K >/dev/null &&
+           "$1" create private --size 1K >/dev/null &&
+           "$1" create private --size 1K"#,
+    )
+    .expect("a namespace");
+    failed(
+        &output,
+        1,
+        "creating key 0x00000000 of 1024 bytes: the system-wide limit kernel.shmmni is 2 segments, \
+         and there are 2 already: ",
     );
 }
 

@@ -74,6 +74,64 @@ pub enum Error {
         /// The segment's size.
         size: u64,
     },
+    /// Bytes in shared memory that break the format: a peer wrote garbage,
+    /// or the segment is not what its name says.
+    #[error("corrupt shared memory: {0}")]
+    Corrupt(String),
+    /// A ring written by an incompatible version of shmkit.
+    #[error("ring {ring} has format version {found}; this shmkit reads version {expected}")]
+    VersionMismatch {
+        /// The ring's name.
+        ring: String,
+        /// The version in the segment.
+        found: u32,
+        /// The version this library speaks.
+        expected: u32,
+    },
+    /// The other endpoint's process died without closing the ring.
+    #[error("peer gone: the {peer} of ring {ring} (pid {pid}) died")]
+    PeerGone {
+        /// The ring's name.
+        ring: String,
+        /// `"producer"` or `"consumer"`.
+        peer: &'static str,
+        /// The dead process.
+        pid: u32,
+    },
+    /// The producer closed the ring and every message was received.
+    #[error("ring {ring} is closed")]
+    Closed {
+        /// The ring's name.
+        ring: String,
+    },
+    /// A `*_timeout` call waited its full time.
+    #[error("timed out after {after:?} waiting on ring {ring}")]
+    Timeout {
+        /// The ring's name.
+        ring: String,
+        /// How long it waited.
+        after: std::time::Duration,
+    },
+    /// A `try_*` call found the ring full.
+    #[error("ring {ring} is full: {needed} bytes needed, {free} free")]
+    Full {
+        /// The ring's name.
+        ring: String,
+        /// Bytes the message needs (record, padding and end marker).
+        needed: u64,
+        /// Bytes free now.
+        free: u64,
+    },
+    /// Another live process already holds this endpoint of the ring.
+    #[error("ring {ring} already has a {endpoint}: pid {pid}, still running")]
+    InUse {
+        /// The ring's name.
+        ring: String,
+        /// `"producer"` or `"consumer"`.
+        endpoint: &'static str,
+        /// The process that holds it.
+        pid: u32,
+    },
     /// Any other failure of a system call, with what was being done.
     #[error("{context}: {source}")]
     Os {

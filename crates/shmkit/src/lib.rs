@@ -44,7 +44,9 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod ring;
 pub mod segment;
+mod sync;
 mod sys;
 
 pub use error::{Access, Error, Result};

@@ -448,6 +448,32 @@ fn private_segments_are_new_each_time_and_found_by_id() {
 }
 
 #[test]
+fn segments_print_as_messages_name_them() {
+    let keys = unique_keys();
+    let _cleanups = keys.clone().map(Cleanup);
+    let sysv = Segment::create(&keys[0], 100, Mode::OWNER_ONLY).unwrap();
+    let id = sysv.id().unwrap();
+    assert_eq!(sysv.to_string(), format!("key {} (id {id})", keys[0]));
+    let posix = Segment::create(&keys[1], 100, Mode::OWNER_ONLY).unwrap();
+    assert_eq!(posix.to_string(), keys[1].to_string());
+
+    // Removed but still attached, the segment is found by id only, and the
+    // kernel reports its key as 0: it prints as a private segment does.
+    let held = sysv.attach(ReadOnly).unwrap();
+    sysv.remove().unwrap();
+    assert_eq!(
+        Segment::open_id(id).unwrap().to_string(),
+        format!("id {id}")
+    );
+    drop(held);
+
+    // The library's errors name segments the same way.
+    let err = sysv.attach(ReadOnly).unwrap_err();
+    assert!(err.to_string().contains(&sysv.to_string()), "{err}");
+    posix.remove().unwrap();
+}
+
+#[test]
 fn list_shows_both_kinds_with_their_state() {
     let keys = unique_keys();
     let _cleanups = keys.clone().map(Cleanup);

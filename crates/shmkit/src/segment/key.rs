@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 /// | text | key |
 /// |---|---|
 /// | `4660`, `0x1234`, `-1` | System V key (decimal or hex `key_t`) |
+/// | `private`, `IPC_PRIVATE`, `0` | [`Key::PRIVATE`] (the words in any case) |
 /// | `ftok:/some/path:7`, `ftok:/some/path:A` | [`Key::ftok`] of the path and project id |
 /// | `/name` | POSIX name (see [`Key::posix`]) |
 ///
@@ -28,6 +29,8 @@ use crate::error::{Error, Result};
 /// let key: Key = "0x1234".parse()?;
 /// assert_eq!(key, Key::SysV(0x1234));
 /// assert_eq!(key.to_string(), "0x00001234");
+///
+/// assert_eq!("private".parse::<Key>()?, Key::PRIVATE);
 ///
 /// let name: Key = "/orders".parse()?;
 /// assert_eq!(name.to_string(), "/orders");
@@ -92,6 +95,8 @@ impl Key {
         Ok(Key::SysV(key as i32))
     }
 
+    /// How messages name a key before there is a segment: `key 0x00001234`
+    /// or `/name` (see [`Segment`](super::Segment)'s `Display` for a segment).
     pub(crate) fn describe(&self) -> String {
         match self {
             Key::SysV(_) => format!("key {self}"),
@@ -118,6 +123,9 @@ impl FromStr for Key {
         if text.starts_with('/') {
             return Key::posix(text);
         }
+        if text.eq_ignore_ascii_case("private") || text.eq_ignore_ascii_case("IPC_PRIVATE") {
+            return Ok(Key::PRIVATE);
+        }
         if let Some(rest) = text.strip_prefix("ftok:") {
             let (path, proj) = rest.rsplit_once(':').ok_or_else(|| {
                 Error::InvalidArgument(format!("{text:?}: expected ftok:PATH:PROJ"))
@@ -139,7 +147,7 @@ impl FromStr for Key {
             .map(Key::SysV)
             .ok_or_else(|| {
                 Error::InvalidArgument(format!(
-                    "{text:?} is not a key: expected a number (decimal or 0x hex, 32 bits), ftok:PATH:PROJ, or a POSIX name starting with /"
+                    "{text:?} is not a key: expected a number (decimal or 0x hex, 32 bits), ftok:PATH:PROJ, private, or a POSIX name starting with /"
                 ))
             })
     }
@@ -228,6 +236,22 @@ mod tests {
         assert!("0x100000000".parse::<Key>().is_err());
         assert!("twelve".parse::<Key>().is_err());
         assert!("".parse::<Key>().is_err());
+    }
+
+    #[test]
+    fn parses_the_private_key_by_name() {
+        for text in ["private", "IPC_PRIVATE", "Private", "ipc_private"] {
+            assert_eq!(text.parse::<Key>().unwrap(), Key::PRIVATE, "{text:?}");
+        }
+        for bad in ["privat", "private ", "IPC-PRIVATE", "IPC_PRIVATE_"] {
+            let err = bad.parse::<Key>().unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument(_)), "{bad:?}: {err}");
+        }
+        // A POSIX name that spells the word is still a name.
+        assert_eq!(
+            "/private".parse::<Key>().unwrap(),
+            Key::posix("/private").unwrap()
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@ mod key;
 mod mode;
 mod stat;
 
+use std::fmt;
+use std::io;
 use std::os::fd::OwnedFd;
 
 pub use attachment::{AccessMode, Attachment, ReadOnly, ReadWrite};
@@ -27,7 +29,7 @@ pub use mode::Mode;
 pub use stat::{list, Kind, Mapping, Stat};
 
 use crate::error::{Access, Error, Result};
-use crate::sys::{self, posix, sysv};
+use crate::sys::{posix, procfs, sysv};
 
 /// A handle on one shared-memory segment: System V or POSIX.
 ///
@@ -85,10 +87,15 @@ impl Segment {
     /// # Errors
     ///
     /// - [`Error::InvalidArgument`] if `size` is 0.
-    /// - [`Error::TooLarge`] if `size` is over `kernel.shmmax` (System V) or
-    ///   the size of the `/dev/shm` file system (POSIX).
+    /// - [`Error::TooLarge`] if `size` is over `kernel.shmmax` or
+    ///   `kernel.shmall` pages (System V), or over the size of the `/dev/shm`
+    ///   file system (POSIX).
     /// - [`Error::AlreadyExists`] if the key is taken.
     /// - [`Error::PermissionDenied`] if this process may not create it.
+    /// - [`Error::Os`] if a System V segment would pass a system-wide limit
+    ///   (`kernel.shmall` pages in all segments together, `kernel.shmmni`
+    ///   segments), or the kernel cannot reserve the memory; the message says
+    ///   which.
     pub fn create(key: &Key, size: u64, mode: Mode) -> Result<Segment> {
         check_size(key, size)?;
         match key {
@@ -239,15 +246,6 @@ impl Segment {
         }
     }
 
-    /// How error messages name this segment: `key 0x…`, `id N`, or `/name`.
-    fn describe(&self) -> String {
-        match &self.object {
-            Object::SysV { key, id } if *key == sysv::IPC_PRIVATE => format!("id {id}"),
-            Object::SysV { key, id } => format!("{} (id {id})", Key::SysV(*key).describe()),
-            Object::Posix { name, .. } => name.to_string(),
-        }
-    }
-
     /// Maps the segment into this process: `attach(ReadWrite)` or
     /// `attach(ReadOnly)`.
     ///
@@ -267,13 +265,13 @@ impl Segment {
         match &self.object {
             Object::SysV { id, .. } => {
                 let addr = sysv::shmat(*id, !A::WRITABLE)
-                    .map_err(|e| Error::from_os(e, &self.describe(), asked))?;
+                    .map_err(|e| Error::from_os(e, &self.to_string(), asked))?;
                 let len = match sysv::stat(*id) {
                     Ok(ds) => ds.shm_segsz,
                     Err(e) => {
                         // SAFETY: `addr` is the attachment just made, unused yet.
                         let _ = unsafe { sysv::shmdt(addr) };
-                        return Err(Error::from_os(e, &self.describe(), asked));
+                        return Err(Error::from_os(e, &self.to_string(), asked));
                     }
                 };
                 // SAFETY: `addr` is a fresh shmat of a segment of `len` bytes,
@@ -330,7 +328,7 @@ impl Segment {
             }
             Object::Posix { fd, .. } => posix::set_mode(fd, mode.bits()),
         }
-        .map_err(|e| Error::from_os(e, &self.describe(), Access::SetMode))
+        .map_err(|e| Error::from_os(e, &self.to_string(), Access::SetMode))
     }
 
     /// Sets the owner uid and gid (`IPC_SET` or `fchown`). For System V the
@@ -343,7 +341,7 @@ impl Segment {
             }
             Object::Posix { fd, .. } => posix::set_owner(fd, uid, gid),
         }
-        .map_err(|e| Error::from_os(e, &self.describe(), Access::SetOwner))
+        .map_err(|e| Error::from_os(e, &self.to_string(), Access::SetOwner))
     }
 
     /// Removes the segment (`IPC_RMID` or `shm_unlink`).
@@ -357,7 +355,44 @@ impl Segment {
             Object::SysV { id, .. } => sysv::remove(*id),
             Object::Posix { name, .. } => posix::unlink(name.as_str()),
         }
-        .map_err(|e| Error::from_os(e, &self.describe(), Access::Remove))
+        .map_err(|e| Error::from_os(e, &self.to_string(), Access::Remove))
+    }
+}
+
+/// How messages name a segment: `key 0x00001234 (id 5)` for a System V
+/// segment with a key, `id 5` for a private (or removed) one, and `/name`
+/// for a POSIX one. The library's errors name segments this way.
+///
+/// # Example
+///
+/// ```
+/// use shmkit::{Key, Mode, Segment};
+///
+/// let private = Segment::create(&Key::PRIVATE, 100, Mode::OWNER_ONLY)?;
+/// let id = private.id().unwrap();
+/// assert_eq!(private.to_string(), format!("id {id}"));
+///
+/// let key = Key::SysV(0x5d00_0000 | (std::process::id() & 0xff_ffff) as i32);
+/// let keyed = Segment::create(&key, 100, Mode::OWNER_ONLY)?;
+/// let id = keyed.id().unwrap();
+/// assert_eq!(keyed.to_string(), format!("key {key} (id {id})")); // key 0x5d…
+///
+/// let name = Key::posix(&format!("/shmkit-doc-display-{}", std::process::id()))?;
+/// let posix = Segment::create(&name, 100, Mode::OWNER_ONLY)?;
+/// assert_eq!(posix.to_string(), name.to_string()); // /shmkit-doc-display-…
+///
+/// for segment in [private, keyed, posix] {
+///     segment.remove()?;
+/// }
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+impl fmt::Display for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.object {
+            Object::SysV { key, id } if *key == sysv::IPC_PRIVATE => write!(f, "id {id}"),
+            Object::SysV { key, id } => write!(f, "key {} (id {id})", Key::SysV(*key)),
+            Object::Posix { name, .. } => write!(f, "{name}"),
+        }
     }
 }
 
@@ -368,10 +403,13 @@ fn check_size(key: &Key, size: u64) -> Result<()> {
         )));
     }
     let limit = match key {
-        Key::SysV(_) => sys::procfs::sysv_max_size(),
-        Key::Posix(_) => posix::capacity(),
+        Key::SysV(_) => sysv_size_limit(
+            procfs::sysv_max_size().ok(),
+            procfs::sysv_max_total_pages().ok(),
+            page_size(),
+        ),
+        Key::Posix(_) => posix::capacity().unwrap_or(u64::MAX),
     }
-    .unwrap_or(u64::MAX)
     .min(isize::MAX as u64);
     if size > limit {
         return Err(Error::TooLarge {
@@ -383,22 +421,70 @@ fn check_size(key: &Key, size: u64) -> Result<()> {
     Ok(())
 }
 
-/// `shmget` says `EINVAL` both for sizes out of range and for an existing
-/// segment smaller than asked; `ENOSPC`/`ENOMEM` when the system is full.
-fn size_error(err: std::io::Error, key: &Key, size: u64, access: Access) -> Error {
+/// The largest System V segment the kernel's limits allow: `kernel.shmmax`
+/// bytes, and `kernel.shmall` pages, which bound all segments together and so
+/// each one. A limit that could not be read is left to the kernel to enforce.
+fn sysv_size_limit(max_size: Option<u64>, max_total_pages: Option<u64>, page_size: u64) -> u64 {
+    let max_total = max_total_pages.map_or(u64::MAX, |pages| pages.saturating_mul(page_size));
+    max_size.unwrap_or(u64::MAX).min(max_total)
+}
+
+fn page_size() -> u64 {
+    rustix::param::page_size() as u64
+}
+
+/// Turns `shmget`'s errors on creation into messages that say why:
+/// `EINVAL` is both a size out of range and an existing segment smaller
+/// than asked; `ENOSPC` is a system-wide limit reached; `ENOMEM` is memory
+/// the kernel could not reserve (its overcommit accounting said no).
+fn size_error(err: io::Error, key: &Key, size: u64, access: Access) -> Error {
+    let creating = key.describe();
     match err.raw_os_error() {
         Some(libc::EINVAL) => match Segment::open(key).and_then(|s| s.size()) {
             Ok(existing) if existing < size => smaller_than_asked(key, existing, size),
-            _ => Error::InvalidArgument(format!("the kernel refused a segment of {size} bytes for {}", key.describe())),
+            _ => Error::InvalidArgument(format!(
+                "the kernel refused a segment of {size} bytes for {creating}"
+            )),
         },
-        Some(libc::ENOSPC) | Some(libc::ENOMEM) => Error::Os {
+        Some(libc::ENOSPC) => Error::Os {
             context: format!(
-                "creating {} of {size} bytes: the system's shared-memory limits (kernel.shmall, kernel.shmmni) are reached",
-                key.describe()
+                "creating {creating} of {size} bytes: {}",
+                sysv_limit_reached(size)
             ),
             source: err,
         },
-        _ => Error::from_os(err, &key.describe(), access),
+        Some(libc::ENOMEM) => Error::Os {
+            context: format!(
+                "creating {creating}: the kernel could not reserve {size} bytes of memory for it"
+            ),
+            source: err,
+        },
+        _ => Error::from_os(err, &creating, access),
+    }
+}
+
+/// Which system-wide limit a `shmget` that failed with `ENOSPC` ran into,
+/// judged from the segments there are now: `kernel.shmmni` segments, or
+/// `kernel.shmall` pages in all segments together.
+fn sysv_limit_reached(size: u64) -> String {
+    let rows = procfs::sysv_rows().unwrap_or_default();
+    let page = page_size();
+    match (procfs::sysv_max_segments(), procfs::sysv_max_total_pages()) {
+        (Ok(max), _) if rows.len() as u64 >= max => format!(
+            "the system-wide limit kernel.shmmni is {max} segments, and there are {} already",
+            rows.len()
+        ),
+        (_, Ok(max)) => {
+            let used: u64 = rows.iter().map(|row| row.size.div_ceil(page)).sum();
+            format!(
+                "the system-wide limit kernel.shmall is {max} pages of {page} bytes; \
+                 segments use {used} already, and this one needs {} more",
+                size.div_ceil(page)
+            )
+        }
+        _ => "a system-wide limit is reached: kernel.shmall (pages in all segments \
+              together) or kernel.shmmni (the number of segments)"
+            .to_owned(),
     }
 }
 
@@ -437,4 +523,74 @@ fn create_posix(name: &PosixName, size: u64, mode: Mode) -> Result<Segment> {
             writable: true,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysv_size_limit_is_the_smaller_of_shmmax_and_shmall_pages() {
+        assert_eq!(sysv_size_limit(Some(1000), Some(1), 4096), 1000);
+        assert_eq!(sysv_size_limit(Some(1 << 40), Some(4), 4096), 4 * 4096);
+        assert_eq!(sysv_size_limit(None, Some(4), 4096), 4 * 4096);
+        assert_eq!(sysv_size_limit(Some(1000), None, 4096), 1000);
+        assert_eq!(sysv_size_limit(None, None, 4096), u64::MAX);
+        // Linux's defaults are near u64::MAX for both; pages × page size
+        // saturates instead of wrapping.
+        let default = 18_446_744_073_692_774_399;
+        assert_eq!(sysv_size_limit(Some(default), Some(default), 4096), default);
+    }
+
+    #[test]
+    fn check_size_applies_the_sysv_limits() {
+        let limit = sysv_size_limit(
+            procfs::sysv_max_size().ok(),
+            procfs::sysv_max_total_pages().ok(),
+            page_size(),
+        )
+        .min(isize::MAX as u64);
+        let err = check_size(&Key::PRIVATE, limit + 1).unwrap_err();
+        assert!(
+            matches!(err, Error::TooLarge { size, limit: l, .. } if size == limit + 1 && l == limit),
+            "{err}"
+        );
+        assert!(check_size(&Key::PRIVATE, 1).is_ok());
+    }
+
+    #[test]
+    fn enomem_says_the_memory_could_not_be_reserved() {
+        let err = size_error(
+            io::Error::from_raw_os_error(libc::ENOMEM),
+            &Key::SysV(0x1234),
+            1_000_000_000_000_000_000,
+            Access::Create,
+        );
+        let text = err.to_string();
+        assert!(text.starts_with(
+            "creating key 0x00001234: the kernel could not reserve 1000000000000000000 bytes of memory for it: "
+        ), "{text}");
+        assert!(!text.contains("limit"), "{text}");
+    }
+
+    #[test]
+    fn enospc_names_the_limit() {
+        let err = size_error(
+            io::Error::from_raw_os_error(libc::ENOSPC),
+            &Key::SysV(0x1234),
+            8192,
+            Access::Create,
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "creating key 0x00001234 of 8192 bytes: the system-wide limit kernel.shm"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("kernel.shmmni is") || text.contains("needs 2 more"),
+            "{text}"
+        );
+    }
 }

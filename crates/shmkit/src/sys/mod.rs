@@ -4,6 +4,8 @@
 //! C call it makes. Functions return [`std::io::Result`]; the layers above
 //! turn errnos into [`crate::Error`] with the segment's name attached.
 
+pub mod clock;
+pub mod futex;
 pub mod posix;
 pub mod procfs;
 pub mod sysv;

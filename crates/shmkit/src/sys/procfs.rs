@@ -97,6 +97,17 @@ pub fn sysv_max_size() -> io::Result<u64> {
     read_number("/proc/sys/kernel/shmmax")
 }
 
+/// The most pages all System V segments together may have, `kernel.shmall`.
+/// (Each segment counts its size rounded up to whole pages.)
+pub fn sysv_max_total_pages() -> io::Result<u64> {
+    read_number("/proc/sys/kernel/shmall")
+}
+
+/// The most System V segments there may be at once, `kernel.shmmni`.
+pub fn sysv_max_segments() -> io::Result<u64> {
+    read_number("/proc/sys/kernel/shmmni")
+}
+
 fn read_number(path: &str) -> io::Result<u64> {
     let text = fs::read_to_string(path)?;
     text.trim().parse().map_err(|_| {
@@ -105,6 +116,36 @@ fn read_number(path: &str) -> io::Result<u64> {
             format!("{path}: not a number: {text:?}"),
         )
     })
+}
+
+/// When the process started, in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`). With the pid it names one process for good: a pid is
+/// reused only by a process that starts later.
+pub fn process_start_time(pid: u32) -> io::Result<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) is in parentheses and may hold spaces and
+    // parentheses itself, so count fields from the last ')'.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(19))
+        .and_then(|field| field.parse().ok())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected /proc/{pid}/stat: {stat:?}"),
+            )
+        })
+}
+
+/// Whether the process has exited but not been reaped (state `Z` in
+/// `/proc/PID/stat`). A missing process is not a zombie.
+pub fn is_zombie(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
 
 /// The backing object of a shared mapping, as `/proc/PID/maps` names it.
@@ -226,6 +267,14 @@ mod tests {
             (1700000000, 1700000001, 1700000002)
         );
         assert_eq!((row.rss, row.swap), (4096, 0));
+    }
+
+    #[test]
+    fn reads_this_process_start_time() {
+        let ours = process_start_time(std::process::id()).unwrap();
+        assert!(ours > 0);
+        assert_eq!(process_start_time(std::process::id()).unwrap(), ours);
+        assert!(process_start_time(u32::MAX).is_err());
     }
 
     #[test]

@@ -1,0 +1,834 @@
+//! Single-producer single-consumer rings of variable-size messages between
+//! processes, in a POSIX shared-memory segment.
+//!
+//! A ring is found by name: [`Producer::open`] and [`Consumer::open`] create
+//! it if it does not exist yet, so either side may start first. Each end is
+//! held by one process at a time; a second producer or consumer gets
+//! [`Error::InUse`] while the first is alive, and takes over once it has
+//! died.
+//!
+//! Messages are byte strings of up to [`Producer::max_message`] bytes,
+//! delivered whole and in order. The producer copies in with
+//! [`send`](Producer::send) or writes in place through a
+//! [`grant`](Producer::grant); the consumer copies out with
+//! [`recv`](Consumer::recv) or reads in place through
+//! [`read`](Consumer::read).
+//!
+//! When the producer is dropped or [`close`](Producer::close)s, the consumer
+//! receives every message committed before, then [`Error::Closed`]. If the
+//! producer's process dies instead, the consumer receives every committed
+//! message, then [`Error::PeerGone`]; a producer waiting on a dead consumer
+//! gets [`Error::PeerGone`] too. Once both ends have left a closed, drained
+//! ring, its segment is removed; [`collect_garbage`] removes rings whose
+//! ends all died.
+//!
+//! The byte layout is in `docs/FORMAT.md`; the protocol's rules are listed
+//! in the source of `ring/protocol.rs`.
+//!
+//! # Example: a producer and a consumer
+//!
+//! ```
+//! use shmkit::ring::{Consumer, Producer};
+//!
+//! let name = format!("doc-example-{}", std::process::id());
+//! let mut producer = Producer::open(&name)?;
+//! let mut consumer = Consumer::open(&name)?; // usually another process
+//!
+//! producer.send(b"hello")?;
+//! let mut grant = producer.grant(5)?; // zero-copy: write in place
+//! grant.copy_from_slice(b"world");
+//! grant.commit();
+//! producer.close();
+//!
+//! let mut buf = [0u8; 64];
+//! let n = consumer.recv(&mut buf)?;
+//! assert_eq!(&buf[..n], b"hello");
+//! assert_eq!(&*consumer.read()?, b"world");
+//! assert!(matches!(consumer.recv(&mut buf), Err(shmkit::Error::Closed { .. })));
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+
+mod endpoint;
+mod layout;
+#[cfg(all(test, loom))]
+mod model;
+mod protocol;
+mod status;
+mod wait;
+
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+pub use status::{collect_garbage, list, status, EndpointStatus, RingStatus};
+pub use wait::Waiting;
+
+use crate::error::{Error, Result};
+use crate::segment::{AccessMode, Attachment, Key, Mode, ReadWrite, Segment};
+use crate::sync::Ordering;
+use layout::{Header, HEADER_SIZE, MAGIC, MAX_CAPACITY, MIN_CAPACITY, VERSION};
+use protocol::{ConsumerCursor, ProducerCursor, RingRef, Slot};
+use wait::Waiter;
+
+/// The POSIX name of a ring's segment is this prefix and the ring's name.
+pub const SEGMENT_PREFIX: &str = "/shmkit.ring.";
+
+/// How a ring is created and how an endpoint waits.
+///
+/// The capacity, maximum message and mode apply only when this call creates
+/// the ring; an existing ring keeps its own.
+///
+/// ```
+/// use shmkit::ring::{Options, Waiting};
+///
+/// let options = Options::default().capacity(1 << 16).waiting(Waiting::BusyPoll);
+/// assert_eq!(options.max_message_len(), (1 << 15) - 16);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Options {
+    capacity: u64,
+    max_message: Option<u64>,
+    mode: Mode,
+    waiting: Waiting,
+}
+
+impl Default for Options {
+    /// A 1 MiB data area, the largest messages it allows, mode 0600,
+    /// adaptive waiting.
+    fn default() -> Options {
+        Options {
+            capacity: 1 << 20,
+            max_message: None,
+            mode: Mode::OWNER_ONLY,
+            waiting: Waiting::Adaptive,
+        }
+    }
+}
+
+impl Options {
+    /// Bytes in the data area: a power of two from 4 KiB to 1 TiB.
+    pub fn capacity(mut self, bytes: u64) -> Options {
+        self.capacity = bytes;
+        self
+    }
+
+    /// The largest message, at most about half the capacity (the default).
+    pub fn max_message(mut self, bytes: u64) -> Options {
+        self.max_message = Some(bytes);
+        self
+    }
+
+    /// Permission bits of the ring's segment.
+    pub fn mode(mut self, mode: Mode) -> Options {
+        self.mode = mode;
+        self
+    }
+
+    /// How the endpoint waits when the ring is full or empty.
+    pub fn waiting(mut self, waiting: Waiting) -> Options {
+        self.waiting = waiting;
+        self
+    }
+
+    /// The largest message a ring made with these options carries.
+    pub fn max_message_len(&self) -> u64 {
+        self.max_message
+            .unwrap_or_else(|| layout::max_message_for(self.capacity))
+    }
+
+    fn validate(&self) -> Result<()> {
+        let c = self.capacity;
+        if !c.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&c) {
+            return Err(Error::InvalidArgument(format!(
+                "ring capacity must be a power of two from {MIN_CAPACITY} to {MAX_CAPACITY} bytes, not {c}"
+            )));
+        }
+        let limit = layout::max_message_for(c);
+        if self.max_message_len() > limit {
+            return Err(Error::TooLarge {
+                what: "maximum message",
+                size: self.max_message_len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The mapping of a ring and who this endpoint is; shared by both ends.
+#[derive(Debug)]
+struct Shared {
+    name: String,
+    ring: RingRef,
+    me: u64,
+    segment: Segment,
+    // Declared last so that it is unmapped after everything that points in.
+    _mapping: Attachment<ReadWrite>,
+}
+
+fn validate_name(name: &str) -> Result<Key> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !ok {
+        return Err(Error::InvalidArgument(format!(
+            "ring name {name:?} must be 1 to 200 letters, digits, '-', '_' or '.', not starting with '.'"
+        )));
+    }
+    Key::posix(&format!("{SEGMENT_PREFIX}{name}"))
+}
+
+impl Shared {
+    /// Opens the ring `name`, creating it with `options` if needed.
+    fn open(name: &str, options: &Options) -> Result<Shared> {
+        options.validate()?;
+        let key = validate_name(name)?;
+        let size = HEADER_SIZE + options.capacity;
+        let (segment, mapping) = match Segment::create(&key, size, options.mode) {
+            Ok(segment) => {
+                let mapping = segment.attach(ReadWrite)?;
+                // SAFETY: a fresh mapping of `size` > HEADER_SIZE bytes,
+                // page-aligned, hence a valid place for the atomics of a
+                // Header; nobody else has initialised it (we created it).
+                let header = unsafe { &*mapping.as_mut_ptr().cast::<Header>() };
+                let config = &header.config;
+                config.version.store(VERSION, Ordering::Relaxed);
+                config.capacity.store(options.capacity, Ordering::Relaxed);
+                config
+                    .max_message
+                    .store(options.max_message_len(), Ordering::Relaxed);
+                config.data_offset.store(HEADER_SIZE, Ordering::Relaxed);
+                // Release: publishes the configuration above; pairs with the
+                // Acquire in `wait_for_magic`.
+                config.magic.store(MAGIC, Ordering::Release);
+                (segment, mapping)
+            }
+            Err(Error::AlreadyExists { .. }) => {
+                let segment = Segment::open(&key)?;
+                let mapping = wait_for_magic(&segment, name)?;
+                (segment, mapping)
+            }
+            Err(other) => return Err(other),
+        };
+        let ring = validate_header(&mapping, name)?;
+        Ok(Shared {
+            name: name.to_owned(),
+            ring,
+            me: endpoint::this_process()?,
+            segment,
+            _mapping: mapping,
+        })
+    }
+
+    fn header(&self) -> &Header {
+        self.ring.header()
+    }
+
+    fn closed(&self) -> bool {
+        // Acquire: pairs with the Release in `Producer::close`, so every
+        // record committed before the close is visible to a later `peek`.
+        self.header().wait.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Gives up this end (`mine`), and removes the ring if that was the
+    /// last end of a closed ring with nothing left to read.
+    fn leave(&self, mine: &crate::sync::AtomicU64, other: &crate::sync::AtomicU64) {
+        endpoint::release(mine, self.me);
+        let header = self.header();
+        // SeqCst loads: see `endpoint::release`.
+        let finished = header.wait.closed.load(Ordering::SeqCst) != 0
+            && other.load(Ordering::SeqCst) == 0
+            && header.consumer.head.load(Ordering::SeqCst)
+                == header.producer.tail.load(Ordering::SeqCst);
+        if finished {
+            let _ = self.segment.remove();
+        }
+    }
+
+    /// For the consumer: `Err(Closed)` or `Err(PeerGone)` once no more
+    /// records can come, `Ok(())` while they can.
+    fn producer_finished(&self) -> Result<()> {
+        if self.closed() {
+            return Err(Error::Closed {
+                ring: self.name.clone(),
+            });
+        }
+        let producer = self.header().producer.owner.load(Ordering::Relaxed);
+        if producer != 0 && !endpoint::is_alive(producer) {
+            return Err(self.peer_gone("producer", producer));
+        }
+        Ok(())
+    }
+
+    /// For the producer: `Err(PeerGone)` if the consumer died.
+    fn consumer_died(&self) -> Result<()> {
+        let consumer = self.header().consumer.owner.load(Ordering::Relaxed);
+        if consumer != 0 && !endpoint::is_alive(consumer) {
+            return Err(self.peer_gone("consumer", consumer));
+        }
+        Ok(())
+    }
+
+    fn peer_gone(&self, peer: &'static str, owner: u64) -> Error {
+        Error::PeerGone {
+            ring: self.name.clone(),
+            peer,
+            pid: endpoint::pid_of(owner),
+        }
+    }
+}
+
+/// Waits (bounded) for the creator to size the segment and write the magic.
+fn wait_for_magic(segment: &Segment, name: &str) -> Result<Attachment<ReadWrite>> {
+    let give_up = Instant::now() + Duration::from_secs(5);
+    loop {
+        if segment.size()? >= HEADER_SIZE {
+            let mapping = segment.attach(ReadWrite)?;
+            // SAFETY: the mapping has at least HEADER_SIZE bytes and is page
+            // aligned; we only load from the atomic.
+            let header = unsafe { &*mapping.as_ptr().cast::<Header>() };
+            // Acquire: pairs with the creator's Release of the magic.
+            if header.config.magic.load(Ordering::Acquire) != 0 {
+                return Ok(mapping);
+            }
+        }
+        if Instant::now() >= give_up {
+            return Err(Error::Corrupt(format!(
+                "ring {name} was never initialised (its creator died?); remove it with `shmkit rm {SEGMENT_PREFIX}{name}`"
+            )));
+        }
+        // The creator is between shm_open and its first stores: microseconds.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Checks a ring header written by someone else and builds the view.
+fn validate_header(mapping: &Attachment<ReadWrite>, name: &str) -> Result<RingRef> {
+    let header = read_header(mapping, name)?;
+    let config = &header.config;
+    let capacity = config.capacity.load(Ordering::Relaxed);
+    let max_message = config.max_message.load(Ordering::Relaxed);
+    // SAFETY: read_header checked that the data area is inside the mapping.
+    let data = unsafe { NonNull::new_unchecked(mapping.as_mut_ptr().add(HEADER_SIZE as usize)) };
+    let header = NonNull::from(header);
+    // SAFETY: header and data point into `mapping`, which the Shared that
+    // owns this view keeps alive; the data area has `capacity` bytes after
+    // a page-aligned start plus 512, so it is 8-aligned; read_header
+    // validated capacity and max_message.
+    Ok(unsafe { RingRef::new(header, data, capacity, max_message) })
+}
+
+/// The header of a ring mapping, with its configuration validated: magic,
+/// version, flags, capacity, data offset and maximum message.
+fn read_header<'m, A: AccessMode>(mapping: &'m Attachment<A>, name: &str) -> Result<&'m Header> {
+    let corrupt = |what: String| Error::Corrupt(format!("ring {name}: {what}"));
+    let len = mapping.len() as u64;
+    if len < HEADER_SIZE {
+        return Err(corrupt(format!(
+            "segment of {len} bytes is smaller than the header"
+        )));
+    }
+    // SAFETY: at least HEADER_SIZE bytes, page aligned; only atomics inside.
+    let header = unsafe { &*mapping.as_ptr().cast::<Header>() };
+    let config = &header.config;
+    // Acquire: pairs with the creator's Release of the magic.
+    let magic = config.magic.load(Ordering::Acquire);
+    if magic != MAGIC {
+        return Err(corrupt(format!(
+            "magic {magic:#018x} is not a shmkit ring's"
+        )));
+    }
+    let version = config.version.load(Ordering::Relaxed);
+    if version != VERSION {
+        return Err(Error::VersionMismatch {
+            ring: name.to_owned(),
+            found: version,
+            expected: VERSION,
+        });
+    }
+    let flags = config.flags.load(Ordering::Relaxed);
+    let capacity = config.capacity.load(Ordering::Relaxed);
+    let max_message = config.max_message.load(Ordering::Relaxed);
+    let data_offset = config.data_offset.load(Ordering::Relaxed);
+    if flags != 0 {
+        return Err(corrupt(format!("unknown flags {flags:#x}")));
+    }
+    if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+        return Err(corrupt(format!(
+            "capacity {capacity} is not a power of two in range"
+        )));
+    }
+    if data_offset != HEADER_SIZE || HEADER_SIZE + capacity > len {
+        return Err(corrupt(format!(
+            "data area at {data_offset} of {capacity} bytes does not fit the segment's {len}"
+        )));
+    }
+    if max_message > layout::max_message_for(capacity) {
+        return Err(corrupt(format!(
+            "maximum message {max_message} is too large for capacity {capacity}"
+        )));
+    }
+    Ok(header)
+}
+
+/// The sending end of a ring.
+///
+/// Dropping it closes the stream: the consumer gets every message sent,
+/// then [`Error::Closed`].
+#[derive(Debug)]
+pub struct Producer {
+    cursor: ProducerCursor,
+    waiter: Waiter,
+    shared: Shared,
+}
+
+impl Producer {
+    /// Opens (or creates) ring `name` as its producer, with default
+    /// [`Options`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InUse`] if a live process is the producer already;
+    /// [`Error::Closed`] if the ring's producer closed it and the consumer
+    /// has not finished reading; [`Error::Corrupt`] or
+    /// [`Error::VersionMismatch`] if the segment is not a ring this library
+    /// can read; [`Error::InvalidArgument`] for a bad name.
+    pub fn open(name: &str) -> Result<Producer> {
+        Producer::open_with(name, &Options::default())
+    }
+
+    /// Opens (or creates) ring `name` as its producer.
+    pub fn open_with(name: &str, options: &Options) -> Result<Producer> {
+        let shared = Shared::open(name, options)?;
+        let header = shared.header();
+        if shared.closed() {
+            return Err(Error::Closed {
+                ring: name.to_owned(),
+            });
+        }
+        endpoint::claim(&header.producer.owner, shared.me, name, "producer")?;
+        // Acquire: pairs with the consumer's Release of `head`.
+        let head = header.consumer.head.load(Ordering::Acquire);
+        // After a crash the published tail may lag the records; after a
+        // clean hand-over this finds it exact at once.
+        let published = header.producer.tail.load(Ordering::Relaxed);
+        let tail = match shared.ring.recover_tail(published, head) {
+            Ok(tail) => tail,
+            Err(err) => {
+                endpoint::release(&header.producer.owner, shared.me);
+                return Err(err);
+            }
+        };
+        header.producer.tail.store(tail, Ordering::Relaxed);
+        Ok(Producer {
+            cursor: ProducerCursor {
+                tail,
+                cached_head: head,
+            },
+            waiter: Waiter::new(options.waiting),
+            shared,
+        })
+    }
+
+    /// The ring's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The largest message this ring carries.
+    pub fn max_message(&self) -> usize {
+        self.shared.ring.max_message() as usize
+    }
+
+    /// Bytes in the ring's data area.
+    pub fn capacity(&self) -> usize {
+        self.shared.ring.capacity() as usize
+    }
+
+    /// Sends one message, waiting while the ring is full.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] if longer than [`max_message`](Producer::max_message);
+    /// [`Error::PeerGone`] if the consumer died while the ring was full.
+    pub fn send(&mut self, message: &[u8]) -> Result<()> {
+        self.grant(message.len())?.fill_and_commit(message);
+        Ok(())
+    }
+
+    /// Sends one message if there is room now, else [`Error::Full`].
+    pub fn try_send(&mut self, message: &[u8]) -> Result<()> {
+        self.try_grant(message.len())?.fill_and_commit(message);
+        Ok(())
+    }
+
+    /// Sends one message, waiting at most `timeout` for room
+    /// ([`Error::Timeout`] after that).
+    pub fn send_timeout(&mut self, message: &[u8], timeout: Duration) -> Result<()> {
+        self.grant_timeout(message.len(), timeout)?
+            .fill_and_commit(message);
+        Ok(())
+    }
+
+    /// Reserves `len` bytes in the ring to write a message in place,
+    /// waiting while the ring is full. Nothing is visible to the consumer
+    /// until [`WriteGrant::commit`].
+    pub fn grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
+        self.grant_until(len, None)
+    }
+
+    /// [`grant`](Producer::grant) if there is room now, else [`Error::Full`].
+    pub fn try_grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
+        match self.shared.ring.reserve(&mut self.cursor, len as u64)? {
+            Some(slot) => Ok(WriteGrant {
+                producer: self,
+                slot,
+            }),
+            None => {
+                let used = self.cursor.tail.wrapping_sub(self.cursor.cached_head);
+                Err(Error::Full {
+                    ring: self.shared.name.clone(),
+                    needed: layout::record_size(len as u64) + layout::RECORD_HEADER,
+                    free: self.shared.ring.capacity().saturating_sub(used),
+                })
+            }
+        }
+    }
+
+    /// [`grant`](Producer::grant), waiting at most `timeout`.
+    pub fn grant_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGrant<'_>> {
+        self.grant_until(len, Some(Instant::now() + timeout))
+    }
+
+    fn grant_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<WriteGrant<'_>> {
+        let shared = &self.shared;
+        let cursor = &mut self.cursor;
+        let header = shared.header();
+        let slot = self.waiter.wait(
+            &header.wait.producer_sleeping,
+            &header.wait.woken_at,
+            deadline,
+            &shared.name,
+            || shared.ring.reserve(cursor, len as u64),
+            || shared.consumer_died(),
+        )?;
+        Ok(WriteGrant {
+            producer: self,
+            slot,
+        })
+    }
+
+    /// Closes the stream: the consumer receives what was sent, then
+    /// [`Error::Closed`]. Dropping the producer does the same.
+    pub fn close(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        let header = self.shared.header();
+        // Release: every commit happens before the close is seen; pairs
+        // with the Acquire in `Shared::closed`. (SeqCst for `Shared::leave`.)
+        header.wait.closed.store(1, Ordering::SeqCst);
+        self.shared.ring.wake_consumer();
+        self.shared
+            .leave(&header.producer.owner, &header.consumer.owner);
+    }
+}
+
+/// Space reserved in the ring for one message, written in place.
+///
+/// Dereferences to the reserved bytes (`&mut [u8]`, which only this
+/// producer may touch until the commit). [`commit`](WriteGrant::commit)
+/// publishes them; dropping the grant or calling
+/// [`abort`](WriteGrant::abort) discards them.
+#[must_use = "a grant that is not committed sends nothing"]
+#[derive(Debug)]
+pub struct WriteGrant<'a> {
+    producer: &'a mut Producer,
+    slot: Slot,
+}
+
+impl WriteGrant<'_> {
+    /// Publishes the whole reserved length as one message.
+    pub fn commit(self) {
+        let len = self.slot.len as usize;
+        self.commit_len(len);
+    }
+
+    /// Publishes the first `len` bytes as one message (the rest of the
+    /// reservation is given back).
+    ///
+    /// # Panics
+    ///
+    /// If `len` is more than was granted.
+    pub fn commit_len(self, len: usize) {
+        assert!(
+            len as u64 <= self.slot.len,
+            "commit_len({len}) of a grant of {} bytes",
+            self.slot.len
+        );
+        let producer = &mut *self.producer;
+        producer
+            .shared
+            .ring
+            .commit(&mut producer.cursor, self.slot, len as u64);
+    }
+
+    /// Discards the reservation; the consumer sees nothing.
+    pub fn abort(self) {}
+
+    fn fill_and_commit(mut self, message: &[u8]) {
+        self.copy_from_slice(message);
+        self.commit();
+    }
+}
+
+impl Deref for WriteGrant<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the slot lies inside the data area (reserve checked it)
+        // and belongs to this producer until committed (rule 2): no other
+        // process reads or writes it meanwhile.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.producer.shared.ring.payload(self.slot),
+                self.slot.len as usize,
+            )
+        }
+    }
+}
+
+impl DerefMut for WriteGrant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.producer.shared.ring.payload(self.slot),
+                self.slot.len as usize,
+            )
+        }
+    }
+}
+
+/// The receiving end of a ring.
+#[derive(Debug)]
+pub struct Consumer {
+    cursor: ConsumerCursor,
+    waiter: Waiter,
+    shared: Shared,
+}
+
+impl Consumer {
+    /// Opens (or creates) ring `name` as its consumer, with default
+    /// [`Options`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InUse`] if a live process is the consumer already;
+    /// [`Error::Corrupt`] or [`Error::VersionMismatch`] if the segment is not
+    /// a ring this library can read; [`Error::InvalidArgument`] for a bad
+    /// name.
+    pub fn open(name: &str) -> Result<Consumer> {
+        Consumer::open_with(name, &Options::default())
+    }
+
+    /// Opens (or creates) ring `name` as its consumer.
+    pub fn open_with(name: &str, options: &Options) -> Result<Consumer> {
+        let shared = Shared::open(name, options)?;
+        let header = shared.header();
+        endpoint::claim(&header.consumer.owner, shared.me, name, "consumer")?;
+        let head = header.consumer.head.load(Ordering::Acquire);
+        Ok(Consumer {
+            cursor: ConsumerCursor { head },
+            waiter: Waiter::new(options.waiting),
+            shared,
+        })
+    }
+
+    /// The ring's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The largest message this ring carries.
+    pub fn max_message(&self) -> usize {
+        self.shared.ring.max_message() as usize
+    }
+
+    /// Receives one message into `buf`, waiting while the ring is empty;
+    /// returns its length.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the producer closed and everything was read;
+    /// [`Error::PeerGone`] once the producer died and everything it
+    /// committed was read; [`Error::TooLarge`] if `buf` is shorter than the
+    /// message (which stays in the ring); [`Error::Corrupt`] for a bad record.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let slot = self.next_until(None)?;
+        self.copy_out(slot, buf)
+    }
+
+    /// [`recv`](Consumer::recv) if a message is there now; `Ok(None)` if not.
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>> {
+        match self.try_next()? {
+            Some(slot) => self.copy_out(slot, buf).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// [`recv`](Consumer::recv), waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        let slot = self.next_until(Some(Instant::now() + timeout))?;
+        self.copy_out(slot, buf)
+    }
+
+    /// The next message, read in place, waiting while the ring is empty.
+    /// Its space is handed back when the grant is dropped or released.
+    pub fn read(&mut self) -> Result<ReadGrant<'_>> {
+        let slot = self.next_until(None)?;
+        Ok(ReadGrant {
+            consumer: self,
+            slot,
+        })
+    }
+
+    /// [`read`](Consumer::read) if a message is there now.
+    pub fn try_read(&mut self) -> Result<Option<ReadGrant<'_>>> {
+        Ok(self.try_next()?.map(|slot| ReadGrant {
+            consumer: self,
+            slot,
+        }))
+    }
+
+    /// [`read`](Consumer::read), waiting at most `timeout`.
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_>> {
+        let slot = self.next_until(Some(Instant::now() + timeout))?;
+        Ok(ReadGrant {
+            consumer: self,
+            slot,
+        })
+    }
+
+    /// Hands every message that is in the ring now to `f`, in order, then
+    /// gives their space back in one step; returns how many there were.
+    /// Does not wait: `Ok(0)` when the ring is empty.
+    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> Result<usize> {
+        let mut count = 0;
+        while let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
+            // SAFETY: a committed record inside the data area (peek checked
+            // it), which the producer leaves alone until we release it.
+            f(unsafe {
+                std::slice::from_raw_parts(self.shared.ring.payload(slot), slot.len as usize)
+            });
+            self.shared.ring.release(&mut self.cursor, slot);
+            count += 1;
+        }
+        if count > 0 {
+            self.shared.ring.wake_producer();
+        }
+        Ok(count)
+    }
+
+    fn copy_out(&mut self, slot: Slot, buf: &mut [u8]) -> Result<usize> {
+        let len = slot.len as usize;
+        if len > buf.len() {
+            return Err(Error::TooLarge {
+                what: "message",
+                size: slot.len,
+                limit: buf.len() as u64,
+            });
+        }
+        // SAFETY: as in `drain`; `buf` is our own memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.shared.ring.payload(slot), buf.as_mut_ptr(), len)
+        };
+        self.shared.ring.release(&mut self.cursor, slot);
+        self.shared.ring.wake_producer();
+        Ok(len)
+    }
+
+    fn try_next(&mut self) -> Result<Option<Slot>> {
+        if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
+            return Ok(Some(slot));
+        }
+        match self.shared.producer_finished() {
+            Ok(()) => Ok(None),
+            // Whatever was committed before the end is still delivered.
+            Err(end) => self
+                .shared
+                .ring
+                .peek(&mut self.cursor)?
+                .map(Some)
+                .ok_or(end),
+        }
+    }
+
+    fn next_until(&mut self, deadline: Option<Instant>) -> Result<Slot> {
+        let shared = &self.shared;
+        let cursor = &mut self.cursor;
+        let header = shared.header();
+        self.waiter.wait(
+            &header.wait.consumer_sleeping,
+            &header.wait.woken_at,
+            deadline,
+            &shared.name,
+            || shared.ring.peek(cursor),
+            || shared.producer_finished(),
+        )
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let header = self.shared.header();
+        self.shared
+            .leave(&header.consumer.owner, &header.producer.owner);
+    }
+}
+
+/// One message, read in place. Dereferences to its bytes; dropping it (or
+/// [`release`](ReadGrant::release)) hands its space back to the producer.
+#[must_use = "dropping a read grant at once discards the message"]
+#[derive(Debug)]
+pub struct ReadGrant<'a> {
+    consumer: &'a mut Consumer,
+    slot: Slot,
+}
+
+impl ReadGrant<'_> {
+    /// Hands the message's space back to the producer.
+    pub fn release(self) {}
+}
+
+impl Deref for ReadGrant<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: a committed record inside the data area (peek checked it);
+        // the producer does not write it until we release it (rule 2).
+        unsafe {
+            std::slice::from_raw_parts(
+                self.consumer.shared.ring.payload(self.slot),
+                self.slot.len as usize,
+            )
+        }
+    }
+}
+
+impl Drop for ReadGrant<'_> {
+    fn drop(&mut self) {
+        let consumer = &mut *self.consumer;
+        consumer
+            .shared
+            .ring
+            .release(&mut consumer.cursor, self.slot);
+        consumer.shared.ring.wake_producer();
+    }
+}

@@ -1,0 +1,366 @@
+//! The ring protocol: how the producer writes records and the consumer reads
+//! them, over a header and a data area in memory both can write.
+//!
+//! # Rules
+//!
+//! 1. Positions are byte counts since the ring was created (`u64`, never
+//!    wrapping in practice); a position's offset in the data area is
+//!    `position & (capacity - 1)`, and the capacity is a power of two.
+//! 2. The consumer owns the bytes from `head` to the producer's last commit;
+//!    the producer owns the rest, from its tail up to `head + capacity`. Each
+//!    side writes only what it owns, so payload bytes need no atomics.
+//! 3. A record starts at a multiple of 8 with one 8-byte word: payload length
+//!    in the low 32 bits, type in the high 32 (0 empty, 1 message, 2 padding).
+//!    The payload follows; the record's size is rounded up to 8.
+//! 4. The producer commits a record by storing its word with Release, after
+//!    writing the payload and after storing an empty word where the next
+//!    record will start. So the word at the producer's tail is always empty,
+//!    and the consumer never mistakes an old lap's bytes for a record.
+//!    (The producer keeps 8 bytes free for that word: it never fills the
+//!    ring completely.)
+//! 5. A record never wraps. When it does not fit before the end of the data
+//!    area, the producer first commits a padding record to the end, and the
+//!    record starts at offset 0.
+//! 6. The consumer reads the word at `head` with Acquire, validates it (a
+//!    corrupt word is an error, never an out-of-bounds read), reads the
+//!    payload, then stores the new `head` with Release, handing the space
+//!    back.
+//! 7. The producer keeps a cached copy of `head` and reloads it (Acquire)
+//!    only when the copy shows too little space.
+//! 8. A side that waits sets its `*_sleeping` word to 1, issues a SeqCst
+//!    fence, checks once more, and sleeps on the word with a futex. The other
+//!    side, after publishing (rule 4 or 6), issues a SeqCst fence and makes a
+//!    wake-up system call only if that word is 1. The two fences order each
+//!    side's store before its load, so at least one side sees the other's
+//!    store: either the waiter sees the new record or space, or the
+//!    publisher sees the waiter (Dekker's pattern; the futex re-checks the
+//!    word under the kernel's lock, so a wake between check and sleep is not
+//!    lost).
+
+use std::ptr::NonNull;
+
+use super::layout::{
+    record_size, record_word, split_record_word, Header, KIND_EMPTY, KIND_MESSAGE, KIND_PADDING,
+    RECORD_HEADER,
+};
+use crate::error::{Error, Result};
+use crate::sync::{fence, futex_wake, AtomicU32, AtomicU64, Ordering};
+
+/// A view of one ring: its header and data area, with the configuration
+/// validated once when the ring was opened.
+///
+/// # Invariants
+///
+/// `header` and `data` point into a mapping that outlives this value (the
+/// endpoint that owns it also owns the mapping); `data` has `capacity`
+/// bytes, 8-byte aligned; `capacity` is a power of two and
+/// `max_message <= layout::max_message_for(capacity)`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RingRef {
+    header: NonNull<Header>,
+    data: NonNull<u8>,
+    capacity: u64,
+    max_message: u64,
+    /// The data area as 8-byte words, where record words are. The same
+    /// address as `data`, except in the loom model, whose atomics are not 8
+    /// bytes wide and so live in an array of their own.
+    words: NonNull<AtomicU64>,
+}
+
+// SAFETY: the view only reaches shared memory through atomics and through
+// regions that rule 2 gives to one side at a time; which thread of the
+// process holds it does not matter.
+unsafe impl Send for RingRef {}
+
+/// Where a reserved record is: its position and payload length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Slot {
+    pub position: u64,
+    pub len: u64,
+}
+
+/// The producer's private state (rule 7).
+#[derive(Debug)]
+pub(crate) struct ProducerCursor {
+    pub tail: u64,
+    pub cached_head: u64,
+}
+
+/// The consumer's private state.
+#[derive(Debug)]
+pub(crate) struct ConsumerCursor {
+    pub head: u64,
+}
+
+impl RingRef {
+    /// # Safety
+    ///
+    /// - `header` and `data` are valid for the lifetime of every copy of the
+    ///   returned value, `data` for `capacity` bytes and 8-byte aligned.
+    /// - `capacity` is a power of two and `max_message <=
+    ///   layout::max_message_for(capacity)`.
+    pub(crate) unsafe fn new(
+        header: NonNull<Header>,
+        data: NonNull<u8>,
+        capacity: u64,
+        max_message: u64,
+    ) -> RingRef {
+        RingRef {
+            header,
+            data,
+            capacity,
+            max_message,
+            words: data.cast(),
+        }
+    }
+
+    /// The loom model's ring: `words` has `capacity / 8` atomics.
+    ///
+    /// # Safety
+    ///
+    /// As for `new`, and `words` is valid as long as `header`.
+    #[cfg(loom)]
+    pub(crate) unsafe fn new_model(
+        header: NonNull<Header>,
+        data: NonNull<u8>,
+        words: NonNull<AtomicU64>,
+        capacity: u64,
+        max_message: u64,
+    ) -> RingRef {
+        RingRef {
+            header,
+            data,
+            capacity,
+            max_message,
+            words,
+        }
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: valid for our lifetime (type invariant); every field is an
+        // atomic, so a shared reference is sound while other processes write.
+        unsafe { self.header.as_ref() }
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    pub(crate) fn max_message(&self) -> u64 {
+        self.max_message
+    }
+
+    fn offset(&self, position: u64) -> u64 {
+        position & (self.capacity - 1)
+    }
+
+    /// The record word at `position`.
+    fn word(&self, position: u64) -> &AtomicU64 {
+        let index = self.offset(position) / 8;
+        // SAFETY: offset < capacity and is a multiple of 8 (positions are,
+        // rule 3), and `words` is the 8-aligned data area (or the model's
+        // array of capacity / 8 atomics), so this is an atomic inside it;
+        // record words are only ever accessed atomically.
+        unsafe { &*self.words.as_ptr().add(index as usize) }
+    }
+
+    /// The payload bytes of the record at `slot`.
+    pub(crate) fn payload(&self, slot: Slot) -> *mut u8 {
+        let offset = self.offset(slot.position) + RECORD_HEADER;
+        debug_assert!(offset + slot.len <= self.capacity);
+        // SAFETY: slots come from reserve or peek, which check that the
+        // record lies inside the data area.
+        unsafe { self.data.as_ptr().add(offset as usize) }
+    }
+
+    /// Bytes the producer may still use, from its view of `head`. Errors if
+    /// the consumer's `head` is impossible (rule 2: it is never ahead of the
+    /// tail nor more than a capacity behind).
+    fn free(&self, cursor: &ProducerCursor) -> Result<u64> {
+        let used = cursor.tail.wrapping_sub(cursor.cached_head);
+        if used > self.capacity {
+            return Err(Error::Corrupt(format!(
+                "ring head {} is not within {} bytes before tail {}",
+                cursor.cached_head, self.capacity, cursor.tail
+            )));
+        }
+        Ok(self.capacity - used)
+    }
+
+    /// Reserves room for a record of `len` payload bytes at the producer's
+    /// tail, committing a padding record first if it would wrap (rule 5).
+    /// `Ok(None)` when the ring is too full for now.
+    pub(crate) fn reserve(&self, cursor: &mut ProducerCursor, len: u64) -> Result<Option<Slot>> {
+        if len > self.max_message {
+            return Err(Error::TooLarge {
+                what: "message",
+                size: len,
+                limit: self.max_message,
+            });
+        }
+        let size = record_size(len);
+        let to_end = self.capacity - self.offset(cursor.tail);
+        let padding = if size > to_end { to_end } else { 0 };
+        // Rule 4: keep room for the empty word after the record.
+        let needed = padding + size + RECORD_HEADER;
+        if self.free(cursor)? < needed {
+            // Rule 7. Acquire: pairs with the consumer's Release of `head`
+            // in `release`, so its reads of the freed bytes are done before
+            // we overwrite them.
+            cursor.cached_head = self.header().consumer.head.load(Ordering::Acquire);
+            if self.free(cursor)? < needed {
+                return Ok(None);
+            }
+        }
+        if padding > 0 {
+            // Rule 4 for the padding: the word at offset 0 must read empty
+            // before the padding that leads to it is visible.
+            self.word(cursor.tail + padding).store(0, Ordering::Relaxed);
+            let word = record_word((padding - RECORD_HEADER) as u32, KIND_PADDING);
+            // Release: publishes the empty word at offset 0; pairs with the
+            // Acquire in `peek`.
+            self.word(cursor.tail).store(word, Ordering::Release);
+            cursor.tail += padding;
+        }
+        Ok(Some(Slot {
+            position: cursor.tail,
+            len,
+        }))
+    }
+
+    /// Commits a record reserved at the tail, with `len` payload bytes
+    /// written (at most the reserved length), and wakes a sleeping consumer.
+    pub(crate) fn commit(&self, cursor: &mut ProducerCursor, slot: Slot, len: u64) {
+        debug_assert!(slot.position == cursor.tail && len <= slot.len);
+        let next = slot.position + record_size(len);
+        // Rule 4: the next record's word reads empty before this one is seen.
+        self.word(next).store(0, Ordering::Relaxed);
+        // Release: publishes the payload and the empty word after it; pairs
+        // with the Acquire load of the word in `peek`.
+        self.word(slot.position)
+            .store(record_word(len as u32, KIND_MESSAGE), Ordering::Release);
+        cursor.tail = next;
+        let producer = &self.header().producer;
+        // Relaxed: the tail and the count are for `stat` and for a producer
+        // taking over after a crash, which re-reads the records themselves.
+        producer.tail.store(next, Ordering::Relaxed);
+        producer
+            .sent
+            .store(producer.sent.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        self.wake_if_sleeping(&self.header().wait.consumer_sleeping);
+    }
+
+    /// What the word at `position` says, validated (rule 6).
+    fn record_at(&self, position: u64) -> Result<Record> {
+        // Acquire: pairs with the Release in `commit` (and in `reserve` for
+        // padding), so the payload is visible before it is read.
+        let word = self.word(position).load(Ordering::Acquire);
+        let (len, kind) = split_record_word(word);
+        let len = u64::from(len);
+        let offset = self.offset(position);
+        match kind {
+            KIND_EMPTY if len == 0 => Ok(Record::Empty),
+            KIND_MESSAGE if len <= self.max_message && offset + record_size(len) <= self.capacity => {
+                Ok(Record::Message(Slot { position, len }))
+            }
+            KIND_PADDING if offset + RECORD_HEADER + len == self.capacity => {
+                Ok(Record::Padding { next: position + RECORD_HEADER + len })
+            }
+            _ => Err(Error::Corrupt(format!(
+                "record word {word:#018x} at position {position} (offset {offset}) is not a valid record"
+            ))),
+        }
+    }
+
+    /// The next message at the consumer's head, skipping padding.
+    /// `Ok(None)` when nothing is committed yet.
+    pub(crate) fn peek(&self, cursor: &mut ConsumerCursor) -> Result<Option<Slot>> {
+        loop {
+            match self.record_at(cursor.head)? {
+                Record::Empty => return Ok(None),
+                Record::Message(slot) => return Ok(Some(slot)),
+                Record::Padding { next } => self.advance(cursor, next, 0),
+            }
+        }
+    }
+
+    /// Hands the space of a read message back to the producer.
+    pub(crate) fn release(&self, cursor: &mut ConsumerCursor, slot: Slot) {
+        debug_assert_eq!(slot.position, cursor.head);
+        self.advance(cursor, slot.position + record_size(slot.len), 1);
+    }
+
+    /// Moves `head` to `new_head` after `messages` messages were read.
+    fn advance(&self, cursor: &mut ConsumerCursor, new_head: u64, messages: u64) {
+        cursor.head = new_head;
+        let consumer = &self.header().consumer;
+        // Release: our reads of the freed bytes happen before the producer
+        // reuses them; pairs with the Acquire reload of `head` in `reserve`.
+        consumer.head.store(new_head, Ordering::Release);
+        if messages > 0 {
+            consumer.received.store(
+                consumer.received.load(Ordering::Relaxed) + messages,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Wakes a producer that sleeps for space; called after `release`s.
+    pub(crate) fn wake_producer(&self) {
+        self.wake_if_sleeping(&self.header().wait.producer_sleeping);
+    }
+
+    /// Wakes a consumer that sleeps for records (after a close, say).
+    pub(crate) fn wake_consumer(&self) {
+        self.wake_if_sleeping(&self.header().wait.consumer_sleeping);
+    }
+
+    /// The publishing half of rule 8.
+    fn wake_if_sleeping(&self, sleeping: &AtomicU32) {
+        // SeqCst fence: orders our publishing store (the record word or
+        // `head`) before the load of `sleeping`; pairs with the fence in
+        // `wait::Waiter::sleep` after the sleeper's store of 1.
+        fence(Ordering::SeqCst);
+        if sleeping.load(Ordering::Relaxed) != 0 {
+            sleeping.store(0, Ordering::Relaxed);
+            self.header()
+                .wait
+                .woken_at
+                .store(crate::ring::wait::monotonic_nanos(), Ordering::Relaxed);
+            futex_wake(sleeping);
+        }
+    }
+
+    /// After a producer died: finds the true tail by walking committed
+    /// records from the published one, which may lag by the records
+    /// committed just before the crash (rule 4 guarantees the walk stops at
+    /// the first uncommitted word).
+    pub(crate) fn recover_tail(&self, published_tail: u64, head: u64) -> Result<u64> {
+        if published_tail.wrapping_sub(head) > self.capacity {
+            return Err(Error::Corrupt(format!(
+                "ring tail {published_tail} is not within {} bytes after head {head}",
+                self.capacity
+            )));
+        }
+        let mut tail = published_tail;
+        loop {
+            if tail.wrapping_sub(head) >= self.capacity {
+                return Err(Error::Corrupt(
+                    "ring records run past a full lap".to_owned(),
+                ));
+            }
+            tail = match self.record_at(tail)? {
+                Record::Empty => return Ok(tail),
+                Record::Message(slot) => slot.position + record_size(slot.len),
+                Record::Padding { next } => next,
+            };
+        }
+    }
+}
+
+/// A record word, decoded.
+enum Record {
+    Empty,
+    Message(Slot),
+    Padding { next: u64 },
+}
