@@ -10,16 +10,19 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use shmkit::{Key, Segment};
 
 /// The environment variable that carries a child's role.
 pub const ROLE: &str = "SHMKIT_TEST_ROLE";
 
+/// Numbers the names and keys of one test run.
+static COUNTER: AtomicU32 = AtomicU32::new(1);
+
 /// A fresh System V key and POSIX name for each call, unique across the
 /// tests of this run (the counter) and across concurrent runs (the pid).
 pub fn unique_keys() -> [Key; 2] {
-    static COUNTER: AtomicU32 = AtomicU32::new(1);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let pid = std::process::id();
     let sysv = 0x5a00_0000 | (pid & 0xffff) << 8 | (n & 0xff);
@@ -35,6 +38,47 @@ impl Drop for Cleanup {
         if let Ok(segment) = Segment::open(&self.0) {
             let _ = segment.remove();
         }
+    }
+}
+
+/// A fresh ring name, unique like [`unique_keys`]: `test-TAG-PID-N`.
+pub fn unique_ring_name(tag: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("test-{tag}-{}-{n}", std::process::id())
+}
+
+/// The POSIX key of ring `name`'s segment (`/shmkit.ring.NAME`).
+pub fn ring_key(name: &str) -> Key {
+    Key::posix(&format!("{}{name}", shmkit::ring::SEGMENT_PREFIX)).unwrap()
+}
+
+/// Whether ring `name`'s segment exists (`/dev/shm/shmkit.ring.NAME`).
+pub fn ring_exists(name: &str) -> bool {
+    match ring_key(name) {
+        Key::Posix(posix) => posix.path().exists(),
+        Key::SysV(_) => unreachable!("rings are POSIX segments"),
+    }
+}
+
+/// Removes ring `name`'s segment when dropped, even if the test panics.
+pub struct RingCleanup(pub String);
+
+impl Drop for RingCleanup {
+    fn drop(&mut self) {
+        if let Ok(segment) = Segment::open(&ring_key(&self.0)) {
+            let _ = segment.remove();
+        }
+    }
+}
+
+/// Polls `done` until it holds, yielding between tries; panics after a
+/// minute, so that a broken test fails instead of hanging. This waits for a
+/// state another process reaches, it is not a sleep standing in for one.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < give_up, "gave up waiting until {what}");
+        std::thread::yield_now();
     }
 }
 
@@ -91,11 +135,47 @@ impl Peer {
         }
     }
 
+    /// Every report the child makes until it exits (after a kill, the ones
+    /// it made before it died).
+    pub fn remaining_lines(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.stdout.read_line(&mut line).unwrap() == 0 {
+                return lines;
+            }
+            if let Some(at) = line.find("@@ ") {
+                lines.push(line[at + 3..].trim_end().to_owned());
+            }
+        }
+    }
+
     /// Sends one command line to the child.
     pub fn send(&mut self, command: &str) {
         let stdin = self.stdin.as_mut().unwrap();
         writeln!(stdin, "{command}").unwrap();
         stdin.flush().unwrap();
+    }
+
+    /// Kills the child with SIGKILL (at whatever it is doing) and waits
+    /// until it has died: reaped if `reap`, else left a zombie until the
+    /// `Peer` is dropped. (Its stdout closes while it exits, before it is a
+    /// zombie: EOF alone does not say it is dead.)
+    pub fn kill(&mut self, reap: bool) {
+        self.child.kill().unwrap();
+        if reap {
+            use std::os::unix::process::ExitStatusExt;
+            let status = self.child.wait().unwrap();
+            assert_eq!(status.signal(), Some(9), "child ended otherwise: {status}");
+        } else {
+            let stat = format!("/proc/{}/stat", self.child.id());
+            wait_until("the killed child is a zombie", || {
+                let text = std::fs::read_to_string(&stat).unwrap();
+                let (_, state) = text.rsplit_once(')').unwrap();
+                state.trim_start().starts_with('Z')
+            });
+        }
     }
 
     /// Waits for the child and asserts it succeeded.

@@ -50,9 +50,15 @@ pub(crate) const fn record_size(len: u64) -> u64 {
 
 /// The largest message a data area of `capacity` bytes can carry: a record
 /// may need a padding record of almost its own size before it, plus the
-/// empty record word after it, so it is limited to half the area.
+/// empty record word after it, so it is limited to half the area; and its
+/// length must fit the record word's 32 bits.
 pub(crate) const fn max_message_for(capacity: u64) -> u64 {
-    capacity / 2 - 2 * RECORD_HEADER
+    let half = capacity / 2 - 2 * RECORD_HEADER;
+    if half < u32::MAX as u64 {
+        half
+    } else {
+        u32::MAX as u64
+    }
 }
 
 /// Line 0: written once by the creator before `magic`, read-only after.
@@ -168,6 +174,13 @@ mod tests {
         assert_eq!(split_record_word(word), (12345, KIND_MESSAGE));
         assert_eq!(split_record_word(0), (0, KIND_EMPTY));
         assert_eq!(&MAGIC.to_le_bytes(), b"SHMKRING");
+    }
+
+    #[test]
+    fn the_largest_message_has_a_32_bit_length() {
+        assert_eq!(max_message_for(1 << 33), (1 << 32) - 16);
+        assert_eq!(max_message_for(1 << 34), u32::MAX as u64);
+        assert_eq!(max_message_for(MAX_CAPACITY), u32::MAX as u64);
     }
 
     #[test]

@@ -644,6 +644,10 @@ impl Consumer {
         let header = shared.header();
         endpoint::claim(&header.consumer.owner, shared.me, name, "consumer")?;
         let head = header.consumer.head.load(Ordering::Acquire);
+        if let Err(err) = protocol::check_position(head, "head") {
+            endpoint::release(&header.consumer.owner, shared.me);
+            return Err(err);
+        }
         Ok(Consumer {
             cursor: ConsumerCursor { head },
             waiter: Waiter::new(options.waiting),
@@ -716,12 +720,18 @@ impl Consumer {
         })
     }
 
-    /// Hands every message that is in the ring now to `f`, in order, then
-    /// gives their space back in one step; returns how many there were.
-    /// Does not wait: `Ok(0)` when the ring is empty.
+    /// Hands every message that is in the ring now to `f`, in order, giving
+    /// each one's space back after `f` returns; returns how many there were.
+    /// Does not wait: `Ok(0)` when the ring is empty. Stops after one lap
+    /// of the data area (all a ring holds at once), so that records that go
+    /// round forever in a corrupt ring cannot keep it from returning.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> Result<usize> {
         let mut count = 0;
-        while let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
+        let start = self.cursor.head;
+        while self.cursor.head.wrapping_sub(start) < self.shared.ring.capacity() {
+            let Some(slot) = self.shared.ring.peek(&mut self.cursor)? else {
+                break;
+            };
             // SAFETY: a committed record inside the data area (peek checked
             // it), which the producer leaves alone until we release it.
             f(unsafe {

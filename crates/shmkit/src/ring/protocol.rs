@@ -41,7 +41,7 @@ use std::ptr::NonNull;
 
 use super::layout::{
     record_size, record_word, split_record_word, Header, KIND_EMPTY, KIND_MESSAGE, KIND_PADDING,
-    RECORD_HEADER,
+    RECORD_ALIGN, RECORD_HEADER,
 };
 use crate::error::{Error, Result};
 use crate::sync::{fence, futex_wake, AtomicU32, AtomicU64, Ordering};
@@ -90,6 +90,19 @@ pub(crate) struct ProducerCursor {
 #[derive(Debug)]
 pub(crate) struct ConsumerCursor {
     pub head: u64,
+}
+
+/// Checks a position read from shared memory when an endpoint opens: a
+/// multiple of 8 (rule 3; `word` relies on it) and below 2^63, so that
+/// adding record sizes to it never overflows (rule 1: a ring would need
+/// centuries to get there).
+pub(crate) fn check_position(position: u64, what: &str) -> Result<()> {
+    if !position.is_multiple_of(RECORD_ALIGN) || position >= 1 << 63 {
+        return Err(Error::Corrupt(format!(
+            "ring {what} {position} is not a position (a multiple of 8 below 2^63)"
+        )));
+    }
+    Ok(())
 }
 
 impl RingRef {
@@ -158,7 +171,8 @@ impl RingRef {
     fn word(&self, position: u64) -> &AtomicU64 {
         let index = self.offset(position) / 8;
         // SAFETY: offset < capacity and is a multiple of 8 (positions are,
-        // rule 3), and `words` is the 8-aligned data area (or the model's
+        // rule 3: they start from `check_position` and grow by record
+        // sizes), and `words` is the 8-aligned data area (or the model's
         // array of capacity / 8 atomics), so this is an atomic inside it;
         // record words are only ever accessed atomically.
         unsafe { &*self.words.as_ptr().add(index as usize) }
@@ -221,6 +235,15 @@ impl RingRef {
             // Acquire in `peek`.
             self.word(cursor.tail).store(word, Ordering::Release);
             cursor.tail += padding;
+            // Relaxed, as in `commit`. Published now, not with the record,
+            // because the grant may be aborted: the consumer skips this
+            // padding either way, and `head` must never pass the published
+            // tail for good (`Shared::leave` compares them, `status`
+            // subtracts them).
+            self.header()
+                .producer
+                .tail
+                .store(cursor.tail, Ordering::Relaxed);
         }
         Ok(Some(Slot {
             position: cursor.tail,
@@ -244,9 +267,9 @@ impl RingRef {
         // Relaxed: the tail and the count are for `stat` and for a producer
         // taking over after a crash, which re-reads the records themselves.
         producer.tail.store(next, Ordering::Relaxed);
-        producer
-            .sent
-            .store(producer.sent.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        // Wrapping: the count is in shared memory, so it may be anything.
+        let sent = producer.sent.load(Ordering::Relaxed).wrapping_add(1);
+        producer.sent.store(sent, Ordering::Relaxed);
         self.wake_if_sleeping(&self.header().wait.consumer_sleeping);
     }
 
@@ -263,7 +286,10 @@ impl RingRef {
             KIND_MESSAGE if len <= self.max_message && offset + record_size(len) <= self.capacity => {
                 Ok(Record::Message(Slot { position, len }))
             }
-            KIND_PADDING if offset + RECORD_HEADER + len == self.capacity => {
+            // Never at offset 0, where every record fits (rule 5): so a
+            // padding record is always followed by another kind, and
+            // `peek` skips at most one.
+            KIND_PADDING if offset > 0 && offset + RECORD_HEADER + len == self.capacity => {
                 Ok(Record::Padding { next: position + RECORD_HEADER + len })
             }
             _ => Err(Error::Corrupt(format!(
@@ -298,10 +324,11 @@ impl RingRef {
         // reuses them; pairs with the Acquire reload of `head` in `reserve`.
         consumer.head.store(new_head, Ordering::Release);
         if messages > 0 {
-            consumer.received.store(
-                consumer.received.load(Ordering::Relaxed) + messages,
-                Ordering::Relaxed,
-            );
+            // Wrapping: the count is in shared memory, so it may be anything.
+            let received = consumer.received.load(Ordering::Relaxed);
+            consumer
+                .received
+                .store(received.wrapping_add(messages), Ordering::Relaxed);
         }
     }
 
@@ -335,14 +362,25 @@ impl RingRef {
     /// records from the published one, which may lag by the records
     /// committed just before the crash (rule 4 guarantees the walk stops at
     /// the first uncommitted word).
+    ///
+    /// The consumer may already have read those records, so its `head` may
+    /// be ahead of the published tail (by less than a lap); the walk then
+    /// starts at `head`, which is on a record boundary.
     pub(crate) fn recover_tail(&self, published_tail: u64, head: u64) -> Result<u64> {
-        if published_tail.wrapping_sub(head) > self.capacity {
+        check_position(published_tail, "tail")?;
+        check_position(head, "head")?;
+        let start = if head.wrapping_sub(published_tail) <= self.capacity {
+            head
+        } else {
+            published_tail
+        };
+        if start.wrapping_sub(head) > self.capacity {
             return Err(Error::Corrupt(format!(
                 "ring tail {published_tail} is not within {} bytes after head {head}",
                 self.capacity
             )));
         }
-        let mut tail = published_tail;
+        let mut tail = start;
         loop {
             if tail.wrapping_sub(head) >= self.capacity {
                 return Err(Error::Corrupt(

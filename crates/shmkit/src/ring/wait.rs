@@ -81,6 +81,8 @@ impl Waiter {
     /// (`Error::Timeout` with `ring`), or `peer_check` reports the peer gone
     /// or the stream closed. After `peer_check` fails, `poll` runs once more,
     /// so whatever the peer committed before it went is still delivered.
+    /// `peer_check` also runs when the deadline passes, so that a timeout
+    /// shorter than [`PEER_CHECK_INTERVAL`] still reports the end.
     ///
     /// `sleeping` is this side's futex word in the ring's wait line and
     /// `woken_at` the waker's time stamp (rule 8 of `protocol`).
@@ -118,7 +120,9 @@ impl Waiter {
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
-                return Err(timeout(now));
+                // Out of time: look at the peer first, or a caller polling
+                // with short timeouts would never learn of a close or death.
+                return check_peer(&mut poll)?.ok_or_else(|| timeout(now));
             }
             if now >= next_peer_check {
                 if let Some(value) = check_peer(&mut poll)? {
@@ -146,7 +150,8 @@ impl Waiter {
             if let Some(deadline) = deadline {
                 if now >= deadline {
                     sleeping.store(0, Ordering::Relaxed);
-                    return Err(timeout(now));
+                    // As in the spin loop.
+                    return check_peer(&mut poll)?.ok_or_else(|| timeout(now));
                 }
                 nap = nap.min(deadline - now);
             }
