@@ -105,7 +105,7 @@ pub enum Error {
         ring: String,
     },
     /// A `*_timeout` call waited its full time.
-    #[error("timed out after {after:?} waiting on ring {ring}")]
+    #[error("timed out after {:.3} s waiting on ring {ring}", after.as_secs_f64())]
     Timeout {
         /// The ring's name.
         ring: String,

@@ -9,6 +9,17 @@
 //!   [`Key`]s, owner/group/other [`Mode`] bits checked by the kernel,
 //!   [`Attachment`]s counted by the kernel, and removal deferred until the
 //!   last detach. [`list`] shows every segment on the machine, as `ipcs -m`.
+//! - [`offset`]: position-independent data. [`Offset`](offset::Offset)s
+//!   instead of pointers; a [`ManagedSegment`](offset::ManagedSegment) with
+//!   an allocator, named objects and containers that every attached process
+//!   can use at whatever address it mapped the segment; and
+//!   [`offset::image`], which turns a heap structure with pointers into a
+//!   byte image whose links are offsets, and back.
+//! - [`ring`]: a single-producer single-consumer ring of variable-size
+//!   messages between processes, found by name, with zero-copy grants,
+//!   spin-then-sleep waiting on a futex, and dead-peer detection.
+//! - [`channel`]: typed channels over a ring, with serde + postcard, or rkyv
+//!   archives validated by bytecheck.
 //!
 //! Memory that another process can write is never exposed as `&[u8]`: it is
 //! copied in and out, or reached through atomics (see [`Attachment`]).
@@ -43,7 +54,9 @@
 
 #![deny(missing_docs)]
 
+pub mod channel;
 mod error;
+pub mod offset;
 pub mod ring;
 pub mod segment;
 mod sync;

@@ -21,6 +21,16 @@ pub trait AccessMode: sealed::Sealed + Copy {
 }
 
 /// Attach for reading only (`SHM_RDONLY`, `PROT_READ`): needs read permission.
+///
+/// A read-only attachment has no method that writes; this does not compile:
+///
+/// ```compile_fail
+/// use shmkit::{Key, Mode, ReadOnly, Segment};
+///
+/// let segment = Segment::create(&Key::PRIVATE, 4096, Mode::OWNER_ONLY)?;
+/// segment.attach(ReadOnly)?.write_at(0, b"no")?;
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReadOnly;
 
@@ -182,7 +192,7 @@ impl<A: AccessMode> Attachment<A> {
         if end > self.len {
             return Err(out());
         }
-        if (self.addr.as_ptr() as usize + offset) % align != 0 {
+        if !(self.addr.as_ptr() as usize + offset).is_multiple_of(align) {
             return Err(Error::InvalidArgument(format!(
                 "offset {offset} is not aligned to {align} bytes"
             )));

@@ -5,9 +5,6 @@
 //! process's address space and would never see the other process's wake.
 //! See [futex(2)](https://man7.org/linux/man-pages/man2/futex.2.html).
 
-// Under loom the `sync` module models the futex instead.
-#![cfg_attr(loom, allow(dead_code))]
-
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 

@@ -1,0 +1,158 @@
+//! Two processes talking over typed channels, in both flavours.
+//!
+//! The program starts as the receiver, then runs itself again as the sender
+//! (`typed_channel child SERDE_RING ARCHIVE_RING`). The child sends a few
+//! readings on a serde channel (postcard, received as owned values) and the
+//! same on a zero-copy channel (rkyv archives, validated, read in place),
+//! then exits; the parent prints what arrives until each channel is closed.
+//! Both channels remove their rings when done, so nothing is left in
+//! /dev/shm.
+//!
+//! ```text
+//! cargo run -p shmkit --example typed_channel
+//! ```
+
+use std::process::{Command, ExitCode};
+
+use serde::{Deserialize, Serialize};
+use shmkit::channel::{ArchiveReceiver, ArchiveSender, Receiver, Sender};
+use shmkit::{Error, Key, Segment};
+
+/// One message: strings, a vector, a nested enum.
+#[derive(
+    Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, PartialEq,
+)]
+struct Reading {
+    sensor: String,
+    seq: u32,
+    values: Vec<f64>,
+    status: Status,
+}
+
+#[derive(
+    Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, PartialEq,
+)]
+enum Status {
+    Ok,
+    Warning(String),
+}
+
+fn reading(seq: u32) -> Reading {
+    Reading {
+        sensor: format!("thermometer-{}", seq % 2),
+        seq,
+        values: (0..=seq).map(|i| 20.0 + f64::from(i) * 0.25).collect(),
+        status: if seq == 2 {
+            Status::Warning("rising".into())
+        } else {
+            Status::Ok
+        },
+    }
+}
+
+const COUNT: u32 = 3;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let result = match args.get(1).map(String::as_str) {
+        Some("child") if args.len() == 4 => child(&args[2], &args[3]),
+        None => parent(),
+        _ => {
+            eprintln!("usage: typed_channel");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("typed_channel: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parent() -> Result<(), Box<dyn std::error::Error>> {
+    let pid = std::process::id();
+    let serde_ring = format!("example-typed-serde-{pid}");
+    let archive_ring = format!("example-typed-archive-{pid}");
+    // Normally each channel removes its ring once both ends are done; this
+    // also removes them if the child dies half-way.
+    let _cleanup = [RemoveRing(&serde_ring), RemoveRing(&archive_ring)];
+
+    let mut readings = Receiver::<Reading>::open(&serde_ring)?;
+    let mut archived = ArchiveReceiver::<Reading>::open(&archive_ring)?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["child", &serde_ring, &archive_ring])
+        .spawn()?;
+
+    loop {
+        match readings.recv() {
+            Ok(reading) => println!("parent: received (serde)     {reading:?}"),
+            Err(Error::Closed { .. }) => break,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    loop {
+        match archived.recv() {
+            // Fields are read where they lie in the validated archive.
+            Ok(reading) => {
+                let sum: f64 = reading.values.iter().map(|v| v.to_native()).sum();
+                let status = match &reading.status {
+                    ArchivedStatus::Ok => "ok".to_owned(),
+                    ArchivedStatus::Warning(why) => format!("warning: {why}"),
+                };
+                println!(
+                    "parent: received (zero-copy) sensor {}, seq {}, mean {:.3}, {status}",
+                    reading.sensor,
+                    reading.seq,
+                    sum / reading.values.len() as f64,
+                );
+            }
+            Err(Error::Closed { .. }) => break,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    drop((readings, archived));
+
+    let status = child.wait()?;
+    if !status.success() {
+        return Err(format!("the child failed: {status}").into());
+    }
+    let left: Vec<_> = [&serde_ring, &archive_ring]
+        .into_iter()
+        .filter(|name| ring_key(name).is_ok_and(|key| Segment::open(&key).is_ok()))
+        .collect();
+    println!("parent: done; rings left in /dev/shm: {left:?}");
+    Ok(())
+}
+
+fn child(serde_ring: &str, archive_ring: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let mut readings = Sender::<Reading>::open(serde_ring)?;
+    let mut archived = ArchiveSender::<Reading>::open(archive_ring)?;
+    for seq in 0..COUNT {
+        let reading = reading(seq);
+        println!("child:  sending            {reading:?}");
+        readings.send(&reading)?;
+        archived.send(&reading)?;
+    }
+    // Closing tells the parent that nothing more will come.
+    readings.close();
+    archived.close();
+    println!("child:  closed both channels");
+    Ok(())
+}
+
+fn ring_key(name: &str) -> shmkit::Result<Key> {
+    Key::posix(&format!("{}{name}", shmkit::ring::SEGMENT_PREFIX))
+}
+
+/// Removes ring `0`'s segment, if it is still there, when dropped.
+struct RemoveRing<'a>(&'a str);
+
+impl Drop for RemoveRing<'_> {
+    fn drop(&mut self) {
+        if let Ok(segment) = ring_key(self.0).and_then(|key| Segment::open(&key)) {
+            let _ = segment.remove();
+        }
+    }
+}

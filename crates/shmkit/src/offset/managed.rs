@@ -1,0 +1,931 @@
+//! A managed segment: a heap that lives inside a shared-memory segment, with
+//! a directory of named objects, so that unrelated processes find the same
+//! structures by name and any of them can allocate and free.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::ptr::{Offset, Plain};
+use crate::error::{Error, Result};
+use crate::segment::{Attachment, Key, Mode, ReadWrite, Segment};
+// The heap's lock is not part of the loom model, so it uses the kernel's
+// futex directly rather than the `sync` seam.
+use crate::sys::futex::{wait as futex_wait, wake_all as futex_wake};
+use crate::sys::procfs;
+
+/// `b"SHMKHEAP"` as a little-endian u64, at offset 0.
+const MAGIC: u64 = u64::from_le_bytes(*b"SHMKHEAP");
+const VERSION: u32 = 1;
+
+// The header, one 128-byte line (drawn in docs/FORMAT.md).
+const MAGIC_AT: usize = 0;
+const VERSION_AT: usize = 8;
+const FLAGS_AT: usize = 12;
+const SIZE_AT: usize = 16;
+const LOCK_AT: usize = 24;
+const WAITERS_AT: usize = 28;
+const LOCK_START_AT: usize = 32;
+const DIRTY_AT: usize = 40;
+const FREE_HEAD_AT: u64 = 48;
+const DIRECTORY_AT: u64 = 56;
+const USED_AT: u64 = 64;
+const HEAP_START: u64 = 128;
+
+/// Blocks are multiples of this, and so aligned to it.
+const BLOCK_ALIGN: u64 = 16;
+/// A block's header: its size (low bit: allocated) and, when free, the next
+/// free block.
+const BLOCK_HEADER: u64 = 16;
+const ALLOCATED: u64 = 1;
+/// The smallest segment worth managing.
+const MIN_SIZE: u64 = 4096;
+/// The longest object name in the directory.
+pub const MAX_NAME: usize = 64;
+
+/// A directory entry, as stored in the heap.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Entry {
+    next: Offset<Entry>,
+    object: u64,
+    size: u64,
+    type_tag: u64,
+    name_len: u64,
+    name: [u8; MAX_NAME],
+}
+
+// SAFETY: repr(C), five u64 then 64 bytes: no padding, any bits valid,
+// alignment 8.
+unsafe impl Plain for Entry {}
+
+/// The header of a list, vector or string in the heap.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+struct Triple {
+    a: u64,
+    b: u64,
+    c: u64,
+}
+
+// SAFETY: repr(C), three u64: no padding, any bits valid, alignment 8.
+unsafe impl Plain for Triple {}
+
+/// A heap inside a segment, shared by every process that attaches it.
+///
+/// Its state (free list, named-object directory, lock) is in the segment,
+/// so any attached process can allocate, free and find objects, at whatever
+/// address it maps the segment. All operations take a lock in the segment
+/// (a futex, so waiting costs no CPU); a process that dies holding it is
+/// detected and the lock recovered, but if it died in the middle of a
+/// change, the heap refuses further use with [`Error::Corrupt`] rather than
+/// trust half-written links.
+///
+/// Values go in and out by copy ([`Plain`]), never by reference, since
+/// another process may be writing them.
+///
+/// # Example: two handles, as two processes would have
+///
+/// ```
+/// use shmkit::offset::ManagedSegment;
+/// use shmkit::{Key, Mode};
+///
+/// let key = Key::posix(&format!("/shmkit-doc-heap-{}", std::process::id()))?;
+/// let a = ManagedSegment::create(&key, 1 << 16, Mode::OWNER_ONLY)?;
+/// let b = ManagedSegment::open(&key)?; // another mapping, another address
+/// assert_ne!(a.base_address(), b.base_address());
+///
+/// let counter = a.find_or_create("counter", || 41u64)?;
+/// a.write(counter, 42)?;
+/// let same = b.find_or_create("counter", || 0u64)?;
+/// assert_eq!(b.read(same)?, 42);
+///
+/// let list = a.list::<u64>("primes")?;
+/// list.push_back(2)?;
+/// list.push_back(3)?;
+/// assert_eq!(b.list::<u64>("primes")?.to_vec()?, vec![2, 3]);
+///
+/// let text = b.string("greeting")?;
+/// text.push_str("héllo")?;
+/// assert_eq!(a.string("greeting")?.get()?, "héllo");
+/// a.segment().remove()?;
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct ManagedSegment {
+    size: u64,
+    pid: u32,
+    start_time: u64,
+    segment: Segment,
+    mapping: Attachment<ReadWrite>,
+}
+
+impl ManagedSegment {
+    /// Creates a segment of `size` bytes (at least 4 KiB) and sets up an
+    /// empty heap in it; fails if the key exists.
+    pub fn create(key: &Key, size: u64, mode: Mode) -> Result<ManagedSegment> {
+        if size < MIN_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "a managed segment needs at least {MIN_SIZE} bytes, not {size}"
+            )));
+        }
+        let segment = Segment::create(key, size, mode)?;
+        let mapping = segment.attach(ReadWrite)?;
+        let heap = ManagedSegment::new(segment, mapping)?;
+        heap.initialise(size)?;
+        Ok(heap)
+    }
+
+    /// Opens the managed segment `key`, checking its header.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] if there is none; [`Error::Corrupt`] or
+    /// [`Error::VersionMismatch`] if the segment holds no heap this library
+    /// reads.
+    pub fn open(key: &Key) -> Result<ManagedSegment> {
+        let segment = Segment::open(key)?;
+        let mapping = wait_for_header(&segment, key)?;
+        let mut heap = ManagedSegment::new(segment, mapping)?;
+        heap.validate_header()?;
+        Ok(heap)
+    }
+
+    /// Opens the managed segment `key`, or creates it as
+    /// [`create`](ManagedSegment::create) does. Either side may start first.
+    pub fn open_or_create(key: &Key, size: u64, mode: Mode) -> Result<ManagedSegment> {
+        match ManagedSegment::create(key, size, mode) {
+            Err(Error::AlreadyExists { .. }) => ManagedSegment::open(key),
+            other => other,
+        }
+    }
+
+    fn new(segment: Segment, mapping: Attachment<ReadWrite>) -> Result<ManagedSegment> {
+        let pid = std::process::id();
+        let start_time = procfs::process_start_time(pid).map_err(|source| Error::Os {
+            context: "reading this process's start time".to_owned(),
+            source,
+        })?;
+        Ok(ManagedSegment {
+            size: mapping.len() as u64,
+            pid,
+            start_time,
+            segment,
+            mapping,
+        })
+    }
+
+    fn initialise(&self, size: u64) -> Result<()> {
+        let heap_end = size & !(BLOCK_ALIGN - 1);
+        self.mapping
+            .atomic_u32(VERSION_AT)?
+            .store(VERSION, Ordering::Relaxed);
+        self.mapping
+            .atomic_u64(SIZE_AT)?
+            .store(heap_end, Ordering::Relaxed);
+        // One free block spans the whole heap.
+        self.store(Offset::new(HEAP_START), heap_end - HEAP_START)?;
+        self.store(Offset::<u64>::new(HEAP_START + 8), 0)?;
+        self.store(Offset::new(FREE_HEAD_AT), HEAP_START)?;
+        // Release: publishes the header above; pairs with the Acquire in
+        // `wait_for_header`.
+        self.mapping
+            .atomic_u64(MAGIC_AT)?
+            .store(MAGIC, Ordering::Release);
+        Ok(())
+    }
+
+    fn validate_header(&mut self) -> Result<()> {
+        let magic = self.mapping.atomic_u64(MAGIC_AT)?.load(Ordering::Acquire);
+        if magic != MAGIC {
+            return Err(Error::Corrupt(format!(
+                "{}: magic {magic:#018x} is not a shmkit managed segment's",
+                self.segment
+            )));
+        }
+        let version = self.mapping.atomic_u32(VERSION_AT)?.load(Ordering::Relaxed);
+        if version != VERSION {
+            return Err(Error::VersionMismatch {
+                ring: self.segment.to_string(),
+                found: version,
+                expected: VERSION,
+            });
+        }
+        let flags = self.mapping.atomic_u32(FLAGS_AT)?.load(Ordering::Relaxed);
+        let size = self.mapping.atomic_u64(SIZE_AT)?.load(Ordering::Relaxed);
+        if flags != 0
+            || size > self.mapping.len() as u64
+            || size < MIN_SIZE - BLOCK_ALIGN
+            || size % BLOCK_ALIGN != 0
+        {
+            return Err(Error::Corrupt(format!(
+                "{}: heap size {size} or flags {flags:#x} do not fit a segment of {} bytes",
+                self.segment,
+                self.mapping.len()
+            )));
+        }
+        self.size = size;
+        Ok(())
+    }
+
+    /// The segment that holds the heap (to [`stat`](Segment::stat) or
+    /// [`remove`](Segment::remove) it).
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    /// Where this process mapped the segment. Offsets mean the same at any
+    /// address; this is only for showing that.
+    pub fn base_address(&self) -> usize {
+        self.mapping.as_ptr() as usize
+    }
+
+    /// Bytes in allocated blocks (headers included).
+    pub fn used(&self) -> Result<u64> {
+        let _lock = self.lock()?;
+        self.load(Offset::new(USED_AT))
+    }
+
+    /// Copies the `T` at `at` out of the heap.
+    pub fn read<T: Plain>(&self, at: Offset<T>) -> Result<T> {
+        let _lock = self.lock()?;
+        self.load(at)
+    }
+
+    /// Copies `value` into the heap at `at`.
+    pub fn write<T: Plain>(&self, at: Offset<T>, value: T) -> Result<()> {
+        let _lock = self.lock()?;
+        self.store(at, value)
+    }
+
+    /// Allocates room for a `T` and stores `value` there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] if no free block is large enough.
+    pub fn alloc<T: Plain>(&self, value: T) -> Result<Offset<T>> {
+        let lock = self.lock()?;
+        let _change = lock.change()?;
+        let at = Offset::new(self.allocate(size_of::<T>() as u64)?);
+        self.store(at, value)?;
+        Ok(at)
+    }
+
+    /// Frees what [`alloc`](ManagedSegment::alloc) returned.
+    pub fn free<T>(&self, at: Offset<T>) -> Result<()> {
+        let lock = self.lock()?;
+        let _change = lock.change()?;
+        self.deallocate(at.get())?;
+        Ok(())
+    }
+
+    /// Finds the object called `name`, or creates it with the value
+    /// `init()` returns, like Boost.Interprocess `find_or_construct`.
+    /// Unrelated processes that ask for the same name get the same object.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if the name is empty or longer than
+    /// [`MAX_NAME`] bytes, or the object exists with another type (size,
+    /// alignment or type name).
+    pub fn find_or_create<T: Plain>(
+        &self,
+        name: &str,
+        init: impl FnOnce() -> T,
+    ) -> Result<Offset<T>> {
+        if let Some(found) = self.find::<T>(name)? {
+            return Ok(found);
+        }
+        // Computed without the lock, so `init` may itself use the segment.
+        let value = init();
+        let lock = self.lock()?;
+        if let Some(found) = self.lookup::<T>(name)? {
+            return Ok(found); // another process created it meanwhile
+        }
+        let _change = lock.change()?;
+        let object = self.allocate(size_of::<T>() as u64)?;
+        self.store(Offset::new(object), value)?;
+        let mut entry = Entry {
+            next: self.load(Offset::new(DIRECTORY_AT))?,
+            object,
+            size: size_of::<T>() as u64,
+            type_tag: type_tag::<T>(),
+            name_len: name.len() as u64,
+            name: [0; MAX_NAME],
+        };
+        entry.name[..name.len()].copy_from_slice(name.as_bytes());
+        let at = self.allocate(size_of::<Entry>() as u64)?;
+        self.store(Offset::new(at), entry)?;
+        self.store(Offset::new(DIRECTORY_AT), at)?;
+        Ok(Offset::new(object))
+    }
+
+    /// Finds the object called `name`, if it exists.
+    pub fn find<T: Plain>(&self, name: &str) -> Result<Option<Offset<T>>> {
+        let _lock = self.lock()?;
+        self.lookup(name)
+    }
+
+    /// The linked list called `name` (created empty if new).
+    pub fn list<T: Plain>(&self, name: &str) -> Result<List<'_, T>> {
+        Ok(List {
+            heap: self,
+            header: self.find_or_create(name, Triple::default)?,
+            element: std::marker::PhantomData,
+        })
+    }
+
+    /// The growable vector called `name` (created empty if new).
+    pub fn vec<T: Plain>(&self, name: &str) -> Result<Vector<'_, T>> {
+        Ok(Vector {
+            heap: self,
+            header: self.find_or_create(name, Triple::default)?,
+            element: std::marker::PhantomData,
+        })
+    }
+
+    /// The string called `name` (created empty if new).
+    pub fn string(&self, name: &str) -> Result<Text<'_>> {
+        Ok(Text {
+            bytes: self.vec::<u8>(name)?,
+        })
+    }
+
+    // --- raw access, checked ------------------------------------------------
+
+    fn load<T: Plain>(&self, at: Offset<T>) -> Result<T> {
+        let range = at.check(self.size)?;
+        // SAFETY: in bounds of our mapping (checked against the validated
+        // heap size, which is at most the mapping's length); T is Plain, so
+        // any bytes are a valid T; copied out, never referenced. Callers hold
+        // the lock, so other processes that follow the protocol are not
+        // writing these bytes.
+        Ok(unsafe {
+            self.mapping
+                .as_ptr()
+                .add(range.start)
+                .cast::<T>()
+                .read_unaligned()
+        })
+    }
+
+    fn store<T: Plain>(&self, at: Offset<T>, value: T) -> Result<()> {
+        let range = at.check(self.size)?;
+        // SAFETY: in bounds of our writable mapping (checked); T is Plain, so
+        // every byte written is initialised; no reference to these bytes
+        // exists in this process.
+        unsafe {
+            self.mapping
+                .as_mut_ptr()
+                .add(range.start)
+                .cast::<T>()
+                .write_unaligned(value)
+        };
+        Ok(())
+    }
+
+    fn copy(&self, from: u64, to: u64, len: u64) -> Result<()> {
+        for (at, what) in [(from, "source"), (to, "destination")] {
+            if at.checked_add(len).is_none_or(|end| end > self.size) {
+                return Err(Error::Corrupt(format!(
+                    "copy {what} {at}+{len} is outside the heap"
+                )));
+            }
+        }
+        // SAFETY: both ranges are inside the mapping (checked); they are
+        // distinct blocks of the heap, and `copy` allows overlap anyway.
+        unsafe {
+            std::ptr::copy(
+                self.mapping.as_ptr().add(from as usize),
+                self.mapping.as_mut_ptr().add(to as usize),
+                len as usize,
+            )
+        };
+        Ok(())
+    }
+
+    // --- the allocator (callers hold the lock) -------------------------------
+
+    /// A free or allocated block's size, validated.
+    fn block_size(&self, block: u64) -> Result<u64> {
+        let size = self.load(Offset::<u64>::new(block))? & !ALLOCATED;
+        if block < HEAP_START
+            || !block.is_multiple_of(BLOCK_ALIGN)
+            || size < BLOCK_HEADER
+            || !size.is_multiple_of(BLOCK_ALIGN)
+            || block + size > self.size
+        {
+            return Err(Error::Corrupt(format!(
+                "heap block at {block} has impossible size {size}"
+            )));
+        }
+        Ok(size)
+    }
+
+    /// First fit in the free list, which is sorted by address: the strictly
+    /// rising addresses make a cycle impossible to follow.
+    fn allocate(&self, len: u64) -> Result<u64> {
+        let need = (BLOCK_HEADER + len.max(8)).div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN;
+        let mut link = FREE_HEAD_AT; // where the pointer to `block` is stored
+        let mut block = self.load(Offset::<u64>::new(link))?;
+        let mut largest = 0;
+        let mut previous = 0;
+        while block != 0 {
+            if block <= previous {
+                return Err(Error::Corrupt(format!(
+                    "free list goes back from {previous} to {block}"
+                )));
+            }
+            let size = self.block_size(block)?;
+            if self.load(Offset::<u64>::new(block))? & ALLOCATED != 0 {
+                return Err(Error::Corrupt(format!(
+                    "allocated block {block} is on the free list"
+                )));
+            }
+            let next = self.load(Offset::<u64>::new(block + 8))?;
+            if size >= need {
+                let rest = size - need;
+                if rest >= 2 * BLOCK_ALIGN {
+                    let split = block + need;
+                    self.store(Offset::new(split), rest)?;
+                    self.store(Offset::<u64>::new(split + 8), next)?;
+                    self.store(Offset::new(link), split)?;
+                    self.store(Offset::new(block), need | ALLOCATED)?;
+                } else {
+                    self.store(Offset::new(link), next)?;
+                    self.store(Offset::new(block), size | ALLOCATED)?;
+                }
+                let used: u64 = self.load(Offset::new(USED_AT))?;
+                let taken = self.block_size(block)?;
+                self.store(Offset::new(USED_AT), used + taken)?;
+                return Ok(block + BLOCK_HEADER);
+            }
+            largest = largest.max(size);
+            previous = block;
+            link = block + 8;
+            block = next;
+        }
+        Err(Error::TooLarge {
+            what: "allocation",
+            size: len,
+            limit: largest.saturating_sub(BLOCK_HEADER),
+        })
+    }
+
+    /// Returns a block to the free list, merging it with free neighbours.
+    fn deallocate(&self, object: u64) -> Result<()> {
+        let block = object.wrapping_sub(BLOCK_HEADER);
+        if object < HEAP_START + BLOCK_HEADER
+            || self.load(Offset::<u64>::new(block))? & ALLOCATED == 0
+        {
+            return Err(Error::InvalidArgument(format!(
+                "offset {object} is not an allocated object"
+            )));
+        }
+        let mut size = self.block_size(block)?;
+        let used: u64 = self.load(Offset::new(USED_AT))?;
+        self.store(Offset::new(USED_AT), used.saturating_sub(size))?;
+        // Find the free blocks before and after it.
+        let (mut before, mut link) = (0u64, FREE_HEAD_AT);
+        let mut after = self.load(Offset::<u64>::new(link))?;
+        while after != 0 && after < block {
+            if after <= before {
+                return Err(Error::Corrupt(format!(
+                    "free list goes back from {before} to {after}"
+                )));
+            }
+            self.block_size(after)?;
+            before = after;
+            link = after + 8;
+            after = self.load(Offset::<u64>::new(link))?;
+        }
+        if after == block {
+            return Err(Error::Corrupt(format!(
+                "block {block} is both allocated and free"
+            )));
+        }
+        if after != 0 && block + size == after {
+            size += self.block_size(after)?;
+            after = self.load(Offset::<u64>::new(after + 8))?;
+        }
+        if before != 0 && before + self.block_size(before)? == block {
+            let merged = self.block_size(before)? + size;
+            self.store(Offset::new(before), merged)?;
+            self.store(Offset::<u64>::new(before + 8), after)?;
+        } else {
+            self.store(Offset::new(block), size)?;
+            self.store(Offset::<u64>::new(block + 8), after)?;
+            self.store(Offset::new(link), block)?;
+        }
+        Ok(())
+    }
+
+    fn lookup<T: Plain>(&self, name: &str) -> Result<Option<Offset<T>>> {
+        if name.is_empty() || name.len() > MAX_NAME {
+            return Err(Error::InvalidArgument(format!(
+                "object name {name:?} must be 1 to {MAX_NAME} bytes"
+            )));
+        }
+        let mut at: Offset<Entry> = self.load(Offset::new(DIRECTORY_AT))?;
+        // Every entry is a distinct block of at least this size: a longer
+        // walk means the links form a loop.
+        let mut budget = self.size / (BLOCK_HEADER + size_of::<Entry>() as u64) + 1;
+        while !at.is_null() {
+            budget = budget.checked_sub(1).ok_or_else(|| {
+                Error::Corrupt("the object directory's links form a loop".to_owned())
+            })?;
+            let entry = self.load(at)?;
+            let len = (entry.name_len as usize).min(MAX_NAME);
+            if &entry.name[..len] == name.as_bytes() {
+                if entry.size != size_of::<T>() as u64 || entry.type_tag != type_tag::<T>() {
+                    return Err(Error::InvalidArgument(format!(
+                        "object {name:?} exists with another type than {} ({} bytes)",
+                        std::any::type_name::<T>(),
+                        size_of::<T>()
+                    )));
+                }
+                let object = Offset::<T>::new(entry.object);
+                object.check(self.size)?;
+                return Ok(Some(object));
+            }
+            at = entry.next;
+        }
+        Ok(None)
+    }
+
+    // --- the lock --------------------------------------------------------------
+
+    fn lock(&self) -> Result<HeapLock<'_>> {
+        let word = self.mapping.atomic_u32(LOCK_AT)?;
+        let waiters = self.mapping.atomic_u32(WAITERS_AT)?;
+        let holder_start = self.mapping.atomic_u64(LOCK_START_AT)?;
+        let mut spins = 0u32;
+        loop {
+            // Acquire: the previous holder's changes to the heap happen
+            // before ours; pairs with the Release swap in HeapLock::drop.
+            match word.compare_exchange(0, self.pid, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(holder) => {
+                    if !holder_alive(holder, holder_start.load(Ordering::Relaxed)) {
+                        // Acquire: as above, for what the dead holder wrote.
+                        if word
+                            .compare_exchange(
+                                holder,
+                                self.pid,
+                                Ordering::Acquire,
+                                Ordering::Relaxed,
+                            )
+                            .is_ok()
+                        {
+                            break;
+                        }
+                        continue;
+                    }
+                    if spins < 100 {
+                        spins += 1;
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    // SeqCst: orders our count before the futex's check of
+                    // the word; pairs with the SeqCst swap and load in
+                    // HeapLock::drop, so an unlock either sees us or we
+                    // see it.
+                    waiters.fetch_add(1, Ordering::SeqCst);
+                    // Bounded, to notice a holder that dies while we sleep.
+                    futex_wait(word, holder, Duration::from_millis(20));
+                    waiters.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+        holder_start.store(self.start_time, Ordering::Relaxed);
+        let lock = HeapLock { heap: self };
+        if self.mapping.atomic_u32(DIRTY_AT)?.load(Ordering::Relaxed) != 0 {
+            return Err(Error::Corrupt(format!(
+                "{}: a process died while changing this heap; its links cannot be trusted",
+                self.segment
+            )));
+        }
+        Ok(lock)
+    }
+}
+
+/// Whether the lock holder `pid` (with start time `start`, or 0 if it had
+/// not written it yet) is running.
+fn holder_alive(pid: u32, start: u64) -> bool {
+    match procfs::process_start_time(pid) {
+        Ok(now) => (start == 0 || now == start) && !procfs::is_zombie(pid),
+        Err(_) => false,
+    }
+}
+
+/// A hash of the type's name, size and alignment (FNV-1a), stored with each
+/// named object so that a program asking for another type is refused.
+/// (Type names may differ between compiler versions: then the check errs on
+/// the side of refusing.)
+fn type_tag<T>() -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    let name = std::any::type_name::<T>();
+    let sizes = [size_of::<T>() as u64, align_of::<T>() as u64];
+    for byte in name
+        .bytes()
+        .chain(sizes.iter().flat_map(|s| s.to_le_bytes()))
+    {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// Holds the heap's lock; dropping it unlocks.
+struct HeapLock<'a> {
+    heap: &'a ManagedSegment,
+}
+
+impl HeapLock<'_> {
+    /// Marks the heap as being changed until the returned guard is dropped:
+    /// if this process dies first, the next holder of the lock finds the
+    /// mark.
+    fn change(&self) -> Result<Change<'_>> {
+        let dirty = self.heap.mapping.atomic_u32(DIRTY_AT)?;
+        dirty.store(1, Ordering::Relaxed);
+        Ok(Change { dirty })
+    }
+}
+
+impl Drop for HeapLock<'_> {
+    fn drop(&mut self) {
+        let (Ok(word), Ok(waiters)) = (
+            self.heap.mapping.atomic_u32(LOCK_AT),
+            self.heap.mapping.atomic_u32(WAITERS_AT),
+        ) else {
+            return;
+        };
+        // Release: our changes happen before the next holder's; pairs with
+        // the Acquire in `lock`. SeqCst: see the waiters' count there.
+        word.swap(0, Ordering::SeqCst);
+        if waiters.load(Ordering::SeqCst) != 0 {
+            futex_wake(word);
+        }
+    }
+}
+
+/// A change in progress; see [`HeapLock::change`]. Dropping it clears the
+/// mark, also after an error midway (the links it left are validated on
+/// every use, like any other); only a process that dies keeps it set.
+struct Change<'a> {
+    dirty: &'a AtomicU32,
+}
+
+impl Drop for Change<'_> {
+    fn drop(&mut self) {
+        self.dirty.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Waits (bounded) for the creator to write the header's magic.
+fn wait_for_header(segment: &Segment, key: &Key) -> Result<Attachment<ReadWrite>> {
+    let give_up = Instant::now() + Duration::from_secs(5);
+    loop {
+        if segment.size()? >= MIN_SIZE {
+            let mapping = segment.attach(ReadWrite)?;
+            // Acquire: pairs with the Release of the magic in `initialise`.
+            if mapping.atomic_u64(MAGIC_AT)?.load(Ordering::Acquire) != 0 {
+                return Ok(mapping);
+            }
+        }
+        if Instant::now() >= give_up {
+            return Err(Error::Corrupt(format!(
+                "{key} holds no managed heap (its creator never initialised it)"
+            )));
+        }
+        // The creator is between creating the segment and its first stores.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A singly linked list in a [`ManagedSegment`]: each node is a block
+/// holding the offset of the next node and a value.
+#[derive(Debug)]
+pub struct List<'a, T> {
+    heap: &'a ManagedSegment,
+    /// `a` = first node, `b` = last node, `c` = length.
+    header: Offset<Triple>,
+    element: std::marker::PhantomData<T>,
+}
+
+impl<T: Plain> List<'_, T> {
+    /// Appends `value`.
+    pub fn push_back(&self, value: T) -> Result<()> {
+        let heap = self.heap;
+        let lock = heap.lock()?;
+        let mut header = heap.load(self.header)?;
+        let _change = lock.change()?;
+        let node = heap.allocate(8 + size_of::<T>() as u64)?;
+        heap.store(Offset::<u64>::new(node), 0)?;
+        heap.store(Offset::<T>::new(node + 8), value)?;
+        if header.b == 0 {
+            header.a = node;
+        } else {
+            heap.store(Offset::<u64>::new(header.b), node)?;
+        }
+        header.b = node;
+        header.c += 1;
+        heap.store(self.header, header)?;
+        Ok(())
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> Result<u64> {
+        Ok(self.heap.read(self.header)?.c)
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Copies every element out, in order, following the links.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if a link points outside the heap or is
+    /// misaligned, or the links form a loop or end before (or run past) the
+    /// recorded length: found after at most `len` steps.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        let heap = self.heap;
+        let _lock = heap.lock()?;
+        let header = heap.load(self.header)?;
+        let limit = header.c.min(heap.size / BLOCK_ALIGN);
+        let mut values = Vec::with_capacity(limit as usize);
+        let mut node = header.a;
+        while node != 0 {
+            if values.len() as u64 == limit {
+                return Err(Error::Corrupt(format!(
+                    "list links run past its length of {} (a loop?)",
+                    header.c
+                )));
+            }
+            values.push(heap.load(Offset::<T>::new(node + 8))?);
+            node = heap.load(Offset::<u64>::new(node))?;
+        }
+        if values.len() as u64 != header.c {
+            return Err(Error::Corrupt(format!(
+                "list of length {} ends after {} elements",
+                header.c,
+                values.len()
+            )));
+        }
+        Ok(values)
+    }
+}
+
+/// A growable vector in a [`ManagedSegment`].
+#[derive(Debug)]
+pub struct Vector<'a, T> {
+    heap: &'a ManagedSegment,
+    /// `a` = elements, `b` = length, `c` = capacity.
+    header: Offset<Triple>,
+    element: std::marker::PhantomData<T>,
+}
+
+impl<T: Plain> Vector<'_, T> {
+    /// Appends the values, growing the storage (doubling) as needed.
+    pub fn extend_from_slice(&self, values: &[T]) -> Result<()> {
+        let heap = self.heap;
+        let lock = heap.lock()?;
+        let mut header = self.checked_header()?;
+        let _change = lock.change()?;
+        let item = size_of::<T>() as u64;
+        let needed = header.b + values.len() as u64;
+        if needed > header.c {
+            let capacity = needed.max(header.c * 2).max(4);
+            let data = heap.allocate(capacity * item)?;
+            if header.a != 0 {
+                heap.copy(header.a, data, header.b * item)?;
+                heap.deallocate(header.a)?;
+            }
+            header.a = data;
+            header.c = capacity;
+        }
+        for (i, value) in values.iter().enumerate() {
+            heap.store(
+                Offset::<T>::new(header.a + (header.b + i as u64) * item),
+                *value,
+            )?;
+        }
+        header.b = needed;
+        heap.store(self.header, header)?;
+        Ok(())
+    }
+
+    /// Appends one value.
+    pub fn push(&self, value: T) -> Result<()> {
+        self.extend_from_slice(&[value])
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> Result<u64> {
+        let _lock = self.heap.lock()?;
+        Ok(self.checked_header()?.b)
+    }
+
+    /// Whether the vector is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The element at `index`, or `None` past the end.
+    pub fn get(&self, index: u64) -> Result<Option<T>> {
+        let _lock = self.heap.lock()?;
+        let header = self.checked_header()?;
+        if index >= header.b {
+            return Ok(None);
+        }
+        self.heap
+            .load(Offset::new(header.a + index * size_of::<T>() as u64))
+            .map(Some)
+    }
+
+    /// Copies every element out.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        let _lock = self.heap.lock()?;
+        let header = self.checked_header()?;
+        (0..header.b)
+            .map(|i| {
+                self.heap
+                    .load(Offset::new(header.a + i * size_of::<T>() as u64))
+            })
+            .collect()
+    }
+
+    /// Removes every element (keeping the storage).
+    pub fn clear(&self) -> Result<()> {
+        let heap = self.heap;
+        let _lock = heap.lock()?;
+        let mut header = self.checked_header()?;
+        header.b = 0;
+        heap.store(self.header, header)
+    }
+
+    /// The header, with length and capacity checked against the heap (the
+    /// caller holds the lock).
+    fn checked_header(&self) -> Result<Triple> {
+        let header = self.heap.load(self.header)?;
+        let bytes = header.c.checked_mul(size_of::<T>() as u64);
+        let fits = header.b <= header.c
+            && bytes.is_some_and(|b| {
+                header
+                    .a
+                    .checked_add(b)
+                    .is_some_and(|end| end <= self.heap.size)
+            })
+            && (header.a != 0 || header.c == 0);
+        if !fits {
+            return Err(Error::Corrupt(format!(
+                "vector at {} claims {} of {} elements at {}, outside the heap",
+                self.header.get(),
+                header.b,
+                header.c,
+                header.a
+            )));
+        }
+        Ok(header)
+    }
+}
+
+/// A UTF-8 string in a [`ManagedSegment`].
+#[derive(Debug)]
+pub struct Text<'a> {
+    bytes: Vector<'a, u8>,
+}
+
+impl Text<'_> {
+    /// Appends `text`.
+    pub fn push_str(&self, text: &str) -> Result<()> {
+        self.bytes.extend_from_slice(text.as_bytes())
+    }
+
+    /// Replaces the contents with `text`.
+    pub fn set(&self, text: &str) -> Result<()> {
+        self.bytes.clear()?;
+        self.bytes.extend_from_slice(text.as_bytes())
+    }
+
+    /// Copies the string out.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if the bytes are not UTF-8.
+    pub fn get(&self) -> Result<String> {
+        String::from_utf8(self.bytes.to_vec()?)
+            .map_err(|e| Error::Corrupt(format!("string is not UTF-8: {e}")))
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> Result<u64> {
+        self.bytes.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        self.bytes.is_empty()
+    }
+}
