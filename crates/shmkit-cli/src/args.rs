@@ -1,9 +1,13 @@
 //! The command line: the subcommands, their arguments, and the parsers for
 //! sizes, modes and keys.
 
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand};
+use shmkit::ring::SEGMENT_PREFIX;
 use shmkit::Key;
 
+use crate::bench::Transport;
 use crate::error::CliError;
 
 const AFTER_HELP: &str = "\
@@ -11,9 +15,16 @@ KEY names a segment: a System V key in decimal or 0x hex (as `ipcs -m` shows \
 it), ftok:PATH:PROJ, or a POSIX name beginning with / (a file in /dev/shm). \
 `--id ID` selects a System V segment by its id instead.
 
+NAME names a message ring: 1 to 200 letters, digits, '-', '_' or '.', not \
+starting with '.'. Its segment is the POSIX segment /shmkit.ring.NAME. `send` \
+and `recv` create the ring if it does not exist, so either may start first; \
+the ring removes itself when both have left after the producer closed it and \
+the consumer read everything.
+
 Exit status:
   0  success, also when standard output is closed early (e.g. by `head`)
-  1  the operation failed: no such segment, permission denied, out of bounds, ...
+  1  the operation failed: no such segment, permission denied, out of bounds, \
+peer gone, timed out, ...
   2  the command line is wrong: unknown option, bad number, malformed KEY";
 
 /// `shmkit`: the whole command line.
@@ -33,17 +44,19 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List every shared-memory segment, System V and POSIX (like `ipcs -m`)
+    /// List every shared-memory segment, System V and POSIX (like `ipcs -m`), then the message rings
     Ls {
-        /// Print a JSON array of the objects `stat --json` prints
+        /// Print a JSON array of the objects `stat --json` prints, one per
+        /// segment (a ring's segment carries its "ring" object, others null)
         #[arg(long)]
         json: bool,
     },
-    /// Show everything known about one segment and the processes attached to it
+    /// Show everything known about one segment and the processes attached to it (and the ring in it, if any)
     Stat {
         #[command(flatten)]
-        target: Target,
-        /// Print one JSON object (times in seconds since the epoch, or null)
+        target: StatTarget,
+        /// Print one JSON object (times in seconds since the epoch, or null;
+        /// "ring" is the ring's status, or null if the segment is no ring)
         #[arg(long)]
         json: bool,
     },
@@ -87,8 +100,93 @@ pub enum Command {
         #[arg(long, value_name = "N", value_parser = parse_size)]
         len: Option<u64>,
     },
-    /// Show, step by step, two processes sharing a System V segment
-    Demo,
+    /// Send standard input into message ring NAME as its producer, one message per line
+    ///
+    /// Each line of standard input becomes one message, without its newline
+    /// (a last line without a newline is sent too). At the end of the input
+    /// the ring is closed: the consumer gets every message, then the end.
+    /// Waits while the ring is full; fails with "peer gone" if the consumer
+    /// dies meanwhile. A line longer than the largest message is an error:
+    /// the lines before it are sent, then the ring is closed.
+    Send {
+        /// The ring's name (its segment is /shmkit.ring.NAME)
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Size of the ring's data area if this command creates it: a power
+        /// of two from 4K; the largest message is about half of it. A K, M
+        /// or G suffix multiplies by 1024, 1024² or 1024³
+        #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_size)]
+        capacity: u64,
+        /// Send standard input as it comes, in chunks of up to the largest
+        /// message, instead of line by line (use with `recv --raw`)
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Receive messages from ring NAME as its consumer and print each on its own line
+    ///
+    /// Writes each message followed by a newline (with --raw: nothing
+    /// between messages) until the producer closes the ring, then exits 0.
+    /// Fails with "peer gone" if the producer died, after printing every
+    /// message it sent. Output is written in blocks, and whenever the ring
+    /// is empty. A ring that was not closed stays when recv exits early
+    /// (--count, --timeout), for the next consumer; `shmkit rm
+    /// /shmkit.ring.NAME` removes it.
+    Recv {
+        /// The ring's name (its segment is /shmkit.ring.NAME)
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Size of the ring's data area if this command creates it (see `send`)
+        #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_size)]
+        capacity: u64,
+        /// Exit after N messages, leaving the rest in the ring for the next consumer
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Fail (exit 1) if waiting for a message takes longer than SECS (a decimal number)
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+        timeout: Option<Duration>,
+        /// Write messages exactly as they are, with nothing after each
+        /// (`send --raw | recv --raw` copies bytes unchanged)
+        #[arg(long)]
+        raw: bool,
+    },
+    /// List rings whose processes all died, and with --force remove them
+    ///
+    /// A ring is garbage when a process that held one of its ends died
+    /// without leaving, no live process holds the other end, and no process
+    /// has it mapped. Without --force nothing is removed.
+    Gc {
+        /// Only these rings [default: every ring]
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        /// Remove the rings instead of only listing them
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show, step by step, two processes sharing a System V segment, then
+    /// two more streaming messages through a ring
+    Demo {
+        /// How many 64-byte messages the ring part streams
+        #[arg(long, value_name = "N", default_value = "2000000")]
+        messages: u64,
+    },
+    /// Measure the ring against pipes, sockets and message queues between two processes
+    ///
+    /// For each transport and payload size, two processes (this one and a
+    /// copy of it, pinned to different CPUs when there are two) measure the
+    /// round trip by ping-pong (p50, p99 and p99.9 of an HDR histogram) and
+    /// the throughput of a one-way stream, whose receiver checks every
+    /// message's sequence number and checksum: a lost, reordered or damaged
+    /// message fails the run. The same run measures the references: a cache
+    /// line bounced between the processes (the latency floor) and memcpy in
+    /// one process (the throughput ceiling). Progress goes to standard error.
+    Bench(BenchArgs),
+    /// A peer process of `shmkit bench` (not for direct use)
+    #[command(name = "__bench-peer", hide = true)]
+    BenchPeer {
+        /// What to do, as JSON
+        #[arg(long)]
+        job: String,
+    },
     /// The child process of `shmkit demo` (not for direct use)
     #[command(name = "__demo-child", hide = true)]
     DemoChild {
@@ -96,6 +194,91 @@ pub enum Command {
         #[arg(long)]
         id: i32,
     },
+    /// The producer process of `shmkit demo` (not for direct use)
+    #[command(name = "__demo-producer", hide = true)]
+    DemoProducer {
+        /// The ring's name
+        #[arg(long)]
+        ring: String,
+        /// How many messages to send
+        #[arg(long)]
+        messages: u64,
+    },
+    /// The consumer process of `shmkit demo` (not for direct use)
+    #[command(name = "__demo-consumer", hide = true)]
+    DemoConsumer {
+        /// The ring's name
+        #[arg(long)]
+        ring: String,
+        /// How many messages to expect
+        #[arg(long)]
+        messages: u64,
+    },
+}
+
+/// The options of `shmkit bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Fewer messages per measurement: the whole run takes under a minute
+    #[arg(long)]
+    pub quick: bool,
+    /// Payload sizes, comma-separated, from 8 bytes to 1M (K and M suffixes multiply by 1024 and 1024²)
+    #[arg(
+        long,
+        value_name = "SIZES",
+        value_delimiter = ',',
+        value_parser = parse_size,
+        default_values = ["8", "64", "1K", "64K"]
+    )]
+    pub sizes: Vec<u64>,
+    /// Only these transports, comma-separated [default: all]; the references are always measured
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub transports: Vec<Transport>,
+    /// How long a shmkit-block ring spins before it sleeps on the futex (0, 500ns, 20us, 1ms)
+    /// [default: 0, as briefly as the library allows]
+    #[arg(long, value_name = "DURATION", value_parser = crate::bench::parse_spin)]
+    pub block_spin: Option<Duration>,
+    /// Print one JSON array, a record per transport and size with the fields transport, size,
+    /// rtt_p50_ns, rtt_p99_ns, rtt_p999_ns, msgs_per_sec and bytes_per_sec (null where not measured),
+    /// instead of the tables
+    #[arg(long)]
+    pub json: bool,
+    /// Messages per measurement, for tests: N round trips and N streamed, after as many warm-up
+    /// messages as N/10 (at least 1)
+    #[arg(long, value_name = "N", hide = true)]
+    pub messages: Option<u64>,
+    /// For tests: the sender of every stream skips one sequence number, which must fail the run
+    #[arg(long, hide = true)]
+    pub inject_skip: bool,
+}
+
+/// What `stat` shows: a segment by key or System V id, or a ring's segment.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct StatTarget {
+    /// The segment's key: 0x1234, 4660, ftok:PATH:PROJ, or /name
+    #[arg(value_name = "KEY", allow_negative_numbers = true)]
+    pub key: Option<String>,
+    /// Select a System V segment by its id (the shmid of `ipcs -m`) instead of a KEY
+    #[arg(long, value_name = "ID")]
+    pub id: Option<i32>,
+    /// Select the segment of ring NAME (the same as the KEY /shmkit.ring.NAME)
+    #[arg(long, value_name = "NAME")]
+    pub ring: Option<String>,
+}
+
+impl StatTarget {
+    /// The same segment as a [`Target`].
+    pub fn segment(&self) -> Target {
+        Target {
+            key: self.key.clone().or_else(|| {
+                self.ring
+                    .as_ref()
+                    .map(|name| format!("{SEGMENT_PREFIX}{name}"))
+            }),
+            id: self.id,
+        }
+    }
 }
 
 /// One segment, by key or by System V id.
@@ -162,6 +345,17 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(too_large)
 }
 
+/// Parses a number of seconds, fractions allowed (`2`, `0.25`), at most
+/// about 584 years.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let expected = || "expected a number of seconds such as 5 or 0.25".to_owned();
+    if !text.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+        return Err(expected());
+    }
+    let seconds: f64 = text.parse().map_err(|_| expected())?;
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text} seconds is too long"))
+}
+
 /// Parses permission bits in octal (`644`, `0644` or `0o644`), at most `777`.
 pub fn parse_mode(text: &str) -> Result<u32, String> {
     let digits = text.strip_prefix("0o").unwrap_or(text);
@@ -196,6 +390,17 @@ mod tests {
         }
         assert!(parse_size("18446744073709551616").is_err());
         assert!(parse_size("17179869184G").is_err());
+    }
+
+    #[test]
+    fn seconds_take_fractions() {
+        assert_eq!(parse_seconds("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_seconds("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_seconds(".5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
+        for bad in ["", "-1", "+1", "inf", "NaN", "1s", "1e400", " 1"] {
+            assert!(parse_seconds(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

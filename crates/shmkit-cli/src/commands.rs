@@ -1,42 +1,82 @@
-//! What each subcommand but `demo` does: find the segment, call the library,
-//! print.
+//! What each segment subcommand does (`ls`, `stat`, `create`, `rm`, `write`,
+//! `read`): find the segment, call the library, print. The ring commands are
+//! in `ring`, the demo in `demo`.
 
 use std::io::{Read, Write};
 
-use shmkit::{Mode, ReadOnly, ReadWrite, Segment};
+use shmkit::ring::{RingStatus, SEGMENT_PREFIX};
+use shmkit::{Mode, ReadOnly, ReadWrite, Segment, Stat};
 
-use crate::args::{parse_key, Target, Targets};
+use crate::args::{parse_key, StatTarget, Target, Targets};
 use crate::error::CliError;
-use crate::output::{self, StatJson};
+use crate::output::{self, RingRow, StatJson};
 use crate::users::Names;
 
 /// How much `read` copies per step, so that a large segment needs no large
 /// buffer.
 const CHUNK: usize = 1 << 20;
 
-/// `shmkit ls`: every segment, as a table or a JSON array.
+/// `shmkit ls`: every segment, as a table or a JSON array, then a table of
+/// the rings if there are any.
 pub fn ls(json: bool, out: &mut impl Write) -> Result<(), CliError> {
     let all = shmkit::list()?;
     let names = Names::load();
     let text = if json {
-        let objects: Vec<StatJson> = all.iter().map(|s| StatJson::new(s, &names)).collect();
+        let rings: Vec<Option<RingStatus>> = all
+            .iter()
+            .map(|stat| ring_in(stat).and_then(|(_, ring)| ring.ok()))
+            .collect();
+        let objects: Vec<StatJson> = all
+            .iter()
+            .zip(&rings)
+            .map(|(stat, ring)| StatJson::new(stat, &names, ring.as_ref()))
+            .collect();
         output::json(&objects)
     } else {
-        output::segments_table(&all, &names)
+        let mut text = output::segments_table(&all, &names);
+        let rings: Vec<RingRow> = shmkit::ring::list()?
+            .into_iter()
+            .map(|name| {
+                let status = shmkit::ring::status(&name);
+                (name, status)
+            })
+            // Gone between the listing and the look: not worth a row.
+            .filter(|(_, status)| !matches!(status, Err(shmkit::Error::NotFound { .. })))
+            .collect();
+        if !rings.is_empty() {
+            text.push_str("\nRINGS\n");
+            text.push_str(&output::rings_table(&rings));
+        }
+        text
     };
     out.write_all(text.as_bytes()).map_err(CliError::stdout)
 }
 
-/// `shmkit stat`: one segment's status and attachers.
-pub fn stat(target: &Target, json: bool, out: &mut impl Write) -> Result<(), CliError> {
-    let stat = open(target)?.stat()?;
+/// `shmkit stat`: one segment's status and attachers, and its ring's status
+/// if it holds one.
+pub fn stat(target: &StatTarget, json: bool, out: &mut impl Write) -> Result<(), CliError> {
+    let stat = open(&target.segment())?.stat()?;
+    let ring = ring_in(&stat);
     let names = Names::load();
     let text = if json {
-        output::json(&StatJson::new(&stat, &names))
+        let ring = ring.as_ref().and_then(|(_, ring)| ring.as_ref().ok());
+        output::json(&StatJson::new(&stat, &names, ring))
     } else {
-        output::stat_text(&stat, &names)
+        let mut text = output::stat_text(&stat, &names);
+        if let Some((_, ring)) = &ring {
+            text.push_str(&output::ring_text(ring));
+        }
+        text
     };
     out.write_all(text.as_bytes()).map_err(CliError::stdout)
+}
+
+/// The ring in a segment named `/shmkit.ring.NAME`, and its status; `None`
+/// for every other segment.
+fn ring_in(stat: &Stat) -> Option<RingRow> {
+    let key = stat.key.to_string();
+    let name = key.strip_prefix(SEGMENT_PREFIX)?;
+    Some((name.to_owned(), shmkit::ring::status(name)))
 }
 
 /// `shmkit create`: creates (or with `exclusive` false, maybe opens) and

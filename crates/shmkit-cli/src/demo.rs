@@ -1,11 +1,18 @@
-//! `shmkit demo`: two processes share one System V segment, and each step of
-//! its life (create, attach, write, read, detach, deferred removal) is shown
-//! with the kernel's numbers and checked.
+//! `shmkit demo`, in two parts.
 //!
-//! The parent runs this same program as its child (`shmkit __demo-child`).
-//! They synchronise over the child's standard input and output, never by
-//! sleeping: the child says `ready LEN` once its message is in the segment,
-//! then waits for a line on its input before it detaches.
+//! Part 1: two processes share one System V segment, and each step of its
+//! life (create, attach, write, read, detach, deferred removal) is shown
+//! with the kernel's numbers and checked. Part 2 ([`ring`]): two more
+//! processes stream messages through a ring, and the parent checks and
+//! measures it.
+//!
+//! The parent runs this same program as its children (`shmkit __demo-child`,
+//! `__demo-producer`, `__demo-consumer`). They synchronise over the
+//! children's standard input and output, never by sleeping: in part 1 the
+//! child says `ready LEN` once its message is in the segment, then waits for
+//! a line on its input before it detaches.
+
+pub mod ring;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -18,9 +25,17 @@ use crate::output;
 /// The demo segment's size.
 const SIZE: u64 = 4096;
 
-/// `shmkit demo`: the parent's side. Fails (exit 1) if any check fails, and
-/// removes the segment whatever happens.
-pub fn run(out: &mut impl Write) -> Result<(), CliError> {
+/// `shmkit demo`: the parent's side of both parts, the second streaming
+/// `messages` messages. Fails (exit 1) if any check fails, and removes the
+/// segment and the ring whatever happens.
+pub fn run(messages: u64, out: &mut impl Write) -> Result<(), CliError> {
+    share_a_segment(out)?;
+    ring::run(messages, out)?;
+    writeln!(out, "\nall checks passed").map_err(CliError::stdout)
+}
+
+/// Part 1: the segment's life, steps 1 to 8.
+fn share_a_segment(out: &mut impl Write) -> Result<(), CliError> {
     let parent = std::process::id();
     let mut say = |text: String| writeln!(out, "{text}").map_err(CliError::stdout);
     say(format!(
@@ -50,9 +65,9 @@ pub fn run(out: &mut impl Write) -> Result<(), CliError> {
         format!("nattch is 1 after one attach, not {}", stat.nattch)
     })?;
 
-    let mut child = DemoChild::spawn(id)?;
+    let mut child = DemoProcess::spawn("child", &["__demo-child", "--id", &id.to_string()])?;
     let child_pid = child.pid();
-    let len = child.wait_until_ready()?;
+    let len = ready_len(&child.read_line()?)?;
     say(format!(
         "3. the child (pid {child_pid}) attached it read-write, wrote {len} bytes at offset 0, and said \"ready\""
     ))?;
@@ -83,7 +98,8 @@ pub fn run(out: &mut impl Write) -> Result<(), CliError> {
     })?;
     check_attachers(&stat, &[parent as i32, child_pid as i32])?;
 
-    child.go_and_wait()?;
+    child.tell("go");
+    child.finish()?;
     let stat = segment.stat()?;
     say(format!(
         "6. told the child to go: it detached and exited; nattch {}, lpid {} (the child's detach)",
@@ -127,9 +143,22 @@ pub fn run(out: &mut impl Write) -> Result<(), CliError> {
     ))?;
     check(gone && !listed, || {
         format!("segment id {id} is gone after the last detach")
-    })?;
+    })
+}
 
-    say("\nall checks passed".to_owned())
+/// The LEN of the child's `ready LEN`.
+fn ready_len(line: &str) -> Result<usize, CliError> {
+    line.trim_end()
+        .strip_prefix("ready ")
+        .and_then(|len| len.parse().ok())
+        .filter(|&len| len as u64 <= SIZE)
+        .ok_or_else(|| {
+            CliError::Message(if line.is_empty() {
+                "the demo's child process ended before it was ready".to_owned()
+            } else {
+                format!("the demo's child process said {line:?}, not \"ready LEN\"")
+            })
+        })
 }
 
 /// `shmkit __demo-child --id ID`: attaches, writes its message, says
@@ -194,24 +223,28 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-/// The child process, with its pipes. Dropping it before
-/// [`go_and_wait`](DemoChild::go_and_wait) kills and reaps the child.
-struct DemoChild {
+/// A child process of the demo (this same program), with its standard input
+/// and output as pipes. Dropping it before [`finish`](DemoProcess::finish)
+/// kills and reaps the child.
+struct DemoProcess {
+    /// `child`, `producer` or `consumer`, for messages.
+    role: &'static str,
     process: Child,
     input: Option<ChildStdin>,
     output: BufReader<ChildStdout>,
     waited: bool,
 }
 
-impl DemoChild {
-    fn spawn(id: i32) -> Result<DemoChild, CliError> {
+impl DemoProcess {
+    /// Starts `shmkit ARGS…`; its standard error is the demo's.
+    fn spawn(role: &'static str, args: &[&str]) -> Result<DemoProcess, CliError> {
         let spawn_error = |source| CliError::Io {
-            context: "starting the demo's child process".to_owned(),
+            context: format!("starting the demo's {role} process"),
             source,
         };
         let program = std::env::current_exe().map_err(spawn_error)?;
         let mut process = Command::new(program)
-            .args(["__demo-child", "--id", &id.to_string()])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -219,11 +252,12 @@ impl DemoChild {
         let (Some(input), Some(output)) = (process.stdin.take(), process.stdout.take()) else {
             let _ = process.kill();
             let _ = process.wait();
-            return Err(CliError::Message(
-                "the demo's child process has no pipes".to_owned(),
-            ));
+            return Err(CliError::Message(format!(
+                "the demo's {role} process has no pipes"
+            )));
         };
-        Ok(DemoChild {
+        Ok(DemoProcess {
+            role,
             process,
             input: Some(input),
             output: BufReader::new(output),
@@ -235,46 +269,46 @@ impl DemoChild {
         self.process.id()
     }
 
-    /// Waits for `ready LEN` and returns LEN.
-    fn wait_until_ready(&mut self) -> Result<usize, CliError> {
+    /// The next line the child prints, without its newline; empty once the
+    /// child closed its output (it exited).
+    fn read_line(&mut self) -> Result<String, CliError> {
         let mut line = String::new();
         self.output
             .read_line(&mut line)
             .map_err(|source| CliError::Io {
-                context: "reading from the demo's child process".to_owned(),
+                context: format!("reading from the demo's {} process", self.role),
                 source,
             })?;
-        line.trim_end()
-            .strip_prefix("ready ")
-            .and_then(|len| len.parse().ok())
-            .filter(|&len| len as u64 <= SIZE)
-            .ok_or_else(|| {
-                CliError::Message(if line.is_empty() {
-                    "the demo's child process ended before it was ready".to_owned()
-                } else {
-                    format!("the demo's child process said {line:?}, not \"ready LEN\"")
-                })
-            })
+        Ok(line.trim_end().to_owned())
     }
 
-    /// Tells the child to detach and exit, and waits until it has.
-    fn go_and_wait(&mut self) -> Result<(), CliError> {
+    /// Writes `line` to the child and closes its input. A child that already
+    /// left is caught by its exit status in [`finish`](DemoProcess::finish).
+    fn tell(&mut self, line: &str) {
         if let Some(mut input) = self.input.take() {
-            // A child that already left is caught by its exit status below.
-            let _ = input.write_all(b"go\n");
+            let _ = writeln!(input, "{line}");
         }
+    }
+
+    /// Waits until the child has exited, and checks that it succeeded.
+    fn finish(&mut self) -> Result<(), CliError> {
+        drop(self.input.take());
         let status = self.process.wait().map_err(|source| CliError::Io {
-            context: "waiting for the demo's child process".to_owned(),
+            context: format!("waiting for the demo's {} process", self.role),
             source,
         })?;
         self.waited = true;
         check(status.success(), || {
-            format!("the child process exits successfully, not with {status}")
+            format!(
+                "the {} process (pid {}) exits successfully, not with {status}",
+                self.role,
+                self.pid()
+            )
         })
     }
 }
 
-impl Drop for DemoChild {
+impl Drop for DemoProcess {
     fn drop(&mut self) {
         if !self.waited {
             drop(self.input.take());

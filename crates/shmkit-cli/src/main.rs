@@ -1,15 +1,17 @@
 //! `shmkit`: inspect and use System V and POSIX shared memory from the shell.
 //!
 //! This binary is thin: it parses the command line ([`args`]), calls the
-//! `shmkit` library ([`commands`], [`demo`]), and formats what comes back
+//! `shmkit` library ([`commands`], [`ring`], [`demo`], [`bench`]), and formats what comes back
 //! ([`output`]). Errors print as `shmkit: <message>` with the exit status
 //! documented in `--help` ([`error`]).
 
 mod args;
+mod bench;
 mod commands;
 mod demo;
 mod error;
 mod output;
+mod ring;
 mod users;
 
 use std::io;
@@ -56,8 +58,36 @@ fn run(command: Command) -> Result<(), CliError> {
             offset,
             len,
         } => commands::read(&target, offset, len, &mut out),
-        Command::Demo => demo::run(&mut out),
+        Command::Send {
+            name,
+            capacity,
+            raw,
+        } => ring::send(&name, capacity, raw, ring::stdin()?),
+        Command::Recv {
+            name,
+            capacity,
+            count,
+            timeout,
+            raw,
+        } => {
+            let options = ring::RecvOptions {
+                count,
+                timeout,
+                raw,
+            };
+            ring::recv(&name, capacity, &options, &mut out)
+        }
+        Command::Gc { names, force } => ring::gc(&names, force, &mut out),
+        Command::Bench(args) => bench::run(&args, &mut out),
+        Command::BenchPeer { job } => bench::peer::run(&job, &mut out),
+        Command::Demo { messages } => demo::run(messages, &mut out),
         Command::DemoChild { id } => demo::child(id, &mut io::stdin().lock(), &mut out),
+        Command::DemoProducer { ring, messages } => {
+            demo::ring::producer(&ring, messages, &mut io::stdin().lock(), &mut out)
+        }
+        Command::DemoConsumer { ring, messages } => {
+            demo::ring::consumer(&ring, messages, &mut io::stdin().lock(), &mut out)
+        }
     }?;
     io::Write::flush(&mut out).map_err(CliError::stdout)
 }

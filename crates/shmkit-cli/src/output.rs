@@ -1,9 +1,10 @@
-//! How segments are shown: the `ls` table, the `stat` report and attachers
-//! table, their JSON forms, and times as UTC ISO-8601.
+//! How segments and rings are shown: the `ls` tables, the `stat` report and
+//! attachers table, their JSON forms, and times as UTC ISO-8601.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+use shmkit::ring::{EndpointStatus, RingStatus};
 use shmkit::{Kind, Mapping, Stat};
 
 use crate::users::Names;
@@ -28,6 +29,111 @@ pub fn segments_table(stats: &[Stat], names: &Names) -> String {
         ]);
     }
     table(&rows)
+}
+
+/// What `ls` knows of one ring: its status, or why it could not be read.
+pub type RingRow = (String, Result<RingStatus, shmkit::Error>);
+
+/// The `ls` table of rings, one row per ring, header always. A ring whose
+/// header cannot be read shows its name and `unreadable`.
+pub fn rings_table(rings: &[RingRow]) -> String {
+    let mut rows = vec![[
+        "NAME",
+        "CAPACITY",
+        "IN-FLIGHT",
+        "SENT",
+        "RECEIVED",
+        "PRODUCER",
+        "CONSUMER",
+        "STATE",
+    ]
+    .map(str::to_owned)
+    .to_vec()];
+    for (name, ring) in rings {
+        rows.push(match ring {
+            Ok(ring) => vec![
+                name.clone(),
+                ring.capacity.to_string(),
+                ring.bytes_in_flight.to_string(),
+                ring.sent.to_string(),
+                ring.received.to_string(),
+                endpoint(ring.producer, "-"),
+                endpoint(ring.consumer, "-"),
+                ring_state(ring).to_owned(),
+            ],
+            Err(_) => {
+                let mut row = vec![name.clone()];
+                row.extend(std::iter::repeat_n("-".to_owned(), 6));
+                row.push("unreadable".to_owned());
+                row
+            }
+        });
+    }
+    table(&rows)
+}
+
+/// `open` while the producer may send, `closed` once it closed the stream,
+/// `abandoned` if the processes that held it died (`shmkit gc` removes it).
+pub fn ring_state(ring: &RingStatus) -> &'static str {
+    if ring.abandoned() {
+        "abandoned"
+    } else if ring.closed {
+        "closed"
+    } else {
+        "open"
+    }
+}
+
+/// An end of a ring: its pid, `PID (dead)`, or `none` when nobody holds it.
+fn endpoint(end: Option<EndpointStatus>, none: &str) -> String {
+    match end {
+        Some(EndpointStatus { pid, alive: true }) => pid.to_string(),
+        Some(EndpointStatus { pid, alive: false }) => format!("{pid} (dead)"),
+        None => none.to_owned(),
+    }
+}
+
+/// The `ring:` section of `stat` for a segment that holds a ring.
+pub fn ring_text(ring: &Result<RingStatus, shmkit::Error>) -> String {
+    let ring = match ring {
+        Ok(ring) => ring,
+        Err(err) => return format!("ring:     unreadable: {err}\n"),
+    };
+    let fields = [
+        ("name", ring.name.clone()),
+        ("state", ring_state(ring).to_owned()),
+        ("capacity", format!("{} bytes", ring.capacity)),
+        ("max message", format!("{} bytes", ring.max_message)),
+        ("in flight", format!("{} bytes", ring.bytes_in_flight)),
+        ("sent", ring.sent.to_string()),
+        ("received", ring.received.to_string()),
+        ("producer", endpoint(ring.producer, "none")),
+        ("consumer", endpoint(ring.consumer, "none")),
+    ];
+    let mut text = "ring:\n".to_owned();
+    for (name, value) in fields {
+        text.push_str(&format!("  {:<13}{value}\n", format!("{name}:")));
+    }
+    text
+}
+
+/// The JSON form of a ring's status: the fields of [`RingStatus`] and its
+/// `state` (see [`ring_state`]).
+#[derive(Debug, Serialize)]
+pub struct RingJson<'a> {
+    #[serde(flatten)]
+    status: &'a RingStatus,
+    state: &'static str,
+}
+
+impl<'a> RingJson<'a> {
+    /// The JSON view of `status`.
+    pub fn new(status: &'a RingStatus) -> RingJson<'a> {
+        RingJson {
+            status,
+            state: ring_state(status),
+        }
+    }
 }
 
 /// The attachers of a segment: pid, command, address range and access.
@@ -113,7 +219,8 @@ pub fn stat_text(stat: &Stat, names: &Names) -> String {
 
 /// The JSON form of a [`Stat`], for `stat --json` and each element of
 /// `ls --json`. Fields a kind does not have are `null`; times are seconds
-/// since the epoch, `null` for never.
+/// since the epoch, `null` for never; `ring` is the status of the ring in
+/// the segment, `null` if it holds none (or one that cannot be read).
 #[derive(Debug, Serialize)]
 pub struct StatJson<'a> {
     kind: Kind,
@@ -144,11 +251,13 @@ pub struct StatJson<'a> {
     resident_bytes: u64,
     swapped_bytes: Option<u64>,
     attachers: &'a [Mapping],
+    ring: Option<RingJson<'a>>,
 }
 
 impl<'a> StatJson<'a> {
-    /// The JSON view of `stat`, with names from `names`.
-    pub fn new(stat: &'a Stat, names: &'a Names) -> StatJson<'a> {
+    /// The JSON view of `stat`, with names from `names` and the status of
+    /// the ring in it, if any.
+    pub fn new(stat: &'a Stat, names: &'a Names, ring: Option<&'a RingStatus>) -> StatJson<'a> {
         StatJson {
             kind: stat.kind,
             key: stat.key.to_string(),
@@ -176,6 +285,7 @@ impl<'a> StatJson<'a> {
             resident_bytes: stat.resident_bytes,
             swapped_bytes: stat.swapped_bytes,
             attachers: &stat.attachers,
+            ring: ring.map(RingJson::new),
         }
     }
 }

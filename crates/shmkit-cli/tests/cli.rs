@@ -739,7 +739,9 @@ fn help_documents_the_exit_status() {
     ] {
         assert!(help.contains(line), "{line:?} not in {help}");
     }
-    assert!(!help.contains("__demo-child"), "{help}");
+    for hidden in ["__demo-child", "__demo-producer", "__demo-consumer"] {
+        assert!(!help.contains(hidden), "{help}");
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -901,15 +903,30 @@ fn ipcrm_by_key_makes_stat_report_not_found() {
 // ---------------------------------------------------------------------------
 // demo, and standard output closed early
 
+/// Removes ring `name` when dropped: what a crashed `shmkit demo` would
+/// leave.
+struct RingOf(String);
+
+impl Drop for RingOf {
+    fn drop(&mut self) {
+        let key = format!("{}{}", shmkit::ring::SEGMENT_PREFIX, self.0);
+        if let Ok(segment) = Segment::open(&Key::posix(&key).expect("a valid name")) {
+            let _ = segment.remove();
+        }
+    }
+}
+
 #[test]
 fn demo_succeeds_and_leaves_nothing_behind() {
     let demo = Command::new(SHMKIT)
-        .arg("demo")
+        .args(["demo", "--messages", "200000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run shmkit demo");
     let _leftovers = CreatedBy(demo.id());
+    let ring = format!("demo-{}", demo.id());
+    let _ring_leftover = RingOf(ring.clone());
     let demo_pid = demo.id().to_string();
     let output = demo.wait_with_output().expect("wait for the demo");
     let story = succeeded(&output);
@@ -918,6 +935,13 @@ fn demo_succeeds_and_leaves_nothing_behind() {
         "nattch 2",
         "nattch 1",
         "removed yes (status dest)",
+        "stream 200000 messages of 64 bytes",
+        &format!("opened ring {ring}, which created it"),
+        "sequence numbers 0 to 199999 in order, every checksum right",
+        "200000 messages (12.8 MB) in ",
+        "million messages/s",
+        "ring status: sent 200000, received 200000, 0 bytes in flight, closed; producer gone",
+        &format!("/dev/shm/shmkit.ring.{ring} is gone"),
         "all checks passed",
     ] {
         assert!(story.contains(step), "{step:?} not in {story}");
@@ -933,6 +957,10 @@ fn demo_succeeds_and_leaves_nothing_behind() {
         1,
         "no shared-memory segment",
     );
+    assert!(
+        !std::path::Path::new(&format!("/dev/shm/shmkit.ring.{ring}")).exists(),
+        "the demo's ring is left behind"
+    );
 
     // `ipcs -m -p`: shmid owner cpid lpid. Nothing the demo created is left.
     let ipcs = text(&run("ipcs", &["-m", "-p"], None).stdout);
@@ -943,6 +971,12 @@ fn demo_succeeds_and_leaves_nothing_behind() {
             "left behind: {line}"
         );
     }
+}
+
+#[test]
+fn demo_with_a_bad_message_count_is_a_usage_error() {
+    let output = shmkit(&["demo", "--messages", "many"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
 }
 
 #[test]

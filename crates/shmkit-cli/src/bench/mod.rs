@@ -1,0 +1,413 @@
+//! `shmkit bench`: the ring against the kernel's transports, between two
+//! real processes, next to the physical limits.
+//!
+//! For each payload size the bench measures, in this order: for each
+//! transport a ping-pong (round-trip latency), preceded in the same two
+//! processes by the cache-line floor; memcpy in one process (the
+//! throughput ceiling, [`reference`]); then for each transport a stream
+//! (one-way throughput). Each measurement has a fresh peer process
+//! ([`peer`]) and a fresh transport ([`transports`]). The loops are in
+//! [`measure`]; the tables and the JSON in [`report`].
+//!
+//! Fairness: every transport carries the same messages, the same size both
+//! ways, with the same number of warm-up messages before the measured ones,
+//! and every receiver reads each message whole (it checks a checksum of all
+//! its bytes). Latency is reported as percentiles of an HDR histogram,
+//! never as a mean.
+
+mod machine;
+mod measure;
+pub mod peer;
+mod reference;
+mod report;
+pub mod transports;
+
+use std::fmt;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use self::machine::{Machine, Pinning};
+use self::peer::{PeerJob, PeerProcess, Work};
+use self::report::{Latency, Report, Row, Throughput};
+pub(crate) use self::transports::with_link;
+pub use self::transports::Transport;
+use self::transports::{Directions, Opened};
+use crate::args::BenchArgs;
+use crate::error::CliError;
+
+/// The largest payload `--sizes` accepts.
+const MAX_SIZE: u64 = 1 << 20;
+
+/// How many messages one measurement sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counts {
+    /// Messages (round trips, or streamed messages) before the measured
+    /// ones: the same for every transport at a size.
+    pub warmup: u64,
+    /// Round trips measured by a ping-pong.
+    pub round_trips: u64,
+    /// Messages measured by a stream.
+    pub streamed: u64,
+    /// Copies measured by memcpy.
+    pub copies: u64,
+    /// Round trips of the cache-line floor before each ping-pong, after a
+    /// tenth as many to warm up.
+    pub floor_rounds: u64,
+}
+
+impl Counts {
+    /// The counts for messages of `size` bytes: a stream moves about
+    /// `STREAM_BYTES` (between a minimum and a maximum count), a ping-pong
+    /// makes a fixed number of round trips, fewer for large messages. The
+    /// warm-up is a tenth of that, and at least enough messages to go once
+    /// round a ring's data area (so that no page is touched for the first
+    /// time while measuring). `--quick` divides the measured counts by
+    /// [`QUICK_DIVISOR`]; `--messages N` sets them all, the warm-up to N/10.
+    pub fn for_size(size: usize, quick: bool, messages: Option<u64>) -> Counts {
+        if let Some(n) = messages {
+            let n = n.max(1);
+            return Counts {
+                warmup: (n / 10).max(1),
+                round_trips: n,
+                streamed: n,
+                copies: n,
+                floor_rounds: n,
+            };
+        }
+        const STREAM_BYTES: u64 = 4 << 30;
+        const MIN_STREAMED: u64 = 50_000;
+        const MAX_STREAMED: u64 = 2_000_000;
+        const ROUND_TRIPS: u64 = 100_000;
+        const MIN_ROUND_TRIPS: u64 = 10_000;
+        const ROUND_TRIP_BYTES: u64 = 2 << 30;
+        const COPY_BYTES: u64 = 8 << 30;
+        const MAX_COPIES: u64 = 100_000_000;
+        const FLOOR_ROUNDS: u64 = 20_000;
+        let bytes = size as u64;
+        let divisor = if quick { QUICK_DIVISOR } else { 1 };
+        let round_trips = (ROUND_TRIP_BYTES / bytes).clamp(MIN_ROUND_TRIPS, ROUND_TRIPS) / divisor;
+        let streamed = (STREAM_BYTES / bytes).clamp(MIN_STREAMED, MAX_STREAMED) / divisor;
+        let ring_lap = transports::ring_capacity(size) / transports::ring_record(size) + 1;
+        Counts {
+            warmup: (round_trips.min(streamed) / 10).max(ring_lap),
+            round_trips,
+            streamed,
+            copies: (COPY_BYTES / bytes).min(MAX_COPIES) / divisor,
+            floor_rounds: FLOOR_ROUNDS / divisor,
+        }
+    }
+}
+
+/// How much `--quick` cuts every count.
+const QUICK_DIVISOR: u64 = 10;
+
+/// One measurement of the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Job {
+    Memcpy(usize),
+    RoundTrips(Transport, usize),
+    Stream(Transport, usize),
+}
+
+impl fmt::Display for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Job::Memcpy(size) => write!(f, "memcpy of {}", report::size_text(size)),
+            Job::RoundTrips(transport, size) => write!(
+                f,
+                "{} ping-pong of {}",
+                transport.name(),
+                report::size_text(size)
+            ),
+            Job::Stream(transport, size) => write!(
+                f,
+                "{} stream of {}",
+                transport.name(),
+                report::size_text(size)
+            ),
+        }
+    }
+}
+
+/// What every measurement of one run shares.
+#[derive(Debug)]
+struct Bench {
+    pinning: Pinning,
+    /// How long a `shmkit-block` ring spins before it sleeps.
+    block_spin: Duration,
+    quick: bool,
+    messages: Option<u64>,
+    inject_skip: bool,
+}
+
+/// `shmkit bench`: measures, then prints the tables (or the JSON) on `out`.
+pub fn run(args: &BenchArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let started = Instant::now();
+    let sizes = sizes(&args.sizes)?;
+    let transports: Vec<Transport> = if args.transports.is_empty() {
+        Transport::ALL.to_vec()
+    } else {
+        Transport::ALL
+            .into_iter()
+            .filter(|t| args.transports.contains(t))
+            .collect()
+    };
+    let machine = Machine::describe();
+    let bench = Bench {
+        pinning: machine::pin_pair(),
+        block_spin: args.block_spin.unwrap_or(transports::DEFAULT_BLOCK_SPIN),
+        quick: args.quick,
+        messages: args.messages,
+        inject_skip: args.inject_skip,
+    };
+
+    let mut plan = Vec::new();
+    for &size in &sizes {
+        plan.extend(transports.iter().map(|&t| Job::RoundTrips(t, size)));
+        plan.push(Job::Memcpy(size));
+        plan.extend(transports.iter().map(|&t| Job::Stream(t, size)));
+    }
+
+    // Drawn on standard error, and not at all when that is no terminal.
+    let progress = ProgressBar::new(plan.len() as u64).with_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut rows: Vec<Row> = Vec::new();
+    for job in &plan {
+        progress.set_message(job.to_string());
+        match bench.measure(*job) {
+            Ok(row) => merge(&mut rows, row),
+            Err(err) => {
+                progress.finish_and_clear();
+                return Err(CliError::Message(format!("bench: {job}: {err}")));
+            }
+        }
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    add_floors(&mut rows, &sizes);
+
+    let report = Report {
+        machine,
+        pinning: bench.pinning.clone(),
+        block_spin: bench.block_spin,
+        counts: sizes
+            .iter()
+            .map(|&size| (size, bench.counts(size)))
+            .collect(),
+        transports,
+        rows,
+        elapsed: started.elapsed(),
+    };
+    let text = if args.json {
+        report.json()
+    } else {
+        report.tables()
+    };
+    out.write_all(text.as_bytes()).map_err(CliError::stdout)
+}
+
+/// Parses `--block-spin`: a whole number with a unit, `ns`, `us` (or
+/// `µs`), `ms` or `s`; or `0`.
+pub fn parse_spin(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let expected = || "expected a duration such as 0, 500ns, 20us or 1ms".to_owned();
+    let number: u64 = digits.parse().map_err(|_| expected())?;
+    let nanos_per = match unit {
+        "" if number == 0 => 0,
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        _ => return Err(expected()),
+    };
+    number
+        .checked_mul(nanos_per)
+        .map(Duration::from_nanos)
+        .ok_or_else(|| format!("{text} is too long"))
+}
+
+/// Checks `--sizes`, dropping repeats.
+fn sizes(requested: &[u64]) -> Result<Vec<usize>, CliError> {
+    let mut sizes = Vec::new();
+    for &size in requested {
+        if !(measure::MIN_SIZE as u64..=MAX_SIZE).contains(&size) {
+            return Err(CliError::Usage(format!(
+                "--sizes: {size} bytes is not from {} bytes (room for a message's sequence \
+                 number) to 1M",
+                measure::MIN_SIZE
+            )));
+        }
+        if !sizes.contains(&(size as usize)) {
+            sizes.push(size as usize);
+        }
+    }
+    Ok(sizes)
+}
+
+/// Puts a `floor` row before each size's rows: of the floors measured with
+/// that size's ping-pongs, the one with the lowest median.
+fn add_floors(rows: &mut Vec<Row>, sizes: &[usize]) {
+    for &size in sizes {
+        let lowest = rows
+            .iter()
+            .filter(|row| row.size == size)
+            .filter_map(|row| row.floor)
+            .min_by_key(|floor| floor.p50);
+        let first = rows.iter().position(|row| row.size == size);
+        if let (Some(floor), Some(first)) = (lowest, first) {
+            rows.insert(first, Row::new("floor", size).with_latency(floor));
+        }
+    }
+}
+
+/// Adds a measurement to its transport and size's row.
+fn merge(rows: &mut Vec<Row>, row: Row) {
+    match rows
+        .iter_mut()
+        .find(|r| r.name == row.name && r.size == row.size)
+    {
+        Some(existing) => {
+            existing.latency = existing.latency.or(row.latency);
+            existing.throughput = existing.throughput.or(row.throughput);
+            existing.floor = existing.floor.or(row.floor);
+            for note in row.notes {
+                if !existing.notes.contains(&note) {
+                    existing.notes.push(note);
+                }
+            }
+        }
+        None => rows.push(row),
+    }
+}
+
+impl Bench {
+    fn counts(&self, size: usize) -> Counts {
+        Counts::for_size(size, self.quick, self.messages)
+    }
+
+    fn measure(&self, job: Job) -> Result<Row, CliError> {
+        match job {
+            Job::Memcpy(size) => {
+                let (copies, bytes) = reference::memcpy(size, self.counts(size).copies);
+                Ok(Row::new("memcpy", size).with_throughput(Throughput {
+                    msgs_per_sec: copies,
+                    bytes_per_sec: bytes,
+                }))
+            }
+            Job::RoundTrips(transport, size) => self.round_trips(transport, size),
+            Job::Stream(transport, size) => self.stream(transport, size),
+        }
+    }
+
+    fn job(&self, work: Work, size: usize, warmup: u64, messages: u64) -> PeerJob {
+        PeerJob {
+            work,
+            size,
+            warmup,
+            messages,
+            cpu: self.pinning.peer_cpu(),
+            parent: rustix::process::getpid().as_raw_pid(),
+        }
+    }
+
+    /// The floor, then a ping-pong, between the same two processes: the
+    /// floor measured just before is the one a ratio can trust, as the
+    /// host moves the virtual machine's CPUs around.
+    fn round_trips(&self, transport: Transport, size: usize) -> Result<Row, CliError> {
+        let counts = self.counts(size);
+        let row = Row::new(transport.name(), size);
+        let setup = match transports::open(transport, Directions::Both, size, self.block_spin)? {
+            Opened::Ready(setup) => setup,
+            Opened::Unsupported(why) => return Ok(row.with_note(why)),
+        };
+        let transports::Setup {
+            mut link,
+            peer_end,
+            inherit,
+            ..
+        } = *setup;
+        let floor = reference::FloorSegment::create()?;
+        let floor_warmup = (counts.floor_rounds / 10).max(1);
+        let work = Work::Echo {
+            transport,
+            end: peer_end,
+            floor: floor.name.clone(),
+            floor_rounds: floor_warmup + counts.floor_rounds,
+        };
+        let job = self.job(work, size, counts.warmup, counts.round_trips);
+        let what = Job::RoundTrips(transport, size).to_string();
+        let mut peer = PeerProcess::spawn(&job, inherit, what)?;
+        link.watch(peer.peer());
+        peer.expect_line("ready")?;
+        // Attached by both: the name can go now.
+        floor.remove();
+        let floor_trips = floor
+            .cell
+            .bounce(floor_warmup, counts.floor_rounds, peer.peer())
+            .map_err(|err| peer.failure(Some(err)))?;
+        let round_trips = with_link!(
+            &mut link,
+            link => measure::ping_pong(link, size, counts.warmup, counts.round_trips)
+        )
+        .map_err(|err| peer.failure(Some(err)))?;
+        peer.expect_line(&format!("echoed {}", counts.warmup + counts.round_trips))?;
+        peer.finish()?;
+        Ok(row
+            .with_latency(Latency::of(&round_trips))
+            .with_floor(Latency::of(&floor_trips)))
+    }
+
+    fn stream(&self, transport: Transport, size: usize) -> Result<Row, CliError> {
+        let counts = self.counts(size);
+        let row = Row::new(transport.name(), size);
+        let setup = match transports::open(transport, Directions::ToPeer, size, self.block_spin)? {
+            Opened::Ready(setup) => setup,
+            Opened::Unsupported(why) => return Ok(row.with_note(why)),
+        };
+        let transports::Setup {
+            mut link,
+            peer_end,
+            inherit,
+            ..
+        } = *setup;
+        let work = Work::Receive {
+            transport,
+            end: peer_end,
+        };
+        let job = self.job(work, size, counts.warmup, counts.streamed);
+        let what = Job::Stream(transport, size).to_string();
+        let mut peer = PeerProcess::spawn(&job, inherit, what)?;
+        link.watch(peer.peer());
+        peer.expect_line("ready")?;
+        let total = counts.warmup + counts.streamed;
+        let skip = self
+            .inject_skip
+            .then_some(counts.warmup + counts.streamed / 2);
+        with_link!(&mut link, link => measure::send_stream(link, size, total, skip))
+            .map_err(|err| peer.failure(Some(err)))?;
+        let line = peer.read_line()?;
+        let elapsed = line
+            .strip_prefix(&format!("received {} ", counts.streamed))
+            .and_then(|nanos| nanos.parse::<u64>().ok())
+            .map(Duration::from_nanos);
+        let Some(elapsed) = elapsed else {
+            return Err(peer.failure(Some(CliError::Message(format!(
+                "the peer said {line:?}, not \"received {} NANOSECONDS\"",
+                counts.streamed
+            )))));
+        };
+        peer.finish()?;
+        let rate = counts.streamed as f64 / elapsed.as_secs_f64().max(1e-9);
+        Ok(row.with_throughput(Throughput {
+            msgs_per_sec: rate,
+            bytes_per_sec: rate * size as f64,
+        }))
+    }
+}

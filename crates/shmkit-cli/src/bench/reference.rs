@@ -1,0 +1,164 @@
+//! The two physical references every transport is compared with.
+//!
+//! - The latency floor: two processes bounce a counter in one 64-byte
+//!   aligned `AtomicU64` in a shared segment, each waiting (spinning) for
+//!   the other's value and writing the next. A round trip is two transfers
+//!   of one cache line between the CPUs: no transport that must tell the
+//!   other process anything can be faster.
+//! - The throughput ceiling: one process copies a buffer of the payload
+//!   size into another, over and over (memcpy bandwidth, hot in cache): a
+//!   transport that delivers bytes from one process into another cannot
+//!   beat the copy of them.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use shmkit::{Attachment, Key, Mode, ReadWrite, Segment};
+
+use super::measure::histogram;
+use super::peer::Peer;
+use crate::error::CliError;
+
+/// Spins between two checks that the other process still lives.
+const SPINS_PER_CHECK: u32 = 1 << 20;
+
+/// The shared counter of the latency floor, in a segment of its own.
+#[derive(Debug)]
+pub struct FloorCell {
+    mapping: Attachment<ReadWrite>,
+}
+
+impl FloorCell {
+    /// The counter at offset 0 of `mapping`: page aligned, so alone on its
+    /// cache line.
+    fn cell(&self) -> Result<&AtomicU64, CliError> {
+        Ok(self.mapping.atomic_u64(0)?)
+    }
+
+    /// In the peer: attaches the segment the bench made.
+    pub fn open(name: &str) -> Result<FloorCell, CliError> {
+        let segment = Segment::open(&Key::posix(name)?)?;
+        Ok(FloorCell {
+            mapping: segment.attach(ReadWrite)?,
+        })
+    }
+
+    /// The bench's side: `warmup + rounds` times, writes an odd number and
+    /// waits for the peer's next even one; records the round trips after
+    /// the warm-up.
+    pub fn bounce(&self, warmup: u64, rounds: u64, peer: Peer) -> Result<Histogram<u64>, CliError> {
+        let cell = self.cell()?;
+        let mut round_trips = histogram();
+        for round in 0..warmup + rounds {
+            let ping = 2 * round + 1;
+            let start = Instant::now();
+            // Release, and Acquire in `wait_for`: the handing over of the
+            // line is what is measured; no data rides on it, but these
+            // are what a real hand-over uses (and free on x86).
+            cell.store(ping, Ordering::Release);
+            wait_for(cell, ping + 1, peer)?;
+            let elapsed = start.elapsed();
+            if round >= warmup {
+                round_trips.saturating_record(elapsed.as_nanos() as u64);
+            }
+        }
+        Ok(round_trips)
+    }
+
+    /// The peer's side: `total` times, waits for the bench's odd number and
+    /// writes the next.
+    pub fn answer(&self, total: u64, parent: Peer) -> Result<(), CliError> {
+        let cell = self.cell()?;
+        for round in 0..total {
+            let ping = 2 * round + 1;
+            wait_for(cell, ping, parent)?;
+            // Release: pairs with the Acquire in the bench's `wait_for`.
+            cell.store(ping + 1, Ordering::Release);
+        }
+        Ok(())
+    }
+}
+
+/// Spins until `cell` holds `value`, checking now and then that `peer`
+/// still lives.
+fn wait_for(cell: &AtomicU64, value: u64, peer: Peer) -> Result<(), CliError> {
+    let mut spins: u32 = 0;
+    // Acquire: pairs with the other side's Release store of `value`.
+    while cell.load(Ordering::Acquire) != value {
+        std::hint::spin_loop();
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(SPINS_PER_CHECK) && !peer.is_alive() {
+            return Err(CliError::Message(
+                "the other process of the cache-line bounce is gone".to_owned(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The bench's floor segment: a POSIX segment of one page, removed when
+/// this is dropped (and as soon as the peer has attached it).
+#[derive(Debug)]
+pub struct FloorSegment {
+    segment: Segment,
+    /// The name the peer opens it by.
+    pub name: String,
+    /// The bench's mapping.
+    pub cell: FloorCell,
+}
+
+impl FloorSegment {
+    /// Makes the segment `/shmkit-bench-PID-floor`.
+    pub fn create() -> Result<FloorSegment, CliError> {
+        let name = format!("/shmkit-bench-{}-floor", std::process::id());
+        let key = Key::posix(&name)?;
+        // A segment left by an earlier bench with this pid goes first.
+        if let Ok(stale) = Segment::open(&key) {
+            let _ = stale.remove();
+        }
+        let segment = Segment::create(&key, 4096, Mode::OWNER_ONLY)?;
+        let mapping = match segment.attach(ReadWrite) {
+            Ok(mapping) => mapping,
+            Err(err) => {
+                let _ = segment.remove();
+                return Err(err.into());
+            }
+        };
+        Ok(FloorSegment {
+            segment,
+            name,
+            cell: FloorCell { mapping },
+        })
+    }
+
+    /// Removes the segment's name; the mappings stay.
+    pub fn remove(&self) {
+        let _ = self.segment.remove();
+    }
+}
+
+impl Drop for FloorSegment {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Copies per second and bytes per second of copying a `size`-byte buffer
+/// into another, `copies` times, in this process.
+pub fn memcpy(size: usize, copies: u64) -> (f64, f64) {
+    let source: Vec<u8> = (0..size).map(|i| i as u8).collect();
+    let mut target = vec![0u8; size];
+    // Warm up: the buffers in cache, the pages mapped.
+    for _ in 0..copies / 10 + 1 {
+        black_box(&mut target[..]).copy_from_slice(black_box(&source[..]));
+    }
+    let start = Instant::now();
+    for _ in 0..copies {
+        black_box(&mut target[..]).copy_from_slice(black_box(&source[..]));
+    }
+    let seconds = start.elapsed().as_secs_f64().max(1e-9);
+    let rate = copies as f64 / seconds;
+    (rate, rate * size as f64)
+}

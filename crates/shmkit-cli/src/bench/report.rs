@@ -1,0 +1,631 @@
+//! What `shmkit bench` prints: a header about the machine and the method,
+//! a latency table and a throughput table with each figure's ratio to the
+//! pipe and to the physical reference, and the issue's targets; or, with
+//! `--json`, one array of records for scripts.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::machine::{Machine, Pinning};
+use super::transports::{self, Transport};
+use super::Counts;
+
+/// Round-trip percentiles, in nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Latency {
+    pub p50: u64,
+    pub p99: u64,
+    pub p999: u64,
+}
+
+impl Latency {
+    /// The percentiles of a histogram of nanoseconds.
+    pub fn of(histogram: &Histogram<u64>) -> Latency {
+        Latency {
+            p50: histogram.value_at_quantile(0.5),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+        }
+    }
+}
+
+/// One-way throughput.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Throughput {
+    pub msgs_per_sec: f64,
+    pub bytes_per_sec: f64,
+}
+
+/// Everything measured for one transport (or reference) at one size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// The transport's name, `floor` or `memcpy`.
+    pub name: &'static str,
+    pub size: usize,
+    pub latency: Option<Latency>,
+    pub throughput: Option<Throughput>,
+    /// The cache-line floor measured just before this row's ping-pong.
+    pub floor: Option<Latency>,
+    /// Why something was not measured.
+    pub notes: Vec<String>,
+}
+
+impl Row {
+    pub fn new(name: &'static str, size: usize) -> Row {
+        Row {
+            name,
+            size,
+            latency: None,
+            throughput: None,
+            floor: None,
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn with_latency(mut self, latency: Latency) -> Row {
+        self.latency = Some(latency);
+        self
+    }
+
+    pub fn with_throughput(mut self, throughput: Throughput) -> Row {
+        self.throughput = Some(throughput);
+        self
+    }
+
+    pub fn with_floor(mut self, floor: Latency) -> Row {
+        self.floor = Some(floor);
+        self
+    }
+
+    pub fn with_note(mut self, note: String) -> Row {
+        self.notes.push(note);
+        self
+    }
+}
+
+/// One element of the `--json` array.
+#[derive(Debug, Serialize)]
+struct Record {
+    transport: &'static str,
+    size: usize,
+    rtt_p50_ns: Option<u64>,
+    rtt_p99_ns: Option<u64>,
+    rtt_p999_ns: Option<u64>,
+    msgs_per_sec: Option<u64>,
+    bytes_per_sec: Option<u64>,
+}
+
+/// A whole run's results and circumstances.
+#[derive(Debug)]
+pub struct Report {
+    pub machine: Machine,
+    pub pinning: Pinning,
+    /// How long a `shmkit-block` ring spins before it sleeps.
+    pub block_spin: Duration,
+    /// The sizes, in order, with their message counts.
+    pub counts: Vec<(usize, Counts)>,
+    pub transports: Vec<Transport>,
+    /// The floor, then for each size memcpy and the transports.
+    pub rows: Vec<Row>,
+    pub elapsed: Duration,
+}
+
+impl Report {
+    /// The JSON array, one record per row, and a newline.
+    pub fn json(&self) -> String {
+        let records: Vec<Record> = self
+            .rows
+            .iter()
+            .map(|row| Record {
+                transport: row.name,
+                size: row.size,
+                rtt_p50_ns: row.latency.map(|l| l.p50),
+                rtt_p99_ns: row.latency.map(|l| l.p99),
+                rtt_p999_ns: row.latency.map(|l| l.p999),
+                msgs_per_sec: row.throughput.map(|t| t.msgs_per_sec.round() as u64),
+                bytes_per_sec: row.throughput.map(|t| t.bytes_per_sec.round() as u64),
+            })
+            .collect();
+        let mut text = serde_json::to_string_pretty(&records).expect("records serialise");
+        text.push('\n');
+        text
+    }
+
+    fn row(&self, name: &str, size: usize) -> Option<&Row> {
+        self.rows.iter().find(|r| r.name == name && r.size == size)
+    }
+
+    /// The floor measured with the messages of `size`.
+    fn floor(&self, size: usize) -> Option<Latency> {
+        self.row("floor", size).and_then(|r| r.latency)
+    }
+
+    /// The header, the two tables, the notes and the targets.
+    pub fn tables(&self) -> String {
+        let mut text = String::new();
+        self.header(&mut text);
+        self.latency_table(&mut text);
+        self.throughput_table(&mut text);
+        self.notes(&mut text);
+        self.targets(&mut text);
+        let _ = writeln!(text, "\nthe run took {}", seconds_text(self.elapsed));
+        text
+    }
+
+    fn header(&self, text: &mut String) {
+        let m = &self.machine;
+        let sizes: Vec<String> = self.counts.iter().map(|(s, _)| size_text(*s)).collect();
+        let names: Vec<&str> = self.transports.iter().map(|t| t.name()).collect();
+        let mq = transports::mq_limits();
+        let capacities: Vec<String> = self
+            .counts
+            .iter()
+            .map(|(size, _)| size_text(transports::ring_capacity(*size) as usize))
+            .fold(Vec::new(), |mut all, c| {
+                if !all.contains(&c) {
+                    all.push(c);
+                }
+                all
+            });
+        let _ = writeln!(
+            text,
+            "shmkit bench: {} between two processes, messages of {}",
+            names.join(", "),
+            sizes.join(", ")
+        );
+        let _ = writeln!(
+            text,
+            "machine:  {}, {} CPUs, {}",
+            m.cpu_model, m.cpus, m.kernel
+        );
+        let _ = match &self.pinning {
+            Pinning::Pinned { bench, peer } => writeln!(
+                text,
+                "pinning:  this process on CPU {bench}, each peer process on CPU {peer}"
+            ),
+            Pinning::Unpinned(why) => writeln!(text, "pinning:  none: {why}"),
+        };
+        let _ = writeln!(
+            text,
+            "rings:    data area {}; shmkit-spin waits with {:?}, shmkit-block with {:?} \
+             (spins as briefly as the library allows, then sleeps on the futex)",
+            capacities.join(" or "),
+            transports::ring_waiting(Transport::ShmkitSpin, self.block_spin),
+            transports::ring_waiting(Transport::ShmkitBlock, self.block_spin),
+        );
+        let _ = writeln!(
+            text,
+            "          the sender takes a grant, copies the message in and commits; the \
+             receiver reads it in place, checks it and releases it"
+        );
+        let _ = writeln!(
+            text,
+            "mq:       a stream's queue holds {} messages (fs.mqueue.msg_max), a ping-pong's 1 \
+             each way; messages over {} bytes (fs.mqueue.msgsize_max) need the limit raised, \
+             which root does while it makes the queue",
+            mq.depth, mq.max_message
+        );
+        let counts: Vec<String> = self
+            .counts
+            .iter()
+            .map(|(size, c)| {
+                format!(
+                    "{}: {} + {} round trips, {} + {} streamed",
+                    size_text(*size),
+                    count_text(c.warmup),
+                    count_text(c.round_trips),
+                    count_text(c.warmup),
+                    count_text(c.streamed)
+                )
+            })
+            .collect();
+        let _ = writeln!(text, "messages: warm-up + measured; {}", counts.join("; "));
+        let _ = writeln!(
+            text,
+            "checks:   every receiver checks each message's sequence number and a checksum of \
+             all its bytes"
+        );
+    }
+
+    fn latency_table(&self, text: &mut String) {
+        let mut table = Table::new(&[
+            "transport",
+            "size",
+            "p50",
+            "p99",
+            "p99.9",
+            "p50÷pipe",
+            "p50÷floor",
+        ]);
+        for (size, _) in &self.counts {
+            table.gap();
+            let floor = self.floor(*size);
+            let pipe = self.row("pipe", *size).and_then(|r| r.latency);
+            let names = ["floor"]
+                .into_iter()
+                .chain(self.transports.iter().map(|t| t.name()));
+            for name in names {
+                let Some(row) = self.row(name, *size) else {
+                    continue;
+                };
+                let Some(l) = row.latency else {
+                    table.row(not_measured(row));
+                    continue;
+                };
+                table.row(vec![
+                    if name == "floor" {
+                        "floor (cache line)".to_owned()
+                    } else {
+                        name.to_owned()
+                    },
+                    size_text(*size),
+                    nanos_text(l.p50),
+                    nanos_text(l.p99),
+                    nanos_text(l.p999),
+                    pipe.map_or_else(dash, |p| ratio(l.p50 as f64, p.p50 as f64)),
+                    row.floor
+                        .or(floor)
+                        .map_or_else(dash, |f| ratio(l.p50 as f64, f.p50 as f64)),
+                ]);
+            }
+        }
+        let _ = writeln!(
+            text,
+            "\nround-trip latency (ping-pong: one message there and back, percentiles)\n\
+             the floor bounces one cache line between the two processes; each ping-pong's \
+             p50÷floor is to the floor the same\nprocesses measured just before it (the host \
+             moves the CPUs, which changes it), and the floor row shows the lowest of them"
+        );
+        text.push_str(&table.render());
+    }
+
+    fn throughput_table(&self, text: &mut String) {
+        let mut table = Table::new(&["transport", "size", "msgs/s", "bytes/s", "÷pipe", "÷memcpy"]);
+        for (size, _) in &self.counts {
+            table.gap();
+            let pipe = self.row("pipe", *size).and_then(|r| r.throughput);
+            let memcpy = self.row("memcpy", *size).and_then(|r| r.throughput);
+            if let Some(m) = memcpy {
+                table.row(vec![
+                    "memcpy (1 process)".to_owned(),
+                    size_text(*size),
+                    rate_text(m.msgs_per_sec),
+                    bytes_rate_text(m.bytes_per_sec),
+                    pipe.map_or_else(dash, |p| ratio(m.bytes_per_sec, p.bytes_per_sec)),
+                    "100%".to_owned(),
+                ]);
+            }
+            for transport in &self.transports {
+                let Some(row) = self.row(transport.name(), *size) else {
+                    continue;
+                };
+                let Some(t) = row.throughput else {
+                    table.row(not_measured(row));
+                    continue;
+                };
+                table.row(vec![
+                    row.name.to_owned(),
+                    size_text(*size),
+                    rate_text(t.msgs_per_sec),
+                    bytes_rate_text(t.bytes_per_sec),
+                    pipe.map_or_else(dash, |p| ratio(t.bytes_per_sec, p.bytes_per_sec)),
+                    memcpy.map_or_else(dash, |m| {
+                        format!("{:.1}%", 100.0 * t.bytes_per_sec / m.bytes_per_sec)
+                    }),
+                ]);
+            }
+        }
+        let _ = writeln!(
+            text,
+            "\none-way streaming throughput (the receiver's count over its elapsed time; \
+             bytes/s in 10^6 and 10^9)"
+        );
+        text.push_str(&table.render());
+    }
+
+    fn notes(&self, text: &mut String) {
+        let notes: Vec<String> = self
+            .rows
+            .iter()
+            .flat_map(|row| {
+                row.notes.iter().map(|note| {
+                    format!(
+                        "  {} at {}: not measured: {note}",
+                        row.name,
+                        size_text(row.size)
+                    )
+                })
+            })
+            .collect();
+        if !notes.is_empty() {
+            let _ = writeln!(text, "\nnot measured:");
+            for note in notes {
+                let _ = writeln!(text, "{note}");
+            }
+        }
+    }
+
+    /// The issue's targets for the ring, where the run measured what they
+    /// need.
+    fn targets(&self, text: &mut String) {
+        let latency = |name: &str, size: usize| self.row(name, size).and_then(|r| r.latency);
+        let throughput = |name: &str, size: usize| self.row(name, size).and_then(|r| r.throughput);
+        let mut lines: Vec<(String, String, bool)> = Vec::new();
+        let spin = latency("shmkit-spin", 64);
+        let spin_floor = self
+            .row("shmkit-spin", 64)
+            .and_then(|r| r.floor)
+            .or(self.floor(64));
+        if let (Some(spin), Some(floor)) = (spin, spin_floor) {
+            let r = spin.p50 as f64 / floor.p50 as f64;
+            lines.push((
+                "shmkit-spin 64 B round trip p50 within 2x of the floor".to_owned(),
+                format!(
+                    "{r:.2}x the floor ({} vs {})",
+                    nanos_text(spin.p50),
+                    nanos_text(floor.p50)
+                ),
+                r <= 2.0,
+            ));
+        }
+        if let (Some(spin), Some(pipe)) = (spin, latency("pipe", 64)) {
+            let r = pipe.p50 as f64 / spin.p50 as f64;
+            lines.push((
+                "shmkit-spin 64 B round trip p50 at least 20x faster than the pipe".to_owned(),
+                format!("{r:.1}x faster"),
+                r >= 20.0,
+            ));
+        }
+        let spin_stream = throughput("shmkit-spin", 64);
+        if let Some(t) = spin_stream {
+            lines.push((
+                "shmkit-spin 64 B stream at least 30 M msgs/s".to_owned(),
+                format!("{} msgs/s", rate_text(t.msgs_per_sec)),
+                t.msgs_per_sec >= 30e6,
+            ));
+        }
+        if let (Some(t), Some(m)) = (
+            throughput("shmkit-spin", 65536),
+            throughput("memcpy", 65536),
+        ) {
+            let r = t.bytes_per_sec / m.bytes_per_sec;
+            lines.push((
+                "shmkit-spin 64 KiB stream (zero-copy grants) at least 50% of memcpy".to_owned(),
+                format!("{:.1}%", 100.0 * r),
+                r >= 0.5,
+            ));
+        }
+        if let (Some(block), Some(pipe)) = (latency("shmkit-block", 64), latency("pipe", 64)) {
+            let r = block.p50 as f64 / pipe.p50 as f64;
+            lines.push((
+                "shmkit-block 64 B round trip p50 no slower than the pipe".to_owned(),
+                format!("{r:.2}x the pipe"),
+                r <= 1.0,
+            ));
+        }
+        if let (Some(block), Some(spin)) = (throughput("shmkit-block", 64), spin_stream) {
+            let r = block.msgs_per_sec / spin.msgs_per_sec;
+            lines.push((
+                "shmkit-block 64 B stream at least 80% of shmkit-spin".to_owned(),
+                format!("{:.1}%", 100.0 * r),
+                r >= 0.8,
+            ));
+        }
+        if lines.is_empty() {
+            return;
+        }
+        let _ = writeln!(text, "\ntargets (from the issue; benchmarks, not tests):");
+        let mut table = Table::new(&["target", "measured", ""]);
+        for (target, measured, met) in lines {
+            table.row(vec![
+                target,
+                measured,
+                if met { "met" } else { "MISSED" }.to_owned(),
+            ]);
+        }
+        text.push_str(&table.render());
+    }
+}
+
+/// A row that says a transport was not measured at a size.
+fn not_measured(row: &Row) -> Vec<String> {
+    vec![
+        row.name.to_owned(),
+        size_text(row.size),
+        "not measured (see below)".to_owned(),
+    ]
+}
+
+fn dash() -> String {
+    "-".to_owned()
+}
+
+/// `a / b` with three significant digits and a `x`.
+fn ratio(a: f64, b: f64) -> String {
+    if b <= 0.0 {
+        return dash();
+    }
+    format!("{}x", significant(a / b))
+}
+
+/// Three significant digits (more left of the point if there are).
+fn significant(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else if x >= 10.0 {
+        format!("{x:.1}")
+    } else if x >= 1.0 {
+        format!("{x:.2}")
+    } else if x >= 0.01 {
+        format!("{x:.3}")
+    } else {
+        format!("{x:.1e}")
+    }
+}
+
+/// 8 B, 1000 B, 1 KiB, 64 KiB, 1 MiB.
+pub fn size_text(size: usize) -> String {
+    if size >= 1 << 20 && size.is_multiple_of(1 << 20) {
+        format!("{} MiB", size >> 20)
+    } else if size >= 1 << 10 && size.is_multiple_of(1 << 10) {
+        format!("{} KiB", size >> 10)
+    } else {
+        format!("{size} B")
+    }
+}
+
+/// 950 ns, 12.3 µs, 1.23 ms, 1.23 s.
+fn nanos_text(nanos: u64) -> String {
+    let n = nanos as f64;
+    if nanos < 1_000 {
+        format!("{nanos} ns")
+    } else if nanos < 1_000_000 {
+        format!("{} µs", significant(n / 1e3))
+    } else if nanos < 1_000_000_000 {
+        format!("{} ms", significant(n / 1e6))
+    } else {
+        format!("{} s", significant(n / 1e9))
+    }
+}
+
+/// 950, 12.3 k, 1.23 M, 1.23 G.
+fn rate_text(rate: f64) -> String {
+    if rate < 1e3 {
+        format!("{rate:.0}")
+    } else if rate < 1e6 {
+        format!("{} k", significant(rate / 1e3))
+    } else if rate < 1e9 {
+        format!("{} M", significant(rate / 1e6))
+    } else {
+        format!("{} G", significant(rate / 1e9))
+    }
+}
+
+/// 950 B/s, 12.3 kB/s, 1.23 MB/s, 1.23 GB/s (powers of 10).
+fn bytes_rate_text(rate: f64) -> String {
+    if rate < 1e3 {
+        format!("{rate:.0} B/s")
+    } else if rate < 1e6 {
+        format!("{} kB/s", significant(rate / 1e3))
+    } else if rate < 1e9 {
+        format!("{} MB/s", significant(rate / 1e6))
+    } else {
+        format!("{} GB/s", significant(rate / 1e9))
+    }
+}
+
+/// 500, 10k, 2M: counts as the header shows them.
+fn count_text(count: u64) -> String {
+    if count >= 1_000_000 && count.is_multiple_of(1_000_000) {
+        format!("{}M", count / 1_000_000)
+    } else if count >= 1_000 && count.is_multiple_of(1_000) {
+        format!("{}k", count / 1_000)
+    } else {
+        count.to_string()
+    }
+}
+
+fn seconds_text(elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs_f64();
+    if seconds < 60.0 {
+        format!("{seconds:.1} s")
+    } else {
+        format!("{} min {:.0} s", (seconds / 60.0) as u64, seconds % 60.0)
+    }
+}
+
+/// A text table: the first two columns left-aligned, the rest right.
+struct Table {
+    header: Vec<String>,
+    rows: Vec<Option<Vec<String>>>,
+}
+
+impl Table {
+    fn new(header: &[&str]) -> Table {
+        Table {
+            header: header.iter().map(|h| (*h).to_owned()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(Some(cells));
+    }
+
+    /// A blank line, between groups of rows (none before the first row).
+    fn gap(&mut self) {
+        if !self.rows.is_empty() {
+            self.rows.push(None);
+        }
+    }
+
+    fn render(&self) -> String {
+        let columns = self.header.len();
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for cells in self.rows.iter().flatten() {
+            // A short row's last cell may run over the rest.
+            if cells.len() < columns {
+                continue;
+            }
+            for (width, cell) in widths.iter_mut().zip(cells) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        let line = |cells: &[String]| {
+            let mut out = String::new();
+            for (i, cell) in cells.iter().enumerate() {
+                let width = widths.get(i).copied().unwrap_or(0);
+                let pad = width.saturating_sub(cell.chars().count());
+                if i > 0 {
+                    out.push_str("  ");
+                }
+                let last_short = cells.len() < columns && i == cells.len() - 1;
+                if i < 2 || last_short {
+                    out.push_str(cell);
+                    if i + 1 < cells.len() {
+                        out.push_str(&" ".repeat(pad));
+                    }
+                } else {
+                    out.push_str(&" ".repeat(pad));
+                    out.push_str(cell);
+                }
+            }
+            out.trim_end().to_owned() + "\n"
+        };
+        let mut out = line(&self.header);
+        for cells in &self.rows {
+            match cells {
+                Some(cells) => out.push_str(&line(cells)),
+                None => out.push('\n'),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_read_well() {
+        assert_eq!(size_text(8), "8 B");
+        assert_eq!(size_text(1000), "1000 B");
+        assert_eq!(size_text(1024), "1 KiB");
+        assert_eq!(size_text(65536), "64 KiB");
+        assert_eq!(size_text(1 << 20), "1 MiB");
+        assert_eq!(nanos_text(950), "950 ns");
+        assert_eq!(nanos_text(12_345), "12.3 µs");
+        assert_eq!(nanos_text(1_234_567), "1.23 ms");
+        assert_eq!(rate_text(31_200_000.0), "31.2 M");
+        assert_eq!(bytes_rate_text(2.5e9), "2.50 GB/s");
+        assert_eq!(ratio(1.0, 25.0), "0.040x");
+        assert_eq!(ratio(50.0, 2.0), "25.0x");
+        assert_eq!(count_text(100_000), "100k");
+        assert_eq!(count_text(2_000_000), "2M");
+        assert_eq!(count_text(1_234), "1234");
+    }
+}
