@@ -78,11 +78,12 @@ pub enum Error {
     /// or the segment is not what its name says.
     #[error("corrupt shared memory: {0}")]
     Corrupt(String),
-    /// A ring written by an incompatible version of shmkit.
-    #[error("ring {ring} has format version {found}; this shmkit reads version {expected}")]
+    /// A ring or managed segment written by an incompatible version of
+    /// shmkit.
+    #[error("{segment} has format version {found}; this shmkit reads version {expected}")]
     VersionMismatch {
-        /// The ring's name.
-        ring: String,
+        /// The ring (`ring NAME`) or segment.
+        segment: String,
         /// The version in the segment.
         found: u32,
         /// The version this library speaks.

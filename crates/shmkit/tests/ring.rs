@@ -1609,7 +1609,8 @@ fn garbage_collection_takes_only_abandoned_rings() {
     let status = ring::status(&live).unwrap();
     assert!(status.producer.unwrap().alive && !status.abandoned());
 
-    // Drained and left: abandoned. A dry run lists it and leaves it.
+    // Drained after the producer died: the last reader removes the ring
+    // on its way out, since nothing more can ever be read from it.
     let end = loop {
         if let Err(end) = receive(&mut consumer, &mut checker, &mut buf) {
             break end;
@@ -1617,12 +1618,29 @@ fn garbage_collection_takes_only_abandoned_rings() {
     };
     assert!(matches!(end, Error::PeerGone { .. }), "{end}");
     drop(consumer);
+    assert!(
+        !ring_exists(&dead),
+        "a drained ring of a dead producer outlived its reader"
+    );
+
+    // A producer that dies before any consumer came: abandoned, with
+    // messages in it. A dry run lists it and leaves it; --force removes it.
+    let orphan = unique_ring_name("gc-orphan");
+    let _orphan_cleanup = RingCleanup(orphan.clone());
+    let mut orphan_plan = Plan::new(&orphan, SMALL, 3, Shape::Fixed(100));
+    orphan_plan.count = 3;
+    orphan_plan.extra = 100;
+    let mut orphan_peer = Peer::spawn("grant-and-hold", &orphan_plan.to_args(), None);
+    assert_eq!(orphan_peer.expect_line(), "ready");
+    assert_eq!(orphan_peer.expect_line(), "granted");
+    orphan_peer.kill(false);
     let _gc = gc_lock();
     let listed = ring::collect_garbage(false).unwrap();
-    let found = listed.iter().find(|r| r.name == dead).expect("listed");
+    let found = listed.iter().find(|r| r.name == orphan).expect("listed");
     assert!(found.abandoned() && found.consumer.is_none());
-    survivors(true);
+    assert!(ring_exists(&orphan), "a dry run removed it");
     ring::collect_garbage(true).unwrap();
+    assert!(!ring_exists(&orphan));
     survivors(false);
     drop(live_peer);
 }
@@ -1789,10 +1807,10 @@ fn corrupt_headers_are_refused() {
     ] {
         match result {
             Err(Error::VersionMismatch {
-                ring: name,
+                segment,
                 found: 2,
                 expected: 1,
-            }) => assert_eq!(name, ring.name),
+            }) => assert_eq!(segment, format!("ring {}", ring.name)),
             other => panic!("version 2: {other:?}"),
         }
     }

@@ -205,7 +205,7 @@ impl ManagedSegment {
         let version = self.mapping.atomic_u32(VERSION_AT)?.load(Ordering::Relaxed);
         if version != VERSION {
             return Err(Error::VersionMismatch {
-                ring: self.segment.to_string(),
+                segment: self.segment.to_string(),
                 found: version,
                 expected: VERSION,
             });
@@ -560,9 +560,13 @@ impl ManagedSegment {
         let holder_start = self.mapping.atomic_u64(LOCK_START_AT)?;
         let mut spins = 0u32;
         loop {
-            // Acquire: the previous holder's changes to the heap happen
-            // before ours; pairs with the Release swap in HeapLock::drop.
-            match word.compare_exchange(0, self.pid, Ordering::Acquire, Ordering::Relaxed) {
+            // Acquire on success: the previous holder's changes to the heap
+            // happen before ours; pairs with the Release swap in
+            // HeapLock::drop. Acquire on failure too: we then read the
+            // holder's start time, and the releaser's clearing of it (made
+            // before its swap) must be visible, or we would compare a new
+            // holder's pid with the previous holder's start time.
+            match word.compare_exchange(0, self.pid, Ordering::Acquire, Ordering::Acquire) {
                 Ok(_) => break,
                 Err(holder) => {
                     if !holder_alive(holder, holder_start.load(Ordering::Relaxed)) {
@@ -608,7 +612,7 @@ impl ManagedSegment {
     }
 }
 
-/// Whether the lock holder `pid` (with start time `start`, or 0 if it had
+/// Whether the lock holder `pid` (with start time `start`, or 0 if it has
 /// not written it yet) is running.
 fn holder_alive(pid: u32, start: u64) -> bool {
     match procfs::process_start_time(pid) {
@@ -658,8 +662,14 @@ impl Drop for HeapLock<'_> {
         ) else {
             return;
         };
-        // Release: our changes happen before the next holder's; pairs with
-        // the Acquire in `lock`. SeqCst: see the waiters' count there.
+        // Cleared before the lock is free, so that a process that sees the
+        // next holder's pid never pairs it with our start time.
+        if let Ok(start) = self.heap.mapping.atomic_u64(LOCK_START_AT) {
+            start.store(0, Ordering::Relaxed);
+        }
+        // Release: our changes (and the clearing above) happen before the
+        // next holder's; pairs with the Acquire in `lock`. SeqCst: see the
+        // waiters' count there.
         word.swap(0, Ordering::SeqCst);
         if waiters.load(Ordering::SeqCst) != 0 {
             futex_wake(word);

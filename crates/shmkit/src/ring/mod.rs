@@ -233,16 +233,27 @@ impl Shared {
         self.header().wait.closed.load(Ordering::Acquire) != 0
     }
 
-    /// Gives up this end (`mine`), and removes the ring if that was the
-    /// last end of a closed ring with nothing left to read.
+    /// Gives up this end (`mine`), and removes the ring if nothing more
+    /// can ever be read from it: the other end is gone (left, or died),
+    /// the stream was closed or its producer died, and nothing is left in
+    /// the ring.
     fn leave(&self, mine: &crate::sync::AtomicU64, other: &crate::sync::AtomicU64) {
         endpoint::release(mine, self.me);
         let header = self.header();
         // SeqCst loads: see `endpoint::release`.
-        let finished = header.wait.closed.load(Ordering::SeqCst) != 0
-            && other.load(Ordering::SeqCst) == 0
-            && header.consumer.head.load(Ordering::SeqCst)
-                == header.producer.tail.load(Ordering::SeqCst);
+        let other = other.load(Ordering::SeqCst);
+        let producer = header.producer.owner.load(Ordering::SeqCst);
+        let ended = header.wait.closed.load(Ordering::SeqCst) != 0
+            || (producer != 0 && !endpoint::is_alive(producer));
+        // Drained: the head reached the tail, or passed a tail that a dead
+        // producer had not published yet.
+        let in_flight = header
+            .producer
+            .tail
+            .load(Ordering::SeqCst)
+            .wrapping_sub(header.consumer.head.load(Ordering::SeqCst));
+        let drained = in_flight == 0 || in_flight > self.ring.capacity();
+        let finished = ended && (other == 0 || !endpoint::is_alive(other)) && drained;
         if finished {
             let _ = self.segment.remove();
         }
@@ -344,7 +355,7 @@ fn read_header<'m, A: AccessMode>(mapping: &'m Attachment<A>, name: &str) -> Res
     let version = config.version.load(Ordering::Relaxed);
     if version != VERSION {
         return Err(Error::VersionMismatch {
-            ring: name.to_owned(),
+            segment: format!("ring {name}"),
             found: version,
             expected: VERSION,
         });
