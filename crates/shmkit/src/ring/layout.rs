@@ -111,8 +111,9 @@ pub(crate) struct WaitLine {
     pub producer_sleeping: AtomicU32,
     /// 1 once the producer closed the stream.
     pub closed: AtomicU32,
-    /// Reserved, 0.
-    pub reserved: AtomicU32,
+    /// 1 if an endpoint cannot use `membarrier`: then wakers issue full
+    /// fences instead of the light half of the asymmetric fence.
+    pub full_fences: AtomicU32,
     /// `CLOCK_MONOTONIC` nanoseconds at the last wake-up call, so the woken
     /// side can measure what a wake-up costs (see `wait`).
     pub woken_at: AtomicU64,
@@ -152,6 +153,7 @@ mod pinned {
     const _: () = assert!(offset_of!(WaitLine, consumer_sleeping) == 0);
     const _: () = assert!(offset_of!(WaitLine, producer_sleeping) == 4);
     const _: () = assert!(offset_of!(WaitLine, closed) == 8);
+    const _: () = assert!(offset_of!(WaitLine, full_fences) == 12);
     const _: () = assert!(offset_of!(WaitLine, woken_at) == 16);
 }
 

@@ -214,6 +214,11 @@ impl Shared {
             Err(other) => return Err(other),
         };
         let ring = validate_header(&mapping, name)?;
+        // A publisher skips the full fence on every message only if every
+        // endpoint can receive the sleeper's membarrier (rule 8).
+        if !crate::sys::membarrier::register_global_expedited() {
+            ring.header().wait.full_fences.store(1, Ordering::SeqCst);
+        }
         Ok(Shared {
             name: name.to_owned(),
             ring,
@@ -519,8 +524,8 @@ impl Producer {
         let cursor = &mut self.cursor;
         let header = shared.header();
         let slot = self.waiter.wait(
+            &header.wait,
             &header.wait.producer_sleeping,
-            &header.wait.woken_at,
             deadline,
             &shared.name,
             || shared.ring.reserve(cursor, len as u64),
@@ -796,8 +801,8 @@ impl Consumer {
         let cursor = &mut self.cursor;
         let header = shared.header();
         self.waiter.wait(
+            &header.wait,
             &header.wait.consumer_sleeping,
-            &header.wait.woken_at,
             deadline,
             &shared.name,
             || shared.ring.peek(cursor),

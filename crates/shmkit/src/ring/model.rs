@@ -61,7 +61,7 @@ impl Model {
                     consumer_sleeping: zero32(),
                     producer_sleeping: zero32(),
                     closed: zero32(),
-                    reserved: zero32(),
+                    full_fences: zero32(),
                     woken_at: zero64(),
                 },
             },
@@ -118,8 +118,8 @@ fn messages_arrive_whole_in_order_and_then_closed() {
             for (i, &len) in LENGTHS.iter().enumerate() {
                 let slot = waiter
                     .wait(
+                        wait,
                         &wait.producer_sleeping,
-                        &wait.woken_at,
                         None,
                         "model",
                         || ring.reserve(&mut cursor, len),
@@ -145,8 +145,8 @@ fn messages_arrive_whole_in_order_and_then_closed() {
         for (i, &len) in LENGTHS.iter().enumerate() {
             let slot = waiter
                 .wait(
+                    wait,
                     &wait.consumer_sleeping,
-                    &wait.woken_at,
                     None,
                     "model",
                     || ring.peek(&mut cursor),
@@ -166,8 +166,8 @@ fn messages_arrive_whole_in_order_and_then_closed() {
         // The close is seen, and only after every message.
         waiter
             .wait(
+                wait,
                 &wait.consumer_sleeping,
-                &wait.woken_at,
                 None,
                 "model",
                 || {

@@ -27,15 +27,19 @@
 //!    back.
 //! 7. The producer keeps a cached copy of `head` and reloads it (Acquire)
 //!    only when the copy shows too little space.
-//! 8. A side that waits sets its `*_sleeping` word to 1, issues a SeqCst
-//!    fence, checks once more, and sleeps on the word with a futex. The other
-//!    side, after publishing (rule 4 or 6), issues a SeqCst fence and makes a
-//!    wake-up system call only if that word is 1. The two fences order each
-//!    side's store before its load, so at least one side sees the other's
-//!    store: either the waiter sees the new record or space, or the
-//!    publisher sees the waiter (Dekker's pattern; the futex re-checks the
-//!    word under the kernel's lock, so a wake between check and sleep is not
-//!    lost).
+//! 8. A side that waits sets its `*_sleeping` word to 1, issues a heavy
+//!    fence (`membarrier`: a barrier on every CPU running an endpoint),
+//!    checks once more, and sleeps on the word with a futex. The other
+//!    side, after publishing (rule 4 or 6), issues a light fence (compiler
+//!    only) and makes a wake-up system call only if that word is 1. The
+//!    pair orders each side's store before its load, so at least one side
+//!    sees the other's store: either the waiter sees the new record or
+//!    space, or the publisher sees the waiter (Dekker's pattern with an
+//!    asymmetric fence, as in liburcu and Folly; the futex re-checks the
+//!    word under the kernel's lock, so a wake between check and sleep is
+//!    not lost). The publisher runs this on every message and the sleeper
+//!    rarely, so the cost goes where it is rare. If an endpoint cannot use
+//!    membarrier, `full_fences` is set and both sides use SeqCst fences.
 
 use std::ptr::NonNull;
 
@@ -44,7 +48,7 @@ use super::layout::{
     RECORD_ALIGN, RECORD_HEADER,
 };
 use crate::error::{Error, Result};
-use crate::sync::{fence, futex_wake, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{fence, futex_wake, light_fence, AtomicU32, AtomicU64, Ordering};
 
 /// A view of one ring: its header and data area, with the configuration
 /// validated once when the ring was opened.
@@ -344,15 +348,20 @@ impl RingRef {
 
     /// The publishing half of rule 8.
     fn wake_if_sleeping(&self, sleeping: &AtomicU32) {
-        // SeqCst fence: orders our publishing store (the record word or
-        // `head`) before the load of `sleeping`; pairs with the fence in
-        // `wait::Waiter::sleep` after the sleeper's store of 1.
-        fence(Ordering::SeqCst);
+        let wait = &self.header().wait;
+        // Orders our publishing store (the record word or `head`) before the
+        // load of `sleeping`. Normally the light half of an asymmetric fence
+        // (a compiler fence), paired with the sleeper's membarrier in
+        // `Waiter::wait`, which forces a full barrier on this CPU; a SeqCst
+        // fence if some endpoint cannot use membarrier (`full_fences`).
+        if wait.full_fences.load(Ordering::Relaxed) != 0 {
+            fence(Ordering::SeqCst);
+        } else {
+            light_fence();
+        }
         if sleeping.load(Ordering::Relaxed) != 0 {
             sleeping.store(0, Ordering::Relaxed);
-            self.header()
-                .wait
-                .woken_at
+            wait.woken_at
                 .store(crate::ring::wait::monotonic_nanos(), Ordering::Relaxed);
             futex_wake(sleeping);
         }

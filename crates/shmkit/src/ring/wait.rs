@@ -12,7 +12,8 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::sync::{fence, futex_wait, AtomicU32, AtomicU64, Ordering};
+use super::layout::WaitLine;
+use crate::sync::{futex_wait, heavy_fence, AtomicU32, Ordering};
 pub(crate) use crate::sys::clock::monotonic_nanos;
 
 /// How a [`Producer`](super::Producer) or [`Consumer`](super::Consumer)
@@ -84,12 +85,12 @@ impl Waiter {
     /// `peer_check` also runs when the deadline passes, so that a timeout
     /// shorter than [`PEER_CHECK_INTERVAL`] still reports the end.
     ///
-    /// `sleeping` is this side's futex word in the ring's wait line and
-    /// `woken_at` the waker's time stamp (rule 8 of `protocol`).
+    /// `sleeping` is this side's futex word in the ring's wait `line`
+    /// (rule 8 of `protocol`).
     pub(crate) fn wait<T>(
         &mut self,
+        line: &WaitLine,
         sleeping: &AtomicU32,
-        woken_at: &AtomicU64,
         deadline: Option<Instant>,
         ring: &str,
         mut poll: impl FnMut() -> Result<Option<T>>,
@@ -138,9 +139,13 @@ impl Waiter {
         // Sleep (rule 8 of `protocol`).
         loop {
             sleeping.store(1, Ordering::Relaxed);
-            // SeqCst fence: orders the store of 1 before the check below;
-            // pairs with the fence in `RingRef::wake_if_sleeping`.
-            fence(Ordering::SeqCst);
+            // The heavy half of the asymmetric fence: orders the store of 1
+            // before the check below, and forces the publisher's CPU to
+            // order its publishing store before its load of `sleeping`;
+            // pairs with the light fence in `RingRef::wake_if_sleeping`.
+            if !heavy_fence() {
+                line.full_fences.store(1, Ordering::Relaxed);
+            }
             if let Some(value) = poll()? {
                 sleeping.store(0, Ordering::Relaxed);
                 return Ok(value);
@@ -158,7 +163,7 @@ impl Waiter {
             let slept_at = monotonic_nanos();
             futex_wait(sleeping, 1, nap);
             // Relaxed: only a measurement; a stale stamp is filtered below.
-            let stamp = woken_at.load(Ordering::Relaxed);
+            let stamp = line.woken_at.load(Ordering::Relaxed);
             let woke = monotonic_nanos();
             if stamp > slept_at && woke >= stamp {
                 self.learn_wake_cost(Duration::from_nanos(woke - stamp));

@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod futex;
+pub mod membarrier;
 pub mod posix;
 pub mod procfs;
 pub mod sysv;
