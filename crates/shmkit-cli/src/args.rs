@@ -238,9 +238,9 @@ pub struct BenchArgs {
     /// [default: 0, as briefly as the library allows]
     #[arg(long, value_name = "DURATION", value_parser = crate::bench::parse_spin)]
     pub block_spin: Option<Duration>,
-    /// Print one JSON array, a record per transport and size with the fields transport, size,
-    /// rtt_p50_ns, rtt_p99_ns, rtt_p999_ns, msgs_per_sec and bytes_per_sec (null where not measured),
-    /// instead of the tables
+    /// Print one JSON array instead of the tables: a record per transport and size (the
+    /// references as transports floor and memcpy) with the fields transport, size, rtt_p50_ns,
+    /// rtt_p99_ns, rtt_p999_ns, msgs_per_sec and bytes_per_sec (null where not measured)
     #[arg(long)]
     pub json: bool,
     /// Messages per measurement, for tests: N round trips and N streamed, after as many warm-up

@@ -1,9 +1,9 @@
 //! `shmkit`: inspect and use System V and POSIX shared memory from the shell.
 //!
 //! This binary is thin: it parses the command line ([`args`]), calls the
-//! `shmkit` library ([`commands`], [`ring`], [`demo`], [`bench`]), and formats what comes back
-//! ([`output`]). Errors print as `shmkit: <message>` with the exit status
-//! documented in `--help` ([`error`]).
+//! `shmkit` library ([`commands`], [`ring`], [`demo`], [`bench`]), and
+//! formats what comes back ([`output`]). Errors print as `shmkit: <message>`
+//! with the exit status documented in `--help` ([`error`]).
 
 mod args;
 mod bench;

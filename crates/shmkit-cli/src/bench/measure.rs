@@ -8,16 +8,28 @@
 //! and a checksum of all its bytes, so that each byte is really read (and
 //! a damaged one fails the run). Senders send from one buffer in which only
 //! the sequence number changes.
+//!
+//! A stream ends with an end message, whose sequence number is the number
+//! of messages before it with [`END`] set: so a stream can run for a time
+//! rather than a count, and a receiver still notices a message lost at the
+//! end.
 
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
 use super::transports::Link;
+use super::Counts;
 use crate::error::CliError;
 
 /// The shortest message: room for the sequence number.
 pub const MIN_SIZE: usize = 8;
+
+/// The bit that marks a stream's end message.
+const END: u64 = 1 << 63;
+
+/// How often a sender that streams for a time reads the clock.
+const MESSAGES_PER_CLOCK_READ: u64 = 256;
 
 /// The longest round trip an HDR histogram records exactly: a minute (a
 /// longer one is recorded as a minute).
@@ -65,6 +77,16 @@ impl Message {
     /// Checks that `received` is message number `expected`, whole and
     /// intact. Reads every byte.
     pub fn check(&self, received: &[u8], expected: u64) -> Result<(), String> {
+        match self.sequence(received, expected)? {
+            sequence if sequence == expected => Ok(()),
+            sequence => Err(out_of_order(expected, sequence)),
+        }
+    }
+
+    /// Checks that `received` is whole and intact, and returns the
+    /// sequence number it carries. Reads every byte. (`expected` is for
+    /// the messages.)
+    fn sequence(&self, received: &[u8], expected: u64) -> Result<u64, String> {
         if received.len() != self.bytes.len() {
             return Err(format!(
                 "message {expected} has {} bytes, not {}",
@@ -75,19 +97,20 @@ impl Message {
         let mut number = [0; 8];
         number.copy_from_slice(&received[..8]);
         let sequence = u64::from_le_bytes(number);
-        if sequence != expected {
-            return Err(format!(
-                "message {expected} carries sequence number {sequence}: a message was lost, \
-                 repeated or reordered"
-            ));
-        }
         if checksum(received) != self.pattern_sum.wrapping_add(sequence) {
             return Err(format!(
                 "message {expected} is damaged: its checksum is wrong"
             ));
         }
-        Ok(())
+        Ok(sequence)
     }
+}
+
+fn out_of_order(expected: u64, sequence: u64) -> String {
+    format!(
+        "message {expected} carries sequence number {sequence}: a message was lost, repeated \
+         or reordered"
+    )
 }
 
 /// The wrapping sum of `bytes` as little-endian 64-bit words (the last one
@@ -106,20 +129,52 @@ fn checksum(bytes: &[u8]) -> u64 {
     sum.wrapping_add(u64::from_le_bytes(last))
 }
 
-/// Ping-pong, the parent's side: sends `warmup + rounds` messages one at a
-/// time, each after the reply to the one before, and records the round
-/// trips after the warm-up: from just before the send until the reply is
-/// received and checked.
+/// Sends messages `sequences` one after the other (a stream without end).
+fn send_messages<L: Link>(
+    link: &mut L,
+    message: &mut Message,
+    sequences: std::ops::Range<u64>,
+) -> Result<(), CliError> {
+    for sequence in sequences {
+        message.stamp(sequence);
+        link.send(message.bytes())?;
+    }
+    Ok(())
+}
+
+/// Receives and checks messages `sequences`.
+fn receive_messages<L: Link>(
+    link: &mut L,
+    size: usize,
+    sequences: std::ops::Range<u64>,
+) -> Result<(), CliError> {
+    let expected = Message::new(size);
+    let mut buf = vec![0; size];
+    for sequence in sequences {
+        link.recv(&mut buf, |bytes| expected.check(bytes, sequence))?
+            .map_err(CliError::Message)?;
+    }
+    Ok(())
+}
+
+/// Ping-pong, the parent's side. Warms up by streaming `counts.prime`
+/// messages to the peer and receiving as many back (which primes buffers
+/// and every page of a ring), then with `counts.warmup_round_trips` round
+/// trips; then sends `counts.round_trips` messages one at a time, each
+/// after the reply to the one before, and records each round trip: from
+/// just before the send until the reply is received and checked.
 pub fn ping_pong<L: Link>(
     link: &mut L,
     size: usize,
-    warmup: u64,
-    rounds: u64,
+    counts: &Counts,
 ) -> Result<Histogram<u64>, CliError> {
     let mut message = Message::new(size);
+    send_messages(link, &mut message, 0..counts.prime)?;
+    receive_messages(link, size, 0..counts.prime)?;
     let mut reply = vec![0; size];
     let mut round_trips = histogram();
-    for sequence in 0..warmup + rounds {
+    let warmup = counts.warmup_round_trips;
+    for sequence in 0..warmup + counts.round_trips {
         message.stamp(sequence);
         let start = Instant::now();
         link.send(message.bytes())?;
@@ -133,12 +188,19 @@ pub fn ping_pong<L: Link>(
     Ok(round_trips)
 }
 
-/// Ping-pong, the peer's side: receives, checks and sends back `total`
-/// messages.
-pub fn echo<L: Link>(link: &mut L, size: usize, total: u64) -> Result<(), CliError> {
-    let message = Message::new(size);
+/// Ping-pong, the peer's side: receives `prime` messages and sends as many
+/// back, then receives, checks and sends back `round_trips` messages.
+pub fn echo<L: Link>(
+    link: &mut L,
+    size: usize,
+    prime: u64,
+    round_trips: u64,
+) -> Result<(), CliError> {
+    let mut message = Message::new(size);
+    receive_messages(link, size, 0..prime)?;
+    send_messages(link, &mut message, 0..prime)?;
     let mut buf = vec![0; size];
-    for sequence in 0..total {
+    for sequence in 0..round_trips {
         link.echo(&mut buf, |bytes| {
             message.check(bytes, sequence).map_err(CliError::Message)
         })?;
@@ -146,50 +208,80 @@ pub fn echo<L: Link>(link: &mut L, size: usize, total: u64) -> Result<(), CliErr
     Ok(())
 }
 
-/// Streaming, the sender's side: sends `total` messages as fast as the
-/// link takes them. With `skip` (fault injection for tests), the sequence
-/// numbers jump by one at message `skip`.
+/// How long a stream's measured part is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Length {
+    /// This many messages.
+    Messages(u64),
+    /// As many messages as the sender sends in this time.
+    Time(Duration),
+}
+
+/// Streaming, the sender's side: sends `warmup` messages, then the
+/// measured ones as fast as the link takes them, then the end message;
+/// returns how many were measured. With `skip` (fault injection for
+/// tests), the first measured message carries the next one's sequence
+/// number, as if one were lost.
 pub fn send_stream<L: Link>(
     link: &mut L,
     size: usize,
-    total: u64,
-    skip: Option<u64>,
-) -> Result<(), CliError> {
+    warmup: u64,
+    length: Length,
+    skip: bool,
+) -> Result<u64, CliError> {
     let mut message = Message::new(size);
-    for n in 0..total {
-        let sequence = match skip {
-            Some(skip) if n >= skip => n + 1,
-            _ => n,
-        };
-        message.stamp(sequence);
-        link.send(message.bytes())?;
+    send_messages(link, &mut message, 0..warmup)?;
+    let shift = u64::from(skip);
+    let mut sent = 0;
+    match length {
+        Length::Messages(n) => {
+            send_messages(link, &mut message, warmup + shift..warmup + n + shift)?;
+            sent = n;
+        }
+        Length::Time(time) => {
+            let until = Instant::now() + time;
+            loop {
+                let next = warmup + shift + sent;
+                let batch = next..next + MESSAGES_PER_CLOCK_READ;
+                send_messages(link, &mut message, batch)?;
+                sent += MESSAGES_PER_CLOCK_READ;
+                if Instant::now() >= until {
+                    break;
+                }
+            }
+        }
     }
-    Ok(())
+    message.stamp(END | (warmup + sent));
+    link.send(message.bytes())?;
+    Ok(sent)
 }
 
 /// Streaming, the receiver's side: receives and checks `warmup` messages,
-/// then `messages` more, and returns how long those took: from the end of
-/// the warm-up until the last one is checked.
+/// then every message up to the end message, and returns how many those
+/// were and how long they took: from the end of the warm-up until the end
+/// message is checked.
 pub fn receive_stream<L: Link>(
     link: &mut L,
     size: usize,
     warmup: u64,
-    messages: u64,
-) -> Result<Duration, CliError> {
-    let message = Message::new(size);
+) -> Result<(u64, Duration), CliError> {
+    receive_messages(link, size, 0..warmup)?;
+    let expected = Message::new(size);
     let mut buf = vec![0; size];
-    let mut receive = |sequence: u64| -> Result<(), CliError> {
-        link.recv(&mut buf, |bytes| message.check(bytes, sequence))?
-            .map_err(CliError::Message)
-    };
-    for sequence in 0..warmup {
-        receive(sequence)?;
-    }
     let start = Instant::now();
-    for sequence in warmup..warmup + messages {
-        receive(sequence)?;
+    let mut next = warmup;
+    loop {
+        let sequence = link
+            .recv(&mut buf, |bytes| expected.sequence(bytes, next))?
+            .map_err(CliError::Message)?;
+        if sequence == next {
+            next += 1;
+        } else if sequence == END | next {
+            return Ok((next - warmup, start.elapsed()));
+        } else {
+            return Err(CliError::Message(out_of_order(next, sequence)));
+        }
     }
-    Ok(start.elapsed())
 }
 
 #[cfg(test)]

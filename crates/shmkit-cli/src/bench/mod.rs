@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use self::machine::{Machine, Pinning};
+use self::measure::Length;
 use self::peer::{PeerJob, PeerProcess, Work};
 use self::report::{Latency, Report, Row, Throughput};
 pub(crate) use self::transports::with_link;
@@ -40,16 +41,22 @@ use crate::error::CliError;
 /// The largest payload `--sizes` accepts.
 const MAX_SIZE: u64 = 1 << 20;
 
-/// How many messages one measurement sends.
+/// How many messages one measurement sends: the same for every transport
+/// at a size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counts {
-    /// Messages (round trips, or streamed messages) before the measured
-    /// ones: the same for every transport at a size.
-    pub warmup: u64,
+    /// Before a ping-pong, messages streamed one way, then the other, to
+    /// warm up: enough to go once round a ring's data area, so that no
+    /// page of it is touched for the first time while measuring.
+    pub prime: u64,
+    /// Round trips before the measured ones.
+    pub warmup_round_trips: u64,
     /// Round trips measured by a ping-pong.
     pub round_trips: u64,
-    /// Messages measured by a stream.
-    pub streamed: u64,
+    /// Messages of a stream before the measured ones.
+    pub warmup_streamed: u64,
+    /// How long a stream's measured part is.
+    pub stream: Length,
     /// Copies measured by memcpy.
     pub copies: u64,
     /// Round trips of the cache-line floor before each ping-pong, after a
@@ -58,47 +65,53 @@ pub struct Counts {
 }
 
 impl Counts {
-    /// The counts for messages of `size` bytes: a stream moves about
-    /// `STREAM_BYTES` (between a minimum and a maximum count), a ping-pong
-    /// makes a fixed number of round trips, fewer for large messages. The
-    /// warm-up is a tenth of that, and at least enough messages to go once
-    /// round a ring's data area (so that no page is touched for the first
-    /// time while measuring). `--quick` divides the measured counts by
-    /// [`QUICK_DIVISOR`]; `--messages N` sets them all, the warm-up to N/10.
+    /// The counts for messages of `size` bytes: a ping-pong makes a fixed
+    /// number of round trips, fewer for large messages, after a tenth as
+    /// many to warm up; a stream runs for [`STREAM_TIME`] after a warm-up
+    /// of 64 MiB (from 1,000 to 20,000 messages). Every warm-up is at least
+    /// [`prime`](Counts::prime). `--quick` divides the measured counts and
+    /// times by [`QUICK_DIVISOR`]; `--messages N` sets them all to N (the
+    /// warm-ups to N/10), and the stream to N messages.
     pub fn for_size(size: usize, quick: bool, messages: Option<u64>) -> Counts {
         if let Some(n) = messages {
             let n = n.max(1);
+            let warmup = (n / 10).max(1);
             return Counts {
-                warmup: (n / 10).max(1),
+                prime: warmup,
+                warmup_round_trips: warmup,
                 round_trips: n,
-                streamed: n,
+                warmup_streamed: warmup,
+                stream: Length::Messages(n),
                 copies: n,
                 floor_rounds: n,
             };
         }
-        const STREAM_BYTES: u64 = 4 << 30;
-        const MIN_STREAMED: u64 = 50_000;
-        const MAX_STREAMED: u64 = 2_000_000;
         const ROUND_TRIPS: u64 = 100_000;
         const MIN_ROUND_TRIPS: u64 = 10_000;
         const ROUND_TRIP_BYTES: u64 = 2 << 30;
+        const STREAM_WARMUP_BYTES: u64 = 64 << 20;
         const COPY_BYTES: u64 = 8 << 30;
         const MAX_COPIES: u64 = 100_000_000;
         const FLOOR_ROUNDS: u64 = 20_000;
         let bytes = size as u64;
         let divisor = if quick { QUICK_DIVISOR } else { 1 };
         let round_trips = (ROUND_TRIP_BYTES / bytes).clamp(MIN_ROUND_TRIPS, ROUND_TRIPS) / divisor;
-        let streamed = (STREAM_BYTES / bytes).clamp(MIN_STREAMED, MAX_STREAMED) / divisor;
-        let ring_lap = transports::ring_capacity(size) / transports::ring_record(size) + 1;
+        let prime = transports::ring_capacity(size) / transports::ring_record(size) + 1;
+        let warmup_streamed = (STREAM_WARMUP_BYTES / bytes).clamp(1_000, 20_000) / divisor;
         Counts {
-            warmup: (round_trips.min(streamed) / 10).max(ring_lap),
+            prime,
+            warmup_round_trips: round_trips / 10,
             round_trips,
-            streamed,
+            warmup_streamed: warmup_streamed.max(prime),
+            stream: Length::Time(STREAM_TIME / divisor as u32),
             copies: (COPY_BYTES / bytes).min(MAX_COPIES) / divisor,
             floor_rounds: FLOOR_ROUNDS / divisor,
         }
     }
 }
+
+/// How long each stream's measured part runs.
+const STREAM_TIME: Duration = Duration::from_secs(2);
 
 /// How much `--quick` cuts every count.
 const QUICK_DIVISOR: u64 = 10;
@@ -170,7 +183,9 @@ pub fn run(args: &BenchArgs, out: &mut impl Write) -> Result<(), CliError> {
         plan.extend(transports.iter().map(|&t| Job::Stream(t, size)));
     }
 
-    // Drawn on standard error, and not at all when that is no terminal.
+    // Drawn on standard error, and not at all when that is no terminal;
+    // redrawn only between measurements (a ticking thread would wake up on
+    // this process's CPU while it measures).
     let progress = ProgressBar::new(plan.len() as u64).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}] {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -306,12 +321,10 @@ impl Bench {
         }
     }
 
-    fn job(&self, work: Work, size: usize, warmup: u64, messages: u64) -> PeerJob {
+    fn job(&self, work: Work, size: usize) -> PeerJob {
         PeerJob {
             work,
             size,
-            warmup,
-            messages,
             cpu: self.pinning.peer_cpu(),
             parent: rustix::process::getpid().as_raw_pid(),
         }
@@ -325,39 +338,42 @@ impl Bench {
         let row = Row::new(transport.name(), size);
         let setup = match transports::open(transport, Directions::Both, size, self.block_spin)? {
             Opened::Ready(setup) => setup,
-            Opened::Unsupported(why) => return Ok(row.with_note(why)),
+            Opened::Unsupported(why) => return Ok(row.with_note(format!("ping-pong: {why}"))),
         };
-        let transports::Setup {
-            mut link,
-            peer_end,
-            inherit,
-            ..
-        } = *setup;
+        let mut setup = *setup;
+        let inherit = std::mem::take(&mut setup.inherit);
         let floor = reference::FloorSegment::create()?;
         let floor_warmup = (counts.floor_rounds / 10).max(1);
         let work = Work::Echo {
             transport,
-            end: peer_end,
+            end: setup.peer_end.clone(),
             floor: floor.name.clone(),
             floor_rounds: floor_warmup + counts.floor_rounds,
+            prime: counts.prime,
+            round_trips: counts.warmup_round_trips + counts.round_trips,
         };
-        let job = self.job(work, size, counts.warmup, counts.round_trips);
+        let job = self.job(work, size);
         let what = Job::RoundTrips(transport, size).to_string();
         let mut peer = PeerProcess::spawn(&job, inherit, what)?;
-        link.watch(peer.peer());
+        setup.link.watch(peer.peer());
         peer.expect_line("ready")?;
-        // Attached by both: the name can go now.
+        // Opened by both: the names can go now.
         floor.remove();
+        setup.unlink();
+        let link = &mut setup.link;
         let floor_trips = floor
             .cell
             .bounce(floor_warmup, counts.floor_rounds, peer.peer())
             .map_err(|err| peer.failure(Some(err)))?;
         let round_trips = with_link!(
-            &mut link,
-            link => measure::ping_pong(link, size, counts.warmup, counts.round_trips)
+            link,
+            link => measure::ping_pong(link, size, &counts)
         )
         .map_err(|err| peer.failure(Some(err)))?;
-        peer.expect_line(&format!("echoed {}", counts.warmup + counts.round_trips))?;
+        peer.expect_line(&format!(
+            "echoed {}",
+            counts.warmup_round_trips + counts.round_trips
+        ))?;
         peer.finish()?;
         Ok(row
             .with_latency(Latency::of(&round_trips))
@@ -369,42 +385,46 @@ impl Bench {
         let row = Row::new(transport.name(), size);
         let setup = match transports::open(transport, Directions::ToPeer, size, self.block_spin)? {
             Opened::Ready(setup) => setup,
-            Opened::Unsupported(why) => return Ok(row.with_note(why)),
+            Opened::Unsupported(why) => return Ok(row.with_note(format!("stream: {why}"))),
         };
-        let transports::Setup {
-            mut link,
-            peer_end,
-            inherit,
-            ..
-        } = *setup;
+        let mut setup = *setup;
+        let inherit = std::mem::take(&mut setup.inherit);
         let work = Work::Receive {
             transport,
-            end: peer_end,
+            end: setup.peer_end.clone(),
+            warmup: counts.warmup_streamed,
         };
-        let job = self.job(work, size, counts.warmup, counts.streamed);
+        let job = self.job(work, size);
         let what = Job::Stream(transport, size).to_string();
         let mut peer = PeerProcess::spawn(&job, inherit, what)?;
-        link.watch(peer.peer());
+        setup.link.watch(peer.peer());
         peer.expect_line("ready")?;
-        let total = counts.warmup + counts.streamed;
-        let skip = self
-            .inject_skip
-            .then_some(counts.warmup + counts.streamed / 2);
-        with_link!(&mut link, link => measure::send_stream(link, size, total, skip))
-            .map_err(|err| peer.failure(Some(err)))?;
+        // Opened by both: the names can go now.
+        setup.unlink();
+        let link = &mut setup.link;
+        let sent = with_link!(
+            link,
+            link => measure::send_stream(
+                link,
+                size,
+                counts.warmup_streamed,
+                counts.stream,
+                self.inject_skip
+            )
+        )
+        .map_err(|err| peer.failure(Some(err)))?;
         let line = peer.read_line()?;
         let elapsed = line
-            .strip_prefix(&format!("received {} ", counts.streamed))
+            .strip_prefix(&format!("received {sent} "))
             .and_then(|nanos| nanos.parse::<u64>().ok())
             .map(Duration::from_nanos);
         let Some(elapsed) = elapsed else {
             return Err(peer.failure(Some(CliError::Message(format!(
-                "the peer said {line:?}, not \"received {} NANOSECONDS\"",
-                counts.streamed
+                "the peer said {line:?}, not \"received {sent} NANOSECONDS\""
             )))));
         };
         peer.finish()?;
-        let rate = counts.streamed as f64 / elapsed.as_secs_f64().max(1e-9);
+        let rate = sent as f64 / elapsed.as_secs_f64().max(1e-9);
         Ok(row.with_throughput(Throughput {
             msgs_per_sec: rate,
             bytes_per_sec: rate * size as f64,

@@ -13,7 +13,9 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
-use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
 
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
 use serde::{Deserialize, Serialize};
@@ -29,10 +31,6 @@ pub struct PeerJob {
     pub work: Work,
     /// Bytes in each message.
     pub size: usize,
-    /// Messages (or round trips) before the measured ones.
-    pub warmup: u64,
-    /// Messages (or round trips) measured.
-    pub messages: u64,
     /// The CPU to pin the peer to, if any.
     pub cpu: Option<usize>,
     /// The bench's pid, to check that it is still the parent.
@@ -43,17 +41,25 @@ pub struct PeerJob {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Work {
     /// Ping-pong: first bounce `floor_rounds` times the counter in the
-    /// POSIX segment `floor` (the floor to compare with), then receive
-    /// each message, check it, and send it back.
+    /// POSIX segment `floor` (the floor to compare with); then receive
+    /// `prime` messages and send as many back (the warm-up that primes the
+    /// transport); then `round_trips` times receive a message, check it,
+    /// and send it back.
     Echo {
         transport: Transport,
         end: PeerEnd,
         floor: String,
         floor_rounds: u64,
+        prime: u64,
+        round_trips: u64,
     },
-    /// Streaming: receive and check every message, and time the measured
-    /// ones.
-    Receive { transport: Transport, end: PeerEnd },
+    /// Streaming: receive and check `warmup` messages, then every message
+    /// up to the end message, timed.
+    Receive {
+        transport: Transport,
+        end: PeerEnd,
+        warmup: u64,
+    },
 }
 
 /// A process whose liveness a waiting side checks now and then, where the
@@ -91,9 +97,15 @@ pub struct PeerProcess {
     what: String,
     process: Child,
     output: BufReader<ChildStdout>,
-    errors: Option<ChildStderr>,
+    /// Everything the peer writes on its standard error, once it closes
+    /// it, from a thread that reads it all along.
+    errors: Receiver<String>,
     reaped: bool,
 }
+
+/// How long a failing peer is given to finish saying why (it exits on its
+/// own once it has), before it is killed.
+const LAST_WORDS: Duration = Duration::from_secs(2);
 
 impl PeerProcess {
     /// Starts `shmkit __bench-peer --job JOB`, passing it the descriptors
@@ -130,11 +142,17 @@ impl PeerProcess {
                 "the peer process for {what} has no pipes"
             )));
         };
+        let (send, said) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = BufReader::new(errors).read_to_string(&mut text);
+            let _ = send.send(text);
+        });
         Ok(PeerProcess {
             what,
             process,
             output: BufReader::new(output),
-            errors: Some(errors),
+            errors: said,
             reaped: false,
         })
     }
@@ -187,17 +205,21 @@ impl PeerProcess {
     }
 
     /// Why the measurement failed, after something went wrong on this side
-    /// (`mine`) or the peer stopped: kills the peer if it still runs, and
-    /// prefers what the peer said on its standard error, which explains a
-    /// failure the parent only sees as a closed pipe or a dead peer.
+    /// (`mine`) or the peer stopped. Prefers what the peer said on its
+    /// standard error, which explains a failure that this side only sees as
+    /// a closed pipe or a dead peer: waits up to [`LAST_WORDS`] for the
+    /// peer to finish, then kills it.
     pub fn failure(&mut self, mine: Option<CliError>) -> CliError {
-        let _ = self.process.kill();
+        let said = match self.errors.recv_timeout(LAST_WORDS) {
+            Ok(said) => said,
+            Err(_) => {
+                let _ = self.process.kill();
+                // Killed, it closes its standard error: the text comes.
+                self.errors.recv().unwrap_or_default()
+            }
+        };
         let status = self.process.wait();
         self.reaped = true;
-        let mut said = String::new();
-        if let Some(mut errors) = self.errors.take() {
-            let _ = errors.read_to_string(&mut said);
-        }
         let said: Vec<&str> = said
             .lines()
             .map(|line| line.strip_prefix("shmkit: ").unwrap_or(line))
@@ -261,29 +283,34 @@ pub fn run(job: &str, out: &mut impl Write) -> Result<(), CliError> {
             .and_then(|()| out.flush())
             .map_err(CliError::stdout)
     };
-    let total = job.warmup + job.messages;
     match &job.work {
         Work::Echo {
             transport,
             end,
             floor,
             floor_rounds,
+            prime,
+            round_trips,
         } => {
             let floor = reference::FloorCell::open(floor)?;
             let mut link = end.link(*transport, job.size, parent)?;
             say("ready")?;
             floor.answer(*floor_rounds, parent)?;
-            with_link!(&mut link, link => measure::echo(link, job.size, total))?;
-            say(&format!("echoed {total}"))
+            with_link!(&mut link, link => measure::echo(link, job.size, *prime, *round_trips))?;
+            say(&format!("echoed {round_trips}"))
         }
-        Work::Receive { transport, end } => {
+        Work::Receive {
+            transport,
+            end,
+            warmup,
+        } => {
             let mut link = end.link(*transport, job.size, parent)?;
             say("ready")?;
-            let elapsed = with_link!(
+            let (messages, elapsed) = with_link!(
                 &mut link,
-                link => measure::receive_stream(link, job.size, job.warmup, job.messages)
+                link => measure::receive_stream(link, job.size, *warmup)
             )?;
-            say(&format!("received {} {}", job.messages, elapsed.as_nanos()))
+            say(&format!("received {messages} {}", elapsed.as_nanos()))
         }
     }
 }

@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::machine::{Machine, Pinning};
+use super::measure::Length;
 use super::transports::{self, Transport};
 use super::Counts;
 
@@ -203,26 +204,35 @@ impl Report {
         );
         let _ = writeln!(
             text,
-            "mq:       a stream's queue holds {} messages (fs.mqueue.msg_max), a ping-pong's 1 \
-             each way; messages over {} bytes (fs.mqueue.msgsize_max) need the limit raised, \
-             which root does while it makes the queue",
-            mq.depth, mq.max_message
+            "mq:       queues hold {} messages (fs.mqueue.msg_max; fewer where RLIMIT_MSGQUEUE, \
+             {} bytes, says so); messages over {} bytes (fs.mqueue.msgsize_max) need the limit \
+             raised, which root does while it makes a queue",
+            mq.depth, mq.bytes, mq.max_message
         );
         let counts: Vec<String> = self
             .counts
             .iter()
             .map(|(size, c)| {
+                let stream = match c.stream {
+                    Length::Messages(n) => format!("{} messages", count_text(n)),
+                    Length::Time(time) => seconds_text(time),
+                };
                 format!(
-                    "{}: {} + {} round trips, {} + {} streamed",
+                    "{}: {} each way + {} + {} round trips; {} + {stream}",
                     size_text(*size),
-                    count_text(c.warmup),
+                    count_text(c.prime),
+                    count_text(c.warmup_round_trips),
                     count_text(c.round_trips),
-                    count_text(c.warmup),
-                    count_text(c.streamed)
+                    count_text(c.warmup_streamed),
                 )
             })
             .collect();
-        let _ = writeln!(text, "messages: warm-up + measured; {}", counts.join("; "));
+        let _ = writeln!(
+            text,
+            "messages: ping-pong: streamed each way + warm-up + measured round trips; \
+             stream: warm-up + measured time\n          {}",
+            counts.join("\n          ")
+        );
         let _ = writeln!(
             text,
             "checks:   every receiver checks each message's sequence number and a checksum of \
@@ -255,8 +265,9 @@ impl Report {
                     table.row(not_measured(row));
                     continue;
                 };
+                let is_floor = name == "floor";
                 table.row(vec![
-                    if name == "floor" {
+                    if is_floor {
                         "floor (cache line)".to_owned()
                     } else {
                         name.to_owned()
@@ -265,7 +276,8 @@ impl Report {
                     nanos_text(l.p50),
                     nanos_text(l.p99),
                     nanos_text(l.p999),
-                    pipe.map_or_else(dash, |p| ratio(l.p50 as f64, p.p50 as f64)),
+                    pipe.filter(|_| !is_floor)
+                        .map_or_else(dash, |p| ratio(l.p50 as f64, p.p50 as f64)),
                     row.floor
                         .or(floor)
                         .map_or_else(dash, |f| ratio(l.p50 as f64, f.p50 as f64)),
@@ -331,13 +343,9 @@ impl Report {
             .rows
             .iter()
             .flat_map(|row| {
-                row.notes.iter().map(|note| {
-                    format!(
-                        "  {} at {}: not measured: {note}",
-                        row.name,
-                        size_text(row.size)
-                    )
-                })
+                row.notes
+                    .iter()
+                    .map(|note| format!("  {} at {}, {note}", row.name, size_text(row.size)))
             })
             .collect();
         if !notes.is_empty() {
@@ -461,6 +469,8 @@ fn significant(x: f64) -> String {
         format!("{x:.2}")
     } else if x >= 0.01 {
         format!("{x:.3}")
+    } else if x >= 0.001 {
+        format!("{x:.4}")
     } else {
         format!("{x:.1e}")
     }

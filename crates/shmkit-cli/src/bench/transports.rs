@@ -146,11 +146,17 @@ impl RemoveRing {
     }
 }
 
-impl Drop for RemoveRing {
-    fn drop(&mut self) {
+impl RemoveRing {
+    fn remove(&self) {
         if let Ok(segment) = Segment::open(&self.0) {
             let _ = segment.remove();
         }
+    }
+}
+
+impl Drop for RemoveRing {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
@@ -184,7 +190,18 @@ pub struct Setup {
     /// peer has started.
     pub inherit: Vec<OwnedFd>,
     /// The rings' segments, removed when the measurement ends.
-    _rings: Vec<RemoveRing>,
+    rings: Vec<RemoveRing>,
+}
+
+impl Setup {
+    /// Removes the rings' names once both ends have opened them (the
+    /// mappings stay), so that nothing is left behind even if the bench is
+    /// killed.
+    pub fn unlink(&self) {
+        for ring in &self.rings {
+            ring.remove();
+        }
+    }
 }
 
 /// The result of [`open`].
@@ -235,7 +252,7 @@ pub fn open(
                     block_spin_ns: block_spin.as_nanos() as u64,
                 },
                 inherit: Vec::new(),
-                _rings: rings,
+                rings,
             }
         }
         Transport::Pipe => {
@@ -257,7 +274,7 @@ pub fn open(
                 }),
                 peer_end,
                 inherit,
-                _rings: Vec::new(),
+                rings: Vec::new(),
             }
         }
         Transport::UdsStream | Transport::Tcp => {
@@ -278,7 +295,7 @@ pub fn open(
                     tx: both.then_some(peer),
                 },
                 inherit,
-                _rings: Vec::new(),
+                rings: Vec::new(),
             }
         }
         Transport::UdsSeqpacket => {
@@ -306,14 +323,13 @@ pub fn open(
                 link: AnyLink::Packet(PacketLink { fd: mine }),
                 peer_end: PeerEnd::Packet { fd: peer },
                 inherit,
-                _rings: Vec::new(),
+                rings: Vec::new(),
             }
         }
         Transport::Mq => {
-            // Ping-pong has at most one message in flight each way; a
-            // stream gets as deep a queue as the system allows.
-            let (queues, depth) = if both { (2, 1) } else { (1, mq_limits().depth) };
-            let depth = match mq_depth(queues, depth, size) {
+            // As deep as the system allows (a ping-pong's warm-up streams).
+            let queues = if both { 2 } else { 1 };
+            let depth = match mq_depth(queues, mq_limits().depth, size) {
                 Ok(depth) => depth,
                 Err(why) => return Ok(Opened::Unsupported(why)),
             };
@@ -339,7 +355,7 @@ pub fn open(
                     tx: peer_tx,
                 },
                 inherit,
-                _rings: Vec::new(),
+                rings: Vec::new(),
             }
         }
     };
@@ -436,8 +452,13 @@ fn mq_depth(queues: u64, wanted: i64, size: usize) -> Result<i64, String> {
     let per_message = (size as u64 + MQ_OVERHEAD) * queues;
     let fits = (limit / per_message).min(wanted.max(1) as u64);
     if fits == 0 {
+        let queues = if queues == 1 {
+            "a queue of one message exceeds".to_owned()
+        } else {
+            format!("{queues} queues of one message exceed")
+        };
         return Err(format!(
-            "{queues} queue(s) of one {size}-byte message exceed RLIMIT_MSGQUEUE ({limit} bytes)"
+            "{queues} RLIMIT_MSGQUEUE ({limit} bytes) at {size} bytes a message"
         ));
     }
     Ok(fits as i64)

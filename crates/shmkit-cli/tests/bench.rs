@@ -1,0 +1,159 @@
+//! `shmkit bench` as a script uses it: a short run (`--messages`, a hidden
+//! option for tests) that must print valid JSON with every record, leave
+//! nothing behind, and fail clearly when a stream loses a message (the
+//! hidden `--inject-skip`). No assertion here is about speed.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const SHMKIT: &str = env!("CARGO_BIN_EXE_shmkit");
+
+const TRANSPORTS: [&str; 7] = [
+    "shmkit-spin",
+    "shmkit-block",
+    "pipe",
+    "uds-stream",
+    "uds-seqpacket",
+    "tcp",
+    "mq",
+];
+
+/// Runs `shmkit bench ARGS…` to the end and checks that it left no ring,
+/// segment or message queue named after its pid.
+fn bench(args: &[&str]) -> Output {
+    let child = Command::new(SHMKIT)
+        .arg("bench")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run shmkit bench");
+    let pid = child.id();
+    let output = child.wait_with_output().expect("wait for shmkit bench");
+    let left = leftovers(pid);
+    assert!(left.is_empty(), "shmkit bench left {left:?} behind");
+    output
+}
+
+/// Files in /dev/shm (and /dev/mqueue, if mounted) that a bench with this
+/// pid made: its rings `shmkit.ring.bench-PID-…`, its floor segment and
+/// queues `shmkit-bench-PID-…`.
+fn leftovers(pid: u32) -> Vec<String> {
+    let ring = format!("shmkit.ring.bench-{pid}-");
+    let other = format!("shmkit-bench-{pid}-");
+    ["/dev/shm", "/dev/mqueue"]
+        .into_iter()
+        .filter(|dir| Path::new(dir).is_dir())
+        .flat_map(|dir| std::fs::read_dir(dir).expect("list the directory"))
+        .map(|entry| entry.expect("a directory entry").file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(&ring) || name.starts_with(&other))
+        .collect()
+}
+
+fn number(record: &Value, field: &str) -> f64 {
+    record[field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{field} is a number in {record}"))
+}
+
+#[test]
+fn a_short_run_prints_a_record_for_every_transport_and_reference() {
+    let output = bench(&["--quick", "--sizes", "64", "--messages", "2000", "--json"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {}: {stderr}", output.status);
+    let records: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+        panic!(
+            "stdout is one JSON value ({err}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+    let records = records.as_array().expect("an array");
+
+    let fields: HashSet<&str> = [
+        "transport",
+        "size",
+        "rtt_p50_ns",
+        "rtt_p99_ns",
+        "rtt_p999_ns",
+        "msgs_per_sec",
+        "bytes_per_sec",
+    ]
+    .into();
+    for record in records {
+        let keys: HashSet<&str> = record
+            .as_object()
+            .expect("each record is an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, fields, "{record}");
+        assert_eq!(record["size"], 64, "{record}");
+    }
+    let find = |name: &str| {
+        let found: Vec<&Value> = records.iter().filter(|r| r["transport"] == name).collect();
+        assert_eq!(found.len(), 1, "one record for {name} in {records:?}");
+        found[0]
+    };
+
+    let floor = find("floor");
+    for field in ["rtt_p50_ns", "rtt_p99_ns", "rtt_p999_ns"] {
+        assert!(number(floor, field) > 0.0, "{floor}");
+    }
+    assert!(floor["msgs_per_sec"].is_null() && floor["bytes_per_sec"].is_null());
+    let memcpy = find("memcpy");
+    assert!(memcpy["rtt_p50_ns"].is_null(), "{memcpy}");
+    let bytes = number(memcpy, "bytes_per_sec");
+    let copies = number(memcpy, "msgs_per_sec");
+    assert!(
+        copies > 0.0 && (bytes - copies * 64.0).abs() <= 64.0,
+        "{memcpy}"
+    );
+    for transport in TRANSPORTS {
+        let record = find(transport);
+        let p50 = number(record, "rtt_p50_ns");
+        let p99 = number(record, "rtt_p99_ns");
+        let p999 = number(record, "rtt_p999_ns");
+        assert!(0.0 < p50 && p50 <= p99 && p99 <= p999, "{record}");
+        assert!(number(record, "msgs_per_sec") > 0.0, "{record}");
+        assert!(number(record, "bytes_per_sec") > 0.0, "{record}");
+    }
+    assert_eq!(records.len(), TRANSPORTS.len() + 2, "{records:?}");
+}
+
+#[test]
+fn a_lost_message_fails_the_run() {
+    for transport in ["pipe", "shmkit-spin"] {
+        let output = bench(&[
+            "--sizes",
+            "64",
+            "--messages",
+            "1000",
+            "--transports",
+            transport,
+            "--inject-skip",
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{transport}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{transport} stream of 64 B"))
+                && stderr.contains("lost, repeated or reordered"),
+            "{transport}: {stderr}"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "{transport}: no table after a failure"
+        );
+    }
+}
+
+#[test]
+fn sizes_without_room_for_a_sequence_number_are_refused() {
+    let output = bench(&["--sizes", "4"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--sizes"));
+}
