@@ -235,7 +235,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub transports: Vec<Transport>,
     /// How long a shmkit-block ring spins before it sleeps on the futex (0, 500ns, 20us, 1ms)
-    /// [default: 0, as briefly as the library allows]
+    /// [default: adaptive, about as long as a wake-up costs, as the library does]
     #[arg(long, value_name = "DURATION", value_parser = crate::bench::parse_spin)]
     pub block_spin: Option<Duration>,
     /// Print one JSON array instead of the tables: a record per transport and size (the

@@ -149,7 +149,7 @@ impl fmt::Display for Job {
 struct Bench {
     pinning: Pinning,
     /// How long a `shmkit-block` ring spins before it sleeps.
-    block_spin: Duration,
+    block_spin: Option<Duration>,
     quick: bool,
     messages: Option<u64>,
     inject_skip: bool,
@@ -170,7 +170,7 @@ pub fn run(args: &BenchArgs, out: &mut impl Write) -> Result<(), CliError> {
     let machine = Machine::describe();
     let bench = Bench {
         pinning: machine::pin_pair(),
-        block_spin: args.block_spin.unwrap_or(transports::DEFAULT_BLOCK_SPIN),
+        block_spin: args.block_spin,
         quick: args.quick,
         messages: args.messages,
         inject_skip: args.inject_skip,

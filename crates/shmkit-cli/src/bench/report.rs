@@ -104,8 +104,9 @@ struct Record {
 pub struct Report {
     pub machine: Machine,
     pub pinning: Pinning,
-    /// How long a `shmkit-block` ring spins before it sleeps.
-    pub block_spin: Duration,
+    /// How long a `shmkit-block` ring spins before it sleeps, if not as
+    /// the library adapts it.
+    pub block_spin: Option<Duration>,
     /// The sizes, in order, with their message counts.
     pub counts: Vec<(usize, Counts)>,
     pub transports: Vec<Transport>,
@@ -192,7 +193,7 @@ impl Report {
         let _ = writeln!(
             text,
             "rings:    data area {}; shmkit-spin waits with {:?}, shmkit-block with {:?} \
-             (spins as briefly as the library allows, then sleeps on the futex)",
+             (spins, then sleeps on the futex)",
             capacities.join(" or "),
             transports::ring_waiting(Transport::ShmkitSpin, self.block_spin),
             transports::ring_waiting(Transport::ShmkitBlock, self.block_spin),

@@ -98,11 +98,6 @@ impl Transport {
 // ---------------------------------------------------------------------------
 // Rings
 
-/// How long a `shmkit-block` ring spins before it sleeps, unless
-/// `--block-spin` says otherwise. Zero: as briefly as the library allows,
-/// so that a waiting end sleeps on the futex as a pipe's reader sleeps in
-/// the kernel.
-pub const DEFAULT_BLOCK_SPIN: Duration = Duration::ZERO;
 
 /// The smallest ring data area the bench makes: 1 MiB, the library's
 /// default. (Smaller rings stream markedly slower here.)
@@ -123,14 +118,17 @@ pub fn ring_capacity(size: usize) -> u64 {
 }
 
 /// How a ring transport waits.
-pub fn ring_waiting(transport: Transport, block_spin: Duration) -> Waiting {
+/// How a ring transport waits: `shmkit-block` as the library does by
+/// default (spin about as long as a wake-up costs, then sleep), or for a
+/// fixed `--block-spin` before sleeping.
+pub fn ring_waiting(transport: Transport, block_spin: Option<Duration>) -> Waiting {
     match transport {
-        Transport::ShmkitBlock => Waiting::SpinThenSleep(block_spin),
+        Transport::ShmkitBlock => block_spin.map_or(Waiting::Adaptive, Waiting::SpinThenSleep),
         _ => Waiting::BusyPoll,
     }
 }
 
-fn ring_options(transport: Transport, size: usize, block_spin: Duration) -> Options {
+fn ring_options(transport: Transport, size: usize, block_spin: Option<Duration>) -> Options {
     Options::default()
         .capacity(ring_capacity(size))
         .waiting(ring_waiting(transport, block_spin))
@@ -214,12 +212,12 @@ pub enum Opened {
 }
 
 /// Makes both ends of `transport` for messages of `size` bytes going
-/// `directions`; a `shmkit-block` ring spins for `block_spin`.
+/// `directions`; a `shmkit-block` ring waits as `ring_waiting` says.
 pub fn open(
     transport: Transport,
     directions: Directions,
     size: usize,
-    block_spin: Duration,
+    block_spin: Option<Duration>,
 ) -> Result<Opened, CliError> {
     let both = directions == Directions::Both;
     let mut inherit = Vec::new();
@@ -249,7 +247,7 @@ pub fn open(
                 peer_end: PeerEnd::Ring {
                     rx: to_peer,
                     tx: from_peer,
-                    block_spin_ns: block_spin.as_nanos() as u64,
+                    block_spin_ns: block_spin.map(|spin| spin.as_nanos() as u64),
                 },
                 inherit: Vec::new(),
                 rings,
@@ -548,7 +546,7 @@ pub enum PeerEnd {
     Ring {
         rx: String,
         tx: Option<String>,
-        block_spin_ns: u64,
+        block_spin_ns: Option<u64>,
     },
 }
 
@@ -589,7 +587,7 @@ impl PeerEnd {
                 tx,
                 block_spin_ns,
             } => {
-                let block_spin = Duration::from_nanos(*block_spin_ns);
+                let block_spin = block_spin_ns.map(Duration::from_nanos);
                 let options = ring_options(transport, size, block_spin);
                 AnyLink::Ring(RingLink {
                     rx: Some(Consumer::open_with(rx, &options)?),
