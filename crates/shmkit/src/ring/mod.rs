@@ -470,6 +470,7 @@ impl Producer {
     ///
     /// [`Error::TooLarge`] if longer than [`max_message`](Producer::max_message);
     /// [`Error::PeerGone`] if the consumer died while the ring was full.
+    #[inline]
     pub fn send(&mut self, message: &[u8]) -> Result<()> {
         self.grant(message.len())?.fill_and_commit(message);
         Ok(())
@@ -492,6 +493,7 @@ impl Producer {
     /// Reserves `len` bytes in the ring to write a message in place,
     /// waiting while the ring is full. Nothing is visible to the consumer
     /// until [`WriteGrant::commit`].
+    #[inline]
     pub fn grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
         self.grant_until(len, None)
     }
@@ -519,7 +521,15 @@ impl Producer {
         self.grant_until(len, Some(Instant::now() + timeout))
     }
 
+    #[inline]
     fn grant_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<WriteGrant<'_>> {
+        // The common case, room at once, without the waiter's set-up.
+        if let Some(slot) = self.shared.ring.reserve(&mut self.cursor, len as u64)? {
+            return Ok(WriteGrant {
+                producer: self,
+                slot,
+            });
+        }
         let shared = &self.shared;
         let cursor = &mut self.cursor;
         let header = shared.header();
@@ -571,6 +581,7 @@ pub struct WriteGrant<'a> {
 
 impl WriteGrant<'_> {
     /// Publishes the whole reserved length as one message.
+    #[inline]
     pub fn commit(self) {
         let len = self.slot.len as usize;
         self.commit_len(len);
@@ -582,6 +593,7 @@ impl WriteGrant<'_> {
     /// # Panics
     ///
     /// If `len` is more than was granted.
+    #[inline]
     pub fn commit_len(self, len: usize) {
         assert!(
             len as u64 <= self.slot.len,
@@ -598,6 +610,7 @@ impl WriteGrant<'_> {
     /// Discards the reservation; the consumer sees nothing.
     pub fn abort(self) {}
 
+    #[inline]
     fn fill_and_commit(mut self, message: &[u8]) {
         self.copy_from_slice(message);
         self.commit();
@@ -690,6 +703,7 @@ impl Consumer {
     /// [`Error::PeerGone`] once the producer died and everything it
     /// committed was read; [`Error::TooLarge`] if `buf` is shorter than the
     /// message (which stays in the ring); [`Error::Corrupt`] for a bad record.
+    #[inline]
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
         let slot = self.next_until(None)?;
         self.copy_out(slot, buf)
@@ -711,6 +725,7 @@ impl Consumer {
 
     /// The next message, read in place, waiting while the ring is empty.
     /// Its space is handed back when the grant is dropped or released.
+    #[inline]
     pub fn read(&mut self) -> Result<ReadGrant<'_>> {
         let slot = self.next_until(None)?;
         Ok(ReadGrant {
@@ -762,6 +777,7 @@ impl Consumer {
         Ok(count)
     }
 
+    #[inline]
     fn copy_out(&mut self, slot: Slot, buf: &mut [u8]) -> Result<usize> {
         let len = slot.len as usize;
         if len > buf.len() {
@@ -796,7 +812,12 @@ impl Consumer {
         }
     }
 
+    #[inline]
     fn next_until(&mut self, deadline: Option<Instant>) -> Result<Slot> {
+        // The common case, a message at once, without the waiter's set-up.
+        if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
+            return Ok(slot);
+        }
         let shared = &self.shared;
         let cursor = &mut self.cursor;
         let header = shared.header();
@@ -849,6 +870,7 @@ impl Deref for ReadGrant<'_> {
 }
 
 impl Drop for ReadGrant<'_> {
+    #[inline]
     fn drop(&mut self) {
         let consumer = &mut *self.consumer;
         consumer

@@ -153,25 +153,30 @@ impl RingRef {
         }
     }
 
+    #[inline]
     pub(crate) fn header(&self) -> &Header {
         // SAFETY: valid for our lifetime (type invariant); every field is an
         // atomic, so a shared reference is sound while other processes write.
         unsafe { self.header.as_ref() }
     }
 
+    #[inline]
     pub(crate) fn capacity(&self) -> u64 {
         self.capacity
     }
 
+    #[inline]
     pub(crate) fn max_message(&self) -> u64 {
         self.max_message
     }
 
+    #[inline]
     fn offset(&self, position: u64) -> u64 {
         position & (self.capacity - 1)
     }
 
     /// The record word at `position`.
+    #[inline]
     fn word(&self, position: u64) -> &AtomicU64 {
         let index = self.offset(position) / 8;
         // SAFETY: offset < capacity and is a multiple of 8 (positions are,
@@ -183,6 +188,7 @@ impl RingRef {
     }
 
     /// The payload bytes of the record at `slot`.
+    #[inline]
     pub(crate) fn payload(&self, slot: Slot) -> *mut u8 {
         let offset = self.offset(slot.position) + RECORD_HEADER;
         debug_assert!(offset + slot.len <= self.capacity);
@@ -194,6 +200,7 @@ impl RingRef {
     /// Bytes the producer may still use, from its view of `head`. Errors if
     /// the consumer's `head` is impossible (rule 2: it is never ahead of the
     /// tail nor more than a capacity behind).
+    #[inline]
     fn free(&self, cursor: &ProducerCursor) -> Result<u64> {
         let used = cursor.tail.wrapping_sub(cursor.cached_head);
         if used > self.capacity {
@@ -208,6 +215,7 @@ impl RingRef {
     /// Reserves room for a record of `len` payload bytes at the producer's
     /// tail, committing a padding record first if it would wrap (rule 5).
     /// `Ok(None)` when the ring is too full for now.
+    #[inline]
     pub(crate) fn reserve(&self, cursor: &mut ProducerCursor, len: u64) -> Result<Option<Slot>> {
         if len > self.max_message {
             return Err(Error::TooLarge {
@@ -257,6 +265,7 @@ impl RingRef {
 
     /// Commits a record reserved at the tail, with `len` payload bytes
     /// written (at most the reserved length), and wakes a sleeping consumer.
+    #[inline]
     pub(crate) fn commit(&self, cursor: &mut ProducerCursor, slot: Slot, len: u64) {
         debug_assert!(slot.position == cursor.tail && len <= slot.len);
         let next = slot.position + record_size(len);
@@ -278,6 +287,7 @@ impl RingRef {
     }
 
     /// What the word at `position` says, validated (rule 6).
+    #[inline]
     fn record_at(&self, position: u64) -> Result<Record> {
         // Acquire: pairs with the Release in `commit` (and in `reserve` for
         // padding), so the payload is visible before it is read.
@@ -304,6 +314,7 @@ impl RingRef {
 
     /// The next message at the consumer's head, skipping padding.
     /// `Ok(None)` when nothing is committed yet.
+    #[inline]
     pub(crate) fn peek(&self, cursor: &mut ConsumerCursor) -> Result<Option<Slot>> {
         loop {
             match self.record_at(cursor.head)? {
@@ -315,12 +326,14 @@ impl RingRef {
     }
 
     /// Hands the space of a read message back to the producer.
+    #[inline]
     pub(crate) fn release(&self, cursor: &mut ConsumerCursor, slot: Slot) {
         debug_assert_eq!(slot.position, cursor.head);
         self.advance(cursor, slot.position + record_size(slot.len), 1);
     }
 
     /// Moves `head` to `new_head` after `messages` messages were read.
+    #[inline]
     fn advance(&self, cursor: &mut ConsumerCursor, new_head: u64, messages: u64) {
         cursor.head = new_head;
         let consumer = &self.header().consumer;
@@ -337,16 +350,19 @@ impl RingRef {
     }
 
     /// Wakes a producer that sleeps for space; called after `release`s.
+    #[inline]
     pub(crate) fn wake_producer(&self) {
         self.wake_if_sleeping(&self.header().wait.producer_sleeping);
     }
 
     /// Wakes a consumer that sleeps for records (after a close, say).
+    #[inline]
     pub(crate) fn wake_consumer(&self) {
         self.wake_if_sleeping(&self.header().wait.consumer_sleeping);
     }
 
     /// The publishing half of rule 8.
+    #[inline]
     fn wake_if_sleeping(&self, sleeping: &AtomicU32) {
         let wait = &self.header().wait;
         // Orders our publishing store (the record word or `head`) before the
