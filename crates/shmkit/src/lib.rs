@@ -21,8 +21,13 @@
 //! - [`channel`]: typed channels over a ring, with serde + postcard, or rkyv
 //!   archives validated by bytecheck.
 //!
-//! Memory that another process can write is never exposed as `&[u8]`: it is
-//! copied in and out, or reached through atomics (see [`Attachment`]).
+//! Memory that another process can write is never exposed as `&[u8]` while
+//! that process may write it: segment bytes are copied in and out or
+//! reached through atomics, and the ring hands out a slice (a grant) only
+//! for a record its protocol gives to one side at a time. A peer that
+//! breaks the protocol can still change those bytes; everything read back
+//! is validated, so the worst it gets is an error or wrong data, never
+//! undefined behaviour in the reader.
 //!
 //! # Example: one process writes, another reads
 //!

@@ -98,7 +98,6 @@ impl Transport {
 // ---------------------------------------------------------------------------
 // Rings
 
-
 /// The smallest ring data area the bench makes: 1 MiB, the library's
 /// default. (Smaller rings stream markedly slower here.)
 const MIN_RING_CAPACITY: u64 = 1 << 20;

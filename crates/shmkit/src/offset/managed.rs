@@ -570,14 +570,16 @@ impl ManagedSegment {
                 Ok(_) => break,
                 Err(holder) => {
                     if !holder_alive(holder, holder_start.load(Ordering::Relaxed)) {
+                        // The dead holder's start time must not outlive it:
+                        // between our swap below and our own start time, a
+                        // waiter would pair our pid with it and steal from
+                        // us. Cleared first, it reads as "not written yet".
+                        holder_start.store(0, Ordering::Relaxed);
                         // Acquire: as above, for what the dead holder wrote.
+                        // Release: publishes the clearing to waiters that
+                        // read our pid with Acquire.
                         if word
-                            .compare_exchange(
-                                holder,
-                                self.pid,
-                                Ordering::Acquire,
-                                Ordering::Relaxed,
-                            )
+                            .compare_exchange(holder, self.pid, Ordering::AcqRel, Ordering::Relaxed)
                             .is_ok()
                         {
                             break;

@@ -11,8 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
 use super::layout::WaitLine;
+use crate::error::{Error, Result};
 use crate::sync::{futex_wait, heavy_fence, AtomicU32, Ordering};
 pub(crate) use crate::sys::clock::monotonic_nanos;
 
