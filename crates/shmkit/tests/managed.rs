@@ -334,6 +334,32 @@ fn a_segment_without_a_heap_is_refused() {
     assert!(matches!(ManagedSegment::open(&key), Err(Error::Corrupt(_))));
 }
 
+#[test]
+fn a_lock_word_naming_an_unrelated_process_does_not_block() {
+    let key = unique_key();
+    let _cleanup = Cleanup(key.clone());
+    let heap = ManagedSegment::create(&key, 1 << 16, Mode::OWNER_ONLY).unwrap();
+    let list = heap.list::<u64>("l").unwrap();
+    list.push_back(1).unwrap();
+
+    // Damage says our parent (alive, readable, no mapping of this segment)
+    // holds the lock: it is taken over after a short wait.
+    poke(&key, 24, &std::os::unix::process::parent_id().to_le_bytes());
+    assert_eq!(list.to_vec().unwrap(), vec![1]);
+
+    // Damage names pid 1, whose mappings a container may not let us read:
+    // taken over if they can be read, else an error after a bounded wait,
+    // never an endless one.
+    poke(&key, 24, &1u32.to_le_bytes());
+    match list.to_vec() {
+        Ok(values) => assert_eq!(values, vec![1]),
+        Err(err) => assert!(
+            matches!(err, Error::Corrupt(_)) && err.to_string().contains("held by pid 1"),
+            "{err}"
+        ),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 

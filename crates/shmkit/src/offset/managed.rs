@@ -39,6 +39,13 @@ const BLOCK_HEADER: u64 = 16;
 const ALLOCATED: u64 = 1;
 /// The smallest segment worth managing.
 const MIN_SIZE: u64 = 4096;
+/// How long a process waits for the lock before it checks that the holder
+/// is alive (and sleeps at most, between checks).
+const LIVENESS_AFTER: Duration = Duration::from_millis(20);
+/// How long a process waits for a lock that one holder keeps, before it
+/// reports the lock as stuck instead of waiting on (holders keep it for
+/// microseconds).
+const LOCK_PATIENCE: Duration = Duration::from_secs(2);
 /// The longest object name in the directory.
 pub const MAX_NAME: usize = 64;
 
@@ -113,6 +120,8 @@ unsafe impl Plain for Triple {}
 #[derive(Debug)]
 pub struct ManagedSegment {
     size: u64,
+    /// How `/proc/PID/maps` names this segment.
+    backing: procfs::Backing,
     pid: u32,
     start_time: u64,
     segment: Segment,
@@ -167,6 +176,7 @@ impl ManagedSegment {
         })?;
         Ok(ManagedSegment {
             size: mapping.len() as u64,
+            backing: segment.backing()?,
             pid,
             start_time,
             segment,
@@ -554,11 +564,28 @@ impl ManagedSegment {
 
     // --- the lock --------------------------------------------------------------
 
+    /// Whether the lock holder `pid` (with start time `start`, or 0 if it
+    /// has not written it yet) is a running process that has this segment
+    /// mapped. A lock word that damage or a hostile peer filled with the pid
+    /// of some unrelated live process thus counts as free, not held forever.
+    fn holder_alive(&self, pid: u32, start: u64) -> bool {
+        match procfs::process_start_time(pid) {
+            Ok(now) => {
+                (start == 0 || now == start)
+                    && !procfs::is_zombie(pid)
+                    && procfs::maps(pid, &self.backing)
+            }
+            Err(_) => false,
+        }
+    }
+
     fn lock(&self) -> Result<HeapLock<'_>> {
         let word = self.mapping.atomic_u32(LOCK_AT)?;
         let waiters = self.mapping.atomic_u32(WAITERS_AT)?;
         let holder_start = self.mapping.atomic_u64(LOCK_START_AT)?;
         let mut spins = 0u32;
+        let mut waiting_since = None;
+        let mut first_holder = None;
         loop {
             // Acquire on success: the previous holder's changes to the heap
             // happen before ours; pairs with the Release swap in
@@ -569,7 +596,12 @@ impl ManagedSegment {
             match word.compare_exchange(0, self.pid, Ordering::Acquire, Ordering::Acquire) {
                 Ok(_) => break,
                 Err(holder) => {
-                    if !holder_alive(holder, holder_start.load(Ordering::Relaxed)) {
+                    // A holder keeps the lock for microseconds; only one
+                    // that has kept it a while is looked at (reading /proc
+                    // costs more than the wait).
+                    let suspect =
+                        waiting_since.get_or_insert_with(Instant::now).elapsed() >= LIVENESS_AFTER;
+                    if suspect && !self.holder_alive(holder, holder_start.load(Ordering::Relaxed)) {
                         // The dead holder's start time must not outlive it:
                         // between our swap below and our own start time, a
                         // waiter would pair our pid with it and steal from
@@ -586,6 +618,21 @@ impl ManagedSegment {
                         }
                         continue;
                     }
+                    // The same holder all along for this long is stuck,
+                    // or a damaged word names a process we cannot check.
+                    let since = *waiting_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= LOCK_PATIENCE && first_holder == Some(holder) {
+                        return Err(Error::Corrupt(format!(
+                            "{}: the heap's lock has been held by pid {holder} for over {} s; \
+                             that process is stuck, or the lock word is damaged",
+                            self.segment,
+                            LOCK_PATIENCE.as_secs()
+                        )));
+                    }
+                    if first_holder != Some(holder) {
+                        first_holder = Some(holder);
+                        waiting_since = Some(Instant::now());
+                    }
                     if spins < 100 {
                         spins += 1;
                         std::hint::spin_loop();
@@ -597,7 +644,7 @@ impl ManagedSegment {
                     // see it.
                     waiters.fetch_add(1, Ordering::SeqCst);
                     // Bounded, to notice a holder that dies while we sleep.
-                    futex_wait(word, holder, Duration::from_millis(20));
+                    futex_wait(word, holder, LIVENESS_AFTER);
                     waiters.fetch_sub(1, Ordering::Relaxed);
                 }
             }
@@ -611,15 +658,6 @@ impl ManagedSegment {
             )));
         }
         Ok(lock)
-    }
-}
-
-/// Whether the lock holder `pid` (with start time `start`, or 0 if it has
-/// not written it yet) is running.
-fn holder_alive(pid: u32, start: u64) -> bool {
-    match procfs::process_start_time(pid) {
-        Ok(now) => (start == 0 || now == start) && !procfs::is_zombie(pid),
-        Err(_) => false,
     }
 }
 

@@ -246,6 +246,16 @@ impl Segment {
         }
     }
 
+    /// How `/proc/PID/maps` names this segment's mappings.
+    pub(crate) fn backing(&self) -> Result<crate::sys::procfs::Backing> {
+        match &self.object {
+            Object::SysV { id, .. } => Ok(crate::sys::procfs::Backing::Sysv { id: *id }),
+            Object::Posix { name, fd, .. } => posix::fstat(fd)
+                .map(|st| crate::sys::procfs::Backing::Posix { inode: st.st_ino })
+                .map_err(|e| Error::from_os(e, name.as_str(), Access::Stat)),
+        }
+    }
+
     /// Maps the segment into this process: `attach(ReadWrite)` or
     /// `attach(ReadOnly)`.
     ///

@@ -222,6 +222,18 @@ pub fn shared_mappings() -> io::Result<Vec<ProcMapping>> {
     Ok(found)
 }
 
+/// Whether process `pid` maps the segment `backing`. If its maps cannot be
+/// read (another user's process as non-root, or one outside this
+/// container), it is assumed to.
+pub fn maps(pid: u32, backing: &Backing) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/maps")) {
+        Ok(maps) => maps
+            .lines()
+            .any(|line| parse_maps_line(line).is_some_and(|(_, _, _, b)| b == *backing)),
+        Err(err) => err.kind() != io::ErrorKind::NotFound,
+    }
+}
+
 /// Parses `start-end perms offset dev inode path` for shared-memory paths.
 fn parse_maps_line(line: &str) -> Option<(u64, u64, &str, Backing)> {
     let mut fields = line.splitn(6, ' ');
