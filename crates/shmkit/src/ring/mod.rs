@@ -751,30 +751,40 @@ impl Consumer {
         })
     }
 
-    /// Hands every message that is in the ring now to `f`, in order, giving
-    /// each one's space back after `f` returns; returns how many there were.
-    /// Does not wait: `Ok(0)` when the ring is empty. Stops after one lap
-    /// of the data area (all a ring holds at once), so that records that go
-    /// round forever in a corrupt ring cannot keep it from returning.
+    /// Hands every message that is in the ring now to `f`, in order, then
+    /// gives their space back with one update of the ring's index (and one
+    /// wake-up check); returns how many there were. Does not wait: `Ok(0)`
+    /// when the ring is empty. Reads at most one lap of the data area (all
+    /// a ring holds at once), so that records going round forever in a
+    /// corrupt ring cannot keep it from returning.
+    ///
+    /// ```
+    /// use shmkit::ring::{Consumer, Producer};
+    ///
+    /// let name = format!("doc-drain-{}", std::process::id());
+    /// let mut producer = Producer::open(&name)?;
+    /// let mut consumer = Consumer::open(&name)?;
+    /// for word in ["one", "two", "three"] {
+    ///     producer.send(word.as_bytes())?;
+    /// }
+    /// let mut seen = Vec::new();
+    /// assert_eq!(consumer.drain(|message| seen.push(message.to_vec()))?, 3);
+    /// assert_eq!(seen, [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+    /// assert_eq!(consumer.drain(|_| unreachable!())?, 0);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> Result<usize> {
-        let mut count = 0;
-        let start = self.cursor.head;
-        while self.cursor.head.wrapping_sub(start) < self.shared.ring.capacity() {
-            let Some(slot) = self.shared.ring.peek(&mut self.cursor)? else {
-                break;
-            };
-            // SAFETY: a committed record inside the data area (peek checked
-            // it), which the producer leaves alone until we release it.
-            f(unsafe {
-                std::slice::from_raw_parts(self.shared.ring.payload(slot), slot.len as usize)
-            });
-            self.shared.ring.release(&mut self.cursor, slot);
-            count += 1;
+        let ring = self.shared.ring;
+        let count = ring.drain(&mut self.cursor, |slot| {
+            // SAFETY: a committed record inside the data area (record_at
+            // checked it), which the producer leaves alone until the head
+            // passes it, after `f` returns (rule 2).
+            f(unsafe { std::slice::from_raw_parts(ring.payload(slot), slot.len as usize) })
+        });
+        if matches!(count, Ok(n) if n > 0) || count.is_err() {
+            ring.wake_producer();
         }
-        if count > 0 {
-            self.shared.ring.wake_producer();
-        }
-        Ok(count)
+        count.map(|n| n as usize)
     }
 
     #[inline]

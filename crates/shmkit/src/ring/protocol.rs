@@ -332,6 +332,41 @@ impl RingRef {
         self.advance(cursor, slot.position + record_size(slot.len), 1);
     }
 
+    /// Hands every message from the consumer's head on (at most one lap,
+    /// so that a corrupt ring of records going round forever cannot keep
+    /// it busy) to `f`, then publishes the new head once: one index update
+    /// for the batch. On a corrupt record, what was read before it is
+    /// still released, then the error returned.
+    pub(crate) fn drain(
+        &self,
+        cursor: &mut ConsumerCursor,
+        mut f: impl FnMut(Slot),
+    ) -> Result<u64> {
+        let start = cursor.head;
+        let mut position = start;
+        let mut count = 0;
+        let mut outcome = Ok(());
+        while position.wrapping_sub(start) < self.capacity {
+            match self.record_at(position) {
+                Ok(Record::Empty) => break,
+                Ok(Record::Padding { next }) => position = next,
+                Ok(Record::Message(slot)) => {
+                    f(slot);
+                    position = slot.position + record_size(slot.len);
+                    count += 1;
+                }
+                Err(err) => {
+                    outcome = Err(err);
+                    break;
+                }
+            }
+        }
+        if position != start {
+            self.advance(cursor, position, count);
+        }
+        outcome.map(|()| count)
+    }
+
     /// Moves `head` to `new_head` after `messages` messages were read.
     #[inline]
     fn advance(&self, cursor: &mut ConsumerCursor, new_head: u64, messages: u64) {
