@@ -293,7 +293,7 @@ fn corrupt_links_give_errors_not_crashes() {
     );
 
     // A link past the end, then a misaligned one.
-    for bad in [1u64 << 40, first + 3] {
+    for bad in [1u64 << 40, first + 3, u64::MAX - 7, u64::MAX] {
         poke(&key, last as usize, &bad.to_le_bytes());
         assert!(
             matches!(list.to_vec(), Err(Error::Corrupt(_))),
@@ -313,6 +313,11 @@ fn corrupt_links_give_errors_not_crashes() {
         heap.find::<u64>("nothing"),
         Err(Error::Corrupt(_))
     ));
+
+    // A free block whose size would run past the end of the address space.
+    let free = peek(&key, 48);
+    poke(&key, free as usize, &(u64::MAX - 15).to_le_bytes());
+    assert!(matches!(heap.alloc(1u64), Err(Error::Corrupt(_))));
 
     // A free list that goes backwards.
     poke(&key, 48, &8u64.to_le_bytes());

@@ -422,7 +422,7 @@ impl ManagedSegment {
             || !block.is_multiple_of(BLOCK_ALIGN)
             || size < BLOCK_HEADER
             || !size.is_multiple_of(BLOCK_ALIGN)
-            || block + size > self.size
+            || block.checked_add(size).is_none_or(|end| end > self.size)
         {
             return Err(Error::Corrupt(format!(
                 "heap block at {block} has impossible size {size}"
@@ -466,7 +466,8 @@ impl ManagedSegment {
                 }
                 let used: u64 = self.load(Offset::new(USED_AT))?;
                 let taken = self.block_size(block)?;
-                self.store(Offset::new(USED_AT), used + taken)?;
+                // Wrapping: the count is in shared memory, so it may be anything.
+                self.store(Offset::new(USED_AT), used.wrapping_add(taken))?;
                 return Ok(block + BLOCK_HEADER);
             }
             largest = largest.max(size);
@@ -777,7 +778,7 @@ impl<T: Plain> List<'_, T> {
             heap.store(Offset::<u64>::new(header.b), node)?;
         }
         header.b = node;
-        header.c += 1;
+        header.c = header.c.wrapping_add(1); // a count in shared memory
         heap.store(self.header, header)?;
         Ok(())
     }
@@ -813,6 +814,8 @@ impl<T: Plain> List<'_, T> {
                     header.c
                 )));
             }
+            // The link is untrusted: checked before anything is added to it.
+            node = Offset::<u64>::new(node).check(heap.size)?.start as u64;
             values.push(heap.load(Offset::<T>::new(node + 8))?);
             node = heap.load(Offset::<u64>::new(node))?;
         }
