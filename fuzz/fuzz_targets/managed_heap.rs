@@ -40,7 +40,7 @@ fn remove(key: &Key) {
 fn template() -> &'static [u8] {
     static TEMPLATE: OnceLock<Vec<u8>> = OnceLock::new();
     TEMPLATE.get_or_init(|| {
-        remove_leftovers();
+        shmkit_fuzz::remove_leftovers(PREFIX);
         let key = key();
         remove(&key);
         let heap = ManagedSegment::create(&key, SIZE as u64, Mode::OWNER_ONLY).unwrap();
@@ -56,22 +56,6 @@ fn template() -> &'static [u8] {
         remove(&key);
         bytes
     })
-}
-
-/// Removes segments of fuzz processes that no longer exist.
-fn remove_leftovers() {
-    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
-        return;
-    };
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !std::path::Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
 }
 
 fuzz_target!(|data: &[u8]| {

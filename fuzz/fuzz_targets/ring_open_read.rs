@@ -42,26 +42,9 @@ fn template() -> Vec<u8> {
     image
 }
 
-/// Removes `/dev/shm/shmkit.ring.fuzz-PID` segments whose process is gone
-/// (left by a run that crashed in the middle of an input).
-fn remove_leftovers() {
-    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
-        return;
-    };
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !std::path::Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
     static INIT: std::sync::Once = std::sync::Once::new();
-    INIT.call_once(remove_leftovers);
+    INIT.call_once(|| shmkit_fuzz::remove_leftovers(PREFIX));
 
     let Some((&pick, bytes)) = data.split_first() else {
         return;

@@ -570,14 +570,8 @@ impl ManagedSegment {
     /// mapped. A lock word that damage or a hostile peer filled with the pid
     /// of some unrelated live process thus counts as free, not held forever.
     fn holder_alive(&self, pid: u32, start: u64) -> bool {
-        match procfs::process_start_time(pid) {
-            Ok(now) => {
-                (start == 0 || now == start)
-                    && !procfs::is_zombie(pid)
-                    && procfs::maps(pid, &self.backing)
-            }
-            Err(_) => false,
-        }
+        procfs::running_start_time(pid)
+            .is_some_and(|now| (start == 0 || now == start) && procfs::maps(pid, &self.backing))
     }
 
     fn lock(&self) -> Result<HeapLock<'_>> {

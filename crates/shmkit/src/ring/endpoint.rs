@@ -36,10 +36,7 @@ pub(crate) fn is_alive(owner: u64) -> bool {
     if pid == 0 {
         return false;
     }
-    match procfs::process_start_time(pid) {
-        Ok(start) => owner_word(pid, start) == owner && !procfs::is_zombie(pid),
-        Err(_) => false,
-    }
+    procfs::running_start_time(pid).is_some_and(|start| owner_word(pid, start) == owner)
 }
 
 /// Claims an end for `me`: free, or held by a dead process (whose leftovers

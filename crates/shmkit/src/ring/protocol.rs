@@ -24,7 +24,7 @@
 //! 6. The consumer reads the word at `head` with Acquire, validates it (a
 //!    corrupt word is an error, never an out-of-bounds read), reads the
 //!    payload, then stores the new `head` with Release, handing the space
-//!    back.
+//!    back (a batch drain stores it once, after the batch).
 //! 7. The producer keeps a cached copy of `head` and reloads it (Acquire)
 //!    only when the copy shows too little space.
 //! 8. A side that waits sets its `*_sleeping` word to 1, issues a heavy

@@ -122,30 +122,42 @@ fn read_number(path: &str) -> io::Result<u64> {
 /// `/proc/PID/stat`). With the pid it names one process for good: a pid is
 /// reused only by a process that starts later.
 pub fn process_start_time(pid: u32) -> io::Result<u64> {
+    read_stat(pid).map(|(_, start)| start)
+}
+
+/// The start time of `pid` if it is running: `None` if it is gone, a
+/// zombie (it will never act again), or unreadable.
+pub fn running_start_time(pid: u32) -> Option<u64> {
+    match read_stat(pid) {
+        Ok((state, start)) if state != 'Z' => Some(start),
+        _ => None,
+    }
+}
+
+/// The state letter (field 3) and start time (field 22) of
+/// `/proc/PID/stat`.
+fn read_stat(pid: u32) -> io::Result<(char, u64)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name (field 2) is in parentheses and may hold spaces and
     // parentheses itself, so count fields from the last ')'.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(19))
-        .and_then(|field| field.parse().ok())
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("unexpected /proc/{pid}/stat: {stat:?}"),
-            )
-        })
-}
-
-/// Whether the process has exited but not been reaped (state `Z` in
-/// `/proc/PID/stat`). A missing process is not a zombie.
-pub fn is_zombie(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
+    let mut fields = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace());
+    let state = fields
+        .as_mut()
+        .and_then(|f| f.next())
+        .and_then(|f| f.chars().next());
+    let start = fields
+        .as_mut()
+        .and_then(|f| f.nth(18))
+        .and_then(|field| field.parse().ok());
+    match (state, start) {
+        (Some(state), Some(start)) => Ok((state, start)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected /proc/{pid}/stat: {stat:?}"),
+        )),
+    }
 }
 
 /// The backing object of a shared mapping, as `/proc/PID/maps` names it.
@@ -287,6 +299,8 @@ mod tests {
         assert!(ours > 0);
         assert_eq!(process_start_time(std::process::id()).unwrap(), ours);
         assert!(process_start_time(u32::MAX).is_err());
+        assert_eq!(running_start_time(std::process::id()), Some(ours));
+        assert_eq!(running_start_time(u32::MAX), None);
     }
 
     #[test]
