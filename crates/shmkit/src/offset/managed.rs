@@ -153,7 +153,14 @@ impl ManagedSegment {
     /// reads.
     pub fn open(key: &Key) -> Result<ManagedSegment> {
         let segment = Segment::open(key)?;
-        let mapping = wait_for_header(&segment, key)?;
+        let mapping = segment
+            .attach_initialised(MIN_SIZE)
+            .map_err(|err| match err {
+                Error::Corrupt(_) => Error::Corrupt(format!(
+                    "{key} holds no managed heap (its creator never initialised it)"
+                )),
+                other => other,
+            })?;
         let mut heap = ManagedSegment::new(segment, mapping)?;
         heap.validate_header()?;
         Ok(heap)
@@ -197,7 +204,7 @@ impl ManagedSegment {
         self.store(Offset::<u64>::new(HEAP_START + 8), 0)?;
         self.store(Offset::new(FREE_HEAD_AT), HEAP_START)?;
         // Release: publishes the header above; pairs with the Acquire in
-        // `wait_for_header`.
+        // `Segment::attach_initialised`.
         self.mapping
             .atomic_u64(MAGIC_AT)?
             .store(MAGIC, Ordering::Release);
@@ -722,27 +729,6 @@ struct Change<'a> {
 impl Drop for Change<'_> {
     fn drop(&mut self) {
         self.dirty.store(0, Ordering::Relaxed);
-    }
-}
-
-/// Waits (bounded) for the creator to write the header's magic.
-fn wait_for_header(segment: &Segment, key: &Key) -> Result<Attachment<ReadWrite>> {
-    let give_up = Instant::now() + Duration::from_secs(5);
-    loop {
-        if segment.size()? >= MIN_SIZE {
-            let mapping = segment.attach(ReadWrite)?;
-            // Acquire: pairs with the Release of the magic in `initialise`.
-            if mapping.atomic_u64(MAGIC_AT)?.load(Ordering::Acquire) != 0 {
-                return Ok(mapping);
-            }
-        }
-        if Instant::now() >= give_up {
-            return Err(Error::Corrupt(format!(
-                "{key} holds no managed heap (its creator never initialised it)"
-            )));
-        }
-        // The creator is between creating the segment and its first stores.
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

@@ -202,13 +202,18 @@ impl Shared {
                     .store(options.max_message_len(), Ordering::Relaxed);
                 config.data_offset.store(HEADER_SIZE, Ordering::Relaxed);
                 // Release: publishes the configuration above; pairs with the
-                // Acquire in `wait_for_magic`.
+                // Acquire in `Segment::attach_initialised` (and `read_header`).
                 config.magic.store(MAGIC, Ordering::Release);
                 (segment, mapping)
             }
             Err(Error::AlreadyExists { .. }) => {
                 let segment = Segment::open(&key)?;
-                let mapping = wait_for_magic(&segment, name)?;
+                let mapping = segment.attach_initialised(HEADER_SIZE).map_err(|err| match err {
+                    Error::Corrupt(_) => Error::Corrupt(format!(
+                        "ring {name} was never initialised (its creator died?); remove it with `shmkit rm {SEGMENT_PREFIX}{name}`"
+                    )),
+                    other => other,
+                })?;
                 (segment, mapping)
             }
             Err(other) => return Err(other),
@@ -294,30 +299,6 @@ impl Shared {
             peer,
             pid: endpoint::pid_of(owner),
         }
-    }
-}
-
-/// Waits (bounded) for the creator to size the segment and write the magic.
-fn wait_for_magic(segment: &Segment, name: &str) -> Result<Attachment<ReadWrite>> {
-    let give_up = Instant::now() + Duration::from_secs(5);
-    loop {
-        if segment.size()? >= HEADER_SIZE {
-            let mapping = segment.attach(ReadWrite)?;
-            // SAFETY: the mapping has at least HEADER_SIZE bytes and is page
-            // aligned; we only load from the atomic.
-            let header = unsafe { &*mapping.as_ptr().cast::<Header>() };
-            // Acquire: pairs with the creator's Release of the magic.
-            if header.config.magic.load(Ordering::Acquire) != 0 {
-                return Ok(mapping);
-            }
-        }
-        if Instant::now() >= give_up {
-            return Err(Error::Corrupt(format!(
-                "ring {name} was never initialised (its creator died?); remove it with `shmkit rm {SEGMENT_PREFIX}{name}`"
-            )));
-        }
-        // The creator is between shm_open and its first stores: microseconds.
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

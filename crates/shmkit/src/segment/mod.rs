@@ -315,6 +315,43 @@ impl Segment {
         }
     }
 
+    /// Attaches read-write a segment that another process is creating, once
+    /// it is ready: sized to at least `min_size` bytes and with a nonzero
+    /// magic number stored (with Release) at offset 0, as every shmkit
+    /// format does (DESIGN.md, rule 3). Waits at most 5 s: the creator is
+    /// between creating the segment and its first stores, microseconds away,
+    /// unless it died there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if the segment is still not ready after 5 s.
+    pub(crate) fn attach_initialised(&self, min_size: u64) -> Result<Attachment<ReadWrite>> {
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut mapping = None;
+        loop {
+            if mapping.is_none() && self.size()? >= min_size {
+                mapping = Some(self.attach(ReadWrite)?);
+            }
+            if let Some(attached) = &mapping {
+                // Acquire: pairs with the creator's Release of the magic, so
+                // the header it wrote before is visible.
+                if attached
+                    .atomic_u64(0)?
+                    .load(std::sync::atomic::Ordering::Acquire)
+                    != 0
+                {
+                    return Ok(mapping.expect("attached above"));
+                }
+            }
+            if std::time::Instant::now() >= give_up {
+                return Err(Error::Corrupt(format!(
+                    "{self} was never initialised: no magic number after 5 s (its creator died?)"
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// Everything the kernel knows about the segment, with the processes that
     /// have it mapped.
     pub fn stat(&self) -> Result<Stat> {
