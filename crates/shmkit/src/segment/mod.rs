@@ -364,7 +364,6 @@ impl Segment {
     /// [`Error::InvalidArgument`] for a System V segment, which has no file
     /// to lock; [`Error::Os`] if the kernel refuses (a read-only opener
     /// cannot take an exclusive lock).
-    #[allow(dead_code)] // for ring liveness (lifecycle branch)
     pub(crate) fn try_lock_range(
         &self,
         start: u64,
@@ -397,7 +396,6 @@ impl Segment {
     /// Locks of this handle's own descriptor are not seen, but a
     /// [`RangeLock`](crate::sys::range_lock::RangeLock) has a description of
     /// its own, so this process's locks are.
-    #[allow(dead_code)] // for ring liveness (lifecycle branch)
     pub(crate) fn range_held(&self, start: u64, len: u64) -> Option<bool> {
         match &self.object {
             Object::SysV { .. } => None,
