@@ -133,6 +133,28 @@ pub enum Error {
         /// The process that holds it.
         pid: u32,
     },
+    /// Another live process has held a managed segment's lock for longer
+    /// than its users wait (it is stopped, traced or starved). Nothing is
+    /// damaged: try again later.
+    #[error("{segment} is busy: another live process has held its lock for {:.1} s", after.as_secs_f64())]
+    Busy {
+        /// The segment.
+        segment: String,
+        /// How long this call waited.
+        after: std::time::Duration,
+    },
+    /// Someone shrank a segment this process maps: the bytes past the new
+    /// end are gone (reads of them see zeros), and the structure in it can
+    /// no longer be used.
+    #[error("{segment} was truncated to {size} bytes while mapped with {expected}")]
+    Truncated {
+        /// The segment.
+        segment: String,
+        /// Its size now.
+        size: u64,
+        /// The size it had, that the mapping and its format need.
+        expected: u64,
+    },
     /// Any other failure of a system call, with what was being done.
     #[error("{context}: {source}")]
     Os {
