@@ -598,14 +598,13 @@ fn take_some(consumer: &mut Consumer, model: &mut Model, take: Take, count: usiz
                 ),
                 Take::Read | Take::TryRead => {
                     assert!(
-                        consumer.try_read().unwrap().is_none(),
+                        matches!(consumer.try_read(), Err(Error::Empty { .. })),
                         "try_read of an empty ring"
                     )
                 }
                 Take::Drain => assert_eq!(consumer.drain(|m| panic!("drained {m:?}")).unwrap(), 0),
-                _ => assert_eq!(
-                    consumer.try_recv(&mut buf).unwrap(),
-                    None,
+                _ => assert!(
+                    matches!(consumer.try_recv(&mut buf), Err(Error::Empty { .. })),
                     "try_recv of an empty ring"
                 ),
             }
@@ -617,7 +616,7 @@ fn take_some(consumer: &mut Consumer, model: &mut Model, take: Take, count: usiz
                 assert_eq!(buf[..n], expected);
             }
             Take::TryRecv => {
-                let n = consumer.try_recv(&mut buf).unwrap().expect("a message");
+                let n = consumer.try_recv(&mut buf).expect("a message");
                 assert_eq!(buf[..n], expected);
             }
             Take::RecvTimeout => {
@@ -630,7 +629,7 @@ fn take_some(consumer: &mut Consumer, model: &mut Model, take: Take, count: usiz
                 grant.release();
             }
             Take::TryRead => {
-                let grant = consumer.try_read().unwrap().expect("a message");
+                let grant = consumer.try_read().expect("a message");
                 assert_eq!(*grant, expected);
             }
             Take::ReadTimeout => {
@@ -641,7 +640,7 @@ fn take_some(consumer: &mut Consumer, model: &mut Model, take: Take, count: usiz
                 if let Some(short) = expected.len().checked_sub(1) {
                     for result in [
                         consumer.recv(&mut buf[..short]),
-                        consumer.try_recv(&mut buf[..short]).map(|n| n.unwrap_or(0)),
+                        consumer.try_recv(&mut buf[..short]),
                     ] {
                         match result {
                             Err(Error::TooLarge { size, limit, .. }) => {
@@ -651,7 +650,7 @@ fn take_some(consumer: &mut Consumer, model: &mut Model, take: Take, count: usiz
                         }
                     }
                 }
-                let n = consumer.try_recv(&mut buf).unwrap().expect("still there");
+                let n = consumer.try_recv(&mut buf).expect("still there");
                 assert_eq!(buf[..n], expected);
             }
             Take::Drain => {
@@ -728,7 +727,7 @@ fn run_model(capacity: u64, max_message: Option<u64>, seed: u64, ops: &[Op]) {
     let mut buf = vec![0u8; capacity as usize];
     loop {
         match consumer.try_recv(&mut buf) {
-            Ok(Some(n)) => assert_eq!(Some(&buf[..n]), model.pop().as_deref()),
+            Ok(n) => assert_eq!(Some(&buf[..n]), model.pop().as_deref()),
             Err(Error::Closed { ring }) => {
                 assert_eq!(ring, name);
                 break;
@@ -1029,12 +1028,13 @@ fn receive(consumer: &mut Consumer, checker: &mut Checker, buf: &mut [u8]) -> Re
             let n = consumer.recv(buf)?;
             checker.check(&buf[..n]);
         }
-        2 => match consumer.try_recv(buf)? {
-            Some(n) => checker.check(&buf[..n]),
-            None => {
+        2 => match consumer.try_recv(buf) {
+            Ok(n) => checker.check(&buf[..n]),
+            Err(Error::Empty { .. }) => {
                 let n = consumer.recv_timeout(buf, LONG)?;
                 checker.check(&buf[..n]);
             }
+            Err(other) => return Err(other),
         },
         3 => {
             let grant = consumer.read_timeout(LONG)?;
@@ -1075,9 +1075,8 @@ fn send_and_receive(
     while checker.next < range.end {
         receive(consumer, checker, &mut buf).unwrap();
     }
-    assert_eq!(
-        consumer.try_recv(&mut buf).unwrap(),
-        None,
+    assert!(
+        matches!(consumer.try_recv(&mut buf), Err(Error::Empty { .. })),
         "no extra message"
     );
 }
@@ -1226,7 +1225,7 @@ fn kill_the_producer(seed: u64, shape: Shape, point: KillPoint, reap: bool, then
     };
     let mut peer = Peer::spawn(role, &plan.to_args(), None);
     assert_eq!(peer.expect_line(), "ready");
-    let pid = peer.pid() as u32;
+    let pid = peer.pid();
     let mut checker = Checker::new(plan.sequence());
     let mut buf = vec![0; SMALL_MAX];
     while checker.next < receive_first {
@@ -1239,9 +1238,8 @@ fn kill_the_producer(seed: u64, shape: Shape, point: KillPoint, reap: bool, then
         }),
         KillPoint::HoldingGrant { .. } => {
             assert_eq!(peer.expect_line(), "granted");
-            assert_eq!(
-                consumer.try_recv(&mut buf).unwrap(),
-                None,
+            assert!(
+                matches!(consumer.try_recv(&mut buf), Err(Error::Empty { .. })),
                 "an uncommitted grant is invisible"
             );
             match Producer::open_with(&name, &plan.options()) {
@@ -1392,7 +1390,7 @@ fn a_producer_blocked_on_a_killed_consumer_gets_peer_gone() {
     let header = map_ring(&name);
     let mut peer = Peer::spawn("consume", &plan.to_args(), None);
     assert_eq!(peer.expect_line(), "ready");
-    let pid = peer.pid() as u32;
+    let pid = peer.pid();
 
     let mut next = fill(&mut producer, &sequence, 0);
     peer.send("recv 2");
@@ -1452,7 +1450,7 @@ fn a_killed_consumer_is_taken_over_without_duplicates() {
     let header = map_ring(&name);
     let mut peer = Peer::spawn("consume", &plan.to_args(), None);
     assert_eq!(peer.expect_line(), "ready");
-    let pid = peer.pid() as u32;
+    let pid = peer.pid();
     peer.send("recv-forever verbose");
     assert_eq!(peer.expect_line(), "receiving");
     let mut message = Vec::new();
@@ -1521,14 +1519,15 @@ fn a_consumer_killed_at_random_moments_is_taken_over() {
         let mut consumer = Consumer::open_with(&name, &plan.options()).unwrap();
         let mut checker = Checker::new(sequence);
         let mut buf = vec![0; SMALL_MAX];
-        let first = match consumer.try_recv(&mut buf).unwrap() {
-            Some(n) => (reported..=reported + 1)
+        let first = match consumer.try_recv(&mut buf) {
+            Ok(n) => (reported..=reported + 1)
                 .find(|&first| {
                     sequence.message(first, &mut message);
                     buf[..n] == message
                 })
                 .unwrap_or_else(|| panic!("the first message after {reported} reported")),
-            None => sent,
+            Err(Error::Empty { .. }) => sent,
+            Err(other) => panic!("the new consumer's first receive: {other}"),
         };
         assert!(
             first == reported || first == reported + 1,
@@ -1757,12 +1756,15 @@ fn a_handmade_ring_is_read_like_any_other() {
     ring.put_u64(TAIL_AT, 16);
     let mut consumer = ring.consumer().unwrap();
     let mut buf = [0; 8];
-    assert_eq!(consumer.try_recv(&mut buf).unwrap(), Some(2));
+    assert_eq!(consumer.try_recv(&mut buf).unwrap(), 2);
     assert_eq!(&buf[..2], b"hi");
-    assert_eq!(consumer.try_recv(&mut buf).unwrap(), None);
+    assert!(matches!(
+        consumer.try_recv(&mut buf),
+        Err(Error::Empty { .. })
+    ));
     let mut producer = ring.producer().unwrap();
     producer.send(b"back").unwrap();
-    assert_eq!(consumer.try_recv(&mut buf).unwrap(), Some(4));
+    assert_eq!(consumer.try_recv(&mut buf).unwrap(), 4);
 }
 
 /// A way to spoil a hand-made ring.
@@ -1908,7 +1910,7 @@ fn corrupt_records_are_reported_not_read() {
         expect_corrupt(consumer.recv(&mut buf), what);
         expect_corrupt(consumer.recv_timeout(&mut buf, LONG), what);
         expect_corrupt(consumer.read().map(|g| g.len()), what);
-        expect_corrupt(consumer.try_read().map(|g| g.map(|g| g.len())), what);
+        expect_corrupt(consumer.try_read().map(|g| g.len()), what);
         expect_corrupt(consumer.drain(|_| ()), what);
         expect_corrupt(ring.producer(), what);
     }
@@ -1969,7 +1971,7 @@ fn an_endless_stream_of_records_does_not_trap_drain() {
     let mut consumer = ring.consumer().unwrap();
     let taken = consumer.drain(|m| assert!(m.is_empty())).unwrap();
     assert!(taken > 0 && taken as u64 <= SMALL / 8, "{taken}");
-    assert_eq!(consumer.try_recv(&mut []).unwrap(), Some(0));
+    assert_eq!(consumer.try_recv(&mut []).unwrap(), 0);
 }
 
 /// A ring image for the arbitrary-bytes property: header fields from sets
@@ -2051,13 +2053,12 @@ fn exercise(name: &str) {
     let mut buf = vec![0u8; SMALL as usize];
     if let Ok(mut consumer) = Consumer::open_with(name, &small_ring()) {
         for _ in 0..2 * SMALL {
-            match consumer.try_recv(&mut buf) {
-                Ok(Some(_)) => {}
-                _ => break,
+            if consumer.try_recv(&mut buf).is_err() {
+                break;
             }
         }
         let _ = consumer.recv_timeout(&mut buf, Duration::from_millis(1));
-        let _ = consumer.try_read().map(|g| g.map(|g| g.len()));
+        let _ = consumer.try_read().map(|g| g.len());
         let _ = consumer
             .read_timeout(Duration::from_millis(1))
             .map(|g| g.len());
@@ -2174,7 +2175,7 @@ fn counts_at_their_limit_wrap() {
     let mut consumer = ring.consumer().unwrap();
     producer.send(b"one").unwrap();
     let mut buf = [0; 8];
-    assert_eq!(consumer.try_recv(&mut buf).unwrap(), Some(3));
+    assert_eq!(consumer.try_recv(&mut buf).unwrap(), 3);
     let status = ring::status(&ring.name).unwrap();
     assert_eq!((status.sent, status.received), (0, 0));
 }
