@@ -156,8 +156,8 @@ impl Peer {
     }
 
     /// The child's pid.
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+    pub fn pid(&self) -> shmkit::Pid {
+        self.child.id()
     }
 
     /// The next report of the child (without its `@@ ` prefix); panics if the
