@@ -46,6 +46,13 @@
 //! 8. History: the publisher stores in `history_start` the position of
 //!    the oldest of its last N messages still whole; a joiner that asks for
 //!    history starts there (or at `head`, whichever is later).
+//! 9. `version` is a seqlock counter over the pair (`tail`,
+//!    `lane_sequence`): the publisher makes it odd before it stores them
+//!    and even after. A joiner reads the pair between two equal even
+//!    readings, so it knows the lane sequence of the first message it may
+//!    receive, and can count exactly what it missed if it is lapped before
+//!    it reads one (rule 6). After a publisher died, the records decide
+//!    (the last message's lane sequence + 1).
 
 use std::collections::VecDeque;
 use std::ptr::NonNull;
@@ -114,6 +121,8 @@ pub(crate) struct PublisherCursor {
     pub id: u64,
     pub sequence: u64,
     pub lane_sequence: u64,
+    /// The even value of the lane's `version` (rule 9).
+    pub version: u64,
     /// Start positions of the last `history_depth` messages.
     pub history: VecDeque<u64>,
     pub history_depth: usize,
@@ -283,19 +292,78 @@ impl LaneRef {
         Ok(head)
     }
 
-    /// Where a joiner starts (rule 8): the oldest retained message when it
-    /// asks for history, else the tail.
-    pub(crate) fn join_position(&self, history: bool) -> Result<u64> {
-        let tail = self.tail()?;
+    /// Where a joiner starts, and the lane sequence of the first message
+    /// it may receive there (rules 8, 9): the oldest retained message when
+    /// it asks for history, else the tail. `alive` says whether the lane's
+    /// publisher still lives (asked only if its update seems stuck).
+    pub(crate) fn join(&self, history: bool, alive: impl Fn() -> bool) -> Result<(u64, u64)> {
+        let (tail, sequence) = self.consistent_tail(alive)?;
         if !history {
-            return Ok(tail);
+            return Ok((tail, sequence));
         }
         let head = self.head(tail)?;
         let start = self.header().history_start.load(Ordering::Acquire);
-        if check_position(start, "history start").is_err() || start > tail || start < head {
-            return Ok(head);
+        let mut position =
+            if check_position(start, "history start").is_err() || start > tail || start < head {
+                head
+            } else {
+                start
+            };
+        // The first retained message's own lane sequence; if it is already
+        // being overwritten, no history: start at the tail.
+        while position < tail {
+            let record = self.record_at(position, tail);
+            if self.overwritten(position) {
+                return Ok((tail, sequence));
+            }
+            match record? {
+                Record::Padding { next } => position = next,
+                Record::Message(meta) => return Ok((position, meta.lane_sequence)),
+            }
         }
-        Ok(start)
+        Ok((tail, sequence))
+    }
+
+    /// `tail` and the lane sequence of a record there, consistent (rule 9).
+    fn consistent_tail(&self, alive: impl Fn() -> bool) -> Result<(u64, u64)> {
+        let header = self.header();
+        for round in 0u32.. {
+            // Acquire: pairs with the publisher's Release of the even value.
+            let before = header.version.load(Ordering::Acquire);
+            if before & 1 == 0 {
+                let tail = self.tail()?;
+                let sequence = header.lane_sequence.load(Ordering::Relaxed);
+                // Acquire fence: the loads above happen before the check;
+                // pairs with the Release fence after the odd store.
+                fence(Ordering::Acquire);
+                if header.version.load(Ordering::Relaxed) == before {
+                    return Ok((tail, sequence));
+                }
+            }
+            if round % 1024 == 1023 && !alive() {
+                // Died mid-update: nobody writes now; the records decide.
+                let tail = self.tail()?;
+                let mut sequence = header.lane_sequence.load(Ordering::Relaxed);
+                let mut position = self.head(tail)?;
+                while position < tail {
+                    position = match self.record_at(position, tail)? {
+                        Record::Padding { next } => next,
+                        Record::Message(meta) => {
+                            sequence = meta.lane_sequence.wrapping_add(1);
+                            meta.next()
+                        }
+                    };
+                }
+                return Ok((tail, sequence));
+            }
+            if round > 1 << 20 {
+                return Err(Error::Corrupt(
+                    "topic lane version stays odd while its publisher lives".to_owned(),
+                ));
+            }
+            std::hint::spin_loop();
+        }
+        unreachable!("the loop above returns")
     }
 
     // --- the publisher's side -------------------------------------------
@@ -316,13 +384,16 @@ impl LaneRef {
                 self.capacity
             )));
         }
-        let lane_sequence = header.lane_sequence.load(Ordering::Relaxed);
+        let mut lane_sequence = header.lane_sequence.load(Ordering::Relaxed);
         let mut history = VecDeque::new();
         let mut position = head;
         while position < tail {
             position = match self.record_at(position, tail)? {
                 Record::Padding { next } => next,
                 Record::Message(meta) => {
+                    // Rule 9: a predecessor may have died between its
+                    // stores of `tail` and `lane_sequence`.
+                    lane_sequence = meta.lane_sequence.wrapping_add(1);
                     if history_depth > 0 {
                         if history.len() == history_depth {
                             history.pop_front();
@@ -338,6 +409,10 @@ impl LaneRef {
                 "topic lane records end at {position}, not at tail {tail}"
             )));
         }
+        let version = header.version.load(Ordering::Relaxed);
+        let version = version.wrapping_add(version & 1);
+        header.version.store(version, Ordering::Relaxed);
+        header.lane_sequence.store(lane_sequence, Ordering::Relaxed);
         Ok(PublisherCursor {
             tail,
             reserve,
@@ -346,6 +421,7 @@ impl LaneRef {
             id,
             sequence: 0,
             lane_sequence,
+            version,
             history,
             history_depth,
         })
@@ -457,12 +533,23 @@ impl LaneRef {
         cursor.sequence += 1;
         cursor.lane_sequence += 1;
         let header = self.header();
+        // Rule 9: odd while the pair changes. Relaxed, then a Release
+        // fence: the odd value is visible before either store below; pairs
+        // with the Acquire fence in `join`.
+        header
+            .version
+            .store(cursor.version.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
         // Release: publishes the record; pairs with the Acquire in `tail`.
         header.tail.store(next, Ordering::Release);
-        header.published.store(cursor.sequence, Ordering::Relaxed);
         header
             .lane_sequence
             .store(cursor.lane_sequence, Ordering::Relaxed);
+        cursor.version = cursor.version.wrapping_add(2);
+        // Release: the pair is stored before the even value; pairs with the
+        // Acquire load of `version` in `join`.
+        header.version.store(cursor.version, Ordering::Release);
+        header.published.store(cursor.sequence, Ordering::Relaxed);
         if cursor.history_depth > 0 {
             if cursor.history.len() == cursor.history_depth {
                 cursor.history.pop_front();

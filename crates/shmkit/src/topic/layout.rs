@@ -231,6 +231,9 @@ pub(crate) struct LaneHeader {
     /// Messages committed to the lane since the topic was created (the
     /// next lane sequence).
     pub lane_sequence: AtomicU64,
+    /// A seqlock counter over `tail` and `lane_sequence`: odd while the
+    /// publisher updates them, so a joiner reads a consistent pair.
+    pub version: AtomicU64,
 }
 
 /// The fixed part of a subscriber's entry; its positions (one u64 per
@@ -284,6 +287,7 @@ mod pinned {
     const _: () = assert!(offset_of!(LaneHeader, owner) == 48);
     const _: () = assert!(offset_of!(LaneHeader, published) == 56);
     const _: () = assert!(offset_of!(LaneHeader, lane_sequence) == 64);
+    const _: () = assert!(offset_of!(LaneHeader, version) == 72);
     const _: () = assert!(size_of::<SubscriberHeader>() as u64 == SUBSCRIBER_FIXED);
     const _: () = assert!(offset_of!(SubscriberHeader, state) == 0);
     const _: () = assert!(offset_of!(SubscriberHeader, owner) == 8);

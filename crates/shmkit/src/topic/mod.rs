@@ -566,13 +566,13 @@ impl Subscriber {
         let history = options.receive_history && shared.history > 0;
         let mut cursors = Vec::with_capacity(shared.lanes.len());
         for (i, lane) in shared.lanes.iter().enumerate() {
-            let position = lane.join_position(history)?;
+            let (position, expected) = lane.join(history, || shared.publisher_alive(i))?;
             // SeqCst: rule 7 of `lane`.
             shared.position(index, i).store(position, Ordering::SeqCst);
             cursors.push(LaneCursor {
                 position,
                 tail: position,
-                expected: None,
+                expected: Some(expected),
                 lapped: false,
             });
         }
@@ -587,7 +587,9 @@ impl Subscriber {
         );
         // Rule 7: a publisher that raised `reserve` before it could see our
         // positions may overwrite below `reserve - capacity`: start later.
-        for (i, lane) in shared.lanes.iter().enumerate() {
+        // (Drop-oldest topics check every read against laps instead.)
+        let block = !shared.lossy();
+        for (i, lane) in shared.lanes.iter().enumerate().filter(|_| block) {
             let cursor = &mut cursors[i];
             loop {
                 let reserve = lane.header().reserve.load(Ordering::SeqCst);
@@ -597,6 +599,8 @@ impl Subscriber {
                 let tail = lane.tail()?;
                 cursor.position = lane.head(tail)?;
                 cursor.tail = cursor.position;
+                // Block topics never lap a subscriber: nothing to count.
+                cursor.expected = None;
                 shared
                     .position(index, i)
                     .store(cursor.position, Ordering::SeqCst);
