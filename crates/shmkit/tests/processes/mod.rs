@@ -114,8 +114,27 @@ impl Peer {
     /// Starts this test binary as a child in `role`, with `args` in
     /// `SHMKIT_TEST_ARGS`, running as `uid`/`gid` if given.
     pub fn spawn(role: &str, args: &str, drop_to: Option<(u32, u32)>) -> Peer {
+        Peer::spawn_under(&[], role, args, drop_to)
+    }
+
+    /// As [`spawn`](Peer::spawn), run by the program `wrapper` (for example
+    /// `["unshare", "-pf", "--mount-proc"]`; empty for none).
+    pub fn spawn_under(
+        wrapper: &[&str],
+        role: &str,
+        args: &str,
+        drop_to: Option<(u32, u32)>,
+    ) -> Peer {
         use std::os::unix::process::CommandExt;
-        let mut command = Command::new(std::env::current_exe().unwrap());
+        let exe = std::env::current_exe().unwrap();
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(exe);
+                command
+            }
+            None => Command::new(exe),
+        };
         command
             .args(["--exact", "child", "--nocapture", "--test-threads=1"])
             .env(ROLE, role)
@@ -137,8 +156,8 @@ impl Peer {
     }
 
     /// The child's pid.
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+    pub fn pid(&self) -> shmkit::Pid {
+        self.child.id()
     }
 
     /// The next report of the child (without its `@@ ` prefix); panics if the
