@@ -143,10 +143,10 @@ pub enum Error {
         /// How long this call waited.
         after: std::time::Duration,
     },
-    /// Someone shrank a segment this process maps: the bytes past the new
-    /// end are gone (reads of them see zeros), and the structure in it can
-    /// no longer be used.
-    #[error("{segment} was truncated to {size} bytes while mapped with {expected}")]
+    /// Someone shrank a segment: the bytes past its new end are gone (a
+    /// mapping reads zeros there, instead of dying of `SIGBUS`), and the
+    /// structure in it can no longer be used.
+    #[error("{segment} was truncated: it has {size} bytes, and needs {expected}")]
     Truncated {
         /// The segment.
         segment: String,
