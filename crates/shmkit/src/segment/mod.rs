@@ -17,7 +17,9 @@
 mod attachment;
 mod key;
 mod mode;
+mod posix_open;
 mod stat;
+mod trust;
 
 use std::fmt;
 use std::io;
@@ -27,6 +29,7 @@ pub use attachment::{AccessMode, Attachment, ReadOnly, ReadWrite};
 pub use key::{Key, PosixName};
 pub use mode::Mode;
 pub use stat::{list, Kind, Mapping, Stat};
+pub use trust::{Opened, Owner, Trust};
 
 use crate::error::{Access, Error, Result};
 use crate::sys::{posix, procfs, sysv};
@@ -117,39 +120,84 @@ impl Segment {
         }
     }
 
-    /// Opens the segment the key names, or creates it as
-    /// [`create`](Segment::create) does if there is none (`IPC_CREAT`).
+    /// Creates a segment as [`create`](Segment::create) does, for sharing
+    /// with group `gid`: the group is set before the group's permission
+    /// bits of `mode`, so no other group's member can open it meanwhile.
+    /// The caller must be a member of the group (or root).
     ///
     /// # Errors
     ///
-    /// As [`create`](Segment::create), and [`Error::InvalidArgument`] if an
-    /// existing segment is smaller than `size`.
-    pub fn open_or_create(key: &Key, size: u64, mode: Mode) -> Result<Segment> {
-        check_size(key, size)?;
-        match key {
-            Key::SysV(k) => {
-                let id = sysv::shmget(
-                    *k,
-                    size as usize,
-                    sysv::Disposition::OpenOrCreate,
-                    mode.bits(),
-                )
-                .map_err(|e| size_error(e, key, size, Access::Create))?;
-                Ok(Segment {
-                    object: Object::SysV { key: *k, id },
-                })
-            }
-            Key::Posix(name) => match create_posix(name, size, mode) {
-                Err(Error::AlreadyExists { .. }) => {
-                    let segment = Segment::open(key)?;
-                    let existing = segment.size()?;
-                    if existing < size {
-                        return Err(smaller_than_asked(key, existing, size));
-                    }
-                    Ok(segment)
+    /// As [`create`](Segment::create); [`Error::PermissionDenied`] if the
+    /// caller may not give the segment that group (nothing is left behind).
+    pub fn create_in_group(key: &Key, size: u64, mode: Mode, gid: u32) -> Result<Segment> {
+        let segment = Segment::create(key, size, Mode::new(mode.bits() & 0o700))?;
+        if let Err(err) = segment.set_group(gid).and_then(|()| segment.set_mode(mode)) {
+            let _ = segment.remove();
+            return Err(err);
+        }
+        Ok(segment)
+    }
+
+    /// Opens the segment the key names, or creates it as
+    /// [`create`](Segment::create) does if there is none; says which, and
+    /// whose segment it got. An existing segment may be another user's
+    /// (anyone may create a name first): check [`Opened::owner`], or
+    /// [`Trust::check`], before trusting what is in it.
+    ///
+    /// [`Key::PRIVATE`] always creates.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shmkit::{Key, Mode, Segment};
+    ///
+    /// let key = Key::posix(&format!("/shmkit-doc-ooc-{}", std::process::id()))?;
+    /// let first = Segment::open_or_create(&key, 4096, Mode::OWNER_ONLY)?;
+    /// assert!(first.created && first.is_mine());
+    /// let second = Segment::open_or_create(&key, 4096, Mode::OWNER_ONLY)?;
+    /// assert!(!second.created);
+    /// second.segment.remove()?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Segment::create) and [`open`](Segment::open), and
+    /// [`Error::InvalidArgument`] if an existing segment is smaller than
+    /// `size`.
+    pub fn open_or_create(key: &Key, size: u64, mode: Mode) -> Result<Opened> {
+        // Exclusive creation first, so that the answer says who created it;
+        // a segment removed between the two calls is raced for again.
+        let mut tries = 0;
+        loop {
+            let existing = match Segment::create(key, size, mode) {
+                Err(Error::AlreadyExists { .. }) => Segment::open(key),
+                Ok(segment) => {
+                    let owner = segment.owner()?;
+                    return Ok(Opened {
+                        segment,
+                        created: true,
+                        owner,
+                    });
                 }
-                other => other,
-            },
+                Err(other) => return Err(other),
+            };
+            match existing {
+                Err(Error::NotFound { .. }) if tries < 100 => tries += 1,
+                Err(other) => return Err(other),
+                Ok(segment) => {
+                    let have = segment.size()?;
+                    if have < size {
+                        return Err(smaller_than_asked(key, have, size));
+                    }
+                    let owner = segment.owner()?;
+                    return Ok(Opened {
+                        segment,
+                        created: false,
+                        owner,
+                    });
+                }
+            }
         }
     }
 
@@ -178,15 +226,13 @@ impl Segment {
                 })
             }
             Key::Posix(name) => {
-                let open =
-                    |writable| posix::open(name.as_str(), writable, posix::Disposition::Open, 0);
+                let open = |writable| {
+                    posix_open::open(name, writable, posix::Disposition::Open, 0, Access::Open)
+                };
                 let (fd, writable) = match open(true) {
                     Ok(fd) => (fd, true),
-                    Err(e) if e.raw_os_error() == Some(libc::EACCES) => (
-                        open(false).map_err(|e| Error::from_os(e, name.as_str(), Access::Open))?,
-                        false,
-                    ),
-                    Err(e) => return Err(Error::from_os(e, name.as_str(), Access::Open)),
+                    Err(Error::PermissionDenied { .. }) => (open(false)?, false),
+                    Err(e) => return Err(e),
                 };
                 Ok(Segment {
                     object: Object::Posix {
@@ -235,6 +281,23 @@ impl Segment {
         match self.object {
             Object::SysV { .. } => Kind::SysV,
             Object::Posix { .. } => Kind::Posix,
+        }
+    }
+
+    /// Who owns the segment now (System V `shm_perm.uid`/`gid`, or the
+    /// POSIX file's owner).
+    pub fn owner(&self) -> Result<Owner> {
+        match &self.object {
+            Object::SysV { id, .. } => stat::sysv_row(*id).map(|row| Owner {
+                uid: row.uid,
+                gid: row.gid,
+            }),
+            Object::Posix { name, fd, .. } => posix::fstat(fd)
+                .map(|st| Owner {
+                    uid: st.st_uid,
+                    gid: st.st_gid,
+                })
+                .map_err(|e| Error::from_os(e, name.as_str(), Access::Stat)),
         }
     }
 
@@ -481,6 +544,19 @@ impl Segment {
         .map_err(|e| Error::from_os(e, &self.to_string(), Access::SetOwner))
     }
 
+    /// Sets only the group (`IPC_SET` or `fchown(fd, -1, gid)`), keeping the
+    /// owner. The owner may give its segment any group it is a member of.
+    pub fn set_group(&self, gid: u32) -> Result<()> {
+        match &self.object {
+            Object::SysV { id, .. } => {
+                let row = stat::sysv_row(*id)?;
+                sysv::set(*id, row.uid, gid, row.perms)
+            }
+            Object::Posix { fd, .. } => posix::set_group(fd, gid),
+        }
+        .map_err(|e| Error::from_os(e, &self.to_string(), Access::SetOwner))
+    }
+
     /// Removes the segment (`IPC_RMID` or `shm_unlink`).
     ///
     /// The key stops finding it at once. Processes that have it attached keep
@@ -632,13 +708,13 @@ fn smaller_than_asked(key: &Key, existing: u64, size: u64) -> Error {
 }
 
 fn create_posix(name: &PosixName, size: u64, mode: Mode) -> Result<Segment> {
-    let fd = posix::open(
-        name.as_str(),
+    let fd = posix_open::open(
+        name,
         true,
         posix::Disposition::CreateExclusive,
         mode.bits(),
-    )
-    .map_err(|e| Error::from_os(e, name.as_str(), Access::Create))?;
+        Access::Create,
+    )?;
     // shm_open's mode passes through the umask; System V's does not. Apply it
     // exactly, then size the object and reserve its memory (so that a full
     // /dev/shm is this error, not a SIGBUS when a page is first touched);

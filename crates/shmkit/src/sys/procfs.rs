@@ -20,9 +20,9 @@ pub struct SysvRow {
     /// Size in bytes.
     pub size: u64,
     /// Creator's pid.
-    pub cpid: i32,
+    pub cpid: crate::Pid,
     /// Pid of the last `shmat`/`shmdt`.
-    pub lpid: i32,
+    pub lpid: crate::Pid,
     /// Number of attachments.
     pub nattch: u64,
     /// Owner uid and gid.
@@ -179,7 +179,7 @@ pub enum Backing {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcMapping {
     /// The process.
-    pub pid: i32,
+    pub pid: crate::Pid,
     /// Its command name (`/proc/PID/comm`).
     pub command: String,
     /// First address of the mapping.
@@ -204,7 +204,7 @@ pub fn shared_mappings() -> io::Result<Vec<ProcMapping>> {
         let Some(pid) = entry
             .file_name()
             .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
+            .and_then(|s| s.parse::<crate::Pid>().ok())
         else {
             continue;
         };

@@ -82,6 +82,27 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Aborts the whole test run if it is not dropped within `limit`: a hang
+/// in a ring call becomes a loud failure instead of a stuck CI job.
+pub struct Watchdog(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+
+impl Watchdog {
+    pub fn new(what: &'static str, limit: Duration) -> Watchdog {
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
+                // Straight to the stream: libtest would capture eprintln!,
+                // and the abort would lose it.
+                use std::io::Write;
+                let message = format!("watchdog: {what} still running after {limit:?}; aborting\n");
+                let _ = std::io::stderr().write_all(message.as_bytes());
+                std::process::abort();
+            }
+        });
+        Watchdog(done)
+    }
+}
+
 /// A child process running one role, spoken to line by line.
 pub struct Peer {
     child: Child,
@@ -135,8 +156,8 @@ impl Peer {
     }
 
     /// The child's pid.
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+    pub fn pid(&self) -> shmkit::Pid {
+        self.child.id()
     }
 
     /// The next report of the child (without its `@@ ` prefix); panics if the
