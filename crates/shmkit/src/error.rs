@@ -232,6 +232,56 @@ pub enum Error {
         /// The process that holds it.
         pid: Pid,
     },
+    /// Another live process has held a managed segment's lock for longer
+    /// than its users wait (it is stopped, traced or starved). Nothing is
+    /// damaged: try again later.
+    #[error("{segment} is busy: another live process has held its lock for {:.1} s", after.as_secs_f64())]
+    Busy {
+        /// The segment.
+        segment: String,
+        /// How long this call waited.
+        after: std::time::Duration,
+    },
+    /// Someone shrank a segment this process maps: the bytes past the new
+    /// end are gone (reads of them see zeros), and the structure in it can
+    /// no longer be used.
+    #[error("{segment} was truncated to {size} bytes while mapped with {expected}")]
+    Truncated {
+        /// The segment.
+        segment: String,
+        /// Its size now.
+        size: u64,
+        /// The size it had, that the mapping and its format need.
+        expected: u64,
+    },
+    /// Something other than a shared-memory segment is at a POSIX name: a
+    /// symlink, a FIFO, a directory, a socket, a hard link, a file on
+    /// another file system (`/dev/shm` is world-writable; see
+    /// docs/SECURITY.md). shmkit never follows, reads or writes it.
+    #[error("{segment} is not a shared-memory segment: /dev/shm{segment} is {found}; remove it if it is not meant to be there")]
+    NotASegment {
+        /// The POSIX name.
+        segment: String,
+        /// What is there instead, e.g. `a FIFO (named pipe)`.
+        found: String,
+    },
+    /// The segment belongs to a user this process was not told to trust: a
+    /// ring or heap another user made (or squatted) at the name.
+    #[error(
+        "{segment} belongs to uid {uid} (gid {gid}), not to this process's uid {me}: refusing to \
+         use it, since its owner could read what is sent or forge what is received; trust that \
+         owner (ring::Options::trust) if it is meant to be shared, or remove it if not"
+    )]
+    UntrustedOwner {
+        /// The ring (`ring NAME`) or segment.
+        segment: String,
+        /// The segment's owner.
+        uid: u32,
+        /// The segment's group.
+        gid: u32,
+        /// This process's effective uid.
+        me: u32,
+    },
     /// Any other failure of a system call, with what was being done.
     #[error("{context}: {source}")]
     Os {

@@ -69,6 +69,6 @@ mod sys;
 
 pub use error::{Access, Error, Pid, Result};
 pub use segment::{
-    list, AccessMode, Attachment, Key, Kind, Mapping, Mode, PosixName, ReadOnly, ReadWrite,
-    Segment, Stat,
+    list, AccessMode, Attachment, Key, Kind, Mapping, Mode, Opened, Owner, PosixName, ReadOnly,
+    ReadWrite, Segment, Stat, Trust,
 };

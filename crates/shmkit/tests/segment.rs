@@ -390,7 +390,8 @@ fn bad_input_gives_distinct_errors() {
         let err = Segment::open_or_create(&key, 200, Mode::OWNER_ONLY).unwrap_err();
         assert!(err.to_string().contains("exists with 100 bytes"), "{err}");
         let again = Segment::open_or_create(&key, 50, Mode::OWNER_ONLY).unwrap();
-        assert_eq!(again.size().unwrap(), 100);
+        assert!(!again.created && again.is_mine());
+        assert_eq!(again.segment.size().unwrap(), 100);
 
         let attachment = segment.attach(ReadWrite).unwrap();
         let err = attachment.write_at(95, b"too long").unwrap_err();
@@ -436,6 +437,8 @@ fn bad_input_gives_distinct_errors() {
 fn private_segments_are_new_each_time_and_found_by_id() {
     let a = Segment::create(&Key::PRIVATE, 64, Mode::OWNER_ONLY).unwrap();
     let b = Segment::open_or_create(&Key::PRIVATE, 64, Mode::OWNER_ONLY).unwrap();
+    assert!(b.created);
+    let b = b.segment;
     let (a_id, b_id) = (a.id().unwrap(), b.id().unwrap());
     assert_ne!(a_id, b_id);
     let again = Segment::open_id(a_id).unwrap();

@@ -105,7 +105,8 @@ impl From<ProcMapping> for Mapping {
 /// `/dev/shm`, System V first, in the kernel's order, then POSIX by name.
 ///
 /// POSIX semaphores, which glibc also keeps in `/dev/shm` (as `sem.NAME`),
-/// are not segments and are left out.
+/// are not segments and are left out, as is anything there that is not a
+/// regular file (symlinks are not followed).
 ///
 /// # Example
 ///
@@ -139,6 +140,9 @@ pub fn list() -> Result<Vec<Stat>> {
         else {
             continue; // gone meanwhile, or a name shm_open could never make
         };
+        // `DirEntry::metadata` does not follow symlinks: a symlink, FIFO,
+        // socket or directory put at a name is no segment, and is skipped
+        // without being opened.
         if !meta.is_file() {
             continue;
         }

@@ -246,6 +246,23 @@ pub fn maps(pid: u32, backing: &Backing) -> bool {
     }
 }
 
+/// How many mappings of the segment `backing` process `pid` has (lines of
+/// `/proc/PID/maps`; one per attachment unless a mapping was split).
+pub fn mapping_count(pid: u32, backing: &Backing) -> io::Result<u64> {
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    Ok(maps
+        .lines()
+        .filter(|line| parse_maps_line(line).is_some_and(|(_, _, _, b)| b == *backing))
+        .count() as u64)
+}
+
+/// The inode of this process's pid namespace (`/proc/self/ns/pid`): two
+/// processes see each other's pids only if these are equal.
+pub fn pid_namespace() -> io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(fs::metadata("/proc/self/ns/pid")?.ino())
+}
+
 /// Parses `start-end perms offset dev inode path` for shared-memory paths.
 fn parse_maps_line(line: &str) -> Option<(u64, u64, &str, Backing)> {
     let mut fields = line.splitn(6, ' ');
@@ -301,6 +318,14 @@ mod tests {
         assert!(process_start_time(u32::MAX).is_err());
         assert_eq!(running_start_time(std::process::id()), Some(ours));
         assert_eq!(running_start_time(u32::MAX), None);
+    }
+
+    #[test]
+    fn reads_this_process_pid_namespace() {
+        let ns = pid_namespace().unwrap();
+        assert!(ns > 0);
+        let path = std::fs::read_link("/proc/self/ns/pid").unwrap();
+        assert_eq!(path.to_str().unwrap(), format!("pid:[{ns}]"));
     }
 
     #[test]
