@@ -636,6 +636,13 @@ impl WriteGrant<'_> {
     /// Discards the reservation; the consumer sees nothing.
     pub fn abort(self) {}
 
+    /// The first reserved byte, for writing through a raw pointer without
+    /// forming a `&mut [u8]` over shared memory (as the channels do); the
+    /// `len()` bytes from here are this grant's.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.producer.shared.ring.payload(self.slot)
+    }
+
     #[inline]
     fn fill_and_commit(mut self, message: &[u8]) {
         self.copy_from_slice(message);
@@ -768,6 +775,43 @@ impl Consumer {
     pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
         let slot = self.next_until(Some(Instant::now() + timeout))?;
         self.copy_out(slot, buf)
+    }
+
+    /// Receives one message into `buf`, replacing its contents and growing
+    /// it to fit, waiting while the ring is empty; returns its length. For
+    /// callers that do not know how large messages are: `buf` keeps its
+    /// capacity, so it grows at most to [`max_message`](Consumer::max_message).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Consumer::recv), but never [`Error::TooLarge`].
+    ///
+    /// ```
+    /// use shmkit::ring::{Consumer, Producer};
+    ///
+    /// let name = format!("doc-recv-vec-{}", std::process::id());
+    /// let mut producer = Producer::open(&name)?;
+    /// let mut consumer = Consumer::open(&name)?;
+    /// producer.send(&[7; 3000])?;
+    /// let mut buf = Vec::new();
+    /// assert_eq!(consumer.recv_vec(&mut buf)?, 3000);
+    /// assert_eq!(buf, [7; 3000]);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        let message = self.read()?;
+        let len = message.len();
+        buf.clear();
+        buf.reserve(len);
+        // SAFETY: the message's `len` bytes are a committed record that the
+        // producer leaves alone until the grant is dropped (rule 2); `buf`
+        // is our own memory with room for `len` bytes, which the copy
+        // initialises before `set_len`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(message.as_ptr(), buf.as_mut_ptr(), len);
+            buf.set_len(len);
+        }
+        Ok(len)
     }
 
     /// The next message, read in place, waiting while the ring is empty.
@@ -968,6 +1012,23 @@ impl ReadGrant<'_> {
     /// delivered again after this process dies holding the grant.
     pub fn sequence(&self) -> u64 {
         self.slot.position
+    }
+
+    /// The message's length in bytes (without forming a slice over it).
+    pub fn len(&self) -> usize {
+        self.slot.len as usize
+    }
+
+    /// Whether the message is empty (a message may have 0 bytes).
+    pub fn is_empty(&self) -> bool {
+        self.slot.len == 0
+    }
+
+    /// The message's first byte, for copying out through a raw pointer
+    /// without forming a `&[u8]` over shared memory (as the channels do);
+    /// the message is the [`len`](ReadGrant::len) bytes from here.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.consumer.shared.ring.payload(self.slot)
     }
 }
 

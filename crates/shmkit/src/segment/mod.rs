@@ -67,7 +67,7 @@ pub struct Segment {
 enum Object {
     SysV {
         /// The key it was found or created with (the kernel's becomes 0 on removal).
-        key: i32,
+        key: u32,
         id: i32,
     },
     Posix {
@@ -585,7 +585,7 @@ impl Segment {
 /// let id = private.id().unwrap();
 /// assert_eq!(private.to_string(), format!("id {id}"));
 ///
-/// let key = Key::SysV(0x5d00_0000 | (std::process::id() & 0xff_ffff) as i32);
+/// let key = Key::SysV(0xd500_0000 | (std::process::id() & 0xff_ffff)); // any 32 bits
 /// let keyed = Segment::create(&key, 100, Mode::OWNER_ONLY)?;
 /// let id = keyed.id().unwrap();
 /// assert_eq!(keyed.to_string(), format!("key {key} (id {id})")); // key 0x5d…
