@@ -7,7 +7,6 @@ use clap::{Args, Parser, Subcommand};
 use shmkit::ring::SEGMENT_PREFIX;
 use shmkit::Key;
 
-use crate::bench::Transport;
 use crate::error::CliError;
 
 const AFTER_HELP: &str = "\
@@ -183,7 +182,7 @@ pub enum Command {
     /// message fails the run. The same run measures the references: a cache
     /// line bounced between the processes (the latency floor) and memcpy in
     /// one process (the throughput ceiling). Progress goes to standard error.
-    Bench(BenchArgs),
+    Bench(shmkit_bench::BenchArgs),
     /// A peer process of `shmkit bench` (not for direct use)
     #[command(name = "__bench-peer", hide = true)]
     BenchPeer {
@@ -218,42 +217,6 @@ pub enum Command {
         #[arg(long)]
         messages: u64,
     },
-}
-
-/// The options of `shmkit bench`.
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// Fewer messages per measurement: the whole run takes under a minute
-    #[arg(long)]
-    pub quick: bool,
-    /// Payload sizes, comma-separated, from 8 bytes to 1M (K and M suffixes multiply by 1024 and 1024²)
-    #[arg(
-        long,
-        value_name = "SIZES",
-        value_delimiter = ',',
-        value_parser = parse_size,
-        default_values = ["8", "64", "1K", "64K"]
-    )]
-    pub sizes: Vec<u64>,
-    /// Only these transports, comma-separated [default: all]; the references are always measured
-    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
-    pub transports: Vec<Transport>,
-    /// How long a shmkit-block ring spins before it sleeps on the futex (0, 500ns, 20us, 1ms)
-    /// [default: adaptive, about as long as a wake-up costs, as the library does]
-    #[arg(long, value_name = "DURATION", value_parser = crate::bench::parse_spin)]
-    pub block_spin: Option<Duration>,
-    /// Print one JSON array instead of the tables: a record per transport and size (the
-    /// references as transports floor and memcpy) with the fields transport, size, rtt_p50_ns,
-    /// rtt_p99_ns, rtt_p999_ns, msgs_per_sec and bytes_per_sec (null where not measured)
-    #[arg(long)]
-    pub json: bool,
-    /// Messages per measurement, for tests: N round trips and N streamed, after as many warm-up
-    /// messages as N/10 (at least 1)
-    #[arg(long, value_name = "N", hide = true)]
-    pub messages: Option<u64>,
-    /// For tests: the sender of every stream skips one sequence number, which must fail the run
-    #[arg(long, hide = true)]
-    pub inject_skip: bool,
 }
 
 /// Who may use a ring that `send` or `recv` creates, and whose existing

@@ -1,12 +1,12 @@
 //! `shmkit`: inspect and use System V and POSIX shared memory from the shell.
 //!
 //! This binary is thin: it parses the command line ([`args`]), calls the
-//! `shmkit` library ([`commands`], [`ring`], [`demo`], [`bench`]), and
+//! `shmkit` library ([`commands`], [`ring`], [`demo`]; `shmkit bench` is the
+//! `shmkit_bench` crate), and
 //! formats what comes back ([`output`]). Errors print as `shmkit: <message>`
 //! with the exit status documented in `--help` ([`error`]).
 
 mod args;
-mod bench;
 mod commands;
 mod demo;
 mod error;
@@ -90,8 +90,8 @@ fn run(command: Command) -> Result<(), CliError> {
             )
         }
         Command::Gc { names, force } => ring::gc(&names, force, &mut out),
-        Command::Bench(args) => bench::run(&args, &mut out),
-        Command::BenchPeer { job } => bench::peer::run(&job, &mut out),
+        Command::Bench(args) => Ok(shmkit_bench::run(&args, &mut out)?),
+        Command::BenchPeer { job } => Ok(shmkit_bench::run_peer(&job, &mut out)?),
         Command::Demo { messages } => demo::run(messages, &mut out),
         Command::DemoChild { id } => demo::child(id, &mut io::stdin().lock(), &mut out),
         Command::DemoProducer { ring, messages } => {

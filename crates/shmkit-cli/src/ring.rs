@@ -178,12 +178,12 @@ fn receive(
     while left > 0 {
         // Whatever is in the ring now, without waiting or flushing.
         match consumer.try_read() {
-            Ok(Some(message)) => {
+            Ok(message) => {
                 write(out, &message, separator)?;
                 left -= 1;
                 continue;
             }
-            Ok(None) => {}
+            Err(shmkit::Error::Empty { .. }) => {}
             Err(err) => return finished(err),
         }
         // The ring is empty: show what we have before we wait.

@@ -716,12 +716,11 @@ impl Consumer {
         self.copy_out(slot, buf)
     }
 
-    /// [`recv`](Consumer::recv) if a message is there now; `Ok(None)` if not.
-    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>> {
-        match self.try_next()? {
-            Some(slot) => self.copy_out(slot, buf).map(Some),
-            None => Ok(None),
-        }
+    /// [`recv`](Consumer::recv) if a message is there now, else
+    /// [`Error::Empty`].
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let slot = self.try_next()?;
+        self.copy_out(slot, buf)
     }
 
     /// [`recv`](Consumer::recv), waiting at most `timeout`.
@@ -741,12 +740,14 @@ impl Consumer {
         })
     }
 
-    /// [`read`](Consumer::read) if a message is there now.
-    pub fn try_read(&mut self) -> Result<Option<ReadGrant<'_>>> {
-        Ok(self.try_next()?.map(|slot| ReadGrant {
+    /// [`read`](Consumer::read) if a message is there now, else
+    /// [`Error::Empty`].
+    pub fn try_read(&mut self) -> Result<ReadGrant<'_>> {
+        let slot = self.try_next()?;
+        Ok(ReadGrant {
             consumer: self,
             slot,
-        }))
+        })
     }
 
     /// [`read`](Consumer::read), waiting at most `timeout`.
@@ -813,20 +814,19 @@ impl Consumer {
         Ok(len)
     }
 
-    fn try_next(&mut self) -> Result<Option<Slot>> {
+    fn try_next(&mut self) -> Result<Slot> {
         if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
-            return Ok(Some(slot));
+            return Ok(slot);
         }
-        match self.shared.producer_finished() {
-            Ok(()) => Ok(None),
-            // Whatever was committed before the end is still delivered.
-            Err(end) => self
-                .shared
-                .ring
-                .peek(&mut self.cursor)?
-                .map(Some)
-                .ok_or(end),
-        }
+        let end = match self.shared.producer_finished() {
+            Ok(()) => Error::Empty {
+                ring: self.shared.name.clone(),
+            },
+            Err(end) => end,
+        };
+        // Whatever was committed before the end (or the check) is still
+        // delivered.
+        self.shared.ring.peek(&mut self.cursor)?.ok_or(end)
     }
 
     #[inline]

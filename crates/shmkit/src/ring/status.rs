@@ -10,7 +10,7 @@ use crate::sync::Ordering;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct EndpointStatus {
     /// The holder's pid.
-    pub pid: u32,
+    pub pid: crate::Pid,
     /// Whether that process is still running.
     pub alive: bool,
 }

@@ -415,6 +415,76 @@ impl Segment {
         }
     }
 
+    /// Takes an exclusive OFD lock on `len` bytes from `start` of a POSIX
+    /// segment's file if no other holder has one there (`Ok(None)` if one
+    /// does). The kernel drops it when this process dies, whatever pid
+    /// namespace it runs in, so a held range says "its owner is alive";
+    /// see [`crate::sys::range_lock`]. The range may lie past the segment's
+    /// end and never touches its bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a System V segment, which has no file
+    /// to lock; [`Error::Os`] if the kernel refuses (a read-only opener
+    /// cannot take an exclusive lock).
+    pub(crate) fn try_lock_range(
+        &self,
+        start: u64,
+        len: u64,
+    ) -> Result<Option<crate::sys::range_lock::RangeLock>> {
+        self.posix_fd().and_then(|fd| {
+            crate::sys::range_lock::RangeLock::try_lock(fd, start, len)
+                .map_err(|source| self.lock_error(start, len, source))
+        })
+    }
+
+    /// As [`try_lock_range`](Segment::try_lock_range), but waits until the
+    /// range is free.
+    #[allow(dead_code)] // for ring liveness (lifecycle branch)
+    pub(crate) fn lock_range(
+        &self,
+        start: u64,
+        len: u64,
+    ) -> Result<crate::sys::range_lock::RangeLock> {
+        self.posix_fd().and_then(|fd| {
+            crate::sys::range_lock::RangeLock::lock(fd, start, len)
+                .map_err(|source| self.lock_error(start, len, source))
+        })
+    }
+
+    /// Whether another open file description holds an OFD lock on `len`
+    /// bytes from `start` (so its owner is alive): `Some(held)`, or `None`
+    /// when the kernel cannot tell (a System V segment has no file; the
+    /// query failed). Callers deciding liveness count `None` as alive.
+    /// Locks of this handle's own descriptor are not seen, but a
+    /// [`RangeLock`](crate::sys::range_lock::RangeLock) has a description of
+    /// its own, so this process's locks are.
+    pub(crate) fn range_held(&self, start: u64, len: u64) -> Option<bool> {
+        match &self.object {
+            Object::SysV { .. } => None,
+            Object::Posix { fd, .. } => crate::sys::range_lock::is_locked(fd, start, len).ok(),
+        }
+    }
+
+    fn lock_error(&self, start: u64, len: u64, source: io::Error) -> Error {
+        Error::Os {
+            context: format!(
+                "locking bytes {start}..{} of {self}",
+                start.saturating_add(len)
+            ),
+            source,
+        }
+    }
+
+    fn posix_fd(&self) -> Result<&OwnedFd> {
+        match &self.object {
+            Object::SysV { .. } => Err(Error::InvalidArgument(format!(
+                "{self} is a System V segment: it has no file to lock"
+            ))),
+            Object::Posix { fd, .. } => Ok(fd),
+        }
+    }
+
     /// Everything the kernel knows about the segment, with the processes that
     /// have it mapped.
     pub fn stat(&self) -> Result<Stat> {

@@ -4,7 +4,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{Key, Mode, PosixName};
-use crate::error::{Error, Result};
+use crate::error::{Error, Pid, Result};
 use crate::sys::procfs::{self, Backing, ProcMapping, SysvRow};
 use crate::sys::{posix, sysv};
 
@@ -45,9 +45,9 @@ pub struct Stat {
     /// Creator gid (System V).
     pub cgid: Option<u32>,
     /// Creator's pid (System V).
-    pub cpid: Option<i32>,
+    pub cpid: Option<Pid>,
     /// Pid of the last attach or detach (System V).
-    pub lpid: Option<i32>,
+    pub lpid: Option<Pid>,
     /// Number of attachments: the kernel's count for System V, the number of
     /// mappings found in `/proc/*/maps` for POSIX.
     pub nattch: u64,
@@ -77,7 +77,7 @@ pub struct Stat {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Mapping {
     /// The process id.
-    pub pid: i32,
+    pub pid: Pid,
     /// The command name (`/proc/PID/comm`).
     pub command: String,
     /// The first address.
