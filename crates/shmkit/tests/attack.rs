@@ -286,8 +286,12 @@ fn attacker() {
                 let consumer = consumers.get_mut(name).unwrap();
                 let mut received = 0;
                 let mut buf = vec![0; consumer.max_message()];
-                while let Some(n) = consumer.try_recv(&mut buf).unwrap() {
-                    assert!(!buf[..n].windows(SECRET.len()).any(|w| w == SECRET));
+                loop {
+                    match consumer.try_recv(&mut buf) {
+                        Ok(n) => assert!(!buf[..n].windows(SECRET.len()).any(|w| w == SECRET)),
+                        Err(Error::Empty { .. }) => break,
+                        Err(err) => panic!("attacker: {err}"),
+                    }
                     received += 1;
                 }
                 report(&format!("received {received}"));
@@ -351,8 +355,10 @@ fn run_entry(entry: &str, name: &str) -> shmkit::Result<String> {
         "consumer" => {
             let mut consumer = Consumer::open(name)?;
             let mut buf = vec![0; consumer.max_message()];
-            if let Some(n) = consumer.try_recv(&mut buf)? {
-                return Ok(format!("received {n} bytes"));
+            match consumer.try_recv(&mut buf) {
+                Ok(n) => return Ok(format!("received {n} bytes")),
+                Err(Error::Empty { .. }) => {}
+                Err(err) => return Err(err),
             }
         }
         "status" => drop(shmkit::ring::status(name)?),
@@ -370,7 +376,7 @@ fn run_entry(entry: &str, name: &str) -> shmkit::Result<String> {
         "managed" => {
             let heap =
                 ManagedSegment::open_or_create(&key()?, 1 << 16, Mode::OWNER_ONLY, &Trust::me())?;
-            heap.string("secret")?
+            heap.text("secret")?
                 .push_str(std::str::from_utf8(SECRET).unwrap())?;
         }
         "join-group-ring" => {
