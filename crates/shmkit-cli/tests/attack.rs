@@ -380,7 +380,11 @@ fn group_sharing() {
     let output = shmkit_as(b, &["recv", "shared", "--timeout", "1"], "");
     failed_saying(
         &output,
-        &["belongs to user", "uid 65532", "--trust"],
+        &[
+            "ring shared belongs to uid 65532",
+            "--trust 65532",
+            "--trust group:65530",
+        ],
         "a member's recv without --trust",
     );
     let output = shmkit_as(
