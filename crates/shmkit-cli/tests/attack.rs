@@ -36,7 +36,10 @@ fn child() {
     let Ok(role) = std::env::var(ROLE) else {
         return;
     };
-    sandbox::enter_private_dev_shm();
+    if let Err(why) = sandbox::enter_private_dev_shm() {
+        println!("@@ skipped: {why}");
+        return;
+    }
     eprintln!("kernel protections: {}", sandbox::protections());
     match role.as_str() {
         "attacks" => attacks(std::env::var(VICTIM).unwrap().parse().unwrap()),
@@ -73,6 +76,10 @@ fn run_scenario(role: &str, victim: u32) {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
+    if let Some(skipped) = stdout.lines().find(|l| l.starts_with("@@ skipped")) {
+        eprintln!("{}", &skipped[3..]);
+        return;
+    }
     assert!(
         output.status.success() && stdout.contains("@@ done"),
         "scenario {role} failed: {}\n{stdout}\n{}",

@@ -20,15 +20,17 @@
 use std::path::PathBuf;
 
 /// Moves this process into a new mount namespace with a private, empty
-/// tmpfs at `/dev/shm` (mode 1777, as the real one). Only root may.
-pub fn enter_private_dev_shm() {
+/// tmpfs at `/dev/shm` (mode 1777, as the real one). Only root may, and
+/// only with `CAP_SYS_ADMIN` (a container may withhold it): `Err` says why
+/// not, and the caller skips its scenario.
+pub fn enter_private_dev_shm() -> Result<(), String> {
     use rustix::mount::{mount, mount_change, MountFlags, MountPropagationFlags};
     use rustix::thread::UnshareFlags;
     // SAFETY: only the mount namespace (and with it the fs struct) is
     // unshared, not the file table, so every thread keeps seeing the same
     // descriptors.
     unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS) }
-        .expect("unshare the mount namespace (needs root)");
+        .map_err(|err| format!("cannot unshare a mount namespace ({err}): no CAP_SYS_ADMIN?"))?;
     // Private: nothing mounted here propagates back to the host.
     mount_change(
         "/",
@@ -43,6 +45,7 @@ pub fn enter_private_dev_shm() {
         c"mode=1777",
     )
     .expect("mount a private tmpfs over /dev/shm");
+    Ok(())
 }
 
 /// The kernel's protections of sticky directories, as `name=value` words,
