@@ -37,6 +37,23 @@ impl Names {
         self.user(uid)
             .map_or_else(|| uid.to_string(), str::to_owned)
     }
+
+    /// The group's name, or the number if it has none.
+    pub fn group_or_number(&self, gid: u32) -> String {
+        self.group(gid)
+            .map_or_else(|| gid.to_string(), str::to_owned)
+    }
+
+    /// The uid a user name or a number stands for.
+    pub fn uid_of(&self, user: &str) -> Option<u32> {
+        user.parse().ok().or_else(|| {
+            self.users
+                .iter()
+                .filter(|(_, name)| name.as_str() == user)
+                .map(|(&uid, _)| uid)
+                .min()
+        })
+    }
 }
 
 /// Maps the third field to the first in `name:password:id:…` lines, the

@@ -228,7 +228,8 @@ fn sysv_create_ls_stat_rm_round_trip() {
         .unwrap_or_else(|| panic!("{k} not in {all}"));
     assert_eq!(listed["id"], id);
     assert_eq!(listed["size"], 4096);
-    assert_eq!(listed["mode"], "640");
+    assert_eq!(listed["mode"], 0o640);
+    assert_eq!(listed["mode_octal"], "640");
     assert_eq!(listed["nattch"], 0);
 
     let stat = succeeded(&shmkit(&["stat", &k]));
@@ -249,13 +250,15 @@ fn sysv_create_ls_stat_rm_round_trip() {
     assert_eq!(by_key["key"], k.as_str());
     assert_eq!(by_key["id"], id);
     assert_eq!(by_key["size"], 4096);
-    assert_eq!(by_key["mode"], "640");
-    assert_eq!(by_key["mode_rwx"], "rw-r-----");
+    assert_eq!(by_key["mode"], 0o640);
+    assert_eq!(by_key["mode_octal"], "640");
+    assert_eq!(by_key["mode_symbolic"], "rw-r-----");
     assert_eq!(by_key["nattch"], 0);
     assert_eq!(by_key["removed"], false);
-    assert_eq!(by_key["atime"], Value::Null);
-    assert!(by_key["ctime"].as_u64().is_some_and(|t| t > 0));
-    assert!(by_key["cpid"].as_i64().is_some_and(|pid| pid > 0));
+    assert_eq!(by_key["sysv_attach_time"], Value::Null);
+    assert!(by_key["sysv_change_time"].as_u64().is_some_and(|t| t > 0));
+    assert_eq!(by_key["file_change_time"], Value::Null);
+    assert!(by_key["creator_pid"].as_i64().is_some_and(|pid| pid > 0));
     assert_eq!(by_key["attachers"], serde_json::json!([]));
     let by_id = json(&shmkit(&["stat", "--id", &id.to_string(), "--json"]));
     assert_eq!(by_id, by_key);
@@ -290,7 +293,7 @@ fn posix_create_ls_stat_rm_round_trip() {
         .unwrap_or_else(|| panic!("{n} not in {all}"));
     assert_eq!(listed["kind"], "posix");
     assert_eq!(listed["size"], 8192);
-    assert_eq!(listed["mode"], "644");
+    assert_eq!(listed["mode"], 0o644);
     assert_eq!(listed["nattch"], 0);
 
     let stat = succeeded(&shmkit(&["stat", &n]));
@@ -306,9 +309,12 @@ fn posix_create_ls_stat_rm_round_trip() {
     assert_eq!(stat["key"], n.as_str());
     assert_eq!(stat["id"], Value::Null);
     assert_eq!(stat["size"], 8192);
-    assert_eq!(stat["mode"], "644");
+    assert_eq!(stat["mode"], 0o644);
+    assert_eq!(stat["mode_symbolic"], "rw-r--r--");
     assert_eq!(stat["nattch"], 0);
-    assert_eq!(stat["cpid"], Value::Null);
+    assert_eq!(stat["creator_pid"], Value::Null);
+    assert_eq!(stat["sysv_change_time"], Value::Null);
+    assert!(stat["file_change_time"].as_u64().is_some_and(|t| t > 0));
 
     assert_eq!(succeeded(&shmkit(&["rm", &n])), "");
     failed(&shmkit(&["stat", &n]), 1, "no shared-memory segment");
@@ -807,9 +813,12 @@ fn shmkit_reads_a_sysv_segment_python_created() {
     let stat = json(&shmkit(&["stat", &key.arg(), "--json"]));
     assert_eq!(stat["id"].to_string(), id);
     assert_eq!(stat["size"], 5000);
-    assert_eq!(stat["mode"], "644");
+    assert_eq!(stat["mode"], 0o644);
     assert_eq!(stat["nattch"], 0);
-    assert!(stat["dtime"].as_u64().is_some(), "Python detached: {stat}");
+    assert!(
+        stat["sysv_detach_time"].as_u64().is_some(),
+        "Python detached: {stat}"
+    );
 }
 
 const PYTHON_POSIX: &str = r#"
@@ -862,7 +871,11 @@ fn ipcrm_of_an_attached_segment_shows_as_dest() {
     let attachers = stat["attachers"].as_array().expect("an array");
     assert_eq!(attachers.len(), 1, "{stat}");
     assert_eq!(attachers[0]["pid"], std::process::id());
-    assert_eq!(attachers[0]["start"], mapping.as_ptr() as u64);
+    // Addresses in one form everywhere: 0x and lower-case hex.
+    assert_eq!(
+        attachers[0]["start"],
+        format!("{:#x}", mapping.as_ptr() as u64)
+    );
 
     let text_stat = succeeded(&shmkit(&["stat", "--id", &id_text]));
     assert!(stat_field(&text_stat, "removed").starts_with("yes (dest"));
