@@ -1608,3 +1608,46 @@ fn json_outputs_have_exactly_the_documented_fields() {
 
     drop((producer, attached, ring_segment));
 }
+
+#[test]
+fn top_as_an_unprivileged_user_shows_what_it_may_read_and_says_what_not() {
+    let name = format!("cli-test-{}-top", std::process::id());
+    let segment = TestKey(Key::posix(&format!("/shmkit.ring.{name}")).expect("a valid name"));
+    // Mode 600, owned by root: uid 65534 may list it but not read it.
+    let producer = shmkit::ring::Producer::open(&name).expect("make a ring");
+    let once = ["top", "--once", "--interval", "0.1", "--filter", &name];
+    let Some(output) = shmkit_as_nobody(&once) else {
+        return;
+    };
+    let text = succeeded(&output);
+    let row = text
+        .lines()
+        .find(|line| line.contains(&name))
+        .unwrap_or_else(|| panic!("{name} not in {text}"));
+    assert!(row.starts_with("ring "), "{text}");
+    assert!(row.ends_with("unreadable: permission denied"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "note: 1 object(s) could not be read by this user: {name} (run as their owner or root"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("note: POSIX attachers are counted only in this user's processes"),
+        "{text}"
+    );
+
+    let mut json_args = once.to_vec();
+    json_args.push("--json");
+    let snapshot = json(&shmkit_as_nobody(&json_args).expect("as root"));
+    let object = &snapshot["objects"][0];
+    assert_eq!(object["unreadable"], "permission denied", "{snapshot}");
+    assert_eq!(object["messages_per_sec"], Value::Null);
+    assert_eq!(snapshot["notes"].as_array().map(Vec::len), Some(2));
+
+    // Root reads it.
+    let root = json(&shmkit(&json_args));
+    assert_eq!(root["objects"][0]["unreadable"], Value::Null, "{root}");
+    assert_eq!(root["notes"], serde_json::json!([]));
+    drop((producer, segment));
+}

@@ -31,7 +31,7 @@ pub fn run(args: &TopArgs, out: &mut impl Write) -> Result<(), CliError> {
     std::thread::sleep(args.interval);
     let now = sample::look()?;
     let rows = rows(Some(&earlier), &now, order, &filter);
-    let notes = sample::limits_of_view(&now.objects);
+    let notes = sample::limits_of_view(rows.iter().map(|row| &row.object));
     let text = if args.json {
         output::json(&TopJson {
             schema_version: SCHEMA_VERSION,

@@ -214,12 +214,12 @@ pub fn rates(earlier: Option<&Snapshot>, now: &Snapshot, object: &Object) -> Rat
     }
 }
 
-/// What this user cannot see, in a sentence, or `None` if it sees
-/// everything (root).
-pub fn limits_of_view(objects: &[Object]) -> Vec<String> {
+/// What this user cannot see of these objects, a sentence each; none for
+/// root.
+pub fn limits_of_view<'a>(objects: impl IntoIterator<Item = &'a Object>) -> Vec<String> {
     let mut notes = Vec::new();
     let unreadable: Vec<&str> = objects
-        .iter()
+        .into_iter()
         .filter(|o| o.unreadable.is_some())
         .map(|o| o.name.as_str())
         .collect();

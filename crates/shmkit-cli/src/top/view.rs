@@ -107,7 +107,8 @@ impl View {
             KeyCode::Char('q') | KeyCode::Esc => return Action::Quit,
             KeyCode::Char(' ') => return Action::Refresh,
             KeyCode::Char('/') => {
-                self.editing = Some(self.filter.clone());
+                // A new filter, typed from nothing; Enter on nothing clears it.
+                self.editing = Some(String::new());
                 return Action::Redraw;
             }
             KeyCode::Char('n') => SortKey::Name,
@@ -138,7 +139,7 @@ impl View {
 
     fn draw(&self, frame: &mut Frame) {
         let rows: Vec<Row> = rows(self.earlier.as_ref(), &self.now, self.order, &self.filter);
-        let notes = sample::limits_of_view(&self.now.objects);
+        let notes = sample::limits_of_view(rows.iter().map(|row| &row.object));
         let [title, body, footer] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Min(1),
@@ -163,9 +164,11 @@ impl View {
             title,
         );
 
+        let longest = rows.iter().map(|row| row.object.name.chars().count()).max();
+        let name_width = longest.unwrap_or(0).clamp(8, 64) as u16;
         let widths = [
             Constraint::Length(5),
-            Constraint::Fill(1),
+            Constraint::Length(name_width),
             Constraint::Length(7),
             Constraint::Length(8),
             Constraint::Length(6),
@@ -197,7 +200,7 @@ impl View {
                 .map(|note| Line::from(format!("note: {note}")).yellow()),
         );
         lines.push(Line::from(
-            "q quit  / filter  sort: n name k kind s size r resident a attachers m msg/s b bytes/s f fill  space refresh",
+            "q quit  / filter (Enter applies, Esc cancels)  sort: n name k kind s size r resident a attachers m msg/s b bytes/s f fill  space refresh",
         ).dim());
         frame.render_widget(Paragraph::new(lines), footer);
     }
