@@ -7,7 +7,6 @@ use clap::{Args, Parser, Subcommand};
 use shmkit::ring::SEGMENT_PREFIX;
 use shmkit::Key;
 
-use crate::bench::Transport;
 use crate::error::CliError;
 
 const AFTER_HELP: &str = "\
@@ -131,6 +130,8 @@ pub enum Command {
         /// message, instead of line by line (use with `recv --raw`)
         #[arg(long)]
         raw: bool,
+        #[command(flatten)]
+        sharing: Sharing,
     },
     /// Receive messages from ring NAME as its consumer and print each on its own line
     ///
@@ -158,6 +159,8 @@ pub enum Command {
         /// (`send --raw | recv --raw` copies bytes unchanged)
         #[arg(long)]
         raw: bool,
+        #[command(flatten)]
+        sharing: Sharing,
     },
     /// List rings whose processes all died, and with --force remove them
     ///
@@ -225,7 +228,7 @@ pub enum Command {
     /// message fails the run. The same run measures the references: a cache
     /// line bounced between the processes (the latency floor) and memcpy in
     /// one process (the throughput ceiling). Progress goes to standard error.
-    Bench(BenchArgs),
+    Bench(shmkit_bench::BenchArgs),
     /// A peer process of `shmkit bench` (not for direct use)
     #[command(name = "__bench-peer", hide = true)]
     BenchPeer {
@@ -262,40 +265,55 @@ pub enum Command {
     },
 }
 
-/// The options of `shmkit bench`.
+/// Who may use a ring that `send` or `recv` creates, and whose existing
+/// rings they join (docs/SECURITY.md).
 #[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// Fewer messages per measurement: the whole run takes under a minute
-    #[arg(long)]
-    pub quick: bool,
-    /// Payload sizes, comma-separated, from 8 bytes to 1M (K and M suffixes multiply by 1024 and 1024²)
-    #[arg(
-        long,
-        value_name = "SIZES",
-        value_delimiter = ',',
-        value_parser = parse_size,
-        default_values = ["8", "64", "1K", "64K"]
-    )]
-    pub sizes: Vec<u64>,
-    /// Only these transports, comma-separated [default: all]; the references are always measured
-    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
-    pub transports: Vec<Transport>,
-    /// How long a shmkit-block ring spins before it sleeps on the futex (0, 500ns, 20us, 1ms)
-    /// [default: adaptive, about as long as a wake-up costs, as the library does]
-    #[arg(long, value_name = "DURATION", value_parser = crate::bench::parse_spin)]
-    pub block_spin: Option<Duration>,
-    /// Print one JSON array instead of the tables: a record per transport and size (the
-    /// references as transports floor and memcpy) with the fields transport, size, rtt_p50_ns,
-    /// rtt_p99_ns, rtt_p999_ns, msgs_per_sec and bytes_per_sec (null where not measured)
-    #[arg(long)]
-    pub json: bool,
-    /// Messages per measurement, for tests: N round trips and N streamed, after as many warm-up
-    /// messages as N/10 (at least 1)
-    #[arg(long, value_name = "N", hide = true)]
-    pub messages: Option<u64>,
-    /// For tests: the sender of every stream skips one sequence number, which must fail the run
-    #[arg(long, hide = true)]
-    pub inject_skip: bool,
+pub struct Sharing {
+    /// Permission bits of the ring's segment if this command creates it, in
+    /// octal; 660 with --group shares it with a group
+    #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_mode)]
+    pub mode: u32,
+    /// Group of the ring's segment if this command creates it: a group name
+    /// or gid you are a member of
+    #[arg(long, value_name = "GROUP", value_parser = parse_group)]
+    pub group: Option<u32>,
+    /// Also join an existing ring owned by USER (a name or uid), or whose
+    /// group is GROUP (group:NAME or group:GID); repeatable. Without it only
+    /// rings of your own uid are joined, so that another user cannot take
+    /// the name first and read or forge your messages
+    #[arg(long, value_name = "USER|group:GROUP", value_parser = parse_trusted)]
+    pub trust: Vec<Trusted>,
+}
+
+/// An owner named by `--trust`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trusted {
+    /// A uid.
+    User(u32),
+    /// A gid.
+    Group(u32),
+}
+
+/// Parses `--trust`: a user name or uid, or `group:` and a group name or gid.
+pub fn parse_trusted(text: &str) -> Result<Trusted, String> {
+    let names = crate::users::Names::load();
+    match text.strip_prefix("group:") {
+        Some(group) => parse_group(group).map(Trusted::Group),
+        None => text
+            .parse()
+            .ok()
+            .or_else(|| names.uid_of(text))
+            .map(Trusted::User)
+            .ok_or_else(|| format!("no user {text:?}: give a user name or uid, or group:GROUP")),
+    }
+}
+
+/// Parses a group name or gid.
+pub fn parse_group(text: &str) -> Result<u32, String> {
+    text.parse()
+        .ok()
+        .or_else(|| crate::users::Names::load().gid_of(text))
+        .ok_or_else(|| format!("no group {text:?}: give a group name or gid"))
 }
 
 /// The options of `shmkit ls`.
@@ -648,6 +666,18 @@ mod tests {
         for bad in ["", "8", "1777", "rw", "+600", "0o"] {
             assert!(parse_mode(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn trusted_owners_are_users_or_groups() {
+        assert_eq!(parse_trusted("0"), Ok(Trusted::User(0)));
+        assert_eq!(parse_trusted("65534"), Ok(Trusted::User(65534)));
+        assert_eq!(parse_trusted("group:100"), Ok(Trusted::Group(100)));
+        assert_eq!(parse_trusted("root"), Ok(Trusted::User(0)));
+        assert_eq!(parse_trusted("group:root"), Ok(Trusted::Group(0)));
+        assert!(parse_trusted("surely-no-such-user").is_err());
+        assert!(parse_trusted("group:surely-no-such-group").is_err());
+        assert_eq!(parse_group("root"), Ok(0));
     }
 
     #[test]

@@ -77,16 +77,25 @@ pub fn create(
     let segment = match Segment::create(&key, size, asked) {
         // With Key::PRIVATE this always creates, as `shmget(IPC_PRIVATE)` does.
         Err(shmkit::Error::AlreadyExists { .. }) if !exclusive => {
-            let segment = Segment::open_or_create(&key, size, asked)?;
-            let existing = segment.stat()?.mode;
-            if mode.is_some() && existing.bits() & 0o777 != asked.bits() {
+            let opened = Segment::open_or_create(&key, size, asked)?;
+            if !opened.is_mine() {
+                // Anyone may create a name first: say so rather than let the
+                // user take a stranger's segment for their own.
                 eprintln!(
-                    "shmkit: note: segment {segment} already exists with mode {existing:o}, \
-                     which it keeps: --mode {asked:o} applies only to a new segment \
-                     (--exclusive fails instead)"
+                    "shmkit: note: {} already existed and belongs to {}, not to you",
+                    opened.segment, opened.owner
                 );
             }
-            segment
+            let existing = opened.segment.stat()?.mode;
+            if mode.is_some() && existing.bits() & 0o777 != asked.bits() {
+                eprintln!(
+                    "shmkit: note: segment {} already exists with mode {existing:o}, \
+                     which it keeps: --mode {asked:o} applies only to a new segment \
+                     (--exclusive fails instead)",
+                    opened.segment
+                );
+            }
+            opened.segment
         }
         Err(err @ shmkit::Error::TooLarge { .. }) => return Err(naming_the_limit(&key, size, err)),
         other => other?,
@@ -127,11 +136,16 @@ pub fn rm(args: &RmArgs, out: &mut impl Write) -> Result<(), CliError> {
     if args.all {
         let names = Names::load();
         let owner = match &args.owner {
-            Some(user) => Some(names.uid_of(user).ok_or_else(|| {
-                CliError::Usage(format!(
-                    "--owner {user}: no such user (give a name or a uid)"
-                ))
-            })?),
+            Some(user) => Some(
+                user.parse()
+                    .ok()
+                    .or_else(|| names.uid_of(user))
+                    .ok_or_else(|| {
+                        CliError::Usage(format!(
+                            "--owner {user}: no such user (give a name or a uid)"
+                        ))
+                    })?,
+            ),
             None => None,
         };
         for stat in shmkit::list()? {
@@ -311,7 +325,7 @@ fn tempfile_in(dir: &std::path::Path) -> io::Result<File> {
         .read(true)
         .write(true)
         .mode(0o600)
-        .custom_flags(libc::O_TMPFILE)
+        .custom_flags(rustix::fs::OFlags::TMPFILE.bits() as i32)
         .open(dir);
     match unnamed {
         Ok(file) => Ok(file),

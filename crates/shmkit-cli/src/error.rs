@@ -108,6 +108,17 @@ impl From<shmkit::Error> for CliError {
     }
 }
 
+impl From<shmkit_bench::Error> for CliError {
+    fn from(err: shmkit_bench::Error) -> CliError {
+        match err {
+            shmkit_bench::Error::Shmkit(source) => CliError::from(source),
+            shmkit_bench::Error::Io { context, source } => CliError::Io { context, source },
+            shmkit_bench::Error::Usage(message) => CliError::Usage(message),
+            shmkit_bench::Error::Message(message) => CliError::Message(message),
+        }
+    }
+}
+
 /// The error's message followed by those of its sources, leaving out a
 /// source whose text the message already contains (the library's `Os`
 /// variant prints its source itself).

@@ -1,13 +1,13 @@
 //! `shmkit`: inspect and use System V and POSIX shared memory from the shell.
 //!
 //! This binary is thin: it parses the command line ([`args`]), calls the
-//! `shmkit` library ([`commands`], [`ls`], [`top`], [`ring`], [`demo`],
-//! [`bench`]), and formats what comes back ([`output`]); [`generate`]
-//! makes the completions, the manual page and the help from [`args`]. Errors print as `shmkit: <message>`
+//! `shmkit` library ([`commands`], [`ls`], [`top`], [`ring`], [`demo`];
+//! `shmkit bench` is the `shmkit_bench` crate), and formats what comes
+//! back ([`output`]); [`generate`] makes the completions, the manual page
+//! and the help from [`args`]. Errors print as `shmkit: <message>`
 //! with the exit status documented in `--help` ([`error`]).
 
 mod args;
-mod bench;
 mod commands;
 mod demo;
 mod error;
@@ -63,24 +63,36 @@ fn run(command: Command) -> Result<(), CliError> {
             name,
             capacity,
             raw,
-        } => ring::send(&name, capacity, raw, ring::stdin()?),
+            sharing,
+        } => ring::send(
+            &name,
+            &ring::options(capacity, &sharing),
+            raw,
+            ring::stdin()?,
+        ),
         Command::Recv {
             name,
             capacity,
             count,
             timeout,
             raw,
+            sharing,
         } => {
             let options = ring::RecvOptions {
                 count,
                 timeout,
                 raw,
             };
-            ring::recv(&name, capacity, &options, &mut out)
+            ring::recv(
+                &name,
+                &ring::options(capacity, &sharing),
+                &options,
+                &mut out,
+            )
         }
         Command::Gc { names, force } => ring::gc(&names, force, &mut out),
-        Command::Bench(args) => bench::run(&args, &mut out),
-        Command::BenchPeer { job } => bench::peer::run(&job, &mut out),
+        Command::Bench(args) => Ok(shmkit_bench::run(&args, &mut out)?),
+        Command::BenchPeer { job } => Ok(shmkit_bench::run_peer(&job, &mut out)?),
         Command::Demo { messages } => demo::run(messages, &mut out),
         Command::DemoChild { id } => demo::child(id, &mut io::stdin().lock(), &mut out),
         Command::DemoProducer { ring, messages } => {

@@ -259,8 +259,8 @@ pub struct StatJson<'a> {
     creator_user: Option<&'a str>,
     creator_gid: Option<u32>,
     creator_group: Option<&'a str>,
-    creator_pid: Option<i32>,
-    last_pid: Option<i32>,
+    creator_pid: Option<shmkit::Pid>,
+    last_pid: Option<shmkit::Pid>,
     nattch: u64,
     sysv_attach_time: Option<u64>,
     sysv_detach_time: Option<u64>,
@@ -279,7 +279,7 @@ pub struct StatJson<'a> {
 /// One attacher in the JSON (docs/JSON.md, "attacher").
 #[derive(Debug, Serialize)]
 pub struct AttacherJson<'a> {
-    pid: i32,
+    pid: shmkit::Pid,
     command: &'a str,
     start: String,
     end: String,

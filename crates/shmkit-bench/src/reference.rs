@@ -19,7 +19,7 @@ use shmkit::{Attachment, Key, Mode, ReadWrite, Segment};
 
 use super::measure::histogram;
 use super::peer::Peer;
-use crate::error::CliError;
+use crate::Error;
 
 /// Spins between two checks that the other process still lives.
 const SPINS_PER_CHECK: u32 = 1 << 20;
@@ -33,12 +33,12 @@ pub struct FloorCell {
 impl FloorCell {
     /// The counter at offset 0 of `mapping`: page aligned, so alone on its
     /// cache line.
-    fn cell(&self) -> Result<&AtomicU64, CliError> {
+    fn cell(&self) -> Result<&AtomicU64, Error> {
         Ok(self.mapping.atomic_u64(0)?)
     }
 
     /// In the peer: attaches the segment the bench made.
-    pub fn open(name: &str) -> Result<FloorCell, CliError> {
+    pub fn open(name: &str) -> Result<FloorCell, Error> {
         let segment = Segment::open(&Key::posix(name)?)?;
         Ok(FloorCell {
             mapping: segment.attach(ReadWrite)?,
@@ -48,7 +48,7 @@ impl FloorCell {
     /// The bench's side: `warmup + rounds` times, writes an odd number and
     /// waits for the peer's next even one; records the round trips after
     /// the warm-up.
-    pub fn bounce(&self, warmup: u64, rounds: u64, peer: Peer) -> Result<Histogram<u64>, CliError> {
+    pub fn bounce(&self, warmup: u64, rounds: u64, peer: Peer) -> Result<Histogram<u64>, Error> {
         let cell = self.cell()?;
         let mut round_trips = histogram();
         for round in 0..warmup + rounds {
@@ -69,7 +69,7 @@ impl FloorCell {
 
     /// The peer's side: `total` times, waits for the bench's odd number and
     /// writes the next.
-    pub fn answer(&self, total: u64, parent: Peer) -> Result<(), CliError> {
+    pub fn answer(&self, total: u64, parent: Peer) -> Result<(), Error> {
         let cell = self.cell()?;
         for round in 0..total {
             let ping = 2 * round + 1;
@@ -83,14 +83,14 @@ impl FloorCell {
 
 /// Spins until `cell` holds `value`, checking now and then that `peer`
 /// still lives.
-fn wait_for(cell: &AtomicU64, value: u64, peer: Peer) -> Result<(), CliError> {
+fn wait_for(cell: &AtomicU64, value: u64, peer: Peer) -> Result<(), Error> {
     let mut spins: u32 = 0;
     // Acquire: pairs with the other side's Release store of `value`.
     while cell.load(Ordering::Acquire) != value {
         std::hint::spin_loop();
         spins = spins.wrapping_add(1);
         if spins.is_multiple_of(SPINS_PER_CHECK) && !peer.is_alive() {
-            return Err(CliError::Message(
+            return Err(Error::Message(
                 "the other process of the cache-line bounce is gone".to_owned(),
             ));
         }
@@ -111,7 +111,7 @@ pub struct FloorSegment {
 
 impl FloorSegment {
     /// Makes the segment `/shmkit-bench-PID-floor`.
-    pub fn create() -> Result<FloorSegment, CliError> {
+    pub fn create() -> Result<FloorSegment, Error> {
         let name = format!("/shmkit-bench-{}-floor", std::process::id());
         let key = Key::posix(&name)?;
         // A segment left by an earlier bench with this pid goes first.

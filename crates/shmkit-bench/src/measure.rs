@@ -20,7 +20,7 @@ use hdrhistogram::Histogram;
 
 use super::transports::Link;
 use super::Counts;
-use crate::error::CliError;
+use crate::Error;
 
 /// The shortest message: room for the sequence number.
 pub const MIN_SIZE: usize = 8;
@@ -134,7 +134,7 @@ fn send_messages<L: Link>(
     link: &mut L,
     message: &mut Message,
     sequences: std::ops::Range<u64>,
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     for sequence in sequences {
         message.stamp(sequence);
         link.send(message.bytes())?;
@@ -147,12 +147,12 @@ fn receive_messages<L: Link>(
     link: &mut L,
     size: usize,
     sequences: std::ops::Range<u64>,
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     let expected = Message::new(size);
     let mut buf = vec![0; size];
     for sequence in sequences {
         link.recv(&mut buf, |bytes| expected.check(bytes, sequence))?
-            .map_err(CliError::Message)?;
+            .map_err(Error::Message)?;
     }
     Ok(())
 }
@@ -167,7 +167,7 @@ pub fn ping_pong<L: Link>(
     link: &mut L,
     size: usize,
     counts: &Counts,
-) -> Result<Histogram<u64>, CliError> {
+) -> Result<Histogram<u64>, Error> {
     let mut message = Message::new(size);
     send_messages(link, &mut message, 0..counts.prime)?;
     receive_messages(link, size, 0..counts.prime)?;
@@ -180,7 +180,7 @@ pub fn ping_pong<L: Link>(
         link.send(message.bytes())?;
         let checked = link.recv(&mut reply, |bytes| message.check(bytes, sequence))?;
         let elapsed = start.elapsed();
-        checked.map_err(|why| CliError::Message(format!("the reply to {why}")))?;
+        checked.map_err(|why| Error::Message(format!("the reply to {why}")))?;
         if sequence >= warmup {
             round_trips.saturating_record(elapsed.as_nanos() as u64);
         }
@@ -190,19 +190,14 @@ pub fn ping_pong<L: Link>(
 
 /// Ping-pong, the peer's side: receives `prime` messages and sends as many
 /// back, then receives, checks and sends back `round_trips` messages.
-pub fn echo<L: Link>(
-    link: &mut L,
-    size: usize,
-    prime: u64,
-    round_trips: u64,
-) -> Result<(), CliError> {
+pub fn echo<L: Link>(link: &mut L, size: usize, prime: u64, round_trips: u64) -> Result<(), Error> {
     let mut message = Message::new(size);
     receive_messages(link, size, 0..prime)?;
     send_messages(link, &mut message, 0..prime)?;
     let mut buf = vec![0; size];
     for sequence in 0..round_trips {
         link.echo(&mut buf, |bytes| {
-            message.check(bytes, sequence).map_err(CliError::Message)
+            message.check(bytes, sequence).map_err(Error::Message)
         })?;
     }
     Ok(())
@@ -228,7 +223,7 @@ pub fn send_stream<L: Link>(
     warmup: u64,
     length: Length,
     skip: bool,
-) -> Result<u64, CliError> {
+) -> Result<u64, Error> {
     let mut message = Message::new(size);
     send_messages(link, &mut message, 0..warmup)?;
     let shift = u64::from(skip);
@@ -264,7 +259,7 @@ pub fn receive_stream<L: Link>(
     link: &mut L,
     size: usize,
     warmup: u64,
-) -> Result<(u64, Duration), CliError> {
+) -> Result<(u64, Duration), Error> {
     receive_messages(link, size, 0..warmup)?;
     let expected = Message::new(size);
     let mut buf = vec![0; size];
@@ -273,13 +268,13 @@ pub fn receive_stream<L: Link>(
     loop {
         let sequence = link
             .recv(&mut buf, |bytes| expected.sequence(bytes, next))?
-            .map_err(CliError::Message)?;
+            .map_err(Error::Message)?;
         if sequence == next {
             next += 1;
         } else if sequence == END | next {
             return Ok((next - warmup, start.elapsed()));
         } else {
-            return Err(CliError::Message(out_of_order(next, sequence)));
+            return Err(Error::Message(out_of_order(next, sequence)));
         }
     }
 }

@@ -14,13 +14,49 @@
 //! and every receiver reads each message whole (it checks a checksum of all
 //! its bytes). Latency is reported as percentiles of an HDR histogram,
 //! never as a mean.
+//!
+//! The benchmark is a library that a binary embeds: the `shmkit` command
+//! has the subcommand `bench` with [`BenchArgs`] as its options, which
+//! calls [`run`], and the hidden subcommand `__bench-peer --job JOB`,
+//! which calls [`run_peer`]: the bench starts its peers by running its own
+//! executable that way.
+//!
+//! ```no_run
+//! use clap::{Parser, Subcommand};
+//!
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(subcommand)]
+//!     command: Command,
+//! }
+//!
+//! #[derive(Subcommand)]
+//! enum Command {
+//!     Bench(shmkit_bench::BenchArgs),
+//!     #[command(name = "__bench-peer", hide = true)]
+//!     BenchPeer {
+//!         #[arg(long)]
+//!         job: String,
+//!     },
+//! }
+//!
+//! fn main() -> Result<(), shmkit_bench::Error> {
+//!     let mut out = std::io::stdout().lock();
+//!     match Cli::parse().command {
+//!         Command::Bench(args) => shmkit_bench::run(&args, &mut out),
+//!         Command::BenchPeer { job } => shmkit_bench::run_peer(&job, &mut out),
+//!     }
+//! }
+//! ```
 
+mod args;
+mod error;
 mod machine;
 mod measure;
-pub mod peer;
+mod peer;
 mod reference;
 mod report;
-pub mod transports;
+mod transports;
 
 use std::fmt;
 use std::io::Write;
@@ -28,15 +64,14 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+pub use self::args::BenchArgs;
+pub use self::error::Error;
 use self::machine::{Machine, Pinning};
 use self::measure::Length;
 use self::peer::{PeerJob, PeerProcess, Work};
 use self::report::{Latency, Report, Row, Throughput};
-pub(crate) use self::transports::with_link;
 pub use self::transports::Transport;
-use self::transports::{Directions, Opened};
-use crate::args::BenchArgs;
-use crate::error::CliError;
+use self::transports::{with_link, Directions, Opened};
 
 /// The largest payload `--sizes` accepts.
 const MAX_SIZE: u64 = 1 << 20;
@@ -156,7 +191,9 @@ struct Bench {
 }
 
 /// `shmkit bench`: measures, then prints the tables (or the JSON) on `out`.
-pub fn run(args: &BenchArgs, out: &mut impl Write) -> Result<(), CliError> {
+///
+/// See the [crate documentation](crate) for the peer processes it starts.
+pub fn run(args: &BenchArgs, out: &mut impl Write) -> Result<(), Error> {
     let started = Instant::now();
     let sizes = sizes(&args.sizes)?;
     let transports: Vec<Transport> = if args.transports.is_empty() {
@@ -197,7 +234,7 @@ pub fn run(args: &BenchArgs, out: &mut impl Write) -> Result<(), CliError> {
             Ok(row) => merge(&mut rows, row),
             Err(err) => {
                 progress.finish_and_clear();
-                return Err(CliError::Message(format!("bench: {job}: {err}")));
+                return Err(Error::Message(format!("bench: {job}: {err}")));
             }
         }
         progress.inc(1);
@@ -222,38 +259,21 @@ pub fn run(args: &BenchArgs, out: &mut impl Write) -> Result<(), CliError> {
     } else {
         report.tables()
     };
-    out.write_all(text.as_bytes()).map_err(CliError::stdout)
+    out.write_all(text.as_bytes()).map_err(Error::stdout)
 }
 
-/// Parses `--block-spin`: a whole number with a unit, `ns`, `us` (or
-/// `µs`), `ms` or `s`; or `0`.
-pub fn parse_spin(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let expected = || "expected a duration such as 0, 500ns, 20us or 1ms".to_owned();
-    let number: u64 = digits.parse().map_err(|_| expected())?;
-    let nanos_per = match unit {
-        "" if number == 0 => 0,
-        "ns" => 1,
-        "us" | "µs" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        _ => return Err(expected()),
-    };
-    number
-        .checked_mul(nanos_per)
-        .map(Duration::from_nanos)
-        .ok_or_else(|| format!("{text} is too long"))
+/// `__bench-peer --job JOB`, the peer process that [`run`] starts: does
+/// the job and reports on `out`.
+pub fn run_peer(job: &str, out: &mut impl Write) -> Result<(), Error> {
+    peer::run(job, out)
 }
 
 /// Checks `--sizes`, dropping repeats.
-fn sizes(requested: &[u64]) -> Result<Vec<usize>, CliError> {
+fn sizes(requested: &[u64]) -> Result<Vec<usize>, Error> {
     let mut sizes = Vec::new();
     for &size in requested {
         if !(measure::MIN_SIZE as u64..=MAX_SIZE).contains(&size) {
-            return Err(CliError::Usage(format!(
+            return Err(Error::Usage(format!(
                 "--sizes: {size} bytes is not from {} bytes (room for a message's sequence \
                  number) to 1M",
                 measure::MIN_SIZE
@@ -307,7 +327,7 @@ impl Bench {
         Counts::for_size(size, self.quick, self.messages)
     }
 
-    fn measure(&self, job: Job) -> Result<Row, CliError> {
+    fn measure(&self, job: Job) -> Result<Row, Error> {
         match job {
             Job::Memcpy(size) => {
                 let (copies, bytes) = reference::memcpy(size, self.counts(size).copies);
@@ -333,7 +353,7 @@ impl Bench {
     /// The floor, then a ping-pong, between the same two processes: the
     /// floor measured just before is the one a ratio can trust, as the
     /// host moves the virtual machine's CPUs around.
-    fn round_trips(&self, transport: Transport, size: usize) -> Result<Row, CliError> {
+    fn round_trips(&self, transport: Transport, size: usize) -> Result<Row, Error> {
         let counts = self.counts(size);
         let row = Row::new(transport.name(), size);
         let setup = match transports::open(transport, Directions::Both, size, self.block_spin)? {
@@ -380,7 +400,7 @@ impl Bench {
             .with_floor(Latency::of(&floor_trips)))
     }
 
-    fn stream(&self, transport: Transport, size: usize) -> Result<Row, CliError> {
+    fn stream(&self, transport: Transport, size: usize) -> Result<Row, Error> {
         let counts = self.counts(size);
         let row = Row::new(transport.name(), size);
         let setup = match transports::open(transport, Directions::ToPeer, size, self.block_spin)? {
@@ -419,7 +439,7 @@ impl Bench {
             .and_then(|nanos| nanos.parse::<u64>().ok())
             .map(Duration::from_nanos);
         let Some(elapsed) = elapsed else {
-            return Err(peer.failure(Some(CliError::Message(format!(
+            return Err(peer.failure(Some(Error::Message(format!(
                 "the peer said {line:?}, not \"received {sent} NANOSECONDS\""
             )))));
         };

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::transports::{with_link, PeerEnd, Transport};
 use super::{machine, measure, reference};
-use crate::error::CliError;
+use crate::Error;
 
 /// What a peer does, with everything it needs to know.
 #[derive(Debug, Serialize, Deserialize)]
@@ -110,12 +110,8 @@ const LAST_WORDS: Duration = Duration::from_secs(2);
 impl PeerProcess {
     /// Starts `shmkit __bench-peer --job JOB`, passing it the descriptors
     /// in `inherit` (which it closes here once the peer has them).
-    pub fn spawn(
-        job: &PeerJob,
-        inherit: Vec<OwnedFd>,
-        what: String,
-    ) -> Result<PeerProcess, CliError> {
-        let spawn_error = |source| CliError::Io {
+    pub fn spawn(job: &PeerJob, inherit: Vec<OwnedFd>, what: String) -> Result<PeerProcess, Error> {
+        let spawn_error = |source| Error::Io {
             context: format!("starting the peer process for {what}"),
             source,
         };
@@ -138,7 +134,7 @@ impl PeerProcess {
         let (Some(output), Some(errors)) = (process.stdout.take(), process.stderr.take()) else {
             let _ = process.kill();
             let _ = process.wait();
-            return Err(CliError::Message(format!(
+            return Err(Error::Message(format!(
                 "the peer process for {what} has no pipes"
             )));
         };
@@ -165,12 +161,12 @@ impl PeerProcess {
 
     /// The next line the peer prints, without its newline. If the peer
     /// ends instead, its failure.
-    pub fn read_line(&mut self) -> Result<String, CliError> {
+    pub fn read_line(&mut self) -> Result<String, Error> {
         let mut line = String::new();
         match self.output.read_line(&mut line) {
             Ok(0) => Err(self.failure(None)),
             Ok(_) => Ok(line.trim_end().to_owned()),
-            Err(source) => Err(self.failure(Some(CliError::Io {
+            Err(source) => Err(self.failure(Some(Error::Io {
                 context: format!("reading from the peer process for {}", self.what),
                 source,
             }))),
@@ -178,12 +174,12 @@ impl PeerProcess {
     }
 
     /// Reads a line, which must be `expected`.
-    pub fn expect_line(&mut self, expected: &str) -> Result<(), CliError> {
+    pub fn expect_line(&mut self, expected: &str) -> Result<(), Error> {
         let line = self.read_line()?;
         if line == expected {
             Ok(())
         } else {
-            Err(self.failure(Some(CliError::Message(format!(
+            Err(self.failure(Some(Error::Message(format!(
                 "the peer process for {} said {line:?}, not {expected:?}",
                 self.what
             )))))
@@ -191,8 +187,8 @@ impl PeerProcess {
     }
 
     /// Waits for the peer to exit, and checks that it succeeded.
-    pub fn finish(mut self) -> Result<(), CliError> {
-        let status = self.process.wait().map_err(|source| CliError::Io {
+    pub fn finish(mut self) -> Result<(), Error> {
+        let status = self.process.wait().map_err(|source| Error::Io {
             context: format!("waiting for the peer process for {}", self.what),
             source,
         })?;
@@ -209,7 +205,7 @@ impl PeerProcess {
     /// standard error, which explains a failure that this side only sees as
     /// a closed pipe or a dead peer: waits up to [`LAST_WORDS`] for the
     /// peer to finish, then kills it.
-    pub fn failure(&mut self, mine: Option<CliError>) -> CliError {
+    pub fn failure(&mut self, mine: Option<Error>) -> Error {
         let said = match self.errors.recv_timeout(LAST_WORDS) {
             Ok(said) => said,
             Err(_) => {
@@ -226,14 +222,14 @@ impl PeerProcess {
             .filter(|line| !line.is_empty())
             .collect();
         if !said.is_empty() {
-            return CliError::Message(format!(
+            return Error::Message(format!(
                 "the peer process (pid {}) failed: {}",
                 self.process.id(),
                 said.join("; ")
             ));
         }
         mine.unwrap_or_else(|| {
-            CliError::Message(format!(
+            Error::Message(format!(
                 "the peer process (pid {}) for {} ended ({}) without a word",
                 self.process.id(),
                 self.what,
@@ -253,12 +249,12 @@ impl Drop for PeerProcess {
 }
 
 /// `shmkit __bench-peer --job JOB`: does the job and reports on `out`.
-pub fn run(job: &str, out: &mut impl Write) -> Result<(), CliError> {
+pub fn run(job: &str, out: &mut impl Write) -> Result<(), Error> {
     let job: PeerJob = serde_json::from_str(job)
-        .map_err(|err| CliError::Usage(format!("__bench-peer: not a job: {err}")))?;
+        .map_err(|err| Error::Usage(format!("__bench-peer: not a job: {err}")))?;
     // Die with the bench; and if it died before this took effect, stop.
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).map_err(|errno| {
-        CliError::Io {
+        Error::Io {
             context: "asking to die with the bench (PR_SET_PDEATHSIG)".to_owned(),
             source: errno.into(),
         }
@@ -267,13 +263,13 @@ pub fn run(job: &str, out: &mut impl Write) -> Result<(), CliError> {
         .map(Peer::Parent)
         .filter(|parent| parent.is_alive())
         .ok_or_else(|| {
-            CliError::Message(format!(
+            Error::Message(format!(
                 "process {} that started this peer is gone",
                 job.parent
             ))
         })?;
     if let Some(cpu) = job.cpu {
-        machine::pin_to(cpu).map_err(|source| CliError::Io {
+        machine::pin_to(cpu).map_err(|source| Error::Io {
             context: format!("pinning the peer process to CPU {cpu}"),
             source,
         })?;
@@ -281,7 +277,7 @@ pub fn run(job: &str, out: &mut impl Write) -> Result<(), CliError> {
     let mut say = |text: &str| {
         writeln!(out, "{text}")
             .and_then(|()| out.flush())
-            .map_err(CliError::stdout)
+            .map_err(Error::stdout)
     };
     match &job.work {
         Work::Echo {

@@ -1,0 +1,302 @@
+//! The transports under test, and how each moves one message.
+//!
+//! The parent makes both ends of a transport ([`open`]), keeps one as its
+//! [`Link`] and hands the other to the peer process as a [`PeerEnd`]: file
+//! descriptors the peer inherits, or the names of rings. The peer makes its
+//! own [`Link`] from it ([`PeerEnd::link`]).
+//!
+//! Every link carries whole messages of one size, the same both ways, and
+//! gives each received message to a check that reads all of its bytes (see
+//! `measure`). Per message:
+//!
+//! - byte streams (`pipe`, `uds-stream`, `tcp` with `TCP_NODELAY`): the
+//!   sender writes the message from its buffer (`write`, repeated until all
+//!   of it is written); the receiver reads exactly as many bytes into its
+//!   buffer (`read`, repeated), then checks them there;
+//! - packets and queues (`uds-seqpacket`, `mq`): one `write` or `mq_send`
+//!   of the message, one `read` or `mq_receive` into the receiver's buffer,
+//!   whose length must be the size, then the check there;
+//! - rings (`shmkit-spin`, `shmkit-block`): the sender takes a grant of the
+//!   size, copies the message into it and commits it (what `Producer::send`
+//!   does); the receiver reads it in place (`Consumer::read`), checks it
+//!   there, and releases it. No copy on the receiving side: that is what
+//!   the ring offers, and the check still reads every byte.
+
+//!
+//! Each transport's setup, peer end and link live in its own module:
+//! [`ring`], [`stream`] (pipes, stream sockets, TCP), [`packet`]
+//! (seqpacket), [`mq`]; [`descriptors`] passes file descriptors to the
+//! peer.
+
+mod descriptors;
+mod mq;
+mod packet;
+mod ring;
+mod stream;
+
+use std::os::fd::{OwnedFd, RawFd};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use self::mq::{mq_limits, MqLink};
+pub use self::packet::PacketLink;
+pub use self::ring::{ring_capacity, ring_record, waiting as ring_waiting, RingLink};
+pub use self::stream::StreamLink;
+use crate::peer::Peer;
+use crate::Error;
+
+/// A way for two processes to exchange messages.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    clap::ValueEnum,
+    Serialize,
+    Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// A shmkit ring whose ends busy-poll (`Waiting::BusyPoll`)
+    ShmkitSpin,
+    /// A shmkit ring whose ends spin briefly, then sleep on the futex (`Waiting::SpinThenSleep`)
+    ShmkitBlock,
+    /// A pipe
+    Pipe,
+    /// A Unix stream socket pair
+    UdsStream,
+    /// A Unix seqpacket socket pair
+    UdsSeqpacket,
+    /// A TCP connection over 127.0.0.1 with `TCP_NODELAY`
+    Tcp,
+    /// A POSIX message queue
+    Mq,
+}
+
+impl Transport {
+    /// Every transport, in the order the bench runs and reports them.
+    pub const ALL: [Transport; 7] = [
+        Transport::ShmkitSpin,
+        Transport::ShmkitBlock,
+        Transport::Pipe,
+        Transport::UdsStream,
+        Transport::UdsSeqpacket,
+        Transport::Tcp,
+        Transport::Mq,
+    ];
+
+    /// The name in the tables and the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::ShmkitSpin => "shmkit-spin",
+            Transport::ShmkitBlock => "shmkit-block",
+            Transport::Pipe => "pipe",
+            Transport::UdsStream => "uds-stream",
+            Transport::UdsSeqpacket => "uds-seqpacket",
+            Transport::Tcp => "tcp",
+            Transport::Mq => "mq",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Setting up both ends
+
+/// Which ways messages go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Directions {
+    /// Both ways: ping-pong.
+    Both,
+    /// From the parent to the peer only: a stream.
+    ToPeer,
+}
+
+/// The parent's side of a transport set up for one measurement.
+#[derive(Debug)]
+pub struct Setup {
+    /// The parent's end.
+    pub link: AnyLink,
+    /// The peer's end, for its job.
+    pub peer_end: PeerEnd,
+    /// Descriptors the peer inherits; the parent closes its copies once the
+    /// peer has started.
+    pub inherit: Vec<OwnedFd>,
+    /// The rings' segments, removed when the measurement ends.
+    rings: Vec<ring::RemoveRing>,
+}
+
+impl Setup {
+    /// Removes the rings' names once both ends have opened them (the
+    /// mappings stay), so that nothing is left behind even if the bench is
+    /// killed.
+    pub fn unlink(&self) {
+        for ring in &self.rings {
+            ring.remove();
+        }
+    }
+}
+
+/// The result of [`open`].
+#[derive(Debug)]
+pub enum Opened {
+    /// Both ends exist.
+    Ready(Box<Setup>),
+    /// This transport cannot carry messages of this size here, and why.
+    Unsupported(String),
+}
+
+/// Makes both ends of `transport` for messages of `size` bytes going
+/// `directions`; a `shmkit-block` ring waits as `ring_waiting` says.
+/// Makes both ends of `transport` for messages of `size` bytes going
+/// `directions`; a `shmkit-block` ring waits as `ring::waiting` says.
+pub fn open(
+    transport: Transport,
+    directions: Directions,
+    size: usize,
+    block_spin: Option<Duration>,
+) -> Result<Opened, Error> {
+    let both = directions == Directions::Both;
+    match transport {
+        Transport::ShmkitSpin | Transport::ShmkitBlock => {
+            ring::open(transport, both, size, block_spin)
+        }
+        Transport::Pipe => stream::open_pipes(both),
+        Transport::UdsStream | Transport::Tcp => stream::open_socket(transport, both),
+        Transport::UdsSeqpacket => packet::open(size),
+        Transport::Mq => mq::open(both, size),
+    }
+}
+
+impl Setup {
+    /// The setup of a transport whose ends are descriptors: the peer
+    /// inherits `inherit`; nothing is named.
+    fn of_descriptors(link: AnyLink, peer_end: PeerEnd, inherit: Vec<OwnedFd>) -> Box<Setup> {
+        Box::new(Setup {
+            link,
+            peer_end,
+            inherit,
+            rings: Vec::new(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The peer's end
+
+/// The peer's end of a transport, as its job names it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum PeerEnd {
+    /// Byte-stream descriptors to read from and write to (the same socket
+    /// for both, or two pipes).
+    Stream {
+        rx: Option<RawFd>,
+        tx: Option<RawFd>,
+    },
+    /// A seqpacket socket.
+    Packet { fd: RawFd },
+    /// Message queue descriptors to receive from and send to.
+    Queue {
+        rx: Option<RawFd>,
+        tx: Option<RawFd>,
+    },
+    /// The ring to consume, the ring to produce into, and how long a
+    /// `shmkit-block` end spins.
+    Ring {
+        rx: String,
+        tx: Option<String>,
+        block_spin_ns: Option<u64>,
+    },
+}
+
+impl PeerEnd {
+    /// In the peer: its link, from the descriptors it inherited or the
+    /// rings' names. `parent` is watched where the transport cannot tell
+    /// that the other side is gone.
+    pub fn link(&self, transport: Transport, size: usize, parent: Peer) -> Result<AnyLink, Error> {
+        match self {
+            PeerEnd::Stream { rx, tx } => stream::peer_link(*rx, *tx),
+            PeerEnd::Packet { fd } => packet::peer_link(*fd),
+            PeerEnd::Queue { rx, tx } => mq::peer_link(*rx, *tx, parent),
+            PeerEnd::Ring {
+                rx,
+                tx,
+                block_spin_ns,
+            } => ring::peer_link(transport, size, rx, tx.as_deref(), *block_spin_ns),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Links
+
+/// One end of a transport: sends and receives whole messages.
+pub trait Link {
+    /// Sends `message`, all of it, waiting for room if need be.
+    fn send(&mut self, message: &[u8]) -> Result<(), Error>;
+
+    /// Receives the next message, which must be `buf.len()` bytes long, and
+    /// gives its bytes to `inspect`: the copy in `buf`, or for a ring, the
+    /// message in place.
+    fn recv<R>(&mut self, buf: &mut [u8], inspect: impl FnOnce(&[u8]) -> R) -> Result<R, Error>;
+
+    /// Receives the next message, gives it to `check`, and sends it back.
+    fn echo(
+        &mut self,
+        buf: &mut [u8],
+        check: impl FnOnce(&[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.recv(buf, check)??;
+        self.send(buf)
+    }
+}
+
+/// A link that is any of the kinds below, so that one value can hold
+/// whichever the transport needs; [`with_link!`](crate::transports::with_link)
+/// runs generic code on the kind inside.
+// One per measurement, matched once per message: boxing the ring's ends
+// would only add a pointer to chase on the hot path.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum AnyLink {
+    Stream(StreamLink),
+    Packet(PacketLink),
+    Queue(MqLink),
+    Ring(RingLink),
+}
+
+impl AnyLink {
+    /// Tells a link that cannot see the other side go (a message queue)
+    /// which process to watch.
+    pub fn watch(&mut self, peer: Peer) {
+        if let AnyLink::Queue(link) = self {
+            link.watch(peer);
+        }
+    }
+}
+
+/// `with_link!(any_link, link => expr)`: evaluates `expr` with `link` bound
+/// to the concrete link inside an `&mut AnyLink`, each kind compiled apart.
+macro_rules! with_link {
+    ($any:expr, $link:ident => $body:expr) => {
+        match $any {
+            $crate::transports::AnyLink::Stream($link) => $body,
+            $crate::transports::AnyLink::Packet($link) => $body,
+            $crate::transports::AnyLink::Queue($link) => $body,
+            $crate::transports::AnyLink::Ring($link) => $body,
+        }
+    };
+}
+pub(crate) use with_link;
+
+fn one_way(what: &str) -> Error {
+    Error::Message(format!("this link cannot {what}: it goes one way only"))
+}
+
+fn wrong_length(len: usize, size: usize) -> Error {
+    Error::Message(format!("received a message of {len} bytes, not {size}"))
+}

@@ -1,0 +1,179 @@
+//! `shmkit-spin` and `shmkit-block`: a shmkit ring each way. The sender
+//! takes a grant of the size, copies the message into it and commits it
+//! (what `Producer::send` does); the receiver reads it in place
+//! (`Consumer::read`), checks it there, and releases it. No copy on the
+//! receiving side: that is what the ring offers, and the check still reads
+//! every byte.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use shmkit::ring::{Consumer, Options, Producer, Waiting, SEGMENT_PREFIX};
+use shmkit::{Key, Segment};
+
+use super::{one_way, wrong_length, AnyLink, Link, Opened, PeerEnd, Setup, Transport};
+use crate::Error;
+
+/// Both rings of a ping-pong (`both`), or the one of a stream; their
+/// segments are removed with the [`Setup`].
+pub fn open(
+    transport: Transport,
+    both: bool,
+    size: usize,
+    block_spin: Option<Duration>,
+) -> Result<Opened, Error> {
+    let options = options(transport, size, block_spin);
+    let to_peer = name("to-peer");
+    let mut rings = vec![RemoveRing::new(&to_peer)?];
+    let tx = Producer::open_with(&to_peer, &options)?;
+    let (rx, from_peer) = if both {
+        let from_peer = name("from-peer");
+        rings.push(RemoveRing::new(&from_peer)?);
+        (
+            Some(Consumer::open_with(&from_peer, &options)?),
+            Some(from_peer),
+        )
+    } else {
+        (None, None)
+    };
+    Ok(Opened::Ready(Box::new(Setup {
+        link: AnyLink::Ring(RingLink { tx: Some(tx), rx }),
+        peer_end: PeerEnd::Ring {
+            rx: to_peer,
+            tx: from_peer,
+            block_spin_ns: block_spin.map(|spin| spin.as_nanos() as u64),
+        },
+        inherit: Vec::new(),
+        rings,
+    })))
+}
+
+/// In the peer: its link, opening the rings the parent made.
+pub fn peer_link(
+    transport: Transport,
+    size: usize,
+    rx: &str,
+    tx: Option<&str>,
+    block_spin_ns: Option<u64>,
+) -> Result<AnyLink, Error> {
+    let block_spin = block_spin_ns.map(Duration::from_nanos);
+    let options = options(transport, size, block_spin);
+    Ok(AnyLink::Ring(RingLink {
+        rx: Some(Consumer::open_with(rx, &options)?),
+        tx: tx.map(|tx| Producer::open_with(tx, &options)).transpose()?,
+    }))
+}
+
+/// The smallest ring data area the bench makes: 1 MiB, the library's
+/// default. (Smaller rings stream markedly slower here.)
+const MIN_RING_CAPACITY: u64 = 1 << 20;
+
+/// Bytes a message of `size` bytes takes in a ring: an 8-byte record word,
+/// then the payload, rounded up to 8 (docs/FORMAT.md).
+pub fn ring_record(size: usize) -> u64 {
+    8 + (size as u64).next_multiple_of(8)
+}
+
+/// The data area of the bench's rings for messages of `size` bytes: the
+/// library's default, or room for four messages if that is more.
+pub fn ring_capacity(size: usize) -> u64 {
+    (4 * ring_record(size))
+        .next_power_of_two()
+        .max(MIN_RING_CAPACITY)
+}
+
+/// How a ring transport waits: `shmkit-block` as the library does by
+/// default (spin about as long as a wake-up costs, then sleep), or for a
+/// fixed `--block-spin` before sleeping.
+pub fn waiting(transport: Transport, block_spin: Option<Duration>) -> Waiting {
+    match transport {
+        Transport::ShmkitBlock => block_spin.map_or(Waiting::Adaptive, Waiting::SpinThenSleep),
+        _ => Waiting::BusyPoll,
+    }
+}
+
+fn options(transport: Transport, size: usize, block_spin: Option<Duration>) -> Options {
+    Options::default()
+        .capacity(ring_capacity(size))
+        .waiting(waiting(transport, block_spin))
+}
+
+/// Removes a ring's segment when dropped, however the measurement ends.
+#[derive(Debug)]
+pub(super) struct RemoveRing(Key);
+
+impl RemoveRing {
+    fn new(name: &str) -> Result<RemoveRing, Error> {
+        Ok(RemoveRing(Key::posix(&format!("{SEGMENT_PREFIX}{name}"))?))
+    }
+}
+
+impl RemoveRing {
+    pub(super) fn remove(&self) {
+        if let Ok(segment) = Segment::open(&self.0) {
+            let _ = segment.remove();
+        }
+    }
+}
+
+impl Drop for RemoveRing {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// A name no other ring of this bench has: `bench-PID-N-SUFFIX`.
+fn name(suffix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("bench-{}-{n}-{suffix}", std::process::id())
+}
+
+#[derive(Debug)]
+pub struct RingLink {
+    tx: Option<Producer>,
+    rx: Option<Consumer>,
+}
+
+impl Link for RingLink {
+    fn send(&mut self, message: &[u8]) -> Result<(), Error> {
+        let tx = self.tx.as_mut().ok_or_else(|| one_way("send"))?;
+        let mut grant = tx.grant(message.len())?;
+        grant.copy_from_slice(message);
+        grant.commit();
+        Ok(())
+    }
+
+    fn recv<R>(&mut self, buf: &mut [u8], inspect: impl FnOnce(&[u8]) -> R) -> Result<R, Error> {
+        let rx = self.rx.as_mut().ok_or_else(|| one_way("receive"))?;
+        let message = rx.read()?;
+        if message.len() != buf.len() {
+            return Err(wrong_length(message.len(), buf.len()));
+        }
+        let result = inspect(&message);
+        message.release();
+        Ok(result)
+    }
+
+    /// Checks the message in place and copies it straight into a grant of
+    /// the other ring: one copy, where the kernel transports make two.
+    fn echo(
+        &mut self,
+        buf: &mut [u8],
+        check: impl FnOnce(&[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let (Some(rx), Some(tx)) = (self.rx.as_mut(), self.tx.as_mut()) else {
+            return Err(one_way("echo"));
+        };
+        let message = rx.read()?;
+        if message.len() != buf.len() {
+            return Err(wrong_length(message.len(), buf.len()));
+        }
+        check(&message)?;
+        let mut grant = tx.grant(message.len())?;
+        grant.copy_from_slice(&message);
+        grant.commit();
+        message.release();
+        Ok(())
+    }
+}
