@@ -6,10 +6,11 @@
 //! Each input is laid over the image of a valid heap (a list, a vector and
 //! a string in an 8 KiB segment) from the offset its first byte picks: 0
 //! (the header) or 128, 1024, 4096 (the blocks). The lock words are then
-//! cleared: a lock word naming a live process that cannot be checked makes
-//! every call wait 2 s before it fails, which is a timeout, not a parse
-//! (the proptest in tests/managed.rs covers damaged lock words); so is
-//! a zero magic, which opening waits 5 s for. The
+//! cleared: a lock word naming a lease nobody holds makes every call wait
+//! 20 ms for the holder's liveness check, and one naming this run's own
+//! lease 2 s before `Busy`, which is a wait, not a parse (the proptest in
+//! tests/managed.rs covers damaged lock words); so is a zero magic, which
+//! opening waits 5 s for. The
 //! segment is `/dev/shm/shmkit-fuzz-heap-PID`, made and removed for every
 //! input; a run that crashes midway leaves one, which the next run removes.
 //!
@@ -45,12 +46,12 @@ fn template() -> &'static [u8] {
         remove(&key);
         let heap = ManagedSegment::create(&key, SIZE as u64, Mode::OWNER_ONLY).unwrap();
         let list = heap.list::<u64>("list").unwrap();
-        let vec = heap.vec::<u32>("vec").unwrap();
+        let vec = heap.vector::<u32>("vec").unwrap();
         for i in 0..8 {
             list.push_back(i).unwrap();
             vec.push(i as u32).unwrap();
         }
-        heap.string("text").unwrap().set("héllo").unwrap();
+        heap.text("text").unwrap().set("héllo").unwrap();
         let mut bytes = vec![0; SIZE];
         Segment::open(&key).unwrap().attach(ReadOnly).unwrap().read_at(0, &mut bytes).unwrap();
         remove(&key);
@@ -67,6 +68,7 @@ fuzz_target!(|data: &[u8]| {
     let n = bytes.len().min(SIZE - at);
     image[at..at + n].copy_from_slice(&bytes[..n]);
     image[24..40].fill(0); // the lock word, waiters and holder's start time
+    image[80..88].fill(0); // the holder's pid namespace
     if image[..8] == [0; 8] {
         // A zero magic means "the creator has not finished": opening waits
         // (5 s) for it, which is a timeout, not a parse.
@@ -82,17 +84,19 @@ fuzz_target!(|data: &[u8]| {
             let _ = list.to_vec();
             let _ = list.push_back(9);
         }
-        if let Ok(vec) = heap.vec::<u32>("vec") {
+        if let Ok(vec) = heap.vector::<u32>("vec") {
             let _ = vec.to_vec();
             let _ = vec.get(3);
             let _ = vec.push(9);
         }
-        if let Ok(text) = heap.string("text") {
+        if let Ok(text) = heap.text("text") {
             let _ = text.get();
             let _ = text.push_str("!");
+            let _ = text.set("new");
         }
         if let Ok(at) = heap.alloc([7u64; 4]) {
             let _ = heap.read(at);
+            let _ = heap.update(at, |v| v[0] += 1);
             let _ = heap.free(at);
         }
         let _ = heap.used();

@@ -120,6 +120,8 @@ pub enum Command {
         /// message, instead of line by line (use with `recv --raw`)
         #[arg(long)]
         raw: bool,
+        #[command(flatten)]
+        sharing: Sharing,
     },
     /// Receive messages from ring NAME as its consumer and print each on its own line
     ///
@@ -147,6 +149,8 @@ pub enum Command {
         /// (`send --raw | recv --raw` copies bytes unchanged)
         #[arg(long)]
         raw: bool,
+        #[command(flatten)]
+        sharing: Sharing,
     },
     /// List rings whose processes all died, and with --force remove them
     ///
@@ -213,6 +217,57 @@ pub enum Command {
         #[arg(long)]
         messages: u64,
     },
+}
+
+/// Who may use a ring that `send` or `recv` creates, and whose existing
+/// rings they join (docs/SECURITY.md).
+#[derive(Debug, Args)]
+pub struct Sharing {
+    /// Permission bits of the ring's segment if this command creates it, in
+    /// octal; 660 with --group shares it with a group
+    #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_mode)]
+    pub mode: u32,
+    /// Group of the ring's segment if this command creates it: a group name
+    /// or gid you are a member of
+    #[arg(long, value_name = "GROUP", value_parser = parse_group)]
+    pub group: Option<u32>,
+    /// Also join an existing ring owned by USER (a name or uid), or whose
+    /// group is GROUP (group:NAME or group:GID); repeatable. Without it only
+    /// rings of your own uid are joined, so that another user cannot take
+    /// the name first and read or forge your messages
+    #[arg(long, value_name = "USER|group:GROUP", value_parser = parse_trusted)]
+    pub trust: Vec<Trusted>,
+}
+
+/// An owner named by `--trust`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trusted {
+    /// A uid.
+    User(u32),
+    /// A gid.
+    Group(u32),
+}
+
+/// Parses `--trust`: a user name or uid, or `group:` and a group name or gid.
+pub fn parse_trusted(text: &str) -> Result<Trusted, String> {
+    let names = crate::users::Names::load();
+    match text.strip_prefix("group:") {
+        Some(group) => parse_group(group).map(Trusted::Group),
+        None => text
+            .parse()
+            .ok()
+            .or_else(|| names.uid_of(text))
+            .map(Trusted::User)
+            .ok_or_else(|| format!("no user {text:?}: give a user name or uid, or group:GROUP")),
+    }
+}
+
+/// Parses a group name or gid.
+pub fn parse_group(text: &str) -> Result<u32, String> {
+    text.parse()
+        .ok()
+        .or_else(|| crate::users::Names::load().gid_of(text))
+        .ok_or_else(|| format!("no group {text:?}: give a group name or gid"))
 }
 
 /// What `stat` shows: a segment by key or System V id, or a ring's segment.
@@ -374,6 +429,18 @@ mod tests {
         for bad in ["", "8", "1777", "rw", "+600", "0o"] {
             assert!(parse_mode(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn trusted_owners_are_users_or_groups() {
+        assert_eq!(parse_trusted("0"), Ok(Trusted::User(0)));
+        assert_eq!(parse_trusted("65534"), Ok(Trusted::User(65534)));
+        assert_eq!(parse_trusted("group:100"), Ok(Trusted::Group(100)));
+        assert_eq!(parse_trusted("root"), Ok(Trusted::User(0)));
+        assert_eq!(parse_trusted("group:root"), Ok(Trusted::Group(0)));
+        assert!(parse_trusted("surely-no-such-user").is_err());
+        assert!(parse_trusted("group:surely-no-such-group").is_err());
+        assert_eq!(parse_group("root"), Ok(0));
     }
 
     #[test]

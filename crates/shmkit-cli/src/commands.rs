@@ -94,7 +94,16 @@ pub fn create(
         Segment::create(&key, size, mode)?
     } else {
         // With Key::PRIVATE this always creates, as `shmget(IPC_PRIVATE)` does.
-        Segment::open_or_create(&key, size, mode)?
+        let opened = Segment::open_or_create(&key, size, mode)?;
+        if !opened.is_mine() {
+            // Anyone may create a name first: say so rather than let the
+            // user take a stranger's segment for their own.
+            eprintln!(
+                "shmkit: note: {} already existed and belongs to {}, not to you",
+                opened.segment, opened.owner
+            );
+        }
+        opened.segment
     };
     match segment.id() {
         Some(id) => writeln!(out, "{id}"),

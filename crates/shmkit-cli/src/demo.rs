@@ -96,7 +96,7 @@ fn share_a_segment(out: &mut impl Write) -> Result<(), CliError> {
     check(stat.nattch == 2, || {
         format!("nattch is 2 with both attached, not {}", stat.nattch)
     })?;
-    check_attachers(&stat, &[parent as i32, child_pid as i32])?;
+    check_attachers(&stat, &[parent, child_pid])?;
 
     child.tell("go");
     child.finish()?;
@@ -109,7 +109,7 @@ fn share_a_segment(out: &mut impl Write) -> Result<(), CliError> {
     check(stat.nattch == 1, || {
         format!("nattch is 1 after the child left, not {}", stat.nattch)
     })?;
-    check_attachers(&stat, &[parent as i32])?;
+    check_attachers(&stat, &[parent])?;
 
     segment.remove()?;
     let stat = segment.stat()?;
@@ -194,8 +194,8 @@ fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), CliError> {
 }
 
 /// Checks that exactly `pids` have the segment mapped, once each.
-fn check_attachers(stat: &Stat, pids: &[i32]) -> Result<(), CliError> {
-    let mut found: Vec<i32> = stat.attachers.iter().map(|m| m.pid).collect();
+fn check_attachers(stat: &Stat, pids: &[shmkit::Pid]) -> Result<(), CliError> {
+    let mut found: Vec<shmkit::Pid> = stat.attachers.iter().map(|m| m.pid).collect();
     let mut wanted = pids.to_vec();
     found.sort_unstable();
     wanted.sort_unstable();

@@ -62,20 +62,32 @@ fn run(command: Command) -> Result<(), CliError> {
             name,
             capacity,
             raw,
-        } => ring::send(&name, capacity, raw, ring::stdin()?),
+            sharing,
+        } => ring::send(
+            &name,
+            &ring::options(capacity, &sharing),
+            raw,
+            ring::stdin()?,
+        ),
         Command::Recv {
             name,
             capacity,
             count,
             timeout,
             raw,
+            sharing,
         } => {
             let options = ring::RecvOptions {
                 count,
                 timeout,
                 raw,
             };
-            ring::recv(&name, capacity, &options, &mut out)
+            ring::recv(
+                &name,
+                &ring::options(capacity, &sharing),
+                &options,
+                &mut out,
+            )
         }
         Command::Gc { names, force } => ring::gc(&names, force, &mut out),
         Command::Bench(args) => Ok(shmkit_bench::run(&args, &mut out)?),

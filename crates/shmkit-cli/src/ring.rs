@@ -9,9 +9,11 @@ use std::time::Duration;
 use shmkit::ring::{
     collect_garbage, Consumer, EndpointStatus, Options, Producer, RingStatus, SEGMENT_PREFIX,
 };
-use shmkit::{Key, Segment};
+use shmkit::{Key, Mode, Segment, Trust};
 
+use crate::args::{Sharing, Trusted};
 use crate::error::CliError;
+use crate::users::Names;
 
 /// How much of standard input `send` reads at once.
 const INPUT_BUFFER: usize = 1 << 20;
@@ -20,11 +22,31 @@ const INPUT_BUFFER: usize = 1 << 20;
 /// coming.
 const OUTPUT_BUFFER: usize = 1 << 16;
 
+/// The ring options of `send` and `recv`: the capacity, mode and group of
+/// a ring they create, and the owners whose rings they join.
+pub fn options(capacity: u64, sharing: &Sharing) -> Options {
+    let trust = sharing
+        .trust
+        .iter()
+        .fold(Trust::me(), |trust, trusted| match *trusted {
+            Trusted::User(uid) => trust.user(uid),
+            Trusted::Group(gid) => trust.group(gid),
+        });
+    let options = Options::default()
+        .capacity(capacity)
+        .mode(Mode::new(sharing.mode))
+        .trust(trust);
+    match sharing.group {
+        Some(gid) => options.group(gid),
+        None => options,
+    }
+}
+
 /// `shmkit send NAME`: one message per line of `input` (or, with `raw`,
 /// chunks as they come), then closes the ring by dropping the producer.
-pub fn send(name: &str, capacity: u64, raw: bool, input: impl Read) -> Result<(), CliError> {
-    let mut producer = Producer::open_with(name, &Options::default().capacity(capacity))
-        .map_err(|err| opening(name, "producer", err))?;
+pub fn send(name: &str, options: &Options, raw: bool, input: impl Read) -> Result<(), CliError> {
+    let mut producer =
+        Producer::open_with(name, options).map_err(|err| opening(name, "producer", err))?;
     // Returning drops the producer, which closes the ring, also after an
     // error: the consumer gets what was sent, then the end.
     if raw {
@@ -132,12 +154,12 @@ pub struct RecvOptions {
 /// `count` of them.
 pub fn recv(
     name: &str,
-    capacity: u64,
+    ring: &Options,
     options: &RecvOptions,
     out: impl Write,
 ) -> Result<(), CliError> {
-    let mut consumer = Consumer::open_with(name, &Options::default().capacity(capacity))
-        .map_err(|err| opening(name, "consumer", err))?;
+    let mut consumer =
+        Consumer::open_with(name, ring).map_err(|err| opening(name, "consumer", err))?;
     let mut out = BufWriter::with_capacity(OUTPUT_BUFFER, out);
     let result = receive(&mut consumer, options, &mut out);
     // Every message taken from the ring reaches the output before any
@@ -156,12 +178,12 @@ fn receive(
     while left > 0 {
         // Whatever is in the ring now, without waiting or flushing.
         match consumer.try_read() {
-            Ok(Some(message)) => {
+            Ok(message) => {
                 write(out, &message, separator)?;
                 left -= 1;
                 continue;
             }
-            Ok(None) => {}
+            Err(shmkit::Error::Empty { .. }) => {}
             Err(err) => return finished(err),
         }
         // The ring is empty: show what we have before we wait.
@@ -209,6 +231,20 @@ fn opening(name: &str, end: &str, err: shmkit::Error) -> CliError {
             "cannot open ring {name} as its {end}: its producer closed it, and its consumer has \
              not read everything yet (`shmkit recv {name}` reads the rest)"
         )),
+        shmkit::Error::UntrustedOwner { uid, gid, .. } => {
+            let names = Names::load();
+            let user = names.user_or_number(uid);
+            let group = names
+                .group(gid)
+                .map_or_else(|| gid.to_string(), str::to_owned);
+            CliError::Message(format!(
+                "ring {name} belongs to user {user} (uid {uid}, group {group}), not to you: \
+                 refusing to join it as its {end}, since its owner could read what you send or \
+                 forge what you receive. `--trust {user}` (or `--trust group:{group}`) joins it \
+                 anyway; if it is not meant to be there, remove it: \
+                 shmkit rm {SEGMENT_PREFIX}{name}"
+            ))
+        }
         other => other.into(),
     }
 }

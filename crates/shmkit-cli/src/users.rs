@@ -32,11 +32,30 @@ impl Names {
         self.groups.get(&gid).map(String::as_str)
     }
 
+    /// The uid of the user called `name`.
+    pub fn uid_of(&self, name: &str) -> Option<u32> {
+        id_of(&self.users, name)
+    }
+
+    /// The gid of the group called `name`.
+    pub fn gid_of(&self, name: &str) -> Option<u32> {
+        id_of(&self.groups, name)
+    }
+
     /// The user's name, or the number if it has none (as `ipcs` prints owners).
     pub fn user_or_number(&self, uid: u32) -> String {
         self.user(uid)
             .map_or_else(|| uid.to_string(), str::to_owned)
     }
+}
+
+/// The lowest id with this name (names are unique in sane files).
+fn id_of(names: &HashMap<u32, String>, name: &str) -> Option<u32> {
+    names
+        .iter()
+        .filter(|(_, n)| n.as_str() == name)
+        .map(|(&id, _)| id)
+        .min()
 }
 
 /// Maps the third field to the first in `name:password:id:…` lines, the

@@ -86,7 +86,7 @@ impl Drop for CreatedBy {
     fn drop(&mut self) {
         for stat in shmkit::list().unwrap_or_default() {
             if let (Some(cpid), Some(id)) = (stat.cpid, stat.id) {
-                if cpid as u32 == self.0 {
+                if cpid == self.0 {
                     drop(TestId(id));
                 }
             }

@@ -77,9 +77,9 @@ fn parent() -> Result<()> {
             reserved: 0,
         })?;
     }
-    heap.vec::<u32>("squares")?
+    heap.vector::<u32>("squares")?
         .extend_from_slice(&[0, 1, 4, 9, 16])?;
-    heap.string("note")?
+    heap.text("note")?
         .set("built by the parent, read by the child")?;
     println!("parent: built a list of 3 records, a vector and a string");
 
@@ -150,8 +150,11 @@ fn child(key: &str) -> Result<()> {
             record.id, record.temperature, record.writer
         );
     }
-    println!("read squares {:?}", heap.vec::<u32>("squares")?.to_vec()?);
-    println!("read note {:?}", heap.string("note")?.get()?);
+    println!(
+        "read squares {:?}",
+        heap.vector::<u32>("squares")?.to_vec()?
+    );
+    println!("read note {:?}", heap.text("note")?.get()?);
     println!("ready");
     std::io::stdout().flush()?;
     let mut go = String::new();

@@ -1,13 +1,62 @@
-//! The one error type of the library.
+//! The one error type of the library, and the type of process ids in it.
 
 use std::fmt;
 use std::io;
+
+/// A process id, as the kernel's `pid_t` holds it and
+/// [`std::process::id`] returns it.
+///
+/// Every id shmkit reports — of a ring's endpoints, a segment's creator
+/// and last attacher, each process mapping a segment, the peer an error
+/// names — has this type, so they compare with each other and with
+/// `std::process::id()` without casts. It is an alias rather than a
+/// newtype because a pid carries no invariant to protect: any number may
+/// or may not name a running process a moment later. The kernel's `pid_t`
+/// is signed only so that `kill` and `waitpid` can take negative process
+/// groups; no process has a negative id.
+///
+/// ```
+/// let me: shmkit::Pid = std::process::id();
+/// assert!(me > 0);
+/// ```
+pub type Pid = u32;
 
 /// What went wrong, in the user's terms.
 ///
 /// Every variant names the segment (its key, POSIX name or id) and the numbers
 /// involved, so that `shmkit: {err}` is a complete sentence for a person at a
 /// shell.
+///
+/// # One enum, matched by variant
+///
+/// A program tells the outcomes it handles apart by matching, never by
+/// reading the message:
+///
+/// | variant | means | returned by |
+/// |---|---|---|
+/// | [`Full`](Error::Full) | no room now | `try_send`, `try_grant` |
+/// | [`Empty`](Error::Empty) | no message now | `try_recv`, `try_read` |
+/// | [`Timeout`](Error::Timeout) | waited the full time | `*_timeout` |
+/// | [`Closed`](Error::Closed) | the sender closed, everything was received | every receive |
+/// | [`PeerGone`](Error::PeerGone) | the other end's process died | every send and receive |
+/// | [`WrongType`](Error::WrongType) | a channel's peer sends another type | channel receives |
+/// | [`InUse`](Error::InUse) | a live process holds this end | ring and channel `open` |
+/// | [`Corrupt`](Error::Corrupt) | bytes in shared memory break the format | anything that reads a segment |
+///
+/// Each function's `# Errors` section lists the variants it returns.
+///
+/// shmkit does not follow crossbeam-channel's per-operation error types
+/// (`TrySendError<T>`, `RecvTimeoutError`, …). Those exist to hand an
+/// unsent value back to the caller, and to make impossible outcomes
+/// unrepresentable in a small set of them. Neither applies here: every
+/// send takes `&[u8]` or `&T`, so there is no value to return; and every
+/// verb can meet more than crossbeam's two or three outcomes — a receive
+/// can find the channel closed, its peer dead, a message of another type,
+/// a corrupt record or a failing system call. Per-operation types would
+/// each repeat most of this enum, and a caller that handles `PeerGone` the
+/// same way after a send and a receive would match it twice under two
+/// names. So there is one `#[non_exhaustive]` enum, and one `?` carries
+/// any of it.
 ///
 /// # Example
 ///
@@ -19,6 +68,31 @@ use std::io;
 ///     Err(Error::NotFound { segment }) => assert_eq!(segment, "/shmkit-doc-surely-missing"),
 ///     other => panic!("unexpected: {other:?}"),
 /// }
+/// ```
+///
+/// # Example: a non-blocking receive loop
+///
+/// ```
+/// use shmkit::{ring::{Consumer, Producer}, Error};
+///
+/// let name = format!("doc-error-match-{}", std::process::id());
+/// let mut producer = Producer::open(&name)?;
+/// let mut consumer = Consumer::open(&name)?;
+/// producer.send(b"one")?;
+/// producer.close();
+///
+/// let mut buf = [0u8; 16];
+/// let mut got = Vec::new();
+/// loop {
+///     match consumer.try_recv(&mut buf) {
+///         Ok(n) => got.push(buf[..n].to_vec()),
+///         Err(Error::Empty { .. }) => continue, // nothing yet: do other work
+///         Err(Error::Closed { .. }) => break,   // the producer is done
+///         Err(other) => return Err(other),      // PeerGone, Corrupt, ...
+///     }
+/// }
+/// assert_eq!(got, [b"one".to_vec()]);
+/// # Ok::<(), shmkit::Error>(())
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -78,6 +152,23 @@ pub enum Error {
     /// or the segment is not what its name says.
     #[error("corrupt shared memory: {0}")]
     Corrupt(String),
+    /// A channel's message carries a value of another type (or encoding)
+    /// than the receiver's: the peer sends another type. Not a damaged
+    /// segment — see [`Corrupt`](Error::Corrupt) for that. The message is
+    /// consumed; the next receive gets the next one.
+    #[error(
+        "ring {ring} carries another type: this receiver takes {expected}, \
+         the message is {found}"
+    )]
+    WrongType {
+        /// The ring's name.
+        ring: String,
+        /// The receiver's type and codec, e.g. `postcard u32`.
+        expected: String,
+        /// The sender's type and codec if the tag names a type this
+        /// process knows, else the tag's value (`tag 0x…`).
+        found: String,
+    },
     /// A ring or managed segment written by an incompatible version of
     /// shmkit.
     #[error("{segment} has format version {found}; this shmkit reads version {expected}")]
@@ -97,7 +188,7 @@ pub enum Error {
         /// `"producer"` or `"consumer"`.
         peer: &'static str,
         /// The dead process.
-        pid: u32,
+        pid: Pid,
     },
     /// The producer closed the ring and every message was received.
     #[error("ring {ring} is closed")]
@@ -112,6 +203,14 @@ pub enum Error {
         ring: String,
         /// How long it waited.
         after: std::time::Duration,
+    },
+    /// A `try_*` receive found no message in the ring (and its producer
+    /// still there: otherwise [`Closed`](Error::Closed) or
+    /// [`PeerGone`](Error::PeerGone)).
+    #[error("ring {ring} is empty")]
+    Empty {
+        /// The ring's name.
+        ring: String,
     },
     /// A `try_*` call found the ring full.
     #[error("ring {ring} is full: {needed} bytes needed, {free} free")]
@@ -131,7 +230,57 @@ pub enum Error {
         /// `"producer"` or `"consumer"`.
         endpoint: &'static str,
         /// The process that holds it.
-        pid: u32,
+        pid: Pid,
+    },
+    /// Another live process has held a managed segment's lock for longer
+    /// than its users wait (it is stopped, traced or starved). Nothing is
+    /// damaged: try again later.
+    #[error("{segment} is busy: another live process has held its lock for {:.1} s", after.as_secs_f64())]
+    Busy {
+        /// The segment.
+        segment: String,
+        /// How long this call waited.
+        after: std::time::Duration,
+    },
+    /// Someone shrank a segment this process maps: the bytes past the new
+    /// end are gone (reads of them see zeros), and the structure in it can
+    /// no longer be used.
+    #[error("{segment} was truncated to {size} bytes while mapped with {expected}")]
+    Truncated {
+        /// The segment.
+        segment: String,
+        /// Its size now.
+        size: u64,
+        /// The size it had, that the mapping and its format need.
+        expected: u64,
+    },
+    /// Something other than a shared-memory segment is at a POSIX name: a
+    /// symlink, a FIFO, a directory, a socket, a hard link, a file on
+    /// another file system (`/dev/shm` is world-writable; see
+    /// docs/SECURITY.md). shmkit never follows, reads or writes it.
+    #[error("{segment} is not a shared-memory segment: /dev/shm{segment} is {found}; remove it if it is not meant to be there")]
+    NotASegment {
+        /// The POSIX name.
+        segment: String,
+        /// What is there instead, e.g. `a FIFO (named pipe)`.
+        found: String,
+    },
+    /// The segment belongs to a user this process was not told to trust: a
+    /// ring or heap another user made (or squatted) at the name.
+    #[error(
+        "{segment} belongs to uid {uid} (gid {gid}), not to this process's uid {me}: refusing to \
+         use it, since its owner could read what is sent or forge what is received; trust that \
+         owner (ring::Options::trust) if it is meant to be shared, or remove it if not"
+    )]
+    UntrustedOwner {
+        /// The ring (`ring NAME`) or segment.
+        segment: String,
+        /// The segment's owner.
+        uid: u32,
+        /// The segment's group.
+        gid: u32,
+        /// This process's effective uid.
+        me: u32,
     },
     /// Any other failure of a system call, with what was being done.
     #[error("{context}: {source}")]

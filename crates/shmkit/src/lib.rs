@@ -67,8 +67,8 @@ pub mod segment;
 mod sync;
 mod sys;
 
-pub use error::{Access, Error, Result};
+pub use error::{Access, Error, Pid, Result};
 pub use segment::{
-    list, AccessMode, Attachment, Key, Kind, Mapping, Mode, PosixName, ReadOnly, ReadWrite,
-    Segment, Stat,
+    list, AccessMode, Attachment, Key, Kind, Mapping, Mode, Opened, Owner, PosixName, ReadOnly,
+    ReadWrite, Segment, Stat, Trust,
 };

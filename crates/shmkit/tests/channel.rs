@@ -137,6 +137,16 @@ fn expect_corrupt<T: std::fmt::Debug>(result: Result<T, Error>, needle: &str) {
     }
 }
 
+/// Asserts a `WrongType` whose expected type contains `needle`.
+fn expect_wrong_type<T: std::fmt::Debug>(result: Result<T, Error>, needle: &str) {
+    match result {
+        Err(Error::WrongType { expected, .. }) => {
+            assert!(expected.contains(needle), "{expected:?} lacks {needle:?}")
+        }
+        other => panic!("expected WrongType ({needle}), got {other:?}"),
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Child processes.
 
@@ -335,7 +345,7 @@ fn tampered_archives_from_another_process_are_rejected() {
     expect_corrupt(rx.recv(), "bytecheck rejected"); // not UTF-8
     expect_corrupt(rx.recv(), "bytecheck rejected"); // garbage
     expect_corrupt(rx.recv(), "bytecheck rejected"); // no archive
-    expect_corrupt(rx.recv(), "another type or flavour");
+    expect_wrong_type(rx.recv(), "rkyv channel::Note");
     expect_corrupt(rx.recv(), "shorter than the 8-byte type tag");
     let note = rx.recv_deserialized().unwrap();
     assert_eq!(note.text, NOTE_TEXT);
@@ -353,7 +363,7 @@ fn killed_sender_gives_peer_gone_after_every_message() {
         let count = 50;
         let mut sender = Peer::spawn("send", &format!("{flavour} {ring} {count} hang"), None);
         assert_eq!(sender.expect_line(), format!("sent {count}"));
-        let pid = sender.pid() as u32;
+        let pid = sender.pid();
         sender.kill(true);
         let end = if flavour == "serde" {
             let mut rx = Receiver::<Record>::open_with(&ring, &small_ring()).unwrap();
@@ -405,8 +415,8 @@ fn undecodable_postcard_is_corrupt_and_the_next_message_arrives() {
     expect_corrupt(rx.recv(), "does not decode as a postcard");
     expect_corrupt(rx.recv(), "does not decode as a postcard");
     expect_corrupt(rx.recv(), "followed by 1 more");
-    expect_corrupt(rx.recv(), "another type or flavour");
-    expect_corrupt(rx.recv(), "another type or flavour");
+    expect_wrong_type(rx.recv(), "postcard channel::Record");
+    expect_wrong_type(rx.recv(), "postcard channel::Record");
     assert_eq!(rx.recv().unwrap(), record(4));
     assert!(matches!(rx.recv(), Err(Error::Closed { .. })));
     drop(rx);
@@ -468,7 +478,7 @@ fn receivers_get_everything_then_closed_after_the_sender_drops() {
     }
     drop(tx);
     for i in 0..3 {
-        assert_eq!(rx.try_recv().unwrap(), Some(record(i)));
+        assert_eq!(rx.try_recv().unwrap(), record(i));
     }
     for _ in 0..2 {
         assert!(matches!(rx.recv(), Err(Error::Closed { .. })));
@@ -486,7 +496,7 @@ fn receivers_get_everything_then_closed_after_the_sender_drops() {
     }
     drop(tx);
     for i in 0..3 {
-        assert_eq!(*rx.try_recv().unwrap().unwrap(), record(i));
+        assert_eq!(*rx.try_recv().unwrap(), record(i));
     }
     for _ in 0..2 {
         assert!(matches!(rx.recv(), Err(Error::Closed { .. })));
@@ -497,14 +507,14 @@ fn receivers_get_everything_then_closed_after_the_sender_drops() {
 }
 
 #[test]
-fn mismatched_type_or_flavour_is_corrupt() {
+fn mismatched_type_or_flavour_is_a_wrong_type() {
     let ring = unique_ring_name("chan-mismatch");
     let _cleanup = RingCleanup(ring.clone());
     let mut tx = Sender::<Record>::open(&ring).unwrap();
     let mut rx = Receiver::<Point>::open(&ring).unwrap();
     tx.send(&record(1)).unwrap();
     tx.close();
-    expect_corrupt(rx.recv(), "postcard channel::Point");
+    expect_wrong_type(rx.recv(), "postcard channel::Point");
     assert!(matches!(rx.recv(), Err(Error::Closed { .. })));
     drop(rx);
     assert!(!ring_exists(&ring));
@@ -515,7 +525,7 @@ fn mismatched_type_or_flavour_is_corrupt() {
     let mut rx = ArchiveReceiver::<Record>::open(&ring).unwrap();
     tx.send(&record(1)).unwrap();
     tx.close();
-    expect_corrupt(rx.recv(), "rkyv channel::Record");
+    expect_wrong_type(rx.recv(), "rkyv channel::Record");
     assert!(matches!(rx.recv(), Err(Error::Closed { .. })));
     drop(rx);
     assert!(!ring_exists(&ring));
@@ -528,7 +538,7 @@ fn empty_channels_wait_time_out_and_fill_up() {
     let _cleanup = RingCleanup(ring.clone());
     let mut tx = ArchiveSender::<Vec<u8>>::open_with(&ring, &tiny).unwrap();
     let mut rx = ArchiveReceiver::<Vec<u8>>::open_with(&ring, &tiny).unwrap();
-    assert!(rx.try_recv().unwrap().is_none());
+    assert!(matches!(rx.try_recv(), Err(Error::Empty { .. })));
     assert!(matches!(
         rx.recv_timeout(Duration::from_millis(5)),
         Err(Error::Timeout { .. })

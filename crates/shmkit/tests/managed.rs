@@ -59,17 +59,17 @@ fn child() {
             report(&format!("records {}", ids.join(",")));
             report(&format!(
                 "vec {:?}",
-                heap.vec::<u32>("squares").unwrap().to_vec().unwrap()
+                heap.vector::<u32>("squares").unwrap().to_vec().unwrap()
             ));
             report(&format!(
                 "text {}",
-                heap.string("motto").unwrap().get().unwrap()
+                heap.text("motto").unwrap().get().unwrap()
             ));
         }
         "heap-appender" => {
             let heap = ManagedSegment::open(&key).unwrap();
             let list = heap.list::<Record>("shared").unwrap();
-            let vec = heap.vec::<u64>("shared-vec").unwrap();
+            let vec = heap.vector::<u64>("shared-vec").unwrap();
             report("ready");
             assert_eq!(next_command(), "go");
             for i in 0..APPENDS {
@@ -77,6 +77,32 @@ fn child() {
                 vec.push(1_000_000 + i).unwrap();
             }
             report("done");
+        }
+        "heap-updater" => {
+            let heap = ManagedSegment::open(&key).unwrap();
+            let at = heap.find::<u64>("n").unwrap().unwrap();
+            report("ready");
+            assert_eq!(next_command(), "go");
+            for _ in 0..APPENDS {
+                heap.update(at, |n| *n += 1).unwrap();
+            }
+            report("done");
+        }
+        "hold-lock" => {
+            // Holds the heap's lock inside an update until told to go on,
+            // or to die holding it.
+            let heap = ManagedSegment::open(&key).unwrap();
+            let counter = heap.find_or_create("counter", || 0u64).unwrap();
+            heap.update(counter, |n| {
+                report("holding");
+                if next_command() == "die" {
+                    std::process::exit(0); // the lock word still names us
+                }
+                *n += 1;
+            })
+            .unwrap();
+            report("released");
+            let _ = next_command();
         }
         other => panic!("unknown role {other}"),
     }
@@ -93,11 +119,11 @@ fn another_process_reads_the_structures_at_another_address() {
     for id in [3, 1, 4, 1, 5, 9, 2, 6] {
         list.push_back(record(id)).unwrap();
     }
-    let squares = heap.vec::<u32>("squares").unwrap();
+    let squares = heap.vector::<u32>("squares").unwrap();
     for i in 0..100u32 {
         squares.push(i * i).unwrap();
     }
-    heap.string("motto")
+    heap.text("motto")
         .unwrap()
         .set("pointers become offsets — 指针变成偏移")
         .unwrap();
@@ -125,7 +151,7 @@ fn two_processes_append_concurrently_and_nothing_is_lost() {
     let _cleanup = Cleanup(key.clone());
     let heap = ManagedSegment::create(&key, 4 << 20, Mode::OWNER_ONLY).unwrap();
     let list = heap.list::<Record>("shared").unwrap();
-    let vec = heap.vec::<u64>("shared-vec").unwrap();
+    let vec = heap.vector::<u64>("shared-vec").unwrap();
     list.push_back(record(0)).unwrap();
 
     let mut peer = Peer::spawn("heap-appender", &key.to_string(), None);
@@ -330,39 +356,189 @@ fn a_segment_without_a_heap_is_refused() {
     let _cleanup = Cleanup(key.clone());
     let heap = ManagedSegment::create(&key, 8192, Mode::OWNER_ONLY).unwrap();
     drop(heap);
-    poke(&key, 8, &2u32.to_le_bytes());
+    poke(&key, 8, &1u32.to_le_bytes());
     assert!(matches!(
         ManagedSegment::open(&key),
-        Err(Error::VersionMismatch { found: 2, .. })
+        Err(Error::VersionMismatch { found: 1, .. })
     ));
     poke(&key, 0, b"NOTAHEAP");
     assert!(matches!(ManagedSegment::open(&key), Err(Error::Corrupt(_))));
 }
 
 #[test]
-fn a_lock_word_naming_an_unrelated_process_does_not_block() {
+fn a_lock_word_naming_a_lease_nobody_holds_does_not_block() {
     let key = unique_key();
     let _cleanup = Cleanup(key.clone());
     let heap = ManagedSegment::create(&key, 1 << 16, Mode::OWNER_ONLY).unwrap();
     let list = heap.list::<u64>("l").unwrap();
     list.push_back(1).unwrap();
 
-    // Damage says our parent (alive, readable, no mapping of this segment)
-    // holds the lock: it is taken over after a short wait.
-    poke(&key, 24, &std::os::unix::process::parent_id().to_le_bytes());
+    // Damage says lease 0x7fff_0000 (no handle has it) holds the lock: it
+    // is taken over after a short wait.
+    poke(&key, 24, &0x7fff_0000u32.to_le_bytes());
     assert_eq!(list.to_vec().unwrap(), vec![1]);
+}
 
-    // Damage names pid 1, whose mappings a container may not let us read:
-    // taken over if they can be read, else an error after a bounded wait,
-    // never an endless one.
-    poke(&key, 24, &1u32.to_le_bytes());
-    match list.to_vec() {
-        Ok(values) => assert_eq!(values, vec![1]),
-        Err(err) => assert!(
-            matches!(err, Error::Corrupt(_)) && err.to_string().contains("held by pid 1"),
-            "{err}"
-        ),
+#[test]
+fn a_lock_word_naming_a_live_lease_is_busy_not_corrupt() {
+    let key = unique_key();
+    let _cleanup = Cleanup(key.clone());
+    let heap = ManagedSegment::create(&key, 1 << 16, Mode::OWNER_ONLY).unwrap();
+    let other = ManagedSegment::open(&key).unwrap();
+    let list = heap.list::<u64>("l").unwrap();
+    list.push_back(1).unwrap();
+    // The creator has lease 1 and the second handle lease 2 (the header's
+    // counter starts at 0). Say the live second handle holds the lock.
+    poke(&key, 24, &2u32.to_le_bytes());
+    let err = list.to_vec().unwrap_err();
+    assert!(matches!(err, Error::Busy { .. }), "{err}");
+    assert!(err.to_string().contains("busy"), "{err}");
+    drop(other); // its lease goes: the lock is recovered
+    assert_eq!(list.to_vec().unwrap(), vec![1]);
+}
+
+/// A heap with a `counter`, and a child that holds its lock.
+fn held_by_child(key: &Key, wrapper: &[&str]) -> (ManagedSegment, Peer) {
+    let heap = ManagedSegment::create(key, 1 << 16, Mode::OWNER_ONLY).unwrap();
+    heap.find_or_create("counter", || 0u64).unwrap();
+    let mut peer = Peer::spawn_under(wrapper, "hold-lock", &key.to_string(), None);
+    assert_eq!(peer.expect_line(), "holding");
+    (heap, peer)
+}
+
+fn counter(heap: &ManagedSegment) -> Result<u64, Error> {
+    let at = heap.find::<u64>("counter")?.unwrap();
+    heap.read(at)
+}
+
+#[test]
+fn a_holder_that_keeps_the_lock_over_two_seconds_makes_others_busy() {
+    let key = unique_key();
+    let _cleanup = Cleanup(key.clone());
+    let (heap, mut peer) = held_by_child(&key, &[]);
+    // The child is alive and stuck (as if stopped): retryable, not damage.
+    let err = counter(&heap).unwrap_err();
+    assert!(matches!(err, Error::Busy { .. }), "{err}");
+    peer.send("go on");
+    assert_eq!(peer.expect_line(), "released");
+    assert_eq!(counter(&heap).unwrap(), 1, "the holder's update landed");
+    peer.finish();
+}
+
+#[test]
+fn a_holder_that_dies_holding_the_lock_is_detected() {
+    for key in processes::unique_keys() {
+        let _cleanup = Cleanup(key.clone());
+        let (heap, mut peer) = held_by_child(&key, &[]);
+        peer.send("die");
+        let _ = peer.remaining_lines(); // its stdout closes as it exits
+        drop(peer); // reaped
+        assert_eq!(counter(&heap).unwrap(), 0, "{key}: the update never landed");
     }
+}
+
+#[test]
+fn a_holder_in_another_pid_namespace_is_never_taken_for_dead() {
+    if !processes::is_root() {
+        eprintln!("skipped: unshare -pf needs root (CI runs as root)");
+        return;
+    }
+    for key in processes::unique_keys() {
+        let _cleanup = Cleanup(key.clone());
+        let (heap, mut peer) = held_by_child(&key, &["unshare", "-pf", "--mount-proc"]);
+        // Its pid (1 in its namespace) means nothing here: the lock is not
+        // stolen, the caller is told to retry.
+        let err = counter(&heap).unwrap_err();
+        assert!(matches!(err, Error::Busy { .. }), "{key}: {err}");
+        // Dying, it is detected: by its lease (POSIX), or because no other
+        // process has the segment attached any more (System V).
+        peer.send("die");
+        let _ = peer.remaining_lines();
+        drop(peer);
+        assert_eq!(counter(&heap).unwrap(), 0, "{key}");
+    }
+}
+
+#[test]
+fn containers_record_their_kind_and_element_type() {
+    let key = unique_key();
+    let _cleanup = Cleanup(key.clone());
+    let heap = ManagedSegment::create(&key, 1 << 16, Mode::OWNER_ONLY).unwrap();
+    heap.list::<u64>("list")
+        .unwrap()
+        .push_back(u64::MAX)
+        .unwrap();
+    heap.vector::<u8>("bytes").unwrap().push(1).unwrap();
+    heap.text("text").unwrap().set("hi").unwrap();
+    heap.find_or_create("value", || [0u64; 3]).unwrap();
+
+    let refused = |result: Result<(), Error>, what: &str| {
+        let err = result.unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{what}: {err}");
+        err.to_string()
+    };
+    let text = refused(heap.list::<u32>("list").map(drop), "list of u32 over u64");
+    assert!(text.contains("is a list") && text.contains("u32"), "{text}");
+    refused(heap.vector::<u64>("list").map(drop), "vector over list");
+    refused(heap.text("list").map(drop), "text over list");
+    refused(heap.text("bytes").map(drop), "text over vector of u8");
+    refused(
+        heap.vector::<u8>("text").map(drop),
+        "vector of u8 over text",
+    );
+    refused(heap.list::<u64>("value").map(drop), "list over a value");
+    refused(
+        heap.find::<[u64; 3]>("list").map(drop),
+        "a value over a list",
+    );
+    // The right types still work.
+    assert_eq!(
+        heap.list::<u64>("list").unwrap().to_vec().unwrap(),
+        vec![u64::MAX]
+    );
+    assert_eq!(heap.text("text").unwrap().get().unwrap(), "hi");
+    assert!(heap.find::<[u64; 3]>("value").unwrap().is_some());
+}
+
+#[test]
+fn text_set_never_shows_an_empty_text() {
+    let key = unique_key();
+    let _cleanup = Cleanup(key.clone());
+    let heap = ManagedSegment::create(&key, 1 << 16, Mode::OWNER_ONLY).unwrap();
+    heap.text("t").unwrap().set("first").unwrap();
+    let writer = {
+        let key = key.clone();
+        std::thread::spawn(move || {
+            let heap = ManagedSegment::open(&key).unwrap();
+            let text = heap.text("t").unwrap();
+            for i in 0..2000 {
+                text.set(if i % 2 == 0 { "even" } else { "odd!" }).unwrap();
+            }
+        })
+    };
+    let text = heap.text("t").unwrap();
+    while !writer.is_finished() {
+        let now = text.get().unwrap();
+        assert!(["first", "even", "odd!"].contains(&now.as_str()), "{now:?}");
+    }
+    writer.join().unwrap();
+}
+
+#[test]
+fn updates_from_two_processes_are_never_lost() {
+    let key = unique_key();
+    let _cleanup = Cleanup(key.clone());
+    let heap = ManagedSegment::create(&key, 1 << 16, Mode::OWNER_ONLY).unwrap();
+    let at = heap.find_or_create("n", || 0u64).unwrap();
+    let mut peer = Peer::spawn("heap-updater", &key.to_string(), None);
+    assert_eq!(peer.expect_line(), "ready");
+    peer.send("go");
+    for _ in 0..APPENDS {
+        heap.update(at, |n| *n += 1).unwrap();
+    }
+    assert_eq!(peer.expect_line(), "done");
+    peer.finish();
+    assert_eq!(heap.read(at).unwrap(), 2 * APPENDS);
 }
 
 proptest! {
@@ -376,8 +552,8 @@ proptest! {
         let _cleanup = Cleanup(key.clone());
         let heap = ManagedSegment::create(&key, 8192, Mode::OWNER_ONLY).unwrap();
         let list = heap.list::<u64>("l").unwrap();
-        let vec = heap.vec::<u32>("v").unwrap();
-        let text = heap.string("s").unwrap();
+        let vec = heap.vector::<u32>("v").unwrap();
+        let text = heap.text("s").unwrap();
         for i in 0..10 {
             list.push_back(i).unwrap();
             vec.push(i as u32).unwrap();

@@ -135,9 +135,9 @@ fn two_processes_share_bytes(key: Key) {
 
     let stat = segment.stat().unwrap();
     assert_eq!(stat.nattch, 2);
-    let pids: Vec<i32> = stat.attachers.iter().map(|m| m.pid).collect();
+    let pids: Vec<shmkit::Pid> = stat.attachers.iter().map(|m| m.pid).collect();
     assert!(pids.contains(&peer.pid()), "{pids:?}");
-    assert!(pids.contains(&(std::process::id() as i32)), "{pids:?}");
+    assert!(pids.contains(&std::process::id()), "{pids:?}");
     let child_mapping = stat.attachers.iter().find(|m| m.pid == peer.pid()).unwrap();
     assert_eq!(format!("attached {:x}", child_mapping.start), peer_addr);
     assert_eq!(child_mapping.perms, "rw-s");
@@ -150,7 +150,7 @@ fn two_processes_share_bytes(key: Key) {
         );
         assert!(stat.atime.unwrap() >= started);
         assert_eq!(stat.dtime, None, "nobody detached yet");
-        assert_eq!(stat.cpid, Some(std::process::id() as i32));
+        assert_eq!(stat.cpid, Some(std::process::id()));
     }
 
     peer.send("detach");
@@ -172,7 +172,7 @@ fn two_processes_share_bytes(key: Key) {
     let stat = segment.stat().unwrap();
     assert_eq!(stat.nattch, 0);
     if key.is_sysv() {
-        assert_eq!(stat.lpid, Some(std::process::id() as i32));
+        assert_eq!(stat.lpid, Some(std::process::id()));
     }
     segment.remove().unwrap();
 }
@@ -282,7 +282,7 @@ fn one_segment_attached_twice_has_two_addresses() {
         let mine: Vec<_> = stat
             .attachers
             .iter()
-            .filter(|m| m.pid == std::process::id() as i32)
+            .filter(|m| m.pid == std::process::id())
             .collect();
         assert_eq!(mine.len(), 2);
         assert!(mine.iter().any(|m| m.perms == "r--s"));
@@ -390,7 +390,8 @@ fn bad_input_gives_distinct_errors() {
         let err = Segment::open_or_create(&key, 200, Mode::OWNER_ONLY).unwrap_err();
         assert!(err.to_string().contains("exists with 100 bytes"), "{err}");
         let again = Segment::open_or_create(&key, 50, Mode::OWNER_ONLY).unwrap();
-        assert_eq!(again.size().unwrap(), 100);
+        assert!(!again.created && again.is_mine());
+        assert_eq!(again.segment.size().unwrap(), 100);
 
         let attachment = segment.attach(ReadWrite).unwrap();
         let err = attachment.write_at(95, b"too long").unwrap_err();
@@ -436,6 +437,8 @@ fn bad_input_gives_distinct_errors() {
 fn private_segments_are_new_each_time_and_found_by_id() {
     let a = Segment::create(&Key::PRIVATE, 64, Mode::OWNER_ONLY).unwrap();
     let b = Segment::open_or_create(&Key::PRIVATE, 64, Mode::OWNER_ONLY).unwrap();
+    assert!(b.created);
+    let b = b.segment;
     let (a_id, b_id) = (a.id().unwrap(), b.id().unwrap());
     assert_ne!(a_id, b_id);
     let again = Segment::open_id(a_id).unwrap();
@@ -491,7 +494,7 @@ fn list_shows_both_kinds_with_their_state() {
         (p.kind, p.size, p.mode, p.nattch, p.id),
         (Kind::Posix, 6000, Mode::new(0o604), 1, None)
     );
-    assert_eq!(p.attachers[0].pid, std::process::id() as i32);
+    assert_eq!(p.attachers[0].pid, std::process::id());
     drop(held);
     sysv.remove().unwrap();
     posix.remove().unwrap();

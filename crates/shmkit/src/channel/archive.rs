@@ -389,8 +389,8 @@ where
         self.access(found)
     }
 
-    /// Receives the next message if there is one now; `Ok(None)` if the
-    /// channel is empty.
+    /// Receives the next message if there is one now, else
+    /// [`Error::Empty`].
     ///
     /// # Example
     ///
@@ -399,19 +399,16 @@ where
     /// # let name = format!("doc-archive-receiver-try-recv-{}", std::process::id());
     /// let mut rx = ArchiveReceiver::<u32>::open(&name)?;
     /// let mut tx = ArchiveSender::<u32>::open(&name)?;
-    /// assert!(rx.try_recv()?.is_none());
+    /// assert!(matches!(rx.try_recv(), Err(shmkit::Error::Empty { .. })));
     /// tx.send(&5)?;
-    /// assert_eq!(rx.try_recv()?.map(|n| n.to_native()), Some(5));
+    /// assert_eq!(rx.try_recv()?.to_native(), 5);
     /// # tx.close();
     /// # assert!(rx.recv().is_err());
     /// # Ok::<(), shmkit::Error>(())
     /// ```
-    pub fn try_recv(&mut self) -> Result<Option<&Archived<T>>> {
-        let Some(grant) = self.consumer.try_read()? else {
-            return Ok(None);
-        };
-        let found = super::copy_out(grant, &mut self.buf);
-        self.access(found).map(Some)
+    pub fn try_recv(&mut self) -> Result<&Archived<T>> {
+        let found = super::copy_out(self.consumer.try_read()?, &mut self.buf);
+        self.access(found)
     }
 
     /// Receives the next message, waiting at most `timeout`

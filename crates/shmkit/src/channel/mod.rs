@@ -211,13 +211,11 @@ impl Tag {
     fn check(&self, found: std::result::Result<u64, usize>, ring: &str) -> Result<()> {
         match found {
             Ok(value) if value == self.value => Ok(()),
-            Ok(value) => Err(Error::Corrupt(format!(
-                "ring {ring}: message has type tag {value:#018x}, not {:#018x} ({} {}): \
-                 the sender sends another type or flavour",
-                self.value,
-                self.flavour.name(),
-                self.type_name,
-            ))),
+            Ok(value) => Err(Error::WrongType {
+                ring: ring.to_owned(),
+                expected: format!("{} {}", self.flavour.name(), self.type_name),
+                found: format!("tag {value:#018x}"),
+            }),
             Err(len) => Err(Error::Corrupt(format!(
                 "ring {ring}: message of {len} bytes is shorter than the {TAG_LEN}-byte type tag"
             ))),
@@ -327,7 +325,7 @@ mod tests {
     }
 
     #[test]
-    fn a_short_or_foreign_tag_is_corrupt() {
+    fn a_foreign_tag_is_a_wrong_type_and_a_short_one_corrupt() {
         let tag = Tag::of::<u32>(Flavour::Postcard);
         assert!(tag.check(Ok(tag.value), "r").is_ok());
         let err = tag.check(Ok(1), "r").unwrap_err().to_string();

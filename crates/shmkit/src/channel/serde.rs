@@ -366,8 +366,8 @@ impl<T: DeserializeOwned> Receiver<T> {
         self.decode(found)
     }
 
-    /// Receives the next value if there is one now; `Ok(None)` if the
-    /// channel is empty.
+    /// Receives the next value if there is one now, else
+    /// [`Error::Empty`].
     ///
     /// # Example
     ///
@@ -376,19 +376,16 @@ impl<T: DeserializeOwned> Receiver<T> {
     /// # let name = format!("doc-receiver-try-recv-{}", std::process::id());
     /// let mut rx = Receiver::<u32>::open(&name)?;
     /// let mut tx = Sender::<u32>::open(&name)?;
-    /// assert_eq!(rx.try_recv()?, None);
+    /// assert!(matches!(rx.try_recv(), Err(shmkit::Error::Empty { .. })));
     /// tx.send(&5)?;
-    /// assert_eq!(rx.try_recv()?, Some(5));
+    /// assert_eq!(rx.try_recv()?, 5);
     /// # tx.close();
     /// # assert!(rx.recv().is_err());
     /// # Ok::<(), shmkit::Error>(())
     /// ```
-    pub fn try_recv(&mut self) -> Result<Option<T>> {
-        let Some(grant) = self.consumer.try_read()? else {
-            return Ok(None);
-        };
-        let found = super::copy_out(grant, &mut self.buf);
-        self.decode(found).map(Some)
+    pub fn try_recv(&mut self) -> Result<T> {
+        let found = super::copy_out(self.consumer.try_read()?, &mut self.buf);
+        self.decode(found)
     }
 
     /// Receives the next value, waiting at most `timeout`

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::ptr::{Offset, Plain};
 use crate::error::{Error, Result};
 use crate::segment::{Attachment, Key, Mode, ReadWrite, Segment};
+use crate::sys::range_lock::RangeLock;
 // The heap's lock is not part of the loom model, so it uses the kernel's
 // futex directly rather than the `sync` seam.
 use crate::sys::futex::{wait as futex_wait, wake_all as futex_wake};
@@ -15,7 +16,7 @@ use crate::sys::procfs;
 
 /// `b"SHMKHEAP"` as a little-endian u64, at offset 0.
 const MAGIC: u64 = u64::from_le_bytes(*b"SHMKHEAP");
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 // The header, one 128-byte line (drawn in docs/FORMAT.md).
 const MAGIC_AT: usize = 0;
@@ -29,7 +30,14 @@ const DIRTY_AT: usize = 40;
 const FREE_HEAD_AT: u64 = 48;
 const DIRECTORY_AT: u64 = 56;
 const USED_AT: u64 = 64;
+const NEXT_LEASE_AT: usize = 72;
+const LOCK_NAMESPACE_AT: usize = 80;
 const HEAP_START: u64 = 128;
+
+/// Where a POSIX heap's leases are locked: lease `n` is an OFD lock on byte
+/// `LEASES_AT + n` of the segment's file, far past any segment's end (the
+/// lock touches no byte of the heap).
+const LEASES_AT: u64 = 1 << 62;
 
 /// Blocks are multiples of this, and so aligned to it.
 const BLOCK_ALIGN: u64 = 16;
@@ -56,14 +64,84 @@ struct Entry {
     next: Offset<Entry>,
     object: u64,
     size: u64,
+    /// [`type_tag`] of the value's type, or of a container's element type.
     type_tag: u64,
+    /// An [`ObjectKind`] as a number.
+    kind: u32,
+    /// The size of the value, or of a container's element.
+    element_size: u32,
     name_len: u64,
     name: [u8; MAX_NAME],
 }
 
-// SAFETY: repr(C), five u64 then 64 bytes: no padding, any bits valid,
-// alignment 8.
+// SAFETY: repr(C), four u64, two u32, one u64, then 64 bytes: no padding,
+// any bits valid, alignment 8.
 unsafe impl Plain for Entry {}
+
+const _: () = assert!(std::mem::offset_of!(Entry, kind) == 32);
+const _: () = assert!(std::mem::offset_of!(Entry, name) == 48);
+const _: () = assert!(size_of::<Entry>() == 112);
+
+/// What a named object is; stored in its directory entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ObjectKind {
+    /// A [`Plain`] value ([`ManagedSegment::find_or_create`]).
+    Value = 0,
+    /// A [`List`].
+    List = 1,
+    /// A [`Vector`].
+    Vector = 2,
+    /// A [`Text`].
+    Text = 3,
+}
+
+impl ObjectKind {
+    fn describe(stored: u32) -> &'static str {
+        match stored {
+            0 => "a value",
+            1 => "a list",
+            2 => "a vector",
+            3 => "a text",
+            _ => "an object of unknown kind",
+        }
+    }
+}
+
+/// The type a named object is stored as: its kind and its value's (or
+/// elements') type. A lookup that asks for another is refused.
+#[derive(Clone, Copy, Debug)]
+struct StoredType {
+    kind: ObjectKind,
+    tag: u64,
+    size: u64,
+    name: &'static str,
+}
+
+impl StoredType {
+    fn of<T>(kind: ObjectKind) -> StoredType {
+        StoredType {
+            kind,
+            tag: type_tag::<T>(),
+            size: size_of::<T>() as u64,
+            name: std::any::type_name::<T>(),
+        }
+    }
+
+    /// The size of the object itself: the value, or a container's header.
+    fn object_size(&self) -> u64 {
+        match self.kind {
+            ObjectKind::Value => self.size,
+            ObjectKind::List | ObjectKind::Vector | ObjectKind::Text => size_of::<Triple>() as u64,
+        }
+    }
+
+    fn matches(&self, entry: &Entry) -> bool {
+        entry.kind == self.kind as u32
+            && entry.type_tag == self.tag
+            && u64::from(entry.element_size) == self.size
+            && entry.size == self.object_size()
+    }
+}
 
 /// The header of a list, vector or string in the heap.
 #[derive(Clone, Copy, Debug, Default)]
@@ -85,7 +163,25 @@ unsafe impl Plain for Triple {}
 /// (a futex, so waiting costs no CPU); a process that dies holding it is
 /// detected and the lock recovered, but if it died in the middle of a
 /// change, the heap refuses further use with [`Error::Corrupt`] rather than
-/// trust half-written links.
+/// trust half-written links. A live holder that keeps the lock over 2 s
+/// (stopped, traced, starved) gives the others [`Error::Busy`]: try again.
+///
+/// # How a dead lock holder is told from a live one
+///
+/// - **POSIX segments**: every handle holds a *lease*, an OFD lock on a byte
+///   of the segment's file far past its end, which the kernel drops when
+///   the process dies; the lock word names the holder's lease. A holder is
+///   dead exactly when its lease is free, whatever pid namespace or
+///   container it runs in.
+/// - **System V segments** have no file to lock. The lock word holds the
+///   holder's pid, beside its start time and pid namespace. A holder in
+///   this pid namespace is checked in `/proc` (running, same start time,
+///   maps the segment). One in another namespace cannot be checked by pid:
+///   it counts as alive while any other process has the segment attached
+///   (the kernel's attach count), so a live one is never taken for dead,
+///   and a dead one is detected once no other process maps the segment;
+///   until then the others get [`Error::Busy`]. Prefer a POSIX key when
+///   processes in different pid namespaces share a heap.
 ///
 /// Values go in and out by copy ([`Plain`]), never by reference, since
 /// another process may be writing them.
@@ -111,9 +207,9 @@ unsafe impl Plain for Triple {}
 /// list.push_back(3)?;
 /// assert_eq!(b.list::<u64>("primes")?.to_vec()?, vec![2, 3]);
 ///
-/// let text = b.string("greeting")?;
+/// let text = b.text("greeting")?;
 /// text.push_str("héllo")?;
-/// assert_eq!(a.string("greeting")?.get()?, "héllo");
+/// assert_eq!(a.text("greeting")?.get()?, "héllo");
 /// a.segment().remove()?;
 /// # Ok::<(), shmkit::Error>(())
 /// ```
@@ -124,8 +220,20 @@ pub struct ManagedSegment {
     backing: procfs::Backing,
     pid: u32,
     start_time: u64,
+    pid_namespace: u64,
+    holder: Holder,
     segment: Segment,
     mapping: Attachment<ReadWrite>,
+}
+
+/// What this handle writes into the lock word, and how others check it.
+#[derive(Debug)]
+enum Holder {
+    /// A POSIX heap: this handle's lease number, held while `_lease` is.
+    Lease { number: u32, _lease: RangeLock },
+    /// A System V heap: this process's pid (with its start time and pid
+    /// namespace written beside it).
+    Pid,
 }
 
 impl ManagedSegment {
@@ -177,18 +285,60 @@ impl ManagedSegment {
 
     fn new(segment: Segment, mapping: Attachment<ReadWrite>) -> Result<ManagedSegment> {
         let pid = std::process::id();
-        let start_time = procfs::process_start_time(pid).map_err(|source| Error::Os {
-            context: "reading this process's start time".to_owned(),
-            source,
-        })?;
+        let os = |context: &str| {
+            let context = context.to_owned();
+            move |source| Error::Os { context, source }
+        };
+        let start_time =
+            procfs::process_start_time(pid).map_err(os("reading this process's start time"))?;
+        let pid_namespace =
+            procfs::pid_namespace().map_err(os("reading this process's pid namespace"))?;
+        let holder = ManagedSegment::take_lease(&segment, &mapping)?;
         Ok(ManagedSegment {
             size: mapping.len() as u64,
             backing: segment.backing()?,
             pid,
             start_time,
+            pid_namespace,
+            holder,
             segment,
             mapping,
         })
+    }
+
+    /// A POSIX heap's lease for this handle: a fresh number from the
+    /// header's counter, and an OFD lock on its byte. (A number still locked
+    /// after the counter wrapped is skipped.)
+    fn take_lease(segment: &Segment, mapping: &Attachment<ReadWrite>) -> Result<Holder> {
+        if segment.id().is_some() {
+            return Ok(Holder::Pid);
+        }
+        let counter = mapping.atomic_u32(NEXT_LEASE_AT)?;
+        for _ in 0..64 {
+            // Relaxed: the number needs only to differ from the others';
+            // the OFD lock, not memory order, decides who has it.
+            let number = counter.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+            if number == 0 {
+                continue;
+            }
+            if let Some(lease) = segment.try_lock_range(LEASES_AT + u64::from(number), 1)? {
+                return Ok(Holder::Lease {
+                    number,
+                    _lease: lease,
+                });
+            }
+        }
+        Err(Error::Corrupt(format!(
+            "{segment}: 64 lease numbers in a row are held; the lease counter is damaged"
+        )))
+    }
+
+    /// The value this handle's lock word holds while it has the lock.
+    fn holder_id(&self) -> u32 {
+        match self.holder {
+            Holder::Lease { number, .. } => number,
+            Holder::Pid => self.pid,
+        }
     }
 
     fn initialise(&self, size: u64) -> Result<()> {
@@ -309,13 +459,24 @@ impl ManagedSegment {
         name: &str,
         init: impl FnOnce() -> T,
     ) -> Result<Offset<T>> {
-        if let Some(found) = self.find::<T>(name)? {
+        self.find_or_create_as(name, StoredType::of::<T>(ObjectKind::Value), init)
+    }
+
+    /// [`find_or_create`](ManagedSegment::find_or_create) of an object
+    /// stored as `stored` (a value, or a container's header).
+    fn find_or_create_as<T: Plain>(
+        &self,
+        name: &str,
+        stored: StoredType,
+        init: impl FnOnce() -> T,
+    ) -> Result<Offset<T>> {
+        if let Some(found) = self.lookup_locked(name, stored)? {
             return Ok(found);
         }
         // Computed without the lock, so `init` may itself use the segment.
         let value = init();
         let lock = self.lock()?;
-        if let Some(found) = self.lookup::<T>(name)? {
+        if let Some(found) = self.lookup::<T>(name, stored)? {
             return Ok(found); // another process created it meanwhile
         }
         let _change = lock.change()?;
@@ -325,7 +486,13 @@ impl ManagedSegment {
             next: self.load(Offset::new(DIRECTORY_AT))?,
             object,
             size: size_of::<T>() as u64,
-            type_tag: type_tag::<T>(),
+            type_tag: stored.tag,
+            kind: stored.kind as u32,
+            element_size: u32::try_from(stored.size).map_err(|_| Error::TooLarge {
+                what: "named object's type",
+                size: stored.size,
+                limit: u64::from(u32::MAX),
+            })?,
             name_len: name.len() as u64,
             name: [0; MAX_NAME],
         };
@@ -336,34 +503,109 @@ impl ManagedSegment {
         Ok(Offset::new(object))
     }
 
-    /// Finds the object called `name`, if it exists.
+    /// Finds the value called `name`, if it exists.
+    ///
+    /// # Errors
+    ///
+    /// As [`find_or_create`](ManagedSegment::find_or_create): a name that
+    /// holds another type, or a container, is refused.
     pub fn find<T: Plain>(&self, name: &str) -> Result<Option<Offset<T>>> {
-        let _lock = self.lock()?;
-        self.lookup(name)
+        self.lookup_locked(name, StoredType::of::<T>(ObjectKind::Value))
     }
 
-    /// The linked list called `name` (created empty if new).
+    fn lookup_locked<T: Plain>(&self, name: &str, asked: StoredType) -> Result<Option<Offset<T>>> {
+        let _lock = self.lock()?;
+        self.lookup(name, asked)
+    }
+
+    /// Changes the `T` at `at` in one step under the heap's lock: copies it
+    /// out, lets `change` modify the copy, and stores it back, so that no
+    /// other process's read or update comes between. `change` must not use
+    /// this segment (it would wait for the lock it runs under, and get
+    /// [`Error::Busy`]).
+    ///
+    /// # Example: a counter two processes increment
+    ///
+    /// ```
+    /// use shmkit::offset::ManagedSegment;
+    /// use shmkit::{Key, Mode};
+    ///
+    /// let key = Key::posix(&format!("/shmkit-doc-update-{}", std::process::id()))?;
+    /// let heap = ManagedSegment::create(&key, 1 << 16, Mode::OWNER_ONLY)?;
+    /// let hits = heap.find_or_create("hits", || 0u64)?;
+    /// let before = heap.update(hits, |n| {
+    ///     *n += 1;
+    ///     *n - 1
+    /// })?;
+    /// assert_eq!((before, heap.read(hits)?), (0, 1));
+    /// heap.segment().remove()?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn update<T: Plain, R>(
+        &self,
+        at: Offset<T>,
+        change: impl FnOnce(&mut T) -> R,
+    ) -> Result<R> {
+        let _lock = self.lock()?;
+        let mut value = self.load(at)?;
+        let result = change(&mut value);
+        self.store(at, value)?;
+        Ok(result)
+    }
+
+    /// The linked list of `T` called `name` (created empty if new).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if the name holds anything but a list of
+    /// `T` (a vector, a text, a list of another type, a value).
     pub fn list<T: Plain>(&self, name: &str) -> Result<List<'_, T>> {
         Ok(List {
             heap: self,
-            header: self.find_or_create(name, Triple::default)?,
+            header: self.find_or_create_as(
+                name,
+                StoredType::of::<T>(ObjectKind::List),
+                Triple::default,
+            )?,
             element: std::marker::PhantomData,
         })
     }
 
-    /// The growable vector called `name` (created empty if new).
-    pub fn vec<T: Plain>(&self, name: &str) -> Result<Vector<'_, T>> {
+    /// The growable vector of `T` called `name` (created empty if new).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if the name holds anything but a vector
+    /// of `T`.
+    pub fn vector<T: Plain>(&self, name: &str) -> Result<Vector<'_, T>> {
         Ok(Vector {
             heap: self,
-            header: self.find_or_create(name, Triple::default)?,
+            header: self.find_or_create_as(
+                name,
+                StoredType::of::<T>(ObjectKind::Vector),
+                Triple::default,
+            )?,
             element: std::marker::PhantomData,
         })
     }
 
-    /// The string called `name` (created empty if new).
-    pub fn string(&self, name: &str) -> Result<Text<'_>> {
+    /// The UTF-8 text called `name` (created empty if new).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if the name holds anything but a text
+    /// (a `vector::<u8>` included).
+    pub fn text(&self, name: &str) -> Result<Text<'_>> {
         Ok(Text {
-            bytes: self.vec::<u8>(name)?,
+            bytes: Vector {
+                heap: self,
+                header: self.find_or_create_as(
+                    name,
+                    StoredType::of::<u8>(ObjectKind::Text),
+                    Triple::default,
+                )?,
+                element: std::marker::PhantomData,
+            },
         })
     }
 
@@ -537,7 +779,8 @@ impl ManagedSegment {
         Ok(())
     }
 
-    fn lookup<T: Plain>(&self, name: &str) -> Result<Option<Offset<T>>> {
+    /// The object called `name`, if it exists and is stored as `asked`.
+    fn lookup<T: Plain>(&self, name: &str, asked: StoredType) -> Result<Option<Offset<T>>> {
         if name.is_empty() || name.len() > MAX_NAME {
             return Err(Error::InvalidArgument(format!(
                 "object name {name:?} must be 1 to {MAX_NAME} bytes"
@@ -554,11 +797,15 @@ impl ManagedSegment {
             let entry = self.load(at)?;
             let len = (entry.name_len as usize).min(MAX_NAME);
             if &entry.name[..len] == name.as_bytes() {
-                if entry.size != size_of::<T>() as u64 || entry.type_tag != type_tag::<T>() {
+                if !asked.matches(&entry) {
                     return Err(Error::InvalidArgument(format!(
-                        "object {name:?} exists with another type than {} ({} bytes)",
-                        std::any::type_name::<T>(),
-                        size_of::<T>()
+                        "object {name:?} is {} of another type ({} bytes{}), not {} of {} ({} bytes)",
+                        ObjectKind::describe(entry.kind),
+                        entry.element_size,
+                        if entry.kind == ObjectKind::Value as u32 { "" } else { " each" },
+                        ObjectKind::describe(asked.kind as u32),
+                        asked.name,
+                        asked.size,
                     )));
                 }
                 let object = Offset::<T>::new(entry.object);
@@ -572,68 +819,103 @@ impl ManagedSegment {
 
     // --- the lock --------------------------------------------------------------
 
-    /// Whether the lock holder `pid` (with start time `start`, or 0 if it
-    /// has not written it yet) is a running process that has this segment
-    /// mapped. A lock word that damage or a hostile peer filled with the pid
-    /// of some unrelated live process thus counts as free, not held forever.
-    fn holder_alive(&self, pid: u32, start: u64) -> bool {
-        procfs::running_start_time(pid)
-            .is_some_and(|now| (start == 0 || now == start) && procfs::maps(pid, &self.backing))
+    /// Whether the lock holder `holder` (a lease number or, for System V,
+    /// a pid) is alive; when that cannot be decided, it counts as alive.
+    /// A lock word that damage or a hostile peer filled with a number no
+    /// live handle holds counts as free, not held forever.
+    fn holder_alive(&self, holder: u32) -> Result<bool> {
+        if let Holder::Lease { .. } = self.holder {
+            let held = self.segment.range_held(LEASES_AT + u64::from(holder), 1);
+            return Ok(held != Some(false));
+        }
+        let start = self
+            .mapping
+            .atomic_u64(LOCK_START_AT)?
+            .load(Ordering::Relaxed);
+        let namespace = self
+            .mapping
+            .atomic_u64(LOCK_NAMESPACE_AT)?
+            .load(Ordering::Relaxed);
+        if namespace != 0 && namespace != self.pid_namespace {
+            // Its pid means nothing here; the kernel's attach count says
+            // whether any other process could still be holding the lock.
+            return Ok(self.others_attached());
+        }
+        // A start time of 0 is one not written yet (the holder is between
+        // its swap and its store, or died there): the pid alone decides.
+        Ok(procfs::running_start_time(holder)
+            .is_some_and(|now| (start == 0 || now == start) && procfs::maps(holder, &self.backing)))
+    }
+
+    /// Whether a process other than this one has the System V segment
+    /// attached: its attach count is over our own mappings of it. True
+    /// when either cannot be read.
+    fn others_attached(&self) -> bool {
+        let Some(id) = self.segment.id() else {
+            return true;
+        };
+        let attached = procfs::sysv_rows()
+            .ok()
+            .and_then(|rows| rows.into_iter().find(|row| row.id == id))
+            .map(|row| row.nattch);
+        let ours = procfs::mapping_count(self.pid, &self.backing).ok();
+        match (attached, ours) {
+            (Some(attached), Some(ours)) => attached > ours,
+            _ => true,
+        }
     }
 
     fn lock(&self) -> Result<HeapLock<'_>> {
         let word = self.mapping.atomic_u32(LOCK_AT)?;
         let waiters = self.mapping.atomic_u32(WAITERS_AT)?;
         let holder_start = self.mapping.atomic_u64(LOCK_START_AT)?;
+        let holder_namespace = self.mapping.atomic_u64(LOCK_NAMESPACE_AT)?;
+        let me = self.holder_id();
         let mut spins = 0u32;
-        let mut waiting_since = None;
-        let mut first_holder = None;
+        // The holder we have been waiting for, and since when.
+        let mut waiting_for: Option<(u32, Instant)> = None;
         loop {
             // Acquire on success: the previous holder's changes to the heap
             // happen before ours; pairs with the Release swap in
             // HeapLock::drop. Acquire on failure too: we then read the
-            // holder's start time, and the releaser's clearing of it (made
-            // before its swap) must be visible, or we would compare a new
-            // holder's pid with the previous holder's start time.
-            match word.compare_exchange(0, self.pid, Ordering::Acquire, Ordering::Acquire) {
+            // holder's start time and namespace, and the releaser's clearing
+            // of them (made before its swap) must be visible, or we would
+            // pair a new holder's pid with the previous holder's.
+            match word.compare_exchange(0, me, Ordering::Acquire, Ordering::Acquire) {
                 Ok(_) => break,
                 Err(holder) => {
+                    if waiting_for.is_none_or(|(seen, _)| seen != holder) {
+                        waiting_for = Some((holder, Instant::now()));
+                    }
+                    let held_for = waiting_for.map_or(Duration::ZERO, |(_, since)| since.elapsed());
                     // A holder keeps the lock for microseconds; only one
-                    // that has kept it a while is looked at (reading /proc
-                    // costs more than the wait).
-                    let suspect =
-                        waiting_since.get_or_insert_with(Instant::now).elapsed() >= LIVENESS_AFTER;
-                    if suspect && !self.holder_alive(holder, holder_start.load(Ordering::Relaxed)) {
+                    // that has kept it a while is looked at (the check costs
+                    // more than the wait).
+                    if held_for >= LIVENESS_AFTER && !self.holder_alive(holder)? {
                         // The dead holder's start time must not outlive it:
                         // between our swap below and our own start time, a
                         // waiter would pair our pid with it and steal from
                         // us. Cleared first, it reads as "not written yet".
                         holder_start.store(0, Ordering::Relaxed);
+                        holder_namespace.store(0, Ordering::Relaxed);
                         // Acquire: as above, for what the dead holder wrote.
                         // Release: publishes the clearing to waiters that
-                        // read our pid with Acquire.
+                        // read our id with Acquire.
                         if word
-                            .compare_exchange(holder, self.pid, Ordering::AcqRel, Ordering::Relaxed)
+                            .compare_exchange(holder, me, Ordering::AcqRel, Ordering::Relaxed)
                             .is_ok()
                         {
                             break;
                         }
                         continue;
                     }
-                    // The same holder all along for this long is stuck,
-                    // or a damaged word names a process we cannot check.
-                    let since = *waiting_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= LOCK_PATIENCE && first_holder == Some(holder) {
-                        return Err(Error::Corrupt(format!(
-                            "{}: the heap's lock has been held by pid {holder} for over {} s; \
-                             that process is stuck, or the lock word is damaged",
-                            self.segment,
-                            LOCK_PATIENCE.as_secs()
-                        )));
-                    }
-                    if first_holder != Some(holder) {
-                        first_holder = Some(holder);
-                        waiting_since = Some(Instant::now());
+                    // A live holder that keeps the lock this long is stopped
+                    // or starved: a busy heap, worth retrying, not damage.
+                    if held_for >= LOCK_PATIENCE {
+                        return Err(Error::Busy {
+                            segment: self.segment.to_string(),
+                            after: held_for,
+                        });
                     }
                     if spins < 100 {
                         spins += 1;
@@ -651,7 +933,10 @@ impl ManagedSegment {
                 }
             }
         }
-        holder_start.store(self.start_time, Ordering::Relaxed);
+        if let Holder::Pid = self.holder {
+            holder_start.store(self.start_time, Ordering::Relaxed);
+            holder_namespace.store(self.pid_namespace, Ordering::Relaxed);
+        }
         let lock = HeapLock { heap: self };
         if self.mapping.atomic_u32(DIRTY_AT)?.load(Ordering::Relaxed) != 0 {
             return Err(Error::Corrupt(format!(
@@ -705,9 +990,11 @@ impl Drop for HeapLock<'_> {
             return;
         };
         // Cleared before the lock is free, so that a process that sees the
-        // next holder's pid never pairs it with our start time.
-        if let Ok(start) = self.heap.mapping.atomic_u64(LOCK_START_AT) {
-            start.store(0, Ordering::Relaxed);
+        // next holder's pid never pairs it with our start time or namespace.
+        for at in [LOCK_START_AT, LOCK_NAMESPACE_AT] {
+            if let Ok(field) = self.heap.mapping.atomic_u64(at) {
+                field.store(0, Ordering::Relaxed);
+            }
         }
         // Release: our changes (and the clearing above) happen before the
         // next holder's; pairs with the Acquire in `lock`. SeqCst: see the
@@ -822,15 +1109,28 @@ pub struct Vector<'a, T> {
 impl<T: Plain> Vector<'_, T> {
     /// Appends the values, growing the storage (doubling) as needed.
     pub fn extend_from_slice(&self, values: &[T]) -> Result<()> {
+        let lock = self.heap.lock()?;
+        let header = self.checked_header()?;
+        self.extend_locked(&lock, header, values)
+    }
+
+    /// Appends to the vector whose header is `header`, under `lock`.
+    fn extend_locked(&self, lock: &HeapLock<'_>, mut header: Triple, values: &[T]) -> Result<()> {
         let heap = self.heap;
-        let lock = heap.lock()?;
-        let mut header = self.checked_header()?;
         let _change = lock.change()?;
         let item = size_of::<T>() as u64;
-        let needed = header.b + values.len() as u64;
+        let needed = header
+            .b
+            .checked_add(values.len() as u64)
+            .ok_or_else(|| Error::Corrupt(format!("vector length {} overflows", header.b)))?;
         if needed > header.c {
-            let capacity = needed.max(header.c * 2).max(4);
-            let data = heap.allocate(capacity * item)?;
+            let capacity = needed.max(header.c.saturating_mul(2)).max(4);
+            let bytes = capacity.checked_mul(item).ok_or(Error::TooLarge {
+                what: "vector",
+                size: capacity.saturating_mul(item),
+                limit: heap.size,
+            })?;
+            let data = heap.allocate(bytes)?;
             if header.a != 0 {
                 heap.copy(header.a, data, header.b * item)?;
                 heap.deallocate(header.a)?;
@@ -936,10 +1236,13 @@ impl Text<'_> {
         self.bytes.extend_from_slice(text.as_bytes())
     }
 
-    /// Replaces the contents with `text`.
+    /// Replaces the contents with `text`, in one step: a reader sees the
+    /// old text or the new, never an empty one between.
     pub fn set(&self, text: &str) -> Result<()> {
-        self.bytes.clear()?;
-        self.bytes.extend_from_slice(text.as_bytes())
+        let lock = self.bytes.heap.lock()?;
+        let mut header = self.bytes.checked_header()?;
+        header.b = 0;
+        self.bytes.extend_locked(&lock, header, text.as_bytes())
     }
 
     /// Copies the string out.

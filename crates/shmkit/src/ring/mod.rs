@@ -64,7 +64,7 @@ pub use status::{collect_garbage, list, status, EndpointStatus, RingStatus};
 pub use wait::Waiting;
 
 use crate::error::{Error, Result};
-use crate::segment::{AccessMode, Attachment, Key, Mode, ReadWrite, Segment};
+use crate::segment::{AccessMode, Attachment, Key, Mode, ReadWrite, Segment, Trust};
 use crate::sync::Ordering;
 use layout::{Header, HEADER_SIZE, MAGIC, MAX_CAPACITY, MIN_CAPACITY, VERSION};
 use protocol::{ConsumerCursor, ProducerCursor, RingRef, Slot};
@@ -75,8 +75,10 @@ pub const SEGMENT_PREFIX: &str = "/shmkit.ring.";
 
 /// How a ring is created and how an endpoint waits.
 ///
-/// The capacity, maximum message and mode apply only when this call creates
-/// the ring; an existing ring keeps its own.
+/// The capacity, maximum message, mode and group apply only when this call
+/// creates the ring; an existing ring keeps its own. An existing ring is
+/// used only if its owner is trusted ([`Options::trust`]; by default only
+/// this process's own uid).
 ///
 /// ```
 /// use shmkit::ring::{Options, Waiting};
@@ -90,6 +92,8 @@ pub struct Options {
     max_message: Option<u64>,
     mode: Mode,
     waiting: Waiting,
+    group: Option<u32>,
+    trust: Trust,
 }
 
 impl Default for Options {
@@ -101,6 +105,8 @@ impl Default for Options {
             max_message: None,
             mode: Mode::OWNER_ONLY,
             waiting: Waiting::Adaptive,
+            group: None,
+            trust: Trust::me(),
         }
     }
 }
@@ -121,6 +127,21 @@ impl Options {
     /// Permission bits of the ring's segment.
     pub fn mode(mut self, mode: Mode) -> Options {
         self.mode = mode;
+        self
+    }
+
+    /// The group of the ring's segment, for sharing it with the group's
+    /// members (with a mode such as 0660); this process must be a member.
+    pub fn group(mut self, gid: u32) -> Options {
+        self.group = Some(gid);
+        self
+    }
+
+    /// Whose existing rings this endpoint joins: by default only those of
+    /// this process's own uid, so that another user cannot squat the name
+    /// (docs/SECURITY.md). Another owner's ring is [`Error::UntrustedOwner`].
+    pub fn trust(mut self, trust: Trust) -> Options {
+        self.trust = trust;
         self
     }
 
@@ -187,7 +208,11 @@ impl Shared {
         options.validate()?;
         let key = validate_name(name)?;
         let size = HEADER_SIZE + options.capacity;
-        let (segment, mapping) = match Segment::create(&key, size, options.mode) {
+        let created = match options.group {
+            Some(gid) => Segment::create_in_group(&key, size, options.mode, gid),
+            None => Segment::create(&key, size, options.mode),
+        };
+        let (segment, mapping) = match created {
             Ok(segment) => {
                 let mapping = segment.attach(ReadWrite)?;
                 // SAFETY: a fresh mapping of `size` > HEADER_SIZE bytes,
@@ -208,6 +233,7 @@ impl Shared {
             }
             Err(Error::AlreadyExists { .. }) => {
                 let segment = Segment::open(&key)?;
+                options.trust.check(&segment, &format!("ring {name}"))?;
                 let mapping = segment.attach_initialised(HEADER_SIZE).map_err(|err| match err {
                     Error::Corrupt(_) => Error::Corrupt(format!(
                         "ring {name} was never initialised (its creator died?); remove it with `shmkit rm {SEGMENT_PREFIX}{name}`"
@@ -690,12 +716,11 @@ impl Consumer {
         self.copy_out(slot, buf)
     }
 
-    /// [`recv`](Consumer::recv) if a message is there now; `Ok(None)` if not.
-    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>> {
-        match self.try_next()? {
-            Some(slot) => self.copy_out(slot, buf).map(Some),
-            None => Ok(None),
-        }
+    /// [`recv`](Consumer::recv) if a message is there now, else
+    /// [`Error::Empty`].
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let slot = self.try_next()?;
+        self.copy_out(slot, buf)
     }
 
     /// [`recv`](Consumer::recv), waiting at most `timeout`.
@@ -715,12 +740,14 @@ impl Consumer {
         })
     }
 
-    /// [`read`](Consumer::read) if a message is there now.
-    pub fn try_read(&mut self) -> Result<Option<ReadGrant<'_>>> {
-        Ok(self.try_next()?.map(|slot| ReadGrant {
+    /// [`read`](Consumer::read) if a message is there now, else
+    /// [`Error::Empty`].
+    pub fn try_read(&mut self) -> Result<ReadGrant<'_>> {
+        let slot = self.try_next()?;
+        Ok(ReadGrant {
             consumer: self,
             slot,
-        }))
+        })
     }
 
     /// [`read`](Consumer::read), waiting at most `timeout`.
@@ -787,20 +814,19 @@ impl Consumer {
         Ok(len)
     }
 
-    fn try_next(&mut self) -> Result<Option<Slot>> {
+    fn try_next(&mut self) -> Result<Slot> {
         if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
-            return Ok(Some(slot));
+            return Ok(slot);
         }
-        match self.shared.producer_finished() {
-            Ok(()) => Ok(None),
-            // Whatever was committed before the end is still delivered.
-            Err(end) => self
-                .shared
-                .ring
-                .peek(&mut self.cursor)?
-                .map(Some)
-                .ok_or(end),
-        }
+        let end = match self.shared.producer_finished() {
+            Ok(()) => Error::Empty {
+                ring: self.shared.name.clone(),
+            },
+            Err(end) => end,
+        };
+        // Whatever was committed before the end (or the check) is still
+        // delivered.
+        self.shared.ring.peek(&mut self.cursor)?.ok_or(end)
     }
 
     #[inline]

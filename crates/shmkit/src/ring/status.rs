@@ -10,7 +10,7 @@ use crate::sync::Ordering;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct EndpointStatus {
     /// The holder's pid.
-    pub pid: u32,
+    pub pid: crate::Pid,
     /// Whether that process is still running.
     pub alive: bool,
 }
@@ -96,8 +96,8 @@ pub fn status(name: &str) -> Result<RingStatus> {
     })
 }
 
-/// The names of all rings on the machine (segments in `/dev/shm` whose name
-/// starts with [`SEGMENT_PREFIX`]), sorted.
+/// The names of all rings on the machine (regular files in `/dev/shm` whose
+/// name starts with [`SEGMENT_PREFIX`]), sorted.
 pub fn list() -> Result<Vec<String>> {
     let prefix = &SEGMENT_PREFIX[1..];
     let dir = std::fs::read_dir(crate::sys::posix::SHM_DIR).map_err(|source| Error::Os {
@@ -106,6 +106,9 @@ pub fn list() -> Result<Vec<String>> {
     })?;
     let mut names: Vec<String> = dir
         .flatten()
+        // A symlink, FIFO or directory at a ring's name is no ring (the
+        // type comes from readdir: nothing is followed or opened).
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
         .filter_map(|entry| {
             entry
                 .file_name()

@@ -17,7 +17,9 @@
 mod attachment;
 mod key;
 mod mode;
+mod posix_open;
 mod stat;
+mod trust;
 
 use std::fmt;
 use std::io;
@@ -27,6 +29,7 @@ pub use attachment::{AccessMode, Attachment, ReadOnly, ReadWrite};
 pub use key::{Key, PosixName};
 pub use mode::Mode;
 pub use stat::{list, Kind, Mapping, Stat};
+pub use trust::{Opened, Owner, Trust};
 
 use crate::error::{Access, Error, Result};
 use crate::sys::{posix, procfs, sysv};
@@ -115,39 +118,84 @@ impl Segment {
         }
     }
 
-    /// Opens the segment the key names, or creates it as
-    /// [`create`](Segment::create) does if there is none (`IPC_CREAT`).
+    /// Creates a segment as [`create`](Segment::create) does, for sharing
+    /// with group `gid`: the group is set before the group's permission
+    /// bits of `mode`, so no other group's member can open it meanwhile.
+    /// The caller must be a member of the group (or root).
     ///
     /// # Errors
     ///
-    /// As [`create`](Segment::create), and [`Error::InvalidArgument`] if an
-    /// existing segment is smaller than `size`.
-    pub fn open_or_create(key: &Key, size: u64, mode: Mode) -> Result<Segment> {
-        check_size(key, size)?;
-        match key {
-            Key::SysV(k) => {
-                let id = sysv::shmget(
-                    *k,
-                    size as usize,
-                    sysv::Disposition::OpenOrCreate,
-                    mode.bits(),
-                )
-                .map_err(|e| size_error(e, key, size, Access::Create))?;
-                Ok(Segment {
-                    object: Object::SysV { key: *k, id },
-                })
-            }
-            Key::Posix(name) => match create_posix(name, size, mode) {
-                Err(Error::AlreadyExists { .. }) => {
-                    let segment = Segment::open(key)?;
-                    let existing = segment.size()?;
-                    if existing < size {
-                        return Err(smaller_than_asked(key, existing, size));
-                    }
-                    Ok(segment)
+    /// As [`create`](Segment::create); [`Error::PermissionDenied`] if the
+    /// caller may not give the segment that group (nothing is left behind).
+    pub fn create_in_group(key: &Key, size: u64, mode: Mode, gid: u32) -> Result<Segment> {
+        let segment = Segment::create(key, size, Mode::new(mode.bits() & 0o700))?;
+        if let Err(err) = segment.set_group(gid).and_then(|()| segment.set_mode(mode)) {
+            let _ = segment.remove();
+            return Err(err);
+        }
+        Ok(segment)
+    }
+
+    /// Opens the segment the key names, or creates it as
+    /// [`create`](Segment::create) does if there is none; says which, and
+    /// whose segment it got. An existing segment may be another user's
+    /// (anyone may create a name first): check [`Opened::owner`], or
+    /// [`Trust::check`], before trusting what is in it.
+    ///
+    /// [`Key::PRIVATE`] always creates.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shmkit::{Key, Mode, Segment};
+    ///
+    /// let key = Key::posix(&format!("/shmkit-doc-ooc-{}", std::process::id()))?;
+    /// let first = Segment::open_or_create(&key, 4096, Mode::OWNER_ONLY)?;
+    /// assert!(first.created && first.is_mine());
+    /// let second = Segment::open_or_create(&key, 4096, Mode::OWNER_ONLY)?;
+    /// assert!(!second.created);
+    /// second.segment.remove()?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Segment::create) and [`open`](Segment::open), and
+    /// [`Error::InvalidArgument`] if an existing segment is smaller than
+    /// `size`.
+    pub fn open_or_create(key: &Key, size: u64, mode: Mode) -> Result<Opened> {
+        // Exclusive creation first, so that the answer says who created it;
+        // a segment removed between the two calls is raced for again.
+        let mut tries = 0;
+        loop {
+            let existing = match Segment::create(key, size, mode) {
+                Err(Error::AlreadyExists { .. }) => Segment::open(key),
+                Ok(segment) => {
+                    let owner = segment.owner()?;
+                    return Ok(Opened {
+                        segment,
+                        created: true,
+                        owner,
+                    });
                 }
-                other => other,
-            },
+                Err(other) => return Err(other),
+            };
+            match existing {
+                Err(Error::NotFound { .. }) if tries < 100 => tries += 1,
+                Err(other) => return Err(other),
+                Ok(segment) => {
+                    let have = segment.size()?;
+                    if have < size {
+                        return Err(smaller_than_asked(key, have, size));
+                    }
+                    let owner = segment.owner()?;
+                    return Ok(Opened {
+                        segment,
+                        created: false,
+                        owner,
+                    });
+                }
+            }
         }
     }
 
@@ -176,15 +224,13 @@ impl Segment {
                 })
             }
             Key::Posix(name) => {
-                let open =
-                    |writable| posix::open(name.as_str(), writable, posix::Disposition::Open, 0);
+                let open = |writable| {
+                    posix_open::open(name, writable, posix::Disposition::Open, 0, Access::Open)
+                };
                 let (fd, writable) = match open(true) {
                     Ok(fd) => (fd, true),
-                    Err(e) if e.raw_os_error() == Some(libc::EACCES) => (
-                        open(false).map_err(|e| Error::from_os(e, name.as_str(), Access::Open))?,
-                        false,
-                    ),
-                    Err(e) => return Err(Error::from_os(e, name.as_str(), Access::Open)),
+                    Err(Error::PermissionDenied { .. }) => (open(false)?, false),
+                    Err(e) => return Err(e),
                 };
                 Ok(Segment {
                     object: Object::Posix {
@@ -233,6 +279,23 @@ impl Segment {
         match self.object {
             Object::SysV { .. } => Kind::SysV,
             Object::Posix { .. } => Kind::Posix,
+        }
+    }
+
+    /// Who owns the segment now (System V `shm_perm.uid`/`gid`, or the
+    /// POSIX file's owner).
+    pub fn owner(&self) -> Result<Owner> {
+        match &self.object {
+            Object::SysV { id, .. } => stat::sysv_row(*id).map(|row| Owner {
+                uid: row.uid,
+                gid: row.gid,
+            }),
+            Object::Posix { name, fd, .. } => posix::fstat(fd)
+                .map(|st| Owner {
+                    uid: st.st_uid,
+                    gid: st.st_gid,
+                })
+                .map_err(|e| Error::from_os(e, name.as_str(), Access::Stat)),
         }
     }
 
@@ -352,6 +415,76 @@ impl Segment {
         }
     }
 
+    /// Takes an exclusive OFD lock on `len` bytes from `start` of a POSIX
+    /// segment's file if no other holder has one there (`Ok(None)` if one
+    /// does). The kernel drops it when this process dies, whatever pid
+    /// namespace it runs in, so a held range says "its owner is alive";
+    /// see [`crate::sys::range_lock`]. The range may lie past the segment's
+    /// end and never touches its bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a System V segment, which has no file
+    /// to lock; [`Error::Os`] if the kernel refuses (a read-only opener
+    /// cannot take an exclusive lock).
+    pub(crate) fn try_lock_range(
+        &self,
+        start: u64,
+        len: u64,
+    ) -> Result<Option<crate::sys::range_lock::RangeLock>> {
+        self.posix_fd().and_then(|fd| {
+            crate::sys::range_lock::RangeLock::try_lock(fd, start, len)
+                .map_err(|source| self.lock_error(start, len, source))
+        })
+    }
+
+    /// As [`try_lock_range`](Segment::try_lock_range), but waits until the
+    /// range is free.
+    #[allow(dead_code)] // for ring liveness (lifecycle branch)
+    pub(crate) fn lock_range(
+        &self,
+        start: u64,
+        len: u64,
+    ) -> Result<crate::sys::range_lock::RangeLock> {
+        self.posix_fd().and_then(|fd| {
+            crate::sys::range_lock::RangeLock::lock(fd, start, len)
+                .map_err(|source| self.lock_error(start, len, source))
+        })
+    }
+
+    /// Whether another open file description holds an OFD lock on `len`
+    /// bytes from `start` (so its owner is alive): `Some(held)`, or `None`
+    /// when the kernel cannot tell (a System V segment has no file; the
+    /// query failed). Callers deciding liveness count `None` as alive.
+    /// Locks of this handle's own descriptor are not seen, but a
+    /// [`RangeLock`](crate::sys::range_lock::RangeLock) has a description of
+    /// its own, so this process's locks are.
+    pub(crate) fn range_held(&self, start: u64, len: u64) -> Option<bool> {
+        match &self.object {
+            Object::SysV { .. } => None,
+            Object::Posix { fd, .. } => crate::sys::range_lock::is_locked(fd, start, len).ok(),
+        }
+    }
+
+    fn lock_error(&self, start: u64, len: u64, source: io::Error) -> Error {
+        Error::Os {
+            context: format!(
+                "locking bytes {start}..{} of {self}",
+                start.saturating_add(len)
+            ),
+            source,
+        }
+    }
+
+    fn posix_fd(&self) -> Result<&OwnedFd> {
+        match &self.object {
+            Object::SysV { .. } => Err(Error::InvalidArgument(format!(
+                "{self} is a System V segment: it has no file to lock"
+            ))),
+            Object::Posix { fd, .. } => Ok(fd),
+        }
+    }
+
     /// Everything the kernel knows about the segment, with the processes that
     /// have it mapped.
     pub fn stat(&self) -> Result<Stat> {
@@ -387,6 +520,19 @@ impl Segment {
                 sysv::set(*id, uid, gid, row.perms)
             }
             Object::Posix { fd, .. } => posix::set_owner(fd, uid, gid),
+        }
+        .map_err(|e| Error::from_os(e, &self.to_string(), Access::SetOwner))
+    }
+
+    /// Sets only the group (`IPC_SET` or `fchown(fd, -1, gid)`), keeping the
+    /// owner. The owner may give its segment any group it is a member of.
+    pub fn set_group(&self, gid: u32) -> Result<()> {
+        match &self.object {
+            Object::SysV { id, .. } => {
+                let row = stat::sysv_row(*id)?;
+                sysv::set(*id, row.uid, gid, row.perms)
+            }
+            Object::Posix { fd, .. } => posix::set_group(fd, gid),
         }
         .map_err(|e| Error::from_os(e, &self.to_string(), Access::SetOwner))
     }
@@ -542,13 +688,13 @@ fn smaller_than_asked(key: &Key, existing: u64, size: u64) -> Error {
 }
 
 fn create_posix(name: &PosixName, size: u64, mode: Mode) -> Result<Segment> {
-    let fd = posix::open(
-        name.as_str(),
+    let fd = posix_open::open(
+        name,
         true,
         posix::Disposition::CreateExclusive,
         mode.bits(),
-    )
-    .map_err(|e| Error::from_os(e, name.as_str(), Access::Create))?;
+        Access::Create,
+    )?;
     // shm_open's mode passes through the umask; System V's does not. Apply it
     // exactly, then size the object; undo the creation if either fails.
     let sized = posix::set_mode(&fd, mode.bits()).and_then(|()| posix::set_len(&fd, size));

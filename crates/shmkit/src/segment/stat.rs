@@ -4,7 +4,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{Key, Mode, PosixName};
-use crate::error::{Error, Result};
+use crate::error::{Error, Pid, Result};
 use crate::sys::procfs::{self, Backing, ProcMapping, SysvRow};
 use crate::sys::{posix, sysv};
 
@@ -45,9 +45,9 @@ pub struct Stat {
     /// Creator gid (System V).
     pub cgid: Option<u32>,
     /// Creator's pid (System V).
-    pub cpid: Option<i32>,
+    pub cpid: Option<Pid>,
     /// Pid of the last attach or detach (System V).
-    pub lpid: Option<i32>,
+    pub lpid: Option<Pid>,
     /// Number of attachments: the kernel's count for System V, the number of
     /// mappings found in `/proc/*/maps` for POSIX.
     pub nattch: u64,
@@ -77,7 +77,7 @@ pub struct Stat {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Mapping {
     /// The process id.
-    pub pid: i32,
+    pub pid: Pid,
     /// The command name (`/proc/PID/comm`).
     pub command: String,
     /// The first address.
@@ -105,7 +105,8 @@ impl From<ProcMapping> for Mapping {
 /// `/dev/shm`, System V first, in the kernel's order, then POSIX by name.
 ///
 /// POSIX semaphores, which glibc also keeps in `/dev/shm` (as `sem.NAME`),
-/// are not segments and are left out.
+/// are not segments and are left out, as is anything there that is not a
+/// regular file (symlinks are not followed).
 ///
 /// # Example
 ///
@@ -139,6 +140,9 @@ pub fn list() -> Result<Vec<Stat>> {
         else {
             continue; // gone meanwhile, or a name shm_open could never make
         };
+        // `DirEntry::metadata` does not follow symlinks: a symlink, FIFO,
+        // socket or directory put at a name is no segment, and is skipped
+        // without being opened.
         if !meta.is_file() {
             continue;
         }

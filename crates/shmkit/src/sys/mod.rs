@@ -9,4 +9,5 @@ pub mod futex;
 pub mod membarrier;
 pub mod posix;
 pub mod procfs;
+pub mod range_lock;
 pub mod sysv;

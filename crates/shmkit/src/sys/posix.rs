@@ -1,15 +1,20 @@
 //! POSIX shared memory: `shm_open`, `shm_unlink`, and the file calls that
-//! size, inspect and map the object (`ftruncate`, `fstat`, `fchmod`,
-//! `fchown`, `mmap`, `munmap`).
+//! size, inspect and map the object (`ftruncate`, `fstat`, `fstatfs`,
+//! `fchmod`, `fchown`, `mmap`, `munmap`).
 //!
 //! On Linux a POSIX segment is a file on the tmpfs mounted at `/dev/shm`.
 //! See [shm_overview(7)](https://man7.org/linux/man-pages/man7/shm_overview.7.html).
+//!
+//! `/dev/shm` is world-writable, so any name may hold another user's
+//! symlink, FIFO, socket or directory (docs/SECURITY.md). [`open`] never
+//! follows a symlink and never blocks; the segment layer then checks with
+//! [`fstat`] and [`filesystem_magic`] that it got a regular tmpfs file.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
 
-use rustix::fs::{Gid, Mode, Uid};
+use rustix::fs::{Gid, Mode, OFlags, Uid};
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::shm;
 
@@ -27,25 +32,62 @@ pub enum Disposition {
     CreateExclusive,
 }
 
-/// `shm_open(name, flags, mode)`: opens (or creates) a shared-memory object.
+/// `shm_open(name, flags, mode)` as glibc makes it:
+/// `open("/dev/shm/NAME", flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, mode)`.
+/// Opens (or creates) a shared-memory object.
+///
+/// `O_NOFOLLOW` makes a symlink at the name fail with `ELOOP` (rustix's
+/// `shm_open` does not add it); `O_NONBLOCK` keeps a FIFO at the name from
+/// blocking the open. The flag stays set on the descriptor: call
+/// [`clear_nonblocking`] once the caller has checked it is a regular file.
 /// The descriptor is close-on-exec.
 ///
-/// [shm_open(3)](https://man7.org/linux/man-pages/man3/shm_open.3.html)
+/// [shm_open(3)](https://man7.org/linux/man-pages/man3/shm_open.3.html),
+/// [open(2)](https://man7.org/linux/man-pages/man2/open.2.html)
 pub fn open(
     name: &str,
     writable: bool,
     disposition: Disposition,
     mode: u32,
 ) -> io::Result<OwnedFd> {
-    let mut flags = if writable {
-        shm::OFlags::RDWR
+    let mut flags = OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    flags |= if writable {
+        OFlags::RDWR
     } else {
-        shm::OFlags::RDONLY
+        OFlags::RDONLY
     };
     if disposition == Disposition::CreateExclusive {
-        flags |= shm::OFlags::CREATE | shm::OFlags::EXCL;
+        flags |= OFlags::CREATE | OFlags::EXCL;
     }
-    Ok(shm::open(name, flags, Mode::from_raw_mode(mode & 0o777))?)
+    // A name has one leading '/' and no other (PosixName checks).
+    let path = format!("{SHM_DIR}/{}", name.trim_start_matches('/'));
+    Ok(rustix::fs::open(
+        path,
+        flags,
+        Mode::from_raw_mode(mode & 0o777),
+    )?)
+}
+
+/// `fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)`: makes the descriptor
+/// [`open`] returned blocking again, as `shm_open`'s are.
+///
+/// [fcntl(2)](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+pub fn clear_nonblocking(fd: impl AsFd) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(&fd)?;
+    Ok(rustix::fs::fcntl_setfl(&fd, flags - OFlags::NONBLOCK)?)
+}
+
+/// `TMPFS_MAGIC` (linux/magic.h), the `f_type` that `fstatfs` reports for
+/// a tmpfs.
+pub const TMPFS_MAGIC: u64 = 0x0102_1994;
+
+/// `fstatfs(fd).f_type`: the magic number of the file system that holds
+/// the file ([`TMPFS_MAGIC`] for a POSIX segment).
+///
+/// [fstatfs(2)](https://man7.org/linux/man-pages/man2/fstatfs.2.html)
+pub fn filesystem_magic(fd: impl AsFd) -> io::Result<u64> {
+    // `f_type` is signed on some targets; a magic number is its bits.
+    Ok(rustix::fs::fstatfs(fd)?.f_type as u64)
 }
 
 /// `shm_unlink(name)`: removes the name; mappings and open descriptors stay
@@ -87,6 +129,14 @@ pub fn set_owner(fd: impl AsFd, uid: u32, gid: u32) -> io::Result<()> {
         Some(Uid::from_raw(uid)),
         Some(Gid::from_raw(gid)),
     )?)
+}
+
+/// `fchown(fd, -1, gid)`: sets only the group, which the owner may do to
+/// any group it is a member of.
+///
+/// [fchown(2)](https://man7.org/linux/man-pages/man2/fchown.2.html)
+pub fn set_group(fd: impl AsFd, gid: u32) -> io::Result<()> {
+    Ok(rustix::fs::fchown(fd, None, Some(Gid::from_raw(gid)))?)
 }
 
 /// `statvfs("/dev/shm")`: the total size of the tmpfs that holds POSIX

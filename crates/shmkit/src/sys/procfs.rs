@@ -20,9 +20,9 @@ pub struct SysvRow {
     /// Size in bytes.
     pub size: u64,
     /// Creator's pid.
-    pub cpid: i32,
+    pub cpid: crate::Pid,
     /// Pid of the last `shmat`/`shmdt`.
-    pub lpid: i32,
+    pub lpid: crate::Pid,
     /// Number of attachments.
     pub nattch: u64,
     /// Owner uid and gid.
@@ -179,7 +179,7 @@ pub enum Backing {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcMapping {
     /// The process.
-    pub pid: i32,
+    pub pid: crate::Pid,
     /// Its command name (`/proc/PID/comm`).
     pub command: String,
     /// First address of the mapping.
@@ -204,7 +204,7 @@ pub fn shared_mappings() -> io::Result<Vec<ProcMapping>> {
         let Some(pid) = entry
             .file_name()
             .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
+            .and_then(|s| s.parse::<crate::Pid>().ok())
         else {
             continue;
         };
@@ -244,6 +244,23 @@ pub fn maps(pid: u32, backing: &Backing) -> bool {
             .any(|line| parse_maps_line(line).is_some_and(|(_, _, _, b)| b == *backing)),
         Err(err) => err.kind() != io::ErrorKind::NotFound,
     }
+}
+
+/// How many mappings of the segment `backing` process `pid` has (lines of
+/// `/proc/PID/maps`; one per attachment unless a mapping was split).
+pub fn mapping_count(pid: u32, backing: &Backing) -> io::Result<u64> {
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    Ok(maps
+        .lines()
+        .filter(|line| parse_maps_line(line).is_some_and(|(_, _, _, b)| b == *backing))
+        .count() as u64)
+}
+
+/// The inode of this process's pid namespace (`/proc/self/ns/pid`): two
+/// processes see each other's pids only if these are equal.
+pub fn pid_namespace() -> io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(fs::metadata("/proc/self/ns/pid")?.ino())
 }
 
 /// Parses `start-end perms offset dev inode path` for shared-memory paths.
@@ -301,6 +318,14 @@ mod tests {
         assert!(process_start_time(u32::MAX).is_err());
         assert_eq!(running_start_time(std::process::id()), Some(ours));
         assert_eq!(running_start_time(u32::MAX), None);
+    }
+
+    #[test]
+    fn reads_this_process_pid_namespace() {
+        let ns = pid_namespace().unwrap();
+        assert!(ns > 0);
+        let path = std::fs::read_link("/proc/self/ns/pid").unwrap();
+        assert_eq!(path.to_str().unwrap(), format!("pid:[{ns}]"));
     }
 
     #[test]

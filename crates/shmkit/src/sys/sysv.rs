@@ -19,8 +19,6 @@ pub const SHM_DEST: u32 = 0o1000;
 pub enum Disposition {
     /// `0`: only find an existing segment.
     Open,
-    /// `IPC_CREAT`: find it, or create it.
-    OpenOrCreate,
     /// `IPC_CREAT | IPC_EXCL`: create it; fail with `EEXIST` if it exists.
     CreateExclusive,
 }
@@ -39,7 +37,6 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
 pub fn shmget(key: i32, size: usize, disposition: Disposition, mode: u32) -> io::Result<i32> {
     let flags = match disposition {
         Disposition::Open => 0,
-        Disposition::OpenOrCreate => libc::IPC_CREAT,
         Disposition::CreateExclusive => libc::IPC_CREAT | libc::IPC_EXCL,
     };
     // SAFETY: shmget takes no pointers; any argument values are safe to pass.

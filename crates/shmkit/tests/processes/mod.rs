@@ -82,6 +82,27 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Aborts the whole test run if it is not dropped within `limit`: a hang
+/// in a ring call becomes a loud failure instead of a stuck CI job.
+pub struct Watchdog(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+
+impl Watchdog {
+    pub fn new(what: &'static str, limit: Duration) -> Watchdog {
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
+                // Straight to the stream: libtest would capture eprintln!,
+                // and the abort would lose it.
+                use std::io::Write;
+                let message = format!("watchdog: {what} still running after {limit:?}; aborting\n");
+                let _ = std::io::stderr().write_all(message.as_bytes());
+                std::process::abort();
+            }
+        });
+        Watchdog(done)
+    }
+}
+
 /// A child process running one role, spoken to line by line.
 pub struct Peer {
     child: Child,
@@ -93,8 +114,27 @@ impl Peer {
     /// Starts this test binary as a child in `role`, with `args` in
     /// `SHMKIT_TEST_ARGS`, running as `uid`/`gid` if given.
     pub fn spawn(role: &str, args: &str, drop_to: Option<(u32, u32)>) -> Peer {
+        Peer::spawn_under(&[], role, args, drop_to)
+    }
+
+    /// As [`spawn`](Peer::spawn), run by the program `wrapper` (for example
+    /// `["unshare", "-pf", "--mount-proc"]`; empty for none).
+    pub fn spawn_under(
+        wrapper: &[&str],
+        role: &str,
+        args: &str,
+        drop_to: Option<(u32, u32)>,
+    ) -> Peer {
         use std::os::unix::process::CommandExt;
-        let mut command = Command::new(std::env::current_exe().unwrap());
+        let exe = std::env::current_exe().unwrap();
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(exe);
+                command
+            }
+            None => Command::new(exe),
+        };
         command
             .args(["--exact", "child", "--nocapture", "--test-threads=1"])
             .env(ROLE, role)
@@ -116,8 +156,8 @@ impl Peer {
     }
 
     /// The child's pid.
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+    pub fn pid(&self) -> shmkit::Pid {
+        self.child.id()
     }
 
     /// The next report of the child (without its `@@ ` prefix); panics if the
