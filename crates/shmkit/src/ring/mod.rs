@@ -184,7 +184,7 @@ struct Shared {
     me: u64,
     segment: Segment,
     // Declared last so that it is unmapped after everything that points in.
-    _mapping: Attachment<ReadWrite>,
+    mapping: Attachment<ReadWrite>,
 }
 
 fn validate_name(name: &str) -> Result<Key> {
@@ -236,7 +236,8 @@ impl Shared {
                 options.trust.check(&segment, &format!("ring {name}"))?;
                 let mapping = segment.attach_initialised(HEADER_SIZE).map_err(|err| match err {
                     Error::Corrupt(_) => Error::Corrupt(format!(
-                        "ring {name} was never initialised (its creator died?); remove it with `shmkit rm {SEGMENT_PREFIX}{name}`"
+                        "ring {name} has 0 bytes or no header after 5 s: its creator died before initialising it, \
+                         or it was truncated; remove it with `shmkit rm {SEGMENT_PREFIX}{name}`"
                     )),
                     other => other,
                 })?;
@@ -255,7 +256,7 @@ impl Shared {
             ring,
             me: endpoint::this_process()?,
             segment,
-            _mapping: mapping,
+            mapping,
         })
     }
 
@@ -295,9 +296,17 @@ impl Shared {
         }
     }
 
+    /// `Err(Truncated)` once an access found the segment shrunk by a peer
+    /// (the pages it lost read as zeros): checked at every verb.
+    #[inline]
+    fn intact(&self) -> Result<()> {
+        self.mapping.check_intact()
+    }
+
     /// For the consumer: `Err(Closed)` or `Err(PeerGone)` once no more
     /// records can come, `Ok(())` while they can.
     fn producer_finished(&self) -> Result<()> {
+        self.intact()?;
         if self.closed() {
             return Err(Error::Closed {
                 ring: self.name.clone(),
@@ -312,6 +321,7 @@ impl Shared {
 
     /// For the producer: `Err(PeerGone)` if the consumer died.
     fn consumer_died(&self) -> Result<()> {
+        self.intact()?;
         let consumer = self.header().consumer.owner.load(Ordering::Relaxed);
         if consumer != 0 && !endpoint::is_alive(consumer) {
             return Err(self.peer_gone("consumer", consumer));
@@ -384,10 +394,17 @@ fn read_header<'m, A: AccessMode>(mapping: &'m Attachment<A>, name: &str) -> Res
             "capacity {capacity} is not a power of two in range"
         )));
     }
-    if data_offset != HEADER_SIZE || HEADER_SIZE + capacity > len {
+    if data_offset != HEADER_SIZE {
         return Err(corrupt(format!(
-            "data area at {data_offset} of {capacity} bytes does not fit the segment's {len}"
+            "data_offset is {data_offset}; the data area always starts at {HEADER_SIZE}"
         )));
+    }
+    if HEADER_SIZE + capacity > len {
+        return Err(Error::Truncated {
+            segment: format!("ring {name}"),
+            size: len,
+            expected: HEADER_SIZE + capacity,
+        });
     }
     if max_message > layout::max_message_for(capacity) {
         return Err(corrupt(format!(
@@ -507,6 +524,7 @@ impl Producer {
 
     /// [`grant`](Producer::grant) if there is room now, else [`Error::Full`].
     pub fn try_grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
+        self.shared.intact()?;
         match self.shared.ring.reserve(&mut self.cursor, len as u64)? {
             Some(slot) => Ok(WriteGrant {
                 producer: self,
@@ -530,6 +548,7 @@ impl Producer {
 
     #[inline]
     fn grant_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<WriteGrant<'_>> {
+        self.shared.intact()?;
         // The common case, room at once, without the waiter's set-up.
         if let Some(slot) = self.shared.ring.reserve(&mut self.cursor, len as u64)? {
             return Ok(WriteGrant {
@@ -616,6 +635,13 @@ impl WriteGrant<'_> {
 
     /// Discards the reservation; the consumer sees nothing.
     pub fn abort(self) {}
+
+    /// The first reserved byte, for writing through a raw pointer without
+    /// forming a `&mut [u8]` over shared memory (as the channels do); the
+    /// `len()` bytes from here are this grant's.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.producer.shared.ring.payload(self.slot)
+    }
 
     #[inline]
     fn fill_and_commit(mut self, message: &[u8]) {
@@ -751,6 +777,43 @@ impl Consumer {
         self.copy_out(slot, buf)
     }
 
+    /// Receives one message into `buf`, replacing its contents and growing
+    /// it to fit, waiting while the ring is empty; returns its length. For
+    /// callers that do not know how large messages are: `buf` keeps its
+    /// capacity, so it grows at most to [`max_message`](Consumer::max_message).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Consumer::recv), but never [`Error::TooLarge`].
+    ///
+    /// ```
+    /// use shmkit::ring::{Consumer, Producer};
+    ///
+    /// let name = format!("doc-recv-vec-{}", std::process::id());
+    /// let mut producer = Producer::open(&name)?;
+    /// let mut consumer = Consumer::open(&name)?;
+    /// producer.send(&[7; 3000])?;
+    /// let mut buf = Vec::new();
+    /// assert_eq!(consumer.recv_vec(&mut buf)?, 3000);
+    /// assert_eq!(buf, [7; 3000]);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        let message = self.read()?;
+        let len = message.len();
+        buf.clear();
+        buf.reserve(len);
+        // SAFETY: the message's `len` bytes are a committed record that the
+        // producer leaves alone until the grant is dropped (rule 2); `buf`
+        // is our own memory with room for `len` bytes, which the copy
+        // initialises before `set_len`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(message.as_ptr(), buf.as_mut_ptr(), len);
+            buf.set_len(len);
+        }
+        Ok(len)
+    }
+
     /// The next message, read in place, waiting while the ring is empty.
     /// Its space is handed back when the grant is dropped or released.
     #[inline]
@@ -827,6 +890,7 @@ impl Consumer {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn drain_with_sequence(&mut self, mut f: impl FnMut(u64, &[u8])) -> Result<usize> {
+        self.shared.intact()?;
         let ring = self.shared.ring;
         let last_sequence = &mut self.last_sequence;
         let count = ring.drain(&mut self.cursor, |slot| {
@@ -858,6 +922,8 @@ impl Consumer {
         unsafe {
             std::ptr::copy_nonoverlapping(self.shared.ring.payload(slot), buf.as_mut_ptr(), len)
         };
+        // Zeros from pages a peer truncated away are not the message.
+        self.shared.intact()?;
         self.shared.ring.release(&mut self.cursor, slot);
         self.last_sequence = Some(slot.position);
         self.shared.ring.wake_producer();
@@ -885,6 +951,7 @@ impl Consumer {
     }
 
     fn try_next(&mut self) -> Result<Slot> {
+        self.shared.intact()?;
         if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
             return Ok(slot);
         }
@@ -901,6 +968,7 @@ impl Consumer {
 
     #[inline]
     fn next_until(&mut self, deadline: Option<Instant>) -> Result<Slot> {
+        self.shared.intact()?;
         // The common case, a message at once, without the waiter's set-up.
         if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
             return Ok(slot);
@@ -944,6 +1012,23 @@ impl ReadGrant<'_> {
     /// delivered again after this process dies holding the grant.
     pub fn sequence(&self) -> u64 {
         self.slot.position
+    }
+
+    /// The message's length in bytes (without forming a slice over it).
+    pub fn len(&self) -> usize {
+        self.slot.len as usize
+    }
+
+    /// Whether the message is empty (a message may have 0 bytes).
+    pub fn is_empty(&self) -> bool {
+        self.slot.len == 0
+    }
+
+    /// The message's first byte, for copying out through a raw pointer
+    /// without forming a `&[u8]` over shared memory (as the channels do);
+    /// the message is the [`len`](ReadGrant::len) bytes from here.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.consumer.shared.ring.payload(self.slot)
     }
 }
 

@@ -105,6 +105,29 @@ pub fn set_len(fd: impl AsFd, len: u64) -> io::Result<()> {
     Ok(rustix::fs::ftruncate(fd, len)?)
 }
 
+/// `fallocate(fd, 0, 0, len)`: reserves the object's first `len` bytes of
+/// memory now, so that touching them later cannot fail for want of space
+/// (which would raise `SIGBUS` in whoever touched them). `ENOSPC` if the
+/// file system has not that much free.
+///
+/// [fallocate(2)](https://man7.org/linux/man-pages/man2/fallocate.2.html)
+pub fn reserve(fd: impl AsFd, len: u64) -> io::Result<()> {
+    Ok(rustix::fs::fallocate(
+        fd,
+        rustix::fs::FallocateFlags::empty(),
+        0,
+        len,
+    )?)
+}
+
+/// `statvfs("/dev/shm")`: bytes free for new objects.
+///
+/// [statvfs(3)](https://man7.org/linux/man-pages/man3/statvfs.3.html)
+pub fn free_space() -> io::Result<u64> {
+    let vfs = rustix::fs::statvfs(SHM_DIR)?;
+    Ok(vfs.f_bavail.saturating_mul(vfs.f_frsize))
+}
+
 /// `fstat(fd)`: size, owner, mode, times and inode of the object.
 ///
 /// [fstat(2)](https://man7.org/linux/man-pages/man2/fstat.2.html)
@@ -146,6 +169,28 @@ pub fn set_group(fd: impl AsFd, gid: u32) -> io::Result<()> {
 pub fn capacity() -> io::Result<u64> {
     let vfs = rustix::fs::statvfs(SHM_DIR)?;
     Ok(vfs.f_blocks.saturating_mul(vfs.f_frsize))
+}
+
+/// How full the tmpfs at `/dev/shm` is, in bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Usage {
+    /// Its total size.
+    pub size: u64,
+    /// Bytes in use.
+    pub used: u64,
+    /// Bytes an unprivileged user may still fill.
+    pub available: u64,
+}
+
+/// `statvfs("/dev/shm")` as [`Usage`].
+pub fn usage() -> io::Result<Usage> {
+    let vfs = rustix::fs::statvfs(SHM_DIR)?;
+    let bytes = |blocks: u64| blocks.saturating_mul(vfs.f_frsize);
+    Ok(Usage {
+        size: bytes(vfs.f_blocks),
+        used: bytes(vfs.f_blocks.saturating_sub(vfs.f_bfree)),
+        available: bytes(vfs.f_bavail),
+    })
 }
 
 /// `mmap(NULL, len, PROT_READ[|PROT_WRITE], MAP_SHARED, fd, 0)`: maps the
