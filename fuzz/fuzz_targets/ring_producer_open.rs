@@ -21,7 +21,9 @@
 //!
 //! The ring is a POSIX segment named after this process
 //! (`/dev/shm/shmkit.ring.fuzz-producer-PID`), made and removed for every
-//! input, as in `ring_open_read`.
+//! input, as in `ring_open_read`. Its configuration line is copied from a
+//! ring the library makes once at the start, so the target follows the
+//! format version.
 //!
 //! Run: `cargo fuzz run -s none ring_producer_open`.
 
@@ -43,16 +45,32 @@ const RECEIVED_AT: usize = 272;
 const KIND_MESSAGE: u64 = 1;
 const KIND_PADDING: u64 = 2;
 const PREFIX: &str = "shmkit.ring.fuzz-producer-";
+const TEMPLATE_PREFIX: &str = "shmkit.ring.fuzz-producer-template-";
 
-/// A valid ring header: magic, version 1, flags 0, capacity 4096,
-/// max_message 2032, data_offset 512; everything else zero.
+/// A valid, empty ring: the configuration line of a ring this library just
+/// made (so the format version is whatever it writes), everything else zero.
 fn template() -> Vec<u8> {
+    static CONFIG: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let name = format!("fuzz-producer-template-{}", std::process::id());
+        let producer = Producer::open_with(&name, &options()).unwrap();
+        let key = Key::posix(&format!("/shmkit.ring.{name}")).unwrap();
+        let segment = Segment::open(&key).unwrap();
+        let mut config = vec![0u8; 128];
+        segment
+            .attach(ReadWrite)
+            .unwrap()
+            .read_at(0, &mut config)
+            .unwrap();
+        drop(producer);
+        let _ = segment.remove();
+        assert_eq!(&config[..8], b"SHMKRING");
+        assert_eq!(config[16..24], CAPACITY.to_le_bytes());
+        assert_eq!(config[24..32], MAX_MESSAGE.to_le_bytes());
+        config
+    });
     let mut image = vec![0u8; SIZE];
-    image[0..8].copy_from_slice(b"SHMKRING");
-    image[8..12].copy_from_slice(&1u32.to_le_bytes());
-    image[16..24].copy_from_slice(&CAPACITY.to_le_bytes());
-    image[24..32].copy_from_slice(&MAX_MESSAGE.to_le_bytes());
-    image[32..40].copy_from_slice(&(HEADER as u64).to_le_bytes());
+    image[..128].copy_from_slice(config);
     image
 }
 
@@ -248,7 +266,10 @@ fn check_hostile(at: usize, bytes: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     static INIT: std::sync::Once = std::sync::Once::new();
-    INIT.call_once(|| shmkit_fuzz::remove_leftovers(PREFIX));
+    INIT.call_once(|| {
+        shmkit_fuzz::remove_leftovers(PREFIX);
+        shmkit_fuzz::remove_leftovers(TEMPLATE_PREFIX);
+    });
 
     let Some((&pick, rest)) = data.split_first() else {
         return;
