@@ -698,7 +698,7 @@ impl DerefMut for WriteGrant<'_> {
 /// message is lost), when a [`ReadGrant`] is dropped (at least once: if
 /// it dies holding the grant, the next consumer gets the message again),
 /// or when [`drain`](Consumer::drain) returns (at least once for the whole
-/// batch). The README's "Delivery" section has the full table.
+/// batch). The README has the table, under "What survives a crash".
 #[derive(Debug)]
 pub struct Consumer {
     cursor: ConsumerCursor,
