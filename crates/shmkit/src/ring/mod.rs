@@ -820,6 +820,8 @@ impl Consumer {
         if matches!(count, Ok(n) if n > 0) || count.is_err() {
             ring.wake_producer();
         }
+        // Messages read from pages a peer truncated away were zeros.
+        let count = count.and_then(|n| self.shared.intact().map(|()| n));
         count.map(|n| n as usize)
     }
 
