@@ -276,9 +276,29 @@ impl ManagedSegment {
 
     /// Opens the managed segment `key`, or creates it as
     /// [`create`](ManagedSegment::create) does. Either side may start first.
-    pub fn open_or_create(key: &Key, size: u64, mode: Mode) -> Result<ManagedSegment> {
+    /// An existing segment is used only if `trust` trusts its owner: anyone
+    /// may create the key first (docs/SECURITY.md).
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](ManagedSegment::create) and
+    /// [`open`](ManagedSegment::open); [`Error::UntrustedOwner`] for an
+    /// existing segment of an owner `trust` does not name.
+    pub fn open_or_create(
+        key: &Key,
+        size: u64,
+        mode: Mode,
+        trust: &crate::segment::Trust,
+    ) -> Result<ManagedSegment> {
         match ManagedSegment::create(key, size, mode) {
-            Err(Error::AlreadyExists { .. }) => ManagedSegment::open(key),
+            Err(Error::AlreadyExists { .. }) => {
+                // Checked before waiting for a stranger's header, and again
+                // on the segment actually mapped.
+                trust.check(&Segment::open(key)?, &key.to_string())?;
+                let heap = ManagedSegment::open(key)?;
+                trust.check(heap.segment(), &key.to_string())?;
+                Ok(heap)
+            }
             other => other,
         }
     }

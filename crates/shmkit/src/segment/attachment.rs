@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::sys;
@@ -73,7 +73,10 @@ enum Unmap {
 ///   new bytes; synchronise with atomics when that matters.
 /// - [`atomic_u32`](Attachment::atomic_u32) and
 ///   [`atomic_u64`](Attachment::atomic_u64) give atomics inside the segment,
-///   bounds- and alignment-checked, for synchronisation between processes.
+///   bounds- and alignment-checked, for synchronisation between processes;
+///   [`load_u32`](Attachment::load_u32) and
+///   [`load_u64`](Attachment::load_u64) load them through a read-only
+///   attachment too.
 /// - [`as_ptr`](Attachment::as_ptr) and
 ///   [`as_mut_ptr`](Attachment::as_mut_ptr) give the raw mapping for layers
 ///   that hand each region to one side at a time by their own protocol.
@@ -302,6 +305,60 @@ impl<A: AccessMode> Attachment<A> {
         // The copy may have hit pages a peer truncated away (they read as
         // zeros): then `buf` is not the segment's content.
         self.check_intact()
+    }
+
+    /// Loads the 32-bit atomic at `offset` with `order`, through any
+    /// attachment, [`ReadOnly`] ones included: to watch a counter or a
+    /// flag that a writer publishes with [`atomic_u32`](Attachment::atomic_u32).
+    ///
+    /// A read-only attachment offers loads and no `&AtomicU32`, because
+    /// every other atomic operation writes and would fault on a read-only
+    /// mapping; an atomic load of read-only memory is sound for this size
+    /// (see "Atomic accesses to read-only memory" in [`std::sync::atomic`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`] or [`Error::InvalidArgument`] if the four bytes
+    /// are not inside the segment or not 4-byte aligned.
+    ///
+    /// # Panics
+    ///
+    /// If `order` is `Release` or `AcqRel`, as [`AtomicU32::load`] does.
+    ///
+    /// ```
+    /// use std::sync::atomic::Ordering;
+    /// use shmkit::{Key, Mode, ReadOnly, ReadWrite, Segment};
+    ///
+    /// let segment = Segment::create(&Key::PRIVATE, 4096, Mode::OWNER_ONLY)?;
+    /// let writer = segment.attach(ReadWrite)?;
+    /// let reader = segment.attach(ReadOnly)?; // usually another process
+    /// writer.atomic_u32(64)?.store(7, Ordering::Release);
+    /// writer.atomic_u64(128)?.store(u64::MAX, Ordering::Release);
+    /// assert_eq!(reader.load_u32(64, Ordering::Acquire)?, 7);
+    /// assert_eq!(reader.load_u64(128, Ordering::Acquire)?, u64::MAX);
+    /// assert!(reader.load_u64(4092, Ordering::Acquire).is_err()); // past the end
+    /// segment.remove()?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn load_u32(&self, offset: usize, order: Ordering) -> Result<u32> {
+        self.check_range(offset, 4, align_of::<AtomicU32>())?;
+        // SAFETY: in bounds and aligned (checked above); the mapping lives as
+        // long as `&self`; the atomic aliases memory other processes access
+        // atomically, and only `load` is called on it, which is sound on
+        // read-only memory of this size.
+        Ok(unsafe { AtomicU32::from_ptr(self.addr.as_ptr().add(offset).cast()) }.load(order))
+    }
+
+    /// Loads the 64-bit atomic at `offset`: as [`load_u32`](Attachment::load_u32),
+    /// with 8 bytes aligned to 8.
+    ///
+    /// # Errors
+    ///
+    /// As [`load_u32`](Attachment::load_u32), with 8 bytes.
+    pub fn load_u64(&self, offset: usize, order: Ordering) -> Result<u64> {
+        self.check_range(offset, 8, align_of::<AtomicU64>())?;
+        // SAFETY: as in load_u32, for eight bytes aligned to eight.
+        Ok(unsafe { AtomicU64::from_ptr(self.addr.as_ptr().add(offset).cast()) }.load(order))
     }
 
     fn check_range(&self, offset: usize, len: usize, align: usize) -> Result<()> {

@@ -16,6 +16,7 @@
 
 mod attachment;
 mod key;
+mod limits;
 mod mode;
 mod posix_open;
 mod stat;
@@ -27,6 +28,7 @@ use std::os::fd::OwnedFd;
 
 pub use attachment::{AccessMode, Attachment, ReadOnly, ReadWrite};
 pub use key::{Key, PosixName};
+pub use limits::{limits, Limits};
 pub use mode::Mode;
 pub use stat::{list, Kind, Mapping, Stat};
 pub use trust::{Opened, Owner, Trust};
@@ -67,7 +69,7 @@ pub struct Segment {
 enum Object {
     SysV {
         /// The key it was found or created with (the kernel's becomes 0 on removal).
-        key: i32,
+        key: u32,
         id: i32,
     },
     Posix {
@@ -570,6 +572,33 @@ impl Segment {
         }
         .map_err(|e| Error::from_os(e, &self.to_string(), Access::Remove))
     }
+
+    /// Removes the segment `key` names, as [`remove`](Segment::remove),
+    /// without opening it first: removing a POSIX segment needs the right
+    /// to unlink its name (its owner's, in the sticky `/dev/shm`), not to
+    /// read it, so a mode that forbids reading does not stop its owner.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Segment::open) and [`remove`](Segment::remove); a
+    /// refusal is [`Error::PermissionDenied`] for [`Access::Remove`].
+    ///
+    /// ```
+    /// use shmkit::{Error, Key, Mode, Segment};
+    ///
+    /// let key = Key::posix(&format!("/shmkit-doc-remove-key-{}", std::process::id()))?;
+    /// drop(Segment::create(&key, 100, Mode::new(0o000))?); // nobody may read it
+    /// Segment::remove_key(&key)?;
+    /// assert!(matches!(Segment::open(&key), Err(Error::NotFound { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn remove_key(key: &Key) -> Result<()> {
+        match key {
+            Key::Posix(name) => posix::unlink(name.as_str())
+                .map_err(|e| Error::from_os(e, name.as_str(), Access::Remove)),
+            Key::SysV(_) => Segment::open(key)?.remove(),
+        }
+    }
 }
 
 /// How messages name a segment: `key 0x00001234 (id 5)` for a System V
@@ -585,7 +614,7 @@ impl Segment {
 /// let id = private.id().unwrap();
 /// assert_eq!(private.to_string(), format!("id {id}"));
 ///
-/// let key = Key::SysV(0x5d00_0000 | (std::process::id() & 0xff_ffff) as i32);
+/// let key = Key::SysV(0xd500_0000 | (std::process::id() & 0xff_ffff)); // any 32 bits
 /// let keyed = Segment::create(&key, 100, Mode::OWNER_ONLY)?;
 /// let id = keyed.id().unwrap();
 /// assert_eq!(keyed.to_string(), format!("key {key} (id {id})")); // key 0x5d…
