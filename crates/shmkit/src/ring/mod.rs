@@ -660,11 +660,32 @@ impl DerefMut for WriteGrant<'_> {
 }
 
 /// The receiving end of a ring.
+///
+/// # Delivery and sequence numbers
+///
+/// Every message has a sequence number, [`ReadGrant::sequence`] (or
+/// [`last_sequence`](Consumer::last_sequence) after a copying receive, or
+/// the first argument of [`drain_with_sequence`](Consumer::drain_with_sequence)):
+/// the position of its record in the ring's byte stream. It grows with
+/// every message (by the record's size, not by 1), and a message keeps it
+/// when it is delivered again to a consumer that takes over after a crash,
+/// so an application that stores the last number it acted on can skip
+/// what it already saw. A new ring (after the old one was removed) starts
+/// again from 0.
+///
+/// What survives a crash of this process depends on the verb: a message
+/// is handed back to the producer when [`recv`](Consumer::recv) returns
+/// (at most once: if the process dies before it used the copy, the
+/// message is lost), when a [`ReadGrant`] is dropped (at least once: if
+/// it dies holding the grant, the next consumer gets the message again),
+/// or when [`drain`](Consumer::drain) returns (at least once for the whole
+/// batch). The README's "Delivery" section has the full table.
 #[derive(Debug)]
 pub struct Consumer {
     cursor: ConsumerCursor,
     waiter: Waiter,
     shared: Shared,
+    last_sequence: Option<u64>,
 }
 
 impl Consumer {
@@ -695,6 +716,7 @@ impl Consumer {
             cursor: ConsumerCursor { head },
             waiter: Waiter::new(options.waiting),
             shared,
+            last_sequence: None,
         })
     }
 
@@ -826,12 +848,39 @@ impl Consumer {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> Result<usize> {
+        self.drain_with_sequence(|_, message| f(message))
+    }
+
+    /// [`drain`](Consumer::drain), handing `f` each message's sequence
+    /// number too. The batch is given back when this returns: if the
+    /// process dies inside it, the next consumer gets the whole batch again,
+    /// with the same numbers.
+    ///
+    /// ```
+    /// use shmkit::ring::{Consumer, Producer};
+    ///
+    /// let name = format!("doc-drain-seq-{}", std::process::id());
+    /// let mut producer = Producer::open(&name)?;
+    /// let mut consumer = Consumer::open(&name)?;
+    /// producer.send(b"one")?;
+    /// producer.send(b"two")?;
+    /// let mut numbers = Vec::new();
+    /// consumer.drain_with_sequence(|sequence, _| numbers.push(sequence))?;
+    /// assert!(numbers[0] < numbers[1]);
+    /// assert_eq!(consumer.last_sequence(), Some(numbers[1]));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn drain_with_sequence(&mut self, mut f: impl FnMut(u64, &[u8])) -> Result<usize> {
         let ring = self.shared.ring;
+        let last_sequence = &mut self.last_sequence;
         let count = ring.drain(&mut self.cursor, |slot| {
+            *last_sequence = Some(slot.position);
             // SAFETY: a committed record inside the data area (record_at
             // checked it), which the producer leaves alone until the head
             // passes it, after `f` returns (rule 2).
-            f(unsafe { std::slice::from_raw_parts(ring.payload(slot), slot.len as usize) })
+            f(slot.position, unsafe {
+                std::slice::from_raw_parts(ring.payload(slot), slot.len as usize)
+            })
         });
         if matches!(count, Ok(n) if n > 0) || count.is_err() {
             ring.wake_producer();
@@ -854,8 +903,29 @@ impl Consumer {
             std::ptr::copy_nonoverlapping(self.shared.ring.payload(slot), buf.as_mut_ptr(), len)
         };
         self.shared.ring.release(&mut self.cursor, slot);
+        self.last_sequence = Some(slot.position);
         self.shared.ring.wake_producer();
         Ok(len)
+    }
+
+    /// The sequence number of the last message this consumer received
+    /// (by any verb), `None` before the first. See [`Consumer`] for what
+    /// the numbers are.
+    ///
+    /// ```
+    /// use shmkit::ring::{Consumer, Producer};
+    ///
+    /// let name = format!("doc-last-sequence-{}", std::process::id());
+    /// let mut producer = Producer::open(&name)?;
+    /// let mut consumer = Consumer::open(&name)?;
+    /// producer.send(b"hello")?;
+    /// let mut buf = [0u8; 16];
+    /// consumer.recv(&mut buf)?;
+    /// assert_eq!(consumer.last_sequence(), Some(0)); // the first record is at 0
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn last_sequence(&self) -> Option<u64> {
+        self.last_sequence
     }
 
     fn try_next(&mut self) -> Result<Slot> {
@@ -930,6 +1000,12 @@ impl ReadGrant<'_> {
     pub fn as_ptr(&self) -> *const u8 {
         self.consumer.shared.ring.payload(self.slot)
     }
+
+    /// The message's sequence number (see [`Consumer`]): the same if it is
+    /// delivered again after this process dies holding the grant.
+    pub fn sequence(&self) -> u64 {
+        self.slot.position
+    }
 }
 
 impl Deref for ReadGrant<'_> {
@@ -955,6 +1031,7 @@ impl Drop for ReadGrant<'_> {
             .shared
             .ring
             .release(&mut consumer.cursor, self.slot);
+        consumer.last_sequence = Some(self.slot.position);
         consumer.shared.ring.wake_producer();
     }
 }
