@@ -184,7 +184,7 @@ struct Shared {
     me: u64,
     segment: Segment,
     // Declared last so that it is unmapped after everything that points in.
-    _mapping: Attachment<ReadWrite>,
+    mapping: Attachment<ReadWrite>,
 }
 
 fn validate_name(name: &str) -> Result<Key> {
@@ -236,7 +236,8 @@ impl Shared {
                 options.trust.check(&segment, &format!("ring {name}"))?;
                 let mapping = segment.attach_initialised(HEADER_SIZE).map_err(|err| match err {
                     Error::Corrupt(_) => Error::Corrupt(format!(
-                        "ring {name} was never initialised (its creator died?); remove it with `shmkit rm {SEGMENT_PREFIX}{name}`"
+                        "ring {name} has 0 bytes or no header after 5 s: its creator died before initialising it, \
+                         or it was truncated; remove it with `shmkit rm {SEGMENT_PREFIX}{name}`"
                     )),
                     other => other,
                 })?;
@@ -255,7 +256,7 @@ impl Shared {
             ring,
             me: endpoint::this_process()?,
             segment,
-            _mapping: mapping,
+            mapping,
         })
     }
 
@@ -295,9 +296,17 @@ impl Shared {
         }
     }
 
+    /// `Err(Truncated)` once an access found the segment shrunk by a peer
+    /// (the pages it lost read as zeros): checked at every verb.
+    #[inline]
+    fn intact(&self) -> Result<()> {
+        self.mapping.check_intact()
+    }
+
     /// For the consumer: `Err(Closed)` or `Err(PeerGone)` once no more
     /// records can come, `Ok(())` while they can.
     fn producer_finished(&self) -> Result<()> {
+        self.intact()?;
         if self.closed() {
             return Err(Error::Closed {
                 ring: self.name.clone(),
@@ -312,6 +321,7 @@ impl Shared {
 
     /// For the producer: `Err(PeerGone)` if the consumer died.
     fn consumer_died(&self) -> Result<()> {
+        self.intact()?;
         let consumer = self.header().consumer.owner.load(Ordering::Relaxed);
         if consumer != 0 && !endpoint::is_alive(consumer) {
             return Err(self.peer_gone("consumer", consumer));
@@ -384,7 +394,14 @@ fn read_header<'m, A: AccessMode>(mapping: &'m Attachment<A>, name: &str) -> Res
             "capacity {capacity} is not a power of two in range"
         )));
     }
-    if data_offset != HEADER_SIZE || HEADER_SIZE + capacity > len {
+    if data_offset == HEADER_SIZE && HEADER_SIZE + capacity > len {
+        return Err(Error::Truncated {
+            segment: format!("ring {name}"),
+            size: len,
+            expected: HEADER_SIZE + capacity,
+        });
+    }
+    if data_offset != HEADER_SIZE {
         return Err(corrupt(format!(
             "data area at {data_offset} of {capacity} bytes does not fit the segment's {len}"
         )));
@@ -507,6 +524,7 @@ impl Producer {
 
     /// [`grant`](Producer::grant) if there is room now, else [`Error::Full`].
     pub fn try_grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
+        self.shared.intact()?;
         match self.shared.ring.reserve(&mut self.cursor, len as u64)? {
             Some(slot) => Ok(WriteGrant {
                 producer: self,
@@ -530,6 +548,7 @@ impl Producer {
 
     #[inline]
     fn grant_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<WriteGrant<'_>> {
+        self.shared.intact()?;
         // The common case, room at once, without the waiter's set-up.
         if let Some(slot) = self.shared.ring.reserve(&mut self.cursor, len as u64)? {
             return Ok(WriteGrant {
@@ -871,6 +890,7 @@ impl Consumer {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn drain_with_sequence(&mut self, mut f: impl FnMut(u64, &[u8])) -> Result<usize> {
+        self.shared.intact()?;
         let ring = self.shared.ring;
         let last_sequence = &mut self.last_sequence;
         let count = ring.drain(&mut self.cursor, |slot| {
@@ -902,6 +922,8 @@ impl Consumer {
         unsafe {
             std::ptr::copy_nonoverlapping(self.shared.ring.payload(slot), buf.as_mut_ptr(), len)
         };
+        // Zeros from pages a peer truncated away are not the message.
+        self.shared.intact()?;
         self.shared.ring.release(&mut self.cursor, slot);
         self.last_sequence = Some(slot.position);
         self.shared.ring.wake_producer();
@@ -929,6 +951,7 @@ impl Consumer {
     }
 
     fn try_next(&mut self) -> Result<Slot> {
+        self.shared.intact()?;
         if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
             return Ok(slot);
         }
@@ -945,6 +968,7 @@ impl Consumer {
 
     #[inline]
     fn next_until(&mut self, deadline: Option<Instant>) -> Result<Slot> {
+        self.shared.intact()?;
         // The common case, a message at once, without the waiter's set-up.
         if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
             return Ok(slot);
@@ -984,6 +1008,12 @@ impl ReadGrant<'_> {
     /// Hands the message's space back to the producer.
     pub fn release(self) {}
 
+    /// The message's sequence number (see [`Consumer`]): the same if it is
+    /// delivered again after this process dies holding the grant.
+    pub fn sequence(&self) -> u64 {
+        self.slot.position
+    }
+
     /// The message's length in bytes (without forming a slice over it).
     pub fn len(&self) -> usize {
         self.slot.len as usize
@@ -999,12 +1029,6 @@ impl ReadGrant<'_> {
     /// the message is the [`len`](ReadGrant::len) bytes from here.
     pub fn as_ptr(&self) -> *const u8 {
         self.consumer.shared.ring.payload(self.slot)
-    }
-
-    /// The message's sequence number (see [`Consumer`]): the same if it is
-    /// delivered again after this process dies holding the grant.
-    pub fn sequence(&self) -> u64 {
-        self.slot.position
     }
 }
 
