@@ -90,6 +90,22 @@ pub fn filesystem_magic(fd: impl AsFd) -> io::Result<u64> {
     Ok(rustix::fs::fstatfs(fd)?.f_type as u64)
 }
 
+/// `lstat(path)`: what is at `path`, without following a symlink there.
+///
+/// [lstat(2)](https://man7.org/linux/man-pages/man2/lstat.2.html)
+pub fn lstat(path: &str) -> io::Result<Stat> {
+    Ok(rustix::fs::lstat(path)?)
+}
+
+/// `statfs(path).f_type`: the magic number of the file system holding
+/// `path` (the caller has checked it is no symlink).
+///
+/// [statfs(2)](https://man7.org/linux/man-pages/man2/statfs.2.html)
+pub fn path_filesystem_magic(path: &str) -> io::Result<u64> {
+    // `f_type` is signed on some targets; a magic number is its bits.
+    Ok(rustix::fs::statfs(path)?.f_type as u64)
+}
+
 /// `shm_unlink(name)`: removes the name; mappings and open descriptors stay
 /// valid, and the memory is freed when the last of them goes.
 ///
@@ -169,6 +185,28 @@ pub fn set_group(fd: impl AsFd, gid: u32) -> io::Result<()> {
 pub fn capacity() -> io::Result<u64> {
     let vfs = rustix::fs::statvfs(SHM_DIR)?;
     Ok(vfs.f_blocks.saturating_mul(vfs.f_frsize))
+}
+
+/// How full the tmpfs at `/dev/shm` is, in bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Usage {
+    /// Its total size.
+    pub size: u64,
+    /// Bytes in use.
+    pub used: u64,
+    /// Bytes an unprivileged user may still fill.
+    pub available: u64,
+}
+
+/// `statvfs("/dev/shm")` as [`Usage`].
+pub fn usage() -> io::Result<Usage> {
+    let vfs = rustix::fs::statvfs(SHM_DIR)?;
+    let bytes = |blocks: u64| blocks.saturating_mul(vfs.f_frsize);
+    Ok(Usage {
+        size: bytes(vfs.f_blocks),
+        used: bytes(vfs.f_blocks.saturating_sub(vfs.f_bfree)),
+        available: bytes(vfs.f_bavail),
+    })
 }
 
 /// `mmap(NULL, len, PROT_READ[|PROT_WRITE], MAP_SHARED, fd, 0)`: maps the
