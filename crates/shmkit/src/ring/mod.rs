@@ -653,7 +653,14 @@ impl WriteGrant<'_> {
 
     #[inline]
     fn fill_and_commit(mut self, message: &[u8]) {
-        self.copy_from_slice(message);
+        debug_assert_eq!(message.len() as u64, self.slot.len);
+        // SAFETY: the slot's `len` bytes (= message.len(), the length
+        // granted) lie in the data area and are this producer's until the
+        // commit (rule 2); copying through the pointer forms no `&mut [u8]`
+        // over shared memory; `message` is the caller's and cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(message.as_ptr(), self.as_mut_ptr(), message.len())
+        };
         self.commit();
     }
 }
@@ -807,19 +814,8 @@ impl Consumer {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
-        let message = self.read()?;
-        let len = message.len();
-        buf.clear();
-        buf.reserve(len);
-        // SAFETY: the message's `len` bytes are a committed record that the
-        // producer leaves alone until the grant is dropped (rule 2); `buf`
-        // is our own memory with room for `len` bytes, which the copy
-        // initialises before `set_len`.
-        unsafe {
-            std::ptr::copy_nonoverlapping(message.as_ptr(), buf.as_mut_ptr(), len);
-            buf.set_len(len);
-        }
-        Ok(len)
+        self.read()?.copy_to(buf);
+        Ok(buf.len())
     }
 
     /// The next message, read in place, waiting while the ring is empty.
@@ -1036,6 +1032,39 @@ impl ReadGrant<'_> {
     /// Whether the message is empty (a message may have 0 bytes).
     pub fn is_empty(&self) -> bool {
         self.slot.len == 0
+    }
+
+    /// Replaces `buf`'s contents with a copy of the message, made through
+    /// the raw pointer (no `&[u8]` over shared memory is formed); `buf`
+    /// grows to fit and keeps its capacity. The message stays in the ring
+    /// until the grant is dropped, so it can be written somewhere first.
+    ///
+    /// ```
+    /// use shmkit::ring::{Consumer, Producer};
+    ///
+    /// let name = format!("doc-copy-to-{}", std::process::id());
+    /// let mut producer = Producer::open(&name)?;
+    /// let mut consumer = Consumer::open(&name)?;
+    /// producer.send(b"kept until written")?;
+    /// let mut copy = Vec::new();
+    /// let message = consumer.read()?;
+    /// message.copy_to(&mut copy);
+    /// assert_eq!(copy, b"kept until written");
+    /// message.release(); // only now is its space handed back
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn copy_to(&self, buf: &mut Vec<u8>) {
+        let len = self.len();
+        buf.clear();
+        buf.reserve(len);
+        // SAFETY: the message's `len` bytes are a committed record inside
+        // the data area that the producer leaves alone until this grant is
+        // dropped (rule 2); `buf` is our own memory with room for `len`
+        // bytes, which the copy initialises before `set_len`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.as_ptr(), buf.as_mut_ptr(), len);
+            buf.set_len(len);
+        }
     }
 
     /// The message's first byte, for copying out through a raw pointer
