@@ -149,6 +149,12 @@ fn attacks(victim_uid: u32) {
     // A segment of the victim's own, for the hard link.
     let own = "victim-own";
     assert_eq!(ask(&mut victim, &format!("create {own}")), "ok");
+    let made = std::fs::metadata(format!("/dev/shm/{own}")).unwrap();
+    assert_eq!(
+        made.uid(),
+        victim_uid,
+        "the victim runs as uid {victim_uid}"
+    );
 
     let attacks = [
         Attack::SymlinkToVictimFile,
