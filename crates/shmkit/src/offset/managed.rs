@@ -399,6 +399,15 @@ impl ManagedSegment {
         }
         let flags = self.mapping.atomic_u32(FLAGS_AT)?.load(Ordering::Relaxed);
         let size = self.mapping.atomic_u64(SIZE_AT)?.load(Ordering::Relaxed);
+        let mapped = self.mapping.len() as u64;
+        if flags == 0 && size % BLOCK_ALIGN == 0 && size > mapped {
+            // A heap end past the segment's end: it was made larger.
+            return Err(Error::Truncated {
+                segment: self.segment.to_string(),
+                size: mapped,
+                expected: size,
+            });
+        }
         if flags != 0
             || size > self.mapping.len() as u64
             || size < MIN_SIZE - BLOCK_ALIGN
@@ -638,13 +647,16 @@ impl ManagedSegment {
         // any bytes are a valid T; copied out, never referenced. Callers hold
         // the lock, so other processes that follow the protocol are not
         // writing these bytes.
-        Ok(unsafe {
+        let value = unsafe {
             self.mapping
                 .as_ptr()
                 .add(range.start)
                 .cast::<T>()
                 .read_unaligned()
-        })
+        };
+        // Zeros from a page a peer truncated away are not the heap's.
+        self.mapping.check_intact()?;
+        Ok(value)
     }
 
     fn store<T: Plain>(&self, at: Offset<T>, value: T) -> Result<()> {
@@ -659,7 +671,7 @@ impl ManagedSegment {
                 .cast::<T>()
                 .write_unaligned(value)
         };
-        Ok(())
+        self.mapping.check_intact()
     }
 
     fn copy(&self, from: u64, to: u64, len: u64) -> Result<()> {
@@ -679,7 +691,7 @@ impl ManagedSegment {
                 len as usize,
             )
         };
-        Ok(())
+        self.mapping.check_intact()
     }
 
     // --- the allocator (callers hold the lock) -------------------------------

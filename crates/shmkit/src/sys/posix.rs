@@ -105,6 +105,29 @@ pub fn set_len(fd: impl AsFd, len: u64) -> io::Result<()> {
     Ok(rustix::fs::ftruncate(fd, len)?)
 }
 
+/// `fallocate(fd, 0, 0, len)`: reserves the object's first `len` bytes of
+/// memory now, so that touching them later cannot fail for want of space
+/// (which would raise `SIGBUS` in whoever touched them). `ENOSPC` if the
+/// file system has not that much free.
+///
+/// [fallocate(2)](https://man7.org/linux/man-pages/man2/fallocate.2.html)
+pub fn reserve(fd: impl AsFd, len: u64) -> io::Result<()> {
+    Ok(rustix::fs::fallocate(
+        fd,
+        rustix::fs::FallocateFlags::empty(),
+        0,
+        len,
+    )?)
+}
+
+/// `statvfs("/dev/shm")`: bytes free for new objects.
+///
+/// [statvfs(3)](https://man7.org/linux/man-pages/man3/statvfs.3.html)
+pub fn free_space() -> io::Result<u64> {
+    let vfs = rustix::fs::statvfs(SHM_DIR)?;
+    Ok(vfs.f_bavail.saturating_mul(vfs.f_frsize))
+}
+
 /// `fstat(fd)`: size, owner, mode, times and inode of the object.
 ///
 /// [fstat(2)](https://man7.org/linux/man-pages/man2/fstat.2.html)
