@@ -231,6 +231,14 @@ fn attacks(victim_uid: u32) {
         "foreign uid 65534 (not written)"
     );
 
+    // A squatted System V key (in the scenario's own IPC namespace): no
+    // name to trick, but `open_or_create` says whose segment it got.
+    ask_ok(&mut attacker, "sysv-segment 0x5ec00017");
+    assert_eq!(
+        ask(&mut victim, "open-or-create 0x5ec00017"),
+        "foreign uid 65534 (not written)"
+    );
+
     attacker.finish();
     victim.finish();
     let after = std::fs::metadata(&victim_file).unwrap();
@@ -320,6 +328,9 @@ fn attacker() {
                 let key = Key::posix(&format!("/{name}")).unwrap();
                 Segment::create(&key, 4096, Mode::new(0o666)).unwrap();
             }
+            ["sysv-segment", key] => {
+                Segment::create(&key.parse().unwrap(), 4096, Mode::new(0o666)).unwrap();
+            }
             _ => panic!("attacker: unknown command {command}"),
         }
         report("ok");
@@ -362,7 +373,11 @@ fn victim() {
 static HELD: std::sync::Mutex<Vec<Producer>> = std::sync::Mutex::new(Vec::new());
 
 fn run_entry(entry: &str, name: &str) -> shmkit::Result<String> {
-    let key = || Key::posix(&format!("/{name}"));
+    // A name that parses as a key (0x…) is a System V key.
+    let key = || match name.parse::<Key>() {
+        Ok(key @ Key::SysV(_)) => Ok(key),
+        _ => Key::posix(&format!("/{name}")),
+    };
     match entry {
         "producer" => Producer::open(name)?.send(SECRET)?,
         "consumer" => {
