@@ -21,6 +21,21 @@
 //! - [`channel`]: typed channels over a ring, with serde + postcard, or rkyv
 //!   archives validated by bytecheck.
 //!
+//! # Where to go next
+//!
+//! - The message ring: [`ring`] (start at [`ring::Producer`] and
+//!   [`ring::Consumer`]), and typed messages over it in [`channel`].
+//! - The examples, in `crates/shmkit/examples/`: `shared_list` (two
+//!   processes sharing a [`ManagedSegment`](offset::ManagedSegment)),
+//!   `serialize_list` (an offset image of a linked list) and
+//!   `typed_channel` (serde and rkyv messages between processes); run one
+//!   with `cargo run -p shmkit --example shared_list`.
+//! - `docs/FORMAT.md` in the repository: every byte layout shmkit puts in
+//!   shared memory, so that a C or Python program can be a peer.
+//! - The `shmkit` tool (crate `shmkit-cli`): `ls`, `stat`, `top`, `send`,
+//!   `recv`, `gc` and more from the shell, built on this library; its JSON
+//!   output is described in `docs/JSON.md`.
+//!
 //! Memory that another process can write is never exposed as `&[u8]` while
 //! that process may write it: segment bytes are copied in and out or
 //! reached through atomics, and the ring hands out a slice (a grant) only

@@ -394,17 +394,17 @@ fn read_header<'m, A: AccessMode>(mapping: &'m Attachment<A>, name: &str) -> Res
             "capacity {capacity} is not a power of two in range"
         )));
     }
-    if data_offset == HEADER_SIZE && HEADER_SIZE + capacity > len {
+    if data_offset != HEADER_SIZE {
+        return Err(corrupt(format!(
+            "data_offset is {data_offset}; the data area always starts at {HEADER_SIZE}"
+        )));
+    }
+    if HEADER_SIZE + capacity > len {
         return Err(Error::Truncated {
             segment: format!("ring {name}"),
             size: len,
             expected: HEADER_SIZE + capacity,
         });
-    }
-    if data_offset != HEADER_SIZE {
-        return Err(corrupt(format!(
-            "data area at {data_offset} of {capacity} bytes does not fit the segment's {len}"
-        )));
     }
     if max_message > layout::max_message_for(capacity) {
         return Err(corrupt(format!(

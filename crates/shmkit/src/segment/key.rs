@@ -1,6 +1,7 @@
 //! How a segment is named: a System V key or a POSIX name.
 
 use std::fmt;
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::str::FromStr;
@@ -56,7 +57,7 @@ impl Key {
     /// finds; other processes reach it by id.
     pub const PRIVATE: Key = Key::SysV(crate::sys::sysv::IPC_PRIVATE);
 
-    /// A POSIX name: one leading slash, no other slash, 1 to 255 bytes after
+    /// A POSIX name: one leading slash, no other slash, 1 to 254 bytes after
     /// the slash, not `/.` or `/..`, no NUL byte — the names Linux
     /// `shm_open` accepts.
     ///
@@ -93,7 +94,7 @@ impl Key {
         }
         let meta = std::fs::metadata(path).map_err(|source| Error::Os {
             context: format!("ftok of {}", path.display()),
-            source,
+            source: io::Error::new(source.kind(), ftok_failure(&source)),
         })?;
         let key = (meta.ino() & 0xffff) as u32
             | ((meta.dev() & 0xff) as u32) << 16
@@ -163,19 +164,45 @@ impl FromStr for Key {
     }
 }
 
+/// Decimal with an optional leading `-`, or `0x` hex: digits only after
+/// the prefix, since `from_str_radix` would also take a sign there
+/// (`0x-1`, `0x+5`, `+5`).
 fn parse_int(text: &str) -> Option<i64> {
     let (negative, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    let value = match digits
+    let (hex, digits) = match digits
         .strip_prefix("0x")
         .or_else(|| digits.strip_prefix("0X"))
     {
-        Some(hex) => i64::from_str_radix(hex, 16).ok()?,
-        None => digits.parse::<i64>().ok()?,
+        Some(hex) => (true, hex),
+        None => (false, digits),
     };
+    let valid = |c: char| {
+        if hex {
+            c.is_ascii_hexdigit()
+        } else {
+            c.is_ascii_digit()
+        }
+    };
+    if digits.is_empty() || !digits.chars().all(valid) {
+        return None;
+    }
+    let value = i64::from_str_radix(digits, if hex { 16 } else { 10 }).ok()?;
     Some(if negative { -value } else { value })
+}
+
+/// Why ftok could not use a file, in the words of someone who typed
+/// `ftok:PATH:PROJ` (not the raw errno text).
+fn ftok_failure(err: &io::Error) -> String {
+    let why = match err.kind() {
+        io::ErrorKind::NotFound => "there is no such file",
+        io::ErrorKind::PermissionDenied => "permission denied to look at the file",
+        io::ErrorKind::NotADirectory => "a part of the path before the last '/' is not a directory",
+        _ => return format!("the file's status cannot be read: {}", err.kind()),
+    };
+    format!("{why}; ftok derives a key from an existing file that this user may look at")
 }
 
 /// A validated POSIX shared-memory name such as `/ring-1`.
@@ -183,8 +210,9 @@ fn parse_int(text: &str) -> Option<i64> {
 pub struct PosixName(String);
 
 impl PosixName {
-    /// The longest name after the slash that Linux accepts (`NAME_MAX`).
-    pub const MAX_LEN: usize = 255;
+    /// The longest name after the slash that `shm_open` accepts: one less
+    /// than `NAME_MAX` (255), as glibc and rustix count the final NUL.
+    pub const MAX_LEN: usize = 254;
 
     /// Validates a name; see [`Key::posix`].
     pub fn new(name: &str) -> Result<PosixName> {
@@ -204,7 +232,7 @@ impl PosixName {
             return invalid("must not contain '/' after the first character");
         }
         if rest.len() > Self::MAX_LEN {
-            return invalid("must be at most 255 bytes after the '/'");
+            return invalid("must be at most 254 bytes after the '/' (shm_open's limit)");
         }
         if rest == "." || rest == ".." {
             return invalid("must not be '/.' or '/..'");
@@ -244,6 +272,10 @@ mod tests {
         assert_eq!("-2".parse::<Key>().unwrap(), Key::SysV(0xffff_fffe));
         assert_eq!("0".parse::<Key>().unwrap(), Key::PRIVATE);
         assert!("0x100000000".parse::<Key>().is_err());
+        for bad in ["0x-1", "0x+5", "+5", "0x", "-", "--1", "0x 1", "-0x-1"] {
+            assert!(bad.parse::<Key>().is_err(), "{bad:?} was accepted");
+        }
+        assert_eq!("-0x10".parse::<Key>().unwrap(), Key::SysV(0xffff_fff0));
         assert!("twelve".parse::<Key>().is_err());
         assert!("".parse::<Key>().is_err());
     }
@@ -273,7 +305,8 @@ mod tests {
     #[test]
     fn validates_posix_names() {
         assert!(PosixName::new("/a").is_ok());
-        assert!(PosixName::new(&format!("/{}", "x".repeat(255))).is_ok());
+        assert!(PosixName::new(&format!("/{}", "x".repeat(254))).is_ok());
+        assert!(PosixName::new(&format!("/{}", "x".repeat(255))).is_err());
         for bad in ["", "a", "/", "/a/b", "/.", "/..", "/a\0b"] {
             assert!(
                 matches!(PosixName::new(bad), Err(Error::InvalidName { .. })),
@@ -296,10 +329,11 @@ mod tests {
         assert_eq!("ftok:/:A".parse::<Key>().unwrap(), Key::SysV(expected));
         assert_eq!("ftok:/:65".parse::<Key>().unwrap(), Key::SysV(expected));
         assert!(matches!(Key::ftok("/", 0), Err(Error::InvalidArgument(_))));
-        assert!(matches!(
-            Key::ftok("/surely/not/here", 1),
-            Err(Error::Os { .. })
-        ));
+        let missing = Key::ftok("/surely/not/here", 1).unwrap_err();
+        assert!(matches!(missing, Error::Os { .. }), "{missing:?}");
+        let text = missing.to_string();
+        assert!(text.contains("there is no such file"), "{text}");
+        assert!(!text.contains("os error"), "{text}");
         assert!("ftok:/".parse::<Key>().is_err());
         assert!("ftok:/:256".parse::<Key>().is_err());
     }

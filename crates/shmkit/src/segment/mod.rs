@@ -16,6 +16,7 @@
 
 mod attachment;
 mod key;
+mod limits;
 mod mode;
 mod posix_open;
 mod stat;
@@ -27,6 +28,7 @@ use std::os::fd::OwnedFd;
 
 pub use attachment::{AccessMode, Attachment, ReadOnly, ReadWrite};
 pub use key::{Key, PosixName};
+pub use limits::{limits, Limits};
 pub use mode::Mode;
 pub use stat::{list, Kind, Mapping, Stat};
 pub use trust::{Opened, Owner, Trust};
@@ -569,6 +571,33 @@ impl Segment {
             Object::Posix { name, .. } => posix::unlink(name.as_str()),
         }
         .map_err(|e| Error::from_os(e, &self.to_string(), Access::Remove))
+    }
+
+    /// Removes the segment `key` names, as [`remove`](Segment::remove),
+    /// without opening it first: removing a POSIX segment needs the right
+    /// to unlink its name (its owner's, in the sticky `/dev/shm`), not to
+    /// read it, so a mode that forbids reading does not stop its owner.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Segment::open) and [`remove`](Segment::remove); a
+    /// refusal is [`Error::PermissionDenied`] for [`Access::Remove`].
+    ///
+    /// ```
+    /// use shmkit::{Error, Key, Mode, Segment};
+    ///
+    /// let key = Key::posix(&format!("/shmkit-doc-remove-key-{}", std::process::id()))?;
+    /// drop(Segment::create(&key, 100, Mode::new(0o000))?); // nobody may read it
+    /// Segment::remove_key(&key)?;
+    /// assert!(matches!(Segment::open(&key), Err(Error::NotFound { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn remove_key(key: &Key) -> Result<()> {
+        match key {
+            Key::Posix(name) => posix::unlink(name.as_str())
+                .map_err(|e| Error::from_os(e, name.as_str(), Access::Remove)),
+            Key::SysV(_) => Segment::open(key)?.remove(),
+        }
     }
 }
 

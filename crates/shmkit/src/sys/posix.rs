@@ -172,6 +172,28 @@ pub fn capacity() -> io::Result<u64> {
     Ok(vfs.f_blocks.saturating_mul(vfs.f_frsize))
 }
 
+/// How full the tmpfs at `/dev/shm` is, in bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Usage {
+    /// Its total size.
+    pub size: u64,
+    /// Bytes in use.
+    pub used: u64,
+    /// Bytes an unprivileged user may still fill.
+    pub available: u64,
+}
+
+/// `statvfs("/dev/shm")` as [`Usage`].
+pub fn usage() -> io::Result<Usage> {
+    let vfs = rustix::fs::statvfs(SHM_DIR)?;
+    let bytes = |blocks: u64| blocks.saturating_mul(vfs.f_frsize);
+    Ok(Usage {
+        size: bytes(vfs.f_blocks),
+        used: bytes(vfs.f_blocks.saturating_sub(vfs.f_bfree)),
+        available: bytes(vfs.f_bavail),
+    })
+}
+
 /// `mmap(NULL, len, PROT_READ[|PROT_WRITE], MAP_SHARED, fd, 0)`: maps the
 /// object anywhere the kernel chooses.
 ///

@@ -1,0 +1,242 @@
+//! `shmkit top` watching a live ring: as a script sees it (`--once`, text
+//! and JSON), and as a person does, driven in tmux (send-keys to type,
+//! capture-pane to read the screen).
+//!
+//! Each test streams messages through a ring of its own, named by this
+//! process's id and the test, from two threads of this process; the ring
+//! is closed and removed when the test ends, even by a panic.
+
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shmkit::ring::{Consumer, Producer};
+use shmkit::{Key, Segment};
+
+const SHMKIT: &str = env!("CARGO_BIN_EXE_shmkit");
+
+/// How long a test waits for top to show what it expects before failing:
+/// generous, since the machine is shared.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A ring with messages flowing through it, about a thousand a second,
+/// until it is dropped.
+struct LiveRing {
+    name: String,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl LiveRing {
+    fn start(test: &str) -> LiveRing {
+        let name = format!("top-test-{}-{test}", std::process::id());
+        let mut producer = Producer::open(&name).expect("open the producer");
+        let mut consumer = Consumer::open(&name).expect("open the consumer");
+        let stop = Arc::new(AtomicBool::new(false));
+        let sending = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    producer.send(&[7; 64]).expect("send");
+                    // Pacing, not synchronisation: a steady, small load.
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                // Dropping the producer closes the ring.
+            })
+        };
+        let receiving = std::thread::spawn(move || {
+            let mut buf = vec![0; consumer.max_message()];
+            loop {
+                match consumer.recv_timeout(&mut buf, Duration::from_millis(100)) {
+                    Ok(_) | Err(shmkit::Error::Timeout { .. }) => {}
+                    Err(shmkit::Error::Closed { .. }) => return,
+                    Err(err) => panic!("recv: {err}"),
+                }
+            }
+        });
+        LiveRing {
+            name,
+            stop,
+            threads: vec![sending, receiving],
+        }
+    }
+}
+
+impl Drop for LiveRing {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        // The ring removes itself once both ends left; this is for a test
+        // that panicked half-way.
+        if let Ok(key) = Key::posix(&format!("/shmkit.ring.{}", self.name)) {
+            if let Ok(segment) = Segment::open(&key) {
+                let _ = segment.remove();
+            }
+        }
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+#[track_caller]
+fn succeeded(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed with {}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The MSG/S column (the sixth) of the line whose NAME column (the second)
+/// is `name`, if there is such a line and the column is a number.
+fn messages_per_second(screen: &str, name: &str) -> Option<u64> {
+    screen
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|columns| columns.get(1) == Some(&name))
+        .and_then(|columns| columns.get(5)?.parse().ok())
+}
+
+#[test]
+fn top_once_shows_a_live_ring_and_its_rate() {
+    let ring = LiveRing::start("once");
+    let once = &["top", "--once", "--interval", "0.5", "--filter", &ring.name];
+    let text = succeeded(&run(SHMKIT, once));
+    let mut lines = text.lines();
+    assert_eq!(
+        lines
+            .next()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>()),
+        Some(vec![
+            "KIND", "NAME", "SIZE", "RESIDENT", "ATTACH", "MSG/S", "BYTES/S", "FILL", "STATE"
+        ]),
+        "{text}"
+    );
+    let row: Vec<&str> = lines.next().expect("a row").split_whitespace().collect();
+    assert_eq!(row[..3], ["ring", ring.name.as_str(), "1.0M"], "{text}");
+    assert!(
+        row[5].parse::<u64>().expect("MSG/S is a number") > 0,
+        "{text}"
+    );
+    assert_eq!(row[8], "open", "{text}");
+
+    let mut args = once.to_vec();
+    args.push("--json");
+    let snapshot: Value = serde_json::from_str(&succeeded(&run(SHMKIT, &args))).expect("JSON");
+    let object = &snapshot["objects"][0];
+    assert_eq!(object["kind"], "ring");
+    assert_eq!(object["name"], ring.name.as_str());
+    assert!(
+        object["messages_per_sec"].as_f64().expect("a rate") > 0.0,
+        "{snapshot}"
+    );
+    assert!(
+        object["bytes_per_sec"].as_f64().expect("a rate") > 0.0,
+        "{snapshot}"
+    );
+    let members = object["members"].as_array().expect("members");
+    let roles: Vec<&Value> = members.iter().map(|m| &m["role"]).collect();
+    assert_eq!(roles, ["producer", "consumer"], "{snapshot}");
+    for member in members {
+        assert_eq!(member["pid"], std::process::id());
+        assert_eq!(member["alive"], true);
+    }
+}
+
+/// A tmux server of this test's own (`tmux -L NAME`), killed when dropped.
+struct Tmux(String);
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> Output {
+        let mut all = vec!["-L", self.0.as_str()];
+        all.extend_from_slice(args);
+        run("tmux", &all)
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p"]).stdout).into_owned()
+    }
+
+    /// Waits until the screen shows what `done` looks for; returns it.
+    #[track_caller]
+    fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let screen = self.screen();
+            if done(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "top did not show {what} within {PATIENCE:?}:\n{screen}"
+            );
+            // Polling the screen, which has no event to wait on.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+#[test]
+fn top_in_tmux_shows_a_live_ring_and_its_rate_sorts_filters_and_quits_on_q() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI must have tmux: .ci/run installs it"
+        );
+        eprintln!("skipped: tmux is not installed (apt-get install tmux; .ci/run does in CI)");
+        return;
+    }
+    let ring = LiveRing::start("tmux");
+    let tmux = Tmux(format!("shmkit-top-test-{}", std::process::id()));
+    let command = format!("'{SHMKIT}' top --interval 0.5 --filter '{}'", ring.name);
+    succeeded(&tmux.run(&["new-session", "-d", "-x", "200", "-y", "30", &command]));
+
+    let screen = tmux.wait_for("the ring with a rate above 0", |screen| {
+        messages_per_second(screen, &ring.name).is_some_and(|rate| rate > 0)
+    });
+    assert!(screen.contains("MSG/S"), "{screen}");
+    assert!(screen.contains("q quit"), "{screen}");
+
+    succeeded(&tmux.run(&["send-keys", "m"]));
+    tmux.wait_for("the sort by messages/s", |screen| {
+        screen.contains("sort: Messages desc")
+    });
+
+    succeeded(&tmux.run(&["send-keys", "/", "zzz-none", "Enter"]));
+    let filtered = tmux.wait_for("the new filter", |screen| {
+        screen.contains("0 objects") && screen.contains("filter: zzz-none")
+    });
+    assert!(!filtered.contains(&ring.name), "{filtered}");
+
+    succeeded(&tmux.run(&["send-keys", "q"]));
+    let deadline = Instant::now() + PATIENCE;
+    while tmux.run(&["has-session"]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "q did not quit top:\n{}",
+            tmux.screen()
+        );
+        // Polling: tmux tells of a session's end only when asked.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
