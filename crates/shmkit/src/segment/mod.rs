@@ -594,8 +594,11 @@ impl Segment {
     /// ```
     pub fn remove_key(key: &Key) -> Result<()> {
         match key {
-            Key::Posix(name) => posix::unlink(name.as_str())
-                .map_err(|e| Error::from_os(e, name.as_str(), Access::Remove)),
+            Key::Posix(name) => {
+                posix_open::check_before_removal(name)?;
+                posix::unlink(name.as_str())
+                    .map_err(|e| Error::from_os(e, name.as_str(), Access::Remove))
+            }
             Key::SysV(_) => Segment::open(key)?.remove(),
         }
     }

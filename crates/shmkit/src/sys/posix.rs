@@ -91,6 +91,22 @@ pub fn filesystem_magic(fd: impl AsFd) -> io::Result<u64> {
     Ok(rustix::fs::fstatfs(fd)?.f_type as u64)
 }
 
+/// `lstat(path)`: what is at `path`, without following a symlink there.
+///
+/// [lstat(2)](https://man7.org/linux/man-pages/man2/lstat.2.html)
+pub fn lstat(path: &str) -> io::Result<Stat> {
+    Ok(rustix::fs::lstat(path)?)
+}
+
+/// `statfs(path).f_type`: the magic number of the file system holding
+/// `path` (the caller has checked it is no symlink).
+///
+/// [statfs(2)](https://man7.org/linux/man-pages/man2/statfs.2.html)
+pub fn path_filesystem_magic(path: &str) -> io::Result<u64> {
+    // `f_type` is signed on some targets; a magic number is its bits.
+    Ok(rustix::fs::statfs(path)?.f_type as u64)
+}
+
 /// `shm_unlink(name)`: removes the name; mappings and open descriptors stay
 /// valid, and the memory is freed when the last of them goes.
 ///
