@@ -3,8 +3,7 @@
 //! the victim's, a dangling symlink, a FIFO, a directory or a socket (and
 //! root a bind mount from another file system) at the name of every
 //! command that opens one, or squats a ring or segment first. The victim
-//! (root, or uid 65533) must get a clear error within a watchdog's 20 s
-//! (`rm`, which unlinks without opening, may instead remove the trap),
+//! (root, or uid 65533) must get a clear error within a watchdog's 20 s,
 //! no file outside `/dev/shm` may change, and nothing the victim sends may
 //! reach the attacker. `ls` and `gc` must skip the traps.
 //!
@@ -254,20 +253,6 @@ fn attacks(victim_uid: u32) {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let output = shmkit_as(victim, &args, &format!("{SECRET}\n"));
             let what = format!("{trap:?} then shmkit {args:?}");
-            if tag == "rm" {
-                // `rm` unlinks the name without opening it, which never
-                // follows a symlink: it removes the trap itself where the
-                // sticky /dev/shm lets it (root), else it is refused.
-                let gone = std::fs::symlink_metadata(&path).is_err();
-                let stderr = text(&output.stderr);
-                assert!(
-                    matches!(output.status.code(), Some(0) if gone)
-                        || (output.status.code() == Some(1) && stderr.starts_with("shmkit: ")),
-                    "{what}: {}: {stderr}",
-                    output.status
-                );
-                continue;
-            }
             failed_saying(
                 &output,
                 &["not a shared-memory segment", found_word(trap)],
