@@ -303,6 +303,14 @@ impl Shared {
         self.mapping.check_intact()
     }
 
+    /// `Err(Truncated)` if the file is shorter than the mapping, faulted or
+    /// not: checked by a waiting side with its peer (a cut inside the first
+    /// page zeroes the indices without a fault, and both sides would wait
+    /// on each other forever).
+    fn still_sized(&self) -> Result<()> {
+        self.mapping.check_size()
+    }
+
     /// For the consumer: `Err(Closed)` or `Err(PeerGone)` once no more
     /// records can come, `Ok(())` while they can.
     fn producer_finished(&self) -> Result<()> {
@@ -565,7 +573,7 @@ impl Producer {
             deadline,
             &shared.name,
             || shared.ring.reserve(cursor, len as u64),
-            || shared.consumer_died(),
+            || shared.still_sized().and_then(|()| shared.consumer_died()),
         )?;
         Ok(WriteGrant {
             producer: self,
@@ -698,7 +706,7 @@ impl DerefMut for WriteGrant<'_> {
 /// message is lost), when a [`ReadGrant`] is dropped (at least once: if
 /// it dies holding the grant, the next consumer gets the message again),
 /// or when [`drain`](Consumer::drain) returns (at least once for the whole
-/// batch). The README's "Delivery" section has the full table.
+/// batch). The README has the table, under "What survives a crash".
 #[derive(Debug)]
 pub struct Consumer {
     cursor: ConsumerCursor,
@@ -905,6 +913,8 @@ impl Consumer {
         if matches!(count, Ok(n) if n > 0) || count.is_err() {
             ring.wake_producer();
         }
+        // Messages read from pages a peer truncated away were zeros.
+        let count = count.and_then(|n| self.shared.intact().map(|()| n));
         count.map(|n| n as usize)
     }
 
@@ -982,7 +992,11 @@ impl Consumer {
             deadline,
             &shared.name,
             || shared.ring.peek(cursor),
-            || shared.producer_finished(),
+            || {
+                shared
+                    .still_sized()
+                    .and_then(|()| shared.producer_finished())
+            },
         )
     }
 }
