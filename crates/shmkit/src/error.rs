@@ -260,7 +260,7 @@ pub enum Error {
     /// symlink, a FIFO, a directory, a socket, a hard link, a file on
     /// another file system (`/dev/shm` is world-writable; see
     /// docs/SECURITY.md). shmkit never follows, reads or writes it.
-    #[error("{segment} is not a shared-memory segment: /dev/shm{segment} is {found}; remove it if it is not meant to be there")]
+    #[error("{segment} is not a shared-memory segment: /dev/shm{segment} is {found}; if it is not meant to be there, remove it (`rm /dev/shm{segment}`)")]
     NotASegment {
         /// The POSIX name.
         segment: String,
