@@ -240,3 +240,15 @@ fn top_in_tmux_shows_a_live_ring_and_its_rate_sorts_filters_and_quits_on_q() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn top_without_a_terminal_says_to_use_once() {
+    let output = run(SHMKIT, &["top"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("shmkit: top draws on a terminal") && stderr.contains("top --once"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
