@@ -237,8 +237,12 @@ fn opening(name: &str, end: &str, err: shmkit::Error) -> CliError {
             let group = names
                 .group(gid)
                 .map_or_else(|| gid.to_string(), str::to_owned);
+            let owner = match names.user(uid) {
+                Some(user) => format!("user {user} (uid {uid}, group {group})"),
+                None => format!("uid {uid} (group {group})"),
+            };
             CliError::Message(format!(
-                "ring {name} belongs to user {user} (uid {uid}, group {group}), not to you: \
+                "ring {name} belongs to {owner}, not to you: \
                  refusing to join it as its {end}, since its owner could read what you send or \
                  forge what you receive. `--trust {user}` (or `--trust group:{group}`) joins it \
                  anyway; if it is not meant to be there, remove it: \

@@ -35,7 +35,7 @@ impl TestKey {
     /// `0x5Cpppp nn`: 0x5C, the low 16 bits of the pid, the counter.
     fn sysv() -> TestKey {
         let key = 0x5C00_0000 | (std::process::id() & 0xffff) << 8 | TestKey::next();
-        TestKey(Key::SysV(key as i32))
+        TestKey(Key::SysV(key))
     }
 
     /// `/shmkit-cli-test-PID-N`.

@@ -42,6 +42,8 @@ pub type Pid = u32;
 /// | [`WrongType`](Error::WrongType) | a channel's peer sends another type | channel receives |
 /// | [`InUse`](Error::InUse) | a live process holds this end | ring and channel `open` |
 /// | [`Corrupt`](Error::Corrupt) | bytes in shared memory break the format | anything that reads a segment |
+/// | [`Truncated`](Error::Truncated) | someone shrank the segment | ring verbs, managed-segment operations, `Attachment` reads and writes, opening |
+/// | [`Busy`](Error::Busy) | a live process kept a managed segment's lock over 2 s; retry | managed-segment operations |
 ///
 /// Each function's `# Errors` section lists the variants it returns.
 ///
@@ -242,10 +244,10 @@ pub enum Error {
         /// How long this call waited.
         after: std::time::Duration,
     },
-    /// Someone shrank a segment this process maps: the bytes past the new
-    /// end are gone (reads of them see zeros), and the structure in it can
-    /// no longer be used.
-    #[error("{segment} was truncated to {size} bytes while mapped with {expected}")]
+    /// Someone shrank a segment: the bytes past its new end are gone (a
+    /// mapping reads zeros there, instead of dying of `SIGBUS`), and the
+    /// structure in it can no longer be used.
+    #[error("{segment} was truncated: it has {size} bytes, and needs {expected}")]
     Truncated {
         /// The segment.
         segment: String,

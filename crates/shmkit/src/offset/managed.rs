@@ -276,9 +276,29 @@ impl ManagedSegment {
 
     /// Opens the managed segment `key`, or creates it as
     /// [`create`](ManagedSegment::create) does. Either side may start first.
-    pub fn open_or_create(key: &Key, size: u64, mode: Mode) -> Result<ManagedSegment> {
+    /// An existing segment is used only if `trust` trusts its owner: anyone
+    /// may create the key first (docs/SECURITY.md).
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](ManagedSegment::create) and
+    /// [`open`](ManagedSegment::open); [`Error::UntrustedOwner`] for an
+    /// existing segment of an owner `trust` does not name.
+    pub fn open_or_create(
+        key: &Key,
+        size: u64,
+        mode: Mode,
+        trust: &crate::segment::Trust,
+    ) -> Result<ManagedSegment> {
         match ManagedSegment::create(key, size, mode) {
-            Err(Error::AlreadyExists { .. }) => ManagedSegment::open(key),
+            Err(Error::AlreadyExists { .. }) => {
+                // Checked before waiting for a stranger's header, and again
+                // on the segment actually mapped.
+                trust.check(&Segment::open(key)?, &key.to_string())?;
+                let heap = ManagedSegment::open(key)?;
+                trust.check(heap.segment(), &key.to_string())?;
+                Ok(heap)
+            }
             other => other,
         }
     }
@@ -379,6 +399,15 @@ impl ManagedSegment {
         }
         let flags = self.mapping.atomic_u32(FLAGS_AT)?.load(Ordering::Relaxed);
         let size = self.mapping.atomic_u64(SIZE_AT)?.load(Ordering::Relaxed);
+        let mapped = self.mapping.len() as u64;
+        if flags == 0 && size % BLOCK_ALIGN == 0 && size > mapped {
+            // A heap end past the segment's end: it was made larger.
+            return Err(Error::Truncated {
+                segment: self.segment.to_string(),
+                size: mapped,
+                expected: size,
+            });
+        }
         if flags != 0
             || size > self.mapping.len() as u64
             || size < MIN_SIZE - BLOCK_ALIGN
@@ -618,13 +647,16 @@ impl ManagedSegment {
         // any bytes are a valid T; copied out, never referenced. Callers hold
         // the lock, so other processes that follow the protocol are not
         // writing these bytes.
-        Ok(unsafe {
+        let value = unsafe {
             self.mapping
                 .as_ptr()
                 .add(range.start)
                 .cast::<T>()
                 .read_unaligned()
-        })
+        };
+        // Zeros from a page a peer truncated away are not the heap's.
+        self.mapping.check_intact()?;
+        Ok(value)
     }
 
     fn store<T: Plain>(&self, at: Offset<T>, value: T) -> Result<()> {
@@ -639,7 +671,7 @@ impl ManagedSegment {
                 .cast::<T>()
                 .write_unaligned(value)
         };
-        Ok(())
+        self.mapping.check_intact()
     }
 
     fn copy(&self, from: u64, to: u64, len: u64) -> Result<()> {
@@ -659,7 +691,7 @@ impl ManagedSegment {
                 len as usize,
             )
         };
-        Ok(())
+        self.mapping.check_intact()
     }
 
     // --- the allocator (callers hold the lock) -------------------------------

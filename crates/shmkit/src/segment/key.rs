@@ -31,6 +31,10 @@ use crate::error::{Error, Result};
 /// assert_eq!(key, Key::SysV(0x1234));
 /// assert_eq!(key.to_string(), "0x00001234");
 ///
+/// // Any 32 bits, as the kernel takes them; -1 is 0xffffffff.
+/// assert_eq!("0xdeadbeef".parse::<Key>()?, Key::SysV(0xdead_beef));
+/// assert_eq!("-1".parse::<Key>()?, Key::SysV(0xffff_ffff));
+///
 /// assert_eq!("private".parse::<Key>()?, Key::PRIVATE);
 ///
 /// let name: Key = "/orders".parse()?;
@@ -40,8 +44,10 @@ use crate::error::{Error, Result};
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Key {
-    /// A System V `key_t`. [`Key::PRIVATE`] (0) always creates a new segment.
-    SysV(i32),
+    /// A System V key: any 32 bits, as the kernel takes them (C's `key_t`
+    /// is a signed `int`; a key from C converts with `as u32`).
+    /// [`Key::PRIVATE`] (0) always creates a new segment.
+    SysV(u32),
     /// A POSIX shared-memory name, validated by [`Key::posix`].
     Posix(PosixName),
 }
@@ -93,7 +99,7 @@ impl Key {
         let key = (meta.ino() & 0xffff) as u32
             | ((meta.dev() & 0xff) as u32) << 16
             | u32::from(proj_id) << 24;
-        Ok(Key::SysV(key as i32))
+        Ok(Key::SysV(key))
     }
 
     /// How messages name a key before there is a segment: `key 0x00001234`
@@ -111,7 +117,7 @@ impl fmt::Display for Key {
     /// as themselves.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Key::SysV(key) => write!(f, "{:#010x}", *key as u32),
+            Key::SysV(key) => write!(f, "{key:#010x}"),
             Key::Posix(name) => f.write_str(name.as_str()),
         }
     }
@@ -144,7 +150,11 @@ impl FromStr for Key {
             return Key::ftok(path, proj_id);
         }
         parse_int(text)
-            .and_then(|n| i32::try_from(n).ok().or_else(|| u32::try_from(n).ok().map(|u| u as i32)))
+            .and_then(|n| {
+                u32::try_from(n)
+                    .ok()
+                    .or_else(|| i32::try_from(n).ok().map(|k| k as u32))
+            })
             .map(Key::SysV)
             .ok_or_else(|| {
                 Error::InvalidArgument(format!(
@@ -258,14 +268,14 @@ mod tests {
     fn parses_sysv_keys() {
         assert_eq!("4660".parse::<Key>().unwrap(), Key::SysV(4660));
         assert_eq!("0x1234".parse::<Key>().unwrap(), Key::SysV(0x1234));
-        assert_eq!("0xffffffff".parse::<Key>().unwrap(), Key::SysV(-1));
-        assert_eq!("-2".parse::<Key>().unwrap(), Key::SysV(-2));
+        assert_eq!("0xffffffff".parse::<Key>().unwrap(), Key::SysV(0xffff_ffff));
+        assert_eq!("-2".parse::<Key>().unwrap(), Key::SysV(0xffff_fffe));
         assert_eq!("0".parse::<Key>().unwrap(), Key::PRIVATE);
         assert!("0x100000000".parse::<Key>().is_err());
         for bad in ["0x-1", "0x+5", "+5", "0x", "-", "--1", "0x 1", "-0x-1"] {
             assert!(bad.parse::<Key>().is_err(), "{bad:?} was accepted");
         }
-        assert_eq!("-0x10".parse::<Key>().unwrap(), Key::SysV(-16));
+        assert_eq!("-0x10".parse::<Key>().unwrap(), Key::SysV(0xffff_fff0));
         assert!("twelve".parse::<Key>().is_err());
         assert!("".parse::<Key>().is_err());
     }
@@ -289,7 +299,7 @@ mod tests {
     #[test]
     fn prints_sysv_keys_like_ipcs() {
         assert_eq!(Key::SysV(0x1234).to_string(), "0x00001234");
-        assert_eq!(Key::SysV(-1).to_string(), "0xffffffff");
+        assert_eq!(Key::SysV(0xffff_ffff).to_string(), "0xffffffff");
     }
 
     #[test]
@@ -315,15 +325,9 @@ mod tests {
         let meta = std::fs::metadata("/").unwrap();
         let expected =
             (meta.ino() & 0xffff) as u32 | ((meta.dev() & 0xff) as u32) << 16 | 0x41 << 24;
-        assert_eq!(Key::ftok("/", b'A').unwrap(), Key::SysV(expected as i32));
-        assert_eq!(
-            "ftok:/:A".parse::<Key>().unwrap(),
-            Key::SysV(expected as i32)
-        );
-        assert_eq!(
-            "ftok:/:65".parse::<Key>().unwrap(),
-            Key::SysV(expected as i32)
-        );
+        assert_eq!(Key::ftok("/", b'A').unwrap(), Key::SysV(expected));
+        assert_eq!("ftok:/:A".parse::<Key>().unwrap(), Key::SysV(expected));
+        assert_eq!("ftok:/:65".parse::<Key>().unwrap(), Key::SysV(expected));
         assert!(matches!(Key::ftok("/", 0), Err(Error::InvalidArgument(_))));
         let missing = Key::ftok("/surely/not/here", 1).unwrap_err();
         assert!(matches!(missing, Error::Os { .. }), "{missing:?}");

@@ -90,6 +90,22 @@ pub fn filesystem_magic(fd: impl AsFd) -> io::Result<u64> {
     Ok(rustix::fs::fstatfs(fd)?.f_type as u64)
 }
 
+/// `lstat(path)`: what is at `path`, without following a symlink there.
+///
+/// [lstat(2)](https://man7.org/linux/man-pages/man2/lstat.2.html)
+pub fn lstat(path: &str) -> io::Result<Stat> {
+    Ok(rustix::fs::lstat(path)?)
+}
+
+/// `statfs(path).f_type`: the magic number of the file system holding
+/// `path` (the caller has checked it is no symlink).
+///
+/// [statfs(2)](https://man7.org/linux/man-pages/man2/statfs.2.html)
+pub fn path_filesystem_magic(path: &str) -> io::Result<u64> {
+    // `f_type` is signed on some targets; a magic number is its bits.
+    Ok(rustix::fs::statfs(path)?.f_type as u64)
+}
+
 /// `shm_unlink(name)`: removes the name; mappings and open descriptors stay
 /// valid, and the memory is freed when the last of them goes.
 ///
@@ -103,6 +119,29 @@ pub fn unlink(name: &str) -> io::Result<()> {
 /// [ftruncate(2)](https://man7.org/linux/man-pages/man2/ftruncate.2.html)
 pub fn set_len(fd: impl AsFd, len: u64) -> io::Result<()> {
     Ok(rustix::fs::ftruncate(fd, len)?)
+}
+
+/// `fallocate(fd, 0, 0, len)`: reserves the object's first `len` bytes of
+/// memory now, so that touching them later cannot fail for want of space
+/// (which would raise `SIGBUS` in whoever touched them). `ENOSPC` if the
+/// file system has not that much free.
+///
+/// [fallocate(2)](https://man7.org/linux/man-pages/man2/fallocate.2.html)
+pub fn reserve(fd: impl AsFd, len: u64) -> io::Result<()> {
+    Ok(rustix::fs::fallocate(
+        fd,
+        rustix::fs::FallocateFlags::empty(),
+        0,
+        len,
+    )?)
+}
+
+/// `statvfs("/dev/shm")`: bytes free for new objects.
+///
+/// [statvfs(3)](https://man7.org/linux/man-pages/man3/statvfs.3.html)
+pub fn free_space() -> io::Result<u64> {
+    let vfs = rustix::fs::statvfs(SHM_DIR)?;
+    Ok(vfs.f_bavail.saturating_mul(vfs.f_frsize))
 }
 
 /// `fstat(fd)`: size, owner, mode, times and inode of the object.
