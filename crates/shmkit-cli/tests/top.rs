@@ -287,3 +287,43 @@ fn top_writes_nothing_into_the_rings_it_watches() {
     assert_eq!(bytes(), before, "top changed the ring's bytes");
     drop(producer);
 }
+
+#[test]
+fn top_marks_a_dead_producer() {
+    let name = format!("top-test-{}-dead", std::process::id());
+    let _segment = RingSegment(name.clone());
+    let mut send = Command::new(SHMKIT)
+        .args(["send", &name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start shmkit send");
+    let mut input = send.stdin.take().expect("its stdin");
+    std::io::Write::write_all(&mut input, b"last words\n").expect("write a line");
+    std::io::Write::flush(&mut input).expect("flush");
+    // Wait until the line is in the ring, then kill the producer by its pid.
+    let deadline = Instant::now() + PATIENCE;
+    while !shmkit::ring::status(&name).is_ok_and(|ring| ring.sent == 1) {
+        assert!(Instant::now() < deadline, "send never sent its line");
+        // Polling: the ring has no event for "a message was sent" that an
+        // outsider may wait on.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = send.id();
+    send.kill().expect("kill shmkit send");
+    send.wait().expect("reap it");
+    drop(input);
+
+    let once = ["top", "--once", "--interval", "0.1", "--filter", &name];
+    let text = succeeded(&run(SHMKIT, &once));
+    assert!(text.contains(&format!("producer {pid} DEAD")), "{text}");
+    let snapshot: Value =
+        serde_json::from_str(&succeeded(&run(SHMKIT, &[&once[..], &["--json"]].concat())))
+            .expect("JSON");
+    let object = &snapshot["objects"][0];
+    assert_eq!(object["state"], "abandoned", "{snapshot}");
+    assert_eq!(
+        object["members"],
+        serde_json::json!([{"role": "producer", "pid": pid, "alive": false}])
+    );
+}
