@@ -61,6 +61,7 @@ fn send_lines(producer: &mut Producer, mut input: impl BufRead) -> Result<(), Cl
     let mut line = Vec::new();
     let mut number: u64 = 0;
     loop {
+        number += send_whole_lines(producer, &mut input, max)?;
         line.clear();
         // At most the largest message and its newline: a line with no
         // newline among those bytes is too long, found without holding
@@ -92,6 +93,29 @@ fn send_lines(producer: &mut Producer, mut input: impl BufRead) -> Result<(), Cl
         };
         producer.send(message)?;
     }
+}
+
+/// Sends the lines that are whole in `input`'s buffer (reading it first
+/// if it is empty) as batches, many messages a commit, up to one longer
+/// than `max`, which stays for `send_lines` to report; returns how many.
+fn send_whole_lines(
+    producer: &mut Producer,
+    input: &mut impl BufRead,
+    max: usize,
+) -> Result<u64, CliError> {
+    let buffer = input.fill_buf().map_err(reading_stdin)?;
+    let Some(last) = buffer.iter().rposition(|&b| b == b'\n') else {
+        return Ok(0);
+    };
+    let mut taken = 0;
+    let lines = buffer[..=last]
+        .split_inclusive(|&b| b == b'\n')
+        .take_while(|line| line.len() <= max + 1)
+        .inspect(|line| taken += line.len())
+        .map(|line| &line[..line.len() - 1]);
+    let sent = producer.send_batch(lines)?;
+    input.consume(taken);
+    Ok(sent as u64)
 }
 
 /// Skips to the end of the line; returns how many bytes that was, the
@@ -176,15 +200,24 @@ fn receive(
     let separator: &[u8] = if options.raw { b"" } else { b"\n" };
     let mut left = options.count.unwrap_or(u64::MAX);
     while left > 0 {
-        // Whatever is in the ring now, without waiting or flushing.
-        match consumer.try_read() {
-            Ok(message) => {
-                write(out, &message, separator)?;
-                left -= 1;
-                continue;
+        // Whatever is in the ring now, as one batch, without waiting or
+        // flushing. A message that cannot be written stays in the ring.
+        let mut failed = None;
+        let drained = consumer.drain_while(|message| {
+            if left == 0 || failed.is_some() {
+                return false;
             }
-            Err(shmkit::Error::Empty { .. }) => {}
-            Err(err) => return finished(err),
+            match write(out, message, separator) {
+                Ok(()) => left -= 1,
+                Err(err) => failed = Some(err),
+            }
+            failed.is_none()
+        });
+        match (failed, drained) {
+            (Some(err), _) => return Err(err),
+            (None, Ok(0)) if left > 0 => {}
+            (None, Ok(_)) => continue,
+            (None, Err(err)) => return finished(err),
         }
         // The ring is empty: show what we have before we wait.
         out.flush().map_err(CliError::stdout)?;

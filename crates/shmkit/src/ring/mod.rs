@@ -12,7 +12,10 @@
 //! [`send`](Producer::send) or writes in place through a
 //! [`grant`](Producer::grant); the consumer copies out with
 //! [`recv`](Consumer::recv) or reads in place through
-//! [`read`](Consumer::read).
+//! [`read`](Consumer::read). A stream can go in batches, many messages
+//! for the cost of one index update: [`Producer::send_batch`] and
+//! [`Producer::batch`] commit many records at once, [`Consumer::drain`] and
+//! [`Consumer::drain_while`] release many.
 //!
 //! When the producer is dropped or [`close`](Producer::close)s, the consumer
 //! receives every message committed before, then [`Error::Closed`]. If the
@@ -48,6 +51,7 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 
+mod batch;
 mod endpoint;
 mod layout;
 #[cfg(all(test, loom))]
@@ -60,6 +64,7 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
+pub use batch::WriteBatch;
 pub use status::{collect_garbage, list, status, EndpointStatus, RingStatus};
 pub use wait::Waiting;
 
