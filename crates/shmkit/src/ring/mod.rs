@@ -12,7 +12,10 @@
 //! [`send`](Producer::send) or writes in place through a
 //! [`grant`](Producer::grant); the consumer copies out with
 //! [`recv`](Consumer::recv) or reads in place through
-//! [`read`](Consumer::read).
+//! [`read`](Consumer::read). A stream can go in batches, many messages
+//! for the cost of one index update: [`Producer::send_batch`] and
+//! [`Producer::batch`] commit many records at once, [`Consumer::drain`] and
+//! [`Consumer::drain_while`] release many.
 //!
 //! When the producer is dropped or [`close`](Producer::close)s, the consumer
 //! receives every message committed before, then [`Error::Closed`]. If the
@@ -48,6 +51,7 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 
+mod batch;
 mod endpoint;
 mod layout;
 #[cfg(all(test, loom))]
@@ -60,6 +64,7 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
+pub use batch::WriteBatch;
 pub use status::{collect_garbage, list, status, EndpointStatus, RingStatus};
 pub use wait::Waiting;
 
@@ -894,17 +899,31 @@ impl Consumer {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn drain_with_sequence(&mut self, mut f: impl FnMut(u64, &[u8])) -> Result<usize> {
+        self.drain_slots(|sequence, message| {
+            f(sequence, message);
+            true
+        })
+    }
+
+    /// The batch read under [`drain_with_sequence`](Consumer::drain_with_sequence)
+    /// and [`drain_while`](Consumer::drain_while): hands messages to `f`
+    /// until it returns false (that message stays in the ring), then
+    /// publishes the new head once.
+    fn drain_slots(&mut self, mut f: impl FnMut(u64, &[u8]) -> bool) -> Result<usize> {
         self.shared.intact()?;
         let ring = self.shared.ring;
         let last_sequence = &mut self.last_sequence;
-        let count = ring.drain(&mut self.cursor, |slot| {
-            *last_sequence = Some(slot.position);
+        let count = ring.drain_while(&mut self.cursor, |slot| {
             // SAFETY: a committed record inside the data area (record_at
             // checked it), which the producer leaves alone until the head
             // passes it, after `f` returns (rule 2).
-            f(slot.position, unsafe {
-                std::slice::from_raw_parts(ring.payload(slot), slot.len as usize)
-            })
+            let message =
+                unsafe { std::slice::from_raw_parts(ring.payload(slot), slot.len as usize) };
+            let taken = f(slot.position, message);
+            if taken {
+                *last_sequence = Some(slot.position);
+            }
+            taken
         });
         if matches!(count, Ok(n) if n > 0) || count.is_err() {
             ring.wake_producer();
