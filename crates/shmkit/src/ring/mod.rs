@@ -58,7 +58,7 @@ mod layout;
 mod model;
 mod protocol;
 mod status;
-mod wait;
+pub(crate) mod wait;
 
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
