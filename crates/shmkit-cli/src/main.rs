@@ -12,6 +12,7 @@ mod demo;
 mod error;
 mod output;
 mod ring;
+mod signals;
 mod users;
 
 use std::io;
@@ -32,10 +33,13 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(EXIT_USAGE));
         }
     };
-    match run(cli.command) {
+    let code = match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => err.report(),
-    }
+    };
+    // A command stopped by a signal has cleaned up; now it dies of it.
+    signals::reraise();
+    code
 }
 
 fn run(command: Command) -> Result<(), CliError> {
@@ -61,14 +65,19 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Send {
             name,
             capacity,
+            timeout,
+            wait_for_consumer,
             raw,
             sharing,
-        } => ring::send(
-            &name,
-            &ring::options(capacity, &sharing),
-            raw,
-            ring::stdin()?,
-        ),
+        } => {
+            let options = ring::SendOptions {
+                timeout,
+                wait_for_consumer,
+                raw,
+            };
+            let ring = ring::options(capacity, &sharing);
+            ring::send(&name, ring, &options, ring::stdin()?)
+        }
         Command::Recv {
             name,
             capacity,

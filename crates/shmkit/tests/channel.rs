@@ -410,7 +410,7 @@ fn undecodable_postcard_is_corrupt_and_the_next_message_arrives() {
         .unwrap(); // another type's tag
     raw.send(&tagged(tag::<Record>("rkyv"), &encoded)).unwrap(); // another flavour's
     raw.send(&tagged(good, &encoded)).unwrap();
-    raw.close();
+    raw.close().unwrap();
 
     expect_corrupt(rx.recv(), "does not decode as a postcard");
     expect_corrupt(rx.recv(), "does not decode as a postcard");
