@@ -72,6 +72,7 @@ pub fn send(
     let mut producer =
         Producer::open_with(name, &ring).map_err(|err| opening(name, "producer", err))?;
     signals::catch();
+    let input = StopsOnSignal(input);
     let sent = if options.raw {
         send_chunks(&mut producer, options.timeout, input)
     } else {
@@ -83,6 +84,25 @@ pub fn send(
     let closed = producer.close();
     sent?;
     closed.or_else(|err| left_behind(name, err))
+}
+
+/// Standard input that a stop signal ends: a read it interrupts fails
+/// with an error other than `Interrupted` (which `BufRead` would retry).
+struct StopsOnSignal<R>(R);
+
+impl<R: Read> Read for StopsOnSignal<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.0.read(buf) {
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {
+                    if signals::caught().is_some() {
+                        return Err(io::Error::other("stopped by a signal"));
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 /// A ring that its last endpoint should have removed but could not (it is
@@ -239,16 +259,11 @@ fn send_chunks(
             };
             match producer.grant_timeout(max, slice) {
                 Ok(mut grant) => {
-                    let read = loop {
-                        match input.read(&mut grant) {
-                            Ok(read) => break read,
-                            Err(err) if err.kind() == io::ErrorKind::Interrupted => {
-                                if signals::caught().is_some() {
-                                    break 0;
-                                }
-                            }
-                            Err(err) => return Err(reading_stdin(err)),
-                        }
+                    let read = match input.read(&mut grant) {
+                        Ok(read) => read,
+                        // Stopped by a signal: the end of the input.
+                        Err(_) if signals::caught().is_some() => 0,
+                        Err(err) => return Err(reading_stdin(err)),
                     };
                     if read == 0 {
                         grant.abort();

@@ -73,7 +73,8 @@ where
     /// let name = format!("doc-archive-sender-open-{}", std::process::id());
     /// let tx = ArchiveSender::<Vec<u32>>::open(&name)?;
     /// assert_eq!(tx.name(), name);
-    /// # drop(tx); // with no receiver and nothing unread, this removes the ring
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open(name: &str) -> Result<ArchiveSender<T>> {
@@ -92,7 +93,8 @@ where
     /// let name = format!("doc-archive-sender-open-with-{}", std::process::id());
     /// let tx = ArchiveSender::<Vec<u32>>::open_with(&name, &Options::default().capacity(1 << 16))?;
     /// assert_eq!(tx.max_message(), (1 << 15) - 16 - 8);
-    /// # drop(tx); // with no receiver and nothing unread, this removes the ring
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open_with(name: &str, options: &Options) -> Result<ArchiveSender<T>> {
@@ -211,7 +213,8 @@ impl<T> ArchiveSender<T> {
     /// # let name = format!("doc-archive-sender-name-{}", std::process::id());
     /// let tx = ArchiveSender::<u8>::open(&name)?;
     /// assert!(tx.name().starts_with("doc-archive-sender-name-"));
-    /// # drop(tx); // with no receiver and nothing unread, this removes the ring
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn name(&self) -> &str {
@@ -228,7 +231,8 @@ impl<T> ArchiveSender<T> {
     /// # let name = format!("doc-archive-sender-max-{}", std::process::id());
     /// let tx = ArchiveSender::<Vec<u8>>::open(&name)?; // a 1 MiB ring
     /// assert_eq!(tx.max_message(), (1 << 19) - 16 - 8);
-    /// # drop(tx); // with no receiver and nothing unread, this removes the ring
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn max_message(&self) -> usize {
@@ -324,8 +328,7 @@ where
     /// let name = format!("doc-archive-receiver-open-{}", std::process::id());
     /// let rx = ArchiveReceiver::<Vec<u32>>::open(&name)?;
     /// assert_eq!(rx.name(), name);
-    /// # drop(rx);
-    /// # drop(shmkit::channel::ArchiveSender::<Vec<u32>>::open(&name)?); // removes the ring
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open(name: &str) -> Result<ArchiveReceiver<T>> {
@@ -344,8 +347,7 @@ where
     /// let name = format!("doc-archive-receiver-open-with-{}", std::process::id());
     /// let options = Options::default().waiting(Waiting::BusyPoll);
     /// let rx = ArchiveReceiver::<Vec<u32>>::open_with(&name, &options)?;
-    /// # drop(rx);
-    /// # drop(shmkit::channel::ArchiveSender::<Vec<u32>>::open(&name)?); // removes the ring
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open_with(name: &str, options: &Options) -> Result<ArchiveReceiver<T>> {
@@ -490,8 +492,7 @@ impl<T> ArchiveReceiver<T> {
     /// # let name = format!("doc-archive-receiver-name-{}", std::process::id());
     /// let rx = ArchiveReceiver::<u8>::open(&name)?;
     /// assert!(rx.name().starts_with("doc-archive-receiver-name-"));
-    /// # drop(rx);
-    /// # drop(ArchiveSender::<u8>::open(&name)?); // removes the ring
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn name(&self) -> &str {
@@ -508,8 +509,7 @@ impl<T> ArchiveReceiver<T> {
     /// # let name = format!("doc-archive-receiver-max-{}", std::process::id());
     /// let rx = ArchiveReceiver::<u8>::open(&name)?; // a 1 MiB ring
     /// assert_eq!(rx.max_message(), (1 << 19) - 16 - 8);
-    /// # drop(rx);
-    /// # drop(ArchiveSender::<u8>::open(&name)?); // removes the ring
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn max_message(&self) -> usize {

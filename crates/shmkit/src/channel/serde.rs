@@ -53,6 +53,8 @@ impl<T: Serialize> Sender<T> {
     /// let name = format!("doc-sender-open-{}", std::process::id());
     /// let tx = Sender::<u64>::open(&name)?;
     /// assert_eq!(tx.name(), name);
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open(name: &str) -> Result<Sender<T>> {
@@ -71,7 +73,8 @@ impl<T: Serialize> Sender<T> {
     /// let name = format!("doc-sender-open-with-{}", std::process::id());
     /// let tx = Sender::<u64>::open_with(&name, &Options::default().capacity(1 << 16))?;
     /// assert_eq!(tx.max_message(), (1 << 15) - 16 - 8);
-    /// # drop(tx); // with no receiver and nothing unread, this removes the ring
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open_with(name: &str, options: &Options) -> Result<Sender<T>> {
@@ -209,7 +212,8 @@ impl<T> Sender<T> {
     /// # let name = format!("doc-sender-name-{}", std::process::id());
     /// let tx = Sender::<u8>::open(&name)?;
     /// assert!(tx.name().starts_with("doc-sender-name-"));
-    /// # drop(tx); // with no receiver and nothing unread, this removes the ring
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn name(&self) -> &str {
@@ -226,7 +230,8 @@ impl<T> Sender<T> {
     /// # let name = format!("doc-sender-max-{}", std::process::id());
     /// let tx = Sender::<Vec<u8>>::open(&name)?; // a 1 MiB ring
     /// assert_eq!(tx.max_message(), (1 << 19) - 16 - 8);
-    /// # drop(tx); // with no receiver and nothing unread, this removes the ring
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn max_message(&self) -> usize {
@@ -305,8 +310,7 @@ impl<T: DeserializeOwned> Receiver<T> {
     /// let name = format!("doc-receiver-open-{}", std::process::id());
     /// let rx = Receiver::<u64>::open(&name)?;
     /// assert_eq!(rx.name(), name);
-    /// # drop(rx);
-    /// # drop(shmkit::channel::Sender::<u64>::open(&name)?); // removes the ring
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open(name: &str) -> Result<Receiver<T>> {
@@ -324,8 +328,7 @@ impl<T: DeserializeOwned> Receiver<T> {
     ///
     /// let name = format!("doc-receiver-open-with-{}", std::process::id());
     /// let rx = Receiver::<u64>::open_with(&name, &Options::default().waiting(Waiting::BusyPoll))?;
-    /// # drop(rx);
-    /// # drop(shmkit::channel::Sender::<u64>::open(&name)?); // removes the ring
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open_with(name: &str, options: &Options) -> Result<Receiver<T>> {
@@ -444,8 +447,7 @@ impl<T> Receiver<T> {
     /// # let name = format!("doc-receiver-name-{}", std::process::id());
     /// let rx = Receiver::<u8>::open(&name)?;
     /// assert!(rx.name().starts_with("doc-receiver-name-"));
-    /// # drop(rx);
-    /// # drop(Sender::<u8>::open(&name)?);
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn name(&self) -> &str {
@@ -462,8 +464,7 @@ impl<T> Receiver<T> {
     /// # let name = format!("doc-receiver-max-{}", std::process::id());
     /// let rx = Receiver::<u8>::open(&name)?; // a 1 MiB ring
     /// assert_eq!(rx.max_message(), (1 << 19) - 16 - 8);
-    /// # drop(rx);
-    /// # drop(Sender::<u8>::open(&name)?);
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn max_message(&self) -> usize {
