@@ -7,8 +7,8 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use shmkit::ring::{
-    collect_garbage, Action, Consumer, EndpointStatus, Garbage, Options, Producer, Reason, Removal,
-    Scope, SEGMENT_PREFIX,
+    collect_garbage, Action, Consumer, EndpointStatus, Garbage, Options, Producer, ReadGrant,
+    Reason, Removal, Scope, SEGMENT_PREFIX,
 };
 use shmkit::{Mode, Trust};
 
@@ -241,46 +241,26 @@ fn rest_of_line(input: &mut impl BufRead) -> Result<u64, CliError> {
     }
 }
 
-/// `send --raw`: each read of standard input goes straight into the ring's
-/// memory through a grant of the largest message, and is committed as one
-/// message of the bytes read.
+/// `send --raw`: each read of standard input (of up to the largest
+/// message, or 1 MiB: a pipe gives at most 64 KiB at a time anyway) is sent
+/// as one message. It is read into a buffer of our own and copied into the
+/// ring, not read into a grant: `read` would need a `&mut [u8]` over memory
+/// a protocol-breaking consumer could write.
 fn send_chunks(
     producer: &mut Producer,
     timeout: Option<Duration>,
     mut input: impl Read,
 ) -> Result<(), CliError> {
-    let max = producer.max_message();
-    let name = producer.name().to_owned();
+    let mut chunk = vec![0u8; producer.max_message().min(1 << 20)];
     loop {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            let Some(slice) = next_slice(deadline) else {
-                return Ok(());
-            };
-            match producer.grant_timeout(max, slice) {
-                Ok(mut grant) => {
-                    let read = match input.read(&mut grant) {
-                        Ok(read) => read,
-                        // Stopped by a signal: the end of the input.
-                        Err(_) if signals::caught().is_some() => 0,
-                        Err(err) => return Err(reading_stdin(err)),
-                    };
-                    if read == 0 {
-                        grant.abort();
-                        return Ok(());
-                    }
-                    grant.commit_len(read);
-                    break;
-                }
-                Err(shmkit::Error::Timeout { .. }) => {
-                    if let (Some(deadline), Some(timeout)) = (deadline, timeout) {
-                        if Instant::now() >= deadline {
-                            return Err(timed_out(&name, timeout, "room"));
-                        }
-                    }
-                }
-                Err(err) => return Err(err.into()),
-            }
+        let read = match input.read(&mut chunk) {
+            Ok(read) => read,
+            // Stopped by a signal: the end of the input.
+            Err(_) if signals::caught().is_some() => 0,
+            Err(err) => return Err(reading_stdin(err)),
+        };
+        if read == 0 || !send_one(producer, timeout, &chunk[..read])? {
+            return Ok(());
         }
     }
 }
@@ -324,11 +304,12 @@ fn receive(
 ) -> Result<(), CliError> {
     let separator: &[u8] = if options.raw { b"" } else { b"\n" };
     let mut left = options.count.unwrap_or(u64::MAX);
+    let mut copy = Vec::new();
     while left > 0 && signals::caught().is_none() {
         // Whatever is in the ring now, without waiting or flushing.
         match consumer.try_read() {
             Ok(message) => {
-                write(out, &message, separator)?;
+                write(out, &message, &mut copy, separator)?;
                 left -= 1;
                 continue;
             }
@@ -344,7 +325,7 @@ fn receive(
             };
             match consumer.read_timeout(slice) {
                 Ok(message) => {
-                    write(out, &message, separator)?;
+                    write(out, &message, &mut copy, separator)?;
                     break;
                 }
                 Err(shmkit::Error::Timeout { ring, .. }) => {
@@ -362,8 +343,17 @@ fn receive(
     Ok(())
 }
 
-fn write(out: &mut impl Write, message: &[u8], separator: &[u8]) -> Result<(), CliError> {
-    out.write_all(message)
+/// Writes `message` to `out`, copying it out of the ring first through the
+/// grant's raw pointer (into `copy`, reused): a `&[u8]` over the ring would
+/// be a reference to bytes a protocol-breaking producer could change.
+fn write(
+    out: &mut impl Write,
+    message: &ReadGrant<'_>,
+    copy: &mut Vec<u8>,
+    separator: &[u8],
+) -> Result<(), CliError> {
+    message.copy_to(copy);
+    out.write_all(copy)
         .and_then(|()| out.write_all(separator))
         .map_err(CliError::stdout)
 }
@@ -392,8 +382,12 @@ fn opening(name: &str, end: &str, err: shmkit::Error) -> CliError {
             let group = names
                 .group(gid)
                 .map_or_else(|| gid.to_string(), str::to_owned);
+            let owner = match names.user(uid) {
+                Some(user) => format!("user {user} (uid {uid}, group {group})"),
+                None => format!("uid {uid} (group {group})"),
+            };
             CliError::Message(format!(
-                "ring {name} belongs to user {user} (uid {uid}, group {group}), not to you: \
+                "ring {name} belongs to {owner}, not to you: \
                  refusing to join it as its {end}, since its owner could read what you send or \
                  forge what you receive. `--trust {user}` (or `--trust group:{group}`) joins it \
                  anyway; if it is not meant to be there, remove it: \

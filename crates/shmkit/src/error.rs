@@ -42,6 +42,8 @@ pub type Pid = u32;
 /// | [`WrongType`](Error::WrongType) | a channel's peer sends another type | channel receives |
 /// | [`InUse`](Error::InUse) | a live process holds this end | ring and channel `open` |
 /// | [`Corrupt`](Error::Corrupt) | bytes in shared memory break the format | anything that reads a segment |
+/// | [`Truncated`](Error::Truncated) | someone shrank the segment | ring verbs, managed-segment operations, `Attachment` reads and writes, opening |
+/// | [`Busy`](Error::Busy) | a live process kept a managed segment's lock over 2 s; retry | managed-segment operations |
 ///
 /// Each function's `# Errors` section lists the variants it returns.
 ///
@@ -263,10 +265,10 @@ pub enum Error {
         /// How long this call waited.
         after: std::time::Duration,
     },
-    /// Someone shrank a segment this process maps: the bytes past the new
-    /// end are gone (reads of them see zeros), and the structure in it can
-    /// no longer be used.
-    #[error("{segment} was truncated to {size} bytes while mapped with {expected}")]
+    /// Someone shrank a segment: the bytes past its new end are gone (a
+    /// mapping reads zeros there, instead of dying of `SIGBUS`), and the
+    /// structure in it can no longer be used.
+    #[error("{segment} was truncated: it has {size} bytes, and needs {expected}")]
     Truncated {
         /// The segment.
         segment: String,
@@ -279,7 +281,7 @@ pub enum Error {
     /// symlink, a FIFO, a directory, a socket, a hard link, a file on
     /// another file system (`/dev/shm` is world-writable; see
     /// docs/SECURITY.md). shmkit never follows, reads or writes it.
-    #[error("{segment} is not a shared-memory segment: /dev/shm{segment} is {found}; remove it if it is not meant to be there")]
+    #[error("{segment} is not a shared-memory segment: /dev/shm{segment} is {found}; if it is not meant to be there, remove it (`rm /dev/shm{segment}`)")]
     NotASegment {
         /// The POSIX name.
         segment: String,

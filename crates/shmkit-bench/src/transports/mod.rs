@@ -29,6 +29,8 @@
 //! peer.
 
 mod descriptors;
+#[cfg(feature = "iceoryx2")]
+mod iceoryx;
 mod mq;
 mod packet;
 mod ring;
@@ -76,11 +78,16 @@ pub enum Transport {
     Tcp,
     /// A POSIX message queue
     Mq,
+    /// iceoryx2 publish-subscribe, busy-polling (with the feature `iceoryx2`)
+    Iceoryx2,
+    /// iceoryx2 publish-subscribe with an event service and a WaitSet (with the feature `iceoryx2`)
+    Iceoryx2Event,
 }
 
 impl Transport {
-    /// Every transport, in the order the bench runs and reports them.
-    pub const ALL: [Transport; 7] = [
+    /// Every transport this build has, in the order the bench runs and
+    /// reports them.
+    pub const ALL: &'static [Transport] = &[
         Transport::ShmkitSpin,
         Transport::ShmkitBlock,
         Transport::Pipe,
@@ -88,6 +95,10 @@ impl Transport {
         Transport::UdsSeqpacket,
         Transport::Tcp,
         Transport::Mq,
+        #[cfg(feature = "iceoryx2")]
+        Transport::Iceoryx2,
+        #[cfg(feature = "iceoryx2")]
+        Transport::Iceoryx2Event,
     ];
 
     /// The name in the tables and the JSON.
@@ -100,6 +111,8 @@ impl Transport {
             Transport::UdsSeqpacket => "uds-seqpacket",
             Transport::Tcp => "tcp",
             Transport::Mq => "mq",
+            Transport::Iceoryx2 => "iceoryx2",
+            Transport::Iceoryx2Event => "iceoryx2-event",
         }
     }
 }
@@ -169,8 +182,19 @@ pub fn open(
         Transport::UdsStream | Transport::Tcp => stream::open_socket(transport, both),
         Transport::UdsSeqpacket => packet::open(size),
         Transport::Mq => mq::open(both, size),
+        #[cfg(feature = "iceoryx2")]
+        Transport::Iceoryx2 | Transport::Iceoryx2Event => iceoryx::open(transport, both, size),
+        #[cfg(not(feature = "iceoryx2"))]
+        Transport::Iceoryx2 | Transport::Iceoryx2Event => {
+            Ok(Opened::Unsupported(WITHOUT_ICEORYX2.to_owned()))
+        }
     }
 }
+
+/// Why this build has no iceoryx2 transports.
+#[cfg(not(feature = "iceoryx2"))]
+const WITHOUT_ICEORYX2: &str =
+    "this shmkit was built without the feature iceoryx2 (cargo build --features iceoryx2)";
 
 impl Setup {
     /// The setup of a transport whose ends are descriptors: the peer
@@ -211,6 +235,14 @@ pub enum PeerEnd {
         tx: Option<String>,
         block_spin_ns: Option<u64>,
     },
+    /// The iceoryx2 domain, the service to subscribe to and the one to
+    /// publish on.
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2 {
+        domain: iceoryx::Domain,
+        rx: String,
+        tx: Option<String>,
+    },
 }
 
 impl PeerEnd {
@@ -227,6 +259,10 @@ impl PeerEnd {
                 tx,
                 block_spin_ns,
             } => ring::peer_link(transport, size, rx, tx.as_deref(), *block_spin_ns),
+            #[cfg(feature = "iceoryx2")]
+            PeerEnd::Iceoryx2 { domain, rx, tx } => {
+                iceoryx::peer_link(transport, size, domain, rx, tx.as_deref(), parent)
+            }
         }
     }
 }
@@ -267,20 +303,27 @@ pub enum AnyLink {
     Packet(PacketLink),
     Queue(MqLink),
     Ring(RingLink),
+    /// The ports; a link borrows them while it runs (see `with_link!`).
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2(iceoryx::Ports),
 }
 
 impl AnyLink {
     /// Tells a link that cannot see the other side go (a message queue)
     /// which process to watch.
     pub fn watch(&mut self, peer: Peer) {
-        if let AnyLink::Queue(link) = self {
-            link.watch(peer);
+        match self {
+            AnyLink::Queue(link) => link.watch(peer),
+            #[cfg(feature = "iceoryx2")]
+            AnyLink::Iceoryx2(ports) => ports.watch(peer),
+            _ => {}
         }
     }
 }
 
 /// `with_link!(any_link, link => expr)`: evaluates `expr` with `link` bound
 /// to the concrete link inside an `&mut AnyLink`, each kind compiled apart.
+/// `expr` is a `Result<_, Error>`.
 macro_rules! with_link {
     ($any:expr, $link:ident => $body:expr) => {
         match $any {
@@ -288,6 +331,8 @@ macro_rules! with_link {
             $crate::transports::AnyLink::Packet($link) => $body,
             $crate::transports::AnyLink::Queue($link) => $body,
             $crate::transports::AnyLink::Ring($link) => $body,
+            #[cfg(feature = "iceoryx2")]
+            $crate::transports::AnyLink::Iceoryx2(ports) => ports.with_link(|$link| $body),
         }
     };
 }

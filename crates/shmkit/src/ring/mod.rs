@@ -252,7 +252,7 @@ struct Shared {
     lock: Option<RangeLock>,
     segment: Segment,
     // Declared last so that it is unmapped after everything that points in.
-    _mapping: Attachment<ReadWrite>,
+    mapping: Attachment<ReadWrite>,
 }
 
 fn validate_name(name: &str) -> Result<Key> {
@@ -339,7 +339,7 @@ impl Shared {
                 created,
                 lock: Some(lock),
                 segment,
-                _mapping: mapping,
+                mapping,
             };
             return Ok((shared, joined));
         }
@@ -394,9 +394,25 @@ impl Shared {
         result
     }
 
+    /// `Err(Truncated)` once an access found the segment shrunk by a peer
+    /// (the pages it lost read as zeros): checked at every verb.
+    #[inline]
+    fn intact(&self) -> Result<()> {
+        self.mapping.check_intact()
+    }
+
+    /// `Err(Truncated)` if the file is shorter than the mapping, faulted or
+    /// not: checked by a waiting side with its peer (a cut inside the first
+    /// page zeroes the indices without a fault, and both sides would wait
+    /// on each other forever).
+    fn still_sized(&self) -> Result<()> {
+        self.mapping.check_size()
+    }
+
     /// For the consumer: `Err(Closed)` or `Err(PeerGone)` once no more
     /// records can come, `Ok(())` while they can.
     fn producer_finished(&self) -> Result<()> {
+        self.intact()?;
         if self.closed() {
             return Err(Error::Closed {
                 ring: self.name.clone(),
@@ -474,9 +490,9 @@ fn create(key: &Key, options: &Options) -> Result<(Segment, Attachment<ReadWrite
     })
 }
 
-/// Maps an existing ring's segment. A half-made one (smaller than a header,
-/// or without a magic number: its creator died before finishing, since
-/// shmkit's own creators publish rings whole) that no process uses is
+/// Maps an existing ring's segment. A half-made one (of 0 bytes, or without
+/// a magic number: its creator died before finishing, since shmkit's own
+/// creators publish rings whole) that no process uses is
 /// removed at once, and `None` returned; one that a process maps is
 /// [`Error::Corrupt`].
 fn attach_existing(
@@ -485,7 +501,17 @@ fn attach_existing(
     trust: &Trust,
 ) -> Result<Option<Attachment<ReadWrite>>> {
     trust.check(segment, &format!("ring {name}"))?;
-    if segment.size()? >= HEADER_SIZE {
+    let size = segment.size()?;
+    if size > 0 && size < HEADER_SIZE {
+        // A creator that died leaves 0 bytes, or the full size: this one
+        // was cut.
+        return Err(Error::Truncated {
+            segment: format!("ring {name}"),
+            size,
+            expected: HEADER_SIZE,
+        });
+    }
+    if size >= HEADER_SIZE {
         let mapping = segment.attach(ReadWrite)?;
         // Acquire: pairs with the creator's Release of the magic.
         if mapping.atomic_u64(0)?.load(Ordering::Acquire) != 0 {
@@ -611,10 +637,17 @@ fn read_header<'m, A: AccessMode>(mapping: &'m Attachment<A>, name: &str) -> Res
             "capacity {capacity} is not a power of two in range"
         )));
     }
-    if data_offset != HEADER_SIZE || HEADER_SIZE + capacity > len {
+    if data_offset != HEADER_SIZE {
         return Err(corrupt(format!(
-            "data area at {data_offset} of {capacity} bytes does not fit the segment's {len}"
+            "data_offset is {data_offset}; the data area always starts at {HEADER_SIZE}"
         )));
+    }
+    if HEADER_SIZE + capacity > len {
+        return Err(Error::Truncated {
+            segment: format!("ring {name}"),
+            size: len,
+            expected: HEADER_SIZE + capacity,
+        });
     }
     if max_message > layout::max_message_for(capacity) {
         return Err(corrupt(format!(
@@ -782,6 +815,7 @@ impl Producer {
 
     /// [`grant`](Producer::grant) if there is room now, else [`Error::Full`].
     pub fn try_grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
+        self.shared.intact()?;
         match self.shared.ring.reserve(&mut self.cursor, len as u64)? {
             Some(slot) => Ok(WriteGrant {
                 producer: self,
@@ -805,6 +839,7 @@ impl Producer {
 
     #[inline]
     fn grant_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<WriteGrant<'_>> {
+        self.shared.intact()?;
         // The common case, room at once, without the waiter's set-up.
         if let Some(slot) = self.shared.ring.reserve(&mut self.cursor, len as u64)? {
             return Ok(WriteGrant {
@@ -822,7 +857,11 @@ impl Producer {
             deadline,
             &shared.name,
             || shared.ring.reserve(cursor, len as u64),
-            || consumer_gone(shared, consumers, wait_for_new),
+            || {
+                shared
+                    .still_sized()
+                    .and_then(|()| consumer_gone(shared, consumers, wait_for_new))
+            },
         )?;
         Ok(WriteGrant {
             producer: self,
@@ -868,6 +907,7 @@ impl Producer {
 /// For a waiting producer: `Err` once its consumer is gone and will not
 /// come back for it.
 fn consumer_gone(shared: &Shared, consumers: ConsumersSeen, wait_for_new: bool) -> Result<()> {
+    shared.intact()?;
     let header = shared.header();
     if wait_for_new || !consumers.one_left(header, &shared.segment) {
         return Ok(());
@@ -934,9 +974,23 @@ impl WriteGrant<'_> {
     /// Discards the reservation; the consumer sees nothing.
     pub fn abort(self) {}
 
+    /// The first reserved byte, for writing through a raw pointer without
+    /// forming a `&mut [u8]` over shared memory (as the channels do); the
+    /// `len()` bytes from here are this grant's.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.producer.shared.ring.payload(self.slot)
+    }
+
     #[inline]
     fn fill_and_commit(mut self, message: &[u8]) {
-        self.copy_from_slice(message);
+        debug_assert_eq!(message.len() as u64, self.slot.len);
+        // SAFETY: the slot's `len` bytes (= message.len(), the length
+        // granted) lie in the data area and are this producer's until the
+        // commit (rule 2); copying through the pointer forms no `&mut [u8]`
+        // over shared memory; `message` is the caller's and cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(message.as_ptr(), self.as_mut_ptr(), message.len())
+        };
         self.commit();
     }
 }
@@ -970,11 +1024,32 @@ impl DerefMut for WriteGrant<'_> {
 }
 
 /// The receiving end of a ring.
+///
+/// # Delivery and sequence numbers
+///
+/// Every message has a sequence number, [`ReadGrant::sequence`] (or
+/// [`last_sequence`](Consumer::last_sequence) after a copying receive, or
+/// the first argument of [`drain_with_sequence`](Consumer::drain_with_sequence)):
+/// the position of its record in the ring's byte stream. It grows with
+/// every message (by the record's size, not by 1), and a message keeps it
+/// when it is delivered again to a consumer that takes over after a crash,
+/// so an application that stores the last number it acted on can skip
+/// what it already saw. A new ring (after the old one was removed) starts
+/// again from 0.
+///
+/// What survives a crash of this process depends on the verb: a message
+/// is handed back to the producer when [`recv`](Consumer::recv) returns
+/// (at most once: if the process dies before it used the copy, the
+/// message is lost), when a [`ReadGrant`] is dropped (at least once: if
+/// it dies holding the grant, the next consumer gets the message again),
+/// or when [`drain`](Consumer::drain) returns (at least once for the whole
+/// batch). The README has the table, under "What survives a crash".
 #[derive(Debug)]
 pub struct Consumer {
     cursor: ConsumerCursor,
     waiter: Waiter,
     shared: Shared,
+    last_sequence: Option<u64>,
 }
 
 impl Consumer {
@@ -1006,6 +1081,7 @@ impl Consumer {
             cursor: ConsumerCursor { head },
             waiter: Waiter::new(options.waiting),
             shared,
+            last_sequence: None,
         })
     }
 
@@ -1086,6 +1162,32 @@ impl Consumer {
         self.copy_out(slot, buf)
     }
 
+    /// Receives one message into `buf`, replacing its contents and growing
+    /// it to fit, waiting while the ring is empty; returns its length. For
+    /// callers that do not know how large messages are: `buf` keeps its
+    /// capacity, so it grows at most to [`max_message`](Consumer::max_message).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Consumer::recv), but never [`Error::TooLarge`].
+    ///
+    /// ```
+    /// use shmkit::ring::{Consumer, Producer};
+    ///
+    /// let name = format!("doc-recv-vec-{}", std::process::id());
+    /// let mut producer = Producer::open(&name)?;
+    /// let mut consumer = Consumer::open(&name)?;
+    /// producer.send(&[7; 3000])?;
+    /// let mut buf = Vec::new();
+    /// assert_eq!(consumer.recv_vec(&mut buf)?, 3000);
+    /// assert_eq!(buf, [7; 3000]);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.read()?.copy_to(buf);
+        Ok(buf.len())
+    }
+
     /// The next message, read in place, waiting while the ring is empty.
     /// Its space is handed back when the grant is dropped or released.
     #[inline]
@@ -1139,16 +1241,46 @@ impl Consumer {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> Result<usize> {
+        self.drain_with_sequence(|_, message| f(message))
+    }
+
+    /// [`drain`](Consumer::drain), handing `f` each message's sequence
+    /// number too. The batch is given back when this returns: if the
+    /// process dies inside it, the next consumer gets the whole batch again,
+    /// with the same numbers.
+    ///
+    /// ```
+    /// use shmkit::ring::{Consumer, Producer};
+    ///
+    /// let name = format!("doc-drain-seq-{}", std::process::id());
+    /// let mut producer = Producer::open(&name)?;
+    /// let mut consumer = Consumer::open(&name)?;
+    /// producer.send(b"one")?;
+    /// producer.send(b"two")?;
+    /// let mut numbers = Vec::new();
+    /// consumer.drain_with_sequence(|sequence, _| numbers.push(sequence))?;
+    /// assert!(numbers[0] < numbers[1]);
+    /// assert_eq!(consumer.last_sequence(), Some(numbers[1]));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn drain_with_sequence(&mut self, mut f: impl FnMut(u64, &[u8])) -> Result<usize> {
+        self.shared.intact()?;
         let ring = self.shared.ring;
+        let last_sequence = &mut self.last_sequence;
         let count = ring.drain(&mut self.cursor, |slot| {
+            *last_sequence = Some(slot.position);
             // SAFETY: a committed record inside the data area (record_at
             // checked it), which the producer leaves alone until the head
             // passes it, after `f` returns (rule 2).
-            f(unsafe { std::slice::from_raw_parts(ring.payload(slot), slot.len as usize) })
+            f(slot.position, unsafe {
+                std::slice::from_raw_parts(ring.payload(slot), slot.len as usize)
+            })
         });
         if matches!(count, Ok(n) if n > 0) || count.is_err() {
             ring.wake_producer();
         }
+        // Messages read from pages a peer truncated away were zeros.
+        let count = count.and_then(|n| self.shared.intact().map(|()| n));
         count.map(|n| n as usize)
     }
 
@@ -1166,12 +1298,36 @@ impl Consumer {
         unsafe {
             std::ptr::copy_nonoverlapping(self.shared.ring.payload(slot), buf.as_mut_ptr(), len)
         };
+        // Zeros from pages a peer truncated away are not the message.
+        self.shared.intact()?;
         self.shared.ring.release(&mut self.cursor, slot);
+        self.last_sequence = Some(slot.position);
         self.shared.ring.wake_producer();
         Ok(len)
     }
 
+    /// The sequence number of the last message this consumer received
+    /// (by any verb), `None` before the first. See [`Consumer`] for what
+    /// the numbers are.
+    ///
+    /// ```
+    /// use shmkit::ring::{Consumer, Producer};
+    ///
+    /// let name = format!("doc-last-sequence-{}", std::process::id());
+    /// let mut producer = Producer::open(&name)?;
+    /// let mut consumer = Consumer::open(&name)?;
+    /// producer.send(b"hello")?;
+    /// let mut buf = [0u8; 16];
+    /// consumer.recv(&mut buf)?;
+    /// assert_eq!(consumer.last_sequence(), Some(0)); // the first record is at 0
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn last_sequence(&self) -> Option<u64> {
+        self.last_sequence
+    }
+
     fn try_next(&mut self) -> Result<Slot> {
+        self.shared.intact()?;
         if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
             return Ok(slot);
         }
@@ -1191,6 +1347,7 @@ impl Consumer {
 
     #[inline]
     fn next_until(&mut self, deadline: Option<Instant>) -> Result<Slot> {
+        self.shared.intact()?;
         // The common case, a message at once, without the waiter's set-up.
         if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
             return Ok(slot);
@@ -1204,7 +1361,11 @@ impl Consumer {
             deadline,
             &shared.name,
             || shared.ring.peek(cursor),
-            || shared.producer_finished(),
+            || {
+                shared
+                    .still_sized()
+                    .and_then(|()| shared.producer_finished())
+            },
         );
         next.map_err(|err| self.told(err))
     }
@@ -1230,6 +1391,62 @@ pub struct ReadGrant<'a> {
 impl ReadGrant<'_> {
     /// Hands the message's space back to the producer.
     pub fn release(self) {}
+
+    /// The message's sequence number (see [`Consumer`]): the same if it is
+    /// delivered again after this process dies holding the grant.
+    pub fn sequence(&self) -> u64 {
+        self.slot.position
+    }
+
+    /// The message's length in bytes (without forming a slice over it).
+    pub fn len(&self) -> usize {
+        self.slot.len as usize
+    }
+
+    /// Whether the message is empty (a message may have 0 bytes).
+    pub fn is_empty(&self) -> bool {
+        self.slot.len == 0
+    }
+
+    /// Replaces `buf`'s contents with a copy of the message, made through
+    /// the raw pointer (no `&[u8]` over shared memory is formed); `buf`
+    /// grows to fit and keeps its capacity. The message stays in the ring
+    /// until the grant is dropped, so it can be written somewhere first.
+    ///
+    /// ```
+    /// use shmkit::ring::{Consumer, Producer};
+    ///
+    /// let name = format!("doc-copy-to-{}", std::process::id());
+    /// let mut producer = Producer::open(&name)?;
+    /// let mut consumer = Consumer::open(&name)?;
+    /// producer.send(b"kept until written")?;
+    /// let mut copy = Vec::new();
+    /// let message = consumer.read()?;
+    /// message.copy_to(&mut copy);
+    /// assert_eq!(copy, b"kept until written");
+    /// message.release(); // only now is its space handed back
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn copy_to(&self, buf: &mut Vec<u8>) {
+        let len = self.len();
+        buf.clear();
+        buf.reserve(len);
+        // SAFETY: the message's `len` bytes are a committed record inside
+        // the data area that the producer leaves alone until this grant is
+        // dropped (rule 2); `buf` is our own memory with room for `len`
+        // bytes, which the copy initialises before `set_len`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.as_ptr(), buf.as_mut_ptr(), len);
+            buf.set_len(len);
+        }
+    }
+
+    /// The message's first byte, for copying out through a raw pointer
+    /// without forming a `&[u8]` over shared memory (as the channels do);
+    /// the message is the [`len`](ReadGrant::len) bytes from here.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.consumer.shared.ring.payload(self.slot)
+    }
 }
 
 impl Deref for ReadGrant<'_> {
@@ -1255,6 +1472,7 @@ impl Drop for ReadGrant<'_> {
             .shared
             .ring
             .release(&mut consumer.cursor, self.slot);
+        consumer.last_sequence = Some(self.slot.position);
         consumer.shared.ring.wake_producer();
     }
 }

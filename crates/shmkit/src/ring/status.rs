@@ -35,6 +35,12 @@ pub struct RingStatus {
     pub sent: u64,
     /// Messages read since the ring was created.
     pub received: u64,
+    /// Bytes committed since the ring was created: the producer's `tail`
+    /// position, records' 8-byte headers and padding included (so that
+    /// two samples give the ring's bytes per second).
+    pub bytes_sent: u64,
+    /// Bytes read since the ring was created: the consumer's `head`.
+    pub bytes_received: u64,
     /// Whether the producer closed the stream.
     pub closed: bool,
     /// The producer, if one holds the ring.
@@ -79,7 +85,10 @@ pub fn status(name: &str) -> Result<RingStatus> {
     let segment = Segment::open(&key)?;
     let mapping = segment.attach(ReadOnly)?;
     let header = read_header(&mapping, name)?;
-    Ok(status_of(name, header, &segment))
+    let status = status_of(name, header, &segment);
+    // A peer may have shrunk the file while we read: then these are zeros.
+    mapping.check_intact()?;
+    Ok(status)
 }
 
 fn status_of(name: &str, header: &Header, segment: &Segment) -> RingStatus {
@@ -100,6 +109,8 @@ fn status_of(name: &str, header: &Header, segment: &Segment) -> RingStatus {
         bytes_in_flight: tail.wrapping_sub(head).min(capacity),
         sent: header.producer.sent.load(Ordering::Relaxed),
         received: header.consumer.received.load(Ordering::Relaxed),
+        bytes_sent: tail,
+        bytes_received: head,
         closed: header.wait.closed.load(Ordering::Relaxed) != OPEN,
         producer: end(header.producer.owner.load(Ordering::Relaxed), End::Producer),
         consumer: end(header.consumer.owner.load(Ordering::Relaxed), End::Consumer),

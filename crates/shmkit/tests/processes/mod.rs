@@ -27,7 +27,7 @@ pub fn unique_keys() -> [Key; 2] {
     let pid = std::process::id();
     let sysv = 0x5a00_0000 | (pid & 0xffff) << 8 | (n & 0xff);
     let posix = format!("/shmkit-test-{pid}-{n}");
-    [Key::SysV(sysv as i32), Key::posix(&posix).unwrap()]
+    [Key::SysV(sysv), Key::posix(&posix).unwrap()]
 }
 
 /// Removes the segment a test made under `key`, even if the test panics.
