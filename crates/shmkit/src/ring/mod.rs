@@ -2,10 +2,11 @@
 //! processes, in a POSIX shared-memory segment.
 //!
 //! A ring is found by name: [`Producer::open`] and [`Consumer::open`] create
-//! it if it does not exist yet, so either side may start first. Each end is
-//! held by one process at a time; a second producer or consumer gets
-//! [`Error::InUse`] while the first is alive, and takes over once it has
-//! died.
+//! it if it does not exist yet (and say whether they did, with `created`),
+//! so either side may start first. Each end is held by one process at a
+//! time, through a lock the kernel keeps on the ring's file; a second
+//! producer or consumer gets [`Error::InUse`] while the first is alive, in
+//! whatever pid namespace it runs, and takes over once it has died.
 //!
 //! Messages are byte strings of up to [`Producer::max_message`] bytes,
 //! delivered whole and in order. The producer copies in with
@@ -15,12 +16,24 @@
 //! [`read`](Consumer::read).
 //!
 //! When the producer is dropped or [`close`](Producer::close)s, the consumer
-//! receives every message committed before, then [`Error::Closed`]. If the
-//! producer's process dies instead, the consumer receives every committed
-//! message, then [`Error::PeerGone`]; a producer waiting on a dead consumer
-//! gets [`Error::PeerGone`] too. Once both ends have left a closed, drained
-//! ring, its segment is removed; [`collect_garbage`] removes rings whose
-//! ends all died.
+//! receives every message committed before, then [`Error::Closed`]; a new
+//! producer may then reopen the drained ring, and the consumer reads on. If
+//! the producer's process dies instead, the consumer receives every
+//! committed message, then [`Error::PeerGone`]. A producer whose consumer
+//! died or left gets [`Error::PeerGone`] or [`Error::PeerLeft`] once the
+//! ring is full, unless [`Options::wait_for_new_consumer`].
+//!
+//! # Lifetime
+//!
+//! A ring is removed when its last end leaves and nothing more will be
+//! read from it: a consumer leaving a drained ring with no producer, or a
+//! producer closing a drained ring whose consumer came and left. Unread
+//! messages, and the close of an empty stream, stay for a consumer that
+//! starts later. A ring removed while another process was opening it is
+//! never written to: the opener makes or finds the ring now at the name.
+//! [`remove`] removes a ring nobody holds; [`collect_garbage`] finds and
+//! removes rings nobody will use (abandoned by dead processes, finished,
+//! half-made or corrupt), scoped by [`Scope`].
 //!
 //! The byte layout is in `docs/FORMAT.md`; the protocol's rules are listed
 //! in the source of `ring/protocol.rs`.
