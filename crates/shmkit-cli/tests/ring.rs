@@ -945,3 +945,43 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         std::thread::yield_now();
     }
 }
+
+/// A ring shared between users: its last end is uid 65534, which may not
+/// remove root's file in the sticky /dev/shm. It says what it left and
+/// why, and still succeeds; root's gc then collects the ring as finished.
+#[test]
+fn a_ring_its_last_end_may_not_remove_is_reported_and_collected_by_its_owner() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to run shmkit as uid 65534");
+        return;
+    }
+    let ring = TestRing::new();
+    succeeded(&shmkit_with_input(
+        &["send", ring.name(), "--mode", "666"],
+        b"shared\n",
+    ));
+    let output = {
+        use std::os::unix::process::CommandExt;
+        Command::new(SHMKIT)
+            .args(["recv", ring.name(), "--trust", "0"])
+            .gid(65534)
+            .uid(65534)
+            .output()
+            .expect("run shmkit as uid 65534")
+    };
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(text(&output.stdout), "shared\n");
+    assert!(
+        stderr.contains(&format!("ring {} was left in /dev/shm", ring.name()))
+            && stderr.contains("permission denied"),
+        "{stderr}"
+    );
+    assert!(ring.exists());
+    let removed = succeeded_text(&shmkit(&["gc", "--force", ring.name()]));
+    assert!(
+        removed.starts_with(&format!("removed ring {}: finished", ring.name())),
+        "{removed}"
+    );
+    assert!(!ring.exists());
+}
