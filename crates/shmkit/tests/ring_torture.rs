@@ -711,6 +711,11 @@ struct Supervisor {
     rng: Rng,
     last_progress: (u64, u64),
     last_progress_at: Instant,
+    /// The ring file's inode once it exists: the harness's processes never
+    /// leave the ring before the end, so it must stay the same file.
+    ring_inode: Option<u64>,
+    /// Set once the producer was told to close: the ring may go then.
+    finishing: bool,
 }
 
 impl Supervisor {
@@ -788,6 +793,8 @@ impl Supervisor {
             rng,
             last_progress: (0, 0),
             last_progress_at: Instant::now(),
+            ring_inode: None,
+            finishing: false,
         };
         (supervisor, cleanup, log_dir)
     }
@@ -821,6 +828,36 @@ impl Supervisor {
             self.producer.incarnation,
         ));
         (received, sent)
+    }
+
+    /// Fails if the ring's file was removed, or replaced by another, during
+    /// the run. The roles never leave before the end, and a dead end does
+    /// not remove the ring: only something outside the test does, such as
+    /// a machine-wide forced gc (`collect_garbage(true)`, `shmkit gc
+    /// --force`) that another test run starts while both ends here are
+    /// dead for a moment. The checker would then see sequence numbers
+    /// start again at 0; this says what happened instead.
+    fn check_ring_file(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        if self.finishing {
+            return;
+        }
+        let path = format!("/dev/shm/{}{}", &ring::SEGMENT_PREFIX[1..], self.name);
+        let inode = std::fs::symlink_metadata(path).ok().map(|m| m.ino());
+        match (self.ring_inode, inode) {
+            (None, found) => self.ring_inode = found,
+            (Some(before), Some(now)) if before == now => {}
+            (Some(before), now) => panic!(
+                "{}",
+                self.diagnosis(&format!(
+                    "ring {} was removed under the test (inode {before}, now {now:?}), \
+                     by nothing the test runs: a machine-wide forced gc elsewhere on this \
+                     machine (issue 15.1) takes a ring whose ends are both dead for a \
+                     moment for abandoned",
+                    self.name
+                ))
+            ),
+        }
     }
 
     /// A failure message with what the ring and both roles look like.
@@ -858,6 +895,7 @@ impl Supervisor {
             if deadline.is_some_and(|d| now >= d) {
                 return;
             }
+            self.check_ring_file();
             let progress = self.progress();
             if progress != self.last_progress {
                 self.last_progress = progress;
@@ -1033,6 +1071,7 @@ impl Supervisor {
         self.pump(None, |s| {
             s.producer.state != State::Opening && s.consumer.state != State::Opening
         });
+        self.finishing = true;
         self.producer.stdin = None;
         self.pump(None, |s| {
             s.producer.state == State::Closed && s.consumer.state == State::Closed
