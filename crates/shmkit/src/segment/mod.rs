@@ -388,9 +388,9 @@ impl Segment {
     /// Attaches read-write a segment that another process is creating, once
     /// it is ready: sized to at least `min_size` bytes and with a nonzero
     /// magic number stored (with Release) at offset 0, as every shmkit
-    /// format does (DESIGN.md, rule 3). Waits at most 5 s: the creator is
-    /// between creating the segment and its first stores, microseconds away,
-    /// unless it died there.
+    /// format does (docs/ARCHITECTURE.md, memory rule 3). Waits at most
+    /// 5 s: the creator is between creating the segment and its first
+    /// stores, microseconds away, unless it died there.
     ///
     /// # Errors
     ///
@@ -594,8 +594,11 @@ impl Segment {
     /// ```
     pub fn remove_key(key: &Key) -> Result<()> {
         match key {
-            Key::Posix(name) => posix::unlink(name.as_str())
-                .map_err(|e| Error::from_os(e, name.as_str(), Access::Remove)),
+            Key::Posix(name) => {
+                posix_open::check_before_removal(name)?;
+                posix::unlink(name.as_str())
+                    .map_err(|e| Error::from_os(e, name.as_str(), Access::Remove))
+            }
             Key::SysV(_) => Segment::open(key)?.remove(),
         }
     }
