@@ -1030,7 +1030,7 @@ impl Supervisor {
             }
             // After some messages, so that every process gets to work.
             _ => {
-                let more = 1 + self.rng.below(200);
+                let more = 1 + self.rng.below(120);
                 let (received, sent) = self.progress();
                 self.pump(None, |s| {
                     let (r, p) = s.progress();
