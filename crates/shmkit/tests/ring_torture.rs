@@ -155,17 +155,23 @@ fn read_entries(path: &Path) -> Vec<Entry> {
     bytes.chunks_exact(16).map(Entry::decode).collect()
 }
 
-/// The producer's log: the number of its commits, as one 8-byte word
-/// rewritten after each `Ok`.
-fn read_count(path: &Path) -> u64 {
-    let mut word = [0; 8];
-    match File::open(path) {
-        Ok(file) => match file.read_exact_at(&mut word, 0) {
-            Ok(()) => u64::from_le_bytes(word),
-            Err(_) => 0,
-        },
-        Err(_) => 0,
+/// The producer's log: two 8-byte words, rewritten in place. At 0, the
+/// number of its commits, after each `Ok`; at 8, before a batch commits,
+/// how many it will have committed after it (so the checker knows what a
+/// producer killed around a batch's commit may have committed unlogged).
+fn read_log(path: &Path) -> (u64, u64) {
+    let mut words = [0; 16];
+    match File::open(path).and_then(|file| file.read_exact_at(&mut words, 0)) {
+        Ok(()) => (
+            u64::from_le_bytes(words[..8].try_into().unwrap()),
+            u64::from_le_bytes(words[8..].try_into().unwrap()),
+        ),
+        Err(_) => (0, 0),
     }
+}
+
+fn read_count(path: &Path) -> u64 {
+    read_log(path).0
 }
 
 // ---------------------------------------------------------------------------
@@ -216,8 +222,9 @@ fn commands() -> mpsc::Receiver<Instruction> {
 }
 
 /// Role: `NAME SEED START LOG`. Sends messages `START..` until told to
-/// finish, writing the number of commits to LOG after each; waits for the
-/// supervisor when the consumer is gone; closes the stream at the end.
+/// finish, one by one or in batches, writing the number of commits to LOG
+/// after each (see [`read_log`]); waits for the supervisor when the
+/// consumer is gone; closes the stream at the end.
 fn produce(words: &[&str]) {
     let [name, seed, start, log] = words else {
         panic!("producer arguments {words:?}");
@@ -236,6 +243,29 @@ fn produce(words: &[&str]) {
             Ok(Instruction::Finish) => break,
             Ok(Instruction::PeerBack) | Err(mpsc::TryRecvError::Empty) => {}
             Err(mpsc::TryRecvError::Disconnected) => unreachable!("the reader sends Finish last"),
+        }
+        // One time in eight, a batch of up to 8 committed together (it
+        // never waits: when nothing fits, a send waits instead).
+        if mix(sequence.seed ^ 0xba7c, n).is_multiple_of(8) {
+            let mut batch = producer.batch();
+            let mut pushed = 0;
+            for i in 0..2 + mix(sequence.seed, n) % 7 {
+                sequence.message(n + i, &mut message);
+                match batch.try_push(&message) {
+                    Ok(true) => pushed += 1,
+                    Ok(false) => break,
+                    Err(err) => panic!("producer: batching message {}: {err}", n + i),
+                }
+            }
+            if pushed > 0 {
+                let after = n + pushed - start;
+                log.write_all_at(&after.to_le_bytes(), 8).unwrap();
+                assert_eq!(batch.commit() as u64, pushed);
+                n += pushed;
+                log.write_all_at(&(n - start).to_le_bytes(), 0).unwrap();
+                continue;
+            }
+            batch.abort();
         }
         match send_one(&mut producer, &sequence, n, &mut message) {
             Ok(()) => {
@@ -354,12 +384,22 @@ fn consume(words: &[&str]) {
 // ---------------------------------------------------------------------------
 // The checker: the logs against the guarantee.
 
-/// One producer process: the first number it sends, and how many of its
-/// sends it logged as committed.
+/// One producer process: the first number it sends, how many of its sends
+/// it logged as committed, and how many it said a batch would make.
 #[derive(Clone, Copy, Debug)]
 struct ProducerRun {
     start: u64,
     count: u64,
+    pending: u64,
+}
+
+impl ProducerRun {
+    /// One past the last number this run may have committed: its logged
+    /// commits, and the one it may have committed without logging it (a
+    /// send), or the whole batch it was committing.
+    fn possible_end(&self) -> u64 {
+        self.start + (self.count + 1).max(self.pending)
+    }
 }
 
 /// What one consumer process left for the next one to receive again: its
@@ -424,12 +464,12 @@ impl Checker {
     }
 
     /// The producer run that message `n` belongs to, if any: `n` in
-    /// `start..=start + count` (the last one committed but perhaps not
+    /// `start..possible_end` (the last ones committed but perhaps not
     /// logged, if the run was killed).
     fn run_of(&self, n: u64) -> Option<ProducerRun> {
         let i = self.producers.partition_point(|run| run.start <= n);
         let run = *self.producers.get(i.checked_sub(1)?)?;
-        (n <= run.start + run.count).then_some(run)
+        (n < run.possible_end()).then_some(run)
     }
 
     /// Logged commits with numbers in `after+1..before`.
@@ -736,11 +776,15 @@ impl Supervisor {
     ) -> Role {
         // One past the predecessor's last logged commit plus one: that one
         // it may have committed without logging.
-        let start = runs.last().map_or(0, |run| run.start + run.count + 1);
+        let start = runs.last().map_or(0, ProducerRun::possible_end);
         let incarnation = runs.len() as u64;
-        runs.push(ProducerRun { start, count: 0 });
+        runs.push(ProducerRun {
+            start,
+            count: 0,
+            pending: 0,
+        });
         let log = Supervisor::producer_log(dir, incarnation);
-        std::fs::write(&log, [0; 8]).unwrap();
+        std::fs::write(&log, [0; 16]).unwrap();
         let args = format!("{name} {seed} {start} {}", log.display());
         Role::spawn(Side::Producer, incarnation, args, events)
     }
@@ -811,9 +855,13 @@ impl Supervisor {
         self.producer_runs
             .iter()
             .enumerate()
-            .map(|(i, run)| ProducerRun {
-                start: run.start,
-                count: read_count(&Supervisor::producer_log(&self.dir, i as u64)),
+            .map(|(i, run)| {
+                let (count, pending) = read_log(&Supervisor::producer_log(&self.dir, i as u64));
+                ProducerRun {
+                    start: run.start,
+                    count,
+                    pending,
+                }
             })
             .collect()
     }
