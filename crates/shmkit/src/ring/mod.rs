@@ -316,6 +316,18 @@ impl Shared {
         self.mapping.check_size()
     }
 
+    /// A `Corrupt` found in the ring becomes `Truncated` when the file is
+    /// shorter than the mapping: a cut inside the first page zeroes the
+    /// indices past it without a fault, and the zeros look like damage.
+    /// (Only on the error path, so the `fstat` costs nothing normally.)
+    #[cold]
+    fn explain(&self, err: Error) -> Error {
+        match (&err, self.still_sized()) {
+            (Error::Corrupt(_), Err(truncated)) => truncated,
+            _ => err,
+        }
+    }
+
     /// For the consumer: `Err(Closed)` or `Err(PeerGone)` once no more
     /// records can come, `Ok(())` while they can.
     fn producer_finished(&self) -> Result<()> {
@@ -538,7 +550,12 @@ impl Producer {
     /// [`grant`](Producer::grant) if there is room now, else [`Error::Full`].
     pub fn try_grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
         self.shared.intact()?;
-        match self.shared.ring.reserve(&mut self.cursor, len as u64)? {
+        match self
+            .shared
+            .ring
+            .reserve(&mut self.cursor, len as u64)
+            .map_err(|e| self.shared.explain(e))?
+        {
             Some(slot) => Ok(WriteGrant {
                 producer: self,
                 slot,
@@ -563,7 +580,12 @@ impl Producer {
     fn grant_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<WriteGrant<'_>> {
         self.shared.intact()?;
         // The common case, room at once, without the waiter's set-up.
-        if let Some(slot) = self.shared.ring.reserve(&mut self.cursor, len as u64)? {
+        if let Some(slot) = self
+            .shared
+            .ring
+            .reserve(&mut self.cursor, len as u64)
+            .map_err(|e| self.shared.explain(e))?
+        {
             return Ok(WriteGrant {
                 producer: self,
                 slot,
@@ -577,7 +599,10 @@ impl Producer {
             &header.wait.producer_sleeping,
             deadline,
             &shared.name,
-            || shared.ring.reserve(cursor, len as u64),
+            || {
+                let reserved = shared.ring.reserve(cursor, len as u64);
+                reserved.map_err(|e| shared.explain(e))
+            },
             || shared.still_sized().and_then(|()| shared.consumer_died()),
         )?;
         Ok(WriteGrant {
@@ -929,7 +954,9 @@ impl Consumer {
             ring.wake_producer();
         }
         // Messages read from pages a peer truncated away were zeros.
-        let count = count.and_then(|n| self.shared.intact().map(|()| n));
+        let count = count
+            .map_err(|e| self.shared.explain(e))
+            .and_then(|n| self.shared.intact().map(|()| n));
         count.map(|n| n as usize)
     }
 
@@ -977,7 +1004,12 @@ impl Consumer {
 
     fn try_next(&mut self) -> Result<Slot> {
         self.shared.intact()?;
-        if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
+        if let Some(slot) = self
+            .shared
+            .ring
+            .peek(&mut self.cursor)
+            .map_err(|e| self.shared.explain(e))?
+        {
             return Ok(slot);
         }
         let end = match self.shared.producer_finished() {
@@ -988,14 +1020,23 @@ impl Consumer {
         };
         // Whatever was committed before the end (or the check) is still
         // delivered.
-        self.shared.ring.peek(&mut self.cursor)?.ok_or(end)
+        self.shared
+            .ring
+            .peek(&mut self.cursor)
+            .map_err(|e| self.shared.explain(e))?
+            .ok_or(end)
     }
 
     #[inline]
     fn next_until(&mut self, deadline: Option<Instant>) -> Result<Slot> {
         self.shared.intact()?;
         // The common case, a message at once, without the waiter's set-up.
-        if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
+        if let Some(slot) = self
+            .shared
+            .ring
+            .peek(&mut self.cursor)
+            .map_err(|e| self.shared.explain(e))?
+        {
             return Ok(slot);
         }
         let shared = &self.shared;
@@ -1006,7 +1047,7 @@ impl Consumer {
             &header.wait.consumer_sleeping,
             deadline,
             &shared.name,
-            || shared.ring.peek(cursor),
+            || shared.ring.peek(cursor).map_err(|e| shared.explain(e)),
             || {
                 shared
                     .still_sized()
