@@ -427,6 +427,18 @@ impl Shared {
         self.mapping.check_size()
     }
 
+    /// A `Corrupt` found in the ring becomes `Truncated` when the file is
+    /// shorter than the mapping: a cut inside the first page zeroes the
+    /// indices past it without a fault, and the zeros look like damage.
+    /// (Only on the error path, so the `fstat` costs nothing normally.)
+    #[cold]
+    fn explain(&self, err: Error) -> Error {
+        match (&err, self.still_sized()) {
+            (Error::Corrupt(_), Err(truncated)) => truncated,
+            _ => err,
+        }
+    }
+
     /// For the consumer: `Err(Closed)` or `Err(PeerGone)` once no more
     /// records can come, `Ok(())` while they can.
     fn producer_finished(&self) -> Result<()> {
@@ -834,7 +846,12 @@ impl Producer {
     /// [`grant`](Producer::grant) if there is room now, else [`Error::Full`].
     pub fn try_grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
         self.shared.intact()?;
-        match self.shared.ring.reserve(&mut self.cursor, len as u64)? {
+        match self
+            .shared
+            .ring
+            .reserve(&mut self.cursor, len as u64)
+            .map_err(|e| self.shared.explain(e))?
+        {
             Some(slot) => Ok(WriteGrant {
                 producer: self,
                 slot,
@@ -859,7 +876,12 @@ impl Producer {
     fn grant_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<WriteGrant<'_>> {
         self.shared.intact()?;
         // The common case, room at once, without the waiter's set-up.
-        if let Some(slot) = self.shared.ring.reserve(&mut self.cursor, len as u64)? {
+        if let Some(slot) = self
+            .shared
+            .ring
+            .reserve(&mut self.cursor, len as u64)
+            .map_err(|e| self.shared.explain(e))?
+        {
             return Ok(WriteGrant {
                 producer: self,
                 slot,
@@ -874,7 +896,10 @@ impl Producer {
             &header.wait.producer_sleeping,
             deadline,
             &shared.name,
-            || shared.ring.reserve(cursor, len as u64),
+            || {
+                let reserved = shared.ring.reserve(cursor, len as u64);
+                reserved.map_err(|e| shared.explain(e))
+            },
             || {
                 shared
                     .still_sized()
@@ -1312,7 +1337,9 @@ impl Consumer {
             ring.wake_producer();
         }
         // Messages read from pages a peer truncated away were zeros.
-        let count = count.and_then(|n| self.shared.intact().map(|()| n));
+        let count = count
+            .map_err(|e| self.shared.explain(e))
+            .and_then(|n| self.shared.intact().map(|()| n));
         count.map(|n| n as usize)
     }
 
@@ -1360,7 +1387,12 @@ impl Consumer {
 
     fn try_next(&mut self) -> Result<Slot> {
         self.shared.intact()?;
-        if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
+        if let Some(slot) = self
+            .shared
+            .ring
+            .peek(&mut self.cursor)
+            .map_err(|e| self.shared.explain(e))?
+        {
             return Ok(slot);
         }
         let end = match self.shared.producer_finished() {
@@ -1371,7 +1403,12 @@ impl Consumer {
         };
         // Whatever was committed before the end (or the check) is still
         // delivered.
-        match self.shared.ring.peek(&mut self.cursor)? {
+        match self
+            .shared
+            .ring
+            .peek(&mut self.cursor)
+            .map_err(|e| self.shared.explain(e))?
+        {
             Some(slot) => Ok(slot),
             None => Err(self.told(end)),
         }
@@ -1381,7 +1418,12 @@ impl Consumer {
     fn next_until(&mut self, deadline: Option<Instant>) -> Result<Slot> {
         self.shared.intact()?;
         // The common case, a message at once, without the waiter's set-up.
-        if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
+        if let Some(slot) = self
+            .shared
+            .ring
+            .peek(&mut self.cursor)
+            .map_err(|e| self.shared.explain(e))?
+        {
             return Ok(slot);
         }
         let shared = &self.shared;
@@ -1392,7 +1434,7 @@ impl Consumer {
             &header.wait.consumer_sleeping,
             deadline,
             &shared.name,
-            || shared.ring.peek(cursor),
+            || shared.ring.peek(cursor).map_err(|e| shared.explain(e)),
             || {
                 shared
                     .still_sized()
