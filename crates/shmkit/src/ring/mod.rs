@@ -541,7 +541,8 @@ impl Producer {
         }
     }
 
-    /// [`grant`](Producer::grant), waiting at most `timeout`.
+    /// [`grant`](Producer::grant), waiting at most `timeout`
+    /// ([`Error::Timeout`] after that; otherwise the errors of `grant`).
     pub fn grant_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGrant<'_>> {
         self.grant_until(len, Some(Instant::now() + timeout))
     }
@@ -778,7 +779,8 @@ impl Consumer {
         self.copy_out(slot, buf)
     }
 
-    /// [`recv`](Consumer::recv), waiting at most `timeout`.
+    /// [`recv`](Consumer::recv), waiting at most `timeout`
+    /// ([`Error::Timeout`] after that; otherwise the errors of `recv`).
     pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
         let slot = self.next_until(Some(Instant::now() + timeout))?;
         self.copy_out(slot, buf)
@@ -831,7 +833,8 @@ impl Consumer {
         })
     }
 
-    /// [`read`](Consumer::read), waiting at most `timeout`.
+    /// [`read`](Consumer::read), waiting at most `timeout`
+    /// ([`Error::Timeout`] after that; otherwise the errors of `read`).
     pub fn read_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_>> {
         let slot = self.next_until(Some(Instant::now() + timeout))?;
         Ok(ReadGrant {
