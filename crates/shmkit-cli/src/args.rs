@@ -357,7 +357,8 @@ pub struct LsArgs {
     #[arg(short = 'n', long)]
     pub noheadings: bool,
     /// For scripts: one line per segment, columns separated by one tab, a
-    /// missing value as `-`, no ring table
+    /// missing value as `-`, a backslash or control character in a value
+    /// as `\\` or `\xHH`, no ring table
     #[arg(short = 'r', long)]
     pub raw: bool,
     /// Show the system's limits instead: kernel.shmmni, kernel.shmmax,

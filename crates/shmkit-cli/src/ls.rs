@@ -162,7 +162,7 @@ fn segments(args: &LsArgs) -> Result<String, CliError> {
                     if cell.is_empty() {
                         "-".to_owned()
                     } else {
-                        cell
+                        raw_cell(&cell)
                     }
                 })
                 .collect();
@@ -186,6 +186,21 @@ fn segments(args: &LsArgs) -> Result<String, CliError> {
         text.push_str(&output::rings_table(&rings, !args.noheadings));
     }
     Ok(text)
+}
+
+/// A cell of `--raw` output, which a script splits at tabs and newlines:
+/// a backslash and every control character (a POSIX name may hold a tab)
+/// as `\\` and `\xHH`, as `lsipc --raw` escapes them.
+fn raw_cell(cell: &str) -> String {
+    let mut escaped = String::with_capacity(cell.len());
+    for c in cell.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            c if c.is_control() => escaped.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 /// `ls --limits`, as text or JSON.
@@ -393,6 +408,13 @@ mod tests {
         assert_eq!(human_size(65536), "64K");
         assert_eq!(human_size(1536 << 20), "1.5G");
         assert_eq!(human_size(u64::MAX), "16E");
+    }
+
+    #[test]
+    fn raw_cells_escape_what_would_split_them() {
+        assert_eq!(raw_cell("/orders"), "/orders");
+        assert_eq!(raw_cell("/a\tb\nc"), r"/a\x09b\x0ac");
+        assert_eq!(raw_cell(r"/back\slash"), r"/back\\slash");
     }
 
     #[test]

@@ -1651,3 +1651,44 @@ fn top_as_an_unprivileged_user_shows_what_it_may_read_and_says_what_not() {
     assert_eq!(root["notes"], serde_json::json!([]));
     drop((producer, segment));
 }
+
+#[test]
+fn top_once_sorts_and_filters() {
+    let pid = std::process::id();
+    let posix =
+        |n: &str| TestKey(Key::posix(&format!("/shmkit-cli-top-{pid}-{n}")).expect("a name"));
+    let (small, large) = (posix("a"), posix("b"));
+    succeeded(&shmkit(&["create", &small.arg(), "--size", "3K"]));
+    succeeded(&shmkit(&["create", &large.arg(), "--size", "5K"]));
+    let filter = format!("/shmkit-cli-top-{pid}-");
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["top", "--once", "--interval", "0.1", "--filter", &filter];
+        all.extend_from_slice(args);
+        let snapshot = json(&shmkit(&all));
+        snapshot["objects"]
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|o| o["name"].as_str().expect("a name").to_owned())
+            .collect()
+    };
+    assert_eq!(names(&["--json"]), [small.arg(), large.arg()]);
+    assert_eq!(
+        names(&["--json", "--sort", "size", "--reverse"]),
+        [large.arg(), small.arg()]
+    );
+    assert_eq!(
+        names(&["--json", "--sort", "size"]),
+        [small.arg(), large.arg()]
+    );
+    let text = succeeded(&shmkit(&[
+        "top",
+        "--once",
+        "--interval",
+        "0.1",
+        "--filter",
+        &small.arg(),
+    ]));
+    assert_eq!(text.lines().count(), 2, "a header and one row: {text}");
+    assert!(text.contains("3.0K"), "{text}");
+}

@@ -22,12 +22,28 @@ const SHMKIT: &str = env!("CARGO_BIN_EXE_shmkit");
 /// generous, since the machine is shared.
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// Removes ring NAME's segment when dropped, if it is still there: the
+/// ring removes itself once both ends left, so this is for a test that
+/// panicked half-way.
+struct RingSegment(String);
+
+impl Drop for RingSegment {
+    fn drop(&mut self) {
+        if let Ok(key) = Key::posix(&format!("/shmkit.ring.{}", self.0)) {
+            if let Ok(segment) = Segment::open(&key) {
+                let _ = segment.remove();
+            }
+        }
+    }
+}
+
 /// A ring with messages flowing through it, about a thousand a second,
 /// until it is dropped.
 struct LiveRing {
     name: String,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    _segment: RingSegment,
 }
 
 impl LiveRing {
@@ -58,6 +74,7 @@ impl LiveRing {
             }
         });
         LiveRing {
+            _segment: RingSegment(name.clone()),
             name,
             stop,
             threads: vec![sending, receiving],
@@ -70,13 +87,6 @@ impl Drop for LiveRing {
         self.stop.store(true, Ordering::Relaxed);
         for thread in self.threads.drain(..) {
             let _ = thread.join();
-        }
-        // The ring removes itself once both ends left; this is for a test
-        // that panicked half-way.
-        if let Ok(key) = Key::posix(&format!("/shmkit.ring.{}", self.name)) {
-            if let Ok(segment) = Segment::open(&key) {
-                let _ = segment.remove();
-            }
         }
     }
 }
@@ -239,4 +249,81 @@ fn top_in_tmux_shows_a_live_ring_and_its_rate_sorts_filters_and_quits_on_q() {
         // Polling: tmux tells of a session's end only when asked.
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn top_without_a_terminal_says_to_use_once() {
+    let output = run(SHMKIT, &["top"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("shmkit: top draws on a terminal") && stderr.contains("top --once"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn top_writes_nothing_into_the_rings_it_watches() {
+    // An idle ring whose header and records would show any write.
+    let name = format!("top-test-{}-idle", std::process::id());
+    let key = format!("/shmkit.ring.{name}");
+    let _segment = RingSegment(name.clone());
+    let mut producer = Producer::open(&name).expect("open the producer");
+    for message in [&b"one"[..], b"two", b"three"] {
+        producer.send(message).expect("send");
+    }
+    let bytes = || succeeded(&run(SHMKIT, &["read", &key, "--len", "4096"]));
+    let before = bytes();
+    let once = ["top", "--once", "--interval", "0.2", "--filter", &name];
+    let snapshot: Value =
+        serde_json::from_str(&succeeded(&run(SHMKIT, &[&once[..], &["--json"]].concat())))
+            .expect("JSON");
+    assert_eq!(snapshot["objects"][0]["messages_total"], 3, "{snapshot}");
+    assert_eq!(
+        snapshot["objects"][0]["messages_per_sec"], 0.0,
+        "{snapshot}"
+    );
+    assert_eq!(bytes(), before, "top changed the ring's bytes");
+    drop(producer);
+}
+
+#[test]
+fn top_marks_a_dead_producer() {
+    let name = format!("top-test-{}-dead", std::process::id());
+    let _segment = RingSegment(name.clone());
+    let mut send = Command::new(SHMKIT)
+        .args(["send", &name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start shmkit send");
+    let mut input = send.stdin.take().expect("its stdin");
+    std::io::Write::write_all(&mut input, b"last words\n").expect("write a line");
+    std::io::Write::flush(&mut input).expect("flush");
+    // Wait until the line is in the ring, then kill the producer by its pid.
+    let deadline = Instant::now() + PATIENCE;
+    while !shmkit::ring::status(&name).is_ok_and(|ring| ring.sent == 1) {
+        assert!(Instant::now() < deadline, "send never sent its line");
+        // Polling: the ring has no event for "a message was sent" that an
+        // outsider may wait on.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = send.id();
+    send.kill().expect("kill shmkit send");
+    send.wait().expect("reap it");
+    drop(input);
+
+    let once = ["top", "--once", "--interval", "0.1", "--filter", &name];
+    let text = succeeded(&run(SHMKIT, &once));
+    assert!(text.contains(&format!("producer {pid} DEAD")), "{text}");
+    let snapshot: Value =
+        serde_json::from_str(&succeeded(&run(SHMKIT, &[&once[..], &["--json"]].concat())))
+            .expect("JSON");
+    let object = &snapshot["objects"][0];
+    assert_eq!(object["state"], "abandoned", "{snapshot}");
+    assert_eq!(
+        object["members"],
+        serde_json::json!([{"role": "producer", "pid": pid, "alive": false}])
+    );
 }

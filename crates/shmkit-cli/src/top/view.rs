@@ -1,6 +1,7 @@
 //! The live view of `shmkit top`: ratatui on crossterm, a look every
 //! interval, keys to sort and filter, `q` to quit.
 
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -30,6 +31,13 @@ struct View {
 /// Runs the view until `q` (or Esc, or Ctrl-C); the terminal is restored
 /// however it ends.
 pub fn run(interval: Duration, order: Order, filter: String) -> Result<(), CliError> {
+    if !std::io::stdout().is_terminal() {
+        return Err(CliError::Message(
+            "top draws on a terminal, and standard output is none: \
+             `shmkit top --once` prints one snapshot (--json for scripts)"
+                .to_owned(),
+        ));
+    }
     let now = sample::look()?;
     let mut view = View {
         interval,
@@ -40,7 +48,10 @@ pub fn run(interval: Duration, order: Order, filter: String) -> Result<(), CliEr
         now,
         error: None,
     };
-    let mut terminal = ratatui::init();
+    let mut terminal = ratatui::try_init().map_err(|source| CliError::Io {
+        context: "setting up the terminal".to_owned(),
+        source,
+    })?;
     let result = view.event_loop(&mut terminal);
     ratatui::restore();
     result

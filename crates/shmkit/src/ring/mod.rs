@@ -12,7 +12,10 @@
 //! [`send`](Producer::send) or writes in place through a
 //! [`grant`](Producer::grant); the consumer copies out with
 //! [`recv`](Consumer::recv) or reads in place through
-//! [`read`](Consumer::read).
+//! [`read`](Consumer::read). A stream can go in batches, many messages
+//! for the cost of one index update: [`Producer::send_batch`] and
+//! [`Producer::batch`] commit many records at once, [`Consumer::drain`] and
+//! [`Consumer::drain_while`] release many.
 //!
 //! When the producer is dropped or [`close`](Producer::close)s, the consumer
 //! receives every message committed before, then [`Error::Closed`]. If the
@@ -48,18 +51,20 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 
+mod batch;
 mod endpoint;
 mod layout;
 #[cfg(all(test, loom))]
 mod model;
 mod protocol;
 mod status;
-mod wait;
+pub(crate) mod wait;
 
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
+pub use batch::WriteBatch;
 pub use status::{collect_garbage, list, status, EndpointStatus, RingStatus};
 pub use wait::Waiting;
 
@@ -301,6 +306,14 @@ impl Shared {
     #[inline]
     fn intact(&self) -> Result<()> {
         self.mapping.check_intact()
+    }
+
+    /// `Err(Truncated)` if the file is shorter than the mapping, faulted or
+    /// not: checked by a waiting side with its peer (a cut inside the first
+    /// page zeroes the indices without a fault, and both sides would wait
+    /// on each other forever).
+    fn still_sized(&self) -> Result<()> {
+        self.mapping.check_size()
     }
 
     /// For the consumer: `Err(Closed)` or `Err(PeerGone)` once no more
@@ -566,7 +579,7 @@ impl Producer {
             deadline,
             &shared.name,
             || shared.ring.reserve(cursor, len as u64),
-            || shared.consumer_died(),
+            || shared.still_sized().and_then(|()| shared.consumer_died()),
         )?;
         Ok(WriteGrant {
             producer: self,
@@ -706,7 +719,7 @@ impl DerefMut for WriteGrant<'_> {
 /// message is lost), when a [`ReadGrant`] is dropped (at least once: if
 /// it dies holding the grant, the next consumer gets the message again),
 /// or when [`drain`](Consumer::drain) returns (at least once for the whole
-/// batch). The README's "Delivery" section has the full table.
+/// batch). The README has the table, under "What survives a crash".
 #[derive(Debug)]
 pub struct Consumer {
     cursor: ConsumerCursor,
@@ -889,21 +902,37 @@ impl Consumer {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn drain_with_sequence(&mut self, mut f: impl FnMut(u64, &[u8])) -> Result<usize> {
+        self.drain_slots(|sequence, message| {
+            f(sequence, message);
+            true
+        })
+    }
+
+    /// The batch read under [`drain_with_sequence`](Consumer::drain_with_sequence)
+    /// and [`drain_while`](Consumer::drain_while): hands messages to `f`
+    /// until it returns false (that message stays in the ring), then
+    /// publishes the new head once.
+    fn drain_slots(&mut self, mut f: impl FnMut(u64, &[u8]) -> bool) -> Result<usize> {
         self.shared.intact()?;
         let ring = self.shared.ring;
         let last_sequence = &mut self.last_sequence;
-        let count = ring.drain(&mut self.cursor, |slot| {
-            *last_sequence = Some(slot.position);
+        let count = ring.drain_while(&mut self.cursor, |slot| {
             // SAFETY: a committed record inside the data area (record_at
             // checked it), which the producer leaves alone until the head
             // passes it, after `f` returns (rule 2).
-            f(slot.position, unsafe {
-                std::slice::from_raw_parts(ring.payload(slot), slot.len as usize)
-            })
+            let message =
+                unsafe { std::slice::from_raw_parts(ring.payload(slot), slot.len as usize) };
+            let taken = f(slot.position, message);
+            if taken {
+                *last_sequence = Some(slot.position);
+            }
+            taken
         });
         if matches!(count, Ok(n) if n > 0) || count.is_err() {
             ring.wake_producer();
         }
+        // Messages read from pages a peer truncated away were zeros.
+        let count = count.and_then(|n| self.shared.intact().map(|()| n));
         count.map(|n| n as usize)
     }
 
@@ -981,7 +1010,11 @@ impl Consumer {
             deadline,
             &shared.name,
             || shared.ring.peek(cursor),
-            || shared.producer_finished(),
+            || {
+                shared
+                    .still_sized()
+                    .and_then(|()| shared.producer_finished())
+            },
         )
     }
 }

@@ -38,10 +38,16 @@ impl ManagedSegment {
             // whether any other process could still be holding the lock.
             return Ok(self.others_attached());
         }
-        // A start time of 0 is one not written yet (the holder is between
-        // its swap and its store, or died there): the pid alone decides.
-        Ok(procfs::running_start_time(holder)
-            .is_some_and(|now| (start == 0 || now == start) && procfs::maps(holder, &self.backing)))
+        let running = procfs::running_start_time(holder)
+            .is_some_and(|now| (start == 0 || now == start) && procfs::maps(holder, &self.backing));
+        if namespace != 0 || running {
+            return Ok(running);
+        }
+        // Not written yet: the holder is between its swap and its stores,
+        // or died there, and may be in another pid namespace, where this
+        // pid names someone else. Alive if it may be this process, or while
+        // another process has the segment attached.
+        Ok(holder == self.pid || self.others_attached())
     }
 
     /// Whether a process other than this one has the System V segment
