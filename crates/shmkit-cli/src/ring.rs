@@ -7,7 +7,8 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use shmkit::ring::{
-    collect_garbage, Consumer, EndpointStatus, Options, Producer, RingStatus, SEGMENT_PREFIX,
+    collect_garbage, Consumer, EndpointStatus, Options, Producer, ReadGrant, RingStatus,
+    SEGMENT_PREFIX,
 };
 use shmkit::{Key, Mode, Segment, Trust};
 
@@ -117,25 +118,25 @@ fn rest_of_line(input: &mut impl BufRead) -> Result<u64, CliError> {
     }
 }
 
-/// `send --raw`: each read of standard input goes straight into the ring's
-/// memory through a grant of the largest message, and is committed as one
-/// message of the bytes read.
+/// `send --raw`: each read of standard input (of up to the largest
+/// message, or 1 MiB: a pipe gives at most 64 KiB at a time anyway) is sent
+/// as one message. It is read into a buffer of our own and copied into the
+/// ring, not read into a grant: `read` would need a `&mut [u8]` over memory
+/// a protocol-breaking consumer could write.
 fn send_chunks(producer: &mut Producer, mut input: impl Read) -> Result<(), CliError> {
-    let max = producer.max_message();
+    let mut chunk = vec![0u8; producer.max_message().min(1 << 20)];
     loop {
-        let mut grant = producer.grant(max)?;
         let read = loop {
-            match input.read(&mut grant) {
+            match input.read(&mut chunk) {
                 Ok(read) => break read,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(reading_stdin(err)),
             }
         };
         if read == 0 {
-            grant.abort();
             return Ok(());
         }
-        grant.commit_len(read);
+        producer.send(&chunk[..read])?;
     }
 }
 
@@ -175,11 +176,12 @@ fn receive(
 ) -> Result<(), CliError> {
     let separator: &[u8] = if options.raw { b"" } else { b"\n" };
     let mut left = options.count.unwrap_or(u64::MAX);
+    let mut copy = Vec::new();
     while left > 0 {
         // Whatever is in the ring now, without waiting or flushing.
         match consumer.try_read() {
             Ok(message) => {
-                write(out, &message, separator)?;
+                write(out, &message, &mut copy, separator)?;
                 left -= 1;
                 continue;
             }
@@ -193,7 +195,7 @@ fn receive(
             None => consumer.read(),
         };
         match message {
-            Ok(message) => write(out, &message, separator)?,
+            Ok(message) => write(out, &message, &mut copy, separator)?,
             Err(shmkit::Error::Timeout { ring, .. }) => {
                 return Err(CliError::Message(format!(
                     "timed out: no message on ring {ring} within {} s",
@@ -207,8 +209,17 @@ fn receive(
     Ok(())
 }
 
-fn write(out: &mut impl Write, message: &[u8], separator: &[u8]) -> Result<(), CliError> {
-    out.write_all(message)
+/// Writes `message` to `out`, copying it out of the ring first through the
+/// grant's raw pointer (into `copy`, reused): a `&[u8]` over the ring would
+/// be a reference to bytes a protocol-breaking producer could change.
+fn write(
+    out: &mut impl Write,
+    message: &ReadGrant<'_>,
+    copy: &mut Vec<u8>,
+    separator: &[u8],
+) -> Result<(), CliError> {
+    message.copy_to(copy);
+    out.write_all(copy)
         .and_then(|()| out.write_all(separator))
         .map_err(CliError::stdout)
 }

@@ -18,8 +18,15 @@
 //! - [`ring`]: a single-producer single-consumer ring of variable-size
 //!   messages between processes, found by name, with zero-copy grants,
 //!   spin-then-sleep waiting on a futex, and dead-peer detection.
-//! - [`channel`]: typed channels over a ring, with serde + postcard, or rkyv
-//!   archives validated by bytecheck.
+//! - [`channel`]: typed channels over a ring, one `Sender<T, C>` and
+//!   `Receiver<T, C>` over a [`Codec`](channel::Codec): postcard (the
+//!   default), rkyv archives validated by bytecheck, plain bytes of a
+//!   fixed-layout value, or a codec of your own.
+//!
+//! Errors are one [`Error`] enum whose variants a program matches (`Full`,
+//! `Empty`, `Timeout`, `Closed`, `PeerGone`, `WrongType`, `InUse`,
+//! `Corrupt`, …); how the layers fit and the rules they keep are in
+//! `docs/ARCHITECTURE.md`.
 //!
 //! # Where to go next
 //!
@@ -81,6 +88,7 @@ pub mod ring;
 pub mod segment;
 mod sync;
 mod sys;
+pub mod topic;
 
 pub use error::{Access, Error, Pid, Result};
 pub use segment::{

@@ -149,6 +149,12 @@ fn attacks(victim_uid: u32) {
     // A segment of the victim's own, for the hard link.
     let own = "victim-own";
     assert_eq!(ask(&mut victim, &format!("create {own}")), "ok");
+    let made = std::fs::metadata(format!("/dev/shm/{own}")).unwrap();
+    assert_eq!(
+        made.uid(),
+        victim_uid,
+        "the victim runs as uid {victim_uid}"
+    );
 
     let attacks = [
         Attack::SymlinkToVictimFile,
@@ -222,6 +228,14 @@ fn attacks(victim_uid: u32) {
     ask_ok(&mut attacker, "segment squat-segment");
     assert_eq!(
         ask(&mut victim, "open-or-create squat-segment"),
+        "foreign uid 65534 (not written)"
+    );
+
+    // A squatted System V key (in the scenario's own IPC namespace): no
+    // name to trick, but `open_or_create` says whose segment it got.
+    ask_ok(&mut attacker, "sysv-segment 0x5ec00017");
+    assert_eq!(
+        ask(&mut victim, "open-or-create 0x5ec00017"),
         "foreign uid 65534 (not written)"
     );
 
@@ -314,6 +328,9 @@ fn attacker() {
                 let key = Key::posix(&format!("/{name}")).unwrap();
                 Segment::create(&key, 4096, Mode::new(0o666)).unwrap();
             }
+            ["sysv-segment", key] => {
+                Segment::create(&key.parse().unwrap(), 4096, Mode::new(0o666)).unwrap();
+            }
             _ => panic!("attacker: unknown command {command}"),
         }
         report("ok");
@@ -356,7 +373,11 @@ fn victim() {
 static HELD: std::sync::Mutex<Vec<Producer>> = std::sync::Mutex::new(Vec::new());
 
 fn run_entry(entry: &str, name: &str) -> shmkit::Result<String> {
-    let key = || Key::posix(&format!("/{name}"));
+    // A name that parses as a key (0x…) is a System V key.
+    let key = || match name.parse::<Key>() {
+        Ok(key @ Key::SysV(_)) => Ok(key),
+        _ => Key::posix(&format!("/{name}")),
+    };
     match entry {
         "producer" => Producer::open(name)?.send(SECRET)?,
         "consumer" => {

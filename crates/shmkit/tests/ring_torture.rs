@@ -252,7 +252,8 @@ fn produce(words: &[&str]) {
             Err(err) => panic!("producer: sending message {n}: {err}"),
         }
     }
-    producer.close();
+    // Dropping closes the stream (as close() does, whatever it returns).
+    drop(producer);
     report(&format!("closed {}", n - start));
 }
 
@@ -287,7 +288,8 @@ fn consume(words: &[&str]) {
         sequence.message(n, &mut expected);
         if n > N_BITS || message != expected {
             panic!(
-                "torn: message at sequence {seq} says it is number {n}, but its {} bytes differ from that message's {}",
+                "torn: message at sequence {seq} says it is number {n}, \
+                 but its {} bytes differ from that message's {}",
                 message.len(),
                 expected.len()
             );
@@ -457,14 +459,18 @@ impl Checker {
         let mut redelivered_here = 0;
         let mut seen_new = false;
         for (i, entry) in entries.iter().enumerate() {
-            let where_ = format!(
-                "consumer {incarnation}, entry {i}: number {} at sequence {}",
-                entry.n, entry.seq
-            );
+            // Only formatted on a failure: this runs for every message.
+            let at = || {
+                format!(
+                    "consumer {incarnation}, entry {i}: number {} at sequence {}",
+                    entry.n, entry.seq
+                )
+            };
             let old = self.last_seq.is_some_and(|last| entry.seq <= last);
             if old != entry.duplicate {
                 self.tally.fail(format!(
-                    "{where_}: the consumer's duplicate mark disagrees with the checker"
+                    "{}: the consumer's duplicate mark disagrees with the checker",
+                    at()
                 ));
             }
             if old {
@@ -479,19 +485,26 @@ impl Checker {
                             _ => self.tally.redelivered_read += 1,
                         }
                     }
-                    Some(&n) if n != entry.n => self.tally.fail(format!(
-                        "{where_}: sequence number reused, it was message {n}"
-                    )),
-                    _ => self.tally.fail(format!(
-                        "{where_}: delivered twice, beyond the guarantee (not an unreleased message of a killed consumer)"
-                    )),
+                    Some(&n) if n != entry.n => {
+                        let what = format!("{}: sequence number reused, it was message {n}", at());
+                        self.tally.fail(what);
+                    }
+                    _ => {
+                        let what = format!(
+                            "{}: delivered twice, beyond the guarantee \
+                             (not an unreleased message of a killed consumer)",
+                            at()
+                        );
+                        self.tally.fail(what);
+                    }
                 }
                 continue;
             }
             seen_new = true;
             if self.last_n.is_some_and(|last| entry.n <= last) {
                 self.tally.fail(format!(
-                    "{where_}: out of order, after message {}",
+                    "{}: out of order, after message {}",
+                    at(),
                     self.last_n.unwrap()
                 ));
             }
@@ -499,7 +512,8 @@ impl Checker {
             if !fast {
                 if self.run_of(entry.n).is_none() {
                     self.tally.fail(format!(
-                        "{where_}: no producer sent a message of that number"
+                        "{}: no producer sent a message of that number",
+                        at()
                     ));
                 }
                 let missing = self.committed_between(self.last_n, entry.n);
@@ -507,7 +521,8 @@ impl Checker {
                 self.tally.lost_in_recv += missing - lost;
                 if lost > 0 {
                     self.tally.fail(format!(
-                        "{where_}: {lost} committed message(s) after message {:?} never arrived",
+                        "{}: {lost} committed message(s) after message {:?} never arrived",
+                        at(),
                         self.last_n
                     ));
                 }
@@ -816,7 +831,11 @@ impl Supervisor {
             what += &format!("\n  - {failure}");
         }
         format!(
-            "{what}\n  seed {} (SHMKIT_TORTURE_SEED replays its choices)\n  producer {} {:?}, last report {:?}\n  consumer {} {:?}, last report {:?}\n  ring: {status:?}\n  so far: {:?}",
+            "{what}\n  seed {} (SHMKIT_TORTURE_SEED replays its choices)\
+             \n  producer {} {:?}, last report {:?}\
+             \n  consumer {} {:?}, last report {:?}\
+             \n  ring: {status:?}\
+             \n  so far: {:?}",
             self.seed,
             self.producer.incarnation,
             self.producer.state,

@@ -1,5 +1,5 @@
 //! A segment shrunk under its users, and a full `/dev/shm`: errors, never
-//! SIGBUS (DESIGN.md rule 5 and rule 8; issue 8.5).
+//! SIGBUS (docs/ARCHITECTURE.md, memory rules 5 and 8; issue 8.5).
 //!
 //! A process that touches a page a peer truncated away would die of
 //! SIGBUS; these tests pass only if every such process instead gets an

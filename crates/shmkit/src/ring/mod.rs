@@ -12,7 +12,10 @@
 //! [`send`](Producer::send) or writes in place through a
 //! [`grant`](Producer::grant); the consumer copies out with
 //! [`recv`](Consumer::recv) or reads in place through
-//! [`read`](Consumer::read).
+//! [`read`](Consumer::read). A stream can go in batches, many messages
+//! for the cost of one index update: [`Producer::send_batch`] and
+//! [`Producer::batch`] commit many records at once, [`Consumer::drain`] and
+//! [`Consumer::drain_while`] release many.
 //!
 //! When the producer is dropped or [`close`](Producer::close)s, the consumer
 //! receives every message committed before, then [`Error::Closed`]. If the
@@ -48,18 +51,20 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 
+mod batch;
 mod endpoint;
 mod layout;
 #[cfg(all(test, loom))]
 mod model;
 mod protocol;
 mod status;
-mod wait;
+pub(crate) mod wait;
 
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
+pub use batch::WriteBatch;
 pub use status::{collect_garbage, list, status, EndpointStatus, RingStatus};
 pub use wait::Waiting;
 
@@ -301,6 +306,14 @@ impl Shared {
     #[inline]
     fn intact(&self) -> Result<()> {
         self.mapping.check_intact()
+    }
+
+    /// `Err(Truncated)` if the file is shorter than the mapping, faulted or
+    /// not: checked by a waiting side with its peer (a cut inside the first
+    /// page zeroes the indices without a fault, and both sides would wait
+    /// on each other forever).
+    fn still_sized(&self) -> Result<()> {
+        self.mapping.check_size()
     }
 
     /// For the consumer: `Err(Closed)` or `Err(PeerGone)` once no more
@@ -565,7 +578,7 @@ impl Producer {
             deadline,
             &shared.name,
             || shared.ring.reserve(cursor, len as u64),
-            || shared.consumer_died(),
+            || shared.still_sized().and_then(|()| shared.consumer_died()),
         )?;
         Ok(WriteGrant {
             producer: self,
@@ -645,7 +658,14 @@ impl WriteGrant<'_> {
 
     #[inline]
     fn fill_and_commit(mut self, message: &[u8]) {
-        self.copy_from_slice(message);
+        debug_assert_eq!(message.len() as u64, self.slot.len);
+        // SAFETY: the slot's `len` bytes (= message.len(), the length
+        // granted) lie in the data area and are this producer's until the
+        // commit (rule 2); copying through the pointer forms no `&mut [u8]`
+        // over shared memory; `message` is the caller's and cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(message.as_ptr(), self.as_mut_ptr(), message.len())
+        };
         self.commit();
     }
 }
@@ -698,7 +718,7 @@ impl DerefMut for WriteGrant<'_> {
 /// message is lost), when a [`ReadGrant`] is dropped (at least once: if
 /// it dies holding the grant, the next consumer gets the message again),
 /// or when [`drain`](Consumer::drain) returns (at least once for the whole
-/// batch). The README's "Delivery" section has the full table.
+/// batch). The README has the table, under "What survives a crash".
 #[derive(Debug)]
 pub struct Consumer {
     cursor: ConsumerCursor,
@@ -799,19 +819,8 @@ impl Consumer {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
-        let message = self.read()?;
-        let len = message.len();
-        buf.clear();
-        buf.reserve(len);
-        // SAFETY: the message's `len` bytes are a committed record that the
-        // producer leaves alone until the grant is dropped (rule 2); `buf`
-        // is our own memory with room for `len` bytes, which the copy
-        // initialises before `set_len`.
-        unsafe {
-            std::ptr::copy_nonoverlapping(message.as_ptr(), buf.as_mut_ptr(), len);
-            buf.set_len(len);
-        }
-        Ok(len)
+        self.read()?.copy_to(buf);
+        Ok(buf.len())
     }
 
     /// The next message, read in place, waiting while the ring is empty.
@@ -890,21 +899,37 @@ impl Consumer {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn drain_with_sequence(&mut self, mut f: impl FnMut(u64, &[u8])) -> Result<usize> {
+        self.drain_slots(|sequence, message| {
+            f(sequence, message);
+            true
+        })
+    }
+
+    /// The batch read under [`drain_with_sequence`](Consumer::drain_with_sequence)
+    /// and [`drain_while`](Consumer::drain_while): hands messages to `f`
+    /// until it returns false (that message stays in the ring), then
+    /// publishes the new head once.
+    fn drain_slots(&mut self, mut f: impl FnMut(u64, &[u8]) -> bool) -> Result<usize> {
         self.shared.intact()?;
         let ring = self.shared.ring;
         let last_sequence = &mut self.last_sequence;
-        let count = ring.drain(&mut self.cursor, |slot| {
-            *last_sequence = Some(slot.position);
+        let count = ring.drain_while(&mut self.cursor, |slot| {
             // SAFETY: a committed record inside the data area (record_at
             // checked it), which the producer leaves alone until the head
             // passes it, after `f` returns (rule 2).
-            f(slot.position, unsafe {
-                std::slice::from_raw_parts(ring.payload(slot), slot.len as usize)
-            })
+            let message =
+                unsafe { std::slice::from_raw_parts(ring.payload(slot), slot.len as usize) };
+            let taken = f(slot.position, message);
+            if taken {
+                *last_sequence = Some(slot.position);
+            }
+            taken
         });
         if matches!(count, Ok(n) if n > 0) || count.is_err() {
             ring.wake_producer();
         }
+        // Messages read from pages a peer truncated away were zeros.
+        let count = count.and_then(|n| self.shared.intact().map(|()| n));
         count.map(|n| n as usize)
     }
 
@@ -982,7 +1007,11 @@ impl Consumer {
             deadline,
             &shared.name,
             || shared.ring.peek(cursor),
-            || shared.producer_finished(),
+            || {
+                shared
+                    .still_sized()
+                    .and_then(|()| shared.producer_finished())
+            },
         )
     }
 }
@@ -1022,6 +1051,39 @@ impl ReadGrant<'_> {
     /// Whether the message is empty (a message may have 0 bytes).
     pub fn is_empty(&self) -> bool {
         self.slot.len == 0
+    }
+
+    /// Replaces `buf`'s contents with a copy of the message, made through
+    /// the raw pointer (no `&[u8]` over shared memory is formed); `buf`
+    /// grows to fit and keeps its capacity. The message stays in the ring
+    /// until the grant is dropped, so it can be written somewhere first.
+    ///
+    /// ```
+    /// use shmkit::ring::{Consumer, Producer};
+    ///
+    /// let name = format!("doc-copy-to-{}", std::process::id());
+    /// let mut producer = Producer::open(&name)?;
+    /// let mut consumer = Consumer::open(&name)?;
+    /// producer.send(b"kept until written")?;
+    /// let mut copy = Vec::new();
+    /// let message = consumer.read()?;
+    /// message.copy_to(&mut copy);
+    /// assert_eq!(copy, b"kept until written");
+    /// message.release(); // only now is its space handed back
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn copy_to(&self, buf: &mut Vec<u8>) {
+        let len = self.len();
+        buf.clear();
+        buf.reserve(len);
+        // SAFETY: the message's `len` bytes are a committed record inside
+        // the data area that the producer leaves alone until this grant is
+        // dropped (rule 2); `buf` is our own memory with room for `len`
+        // bytes, which the copy initialises before `set_len`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.as_ptr(), buf.as_mut_ptr(), len);
+            buf.set_len(len);
+        }
     }
 
     /// The message's first byte, for copying out through a raw pointer

@@ -89,6 +89,8 @@ pub fn status(name: &str) -> Result<RingStatus> {
     let capacity = header.config.capacity.load(Ordering::Relaxed);
     let head = header.consumer.head.load(Ordering::Relaxed);
     let tail = header.producer.tail.load(Ordering::Relaxed);
+    // A peer may have shrunk the file while we read: then these are zeros.
+    mapping.check_intact()?;
     Ok(RingStatus {
         name: name.to_owned(),
         capacity,

@@ -218,6 +218,30 @@ impl<A: AccessMode> Attachment<A> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn check_intact(&self) -> Result<()> {
+        self.check_fault()
+    }
+
+    /// As [`check_intact`](Attachment::check_intact), and also asks the
+    /// kernel (`fstat`) whether the file is still as long as the mapping: a
+    /// shrink that spared every page this process touched (a cut inside
+    /// the first page leaves it mapped, zeroed past the cut) raises no
+    /// fault. A system call: for waits, not for every access.
+    pub(crate) fn check_size(&self) -> Result<()> {
+        self.check_fault()?;
+        let Some(shrink) = &self.shrink else {
+            return Ok(());
+        };
+        match sys::posix::fstat(&shrink.file) {
+            Ok(st) if (st.st_size as u64) < self.len as u64 => Err(Error::Truncated {
+                segment: shrink.segment.clone(),
+                size: st.st_size as u64,
+                expected: self.len as u64,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_fault(&self) -> Result<()> {
         let Some(shrink) = &self.shrink else {
             return Ok(());
         };

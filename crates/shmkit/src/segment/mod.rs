@@ -388,9 +388,9 @@ impl Segment {
     /// Attaches read-write a segment that another process is creating, once
     /// it is ready: sized to at least `min_size` bytes and with a nonzero
     /// magic number stored (with Release) at offset 0, as every shmkit
-    /// format does (DESIGN.md, rule 3). Waits at most 5 s: the creator is
-    /// between creating the segment and its first stores, microseconds away,
-    /// unless it died there.
+    /// format does (docs/ARCHITECTURE.md, memory rule 3). Waits at most
+    /// 5 s: the creator is between creating the segment and its first
+    /// stores, microseconds away, unless it died there.
     ///
     /// # Errors
     ///

@@ -6,7 +6,7 @@
 //! program's files there, a FIFO that blocks an open forever, a socket, a
 //! directory, or (root only) a bind mount of a file from another file
 //! system. [`open`] refuses all of them, with an error that says which it
-//! found (DESIGN.md rule 8, docs/SECURITY.md):
+//! found (docs/ARCHITECTURE.md, memory rule 8; docs/SECURITY.md):
 //!
 //! - `O_NOFOLLOW`: a symlink, dangling or not, is never followed;
 //! - `O_NONBLOCK` on the open: a FIFO cannot block it (cleared once the

@@ -33,12 +33,13 @@ pub enum Disposition {
 }
 
 /// `shm_open(name, flags, mode)` as glibc makes it:
-/// `open("/dev/shm/NAME", flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, mode)`.
+/// `open("/dev/shm/NAME", flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, mode)`.
 /// Opens (or creates) a shared-memory object.
 ///
 /// `O_NOFOLLOW` makes a symlink at the name fail with `ELOOP` (rustix's
 /// `shm_open` does not add it); `O_NONBLOCK` keeps a FIFO at the name from
-/// blocking the open. The flag stays set on the descriptor: call
+/// blocking the open; `O_NOCTTY` keeps a terminal there from becoming the
+/// process's controlling terminal before the type check refuses it. The flag stays set on the descriptor: call
 /// [`clear_nonblocking`] once the caller has checked it is a regular file.
 /// The descriptor is close-on-exec.
 ///
@@ -50,7 +51,7 @@ pub fn open(
     disposition: Disposition,
     mode: u32,
 ) -> io::Result<OwnedFd> {
-    let mut flags = OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let mut flags = OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
     flags |= if writable {
         OFlags::RDWR
     } else {

@@ -1,10 +1,10 @@
 //! A private `/dev/shm` for tests that attack it (docs/SECURITY.md).
 //!
-//! A test runs its scenario in a child that unshares its mount namespace
-//! and mounts a fresh tmpfs over `/dev/shm`: the symlinks, FIFOs and
-//! squatted segments the attacker makes there are seen only by the
-//! scenario's processes (which inherit the namespace), and vanish with it,
-//! so nothing is left on the host whatever happens.
+//! A test runs its scenario in a child that unshares its mount and IPC
+//! namespaces and mounts a fresh tmpfs over `/dev/shm`: the symlinks,
+//! FIFOs and squatted segments (POSIX and System V) the attacker makes are
+//! seen only by the scenario's processes (which inherit the namespaces),
+//! and vanish with them, so nothing is left on the host whatever happens.
 //!
 //! `fs.protected_symlinks`, `fs.protected_regular` and `fs.protected_fifos`
 //! are not per mount namespace: a test cannot set them for itself without
@@ -20,7 +20,9 @@
 use std::path::PathBuf;
 
 /// Moves this process into a new mount namespace with a private, empty
-/// tmpfs at `/dev/shm` (mode 1777, as the real one). Only root may, and
+/// tmpfs at `/dev/shm` (mode 1777, as the real one), and a new IPC
+/// namespace, so that System V segments made there vanish with it too.
+/// Only root may, and
 /// only with `CAP_SYS_ADMIN` (a container may withhold it): `Err` says why
 /// not, and the caller skips its scenario.
 pub fn enter_private_dev_shm() -> Result<(), String> {
@@ -29,8 +31,9 @@ pub fn enter_private_dev_shm() -> Result<(), String> {
     // SAFETY: only the mount namespace (and with it the fs struct) is
     // unshared, not the file table, so every thread keeps seeing the same
     // descriptors.
-    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS) }
-        .map_err(|err| format!("cannot unshare a mount namespace ({err}): no CAP_SYS_ADMIN?"))?;
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS | UnshareFlags::NEWIPC) }.map_err(
+        |err| format!("cannot unshare the mount and IPC namespaces ({err}): no CAP_SYS_ADMIN?"),
+    )?;
     // Private: nothing mounted here propagates back to the host.
     mount_change(
         "/",
