@@ -1,17 +1,21 @@
 //! `shmkit`: inspect and use System V and POSIX shared memory from the shell.
 //!
 //! This binary is thin: it parses the command line ([`args`]), calls the
-//! `shmkit` library ([`commands`], [`ring`], [`demo`]; `shmkit bench` is the
-//! `shmkit_bench` crate), and
-//! formats what comes back ([`output`]). Errors print as `shmkit: <message>`
+//! `shmkit` library ([`commands`], [`ls`], [`top`], [`ring`], [`demo`];
+//! `shmkit bench` is the `shmkit_bench` crate), and formats what comes
+//! back ([`output`]); [`generate`] makes the completions, the manual page
+//! and the help from [`args`]. Errors print as `shmkit: <message>`
 //! with the exit status documented in `--help` ([`error`]).
 
 mod args;
 mod commands;
 mod demo;
 mod error;
+mod generate;
+mod ls;
 mod output;
 mod ring;
+mod top;
 mod users;
 
 use std::io;
@@ -20,17 +24,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::args::{Cli, Command};
-use crate::error::{CliError, EXIT_USAGE};
+use crate::error::CliError;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => {
-            // Usage errors go to stderr; --help and --version to stdout,
-            // where a closed pipe is no reason to complain.
-            let _ = err.print();
-            return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(EXIT_USAGE));
-        }
+        Err(err) => return generate::report_clap(&err),
     };
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -41,7 +40,7 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<(), CliError> {
     let mut out = io::stdout().lock();
     match command {
-        Command::Ls { json } => commands::ls(json, &mut out),
+        Command::Ls(args) => ls::ls(&args, &mut out),
         Command::Stat { target, json } => commands::stat(&target, json, &mut out),
         Command::Create {
             key,
@@ -49,10 +48,12 @@ fn run(command: Command) -> Result<(), CliError> {
             mode,
             exclusive,
         } => commands::create(&key, size, mode, exclusive, &mut out),
-        Command::Rm { targets } => commands::rm(&targets),
-        Command::Write { target, offset } => {
-            commands::write(&target, offset, &mut io::stdin().lock())
-        }
+        Command::Rm(args) => commands::rm(&args, &mut out),
+        Command::Write { target, offset } => commands::write(&target, offset, &mut ring::stdin()?),
+        Command::Top(args) => top::run(&args, &mut out),
+        Command::Completions { shell } => generate::completions(shell, &mut out),
+        Command::Man { dir } => generate::man(dir.as_deref(), &mut out),
+        Command::Help { command } => generate::help(&command, &mut out),
         Command::Read {
             target,
             offset,

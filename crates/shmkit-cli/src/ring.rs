@@ -7,7 +7,8 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use shmkit::ring::{
-    collect_garbage, Consumer, EndpointStatus, Options, Producer, RingStatus, SEGMENT_PREFIX,
+    collect_garbage, Consumer, EndpointStatus, Options, Producer, ReadGrant, RingStatus,
+    SEGMENT_PREFIX,
 };
 use shmkit::{Key, Mode, Segment, Trust};
 
@@ -61,7 +62,6 @@ fn send_lines(producer: &mut Producer, mut input: impl BufRead) -> Result<(), Cl
     let mut line = Vec::new();
     let mut number: u64 = 0;
     loop {
-        number += send_whole_lines(producer, &mut input, max)?;
         line.clear();
         // At most the largest message and its newline: a line with no
         // newline among those bytes is too long, found without holding
@@ -95,29 +95,6 @@ fn send_lines(producer: &mut Producer, mut input: impl BufRead) -> Result<(), Cl
     }
 }
 
-/// Sends the lines that are whole in `input`'s buffer (reading it first
-/// if it is empty) as batches, many messages a commit, up to one longer
-/// than `max`, which stays for `send_lines` to report; returns how many.
-fn send_whole_lines(
-    producer: &mut Producer,
-    input: &mut impl BufRead,
-    max: usize,
-) -> Result<u64, CliError> {
-    let buffer = input.fill_buf().map_err(reading_stdin)?;
-    let Some(last) = buffer.iter().rposition(|&b| b == b'\n') else {
-        return Ok(0);
-    };
-    let mut taken = 0;
-    let lines = buffer[..=last]
-        .split_inclusive(|&b| b == b'\n')
-        .take_while(|line| line.len() <= max + 1)
-        .inspect(|line| taken += line.len())
-        .map(|line| &line[..line.len() - 1]);
-    let sent = producer.send_batch(lines)?;
-    input.consume(taken);
-    Ok(sent as u64)
-}
-
 /// Skips to the end of the line; returns how many bytes that was, the
 /// newline not counted.
 fn rest_of_line(input: &mut impl BufRead) -> Result<u64, CliError> {
@@ -141,25 +118,25 @@ fn rest_of_line(input: &mut impl BufRead) -> Result<u64, CliError> {
     }
 }
 
-/// `send --raw`: each read of standard input goes straight into the ring's
-/// memory through a grant of the largest message, and is committed as one
-/// message of the bytes read.
+/// `send --raw`: each read of standard input (of up to the largest
+/// message, or 1 MiB: a pipe gives at most 64 KiB at a time anyway) is sent
+/// as one message. It is read into a buffer of our own and copied into the
+/// ring, not read into a grant: `read` would need a `&mut [u8]` over memory
+/// a protocol-breaking consumer could write.
 fn send_chunks(producer: &mut Producer, mut input: impl Read) -> Result<(), CliError> {
-    let max = producer.max_message();
+    let mut chunk = vec![0u8; producer.max_message().min(1 << 20)];
     loop {
-        let mut grant = producer.grant(max)?;
         let read = loop {
-            match input.read(&mut grant) {
+            match input.read(&mut chunk) {
                 Ok(read) => break read,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(reading_stdin(err)),
             }
         };
         if read == 0 {
-            grant.abort();
             return Ok(());
         }
-        grant.commit_len(read);
+        producer.send(&chunk[..read])?;
     }
 }
 
@@ -199,25 +176,17 @@ fn receive(
 ) -> Result<(), CliError> {
     let separator: &[u8] = if options.raw { b"" } else { b"\n" };
     let mut left = options.count.unwrap_or(u64::MAX);
+    let mut copy = Vec::new();
     while left > 0 {
-        // Whatever is in the ring now, as one batch, without waiting or
-        // flushing. A message that cannot be written stays in the ring.
-        let mut failed = None;
-        let drained = consumer.drain_while(|message| {
-            if left == 0 || failed.is_some() {
-                return false;
+        // Whatever is in the ring now, without waiting or flushing.
+        match consumer.try_read() {
+            Ok(message) => {
+                write(out, &message, &mut copy, separator)?;
+                left -= 1;
+                continue;
             }
-            match write(out, message, separator) {
-                Ok(()) => left -= 1,
-                Err(err) => failed = Some(err),
-            }
-            failed.is_none()
-        });
-        match (failed, drained) {
-            (Some(err), _) => return Err(err),
-            (None, Ok(0)) if left > 0 => {}
-            (None, Ok(_)) => continue,
-            (None, Err(err)) => return finished(err),
+            Err(shmkit::Error::Empty { .. }) => {}
+            Err(err) => return finished(err),
         }
         // The ring is empty: show what we have before we wait.
         out.flush().map_err(CliError::stdout)?;
@@ -226,7 +195,7 @@ fn receive(
             None => consumer.read(),
         };
         match message {
-            Ok(message) => write(out, &message, separator)?,
+            Ok(message) => write(out, &message, &mut copy, separator)?,
             Err(shmkit::Error::Timeout { ring, .. }) => {
                 return Err(CliError::Message(format!(
                     "timed out: no message on ring {ring} within {} s",
@@ -240,8 +209,17 @@ fn receive(
     Ok(())
 }
 
-fn write(out: &mut impl Write, message: &[u8], separator: &[u8]) -> Result<(), CliError> {
-    out.write_all(message)
+/// Writes `message` to `out`, copying it out of the ring first through the
+/// grant's raw pointer (into `copy`, reused): a `&[u8]` over the ring would
+/// be a reference to bytes a protocol-breaking producer could change.
+fn write(
+    out: &mut impl Write,
+    message: &ReadGrant<'_>,
+    copy: &mut Vec<u8>,
+    separator: &[u8],
+) -> Result<(), CliError> {
+    message.copy_to(copy);
+    out.write_all(copy)
         .and_then(|()| out.write_all(separator))
         .map_err(CliError::stdout)
 }
@@ -270,8 +248,12 @@ fn opening(name: &str, end: &str, err: shmkit::Error) -> CliError {
             let group = names
                 .group(gid)
                 .map_or_else(|| gid.to_string(), str::to_owned);
+            let owner = match names.user(uid) {
+                Some(user) => format!("user {user} (uid {uid}, group {group})"),
+                None => format!("uid {uid} (group {group})"),
+            };
             CliError::Message(format!(
-                "ring {name} belongs to user {user} (uid {uid}, group {group}), not to you: \
+                "ring {name} belongs to {owner}, not to you: \
                  refusing to join it as its {end}, since its owner could read what you send or \
                  forge what you receive. `--trust {user}` (or `--trust group:{group}`) joins it \
                  anyway; if it is not meant to be there, remove it: \

@@ -36,12 +36,15 @@ pub type Pid = u32;
 /// |---|---|---|
 /// | [`Full`](Error::Full) | no room now | `try_send`, `try_grant` |
 /// | [`Empty`](Error::Empty) | no message now | `try_recv`, `try_read` |
+/// | [`Lagged`](Error::Lagged) | a lossy topic overwrote messages before they were read | topic receives |
 /// | [`Timeout`](Error::Timeout) | waited the full time | `*_timeout` |
 /// | [`Closed`](Error::Closed) | the sender closed, everything was received | every receive |
 /// | [`PeerGone`](Error::PeerGone) | the other end's process died | every send and receive |
 /// | [`WrongType`](Error::WrongType) | a channel's peer sends another type | channel receives |
 /// | [`InUse`](Error::InUse) | a live process holds this end | ring and channel `open` |
 /// | [`Corrupt`](Error::Corrupt) | bytes in shared memory break the format | anything that reads a segment |
+/// | [`Truncated`](Error::Truncated) | someone shrank the segment | ring verbs, managed-segment operations, `Attachment` reads and writes, opening |
+/// | [`Busy`](Error::Busy) | a live process kept a managed segment's lock over 2 s; retry | managed-segment operations |
 ///
 /// Each function's `# Errors` section lists the variants it returns.
 ///
@@ -212,6 +215,20 @@ pub enum Error {
         /// The ring's name.
         ring: String,
     },
+    /// A subscriber of a lossy (drop-oldest) topic fell more than a lane
+    /// behind one publisher, whose newer messages overwrote `missed` of
+    /// its messages before they were read. Nothing is consumed by this
+    /// report: the next receive continues with the oldest message still
+    /// there (as tokio's `broadcast::error::RecvError::Lagged`).
+    #[error("topic {topic}: missed {missed} messages of publisher {publisher}, overwritten before they were read")]
+    Lagged {
+        /// The topic's name.
+        topic: String,
+        /// The publisher whose messages were lost.
+        publisher: u64,
+        /// How many of its messages were lost.
+        missed: u64,
+    },
     /// A `try_*` call found the ring full.
     #[error("ring {ring} is full: {needed} bytes needed, {free} free")]
     Full {
@@ -232,6 +249,17 @@ pub enum Error {
         /// The process that holds it.
         pid: Pid,
     },
+    /// Every publisher (or subscriber) place of a topic is held by a live
+    /// process; the number of places was fixed when the topic was made.
+    #[error("topic {topic} already has its maximum of {max} {members}, all still running")]
+    TopicFull {
+        /// The topic's name.
+        topic: String,
+        /// `"publishers"` or `"subscribers"`.
+        members: &'static str,
+        /// The topic's number of places.
+        max: u32,
+    },
     /// Another live process has held a managed segment's lock for longer
     /// than its users wait (it is stopped, traced or starved). Nothing is
     /// damaged: try again later.
@@ -242,10 +270,10 @@ pub enum Error {
         /// How long this call waited.
         after: std::time::Duration,
     },
-    /// Someone shrank a segment this process maps: the bytes past the new
-    /// end are gone (reads of them see zeros), and the structure in it can
-    /// no longer be used.
-    #[error("{segment} was truncated to {size} bytes while mapped with {expected}")]
+    /// Someone shrank a segment: the bytes past its new end are gone (a
+    /// mapping reads zeros there, instead of dying of `SIGBUS`), and the
+    /// structure in it can no longer be used.
+    #[error("{segment} was truncated: it has {size} bytes, and needs {expected}")]
     Truncated {
         /// The segment.
         segment: String,
@@ -258,7 +286,7 @@ pub enum Error {
     /// symlink, a FIFO, a directory, a socket, a hard link, a file on
     /// another file system (`/dev/shm` is world-writable; see
     /// docs/SECURITY.md). shmkit never follows, reads or writes it.
-    #[error("{segment} is not a shared-memory segment: /dev/shm{segment} is {found}; remove it if it is not meant to be there")]
+    #[error("{segment} is not a shared-memory segment: /dev/shm{segment} is {found}; if it is not meant to be there, remove it (`rm /dev/shm{segment}`)")]
     NotASegment {
         /// The POSIX name.
         segment: String,

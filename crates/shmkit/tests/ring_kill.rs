@@ -405,6 +405,52 @@ fn a_consumer_killed_at_random_moments_is_taken_over() {
     }
 }
 
+/// A consumer killed holding a read grant has not handed the message back:
+/// the consumer that takes over gets it again, with the same sequence
+/// number, so an application can tell it saw it already. What `recv`
+/// returned before is not delivered again.
+#[test]
+fn a_message_delivered_again_keeps_its_sequence_number() {
+    let _watchdog = Watchdog::new("the sequence number test", Duration::from_secs(60));
+    let name = unique_ring_name("sequence");
+    let _cleanup = RingCleanup(name.clone());
+    let plan = Plan::new(&name, SMALL, 13, Shape::Fixed(100));
+    let sequence = plan.sequence();
+    let mut producer = Producer::open_with(&name, &plan.options()).unwrap();
+    let mut message = Vec::new();
+    for n in 0..3 {
+        send_one(&mut producer, &sequence, n, &mut message).unwrap();
+    }
+    let mut peer = Peer::spawn("consume", &plan.to_args(), None);
+    assert_eq!(peer.expect_line(), "ready");
+    peer.send("recv 1");
+    assert_eq!(peer.expect_line(), "next 1");
+    peer.send("read-and-hold");
+    let held: u64 = peer
+        .expect_line()
+        .strip_prefix("holding ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(held > 0, "message 1 comes after message 0's record");
+    peer.kill(true);
+
+    let mut consumer = Consumer::open_with(&name, &plan.options()).unwrap();
+    assert_eq!(consumer.last_sequence(), None);
+    let mut checker = Checker::new(sequence);
+    checker.next = 1;
+    let grant = consumer.read().unwrap();
+    assert_eq!(grant.sequence(), held, "the same message, the same number");
+    checker.check(&grant);
+    drop(grant);
+    assert_eq!(consumer.last_sequence(), Some(held));
+    let mut buf = vec![0; SMALL_MAX];
+    let n = consumer.recv(&mut buf).unwrap();
+    checker.check(&buf[..n]);
+    let after = consumer.last_sequence().unwrap();
+    assert!(after > held, "{after} after {held}");
+}
+
 /// `collect_garbage` removes a ring whose producer died once its consumer
 /// has left, and nothing else: not a ring whose end a live process holds,
 /// not a segment of another name, not a segment with the ring prefix that

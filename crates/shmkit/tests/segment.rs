@@ -476,6 +476,27 @@ fn segments_print_as_messages_name_them() {
     posix.remove().unwrap();
 }
 
+/// Keys at or above 0x80000000 (negative as C's `key_t`) are keys like any
+/// other: created, found, listed and printed without a cast.
+#[test]
+fn keys_with_the_top_bit_set_are_ordinary_keys() {
+    let Key::SysV(low) = unique_keys()[0].clone() else {
+        unreachable!("the first unique key is System V")
+    };
+    let key = Key::SysV(low | 0x8000_0000);
+    let _cleanup = Cleanup(key.clone());
+    let created = Segment::create(&key, 100, Mode::OWNER_ONLY).unwrap();
+    let found = Segment::open(&key).unwrap();
+    assert_eq!((found.id(), found.key()), (created.id(), key.clone()));
+    assert_eq!(key.to_string().parse::<Key>().unwrap(), key);
+    assert!(key.to_string().starts_with("0x"), "{key}");
+    let listed = list().unwrap();
+    let row = listed.iter().find(|s| s.id == created.id()).unwrap();
+    assert_eq!(row.key, key, "the kernel's key, read back from /proc");
+    assert_eq!(created.stat().unwrap().key, key);
+    created.remove().unwrap();
+}
+
 #[test]
 fn list_shows_both_kinds_with_their_state() {
     let keys = unique_keys();
@@ -524,5 +545,5 @@ fn ftok_matches_the_c_library() {
         .trim()
         .parse()
         .unwrap();
-    assert_eq!(Key::ftok(&dir, 0x53).unwrap(), Key::SysV(from_c));
+    assert_eq!(Key::ftok(&dir, 0x53).unwrap(), Key::SysV(from_c as u32));
 }

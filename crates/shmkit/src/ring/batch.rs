@@ -294,16 +294,6 @@ impl Consumer {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn drain_while(&mut self, mut f: impl FnMut(&[u8]) -> bool) -> Result<usize> {
-        let ring = self.shared.ring;
-        let count = ring.drain_while(&mut self.cursor, |slot| {
-            // SAFETY: a committed record inside the data area (record_at
-            // checked it), which the producer leaves alone until the head
-            // passes it, after `f` returns (rule 2).
-            f(unsafe { std::slice::from_raw_parts(ring.payload(slot), slot.len as usize) })
-        });
-        if matches!(count, Ok(n) if n > 0) || count.is_err() {
-            ring.wake_producer();
-        }
-        count.map(|n| n as usize)
+        self.drain_slots(|_, message| f(message))
     }
 }

@@ -58,7 +58,7 @@ mod layout;
 mod model;
 mod protocol;
 mod status;
-mod wait;
+pub(crate) mod wait;
 
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
@@ -189,7 +189,7 @@ struct Shared {
     me: u64,
     segment: Segment,
     // Declared last so that it is unmapped after everything that points in.
-    _mapping: Attachment<ReadWrite>,
+    mapping: Attachment<ReadWrite>,
 }
 
 fn validate_name(name: &str) -> Result<Key> {
@@ -241,7 +241,8 @@ impl Shared {
                 options.trust.check(&segment, &format!("ring {name}"))?;
                 let mapping = segment.attach_initialised(HEADER_SIZE).map_err(|err| match err {
                     Error::Corrupt(_) => Error::Corrupt(format!(
-                        "ring {name} was never initialised (its creator died?); remove it with `shmkit rm {SEGMENT_PREFIX}{name}`"
+                        "ring {name} has 0 bytes or no header after 5 s: its creator died before initialising it, \
+                         or it was truncated; remove it with `shmkit rm {SEGMENT_PREFIX}{name}`"
                     )),
                     other => other,
                 })?;
@@ -260,7 +261,7 @@ impl Shared {
             ring,
             me: endpoint::this_process()?,
             segment,
-            _mapping: mapping,
+            mapping,
         })
     }
 
@@ -300,9 +301,25 @@ impl Shared {
         }
     }
 
+    /// `Err(Truncated)` once an access found the segment shrunk by a peer
+    /// (the pages it lost read as zeros): checked at every verb.
+    #[inline]
+    fn intact(&self) -> Result<()> {
+        self.mapping.check_intact()
+    }
+
+    /// `Err(Truncated)` if the file is shorter than the mapping, faulted or
+    /// not: checked by a waiting side with its peer (a cut inside the first
+    /// page zeroes the indices without a fault, and both sides would wait
+    /// on each other forever).
+    fn still_sized(&self) -> Result<()> {
+        self.mapping.check_size()
+    }
+
     /// For the consumer: `Err(Closed)` or `Err(PeerGone)` once no more
     /// records can come, `Ok(())` while they can.
     fn producer_finished(&self) -> Result<()> {
+        self.intact()?;
         if self.closed() {
             return Err(Error::Closed {
                 ring: self.name.clone(),
@@ -317,6 +334,7 @@ impl Shared {
 
     /// For the producer: `Err(PeerGone)` if the consumer died.
     fn consumer_died(&self) -> Result<()> {
+        self.intact()?;
         let consumer = self.header().consumer.owner.load(Ordering::Relaxed);
         if consumer != 0 && !endpoint::is_alive(consumer) {
             return Err(self.peer_gone("consumer", consumer));
@@ -389,10 +407,17 @@ fn read_header<'m, A: AccessMode>(mapping: &'m Attachment<A>, name: &str) -> Res
             "capacity {capacity} is not a power of two in range"
         )));
     }
-    if data_offset != HEADER_SIZE || HEADER_SIZE + capacity > len {
+    if data_offset != HEADER_SIZE {
         return Err(corrupt(format!(
-            "data area at {data_offset} of {capacity} bytes does not fit the segment's {len}"
+            "data_offset is {data_offset}; the data area always starts at {HEADER_SIZE}"
         )));
+    }
+    if HEADER_SIZE + capacity > len {
+        return Err(Error::Truncated {
+            segment: format!("ring {name}"),
+            size: len,
+            expected: HEADER_SIZE + capacity,
+        });
     }
     if max_message > layout::max_message_for(capacity) {
         return Err(corrupt(format!(
@@ -512,6 +537,7 @@ impl Producer {
 
     /// [`grant`](Producer::grant) if there is room now, else [`Error::Full`].
     pub fn try_grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
+        self.shared.intact()?;
         match self.shared.ring.reserve(&mut self.cursor, len as u64)? {
             Some(slot) => Ok(WriteGrant {
                 producer: self,
@@ -535,6 +561,7 @@ impl Producer {
 
     #[inline]
     fn grant_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<WriteGrant<'_>> {
+        self.shared.intact()?;
         // The common case, room at once, without the waiter's set-up.
         if let Some(slot) = self.shared.ring.reserve(&mut self.cursor, len as u64)? {
             return Ok(WriteGrant {
@@ -551,7 +578,7 @@ impl Producer {
             deadline,
             &shared.name,
             || shared.ring.reserve(cursor, len as u64),
-            || shared.consumer_died(),
+            || shared.still_sized().and_then(|()| shared.consumer_died()),
         )?;
         Ok(WriteGrant {
             producer: self,
@@ -622,9 +649,23 @@ impl WriteGrant<'_> {
     /// Discards the reservation; the consumer sees nothing.
     pub fn abort(self) {}
 
+    /// The first reserved byte, for writing through a raw pointer without
+    /// forming a `&mut [u8]` over shared memory (as the channels do); the
+    /// `len()` bytes from here are this grant's.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.producer.shared.ring.payload(self.slot)
+    }
+
     #[inline]
     fn fill_and_commit(mut self, message: &[u8]) {
-        self.copy_from_slice(message);
+        debug_assert_eq!(message.len() as u64, self.slot.len);
+        // SAFETY: the slot's `len` bytes (= message.len(), the length
+        // granted) lie in the data area and are this producer's until the
+        // commit (rule 2); copying through the pointer forms no `&mut [u8]`
+        // over shared memory; `message` is the caller's and cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(message.as_ptr(), self.as_mut_ptr(), message.len())
+        };
         self.commit();
     }
 }
@@ -658,11 +699,32 @@ impl DerefMut for WriteGrant<'_> {
 }
 
 /// The receiving end of a ring.
+///
+/// # Delivery and sequence numbers
+///
+/// Every message has a sequence number, [`ReadGrant::sequence`] (or
+/// [`last_sequence`](Consumer::last_sequence) after a copying receive, or
+/// the first argument of [`drain_with_sequence`](Consumer::drain_with_sequence)):
+/// the position of its record in the ring's byte stream. It grows with
+/// every message (by the record's size, not by 1), and a message keeps it
+/// when it is delivered again to a consumer that takes over after a crash,
+/// so an application that stores the last number it acted on can skip
+/// what it already saw. A new ring (after the old one was removed) starts
+/// again from 0.
+///
+/// What survives a crash of this process depends on the verb: a message
+/// is handed back to the producer when [`recv`](Consumer::recv) returns
+/// (at most once: if the process dies before it used the copy, the
+/// message is lost), when a [`ReadGrant`] is dropped (at least once: if
+/// it dies holding the grant, the next consumer gets the message again),
+/// or when [`drain`](Consumer::drain) returns (at least once for the whole
+/// batch). The README has the table, under "What survives a crash".
 #[derive(Debug)]
 pub struct Consumer {
     cursor: ConsumerCursor,
     waiter: Waiter,
     shared: Shared,
+    last_sequence: Option<u64>,
 }
 
 impl Consumer {
@@ -693,6 +755,7 @@ impl Consumer {
             cursor: ConsumerCursor { head },
             waiter: Waiter::new(options.waiting),
             shared,
+            last_sequence: None,
         })
     }
 
@@ -732,6 +795,32 @@ impl Consumer {
     pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
         let slot = self.next_until(Some(Instant::now() + timeout))?;
         self.copy_out(slot, buf)
+    }
+
+    /// Receives one message into `buf`, replacing its contents and growing
+    /// it to fit, waiting while the ring is empty; returns its length. For
+    /// callers that do not know how large messages are: `buf` keeps its
+    /// capacity, so it grows at most to [`max_message`](Consumer::max_message).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Consumer::recv), but never [`Error::TooLarge`].
+    ///
+    /// ```
+    /// use shmkit::ring::{Consumer, Producer};
+    ///
+    /// let name = format!("doc-recv-vec-{}", std::process::id());
+    /// let mut producer = Producer::open(&name)?;
+    /// let mut consumer = Consumer::open(&name)?;
+    /// producer.send(&[7; 3000])?;
+    /// let mut buf = Vec::new();
+    /// assert_eq!(consumer.recv_vec(&mut buf)?, 3000);
+    /// assert_eq!(buf, [7; 3000]);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.read()?.copy_to(buf);
+        Ok(buf.len())
     }
 
     /// The next message, read in place, waiting while the ring is empty.
@@ -787,16 +876,60 @@ impl Consumer {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> Result<usize> {
+        self.drain_with_sequence(|_, message| f(message))
+    }
+
+    /// [`drain`](Consumer::drain), handing `f` each message's sequence
+    /// number too. The batch is given back when this returns: if the
+    /// process dies inside it, the next consumer gets the whole batch again,
+    /// with the same numbers.
+    ///
+    /// ```
+    /// use shmkit::ring::{Consumer, Producer};
+    ///
+    /// let name = format!("doc-drain-seq-{}", std::process::id());
+    /// let mut producer = Producer::open(&name)?;
+    /// let mut consumer = Consumer::open(&name)?;
+    /// producer.send(b"one")?;
+    /// producer.send(b"two")?;
+    /// let mut numbers = Vec::new();
+    /// consumer.drain_with_sequence(|sequence, _| numbers.push(sequence))?;
+    /// assert!(numbers[0] < numbers[1]);
+    /// assert_eq!(consumer.last_sequence(), Some(numbers[1]));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn drain_with_sequence(&mut self, mut f: impl FnMut(u64, &[u8])) -> Result<usize> {
+        self.drain_slots(|sequence, message| {
+            f(sequence, message);
+            true
+        })
+    }
+
+    /// The batch read under [`drain_with_sequence`](Consumer::drain_with_sequence)
+    /// and [`drain_while`](Consumer::drain_while): hands messages to `f`
+    /// until it returns false (that message stays in the ring), then
+    /// publishes the new head once.
+    fn drain_slots(&mut self, mut f: impl FnMut(u64, &[u8]) -> bool) -> Result<usize> {
+        self.shared.intact()?;
         let ring = self.shared.ring;
-        let count = ring.drain(&mut self.cursor, |slot| {
+        let last_sequence = &mut self.last_sequence;
+        let count = ring.drain_while(&mut self.cursor, |slot| {
             // SAFETY: a committed record inside the data area (record_at
             // checked it), which the producer leaves alone until the head
             // passes it, after `f` returns (rule 2).
-            f(unsafe { std::slice::from_raw_parts(ring.payload(slot), slot.len as usize) })
+            let message =
+                unsafe { std::slice::from_raw_parts(ring.payload(slot), slot.len as usize) };
+            let taken = f(slot.position, message);
+            if taken {
+                *last_sequence = Some(slot.position);
+            }
+            taken
         });
         if matches!(count, Ok(n) if n > 0) || count.is_err() {
             ring.wake_producer();
         }
+        // Messages read from pages a peer truncated away were zeros.
+        let count = count.and_then(|n| self.shared.intact().map(|()| n));
         count.map(|n| n as usize)
     }
 
@@ -814,12 +947,36 @@ impl Consumer {
         unsafe {
             std::ptr::copy_nonoverlapping(self.shared.ring.payload(slot), buf.as_mut_ptr(), len)
         };
+        // Zeros from pages a peer truncated away are not the message.
+        self.shared.intact()?;
         self.shared.ring.release(&mut self.cursor, slot);
+        self.last_sequence = Some(slot.position);
         self.shared.ring.wake_producer();
         Ok(len)
     }
 
+    /// The sequence number of the last message this consumer received
+    /// (by any verb), `None` before the first. See [`Consumer`] for what
+    /// the numbers are.
+    ///
+    /// ```
+    /// use shmkit::ring::{Consumer, Producer};
+    ///
+    /// let name = format!("doc-last-sequence-{}", std::process::id());
+    /// let mut producer = Producer::open(&name)?;
+    /// let mut consumer = Consumer::open(&name)?;
+    /// producer.send(b"hello")?;
+    /// let mut buf = [0u8; 16];
+    /// consumer.recv(&mut buf)?;
+    /// assert_eq!(consumer.last_sequence(), Some(0)); // the first record is at 0
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn last_sequence(&self) -> Option<u64> {
+        self.last_sequence
+    }
+
     fn try_next(&mut self) -> Result<Slot> {
+        self.shared.intact()?;
         if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
             return Ok(slot);
         }
@@ -836,6 +993,7 @@ impl Consumer {
 
     #[inline]
     fn next_until(&mut self, deadline: Option<Instant>) -> Result<Slot> {
+        self.shared.intact()?;
         // The common case, a message at once, without the waiter's set-up.
         if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
             return Ok(slot);
@@ -849,7 +1007,11 @@ impl Consumer {
             deadline,
             &shared.name,
             || shared.ring.peek(cursor),
-            || shared.producer_finished(),
+            || {
+                shared
+                    .still_sized()
+                    .and_then(|()| shared.producer_finished())
+            },
         )
     }
 }
@@ -874,6 +1036,62 @@ pub struct ReadGrant<'a> {
 impl ReadGrant<'_> {
     /// Hands the message's space back to the producer.
     pub fn release(self) {}
+
+    /// The message's sequence number (see [`Consumer`]): the same if it is
+    /// delivered again after this process dies holding the grant.
+    pub fn sequence(&self) -> u64 {
+        self.slot.position
+    }
+
+    /// The message's length in bytes (without forming a slice over it).
+    pub fn len(&self) -> usize {
+        self.slot.len as usize
+    }
+
+    /// Whether the message is empty (a message may have 0 bytes).
+    pub fn is_empty(&self) -> bool {
+        self.slot.len == 0
+    }
+
+    /// Replaces `buf`'s contents with a copy of the message, made through
+    /// the raw pointer (no `&[u8]` over shared memory is formed); `buf`
+    /// grows to fit and keeps its capacity. The message stays in the ring
+    /// until the grant is dropped, so it can be written somewhere first.
+    ///
+    /// ```
+    /// use shmkit::ring::{Consumer, Producer};
+    ///
+    /// let name = format!("doc-copy-to-{}", std::process::id());
+    /// let mut producer = Producer::open(&name)?;
+    /// let mut consumer = Consumer::open(&name)?;
+    /// producer.send(b"kept until written")?;
+    /// let mut copy = Vec::new();
+    /// let message = consumer.read()?;
+    /// message.copy_to(&mut copy);
+    /// assert_eq!(copy, b"kept until written");
+    /// message.release(); // only now is its space handed back
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn copy_to(&self, buf: &mut Vec<u8>) {
+        let len = self.len();
+        buf.clear();
+        buf.reserve(len);
+        // SAFETY: the message's `len` bytes are a committed record inside
+        // the data area that the producer leaves alone until this grant is
+        // dropped (rule 2); `buf` is our own memory with room for `len`
+        // bytes, which the copy initialises before `set_len`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.as_ptr(), buf.as_mut_ptr(), len);
+            buf.set_len(len);
+        }
+    }
+
+    /// The message's first byte, for copying out through a raw pointer
+    /// without forming a `&[u8]` over shared memory (as the channels do);
+    /// the message is the [`len`](ReadGrant::len) bytes from here.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.consumer.shared.ring.payload(self.slot)
+    }
 }
 
 impl Deref for ReadGrant<'_> {
@@ -899,6 +1117,7 @@ impl Drop for ReadGrant<'_> {
             .shared
             .ring
             .release(&mut consumer.cursor, self.slot);
+        consumer.last_sequence = Some(self.slot.position);
         consumer.shared.ring.wake_producer();
     }
 }

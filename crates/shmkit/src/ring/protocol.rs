@@ -58,7 +58,7 @@ use super::layout::{
     RECORD_ALIGN, RECORD_HEADER,
 };
 use crate::error::{Error, Result};
-use crate::sync::{fence, futex_wake, light_fence, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// A view of one ring: its header and data area, with the configuration
 /// validated once when the ring was opened.
@@ -346,7 +346,9 @@ impl RingRef {
     /// so that a corrupt ring of records going round forever cannot keep
     /// it busy) to `f`, then publishes the new head once: one index update
     /// for the batch. On a corrupt record, what was read before it is
-    /// still released, then the error returned.
+    /// still released, then the error returned. (Only the loom model
+    /// drains without a stop condition.)
+    #[cfg(loom)]
     pub(crate) fn drain(
         &self,
         cursor: &mut ConsumerCursor,
@@ -421,26 +423,10 @@ impl RingRef {
         self.wake_if_sleeping(&self.header().wait.consumer_sleeping);
     }
 
-    /// The publishing half of rule 8.
+    /// The publishing half of rule 8 (shared with topics: see `wait`).
     #[inline]
     fn wake_if_sleeping(&self, sleeping: &AtomicU32) {
-        let wait = &self.header().wait;
-        // Orders our publishing store (the record word or `head`) before the
-        // load of `sleeping`. Normally the light half of an asymmetric fence
-        // (a compiler fence), paired with the sleeper's membarrier in
-        // `Waiter::wait`, which forces a full barrier on this CPU; a SeqCst
-        // fence if some endpoint cannot use membarrier (`full_fences`).
-        if wait.full_fences.load(Ordering::Relaxed) != 0 {
-            fence(Ordering::SeqCst);
-        } else {
-            light_fence();
-        }
-        if sleeping.load(Ordering::Relaxed) != 0 {
-            sleeping.store(0, Ordering::Relaxed);
-            wait.woken_at
-                .store(crate::ring::wait::monotonic_nanos(), Ordering::Relaxed);
-            futex_wake(sleeping);
-        }
+        super::wait::wake_if_sleeping(&self.header().wait, sleeping);
     }
 
     /// After a producer died: finds the true tail by walking committed

@@ -31,6 +31,12 @@ pub struct RingStatus {
     pub sent: u64,
     /// Messages read since the ring was created.
     pub received: u64,
+    /// Bytes committed since the ring was created: the producer's `tail`
+    /// position, records' 8-byte headers and padding included (so that
+    /// two samples give the ring's bytes per second).
+    pub bytes_sent: u64,
+    /// Bytes read since the ring was created: the consumer's `head`.
+    pub bytes_received: u64,
     /// Whether the producer closed the stream.
     pub closed: bool,
     /// The producer, if one holds the ring.
@@ -83,6 +89,8 @@ pub fn status(name: &str) -> Result<RingStatus> {
     let capacity = header.config.capacity.load(Ordering::Relaxed);
     let head = header.consumer.head.load(Ordering::Relaxed);
     let tail = header.producer.tail.load(Ordering::Relaxed);
+    // A peer may have shrunk the file while we read: then these are zeros.
+    mapping.check_intact()?;
     Ok(RingStatus {
         name: name.to_owned(),
         capacity,
@@ -90,6 +98,8 @@ pub fn status(name: &str) -> Result<RingStatus> {
         bytes_in_flight: tail.wrapping_sub(head).min(capacity),
         sent: header.producer.sent.load(Ordering::Relaxed),
         received: header.consumer.received.load(Ordering::Relaxed),
+        bytes_sent: tail,
+        bytes_received: head,
         closed: header.wait.closed.load(Ordering::Relaxed) != 0,
         producer: end(header.producer.owner.load(Ordering::Relaxed)),
         consumer: end(header.consumer.owner.load(Ordering::Relaxed)),

@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 
 use super::layout::WaitLine;
 use crate::error::{Error, Result};
-use crate::sync::{futex_wait, heavy_fence, AtomicU32, Ordering};
+use crate::sync::{
+    fence, futex_wait, futex_wake, heavy_fence, light_fence, AtomicU32, AtomicU64, Ordering,
+};
 pub(crate) use crate::sys::clock::monotonic_nanos;
 
 /// How a [`Producer`](super::Producer) or [`Consumer`](super::Consumer)
@@ -125,7 +127,7 @@ impl Waiter {
     /// (rule 8 of `protocol`).
     pub(crate) fn wait<T>(
         &mut self,
-        line: &WaitLine,
+        line: &impl WakeLine,
         sleeping: &AtomicU32,
         deadline: Option<Instant>,
         ring: &str,
@@ -169,9 +171,10 @@ impl Waiter {
             }
             if spin_until.is_some_and(|s| now >= s) {
                 // Relaxed: a hint; a stale stamp only ends the spin sooner.
-                let stamp = line.woken_at.load(Ordering::Relaxed);
+                let stamp = line.woken_at().load(Ordering::Relaxed);
                 let clock = monotonic_nanos();
-                match self.peer_on_its_way(stamp, clock) {
+                let on_its_way = line.two_ended().then(|| self.peer_on_its_way(stamp, clock));
+                match on_its_way.flatten() {
                     Some(until) => {
                         let left = Duration::from_nanos(until - clock);
                         spin_until = Some(now + left);
@@ -189,11 +192,11 @@ impl Waiter {
             // order its publishing store before its load of `sleeping`;
             // pairs with the light fence in `RingRef::wake_if_sleeping`.
             if !heavy_fence() {
-                line.full_fences.store(1, Ordering::Relaxed);
+                line.full_fences().store(1, Ordering::Relaxed);
             }
             if let Some(value) = poll()? {
-                sleeping.store(0, Ordering::Relaxed);
-                self.seen_wake = line.woken_at.load(Ordering::Relaxed);
+                line.stop_sleeping(sleeping);
+                self.seen_wake = line.woken_at().load(Ordering::Relaxed);
                 return Ok(value);
             }
             let now = Instant::now();
@@ -209,7 +212,7 @@ impl Waiter {
             let slept_at = monotonic_nanos();
             futex_wait(sleeping, 1, nap);
             // Relaxed: only a measurement; a stale stamp is filtered below.
-            let stamp = line.woken_at.load(Ordering::Relaxed);
+            let stamp = line.woken_at().load(Ordering::Relaxed);
             let woke = monotonic_nanos();
             if stamp > slept_at && woke >= stamp {
                 self.learn_wake_cost(Duration::from_nanos(woke - stamp));
@@ -217,7 +220,7 @@ impl Waiter {
             // Every wake-up stamped so far was the peer's, or for this side.
             self.seen_wake = stamp;
             if let Some(value) = poll()? {
-                sleeping.store(0, Ordering::Relaxed);
+                line.stop_sleeping(sleeping);
                 return Ok(value);
             }
             match check_peer(&mut poll) {
@@ -234,6 +237,70 @@ impl Waiter {
     /// average with weight 1/4, so one slow wake-up does not dominate).
     fn learn_wake_cost(&mut self, cost: Duration) {
         self.wake_cost = (self.wake_cost * 3 + cost) / 4;
+    }
+}
+
+/// The words that sleepers and wakers of one shared structure share besides
+/// each sleeper's own futex word: the `full_fences` flag and the `woken_at`
+/// stamp (rule 8 of `ring::protocol`). The ring's wait line has them, and so
+/// has a topic's; [`Waiter::wait`] and [`wake_if_sleeping`] work on either.
+pub(crate) trait WakeLine {
+    /// 1 if some endpoint cannot use `membarrier` (then both sides fence).
+    fn full_fences(&self) -> &AtomicU32;
+    /// `CLOCK_MONOTONIC` nanoseconds of the last wake-up call.
+    fn woken_at(&self) -> &AtomicU64;
+    /// A sleeper found what it waited for without being woken: a ring's
+    /// sleeper clears its word (it is the word's only sleeper). A topic's
+    /// subscribers share one word, so one leaves it for the next waker to
+    /// clear: clearing it could make a waker skip a wake-up that another
+    /// sleeper still needs (costing it a nap), where leaving it costs at
+    /// most one spare `FUTEX_WAKE`.
+    fn stop_sleeping(&self, sleeping: &AtomicU32) {
+        sleeping.store(0, Ordering::Relaxed);
+    }
+    /// Whether the line has two ends that wake only each other, so that a
+    /// wake-up stamp a side did not receive is one it issued: true for a
+    /// ring (see [`Waiter::peer_on_its_way`]); a topic's many publishers
+    /// and subscribers stamp it too, so not for a topic.
+    fn two_ended(&self) -> bool {
+        false
+    }
+}
+
+impl WakeLine for WaitLine {
+    fn full_fences(&self) -> &AtomicU32 {
+        &self.full_fences
+    }
+
+    fn woken_at(&self) -> &AtomicU64 {
+        &self.woken_at
+    }
+
+    fn two_ended(&self) -> bool {
+        true
+    }
+}
+
+/// The publishing half of rule 8 of `ring::protocol`: after a store that a
+/// sleeper on `sleeping` waits for, wakes every sleeper on it with one
+/// `FUTEX_WAKE` if the word says one sleeps, and makes no system call if
+/// none does.
+#[inline]
+pub(crate) fn wake_if_sleeping(line: &impl WakeLine, sleeping: &AtomicU32) {
+    // Orders our publishing store (a record word, a position) before the
+    // load of `sleeping`. Normally the light half of an asymmetric fence (a
+    // compiler fence), paired with the sleeper's membarrier in
+    // `Waiter::wait`, which forces a full barrier on this CPU; a SeqCst
+    // fence if some endpoint cannot use membarrier (`full_fences`).
+    if line.full_fences().load(Ordering::Relaxed) != 0 {
+        fence(Ordering::SeqCst);
+    } else {
+        light_fence();
+    }
+    if sleeping.load(Ordering::Relaxed) != 0 {
+        sleeping.store(0, Ordering::Relaxed);
+        line.woken_at().store(monotonic_nanos(), Ordering::Relaxed);
+        futex_wake(sleeping);
     }
 }
 

@@ -33,12 +33,13 @@ pub enum Disposition {
 }
 
 /// `shm_open(name, flags, mode)` as glibc makes it:
-/// `open("/dev/shm/NAME", flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, mode)`.
+/// `open("/dev/shm/NAME", flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, mode)`.
 /// Opens (or creates) a shared-memory object.
 ///
 /// `O_NOFOLLOW` makes a symlink at the name fail with `ELOOP` (rustix's
 /// `shm_open` does not add it); `O_NONBLOCK` keeps a FIFO at the name from
-/// blocking the open. The flag stays set on the descriptor: call
+/// blocking the open; `O_NOCTTY` keeps a terminal there from becoming the
+/// process's controlling terminal before the type check refuses it. The flag stays set on the descriptor: call
 /// [`clear_nonblocking`] once the caller has checked it is a regular file.
 /// The descriptor is close-on-exec.
 ///
@@ -50,7 +51,7 @@ pub fn open(
     disposition: Disposition,
     mode: u32,
 ) -> io::Result<OwnedFd> {
-    let mut flags = OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let mut flags = OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
     flags |= if writable {
         OFlags::RDWR
     } else {
@@ -90,6 +91,22 @@ pub fn filesystem_magic(fd: impl AsFd) -> io::Result<u64> {
     Ok(rustix::fs::fstatfs(fd)?.f_type as u64)
 }
 
+/// `lstat(path)`: what is at `path`, without following a symlink there.
+///
+/// [lstat(2)](https://man7.org/linux/man-pages/man2/lstat.2.html)
+pub fn lstat(path: &str) -> io::Result<Stat> {
+    Ok(rustix::fs::lstat(path)?)
+}
+
+/// `statfs(path).f_type`: the magic number of the file system holding
+/// `path` (the caller has checked it is no symlink).
+///
+/// [statfs(2)](https://man7.org/linux/man-pages/man2/statfs.2.html)
+pub fn path_filesystem_magic(path: &str) -> io::Result<u64> {
+    // `f_type` is signed on some targets; a magic number is its bits.
+    Ok(rustix::fs::statfs(path)?.f_type as u64)
+}
+
 /// `shm_unlink(name)`: removes the name; mappings and open descriptors stay
 /// valid, and the memory is freed when the last of them goes.
 ///
@@ -103,6 +120,29 @@ pub fn unlink(name: &str) -> io::Result<()> {
 /// [ftruncate(2)](https://man7.org/linux/man-pages/man2/ftruncate.2.html)
 pub fn set_len(fd: impl AsFd, len: u64) -> io::Result<()> {
     Ok(rustix::fs::ftruncate(fd, len)?)
+}
+
+/// `fallocate(fd, 0, 0, len)`: reserves the object's first `len` bytes of
+/// memory now, so that touching them later cannot fail for want of space
+/// (which would raise `SIGBUS` in whoever touched them). `ENOSPC` if the
+/// file system has not that much free.
+///
+/// [fallocate(2)](https://man7.org/linux/man-pages/man2/fallocate.2.html)
+pub fn reserve(fd: impl AsFd, len: u64) -> io::Result<()> {
+    Ok(rustix::fs::fallocate(
+        fd,
+        rustix::fs::FallocateFlags::empty(),
+        0,
+        len,
+    )?)
+}
+
+/// `statvfs("/dev/shm")`: bytes free for new objects.
+///
+/// [statvfs(3)](https://man7.org/linux/man-pages/man3/statvfs.3.html)
+pub fn free_space() -> io::Result<u64> {
+    let vfs = rustix::fs::statvfs(SHM_DIR)?;
+    Ok(vfs.f_bavail.saturating_mul(vfs.f_frsize))
 }
 
 /// `fstat(fd)`: size, owner, mode, times and inode of the object.
@@ -146,6 +186,28 @@ pub fn set_group(fd: impl AsFd, gid: u32) -> io::Result<()> {
 pub fn capacity() -> io::Result<u64> {
     let vfs = rustix::fs::statvfs(SHM_DIR)?;
     Ok(vfs.f_blocks.saturating_mul(vfs.f_frsize))
+}
+
+/// How full the tmpfs at `/dev/shm` is, in bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Usage {
+    /// Its total size.
+    pub size: u64,
+    /// Bytes in use.
+    pub used: u64,
+    /// Bytes an unprivileged user may still fill.
+    pub available: u64,
+}
+
+/// `statvfs("/dev/shm")` as [`Usage`].
+pub fn usage() -> io::Result<Usage> {
+    let vfs = rustix::fs::statvfs(SHM_DIR)?;
+    let bytes = |blocks: u64| blocks.saturating_mul(vfs.f_frsize);
+    Ok(Usage {
+        size: bytes(vfs.f_blocks),
+        used: bytes(vfs.f_blocks.saturating_sub(vfs.f_bfree)),
+        available: bytes(vfs.f_bavail),
+    })
 }
 
 /// `mmap(NULL, len, PROT_READ[|PROT_WRITE], MAP_SHARED, fd, 0)`: maps the
