@@ -193,6 +193,27 @@ pub enum Error {
         /// The dead process.
         pid: Pid,
     },
+    /// The other endpoint left the ring cleanly and will not come back for
+    /// what is sent (a producer learns it when the ring fills).
+    #[error("peer left: the {peer} of ring {ring} left, and nothing more will be read")]
+    PeerLeft {
+        /// The ring's name.
+        ring: String,
+        /// `"producer"` or `"consumer"`.
+        peer: &'static str,
+    },
+    /// An option given to open an existing ring differs from the ring's.
+    #[error("ring {ring} exists with {option} {found}, not the {asked} asked for")]
+    OptionMismatch {
+        /// The ring's name.
+        ring: String,
+        /// `"capacity"`, `"maximum message"` or `"mode"`.
+        option: &'static str,
+        /// The value asked for.
+        asked: String,
+        /// The ring's value.
+        found: String,
+    },
     /// The producer closed the ring and every message was received.
     #[error("ring {ring} is closed")]
     Closed {

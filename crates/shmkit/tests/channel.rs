@@ -427,7 +427,7 @@ fn undecodable_postcard_is_corrupt_and_the_next_message_arrives() {
         .unwrap(); // another type's tag
     raw.send(&tagged(tag::<Record>("rkyv"), &encoded)).unwrap(); // another codec's
     raw.send(&tagged(good, &encoded)).unwrap();
-    raw.close();
+    raw.close().unwrap();
 
     expect_corrupt(rx.recv(), "does not decode as a postcard");
     expect_corrupt(rx.recv(), "does not decode as a postcard");
@@ -638,7 +638,7 @@ fn plain_values_cross_as_their_bytes_and_a_wrong_length_is_corrupt() {
     let mut rx = Receiver::<Sample, Plain>::open(&ring).unwrap();
     let mut raw = Producer::open(&ring).unwrap();
     raw.send(&tagged(tag::<Sample>("plain"), &[0; 23])).unwrap();
-    raw.close();
+    raw.close().unwrap();
     expect_corrupt(rx.recv(), "a body of 23 bytes is not one of 24");
     assert!(matches!(rx.recv(), Err(Error::Closed { .. })));
 }

@@ -214,7 +214,8 @@ impl<T, C: Codec<T>> Sender<T, C> {
     /// let name = format!("doc-sender-open-{}", std::process::id());
     /// let tx = Sender::<u64>::open(&name)?;
     /// assert_eq!(tx.name(), name);
-    /// # drop(tx); // with no receiver and nothing unread, this removes the ring
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open(name: &str) -> Result<Sender<T, C>> {
@@ -233,7 +234,8 @@ impl<T, C: Codec<T>> Sender<T, C> {
     /// let name = format!("doc-sender-open-with-{}", std::process::id());
     /// let tx = Sender::<u64>::open_with(&name, &Options::default().capacity(1 << 16))?;
     /// assert_eq!(tx.max_message(), (1 << 15) - 16 - 8);
-    /// # drop(tx); // with no receiver and nothing unread, this removes the ring
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open_with(name: &str, options: &Options) -> Result<Sender<T, C>> {
@@ -251,7 +253,8 @@ impl<T, C: Codec<T>> Sender<T, C> {
     ///
     /// let name = format!("doc-sender-open-with-codec-{}", std::process::id());
     /// let tx = Sender::<u64, _>::open_with_codec(&name, &Options::default(), Postcard)?;
-    /// # drop(tx);
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open_with_codec(name: &str, options: &Options, codec: C) -> Result<Sender<T, C>> {
@@ -355,7 +358,8 @@ impl<T, C: Codec<T>> Sender<T, C> {
     ///     }
     ///     other => panic!("{other:?}"),
     /// }
-    /// # drop(tx);
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn encoded_len(&mut self, value: &T) -> Result<usize> {
@@ -413,7 +417,8 @@ impl<T, C: Codec<T>> Sender<T, C> {
     /// # let name = format!("doc-sender-name-{}", std::process::id());
     /// let tx = Sender::<u8>::open(&name)?;
     /// assert!(tx.name().starts_with("doc-sender-name-"));
-    /// # drop(tx); // with no receiver and nothing unread, this removes the ring
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn name(&self) -> &str {
@@ -431,7 +436,8 @@ impl<T, C: Codec<T>> Sender<T, C> {
     /// # let name = format!("doc-sender-max-{}", std::process::id());
     /// let tx = Sender::<Vec<u8>>::open(&name)?; // a 1 MiB ring
     /// assert_eq!(tx.max_message(), (1 << 19) - 16 - 8);
-    /// # drop(tx); // with no receiver and nothing unread, this removes the ring
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn max_message(&self) -> usize {
@@ -519,8 +525,7 @@ impl<T, C: Codec<T>> Receiver<T, C> {
     /// let name = format!("doc-receiver-open-{}", std::process::id());
     /// let rx = Receiver::<u64>::open(&name)?;
     /// assert_eq!(rx.name(), name);
-    /// # drop(rx);
-    /// # drop(shmkit::channel::Sender::<u64>::open(&name)?); // removes the ring
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open(name: &str) -> Result<Receiver<T, C>> {
@@ -538,8 +543,7 @@ impl<T, C: Codec<T>> Receiver<T, C> {
     ///
     /// let name = format!("doc-receiver-open-with-{}", std::process::id());
     /// let rx = Receiver::<u64>::open_with(&name, &Options::default().waiting(Waiting::BusyPoll))?;
-    /// # drop(rx);
-    /// # drop(shmkit::channel::Sender::<u64>::open(&name)?); // removes the ring
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open_with(name: &str, options: &Options) -> Result<Receiver<T, C>> {
@@ -557,8 +561,7 @@ impl<T, C: Codec<T>> Receiver<T, C> {
     ///
     /// let name = format!("doc-receiver-open-with-codec-{}", std::process::id());
     /// let rx = Receiver::<u64, _>::open_with_codec(&name, &Options::default(), Plain)?;
-    /// # drop(rx);
-    /// # drop(shmkit::channel::Sender::<u64, Plain>::open(&name)?); // removes the ring
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open_with_codec(name: &str, options: &Options, codec: C) -> Result<Receiver<T, C>> {
@@ -710,8 +713,7 @@ impl<T, C: Codec<T>> Receiver<T, C> {
     /// # let name = format!("doc-receiver-name-{}", std::process::id());
     /// let rx = Receiver::<u8>::open(&name)?;
     /// assert!(rx.name().starts_with("doc-receiver-name-"));
-    /// # drop(rx);
-    /// # drop(Sender::<u8>::open(&name)?);
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn name(&self) -> &str {
@@ -728,8 +730,7 @@ impl<T, C: Codec<T>> Receiver<T, C> {
     /// # let name = format!("doc-receiver-max-{}", std::process::id());
     /// let rx = Receiver::<u8>::open(&name)?; // a 1 MiB ring
     /// assert_eq!(rx.max_message(), (1 << 19) - 16 - 8);
-    /// # drop(rx);
-    /// # drop(Sender::<u8>::open(&name)?);
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn max_message(&self) -> usize {

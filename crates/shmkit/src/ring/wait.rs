@@ -120,8 +120,10 @@ impl Waiter {
     /// (`Error::Timeout` with `ring`), or `peer_check` reports the peer gone
     /// or the stream closed. After `peer_check` fails, `poll` runs once more,
     /// so whatever the peer committed before it went is still delivered.
-    /// `peer_check` also runs when the deadline passes, so that a timeout
-    /// shorter than [`PEER_CHECK_INTERVAL`] still reports the end.
+    /// `peer_check` runs as the wait starts (an ended stream is reported at
+    /// once), every [`PEER_CHECK_INTERVAL`] while spinning, before every
+    /// sleep (so a close that came while spinning is not slept through),
+    /// and when the deadline passes.
     ///
     /// `sleeping` is this side's futex word in the ring's wait `line`
     /// (rule 8 of `protocol`).
@@ -146,6 +148,9 @@ impl Waiter {
             Ok(()) => Ok(None),
             Err(gone) => poll()?.map(Some).ok_or(gone),
         };
+        if let Some(value) = check_peer(&mut poll)? {
+            return Ok(value);
+        }
 
         // Spin.
         let mut spin_until = self.spin_time().map(|spin| start + spin);
@@ -199,6 +204,15 @@ impl Waiter {
                 self.seen_wake = line.woken_at().load(Ordering::Relaxed);
                 return Ok(value);
             }
+            // The peer check before the sleep: the other side's close (or
+            // leaving) sets no futex word, so look before sleeping on it.
+            match check_peer(&mut poll) {
+                Ok(None) => {}
+                done => {
+                    sleeping.store(0, Ordering::Relaxed);
+                    return done.map(|value| value.expect("Ok(None) is matched above"));
+                }
+            }
             let now = Instant::now();
             let mut nap = PEER_CHECK_INTERVAL;
             if let Some(deadline) = deadline {
@@ -222,13 +236,6 @@ impl Waiter {
             if let Some(value) = poll()? {
                 line.stop_sleeping(sleeping);
                 return Ok(value);
-            }
-            match check_peer(&mut poll) {
-                Ok(None) => {}
-                done => {
-                    sleeping.store(0, Ordering::Relaxed);
-                    return done.map(|value| value.expect("Ok(None) is matched above"));
-                }
             }
         }
     }
