@@ -19,7 +19,9 @@ pub struct BenchArgs {
         value_name = "SIZES",
         value_delimiter = ',',
         value_parser = parse_size,
-        default_values = ["8", "64", "1K", "64K"]
+        // One comma-separated text, so that --help shows the default as
+        // the option is written.
+        default_value = "8,64,1K,64K"
     )]
     pub sizes: Vec<u64>,
     /// Only these transports, comma-separated [default: all]; the references are always measured
@@ -103,6 +105,23 @@ mod tests {
             assert!(parse_size(bad).is_err(), "{bad:?} was accepted");
         }
         assert!(parse_size("18446744073709551615K").is_err());
+    }
+
+    #[test]
+    fn sizes_default_to_four_and_help_shows_them_comma_separated() {
+        use clap::{CommandFactory, Parser};
+
+        #[derive(Parser)]
+        struct Bench {
+            #[command(flatten)]
+            args: BenchArgs,
+        }
+        assert_eq!(
+            Bench::parse_from(["bench"]).args.sizes,
+            [8, 64, 1024, 65536]
+        );
+        let help = Bench::command().render_long_help().to_string();
+        assert!(help.contains("[default: 8,64,1K,64K]"), "{help}");
     }
 
     #[test]

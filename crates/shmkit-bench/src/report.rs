@@ -205,6 +205,12 @@ impl Report {
         );
         let _ = writeln!(
             text,
+            "          shmkit-batch streams as shmkit-spin with the batch verbs: each message \
+             written in place into a WriteBatch, one commit for as many as fit; the receiver \
+             checks them in place with drain_while, one release for all it found"
+        );
+        let _ = writeln!(
+            text,
             "mq:       queues hold {} messages (fs.mqueue.msg_max; fewer where RLIMIT_MSGQUEUE, \
              {} bytes, says so); messages over {} bytes (fs.mqueue.msgsize_max) need the limit \
              raised, which root does while it makes a queue",
@@ -373,7 +379,8 @@ impl Report {
             lines.push((
                 "shmkit-spin 64 B round trip p50 within 2x of the floor".to_owned(),
                 format!(
-                    "{r:.2}x the floor ({} vs {})",
+                    "{} the floor ({} vs {})",
+                    ratio(spin.p50 as f64, floor.p50 as f64),
                     nanos_text(spin.p50),
                     nanos_text(floor.p50)
                 ),
@@ -384,7 +391,7 @@ impl Report {
             let r = pipe.p50 as f64 / spin.p50 as f64;
             lines.push((
                 "shmkit-spin 64 B round trip p50 at least 20x faster than the pipe".to_owned(),
-                format!("{r:.1}x faster"),
+                format!("{} faster", ratio(pipe.p50 as f64, spin.p50 as f64)),
                 r >= 20.0,
             ));
         }
@@ -411,7 +418,7 @@ impl Report {
             let r = block.p50 as f64 / pipe.p50 as f64;
             lines.push((
                 "shmkit-block 64 B round trip p50 no slower than the pipe".to_owned(),
-                format!("{r:.2}x the pipe"),
+                format!("{} the pipe", ratio(block.p50 as f64, pipe.p50 as f64)),
                 r <= 1.0,
             ));
         }
@@ -638,5 +645,46 @@ mod tests {
         assert_eq!(count_text(100_000), "100k");
         assert_eq!(count_text(2_000_000), "2M");
         assert_eq!(count_text(1_234), "1234");
+    }
+
+    #[test]
+    fn targets_round_ratios_as_the_tables_do() {
+        let latency = |p50| {
+            Some(Latency {
+                p50,
+                p99: p50,
+                p999: p50,
+            })
+        };
+        let mut floor = Row::new("floor", 64);
+        floor.latency = latency(30);
+        let mut spin = Row::new("shmkit-spin", 64);
+        spin.latency = latency(1000);
+        spin.floor = latency(30);
+        let mut pipe = Row::new("pipe", 64);
+        pipe.latency = latency(123_456);
+        let report = Report {
+            machine: crate::machine::Machine {
+                cpu_model: "test".to_owned(),
+                cpus: 2,
+                kernel: "test".to_owned(),
+            },
+            pinning: crate::machine::Pinning::Unpinned("test".to_owned()),
+            block_spin: None,
+            counts: Vec::new(),
+            transports: Vec::new(),
+            rows: vec![floor, spin, pipe],
+            elapsed: Duration::ZERO,
+        };
+        let mut text = String::new();
+        report.targets(&mut text);
+        // The latency table shows these ratios with ratio(): three digits.
+        assert_eq!(ratio(1000.0, 30.0), "33.3x");
+        assert!(
+            text.contains("33.3x the floor (1.00 µs vs 30 ns)"),
+            "{text}"
+        );
+        assert_eq!(ratio(123_456.0, 1000.0), "123x");
+        assert!(text.contains("123x faster"), "{text}");
     }
 }

@@ -32,7 +32,9 @@ peer gone, timed out, ...
     name = "shmkit",
     version,
     about = "Inspect and use shared memory (System V and POSIX) from the shell",
-    after_help = AFTER_HELP
+    after_help = AFTER_HELP,
+    // Our own `help` subcommand, so that `shmkit help --help` works too.
+    disable_help_subcommand = true
 )]
 pub struct Cli {
     /// What to do.
@@ -44,12 +46,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List every shared-memory segment, System V and POSIX (like `ipcs -m`), then the message rings
-    Ls {
-        /// Print a JSON array of the objects `stat --json` prints, one per
-        /// segment (a ring's segment carries its "ring" object, others null)
-        #[arg(long)]
-        json: bool,
-    },
+    ///
+    /// The columns are KIND KEY ID OWNER PERMS BYTES NATTCH STATUS unless
+    /// --output names others; --pids, --times and --creator add columns
+    /// as `ipcs -p`, `-t` and `-c` show them. --limits and --summary print
+    /// the system's limits (`ipcs -l`) and the totals (`ipcs -u`) instead.
+    Ls(LsArgs),
     /// Show everything known about one segment and the processes attached to it (and the ring in it, if any)
     Stat {
         #[command(flatten)]
@@ -68,19 +70,27 @@ pub enum Command {
         /// Size in bytes; a K, M or G suffix multiplies by 1024, 1024² or 1024³
         #[arg(long, value_name = "BYTES", value_parser = parse_size)]
         size: u64,
-        /// Permission bits, in octal
-        #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_mode)]
-        mode: u32,
+        /// Permission bits, in octal [default: 600]. An existing segment
+        /// keeps its mode: create then says so on standard error
+        #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+        mode: Option<u32>,
         /// Fail if the key already names a segment
         #[arg(long)]
         exclusive: bool,
     },
     /// Remove segments; each one's memory is freed when its last process detaches
-    Rm {
-        #[command(flatten)]
-        targets: Targets,
-    },
+    ///
+    /// Every segment that cannot be removed is reported, one line each, and
+    /// the others are removed all the same (exit status 1 if any failed).
+    #[command(override_usage = "shmkit rm [-v] <KEY>... [--id <ID>]...\n       \
+                                shmkit rm [-v] --all [--kind <KIND>] [--owner <USER>] [--prefix <PREFIX>]")]
+    Rm(RmArgs),
     /// Copy standard input into a segment; nothing is written unless all of it fits
+    ///
+    /// Standard input is streamed: a file is checked against the room first;
+    /// a pipe is spooled to an unlinked temporary file (in $TMPDIR, else
+    /// /tmp) until it is known to fit, so memory use stays small whatever
+    /// the input's size.
     Write {
         #[command(flatten)]
         target: Target,
@@ -104,18 +114,28 @@ pub enum Command {
     /// Each line of standard input becomes one message, without its newline
     /// (a last line without a newline is sent too). At the end of the input
     /// the ring is closed: the consumer gets every message, then the end.
-    /// Waits while the ring is full; fails with "peer gone" if the consumer
-    /// dies meanwhile. A line longer than the largest message is an error:
-    /// the lines before it are sent, then the ring is closed.
+    /// Waits while the ring is full; fails if the consumer dies or leaves
+    /// meanwhile (unless --wait-for-consumer). A line longer than the
+    /// largest message is an error: the lines before it are sent, then the
+    /// ring is closed. SIGINT, SIGTERM and SIGHUP close the ring cleanly.
     Send {
         /// The ring's name (its segment is /shmkit.ring.NAME)
         #[arg(value_name = "NAME")]
         name: String,
-        /// Size of the ring's data area if this command creates it: a power
-        /// of two from 4K; the largest message is about half of it. A K, M
-        /// or G suffix multiplies by 1024, 1024² or 1024³
-        #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_size)]
-        capacity: u64,
+        /// Size of the ring's data area: a power of two from 4K; the
+        /// largest message is about half of it. A K, M or G suffix
+        /// multiplies by 1024, 1024² or 1024³. An existing ring of another
+        /// size is an error [default: 1M, or the existing ring's]
+        #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+        capacity: Option<u64>,
+        /// Fail (exit 1) if waiting for room in the ring takes longer than
+        /// SECS (a decimal number)
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+        timeout: Option<Duration>,
+        /// When the consumer has left a full ring, wait for a new one
+        /// instead of failing
+        #[arg(long)]
+        wait_for_consumer: bool,
         /// Send standard input as it comes, in chunks of up to the largest
         /// message, instead of line by line (use with `recv --raw`)
         #[arg(long)]
@@ -129,16 +149,17 @@ pub enum Command {
     /// between messages) until the producer closes the ring, then exits 0.
     /// Fails with "peer gone" if the producer died, after printing every
     /// message it sent. Output is written in blocks, and whenever the ring
-    /// is empty. A ring that was not closed stays when recv exits early
-    /// (--count, --timeout), for the next consumer; `shmkit rm
-    /// /shmkit.ring.NAME` removes it.
+    /// is empty. When recv exits early (--count, --timeout, a signal), a
+    /// ring that still has a producer or unread messages stays for the
+    /// next consumer; one with neither is removed. SIGINT, SIGTERM and
+    /// SIGHUP end recv cleanly.
     Recv {
         /// The ring's name (its segment is /shmkit.ring.NAME)
         #[arg(value_name = "NAME")]
         name: String,
-        /// Size of the ring's data area if this command creates it (see `send`)
-        #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_size)]
-        capacity: u64,
+        /// Size of the ring's data area (see `send`)
+        #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+        capacity: Option<u64>,
         /// Exit after N messages, leaving the rest in the ring for the next consumer
         #[arg(long, value_name = "N")]
         count: Option<u64>,
@@ -152,11 +173,13 @@ pub enum Command {
         #[command(flatten)]
         sharing: Sharing,
     },
-    /// List rings whose processes all died, and with --force remove them
+    /// List rings nobody will use, and with --force remove them
     ///
-    /// A ring is garbage when a process that held one of its ends died
-    /// without leaving, no live process holds the other end, and no process
-    /// has it mapped. Without --force nothing is removed.
+    /// A ring is garbage when no live process holds an end of it or has it
+    /// mapped, and either a process that held an end died without leaving
+    /// (abandoned), nothing is left in it to read (finished), its creator
+    /// died before initialising it (half-made), or its header is corrupt.
+    /// Each is listed with its reason. Without --force nothing is removed.
     Gc {
         /// Only these rings [default: every ring]
         #[arg(value_name = "NAME")]
@@ -164,6 +187,43 @@ pub enum Command {
         /// Remove the rings instead of only listing them
         #[arg(long)]
         force: bool,
+    },
+    /// A live view of every segment, ring and topic on the machine, refreshed every second
+    ///
+    /// Shows each object's kind, name, size, resident bytes, attachers,
+    /// messages and bytes per second (from the counters in each ring's and
+    /// topic's header, sampled without joining and without locks), fill
+    /// level (a topic's: its worst subscriber's lag) and state; a dead
+    /// member is marked. Keys: q quits; / filters by
+    /// name; n, k, s, r, a, m, b, f sort by name, kind, size, resident,
+    /// attachers, messages/s, bytes/s, fill (again: reverse); space
+    /// refreshes now. As a user who may not read some objects, it shows
+    /// the rest and says which it could not read.
+    Top(TopArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    ///
+    /// bash: `shmkit completions bash > ~/.local/share/bash-completion/completions/shmkit`;
+    /// zsh: `shmkit completions zsh > ~/.zfunc/_shmkit` (with ~/.zfunc in
+    /// $fpath); fish: `shmkit completions fish > ~/.config/fish/completions/shmkit.fish`.
+    Completions {
+        /// The shell
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page shmkit(1) in roff, or with --dir write it and a page per subcommand
+    ///
+    /// `shmkit man | man -l -` reads it; `shmkit man --dir ~/.local/share/man/man1`
+    /// installs shmkit.1, shmkit-ls.1, ….
+    Man {
+        /// Write shmkit.1 and shmkit-SUBCOMMAND.1 into this directory instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
+    /// Print the help of shmkit or of its subcommands
+    Help {
+        /// The subcommand (and its subcommands) to explain
+        #[arg(value_name = "COMMAND")]
+        command: Vec<String>,
     },
     /// Show, step by step, two processes sharing a System V segment, then
     /// two more streaming messages through a ring
@@ -223,10 +283,11 @@ pub enum Command {
 /// rings they join (docs/SECURITY.md).
 #[derive(Debug, Args)]
 pub struct Sharing {
-    /// Permission bits of the ring's segment if this command creates it, in
-    /// octal; 660 with --group shares it with a group
-    #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_mode)]
-    pub mode: u32,
+    /// Permission bits of the ring's segment, in octal; 660 with --group
+    /// shares it with a group. An existing ring of another mode is an error
+    /// [default: 600, or the existing ring's]
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+    pub mode: Option<u32>,
     /// Group of the ring's segment if this command creates it: a group name
     /// or gid you are a member of
     #[arg(long, value_name = "GROUP", value_parser = parse_group)]
@@ -270,6 +331,202 @@ pub fn parse_group(text: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("no group {text:?}: give a group name or gid"))
 }
 
+/// The options of `shmkit ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Print a JSON array of the objects `stat --json` prints, one per
+    /// segment (see docs/JSON.md); with --limits or --summary, one object
+    #[arg(long)]
+    pub json: bool,
+    /// Exactly these columns, comma-separated, in this order (see below)
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "COLUMNS",
+        value_delimiter = ',',
+        value_enum,
+        conflicts_with_all = ["pids", "times", "creator"]
+    )]
+    pub output: Vec<Column>,
+    /// Add the creator's and the last attacher's pids, CPID and LPID (as `ipcs -p`)
+    #[arg(short = 'p', long)]
+    pub pids: bool,
+    /// Add the times of the last attach, detach and change: ATTACHED,
+    /// DETACHED, CHANGED (as `ipcs -t`; a POSIX segment has no attach or
+    /// detach time: see --output accessed,modified)
+    #[arg(short = 't', long)]
+    pub times: bool,
+    /// Add the creator's user and group, CUSER and CGROUP, and the owner's group (as `ipcs -c`)
+    #[arg(short = 'c', long)]
+    pub creator: bool,
+    /// Show PERMS as rw-r----- instead of octal 640
+    #[arg(long)]
+    pub symbolic: bool,
+    /// How times are shown
+    #[arg(long, value_name = "FORMAT", value_enum, default_value = "iso")]
+    pub time_format: TimeFormat,
+    /// Sizes as 4.0K, 12M, 1.5G (powers of 1024) instead of bytes
+    #[arg(long)]
+    pub human: bool,
+    /// Leave out the header line
+    #[arg(short = 'n', long)]
+    pub noheadings: bool,
+    /// For scripts: one line per segment, columns separated by one tab, a
+    /// missing value as `-`, a backslash or control character in a value
+    /// as `\\` or `\xHH`, no ring table
+    #[arg(short = 'r', long)]
+    pub raw: bool,
+    /// Show the system's limits instead: kernel.shmmni, kernel.shmmax,
+    /// kernel.shmall, and the size and use of /dev/shm (as `ipcs -l`)
+    #[arg(long, conflicts_with_all = ["summary", "output", "pids", "times", "creator"])]
+    pub limits: bool,
+    /// Show the totals instead: segments, bytes allocated, resident and
+    /// swapped, per kind (as `ipcs -u`)
+    #[arg(long, conflicts_with_all = ["output", "pids", "times", "creator"])]
+    pub summary: bool,
+}
+
+/// A column of `ls`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Column {
+    /// sysv or posix
+    Kind,
+    /// The System V key or the POSIX name
+    Key,
+    /// The System V id
+    Id,
+    /// The owner's user name (or uid)
+    Owner,
+    /// The owner's group name (or gid)
+    Group,
+    /// The permission bits
+    Perms,
+    /// The size
+    Bytes,
+    /// The number of attachments
+    Nattch,
+    /// dest (removal pending), locked
+    Status,
+    /// The creator's user (System V)
+    Cuser,
+    /// The creator's group (System V)
+    Cgroup,
+    /// The creator's pid (System V)
+    Cpid,
+    /// The pid of the last attach or detach (System V)
+    Lpid,
+    /// The last attach (System V)
+    Attached,
+    /// The last detach (System V)
+    Detached,
+    /// The last change of the permissions, or creation (System V); the
+    /// last change of the file's status (POSIX)
+    Changed,
+    /// The file's last access (POSIX)
+    Accessed,
+    /// The file's last modification (POSIX)
+    Modified,
+    /// Bytes resident in memory (System V) or allocated in /dev/shm (POSIX)
+    Resident,
+    /// Bytes swapped out (System V)
+    Swapped,
+}
+
+/// How `ls` shows times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimeFormat {
+    /// 2024-02-29T13:05:09Z (UTC)
+    Iso,
+    /// Seconds since 1970-01-01 UTC
+    Epoch,
+    /// How long ago: 42s, 7m, 3h, 12d
+    Ago,
+}
+
+/// The options of `shmkit rm`.
+#[derive(Debug, Args)]
+#[group(id = "which", required = true, multiple = true, args = ["keys", "ids", "all"])]
+pub struct RmArgs {
+    /// Keys of the segments: 0x1234, 4660, ftok:PATH:PROJ, or /name
+    #[arg(value_name = "KEY", allow_negative_numbers = true)]
+    pub keys: Vec<String>,
+    /// Select a System V segment by its id (repeatable)
+    #[arg(long = "id", value_name = "ID")]
+    pub ids: Vec<i32>,
+    /// Remove every segment that --kind, --owner and --prefix select (all of them without those)
+    #[arg(long, conflicts_with_all = ["keys", "ids"])]
+    pub all: bool,
+    /// With --all: only segments of this kind (ring, topic: the segments of rings, of topics)
+    #[arg(long, value_name = "KIND", value_enum, requires = "all")]
+    pub kind: Option<KindFilter>,
+    /// With --all: only segments this user owns (a name or a uid)
+    #[arg(long, value_name = "USER", requires = "all")]
+    pub owner: Option<String>,
+    /// With --all: only segments whose KEY, as `ls` shows it, starts with PREFIX (/shmkit.ring., 0x5c)
+    #[arg(long, value_name = "PREFIX", requires = "all")]
+    pub prefix: Option<String>,
+    /// Print a line for each segment removed
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// The kinds `rm --all --kind` selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KindFilter {
+    /// System V segments
+    Sysv,
+    /// POSIX segments (rings' included)
+    Posix,
+    /// The segments of message rings (/shmkit.ring.NAME)
+    Ring,
+    /// The segments of topics (/shmkit.topic.NAME)
+    Topic,
+}
+
+/// The options of `shmkit top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Print one snapshot as text and exit (rates over one --interval)
+    #[arg(long)]
+    pub once: bool,
+    /// With --once: print the snapshot as JSON (see docs/JSON.md)
+    #[arg(long, requires = "once")]
+    pub json: bool,
+    /// Seconds between refreshes, and the span the rates are measured over
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// The column to sort by
+    #[arg(long, value_name = "KEY", value_enum, default_value = "name")]
+    pub sort: SortKey,
+    /// Sort in descending order
+    #[arg(long)]
+    pub reverse: bool,
+    /// Only objects whose name contains TEXT
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+}
+
+/// What `top` sorts by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortKey {
+    /// The name (key)
+    Name,
+    /// The kind, then the name
+    Kind,
+    /// The size
+    Size,
+    /// The resident bytes
+    Resident,
+    /// The number of attachers
+    Attachers,
+    /// Messages per second
+    Messages,
+    /// Bytes per second
+    Bytes,
+    /// The fill level
+    Fill,
+}
+
 /// What `stat` shows: a segment by key or System V id, or a ring's segment.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
@@ -309,18 +566,6 @@ pub struct Target {
     /// Select a System V segment by its id (the shmid of `ipcs -m`) instead of a KEY
     #[arg(long, value_name = "ID")]
     pub id: Option<i32>,
-}
-
-/// One or more segments, by key or by System V id.
-#[derive(Debug, Args)]
-#[group(required = true, multiple = true)]
-pub struct Targets {
-    /// Keys of the segments: 0x1234, 4660, ftok:PATH:PROJ, or /name
-    #[arg(value_name = "KEY", allow_negative_numbers = true)]
-    pub keys: Vec<String>,
-    /// Select a System V segment by its id (repeatable)
-    #[arg(long = "id", value_name = "ID")]
-    pub ids: Vec<i32>,
 }
 
 /// Parses a KEY as the library does (`private` included).
@@ -372,6 +617,16 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
     }
     let seconds: f64 = text.parse().map_err(|_| expected())?;
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text} seconds is too long"))
+}
+
+/// Parses `top`'s refresh interval: seconds as [`parse_seconds`], from a
+/// tenth of a second (faster would cost the machine more than it shows).
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_seconds(text)?;
+    if interval < Duration::from_millis(100) {
+        return Err("the interval must be at least 0.1 seconds".to_owned());
+    }
+    Ok(interval)
 }
 
 /// Parses permission bits in octal (`644`, `0644` or `0o644`), at most `777`.

@@ -1,17 +1,22 @@
 //! `shmkit`: inspect and use System V and POSIX shared memory from the shell.
 //!
 //! This binary is thin: it parses the command line ([`args`]), calls the
-//! `shmkit` library ([`commands`], [`ring`], [`demo`]; `shmkit bench` is the
-//! `shmkit_bench` crate), and
-//! formats what comes back ([`output`]). Errors print as `shmkit: <message>`
+//! `shmkit` library ([`commands`], [`ls`], [`top`], [`ring`], [`demo`];
+//! `shmkit bench` is the `shmkit_bench` crate), and formats what comes
+//! back ([`output`]); [`generate`] makes the completions, the manual page
+//! and the help from [`args`]. Errors print as `shmkit: <message>`
 //! with the exit status documented in `--help` ([`error`]).
 
 mod args;
 mod commands;
 mod demo;
 mod error;
+mod generate;
+mod ls;
 mod output;
 mod ring;
+mod signals;
+mod top;
 mod users;
 
 use std::io;
@@ -20,28 +25,26 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::args::{Cli, Command};
-use crate::error::{CliError, EXIT_USAGE};
+use crate::error::CliError;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => {
-            // Usage errors go to stderr; --help and --version to stdout,
-            // where a closed pipe is no reason to complain.
-            let _ = err.print();
-            return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(EXIT_USAGE));
-        }
+        Err(err) => return generate::report_clap(&err),
     };
-    match run(cli.command) {
+    let code = match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => err.report(),
-    }
+    };
+    // A command stopped by a signal has cleaned up; now it dies of it.
+    signals::reraise();
+    code
 }
 
 fn run(command: Command) -> Result<(), CliError> {
     let mut out = io::stdout().lock();
     match command {
-        Command::Ls { json } => commands::ls(json, &mut out),
+        Command::Ls(args) => ls::ls(&args, &mut out),
         Command::Stat { target, json } => commands::stat(&target, json, &mut out),
         Command::Create {
             key,
@@ -49,10 +52,12 @@ fn run(command: Command) -> Result<(), CliError> {
             mode,
             exclusive,
         } => commands::create(&key, size, mode, exclusive, &mut out),
-        Command::Rm { targets } => commands::rm(&targets),
-        Command::Write { target, offset } => {
-            commands::write(&target, offset, &mut io::stdin().lock())
-        }
+        Command::Rm(args) => commands::rm(&args, &mut out),
+        Command::Write { target, offset } => commands::write(&target, offset, &mut ring::stdin()?),
+        Command::Top(args) => top::run(&args, &mut out),
+        Command::Completions { shell } => generate::completions(shell, &mut out),
+        Command::Man { dir } => generate::man(dir.as_deref(), &mut out),
+        Command::Help { command } => generate::help(&command, &mut out),
         Command::Read {
             target,
             offset,
@@ -61,14 +66,19 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Send {
             name,
             capacity,
+            timeout,
+            wait_for_consumer,
             raw,
             sharing,
-        } => ring::send(
-            &name,
-            &ring::options(capacity, &sharing),
-            raw,
-            ring::stdin()?,
-        ),
+        } => {
+            let options = ring::SendOptions {
+                timeout,
+                wait_for_consumer,
+                raw,
+            };
+            let ring = ring::options(capacity, &sharing);
+            ring::send(&name, ring, &options, ring::stdin()?)
+        }
         Command::Recv {
             name,
             capacity,

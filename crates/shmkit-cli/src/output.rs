@@ -1,5 +1,6 @@
-//! How segments and rings are shown: the `ls` tables, the `stat` report and
-//! attachers table, their JSON forms, and times as UTC ISO-8601.
+//! How segments and rings are shown: the ring table, the `stat` report and
+//! attachers table, their JSON forms (docs/JSON.md), and times as UTC
+//! ISO-8601. The segment table is `ls`'s.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -9,34 +10,24 @@ use shmkit::{Kind, Mapping, Stat};
 
 use crate::users::Names;
 
-/// The `ls` table, like `ipcs -m`: one row per segment, header always.
-pub fn segments_table(stats: &[Stat], names: &Names) -> String {
-    let mut rows = vec![[
-        "KIND", "KEY", "ID", "OWNER", "PERMS", "BYTES", "NATTCH", "STATUS",
-    ]
-    .map(str::to_owned)
-    .to_vec()];
-    for stat in stats {
-        rows.push(vec![
-            kind_name(stat.kind).to_owned(),
-            stat.key.to_string(),
-            stat.id.map_or_else(|| "-".to_owned(), |id| id.to_string()),
-            names.user_or_number(stat.uid),
-            format!("{:o}", stat.mode),
-            stat.size.to_string(),
-            stat.nattch.to_string(),
-            status(stat),
-        ]);
-    }
-    table(&rows)
-}
+/// The version of every JSON output's layout (docs/JSON.md): raised when
+/// a field changes meaning or goes; adding a field keeps it.
+pub const SCHEMA_VERSION: u32 = 1;
 
 /// What `ls` knows of one ring: its status, or why it could not be read.
 pub type RingRow = (String, Result<RingStatus, shmkit::Error>);
 
-/// The `ls` table of rings, one row per ring, header always. A ring whose
-/// header cannot be read shows its name and `unreadable`.
-pub fn rings_table(rings: &[RingRow]) -> String {
+/// The ring in a segment named `/shmkit.ring.NAME`, and its status; `None`
+/// for every other segment.
+pub fn ring_in(stat: &Stat) -> Option<RingRow> {
+    let key = stat.key.to_string();
+    let name = key.strip_prefix(shmkit::ring::SEGMENT_PREFIX)?;
+    Some((name.to_owned(), shmkit::ring::status(name)))
+}
+
+/// The `ls` table of rings, one row per ring, with a header if `headings`.
+/// A ring whose header cannot be read shows its name and `unreadable`.
+pub fn rings_table(rings: &[RingRow], headings: bool) -> String {
     let mut rows = vec![[
         "NAME",
         "CAPACITY",
@@ -49,6 +40,9 @@ pub fn rings_table(rings: &[RingRow]) -> String {
     ]
     .map(str::to_owned)
     .to_vec()];
+    if !headings {
+        rows.clear();
+    }
     for (name, ring) in rings {
         rows.push(match ring {
             Ok(ring) => vec![
@@ -117,12 +111,19 @@ pub fn ring_text(ring: &Result<RingStatus, shmkit::Error>) -> String {
     text
 }
 
-/// The JSON form of a ring's status: the fields of [`RingStatus`] and its
-/// `state` (see [`ring_state`]).
+/// The JSON form of a ring's status (docs/JSON.md, "ring"): its state
+/// (see [`ring_state`]) and counters.
 #[derive(Debug, Serialize)]
 pub struct RingJson<'a> {
-    #[serde(flatten)]
-    status: &'a RingStatus,
+    name: &'a str,
+    capacity: u64,
+    max_message: u64,
+    bytes_in_flight: u64,
+    sent: u64,
+    received: u64,
+    closed: bool,
+    producer: Option<EndpointStatus>,
+    consumer: Option<EndpointStatus>,
     state: &'static str,
 }
 
@@ -130,10 +131,23 @@ impl<'a> RingJson<'a> {
     /// The JSON view of `status`.
     pub fn new(status: &'a RingStatus) -> RingJson<'a> {
         RingJson {
-            status,
+            name: &status.name,
+            capacity: status.capacity,
+            max_message: status.max_message,
+            bytes_in_flight: status.bytes_in_flight,
+            sent: status.sent,
+            received: status.received,
+            closed: status.closed,
+            producer: status.producer,
+            consumer: status.consumer,
             state: ring_state(status),
         }
     }
+}
+
+/// A mapping's address as every output shows it: `0x` and lower-case hex.
+pub fn address(address: u64) -> String {
+    format!("{address:#x}")
 }
 
 /// The attachers of a segment: pid, command, address range and access.
@@ -145,7 +159,7 @@ pub fn attachers_table(attachers: &[Mapping]) -> String {
         rows.push(vec![
             m.pid.to_string(),
             m.command.clone(),
-            format!("{:x}-{:x}", m.start, m.end),
+            format!("{}-{}", address(m.start), address(m.end)),
             m.perms.clone(),
         ]);
     }
@@ -218,73 +232,108 @@ pub fn stat_text(stat: &Stat, names: &Names) -> String {
 }
 
 /// The JSON form of a [`Stat`], for `stat --json` and each element of
-/// `ls --json`. Fields a kind does not have are `null`; times are seconds
-/// since the epoch, `null` for never; `ring` is the status of the ring in
-/// the segment, `null` if it holds none (or one that cannot be read).
+/// `ls --json`, documented field by field in docs/JSON.md ("segment").
+/// Fields a kind does not have are `null`; times are seconds since the
+/// epoch, `null` for never; System V's attach, detach and change times and
+/// a POSIX file's access, modification and change times have names that
+/// say which; `ring` is the status of the ring in the segment, `null` if it
+/// holds none (or one that cannot be read).
 #[derive(Debug, Serialize)]
 pub struct StatJson<'a> {
+    schema_version: u32,
     kind: Kind,
     key: String,
     id: Option<i32>,
     size: u64,
+    /// The permission bits as a number: 416 for `0o640`.
+    mode: u32,
     /// Octal, as text: `"640"`.
-    mode: String,
+    mode_octal: String,
     /// `rw-r-----`.
-    mode_rwx: String,
+    mode_symbolic: String,
     uid: u32,
     user: Option<&'a str>,
     gid: u32,
     group: Option<&'a str>,
-    cuid: Option<u32>,
-    cuser: Option<&'a str>,
-    cgid: Option<u32>,
-    cgroup: Option<&'a str>,
-    cpid: Option<shmkit::Pid>,
-    lpid: Option<shmkit::Pid>,
+    creator_uid: Option<u32>,
+    creator_user: Option<&'a str>,
+    creator_gid: Option<u32>,
+    creator_group: Option<&'a str>,
+    creator_pid: Option<shmkit::Pid>,
+    last_pid: Option<shmkit::Pid>,
     nattch: u64,
-    atime: Option<u64>,
-    dtime: Option<u64>,
-    ctime: Option<u64>,
-    mtime: Option<u64>,
+    sysv_attach_time: Option<u64>,
+    sysv_detach_time: Option<u64>,
+    sysv_change_time: Option<u64>,
+    file_access_time: Option<u64>,
+    file_modify_time: Option<u64>,
+    file_change_time: Option<u64>,
     removed: bool,
     locked: bool,
     resident_bytes: u64,
     swapped_bytes: Option<u64>,
-    attachers: &'a [Mapping],
+    attachers: Vec<AttacherJson<'a>>,
     ring: Option<RingJson<'a>>,
+}
+
+/// One attacher in the JSON (docs/JSON.md, "attacher").
+#[derive(Debug, Serialize)]
+pub struct AttacherJson<'a> {
+    pid: shmkit::Pid,
+    command: &'a str,
+    start: String,
+    end: String,
+    perms: &'a str,
 }
 
 impl<'a> StatJson<'a> {
     /// The JSON view of `stat`, with names from `names` and the status of
     /// the ring in it, if any.
     pub fn new(stat: &'a Stat, names: &'a Names, ring: Option<&'a RingStatus>) -> StatJson<'a> {
+        let sysv = stat.kind == Kind::SysV;
+        let time =
+            |time: Option<SystemTime>, applies: bool| time.filter(|_| applies).map(epoch_seconds);
         StatJson {
+            schema_version: SCHEMA_VERSION,
             kind: stat.kind,
             key: stat.key.to_string(),
             id: stat.id,
             size: stat.size,
-            mode: format!("{:o}", stat.mode),
-            mode_rwx: stat.mode.to_string(),
+            mode: stat.mode.bits(),
+            mode_octal: format!("{:o}", stat.mode),
+            mode_symbolic: stat.mode.to_string(),
             uid: stat.uid,
             user: names.user(stat.uid),
             gid: stat.gid,
             group: names.group(stat.gid),
-            cuid: stat.cuid,
-            cuser: stat.cuid.and_then(|uid| names.user(uid)),
-            cgid: stat.cgid,
-            cgroup: stat.cgid.and_then(|gid| names.group(gid)),
-            cpid: stat.cpid,
-            lpid: stat.lpid,
+            creator_uid: stat.cuid,
+            creator_user: stat.cuid.and_then(|uid| names.user(uid)),
+            creator_gid: stat.cgid,
+            creator_group: stat.cgid.and_then(|gid| names.group(gid)),
+            creator_pid: stat.cpid,
+            last_pid: stat.lpid,
             nattch: stat.nattch,
-            atime: stat.atime.map(epoch_seconds),
-            dtime: stat.dtime.map(epoch_seconds),
-            ctime: stat.ctime.map(epoch_seconds),
-            mtime: stat.mtime.map(epoch_seconds),
+            sysv_attach_time: time(stat.atime, sysv),
+            sysv_detach_time: time(stat.dtime, sysv),
+            sysv_change_time: time(stat.ctime, sysv),
+            file_access_time: time(stat.atime, !sysv),
+            file_modify_time: time(stat.mtime, !sysv),
+            file_change_time: time(stat.ctime, !sysv),
             removed: stat.removed,
             locked: stat.locked,
             resident_bytes: stat.resident_bytes,
             swapped_bytes: stat.swapped_bytes,
-            attachers: &stat.attachers,
+            attachers: stat
+                .attachers
+                .iter()
+                .map(|m| AttacherJson {
+                    pid: m.pid,
+                    command: &m.command,
+                    start: address(m.start),
+                    end: address(m.end),
+                    perms: &m.perms,
+                })
+                .collect(),
             ring: ring.map(RingJson::new),
         }
     }
@@ -308,7 +357,7 @@ pub fn kind_name(kind: Kind) -> &'static str {
 }
 
 /// The `ipcs` status words: `dest` for a pending removal, `locked`.
-fn status(stat: &Stat) -> String {
+pub fn status_words(stat: &Stat) -> String {
     let mut words = Vec::new();
     if stat.removed {
         words.push("dest");
@@ -321,7 +370,7 @@ fn status(stat: &Stat) -> String {
 
 /// Columns left-aligned to their widest cell, two spaces apart, no trailing
 /// blanks.
-fn table(rows: &[Vec<String>]) -> String {
+pub fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
@@ -344,7 +393,8 @@ fn table(rows: &[Vec<String>]) -> String {
     text
 }
 
-fn epoch_seconds(time: SystemTime) -> u64 {
+/// Whole seconds since 1970-01-01 UTC (0 for a time before it).
+pub fn epoch_seconds(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs())
 }

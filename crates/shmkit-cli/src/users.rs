@@ -47,6 +47,12 @@ impl Names {
         self.user(uid)
             .map_or_else(|| uid.to_string(), str::to_owned)
     }
+
+    /// The group's name, or the number if it has none.
+    pub fn group_or_number(&self, gid: u32) -> String {
+        self.group(gid)
+            .map_or_else(|| gid.to_string(), str::to_owned)
+    }
 }
 
 /// The lowest id with this name (names are unique in sane files).

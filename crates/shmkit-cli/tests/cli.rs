@@ -6,8 +6,9 @@
 //! meet; and every segment a test makes is removed by a guard when the test
 //! ends, even by a panic.
 
-use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -34,7 +35,7 @@ impl TestKey {
     /// `0x5Cpppp nn`: 0x5C, the low 16 bits of the pid, the counter.
     fn sysv() -> TestKey {
         let key = 0x5C00_0000 | (std::process::id() & 0xffff) << 8 | TestKey::next();
-        TestKey(Key::SysV(key as i32))
+        TestKey(Key::SysV(key))
     }
 
     /// `/shmkit-cli-test-PID-N`.
@@ -158,6 +159,16 @@ fn failed(output: &Output, code: i32, fragment: &str) -> String {
     stderr
 }
 
+/// Asserts that clap refused the command line (exit 2, `error: …`
+/// containing `fragment`).
+#[track_caller]
+fn refused_by_clap(output: &Output, fragment: &str) {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.starts_with("error: "), "stderr: {stderr}");
+    assert!(stderr.contains(fragment), "{fragment:?} not in {stderr:?}");
+}
+
 #[track_caller]
 fn assert_no_crash(stderr: &str) {
     for bad in ["panicked", "Os {", "RUST_BACKTRACE"] {
@@ -228,7 +239,8 @@ fn sysv_create_ls_stat_rm_round_trip() {
         .unwrap_or_else(|| panic!("{k} not in {all}"));
     assert_eq!(listed["id"], id);
     assert_eq!(listed["size"], 4096);
-    assert_eq!(listed["mode"], "640");
+    assert_eq!(listed["mode"], 0o640);
+    assert_eq!(listed["mode_octal"], "640");
     assert_eq!(listed["nattch"], 0);
 
     let stat = succeeded(&shmkit(&["stat", &k]));
@@ -249,13 +261,15 @@ fn sysv_create_ls_stat_rm_round_trip() {
     assert_eq!(by_key["key"], k.as_str());
     assert_eq!(by_key["id"], id);
     assert_eq!(by_key["size"], 4096);
-    assert_eq!(by_key["mode"], "640");
-    assert_eq!(by_key["mode_rwx"], "rw-r-----");
+    assert_eq!(by_key["mode"], 0o640);
+    assert_eq!(by_key["mode_octal"], "640");
+    assert_eq!(by_key["mode_symbolic"], "rw-r-----");
     assert_eq!(by_key["nattch"], 0);
     assert_eq!(by_key["removed"], false);
-    assert_eq!(by_key["atime"], Value::Null);
-    assert!(by_key["ctime"].as_u64().is_some_and(|t| t > 0));
-    assert!(by_key["cpid"].as_i64().is_some_and(|pid| pid > 0));
+    assert_eq!(by_key["sysv_attach_time"], Value::Null);
+    assert!(by_key["sysv_change_time"].as_u64().is_some_and(|t| t > 0));
+    assert_eq!(by_key["file_change_time"], Value::Null);
+    assert!(by_key["creator_pid"].as_i64().is_some_and(|pid| pid > 0));
     assert_eq!(by_key["attachers"], serde_json::json!([]));
     let by_id = json(&shmkit(&["stat", "--id", &id.to_string(), "--json"]));
     assert_eq!(by_id, by_key);
@@ -290,7 +304,7 @@ fn posix_create_ls_stat_rm_round_trip() {
         .unwrap_or_else(|| panic!("{n} not in {all}"));
     assert_eq!(listed["kind"], "posix");
     assert_eq!(listed["size"], 8192);
-    assert_eq!(listed["mode"], "644");
+    assert_eq!(listed["mode"], 0o644);
     assert_eq!(listed["nattch"], 0);
 
     let stat = succeeded(&shmkit(&["stat", &n]));
@@ -306,9 +320,12 @@ fn posix_create_ls_stat_rm_round_trip() {
     assert_eq!(stat["key"], n.as_str());
     assert_eq!(stat["id"], Value::Null);
     assert_eq!(stat["size"], 8192);
-    assert_eq!(stat["mode"], "644");
+    assert_eq!(stat["mode"], 0o644);
+    assert_eq!(stat["mode_symbolic"], "rw-r--r--");
     assert_eq!(stat["nattch"], 0);
-    assert_eq!(stat["cpid"], Value::Null);
+    assert_eq!(stat["creator_pid"], Value::Null);
+    assert_eq!(stat["sysv_change_time"], Value::Null);
+    assert!(stat["file_change_time"].as_u64().is_some_and(|t| t > 0));
 
     assert_eq!(succeeded(&shmkit(&["rm", &n])), "");
     failed(&shmkit(&["stat", &n]), 1, "no shared-memory segment");
@@ -577,7 +594,7 @@ fn sysv_system_wide_limits_are_named() {
         &output,
         1,
         &format!(
-            "segment size of {} bytes is over the limit of {} bytes",
+            "segment size of {} bytes is over the limit of {} bytes, the limit being kernel.shmall",
             5 * page,
             4 * page
         ),
@@ -622,6 +639,11 @@ fn posix_size_over_the_capacity_of_dev_shm_is_refused() {
         &shmkit(&["create", &name.arg(), "--size", "1000000000000000000"]),
         1,
         "segment size of 1000000000000000000 bytes is over the limit of",
+    );
+    failed(
+        &shmkit(&["create", &name.arg(), "--size", "1000000000000000000"]),
+        1,
+        "the limit being the size of the /dev/shm file system (a tmpfs) (see `shmkit ls --limits`)",
     );
     failed(
         &shmkit(&["stat", &name.arg()]),
@@ -679,11 +701,34 @@ fn bad_key_syntax_is_a_usage_error() {
         2,
         "is not a key",
     );
-    failed(
+    let ftok = failed(
         &shmkit(&["stat", "ftok:/surely/not/here:1"]),
         1,
-        "ftok of /surely/not/here",
+        "ftok of /surely/not/here: there is no such file; ftok derives a key from an existing file",
     );
+    assert!(!ftok.contains("os error"), "{ftok}");
+}
+
+#[test]
+fn keys_with_a_sign_after_0x_are_usage_errors() {
+    for bad in ["0x-1", "0x+5", "+5", "0x"] {
+        failed(&shmkit(&["stat", bad]), 2, &format!("{bad:?} is not a key"));
+    }
+}
+
+#[test]
+fn a_posix_name_longer_than_shm_open_takes_is_a_usage_error() {
+    let longest =
+        TestKey(Key::posix(&format!("/{}", "n".repeat(254))).expect("254 bytes is a valid name"));
+    succeeded(&shmkit(&["create", &longest.arg(), "--size", "1K"]));
+    succeeded(&shmkit(&["rm", &longest.arg()]));
+    let too_long = format!("/{}", "n".repeat(255));
+    let message = failed(
+        &shmkit(&["create", &too_long, "--size", "1K"]),
+        2,
+        "must be at most 254 bytes after the '/'",
+    );
+    assert!(!message.contains("os error"), "{message}");
 }
 
 #[test]
@@ -807,9 +852,12 @@ fn shmkit_reads_a_sysv_segment_python_created() {
     let stat = json(&shmkit(&["stat", &key.arg(), "--json"]));
     assert_eq!(stat["id"].to_string(), id);
     assert_eq!(stat["size"], 5000);
-    assert_eq!(stat["mode"], "644");
+    assert_eq!(stat["mode"], 0o644);
     assert_eq!(stat["nattch"], 0);
-    assert!(stat["dtime"].as_u64().is_some(), "Python detached: {stat}");
+    assert!(
+        stat["sysv_detach_time"].as_u64().is_some(),
+        "Python detached: {stat}"
+    );
 }
 
 const PYTHON_POSIX: &str = r#"
@@ -862,7 +910,11 @@ fn ipcrm_of_an_attached_segment_shows_as_dest() {
     let attachers = stat["attachers"].as_array().expect("an array");
     assert_eq!(attachers.len(), 1, "{stat}");
     assert_eq!(attachers[0]["pid"], std::process::id());
-    assert_eq!(attachers[0]["start"], mapping.as_ptr() as u64);
+    // Addresses in one form everywhere: 0x and lower-case hex.
+    assert_eq!(
+        attachers[0]["start"],
+        format!("{:#x}", mapping.as_ptr() as u64)
+    );
 
     let text_stat = succeeded(&shmkit(&["stat", "--id", &id_text]));
     assert!(stat_field(&text_stat, "removed").starts_with("yes (dest"));
@@ -997,4 +1049,646 @@ fn read_into_a_closed_pipe_exits_0_quietly() {
     let output = reader.wait_with_output().expect("wait for shmkit read");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
+}
+
+// ---------------------------------------------------------------------------
+// create, stat and rm as issue 15 found them
+
+#[test]
+fn create_with_another_mode_on_an_existing_segment_says_so() {
+    for key in [TestKey::sysv(), TestKey::posix()] {
+        let k = key.arg();
+        succeeded(&shmkit(&["create", &k, "--size", "100", "--mode", "600"]));
+        let again = shmkit(&["create", &k, "--size", "100", "--mode", "644"]);
+        assert!(again.status.success(), "{}", text(&again.stderr));
+        let note = text(&again.stderr);
+        assert!(
+            note.contains("already exists with mode 600, which it keeps: --mode 644 applies only to a new segment"),
+            "{note}"
+        );
+        let stat = json(&shmkit(&["stat", &k, "--json"]));
+        assert_eq!(stat["mode_octal"], "600", "the mode is unchanged");
+        // The same mode, or none asked for: nothing to say.
+        for args in [&["--mode", "600"][..], &[]] {
+            let mut command = vec!["create", &k, "--size", "100"];
+            command.extend_from_slice(args);
+            let quiet = shmkit(&command);
+            assert!(quiet.status.success());
+            assert_eq!(text(&quiet.stderr), "", "{args:?}");
+        }
+    }
+}
+
+/// `shmkit ARGS` as uid and gid 65534 (nobody, no supplementary groups),
+/// or `None` (and a printed reason) when this process is not root.
+fn shmkit_as_nobody(args: &[&str]) -> Option<Output> {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: dropping to uid 65534 needs root (CI runs as root)");
+        return None;
+    }
+    let mut command = Command::new(SHMKIT);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec the child calls only setgroups,
+    // setresgid and setresuid, which are async-signal-safe, and touches no
+    // memory another thread of this process could hold locked.
+    unsafe {
+        command.pre_exec(|| {
+            let nobody = 65534;
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setresgid(nobody, nobody, nobody) != 0
+                || libc::setresuid(nobody, nobody, nobody) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Some(command.output().expect("run shmkit as uid 65534"))
+}
+
+#[test]
+fn unprivileged_stat_shows_the_file_status_and_rm_names_removal() {
+    let (name, key) = (TestKey::posix(), TestKey::sysv());
+    succeeded(&shmkit(&[
+        "create",
+        &name.arg(),
+        "--size",
+        "4K",
+        "--mode",
+        "600",
+    ]));
+    create_sysv(&key, "4K", &["--mode", "600"]);
+    let Some(stat) = shmkit_as_nobody(&["stat", &name.arg()]) else {
+        return;
+    };
+    let stat = succeeded(&stat);
+    assert_eq!(stat_field(&stat, "mode"), "600 (rw-------)");
+    assert_eq!(stat_field(&stat, "size"), "4096 bytes");
+    assert!(stat_field(&stat, "uid").starts_with('0'), "{stat}");
+    let as_json = shmkit_as_nobody(&["stat", &name.arg(), "--json"]).expect("as root");
+    assert_eq!(json(&as_json)["size"], 4096);
+
+    for k in [name.arg(), key.arg()] {
+        let rm = shmkit_as_nobody(&["rm", &k]).expect("as root");
+        failed(
+            &rm,
+            1,
+            "permission denied: removal of shared-memory segment",
+        );
+        succeeded(&shmkit(&["stat", &k]));
+    }
+}
+
+#[test]
+fn write_streams_its_input() {
+    // 64 MiB through a pipe into a 64 MiB segment, with the data segment
+    // limited to 32 MiB: holding the input in memory would fail.
+    let name = TestKey::posix();
+    let size: u64 = 64 << 20;
+    succeeded(&shmkit(&[
+        "create",
+        &name.arg(),
+        "--size",
+        &size.to_string(),
+    ]));
+    let script = r#"ulimit -d 32768 && yes abcdefg | head -c "$2" | "$0" write "$1""#;
+    let output = run(
+        "bash",
+        &["-c", script, SHMKIT, &name.arg(), &size.to_string()],
+        None,
+    );
+    succeeded(&output);
+    let last = (size - 8).to_string();
+    assert_eq!(
+        succeeded(&shmkit(&["read", &name.arg(), "--offset", &last])),
+        "abcdefg\n"
+    );
+
+    // One byte too many through the pipe: nothing is written.
+    let other = TestKey::posix();
+    succeeded(&shmkit(&["create", &other.arg(), "--size", "64K"]));
+    let output = run(
+        "bash",
+        &["-c", script, SHMKIT, &other.arg(), &(65536 + 1).to_string()],
+        None,
+    );
+    failed(&output, 1, "nothing was written");
+    let start = shmkit(&["read", &other.arg(), "--len", "8"]);
+    assert_eq!(succeeded(&start).as_bytes(), [0; 8]);
+
+    // A file that is too large is refused before anything is read.
+    let path = std::env::temp_dir().join(format!("shmkit-cli-test-{}-write", std::process::id()));
+    std::fs::write(&path, vec![b'x'; 65537]).expect("write a temporary file");
+    let from_file = Command::new(SHMKIT)
+        .args(["write", &other.arg()])
+        .stdin(std::fs::File::open(&path).expect("open it"))
+        .output()
+        .expect("run shmkit");
+    std::fs::remove_file(&path).expect("remove the temporary file");
+    failed(
+        &from_file,
+        1,
+        "at most 65536 can be written there; nothing was written",
+    );
+    let start = shmkit(&["read", &other.arg(), "--len", "8"]);
+    assert_eq!(succeeded(&start).as_bytes(), [0; 8]);
+}
+
+#[test]
+fn a_bad_data_offset_says_it_must_be_512() {
+    let name = format!("cli-test-{}-offset", std::process::id());
+    let segment = TestKey(Key::posix(&format!("/shmkit.ring.{name}")).expect("a valid name"));
+    let producer = shmkit::ring::Producer::open(&name).expect("make the ring");
+    succeeded(&shmkit_with_input(
+        &["write", &segment.arg(), "--offset", "32"],
+        &1024u64.to_le_bytes(),
+    ));
+    let stat = succeeded(&shmkit(&["stat", "--ring", &name]));
+    assert!(
+        stat.contains("data_offset is 1024; the data area always starts at 512"),
+        "{stat}"
+    );
+    drop(producer);
+}
+
+// ---------------------------------------------------------------------------
+// Help
+
+#[test]
+fn help_works_as_a_subcommand_and_fails_when_it_cannot_be_written() {
+    let help = succeeded(&shmkit(&["help", "--help"]));
+    assert!(help.contains("Usage: shmkit help [COMMAND]..."), "{help}");
+    assert_eq!(
+        succeeded(&shmkit(&["help", "rm"])),
+        succeeded(&shmkit(&["rm", "--help"]))
+    );
+    assert_eq!(
+        succeeded(&shmkit(&["help"])),
+        succeeded(&shmkit(&["--help"]))
+    );
+    failed(
+        &shmkit(&["help", "frobnicate"]),
+        2,
+        "no such command: shmkit frobnicate",
+    );
+
+    let rm = succeeded(&shmkit(&["rm", "--help"]));
+    assert!(
+        rm.contains("Usage: shmkit rm [-v] <KEY>... [--id <ID>]..."),
+        "{rm}"
+    );
+    assert!(rm.contains("shmkit rm [-v] --all"), "{rm}");
+
+    let full = Command::new(SHMKIT)
+        .arg("--help")
+        .stdout(std::fs::File::create("/dev/full").expect("open /dev/full"))
+        .output()
+        .expect("run shmkit");
+    assert_eq!(full.status.code(), Some(1));
+    assert!(
+        text(&full.stderr).starts_with("shmkit: writing standard output: "),
+        "{}",
+        text(&full.stderr)
+    );
+}
+
+#[test]
+fn completions_and_manual_pages_are_generated() {
+    let bash = succeeded(&shmkit(&["completions", "bash"]));
+    assert!(bash.contains("_shmkit()"), "{bash}");
+    for word in ["ls", "top", "--noheadings", "--limits"] {
+        assert!(bash.contains(word), "{word} not in the bash completions");
+    }
+    assert!(succeeded(&shmkit(&["completions", "zsh"])).starts_with("#compdef shmkit"));
+    assert!(succeeded(&shmkit(&["completions", "fish"])).contains("complete -c shmkit"));
+    refused_by_clap(&shmkit(&["completions", "tcsh"]), "invalid value 'tcsh'");
+
+    let page = succeeded(&shmkit(&["man"]));
+    assert!(page.starts_with(".ie \\n(.g .ds Aq"), "{page}");
+    assert!(page.contains(".TH shmkit 1"), "{page}");
+    assert!(page.contains("shmkit\\-top"), "{page}");
+
+    let dir = std::env::temp_dir().join(format!("shmkit-cli-test-{}-man", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("make a directory");
+    let wrote = shmkit(&["man", "--dir", dir.to_str().expect("UTF-8")]);
+    let pages: BTreeSet<String> = std::fs::read_dir(&dir)
+        .expect("list it")
+        .map(|entry| {
+            entry
+                .expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    std::fs::remove_dir_all(&dir).expect("remove the directory");
+    succeeded(&wrote);
+    for page in ["shmkit.1", "shmkit-ls.1", "shmkit-top.1", "shmkit-rm.1"] {
+        assert!(pages.contains(page), "{page} not in {pages:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// ls as ipcs and lsipc show segments
+
+/// The `ls --raw` line whose first column is `key`, split at tabs.
+fn raw_row(ls: &str, key: &str) -> Vec<String> {
+    ls.lines()
+        .map(|line| line.split('\t').map(str::to_owned).collect::<Vec<_>>())
+        .find(|cells| cells[0] == key)
+        .unwrap_or_else(|| panic!("{key} not in {ls}"))
+}
+
+#[test]
+fn ls_shows_the_columns_asked_for() {
+    let (key, name) = (TestKey::sysv(), TestKey::posix());
+    let id = create_sysv(&key, "8K", &["--mode", "640"]);
+    succeeded(&shmkit(&[
+        "create",
+        &name.arg(),
+        "--size",
+        "3M",
+        "--mode",
+        "604",
+    ]));
+    let (k, n) = (key.arg(), name.arg());
+    let sysv = json(&shmkit(&["stat", &k, "--json"]));
+
+    let header = succeeded(&shmkit(&["ls", "-p", "-t", "-c"]));
+    let header = header.lines().next().expect("a header");
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        [
+            "KIND", "KEY", "ID", "OWNER", "GROUP", "CUSER", "CGROUP", "PERMS", "BYTES", "NATTCH",
+            "STATUS", "CPID", "LPID", "ATTACHED", "DETACHED", "CHANGED"
+        ]
+    );
+
+    let columns = "key,id,perms,bytes,cpid,lpid,attached,detached,changed,accessed";
+    let raw = succeeded(&shmkit(&[
+        "ls",
+        "--raw",
+        "-o",
+        columns,
+        "--symbolic",
+        "--human",
+        "--time-format",
+        "epoch",
+    ]));
+    assert!(
+        raw.starts_with("KEY\tID\tPERMS\tBYTES\tCPID\tLPID\tATTACHED\t"),
+        "{raw}"
+    );
+    assert!(
+        !raw.contains("RINGS"),
+        "no ring table in the raw form: {raw}"
+    );
+    assert_eq!(
+        raw_row(&raw, &k),
+        [
+            k.clone(),
+            id.to_string(),
+            "rw-r-----".to_owned(),
+            "8.0K".to_owned(),
+            sysv["creator_pid"].to_string(),
+            "0".to_owned(),
+            "never".to_owned(),
+            "never".to_owned(),
+            sysv["sysv_change_time"].to_string(),
+            "-".to_owned(),
+        ]
+    );
+    let posix = raw_row(&raw, &n);
+    assert_eq!(posix[1..8], ["-", "rw----r--", "3.0M", "-", "-", "-", "-"]);
+    assert!(
+        posix[8].parse::<u64>().is_ok() && posix[9].parse::<u64>().is_ok(),
+        "{posix:?}"
+    );
+
+    let ago = succeeded(&shmkit(&[
+        "ls",
+        "--raw",
+        "--noheadings",
+        "-o",
+        "key,changed",
+        "--time-format",
+        "ago",
+    ]));
+    assert!(!ago.starts_with("KEY"), "{ago}");
+    let changed = &raw_row(&ago, &k)[1];
+    assert!(
+        changed.ends_with('s') || changed.ends_with('m'),
+        "{changed}"
+    );
+
+    let plain = succeeded(&shmkit(&["ls", "--noheadings"]));
+    assert!(!plain.contains("KIND"), "{plain}");
+    assert!(ls_row(&plain, &k).is_some(), "{plain}");
+}
+
+/// A number from /proc/sys.
+fn sysctl(name: &str) -> u64 {
+    let path = format!("/proc/sys/kernel/{name}");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+#[test]
+fn ls_limits_and_summary_show_what_ipcs_l_and_u_show() {
+    let limits = json(&shmkit(&["ls", "--limits", "--json"]));
+    assert_eq!(limits["sysv_max_segments"], sysctl("shmmni"));
+    assert_eq!(limits["sysv_max_segment_bytes"], sysctl("shmmax"));
+    assert_eq!(limits["sysv_max_total_pages"], sysctl("shmall"));
+    let shm_size = limits["posix_size"].as_u64().expect("/dev/shm is mounted");
+    assert!(limits["posix_used"].as_u64().expect("a number") <= shm_size);
+    let text = succeeded(&shmkit(&["ls", "--limits"]));
+    assert!(
+        text.contains("System V segments at most (kernel.shmmni):")
+            && text.contains(&sysctl("shmmni").to_string()),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{shm_size} bytes")), "{text}");
+
+    let key = TestKey::sysv();
+    create_sysv(&key, "8K", &[]);
+    let summary = json(&shmkit(&["ls", "--summary", "--json"]));
+    assert!(summary["sysv"]["segments"].as_u64().expect("a number") >= 1);
+    assert!(summary["sysv"]["bytes"].as_u64().expect("a number") >= 8192);
+    let text = succeeded(&shmkit(&["ls", "--summary", "--human"]));
+    for line in [
+        "System V segments:",
+        "System V allocated:",
+        "POSIX segments:",
+        "message rings:",
+    ] {
+        assert!(text.contains(line), "{line} not in {text}");
+    }
+    refused_by_clap(
+        &shmkit(&["ls", "--limits", "--summary"]),
+        "cannot be used with",
+    );
+}
+
+// ---------------------------------------------------------------------------
+// rm --all
+
+#[test]
+fn rm_all_removes_what_the_filters_select_and_says_so() {
+    let pid = std::process::id();
+    let posix =
+        |n: &str| TestKey(Key::posix(&format!("/shmkit-cli-rmall-{pid}-{n}")).expect("a name"));
+    let (a, b, keep) = (posix("a"), posix("b"), TestKey::posix());
+    let key = TestKey::sysv();
+    for name in [&a, &b, &keep] {
+        succeeded(&shmkit(&["create", &name.arg(), "--size", "1K"]));
+    }
+    create_sysv(&key, "1K", &[]);
+    let prefix = format!("/shmkit-cli-rmall-{pid}-");
+
+    // The wrong kind selects nothing.
+    let none = shmkit(&["rm", "--all", "--kind", "sysv", "--prefix", &prefix, "-v"]);
+    assert_eq!(
+        succeeded(&none),
+        "no segment matched; nothing was removed\n"
+    );
+    // An owner with no segments selects nothing; an unknown one is an error.
+    let nobody = shmkit(&["rm", "--all", "--owner", "4242", "--prefix", &prefix, "-v"]);
+    assert_eq!(
+        succeeded(&nobody),
+        "no segment matched; nothing was removed\n"
+    );
+    failed(
+        &shmkit(&["rm", "--all", "--owner", "surely-no-such-user"]),
+        2,
+        "no such user",
+    );
+    refused_by_clap(&shmkit(&["rm", "--kind", "posix"]), "--all");
+
+    let owner = rustix::process::geteuid().as_raw().to_string();
+    let removed = shmkit(&[
+        "rm", "--all", "--kind", "posix", "--owner", &owner, "--prefix", &prefix, "-v",
+    ]);
+    assert_eq!(
+        succeeded(&removed),
+        format!("removed {}\nremoved {}\n", a.arg(), b.arg())
+    );
+    for name in [&a, &b] {
+        failed(
+            &shmkit(&["stat", &name.arg()]),
+            1,
+            "no shared-memory segment",
+        );
+    }
+    succeeded(&shmkit(&["stat", &keep.arg()]));
+
+    // An attached segment goes too, and -v says its memory stays.
+    let segment = Segment::open(&key.0).expect("open");
+    let mapping = segment.attach(ReadOnly).expect("attach");
+    let removed = shmkit(&[
+        "rm",
+        "--all",
+        "--kind",
+        "sysv",
+        "--prefix",
+        &key.arg(),
+        "-v",
+    ]);
+    let id = segment.id().expect("System V");
+    assert_eq!(
+        succeeded(&removed),
+        format!(
+            "removed key {} (id {id}); its memory stays until the 1 process attached detaches\n",
+            key.arg()
+        )
+    );
+    drop(mapping);
+}
+
+// ---------------------------------------------------------------------------
+// JSON, against docs/JSON.md
+
+/// The fields docs/JSON.md lists for each object, by its `## name`.
+fn documented_fields() -> BTreeMap<String, BTreeSet<String>> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/JSON.md");
+    let doc = std::fs::read_to_string(path).expect("docs/JSON.md");
+    let mut sections = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in doc.lines() {
+        if let Some(name) = line.strip_prefix("## ") {
+            current = Some(name.to_owned());
+        } else if let (Some(name), Some(rest)) = (&current, line.strip_prefix("| `")) {
+            let field = rest.split('`').next().expect("a field name").to_owned();
+            sections
+                .entry(name.clone())
+                .or_insert_with(BTreeSet::new)
+                .insert(field);
+        }
+    }
+    sections
+}
+
+#[track_caller]
+fn assert_documented(docs: &BTreeMap<String, BTreeSet<String>>, section: &str, value: &Value) {
+    let documented = docs
+        .get(section)
+        .unwrap_or_else(|| panic!("docs/JSON.md has no section {section}"));
+    let actual: BTreeSet<String> = value
+        .as_object()
+        .unwrap_or_else(|| panic!("{section} is not an object: {value}"))
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(&actual, documented, "{section}: {value}");
+    if documented.contains("schema_version") {
+        assert_eq!(value["schema_version"], 1, "{section}");
+    }
+}
+
+#[test]
+fn json_outputs_have_exactly_the_documented_fields() {
+    let docs = documented_fields();
+    let (key, name) = (TestKey::sysv(), TestKey::posix());
+    create_sysv(&key, "4K", &[]);
+    succeeded(&shmkit(&["create", &name.arg(), "--size", "4K"]));
+    let attached = Segment::open(&key.0)
+        .expect("open")
+        .attach(ReadOnly)
+        .expect("attach");
+    let ring_name = format!("cli-test-{}-json", std::process::id());
+    let ring_segment =
+        TestKey(Key::posix(&format!("/shmkit.ring.{ring_name}")).expect("a valid name"));
+    let mut producer = shmkit::ring::Producer::open(&ring_name).expect("make a ring");
+    producer.send(b"counted").expect("send");
+
+    let sysv = json(&shmkit(&["stat", &key.arg(), "--json"]));
+    assert_documented(&docs, "segment", &sysv);
+    assert_documented(&docs, "attacher", &sysv["attachers"][0]);
+    assert!(sysv["mode"].is_u64() && sysv["size"].is_u64() && sysv["creator_pid"].is_i64());
+    let posix = json(&shmkit(&["stat", &name.arg(), "--json"]));
+    assert_documented(&docs, "segment", &posix);
+    let ring = json(&shmkit(&["stat", "--ring", &ring_name, "--json"]));
+    assert_documented(&docs, "segment", &ring);
+    assert_documented(&docs, "ring", &ring["ring"]);
+    assert_documented(&docs, "endpoint", &ring["ring"]["producer"]);
+
+    let listed = json(&shmkit(&["ls", "--json"]));
+    for element in listed.as_array().expect("an array") {
+        assert_documented(&docs, "segment", element);
+    }
+
+    let limits = json(&shmkit(&["ls", "--limits", "--json"]));
+    assert_documented(&docs, "limits", &limits);
+    let summary = json(&shmkit(&["ls", "--summary", "--json"]));
+    assert_documented(&docs, "summary", &summary);
+    assert_documented(&docs, "totals", &summary["sysv"]);
+    assert_documented(&docs, "totals", &summary["posix"]);
+
+    let top = json(&shmkit(&[
+        "top",
+        "--once",
+        "--json",
+        "--interval",
+        "0.1",
+        "--filter",
+        &ring_name,
+    ]));
+    assert_documented(&docs, "top", &top);
+    let objects = top["objects"].as_array().expect("an array");
+    assert_eq!(objects.len(), 1, "{top}");
+    assert_documented(&docs, "top object", &objects[0]);
+    assert_documented(&docs, "member", &objects[0]["members"][0]);
+    assert_eq!(objects[0]["messages_total"], 1);
+
+    drop((producer, attached, ring_segment));
+}
+
+#[test]
+fn top_as_an_unprivileged_user_shows_what_it_may_read_and_says_what_not() {
+    let name = format!("cli-test-{}-top", std::process::id());
+    let segment = TestKey(Key::posix(&format!("/shmkit.ring.{name}")).expect("a valid name"));
+    // Mode 600, owned by root: uid 65534 may list it but not read it.
+    let producer = shmkit::ring::Producer::open(&name).expect("make a ring");
+    let once = ["top", "--once", "--interval", "0.1", "--filter", &name];
+    let Some(output) = shmkit_as_nobody(&once) else {
+        return;
+    };
+    let text = succeeded(&output);
+    let row = text
+        .lines()
+        .find(|line| line.contains(&name))
+        .unwrap_or_else(|| panic!("{name} not in {text}"));
+    assert!(row.starts_with("ring "), "{text}");
+    assert!(row.ends_with("unreadable: permission denied"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "note: 1 object(s) could not be read by this user: {name} (run as their owner or root"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("note: POSIX attachers are counted only in this user's processes"),
+        "{text}"
+    );
+
+    let mut json_args = once.to_vec();
+    json_args.push("--json");
+    let snapshot = json(&shmkit_as_nobody(&json_args).expect("as root"));
+    let object = &snapshot["objects"][0];
+    assert_eq!(object["unreadable"], "permission denied", "{snapshot}");
+    assert_eq!(object["messages_per_sec"], Value::Null);
+    assert_eq!(snapshot["notes"].as_array().map(Vec::len), Some(2));
+
+    // Root reads it.
+    let root = json(&shmkit(&json_args));
+    assert_eq!(root["objects"][0]["unreadable"], Value::Null, "{root}");
+    assert_eq!(root["notes"], serde_json::json!([]));
+    drop((producer, segment));
+}
+
+#[test]
+fn top_once_sorts_and_filters() {
+    let pid = std::process::id();
+    let posix =
+        |n: &str| TestKey(Key::posix(&format!("/shmkit-cli-top-{pid}-{n}")).expect("a name"));
+    let (small, large) = (posix("a"), posix("b"));
+    succeeded(&shmkit(&["create", &small.arg(), "--size", "3K"]));
+    succeeded(&shmkit(&["create", &large.arg(), "--size", "5K"]));
+    let filter = format!("/shmkit-cli-top-{pid}-");
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["top", "--once", "--interval", "0.1", "--filter", &filter];
+        all.extend_from_slice(args);
+        let snapshot = json(&shmkit(&all));
+        snapshot["objects"]
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|o| o["name"].as_str().expect("a name").to_owned())
+            .collect()
+    };
+    assert_eq!(names(&["--json"]), [small.arg(), large.arg()]);
+    assert_eq!(
+        names(&["--json", "--sort", "size", "--reverse"]),
+        [large.arg(), small.arg()]
+    );
+    assert_eq!(
+        names(&["--json", "--sort", "size"]),
+        [small.arg(), large.arg()]
+    );
+    let text = succeeded(&shmkit(&[
+        "top",
+        "--once",
+        "--interval",
+        "0.1",
+        "--filter",
+        &small.arg(),
+    ]));
+    assert_eq!(text.lines().count(), 2, "a header and one row: {text}");
+    assert!(text.contains("3.0K"), "{text}");
 }

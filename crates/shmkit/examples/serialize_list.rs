@@ -127,17 +127,10 @@ fn child(key: &str) -> Result<()> {
     );
 
     // The image is untrusted, and another process could write the segment
-    // while we read: copy it out (header first, to learn its length), then
-    // validate and decode the private copy.
-    let mut header = [0; image::HEADER_LEN as usize];
-    attachment.read_at(0, &mut header)?;
-    let len = Image::declared_len(&header)?;
-    let mut bytes = vec![0; usize::try_from(len)?];
-    attachment.read_at(0, &mut bytes)?;
-    println!("child: copied the {len}-byte image out of the segment");
-
-    let list: LinkedList<Record> = image::from_image(&bytes)?;
-    println!("child: rebuilt the list from the offsets, with pointers of this process:");
+    // while we read: from_attachment copies it out (header first, to learn
+    // its length), then validates and decodes the private copy.
+    let list: LinkedList<Record> = image::from_attachment(&attachment, 0)?;
+    println!("child: copied the image out of the segment and rebuilt the list from the offsets, with pointers of this process:");
     for record in &list {
         println!("  {record:?} at address {:p}", record);
     }

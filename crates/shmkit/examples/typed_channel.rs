@@ -1,10 +1,10 @@
-//! Two processes talking over typed channels, in both flavours.
+//! Two processes talking over typed channels, with two codecs.
 //!
 //! The program starts as the receiver, then runs itself again as the sender
-//! (`typed_channel child SERDE_RING ARCHIVE_RING`). The child sends a few
-//! readings on a serde channel (postcard, received as owned values) and the
-//! same on a zero-copy channel (rkyv archives, validated, read in place),
-//! then exits; the parent prints what arrives until each channel is closed.
+//! (`typed_channel child POSTCARD_RING RKYV_RING`). The child sends a few
+//! readings on a channel with the default codec (postcard, received as
+//! owned values) and the same on one with the `Rkyv` codec (archives,
+//! validated, read in place), then exits; the parent prints what arrives until each channel is closed.
 //! Both channels remove their rings when done, so nothing is left in
 //! /dev/shm.
 //!
@@ -15,7 +15,7 @@
 use std::process::{Command, ExitCode};
 
 use serde::{Deserialize, Serialize};
-use shmkit::channel::{ArchiveReceiver, ArchiveSender, Receiver, Sender};
+use shmkit::channel::{Receiver, Rkyv, Sender};
 use shmkit::{Error, Key, Segment};
 
 /// One message: strings, a vector, a nested enum.
@@ -73,21 +73,21 @@ fn main() -> ExitCode {
 
 fn parent() -> Result<(), Box<dyn std::error::Error>> {
     let pid = std::process::id();
-    let serde_ring = format!("example-typed-serde-{pid}");
-    let archive_ring = format!("example-typed-archive-{pid}");
+    let postcard_ring = format!("example-typed-postcard-{pid}");
+    let rkyv_ring = format!("example-typed-rkyv-{pid}");
     // Normally each channel removes its ring once both ends are done; this
     // also removes them if the child dies half-way.
-    let _cleanup = [RemoveRing(&serde_ring), RemoveRing(&archive_ring)];
+    let _cleanup = [RemoveRing(&postcard_ring), RemoveRing(&rkyv_ring)];
 
-    let mut readings = Receiver::<Reading>::open(&serde_ring)?;
-    let mut archived = ArchiveReceiver::<Reading>::open(&archive_ring)?;
+    let mut readings = Receiver::<Reading>::open(&postcard_ring)?;
+    let mut archived = Receiver::<Reading, Rkyv>::open(&rkyv_ring)?;
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["child", &serde_ring, &archive_ring])
+        .args(["child", &postcard_ring, &rkyv_ring])
         .spawn()?;
 
     loop {
         match readings.recv() {
-            Ok(reading) => println!("parent: received (serde)     {reading:?}"),
+            Ok(reading) => println!("parent: received (postcard) {reading:?}"),
             Err(Error::Closed { .. }) => break,
             Err(err) => return Err(err.into()),
         }
@@ -102,7 +102,7 @@ fn parent() -> Result<(), Box<dyn std::error::Error>> {
                     ArchivedStatus::Warning(why) => format!("warning: {why}"),
                 };
                 println!(
-                    "parent: received (zero-copy) sensor {}, seq {}, mean {:.3}, {status}",
+                    "parent: received (rkyv)     sensor {}, seq {}, mean {:.3}, {status}",
                     reading.sensor,
                     reading.seq,
                     sum / reading.values.len() as f64,
@@ -118,7 +118,7 @@ fn parent() -> Result<(), Box<dyn std::error::Error>> {
     if !status.success() {
         return Err(format!("the child failed: {status}").into());
     }
-    let left: Vec<_> = [&serde_ring, &archive_ring]
+    let left: Vec<_> = [&postcard_ring, &rkyv_ring]
         .into_iter()
         .filter(|name| ring_key(name).is_ok_and(|key| Segment::open(&key).is_ok()))
         .collect();
@@ -126,12 +126,12 @@ fn parent() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn child(serde_ring: &str, archive_ring: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let mut readings = Sender::<Reading>::open(serde_ring)?;
-    let mut archived = ArchiveSender::<Reading>::open(archive_ring)?;
+fn child(postcard_ring: &str, rkyv_ring: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let mut readings = Sender::<Reading>::open(postcard_ring)?;
+    let mut archived = Sender::<Reading, Rkyv>::open(rkyv_ring)?;
     for seq in 0..COUNT {
         let reading = reading(seq);
-        println!("child:  sending            {reading:?}");
+        println!("child:  sending           {reading:?}");
         readings.send(&reading)?;
         archived.send(&reading)?;
     }

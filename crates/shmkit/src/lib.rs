@@ -18,8 +18,30 @@
 //! - [`ring`]: a single-producer single-consumer ring of variable-size
 //!   messages between processes, found by name, with zero-copy grants,
 //!   spin-then-sleep waiting on a futex, and dead-peer detection.
-//! - [`channel`]: typed channels over a ring, with serde + postcard, or rkyv
-//!   archives validated by bytecheck.
+//! - [`channel`]: typed channels over a ring, one `Sender<T, C>` and
+//!   `Receiver<T, C>` over a [`Codec`](channel::Codec): postcard (the
+//!   default), rkyv archives validated by bytecheck, plain bytes of a
+//!   fixed-layout value, or a codec of your own.
+//!
+//! Errors are one [`Error`] enum whose variants a program matches (`Full`,
+//! `Empty`, `Timeout`, `Closed`, `PeerGone`, `WrongType`, `InUse`,
+//! `Corrupt`, …); how the layers fit and the rules they keep are in
+//! `docs/ARCHITECTURE.md`.
+//!
+//! # Where to go next
+//!
+//! - The message ring: [`ring`] (start at [`ring::Producer`] and
+//!   [`ring::Consumer`]), and typed messages over it in [`channel`].
+//! - The examples, in `crates/shmkit/examples/`: `shared_list` (two
+//!   processes sharing a [`ManagedSegment`](offset::ManagedSegment)),
+//!   `serialize_list` (an offset image of a linked list) and
+//!   `typed_channel` (serde and rkyv messages between processes); run one
+//!   with `cargo run -p shmkit --example shared_list`.
+//! - `docs/FORMAT.md` in the repository: every byte layout shmkit puts in
+//!   shared memory, so that a C or Python program can be a peer.
+//! - The `shmkit` tool (crate `shmkit-cli`): `ls`, `stat`, `top`, `send`,
+//!   `recv`, `gc` and more from the shell, built on this library; its JSON
+//!   output is described in `docs/JSON.md`.
 //!
 //! Memory that another process can write is never exposed as `&[u8]` while
 //! that process may write it: segment bytes are copied in and out or

@@ -12,7 +12,7 @@ use processes::{args, next_command, report, Cleanup, Peer, ROLE};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use shmkit::offset::image::{
-    from_image, to_image, Image, ImageWriter, Relocate, HEADER_LEN, MAX_DEPTH,
+    from_attachment, from_image, to_image, Image, ImageWriter, Relocate, HEADER_LEN, MAX_DEPTH,
 };
 use shmkit::offset::Offset;
 use shmkit::{relocate_struct, Error, Key, Mode, ReadOnly, ReadWrite, Segment};
@@ -383,6 +383,9 @@ fn a_list_and_a_tree_cross_a_process_boundary() {
     attachment.read_at(0, &mut bytes).unwrap();
     let received: (LinkedList<Record>, Tree) = from_image(&bytes).unwrap();
     assert_eq!(received, sample());
+    // The same in one call.
+    let again: (LinkedList<Record>, Tree) = from_attachment(&attachment, 0).unwrap();
+    assert_eq!(again, sample());
     eprintln!(
         "child mapped the image at {child_address}, this process at {:x}",
         attachment.as_ptr() as usize
@@ -395,6 +398,48 @@ fn a_list_and_a_tree_cross_a_process_boundary() {
 
 // ---------------------------------------------------------------------------
 // Corrupt and hostile images
+
+/// An image in a segment that declares more bytes than the segment has (or
+/// starts too near its end) is refused before anything that large is
+/// allocated or read; a damaged one is Corrupt.
+#[test]
+fn from_attachment_checks_the_declared_length_against_the_segment() {
+    let key = image_key();
+    let _cleanup = Cleanup(key.clone());
+    let segment = Segment::create(&key, 4096, Mode::OWNER_ONLY).unwrap();
+    let memory = segment.attach(ReadWrite).unwrap();
+    let bytes = sample_list();
+    memory.write_at(100, &bytes).unwrap();
+    let list: LinkedList<Record> = from_attachment(&memory, 100).unwrap();
+    assert_eq!(list, (1..=3).map(record).collect::<LinkedList<Record>>());
+
+    // The length field (bytes 24..32 of the header) says 1 GiB.
+    memory
+        .write_at(100 + 24, &(1u64 << 30).to_le_bytes())
+        .unwrap();
+    match from_attachment::<LinkedList<Record>, _>(&memory, 100) {
+        Err(Error::OutOfBounds { offset, len, size }) => {
+            assert_eq!((offset, len, size), (100, 1 << 30, 4096))
+        }
+        other => panic!("expected OutOfBounds, got {other:?}"),
+    }
+    // A header that does not fit at all.
+    assert!(matches!(
+        from_attachment::<u64, _>(&memory, 4090),
+        Err(Error::OutOfBounds { .. })
+    ));
+    // The right length and a damaged magic: Corrupt.
+    memory
+        .write_at(100 + 24, &(bytes.len() as u64).to_le_bytes())
+        .unwrap();
+    memory.write_at(100, b"SHMKIMG9").unwrap();
+    assert!(matches!(
+        from_attachment::<LinkedList<Record>, _>(&memory, 100),
+        Err(Error::Corrupt(_))
+    ));
+    drop(memory);
+    segment.remove().unwrap();
+}
 
 fn sample_list() -> Vec<u8> {
     to_image(&(1..=3).map(record).collect::<LinkedList<Record>>())

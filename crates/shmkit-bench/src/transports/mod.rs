@@ -29,6 +29,8 @@
 //! peer.
 
 mod descriptors;
+#[cfg(feature = "iceoryx2")]
+mod iceoryx;
 mod mq;
 mod packet;
 mod ring;
@@ -43,6 +45,7 @@ pub use self::mq::{mq_limits, MqLink};
 pub use self::packet::PacketLink;
 pub use self::ring::{ring_capacity, ring_record, waiting as ring_waiting, RingLink};
 pub use self::stream::StreamLink;
+use crate::measure::Message;
 use crate::peer::Peer;
 use crate::Error;
 
@@ -66,6 +69,8 @@ pub enum Transport {
     ShmkitSpin,
     /// A shmkit ring whose ends spin briefly, then sleep on the futex (`Waiting::SpinThenSleep`)
     ShmkitBlock,
+    /// shmkit-spin streaming with the batch verbs: many messages a commit (`WriteBatch`), drained (`drain_while`)
+    ShmkitBatch,
     /// A pipe
     Pipe,
     /// A Unix stream socket pair
@@ -76,18 +81,28 @@ pub enum Transport {
     Tcp,
     /// A POSIX message queue
     Mq,
+    /// iceoryx2 publish-subscribe, busy-polling (with the feature `iceoryx2`)
+    Iceoryx2,
+    /// iceoryx2 publish-subscribe with an event service and a WaitSet (with the feature `iceoryx2`)
+    Iceoryx2Event,
 }
 
 impl Transport {
-    /// Every transport, in the order the bench runs and reports them.
-    pub const ALL: [Transport; 7] = [
+    /// Every transport this build has, in the order the bench runs and
+    /// reports them.
+    pub const ALL: &'static [Transport] = &[
         Transport::ShmkitSpin,
         Transport::ShmkitBlock,
+        Transport::ShmkitBatch,
         Transport::Pipe,
         Transport::UdsStream,
         Transport::UdsSeqpacket,
         Transport::Tcp,
         Transport::Mq,
+        #[cfg(feature = "iceoryx2")]
+        Transport::Iceoryx2,
+        #[cfg(feature = "iceoryx2")]
+        Transport::Iceoryx2Event,
     ];
 
     /// The name in the tables and the JSON.
@@ -95,11 +110,14 @@ impl Transport {
         match self {
             Transport::ShmkitSpin => "shmkit-spin",
             Transport::ShmkitBlock => "shmkit-block",
+            Transport::ShmkitBatch => "shmkit-batch",
             Transport::Pipe => "pipe",
             Transport::UdsStream => "uds-stream",
             Transport::UdsSeqpacket => "uds-seqpacket",
             Transport::Tcp => "tcp",
             Transport::Mq => "mq",
+            Transport::Iceoryx2 => "iceoryx2",
+            Transport::Iceoryx2Event => "iceoryx2-event",
         }
     }
 }
@@ -162,15 +180,29 @@ pub fn open(
 ) -> Result<Opened, Error> {
     let both = directions == Directions::Both;
     match transport {
-        Transport::ShmkitSpin | Transport::ShmkitBlock => {
+        Transport::ShmkitBatch if both => Ok(Opened::Unsupported(
+            "one message at a time, the same as shmkit-spin".to_owned(),
+        )),
+        Transport::ShmkitSpin | Transport::ShmkitBlock | Transport::ShmkitBatch => {
             ring::open(transport, both, size, block_spin)
         }
         Transport::Pipe => stream::open_pipes(both),
         Transport::UdsStream | Transport::Tcp => stream::open_socket(transport, both),
         Transport::UdsSeqpacket => packet::open(size),
         Transport::Mq => mq::open(both, size),
+        #[cfg(feature = "iceoryx2")]
+        Transport::Iceoryx2 | Transport::Iceoryx2Event => iceoryx::open(transport, both, size),
+        #[cfg(not(feature = "iceoryx2"))]
+        Transport::Iceoryx2 | Transport::Iceoryx2Event => {
+            Ok(Opened::Unsupported(WITHOUT_ICEORYX2.to_owned()))
+        }
     }
 }
+
+/// Why this build has no iceoryx2 transports.
+#[cfg(not(feature = "iceoryx2"))]
+const WITHOUT_ICEORYX2: &str =
+    "this shmkit was built without the feature iceoryx2 (cargo build --features iceoryx2)";
 
 impl Setup {
     /// The setup of a transport whose ends are descriptors: the peer
@@ -211,6 +243,14 @@ pub enum PeerEnd {
         tx: Option<String>,
         block_spin_ns: Option<u64>,
     },
+    /// The iceoryx2 domain, the service to subscribe to and the one to
+    /// publish on.
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2 {
+        domain: iceoryx::Domain,
+        rx: String,
+        tx: Option<String>,
+    },
 }
 
 impl PeerEnd {
@@ -227,6 +267,10 @@ impl PeerEnd {
                 tx,
                 block_spin_ns,
             } => ring::peer_link(transport, size, rx, tx.as_deref(), *block_spin_ns),
+            #[cfg(feature = "iceoryx2")]
+            PeerEnd::Iceoryx2 { domain, rx, tx } => {
+                iceoryx::peer_link(transport, size, domain, rx, tx.as_deref(), parent)
+            }
         }
     }
 }
@@ -243,6 +287,33 @@ pub trait Link {
     /// gives its bytes to `inspect`: the copy in `buf`, or for a ring, the
     /// message in place.
     fn recv<R>(&mut self, buf: &mut [u8], inspect: impl FnOnce(&[u8]) -> R) -> Result<R, Error>;
+
+    /// Sends `message` once for each of `sequences`, stamped with it: one
+    /// [`send`](Link::send) each, unless the link has a way to send many
+    /// at once.
+    fn send_sequence(
+        &mut self,
+        message: &mut Message,
+        sequences: std::ops::Range<u64>,
+    ) -> Result<(), Error> {
+        for sequence in sequences {
+            message.stamp(sequence);
+            self.send(message.bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Receives messages of `buf.len()` bytes, giving each to `each`, until
+    /// `each` returns false (for the last one it takes): one
+    /// [`recv`](Link::recv) each, unless the link can take many at once.
+    fn recv_while(
+        &mut self,
+        buf: &mut [u8],
+        mut each: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), Error> {
+        while self.recv(buf, &mut each)? {}
+        Ok(())
+    }
 
     /// Receives the next message, gives it to `check`, and sends it back.
     fn echo(
@@ -267,20 +338,27 @@ pub enum AnyLink {
     Packet(PacketLink),
     Queue(MqLink),
     Ring(RingLink),
+    /// The ports; a link borrows them while it runs (see `with_link!`).
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2(iceoryx::Ports),
 }
 
 impl AnyLink {
     /// Tells a link that cannot see the other side go (a message queue)
     /// which process to watch.
     pub fn watch(&mut self, peer: Peer) {
-        if let AnyLink::Queue(link) = self {
-            link.watch(peer);
+        match self {
+            AnyLink::Queue(link) => link.watch(peer),
+            #[cfg(feature = "iceoryx2")]
+            AnyLink::Iceoryx2(ports) => ports.watch(peer),
+            _ => {}
         }
     }
 }
 
 /// `with_link!(any_link, link => expr)`: evaluates `expr` with `link` bound
 /// to the concrete link inside an `&mut AnyLink`, each kind compiled apart.
+/// `expr` is a `Result<_, Error>`.
 macro_rules! with_link {
     ($any:expr, $link:ident => $body:expr) => {
         match $any {
@@ -288,6 +366,8 @@ macro_rules! with_link {
             $crate::transports::AnyLink::Packet($link) => $body,
             $crate::transports::AnyLink::Queue($link) => $body,
             $crate::transports::AnyLink::Ring($link) => $body,
+            #[cfg(feature = "iceoryx2")]
+            $crate::transports::AnyLink::Iceoryx2(ports) => ports.with_link(|$link| $body),
         }
     };
 }

@@ -3,25 +3,37 @@
 //! # Overview
 //!
 //! A channel is a ring (found by name, created by whichever end opens it
-//! first, see [`ring`]) whose messages are encoded values of one type. It
-//! comes in two flavours:
+//! first, see [`ring`]) whose messages are values of one type `T`, encoded
+//! by one [`Codec`] `C`. There is one sender type, [`Sender<T, C>`], and one
+//! receiver type, [`Receiver<T, C>`]; the codec decides what a receive
+//! yields and what it costs:
 //!
-//! | flavour | sender, receiver | the receiver gets | costs on receipt |
+//! | codec `C` | `T` is | a receive yields | costs on receipt |
 //! |---|---|---|---|
-//! | serde | [`Sender<T>`], [`Receiver<T>`] | an owned `T` | one copy, a postcard decode |
-//! | zero-copy | [`ArchiveSender<T>`], [`ArchiveReceiver<T>`] | a `&Archived<T>` | one copy, a bytecheck validation |
+//! | [`Postcard`] (the default) | `Serialize + DeserializeOwned` | an owned `T` | one copy, a postcard decode |
+//! | [`Rkyv`] | rkyv `Archive + Serialize` | an [`ArchivedMessage`] (`&Archived<T>`) | one copy, a bytecheck validation |
+//! | [`Plain`] | [`offset::Plain`](crate::offset::Plain) | an owned `T` | one copy of `size_of::<T>()` bytes |
+//! | your own | whatever it says | [`Codec::Value`] | one copy, your decode |
 //!
-//! The serde flavour carries any `T: Serialize + DeserializeOwned` in the
-//! compact [postcard] format. The zero-copy flavour carries [rkyv]
-//! archives: the receiver reads the fields of the archived value where they
-//! lie, without building a `T`, which pays off for large messages and for
-//! receivers that look at a few fields of each.
-//!
-//! Both flavours end like the ring: after the sender is dropped (or
-//! [`close`](Sender::close)d) the receiver gets every message sent, then
-//! [`Error::Closed`]; if the sender's process dies, every message it
+//! Every channel ends like its ring: after the sender is dropped (or
+//! [`close`](Sender::close)d) the receiver gets every value sent, then
+//! [`Error::Closed`]; if the sender's process dies, every value it
 //! committed, then [`Error::PeerGone`]. Once both ends of a closed, drained
 //! channel are dropped, its ring is removed.
+//!
+//! # Errors a program matches
+//!
+//! Sends return [`Error::Full`] (`try_send`), [`Error::Timeout`]
+//! (`send_timeout`), [`Error::PeerGone`] (the receiver died while the ring
+//! was full), and [`Error::TooLarge`] with the value's encoded size and the
+//! channel's limit; [`Sender::encoded_len`] tells before sending.
+//! Receives return [`Error::Empty`] (`try_recv`), [`Error::Timeout`]
+//! (`recv_timeout`), [`Error::Closed`], [`Error::PeerGone`],
+//! [`Error::WrongType`] (the sender sends another type or codec; both are
+//! named) and [`Error::Corrupt`] (a message that does not decode). A
+//! `WrongType` or `Corrupt` message is consumed; the next receive gets the
+//! next one. Opening returns [`Error::InUse`] while a live process holds
+//! that end.
 //!
 //! # Untrusted peers
 //!
@@ -29,53 +41,42 @@
 //! hostile and may rewrite a message while the receiver looks at it. A check
 //! made on shared bytes proves nothing about the bytes used a moment later
 //! (time of check to time of use: a string validated as UTF-8 and then
-//! copied into a `String` could be invalid by the time of the copy). So both
-//! receivers first copy the committed message into a private buffer of
-//! their own, reused from message to message, hand the ring space back, and
-//! only then check and decode the copy. No other process can write that
-//! buffer, so what was validated is what the caller sees. That copy is the
-//! one memcpy of the zero-copy flavour; it deserialises nothing.
+//! copied into a `String` could be invalid by the time of the copy). So the
+//! receiver first copies the committed message into a private buffer of its
+//! own (16-byte aligned, reused from message to message), hands the ring
+//! space back, and only then checks and decodes the copy. No other process
+//! can write that buffer, so what was validated is what the caller sees.
+//! That copy is the one memcpy of the [`Rkyv`] codec; it deserialises
+//! nothing.
 //!
-//! A message that does not decode (postcard) or validate (bytecheck) is an
-//! [`Error::Corrupt`] with the reason; it is consumed, and the next receive
-//! gets the next message.
+//! Neither end ever forms a `&[u8]` or `&mut [u8]` over the ring's bytes:
+//! the sender's codec writes through a [`Writer`] (a raw pointer into the
+//! grant), and the receiver copies out through the grant's raw pointer.
 //!
 //! # Wire format
 //!
-//! Each message is one ring record:
-//!
-//! ```text
-//!  0                   8                                  len
-//! +-------------------+------------------------------------+
-//! | type tag (u64 LE) | body: postcard encoding or rkyv    |
-//! |                   | archive (root at the end)          |
-//! +-------------------+------------------------------------+
-//! ```
-//!
-//! The type tag is the 64-bit FNV-1a hash of the UTF-8 string
-//! `shmkit.channel.v1 <flavour> <type>`, where `<flavour>` is `postcard` or
-//! `rkyv` and `<type>` is [`std::any::type_name`] of `T`, e.g.
-//! `shmkit.channel.v1 postcard alloc::string::String`. A receiver whose tag
-//! differs rejects the message as [`Error::Corrupt`], naming both types, so
-//! that a `Receiver<Order>` on a channel of `Quote`s, or a serde receiver
-//! on a zero-copy channel, fails clearly instead of decoding garbage.
+//! Each message is one ring record: an 8-byte type tag, then the codec's
+//! body. The tag is the 64-bit FNV-1a hash of
+//! `shmkit.channel.v1 <codec> <type>`, where `<codec>` is [`Codec::NAME`]
+//! and `<type>` is [`std::any::type_name`] of `T`, e.g.
+//! `shmkit.channel.v1 postcard alloc::string::String`. The first message a
+//! sender sends after it opens also carries that text, so that a receiver of
+//! another type can name the sender's type in its [`Error::WrongType`]. The
+//! bytes are drawn in `docs/FORMAT.md`.
 //!
 //! Tagging every message costs 8 bytes of ring space each, but needs no
 //! state: a receiver may start or restart at any message, and a sender that
 //! takes over after a crash needs no handshake. The tag catches a wrong type
-//! or flavour; it is not a schema check. Both ends must name the type by the
+//! or codec; it is not a schema check. Both ends must name the type by the
 //! same path, so define message types in a crate both programs use; two
 //! definitions of a type under one path that differ in their fields are not
 //! noticed by the tag (postcard then usually fails to decode, and bytecheck
-//! still guarantees that the zero-copy receiver sees only valid values).
-//! rkyv archives also depend on rkyv's format features (endianness, pointer
-//! width), which both programs must build with alike; the defaults are
-//! little-endian with 32-bit relative pointers.
+//! still guarantees that an rkyv receiver sees only valid values).
 //!
-//! # Example: both flavours
+//! # Example: three codecs
 //!
 //! ```
-//! use shmkit::channel::{ArchiveReceiver, ArchiveSender, Receiver, Sender};
+//! use shmkit::channel::{Plain, Receiver, Rkyv, Sender};
 //!
 //! #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
 //! #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -87,45 +88,50 @@
 //! let order = Order { item: "tea".into(), quantities: vec![1, 2] };
 //! let pid = std::process::id();
 //!
-//! // serde: any Serialize type, received as an owned value.
-//! let serde_ring = format!("doc-channel-serde-{pid}");
-//! let mut tx = Sender::<Order>::open(&serde_ring)?;
-//! let mut rx = Receiver::<Order>::open(&serde_ring)?; // usually another process
+//! // postcard (the default): any serde type, received as an owned value.
+//! let name = format!("doc-channel-postcard-{pid}");
+//! let mut tx = Sender::<Order>::open(&name)?;
+//! let mut rx = Receiver::<Order>::open(&name)?; // usually another process
 //! tx.send(&order)?;
 //! tx.close();
 //! assert_eq!(rx.recv()?, order);
 //! assert!(matches!(rx.recv(), Err(shmkit::Error::Closed { .. })));
 //!
-//! // zero-copy: an rkyv archive, validated, read in place.
-//! let archive_ring = format!("doc-channel-archive-{pid}");
-//! let mut tx = ArchiveSender::<Order>::open(&archive_ring)?;
-//! let mut rx = ArchiveReceiver::<Order>::open(&archive_ring)?;
+//! // rkyv: an archive, validated, read in place.
+//! let name = format!("doc-channel-rkyv-{pid}");
+//! let mut tx = Sender::<Order, Rkyv>::open(&name)?;
+//! let mut rx = Receiver::<Order, Rkyv>::open(&name)?;
 //! tx.send(&order)?;
 //! tx.close();
 //! let archived = rx.recv()?;
 //! assert_eq!(archived.item, "tea");
 //! assert_eq!(archived.quantities.len(), 2);
 //! assert!(matches!(rx.recv(), Err(shmkit::Error::Closed { .. })));
+//!
+//! // plain: a fixed-layout value's bytes, no encoding.
+//! let name = format!("doc-channel-plain-{pid}");
+//! let mut tx = Sender::<[u32; 4], Plain>::open(&name)?;
+//! let mut rx = Receiver::<[u32; 4], Plain>::open(&name)?;
+//! tx.send(&[1, 2, 3, 4])?;
+//! tx.close();
+//! assert_eq!(rx.recv()?, [1, 2, 3, 4]);
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 //!
 //! [`ring`]: crate::ring
-//! [postcard]: https://docs.rs/postcard/1
-//! [rkyv]: https://docs.rs/rkyv/0.8
 
-mod archive;
-mod serde;
+mod codec;
+mod wire;
 
-pub use archive::{ArchiveReceiver, ArchiveSender};
-pub use serde::{Receiver, Sender};
+pub use codec::{ArchivedMessage, Codec, CodecError, Plain, Postcard, Rkyv, Writer};
 
-/// rkyv 0.8, re-exported: the zero-copy flavour's bounds name its traits.
+/// rkyv 0.8, re-exported: the [`Rkyv`] codec's bounds name its traits.
 ///
 /// A program may depend on rkyv 0.8 itself (Cargo unifies the two), or
 /// derive through this path without a dependency of its own:
 ///
 /// ```
-/// use shmkit::channel::{ArchiveReceiver, ArchiveSender};
+/// use shmkit::channel::{Receiver, Rkyv, Sender};
 ///
 /// #[derive(shmkit::channel::rkyv::Archive, shmkit::channel::rkyv::Serialize)]
 /// #[rkyv(crate = shmkit::channel::rkyv)]
@@ -133,9 +139,9 @@ pub use serde::{Receiver, Sender};
 ///     seq: u32,
 /// }
 ///
-/// let name = format!("doc-channel-rkyv-{}", std::process::id());
-/// let mut tx = ArchiveSender::<Ping>::open(&name)?;
-/// let mut rx = ArchiveReceiver::<Ping>::open(&name)?;
+/// let name = format!("doc-channel-rkyv-reexport-{}", std::process::id());
+/// let mut tx = Sender::<Ping, Rkyv>::open(&name)?;
+/// let mut rx = Receiver::<Ping, Rkyv>::open(&name)?;
 /// tx.send(&Ping { seq: 1 })?;
 /// tx.close();
 /// assert_eq!(rx.recv()?.seq, 1);
@@ -144,193 +150,615 @@ pub use serde::{Receiver, Sender};
 /// ```
 pub use rkyv;
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::ring::{Producer, ReadGrant, WriteGrant};
+use crate::ring::{Consumer, Options, Producer, ReadGrant};
+use wire::{Framing, Tag, TAG_LEN};
 
-/// Bytes of the type tag at the start of every message.
-const TAG_LEN: usize = 8;
-
-/// How long a send may wait for room in the ring.
+/// How long a send or receive may wait.
 #[derive(Clone, Copy, Debug)]
 enum Patience {
     /// Until it can go on (or the peer is gone).
     Wait,
-    /// Not at all: `Full` if there is no room.
+    /// Not at all: `Full` or `Empty`.
     Now,
     /// At most this long, then `Timeout`.
     Timeout(Duration),
 }
 
-/// The flavour of a channel: its body's encoding, named in the type tag.
-#[derive(Clone, Copy, Debug)]
-enum Flavour {
-    Postcard,
-    Rkyv,
+/// The sending end of a channel of `T`s encoded by `C` ([`Postcard`]
+/// unless named): encodes each value straight into the ring.
+///
+/// Dropping it closes the channel: the receiver gets every value sent, then
+/// [`Error::Closed`].
+///
+/// # Example
+///
+/// ```
+/// use shmkit::channel::{Receiver, Sender};
+///
+/// let name = format!("doc-sender-{}", std::process::id());
+/// let mut tx = Sender::<(String, Vec<u16>)>::open(&name)?;
+/// let mut rx = Receiver::<(String, Vec<u16>)>::open(&name)?; // usually another process
+/// tx.send(&("ports".to_owned(), vec![80, 443]))?;
+/// tx.close();
+/// assert_eq!(rx.recv()?, ("ports".to_owned(), vec![80, 443]));
+/// assert!(matches!(rx.recv(), Err(shmkit::Error::Closed { .. })));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct Sender<T, C = Postcard> {
+    producer: Producer,
+    codec: C,
+    tag: Tag,
+    /// Whether a message since the open has carried the type's name.
+    named: bool,
+    _values: PhantomData<fn(&T)>,
 }
 
-impl Flavour {
-    fn name(self) -> &'static str {
-        match self {
-            Flavour::Postcard => "postcard",
-            Flavour::Rkyv => "rkyv",
+impl<T, C: Codec<T>> Sender<T, C> {
+    /// Opens (or creates) channel `name` as its sender, with default ring
+    /// [`Options`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::open`]: [`Error::InUse`] if a live process is the
+    /// sender already, [`Error::InvalidArgument`] for a bad name, ….
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shmkit::channel::Sender;
+    ///
+    /// let name = format!("doc-sender-open-{}", std::process::id());
+    /// let tx = Sender::<u64>::open(&name)?;
+    /// assert_eq!(tx.name(), name);
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open(name: &str) -> Result<Sender<T, C>> {
+        Sender::open_with(name, &Options::default())
+    }
+
+    /// Opens (or creates) channel `name` as its sender; `options` size the
+    /// ring if this call creates it, and say how this end waits.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shmkit::channel::Sender;
+    /// use shmkit::ring::Options;
+    ///
+    /// let name = format!("doc-sender-open-with-{}", std::process::id());
+    /// let tx = Sender::<u64>::open_with(&name, &Options::default().capacity(1 << 16))?;
+    /// assert_eq!(tx.max_message(), (1 << 15) - 16 - 8);
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open_with(name: &str, options: &Options) -> Result<Sender<T, C>> {
+        Sender::open_with_codec(name, options, C::default())
+    }
+
+    /// Opens (or creates) channel `name` as its sender, encoding with
+    /// `codec` (for a codec with settings of its own).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shmkit::channel::{Postcard, Sender};
+    /// use shmkit::ring::Options;
+    ///
+    /// let name = format!("doc-sender-open-with-codec-{}", std::process::id());
+    /// let tx = Sender::<u64, _>::open_with_codec(&name, &Options::default(), Postcard)?;
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open_with_codec(name: &str, options: &Options, codec: C) -> Result<Sender<T, C>> {
+        Ok(Sender {
+            producer: Producer::open_with(name, options)?,
+            codec,
+            tag: Tag::of::<T, C>(),
+            named: false,
+            _values: PhantomData,
+        })
+    }
+
+    /// Sends one value, waiting while the ring is full.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] if its encoding is longer than
+    /// [`max_message`](Sender::max_message) (with both numbers);
+    /// [`Error::InvalidArgument`] if the codec cannot encode it (e.g. a
+    /// sequence of unknown length for postcard); [`Error::PeerGone`] if the
+    /// receiver died while the ring was full.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use shmkit::channel::{Receiver, Sender};
+    /// # let name = format!("doc-sender-send-{}", std::process::id());
+    /// # let mut rx = Receiver::<String>::open(&name)?;
+    /// let mut tx = Sender::<String>::open(&name)?;
+    /// tx.send(&"hello".to_owned())?;
+    /// # tx.close();
+    /// # assert_eq!(rx.recv()?, "hello");
+    /// # assert!(rx.recv().is_err());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send(&mut self, value: &T) -> Result<()> {
+        self.send_with(value, Patience::Wait)
+    }
+
+    /// Sends one value if the ring has room now, else [`Error::Full`] (and
+    /// nothing is sent).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use shmkit::channel::{Receiver, Sender};
+    /// # let name = format!("doc-sender-try-send-{}", std::process::id());
+    /// # let mut rx = Receiver::<u32>::open(&name)?;
+    /// let mut tx = Sender::<u32>::open(&name)?;
+    /// tx.try_send(&7)?;
+    /// # tx.close();
+    /// # assert_eq!(rx.recv()?, 7);
+    /// # assert!(rx.recv().is_err());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_send(&mut self, value: &T) -> Result<()> {
+        self.send_with(value, Patience::Now)
+    }
+
+    /// Sends one value, waiting at most `timeout` for room
+    /// ([`Error::Timeout`] after that, and nothing is sent).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use shmkit::channel::{Receiver, Sender};
+    /// # let name = format!("doc-sender-send-timeout-{}", std::process::id());
+    /// # let mut rx = Receiver::<u32>::open(&name)?;
+    /// let mut tx = Sender::<u32>::open(&name)?;
+    /// tx.send_timeout(&7, Duration::from_secs(1))?;
+    /// # tx.close();
+    /// # assert_eq!(rx.recv()?, 7);
+    /// # assert!(rx.recv().is_err());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_timeout(&mut self, value: &T, timeout: Duration) -> Result<()> {
+        self.send_with(value, Patience::Timeout(timeout))
+    }
+
+    /// The length of `value`'s encoding: it can be sent if this is at most
+    /// [`max_message`](Sender::max_message).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if the codec cannot encode it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shmkit::channel::Sender;
+    /// use shmkit::ring::Options;
+    ///
+    /// let name = format!("doc-sender-encoded-len-{}", std::process::id());
+    /// let mut tx = Sender::<Vec<u8>>::open_with(&name, &Options::default().capacity(1 << 16))?;
+    /// let big = vec![0u8; 40_000];
+    /// assert!(tx.encoded_len(&big)? > tx.max_message());
+    /// match tx.send(&big) {
+    ///     Err(shmkit::Error::TooLarge { size, limit, .. }) => {
+    ///         assert_eq!((size, limit), (40_003, tx.max_message() as u64)); // 3-byte length prefix
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn encoded_len(&mut self, value: &T) -> Result<usize> {
+        self.codec
+            .encoded_len(value)
+            .map_err(|err| unencodable(&self.tag, err))
+    }
+
+    /// Encodes `value` straight into a ring grant of its exact size.
+    fn send_with(&mut self, value: &T, patience: Patience) -> Result<()> {
+        let body = self.encoded_len(value)?;
+        let limit = self.max_message();
+        if body > limit {
+            return Err(Error::TooLarge {
+                what: "encoded value",
+                size: body as u64,
+                limit: limit as u64,
+            });
         }
-    }
-}
-
-/// What one channel's messages are: their flavour and type, and the tag
-/// that says so on the wire.
-#[derive(Clone, Copy, Debug)]
-struct Tag {
-    flavour: Flavour,
-    type_name: &'static str,
-    value: u64,
-}
-
-impl Tag {
-    fn of<T>(flavour: Flavour) -> Tag {
-        let type_name = std::any::type_name::<T>();
-        let value = fnv1a_64(
-            ["shmkit.channel.v1 ", flavour.name(), " ", type_name]
-                .iter()
-                .flat_map(|part| part.bytes()),
-        );
-        Tag {
-            flavour,
-            type_name,
-            value,
-        }
-    }
-
-    fn bytes(&self) -> [u8; TAG_LEN] {
-        self.value.to_le_bytes()
-    }
-
-    /// Checks what [`copy_out`] found against this channel's tag.
-    fn check(&self, found: std::result::Result<u64, usize>, ring: &str) -> Result<()> {
-        match found {
-            Ok(value) if value == self.value => Ok(()),
-            Ok(value) => Err(Error::WrongType {
-                ring: ring.to_owned(),
-                expected: format!("{} {}", self.flavour.name(), self.type_name),
-                found: format!("tag {value:#018x}"),
-            }),
-            Err(len) => Err(Error::Corrupt(format!(
-                "ring {ring}: message of {len} bytes is shorter than the {TAG_LEN}-byte type tag"
+        // The first message names the type, if that fits too.
+        let named = !self.named && self.tag.framing_len(true) + body <= self.producer.max_message();
+        let len = self.tag.framing_len(named) + body;
+        let mut grant = match patience {
+            Patience::Wait => self.producer.grant(len),
+            Patience::Now => self.producer.try_grant(len),
+            Patience::Timeout(timeout) => self.producer.grant_timeout(len, timeout),
+        }?;
+        // SAFETY: the grant's `len` bytes are this producer's until it is
+        // committed or dropped (ring rule 2), and the writer is gone by then.
+        let mut out = unsafe { Writer::from_raw_parts(grant.as_mut_ptr(), len) };
+        self.tag.write_framing(named, &mut out)?;
+        // Dropping the grant on an error aborts it: the receiver sees nothing.
+        match self.codec.encode(value, &mut out) {
+            Ok(()) if out.written() == len => {
+                grant.commit();
+                self.named |= named;
+                Ok(())
+            }
+            Ok(()) => Err(Error::InvalidArgument(format!(
+                "the {} codec wrote {} bytes of a {} after measuring {body}",
+                C::NAME,
+                out.written() - (len - body),
+                std::any::type_name::<T>()
             ))),
+            Err(err) => Err(unencodable(&self.tag, err)),
         }
     }
-}
 
-/// The 64-bit FNV-1a hash (Fowler, Noll, Vo; the parameters of
-/// <http://www.isthe.com/chongo/tech/comp/fnv/>), written out here because
-/// the tag must not change with the standard library's hasher.
-fn fnv1a_64(bytes: impl IntoIterator<Item = u8>) -> u64 {
-    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.into_iter().fold(OFFSET_BASIS, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
-    })
-}
+    /// The channel's (and its ring's) name.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use shmkit::channel::Sender;
+    /// # let name = format!("doc-sender-name-{}", std::process::id());
+    /// let tx = Sender::<u8>::open(&name)?;
+    /// assert!(tx.name().starts_with("doc-sender-name-"));
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        self.producer.name()
+    }
 
-/// Reserves `len` bytes (tag included) in the ring, as patient as asked.
-fn grant(producer: &mut Producer, len: usize, patience: Patience) -> Result<WriteGrant<'_>> {
-    match patience {
-        Patience::Wait => producer.grant(len),
-        Patience::Now => producer.try_grant(len),
-        Patience::Timeout(timeout) => producer.grant_timeout(len, timeout),
+    /// The longest encoding of a value this channel carries: the ring's
+    /// largest message less the 8-byte type tag. Compare
+    /// [`encoded_len`](Sender::encoded_len) with it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use shmkit::channel::Sender;
+    /// # let name = format!("doc-sender-max-{}", std::process::id());
+    /// let tx = Sender::<Vec<u8>>::open(&name)?; // a 1 MiB ring
+    /// assert_eq!(tx.max_message(), (1 << 19) - 16 - 8);
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn max_message(&self) -> usize {
+        self.producer.max_message().saturating_sub(TAG_LEN)
+    }
+
+    /// Closes the channel: the receiver gets every value sent, then
+    /// [`Error::Closed`]. Dropping the sender does the same.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use shmkit::channel::{Receiver, Sender};
+    /// # let name = format!("doc-sender-close-{}", std::process::id());
+    /// let mut tx = Sender::<u8>::open(&name)?;
+    /// let mut rx = Receiver::<u8>::open(&name)?;
+    /// tx.send(&1)?;
+    /// tx.close();
+    /// assert_eq!(rx.recv()?, 1);
+    /// assert!(matches!(rx.recv(), Err(shmkit::Error::Closed { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn close(self) {
+        drop(self);
     }
 }
 
-/// The largest body a ring of `max_message` bytes carries after the tag.
-fn max_body(max_message: usize) -> usize {
-    max_message.saturating_sub(TAG_LEN)
+/// The receiving end of a channel of `T`s encoded by `C` ([`Postcard`]
+/// unless named): copies each message into a private buffer, checks its
+/// type tag and decodes it with the codec.
+///
+/// # Example
+///
+/// ```
+/// use shmkit::channel::{Receiver, Sender};
+///
+/// #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+/// enum Event {
+///     Started { pid: u32 },
+///     Line(String),
+/// }
+///
+/// let name = format!("doc-receiver-{}", std::process::id());
+/// let mut rx = Receiver::<Event>::open(&name)?;
+/// let mut tx = Sender::<Event>::open(&name)?; // usually another process
+/// tx.send(&Event::Started { pid: 1 })?;
+/// tx.send(&Event::Line("ready".into()))?;
+/// tx.close();
+/// assert_eq!(rx.recv()?, Event::Started { pid: 1 });
+/// assert_eq!(rx.recv()?, Event::Line("ready".into()));
+/// assert!(matches!(rx.recv(), Err(shmkit::Error::Closed { .. })));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct Receiver<T, C = Postcard> {
+    consumer: Consumer,
+    codec: C,
+    tag: Tag,
+    /// The private copy of the body being decoded; it keeps the capacity of
+    /// the largest message so far.
+    body: rkyv::util::AlignedVec,
+    /// Tags this receiver can name in a `WrongType`: `T` in the other
+    /// built-in codecs, then the types senders named on the wire (the
+    /// [`KNOWN_NAMES`] most recent).
+    known: Vec<Tag>,
+    /// How many of `known` are the built-in codecs' (never forgotten).
+    built_in: usize,
+    _values: PhantomData<fn() -> T>,
 }
 
-/// `Error::TooLarge` for a body of `size` bytes, unless it fits.
-fn check_body_len(size: usize, max_message: usize) -> Result<()> {
-    let limit = max_body(max_message);
-    if size > limit {
-        return Err(Error::TooLarge {
-            what: "encoded message",
-            size: size as u64,
-            limit: limit as u64,
-        });
+/// How many names a receiver remembers from the wire.
+const KNOWN_NAMES: usize = 16;
+
+impl<T, C: Codec<T>> Receiver<T, C> {
+    /// Opens (or creates) channel `name` as its receiver, with default ring
+    /// [`Options`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Consumer::open`]: [`Error::InUse`] if a live process is the
+    /// receiver already, [`Error::InvalidArgument`] for a bad name, ….
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shmkit::channel::Receiver;
+    ///
+    /// let name = format!("doc-receiver-open-{}", std::process::id());
+    /// let rx = Receiver::<u64>::open(&name)?;
+    /// assert_eq!(rx.name(), name);
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open(name: &str) -> Result<Receiver<T, C>> {
+        Receiver::open_with(name, &Options::default())
     }
-    Ok(())
+
+    /// Opens (or creates) channel `name` as its receiver; `options` size
+    /// the ring if this call creates it, and say how this end waits.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shmkit::channel::Receiver;
+    /// use shmkit::ring::{Options, Waiting};
+    ///
+    /// let name = format!("doc-receiver-open-with-{}", std::process::id());
+    /// let rx = Receiver::<u64>::open_with(&name, &Options::default().waiting(Waiting::BusyPoll))?;
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open_with(name: &str, options: &Options) -> Result<Receiver<T, C>> {
+        Receiver::open_with_codec(name, options, C::default())
+    }
+
+    /// Opens (or creates) channel `name` as its receiver, decoding with
+    /// `codec` (for a codec with settings of its own).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shmkit::channel::{Plain, Receiver};
+    /// use shmkit::ring::Options;
+    ///
+    /// let name = format!("doc-receiver-open-with-codec-{}", std::process::id());
+    /// let rx = Receiver::<u64, _>::open_with_codec(&name, &Options::default(), Plain)?;
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open_with_codec(name: &str, options: &Options, codec: C) -> Result<Receiver<T, C>> {
+        let type_name = std::any::type_name::<T>();
+        let known: Vec<Tag> = codec::BUILT_IN
+            .into_iter()
+            .filter(|&codec| codec != C::NAME)
+            .map(|codec| Tag::named(codec, type_name))
+            .collect();
+        Ok(Receiver {
+            consumer: Consumer::open_with(name, options)?,
+            codec,
+            tag: Tag::of::<T, C>(),
+            body: rkyv::util::AlignedVec::new(),
+            built_in: known.len(),
+            known,
+            _values: PhantomData,
+        })
+    }
+
+    /// Receives the next value, waiting while the channel is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongType`] for a message of another type or codec, and
+    /// [`Error::Corrupt`] for one that does not decode (either is consumed;
+    /// the next call gets the next message); [`Error::Closed`] once the
+    /// sender closed and every value was received; [`Error::PeerGone`] once
+    /// the sender died and every value it sent was received.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use shmkit::channel::{Receiver, Sender};
+    /// # let name = format!("doc-receiver-recv-{}", std::process::id());
+    /// # let mut tx = Sender::<Vec<String>>::open(&name)?;
+    /// let mut rx = Receiver::<Vec<String>>::open(&name)?;
+    /// # tx.send(&vec!["a".into()])?;
+    /// # tx.close();
+    /// let words = rx.recv()?;
+    /// # assert_eq!(words, ["a"]);
+    /// # assert!(rx.recv().is_err());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv(&mut self) -> Result<C::Value<'_>> {
+        self.receive(Patience::Wait)
+    }
+
+    /// Receives the next value if there is one now, else
+    /// [`Error::Empty`]; otherwise as [`recv`](Receiver::recv).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use shmkit::channel::{Receiver, Sender};
+    /// # let name = format!("doc-receiver-try-recv-{}", std::process::id());
+    /// let mut rx = Receiver::<u32>::open(&name)?;
+    /// let mut tx = Sender::<u32>::open(&name)?;
+    /// assert!(matches!(rx.try_recv(), Err(shmkit::Error::Empty { .. })));
+    /// tx.send(&5)?;
+    /// assert_eq!(rx.try_recv()?, 5);
+    /// # tx.close();
+    /// # assert!(rx.recv().is_err());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_recv(&mut self) -> Result<C::Value<'_>> {
+        self.receive(Patience::Now)
+    }
+
+    /// Receives the next value, waiting at most `timeout`
+    /// ([`Error::Timeout`] after that); otherwise as
+    /// [`recv`](Receiver::recv).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use shmkit::channel::{Receiver, Sender};
+    /// # let name = format!("doc-receiver-recv-timeout-{}", std::process::id());
+    /// let mut rx = Receiver::<u32>::open(&name)?;
+    /// let mut tx = Sender::<u32>::open(&name)?;
+    /// let waited = rx.recv_timeout(Duration::from_millis(10));
+    /// assert!(matches!(waited, Err(shmkit::Error::Timeout { .. })));
+    /// tx.send(&5)?;
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(1))?, 5);
+    /// # tx.close();
+    /// # assert!(rx.recv().is_err());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<C::Value<'_>> {
+        self.receive(Patience::Timeout(timeout))
+    }
+
+    fn receive(&mut self, patience: Patience) -> Result<C::Value<'_>> {
+        let grant: ReadGrant<'_> = match patience {
+            Patience::Wait => self.consumer.read(),
+            Patience::Now => self.consumer.try_read(),
+            Patience::Timeout(timeout) => self.consumer.read_timeout(timeout),
+        }?;
+        let framing = wire::copy_out(grant, &mut self.body)
+            .map_err(|why| Error::Corrupt(format!("ring {}: {why}", self.consumer.name())))?;
+        self.check_type(framing)?;
+        self.codec.decode(&self.body).map_err(|err| {
+            Error::Corrupt(format!(
+                "ring {}: a body of {} bytes does not decode as a {}: {err}",
+                self.consumer.name(),
+                self.body.len(),
+                self.tag.name
+            ))
+        })
+    }
+
+    /// `WrongType` unless the message's tag is this channel's, naming the
+    /// sender's type as well as the message or memory allows.
+    fn check_type(&mut self, framing: Framing) -> Result<()> {
+        if framing.tag == self.tag.value {
+            return Ok(());
+        }
+        let found = match framing.name {
+            Some(name) => {
+                if !self.known.iter().any(|tag| tag.value == framing.tag) {
+                    if self.known.len() >= self.built_in + KNOWN_NAMES {
+                        self.known.remove(self.built_in);
+                    }
+                    self.known.push(Tag {
+                        name: name.clone(),
+                        value: framing.tag,
+                    });
+                }
+                name
+            }
+            None => match self.known.iter().find(|tag| tag.value == framing.tag) {
+                Some(tag) => tag.name.clone(),
+                None => format!("of an unknown type (tag {:#018x})", framing.tag),
+            },
+        };
+        Err(Error::WrongType {
+            ring: self.consumer.name().to_owned(),
+            expected: self.tag.name.clone(),
+            found,
+        })
+    }
+
+    /// The channel's (and its ring's) name.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use shmkit::channel::{Receiver, Sender};
+    /// # let name = format!("doc-receiver-name-{}", std::process::id());
+    /// let rx = Receiver::<u8>::open(&name)?;
+    /// assert!(rx.name().starts_with("doc-receiver-name-"));
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        self.consumer.name()
+    }
+
+    /// The longest encoding of a value this channel carries: the ring's
+    /// largest message less the 8-byte type tag.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use shmkit::channel::{Receiver, Sender};
+    /// # let name = format!("doc-receiver-max-{}", std::process::id());
+    /// let rx = Receiver::<u8>::open(&name)?; // a 1 MiB ring
+    /// assert_eq!(rx.max_message(), (1 << 19) - 16 - 8);
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn max_message(&self) -> usize {
+        self.consumer.max_message().saturating_sub(TAG_LEN)
+    }
 }
 
-/// A receiver's private buffer: a `Vec<u8>`, or an `AlignedVec` for rkyv.
-trait PrivateBuffer {
-    fn replace_with(&mut self, bytes: &[u8]);
+fn unencodable(tag: &Tag, err: CodecError) -> Error {
+    Error::InvalidArgument(format!("cannot encode a {}: {err}", tag.name))
 }
 
-impl PrivateBuffer for Vec<u8> {
-    fn replace_with(&mut self, bytes: &[u8]) {
-        self.clear();
-        self.extend_from_slice(bytes);
-    }
-}
-
-impl PrivateBuffer for rkyv::util::AlignedVec {
-    fn replace_with(&mut self, bytes: &[u8]) {
-        self.clear();
-        self.extend_from_slice(bytes);
+impl<T, C> std::fmt::Debug for Sender<T, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("ring", &self.producer.name())
+            .field("type", &self.tag.name)
+            .finish_non_exhaustive()
     }
 }
 
-/// Copies a received message out of the ring: its body into `body` (the
-/// receiver's private buffer, whose capacity is reused), then the grant is
-/// dropped, which hands the space back to the producer. Returns the tag as
-/// found, or the message's length if it is too short to have one (leaving
-/// `body` empty). Nothing is checked here, so that every check runs on
-/// memory no other process can write.
-fn copy_out(
-    grant: ReadGrant<'_>,
-    body: &mut impl PrivateBuffer,
-) -> std::result::Result<u64, usize> {
-    let len = grant.len();
-    if len < TAG_LEN {
-        body.replace_with(&[]);
-        return Err(len);
-    }
-    let mut tag = [0u8; TAG_LEN];
-    tag.copy_from_slice(&grant[..TAG_LEN]);
-    body.replace_with(&grant[TAG_LEN..]);
-    drop(grant);
-    Ok(u64::from_le_bytes(tag))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fnv1a_matches_the_published_test_vectors() {
-        // From the FNV reference test suite.
-        assert_eq!(fnv1a_64(*b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a_64(*b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a_64(*b"foobar"), 0x8594_4171_f739_67e8);
-    }
-
-    #[test]
-    fn tags_differ_by_type_and_flavour() {
-        let a = Tag::of::<String>(Flavour::Postcard).value;
-        let b = Tag::of::<Vec<u8>>(Flavour::Postcard).value;
-        let c = Tag::of::<String>(Flavour::Rkyv).value;
-        assert!(a != b && a != c && b != c);
-        let expected = fnv1a_64(*b"shmkit.channel.v1 postcard alloc::string::String");
-        assert_eq!(a, expected);
-    }
-
-    #[test]
-    fn a_foreign_tag_is_a_wrong_type_and_a_short_one_corrupt() {
-        let tag = Tag::of::<u32>(Flavour::Postcard);
-        assert!(tag.check(Ok(tag.value), "r").is_ok());
-        let err = tag.check(Ok(1), "r").unwrap_err().to_string();
-        assert!(err.contains("postcard u32"), "{err}");
-        let err = tag.check(Err(3), "r").unwrap_err().to_string();
-        assert!(err.contains("3 bytes"), "{err}");
+impl<T, C> std::fmt::Debug for Receiver<T, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("ring", &self.consumer.name())
+            .field("type", &self.tag.name)
+            .finish_non_exhaustive()
     }
 }

@@ -1,8 +1,9 @@
 //! A process's mapping of a segment.
 
 use std::marker::PhantomData;
+use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::sys;
@@ -72,7 +73,10 @@ enum Unmap {
 ///   new bytes; synchronise with atomics when that matters.
 /// - [`atomic_u32`](Attachment::atomic_u32) and
 ///   [`atomic_u64`](Attachment::atomic_u64) give atomics inside the segment,
-///   bounds- and alignment-checked, for synchronisation between processes.
+///   bounds- and alignment-checked, for synchronisation between processes;
+///   [`load_u32`](Attachment::load_u32) and
+///   [`load_u64`](Attachment::load_u64) load them through a read-only
+///   attachment too.
 /// - [`as_ptr`](Attachment::as_ptr) and
 ///   [`as_mut_ptr`](Attachment::as_mut_ptr) give the raw mapping for layers
 ///   that hand each region to one side at a time by their own protocol.
@@ -100,7 +104,21 @@ pub struct Attachment<A: AccessMode> {
     addr: NonNull<u8>,
     len: usize,
     unmap: Unmap,
+    /// For a POSIX mapping: what turns a shrunk file's faults into errors.
+    shrink: Option<ShrinkWatch>,
     access: PhantomData<A>,
+}
+
+/// A POSIX mapping's defence against a peer that shrinks the file: the
+/// SIGBUS handler's watch, and what is needed to report the damage.
+#[derive(Debug)]
+struct ShrinkWatch {
+    /// `None` if the handler's table was full: the mapping is unwatched.
+    watch: Option<sys::sigbus::Watch>,
+    /// A descriptor of the file, to read its new size.
+    file: OwnedFd,
+    /// The segment, as errors name it.
+    segment: String,
 }
 
 // SAFETY: the mapping belongs to the process, not a thread; every method
@@ -124,23 +142,128 @@ impl<A: AccessMode> Attachment<A> {
             addr,
             len,
             unmap: Unmap::Detach,
+            shrink: None,
             access: PhantomData,
         }
     }
 
-    /// Wraps a POSIX mapping made by `mmap`.
+    /// Wraps a POSIX mapping made by `mmap` of `file`, the segment
+    /// `segment`, and watches it for faults of a shrunk file (see
+    /// [`check_intact`](Attachment::check_intact)).
     ///
     /// # Safety
     ///
     /// - `addr` and `len` are exactly those of an `mmap` not unmapped elsewhere.
     /// - The mapping is writable if `A::WRITABLE`.
-    pub(crate) unsafe fn from_mmap(addr: NonNull<u8>, len: usize) -> Self {
-        Attachment {
+    pub(crate) unsafe fn from_mmap(
+        addr: NonNull<u8>,
+        len: usize,
+        file: OwnedFd,
+        segment: String,
+    ) -> Result<Self> {
+        let watch = sys::sigbus::watch(addr, len, A::WRITABLE).map_err(|source| Error::Os {
+            context: "installing shmkit's SIGBUS handler".to_owned(),
+            source,
+        });
+        let mut attachment = Attachment {
             addr,
             len,
             unmap: Unmap::Unmap,
+            shrink: None,
             access: PhantomData,
+        };
+        // Built first, so that the mapping is unmapped if the handler fails.
+        attachment.shrink = Some(ShrinkWatch {
+            watch: watch?,
+            file,
+            segment,
+        });
+        Ok(attachment)
+    }
+
+    /// Checks that no access to the mapping has found the segment shrunk.
+    ///
+    /// When another process shrinks (`ftruncate`s) a POSIX segment, the
+    /// pages past its new end are gone. Touching one would kill this
+    /// process with `SIGBUS`; shmkit's handler instead maps a zero page
+    /// there, so the access completes reading zeros, and from then on this
+    /// check fails. [`read_at`](Attachment::read_at) and
+    /// [`write_at`](Attachment::write_at) make it after every copy, rings
+    /// and managed segments at every operation; code that uses
+    /// [`as_ptr`](Attachment::as_ptr) should make it after its accesses.
+    /// (System V segments cannot shrink.)
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Truncated`] with the segment's sizes now and when mapped;
+    /// [`Error::Os`] (`ENOSPC`) if the size is unchanged: the file system
+    /// could not supply a page (a full `/dev/shm`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shmkit::{Error, Key, Mode, ReadWrite, Segment};
+    ///
+    /// let key = Key::posix(&format!("/shmkit-doc-intact-{}", std::process::id()))?;
+    /// let segment = Segment::create(&key, 8192, Mode::OWNER_ONLY)?;
+    /// let mapping = segment.attach(ReadWrite)?;
+    /// mapping.check_intact()?;
+    ///
+    /// // Another process (here: this one) shrinks the file to 0 bytes.
+    /// let Key::Posix(name) = &key else { unreachable!() };
+    /// std::fs::OpenOptions::new().write(true).open(name.path())?.set_len(0)?;
+    /// let err = mapping.write_at(4096, b"gone").unwrap_err(); // no SIGBUS
+    /// assert!(matches!(err, Error::Truncated { size: 0, expected: 8192, .. }), "{err}");
+    /// segment.remove()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check_intact(&self) -> Result<()> {
+        self.check_fault()
+    }
+
+    /// As [`check_intact`](Attachment::check_intact), and also asks the
+    /// kernel (`fstat`) whether the file is still as long as the mapping: a
+    /// shrink that spared every page this process touched (a cut inside
+    /// the first page leaves it mapped, zeroed past the cut) raises no
+    /// fault. A system call: for waits, not for every access.
+    pub(crate) fn check_size(&self) -> Result<()> {
+        self.check_fault()?;
+        let Some(shrink) = &self.shrink else {
+            return Ok(());
+        };
+        match sys::posix::fstat(&shrink.file) {
+            Ok(st) if (st.st_size as u64) < self.len as u64 => Err(Error::Truncated {
+                segment: shrink.segment.clone(),
+                size: st.st_size as u64,
+                expected: self.len as u64,
+            }),
+            _ => Ok(()),
         }
+    }
+
+    fn check_fault(&self) -> Result<()> {
+        let Some(shrink) = &self.shrink else {
+            return Ok(());
+        };
+        if !shrink.watch.as_ref().is_some_and(|w| w.faulted()) {
+            return Ok(());
+        }
+        let size = sys::posix::fstat(&shrink.file).map_or(0, |st| st.st_size as u64);
+        if size < self.len as u64 {
+            return Err(Error::Truncated {
+                segment: shrink.segment.clone(),
+                size,
+                expected: self.len as u64,
+            });
+        }
+        Err(Error::Os {
+            context: format!(
+                "{}: the file system that holds it could not supply a page of it \
+                 (full?), which this mapping now reads as zeros",
+                shrink.segment
+            ),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        })
     }
 
     /// The size of the mapping in bytes (the segment's size).
@@ -179,7 +302,63 @@ impl<A: AccessMode> Attachment<A> {
                 buf.len(),
             )
         };
-        Ok(())
+        // The copy may have hit pages a peer truncated away (they read as
+        // zeros): then `buf` is not the segment's content.
+        self.check_intact()
+    }
+
+    /// Loads the 32-bit atomic at `offset` with `order`, through any
+    /// attachment, [`ReadOnly`] ones included: to watch a counter or a
+    /// flag that a writer publishes with [`atomic_u32`](Attachment::atomic_u32).
+    ///
+    /// A read-only attachment offers loads and no `&AtomicU32`, because
+    /// every other atomic operation writes and would fault on a read-only
+    /// mapping; an atomic load of read-only memory is sound for this size
+    /// (see "Atomic accesses to read-only memory" in [`std::sync::atomic`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`] or [`Error::InvalidArgument`] if the four bytes
+    /// are not inside the segment or not 4-byte aligned.
+    ///
+    /// # Panics
+    ///
+    /// If `order` is `Release` or `AcqRel`, as [`AtomicU32::load`] does.
+    ///
+    /// ```
+    /// use std::sync::atomic::Ordering;
+    /// use shmkit::{Key, Mode, ReadOnly, ReadWrite, Segment};
+    ///
+    /// let segment = Segment::create(&Key::PRIVATE, 4096, Mode::OWNER_ONLY)?;
+    /// let writer = segment.attach(ReadWrite)?;
+    /// let reader = segment.attach(ReadOnly)?; // usually another process
+    /// writer.atomic_u32(64)?.store(7, Ordering::Release);
+    /// writer.atomic_u64(128)?.store(u64::MAX, Ordering::Release);
+    /// assert_eq!(reader.load_u32(64, Ordering::Acquire)?, 7);
+    /// assert_eq!(reader.load_u64(128, Ordering::Acquire)?, u64::MAX);
+    /// assert!(reader.load_u64(4092, Ordering::Acquire).is_err()); // past the end
+    /// segment.remove()?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn load_u32(&self, offset: usize, order: Ordering) -> Result<u32> {
+        self.check_range(offset, 4, align_of::<AtomicU32>())?;
+        // SAFETY: in bounds and aligned (checked above); the mapping lives as
+        // long as `&self`; the atomic aliases memory other processes access
+        // atomically, and only `load` is called on it, which is sound on
+        // read-only memory of this size.
+        Ok(unsafe { AtomicU32::from_ptr(self.addr.as_ptr().add(offset).cast()) }.load(order))
+    }
+
+    /// Loads the 64-bit atomic at `offset`: as [`load_u32`](Attachment::load_u32),
+    /// with 8 bytes aligned to 8.
+    ///
+    /// # Errors
+    ///
+    /// As [`load_u32`](Attachment::load_u32), with 8 bytes.
+    pub fn load_u64(&self, offset: usize, order: Ordering) -> Result<u64> {
+        self.check_range(offset, 8, align_of::<AtomicU64>())?;
+        // SAFETY: as in load_u32, for eight bytes aligned to eight.
+        Ok(unsafe { AtomicU64::from_ptr(self.addr.as_ptr().add(offset).cast()) }.load(order))
     }
 
     fn check_range(&self, offset: usize, len: usize, align: usize) -> Result<()> {
@@ -223,7 +402,8 @@ impl Attachment<ReadWrite> {
         unsafe {
             std::ptr::copy_nonoverlapping(data.as_ptr(), self.addr.as_ptr().add(offset), data.len())
         };
-        Ok(())
+        // Bytes written to pages a peer truncated away are lost.
+        self.check_intact()
     }
 
     /// The 32-bit atomic at `offset`, shared with every process that maps it.
@@ -254,6 +434,9 @@ impl Attachment<ReadWrite> {
 
 impl<A: AccessMode> Drop for Attachment<A> {
     fn drop(&mut self) {
+        // Unwatched before unmapped: the handler must never patch a range
+        // that another mapping may take next.
+        drop(self.shrink.take());
         // Errors cannot be reported from drop, and both calls only fail for
         // an address that is not a mapping, which construction rules out.
         let _ = match self.unmap {

@@ -1,6 +1,7 @@
 //! How a segment is named: a System V key or a POSIX name.
 
 use std::fmt;
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::str::FromStr;
@@ -30,6 +31,10 @@ use crate::error::{Error, Result};
 /// assert_eq!(key, Key::SysV(0x1234));
 /// assert_eq!(key.to_string(), "0x00001234");
 ///
+/// // Any 32 bits, as the kernel takes them; -1 is 0xffffffff.
+/// assert_eq!("0xdeadbeef".parse::<Key>()?, Key::SysV(0xdead_beef));
+/// assert_eq!("-1".parse::<Key>()?, Key::SysV(0xffff_ffff));
+///
 /// assert_eq!("private".parse::<Key>()?, Key::PRIVATE);
 ///
 /// let name: Key = "/orders".parse()?;
@@ -39,8 +44,10 @@ use crate::error::{Error, Result};
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Key {
-    /// A System V `key_t`. [`Key::PRIVATE`] (0) always creates a new segment.
-    SysV(i32),
+    /// A System V key: any 32 bits, as the kernel takes them (C's `key_t`
+    /// is a signed `int`; a key from C converts with `as u32`).
+    /// [`Key::PRIVATE`] (0) always creates a new segment.
+    SysV(u32),
     /// A POSIX shared-memory name, validated by [`Key::posix`].
     Posix(PosixName),
 }
@@ -50,7 +57,7 @@ impl Key {
     /// finds; other processes reach it by id.
     pub const PRIVATE: Key = Key::SysV(crate::sys::sysv::IPC_PRIVATE);
 
-    /// A POSIX name: one leading slash, no other slash, 1 to 255 bytes after
+    /// A POSIX name: one leading slash, no other slash, 1 to 254 bytes after
     /// the slash, not `/.` or `/..`, no NUL byte — the names Linux
     /// `shm_open` accepts.
     ///
@@ -87,12 +94,12 @@ impl Key {
         }
         let meta = std::fs::metadata(path).map_err(|source| Error::Os {
             context: format!("ftok of {}", path.display()),
-            source,
+            source: io::Error::new(source.kind(), ftok_failure(&source)),
         })?;
         let key = (meta.ino() & 0xffff) as u32
             | ((meta.dev() & 0xff) as u32) << 16
             | u32::from(proj_id) << 24;
-        Ok(Key::SysV(key as i32))
+        Ok(Key::SysV(key))
     }
 
     /// How messages name a key before there is a segment: `key 0x00001234`
@@ -110,7 +117,7 @@ impl fmt::Display for Key {
     /// as themselves.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Key::SysV(key) => write!(f, "{:#010x}", *key as u32),
+            Key::SysV(key) => write!(f, "{key:#010x}"),
             Key::Posix(name) => f.write_str(name.as_str()),
         }
     }
@@ -143,7 +150,11 @@ impl FromStr for Key {
             return Key::ftok(path, proj_id);
         }
         parse_int(text)
-            .and_then(|n| i32::try_from(n).ok().or_else(|| u32::try_from(n).ok().map(|u| u as i32)))
+            .and_then(|n| {
+                u32::try_from(n)
+                    .ok()
+                    .or_else(|| i32::try_from(n).ok().map(|k| k as u32))
+            })
             .map(Key::SysV)
             .ok_or_else(|| {
                 Error::InvalidArgument(format!(
@@ -153,19 +164,45 @@ impl FromStr for Key {
     }
 }
 
+/// Decimal with an optional leading `-`, or `0x` hex: digits only after
+/// the prefix, since `from_str_radix` would also take a sign there
+/// (`0x-1`, `0x+5`, `+5`).
 fn parse_int(text: &str) -> Option<i64> {
     let (negative, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    let value = match digits
+    let (hex, digits) = match digits
         .strip_prefix("0x")
         .or_else(|| digits.strip_prefix("0X"))
     {
-        Some(hex) => i64::from_str_radix(hex, 16).ok()?,
-        None => digits.parse::<i64>().ok()?,
+        Some(hex) => (true, hex),
+        None => (false, digits),
     };
+    let valid = |c: char| {
+        if hex {
+            c.is_ascii_hexdigit()
+        } else {
+            c.is_ascii_digit()
+        }
+    };
+    if digits.is_empty() || !digits.chars().all(valid) {
+        return None;
+    }
+    let value = i64::from_str_radix(digits, if hex { 16 } else { 10 }).ok()?;
     Some(if negative { -value } else { value })
+}
+
+/// Why ftok could not use a file, in the words of someone who typed
+/// `ftok:PATH:PROJ` (not the raw errno text).
+fn ftok_failure(err: &io::Error) -> String {
+    let why = match err.kind() {
+        io::ErrorKind::NotFound => "there is no such file",
+        io::ErrorKind::PermissionDenied => "permission denied to look at the file",
+        io::ErrorKind::NotADirectory => "a part of the path before the last '/' is not a directory",
+        _ => return format!("the file's status cannot be read: {}", err.kind()),
+    };
+    format!("{why}; ftok derives a key from an existing file that this user may look at")
 }
 
 /// A validated POSIX shared-memory name such as `/ring-1`.
@@ -173,8 +210,9 @@ fn parse_int(text: &str) -> Option<i64> {
 pub struct PosixName(String);
 
 impl PosixName {
-    /// The longest name after the slash that Linux accepts (`NAME_MAX`).
-    pub const MAX_LEN: usize = 255;
+    /// The longest name after the slash that `shm_open` accepts: one less
+    /// than `NAME_MAX` (255), as glibc and rustix count the final NUL.
+    pub const MAX_LEN: usize = 254;
 
     /// Validates a name; see [`Key::posix`].
     pub fn new(name: &str) -> Result<PosixName> {
@@ -194,7 +232,7 @@ impl PosixName {
             return invalid("must not contain '/' after the first character");
         }
         if rest.len() > Self::MAX_LEN {
-            return invalid("must be at most 255 bytes after the '/'");
+            return invalid("must be at most 254 bytes after the '/' (shm_open's limit)");
         }
         if rest == "." || rest == ".." {
             return invalid("must not be '/.' or '/..'");
@@ -230,10 +268,14 @@ mod tests {
     fn parses_sysv_keys() {
         assert_eq!("4660".parse::<Key>().unwrap(), Key::SysV(4660));
         assert_eq!("0x1234".parse::<Key>().unwrap(), Key::SysV(0x1234));
-        assert_eq!("0xffffffff".parse::<Key>().unwrap(), Key::SysV(-1));
-        assert_eq!("-2".parse::<Key>().unwrap(), Key::SysV(-2));
+        assert_eq!("0xffffffff".parse::<Key>().unwrap(), Key::SysV(0xffff_ffff));
+        assert_eq!("-2".parse::<Key>().unwrap(), Key::SysV(0xffff_fffe));
         assert_eq!("0".parse::<Key>().unwrap(), Key::PRIVATE);
         assert!("0x100000000".parse::<Key>().is_err());
+        for bad in ["0x-1", "0x+5", "+5", "0x", "-", "--1", "0x 1", "-0x-1"] {
+            assert!(bad.parse::<Key>().is_err(), "{bad:?} was accepted");
+        }
+        assert_eq!("-0x10".parse::<Key>().unwrap(), Key::SysV(0xffff_fff0));
         assert!("twelve".parse::<Key>().is_err());
         assert!("".parse::<Key>().is_err());
     }
@@ -257,13 +299,14 @@ mod tests {
     #[test]
     fn prints_sysv_keys_like_ipcs() {
         assert_eq!(Key::SysV(0x1234).to_string(), "0x00001234");
-        assert_eq!(Key::SysV(-1).to_string(), "0xffffffff");
+        assert_eq!(Key::SysV(0xffff_ffff).to_string(), "0xffffffff");
     }
 
     #[test]
     fn validates_posix_names() {
         assert!(PosixName::new("/a").is_ok());
-        assert!(PosixName::new(&format!("/{}", "x".repeat(255))).is_ok());
+        assert!(PosixName::new(&format!("/{}", "x".repeat(254))).is_ok());
+        assert!(PosixName::new(&format!("/{}", "x".repeat(255))).is_err());
         for bad in ["", "a", "/", "/a/b", "/.", "/..", "/a\0b"] {
             assert!(
                 matches!(PosixName::new(bad), Err(Error::InvalidName { .. })),
@@ -282,20 +325,15 @@ mod tests {
         let meta = std::fs::metadata("/").unwrap();
         let expected =
             (meta.ino() & 0xffff) as u32 | ((meta.dev() & 0xff) as u32) << 16 | 0x41 << 24;
-        assert_eq!(Key::ftok("/", b'A').unwrap(), Key::SysV(expected as i32));
-        assert_eq!(
-            "ftok:/:A".parse::<Key>().unwrap(),
-            Key::SysV(expected as i32)
-        );
-        assert_eq!(
-            "ftok:/:65".parse::<Key>().unwrap(),
-            Key::SysV(expected as i32)
-        );
+        assert_eq!(Key::ftok("/", b'A').unwrap(), Key::SysV(expected));
+        assert_eq!("ftok:/:A".parse::<Key>().unwrap(), Key::SysV(expected));
+        assert_eq!("ftok:/:65".parse::<Key>().unwrap(), Key::SysV(expected));
         assert!(matches!(Key::ftok("/", 0), Err(Error::InvalidArgument(_))));
-        assert!(matches!(
-            Key::ftok("/surely/not/here", 1),
-            Err(Error::Os { .. })
-        ));
+        let missing = Key::ftok("/surely/not/here", 1).unwrap_err();
+        assert!(matches!(missing, Error::Os { .. }), "{missing:?}");
+        let text = missing.to_string();
+        assert!(text.contains("there is no such file"), "{text}");
+        assert!(!text.contains("os error"), "{text}");
         assert!("ftok:/".parse::<Key>().is_err());
         assert!("ftok:/:256".parse::<Key>().is_err());
     }

@@ -16,6 +16,7 @@
 
 mod attachment;
 mod key;
+mod limits;
 mod mode;
 mod posix_open;
 mod stat;
@@ -27,6 +28,7 @@ use std::os::fd::OwnedFd;
 
 pub use attachment::{AccessMode, Attachment, ReadOnly, ReadWrite};
 pub use key::{Key, PosixName};
+pub use limits::{limits, Limits};
 pub use mode::Mode;
 pub use stat::{list, Kind, Mapping, Stat};
 pub use trust::{Opened, Owner, Trust};
@@ -67,7 +69,7 @@ pub struct Segment {
 enum Object {
     SysV {
         /// The key it was found or created with (the kernel's becomes 0 on removal).
-        key: i32,
+        key: u32,
         id: i32,
     },
     Posix {
@@ -92,7 +94,9 @@ impl Segment {
     /// - [`Error::InvalidArgument`] if `size` is 0.
     /// - [`Error::TooLarge`] if `size` is over `kernel.shmmax` or
     ///   `kernel.shmall` pages (System V), or over the size of the `/dev/shm`
-    ///   file system (POSIX).
+    ///   file system or the space free in it (POSIX: a new segment's pages
+    ///   are reserved with `fallocate`, so a full `/dev/shm` is this error
+    ///   now, never a `SIGBUS` when a page is first touched).
     /// - [`Error::AlreadyExists`] if the key is taken.
     /// - [`Error::PermissionDenied`] if this process may not create it.
     /// - [`Error::Os`] if a System V segment would pass a system-wide limit
@@ -369,11 +373,14 @@ impl Segment {
                     size,
                     limit: usize::MAX as u64,
                 })?;
+                let file = fd
+                    .try_clone()
+                    .map_err(|e| Error::from_os(e, name.as_str(), asked))?;
                 let addr = posix::map(fd, len, A::WRITABLE)
                     .map_err(|e| Error::from_os(e, name.as_str(), asked))?;
                 // SAFETY: `addr`/`len` are a fresh mmap, writable exactly when
                 // A::WRITABLE (PROT_READ only otherwise).
-                Ok(unsafe { Attachment::from_mmap(addr, len) })
+                unsafe { Attachment::from_mmap(addr, len, file, name.to_string()) }
             }
         }
     }
@@ -381,19 +388,34 @@ impl Segment {
     /// Attaches read-write a segment that another process is creating, once
     /// it is ready: sized to at least `min_size` bytes and with a nonzero
     /// magic number stored (with Release) at offset 0, as every shmkit
-    /// format does (DESIGN.md, rule 3). Waits at most 5 s: the creator is
-    /// between creating the segment and its first stores, microseconds away,
-    /// unless it died there.
+    /// format does (docs/ARCHITECTURE.md, memory rule 3). Waits at most
+    /// 5 s: the creator is between creating the segment and its first
+    /// stores, microseconds away, unless it died there.
     ///
     /// # Errors
     ///
-    /// [`Error::Corrupt`] if the segment is still not ready after 5 s.
+    /// [`Error::Truncated`] at once if it has fewer than `min_size` bytes
+    /// but more than 0; [`Error::Corrupt`] if the segment is still not
+    /// ready after 5 s.
     pub(crate) fn attach_initialised(&self, min_size: u64) -> Result<Attachment<ReadWrite>> {
         let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let mut mapping = None;
         loop {
-            if mapping.is_none() && self.size()? >= min_size {
-                mapping = Some(self.attach(ReadWrite)?);
+            if mapping.is_none() {
+                // A creator sizes its segment in one step: a size between 0
+                // (not sized yet) and the least its format needs means
+                // someone shrank it.
+                match self.size()? {
+                    size if size >= min_size => mapping = Some(self.attach(ReadWrite)?),
+                    0 => {}
+                    size => {
+                        return Err(Error::Truncated {
+                            segment: self.to_string(),
+                            size,
+                            expected: min_size,
+                        })
+                    }
+                }
             }
             if let Some(attached) = &mapping {
                 // Acquire: pairs with the creator's Release of the magic, so
@@ -440,7 +462,6 @@ impl Segment {
 
     /// As [`try_lock_range`](Segment::try_lock_range), but waits until the
     /// range is free.
-    #[allow(dead_code)] // for ring liveness (lifecycle branch)
     pub(crate) fn lock_range(
         &self,
         start: u64,
@@ -476,7 +497,7 @@ impl Segment {
         }
     }
 
-    fn posix_fd(&self) -> Result<&OwnedFd> {
+    pub(crate) fn posix_fd(&self) -> Result<&OwnedFd> {
         match &self.object {
             Object::SysV { .. } => Err(Error::InvalidArgument(format!(
                 "{self} is a System V segment: it has no file to lock"
@@ -543,12 +564,101 @@ impl Segment {
     /// using it, and the kernel frees the memory when the last attachment goes
     /// (for POSIX, also the last open handle). [`stat`](Segment::stat) shows
     /// the pending removal as [`Stat::removed`].
+    ///
+    /// Removal is exact: a POSIX name that no longer stands for this
+    /// handle's object (it was removed, and the name perhaps taken by a new
+    /// one) gives [`Error::NotFound`] and removes nothing.
     pub fn remove(&self) -> Result<()> {
         match &self.object {
             Object::SysV { id, .. } => sysv::remove(*id),
-            Object::Posix { name, .. } => posix::unlink(name.as_str()),
+            Object::Posix { name, fd, .. } => {
+                let same = posix::fstat(fd).and_then(|mine| {
+                    Ok(posix::identity(name.as_str())? == (mine.st_dev, mine.st_ino))
+                });
+                match same {
+                    Ok(true) => posix::unlink(name.as_str()),
+                    Ok(false) => Err(io::Error::from_raw_os_error(libc::ENOENT)),
+                    Err(e) => Err(e),
+                }
+            }
         }
         .map_err(|e| Error::from_os(e, &self.to_string(), Access::Remove))
+    }
+
+    /// Creates a POSIX segment of `size` bytes that no other process can
+    /// open until `init` has run on it and its mapping: it is made without a name
+    /// (`O_TMPFILE`) and linked to its name after `init`. An opener never
+    /// sees it half made, and a creator that dies first leaves nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Segment::create) ([`Error::AlreadyExists`] if the name
+    /// is taken, checked at the end), [`Error::InvalidArgument`] for a System
+    /// V key, and whatever `init` returns.
+    pub(crate) fn create_initialised(
+        key: &Key,
+        size: u64,
+        mode: Mode,
+        init: impl FnOnce(&Segment, &Attachment<ReadWrite>) -> Result<()>,
+    ) -> Result<(Segment, Attachment<ReadWrite>)> {
+        check_size(key, size)?;
+        let Key::Posix(name) = key else {
+            return Err(Error::InvalidArgument(format!(
+                "{key} is a System V key; only POSIX segments are created initialised"
+            )));
+        };
+        let fd = posix::create_unnamed(mode.bits())
+            .map_err(|e| Error::from_os(e, name.as_str(), Access::Create))?;
+        size_posix(&fd, name, size, mode)?;
+        let segment = Segment {
+            object: Object::Posix {
+                name: name.clone(),
+                fd,
+                writable: true,
+            },
+        };
+        let mapping = segment.attach(ReadWrite)?;
+        init(&segment, &mapping)?;
+        let Object::Posix { fd, .. } = &segment.object else {
+            unreachable!("made POSIX above")
+        };
+        posix::link(fd, name.as_str()).map_err(|e| match e.raw_os_error() {
+            Some(libc::EEXIST) => Error::AlreadyExists {
+                segment: name.to_string(),
+            },
+            _ => Error::from_os(e, name.as_str(), Access::Create),
+        })?;
+        Ok((segment, mapping))
+    }
+
+    /// Removes the segment `key` names, as [`remove`](Segment::remove),
+    /// without opening it first: removing a POSIX segment needs the right
+    /// to unlink its name (its owner's, in the sticky `/dev/shm`), not to
+    /// read it, so a mode that forbids reading does not stop its owner.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Segment::open) and [`remove`](Segment::remove); a
+    /// refusal is [`Error::PermissionDenied`] for [`Access::Remove`].
+    ///
+    /// ```
+    /// use shmkit::{Error, Key, Mode, Segment};
+    ///
+    /// let key = Key::posix(&format!("/shmkit-doc-remove-key-{}", std::process::id()))?;
+    /// drop(Segment::create(&key, 100, Mode::new(0o000))?); // nobody may read it
+    /// Segment::remove_key(&key)?;
+    /// assert!(matches!(Segment::open(&key), Err(Error::NotFound { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn remove_key(key: &Key) -> Result<()> {
+        match key {
+            Key::Posix(name) => {
+                posix_open::check_before_removal(name)?;
+                posix::unlink(name.as_str())
+                    .map_err(|e| Error::from_os(e, name.as_str(), Access::Remove))
+            }
+            Key::SysV(_) => Segment::open(key)?.remove(),
+        }
     }
 }
 
@@ -565,7 +675,7 @@ impl Segment {
 /// let id = private.id().unwrap();
 /// assert_eq!(private.to_string(), format!("id {id}"));
 ///
-/// let key = Key::SysV(0x5d00_0000 | (std::process::id() & 0xff_ffff) as i32);
+/// let key = Key::SysV(0xd500_0000 | (std::process::id() & 0xff_ffff)); // any 32 bits
 /// let keyed = Segment::create(&key, 100, Mode::OWNER_ONLY)?;
 /// let id = keyed.id().unwrap();
 /// assert_eq!(keyed.to_string(), format!("key {key} (id {id})")); // key 0x5d…
@@ -687,6 +797,33 @@ fn smaller_than_asked(key: &Key, existing: u64, size: u64) -> Error {
     ))
 }
 
+/// Sets a new POSIX object's mode exactly (shm_open's mode passes through
+/// the umask; System V's does not), sizes it, and reserves its memory, so
+/// that a full /dev/shm is an error now, not a SIGBUS when a page is first
+/// touched.
+fn size_posix(fd: &OwnedFd, name: &PosixName, size: u64, mode: Mode) -> Result<()> {
+    posix::set_mode(fd, mode.bits())
+        .and_then(|()| posix::set_len(fd, size))
+        .and_then(|()| match posix::reserve(fd, size) {
+            // A file system that cannot reserve leaves the pages to be found later.
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(()),
+            other => other,
+        })
+        .map_err(|err| match err.raw_os_error() {
+            Some(libc::ENOSPC) => Error::TooLarge {
+                what: "segment size (against the free space in /dev/shm)",
+                size,
+                limit: posix::free_space().unwrap_or(0),
+            },
+            Some(libc::EFBIG) => Error::TooLarge {
+                what: "segment size",
+                size,
+                limit: posix::capacity().unwrap_or(0),
+            },
+            _ => Error::from_os(err, name.as_str(), Access::Create),
+        })
+}
+
 fn create_posix(name: &PosixName, size: u64, mode: Mode) -> Result<Segment> {
     let fd = posix_open::open(
         name,
@@ -695,19 +832,9 @@ fn create_posix(name: &PosixName, size: u64, mode: Mode) -> Result<Segment> {
         mode.bits(),
         Access::Create,
     )?;
-    // shm_open's mode passes through the umask; System V's does not. Apply it
-    // exactly, then size the object; undo the creation if either fails.
-    let sized = posix::set_mode(&fd, mode.bits()).and_then(|()| posix::set_len(&fd, size));
-    if let Err(err) = sized {
+    if let Err(err) = size_posix(&fd, name, size, mode) {
         let _ = posix::unlink(name.as_str());
-        return Err(match err.raw_os_error() {
-            Some(libc::EFBIG) | Some(libc::ENOSPC) => Error::TooLarge {
-                what: "segment size",
-                size,
-                limit: posix::capacity().unwrap_or(0),
-            },
-            _ => Error::from_os(err, name.as_str(), Access::Create),
-        });
+        return Err(err);
     }
     Ok(Segment {
         object: Object::Posix {

@@ -6,7 +6,7 @@
 //! program's files there, a FIFO that blocks an open forever, a socket, a
 //! directory, or (root only) a bind mount of a file from another file
 //! system. [`open`] refuses all of them, with an error that says which it
-//! found (DESIGN.md rule 8, docs/SECURITY.md):
+//! found (docs/ARCHITECTURE.md, memory rule 8; docs/SECURITY.md):
 //!
 //! - `O_NOFOLLOW`: a symlink, dangling or not, is never followed;
 //! - `O_NONBLOCK` on the open: a FIFO cannot block it (cleared once the
@@ -55,6 +55,36 @@ pub(super) fn open(
     }
     posix::clear_nonblocking(&fd).map_err(|e| Error::from_os(e, name.as_str(), access))?;
     Ok(fd)
+}
+
+/// Refuses a name that holds anything but a regular tmpfs file with one
+/// name, without opening it: for removal, which needs no descriptor (and
+/// whose `unlink` would otherwise quietly remove another user's symlink or
+/// FIFO, or fail with a misleading `EPERM`).
+///
+/// # Errors
+///
+/// [`Error::NotASegment`] naming what is there; [`Error::NotFound`] if
+/// nothing is.
+pub(super) fn check_before_removal(name: &PosixName) -> Result<()> {
+    let path = format!(
+        "{}/{}",
+        posix::SHM_DIR,
+        name.as_str().trim_start_matches('/')
+    );
+    let stat = posix::lstat(&path).map_err(|e| Error::from_os(e, name.as_str(), Access::Stat))?;
+    if let Some(found) = not_a_segment(&stat) {
+        return Err(not_a_segment_error(name, found));
+    }
+    let magic = posix::path_filesystem_magic(&path)
+        .map_err(|e| Error::from_os(e, name.as_str(), Access::Stat))?;
+    if magic != posix::TMPFS_MAGIC {
+        return Err(not_a_segment_error(
+            name,
+            format!("a file on a file system that is not tmpfs (type {magic:#x})"),
+        ));
+    }
+    Ok(())
 }
 
 /// What a file is when it is no segment: `None` for a regular file with

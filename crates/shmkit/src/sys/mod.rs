@@ -10,4 +10,5 @@ pub mod membarrier;
 pub mod posix;
 pub mod procfs;
 pub mod range_lock;
+pub mod sigbus;
 pub mod sysv;

@@ -33,12 +33,13 @@ pub enum Disposition {
 }
 
 /// `shm_open(name, flags, mode)` as glibc makes it:
-/// `open("/dev/shm/NAME", flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, mode)`.
+/// `open("/dev/shm/NAME", flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, mode)`.
 /// Opens (or creates) a shared-memory object.
 ///
 /// `O_NOFOLLOW` makes a symlink at the name fail with `ELOOP` (rustix's
 /// `shm_open` does not add it); `O_NONBLOCK` keeps a FIFO at the name from
-/// blocking the open. The flag stays set on the descriptor: call
+/// blocking the open; `O_NOCTTY` keeps a terminal there from becoming the
+/// process's controlling terminal before the type check refuses it. The flag stays set on the descriptor: call
 /// [`clear_nonblocking`] once the caller has checked it is a regular file.
 /// The descriptor is close-on-exec.
 ///
@@ -50,7 +51,7 @@ pub fn open(
     disposition: Disposition,
     mode: u32,
 ) -> io::Result<OwnedFd> {
-    let mut flags = OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let mut flags = OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
     flags |= if writable {
         OFlags::RDWR
     } else {
@@ -90,6 +91,22 @@ pub fn filesystem_magic(fd: impl AsFd) -> io::Result<u64> {
     Ok(rustix::fs::fstatfs(fd)?.f_type as u64)
 }
 
+/// `lstat(path)`: what is at `path`, without following a symlink there.
+///
+/// [lstat(2)](https://man7.org/linux/man-pages/man2/lstat.2.html)
+pub fn lstat(path: &str) -> io::Result<Stat> {
+    Ok(rustix::fs::lstat(path)?)
+}
+
+/// `statfs(path).f_type`: the magic number of the file system holding
+/// `path` (the caller has checked it is no symlink).
+///
+/// [statfs(2)](https://man7.org/linux/man-pages/man2/statfs.2.html)
+pub fn path_filesystem_magic(path: &str) -> io::Result<u64> {
+    // `f_type` is signed on some targets; a magic number is its bits.
+    Ok(rustix::fs::statfs(path)?.f_type as u64)
+}
+
 /// `shm_unlink(name)`: removes the name; mappings and open descriptors stay
 /// valid, and the memory is freed when the last of them goes.
 ///
@@ -103,6 +120,29 @@ pub fn unlink(name: &str) -> io::Result<()> {
 /// [ftruncate(2)](https://man7.org/linux/man-pages/man2/ftruncate.2.html)
 pub fn set_len(fd: impl AsFd, len: u64) -> io::Result<()> {
     Ok(rustix::fs::ftruncate(fd, len)?)
+}
+
+/// `fallocate(fd, 0, 0, len)`: reserves the object's first `len` bytes of
+/// memory now, so that touching them later cannot fail for want of space
+/// (which would raise `SIGBUS` in whoever touched them). `ENOSPC` if the
+/// file system has not that much free.
+///
+/// [fallocate(2)](https://man7.org/linux/man-pages/man2/fallocate.2.html)
+pub fn reserve(fd: impl AsFd, len: u64) -> io::Result<()> {
+    Ok(rustix::fs::fallocate(
+        fd,
+        rustix::fs::FallocateFlags::empty(),
+        0,
+        len,
+    )?)
+}
+
+/// `statvfs("/dev/shm")`: bytes free for new objects.
+///
+/// [statvfs(3)](https://man7.org/linux/man-pages/man3/statvfs.3.html)
+pub fn free_space() -> io::Result<u64> {
+    let vfs = rustix::fs::statvfs(SHM_DIR)?;
+    Ok(vfs.f_bavail.saturating_mul(vfs.f_frsize))
 }
 
 /// `fstat(fd)`: size, owner, mode, times and inode of the object.
@@ -148,6 +188,28 @@ pub fn capacity() -> io::Result<u64> {
     Ok(vfs.f_blocks.saturating_mul(vfs.f_frsize))
 }
 
+/// How full the tmpfs at `/dev/shm` is, in bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Usage {
+    /// Its total size.
+    pub size: u64,
+    /// Bytes in use.
+    pub used: u64,
+    /// Bytes an unprivileged user may still fill.
+    pub available: u64,
+}
+
+/// `statvfs("/dev/shm")` as [`Usage`].
+pub fn usage() -> io::Result<Usage> {
+    let vfs = rustix::fs::statvfs(SHM_DIR)?;
+    let bytes = |blocks: u64| blocks.saturating_mul(vfs.f_frsize);
+    Ok(Usage {
+        size: bytes(vfs.f_blocks),
+        used: bytes(vfs.f_blocks.saturating_sub(vfs.f_bfree)),
+        available: bytes(vfs.f_bavail),
+    })
+}
+
 /// `mmap(NULL, len, PROT_READ[|PROT_WRITE], MAP_SHARED, fd, 0)`: maps the
 /// object anywhere the kernel chooses.
 ///
@@ -177,4 +239,53 @@ pub unsafe fn unmap(addr: NonNull<u8>, len: usize) -> io::Result<()> {
     // SAFETY: the caller guarantees the range is our mapping and unused.
     unsafe { rustix::mm::munmap(addr.as_ptr().cast(), len)? };
     Ok(())
+}
+
+/// `open("/dev/shm", O_TMPFILE | O_RDWR, mode)`: a new shared-memory object
+/// with no name yet, so that its creator can size and initialise it before
+/// anyone can open it; [`link`] then gives it its name. If the creator dies
+/// first, the kernel frees it: no half-made object is ever left behind.
+///
+/// [open(2), O_TMPFILE](https://man7.org/linux/man-pages/man2/open.2.html)
+pub fn create_unnamed(mode: u32) -> io::Result<OwnedFd> {
+    use rustix::fs::OFlags;
+    Ok(rustix::fs::open(
+        SHM_DIR,
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode & 0o777),
+    )?)
+}
+
+/// `linkat(AT_FDCWD, "/proc/self/fd/N", AT_FDCWD, "/dev/shm/NAME",
+/// AT_SYMLINK_FOLLOW)`: names an object made by [`create_unnamed`]. Fails
+/// with `EEXIST` if the name is taken: like `O_CREAT | O_EXCL`, but the
+/// object appears whole.
+///
+/// [linkat(2)](https://man7.org/linux/man-pages/man2/linkat.2.html)
+pub fn link(fd: impl AsFd, name: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let from = format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd());
+    let to = format!("{SHM_DIR}/{}", name.trim_start_matches('/'));
+    Ok(rustix::fs::linkat(
+        rustix::fs::CWD,
+        from.as_str(),
+        rustix::fs::CWD,
+        to.as_str(),
+        rustix::fs::AtFlags::SYMLINK_FOLLOW,
+    )?)
+}
+
+/// `stat("/dev/shm/NAME")` without following a symlink: the device and
+/// inode of the object the name stands for now, to compare with an open
+/// descriptor's before removing by name (DESIGN.md, rule 7).
+///
+/// [stat(2)](https://man7.org/linux/man-pages/man2/stat.2.html)
+pub fn identity(name: &str) -> io::Result<(u64, u64)> {
+    let path = format!("{SHM_DIR}/{}", name.trim_start_matches('/'));
+    let st = rustix::fs::statat(
+        rustix::fs::CWD,
+        path.as_str(),
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    Ok((st.st_dev, st.st_ino))
 }

@@ -11,8 +11,9 @@ use std::io;
 /// may see it, whoever created the segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SysvRow {
-    /// `key_t`; 0 (`IPC_PRIVATE`) once the segment is marked for removal.
-    pub key: i32,
+    /// `key_t`'s 32 bits (the file prints it signed); 0 (`IPC_PRIVATE`)
+    /// once the segment is marked for removal.
+    pub key: u32,
     /// The segment id.
     pub id: i32,
     /// `shm_perm.mode`: the 9 permission bits plus `SHM_DEST` and `SHM_LOCKED`.
@@ -71,7 +72,7 @@ fn parse_sysv_row(line: &str) -> io::Result<SysvRow> {
     }
     (|| {
         Some(SysvRow {
-            key: num(f[0])?,
+            key: num::<i32>(f[0])? as u32,
             id: num(f[1])?,
             perms: u32::from_str_radix(f[2], 8).ok()?,
             size: num(f[3])?,

@@ -8,7 +8,7 @@ use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
 /// `IPC_PRIVATE`: a key that always creates a new segment.
-pub const IPC_PRIVATE: i32 = libc::IPC_PRIVATE;
+pub const IPC_PRIVATE: u32 = libc::IPC_PRIVATE as u32;
 
 /// The mode bit the kernel sets in `shm_perm.mode` once `IPC_RMID` was asked
 /// while the segment is still attached.
@@ -32,15 +32,22 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 /// `shmget(key, size, flags | mode)`: finds or creates a segment, returns its id.
+/// `key` is the 32 bits of the `key_t` (which C declares signed).
 ///
 /// [shmget(2)](https://man7.org/linux/man-pages/man2/shmget.2.html)
-pub fn shmget(key: i32, size: usize, disposition: Disposition, mode: u32) -> io::Result<i32> {
+pub fn shmget(key: u32, size: usize, disposition: Disposition, mode: u32) -> io::Result<i32> {
     let flags = match disposition {
         Disposition::Open => 0,
         Disposition::CreateExclusive => libc::IPC_CREAT | libc::IPC_EXCL,
     };
     // SAFETY: shmget takes no pointers; any argument values are safe to pass.
-    check(unsafe { libc::shmget(key, size, flags | (mode & 0o777) as libc::c_int) })
+    check(unsafe {
+        libc::shmget(
+            key as libc::key_t,
+            size,
+            flags | (mode & 0o777) as libc::c_int,
+        )
+    })
 }
 
 /// `shmat(id, NULL, readonly ? SHM_RDONLY : 0)`: maps the segment anywhere the

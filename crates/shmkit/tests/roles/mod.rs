@@ -50,6 +50,7 @@ impl Plan {
         let shape = match self.shape {
             Shape::Random => "random".to_owned(),
             Shape::Stress => "stress".to_owned(),
+            Shape::Numbered => "numbered".to_owned(),
             Shape::Fixed(len) => format!("fixed-{len}"),
         };
         format!(
@@ -63,6 +64,7 @@ impl Plan {
         let shape = match words[3] {
             "random" => Shape::Random,
             "stress" => Shape::Stress,
+            "numbered" => Shape::Numbered,
             fixed => Shape::Fixed(fixed.strip_prefix("fixed-").unwrap().parse().unwrap()),
         };
         Plan {
@@ -146,7 +148,7 @@ pub fn produce(plan: &Plan) {
     for n in 0..plan.count {
         send_one(&mut producer, &sequence, n, &mut message).unwrap();
     }
-    producer.close();
+    producer.close().unwrap();
     report("closed");
 }
 
@@ -167,7 +169,9 @@ pub fn grant_and_hold(plan: &Plan) {
     grant.abort();
 }
 
-/// Role: receives and checks the sequence on command: `recv N`, or
+/// Role: receives and checks the sequence on command: `recv N`,
+/// `read-and-hold` (reports `holding SEQUENCE` with the grant's sequence
+/// number and keeps the grant until the next command), or
 /// `recv-forever quiet|verbose` (verbose reports `got N` for each).
 pub fn consume(plan: &Plan) {
     let mut consumer = Consumer::open_with(&plan.name, &plan.options()).unwrap();
@@ -183,6 +187,13 @@ pub fn consume(plan: &Plan) {
                     checker.check(&buf[..n]);
                 }
                 report(&format!("next {}", checker.next));
+            }
+            ["read-and-hold"] => {
+                let grant = consumer.read().unwrap();
+                checker.check(&grant);
+                report(&format!("holding {}", grant.sequence()));
+                next_command();
+                return;
             }
             ["recv-forever", how] => {
                 report("receiving");

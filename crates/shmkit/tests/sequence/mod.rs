@@ -75,6 +75,10 @@ pub enum Shape {
     Stress,
     /// Always this length.
     Fixed(usize),
+    /// 16 bytes to max, often the edges (16, max, just under max): every
+    /// message starts with its number, so a receiver that does not know
+    /// which message comes next can still check it.
+    Numbered,
 }
 
 /// A deterministic stream of messages: message `n`'s length and bytes
@@ -96,6 +100,12 @@ impl Sequence {
             Shape::Fixed(len) => len as u64,
             Shape::Stress if n % 1009 == 1008 => max.saturating_sub((r >> 8) % 64),
             Shape::Stress => 16 + (r >> 8) % 33,
+            Shape::Numbered => match r % 8 {
+                0 => 16,
+                1 => max,
+                2 => max.saturating_sub((r >> 8) % 64),
+                _ => 16 + (r >> 8) % (max.saturating_sub(15)),
+            },
             Shape::Random => match r % 16 {
                 0 => 0,
                 1 => max,

@@ -2,17 +2,20 @@
 //! a directory of named objects, so that unrelated processes find the same
 //! structures by name and any of them can allocate and free.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use super::ptr::{Offset, Plain};
 use crate::error::{Error, Result};
 use crate::segment::{Attachment, Key, Mode, ReadWrite, Segment};
-use crate::sys::range_lock::RangeLock;
-// The heap's lock is not part of the loom model, so it uses the kernel's
-// futex directly rather than the `sync` seam.
-use crate::sys::futex::{wait as futex_wait, wake_all as futex_wake};
 use crate::sys::procfs;
+use crate::sys::range_lock::RangeLock;
+
+mod containers;
+mod lock;
+
+pub use containers::{List, Text, Vector};
+use lock::HeapLock;
 
 /// `b"SHMKHEAP"` as a little-endian u64, at offset 0.
 const MAGIC: u64 = u64::from_le_bytes(*b"SHMKHEAP");
@@ -276,9 +279,29 @@ impl ManagedSegment {
 
     /// Opens the managed segment `key`, or creates it as
     /// [`create`](ManagedSegment::create) does. Either side may start first.
-    pub fn open_or_create(key: &Key, size: u64, mode: Mode) -> Result<ManagedSegment> {
+    /// An existing segment is used only if `trust` trusts its owner: anyone
+    /// may create the key first (docs/SECURITY.md).
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](ManagedSegment::create) and
+    /// [`open`](ManagedSegment::open); [`Error::UntrustedOwner`] for an
+    /// existing segment of an owner `trust` does not name.
+    pub fn open_or_create(
+        key: &Key,
+        size: u64,
+        mode: Mode,
+        trust: &crate::segment::Trust,
+    ) -> Result<ManagedSegment> {
         match ManagedSegment::create(key, size, mode) {
-            Err(Error::AlreadyExists { .. }) => ManagedSegment::open(key),
+            Err(Error::AlreadyExists { .. }) => {
+                // Checked before waiting for a stranger's header, and again
+                // on the segment actually mapped.
+                trust.check(&Segment::open(key)?, &key.to_string())?;
+                let heap = ManagedSegment::open(key)?;
+                trust.check(heap.segment(), &key.to_string())?;
+                Ok(heap)
+            }
             other => other,
         }
     }
@@ -379,6 +402,15 @@ impl ManagedSegment {
         }
         let flags = self.mapping.atomic_u32(FLAGS_AT)?.load(Ordering::Relaxed);
         let size = self.mapping.atomic_u64(SIZE_AT)?.load(Ordering::Relaxed);
+        let mapped = self.mapping.len() as u64;
+        if flags == 0 && size % BLOCK_ALIGN == 0 && size > mapped {
+            // A heap end past the segment's end: it was made larger.
+            return Err(Error::Truncated {
+                segment: self.segment.to_string(),
+                size: mapped,
+                expected: size,
+            });
+        }
         if flags != 0
             || size > self.mapping.len() as u64
             || size < MIN_SIZE - BLOCK_ALIGN
@@ -618,13 +650,16 @@ impl ManagedSegment {
         // any bytes are a valid T; copied out, never referenced. Callers hold
         // the lock, so other processes that follow the protocol are not
         // writing these bytes.
-        Ok(unsafe {
+        let value = unsafe {
             self.mapping
                 .as_ptr()
                 .add(range.start)
                 .cast::<T>()
                 .read_unaligned()
-        })
+        };
+        // Zeros from a page a peer truncated away are not the heap's.
+        self.mapping.check_intact()?;
+        Ok(value)
     }
 
     fn store<T: Plain>(&self, at: Offset<T>, value: T) -> Result<()> {
@@ -639,7 +674,7 @@ impl ManagedSegment {
                 .cast::<T>()
                 .write_unaligned(value)
         };
-        Ok(())
+        self.mapping.check_intact()
     }
 
     fn copy(&self, from: u64, to: u64, len: u64) -> Result<()> {
@@ -659,7 +694,7 @@ impl ManagedSegment {
                 len as usize,
             )
         };
-        Ok(())
+        self.mapping.check_intact()
     }
 
     // --- the allocator (callers hold the lock) -------------------------------
@@ -816,136 +851,6 @@ impl ManagedSegment {
         }
         Ok(None)
     }
-
-    // --- the lock --------------------------------------------------------------
-
-    /// Whether the lock holder `holder` (a lease number or, for System V,
-    /// a pid) is alive; when that cannot be decided, it counts as alive.
-    /// A lock word that damage or a hostile peer filled with a number no
-    /// live handle holds counts as free, not held forever.
-    fn holder_alive(&self, holder: u32) -> Result<bool> {
-        if let Holder::Lease { .. } = self.holder {
-            let held = self.segment.range_held(LEASES_AT + u64::from(holder), 1);
-            return Ok(held != Some(false));
-        }
-        let start = self
-            .mapping
-            .atomic_u64(LOCK_START_AT)?
-            .load(Ordering::Relaxed);
-        let namespace = self
-            .mapping
-            .atomic_u64(LOCK_NAMESPACE_AT)?
-            .load(Ordering::Relaxed);
-        if namespace != 0 && namespace != self.pid_namespace {
-            // Its pid means nothing here; the kernel's attach count says
-            // whether any other process could still be holding the lock.
-            return Ok(self.others_attached());
-        }
-        // A start time of 0 is one not written yet (the holder is between
-        // its swap and its store, or died there): the pid alone decides.
-        Ok(procfs::running_start_time(holder)
-            .is_some_and(|now| (start == 0 || now == start) && procfs::maps(holder, &self.backing)))
-    }
-
-    /// Whether a process other than this one has the System V segment
-    /// attached: its attach count is over our own mappings of it. True
-    /// when either cannot be read.
-    fn others_attached(&self) -> bool {
-        let Some(id) = self.segment.id() else {
-            return true;
-        };
-        let attached = procfs::sysv_rows()
-            .ok()
-            .and_then(|rows| rows.into_iter().find(|row| row.id == id))
-            .map(|row| row.nattch);
-        let ours = procfs::mapping_count(self.pid, &self.backing).ok();
-        match (attached, ours) {
-            (Some(attached), Some(ours)) => attached > ours,
-            _ => true,
-        }
-    }
-
-    fn lock(&self) -> Result<HeapLock<'_>> {
-        let word = self.mapping.atomic_u32(LOCK_AT)?;
-        let waiters = self.mapping.atomic_u32(WAITERS_AT)?;
-        let holder_start = self.mapping.atomic_u64(LOCK_START_AT)?;
-        let holder_namespace = self.mapping.atomic_u64(LOCK_NAMESPACE_AT)?;
-        let me = self.holder_id();
-        let mut spins = 0u32;
-        // The holder we have been waiting for, and since when.
-        let mut waiting_for: Option<(u32, Instant)> = None;
-        loop {
-            // Acquire on success: the previous holder's changes to the heap
-            // happen before ours; pairs with the Release swap in
-            // HeapLock::drop. Acquire on failure too: we then read the
-            // holder's start time and namespace, and the releaser's clearing
-            // of them (made before its swap) must be visible, or we would
-            // pair a new holder's pid with the previous holder's.
-            match word.compare_exchange(0, me, Ordering::Acquire, Ordering::Acquire) {
-                Ok(_) => break,
-                Err(holder) => {
-                    if waiting_for.is_none_or(|(seen, _)| seen != holder) {
-                        waiting_for = Some((holder, Instant::now()));
-                    }
-                    let held_for = waiting_for.map_or(Duration::ZERO, |(_, since)| since.elapsed());
-                    // A holder keeps the lock for microseconds; only one
-                    // that has kept it a while is looked at (the check costs
-                    // more than the wait).
-                    if held_for >= LIVENESS_AFTER && !self.holder_alive(holder)? {
-                        // The dead holder's start time must not outlive it:
-                        // between our swap below and our own start time, a
-                        // waiter would pair our pid with it and steal from
-                        // us. Cleared first, it reads as "not written yet".
-                        holder_start.store(0, Ordering::Relaxed);
-                        holder_namespace.store(0, Ordering::Relaxed);
-                        // Acquire: as above, for what the dead holder wrote.
-                        // Release: publishes the clearing to waiters that
-                        // read our id with Acquire.
-                        if word
-                            .compare_exchange(holder, me, Ordering::AcqRel, Ordering::Relaxed)
-                            .is_ok()
-                        {
-                            break;
-                        }
-                        continue;
-                    }
-                    // A live holder that keeps the lock this long is stopped
-                    // or starved: a busy heap, worth retrying, not damage.
-                    if held_for >= LOCK_PATIENCE {
-                        return Err(Error::Busy {
-                            segment: self.segment.to_string(),
-                            after: held_for,
-                        });
-                    }
-                    if spins < 100 {
-                        spins += 1;
-                        std::hint::spin_loop();
-                        continue;
-                    }
-                    // SeqCst: orders our count before the futex's check of
-                    // the word; pairs with the SeqCst swap and load in
-                    // HeapLock::drop, so an unlock either sees us or we
-                    // see it.
-                    waiters.fetch_add(1, Ordering::SeqCst);
-                    // Bounded, to notice a holder that dies while we sleep.
-                    futex_wait(word, holder, LIVENESS_AFTER);
-                    waiters.fetch_sub(1, Ordering::Relaxed);
-                }
-            }
-        }
-        if let Holder::Pid = self.holder {
-            holder_start.store(self.start_time, Ordering::Relaxed);
-            holder_namespace.store(self.pid_namespace, Ordering::Relaxed);
-        }
-        let lock = HeapLock { heap: self };
-        if self.mapping.atomic_u32(DIRTY_AT)?.load(Ordering::Relaxed) != 0 {
-            return Err(Error::Corrupt(format!(
-                "{}: a process died while changing this heap; its links cannot be trusted",
-                self.segment
-            )));
-        }
-        Ok(lock)
-    }
 }
 
 /// A hash of the type's name, size and alignment (FNV-1a), stored with each
@@ -963,305 +868,4 @@ fn type_tag<T>() -> u64 {
         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
     }
     hash
-}
-
-/// Holds the heap's lock; dropping it unlocks.
-struct HeapLock<'a> {
-    heap: &'a ManagedSegment,
-}
-
-impl HeapLock<'_> {
-    /// Marks the heap as being changed until the returned guard is dropped:
-    /// if this process dies first, the next holder of the lock finds the
-    /// mark.
-    fn change(&self) -> Result<Change<'_>> {
-        let dirty = self.heap.mapping.atomic_u32(DIRTY_AT)?;
-        dirty.store(1, Ordering::Relaxed);
-        Ok(Change { dirty })
-    }
-}
-
-impl Drop for HeapLock<'_> {
-    fn drop(&mut self) {
-        let (Ok(word), Ok(waiters)) = (
-            self.heap.mapping.atomic_u32(LOCK_AT),
-            self.heap.mapping.atomic_u32(WAITERS_AT),
-        ) else {
-            return;
-        };
-        // Cleared before the lock is free, so that a process that sees the
-        // next holder's pid never pairs it with our start time or namespace.
-        for at in [LOCK_START_AT, LOCK_NAMESPACE_AT] {
-            if let Ok(field) = self.heap.mapping.atomic_u64(at) {
-                field.store(0, Ordering::Relaxed);
-            }
-        }
-        // Release: our changes (and the clearing above) happen before the
-        // next holder's; pairs with the Acquire in `lock`. SeqCst: see the
-        // waiters' count there.
-        word.swap(0, Ordering::SeqCst);
-        if waiters.load(Ordering::SeqCst) != 0 {
-            futex_wake(word);
-        }
-    }
-}
-
-/// A change in progress; see [`HeapLock::change`]. Dropping it clears the
-/// mark, also after an error midway (the links it left are validated on
-/// every use, like any other); only a process that dies keeps it set.
-struct Change<'a> {
-    dirty: &'a AtomicU32,
-}
-
-impl Drop for Change<'_> {
-    fn drop(&mut self) {
-        self.dirty.store(0, Ordering::Relaxed);
-    }
-}
-
-/// A singly linked list in a [`ManagedSegment`]: each node is a block
-/// holding the offset of the next node and a value.
-#[derive(Debug)]
-pub struct List<'a, T> {
-    heap: &'a ManagedSegment,
-    /// `a` = first node, `b` = last node, `c` = length.
-    header: Offset<Triple>,
-    element: std::marker::PhantomData<T>,
-}
-
-impl<T: Plain> List<'_, T> {
-    /// Appends `value`.
-    pub fn push_back(&self, value: T) -> Result<()> {
-        let heap = self.heap;
-        let lock = heap.lock()?;
-        let mut header = heap.load(self.header)?;
-        let _change = lock.change()?;
-        let node = heap.allocate(8 + size_of::<T>() as u64)?;
-        heap.store(Offset::<u64>::new(node), 0)?;
-        heap.store(Offset::<T>::new(node + 8), value)?;
-        if header.b == 0 {
-            header.a = node;
-        } else {
-            heap.store(Offset::<u64>::new(header.b), node)?;
-        }
-        header.b = node;
-        header.c = header.c.wrapping_add(1); // a count in shared memory
-        heap.store(self.header, header)?;
-        Ok(())
-    }
-
-    /// The number of elements.
-    pub fn len(&self) -> Result<u64> {
-        Ok(self.heap.read(self.header)?.c)
-    }
-
-    /// Whether the list is empty.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
-
-    /// Copies every element out, in order, following the links.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Corrupt`] if a link points outside the heap or is
-    /// misaligned, or the links form a loop or end before (or run past) the
-    /// recorded length: found after at most `len` steps.
-    pub fn to_vec(&self) -> Result<Vec<T>> {
-        let heap = self.heap;
-        let _lock = heap.lock()?;
-        let header = heap.load(self.header)?;
-        let limit = header.c.min(heap.size / BLOCK_ALIGN);
-        let mut values = Vec::with_capacity(limit as usize);
-        let mut node = header.a;
-        while node != 0 {
-            if values.len() as u64 == limit {
-                return Err(Error::Corrupt(format!(
-                    "list links run past its length of {} (a loop?)",
-                    header.c
-                )));
-            }
-            // The link is untrusted: checked before anything is added to it.
-            node = Offset::<u64>::new(node).check(heap.size)?.start as u64;
-            values.push(heap.load(Offset::<T>::new(node + 8))?);
-            node = heap.load(Offset::<u64>::new(node))?;
-        }
-        if values.len() as u64 != header.c {
-            return Err(Error::Corrupt(format!(
-                "list of length {} ends after {} elements",
-                header.c,
-                values.len()
-            )));
-        }
-        Ok(values)
-    }
-}
-
-/// A growable vector in a [`ManagedSegment`].
-#[derive(Debug)]
-pub struct Vector<'a, T> {
-    heap: &'a ManagedSegment,
-    /// `a` = elements, `b` = length, `c` = capacity.
-    header: Offset<Triple>,
-    element: std::marker::PhantomData<T>,
-}
-
-impl<T: Plain> Vector<'_, T> {
-    /// Appends the values, growing the storage (doubling) as needed.
-    pub fn extend_from_slice(&self, values: &[T]) -> Result<()> {
-        let lock = self.heap.lock()?;
-        let header = self.checked_header()?;
-        self.extend_locked(&lock, header, values)
-    }
-
-    /// Appends to the vector whose header is `header`, under `lock`.
-    fn extend_locked(&self, lock: &HeapLock<'_>, mut header: Triple, values: &[T]) -> Result<()> {
-        let heap = self.heap;
-        let _change = lock.change()?;
-        let item = size_of::<T>() as u64;
-        let needed = header
-            .b
-            .checked_add(values.len() as u64)
-            .ok_or_else(|| Error::Corrupt(format!("vector length {} overflows", header.b)))?;
-        if needed > header.c {
-            let capacity = needed.max(header.c.saturating_mul(2)).max(4);
-            let bytes = capacity.checked_mul(item).ok_or(Error::TooLarge {
-                what: "vector",
-                size: capacity.saturating_mul(item),
-                limit: heap.size,
-            })?;
-            let data = heap.allocate(bytes)?;
-            if header.a != 0 {
-                heap.copy(header.a, data, header.b * item)?;
-                heap.deallocate(header.a)?;
-            }
-            header.a = data;
-            header.c = capacity;
-        }
-        for (i, value) in values.iter().enumerate() {
-            heap.store(
-                Offset::<T>::new(header.a + (header.b + i as u64) * item),
-                *value,
-            )?;
-        }
-        header.b = needed;
-        heap.store(self.header, header)?;
-        Ok(())
-    }
-
-    /// Appends one value.
-    pub fn push(&self, value: T) -> Result<()> {
-        self.extend_from_slice(&[value])
-    }
-
-    /// The number of elements.
-    pub fn len(&self) -> Result<u64> {
-        let _lock = self.heap.lock()?;
-        Ok(self.checked_header()?.b)
-    }
-
-    /// Whether the vector is empty.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
-
-    /// The element at `index`, or `None` past the end.
-    pub fn get(&self, index: u64) -> Result<Option<T>> {
-        let _lock = self.heap.lock()?;
-        let header = self.checked_header()?;
-        if index >= header.b {
-            return Ok(None);
-        }
-        self.heap
-            .load(Offset::new(header.a + index * size_of::<T>() as u64))
-            .map(Some)
-    }
-
-    /// Copies every element out.
-    pub fn to_vec(&self) -> Result<Vec<T>> {
-        let _lock = self.heap.lock()?;
-        let header = self.checked_header()?;
-        (0..header.b)
-            .map(|i| {
-                self.heap
-                    .load(Offset::new(header.a + i * size_of::<T>() as u64))
-            })
-            .collect()
-    }
-
-    /// Removes every element (keeping the storage).
-    pub fn clear(&self) -> Result<()> {
-        let heap = self.heap;
-        let _lock = heap.lock()?;
-        let mut header = self.checked_header()?;
-        header.b = 0;
-        heap.store(self.header, header)
-    }
-
-    /// The header, with length and capacity checked against the heap (the
-    /// caller holds the lock).
-    fn checked_header(&self) -> Result<Triple> {
-        let header = self.heap.load(self.header)?;
-        let bytes = header.c.checked_mul(size_of::<T>() as u64);
-        let fits = header.b <= header.c
-            && bytes.is_some_and(|b| {
-                header
-                    .a
-                    .checked_add(b)
-                    .is_some_and(|end| end <= self.heap.size)
-            })
-            && (header.a != 0 || header.c == 0);
-        if !fits {
-            return Err(Error::Corrupt(format!(
-                "vector at {} claims {} of {} elements at {}, outside the heap",
-                self.header.get(),
-                header.b,
-                header.c,
-                header.a
-            )));
-        }
-        Ok(header)
-    }
-}
-
-/// A UTF-8 string in a [`ManagedSegment`].
-#[derive(Debug)]
-pub struct Text<'a> {
-    bytes: Vector<'a, u8>,
-}
-
-impl Text<'_> {
-    /// Appends `text`.
-    pub fn push_str(&self, text: &str) -> Result<()> {
-        self.bytes.extend_from_slice(text.as_bytes())
-    }
-
-    /// Replaces the contents with `text`, in one step: a reader sees the
-    /// old text or the new, never an empty one between.
-    pub fn set(&self, text: &str) -> Result<()> {
-        let lock = self.bytes.heap.lock()?;
-        let mut header = self.bytes.checked_header()?;
-        header.b = 0;
-        self.bytes.extend_locked(&lock, header, text.as_bytes())
-    }
-
-    /// Copies the string out.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Corrupt`] if the bytes are not UTF-8.
-    pub fn get(&self) -> Result<String> {
-        String::from_utf8(self.bytes.to_vec()?)
-            .map_err(|e| Error::Corrupt(format!("string is not UTF-8: {e}")))
-    }
-
-    /// Its length in bytes.
-    pub fn len(&self) -> Result<u64> {
-        self.bytes.len()
-    }
-
-    /// Whether it is empty.
-    pub fn is_empty(&self) -> Result<bool> {
-        self.bytes.is_empty()
-    }
 }
