@@ -204,6 +204,14 @@ impl LaneRef {
         unsafe { self.words.as_ptr().cast::<u8>().add(offset as usize) }
     }
 
+    /// The loom model writes a record's first payload word with an atomic
+    /// store (its memory is loom's atomics, not bytes).
+    #[cfg(all(test, loom))]
+    pub(crate) fn store_payload_word(&self, position: u64, value: u64) {
+        self.word(position + RECORD_HEADER)
+            .store(value, Ordering::Relaxed);
+    }
+
     /// Copies `len` payload bytes of the record at `position` into `out`
     /// with relaxed atomic loads (rule 5: the publisher may be overwriting
     /// them; the caller validates afterwards).

@@ -61,6 +61,8 @@
 
 mod lane;
 mod layout;
+#[cfg(all(test, loom))]
+mod model;
 mod shared;
 mod status;
 
