@@ -254,9 +254,26 @@ fn gc_lists_and_removes_a_half_made_ring() {
     let prefix = unique_ring_name("gc-scope");
     let half_made = format!("{prefix}-a");
     let in_use = format!("{prefix}-b");
-    let _cleanups = [RingCleanup(half_made.clone()), RingCleanup(in_use.clone())];
+    let cut = format!("{prefix}-c");
+    let _cleanups = [
+        RingCleanup(half_made.clone()),
+        RingCleanup(in_use.clone()),
+        RingCleanup(cut.clone()),
+    ];
     std::fs::File::create(ring_path(&half_made)).unwrap();
     let producer = Producer::open_with(&in_use, &small_ring()).unwrap();
+
+    // Cut to less than a header: corrupt, and said so.
+    std::fs::File::create(ring_path(&cut))
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    let found = ring::collect_garbage(Scope::Name(&cut), Action::Remove).unwrap();
+    assert!(
+        matches!(&found[0].reason, Reason::Corrupt(why) if why.contains("truncated to 100 bytes")),
+        "{found:?}"
+    );
+    assert!(!ring_exists(&cut));
 
     let listed = ring::collect_garbage(Scope::Prefix(&prefix), Action::DryRun).unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
