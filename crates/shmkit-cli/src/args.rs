@@ -188,12 +188,13 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// A live view of every segment and ring on the machine, refreshed every second
+    /// A live view of every segment, ring and topic on the machine, refreshed every second
     ///
     /// Shows each object's kind, name, size, resident bytes, attachers,
-    /// messages and bytes per second (from the counters in each ring's
-    /// header, sampled read-only and without locks), fill level and state;
-    /// a dead producer or consumer is marked. Keys: q quits; / filters by
+    /// messages and bytes per second (from the counters in each ring's and
+    /// topic's header, sampled without joining and without locks), fill
+    /// level (a topic's: its worst subscriber's lag) and state; a dead
+    /// member is marked. Keys: q quits; / filters by
     /// name; n, k, s, r, a, m, b, f sort by name, kind, size, resident,
     /// attachers, messages/s, bytes/s, fill (again: reverse); space
     /// refreshes now. As a user who may not read some objects, it shows
@@ -455,7 +456,7 @@ pub struct RmArgs {
     /// Remove every segment that --kind, --owner and --prefix select (all of them without those)
     #[arg(long, conflicts_with_all = ["keys", "ids"])]
     pub all: bool,
-    /// With --all: only segments of this kind (ring: the segments of message rings)
+    /// With --all: only segments of this kind (ring, topic: the segments of rings, of topics)
     #[arg(long, value_name = "KIND", value_enum, requires = "all")]
     pub kind: Option<KindFilter>,
     /// With --all: only segments this user owns (a name or a uid)
@@ -478,6 +479,8 @@ pub enum KindFilter {
     Posix,
     /// The segments of message rings (/shmkit.ring.NAME)
     Ring,
+    /// The segments of topics (/shmkit.topic.NAME)
+    Topic,
 }
 
 /// The options of `shmkit top`.

@@ -36,12 +36,17 @@ pub type Pid = u32;
 /// |---|---|---|
 /// | [`Full`](Error::Full) | no room now | `try_send`, `try_grant` |
 /// | [`Empty`](Error::Empty) | no message now | `try_recv`, `try_read` |
+/// | [`Lagged`](Error::Lagged) | a lossy topic overwrote messages before they were read | topic receives |
 /// | [`Timeout`](Error::Timeout) | waited the full time | `*_timeout` |
 /// | [`Closed`](Error::Closed) | the sender closed, everything was received | every receive |
 /// | [`PeerGone`](Error::PeerGone) | the other end's process died | every send and receive |
 /// | [`WrongType`](Error::WrongType) | a channel's peer sends another type | channel receives |
 /// | [`InUse`](Error::InUse) | a live process holds this end | ring and channel `open` |
 /// | [`Corrupt`](Error::Corrupt) | bytes in shared memory break the format | anything that reads a segment |
+/// | [`Truncated`](Error::Truncated) | someone shrank the segment under this mapping | rings, heaps, attachments |
+/// | [`Busy`](Error::Busy) | a live process holds a heap's lock too long: retry | managed-heap verbs |
+/// | [`NotFound`](Error::NotFound), [`AlreadyExists`](Error::AlreadyExists), [`PermissionDenied`](Error::PermissionDenied) | as the kernel says, naming the segment | opening, creating, attaching |
+/// | [`NotASegment`](Error::NotASegment), [`UntrustedOwner`](Error::UntrustedOwner) | what is at the name is not (trusted to be) a segment | opening a POSIX name |
 /// | [`Truncated`](Error::Truncated) | someone shrank the segment | ring verbs, managed-segment operations, `Attachment` reads and writes, opening |
 /// | [`Busy`](Error::Busy) | a live process kept a managed segment's lock over 2 s; retry | managed-segment operations |
 ///
@@ -235,6 +240,20 @@ pub enum Error {
         /// The ring's name.
         ring: String,
     },
+    /// A subscriber of a lossy (drop-oldest) topic fell more than a lane
+    /// behind one publisher, whose newer messages overwrote `missed` of
+    /// its messages before they were read. Nothing is consumed by this
+    /// report: the next receive continues with the oldest message still
+    /// there (as tokio's `broadcast::error::RecvError::Lagged`).
+    #[error("topic {topic}: missed {missed} messages of publisher {publisher}, overwritten before they were read")]
+    Lagged {
+        /// The topic's name.
+        topic: String,
+        /// The publisher whose messages were lost.
+        publisher: u64,
+        /// How many of its messages were lost.
+        missed: u64,
+    },
     /// A `try_*` call found the ring full.
     #[error("ring {ring} is full: {needed} bytes needed, {free} free")]
     Full {
@@ -254,6 +273,17 @@ pub enum Error {
         endpoint: &'static str,
         /// The process that holds it.
         pid: Pid,
+    },
+    /// Every publisher (or subscriber) place of a topic is held by a live
+    /// process; the number of places was fixed when the topic was made.
+    #[error("topic {topic} already has its maximum of {max} {members}, all still running")]
+    TopicFull {
+        /// The topic's name.
+        topic: String,
+        /// `"publishers"` or `"subscribers"`.
+        members: &'static str,
+        /// The topic's number of places.
+        max: u32,
     },
     /// Another live process has held a managed segment's lock for longer
     /// than its users wait (it is stopped, traced or starved). Nothing is

@@ -88,6 +88,7 @@ pub mod ring;
 pub mod segment;
 mod sync;
 mod sys;
+pub mod topic;
 
 pub use error::{Access, Error, Pid, Result};
 pub use segment::{

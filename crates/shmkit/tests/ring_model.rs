@@ -180,11 +180,19 @@ enum Take {
     /// A buffer one byte too short, then a big enough one.
     ShortBuffer,
     Drain,
+    /// `drain_while`, stopping after this many.
+    DrainWhile(usize),
 }
 
 #[derive(Clone, Debug)]
 enum Op {
     Put(Size, Put),
+    /// A `WriteBatch` of these messages, pushed until one does not fit,
+    /// then committed (or, if true, aborted).
+    Batch(Vec<Size>, bool),
+    /// `send_batch` of as many of these as fit now (it would wait for
+    /// the rest), and of the first too large one after them, if any.
+    SendBatch(Vec<Size>),
     /// `try_send` until the ring is full.
     Fill(Size),
     /// Take up to this many messages.
@@ -224,9 +232,13 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         Just(Take::ReadTimeout),
         Just(Take::ShortBuffer),
         Just(Take::Drain),
+        (0usize..6).prop_map(Take::DrainWhile),
     ];
+    let sizes = || prop::collection::vec(size_strategy(), 1..12);
     prop_oneof![
         6 => (size_strategy(), put).prop_map(|(size, put)| Op::Put(size, put)),
+        2 => (sizes(), prop::bool::weighted(0.2)).prop_map(|(sizes, abort)| Op::Batch(sizes, abort)),
+        2 => sizes().prop_map(Op::SendBatch),
         1 => size_strategy().prop_map(Op::Fill),
         5 => (take, 1usize..8).prop_map(|(take, n)| Op::Take(take, n)),
     ]
@@ -328,6 +340,102 @@ fn put_one(
     true
 }
 
+/// A `WriteBatch`: the first message goes where a grant would (padding
+/// first, if need be), each later one only right after the one before,
+/// without wrapping; the consumer sees none before the commit.
+fn put_batch(
+    producer: &mut Producer,
+    consumer: &mut Consumer,
+    model: &mut Model,
+    rng: &mut Rng,
+    sizes: &[Size],
+    abort: bool,
+    max: usize,
+) {
+    let mut batch = producer.batch();
+    let mut staged = Vec::new();
+    let mut padding = None;
+    for size in sizes {
+        let len = size.resolve(model, max);
+        let message = rng.bytes(len);
+        let result = batch.try_push(&message);
+        if len > max {
+            assert!(matches!(result, Err(Error::TooLarge { .. })), "{result:?}");
+            break;
+        }
+        let placement = model.placement(len);
+        let fits = match padding {
+            None => placement.is_some(),
+            Some(_) => placement == Some(0),
+        };
+        assert_eq!(
+            result.unwrap(),
+            fits,
+            "a batch takes {len} bytes iff they fit: {model:?}"
+        );
+        if !fits {
+            break;
+        }
+        if padding.is_none() {
+            padding = Some(placement.expect("fits"));
+            model.reserve(len);
+        }
+        // The model's tail goes on, so that the next placement is right.
+        model.tail += record_size(len);
+        staged.push(message);
+    }
+    assert_eq!(batch.len(), staged.len());
+    assert_eq!(batch.is_empty(), staged.is_empty());
+    // Nothing of it is visible yet. (Like every look, this skips the
+    // padding before the next message.)
+    assert_eq!(consumer.drain_while(|_| false).unwrap(), 0);
+    model.front();
+    // Back to the tail before the batch; `commit` applies it again.
+    model.tail -= staged.iter().map(|m| record_size(m.len())).sum::<u64>();
+    if abort {
+        batch.abort();
+        return;
+    }
+    assert_eq!(batch.commit(), staged.len());
+    for message in &staged {
+        model.commit(message);
+    }
+}
+
+/// `send_batch` of the messages that fit now, and of one too large after
+/// them if it comes next: the stream is as if sent one by one.
+fn send_batch(
+    producer: &mut Producer,
+    model: &mut Model,
+    rng: &mut Rng,
+    sizes: &[Size],
+    max: usize,
+) {
+    let mut messages = Vec::new();
+    let mut too_large = false;
+    for size in sizes {
+        let len = size.resolve(model, max);
+        let message = rng.bytes(len);
+        if len > max {
+            messages.push(message);
+            too_large = true;
+            break;
+        }
+        if model.placement(len).is_none() {
+            break;
+        }
+        model.reserve(len);
+        model.commit(&message);
+        messages.push(message);
+    }
+    let result = producer.send_batch(&messages);
+    if too_large {
+        assert!(matches!(result, Err(Error::TooLarge { .. })), "{result:?}");
+    } else {
+        assert_eq!(result.unwrap(), messages.len());
+    }
+}
+
 fn take_some(consumer: &mut Consumer, model: &mut Model, take: Take, count: usize) {
     let mut buf = vec![0u8; SMALL as usize];
     for _ in 0..count {
@@ -348,7 +456,13 @@ fn take_some(consumer: &mut Consumer, model: &mut Model, take: Take, count: usiz
                         "try_read of an empty ring"
                     )
                 }
-                Take::Drain => assert_eq!(consumer.drain(|m| panic!("drained {m:?}")).unwrap(), 0),
+                Take::Drain | Take::DrainWhile(_) => {
+                    assert_eq!(consumer.drain(|m| panic!("drained {m:?}")).unwrap(), 0);
+                    assert_eq!(
+                        consumer.drain_while(|m| panic!("drained {m:?}")).unwrap(),
+                        0
+                    );
+                }
                 _ => assert!(
                     matches!(consumer.try_recv(&mut buf), Err(Error::Empty { .. })),
                     "try_recv of an empty ring"
@@ -410,6 +524,34 @@ fn take_some(consumer: &mut Consumer, model: &mut Model, take: Take, count: usiz
                 assert_eq!(drained, all, "drain hands over every message, in order");
                 return;
             }
+            Take::DrainWhile(most) => {
+                let mut drained = Vec::new();
+                let n = consumer
+                    .drain_while(|m| {
+                        if drained.len() == most {
+                            return false;
+                        }
+                        drained.push(m.to_vec());
+                        true
+                    })
+                    .unwrap();
+                assert_eq!(n, drained.len());
+                assert!(n <= most);
+                for message in &drained {
+                    assert_eq!(
+                        model.pop().as_ref(),
+                        Some(message),
+                        "drain_while keeps the order"
+                    );
+                }
+                // It skipped the padding before the message it left.
+                model.front();
+                // Stopped early only for `most`: the next stays, unread.
+                if n < most {
+                    assert!(model.front().is_none(), "drain_while stopped early");
+                }
+                return;
+            }
         }
         assert_eq!(model.pop().as_deref(), Some(&expected[..]));
     }
@@ -456,6 +598,16 @@ fn run_model(capacity: u64, max_message: Option<u64>, seed: u64, ops: &[Op]) {
             Op::Put(size, put) => {
                 put_one(&mut producer, &mut model, &mut rng, size, *put, max);
             }
+            Op::Batch(sizes, abort) => put_batch(
+                &mut producer,
+                &mut consumer,
+                &mut model,
+                &mut rng,
+                sizes,
+                *abort,
+                max,
+            ),
+            Op::SendBatch(sizes) => send_batch(&mut producer, &mut model, &mut rng, sizes, max),
             Op::Fill(size) => {
                 for _ in 0..10_000 {
                     if !put_one(&mut producer, &mut model, &mut rng, size, Put::TrySend, max) {

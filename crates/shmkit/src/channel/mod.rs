@@ -499,9 +499,11 @@ pub struct Receiver<T, C = Postcard> {
     /// the largest message so far.
     body: rkyv::util::AlignedVec,
     /// Tags this receiver can name in a `WrongType`: `T` in the other
-    /// built-in codecs, and the types senders named on the wire (the most
-    /// recent few).
+    /// built-in codecs, then the types senders named on the wire (the
+    /// [`KNOWN_NAMES`] most recent).
     known: Vec<Tag>,
+    /// How many of `known` are the built-in codecs' (never forgotten).
+    built_in: usize,
     _values: PhantomData<fn() -> T>,
 }
 
@@ -566,7 +568,7 @@ impl<T, C: Codec<T>> Receiver<T, C> {
     /// ```
     pub fn open_with_codec(name: &str, options: &Options, codec: C) -> Result<Receiver<T, C>> {
         let type_name = std::any::type_name::<T>();
-        let known = codec::BUILT_IN
+        let known: Vec<Tag> = codec::BUILT_IN
             .into_iter()
             .filter(|&codec| codec != C::NAME)
             .map(|codec| Tag::named(codec, type_name))
@@ -576,6 +578,7 @@ impl<T, C: Codec<T>> Receiver<T, C> {
             codec,
             tag: Tag::of::<T, C>(),
             body: rkyv::util::AlignedVec::new(),
+            built_in: known.len(),
             known,
             _values: PhantomData,
         })
@@ -682,8 +685,8 @@ impl<T, C: Codec<T>> Receiver<T, C> {
         let found = match framing.name {
             Some(name) => {
                 if !self.known.iter().any(|tag| tag.value == framing.tag) {
-                    if self.known.len() >= KNOWN_NAMES + 2 {
-                        self.known.remove(2);
+                    if self.known.len() >= self.built_in + KNOWN_NAMES {
+                        self.known.remove(self.built_in);
                     }
                     self.known.push(Tag {
                         name: name.clone(),

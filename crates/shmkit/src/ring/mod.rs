@@ -13,7 +13,10 @@
 //! [`send`](Producer::send) or writes in place through a
 //! [`grant`](Producer::grant); the consumer copies out with
 //! [`recv`](Consumer::recv) or reads in place through
-//! [`read`](Consumer::read).
+//! [`read`](Consumer::read). A stream can go in batches, many messages
+//! for the cost of one index update: [`Producer::send_batch`] and
+//! [`Producer::batch`] commit many records at once, [`Consumer::drain`] and
+//! [`Consumer::drain_while`] release many.
 //!
 //! When the producer is dropped or [`close`](Producer::close)s, the consumer
 //! receives every message committed before, then [`Error::Closed`]; a new
@@ -61,18 +64,20 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 
+mod batch;
 mod endpoint;
 mod layout;
 #[cfg(all(test, loom))]
 mod model;
 mod protocol;
 mod status;
-mod wait;
+pub(crate) mod wait;
 
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
+pub use batch::WriteBatch;
 pub use status::{
     collect_garbage, list, remove, status, Action, EndpointStatus, Garbage, Reason, Removal,
     RingStatus, Scope,
@@ -420,6 +425,18 @@ impl Shared {
     /// on each other forever).
     fn still_sized(&self) -> Result<()> {
         self.mapping.check_size()
+    }
+
+    /// A `Corrupt` found in the ring becomes `Truncated` when the file is
+    /// shorter than the mapping: a cut inside the first page zeroes the
+    /// indices past it without a fault, and the zeros look like damage.
+    /// (Only on the error path, so the `fstat` costs nothing normally.)
+    #[cold]
+    fn explain(&self, err: Error) -> Error {
+        match (&err, self.still_sized()) {
+            (Error::Corrupt(_), Err(truncated)) => truncated,
+            _ => err,
+        }
     }
 
     /// For the consumer: `Err(Closed)` or `Err(PeerGone)` once no more
@@ -829,7 +846,12 @@ impl Producer {
     /// [`grant`](Producer::grant) if there is room now, else [`Error::Full`].
     pub fn try_grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
         self.shared.intact()?;
-        match self.shared.ring.reserve(&mut self.cursor, len as u64)? {
+        match self
+            .shared
+            .ring
+            .reserve(&mut self.cursor, len as u64)
+            .map_err(|e| self.shared.explain(e))?
+        {
             Some(slot) => Ok(WriteGrant {
                 producer: self,
                 slot,
@@ -845,7 +867,8 @@ impl Producer {
         }
     }
 
-    /// [`grant`](Producer::grant), waiting at most `timeout`.
+    /// [`grant`](Producer::grant), waiting at most `timeout`
+    /// ([`Error::Timeout`] after that; otherwise the errors of `grant`).
     pub fn grant_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGrant<'_>> {
         self.grant_until(len, Some(Instant::now() + timeout))
     }
@@ -854,7 +877,12 @@ impl Producer {
     fn grant_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<WriteGrant<'_>> {
         self.shared.intact()?;
         // The common case, room at once, without the waiter's set-up.
-        if let Some(slot) = self.shared.ring.reserve(&mut self.cursor, len as u64)? {
+        if let Some(slot) = self
+            .shared
+            .ring
+            .reserve(&mut self.cursor, len as u64)
+            .map_err(|e| self.shared.explain(e))?
+        {
             return Ok(WriteGrant {
                 producer: self,
                 slot,
@@ -869,7 +897,10 @@ impl Producer {
             &header.wait.producer_sleeping,
             deadline,
             &shared.name,
-            || shared.ring.reserve(cursor, len as u64),
+            || {
+                let reserved = shared.ring.reserve(cursor, len as u64);
+                reserved.map_err(|e| shared.explain(e))
+            },
             || {
                 shared
                     .still_sized()
@@ -987,9 +1018,8 @@ impl WriteGrant<'_> {
     /// Discards the reservation; the consumer sees nothing.
     pub fn abort(self) {}
 
-    /// The first reserved byte, for writing through a raw pointer without
-    /// forming a `&mut [u8]` over shared memory (as the channels do); the
-    /// `len()` bytes from here are this grant's.
+    /// The first of the grant's `len()` bytes, to write through a pointer
+    /// instead of a `&mut [u8]` over shared memory.
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
         self.producer.shared.ring.payload(self.slot)
     }
@@ -997,10 +1027,8 @@ impl WriteGrant<'_> {
     #[inline]
     fn fill_and_commit(mut self, message: &[u8]) {
         debug_assert_eq!(message.len() as u64, self.slot.len);
-        // SAFETY: the slot's `len` bytes (= message.len(), the length
-        // granted) lie in the data area and are this producer's until the
-        // commit (rule 2); copying through the pointer forms no `&mut [u8]`
-        // over shared memory; `message` is the caller's and cannot overlap.
+        // SAFETY: the slot's message.len() bytes are in the data area and
+        // this producer's until the commit (rule 2); `message` is ours.
         unsafe {
             std::ptr::copy_nonoverlapping(message.as_ptr(), self.as_mut_ptr(), message.len())
         };
@@ -1169,31 +1197,31 @@ impl Consumer {
         self.copy_out(slot, buf)
     }
 
-    /// [`recv`](Consumer::recv), waiting at most `timeout`.
+    /// [`recv`](Consumer::recv), waiting at most `timeout`
+    /// ([`Error::Timeout`] after that; otherwise the errors of `recv`).
     pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
         let slot = self.next_until(Some(Instant::now() + timeout))?;
         self.copy_out(slot, buf)
     }
 
-    /// Receives one message into `buf`, replacing its contents and growing
-    /// it to fit, waiting while the ring is empty; returns its length. For
-    /// callers that do not know how large messages are: `buf` keeps its
-    /// capacity, so it grows at most to [`max_message`](Consumer::max_message).
-    ///
-    /// # Errors
-    ///
-    /// As [`recv`](Consumer::recv), but never [`Error::TooLarge`].
+    /// [`recv`](Consumer::recv) into `buf`, replacing its contents and
+    /// growing it to fit (never [`Error::TooLarge`]), for callers that do
+    /// not know how large messages are. [`ReadGrant::copy_to`] does the
+    /// same while keeping the message in the ring.
     ///
     /// ```
-    /// use shmkit::ring::{Consumer, Producer};
-    ///
-    /// let name = format!("doc-recv-vec-{}", std::process::id());
-    /// let mut producer = Producer::open(&name)?;
+    /// # use shmkit::ring::{Consumer, Producer};
+    /// # let name = format!("doc-recv-vec-{}", std::process::id());
+    /// # let mut producer = Producer::open(&name)?;
     /// let mut consumer = Consumer::open(&name)?;
     /// producer.send(&[7; 3000])?;
+    /// producer.send(b"kept until written")?;
     /// let mut buf = Vec::new();
     /// assert_eq!(consumer.recv_vec(&mut buf)?, 3000);
-    /// assert_eq!(buf, [7; 3000]);
+    /// let message = consumer.read()?;
+    /// message.copy_to(&mut buf);
+    /// assert_eq!(buf, b"kept until written");
+    /// message.release(); // only now is its space handed back
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
@@ -1222,7 +1250,8 @@ impl Consumer {
         })
     }
 
-    /// [`read`](Consumer::read), waiting at most `timeout`.
+    /// [`read`](Consumer::read), waiting at most `timeout`
+    /// ([`Error::Timeout`] after that; otherwise the errors of `read`).
     pub fn read_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_>> {
         let slot = self.next_until(Some(Instant::now() + timeout))?;
         Ok(ReadGrant {
@@ -1277,23 +1306,39 @@ impl Consumer {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn drain_with_sequence(&mut self, mut f: impl FnMut(u64, &[u8])) -> Result<usize> {
+        self.drain_slots(|sequence, message| {
+            f(sequence, message);
+            true
+        })
+    }
+
+    /// The batch read under [`drain_with_sequence`](Consumer::drain_with_sequence)
+    /// and [`drain_while`](Consumer::drain_while): hands messages to `f`
+    /// until it returns false (that message stays in the ring), then
+    /// publishes the new head once.
+    fn drain_slots(&mut self, mut f: impl FnMut(u64, &[u8]) -> bool) -> Result<usize> {
         self.shared.intact()?;
         let ring = self.shared.ring;
         let last_sequence = &mut self.last_sequence;
-        let count = ring.drain(&mut self.cursor, |slot| {
-            *last_sequence = Some(slot.position);
+        let count = ring.drain_while(&mut self.cursor, |slot| {
             // SAFETY: a committed record inside the data area (record_at
             // checked it), which the producer leaves alone until the head
             // passes it, after `f` returns (rule 2).
-            f(slot.position, unsafe {
-                std::slice::from_raw_parts(ring.payload(slot), slot.len as usize)
-            })
+            let message =
+                unsafe { std::slice::from_raw_parts(ring.payload(slot), slot.len as usize) };
+            let taken = f(slot.position, message);
+            if taken {
+                *last_sequence = Some(slot.position);
+            }
+            taken
         });
         if matches!(count, Ok(n) if n > 0) || count.is_err() {
             ring.wake_producer();
         }
         // Messages read from pages a peer truncated away were zeros.
-        let count = count.and_then(|n| self.shared.intact().map(|()| n));
+        let count = count
+            .map_err(|e| self.shared.explain(e))
+            .and_then(|n| self.shared.intact().map(|()| n));
         count.map(|n| n as usize)
     }
 
@@ -1341,7 +1386,12 @@ impl Consumer {
 
     fn try_next(&mut self) -> Result<Slot> {
         self.shared.intact()?;
-        if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
+        if let Some(slot) = self
+            .shared
+            .ring
+            .peek(&mut self.cursor)
+            .map_err(|e| self.shared.explain(e))?
+        {
             return Ok(slot);
         }
         let end = match self.shared.producer_finished() {
@@ -1352,7 +1402,12 @@ impl Consumer {
         };
         // Whatever was committed before the end (or the check) is still
         // delivered.
-        match self.shared.ring.peek(&mut self.cursor)? {
+        match self
+            .shared
+            .ring
+            .peek(&mut self.cursor)
+            .map_err(|e| self.shared.explain(e))?
+        {
             Some(slot) => Ok(slot),
             None => Err(self.told(end)),
         }
@@ -1362,7 +1417,12 @@ impl Consumer {
     fn next_until(&mut self, deadline: Option<Instant>) -> Result<Slot> {
         self.shared.intact()?;
         // The common case, a message at once, without the waiter's set-up.
-        if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
+        if let Some(slot) = self
+            .shared
+            .ring
+            .peek(&mut self.cursor)
+            .map_err(|e| self.shared.explain(e))?
+        {
             return Ok(slot);
         }
         let shared = &self.shared;
@@ -1373,7 +1433,7 @@ impl Consumer {
             &header.wait.consumer_sleeping,
             deadline,
             &shared.name,
-            || shared.ring.peek(cursor),
+            || shared.ring.peek(cursor).map_err(|e| shared.explain(e)),
             || {
                 shared
                     .still_sized()
@@ -1421,25 +1481,8 @@ impl ReadGrant<'_> {
         self.slot.len == 0
     }
 
-    /// Replaces `buf`'s contents with a copy of the message, made through
-    /// the raw pointer (no `&[u8]` over shared memory is formed); `buf`
-    /// grows to fit and keeps its capacity. The message stays in the ring
-    /// until the grant is dropped, so it can be written somewhere first.
-    ///
-    /// ```
-    /// use shmkit::ring::{Consumer, Producer};
-    ///
-    /// let name = format!("doc-copy-to-{}", std::process::id());
-    /// let mut producer = Producer::open(&name)?;
-    /// let mut consumer = Consumer::open(&name)?;
-    /// producer.send(b"kept until written")?;
-    /// let mut copy = Vec::new();
-    /// let message = consumer.read()?;
-    /// message.copy_to(&mut copy);
-    /// assert_eq!(copy, b"kept until written");
-    /// message.release(); // only now is its space handed back
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
+    /// Replaces `buf`'s contents with a copy of the message made through
+    /// the raw pointer (see [`Consumer::recv_vec`] for an example).
     pub fn copy_to(&self, buf: &mut Vec<u8>) {
         let len = self.len();
         buf.clear();
@@ -1454,9 +1497,8 @@ impl ReadGrant<'_> {
         }
     }
 
-    /// The message's first byte, for copying out through a raw pointer
-    /// without forming a `&[u8]` over shared memory (as the channels do);
-    /// the message is the [`len`](ReadGrant::len) bytes from here.
+    /// The first of the message's [`len`](ReadGrant::len) bytes, to copy
+    /// out through a pointer instead of a `&[u8]` over shared memory.
     pub fn as_ptr(&self) -> *const u8 {
         self.consumer.shared.ring.payload(self.slot)
     }

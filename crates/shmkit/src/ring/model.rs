@@ -184,3 +184,101 @@ fn messages_arrive_whole_in_order_and_then_closed() {
         assert_eq!(model.header.consumer.received.load(Ordering::Relaxed), 3);
     });
 }
+
+/// Rule 9: the first two messages committed as one batch (one Release),
+/// the third, which needs padding and their space, on its own; the
+/// consumer drains. It must see the batch whole or not at all, each
+/// message intact, and the third after them.
+#[test]
+fn a_batch_arrives_whole_with_one_release() {
+    loom::model(|| {
+        let model = Model::new();
+
+        let producer_model = Arc::clone(&model);
+        let producer = loom::thread::spawn(move || {
+            let model = &*producer_model;
+            let ring = model.ring();
+            let wait = &model.header.wait;
+            let mut cursor = ProducerCursor {
+                tail: 0,
+                cached_head: 0,
+            };
+            let write = |slot: Slot, i: usize| {
+                for cell in model.cells(slot) {
+                    // SAFETY: rules 2 and 9 give this space to the producer
+                    // until the batch commits; loom checks that claim.
+                    model.payload[cell].with_mut(|p| unsafe { *p = i as u64 + 1 });
+                }
+            };
+            let first = ring.reserve(&mut cursor, LENGTHS[0]).unwrap().unwrap();
+            write(first, 0);
+            let end = first.position + record_size(first.len);
+            let second = ring
+                .reserve_after(&mut cursor, end, LENGTHS[1])
+                .unwrap()
+                .expect("the empty ring has room for both");
+            write(second, 1);
+            ring.stage(second);
+            let end = second.position + record_size(second.len);
+            ring.commit_batch(&mut cursor, first, end, 2);
+            // The third does not fit after them without wrapping.
+            let tail = cursor.tail;
+            assert!(ring
+                .reserve_after(&mut cursor, tail, LENGTHS[2])
+                .unwrap()
+                .is_none());
+            let mut waiter = waiter();
+            let third = waiter
+                .wait(
+                    wait,
+                    &wait.producer_sleeping,
+                    None,
+                    "model",
+                    || ring.reserve(&mut cursor, LENGTHS[2]),
+                    || Ok(()),
+                )
+                .unwrap();
+            write(third, 2);
+            ring.commit(&mut cursor, third, LENGTHS[2]);
+        });
+
+        let ring = model.ring();
+        let wait = &model.header.wait;
+        let mut cursor = ConsumerCursor { head: 0 };
+        let mut waiter = waiter();
+        let mut seen = 0;
+        while seen < LENGTHS.len() {
+            let drained = waiter
+                .wait(
+                    wait,
+                    &wait.consumer_sleeping,
+                    None,
+                    "model",
+                    || {
+                        let mut batch = Vec::new();
+                        ring.drain(&mut cursor, |slot| {
+                            let i = seen + batch.len();
+                            assert_eq!(slot.len, LENGTHS[i]);
+                            for cell in model.cells(slot) {
+                                // SAFETY: a committed record belongs to the
+                                // consumer until released (rule 2).
+                                let value = model.payload[cell].with(|p| unsafe { *p });
+                                assert_eq!(value, i as u64 + 1, "message {i} torn or stale");
+                            }
+                            batch.push(i);
+                        })?;
+                        Ok((!batch.is_empty()).then_some(batch))
+                    },
+                    || Ok(()),
+                )
+                .unwrap();
+            // The batch is never seen in part.
+            assert!(seen != 0 || drained.len() >= 2, "half a batch: {drained:?}");
+            seen += drained.len();
+            ring.wake_producer();
+        }
+        producer.join().unwrap();
+        assert_eq!(model.header.producer.sent.load(Ordering::Relaxed), 3);
+        assert_eq!(model.header.consumer.received.load(Ordering::Relaxed), 3);
+    });
+}

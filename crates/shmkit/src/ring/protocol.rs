@@ -40,6 +40,16 @@
 //!    not lost). The publisher runs this on every message and the sleeper
 //!    rarely, so the cost goes where it is rare. If an endpoint cannot use
 //!    membarrier, `full_fences` is set and both sides use SeqCst fences.
+//! 9. A batch commits several records with one Release: the producer
+//!    writes each record after the first (payload, then its word, Relaxed),
+//!    then the empty word after the last, then the first record's word
+//!    with Release. The consumer only reads a word once the record before
+//!    it was published, so it reaches the later words through the first
+//!    one's Acquire, and sees nothing of a batch before all of it. A batch
+//!    never wraps: only its first record may need padding (rule 5), and it
+//!    ends before a record that would. Until it commits, the word at the
+//!    tail stays empty (rule 4), so a producer that dies mid-batch leaves
+//!    nothing a consumer or `recover_tail` would take for a record.
 
 use std::ptr::NonNull;
 
@@ -48,7 +58,7 @@ use super::layout::{
     RECORD_ALIGN, RECORD_HEADER,
 };
 use crate::error::{Error, Result};
-use crate::sync::{fence, futex_wake, light_fence, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// A view of one ring: its header and data area, with the configuration
 /// validated once when the ring was opened.
@@ -336,11 +346,26 @@ impl RingRef {
     /// so that a corrupt ring of records going round forever cannot keep
     /// it busy) to `f`, then publishes the new head once: one index update
     /// for the batch. On a corrupt record, what was read before it is
-    /// still released, then the error returned.
+    /// still released, then the error returned. (Only the loom model
+    /// drains without a stop condition.)
+    #[cfg(loom)]
     pub(crate) fn drain(
         &self,
         cursor: &mut ConsumerCursor,
         mut f: impl FnMut(Slot),
+    ) -> Result<u64> {
+        self.drain_while(cursor, |slot| {
+            f(slot);
+            true
+        })
+    }
+
+    /// [`drain`](RingRef::drain), while `f` returns true: the message for
+    /// which it returns false is not released.
+    pub(crate) fn drain_while(
+        &self,
+        cursor: &mut ConsumerCursor,
+        mut f: impl FnMut(Slot) -> bool,
     ) -> Result<u64> {
         let start = cursor.head;
         let mut position = start;
@@ -351,7 +376,9 @@ impl RingRef {
                 Ok(Record::Empty) => break,
                 Ok(Record::Padding { next }) => position = next,
                 Ok(Record::Message(slot)) => {
-                    f(slot);
+                    if !f(slot) {
+                        break;
+                    }
                     position = slot.position + record_size(slot.len);
                     count += 1;
                 }
@@ -396,26 +423,10 @@ impl RingRef {
         self.wake_if_sleeping(&self.header().wait.consumer_sleeping);
     }
 
-    /// The publishing half of rule 8.
+    /// The publishing half of rule 8 (shared with topics: see `wait`).
     #[inline]
     fn wake_if_sleeping(&self, sleeping: &AtomicU32) {
-        let wait = &self.header().wait;
-        // Orders our publishing store (the record word or `head`) before the
-        // load of `sleeping`. Normally the light half of an asymmetric fence
-        // (a compiler fence), paired with the sleeper's membarrier in
-        // `Waiter::wait`, which forces a full barrier on this CPU; a SeqCst
-        // fence if some endpoint cannot use membarrier (`full_fences`).
-        if wait.full_fences.load(Ordering::Relaxed) != 0 {
-            fence(Ordering::SeqCst);
-        } else {
-            light_fence();
-        }
-        if sleeping.load(Ordering::Relaxed) != 0 {
-            sleeping.store(0, Ordering::Relaxed);
-            wait.woken_at
-                .store(crate::ring::wait::monotonic_nanos(), Ordering::Relaxed);
-            futex_wake(sleeping);
-        }
+        super::wait::wake_if_sleeping(&self.header().wait, sleeping);
     }
 
     /// After a producer died: finds the true tail by walking committed
@@ -453,6 +464,92 @@ impl RingRef {
                 Record::Padding { next } => next,
             };
         }
+    }
+}
+
+/// Batches (rule 9).
+impl RingRef {
+    /// How far records appended to a batch that has reached `end` may go
+    /// (a record may end at this position, not beyond): to the end of the
+    /// data area's lap (a batch never wraps), and short of the space free
+    /// as of the cached `head` by the empty word after it (rule 4).
+    #[inline]
+    pub(crate) fn batch_limit(&self, cursor: &ProducerCursor, end: u64) -> u64 {
+        let lap_end = end - self.offset(end) + self.capacity;
+        lap_end.min(cursor.cached_head + self.capacity - RECORD_HEADER)
+    }
+
+    /// Reserves room for a record of `len` payload bytes at `end`, the
+    /// position after the records already in a batch that starts at the
+    /// producer's tail: only if it fits before the end of the data area
+    /// (a batch never wraps) and in the space free now, with the empty word
+    /// after it. `Ok(None)` if it does not.
+    pub(crate) fn reserve_after(
+        &self,
+        cursor: &mut ProducerCursor,
+        end: u64,
+        len: u64,
+    ) -> Result<Option<Slot>> {
+        if len > self.max_message {
+            return Err(Error::TooLarge {
+                what: "message",
+                size: len,
+                limit: self.max_message,
+            });
+        }
+        debug_assert!(end.wrapping_sub(cursor.tail) <= self.capacity);
+        let record_end = end + record_size(len);
+        if record_end > self.batch_limit(cursor, end) {
+            // Rule 7, as in `reserve`; `free` checks the head it loaded.
+            cursor.cached_head = self.header().consumer.head.load(Ordering::Acquire);
+            self.free(cursor)?;
+            if record_end > self.batch_limit(cursor, end) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Slot { position: end, len }))
+    }
+
+    /// Writes the word of a record after a batch's first, its payload
+    /// written: Relaxed, published by the first record's Release in
+    /// `commit_batch`.
+    #[inline]
+    pub(crate) fn stage(&self, slot: Slot) {
+        self.word(slot.position).store(
+            record_word(slot.len as u32, KIND_MESSAGE),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Commits a batch: `first`, reserved at the tail with its payload
+    /// written, and the records staged after it up to `end`, `count` in
+    /// all; then wakes a sleeping consumer. One Release, one tail update,
+    /// one wake-up check for the whole batch.
+    #[inline]
+    pub(crate) fn commit_batch(
+        &self,
+        cursor: &mut ProducerCursor,
+        first: Slot,
+        end: u64,
+        count: u64,
+    ) {
+        debug_assert!(first.position == cursor.tail && end > first.position);
+        // Rule 4: the word after the batch reads empty before any of it is
+        // seen.
+        self.word(end).store(0, Ordering::Relaxed);
+        // Release: publishes every payload and staged word of the batch and
+        // the empty word after it; pairs with the Acquire in `record_at`.
+        self.word(first.position).store(
+            record_word(first.len as u32, KIND_MESSAGE),
+            Ordering::Release,
+        );
+        cursor.tail = end;
+        let producer = &self.header().producer;
+        // Relaxed, as in `commit`.
+        producer.tail.store(end, Ordering::Relaxed);
+        let sent = producer.sent.load(Ordering::Relaxed).wrapping_add(count);
+        producer.sent.store(sent, Ordering::Relaxed);
+        self.wake_if_sleeping(&self.header().wait.consumer_sleeping);
     }
 }
 

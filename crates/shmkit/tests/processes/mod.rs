@@ -266,3 +266,24 @@ pub fn is_root() -> bool {
         .lines()
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
 }
+
+/// The key of topic `name`'s segment.
+pub fn topic_key(name: &str) -> Key {
+    Key::posix(&format!("{}{name}", shmkit::topic::SEGMENT_PREFIX)).unwrap()
+}
+
+/// Whether topic `name`'s segment exists.
+pub fn topic_exists(name: &str) -> bool {
+    Segment::open(&topic_key(name)).is_ok()
+}
+
+/// Removes topic `name`'s segment when dropped, even if the test panics.
+pub struct TopicCleanup(pub String);
+
+impl Drop for TopicCleanup {
+    fn drop(&mut self) {
+        if let Ok(segment) = Segment::open(&topic_key(&self.0)) {
+            let _ = segment.remove();
+        }
+    }
+}

@@ -1,0 +1,944 @@
+//! Topics: publish–subscribe from many publishers to many subscribers
+//! between processes, in one POSIX shared-memory segment.
+//!
+//! A topic is found by name: [`Publisher::open`] and [`Subscriber::open`]
+//! create it if it does not exist yet, so members may start in any order.
+//! Every subscriber receives every message of every publisher, each
+//! publisher's messages in the order it sent them; each message carries
+//! its publisher's id and that publisher's sequence number
+//! ([`Received`]).
+//!
+//! Each publisher writes into a lane of its own (a single-writer region),
+//! so a publisher killed in the middle of a message never blocks or
+//! corrupts another: its partial record lies past its lane's committed
+//! tail, where no subscriber reads, and the next publisher to take the lane
+//! writes over it. Subscribers merge the lanes. The back-pressure policy is
+//! fixed when the topic is created ([`Policy`]): **Block** makes a
+//! publisher wait for the slowest live subscriber; **DropOldest** never
+//! makes it wait, and a subscriber that fell a lane behind gets
+//! [`Error::Lagged`] with exactly how many messages it missed, then
+//! continues from the oldest still there. A subscriber may first receive
+//! the last [`history`](Options::history) messages of each publisher.
+//!
+//! Liveness comes from the kernel: every member holds an open file
+//! description lock on a byte of its place (`sys::range_lock`), which the
+//! kernel drops when it dies. A dead subscriber stops holding a Block
+//! topic back within one peer check (20 ms) of the publisher's wait; a
+//! dead publisher's lane is taken over by the next publisher. The last
+//! member to leave removes the topic; [`collect_garbage`] removes topics
+//! whose members all died.
+//!
+//! Waiting is the ring's ([`Waiting`]): spin, then sleep on a futex. All
+//! subscribers sleep on one futex word, so a publish wakes every sleeper
+//! with one `FUTEX_WAKE`, and makes no system call when none sleeps.
+//!
+//! The byte layout is in `docs/FORMAT.md`; the protocol's rules are listed
+//! in the source of `topic/lane.rs`.
+//!
+//! # Example: two publishers, one subscriber
+//!
+//! ```
+//! use shmkit::topic::{Publisher, Subscriber};
+//!
+//! let name = format!("doc-topic-{}", std::process::id());
+//! let mut subscriber = Subscriber::open(&name)?;
+//! let mut camera = Publisher::open(&name)?; // usually other processes
+//! let mut lidar = Publisher::open(&name)?;
+//!
+//! camera.send(b"frame 0")?;
+//! let mut grant = lidar.grant(7)?; // zero-copy: write in place
+//! grant.copy_from_slice(b"sweep 0");
+//! grant.commit();
+//!
+//! let mut buf = [0u8; 64];
+//! let first = subscriber.recv(&mut buf)?;
+//! assert_eq!((&buf[..first.len], first.sequence), (&b"frame 0"[..], 0));
+//! let second = subscriber.read()?; // zero-copy: read in place
+//! assert_eq!(&*second, b"sweep 0");
+//! assert_ne!(second.publisher(), first.publisher);
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+
+mod lane;
+mod layout;
+mod shared;
+mod status;
+
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
+
+pub use crate::ring::Waiting;
+pub use status::{collect_garbage, list, status, PublisherStatus, SubscriberStatus, TopicStatus};
+
+use crate::error::{Error, Result};
+use crate::ring::wait::{wake_if_sleeping, Waiter};
+use crate::segment::{Mode, Trust};
+use crate::sync::Ordering;
+use crate::sys::range_lock::RangeLock;
+use lane::{LaneCursor, LaneRef, Meta, Next, PublisherCursor, Slot};
+use layout::{LANE_CLOSED, LANE_OPEN, PUBLISHER_LOCKS, SUBSCRIBER_ACTIVE, SUBSCRIBER_LOCKS};
+use shared::Shared;
+
+/// The POSIX name of a topic's segment is this prefix and the topic's name.
+pub const SEGMENT_PREFIX: &str = "/shmkit.topic.";
+
+/// What a publisher does when a subscriber has not read the space it
+/// needs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Policy {
+    /// Wait for the slowest live subscriber: nobody misses a message.
+    #[default]
+    Block,
+    /// Never wait: overwrite the oldest messages; a subscriber that falls
+    /// a lane behind gets [`Error::Lagged`].
+    DropOldest,
+}
+
+/// How a topic is created, and how a member joins and waits.
+///
+/// Capacity, maximum message, places, policy, history, mode and group
+/// apply only when this call creates the topic; an existing topic keeps its
+/// own. An existing topic is used only if its owner is trusted
+/// ([`Options::trust`]; by default only this process's own uid).
+///
+/// ```
+/// use shmkit::topic::{Options, Policy};
+///
+/// let options = Options::default()
+///     .capacity(1 << 16)
+///     .policy(Policy::DropOldest)
+///     .history(10)
+///     .max_subscribers(128);
+/// assert_eq!(options.max_message_len(), (1 << 15) - 32);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Options {
+    capacity: u64,
+    max_message: Option<u64>,
+    max_publishers: u32,
+    max_subscribers: u32,
+    policy: Policy,
+    history: u32,
+    receive_history: bool,
+    mode: Mode,
+    group: Option<u32>,
+    trust: Trust,
+    waiting: Waiting,
+}
+
+impl Default for Options {
+    /// Lanes of 256 KiB, the largest messages they allow, 8 publishers,
+    /// 64 subscribers, Block, no history, mode 0600, adaptive waiting.
+    fn default() -> Options {
+        Options {
+            capacity: 1 << 18,
+            max_message: None,
+            max_publishers: 8,
+            max_subscribers: 64,
+            policy: Policy::Block,
+            history: 0,
+            receive_history: true,
+            mode: Mode::OWNER_ONLY,
+            group: None,
+            trust: Trust::me(),
+            waiting: Waiting::Adaptive,
+        }
+    }
+}
+
+impl Options {
+    /// Bytes in each publisher's lane: a power of two from 4 KiB to 64 GiB.
+    pub fn capacity(mut self, bytes: u64) -> Options {
+        self.capacity = bytes;
+        self
+    }
+
+    /// The largest message, at most about half a lane (the default).
+    pub fn max_message(mut self, bytes: u64) -> Options {
+        self.max_message = Some(bytes);
+        self
+    }
+
+    /// How many publishers may hold the topic at once (1 to 256).
+    pub fn max_publishers(mut self, count: u32) -> Options {
+        self.max_publishers = count;
+        self
+    }
+
+    /// How many subscribers may hold the topic at once (1 to 4096).
+    pub fn max_subscribers(mut self, count: u32) -> Options {
+        self.max_subscribers = count;
+        self
+    }
+
+    /// The back-pressure policy.
+    pub fn policy(mut self, policy: Policy) -> Options {
+        self.policy = policy;
+        self
+    }
+
+    /// How many of each publisher's latest messages a joining subscriber
+    /// may first receive (while they are still in the lane).
+    pub fn history(mut self, messages: u32) -> Options {
+        self.history = messages;
+        self
+    }
+
+    /// For a subscriber: whether to start with the retained history (the
+    /// default) or only with messages published after it joined.
+    pub fn receive_history(mut self, yes: bool) -> Options {
+        self.receive_history = yes;
+        self
+    }
+
+    /// Permission bits of the topic's segment.
+    pub fn mode(mut self, mode: Mode) -> Options {
+        self.mode = mode;
+        self
+    }
+
+    /// The group of the topic's segment (this process must be a member).
+    pub fn group(mut self, gid: u32) -> Options {
+        self.group = Some(gid);
+        self
+    }
+
+    /// Whose existing topics this member joins (as
+    /// [`ring::Options::trust`](crate::ring::Options::trust)); another
+    /// owner's topic is [`Error::UntrustedOwner`].
+    pub fn trust(mut self, trust: Trust) -> Options {
+        self.trust = trust;
+        self
+    }
+
+    /// How the member waits.
+    pub fn waiting(mut self, waiting: Waiting) -> Options {
+        self.waiting = waiting;
+        self
+    }
+
+    /// The largest message a topic made with these options carries.
+    pub fn max_message_len(&self) -> u64 {
+        self.max_message
+            .unwrap_or_else(|| layout::max_message_for(self.capacity))
+    }
+}
+
+/// What a receive says about the message it delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// Bytes of the message.
+    pub len: usize,
+    /// The id of its publisher: unique among the publishers that ever
+    /// opened this topic (they count from 1).
+    pub publisher: u64,
+    /// Its place in its publisher's stream: 0 for the first message.
+    pub sequence: u64,
+}
+
+/// A member's identity for `status`: its pid.
+fn this_pid() -> u64 {
+    u64::from(std::process::id())
+}
+
+/// The sending end of a topic.
+///
+/// Dropping it closes its part of the stream: subscribers receive every
+/// message it sent.
+#[derive(Debug)]
+pub struct Publisher {
+    cursor: PublisherCursor,
+    lane: LaneRef,
+    index: usize,
+    waiter: Waiter,
+    lock: Option<RangeLock>,
+    shared: Shared,
+}
+
+impl Publisher {
+    /// Opens (or creates) topic `name` as a new publisher, with default
+    /// [`Options`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TopicFull`] if every publisher place is held by a live
+    /// process; [`Error::Corrupt`] or [`Error::VersionMismatch`] if the
+    /// segment is not a topic this library reads; [`Error::UntrustedOwner`];
+    /// [`Error::InvalidArgument`] for a bad name or option.
+    pub fn open(name: &str) -> Result<Publisher> {
+        Publisher::open_with(name, &Options::default())
+    }
+
+    /// Opens (or creates) topic `name` as a new publisher.
+    pub fn open_with(name: &str, options: &Options) -> Result<Publisher> {
+        let (shared, gate) = Shared::open(name, options)?;
+        let (index, lock) =
+            shared.take_place(PUBLISHER_LOCKS, shared.geometry.publishers, "publishers")?;
+        let index = index as usize;
+        let lane = shared.lanes[index];
+        let header = lane.header();
+        let wait = &shared.header().wait;
+        let id = wait
+            .last_publisher_id
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1);
+        // A dead predecessor's partial record lies past the tail (rule 3 of
+        // `lane`): continuing from the tail writes over it.
+        let cursor = lane.take_over(id, shared.history as usize)?;
+        header.publisher.store(id, Ordering::Relaxed);
+        header.owner.store(this_pid(), Ordering::Relaxed);
+        header.published.store(0, Ordering::Relaxed);
+        header.state.store(LANE_OPEN, Ordering::Release);
+        wait.lanes_used
+            .fetch_max(index as u32 + 1, Ordering::AcqRel);
+        drop(gate);
+        Ok(Publisher {
+            cursor,
+            lane,
+            index,
+            waiter: Waiter::new(options.waiting),
+            lock: Some(lock),
+            shared,
+        })
+    }
+
+    /// The topic's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// This publisher's id, as subscribers see it in [`Received::publisher`].
+    pub fn id(&self) -> u64 {
+        self.cursor.id
+    }
+
+    /// The largest message this topic carries.
+    pub fn max_message(&self) -> usize {
+        self.shared.max_message as usize
+    }
+
+    /// The topic's back-pressure policy.
+    pub fn policy(&self) -> Policy {
+        self.shared.policy
+    }
+
+    /// Publishes one message, waiting (Block) while a subscriber has not
+    /// read the space it needs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] if longer than [`max_message`](Publisher::max_message);
+    /// [`Error::Corrupt`] if the lane's bytes were damaged.
+    #[inline]
+    pub fn send(&mut self, message: &[u8]) -> Result<()> {
+        self.grant(message.len())?.fill_and_commit(message);
+        Ok(())
+    }
+
+    /// Publishes one message if there is room now, else [`Error::Full`].
+    pub fn try_send(&mut self, message: &[u8]) -> Result<()> {
+        self.try_grant(message.len())?.fill_and_commit(message);
+        Ok(())
+    }
+
+    /// [`send`](Publisher::send), waiting at most `timeout`
+    /// ([`Error::Timeout`]).
+    pub fn send_timeout(&mut self, message: &[u8], timeout: Duration) -> Result<()> {
+        self.grant_timeout(message.len(), timeout)?
+            .fill_and_commit(message);
+        Ok(())
+    }
+
+    /// Reserves `len` bytes to write a message in place; nothing is visible
+    /// until [`WriteGrant::commit`].
+    #[inline]
+    pub fn grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
+        self.grant_until(len, None)
+    }
+
+    /// [`grant`](Publisher::grant) if there is room now, else [`Error::Full`].
+    pub fn try_grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
+        match self.reserve(len as u64)? {
+            Some(slot) => Ok(WriteGrant {
+                publisher: self,
+                slot,
+            }),
+            None => Err(Error::Full {
+                ring: self.shared.name.clone(),
+                needed: layout::record_size(len as u64),
+                free: self.cursor.limit.saturating_sub(self.cursor.tail),
+            }),
+        }
+    }
+
+    /// [`grant`](Publisher::grant), waiting at most `timeout`.
+    pub fn grant_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGrant<'_>> {
+        self.grant_until(len, Some(Instant::now() + timeout))
+    }
+
+    #[inline]
+    fn reserve(&mut self, len: u64) -> Result<Option<Slot>> {
+        let shared = &self.shared;
+        let index = self.index;
+        if shared.lossy() {
+            self.lane.reserve(&mut self.cursor, len, None)
+        } else {
+            let mut slowest = |tail| shared.slowest(index, tail);
+            self.lane.reserve(&mut self.cursor, len, Some(&mut slowest))
+        }
+    }
+
+    #[inline]
+    fn grant_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<WriteGrant<'_>> {
+        if let Some(slot) = self.reserve(len as u64)? {
+            return Ok(WriteGrant {
+                publisher: self,
+                slot,
+            });
+        }
+        let shared = &self.shared;
+        let lane = self.lane;
+        let index = self.index;
+        let cursor = &mut self.cursor;
+        let wait = &shared.header().wait;
+        let needed = cursor.tail + layout::record_size(len as u64) * 2;
+        let slot = self.waiter.wait(
+            wait,
+            &wait.publishers_sleeping,
+            deadline,
+            &shared.name,
+            || {
+                let mut slowest = |tail| shared.slowest(index, tail);
+                lane.reserve(cursor, len as u64, Some(&mut slowest))
+            },
+            || {
+                shared.reclaim_dead_subscribers(index, needed);
+                Ok(())
+            },
+        )?;
+        Ok(WriteGrant {
+            publisher: self,
+            slot,
+        })
+    }
+
+    /// Closes this publisher's stream; dropping it does the same.
+    pub fn close(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let gate = self.shared.segment.lock_range(layout::GATE_BYTE, 1);
+        // Release: every commit happens before the close is seen; pairs
+        // with the Acquire in `Shared::publishers_finished`.
+        self.lane
+            .header()
+            .state
+            .store(LANE_CLOSED, Ordering::SeqCst);
+        let wait = &self.shared.header().wait;
+        wake_if_sleeping(wait, &wait.subscribers_sleeping);
+        drop(self.lock.take());
+        if gate.is_ok() {
+            self.shared.remove_if_last();
+        }
+    }
+}
+
+/// Space reserved in a publisher's lane for one message, written in place.
+///
+/// Dereferences to the reserved bytes; [`commit`](WriteGrant::commit)
+/// publishes them; dropping the grant or [`abort`](WriteGrant::abort)
+/// discards them.
+#[must_use = "a grant that is not committed sends nothing"]
+#[derive(Debug)]
+pub struct WriteGrant<'a> {
+    publisher: &'a mut Publisher,
+    slot: Slot,
+}
+
+impl WriteGrant<'_> {
+    /// Publishes the whole reserved length as one message.
+    #[inline]
+    pub fn commit(self) {
+        let len = self.slot.len as usize;
+        self.commit_len(len);
+    }
+
+    /// Publishes the first `len` bytes as one message.
+    ///
+    /// # Panics
+    ///
+    /// If `len` is more than was granted.
+    #[inline]
+    pub fn commit_len(self, len: usize) {
+        assert!(
+            len as u64 <= self.slot.len,
+            "commit_len({len}) of a grant of {} bytes",
+            self.slot.len
+        );
+        let publisher = &mut *self.publisher;
+        publisher
+            .lane
+            .commit(&mut publisher.cursor, self.slot, len as u64);
+        let wait = &publisher.shared.header().wait;
+        wake_if_sleeping(wait, &wait.subscribers_sleeping);
+    }
+
+    /// Discards the reservation; subscribers see nothing.
+    pub fn abort(self) {}
+
+    #[inline]
+    fn fill_and_commit(mut self, message: &[u8]) {
+        self.copy_from_slice(message);
+        self.commit();
+    }
+}
+
+impl Deref for WriteGrant<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the slot lies inside the lane (reserve checked it) past
+        // the committed tail, where only this publisher writes (rule 1 of
+        // `lane`); subscribers never read past the tail, and a drop-oldest
+        // reader that reads old bytes here discards them (rule 5).
+        unsafe {
+            std::slice::from_raw_parts(
+                self.publisher
+                    .lane
+                    .payload(self.slot.position, self.slot.len),
+                self.slot.len as usize,
+            )
+        }
+    }
+}
+
+impl DerefMut for WriteGrant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.publisher
+                    .lane
+                    .payload(self.slot.position, self.slot.len),
+                self.slot.len as usize,
+            )
+        }
+    }
+}
+
+/// How often a non-blocking receive on an empty topic asks the kernel
+/// whether its publishers live (a system call per open lane).
+const LIVENESS_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The receiving end of a topic.
+#[derive(Debug)]
+pub struct Subscriber {
+    cursors: Vec<LaneCursor>,
+    index: u32,
+    next_lane: usize,
+    scratch: Vec<u8>,
+    waiter: Waiter,
+    checked_at: Option<Instant>,
+    lock: Option<RangeLock>,
+    shared: Shared,
+}
+
+impl Subscriber {
+    /// Opens (or creates) topic `name` as a new subscriber, with default
+    /// [`Options`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TopicFull`] if every subscriber place is held by a live
+    /// process; otherwise as [`Publisher::open`].
+    pub fn open(name: &str) -> Result<Subscriber> {
+        Subscriber::open_with(name, &Options::default())
+    }
+
+    /// Opens (or creates) topic `name` as a new subscriber.
+    pub fn open_with(name: &str, options: &Options) -> Result<Subscriber> {
+        let (shared, gate) = Shared::open(name, options)?;
+        let (index, lock) =
+            shared.take_place(SUBSCRIBER_LOCKS, shared.geometry.subscribers, "subscribers")?;
+        let history = options.receive_history && shared.history > 0;
+        let mut cursors = Vec::with_capacity(shared.lanes.len());
+        for (i, lane) in shared.lanes.iter().enumerate() {
+            let (position, expected) = lane.join(history, || shared.publisher_alive(i))?;
+            // SeqCst: rule 7 of `lane`.
+            shared.position(index, i).store(position, Ordering::SeqCst);
+            cursors.push(LaneCursor {
+                position,
+                tail: position,
+                expected: Some(expected),
+                lapped: false,
+            });
+        }
+        let entry = shared.subscriber(index);
+        entry.owner.store(this_pid(), Ordering::Relaxed);
+        entry.received.store(0, Ordering::Relaxed);
+        entry.missed.store(0, Ordering::Relaxed);
+        let generation = entry.state.load(Ordering::Relaxed) >> 1;
+        entry.state.store(
+            (generation.wrapping_add(1) << 1) | SUBSCRIBER_ACTIVE,
+            Ordering::SeqCst,
+        );
+        // Rule 7: a publisher that raised `reserve` before it could see our
+        // positions may overwrite below `reserve - capacity`: start later.
+        // (Drop-oldest topics check every read against laps instead.)
+        let block = !shared.lossy();
+        for (i, lane) in shared.lanes.iter().enumerate().filter(|_| block) {
+            let cursor = &mut cursors[i];
+            loop {
+                let reserve = lane.header().reserve.load(Ordering::SeqCst);
+                if reserve.saturating_sub(lane.capacity()) <= cursor.position {
+                    break;
+                }
+                let tail = lane.tail()?;
+                cursor.position = lane.head(tail)?;
+                cursor.tail = cursor.position;
+                // Block topics never lap a subscriber: nothing to count.
+                cursor.expected = None;
+                shared
+                    .position(index, i)
+                    .store(cursor.position, Ordering::SeqCst);
+            }
+        }
+        drop(gate);
+        Ok(Subscriber {
+            cursors,
+            index,
+            next_lane: 0,
+            scratch: vec![0; shared.max_message as usize],
+            waiter: Waiter::new(options.waiting),
+            checked_at: None,
+            lock: Some(lock),
+            shared,
+        })
+    }
+
+    /// The topic's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The largest message this topic carries.
+    pub fn max_message(&self) -> usize {
+        self.shared.max_message as usize
+    }
+
+    /// The topic's back-pressure policy.
+    pub fn policy(&self) -> Policy {
+        self.shared.policy
+    }
+
+    /// Receives one message into `buf`, waiting while there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Lagged`] (drop-oldest topics) when messages were
+    /// overwritten before this subscriber read them: the next call goes on
+    /// with the oldest still there. [`Error::Closed`] once every publisher
+    /// that opened the topic closed and everything was received (a
+    /// publisher that opens later makes receives deliver again);
+    /// [`Error::PeerGone`] likewise when one of them died instead;
+    /// [`Error::TooLarge`] if `buf` is shorter than the message (which
+    /// stays); [`Error::Corrupt`] for a bad record.
+    #[inline]
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<Received> {
+        self.recv_until(buf, Until::Forever)
+    }
+
+    /// [`recv`](Subscriber::recv) if a message is there now, else
+    /// [`Error::Empty`].
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Received> {
+        self.recv_until(buf, Until::Now)
+    }
+
+    /// [`recv`](Subscriber::recv), waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Received> {
+        self.recv_until(buf, Until::Deadline(Instant::now() + timeout))
+    }
+
+    /// The next message, read in place (on a drop-oldest topic, copied
+    /// into this subscriber's buffer first, since its publisher may
+    /// overwrite the lane at any time), waiting while there is none.
+    #[inline]
+    pub fn read(&mut self) -> Result<ReadGuard<'_>> {
+        self.read_until(Until::Forever)
+    }
+
+    /// [`read`](Subscriber::read) if a message is there now, else
+    /// [`Error::Empty`].
+    pub fn try_read(&mut self) -> Result<ReadGuard<'_>> {
+        self.read_until(Until::Now)
+    }
+
+    /// [`read`](Subscriber::read), waiting at most `timeout`.
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_>> {
+        self.read_until(Until::Deadline(Instant::now() + timeout))
+    }
+
+    fn recv_until(&mut self, buf: &mut [u8], until: Until) -> Result<Received> {
+        loop {
+            let (i, meta) = self.next(until)?;
+            let len = meta.len as usize;
+            if len > buf.len() {
+                return Err(Error::TooLarge {
+                    what: "message",
+                    size: meta.len,
+                    limit: buf.len() as u64,
+                });
+            }
+            let lane = self.shared.lanes[i];
+            if self.shared.lossy() {
+                lane.copy_payload(meta.position, meta.len, &mut buf[..len]);
+                if lane.overwritten(meta.position) {
+                    lane.resync(&mut self.cursors[i])?;
+                    continue;
+                }
+            } else {
+                // SAFETY: a committed record below the tail inside the lane
+                // (record_at checked it), which its publisher does not
+                // overwrite before our position passes it (rule 7 of
+                // `lane`); `buf` is our own memory.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        lane.payload(meta.position, meta.len),
+                        buf.as_mut_ptr(),
+                        len,
+                    )
+                };
+            }
+            self.consume(i, &meta);
+            return Ok(received(&meta));
+        }
+    }
+
+    fn read_until(&mut self, until: Until) -> Result<ReadGuard<'_>> {
+        loop {
+            let (i, meta) = self.next(until)?;
+            if !self.shared.lossy() {
+                return Ok(ReadGuard {
+                    subscriber: self,
+                    lane: i,
+                    meta,
+                    copied: false,
+                });
+            }
+            let lane = self.shared.lanes[i];
+            let len = meta.len as usize;
+            lane.copy_payload(meta.position, meta.len, &mut self.scratch[..len]);
+            if lane.overwritten(meta.position) {
+                lane.resync(&mut self.cursors[i])?;
+                continue;
+            }
+            self.consume(i, &meta);
+            return Ok(ReadGuard {
+                subscriber: self,
+                lane: i,
+                meta,
+                copied: true,
+            });
+        }
+    }
+
+    /// Moves past a message that was read, publishing the position (which
+    /// frees its space on a Block topic) and waking a publisher waiting
+    /// for it.
+    #[inline]
+    fn consume(&mut self, i: usize, meta: &Meta) {
+        let cursor = &mut self.cursors[i];
+        LaneRef::consumed(cursor, meta);
+        let shared = &self.shared;
+        // Release: our reads of the record happen before its publisher
+        // reuses the space; pairs with the SeqCst loads in `slowest`.
+        shared
+            .position(self.index, i)
+            .store(cursor.position, Ordering::Release);
+        let entry = shared.subscriber(self.index);
+        let received = entry.received.load(Ordering::Relaxed).wrapping_add(1);
+        entry.received.store(received, Ordering::Relaxed);
+        if !shared.lossy() {
+            let wait = &shared.header().wait;
+            wake_if_sleeping(wait, &wait.publishers_sleeping);
+        }
+    }
+
+    #[inline]
+    fn poll(&mut self) -> Result<Option<(usize, Meta)>> {
+        poll_lanes(
+            &self.shared,
+            &mut self.cursors,
+            &mut self.next_lane,
+            self.index,
+        )
+    }
+
+    fn next(&mut self, until: Until) -> Result<(usize, Meta)> {
+        if let Some(found) = self.poll()? {
+            return Ok(found);
+        }
+        let deadline = match until {
+            Until::Now => {
+                let now = Instant::now();
+                let due = self
+                    .checked_at
+                    .is_none_or(|at| now.duration_since(at) >= LIVENESS_INTERVAL);
+                if due {
+                    self.checked_at = Some(now);
+                    if let Err(end) = self.shared.publishers_finished() {
+                        return self.poll()?.ok_or(end);
+                    }
+                }
+                return Err(Error::Empty {
+                    ring: self.shared.name.clone(),
+                });
+            }
+            Until::Forever => None,
+            Until::Deadline(deadline) => Some(deadline),
+        };
+        // The waiter needs `poll` and the peer check at once: split the
+        // borrows (the check reads only the mapping).
+        let Subscriber {
+            cursors,
+            next_lane,
+            shared,
+            waiter,
+            index,
+            ..
+        } = self;
+        let shared_ref: &Shared = shared;
+        let wait = &shared_ref.header().wait;
+        waiter.wait(
+            wait,
+            &wait.subscribers_sleeping,
+            deadline,
+            &shared_ref.name,
+            || poll_lanes(shared_ref, cursors, next_lane, *index),
+            || shared_ref.publishers_finished(),
+        )
+    }
+}
+
+/// One look at every lane, from the one after the last read (so that no
+/// publisher starves the others).
+#[inline]
+fn poll_lanes(
+    shared: &Shared,
+    cursors: &mut [LaneCursor],
+    next_lane: &mut usize,
+    index: u32,
+) -> Result<Option<(usize, Meta)>> {
+    let used = shared.lanes_used();
+    let lossy = shared.lossy();
+    for k in 0..used {
+        let i = (*next_lane + k) % used;
+        match shared.lanes[i].next(&mut cursors[i], lossy)? {
+            Next::Empty => {}
+            Next::Message(meta) => {
+                *next_lane = i + 1;
+                return Ok(Some((i, meta)));
+            }
+            Next::Lagged { missed, publisher } => {
+                let entry = shared.subscriber(index);
+                let total = entry.missed.load(Ordering::Relaxed).wrapping_add(missed);
+                entry.missed.store(total, Ordering::Relaxed);
+                return Err(Error::Lagged {
+                    topic: shared.name.clone(),
+                    publisher,
+                    missed,
+                });
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// How long a receive waits.
+#[derive(Clone, Copy, Debug)]
+enum Until {
+    Now,
+    Forever,
+    Deadline(Instant),
+}
+
+fn received(meta: &Meta) -> Received {
+    Received {
+        len: meta.len as usize,
+        publisher: meta.publisher,
+        sequence: meta.sequence,
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let gate = self.shared.segment.lock_range(layout::GATE_BYTE, 1);
+        let entry = self.shared.subscriber(self.index);
+        let state = entry.state.load(Ordering::Relaxed);
+        entry
+            .state
+            .store(state & !SUBSCRIBER_ACTIVE, Ordering::SeqCst);
+        let wait = &self.shared.header().wait;
+        wake_if_sleeping(wait, &wait.publishers_sleeping);
+        drop(self.lock.take());
+        if gate.is_ok() {
+            self.shared.remove_if_last();
+        }
+    }
+}
+
+/// One message, read in place (Block topics) or from the subscriber's
+/// copy (drop-oldest). Dereferences to its bytes; dropping it (or
+/// [`release`](ReadGuard::release)) moves past it.
+#[must_use = "dropping a read guard at once discards the message"]
+#[derive(Debug)]
+pub struct ReadGuard<'a> {
+    subscriber: &'a mut Subscriber,
+    lane: usize,
+    meta: Meta,
+    copied: bool,
+}
+
+impl ReadGuard<'_> {
+    /// The id of the message's publisher.
+    pub fn publisher(&self) -> u64 {
+        self.meta.publisher
+    }
+
+    /// The message's sequence number in its publisher's stream.
+    pub fn sequence(&self) -> u64 {
+        self.meta.sequence
+    }
+
+    /// Moves past the message.
+    pub fn release(self) {}
+}
+
+impl Deref for ReadGuard<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        let len = self.meta.len as usize;
+        if self.copied {
+            return &self.subscriber.scratch[..len];
+        }
+        let lane = self.subscriber.shared.lanes[self.lane];
+        // SAFETY: a committed record inside the lane (record_at checked
+        // it); on a Block topic its publisher does not write it before our
+        // position passes it, which happens only when the guard drops
+        // (rule 7 of `lane`).
+        unsafe { std::slice::from_raw_parts(lane.payload(self.meta.position, self.meta.len), len) }
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        if !self.copied {
+            let meta = self.meta;
+            self.subscriber.consume(self.lane, &meta);
+        }
+    }
+}

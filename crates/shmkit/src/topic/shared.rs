@@ -1,0 +1,515 @@
+//! A topic's mapping, shared by publishers and subscribers: creating or
+//! finding it, validating its header, the member places and their locks,
+//! and leaving (which removes the topic when its last member goes).
+
+use std::ptr::NonNull;
+
+use super::lane::LaneRef;
+use super::layout::{
+    self, Geometry, Header, LaneHeader, SubscriberHeader, WaitLine, GATE_BYTE, HEADER_SIZE,
+    LANE_OPEN, MAGIC, MAX_CAPACITY, MAX_HISTORY, MAX_PUBLISHERS, MAX_SUBSCRIBERS, MIN_CAPACITY,
+    POLICY_BLOCK, POLICY_DROP_OLDEST, PUBLISHER_LOCKS, SUBSCRIBER_ACTIVE, SUBSCRIBER_LOCKS,
+    VERSION,
+};
+use super::{Options, Policy, SEGMENT_PREFIX};
+use crate::error::{Error, Result};
+use crate::ring::wait::WakeLine;
+use crate::segment::{AccessMode, Attachment, Key, ReadWrite, Segment};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sys::range_lock::RangeLock;
+
+impl WakeLine for WaitLine {
+    fn full_fences(&self) -> &AtomicU32 {
+        &self.full_fences
+    }
+
+    fn woken_at(&self) -> &AtomicU64 {
+        &self.woken_at
+    }
+
+    /// Subscribers (and Block publishers) share one word: leave it for the
+    /// waker to clear (see the trait).
+    fn stop_sleeping(&self, _sleeping: &AtomicU32) {}
+}
+
+/// The topic as one member sees it.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub name: String,
+    pub geometry: Geometry,
+    pub max_message: u64,
+    pub policy: Policy,
+    pub history: u32,
+    header: NonNull<Header>,
+    base: NonNull<u8>,
+    pub lanes: Vec<LaneRef>,
+    pub segment: Segment,
+    // Declared last: unmapped after everything that points in.
+    _mapping: Attachment<ReadWrite>,
+}
+
+// SAFETY: every pointer is into `_mapping`, owned alongside; shared memory
+// is reached through atomics and the lane protocol only.
+unsafe impl Send for Shared {}
+
+/// The key of topic `name`, after checking the name.
+pub(crate) fn key_of(name: &str) -> Result<Key> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !ok {
+        return Err(Error::InvalidArgument(format!(
+            "topic name {name:?} must be 1 to 200 letters, digits, '-', '_' or '.', not starting with '.'"
+        )));
+    }
+    Key::posix(&format!("{SEGMENT_PREFIX}{name}"))
+}
+
+impl Options {
+    pub(crate) fn validate(&self) -> Result<()> {
+        let c = self.capacity;
+        if !c.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&c) {
+            return Err(Error::InvalidArgument(format!(
+                "topic capacity must be a power of two from {MIN_CAPACITY} to {MAX_CAPACITY} bytes per publisher, not {c}"
+            )));
+        }
+        let limit = layout::max_message_for(c);
+        if self.max_message_len() > limit {
+            return Err(Error::TooLarge {
+                what: "maximum message",
+                size: self.max_message_len(),
+                limit,
+            });
+        }
+        if !(1..=MAX_PUBLISHERS).contains(&self.max_publishers) {
+            return Err(Error::InvalidArgument(format!(
+                "a topic has 1 to {MAX_PUBLISHERS} publishers, not {}",
+                self.max_publishers
+            )));
+        }
+        if !(1..=MAX_SUBSCRIBERS).contains(&self.max_subscribers) {
+            return Err(Error::InvalidArgument(format!(
+                "a topic has 1 to {MAX_SUBSCRIBERS} subscribers, not {}",
+                self.max_subscribers
+            )));
+        }
+        if self.history > MAX_HISTORY {
+            return Err(Error::InvalidArgument(format!(
+                "a topic keeps at most {MAX_HISTORY} messages of history, not {}",
+                self.history
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Shared {
+    /// Finds topic `name`, or creates it with `options`, and takes its
+    /// gate: the caller claims its place and then drops the gate.
+    pub(crate) fn open(name: &str, options: &Options) -> Result<(Shared, RangeLock)> {
+        options.validate()?;
+        let key = key_of(name)?;
+        let geometry = Geometry::new(
+            options.capacity,
+            options.max_publishers,
+            options.max_subscribers,
+        );
+        // A topic removed between our open and our gate is retried; a
+        // handful of rounds is plenty (each is a whole member's lifetime).
+        for _ in 0..100 {
+            let created = match options.group {
+                Some(gid) => Segment::create_in_group(&key, geometry.size, options.mode, gid),
+                None => Segment::create(&key, geometry.size, options.mode),
+            };
+            let (segment, mapping) = match created {
+                Ok(segment) => {
+                    let mapping = segment.attach(ReadWrite)?;
+                    initialise(&mapping, options, &geometry);
+                    (segment, mapping)
+                }
+                Err(Error::AlreadyExists { .. }) => {
+                    let segment = match Segment::open(&key) {
+                        Err(Error::NotFound { .. }) => continue, // just removed
+                        other => other?,
+                    };
+                    options.trust.check(&segment, &format!("topic {name}"))?;
+                    let mapping = segment.attach_initialised(HEADER_SIZE)?;
+                    (segment, mapping)
+                }
+                Err(other) => return Err(other),
+            };
+            let shared = Shared::from_mapping(name, segment, mapping)?;
+            let gate = shared.segment.lock_range(GATE_BYTE, 1)?;
+            if shared.header().wait.removed.load(Ordering::SeqCst) != 0 {
+                continue;
+            }
+            if !crate::sys::membarrier::register_global_expedited() {
+                shared.header().wait.full_fences.store(1, Ordering::SeqCst);
+            }
+            return Ok((shared, gate));
+        }
+        Err(Error::Busy {
+            segment: format!("topic {name}"),
+            after: std::time::Duration::ZERO,
+        })
+    }
+
+    /// Validates the header of a mapping and builds the views.
+    pub(crate) fn from_mapping(
+        name: &str,
+        segment: Segment,
+        mapping: Attachment<ReadWrite>,
+    ) -> Result<Shared> {
+        let header = read_header(&mapping, name)?;
+        let config = &header.config;
+        let geometry = Geometry::new(
+            config.capacity.load(Ordering::Relaxed),
+            config.max_publishers.load(Ordering::Relaxed),
+            config.max_subscribers.load(Ordering::Relaxed),
+        );
+        let max_message = config.max_message.load(Ordering::Relaxed);
+        let policy = match config.policy.load(Ordering::Relaxed) {
+            POLICY_BLOCK => Policy::Block,
+            _ => Policy::DropOldest,
+        };
+        let history = config.history.load(Ordering::Relaxed);
+        let base = NonNull::new(mapping.as_mut_ptr()).expect("a mapping is never null");
+        let lanes = (0..geometry.publishers as u64)
+            .map(|i| {
+                // SAFETY: read_header checked that the lane table and the
+                // lanes lie inside the mapping (geometry.size <= len), so
+                // these offsets are in bounds; lanes start on a page
+                // (8-aligned).
+                unsafe {
+                    let lane_header = base
+                        .as_ptr()
+                        .add((geometry.publishers_offset + i * layout::LANE_HEADER_SIZE) as usize)
+                        .cast::<LaneHeader>();
+                    let data = base
+                        .as_ptr()
+                        .add((geometry.lanes_offset + i * geometry.capacity) as usize)
+                        .cast::<AtomicU64>();
+                    // SAFETY (of `new`): the mapping outlives the views (it
+                    // is dropped last, with them); capacity and max_message
+                    // were validated.
+                    LaneRef::new(
+                        NonNull::new_unchecked(lane_header),
+                        NonNull::new_unchecked(data),
+                        geometry.capacity,
+                        max_message,
+                    )
+                }
+            })
+            .collect();
+        Ok(Shared {
+            name: name.to_owned(),
+            geometry,
+            max_message,
+            policy,
+            history,
+            header: NonNull::from(header),
+            base,
+            lanes,
+            segment,
+            _mapping: mapping,
+        })
+    }
+
+    #[inline]
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: inside the mapping we own; all atomics.
+        unsafe { self.header.as_ref() }
+    }
+
+    /// Subscriber `j`'s fixed words.
+    #[inline]
+    pub(crate) fn subscriber(&self, j: u32) -> &SubscriberHeader {
+        debug_assert!(j < self.geometry.subscribers);
+        let offset =
+            self.geometry.subscribers_offset + u64::from(j) * self.geometry.subscriber_size;
+        // SAFETY: j < subscribers, so the entry is inside the table, which
+        // read_header checked lies inside the mapping; 128-aligned; atomics.
+        unsafe {
+            &*self
+                .base
+                .as_ptr()
+                .add(offset as usize)
+                .cast::<SubscriberHeader>()
+        }
+    }
+
+    /// Subscriber `j`'s position in lane `i`.
+    #[inline]
+    pub(crate) fn position(&self, j: u32, i: usize) -> &AtomicU64 {
+        debug_assert!((i as u32) < self.geometry.publishers);
+        let offset = self.geometry.subscribers_offset
+            + u64::from(j) * self.geometry.subscriber_size
+            + layout::SUBSCRIBER_FIXED
+            + 8 * i as u64;
+        // SAFETY: i < publishers, and an entry has room for one position
+        // per publisher after its fixed words (subscriber_entry_size);
+        // 8-aligned; an atomic.
+        unsafe { &*self.base.as_ptr().add(offset as usize).cast::<AtomicU64>() }
+    }
+
+    /// How many lanes were ever opened (bounded by the table).
+    #[inline]
+    pub(crate) fn lanes_used(&self) -> usize {
+        (self.header().wait.lanes_used.load(Ordering::Acquire) as usize).min(self.lanes.len())
+    }
+
+    pub(crate) fn lossy(&self) -> bool {
+        self.policy == Policy::DropOldest
+    }
+
+    /// Whether a live process holds lane `i` (an unanswerable question
+    /// counts as yes).
+    pub(crate) fn publisher_alive(&self, i: usize) -> bool {
+        self.segment
+            .range_held(PUBLISHER_LOCKS + i as u64, 1)
+            .unwrap_or(true)
+    }
+
+    /// Whether a live process holds subscriber place `j`.
+    pub(crate) fn subscriber_alive(&self, j: u32) -> bool {
+        self.segment
+            .range_held(SUBSCRIBER_LOCKS + u64::from(j), 1)
+            .unwrap_or(true)
+    }
+
+    /// Takes the lock of the first free place among `count` from `base`.
+    pub(crate) fn take_place(
+        &self,
+        base: u64,
+        count: u32,
+        members: &'static str,
+    ) -> Result<(u32, RangeLock)> {
+        for index in 0..count {
+            if let Some(lock) = self.segment.try_lock_range(base + u64::from(index), 1)? {
+                return Ok((index, lock));
+            }
+        }
+        Err(Error::TopicFull {
+            topic: self.name.clone(),
+            members,
+            max: count,
+        })
+    }
+
+    /// After a member gave up its place (and dropped its lock), under the
+    /// gate: removes the topic if no member is left.
+    pub(crate) fn remove_if_last(&self) {
+        let span = SUBSCRIBER_LOCKS + u64::from(MAX_SUBSCRIBERS) - PUBLISHER_LOCKS;
+        // Once removed, the name may be another topic's: never unlink twice.
+        if self.header().wait.removed.load(Ordering::SeqCst) == 0
+            && self.segment.range_held(PUBLISHER_LOCKS, span) == Some(false)
+            && self.segment.remove().is_ok()
+        {
+            self.header().wait.removed.store(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Block: the slowest active subscriber's position in lane `i`, among
+    /// those possible for `tail` (rule 7 of `lane`).
+    pub(crate) fn slowest(&self, i: usize, tail: u64) -> Option<u64> {
+        let capacity = self.geometry.capacity;
+        let mut slowest: Option<u64> = None;
+        for j in 0..self.geometry.subscribers {
+            // SeqCst: rule 7 of `lane` (after our SeqCst store of reserve).
+            if self.subscriber(j).state.load(Ordering::SeqCst) & SUBSCRIBER_ACTIVE == 0 {
+                continue;
+            }
+            let position = self.position(j, i).load(Ordering::SeqCst);
+            if position <= tail && tail - position <= capacity {
+                slowest = Some(slowest.map_or(position, |s| s.min(position)));
+            }
+        }
+        slowest
+    }
+
+    /// Block: frees the places of dead subscribers that hold lane `i`
+    /// back from `needed`, so that the publisher goes on.
+    pub(crate) fn reclaim_dead_subscribers(&self, i: usize, needed: u64) {
+        let capacity = self.geometry.capacity;
+        for j in 0..self.geometry.subscribers {
+            let subscriber = self.subscriber(j);
+            let state = subscriber.state.load(Ordering::SeqCst);
+            if state & SUBSCRIBER_ACTIVE == 0 {
+                continue;
+            }
+            let position = self.position(j, i).load(Ordering::SeqCst);
+            if position + capacity >= needed || self.subscriber_alive(j) {
+                continue;
+            }
+            // Only the dead holder's exact word: a new holder stores a new
+            // generation, and this then fails.
+            let _ = subscriber.state.compare_exchange(
+                state,
+                state & !SUBSCRIBER_ACTIVE,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Whether every lane that was opened is closed or its publisher dead:
+    /// `Err(Closed)` (all closed), `Err(PeerGone)` (some died), `Ok(())`
+    /// while a live publisher holds a lane, or none ever did.
+    pub(crate) fn publishers_finished(&self) -> Result<()> {
+        let used = self.lanes_used();
+        if used == 0 {
+            return Ok(());
+        }
+        let mut dead = None;
+        for (i, lane) in self.lanes[..used].iter().enumerate() {
+            // Acquire: pairs with the Release of the state in the
+            // publisher's close, so its last records are visible after.
+            if lane.header().state.load(Ordering::Acquire) == LANE_OPEN {
+                if self.publisher_alive(i) {
+                    return Ok(());
+                }
+                dead = Some(i);
+            }
+        }
+        match dead {
+            None => Err(Error::Closed {
+                ring: self.name.clone(),
+            }),
+            Some(i) => Err(Error::PeerGone {
+                ring: self.name.clone(),
+                peer: "publisher",
+                pid: self.lanes[i].header().owner.load(Ordering::Relaxed) as u32,
+            }),
+        }
+    }
+}
+
+/// Writes a fresh topic's header; `magic` last, with Release.
+fn initialise(mapping: &Attachment<ReadWrite>, options: &Options, geometry: &Geometry) {
+    // SAFETY: a fresh mapping of geometry.size > HEADER_SIZE bytes, page
+    // aligned; we created it, so no one else initialises it.
+    let header = unsafe { &*mapping.as_mut_ptr().cast::<Header>() };
+    let config = &header.config;
+    config.version.store(VERSION, Ordering::Relaxed);
+    config.capacity.store(geometry.capacity, Ordering::Relaxed);
+    config
+        .max_message
+        .store(options.max_message_len(), Ordering::Relaxed);
+    config
+        .max_publishers
+        .store(geometry.publishers, Ordering::Relaxed);
+    config
+        .max_subscribers
+        .store(geometry.subscribers, Ordering::Relaxed);
+    let policy = match options.policy {
+        Policy::Block => POLICY_BLOCK,
+        Policy::DropOldest => POLICY_DROP_OLDEST,
+    };
+    config.policy.store(policy, Ordering::Relaxed);
+    config.history.store(options.history, Ordering::Relaxed);
+    config
+        .publishers_offset
+        .store(geometry.publishers_offset, Ordering::Relaxed);
+    config
+        .subscribers_offset
+        .store(geometry.subscribers_offset, Ordering::Relaxed);
+    config
+        .lanes_offset
+        .store(geometry.lanes_offset, Ordering::Relaxed);
+    config.size.store(geometry.size, Ordering::Relaxed);
+    // Release: publishes the configuration; pairs with the Acquire in
+    // `Segment::attach_initialised` and `read_header`.
+    config.magic.store(MAGIC, Ordering::Release);
+}
+
+/// The header of a topic mapping, every configuration field checked.
+pub(crate) fn read_header<'m, A: AccessMode>(
+    mapping: &'m Attachment<A>,
+    name: &str,
+) -> Result<&'m Header> {
+    let corrupt = |what: String| Error::Corrupt(format!("topic {name}: {what}"));
+    let len = mapping.len() as u64;
+    if len < HEADER_SIZE {
+        return Err(corrupt(format!(
+            "segment of {len} bytes is smaller than the header"
+        )));
+    }
+    // SAFETY: at least HEADER_SIZE bytes, page aligned; only atomics inside.
+    let header = unsafe { &*mapping.as_ptr().cast::<Header>() };
+    let config = &header.config;
+    // Acquire: pairs with the creator's Release of the magic.
+    let magic = config.magic.load(Ordering::Acquire);
+    if magic != MAGIC {
+        return Err(corrupt(format!(
+            "magic {magic:#018x} is not a shmkit topic's"
+        )));
+    }
+    let version = config.version.load(Ordering::Relaxed);
+    if version != VERSION {
+        return Err(Error::VersionMismatch {
+            segment: format!("topic {name}"),
+            found: version,
+            expected: VERSION,
+        });
+    }
+    let flags = config.flags.load(Ordering::Relaxed);
+    if flags != 0 {
+        return Err(corrupt(format!("unknown flags {flags:#x}")));
+    }
+    let capacity = config.capacity.load(Ordering::Relaxed);
+    if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+        return Err(corrupt(format!(
+            "lane capacity {capacity} is not a power of two in range"
+        )));
+    }
+    let max_message = config.max_message.load(Ordering::Relaxed);
+    if max_message > layout::max_message_for(capacity) {
+        return Err(corrupt(format!(
+            "maximum message {max_message} is too large for lanes of {capacity}"
+        )));
+    }
+    let publishers = config.max_publishers.load(Ordering::Relaxed);
+    let subscribers = config.max_subscribers.load(Ordering::Relaxed);
+    if !(1..=MAX_PUBLISHERS).contains(&publishers) || !(1..=MAX_SUBSCRIBERS).contains(&subscribers)
+    {
+        return Err(corrupt(format!(
+            "{publishers} publishers and {subscribers} subscribers are out of range"
+        )));
+    }
+    let policy = config.policy.load(Ordering::Relaxed);
+    if policy != POLICY_BLOCK && policy != POLICY_DROP_OLDEST {
+        return Err(corrupt(format!("unknown back-pressure policy {policy}")));
+    }
+    let history = config.history.load(Ordering::Relaxed);
+    if history > MAX_HISTORY {
+        return Err(corrupt(format!("history of {history} is out of range")));
+    }
+    let geometry = Geometry::new(capacity, publishers, subscribers);
+    let found = (
+        config.publishers_offset.load(Ordering::Relaxed),
+        config.subscribers_offset.load(Ordering::Relaxed),
+        config.lanes_offset.load(Ordering::Relaxed),
+        config.size.load(Ordering::Relaxed),
+    );
+    let expected = (
+        geometry.publishers_offset,
+        geometry.subscribers_offset,
+        geometry.lanes_offset,
+        geometry.size,
+    );
+    if found != expected {
+        return Err(corrupt(format!(
+            "table offsets and size {found:?} do not match the configuration's {expected:?}"
+        )));
+    }
+    if geometry.size > len {
+        return Err(corrupt(format!(
+            "{} bytes of tables and lanes do not fit the segment's {len}",
+            geometry.size
+        )));
+    }
+    Ok(header)
+}

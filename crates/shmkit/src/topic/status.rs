@@ -1,0 +1,242 @@
+//! Looking at topics from outside: their members, the list of them, and the
+//! removal of topics whose members all died.
+
+use super::layout::{
+    GATE_BYTE, LANE_CLOSED, LANE_OPEN, LANE_UNUSED, MAX_SUBSCRIBERS, PUBLISHER_LOCKS,
+    SUBSCRIBER_ACTIVE, SUBSCRIBER_LOCKS,
+};
+use super::shared::{key_of, Shared};
+use super::{Policy, SEGMENT_PREFIX};
+use crate::error::{Error, Result};
+use crate::segment::{ReadWrite, Segment};
+use crate::sync::Ordering;
+
+/// One publisher lane of a topic as [`TopicStatus`] shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PublisherStatus {
+    /// The lane (publisher place) index.
+    pub lane: usize,
+    /// The id of the lane's current (or last) publisher.
+    pub id: u64,
+    /// Its pid.
+    pub pid: crate::Pid,
+    /// Whether it still holds the lane (the kernel's lock says so).
+    pub alive: bool,
+    /// Whether it closed its stream.
+    pub closed: bool,
+    /// Messages it committed.
+    pub published: u64,
+    /// Messages committed to the lane since the topic was created.
+    pub lane_messages: u64,
+}
+
+/// One subscriber of a topic as [`TopicStatus`] shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SubscriberStatus {
+    /// The subscriber place index.
+    pub place: u32,
+    /// Its pid.
+    pub pid: crate::Pid,
+    /// Whether it still holds its place.
+    pub alive: bool,
+    /// Messages received.
+    pub received: u64,
+    /// Messages missed (drop-oldest topics).
+    pub missed: u64,
+    /// Bytes committed to the lanes that it has not read yet.
+    pub lag_bytes: u64,
+}
+
+/// The state of a topic, read without joining it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct TopicStatus {
+    /// The topic's name (its segment is [`SEGMENT_PREFIX`] + name).
+    pub name: String,
+    /// Bytes in each lane.
+    pub capacity: u64,
+    /// Largest message.
+    pub max_message: u64,
+    /// Publisher places.
+    pub max_publishers: u32,
+    /// Subscriber places.
+    pub max_subscribers: u32,
+    /// `"block"` or `"drop-oldest"`.
+    pub policy: &'static str,
+    /// Retained messages per publisher.
+    pub history: u32,
+    /// Messages published since the topic was created (all lanes).
+    pub published: u64,
+    /// The lanes that were ever opened.
+    pub publishers: Vec<PublisherStatus>,
+    /// The subscribers that hold (or held and died in) a place.
+    pub subscribers: Vec<SubscriberStatus>,
+}
+
+impl TopicStatus {
+    /// Whether some member died without leaving and no member is alive.
+    pub fn abandoned(&self) -> bool {
+        let open = self.publishers.iter().filter(|p| !p.closed);
+        let alive = open.clone().any(|p| p.alive) || self.subscribers.iter().any(|s| s.alive);
+        !alive
+    }
+}
+
+/// Maps topic `name` read-write (the kernel's lock queries need a
+/// descriptor; nothing is written) and validates it.
+fn map(name: &str) -> Result<Shared> {
+    let key = key_of(name)?;
+    let segment = Segment::open(&key)?;
+    let mapping = segment.attach(ReadWrite)?;
+    Shared::from_mapping(name, segment, mapping)
+}
+
+/// The state of topic `name`.
+///
+/// # Errors
+///
+/// [`Error::NotFound`] if there is no such topic; [`Error::Corrupt`] or
+/// [`Error::VersionMismatch`] if its segment is not a topic this library
+/// reads.
+///
+/// ```
+/// use shmkit::topic::{status, Publisher, Subscriber};
+///
+/// let name = format!("doc-topic-status-{}", std::process::id());
+/// let _subscriber = Subscriber::open(&name)?;
+/// let mut publisher = Publisher::open(&name)?;
+/// publisher.send(b"one")?;
+/// let topic = status(&name)?;
+/// assert_eq!(topic.published, 1);
+/// assert_eq!(topic.publishers[0].pid, std::process::id());
+/// assert_eq!(topic.subscribers[0].lag_bytes, 40);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub fn status(name: &str) -> Result<TopicStatus> {
+    let shared = map(name)?;
+    Ok(describe(&shared))
+}
+
+fn describe(shared: &Shared) -> TopicStatus {
+    let used = shared.lanes_used();
+    let mut publishers = Vec::new();
+    let mut published = 0u64;
+    for (i, lane) in shared.lanes[..used].iter().enumerate() {
+        let header = lane.header();
+        let state = header.state.load(Ordering::Acquire);
+        if state == LANE_UNUSED {
+            continue;
+        }
+        let lane_messages = header.lane_sequence.load(Ordering::Relaxed);
+        published = published.wrapping_add(lane_messages);
+        publishers.push(PublisherStatus {
+            lane: i,
+            id: header.publisher.load(Ordering::Relaxed),
+            pid: header.owner.load(Ordering::Relaxed) as crate::Pid,
+            alive: state == LANE_OPEN && shared.publisher_alive(i),
+            closed: state == LANE_CLOSED,
+            published: header.published.load(Ordering::Relaxed),
+            lane_messages,
+        });
+    }
+    let mut subscribers = Vec::new();
+    for j in 0..shared.geometry.subscribers {
+        let entry = shared.subscriber(j);
+        if entry.state.load(Ordering::Acquire) & SUBSCRIBER_ACTIVE == 0 {
+            continue;
+        }
+        let lag_bytes = shared.lanes[..used]
+            .iter()
+            .enumerate()
+            .map(|(i, lane)| {
+                let tail = lane.header().tail.load(Ordering::Relaxed);
+                let position = shared.position(j, i).load(Ordering::Relaxed);
+                tail.saturating_sub(position).min(lane.capacity())
+            })
+            .fold(0u64, u64::saturating_add);
+        subscribers.push(SubscriberStatus {
+            place: j,
+            pid: entry.owner.load(Ordering::Relaxed) as crate::Pid,
+            alive: shared.subscriber_alive(j),
+            received: entry.received.load(Ordering::Relaxed),
+            missed: entry.missed.load(Ordering::Relaxed),
+            lag_bytes,
+        });
+    }
+    TopicStatus {
+        name: shared.name.clone(),
+        capacity: shared.geometry.capacity,
+        max_message: shared.max_message,
+        max_publishers: shared.geometry.publishers,
+        max_subscribers: shared.geometry.subscribers,
+        policy: match shared.policy {
+            Policy::Block => "block",
+            Policy::DropOldest => "drop-oldest",
+        },
+        history: shared.history,
+        published,
+        publishers,
+        subscribers,
+    }
+}
+
+/// The names of all topics on the machine (regular files in `/dev/shm`
+/// whose name starts with [`SEGMENT_PREFIX`]), sorted.
+pub fn list() -> Result<Vec<String>> {
+    let prefix = &SEGMENT_PREFIX[1..];
+    let dir = std::fs::read_dir(crate::sys::posix::SHM_DIR).map_err(|source| Error::Os {
+        context: "listing /dev/shm".to_owned(),
+        source,
+    })?;
+    let mut names: Vec<String> = dir
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
+        .filter_map(|entry| {
+            entry
+                .file_name()
+                .to_str()?
+                .strip_prefix(prefix)
+                .map(str::to_owned)
+        })
+        .filter(|name| key_of(name).is_ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Finds topics that no live process is a member of (their members all
+/// died, see [`TopicStatus::abandoned`]) and that no other process maps,
+/// and removes them if `remove` is true. Returns them either way.
+///
+/// Never touches a segment that is not a valid topic, one a live member
+/// holds, one that is being joined or left (its gate is held), or one
+/// mapped by another process.
+pub fn collect_garbage(remove: bool) -> Result<Vec<TopicStatus>> {
+    let mut collected = Vec::new();
+    for name in list()? {
+        let Ok(shared) = map(&name) else { continue };
+        let Ok(Some(_gate)) = shared.segment.try_lock_range(GATE_BYTE, 1) else {
+            continue;
+        };
+        let span = SUBSCRIBER_LOCKS + u64::from(MAX_SUBSCRIBERS) - PUBLISHER_LOCKS;
+        if shared.segment.range_held(PUBLISHER_LOCKS, span) != Some(false) {
+            continue;
+        }
+        // Mapped by us only: nobody is between opening it and its gate.
+        let me = std::process::id();
+        match shared.segment.stat() {
+            Ok(stat) if stat.attachers.iter().all(|a| a.pid == me) => {}
+            _ => continue,
+        }
+        let topic = describe(&shared);
+        if !topic.abandoned() {
+            continue;
+        }
+        if remove && shared.header().wait.removed.load(Ordering::SeqCst) == 0 {
+            shared.segment.remove()?;
+            shared.header().wait.removed.store(1, Ordering::SeqCst);
+        }
+        collected.push(topic);
+    }
+    Ok(collected)
+}
