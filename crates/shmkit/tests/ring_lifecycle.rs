@@ -582,16 +582,28 @@ fn a_producer_whose_consumer_left_fails_once_the_ring_is_full() {
 }
 
 /// A producer that never had a consumer waits for the first one (either
-/// end may start first): a full ring is a timeout, not `PeerLeft`.
+/// end may start first): a full ring is a timeout, not `PeerLeft`; but once
+/// someone removes the ring from /dev/shm, no consumer can come, and it
+/// fails even though it asked to wait.
 #[test]
 fn a_producer_that_never_had_a_consumer_waits_for_one() {
+    let _watchdog = Watchdog::new("the no-consumer test", Duration::from_secs(60));
     let name = unique_ring_name("no-consumer-yet");
     let _cleanup = RingCleanup(name.clone());
-    let mut producer = Producer::open_with(&name, &small_ring()).unwrap();
+    let patient = small_ring().wait_for_new_consumer(true);
+    let mut producer = Producer::open_with(&name, &patient).unwrap();
     while producer.try_send(&[1; 100]).is_ok() {}
     assert!(matches!(
         producer.send_timeout(&[1; 100], Duration::from_millis(50)),
         Err(Error::Timeout { .. })
+    ));
+    Segment::open(&ring_key(&name)).unwrap().remove().unwrap();
+    assert!(matches!(
+        producer.send(&[1; 100]),
+        Err(Error::PeerLeft {
+            peer: "consumer",
+            ..
+        })
     ));
 }
 
