@@ -205,15 +205,23 @@ impl Drop for Tmux {
     }
 }
 
+/// Whether tmux is there; outside CI, says why a test skips if not.
+fn have_tmux() -> bool {
+    if Command::new("tmux").arg("-V").output().is_ok() {
+        return true;
+    }
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "CI must have tmux: .ci/run installs it"
+    );
+    eprintln!("skipped: tmux is not installed (apt-get install tmux; .ci/run does in CI)");
+    false
+}
+
 #[test]
 fn top_in_tmux_shows_a_live_ring_and_its_rate_sorts_filters_and_quits_on_q() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI must have tmux: .ci/run installs it"
-        );
-        eprintln!("skipped: tmux is not installed (apt-get install tmux; .ci/run does in CI)");
+    if !have_tmux() {
         return;
     }
     let ring = LiveRing::start("tmux");
@@ -363,4 +371,56 @@ fn top_shows_a_topic_with_its_members_and_a_subscriber_lag() {
     let text = succeeded(&run(SHMKIT, &once));
     assert!(text.contains("open, 1 pub, 1 sub, lag "), "{text}");
     drop((publisher, subscriber));
+}
+
+#[test]
+fn top_in_tmux_restores_the_terminal_when_sigterm_stops_it() {
+    if !have_tmux() {
+        return;
+    }
+    let ring = LiveRing::start("sigterm");
+    let tmux = Tmux(format!("shmkit-top-sigterm-test-{}", std::process::id()));
+    // exec: the pane's process is top itself; the pane stays after it ends.
+    let command = format!("exec '{SHMKIT}' top --filter '{}'", ring.name);
+    succeeded(&tmux.run(&[
+        "new-session",
+        "-d",
+        "-x",
+        "160",
+        "-y",
+        "20",
+        &command,
+        ";",
+        "set-option",
+        "remain-on-exit",
+        "on",
+    ]));
+    tmux.wait_for("the ring", |screen| screen.contains(&ring.name));
+    let pane = |format: &str| {
+        let output = tmux.run(&["display-message", "-p", format]);
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let pid: i32 = pane("#{pane_pid}").parse().expect("the pane's pid");
+    // SAFETY: kill(2) with a pid this test's tmux pane runs; it touches no
+    // memory of this process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+
+    let deadline = Instant::now() + PATIENCE;
+    while pane("#{pane_dead}") != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "SIGTERM did not stop top:\n{}",
+            tmux.screen()
+        );
+        // Polling: tmux tells of a pane's end only when asked.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // It died of the signal, as the shell expects, after leaving the
+    // alternate screen: the table is gone from the pane.
+    assert_eq!(pane("#{pane_dead_signal}"), "15");
+    let screen = tmux.screen();
+    assert!(
+        !screen.contains("MSG/S"),
+        "the view was left on the terminal:\n{screen}"
+    );
 }
