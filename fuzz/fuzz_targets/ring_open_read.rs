@@ -30,12 +30,12 @@ const CAPACITY: usize = 4096;
 const SIZE: usize = HEADER + CAPACITY;
 const PREFIX: &str = "shmkit.ring.fuzz-";
 
-/// A valid ring header: magic, version 1, flags 0, capacity 4096,
+/// A valid ring header: magic, version 2, flags 0, capacity 4096,
 /// max_message 2032, data_offset 512; everything else zero.
 fn template() -> Vec<u8> {
     let mut image = vec![0u8; SIZE];
     image[0..8].copy_from_slice(b"SHMKRING");
-    image[8..12].copy_from_slice(&1u32.to_le_bytes());
+    image[8..12].copy_from_slice(&2u32.to_le_bytes());
     image[16..24].copy_from_slice(&(CAPACITY as u64).to_le_bytes());
     image[24..32].copy_from_slice(&(CAPACITY as u64 / 2 - 16).to_le_bytes());
     image[32..40].copy_from_slice(&(HEADER as u64).to_le_bytes());

@@ -135,11 +135,7 @@ fn send_messages<L: Link>(
     message: &mut Message,
     sequences: std::ops::Range<u64>,
 ) -> Result<(), Error> {
-    for sequence in sequences {
-        message.stamp(sequence);
-        link.send(message.bytes())?;
-    }
-    Ok(())
+    link.send_sequence(message, sequences)
 }
 
 /// Receives and checks messages `sequences`.
@@ -265,18 +261,25 @@ pub fn receive_stream<L: Link>(
     let mut buf = vec![0; size];
     let start = Instant::now();
     let mut next = warmup;
-    loop {
-        let sequence = link
-            .recv(&mut buf, |bytes| expected.sequence(bytes, next))?
-            .map_err(Error::Message)?;
-        if sequence == next {
+    let mut outcome = Ok(());
+    link.recv_while(&mut buf, |bytes| match expected.sequence(bytes, next) {
+        Ok(sequence) if sequence == next => {
             next += 1;
-        } else if sequence == END | next {
-            return Ok((next - warmup, start.elapsed()));
-        } else {
-            return Err(Error::Message(out_of_order(next, sequence)));
+            true
         }
-    }
+        Ok(sequence) if sequence == END | next => false,
+        Ok(sequence) => {
+            outcome = Err(out_of_order(next, sequence));
+            false
+        }
+        Err(why) => {
+            outcome = Err(why);
+            false
+        }
+    })?;
+    let elapsed = start.elapsed();
+    outcome.map_err(Error::Message)?;
+    Ok((next - warmup, elapsed))
 }
 
 #[cfg(test)]

@@ -205,6 +205,12 @@ impl Report {
         );
         let _ = writeln!(
             text,
+            "          shmkit-batch streams as shmkit-spin with the batch verbs: each message \
+             written in place into a WriteBatch, one commit for as many as fit; the receiver \
+             checks them in place with drain_while, one release for all it found"
+        );
+        let _ = writeln!(
+            text,
             "mq:       queues hold {} messages (fs.mqueue.msg_max; fewer where RLIMIT_MSGQUEUE, \
              {} bytes, says so); messages over {} bytes (fs.mqueue.msgsize_max) need the limit \
              raised, which root does while it makes a queue",

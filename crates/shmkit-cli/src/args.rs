@@ -114,18 +114,28 @@ pub enum Command {
     /// Each line of standard input becomes one message, without its newline
     /// (a last line without a newline is sent too). At the end of the input
     /// the ring is closed: the consumer gets every message, then the end.
-    /// Waits while the ring is full; fails with "peer gone" if the consumer
-    /// dies meanwhile. A line longer than the largest message is an error:
-    /// the lines before it are sent, then the ring is closed.
+    /// Waits while the ring is full; fails if the consumer dies or leaves
+    /// meanwhile (unless --wait-for-consumer). A line longer than the
+    /// largest message is an error: the lines before it are sent, then the
+    /// ring is closed. SIGINT, SIGTERM and SIGHUP close the ring cleanly.
     Send {
         /// The ring's name (its segment is /shmkit.ring.NAME)
         #[arg(value_name = "NAME")]
         name: String,
-        /// Size of the ring's data area if this command creates it: a power
-        /// of two from 4K; the largest message is about half of it. A K, M
-        /// or G suffix multiplies by 1024, 1024² or 1024³
-        #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_size)]
-        capacity: u64,
+        /// Size of the ring's data area: a power of two from 4K; the
+        /// largest message is about half of it. A K, M or G suffix
+        /// multiplies by 1024, 1024² or 1024³. An existing ring of another
+        /// size is an error [default: 1M, or the existing ring's]
+        #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+        capacity: Option<u64>,
+        /// Fail (exit 1) if waiting for room in the ring takes longer than
+        /// SECS (a decimal number)
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+        timeout: Option<Duration>,
+        /// When the consumer has left a full ring, wait for a new one
+        /// instead of failing
+        #[arg(long)]
+        wait_for_consumer: bool,
         /// Send standard input as it comes, in chunks of up to the largest
         /// message, instead of line by line (use with `recv --raw`)
         #[arg(long)]
@@ -139,16 +149,17 @@ pub enum Command {
     /// between messages) until the producer closes the ring, then exits 0.
     /// Fails with "peer gone" if the producer died, after printing every
     /// message it sent. Output is written in blocks, and whenever the ring
-    /// is empty. A ring that was not closed stays when recv exits early
-    /// (--count, --timeout), for the next consumer; `shmkit rm
-    /// /shmkit.ring.NAME` removes it.
+    /// is empty. When recv exits early (--count, --timeout, a signal), a
+    /// ring that still has a producer or unread messages stays for the
+    /// next consumer; one with neither is removed. SIGINT, SIGTERM and
+    /// SIGHUP end recv cleanly.
     Recv {
         /// The ring's name (its segment is /shmkit.ring.NAME)
         #[arg(value_name = "NAME")]
         name: String,
-        /// Size of the ring's data area if this command creates it (see `send`)
-        #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_size)]
-        capacity: u64,
+        /// Size of the ring's data area (see `send`)
+        #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+        capacity: Option<u64>,
         /// Exit after N messages, leaving the rest in the ring for the next consumer
         #[arg(long, value_name = "N")]
         count: Option<u64>,
@@ -162,11 +173,13 @@ pub enum Command {
         #[command(flatten)]
         sharing: Sharing,
     },
-    /// List rings whose processes all died, and with --force remove them
+    /// List rings nobody will use, and with --force remove them
     ///
-    /// A ring is garbage when a process that held one of its ends died
-    /// without leaving, no live process holds the other end, and no process
-    /// has it mapped. Without --force nothing is removed.
+    /// A ring is garbage when no live process holds an end of it or has it
+    /// mapped, and either a process that held an end died without leaving
+    /// (abandoned), nothing is left in it to read (finished), its creator
+    /// died before initialising it (half-made), or its header is corrupt.
+    /// Each is listed with its reason. Without --force nothing is removed.
     Gc {
         /// Only these rings [default: every ring]
         #[arg(value_name = "NAME")]
@@ -175,12 +188,13 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// A live view of every segment and ring on the machine, refreshed every second
+    /// A live view of every segment, ring and topic on the machine, refreshed every second
     ///
     /// Shows each object's kind, name, size, resident bytes, attachers,
-    /// messages and bytes per second (from the counters in each ring's
-    /// header, sampled read-only and without locks), fill level and state;
-    /// a dead producer or consumer is marked. Keys: q quits; / filters by
+    /// messages and bytes per second (from the counters in each ring's and
+    /// topic's header, sampled without joining and without locks), fill
+    /// level (a topic's: its worst subscriber's lag) and state; a dead
+    /// member is marked. Keys: q quits; / filters by
     /// name; n, k, s, r, a, m, b, f sort by name, kind, size, resident,
     /// attachers, messages/s, bytes/s, fill (again: reverse); space
     /// refreshes now. As a user who may not read some objects, it shows
@@ -269,10 +283,11 @@ pub enum Command {
 /// rings they join (docs/SECURITY.md).
 #[derive(Debug, Args)]
 pub struct Sharing {
-    /// Permission bits of the ring's segment if this command creates it, in
-    /// octal; 660 with --group shares it with a group
-    #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_mode)]
-    pub mode: u32,
+    /// Permission bits of the ring's segment, in octal; 660 with --group
+    /// shares it with a group. An existing ring of another mode is an error
+    /// [default: 600, or the existing ring's]
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+    pub mode: Option<u32>,
     /// Group of the ring's segment if this command creates it: a group name
     /// or gid you are a member of
     #[arg(long, value_name = "GROUP", value_parser = parse_group)]
@@ -441,7 +456,7 @@ pub struct RmArgs {
     /// Remove every segment that --kind, --owner and --prefix select (all of them without those)
     #[arg(long, conflicts_with_all = ["keys", "ids"])]
     pub all: bool,
-    /// With --all: only segments of this kind (ring: the segments of message rings)
+    /// With --all: only segments of this kind (ring, topic: the segments of rings, of topics)
     #[arg(long, value_name = "KIND", value_enum, requires = "all")]
     pub kind: Option<KindFilter>,
     /// With --all: only segments this user owns (a name or a uid)
@@ -464,6 +479,8 @@ pub enum KindFilter {
     Posix,
     /// The segments of message rings (/shmkit.ring.NAME)
     Ring,
+    /// The segments of topics (/shmkit.topic.NAME)
+    Topic,
 }
 
 /// The options of `shmkit top`.

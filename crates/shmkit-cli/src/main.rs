@@ -15,6 +15,7 @@ mod generate;
 mod ls;
 mod output;
 mod ring;
+mod signals;
 mod top;
 mod users;
 
@@ -31,10 +32,13 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return generate::report_clap(&err),
     };
-    match run(cli.command) {
+    let code = match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => err.report(),
-    }
+    };
+    // A command stopped by a signal has cleaned up; now it dies of it.
+    signals::reraise();
+    code
 }
 
 fn run(command: Command) -> Result<(), CliError> {
@@ -62,14 +66,19 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Send {
             name,
             capacity,
+            timeout,
+            wait_for_consumer,
             raw,
             sharing,
-        } => ring::send(
-            &name,
-            &ring::options(capacity, &sharing),
-            raw,
-            ring::stdin()?,
-        ),
+        } => {
+            let options = ring::SendOptions {
+                timeout,
+                wait_for_consumer,
+                raw,
+            };
+            let ring = ring::options(capacity, &sharing);
+            ring::send(&name, ring, &options, ring::stdin()?)
+        }
         Command::Recv {
             name,
             capacity,

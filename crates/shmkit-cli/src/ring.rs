@@ -1,19 +1,20 @@
 //! The message-ring subcommands: `send` (standard input into a ring),
-//! `recv` (a ring to standard output) and `gc` (rings whose processes died).
+//! `recv` (a ring to standard output) and `gc` (rings nobody will use).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::os::fd::AsFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shmkit::ring::{
-    collect_garbage, Consumer, EndpointStatus, Options, Producer, ReadGrant, RingStatus,
-    SEGMENT_PREFIX,
+    collect_garbage, Action, Consumer, EndpointStatus, Garbage, Options, Producer, ReadGrant,
+    Reason, Removal, Scope, SEGMENT_PREFIX,
 };
-use shmkit::{Key, Mode, Segment, Trust};
+use shmkit::{Mode, Trust};
 
 use crate::args::{Sharing, Trusted};
 use crate::error::CliError;
+use crate::signals;
 use crate::users::Names;
 
 /// How much of standard input `send` reads at once.
@@ -23,9 +24,21 @@ const INPUT_BUFFER: usize = 1 << 20;
 /// coming.
 const OUTPUT_BUFFER: usize = 1 << 16;
 
+/// How `send` waits.
+#[derive(Debug)]
+pub struct SendOptions {
+    /// Fail if one wait for room lasts longer.
+    pub timeout: Option<Duration>,
+    /// When the consumer left a full ring, wait for a new one.
+    pub wait_for_consumer: bool,
+    /// Chunks as they come instead of lines.
+    pub raw: bool,
+}
+
 /// The ring options of `send` and `recv`: the capacity, mode and group of
-/// a ring they create, and the owners whose rings they join.
-pub fn options(capacity: u64, sharing: &Sharing) -> Options {
+/// a ring they create (the capacity and mode, if given, must match an
+/// existing ring's), and the owners whose rings they join.
+pub fn options(capacity: Option<u64>, sharing: &Sharing) -> Options {
     let trust = sharing
         .trust
         .iter()
@@ -33,10 +46,13 @@ pub fn options(capacity: u64, sharing: &Sharing) -> Options {
             Trusted::User(uid) => trust.user(uid),
             Trusted::Group(gid) => trust.group(gid),
         });
-    let options = Options::default()
-        .capacity(capacity)
-        .mode(Mode::new(sharing.mode))
-        .trust(trust);
+    let mut options = Options::default().trust(trust);
+    if let Some(bytes) = capacity {
+        options = options.capacity(bytes);
+    }
+    if let Some(mode) = sharing.mode {
+        options = options.mode(Mode::new(mode));
+    }
     match sharing.group {
         Some(gid) => options.group(gid),
         None => options,
@@ -44,20 +60,113 @@ pub fn options(capacity: u64, sharing: &Sharing) -> Options {
 }
 
 /// `shmkit send NAME`: one message per line of `input` (or, with `raw`,
-/// chunks as they come), then closes the ring by dropping the producer.
-pub fn send(name: &str, options: &Options, raw: bool, input: impl Read) -> Result<(), CliError> {
+/// chunks as they come), then closes the ring. A stop signal ends the input
+/// early, as the end of input would.
+pub fn send(
+    name: &str,
+    ring: Options,
+    options: &SendOptions,
+    input: impl Read,
+) -> Result<(), CliError> {
+    let ring = ring.wait_for_new_consumer(options.wait_for_consumer);
     let mut producer =
-        Producer::open_with(name, options).map_err(|err| opening(name, "producer", err))?;
-    // Returning drops the producer, which closes the ring, also after an
-    // error: the consumer gets what was sent, then the end.
-    if raw {
-        send_chunks(&mut producer, input)
+        Producer::open_with(name, &ring).map_err(|err| opening(name, "producer", err))?;
+    signals::catch();
+    let input = StopsOnSignal(input);
+    let sent = if options.raw {
+        send_chunks(&mut producer, options.timeout, input)
     } else {
-        send_lines(&mut producer, BufReader::with_capacity(INPUT_BUFFER, input))
+        let input = BufReader::with_capacity(INPUT_BUFFER, input);
+        send_lines(&mut producer, options.timeout, input)
+    };
+    // Closed also after an error: the consumer gets what was sent, then
+    // the end.
+    let closed = producer.close();
+    sent?;
+    closed.or_else(|err| left_behind(name, err))
+}
+
+/// Standard input that a stop signal ends: a read it interrupts fails
+/// with an error other than `Interrupted` (which `BufRead` would retry).
+struct StopsOnSignal<R>(R);
+
+impl<R: Read> Read for StopsOnSignal<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.0.read(buf) {
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {
+                    if signals::caught().is_some() {
+                        return Err(io::Error::other("stopped by a signal"));
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 }
 
-fn send_lines(producer: &mut Producer, mut input: impl BufRead) -> Result<(), CliError> {
+/// A ring that its last endpoint should have removed but could not (it is
+/// another user's, say) is not a failure of the command: say so, and go on.
+fn left_behind(name: &str, err: shmkit::Error) -> Result<(), CliError> {
+    eprintln!(
+        "shmkit: ring {name} was left in /dev/shm: {err}; its owner's next `shmkit recv {name}` \
+         or `shmkit gc --force {name}` removes it"
+    );
+    Ok(())
+}
+
+/// What stops one wait: its share of the `timeout`, or a slice short
+/// enough to notice a signal; `None` once a signal was caught.
+fn next_slice(deadline: Option<Instant>) -> Option<Duration> {
+    if signals::caught().is_some() {
+        return None;
+    }
+    Some(match deadline {
+        Some(deadline) => deadline
+            .saturating_duration_since(Instant::now())
+            .min(signals::SLICE),
+        None => signals::SLICE,
+    })
+}
+
+fn timed_out(name: &str, timeout: Duration, what: &str) -> CliError {
+    CliError::Message(format!(
+        "timed out: no {what} on ring {name} within {} s",
+        timeout.as_secs_f64()
+    ))
+}
+
+/// Sends one message, waiting for room in slices; `Ok(false)` if a stop
+/// signal came first.
+fn send_one(
+    producer: &mut Producer,
+    timeout: Option<Duration>,
+    message: &[u8],
+) -> Result<bool, CliError> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let Some(slice) = next_slice(deadline) else {
+            return Ok(false);
+        };
+        match producer.send_timeout(message, slice) {
+            Ok(()) => return Ok(true),
+            Err(shmkit::Error::Timeout { .. }) => {
+                if let (Some(deadline), Some(timeout)) = (deadline, timeout) {
+                    if Instant::now() >= deadline {
+                        return Err(timed_out(producer.name(), timeout, "room"));
+                    }
+                }
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+fn send_lines(
+    producer: &mut Producer,
+    timeout: Option<Duration>,
+    mut input: impl BufRead,
+) -> Result<(), CliError> {
     let max = producer.max_message();
     let mut line = Vec::new();
     let mut number: u64 = 0;
@@ -66,10 +175,13 @@ fn send_lines(producer: &mut Producer, mut input: impl BufRead) -> Result<(), Cl
         // At most the largest message and its newline: a line with no
         // newline among those bytes is too long, found without holding
         // all of it in memory.
-        let read = (&mut input)
+        let read = match (&mut input)
             .take(max as u64 + 1)
             .read_until(b'\n', &mut line)
-            .map_err(reading_stdin)?;
+        {
+            Ok(read) => read,
+            Err(err) => return input_failed(err),
+        };
         if read == 0 {
             return Ok(());
         }
@@ -91,7 +203,18 @@ fn send_lines(producer: &mut Producer, mut input: impl BufRead) -> Result<(), Cl
             }
             None => &line,
         };
-        producer.send(message)?;
+        if !send_one(producer, timeout, message)? {
+            return Ok(());
+        }
+    }
+}
+
+/// A failed read of standard input: the end of input if a stop signal
+/// interrupted it, else an error.
+fn input_failed(err: io::Error) -> Result<(), CliError> {
+    match signals::caught() {
+        Some(_) => Ok(()),
+        None => Err(reading_stdin(err)),
     }
 }
 
@@ -123,20 +246,22 @@ fn rest_of_line(input: &mut impl BufRead) -> Result<u64, CliError> {
 /// as one message. It is read into a buffer of our own and copied into the
 /// ring, not read into a grant: `read` would need a `&mut [u8]` over memory
 /// a protocol-breaking consumer could write.
-fn send_chunks(producer: &mut Producer, mut input: impl Read) -> Result<(), CliError> {
+fn send_chunks(
+    producer: &mut Producer,
+    timeout: Option<Duration>,
+    mut input: impl Read,
+) -> Result<(), CliError> {
     let mut chunk = vec![0u8; producer.max_message().min(1 << 20)];
     loop {
-        let read = loop {
-            match input.read(&mut chunk) {
-                Ok(read) => break read,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(reading_stdin(err)),
-            }
+        let read = match input.read(&mut chunk) {
+            Ok(read) => read,
+            // Stopped by a signal: the end of the input.
+            Err(_) if signals::caught().is_some() => 0,
+            Err(err) => return Err(reading_stdin(err)),
         };
-        if read == 0 {
+        if read == 0 || !send_one(producer, timeout, &chunk[..read])? {
             return Ok(());
         }
-        producer.send(&chunk[..read])?;
     }
 }
 
@@ -152,7 +277,7 @@ pub struct RecvOptions {
 }
 
 /// `shmkit recv NAME`: messages to `out` until the end of the stream, or
-/// `count` of them.
+/// `count` of them, or a stop signal.
 pub fn recv(
     name: &str,
     ring: &Options,
@@ -161,12 +286,15 @@ pub fn recv(
 ) -> Result<(), CliError> {
     let mut consumer =
         Consumer::open_with(name, ring).map_err(|err| opening(name, "consumer", err))?;
+    signals::catch();
     let mut out = BufWriter::with_capacity(OUTPUT_BUFFER, out);
     let result = receive(&mut consumer, options, &mut out);
     // Every message taken from the ring reaches the output before any
     // error is reported.
     let flushed = out.flush().map_err(CliError::stdout);
-    result.and(flushed)
+    let closed = consumer.close();
+    result.and(flushed)?;
+    closed.or_else(|err| left_behind(name, err))
 }
 
 fn receive(
@@ -177,7 +305,7 @@ fn receive(
     let separator: &[u8] = if options.raw { b"" } else { b"\n" };
     let mut left = options.count.unwrap_or(u64::MAX);
     let mut copy = Vec::new();
-    while left > 0 {
+    while left > 0 && signals::caught().is_none() {
         // Whatever is in the ring now, without waiting or flushing.
         match consumer.try_read() {
             Ok(message) => {
@@ -190,19 +318,25 @@ fn receive(
         }
         // The ring is empty: show what we have before we wait.
         out.flush().map_err(CliError::stdout)?;
-        let message = match options.timeout {
-            Some(timeout) => consumer.read_timeout(timeout),
-            None => consumer.read(),
-        };
-        match message {
-            Ok(message) => write(out, &message, &mut copy, separator)?,
-            Err(shmkit::Error::Timeout { ring, .. }) => {
-                return Err(CliError::Message(format!(
-                    "timed out: no message on ring {ring} within {} s",
-                    options.timeout.unwrap_or_default().as_secs_f64()
-                )))
+        let deadline = options.timeout.map(|t| Instant::now() + t);
+        loop {
+            let Some(slice) = next_slice(deadline) else {
+                return Ok(());
+            };
+            match consumer.read_timeout(slice) {
+                Ok(message) => {
+                    write(out, &message, &mut copy, separator)?;
+                    break;
+                }
+                Err(shmkit::Error::Timeout { ring, .. }) => {
+                    if let (Some(deadline), Some(timeout)) = (deadline, options.timeout) {
+                        if Instant::now() >= deadline {
+                            return Err(timed_out(&ring, timeout, "message"));
+                        }
+                    }
+                }
+                Err(err) => return finished(err),
             }
-            Err(err) => return finished(err),
         }
         left -= 1;
     }
@@ -278,48 +412,68 @@ fn reading_stdin(source: io::Error) -> CliError {
     }
 }
 
-/// `shmkit gc`: lists the rings whose processes all died (only `names`, if
-/// given), and with `force` removes them.
+/// `shmkit gc`: lists the rings nobody will use (only `names`, if given),
+/// with why, and with `force` removes them.
 pub fn gc(names: &[String], force: bool, out: &mut impl Write) -> Result<(), CliError> {
-    let wanted = |ring: &RingStatus| names.is_empty() || names.contains(&ring.name);
-    let rings: Vec<RingStatus> = if force && names.is_empty() {
-        collect_garbage(true)?
+    let action = if force {
+        Action::Remove
     } else {
-        let rings: Vec<RingStatus> = collect_garbage(false)?
-            .into_iter()
-            .filter(|ring| wanted(ring))
-            .collect();
-        if force {
-            for ring in &rings {
-                remove(&ring.name)?;
-            }
-        }
-        rings
+        Action::DryRun
     };
+    let mut found: Vec<Garbage> = Vec::new();
+    let mut problems = Vec::new();
     let mut text = String::new();
-    for ring in &rings {
-        text.push_str(&format!(
-            "{} ring {} (producer {}, consumer {})\n",
-            if force { "removed" } else { "would remove" },
-            ring.name,
-            end(ring.producer),
-            end(ring.consumer)
-        ));
+    if names.is_empty() {
+        found = collect_garbage(Scope::All, action)?;
     }
-    if rings.is_empty() {
+    for name in names {
+        match collect_garbage(Scope::Name(name), action) {
+            Ok(garbage) if garbage.is_empty() => {
+                text.push_str(&format!(
+                    "ring {name} is not garbage: a live process uses it, or it holds messages \
+                     or an end of stream for a consumer to come\n"
+                ));
+            }
+            Ok(garbage) => found.extend(garbage),
+            Err(shmkit::Error::NotFound { .. }) => {
+                problems.push(CliError::Message(format!("ring {name} does not exist")))
+            }
+            Err(err) => problems.push(err.into()),
+        }
+    }
+    for garbage in &found {
+        let verb = match &garbage.removal {
+            Removal::Removed => "removed",
+            Removal::NotAsked => "would remove",
+            _ => "could not remove",
+        };
+        let why = match (&garbage.reason, &garbage.status) {
+            (Reason::Abandoned, Some(status)) => format!(
+                "abandoned (producer {}, consumer {})",
+                end(status.producer),
+                end(status.consumer)
+            ),
+            (reason, _) => reason.to_string(),
+        };
+        text.push_str(&format!("{verb} ring {}: {why}", garbage.name));
+        if let Removal::Failed(why) = &garbage.removal {
+            problems.push(CliError::Message(format!(
+                "ring {} was left in /dev/shm: {why}",
+                garbage.name
+            )));
+        }
+        text.push('\n');
+    }
+    if found.is_empty() && names.is_empty() {
         text.push_str("nothing to collect\n");
-    } else if !force {
+    } else if !found.is_empty() && !force {
         text.push_str("(nothing was removed: `shmkit gc --force` removes them)\n");
     }
-    out.write_all(text.as_bytes()).map_err(CliError::stdout)
-}
-
-/// Removes ring `name`'s segment; one already gone is fine.
-fn remove(name: &str) -> Result<(), CliError> {
-    let key = Key::posix(&format!("{SEGMENT_PREFIX}{name}"))?;
-    match Segment::open(&key).and_then(|segment| segment.remove()) {
-        Ok(()) | Err(shmkit::Error::NotFound { .. }) => Ok(()),
-        Err(err) => Err(err.into()),
+    out.write_all(text.as_bytes()).map_err(CliError::stdout)?;
+    match problems.len() {
+        0 => Ok(()),
+        1 => Err(problems.remove(0)),
+        _ => Err(CliError::Several(problems)),
     }
 }
 

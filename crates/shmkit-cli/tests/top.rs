@@ -324,6 +324,43 @@ fn top_marks_a_dead_producer() {
     assert_eq!(object["state"], "abandoned", "{snapshot}");
     assert_eq!(
         object["members"],
-        serde_json::json!([{"role": "producer", "pid": pid, "alive": false}])
+        serde_json::json!([{"role": "producer", "pid": pid, "alive": false, "lag_bytes": null}])
     );
+}
+
+#[test]
+fn top_shows_a_topic_with_its_members_and_a_subscriber_lag() {
+    let name = format!("top-test-{}-topic", std::process::id());
+    let key = Key::posix(&format!("/shmkit.topic.{name}")).expect("a valid name");
+    struct RemoveTopic(Key);
+    impl Drop for RemoveTopic {
+        fn drop(&mut self) {
+            if let Ok(segment) = Segment::open(&self.0) {
+                let _ = segment.remove();
+            }
+        }
+    }
+    let _segment = RemoveTopic(key);
+    let subscriber = shmkit::topic::Subscriber::open(&name).expect("subscribe");
+    let mut publisher = shmkit::topic::Publisher::open(&name).expect("publish");
+    for _ in 0..5 {
+        publisher.send(&[1; 100]).expect("publish");
+    }
+    let once = ["top", "--once", "--interval", "0.1", "--filter", &name];
+    let snapshot: Value =
+        serde_json::from_str(&succeeded(&run(SHMKIT, &[&once[..], &["--json"]].concat())))
+            .expect("JSON");
+    let object = &snapshot["objects"][0];
+    assert_eq!(object["kind"], "topic", "{snapshot}");
+    assert_eq!(object["messages_total"], 5, "{snapshot}");
+    let members = object["members"].as_array().expect("members");
+    let roles: Vec<&Value> = members.iter().map(|m| &m["role"]).collect();
+    assert_eq!(roles, ["publisher", "subscriber"], "{snapshot}");
+    let lag = members[1]["lag_bytes"].as_u64().expect("a lag");
+    assert!(lag >= 500, "five 100-byte messages unread: {snapshot}");
+    assert_eq!(object["bytes_in_flight"], lag);
+
+    let text = succeeded(&run(SHMKIT, &once));
+    assert!(text.contains("open, 1 pub, 1 sub, lag "), "{text}");
+    drop((publisher, subscriber));
 }

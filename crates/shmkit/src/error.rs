@@ -43,6 +43,10 @@ pub type Pid = u32;
 /// | [`WrongType`](Error::WrongType) | a channel's peer sends another type | channel receives |
 /// | [`InUse`](Error::InUse) | a live process holds this end | ring and channel `open` |
 /// | [`Corrupt`](Error::Corrupt) | bytes in shared memory break the format | anything that reads a segment |
+/// | [`Truncated`](Error::Truncated) | someone shrank the segment under this mapping | rings, heaps, attachments |
+/// | [`Busy`](Error::Busy) | a live process holds a heap's lock too long: retry | managed-heap verbs |
+/// | [`NotFound`](Error::NotFound), [`AlreadyExists`](Error::AlreadyExists), [`PermissionDenied`](Error::PermissionDenied) | as the kernel says, naming the segment | opening, creating, attaching |
+/// | [`NotASegment`](Error::NotASegment), [`UntrustedOwner`](Error::UntrustedOwner) | what is at the name is not (trusted to be) a segment | opening a POSIX name |
 /// | [`Truncated`](Error::Truncated) | someone shrank the segment | ring verbs, managed-segment operations, `Attachment` reads and writes, opening |
 /// | [`Busy`](Error::Busy) | a live process kept a managed segment's lock over 2 s; retry | managed-segment operations |
 ///
@@ -192,6 +196,27 @@ pub enum Error {
         peer: &'static str,
         /// The dead process.
         pid: Pid,
+    },
+    /// The other endpoint left the ring cleanly and will not come back for
+    /// what is sent (a producer learns it when the ring fills).
+    #[error("peer left: the {peer} of ring {ring} left, and nothing more will be read")]
+    PeerLeft {
+        /// The ring's name.
+        ring: String,
+        /// `"producer"` or `"consumer"`.
+        peer: &'static str,
+    },
+    /// An option given to open an existing ring differs from the ring's.
+    #[error("ring {ring} exists with {option} {found}, not the {asked} asked for")]
+    OptionMismatch {
+        /// The ring's name.
+        ring: String,
+        /// `"capacity"`, `"maximum message"` or `"mode"`.
+        option: &'static str,
+        /// The value asked for.
+        asked: String,
+        /// The ring's value.
+        found: String,
     },
     /// The producer closed the ring and every message was received.
     #[error("ring {ring} is closed")]

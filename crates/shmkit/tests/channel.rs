@@ -427,7 +427,7 @@ fn undecodable_postcard_is_corrupt_and_the_next_message_arrives() {
         .unwrap(); // another type's tag
     raw.send(&tagged(tag::<Record>("rkyv"), &encoded)).unwrap(); // another codec's
     raw.send(&tagged(good, &encoded)).unwrap();
-    raw.close();
+    raw.close().unwrap();
 
     expect_corrupt(rx.recv(), "does not decode as a postcard");
     expect_corrupt(rx.recv(), "does not decode as a postcard");
@@ -583,6 +583,28 @@ fn another_type_or_codec_is_a_wrong_type_naming_both() {
     assert!(!ring_exists(&ring));
 }
 
+/// Each end of a channel has one holder at a time: a second sender or
+/// receiver while the first lives is `InUse`, naming this process.
+#[test]
+fn a_second_sender_or_receiver_is_in_use() {
+    let ring = unique_ring_name("chan-in-use");
+    let _cleanup = RingCleanup(ring.clone());
+    let tx = Sender::<u32>::open(&ring).unwrap();
+    let rx = Receiver::<u32>::open(&ring).unwrap();
+    for result in [
+        Sender::<u32>::open(&ring).map(drop),
+        Receiver::<u32>::open(&ring).map(drop),
+    ] {
+        match result {
+            Err(Error::InUse { pid, .. }) => assert_eq!(pid, std::process::id()),
+            other => panic!("expected InUse, got {other:?}"),
+        }
+    }
+    drop(tx);
+    drop(rx);
+    assert!(!ring_exists(&ring));
+}
+
 /// A fixed-layout message for the plain codec.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[repr(C)]
@@ -638,7 +660,7 @@ fn plain_values_cross_as_their_bytes_and_a_wrong_length_is_corrupt() {
     let mut rx = Receiver::<Sample, Plain>::open(&ring).unwrap();
     let mut raw = Producer::open(&ring).unwrap();
     raw.send(&tagged(tag::<Sample>("plain"), &[0; 23])).unwrap();
-    raw.close();
+    raw.close().unwrap();
     expect_corrupt(rx.recv(), "a body of 23 bytes is not one of 24");
     assert!(matches!(rx.recv(), Err(Error::Closed { .. })));
 }

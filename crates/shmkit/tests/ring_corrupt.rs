@@ -45,7 +45,7 @@ impl Handmade {
             memory: segment.attach(ReadWrite).unwrap(),
             _cleanup: cleanup,
         };
-        ring.put_u32(VERSION_AT, 1);
+        ring.put_u32(VERSION_AT, 2);
         ring.put_u64(CAPACITY_AT, SMALL);
         ring.put_u64(MAX_MESSAGE_AT, SMALL_MAX as u64);
         ring.put_u64(DATA_OFFSET_AT, HEADER as u64);
@@ -155,7 +155,7 @@ fn corrupt_headers_are_refused() {
         assert!(matches!(result, Err(Error::Truncated { .. })), "{result:?}");
     }
     let ring = Handmade::new("bad-version");
-    ring.put_u32(VERSION_AT, 2);
+    ring.put_u32(VERSION_AT, 3);
     for result in [
         ring.consumer().map(drop),
         ring.producer().map(drop),
@@ -164,35 +164,27 @@ fn corrupt_headers_are_refused() {
         match result {
             Err(Error::VersionMismatch {
                 segment,
-                found: 2,
-                expected: 1,
+                found: 3,
+                expected: 2,
             }) => assert_eq!(segment, format!("ring {}", ring.name)),
-            other => panic!("version 2: {other:?}"),
+            other => panic!("version 3: {other:?}"),
         }
     }
 }
 
-/// A segment whose creator died before writing the magic is refused after
-/// a bounded wait (5 s); one smaller than a header, at once.
+/// A segment smaller than a header but not empty was shrunk (a creator
+/// that died leaves 0 bytes, or the full size without a header): it is
+/// `Truncated`, at once. Half-made rings are made again at once: see
+/// ring_lifecycle.rs.
 #[test]
-fn an_uninitialised_ring_is_refused_after_a_bounded_wait() {
-    let _watchdog = Watchdog::new("the uninitialised ring test", Duration::from_secs(60));
-    let ring = Handmade::new("uninitialised");
-    ring.put_u64(MAGIC_AT, 0);
+fn a_segment_smaller_than_a_header_is_truncated_at_once() {
     let tiny = unique_ring_name("tiny");
     let _tiny_cleanup = RingCleanup(tiny.clone());
     Segment::create(&ring_key(&tiny), 100, Mode::OWNER_ONLY).unwrap();
-    std::thread::scope(|scope| {
-        let consumer = scope.spawn(|| ring.consumer().map(drop));
-        let producer = scope.spawn(|| Producer::open_with(&tiny, &small_ring()).map(drop));
-        let message = expect_corrupt(consumer.join().unwrap(), "no magic");
-        assert!(message.contains("creator died"), "{message}");
-        // Sized, but smaller than a header: shrunk, said at once.
-        match producer.join().unwrap() {
-            Err(Error::Truncated { size: 100, .. }) => {}
-            other => panic!("a segment smaller than a header: {other:?}"),
-        }
-    });
+    match Producer::open_with(&tiny, &small_ring()).map(drop) {
+        Err(Error::Truncated { size: 100, .. }) => {}
+        other => panic!("a segment smaller than a header: {other:?}"),
+    }
 }
 
 /// A bad record word makes every receive verb return Corrupt, and the
@@ -360,7 +352,7 @@ fn record_word_strategy() -> impl Strategy<Value = u64> {
 fn image_strategy() -> impl Strategy<Value = Image> {
     let fields = (
         prop_oneof![3 => Just(MAGIC), 1 => any::<u64>().prop_map(|m| m | 1)],
-        prop_oneof![3 => Just(1u64), 1 => any::<u32>().prop_map(u64::from)],
+        prop_oneof![3 => Just(2u64), 1 => any::<u32>().prop_map(u64::from)],
         prop_oneof![3 => Just(0u64), 1 => any::<u32>().prop_map(u64::from)],
         prop_oneof![3 => Just(SMALL), 1 => Just(2048u64), 1 => any::<u64>()],
         prop_oneof![2 => 0u64..=2032, 1 => Just(2032u64), 1 => any::<u64>()],

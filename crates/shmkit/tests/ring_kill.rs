@@ -17,7 +17,7 @@ mod sequence;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use shmkit::ring::{self, Consumer, EndpointStatus, Producer};
+use shmkit::ring::{self, Action, Consumer, EndpointStatus, Producer, Reason, Removal, Scope};
 use shmkit::{Error, Mode, ReadWrite, Segment};
 
 use processes::{
@@ -159,7 +159,7 @@ fn kill_the_producer(seed: u64, shape: Shape, point: KillPoint, reap: bool, then
                 &mut checker,
                 received..received + 300,
             );
-            producer.close();
+            producer.close().unwrap();
             assert!(matches!(consumer.recv(&mut buf), Err(Error::Closed { .. })));
             drop(consumer);
             assert!(
@@ -170,11 +170,13 @@ fn kill_the_producer(seed: u64, shape: Shape, point: KillPoint, reap: bool, then
         Afterwards::Collect => {
             drop(consumer);
             drop(header);
+            // The consumer, leaving a drained ring with no producer, removed
+            // it; collecting it finds it gone.
             let _gc = gc_lock();
-            let collected = ring::collect_garbage(true).unwrap();
+            let collected = ring::collect_garbage(Scope::Name(&name), Action::Remove);
             assert!(
-                !ring_exists(&name),
-                "collect_garbage removes a ring whose producer died and consumer left ({collected:?})"
+                !ring_exists(&name) && matches!(collected, Err(Error::NotFound { .. })),
+                "a ring whose producer died and consumer left is gone ({collected:?})"
             );
         }
     }
@@ -452,9 +454,9 @@ fn a_message_delivered_again_keeps_its_sequence_number() {
 }
 
 /// `collect_garbage` removes a ring whose producer died once its consumer
-/// has left, and nothing else: not a ring whose end a live process holds,
-/// not a segment of another name, not a segment with the ring prefix that
-/// is no ring.
+/// has left, and a segment with the ring prefix that is no ring (corrupt),
+/// and nothing else: not a ring whose end a live process holds, not a
+/// segment of another name.
 #[test]
 fn garbage_collection_takes_only_abandoned_rings() {
     let _watchdog = Watchdog::new("the garbage collection test", Duration::from_secs(120));
@@ -495,20 +497,22 @@ fn garbage_collection_takes_only_abandoned_rings() {
     let survivors = |also_dead: bool| {
         assert!(ring_exists(&live), "a ring with a live producer");
         assert_eq!(ring_exists(&dead), also_dead);
-        assert!(
-            ring_exists(&fake),
-            "a segment with the ring prefix that is no ring"
-        );
         assert!(Segment::open(&other).is_ok(), "a segment that is no ring");
     };
+    let collect = |name: &str, action| ring::collect_garbage(Scope::Name(name), action).unwrap();
     {
         let _gc = gc_lock();
-        let collected = ring::collect_garbage(true).unwrap();
+        assert_eq!(collect(&live, Action::Remove), [], "a live producer's ring");
+        assert_eq!(collect(&dead, Action::Remove), [], "a live consumer's ring");
+        drop(fake_segment);
+        let corrupt = collect(&fake, Action::Remove);
         assert!(
-            collected
-                .iter()
-                .all(|r| [&live, &dead, &fake].iter().all(|n| **n != r.name)),
-            "{collected:?}"
+            matches!(&corrupt[..], [g] if matches!(g.reason, Reason::Corrupt(_)) && g.removal == Removal::Removed),
+            "{corrupt:?}"
+        );
+        assert!(
+            !ring_exists(&fake),
+            "a corrupt ring nobody maps is collected"
         );
     }
     survivors(true);
@@ -541,11 +545,15 @@ fn garbage_collection_takes_only_abandoned_rings() {
     assert_eq!(orphan_peer.expect_line(), "granted");
     orphan_peer.kill(false);
     let _gc = gc_lock();
-    let listed = ring::collect_garbage(false).unwrap();
-    let found = listed.iter().find(|r| r.name == orphan).expect("listed");
+    let listed = collect(&orphan, Action::DryRun);
+    let found = listed[0].status.as_ref().expect("a readable ring");
+    assert_eq!(
+        (&listed[0].reason, &listed[0].removal),
+        (&Reason::Abandoned, &Removal::NotAsked)
+    );
     assert!(found.abandoned() && found.consumer.is_none());
     assert!(ring_exists(&orphan), "a dry run removed it");
-    ring::collect_garbage(true).unwrap();
+    collect(&orphan, Action::Remove);
     assert!(!ring_exists(&orphan));
     survivors(false);
     drop(live_peer);

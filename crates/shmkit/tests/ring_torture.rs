@@ -155,17 +155,23 @@ fn read_entries(path: &Path) -> Vec<Entry> {
     bytes.chunks_exact(16).map(Entry::decode).collect()
 }
 
-/// The producer's log: the number of its commits, as one 8-byte word
-/// rewritten after each `Ok`.
-fn read_count(path: &Path) -> u64 {
-    let mut word = [0; 8];
-    match File::open(path) {
-        Ok(file) => match file.read_exact_at(&mut word, 0) {
-            Ok(()) => u64::from_le_bytes(word),
-            Err(_) => 0,
-        },
-        Err(_) => 0,
+/// The producer's log: two 8-byte words, rewritten in place. At 0, the
+/// number of its commits, after each `Ok`; at 8, before a batch commits,
+/// how many it will have committed after it (so the checker knows what a
+/// producer killed around a batch's commit may have committed unlogged).
+fn read_log(path: &Path) -> (u64, u64) {
+    let mut words = [0; 16];
+    match File::open(path).and_then(|file| file.read_exact_at(&mut words, 0)) {
+        Ok(()) => (
+            u64::from_le_bytes(words[..8].try_into().unwrap()),
+            u64::from_le_bytes(words[8..].try_into().unwrap()),
+        ),
+        Err(_) => (0, 0),
     }
+}
+
+fn read_count(path: &Path) -> u64 {
+    read_log(path).0
 }
 
 // ---------------------------------------------------------------------------
@@ -216,8 +222,9 @@ fn commands() -> mpsc::Receiver<Instruction> {
 }
 
 /// Role: `NAME SEED START LOG`. Sends messages `START..` until told to
-/// finish, writing the number of commits to LOG after each; waits for the
-/// supervisor when the consumer is gone; closes the stream at the end.
+/// finish, one by one or in batches, writing the number of commits to LOG
+/// after each (see [`read_log`]); waits for the supervisor when the
+/// consumer is gone; closes the stream at the end.
 fn produce(words: &[&str]) {
     let [name, seed, start, log] = words else {
         panic!("producer arguments {words:?}");
@@ -236,6 +243,29 @@ fn produce(words: &[&str]) {
             Ok(Instruction::Finish) => break,
             Ok(Instruction::PeerBack) | Err(mpsc::TryRecvError::Empty) => {}
             Err(mpsc::TryRecvError::Disconnected) => unreachable!("the reader sends Finish last"),
+        }
+        // One time in eight, a batch of up to 8 committed together (it
+        // never waits: when nothing fits, a send waits instead).
+        if mix(sequence.seed ^ 0xba7c, n).is_multiple_of(8) {
+            let mut batch = producer.batch();
+            let mut pushed = 0;
+            for i in 0..2 + mix(sequence.seed, n) % 7 {
+                sequence.message(n + i, &mut message);
+                match batch.try_push(&message) {
+                    Ok(true) => pushed += 1,
+                    Ok(false) => break,
+                    Err(err) => panic!("producer: batching message {}: {err}", n + i),
+                }
+            }
+            if pushed > 0 {
+                let after = n + pushed - start;
+                log.write_all_at(&after.to_le_bytes(), 8).unwrap();
+                assert_eq!(batch.commit() as u64, pushed);
+                n += pushed;
+                log.write_all_at(&(n - start).to_le_bytes(), 0).unwrap();
+                continue;
+            }
+            batch.abort();
         }
         match send_one(&mut producer, &sequence, n, &mut message) {
             Ok(()) => {
@@ -354,12 +384,22 @@ fn consume(words: &[&str]) {
 // ---------------------------------------------------------------------------
 // The checker: the logs against the guarantee.
 
-/// One producer process: the first number it sends, and how many of its
-/// sends it logged as committed.
+/// One producer process: the first number it sends, how many of its sends
+/// it logged as committed, and how many it said a batch would make.
 #[derive(Clone, Copy, Debug)]
 struct ProducerRun {
     start: u64,
     count: u64,
+    pending: u64,
+}
+
+impl ProducerRun {
+    /// One past the last number this run may have committed: its logged
+    /// commits, and the one it may have committed without logging it (a
+    /// send), or the whole batch it was committing.
+    fn possible_end(&self) -> u64 {
+        self.start + (self.count + 1).max(self.pending)
+    }
 }
 
 /// What one consumer process left for the next one to receive again: its
@@ -424,12 +464,12 @@ impl Checker {
     }
 
     /// The producer run that message `n` belongs to, if any: `n` in
-    /// `start..=start + count` (the last one committed but perhaps not
+    /// `start..possible_end` (the last ones committed but perhaps not
     /// logged, if the run was killed).
     fn run_of(&self, n: u64) -> Option<ProducerRun> {
         let i = self.producers.partition_point(|run| run.start <= n);
         let run = *self.producers.get(i.checked_sub(1)?)?;
-        (n <= run.start + run.count).then_some(run)
+        (n < run.possible_end()).then_some(run)
     }
 
     /// Logged commits with numbers in `after+1..before`.
@@ -711,6 +751,11 @@ struct Supervisor {
     rng: Rng,
     last_progress: (u64, u64),
     last_progress_at: Instant,
+    /// The ring file's inode once it exists: the harness's processes never
+    /// leave the ring before the end, so it must stay the same file.
+    ring_inode: Option<u64>,
+    /// Set once the producer was told to close: the ring may go then.
+    finishing: bool,
 }
 
 impl Supervisor {
@@ -731,11 +776,15 @@ impl Supervisor {
     ) -> Role {
         // One past the predecessor's last logged commit plus one: that one
         // it may have committed without logging.
-        let start = runs.last().map_or(0, |run| run.start + run.count + 1);
+        let start = runs.last().map_or(0, ProducerRun::possible_end);
         let incarnation = runs.len() as u64;
-        runs.push(ProducerRun { start, count: 0 });
+        runs.push(ProducerRun {
+            start,
+            count: 0,
+            pending: 0,
+        });
         let log = Supervisor::producer_log(dir, incarnation);
-        std::fs::write(&log, [0; 8]).unwrap();
+        std::fs::write(&log, [0; 16]).unwrap();
         let args = format!("{name} {seed} {start} {}", log.display());
         Role::spawn(Side::Producer, incarnation, args, events)
     }
@@ -788,6 +837,8 @@ impl Supervisor {
             rng,
             last_progress: (0, 0),
             last_progress_at: Instant::now(),
+            ring_inode: None,
+            finishing: false,
         };
         (supervisor, cleanup, log_dir)
     }
@@ -804,9 +855,13 @@ impl Supervisor {
         self.producer_runs
             .iter()
             .enumerate()
-            .map(|(i, run)| ProducerRun {
-                start: run.start,
-                count: read_count(&Supervisor::producer_log(&self.dir, i as u64)),
+            .map(|(i, run)| {
+                let (count, pending) = read_log(&Supervisor::producer_log(&self.dir, i as u64));
+                ProducerRun {
+                    start: run.start,
+                    count,
+                    pending,
+                }
             })
             .collect()
     }
@@ -821,6 +876,36 @@ impl Supervisor {
             self.producer.incarnation,
         ));
         (received, sent)
+    }
+
+    /// Fails if the ring's file was removed, or replaced by another, during
+    /// the run. The roles never leave before the end, and a dead end does
+    /// not remove the ring: only something outside the test does, such as
+    /// a machine-wide forced gc (`collect_garbage(true)`, `shmkit gc
+    /// --force`) that another test run starts while both ends here are
+    /// dead for a moment. The checker would then see sequence numbers
+    /// start again at 0; this says what happened instead.
+    fn check_ring_file(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        if self.finishing {
+            return;
+        }
+        let path = format!("/dev/shm/{}{}", &ring::SEGMENT_PREFIX[1..], self.name);
+        let inode = std::fs::symlink_metadata(path).ok().map(|m| m.ino());
+        match (self.ring_inode, inode) {
+            (None, found) => self.ring_inode = found,
+            (Some(before), Some(now)) if before == now => {}
+            (Some(before), now) => panic!(
+                "{}",
+                self.diagnosis(&format!(
+                    "ring {} was removed under the test (inode {before}, now {now:?}), \
+                     by nothing the test runs: a machine-wide forced gc elsewhere on this \
+                     machine (issue 15.1) takes a ring whose ends are both dead for a \
+                     moment for abandoned",
+                    self.name
+                ))
+            ),
+        }
     }
 
     /// A failure message with what the ring and both roles look like.
@@ -858,6 +943,7 @@ impl Supervisor {
             if deadline.is_some_and(|d| now >= d) {
                 return;
             }
+            self.check_ring_file();
             let progress = self.progress();
             if progress != self.last_progress {
                 self.last_progress = progress;
@@ -992,7 +1078,7 @@ impl Supervisor {
             }
             // After some messages, so that every process gets to work.
             _ => {
-                let more = 1 + self.rng.below(200);
+                let more = 1 + self.rng.below(120);
                 let (received, sent) = self.progress();
                 self.pump(None, |s| {
                     let (r, p) = s.progress();
@@ -1033,6 +1119,7 @@ impl Supervisor {
         self.pump(None, |s| {
             s.producer.state != State::Opening && s.consumer.state != State::Opening
         });
+        self.finishing = true;
         self.producer.stdin = None;
         self.pump(None, |s| {
             s.producer.state == State::Closed && s.consumer.state == State::Closed

@@ -3,6 +3,7 @@
 
 mod processes;
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use processes::{args, is_root, next_command, report, unique_keys, Cleanup, Peer, ROLE};
@@ -18,6 +19,7 @@ fn child() {
     match role.as_str() {
         "holder" => holder(&key),
         "probe" => probe(&key),
+        "watcher" => watcher(&key),
         other => panic!("unknown role {other}"),
     }
 }
@@ -49,6 +51,25 @@ fn holder(key: &Key) {
             ["detach"] => {
                 attachment = None;
                 report("detached");
+            }
+            [""] => return, // stdin closed
+            _ => panic!("unknown command {command:?}"),
+        }
+    }
+}
+
+/// Attaches read-only and reports the 64-bit atomic at an offset on command.
+fn watcher(key: &Key) {
+    let attachment = Segment::open(key).unwrap().attach(ReadOnly).unwrap();
+    report("watching");
+    loop {
+        let command = next_command();
+        match command.split(' ').collect::<Vec<_>>()[..] {
+            ["load", offset] => {
+                let value = attachment
+                    .load_u64(offset.parse().unwrap(), Ordering::Acquire)
+                    .unwrap();
+                report(&format!("{value:#x}"));
             }
             [""] => return, // stdin closed
             _ => panic!("unknown command {command:?}"),
@@ -474,6 +495,29 @@ fn segments_print_as_messages_name_them() {
     let err = sysv.attach(ReadOnly).unwrap_err();
     assert!(err.to_string().contains(&sysv.to_string()), "{err}");
     posix.remove().unwrap();
+}
+
+/// A process with a read-only attachment watches an atomic that another
+/// process publishes: `load_u64` through `ReadOnly` sees each store.
+#[test]
+fn read_only_attachments_load_atomics_another_process_stores() {
+    for key in unique_keys() {
+        let _cleanup = Cleanup(key.clone());
+        let segment = Segment::create(&key, 4096, Mode::OWNER_ONLY).unwrap();
+        let writer = segment.attach(ReadWrite).unwrap();
+        let word = writer.atomic_u64(512).unwrap();
+        let mut watcher = Peer::spawn("watcher", &key.to_string(), None);
+        assert_eq!(watcher.expect_line(), "watching");
+        for value in [0x1234_5678_9abc_def0u64, u64::MAX, 0] {
+            // Release: pairs with the watcher's Acquire load.
+            word.store(value, Ordering::Release);
+            watcher.send("load 512");
+            assert_eq!(watcher.expect_line(), format!("{value:#x}"), "{key}");
+        }
+        watcher.finish();
+        drop(writer);
+        segment.remove().unwrap();
+    }
 }
 
 /// Keys at or above 0x80000000 (negative as C's `key_t`) are keys like any

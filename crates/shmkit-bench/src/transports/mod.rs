@@ -45,6 +45,7 @@ pub use self::mq::{mq_limits, MqLink};
 pub use self::packet::PacketLink;
 pub use self::ring::{ring_capacity, ring_record, waiting as ring_waiting, RingLink};
 pub use self::stream::StreamLink;
+use crate::measure::Message;
 use crate::peer::Peer;
 use crate::Error;
 
@@ -68,6 +69,8 @@ pub enum Transport {
     ShmkitSpin,
     /// A shmkit ring whose ends spin briefly, then sleep on the futex (`Waiting::SpinThenSleep`)
     ShmkitBlock,
+    /// shmkit-spin streaming with the batch verbs: many messages a commit (`WriteBatch`), drained (`drain_while`)
+    ShmkitBatch,
     /// A pipe
     Pipe,
     /// A Unix stream socket pair
@@ -90,6 +93,7 @@ impl Transport {
     pub const ALL: &'static [Transport] = &[
         Transport::ShmkitSpin,
         Transport::ShmkitBlock,
+        Transport::ShmkitBatch,
         Transport::Pipe,
         Transport::UdsStream,
         Transport::UdsSeqpacket,
@@ -106,6 +110,7 @@ impl Transport {
         match self {
             Transport::ShmkitSpin => "shmkit-spin",
             Transport::ShmkitBlock => "shmkit-block",
+            Transport::ShmkitBatch => "shmkit-batch",
             Transport::Pipe => "pipe",
             Transport::UdsStream => "uds-stream",
             Transport::UdsSeqpacket => "uds-seqpacket",
@@ -175,7 +180,10 @@ pub fn open(
 ) -> Result<Opened, Error> {
     let both = directions == Directions::Both;
     match transport {
-        Transport::ShmkitSpin | Transport::ShmkitBlock => {
+        Transport::ShmkitBatch if both => Ok(Opened::Unsupported(
+            "one message at a time, the same as shmkit-spin".to_owned(),
+        )),
+        Transport::ShmkitSpin | Transport::ShmkitBlock | Transport::ShmkitBatch => {
             ring::open(transport, both, size, block_spin)
         }
         Transport::Pipe => stream::open_pipes(both),
@@ -279,6 +287,33 @@ pub trait Link {
     /// gives its bytes to `inspect`: the copy in `buf`, or for a ring, the
     /// message in place.
     fn recv<R>(&mut self, buf: &mut [u8], inspect: impl FnOnce(&[u8]) -> R) -> Result<R, Error>;
+
+    /// Sends `message` once for each of `sequences`, stamped with it: one
+    /// [`send`](Link::send) each, unless the link has a way to send many
+    /// at once.
+    fn send_sequence(
+        &mut self,
+        message: &mut Message,
+        sequences: std::ops::Range<u64>,
+    ) -> Result<(), Error> {
+        for sequence in sequences {
+            message.stamp(sequence);
+            self.send(message.bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Receives messages of `buf.len()` bytes, giving each to `each`, until
+    /// `each` returns false (for the last one it takes): one
+    /// [`recv`](Link::recv) each, unless the link can take many at once.
+    fn recv_while(
+        &mut self,
+        buf: &mut [u8],
+        mut each: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), Error> {
+        while self.recv(buf, &mut each)? {}
+        Ok(())
+    }
 
     /// Receives the next message, gives it to `check`, and sends it back.
     fn echo(

@@ -12,6 +12,7 @@ use shmkit::ring::{Consumer, Options, Producer, Waiting, SEGMENT_PREFIX};
 use shmkit::{Key, Segment};
 
 use super::{one_way, wrong_length, AnyLink, Link, Opened, PeerEnd, Setup, Transport};
+use crate::measure::Message;
 use crate::Error;
 
 /// Both rings of a ping-pong (`both`), or the one of a stream; their
@@ -37,7 +38,11 @@ pub fn open(
         (None, None)
     };
     Ok(Opened::Ready(Box::new(Setup {
-        link: AnyLink::Ring(RingLink { tx: Some(tx), rx }),
+        link: AnyLink::Ring(RingLink {
+            tx: Some(tx),
+            rx,
+            batches: transport == Transport::ShmkitBatch,
+        }),
         peer_end: PeerEnd::Ring {
             rx: to_peer,
             tx: from_peer,
@@ -59,6 +64,7 @@ pub fn peer_link(
     let block_spin = block_spin_ns.map(Duration::from_nanos);
     let options = options(transport, size, block_spin);
     Ok(AnyLink::Ring(RingLink {
+        batches: transport == Transport::ShmkitBatch,
         rx: Some(Consumer::open_with(rx, &options)?),
         tx: tx.map(|tx| Producer::open_with(tx, &options)).transpose()?,
     }))
@@ -133,6 +139,8 @@ fn name(suffix: &str) -> String {
 pub struct RingLink {
     tx: Option<Producer>,
     rx: Option<Consumer>,
+    /// `shmkit-batch`: streams go through the batch verbs.
+    batches: bool,
 }
 
 impl Link for RingLink {
@@ -153,6 +161,83 @@ impl Link for RingLink {
         let result = inspect(&message);
         message.release();
         Ok(result)
+    }
+
+    /// `shmkit-batch`: as many messages as fit go into one `WriteBatch`,
+    /// each written in place and stamped there, committed together.
+    fn send_sequence(
+        &mut self,
+        message: &mut Message,
+        sequences: std::ops::Range<u64>,
+    ) -> Result<(), Error> {
+        if !self.batches {
+            for sequence in sequences {
+                message.stamp(sequence);
+                self.send(message.bytes())?;
+            }
+            return Ok(());
+        }
+        let tx = self.tx.as_mut().ok_or_else(|| one_way("send"))?;
+        let bytes = message.bytes();
+        let mut next = sequences.start;
+        while next < sequences.end {
+            // Waits for room for one, as `send` would; a batch never waits.
+            tx.grant(bytes.len())?.abort();
+            let mut batch = tx.batch();
+            while next < sequences.end {
+                let Some(space) = batch.try_grant(bytes.len())? else {
+                    break;
+                };
+                space.copy_from_slice(bytes);
+                space[..8].copy_from_slice(&next.to_le_bytes());
+                next += 1;
+            }
+            batch.commit();
+        }
+        Ok(())
+    }
+
+    /// `shmkit-batch`: hands over every message in the ring at once
+    /// (`drain_while`), reading one (waiting) only when it is empty.
+    fn recv_while(
+        &mut self,
+        buf: &mut [u8],
+        mut each: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), Error> {
+        let batches = self.batches;
+        let rx = self.rx.as_mut().ok_or_else(|| one_way("receive"))?;
+        let mut done = false;
+        while !done {
+            if batches {
+                let mut wrong = None;
+                let taken = rx.drain_while(|message| {
+                    if done || wrong.is_some() {
+                        return false;
+                    }
+                    if message.len() != buf.len() {
+                        wrong = Some(message.len());
+                        return false;
+                    }
+                    done = !each(message);
+                    true
+                })?;
+                if let Some(len) = wrong {
+                    return Err(wrong_length(len, buf.len()));
+                }
+                if done {
+                    break;
+                }
+                if taken > 0 {
+                    continue;
+                }
+            }
+            let message = rx.read()?;
+            if message.len() != buf.len() {
+                return Err(wrong_length(message.len(), buf.len()));
+            }
+            done = !each(&message);
+        }
+        Ok(())
     }
 
     /// Checks the message in place and copies it straight into a grant of

@@ -190,7 +190,7 @@ pub fn producer(
         encode(sequence, &mut grant);
         grant.commit();
     }
-    producer.close();
+    producer.close()?;
     Ok(())
 }
 

@@ -134,13 +134,21 @@ pub fn cells(row: &Row) -> [String; 9] {
     ]
 }
 
-/// The state column: the ring's state and each dead member, or why the
-/// object could not be read.
+/// The state column: the ring's or topic's state, a topic's members and
+/// worst lag, and each dead member; or why the object could not be read.
 pub fn state(object: &Object) -> String {
     if let Some(why) = &object.unreadable {
         return format!("unreadable: {why}");
     }
     let mut words = vec![object.state.clone()];
+    if object.kind == sample::ObjectKind::Topic {
+        let count = |role| object.members.iter().filter(|m| m.role == role).count();
+        words.push(format!("{} pub", count("publisher")));
+        words.push(format!("{} sub", count("subscriber")));
+        if let Some(lag) = object.members.iter().filter_map(|m| m.lag_bytes).max() {
+            words.push(format!("lag {}", human_size(lag)));
+        }
+    }
     for member in object.members.iter().filter(|m| !m.alive) {
         words.push(format!("{} {} DEAD", member.role, member.pid));
     }
@@ -182,7 +190,7 @@ impl<'a> RowJson<'a> {
             object: &row.object,
             fill: row.object.fill(),
             messages_total: row.object.counters.map(|c| c.messages),
-            bytes_total: row.object.counters.map(|c| c.bytes),
+            bytes_total: row.object.counters.and_then(|c| c.bytes),
             rates: row.rates,
         }
     }

@@ -15,13 +15,15 @@ use shmkit::{Kind, Stat};
 use crate::error::CliError;
 use crate::output::ring_state;
 
-/// What an object is. Topics and services, when the library has them, are
-/// more kinds: an object's members and counters already fit them.
+/// What an object is. Services, when the library has them, are one more
+/// kind: an object's members and counters already fit them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ObjectKind {
     /// A message ring (its POSIX segment is not listed separately).
     Ring,
+    /// A topic: publishers to subscribers (its segment likewise).
+    Topic,
     /// A System V segment.
     Sysv,
     /// A POSIX segment that holds no ring.
@@ -32,20 +34,23 @@ impl ObjectKind {
     pub fn name(self) -> &'static str {
         match self {
             ObjectKind::Ring => "ring",
+            ObjectKind::Topic => "topic",
             ObjectKind::Sysv => "sysv",
             ObjectKind::Posix => "posix",
         }
     }
 }
 
-/// A process that takes part in an object: a ring's producer or consumer
-/// (a topic's publishers and subscribers, later).
+/// A process that takes part in an object: a ring's producer or consumer,
+/// a topic's publishers and subscribers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Member {
-    /// `producer`, `consumer`.
+    /// `producer`, `consumer`, `publisher`, `subscriber`.
     pub role: &'static str,
     pub pid: u32,
     pub alive: bool,
+    /// A subscriber's bytes published and not yet read by it.
+    pub lag_bytes: Option<u64>,
 }
 
 /// The counters in an object's header: totals since it was made.
@@ -53,8 +58,9 @@ pub struct Member {
 pub struct Counters {
     /// Messages sent.
     pub messages: u64,
-    /// Bytes committed (records' headers and padding included).
-    pub bytes: u64,
+    /// Bytes committed (records' headers and padding included), where the
+    /// header counts them (a ring's does, a topic's not).
+    pub bytes: Option<u64>,
 }
 
 /// One object as one look saw it.
@@ -138,10 +144,13 @@ fn object(stat: &Stat) -> Option<Object> {
         state: if stat.removed { "dest" } else { "" }.to_owned(),
         unreadable: None,
     };
-    let Some(name) = key
-        .strip_prefix(SEGMENT_PREFIX)
-        .filter(|_| stat.kind == Kind::Posix)
-    else {
+    if stat.kind != Kind::Posix {
+        return Some(object);
+    }
+    if let Some(name) = key.strip_prefix(shmkit::topic::SEGMENT_PREFIX) {
+        return topic(object, name);
+    }
+    let Some(name) = key.strip_prefix(SEGMENT_PREFIX) else {
         return Some(object);
     };
     object.kind = ObjectKind::Ring;
@@ -150,7 +159,7 @@ fn object(stat: &Stat) -> Option<Object> {
         Ok(ring) => {
             object.counters = Some(Counters {
                 messages: ring.sent,
-                bytes: ring.bytes_sent,
+                bytes: Some(ring.bytes_sent),
             });
             object.bytes_in_flight = Some(ring.bytes_in_flight);
             object.capacity = Some(ring.capacity);
@@ -159,6 +168,7 @@ fn object(stat: &Stat) -> Option<Object> {
                     role,
                     pid: e.pid,
                     alive: e.alive,
+                    lag_bytes: None,
                 })
             };
             object.members = [
@@ -170,12 +180,68 @@ fn object(stat: &Stat) -> Option<Object> {
             .collect();
             object.state = ring_state(&ring).to_owned();
         }
-        Err(shmkit::Error::NotFound { .. }) => return None,
-        Err(shmkit::Error::PermissionDenied { .. }) => {
-            object.unreadable = Some("permission denied".to_owned());
-        }
-        Err(err) => object.unreadable = Some(err.to_string()),
+        Err(err) => return unreadable(object, err),
     }
+    Some(object)
+}
+
+/// A topic's segment as the topic: its members, its published count, and
+/// its worst subscriber's lag as the fill level. (The library's look at a
+/// topic maps it read-write, for the lock queries that tell live members;
+/// it writes nothing.)
+fn topic(mut object: Object, name: &str) -> Option<Object> {
+    object.kind = ObjectKind::Topic;
+    object.name = name.to_owned();
+    let topic = match shmkit::topic::status(name) {
+        Ok(topic) => topic,
+        Err(err) => return unreadable(object, err),
+    };
+    object.counters = Some(Counters {
+        messages: topic.published,
+        bytes: None,
+    });
+    let lanes = topic.publishers.len().max(1) as u64;
+    object.capacity = Some(topic.capacity.saturating_mul(lanes));
+    object.bytes_in_flight = topic
+        .subscribers
+        .iter()
+        .map(|s| s.lag_bytes)
+        .max()
+        .or(Some(0));
+    let publishers = topic
+        .publishers
+        .iter()
+        .filter(|p| !p.closed)
+        .map(|p| Member {
+            role: "publisher",
+            pid: p.pid,
+            alive: p.alive,
+            lag_bytes: None,
+        });
+    let subscribers = topic.subscribers.iter().map(|s| Member {
+        role: "subscriber",
+        pid: s.pid,
+        alive: s.alive,
+        lag_bytes: Some(s.lag_bytes),
+    });
+    object.members = publishers.chain(subscribers).collect();
+    object.state = if topic.abandoned() {
+        "abandoned"
+    } else {
+        "open"
+    }
+    .to_owned();
+    Some(object)
+}
+
+/// An object whose header could not be read, and why; `None` if it
+/// vanished meanwhile.
+fn unreadable(mut object: Object, err: shmkit::Error) -> Option<Object> {
+    object.unreadable = Some(match err {
+        shmkit::Error::NotFound { .. } => return None,
+        shmkit::Error::PermissionDenied { .. } => "permission denied".to_owned(),
+        err => err.to_string(),
+    });
     Some(object)
 }
 
@@ -205,9 +271,10 @@ pub fn rates(earlier: Option<&Snapshot>, now: &Snapshot, object: &Object) -> Rat
                 && after.messages >= before.messages
                 && after.bytes >= before.bytes =>
         {
+            let per_second = |earlier: u64, later: u64| (later - earlier) as f64 / seconds;
             Rates {
-                messages_per_sec: Some((after.messages - before.messages) as f64 / seconds),
-                bytes_per_sec: Some((after.bytes - before.bytes) as f64 / seconds),
+                messages_per_sec: Some(per_second(before.messages, after.messages)),
+                bytes_per_sec: before.bytes.zip(after.bytes).map(|(b, a)| per_second(b, a)),
             }
         }
         _ => Rates::default(),

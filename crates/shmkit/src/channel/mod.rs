@@ -214,7 +214,8 @@ impl<T, C: Codec<T>> Sender<T, C> {
     /// let name = format!("doc-sender-open-{}", std::process::id());
     /// let tx = Sender::<u64>::open(&name)?;
     /// assert_eq!(tx.name(), name);
-    /// # drop(tx); // with no receiver and nothing unread, this removes the ring
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open(name: &str) -> Result<Sender<T, C>> {
@@ -233,7 +234,8 @@ impl<T, C: Codec<T>> Sender<T, C> {
     /// let name = format!("doc-sender-open-with-{}", std::process::id());
     /// let tx = Sender::<u64>::open_with(&name, &Options::default().capacity(1 << 16))?;
     /// assert_eq!(tx.max_message(), (1 << 15) - 16 - 8);
-    /// # drop(tx); // with no receiver and nothing unread, this removes the ring
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open_with(name: &str, options: &Options) -> Result<Sender<T, C>> {
@@ -251,7 +253,8 @@ impl<T, C: Codec<T>> Sender<T, C> {
     ///
     /// let name = format!("doc-sender-open-with-codec-{}", std::process::id());
     /// let tx = Sender::<u64, _>::open_with_codec(&name, &Options::default(), Postcard)?;
-    /// # drop(tx);
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open_with_codec(name: &str, options: &Options, codec: C) -> Result<Sender<T, C>> {
@@ -355,7 +358,8 @@ impl<T, C: Codec<T>> Sender<T, C> {
     ///     }
     ///     other => panic!("{other:?}"),
     /// }
-    /// # drop(tx);
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn encoded_len(&mut self, value: &T) -> Result<usize> {
@@ -413,7 +417,8 @@ impl<T, C: Codec<T>> Sender<T, C> {
     /// # let name = format!("doc-sender-name-{}", std::process::id());
     /// let tx = Sender::<u8>::open(&name)?;
     /// assert!(tx.name().starts_with("doc-sender-name-"));
-    /// # drop(tx); // with no receiver and nothing unread, this removes the ring
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn name(&self) -> &str {
@@ -431,7 +436,8 @@ impl<T, C: Codec<T>> Sender<T, C> {
     /// # let name = format!("doc-sender-max-{}", std::process::id());
     /// let tx = Sender::<Vec<u8>>::open(&name)?; // a 1 MiB ring
     /// assert_eq!(tx.max_message(), (1 << 19) - 16 - 8);
-    /// # drop(tx); // with no receiver and nothing unread, this removes the ring
+    /// # drop(tx); // an empty stream stays for a receiver to come:
+    /// # shmkit::ring::remove(&name)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn max_message(&self) -> usize {
@@ -493,9 +499,11 @@ pub struct Receiver<T, C = Postcard> {
     /// the largest message so far.
     body: rkyv::util::AlignedVec,
     /// Tags this receiver can name in a `WrongType`: `T` in the other
-    /// built-in codecs, and the types senders named on the wire (the most
-    /// recent few).
+    /// built-in codecs, then the types senders named on the wire (the
+    /// [`KNOWN_NAMES`] most recent).
     known: Vec<Tag>,
+    /// How many of `known` are the built-in codecs' (never forgotten).
+    built_in: usize,
     _values: PhantomData<fn() -> T>,
 }
 
@@ -519,8 +527,7 @@ impl<T, C: Codec<T>> Receiver<T, C> {
     /// let name = format!("doc-receiver-open-{}", std::process::id());
     /// let rx = Receiver::<u64>::open(&name)?;
     /// assert_eq!(rx.name(), name);
-    /// # drop(rx);
-    /// # drop(shmkit::channel::Sender::<u64>::open(&name)?); // removes the ring
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open(name: &str) -> Result<Receiver<T, C>> {
@@ -538,8 +545,7 @@ impl<T, C: Codec<T>> Receiver<T, C> {
     ///
     /// let name = format!("doc-receiver-open-with-{}", std::process::id());
     /// let rx = Receiver::<u64>::open_with(&name, &Options::default().waiting(Waiting::BusyPoll))?;
-    /// # drop(rx);
-    /// # drop(shmkit::channel::Sender::<u64>::open(&name)?); // removes the ring
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open_with(name: &str, options: &Options) -> Result<Receiver<T, C>> {
@@ -557,13 +563,12 @@ impl<T, C: Codec<T>> Receiver<T, C> {
     ///
     /// let name = format!("doc-receiver-open-with-codec-{}", std::process::id());
     /// let rx = Receiver::<u64, _>::open_with_codec(&name, &Options::default(), Plain)?;
-    /// # drop(rx);
-    /// # drop(shmkit::channel::Sender::<u64, Plain>::open(&name)?); // removes the ring
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open_with_codec(name: &str, options: &Options, codec: C) -> Result<Receiver<T, C>> {
         let type_name = std::any::type_name::<T>();
-        let known = codec::BUILT_IN
+        let known: Vec<Tag> = codec::BUILT_IN
             .into_iter()
             .filter(|&codec| codec != C::NAME)
             .map(|codec| Tag::named(codec, type_name))
@@ -573,6 +578,7 @@ impl<T, C: Codec<T>> Receiver<T, C> {
             codec,
             tag: Tag::of::<T, C>(),
             body: rkyv::util::AlignedVec::new(),
+            built_in: known.len(),
             known,
             _values: PhantomData,
         })
@@ -679,8 +685,8 @@ impl<T, C: Codec<T>> Receiver<T, C> {
         let found = match framing.name {
             Some(name) => {
                 if !self.known.iter().any(|tag| tag.value == framing.tag) {
-                    if self.known.len() >= KNOWN_NAMES + 2 {
-                        self.known.remove(2);
+                    if self.known.len() >= self.built_in + KNOWN_NAMES {
+                        self.known.remove(self.built_in);
                     }
                     self.known.push(Tag {
                         name: name.clone(),
@@ -710,8 +716,7 @@ impl<T, C: Codec<T>> Receiver<T, C> {
     /// # let name = format!("doc-receiver-name-{}", std::process::id());
     /// let rx = Receiver::<u8>::open(&name)?;
     /// assert!(rx.name().starts_with("doc-receiver-name-"));
-    /// # drop(rx);
-    /// # drop(Sender::<u8>::open(&name)?);
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn name(&self) -> &str {
@@ -728,8 +733,7 @@ impl<T, C: Codec<T>> Receiver<T, C> {
     /// # let name = format!("doc-receiver-max-{}", std::process::id());
     /// let rx = Receiver::<u8>::open(&name)?; // a 1 MiB ring
     /// assert_eq!(rx.max_message(), (1 << 19) - 16 - 8);
-    /// # drop(rx);
-    /// # drop(Sender::<u8>::open(&name)?);
+    /// # drop(rx); // with no sender and nothing unread, this removes the ring
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn max_message(&self) -> usize {

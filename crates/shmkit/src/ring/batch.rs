@@ -102,6 +102,7 @@ impl Producer {
             producer: self,
             first: None,
             end: 0,
+            limit: 0,
             count: 0,
         }
     }
@@ -124,16 +125,22 @@ pub struct WriteBatch<'a> {
     first: Option<Slot>,
     /// The position after the last message.
     end: u64,
+    /// Where the next message may end at most without a new look at the
+    /// consumer's `head` (`RingRef::batch_limit`).
+    limit: u64,
     count: usize,
 }
 
 impl WriteBatch<'_> {
     /// A batch whose first message, reserved at `slot`, is `message`.
     fn starting_with<'a>(producer: &'a mut Producer, slot: Slot, message: &[u8]) -> WriteBatch<'a> {
+        let end = slot.position + record_size(slot.len);
+        let limit = producer.shared.ring.batch_limit(&producer.cursor, end);
         let mut batch = WriteBatch {
             producer,
             first: Some(slot),
-            end: slot.position + record_size(slot.len),
+            end,
+            limit,
             count: 1,
         };
         batch.payload(slot).copy_from_slice(message);
@@ -149,24 +156,49 @@ impl WriteBatch<'_> {
     /// [`Error::TooLarge`](crate::Error::TooLarge) if `len` is more than
     /// [`Producer::max_message`]; [`Error::Corrupt`](crate::Error::Corrupt)
     /// if the consumer's index in shared memory is impossible.
+    #[inline]
     pub fn try_grant(&mut self, len: usize) -> Result<Option<&mut [u8]>> {
         let ring = self.producer.shared.ring;
+        let len = len as u64;
+        // The common case: room after the last message, as last seen.
+        if self.first.is_some()
+            && len <= ring.max_message()
+            && self.end + record_size(len) <= self.limit
+        {
+            let slot = Slot {
+                position: self.end,
+                len,
+            };
+            self.append(slot);
+            return Ok(Some(self.payload(slot)));
+        }
         let cursor = &mut self.producer.cursor;
         let slot = match self.first {
-            None => ring.reserve(cursor, len as u64)?,
-            Some(_) => ring.reserve_after(cursor, self.end, len as u64)?,
+            None => ring.reserve(cursor, len)?,
+            Some(_) => ring.reserve_after(cursor, self.end, len)?,
         };
         let Some(slot) = slot else {
             return Ok(None);
         };
-        match self.first {
-            None => self.first = Some(slot),
-            // Relaxed: published with the first message's word.
-            Some(_) => ring.stage(slot),
+        if self.first.is_none() {
+            // Its word is written by the commit.
+            self.first = Some(slot);
+            self.end = slot.position + record_size(slot.len);
+            self.count = 1;
+        } else {
+            self.append(slot);
         }
+        self.limit = ring.batch_limit(&self.producer.cursor, self.end);
+        Ok(Some(self.payload(slot)))
+    }
+
+    /// Adds a message after the first at `slot`, which fits.
+    #[inline]
+    fn append(&mut self, slot: Slot) {
+        // Relaxed: published with the first message's word (rule 9).
+        self.producer.shared.ring.stage(slot);
         self.end = slot.position + record_size(slot.len);
         self.count += 1;
-        Ok(Some(self.payload(slot)))
     }
 
     /// Adds a copy of `message` if it fits now; `Ok(false)` if not.
@@ -174,6 +206,7 @@ impl WriteBatch<'_> {
     /// # Errors
     ///
     /// As [`try_grant`](WriteBatch::try_grant).
+    #[inline]
     pub fn try_push(&mut self, message: &[u8]) -> Result<bool> {
         match self.try_grant(message.len())? {
             Some(bytes) => {
@@ -212,10 +245,12 @@ impl WriteBatch<'_> {
     pub fn abort(self) {}
 
     /// Bytes of the ring the batch takes.
+    #[inline]
     fn bytes(&self) -> u64 {
         self.first.map_or(0, |first| self.end - first.position)
     }
 
+    #[inline]
     fn payload(&mut self, slot: Slot) -> &mut [u8] {
         // SAFETY: the slot lies inside the data area (`reserve` and
         // `reserve_after` checked it) and belongs to this producer until

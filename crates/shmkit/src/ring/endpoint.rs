@@ -1,14 +1,57 @@
 //! Who holds each end of a ring, and whether they are still alive.
 //!
-//! Each end has an owner word in the header: 0 when free, else the holder's
-//! pid in the low 32 bits and the low 32 bits of its start time (clock ticks
-//! since boot, from `/proc/PID/stat`) in the high 32. The pair names one
-//! process for good even after its pid is reused, so a dead holder is never
-//! mistaken for a live one. (Endpoints must share a pid namespace.)
+//! Liveness comes from the kernel (DESIGN.md, rule 6): the holder of an end
+//! keeps an open file description lock (`sys::range_lock`) on one byte of
+//! the ring's file, [`End::lock_byte`], for as long as it holds the end. The
+//! kernel drops the lock when the holder dies, however it dies and in
+//! whatever pid namespace it runs, so "is the lock held" is the whole
+//! answer; a lock whose state cannot be read counts as held.
+//!
+//! Each end also has an owner word in the header: 0 when free, else the
+//! holder's pid (in its own pid namespace) in the low 32 bits and the low 32
+//! bits of its start time in the high 32. It is only a name for messages
+//! and `status`, and tells a holder that left (word 0) from one that died
+//! (word set, lock free). The holder takes the lock before it writes the
+//! word and clears the word before it drops the lock.
+//!
+//! Opening, leaving and removing a ring happen under a third lock, the
+//! gate ([`GATE_BYTE`]), held for microseconds: so that a ring is never
+//! removed between an opener's check of it and its claim of an end.
 
 use crate::error::{Error, Result};
-use crate::sync::{AtomicU64, Ordering};
+use crate::segment::Segment;
 use crate::sys::procfs;
+use crate::sys::range_lock::RangeLock;
+
+/// The byte of a ring's file whose lock is the gate.
+pub(crate) const GATE_BYTE: u64 = 0;
+
+/// One end of a ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    Producer,
+    Consumer,
+}
+
+impl End {
+    /// The byte of the ring's file that the holder of this end locks (the
+    /// offset of its header line, for a reader's memory; the lock touches
+    /// no byte).
+    pub(crate) fn lock_byte(self) -> u64 {
+        match self {
+            End::Producer => 128,
+            End::Consumer => 256,
+        }
+    }
+
+    /// `"producer"` or `"consumer"`, for messages.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            End::Producer => "producer",
+            End::Consumer => "consumer",
+        }
+    }
+}
 
 /// The owner word naming this process.
 pub(crate) fn this_process() -> Result<u64> {
@@ -17,11 +60,7 @@ pub(crate) fn this_process() -> Result<u64> {
         context: "reading this process's start time".to_owned(),
         source,
     })?;
-    Ok(owner_word(pid, start))
-}
-
-fn owner_word(pid: u32, start_time: u64) -> u64 {
-    (start_time & 0xffff_ffff) << 32 | u64::from(pid)
+    Ok((start & 0xffff_ffff) << 32 | u64::from(pid))
 }
 
 /// The pid in an owner word.
@@ -29,44 +68,21 @@ pub(crate) fn pid_of(owner: u64) -> u32 {
     owner as u32
 }
 
-/// Whether the process an owner word names is still running. A zombie
-/// counts as dead: it will never touch the ring again.
-pub(crate) fn is_alive(owner: u64) -> bool {
-    let pid = pid_of(owner);
-    if pid == 0 {
-        return false;
-    }
-    procfs::running_start_time(pid).is_some_and(|start| owner_word(pid, start) == owner)
+/// Whether a process holds `end` of the ring in `segment`. An answer the
+/// kernel cannot give counts as held: a live holder is never taken for
+/// dead.
+pub(crate) fn is_held(segment: &Segment, end: End) -> bool {
+    segment.range_held(end.lock_byte(), 1).unwrap_or(true)
 }
 
-/// Claims an end for `me`: free, or held by a dead process (whose leftovers
-/// the caller recovers: see `Producer::open_with`).
-pub(crate) fn claim(slot: &AtomicU64, me: u64, ring: &str, endpoint: &'static str) -> Result<()> {
-    // Acquire on success: the previous holder's writes to the ring (its
-    // last records or head) happen before ours; pairs with the Release in
-    // `release` (or, after a crash, with nothing: recovery re-reads).
-    let mut current = slot.load(Ordering::Acquire);
-    loop {
-        if current != 0 && is_alive(current) {
-            return Err(Error::InUse {
-                ring: ring.to_owned(),
-                endpoint,
-                pid: pid_of(current),
-            });
-        }
-        match slot.compare_exchange(current, me, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return Ok(()),
-            Err(now) => current = now,
-        }
-    }
+/// Takes `end`'s lock if no process holds it; `None` if one does.
+pub(crate) fn try_take(segment: &Segment, end: End) -> Result<Option<RangeLock>> {
+    segment.try_lock_range(end.lock_byte(), 1)
 }
 
-/// Frees an end held by `me`.
-pub(crate) fn release(slot: &AtomicU64, me: u64) {
-    // SeqCst: in the total order with the other end's release and the
-    // close flag, so that of two ends leaving at once at least one sees the
-    // other gone and removes the ring (see `Shared::leave`).
-    let _ = slot.compare_exchange(me, 0, Ordering::SeqCst, Ordering::Relaxed);
+/// Waits for the gate of the ring in `segment`, and takes it.
+pub(crate) fn gate(segment: &Segment) -> Result<RangeLock> {
+    segment.lock_range(GATE_BYTE, 1)
 }
 
 #[cfg(all(test, not(loom)))]
@@ -74,29 +90,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn this_process_is_alive_and_a_stale_pid_is_not() {
+    fn the_owner_word_names_this_process() {
         let me = this_process().unwrap();
         assert_eq!(pid_of(me), std::process::id());
-        assert!(is_alive(me));
-        // Same pid, different start time: a process that reused the pid.
-        assert!(!is_alive(me ^ (1 << 32)));
-        assert!(!is_alive(0));
+        assert_ne!(me >> 32, 0, "a start time is recorded");
     }
 
     #[test]
-    fn claims_a_free_or_dead_end_but_not_a_live_one() {
-        let me = this_process().unwrap();
-        let slot = AtomicU64::new(0);
-        claim(&slot, me, "r", "producer").unwrap();
-        let other = AtomicU64::new(me);
-        assert!(matches!(
-            claim(&other, me ^ (1 << 32), "r", "producer"),
-            Err(Error::InUse { .. })
-        ));
-        let dead = AtomicU64::new(me ^ (1 << 32));
-        claim(&dead, me, "r", "producer").unwrap();
-        assert_eq!(dead.load(Ordering::Relaxed), me);
-        release(&slot, me);
-        assert_eq!(slot.load(Ordering::Relaxed), 0);
+    fn an_end_is_held_while_its_lock_is() {
+        let key =
+            crate::Key::posix(&format!("/shmkit-test-endpoint-{}", std::process::id())).unwrap();
+        let segment = Segment::create(&key, 4096, crate::Mode::OWNER_ONLY).unwrap();
+        segment.remove().unwrap();
+        assert!(!is_held(&segment, End::Producer));
+        let lock = try_take(&segment, End::Producer).unwrap().unwrap();
+        assert!(is_held(&segment, End::Producer));
+        assert!(!is_held(&segment, End::Consumer), "the ends are apart");
+        assert!(try_take(&segment, End::Producer).unwrap().is_none());
+        drop(lock);
+        assert!(!is_held(&segment, End::Producer));
+        let gate = gate(&segment).unwrap();
+        assert!(!is_held(&segment, End::Producer), "the gate is apart");
+        drop(gate);
     }
 }

@@ -7,8 +7,10 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// `b"SHMKRING"` read as a little-endian `u64`, at offset 0.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMKRING");
 
-/// The format version this code reads and writes.
-pub(crate) const VERSION: u32 = 1;
+/// The format version this code reads and writes. Version 2 added the
+/// endpoint locks (see `endpoint`), `joined`, `removed` and the third state
+/// of `closed`; a version 1 peer would not take the locks.
+pub(crate) const VERSION: u32 = 2;
 
 /// Where the data area starts: the header is four 128-byte lines.
 pub(crate) const HEADER_SIZE: u64 = 512;
@@ -98,6 +100,10 @@ pub(crate) struct ConsumerLine {
     pub owner: AtomicU64,
     /// Messages released since the ring was created.
     pub received: AtomicU64,
+    /// How many consumers have opened the ring (wrapping): a producer
+    /// compares it to learn that its consumer left, even if a new one
+    /// came meanwhile.
+    pub joined: AtomicU64,
 }
 
 /// Line 3: words written rarely (when a side goes to sleep, is woken, or
@@ -109,7 +115,8 @@ pub(crate) struct WaitLine {
     pub consumer_sleeping: AtomicU32,
     /// Futex: 1 while the producer sleeps (or is about to) waiting for space.
     pub producer_sleeping: AtomicU32,
-    /// 1 once the producer closed the stream.
+    /// [`OPEN`], [`CLOSED`] once the producer closed the stream, or
+    /// [`CLOSE_SEEN`] once the consumer was told so.
     pub closed: AtomicU32,
     /// 1 if an endpoint cannot use `membarrier`: then wakers issue full
     /// fences instead of the light half of the asymmetric fence.
@@ -117,7 +124,18 @@ pub(crate) struct WaitLine {
     /// `CLOCK_MONOTONIC` nanoseconds at the last wake-up call, so the woken
     /// side can measure what a wake-up costs (see `wait`).
     pub woken_at: AtomicU64,
+    /// 1 once the ring's name was removed: an opener that mapped it before
+    /// goes back to the name (set under the gate lock, after the unlink).
+    pub removed: AtomicU32,
 }
+
+/// `closed`: the stream is open.
+pub(crate) const OPEN: u32 = 0;
+/// `closed`: the producer closed the stream.
+pub(crate) const CLOSED: u32 = 1;
+/// `closed`: closed, and the consumer has been told (a new producer may
+/// then reopen the drained ring).
+pub(crate) const CLOSE_SEEN: u32 = 2;
 
 /// The ring header at offset 0 of the segment.
 #[repr(C)]
@@ -149,12 +167,14 @@ mod pinned {
     const _: () = assert!(offset_of!(ConsumerLine, head) == 0);
     const _: () = assert!(offset_of!(ConsumerLine, owner) == 8);
     const _: () = assert!(offset_of!(ConsumerLine, received) == 16);
+    const _: () = assert!(offset_of!(ConsumerLine, joined) == 24);
     const _: () = assert!(offset_of!(Header, wait) == 384);
     const _: () = assert!(offset_of!(WaitLine, consumer_sleeping) == 0);
     const _: () = assert!(offset_of!(WaitLine, producer_sleeping) == 4);
     const _: () = assert!(offset_of!(WaitLine, closed) == 8);
     const _: () = assert!(offset_of!(WaitLine, full_fences) == 12);
     const _: () = assert!(offset_of!(WaitLine, woken_at) == 16);
+    const _: () = assert!(offset_of!(WaitLine, removed) == 24);
 }
 
 #[cfg(test)]

@@ -2,10 +2,11 @@
 //! processes, in a POSIX shared-memory segment.
 //!
 //! A ring is found by name: [`Producer::open`] and [`Consumer::open`] create
-//! it if it does not exist yet, so either side may start first. Each end is
-//! held by one process at a time; a second producer or consumer gets
-//! [`Error::InUse`] while the first is alive, and takes over once it has
-//! died.
+//! it if it does not exist yet (and say whether they did, with `created`),
+//! so either side may start first. Each end is held by one process at a
+//! time, through a lock the kernel keeps on the ring's file; a second
+//! producer or consumer gets [`Error::InUse`] while the first is alive, in
+//! whatever pid namespace it runs, and takes over once it has died.
 //!
 //! Messages are byte strings of up to [`Producer::max_message`] bytes,
 //! delivered whole and in order. The producer copies in with
@@ -18,12 +19,24 @@
 //! [`Consumer::drain_while`] release many.
 //!
 //! When the producer is dropped or [`close`](Producer::close)s, the consumer
-//! receives every message committed before, then [`Error::Closed`]. If the
-//! producer's process dies instead, the consumer receives every committed
-//! message, then [`Error::PeerGone`]; a producer waiting on a dead consumer
-//! gets [`Error::PeerGone`] too. Once both ends have left a closed, drained
-//! ring, its segment is removed; [`collect_garbage`] removes rings whose
-//! ends all died.
+//! receives every message committed before, then [`Error::Closed`]; a new
+//! producer may then reopen the drained ring, and the consumer reads on. If
+//! the producer's process dies instead, the consumer receives every
+//! committed message, then [`Error::PeerGone`]. A producer whose consumer
+//! died or left gets [`Error::PeerGone`] or [`Error::PeerLeft`] once the
+//! ring is full, unless [`Options::wait_for_new_consumer`].
+//!
+//! # Lifetime
+//!
+//! A ring is removed when its last end leaves and nothing more will be
+//! read from it: a consumer leaving a drained ring with no producer, or a
+//! producer closing a drained ring whose consumer came and left. Unread
+//! messages, and the close of an empty stream, stay for a consumer that
+//! starts later. A ring removed while another process was opening it is
+//! never written to: the opener makes or finds the ring now at the name.
+//! [`remove`] removes a ring nobody holds; [`collect_garbage`] finds and
+//! removes rings nobody will use (abandoned by dead processes, finished,
+//! half-made or corrupt), scoped by [`Scope`].
 //!
 //! The byte layout is in `docs/FORMAT.md`; the protocol's rules are listed
 //! in the source of `ring/protocol.rs`.
@@ -41,7 +54,7 @@
 //! let mut grant = producer.grant(5)?; // zero-copy: write in place
 //! grant.copy_from_slice(b"world");
 //! grant.commit();
-//! producer.close();
+//! producer.close()?;
 //!
 //! let mut buf = [0u8; 64];
 //! let n = consumer.recv(&mut buf)?;
@@ -65,13 +78,20 @@ use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 pub use batch::WriteBatch;
-pub use status::{collect_garbage, list, status, EndpointStatus, RingStatus};
+pub use status::{
+    collect_garbage, list, remove, status, Action, EndpointStatus, Garbage, Reason, Removal,
+    RingStatus, Scope,
+};
 pub use wait::Waiting;
 
 use crate::error::{Error, Result};
 use crate::segment::{AccessMode, Attachment, Key, Mode, ReadWrite, Segment, Trust};
-use crate::sync::Ordering;
-use layout::{Header, HEADER_SIZE, MAGIC, MAX_CAPACITY, MIN_CAPACITY, VERSION};
+use crate::sync::{AtomicU64, Ordering};
+use crate::sys::range_lock::RangeLock;
+use endpoint::End;
+use layout::{
+    Header, CLOSED, CLOSE_SEEN, HEADER_SIZE, MAGIC, MAX_CAPACITY, MIN_CAPACITY, OPEN, VERSION,
+};
 use protocol::{ConsumerCursor, ProducerCursor, RingRef, Slot};
 use wait::Waiter;
 
@@ -80,10 +100,12 @@ pub const SEGMENT_PREFIX: &str = "/shmkit.ring.";
 
 /// How a ring is created and how an endpoint waits.
 ///
-/// The capacity, maximum message, mode and group apply only when this call
-/// creates the ring; an existing ring keeps its own. An existing ring is
-/// used only if its owner is trusted ([`Options::trust`]; by default only
-/// this process's own uid).
+/// The capacity, maximum message, mode and group shape a ring this call
+/// creates. When the ring exists already, each of the capacity, maximum
+/// message and mode that was given must match it, or the open fails with
+/// [`Error::OptionMismatch`]; one not given takes the ring's own. An
+/// existing ring is used only if its owner is trusted ([`Options::trust`];
+/// by default only this process's own uid).
 ///
 /// ```
 /// use shmkit::ring::{Options, Waiting};
@@ -93,33 +115,39 @@ pub const SEGMENT_PREFIX: &str = "/shmkit.ring.";
 /// ```
 #[derive(Clone, Debug)]
 pub struct Options {
-    capacity: u64,
+    capacity: Option<u64>,
     max_message: Option<u64>,
-    mode: Mode,
+    mode: Option<Mode>,
     waiting: Waiting,
     group: Option<u32>,
     trust: Trust,
+    wait_for_new_consumer: bool,
 }
+
+/// The data area of a ring made without [`Options::capacity`]: 1 MiB.
+pub const DEFAULT_CAPACITY: u64 = 1 << 20;
 
 impl Default for Options {
     /// A 1 MiB data area, the largest messages it allows, mode 0600,
-    /// adaptive waiting.
+    /// adaptive waiting, and a producer that fails once its consumer left.
     fn default() -> Options {
         Options {
-            capacity: 1 << 20,
+            capacity: None,
             max_message: None,
-            mode: Mode::OWNER_ONLY,
+            mode: None,
             waiting: Waiting::Adaptive,
             group: None,
             trust: Trust::me(),
+            wait_for_new_consumer: false,
         }
     }
 }
 
 impl Options {
-    /// Bytes in the data area: a power of two from 4 KiB to 1 TiB.
+    /// Bytes in the data area: a power of two from 4 KiB to 1 TiB
+    /// ([`DEFAULT_CAPACITY`] if not given).
     pub fn capacity(mut self, bytes: u64) -> Options {
-        self.capacity = bytes;
+        self.capacity = Some(bytes);
         self
     }
 
@@ -129,9 +157,9 @@ impl Options {
         self
     }
 
-    /// Permission bits of the ring's segment.
+    /// Permission bits of the ring's segment (0600 if not given).
     pub fn mode(mut self, mode: Mode) -> Options {
-        self.mode = mode;
+        self.mode = Some(mode);
         self
     }
 
@@ -156,14 +184,27 @@ impl Options {
         self
     }
 
+    /// For a producer: when the ring is full and its consumer has left
+    /// (cleanly or not), wait for a new consumer instead of failing with
+    /// [`Error::PeerLeft`] or [`Error::PeerGone`]. A producer that never had
+    /// a consumer waits for the first one either way.
+    pub fn wait_for_new_consumer(mut self, wait: bool) -> Options {
+        self.wait_for_new_consumer = wait;
+        self
+    }
+
     /// The largest message a ring made with these options carries.
     pub fn max_message_len(&self) -> u64 {
         self.max_message
-            .unwrap_or_else(|| layout::max_message_for(self.capacity))
+            .unwrap_or_else(|| layout::max_message_for(self.capacity_len()))
+    }
+
+    fn capacity_len(&self) -> u64 {
+        self.capacity.unwrap_or(DEFAULT_CAPACITY)
     }
 
     fn validate(&self) -> Result<()> {
-        let c = self.capacity;
+        let c = self.capacity_len();
         if !c.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&c) {
             return Err(Error::InvalidArgument(format!(
                 "ring capacity must be a power of two from {MIN_CAPACITY} to {MAX_CAPACITY} bytes, not {c}"
@@ -179,6 +220,41 @@ impl Options {
         }
         Ok(())
     }
+
+    /// Checks the options that were given against an existing ring's.
+    fn check_against(&self, ring: &RingRef, segment: &Segment, name: &str) -> Result<()> {
+        let mismatch = |option, asked: String, found: String| Error::OptionMismatch {
+            ring: name.to_owned(),
+            option,
+            asked,
+            found,
+        };
+        if let Some(capacity) = self.capacity {
+            if capacity != ring.capacity() {
+                let found = ring.capacity().to_string();
+                return Err(mismatch("capacity", capacity.to_string(), found));
+            }
+        }
+        if let Some(max) = self.max_message {
+            if max != ring.max_message() {
+                let found = ring.max_message().to_string();
+                return Err(mismatch("maximum message", max.to_string(), found));
+            }
+        }
+        if let Some(mode) = self.mode {
+            let found =
+                crate::sys::posix::fstat(segment.posix_fd()?).map_err(|source| Error::Os {
+                    context: format!("reading the mode of ring {name}"),
+                    source,
+                })?;
+            let found = found.st_mode & 0o777;
+            if found != mode.bits() {
+                let asked = format!("{:04o}", mode.bits());
+                return Err(mismatch("mode", asked, format!("{found:04o}")));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The mapping of a ring and who this endpoint is; shared by both ends.
@@ -187,6 +263,11 @@ struct Shared {
     name: String,
     ring: RingRef,
     me: u64,
+    end: End,
+    /// Whether this endpoint's open created the ring.
+    created: bool,
+    /// This end's lock: held while the endpoint lives (see `endpoint`).
+    lock: Option<RangeLock>,
     segment: Segment,
     // Declared last so that it is unmapped after everything that points in.
     mapping: Attachment<ReadWrite>,
@@ -207,62 +288,82 @@ fn validate_name(name: &str) -> Result<Key> {
     Key::posix(&format!("{SEGMENT_PREFIX}{name}"))
 }
 
+/// How many times an opener goes back to the name after finding the ring
+/// there removed under it, before it gives up.
+const OPEN_ATTEMPTS: u32 = 32;
+
 impl Shared {
-    /// Opens the ring `name`, creating it with `options` if needed.
-    fn open(name: &str, options: &Options) -> Result<Shared> {
+    /// Opens the ring `name` as its `end`, creating it with `options` if
+    /// needed. `join` runs under the gate once the end is claimed (its lock
+    /// taken, the owner word not yet written) and may refuse.
+    fn open<T>(
+        name: &str,
+        options: &Options,
+        end: End,
+        mut join: impl FnMut(&RingRef, &Segment) -> Result<T>,
+    ) -> Result<(Shared, T)> {
         options.validate()?;
         let key = validate_name(name)?;
-        let size = HEADER_SIZE + options.capacity;
-        let created = match options.group {
-            Some(gid) => Segment::create_in_group(&key, size, options.mode, gid),
-            None => Segment::create(&key, size, options.mode),
-        };
-        let (segment, mapping) = match created {
-            Ok(segment) => {
-                let mapping = segment.attach(ReadWrite)?;
-                // SAFETY: a fresh mapping of `size` > HEADER_SIZE bytes,
-                // page-aligned, hence a valid place for the atomics of a
-                // Header; nobody else has initialised it (we created it).
-                let header = unsafe { &*mapping.as_mut_ptr().cast::<Header>() };
-                let config = &header.config;
-                config.version.store(VERSION, Ordering::Relaxed);
-                config.capacity.store(options.capacity, Ordering::Relaxed);
-                config
-                    .max_message
-                    .store(options.max_message_len(), Ordering::Relaxed);
-                config.data_offset.store(HEADER_SIZE, Ordering::Relaxed);
-                // Release: publishes the configuration above; pairs with the
-                // Acquire in `Segment::attach_initialised` (and `read_header`).
-                config.magic.store(MAGIC, Ordering::Release);
-                (segment, mapping)
-            }
-            Err(Error::AlreadyExists { .. }) => {
-                let segment = Segment::open(&key)?;
-                options.trust.check(&segment, &format!("ring {name}"))?;
-                let mapping = segment.attach_initialised(HEADER_SIZE).map_err(|err| match err {
-                    Error::Corrupt(_) => Error::Corrupt(format!(
-                        "ring {name} has 0 bytes or no header after 5 s: its creator died before initialising it, \
-                         or it was truncated; remove it with `shmkit rm {SEGMENT_PREFIX}{name}`"
-                    )),
-                    other => other,
-                })?;
-                (segment, mapping)
-            }
-            Err(other) => return Err(other),
-        };
-        let ring = validate_header(&mapping, name)?;
+        let me = endpoint::this_process()?;
         // A publisher skips the full fence on every message only if every
         // endpoint can receive the sleeper's membarrier (rule 8).
-        if !crate::sys::membarrier::register_global_expedited() {
-            ring.header().wait.full_fences.store(1, Ordering::SeqCst);
+        let membarrier = crate::sys::membarrier::register_global_expedited();
+        for _ in 0..OPEN_ATTEMPTS {
+            let (segment, mapping, created) = match Segment::open(&key) {
+                Ok(segment) => match attach_existing(&segment, name, &options.trust)? {
+                    Some(mapping) => (segment, mapping, false),
+                    // A half-made ring, removed: go back to the name.
+                    None => continue,
+                },
+                Err(Error::NotFound { .. }) => match create(&key, options) {
+                    Ok((segment, mapping)) => (segment, mapping, true),
+                    // Another opener created it first: open theirs.
+                    Err(Error::AlreadyExists { .. }) => continue,
+                    Err(other) => return Err(other),
+                },
+                Err(other) => return Err(other),
+            };
+            let gate = endpoint::gate(&segment)?;
+            let ring = validate_header(&mapping, name)?;
+            let header = ring.header();
+            if header.wait.removed.load(Ordering::SeqCst) != 0 {
+                // Removed between our open of the name and the gate: the
+                // live ring, if any, is at the name now.
+                continue;
+            }
+            if !created {
+                options.check_against(&ring, &segment, name)?;
+            }
+            let owner = owner_word(header, end);
+            let Some(lock) = endpoint::try_take(&segment, end)? else {
+                return Err(Error::InUse {
+                    ring: name.to_owned(),
+                    endpoint: end.name(),
+                    pid: endpoint::pid_of(owner.load(Ordering::SeqCst)),
+                });
+            };
+            // Dropping `lock` on an error gives the end back untouched.
+            let joined = join(&ring, &segment)?;
+            owner.store(me, Ordering::SeqCst);
+            if !membarrier {
+                header.wait.full_fences.store(1, Ordering::SeqCst);
+            }
+            drop(gate);
+            let shared = Shared {
+                name: name.to_owned(),
+                ring,
+                me,
+                end,
+                created,
+                lock: Some(lock),
+                segment,
+                mapping,
+            };
+            return Ok((shared, joined));
         }
-        Ok(Shared {
-            name: name.to_owned(),
-            ring,
-            me: endpoint::this_process()?,
-            segment,
-            mapping,
-        })
+        Err(Error::Corrupt(format!(
+            "ring {name} was removed and made again under this opener {OPEN_ATTEMPTS} times in a row"
+        )))
     }
 
     fn header(&self) -> &Header {
@@ -272,33 +373,43 @@ impl Shared {
     fn closed(&self) -> bool {
         // Acquire: pairs with the Release in `Producer::close`, so every
         // record committed before the close is visible to a later `peek`.
-        self.header().wait.closed.load(Ordering::Acquire) != 0
+        self.header().wait.closed.load(Ordering::Acquire) != OPEN
     }
 
-    /// Gives up this end (`mine`), and removes the ring if nothing more
-    /// can ever be read from it: the other end is gone (left, or died),
-    /// the stream was closed or its producer died, and nothing is left in
-    /// the ring.
-    fn leave(&self, mine: &crate::sync::AtomicU64, other: &crate::sync::AtomicU64) {
-        endpoint::release(mine, self.me);
-        let header = self.header();
-        // SeqCst loads: see `endpoint::release`.
-        let other = other.load(Ordering::SeqCst);
-        let producer = header.producer.owner.load(Ordering::SeqCst);
-        let ended = header.wait.closed.load(Ordering::SeqCst) != 0
-            || (producer != 0 && !endpoint::is_alive(producer));
-        // Drained: the head reached the tail, or passed a tail that a dead
-        // producer had not published yet.
-        let in_flight = header
-            .producer
-            .tail
-            .load(Ordering::SeqCst)
-            .wrapping_sub(header.consumer.head.load(Ordering::SeqCst));
-        let drained = in_flight == 0 || in_flight > self.ring.capacity();
-        let finished = ended && (other == 0 || !endpoint::is_alive(other)) && drained;
-        if finished {
-            let _ = self.segment.remove();
-        }
+    /// Whether everything committed has been read: the head reached the
+    /// tail, or passed a tail that a dead producer had not published yet.
+    fn drained(&self) -> bool {
+        drained(&self.ring)
+    }
+
+    /// Gives up this end and, if `remove` says nothing more can be read
+    /// from the ring (looked at under the gate, with this end given up),
+    /// removes the ring.
+    ///
+    /// # Errors
+    ///
+    /// The removal's: [`Error::PermissionDenied`] when the ring is another
+    /// user's (`/dev/shm` is sticky), which then stays for its owner's next
+    /// endpoint or `gc`.
+    fn leave(&mut self, remove: impl FnOnce(&Shared) -> bool) -> Result<()> {
+        let Some(lock) = self.lock.take() else {
+            return Ok(());
+        };
+        // On an error taking the gate (not expected: we hold the file open
+        // read-write), still give the end up, and remove nothing.
+        let gate = endpoint::gate(&self.segment);
+        let owner = owner_word(self.header(), self.end);
+        // SeqCst, as everything under the gate: a plain total order.
+        let _ = owner.compare_exchange(self.me, 0, Ordering::SeqCst, Ordering::SeqCst);
+        drop(lock);
+        let gate = gate?;
+        let result = if remove(self) {
+            remove_exactly(Some(self.header()), &self.segment)
+        } else {
+            Ok(())
+        };
+        drop(gate);
+        result
     }
 
     /// `Err(Truncated)` once an access found the segment shrunk by a peer
@@ -316,6 +427,18 @@ impl Shared {
         self.mapping.check_size()
     }
 
+    /// A `Corrupt` found in the ring becomes `Truncated` when the file is
+    /// shorter than the mapping: a cut inside the first page zeroes the
+    /// indices past it without a fault, and the zeros look like damage.
+    /// (Only on the error path, so the `fstat` costs nothing normally.)
+    #[cold]
+    fn explain(&self, err: Error) -> Error {
+        match (&err, self.still_sized()) {
+            (Error::Corrupt(_), Err(truncated)) => truncated,
+            _ => err,
+        }
+    }
+
     /// For the consumer: `Err(Closed)` or `Err(PeerGone)` once no more
     /// records can come, `Ok(())` while they can.
     fn producer_finished(&self) -> Result<()> {
@@ -325,19 +448,14 @@ impl Shared {
                 ring: self.name.clone(),
             });
         }
-        let producer = self.header().producer.owner.load(Ordering::Relaxed);
-        if producer != 0 && !endpoint::is_alive(producer) {
-            return Err(self.peer_gone("producer", producer));
+        if endpoint::is_held(&self.segment, End::Producer) {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    /// For the producer: `Err(PeerGone)` if the consumer died.
-    fn consumer_died(&self) -> Result<()> {
-        self.intact()?;
-        let consumer = self.header().consumer.owner.load(Ordering::Relaxed);
-        if consumer != 0 && !endpoint::is_alive(consumer) {
-            return Err(self.peer_gone("consumer", consumer));
+        // Free: a producer that left would have closed; one whose word is
+        // still there died. (No word: none came yet.)
+        let producer = self.header().producer.owner.load(Ordering::SeqCst);
+        if producer != 0 {
+            return Err(self.peer_gone("producer", producer));
         }
         Ok(())
     }
@@ -348,6 +466,148 @@ impl Shared {
             peer,
             pid: endpoint::pid_of(owner),
         }
+    }
+}
+
+/// Whether everything committed to `ring` has been read: the head reached
+/// the tail, or passed a tail that a dead producer had not published yet.
+fn drained(ring: &RingRef) -> bool {
+    let header = ring.header();
+    let in_flight = header
+        .producer
+        .tail
+        .load(Ordering::SeqCst)
+        .wrapping_sub(header.consumer.head.load(Ordering::SeqCst));
+    in_flight == 0 || in_flight > ring.capacity()
+}
+
+/// The owner word of `end` (see `endpoint`).
+fn owner_word(header: &Header, end: End) -> &AtomicU64 {
+    match end {
+        End::Producer => &header.producer.owner,
+        End::Consumer => &header.consumer.owner,
+    }
+}
+
+/// Creates ring `name`'s segment with its header written, so that no
+/// opener ever sees it half made.
+fn create(key: &Key, options: &Options) -> Result<(Segment, Attachment<ReadWrite>)> {
+    let capacity = options.capacity_len();
+    let mode = options.mode.unwrap_or(Mode::OWNER_ONLY);
+    Segment::create_initialised(key, HEADER_SIZE + capacity, mode, |segment, mapping| {
+        if let Some(gid) = options.group {
+            // The group, then the mode again (a chown may clear bits); no
+            // other process can open it before the link.
+            segment.set_group(gid)?;
+            segment.set_mode(mode)?;
+        }
+        // SAFETY: a fresh mapping of more than HEADER_SIZE bytes,
+        // page-aligned, hence a valid place for the atomics of a Header;
+        // nobody else can reach it yet (it has no name).
+        let header = unsafe { &*mapping.as_mut_ptr().cast::<Header>() };
+        let config = &header.config;
+        config.version.store(VERSION, Ordering::Relaxed);
+        config.capacity.store(capacity, Ordering::Relaxed);
+        config
+            .max_message
+            .store(options.max_message_len(), Ordering::Relaxed);
+        config.data_offset.store(HEADER_SIZE, Ordering::Relaxed);
+        // Release: publishes the configuration above; pairs with the
+        // Acquire in `read_header`. (The link that names the file orders it
+        // too; the magic stays the sign of a finished header.)
+        config.magic.store(MAGIC, Ordering::Release);
+        Ok(())
+    })
+}
+
+/// Maps an existing ring's segment. A half-made one (of 0 bytes, or without
+/// a magic number: its creator died before finishing, since shmkit's own
+/// creators publish rings whole) that no process uses is
+/// removed at once, and `None` returned; one that a process maps is
+/// [`Error::Corrupt`].
+fn attach_existing(
+    segment: &Segment,
+    name: &str,
+    trust: &Trust,
+) -> Result<Option<Attachment<ReadWrite>>> {
+    trust.check(segment, &format!("ring {name}"))?;
+    let size = segment.size()?;
+    if size > 0 && size < HEADER_SIZE {
+        // A creator that died leaves 0 bytes, or the full size: this one
+        // was cut.
+        return Err(Error::Truncated {
+            segment: format!("ring {name}"),
+            size,
+            expected: HEADER_SIZE,
+        });
+    }
+    if size >= HEADER_SIZE {
+        let mapping = segment.attach(ReadWrite)?;
+        // Acquire: pairs with the creator's Release of the magic.
+        if mapping.atomic_u64(0)?.load(Ordering::Acquire) != 0 {
+            return Ok(Some(mapping));
+        }
+    }
+    let gate = endpoint::gate(segment)?;
+    match unused(segment) {
+        Ok(()) => {}
+        Err(users) => {
+            return Err(Error::Corrupt(format!(
+                "ring {name} was never initialised, and {users}; \
+                 `shmkit gc --force {name}` removes it once they are gone"
+            )))
+        }
+    }
+    match segment.remove() {
+        Ok(()) | Err(Error::NotFound { .. }) => {}
+        Err(other) => return Err(other),
+    }
+    drop(gate);
+    Ok(None)
+}
+
+/// `Ok` if no process holds an end of the ring or maps its segment; else
+/// who does, in words.
+fn unused(segment: &Segment) -> std::result::Result<(), String> {
+    for end in [End::Producer, End::Consumer] {
+        if endpoint::is_held(segment, end) {
+            return Err(format!("a live process holds its {} end", end.name()));
+        }
+    }
+    // This process's own mappings do not count: its endpoints hold locks.
+    let me = std::process::id();
+    match segment.stat() {
+        Ok(stat) => {
+            let pids: Vec<String> = stat
+                .attachers
+                .iter()
+                .filter(|a| a.pid != me)
+                .map(|a| a.pid.to_string())
+                .collect();
+            if pids.is_empty() {
+                return Ok(());
+            }
+            Err(format!("process {} maps it", pids.join(", ")))
+        }
+        Err(err) => Err(format!("who maps it cannot be told ({err})")),
+    }
+}
+
+/// Removes a ring's segment, under its gate, exactly (the name must still
+/// stand for it), and marks it removed for openers that mapped it before.
+/// One already gone is fine.
+/// (`header` is `None` when the caller may not write it, or it is not a
+/// valid header: then no opener can have mapped it as a ring.)
+fn remove_exactly(header: Option<&Header>, segment: &Segment) -> Result<()> {
+    match segment.remove() {
+        // Gone already: whoever unlinked it, it is not at the name.
+        Ok(()) | Err(Error::NotFound { .. }) => {
+            if let Some(header) = header {
+                header.wait.removed.store(1, Ordering::SeqCst);
+            }
+            Ok(())
+        }
+        Err(other) => Err(other),
     }
 }
 
@@ -435,7 +695,27 @@ fn read_header<'m, A: AccessMode>(mapping: &'m Attachment<A>, name: &str) -> Res
 pub struct Producer {
     cursor: ProducerCursor,
     waiter: Waiter,
+    consumers: ConsumersSeen,
+    wait_for_new_consumer: bool,
     shared: Shared,
+}
+
+/// What a producer knew of consumers when it opened, to tell later that
+/// its consumer left.
+#[derive(Clone, Copy, Debug)]
+struct ConsumersSeen {
+    /// The header's `joined` count then.
+    joined: u64,
+    /// Whether a consumer held the ring then (or had died holding it).
+    present: bool,
+}
+
+impl ConsumersSeen {
+    /// Whether a consumer came (or was there) and is gone now.
+    fn one_left(self, header: &Header, segment: &Segment) -> bool {
+        !endpoint::is_held(segment, End::Consumer)
+            && (self.present || header.consumer.joined.load(Ordering::SeqCst) != self.joined)
+    }
 }
 
 impl Producer {
@@ -446,44 +726,69 @@ impl Producer {
     ///
     /// [`Error::InUse`] if a live process is the producer already;
     /// [`Error::Closed`] if the ring's producer closed it and the consumer
-    /// has not finished reading; [`Error::Corrupt`] or
-    /// [`Error::VersionMismatch`] if the segment is not a ring this library
-    /// can read; [`Error::InvalidArgument`] for a bad name.
+    /// has not yet read everything and been told of the close;
+    /// [`Error::OptionMismatch`] if the ring exists with other options
+    /// than those given; [`Error::Corrupt`] or [`Error::VersionMismatch`]
+    /// if the segment is not a ring this library can read;
+    /// [`Error::InvalidArgument`] for a bad name.
+    ///
+    /// # Reopening a closed ring
+    ///
+    /// A ring whose producer closed it can have a new producer once its
+    /// consumer has read everything and received [`Error::Closed`] (or no
+    /// consumer holds it): the new stream then follows the old in the same
+    /// ring, and the consumer, if it goes on reading, receives it. A
+    /// producer that died is simply replaced: no close is sent.
     pub fn open(name: &str) -> Result<Producer> {
         Producer::open_with(name, &Options::default())
     }
 
     /// Opens (or creates) ring `name` as its producer.
     pub fn open_with(name: &str, options: &Options) -> Result<Producer> {
-        let shared = Shared::open(name, options)?;
-        let header = shared.header();
-        if shared.closed() {
-            return Err(Error::Closed {
-                ring: name.to_owned(),
-            });
-        }
-        endpoint::claim(&header.producer.owner, shared.me, name, "producer")?;
-        // Acquire: pairs with the consumer's Release of `head`.
-        let head = header.consumer.head.load(Ordering::Acquire);
-        // After a crash the published tail may lag the records; after a
-        // clean hand-over this finds it exact at once.
-        let published = header.producer.tail.load(Ordering::Relaxed);
-        let tail = match shared.ring.recover_tail(published, head) {
-            Ok(tail) => tail,
-            Err(err) => {
-                endpoint::release(&header.producer.owner, shared.me);
-                return Err(err);
-            }
-        };
-        header.producer.tail.store(tail, Ordering::Relaxed);
+        let (shared, (cursor, consumers)) =
+            Shared::open(name, options, End::Producer, |ring, segment| {
+                let header = ring.header();
+                let closed = header.wait.closed.load(Ordering::SeqCst);
+                let told = closed == CLOSE_SEEN || !endpoint::is_held(segment, End::Consumer);
+                if closed != OPEN && !(told && drained(ring)) {
+                    return Err(Error::Closed {
+                        ring: name.to_owned(),
+                    });
+                }
+                // Acquire: pairs with the consumer's Release of `head`.
+                let head = header.consumer.head.load(Ordering::Acquire);
+                // After a crash the published tail may lag the records; after a
+                // clean hand-over this finds it exact at once.
+                let published = header.producer.tail.load(Ordering::Relaxed);
+                let tail = ring.recover_tail(published, head)?;
+                header.producer.tail.store(tail, Ordering::Relaxed);
+                // Reopens a closed, drained stream.
+                header.wait.closed.store(OPEN, Ordering::SeqCst);
+                let consumers = ConsumersSeen {
+                    joined: header.consumer.joined.load(Ordering::SeqCst),
+                    present: endpoint::is_held(segment, End::Consumer)
+                        || header.consumer.owner.load(Ordering::SeqCst) != 0,
+                };
+                Ok((
+                    ProducerCursor {
+                        tail,
+                        cached_head: head,
+                    },
+                    consumers,
+                ))
+            })?;
         Ok(Producer {
-            cursor: ProducerCursor {
-                tail,
-                cached_head: head,
-            },
+            cursor,
             waiter: Waiter::new(options.waiting),
+            consumers,
+            wait_for_new_consumer: options.wait_for_new_consumer,
             shared,
         })
+    }
+
+    /// Whether this producer's open created the ring (else it existed).
+    pub fn created(&self) -> bool {
+        self.shared.created
     }
 
     /// The ring's name.
@@ -506,7 +811,10 @@ impl Producer {
     /// # Errors
     ///
     /// [`Error::TooLarge`] if longer than [`max_message`](Producer::max_message);
-    /// [`Error::PeerGone`] if the consumer died while the ring was full.
+    /// [`Error::PeerGone`] if the consumer died, and [`Error::PeerLeft`] if
+    /// it left, while the ring was full (unless
+    /// [`Options::wait_for_new_consumer`]); a producer that never had a
+    /// consumer waits for one.
     #[inline]
     pub fn send(&mut self, message: &[u8]) -> Result<()> {
         self.grant(message.len())?.fill_and_commit(message);
@@ -538,7 +846,12 @@ impl Producer {
     /// [`grant`](Producer::grant) if there is room now, else [`Error::Full`].
     pub fn try_grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
         self.shared.intact()?;
-        match self.shared.ring.reserve(&mut self.cursor, len as u64)? {
+        match self
+            .shared
+            .ring
+            .reserve(&mut self.cursor, len as u64)
+            .map_err(|e| self.shared.explain(e))?
+        {
             Some(slot) => Ok(WriteGrant {
                 producer: self,
                 slot,
@@ -554,7 +867,8 @@ impl Producer {
         }
     }
 
-    /// [`grant`](Producer::grant), waiting at most `timeout`.
+    /// [`grant`](Producer::grant), waiting at most `timeout`
+    /// ([`Error::Timeout`] after that; otherwise the errors of `grant`).
     pub fn grant_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGrant<'_>> {
         self.grant_until(len, Some(Instant::now() + timeout))
     }
@@ -563,7 +877,12 @@ impl Producer {
     fn grant_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<WriteGrant<'_>> {
         self.shared.intact()?;
         // The common case, room at once, without the waiter's set-up.
-        if let Some(slot) = self.shared.ring.reserve(&mut self.cursor, len as u64)? {
+        if let Some(slot) = self
+            .shared
+            .ring
+            .reserve(&mut self.cursor, len as u64)
+            .map_err(|e| self.shared.explain(e))?
+        {
             return Ok(WriteGrant {
                 producer: self,
                 slot,
@@ -572,13 +891,21 @@ impl Producer {
         let shared = &self.shared;
         let cursor = &mut self.cursor;
         let header = shared.header();
+        let (consumers, wait_for_new) = (self.consumers, self.wait_for_new_consumer);
         let slot = self.waiter.wait(
             &header.wait,
             &header.wait.producer_sleeping,
             deadline,
             &shared.name,
-            || shared.ring.reserve(cursor, len as u64),
-            || shared.still_sized().and_then(|()| shared.consumer_died()),
+            || {
+                let reserved = shared.ring.reserve(cursor, len as u64);
+                reserved.map_err(|e| shared.explain(e))
+            },
+            || {
+                shared
+                    .still_sized()
+                    .and_then(|()| consumer_gone(shared, consumers, wait_for_new))
+            },
         )?;
         Ok(WriteGrant {
             producer: self,
@@ -587,21 +914,63 @@ impl Producer {
     }
 
     /// Closes the stream: the consumer receives what was sent, then
-    /// [`Error::Closed`]. Dropping the producer does the same.
-    pub fn close(self) {
-        drop(self);
+    /// [`Error::Closed`]. Dropping the producer does the same, but cannot
+    /// report an error.
+    ///
+    /// The ring stays for a consumer to read, even one that starts later
+    /// (an empty stream is delivered too), unless a consumer came during
+    /// this producer's time, read everything and left: then the ring is
+    /// removed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PermissionDenied`] if the ring should be removed but is
+    /// another user's (`/dev/shm` is sticky): the stream was closed, and
+    /// the ring stays until its owner's next endpoint leaves it or
+    /// [`collect_garbage`] runs as its owner.
+    pub fn close(mut self) -> Result<()> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if self.shared.lock.is_none() {
+            return Ok(());
+        }
+        let header = self.shared.header();
+        // Release: every commit happens before the close is seen; pairs
+        // with the Acquire in `Shared::closed`. (SeqCst for `Shared::leave`.)
+        header.wait.closed.store(CLOSED, Ordering::SeqCst);
+        self.shared.ring.wake_consumer();
+        let consumers = self.consumers;
+        self.shared.leave(|shared| {
+            consumers.one_left(shared.header(), &shared.segment) && shared.drained()
+        })
+    }
+}
+
+/// For a waiting producer: `Err` once its consumer is gone and will not
+/// come back for it.
+fn consumer_gone(shared: &Shared, consumers: ConsumersSeen, wait_for_new: bool) -> Result<()> {
+    shared.intact()?;
+    let header = shared.header();
+    if wait_for_new || !consumers.one_left(header, &shared.segment) {
+        return Ok(());
+    }
+    // Free: one whose word is still there died; one that left cleared it.
+    match header.consumer.owner.load(Ordering::SeqCst) {
+        0 => Err(Error::PeerLeft {
+            ring: shared.name.clone(),
+            peer: "consumer",
+        }),
+        owner => Err(shared.peer_gone("consumer", owner)),
     }
 }
 
 impl Drop for Producer {
     fn drop(&mut self) {
-        let header = self.shared.header();
-        // Release: every commit happens before the close is seen; pairs
-        // with the Acquire in `Shared::closed`. (SeqCst for `Shared::leave`.)
-        header.wait.closed.store(1, Ordering::SeqCst);
-        self.shared.ring.wake_consumer();
-        self.shared
-            .leave(&header.producer.owner, &header.consumer.owner);
+        // A drop cannot report: a ring that could not be removed stays for
+        // its owner's next endpoint or gc, as `close` documents.
+        let _ = self.finish();
     }
 }
 
@@ -649,9 +1018,8 @@ impl WriteGrant<'_> {
     /// Discards the reservation; the consumer sees nothing.
     pub fn abort(self) {}
 
-    /// The first reserved byte, for writing through a raw pointer without
-    /// forming a `&mut [u8]` over shared memory (as the channels do); the
-    /// `len()` bytes from here are this grant's.
+    /// The first of the grant's `len()` bytes, to write through a pointer
+    /// instead of a `&mut [u8]` over shared memory.
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
         self.producer.shared.ring.payload(self.slot)
     }
@@ -659,10 +1027,8 @@ impl WriteGrant<'_> {
     #[inline]
     fn fill_and_commit(mut self, message: &[u8]) {
         debug_assert_eq!(message.len() as u64, self.slot.len);
-        // SAFETY: the slot's `len` bytes (= message.len(), the length
-        // granted) lie in the data area and are this producer's until the
-        // commit (rule 2); copying through the pointer forms no `&mut [u8]`
-        // over shared memory; `message` is the caller's and cannot overlap.
+        // SAFETY: the slot's message.len() bytes are in the data area and
+        // this producer's until the commit (rule 2); `message` is ours.
         unsafe {
             std::ptr::copy_nonoverlapping(message.as_ptr(), self.as_mut_ptr(), message.len())
         };
@@ -734,29 +1100,35 @@ impl Consumer {
     /// # Errors
     ///
     /// [`Error::InUse`] if a live process is the consumer already;
-    /// [`Error::Corrupt`] or [`Error::VersionMismatch`] if the segment is not
-    /// a ring this library can read; [`Error::InvalidArgument`] for a bad
-    /// name.
+    /// [`Error::OptionMismatch`] if the ring exists with other options than
+    /// those given; [`Error::Corrupt`] or [`Error::VersionMismatch`] if the
+    /// segment is not a ring this library can read;
+    /// [`Error::InvalidArgument`] for a bad name.
     pub fn open(name: &str) -> Result<Consumer> {
         Consumer::open_with(name, &Options::default())
     }
 
     /// Opens (or creates) ring `name` as its consumer.
     pub fn open_with(name: &str, options: &Options) -> Result<Consumer> {
-        let shared = Shared::open(name, options)?;
-        let header = shared.header();
-        endpoint::claim(&header.consumer.owner, shared.me, name, "consumer")?;
-        let head = header.consumer.head.load(Ordering::Acquire);
-        if let Err(err) = protocol::check_position(head, "head") {
-            endpoint::release(&header.consumer.owner, shared.me);
-            return Err(err);
-        }
+        let (shared, head) = Shared::open(name, options, End::Consumer, |ring, _| {
+            let consumer = &ring.header().consumer;
+            let head = consumer.head.load(Ordering::Acquire);
+            protocol::check_position(head, "head")?;
+            let joined = consumer.joined.load(Ordering::SeqCst).wrapping_add(1);
+            consumer.joined.store(joined, Ordering::SeqCst);
+            Ok(head)
+        })?;
         Ok(Consumer {
             cursor: ConsumerCursor { head },
             waiter: Waiter::new(options.waiting),
             shared,
             last_sequence: None,
         })
+    }
+
+    /// Whether this consumer's open created the ring (else it existed).
+    pub fn created(&self) -> bool {
+        self.shared.created
     }
 
     /// The ring's name.
@@ -767,6 +1139,40 @@ impl Consumer {
     /// The largest message this ring carries.
     pub fn max_message(&self) -> usize {
         self.shared.ring.max_message() as usize
+    }
+
+    /// Bytes in the ring's data area.
+    pub fn capacity(&self) -> usize {
+        self.shared.ring.capacity() as usize
+    }
+
+    /// Leaves the ring. If no producer holds it and everything was read,
+    /// the ring is removed (a producer that comes later makes a new one);
+    /// else it stays, with what is left in it, for the next consumer.
+    /// Dropping the consumer does the same, but cannot report an error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PermissionDenied`] if the ring should be removed but is
+    /// another user's (`/dev/shm` is sticky): it stays until its owner's
+    /// next endpoint leaves it or [`collect_garbage`] runs as its owner.
+    pub fn close(mut self) -> Result<()> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.shared
+            .leave(|shared| !endpoint::is_held(&shared.segment, End::Producer) && shared.drained())
+    }
+
+    /// Records that the consumer was told of the close, so that a new
+    /// producer may reopen the ring; passes any error on.
+    fn told(&self, err: Error) -> Error {
+        if matches!(err, Error::Closed { .. }) {
+            let closed = &self.shared.header().wait.closed;
+            let _ = closed.compare_exchange(CLOSED, CLOSE_SEEN, Ordering::SeqCst, Ordering::SeqCst);
+        }
+        err
     }
 
     /// Receives one message into `buf`, waiting while the ring is empty;
@@ -791,31 +1197,31 @@ impl Consumer {
         self.copy_out(slot, buf)
     }
 
-    /// [`recv`](Consumer::recv), waiting at most `timeout`.
+    /// [`recv`](Consumer::recv), waiting at most `timeout`
+    /// ([`Error::Timeout`] after that; otherwise the errors of `recv`).
     pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
         let slot = self.next_until(Some(Instant::now() + timeout))?;
         self.copy_out(slot, buf)
     }
 
-    /// Receives one message into `buf`, replacing its contents and growing
-    /// it to fit, waiting while the ring is empty; returns its length. For
-    /// callers that do not know how large messages are: `buf` keeps its
-    /// capacity, so it grows at most to [`max_message`](Consumer::max_message).
-    ///
-    /// # Errors
-    ///
-    /// As [`recv`](Consumer::recv), but never [`Error::TooLarge`].
+    /// [`recv`](Consumer::recv) into `buf`, replacing its contents and
+    /// growing it to fit (never [`Error::TooLarge`]), for callers that do
+    /// not know how large messages are. [`ReadGrant::copy_to`] does the
+    /// same while keeping the message in the ring.
     ///
     /// ```
-    /// use shmkit::ring::{Consumer, Producer};
-    ///
-    /// let name = format!("doc-recv-vec-{}", std::process::id());
-    /// let mut producer = Producer::open(&name)?;
+    /// # use shmkit::ring::{Consumer, Producer};
+    /// # let name = format!("doc-recv-vec-{}", std::process::id());
+    /// # let mut producer = Producer::open(&name)?;
     /// let mut consumer = Consumer::open(&name)?;
     /// producer.send(&[7; 3000])?;
+    /// producer.send(b"kept until written")?;
     /// let mut buf = Vec::new();
     /// assert_eq!(consumer.recv_vec(&mut buf)?, 3000);
-    /// assert_eq!(buf, [7; 3000]);
+    /// let message = consumer.read()?;
+    /// message.copy_to(&mut buf);
+    /// assert_eq!(buf, b"kept until written");
+    /// message.release(); // only now is its space handed back
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
@@ -844,7 +1250,8 @@ impl Consumer {
         })
     }
 
-    /// [`read`](Consumer::read), waiting at most `timeout`.
+    /// [`read`](Consumer::read), waiting at most `timeout`
+    /// ([`Error::Timeout`] after that; otherwise the errors of `read`).
     pub fn read_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_>> {
         let slot = self.next_until(Some(Instant::now() + timeout))?;
         Ok(ReadGrant {
@@ -929,7 +1336,9 @@ impl Consumer {
             ring.wake_producer();
         }
         // Messages read from pages a peer truncated away were zeros.
-        let count = count.and_then(|n| self.shared.intact().map(|()| n));
+        let count = count
+            .map_err(|e| self.shared.explain(e))
+            .and_then(|n| self.shared.intact().map(|()| n));
         count.map(|n| n as usize)
     }
 
@@ -977,7 +1386,12 @@ impl Consumer {
 
     fn try_next(&mut self) -> Result<Slot> {
         self.shared.intact()?;
-        if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
+        if let Some(slot) = self
+            .shared
+            .ring
+            .peek(&mut self.cursor)
+            .map_err(|e| self.shared.explain(e))?
+        {
             return Ok(slot);
         }
         let end = match self.shared.producer_finished() {
@@ -988,39 +1402,53 @@ impl Consumer {
         };
         // Whatever was committed before the end (or the check) is still
         // delivered.
-        self.shared.ring.peek(&mut self.cursor)?.ok_or(end)
+        match self
+            .shared
+            .ring
+            .peek(&mut self.cursor)
+            .map_err(|e| self.shared.explain(e))?
+        {
+            Some(slot) => Ok(slot),
+            None => Err(self.told(end)),
+        }
     }
 
     #[inline]
     fn next_until(&mut self, deadline: Option<Instant>) -> Result<Slot> {
         self.shared.intact()?;
         // The common case, a message at once, without the waiter's set-up.
-        if let Some(slot) = self.shared.ring.peek(&mut self.cursor)? {
+        if let Some(slot) = self
+            .shared
+            .ring
+            .peek(&mut self.cursor)
+            .map_err(|e| self.shared.explain(e))?
+        {
             return Ok(slot);
         }
         let shared = &self.shared;
         let cursor = &mut self.cursor;
         let header = shared.header();
-        self.waiter.wait(
+        let next = self.waiter.wait(
             &header.wait,
             &header.wait.consumer_sleeping,
             deadline,
             &shared.name,
-            || shared.ring.peek(cursor),
+            || shared.ring.peek(cursor).map_err(|e| shared.explain(e)),
             || {
                 shared
                     .still_sized()
                     .and_then(|()| shared.producer_finished())
             },
-        )
+        );
+        next.map_err(|err| self.told(err))
     }
 }
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        let header = self.shared.header();
-        self.shared
-            .leave(&header.consumer.owner, &header.producer.owner);
+        // A drop cannot report: a ring that could not be removed stays for
+        // its owner's next endpoint or gc, as `close` documents.
+        let _ = self.finish();
     }
 }
 
@@ -1053,25 +1481,8 @@ impl ReadGrant<'_> {
         self.slot.len == 0
     }
 
-    /// Replaces `buf`'s contents with a copy of the message, made through
-    /// the raw pointer (no `&[u8]` over shared memory is formed); `buf`
-    /// grows to fit and keeps its capacity. The message stays in the ring
-    /// until the grant is dropped, so it can be written somewhere first.
-    ///
-    /// ```
-    /// use shmkit::ring::{Consumer, Producer};
-    ///
-    /// let name = format!("doc-copy-to-{}", std::process::id());
-    /// let mut producer = Producer::open(&name)?;
-    /// let mut consumer = Consumer::open(&name)?;
-    /// producer.send(b"kept until written")?;
-    /// let mut copy = Vec::new();
-    /// let message = consumer.read()?;
-    /// message.copy_to(&mut copy);
-    /// assert_eq!(copy, b"kept until written");
-    /// message.release(); // only now is its space handed back
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
+    /// Replaces `buf`'s contents with a copy of the message made through
+    /// the raw pointer (see [`Consumer::recv_vec`] for an example).
     pub fn copy_to(&self, buf: &mut Vec<u8>) {
         let len = self.len();
         buf.clear();
@@ -1086,9 +1497,8 @@ impl ReadGrant<'_> {
         }
     }
 
-    /// The message's first byte, for copying out through a raw pointer
-    /// without forming a `&[u8]` over shared memory (as the channels do);
-    /// the message is the [`len`](ReadGrant::len) bytes from here.
+    /// The first of the message's [`len`](ReadGrant::len) bytes, to copy
+    /// out through a pointer instead of a `&[u8]` over shared memory.
     pub fn as_ptr(&self) -> *const u8 {
         self.consumer.shared.ring.payload(self.slot)
     }

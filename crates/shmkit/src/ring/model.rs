@@ -56,6 +56,7 @@ impl Model {
                     head: zero64(),
                     owner: zero64(),
                     received: zero64(),
+                    joined: zero64(),
                 },
                 wait: WaitLine {
                     consumer_sleeping: zero32(),
@@ -63,6 +64,7 @@ impl Model {
                     closed: zero32(),
                     full_fences: zero32(),
                     woken_at: zero64(),
+                    removed: zero32(),
                 },
             },
             words: (0..WORDS).map(|_| zero64()).collect(),

@@ -469,12 +469,21 @@ impl RingRef {
 
 /// Batches (rule 9).
 impl RingRef {
+    /// How far records appended to a batch that has reached `end` may go
+    /// (a record may end at this position, not beyond): to the end of the
+    /// data area's lap (a batch never wraps), and short of the space free
+    /// as of the cached `head` by the empty word after it (rule 4).
+    #[inline]
+    pub(crate) fn batch_limit(&self, cursor: &ProducerCursor, end: u64) -> u64 {
+        let lap_end = end - self.offset(end) + self.capacity;
+        lap_end.min(cursor.cached_head + self.capacity - RECORD_HEADER)
+    }
+
     /// Reserves room for a record of `len` payload bytes at `end`, the
     /// position after the records already in a batch that starts at the
     /// producer's tail: only if it fits before the end of the data area
     /// (a batch never wraps) and in the space free now, with the empty word
     /// after it. `Ok(None)` if it does not.
-    #[inline]
     pub(crate) fn reserve_after(
         &self,
         cursor: &mut ProducerCursor,
@@ -489,16 +498,12 @@ impl RingRef {
             });
         }
         debug_assert!(end.wrapping_sub(cursor.tail) <= self.capacity);
-        let size = record_size(len);
-        if size > self.capacity - self.offset(end) {
-            return Ok(None);
-        }
-        // Rule 4: room for the empty word after the record too.
-        let needed = end - cursor.tail + size + RECORD_HEADER;
-        if self.free(cursor)? < needed {
-            // Rule 7, as in `reserve`.
+        let record_end = end + record_size(len);
+        if record_end > self.batch_limit(cursor, end) {
+            // Rule 7, as in `reserve`; `free` checks the head it loaded.
             cursor.cached_head = self.header().consumer.head.load(Ordering::Acquire);
-            if self.free(cursor)? < needed {
+            self.free(cursor)?;
+            if record_end > self.batch_limit(cursor, end) {
                 return Ok(None);
             }
         }

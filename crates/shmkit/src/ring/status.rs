@@ -1,7 +1,9 @@
-//! Looking at rings from outside: their state, the list of them, and the
-//! removal of rings whose processes all died.
+//! Looking at rings from outside: their state, the list of them, their
+//! removal, and the collection of rings nobody will use.
 
-use super::{endpoint, read_header, validate_name, SEGMENT_PREFIX};
+use super::endpoint::{self, End};
+use super::layout::{Header, HEADER_SIZE, OPEN};
+use super::{read_header, remove_exactly, unused, validate_name, SEGMENT_PREFIX};
 use crate::error::{Error, Result};
 use crate::segment::{ReadOnly, Segment};
 use crate::sync::Ordering;
@@ -11,7 +13,9 @@ use crate::sync::Ordering;
 pub struct EndpointStatus {
     /// The holder's pid.
     pub pid: crate::Pid,
-    /// Whether that process is still running.
+    /// Whether that process still holds the end: its lock on the ring's
+    /// file is held (the kernel's answer, right in any pid namespace; an
+    /// answer that cannot be had counts as alive).
     pub alive: bool,
 }
 
@@ -73,25 +77,32 @@ impl RingStatus {
 /// assert_eq!(ring.producer.unwrap().pid, std::process::id());
 /// assert!(ring.consumer.is_none());
 /// # drop(producer);
-/// # shmkit::Segment::open(&shmkit::Key::posix(&format!("/shmkit.ring.{name}"))?)?.remove()?;
+/// # shmkit::ring::remove(&name)?;
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub fn status(name: &str) -> Result<RingStatus> {
     let key = validate_name(name)?;
-    let mapping = Segment::open(&key)?.attach(ReadOnly)?;
+    let segment = Segment::open(&key)?;
+    let mapping = segment.attach(ReadOnly)?;
     let header = read_header(&mapping, name)?;
-    let end = |owner: u64| {
-        (owner != 0).then(|| EndpointStatus {
+    let status = status_of(name, header, &segment);
+    // A peer may have shrunk the file while we read: then these are zeros.
+    mapping.check_intact()?;
+    Ok(status)
+}
+
+fn status_of(name: &str, header: &Header, segment: &Segment) -> RingStatus {
+    let end = |owner: u64, end: End| {
+        let alive = endpoint::is_held(segment, end);
+        (owner != 0 || alive).then(|| EndpointStatus {
             pid: endpoint::pid_of(owner),
-            alive: endpoint::is_alive(owner),
+            alive,
         })
     };
     let capacity = header.config.capacity.load(Ordering::Relaxed);
     let head = header.consumer.head.load(Ordering::Relaxed);
     let tail = header.producer.tail.load(Ordering::Relaxed);
-    // A peer may have shrunk the file while we read: then these are zeros.
-    mapping.check_intact()?;
-    Ok(RingStatus {
+    RingStatus {
         name: name.to_owned(),
         capacity,
         max_message: header.config.max_message.load(Ordering::Relaxed),
@@ -100,10 +111,10 @@ pub fn status(name: &str) -> Result<RingStatus> {
         received: header.consumer.received.load(Ordering::Relaxed),
         bytes_sent: tail,
         bytes_received: head,
-        closed: header.wait.closed.load(Ordering::Relaxed) != 0,
-        producer: end(header.producer.owner.load(Ordering::Relaxed)),
-        consumer: end(header.consumer.owner.load(Ordering::Relaxed)),
-    })
+        closed: header.wait.closed.load(Ordering::Relaxed) != OPEN,
+        producer: end(header.producer.owner.load(Ordering::Relaxed), End::Producer),
+        consumer: end(header.consumer.owner.load(Ordering::Relaxed), End::Consumer),
+    }
 }
 
 /// The names of all rings on the machine (regular files in `/dev/shm` whose
@@ -132,34 +143,280 @@ pub fn list() -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Finds rings whose ends were all held by processes that died (see
-/// [`RingStatus::abandoned`]) and that no process has mapped, and removes
-/// them if `remove` is true. Returns them either way.
+/// Removes ring `name`, which no process may hold an end of (its data, if
+/// any, is lost). Removal is exact: a ring made anew under the same name
+/// meanwhile is left alone, and an endpoint that was opening the old one
+/// moves to the new. A half-made or corrupt ring is removed too.
 ///
-/// Never touches a segment that is not a valid ring (wrong name prefix,
-/// magic or version), one a live process holds an end of, or one mapped by
-/// any process.
-pub fn collect_garbage(remove: bool) -> Result<Vec<RingStatus>> {
+/// # Errors
+///
+/// [`Error::NotFound`] if there is no such ring; [`Error::InUse`] if a live
+/// process holds an end; [`Error::PermissionDenied`] if this user may not
+/// remove it.
+///
+/// ```
+/// use shmkit::ring::{remove, Producer};
+///
+/// let name = format!("doc-remove-{}", std::process::id());
+/// let mut producer = Producer::open(&name)?;
+/// producer.send(b"never read")?;
+/// producer.close()?; // the ring stays, for a consumer to come
+/// remove(&name)?;
+/// assert!(matches!(remove(&name), Err(shmkit::Error::NotFound { .. })));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub fn remove(name: &str) -> Result<()> {
+    let key = validate_name(name)?;
+    let segment = Segment::open(&key)?;
+    let _gate = endpoint::gate(&segment)?;
+    let mapped = Mapped::new(&segment);
+    for end in [End::Producer, End::Consumer] {
+        if endpoint::is_held(&segment, end) {
+            let owner = mapped
+                .header(name)
+                .ok()
+                .map_or(0, |h| super::owner_word(h, end).load(Ordering::SeqCst));
+            return Err(Error::InUse {
+                ring: name.to_owned(),
+                endpoint: end.name(),
+                pid: endpoint::pid_of(owner),
+            });
+        }
+    }
+    remove_exactly(mapped.writable_header(name), &segment)
+}
+
+/// Which rings [`collect_garbage`] looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// Every ring on the machine that this user can see.
+    All,
+    /// The ring of this name only; [`Error::NotFound`] if there is none.
+    Name(&'a str),
+    /// The rings whose names start with this.
+    Prefix(&'a str),
+}
+
+/// What [`collect_garbage`] does with the garbage it finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Only list it.
+    DryRun,
+    /// Remove it.
+    Remove,
+}
+
+/// Why a ring is garbage.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub enum Reason {
+    /// A process held an end and died without leaving, and no live process
+    /// holds the other end.
+    Abandoned,
+    /// No process holds an end and nothing is left to read: its last
+    /// endpoint could not remove it (another user's ring, say).
+    Finished,
+    /// No header: its creator died (or ran out of memory) before
+    /// initialising it. The segment's size in bytes.
+    HalfMade(u64),
+    /// A header this library cannot read, and why.
+    Corrupt(String),
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Abandoned => write!(
+                f,
+                "abandoned: an end's process died, no live process holds the other"
+            ),
+            Reason::Finished => write!(f, "finished: no endpoint, nothing left to read"),
+            Reason::HalfMade(size) => write!(
+                f,
+                "half-made: {size} bytes and no header (its creator died before initialising it)"
+            ),
+            Reason::Corrupt(why) => write!(f, "corrupt: {why}"),
+        }
+    }
+}
+
+/// What became of a piece of garbage.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub enum Removal {
+    /// Listed only ([`Action::DryRun`]).
+    NotAsked,
+    /// Removed.
+    Removed,
+    /// Could not be removed, and why (the ring stays).
+    Failed(String),
+}
+
+/// A ring that nobody will use, found by [`collect_garbage`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Garbage {
+    /// The ring's name.
+    pub name: String,
+    /// Why it is garbage.
+    pub reason: Reason,
+    /// Its state, when its header could be read.
+    pub status: Option<RingStatus>,
+    /// What was done with it.
+    pub removal: Removal,
+}
+
+/// Finds the rings in `scope` that nobody will use, and with
+/// [`Action::Remove`] removes them. A ring is garbage when no live process
+/// holds an end of it or maps it, and it was [abandoned](Reason::Abandoned),
+/// [finished](Reason::Finished), [half-made](Reason::HalfMade) or
+/// [corrupt](Reason::Corrupt). Each is looked at and removed under its gate
+/// lock, exactly (DESIGN.md, rule 7), so an endpoint opening it at the same
+/// time moves to a new ring. Rings that vanish meanwhile are skipped; rings
+/// this user cannot read are not listed.
+///
+/// A ring holding unread messages or an unread end of stream for a
+/// consumer to come is not garbage, unless its producer died.
+///
+/// # Errors
+///
+/// For [`Scope::Name`], [`Error::NotFound`] if there is no such ring, and
+/// any error looking at it; for the other scopes, only an error listing
+/// `/dev/shm`.
+///
+/// ```
+/// use shmkit::ring::{collect_garbage, Action, Scope};
+///
+/// let mine = format!("doc-gc-{}-", std::process::id());
+/// assert!(collect_garbage(Scope::Prefix(&mine), Action::DryRun)?.is_empty());
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub fn collect_garbage(scope: Scope<'_>, action: Action) -> Result<Vec<Garbage>> {
+    let names = match scope {
+        Scope::Name(name) => {
+            validate_name(name)?;
+            vec![name.to_owned()]
+        }
+        Scope::All => list()?,
+        Scope::Prefix(prefix) => list()?
+            .into_iter()
+            .filter(|name| name.starts_with(prefix))
+            .collect(),
+    };
     let mut collected = Vec::new();
-    for name in list()? {
-        let Ok(ring) = status(&name) else { continue };
-        if !ring.abandoned() {
-            continue;
+    for name in names {
+        match examine(&name, action) {
+            Ok(Some(garbage)) => collected.push(garbage),
+            Ok(None) => {}
+            Err(err) if matches!(scope, Scope::Name(_)) => return Err(err),
+            // Gone meanwhile, or not ours to read: not listed.
+            Err(_) => {}
         }
-        let Ok(key) = validate_name(&name) else {
-            continue;
-        };
-        let Ok(segment) = Segment::open(&key) else {
-            continue;
-        };
-        match segment.stat() {
-            Ok(stat) if stat.attachers.is_empty() => {}
-            _ => continue,
-        }
-        if remove {
-            segment.remove()?;
-        }
-        collected.push(ring);
     }
     Ok(collected)
+}
+
+/// Looks at one ring under its gate; removes it if it is garbage and
+/// `action` says so.
+fn examine(name: &str, action: Action) -> Result<Option<Garbage>> {
+    let key = validate_name(name)?;
+    let segment = Segment::open(&key)?;
+    let gate = endpoint::gate(&segment);
+    let mapped = Mapped::new(&segment);
+    let (reason, status) = match mapped.header(name) {
+        Ok(header) => {
+            let status = status_of(name, header, &segment);
+            match garbage_reason(header, &status) {
+                Some(reason) => (reason, Some(status)),
+                None => return Ok(None),
+            }
+        }
+        Err(Found::HalfMade(size)) => (Reason::HalfMade(size), None),
+        Err(Found::Corrupt(why)) => (Reason::Corrupt(why), None),
+    };
+    if unused(&segment).is_err() {
+        return Ok(None);
+    }
+    let removal = match (action, gate) {
+        (Action::DryRun, _) => Removal::NotAsked,
+        (Action::Remove, Err(err)) => Removal::Failed(err.to_string()),
+        (Action::Remove, Ok(_gate)) => match remove_exactly(mapped.writable_header(name), &segment)
+        {
+            Ok(()) => Removal::Removed,
+            Err(err) => Removal::Failed(err.to_string()),
+        },
+    };
+    Ok(Some(Garbage {
+        name: name.to_owned(),
+        reason,
+        status,
+        removal,
+    }))
+}
+
+/// Why a readable ring is garbage, if it is.
+fn garbage_reason(header: &Header, status: &RingStatus) -> Option<Reason> {
+    let ends = [status.producer, status.consumer];
+    if ends.iter().flatten().any(|end| end.alive) {
+        return None;
+    }
+    if status.abandoned() {
+        return Some(Reason::Abandoned);
+    }
+    // No end held, none died: left by its last endpoint.
+    let unseen_close = header.wait.closed.load(Ordering::SeqCst) == super::layout::CLOSED;
+    (status.bytes_in_flight == 0 && !unseen_close).then_some(Reason::Finished)
+}
+
+/// What an unreadable ring's segment holds.
+enum Found {
+    HalfMade(u64),
+    Corrupt(String),
+}
+
+/// A ring's segment mapped read-write if this user may, else read-only, or
+/// not at all (too small to hold a header).
+enum Mapped {
+    ReadWrite(crate::segment::Attachment<crate::segment::ReadWrite>),
+    ReadOnly(crate::segment::Attachment<ReadOnly>),
+    Small(u64),
+}
+
+impl Mapped {
+    fn new(segment: &Segment) -> Mapped {
+        match segment.size() {
+            Ok(size) if size >= HEADER_SIZE => {}
+            Ok(size) => return Mapped::Small(size),
+            Err(_) => return Mapped::Small(0),
+        }
+        match segment.attach(crate::segment::ReadWrite) {
+            Ok(mapping) => Mapped::ReadWrite(mapping),
+            Err(_) => match segment.attach(ReadOnly) {
+                Ok(mapping) => Mapped::ReadOnly(mapping),
+                Err(_) => Mapped::Small(0),
+            },
+        }
+    }
+
+    fn header(&self, name: &str) -> std::result::Result<&Header, Found> {
+        let mut magic = [0u8; 8];
+        let (result, read, len) = match self {
+            Mapped::Small(size) => return Err(Found::HalfMade(*size)),
+            Mapped::ReadWrite(m) => (read_header(m, name), m.read_at(0, &mut magic), m.len()),
+            Mapped::ReadOnly(m) => (read_header(m, name), m.read_at(0, &mut magic), m.len()),
+        };
+        match (result, read) {
+            (Ok(header), _) => Ok(header),
+            (Err(_), Ok(())) if magic == [0; 8] => Err(Found::HalfMade(len as u64)),
+            (Err(err), _) => Err(Found::Corrupt(err.to_string())),
+        }
+    }
+
+    /// The header, if it is valid and this user may write it.
+    fn writable_header(&self, name: &str) -> Option<&Header> {
+        match self {
+            Mapped::ReadWrite(_) => self.header(name).ok(),
+            _ => None,
+        }
+    }
 }

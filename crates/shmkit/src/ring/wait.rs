@@ -8,6 +8,19 @@
 //! to cost, then sleeps: the classic rule that never pays more than twice
 //! the best choice in hindsight (the ski-rental argument, as in Karlin et
 //! al., "Competitive Randomized Algorithms for Nonuniform Problems", 1994).
+//!
+//! That argument assumes the wait does not depend on the choice, and in a
+//! stream it does: a side that wakes its sleeping peer (on its first
+//! publish) keeps going until the ring is full or empty, then waits for the
+//! peer, which is still waking up. If the wake-up takes longer than filling
+//! or draining the ring plus the spin, the side goes to sleep just before
+//! the peer arrives, the peer's first publish wakes it, and the two take
+//! turns: one wake-up per ring of messages, each side asleep half the time
+//! (traced with `perf record -e 'syscalls:sys_enter_futex'`: every sleep
+//! of each side began a few microseconds before the other's wake-up
+//! returned). So while a wake-up this side issued is still in flight, an
+//! adaptive waiter keeps spinning: the peer is on its way, and sleeping now
+//! only makes it wake this side again ([`Waiter::peer_on_its_way`]).
 
 use std::time::{Duration, Instant};
 
@@ -56,12 +69,19 @@ const INITIAL_WAKE_COST: Duration = Duration::from_micros(50);
 const MIN_SPIN: Duration = Duration::from_micros(2);
 const MAX_SPIN: Duration = Duration::from_millis(1);
 
+/// A peer woken less than this many wake-up costs ago (by the running
+/// estimate) is taken to be on its way; wake-ups vary widely, so a few.
+const WAKE_UPS_IN_FLIGHT: u32 = 4;
+
 /// One endpoint's waiting state: its strategy and, when adaptive, its
 /// running estimate of what a wake-up costs.
 #[derive(Debug)]
 pub(crate) struct Waiter {
     waiting: Waiting,
     wake_cost: Duration,
+    /// The ring's `woken_at` when this side last left its sleep: a later
+    /// stamp is a wake-up this side issued (only a sleeper is woken).
+    seen_wake: u64,
 }
 
 impl Waiter {
@@ -69,7 +89,23 @@ impl Waiter {
         Waiter {
             waiting,
             wake_cost: INITIAL_WAKE_COST,
+            seen_wake: 0,
         }
+    }
+
+    /// Adaptive waiting only: if this side woke its peer at `stamp` (the
+    /// ring's `woken_at`, later than any wake-up this side received) and
+    /// that is less than a few wake-up costs before `now` (both
+    /// `CLOCK_MONOTONIC` nanoseconds), the peer is still waking up: until
+    /// when to keep spinning for it. At most [`PEER_CHECK_INTERVAL`] after
+    /// the wake-up, so that a peer that died meanwhile is noticed as ever.
+    fn peer_on_its_way(&self, stamp: u64, now: u64) -> Option<u64> {
+        if self.waiting != Waiting::Adaptive || stamp <= self.seen_wake {
+            return None;
+        }
+        let in_flight = (self.wake_cost * WAKE_UPS_IN_FLIGHT).clamp(MAX_SPIN, PEER_CHECK_INTERVAL);
+        let until = stamp.saturating_add(in_flight.as_nanos() as u64);
+        (now < until).then_some(until)
     }
 
     fn spin_time(&self) -> Option<Duration> {
@@ -84,8 +120,10 @@ impl Waiter {
     /// (`Error::Timeout` with `ring`), or `peer_check` reports the peer gone
     /// or the stream closed. After `peer_check` fails, `poll` runs once more,
     /// so whatever the peer committed before it went is still delivered.
-    /// `peer_check` also runs when the deadline passes, so that a timeout
-    /// shorter than [`PEER_CHECK_INTERVAL`] still reports the end.
+    /// `peer_check` runs as the wait starts (an ended stream is reported at
+    /// once), every [`PEER_CHECK_INTERVAL`] while spinning, before every
+    /// sleep (so a close that came while spinning is not slept through),
+    /// and when the deadline passes.
     ///
     /// `sleeping` is this side's futex word in the ring's wait `line`
     /// (rule 8 of `protocol`).
@@ -110,9 +148,12 @@ impl Waiter {
             Ok(()) => Ok(None),
             Err(gone) => poll()?.map(Some).ok_or(gone),
         };
+        if let Some(value) = check_peer(&mut poll)? {
+            return Ok(value);
+        }
 
         // Spin.
-        let spin_until = self.spin_time().map(|spin| start + spin);
+        let mut spin_until = self.spin_time().map(|spin| start + spin);
         let mut next_peer_check = start + PEER_CHECK_INTERVAL;
         loop {
             for _ in 0..SPINS_PER_CLOCK_READ {
@@ -134,7 +175,17 @@ impl Waiter {
                 next_peer_check = now + PEER_CHECK_INTERVAL;
             }
             if spin_until.is_some_and(|s| now >= s) {
-                break;
+                // Relaxed: a hint; a stale stamp only ends the spin sooner.
+                let stamp = line.woken_at().load(Ordering::Relaxed);
+                let clock = monotonic_nanos();
+                let on_its_way = line.two_ended().then(|| self.peer_on_its_way(stamp, clock));
+                match on_its_way.flatten() {
+                    Some(until) => {
+                        let left = Duration::from_nanos(until - clock);
+                        spin_until = Some(now + left);
+                    }
+                    None => break,
+                }
             }
         }
 
@@ -150,7 +201,17 @@ impl Waiter {
             }
             if let Some(value) = poll()? {
                 line.stop_sleeping(sleeping);
+                self.seen_wake = line.woken_at().load(Ordering::Relaxed);
                 return Ok(value);
+            }
+            // The peer check before the sleep: the other side's close (or
+            // leaving) sets no futex word, so look before sleeping on it.
+            match check_peer(&mut poll) {
+                Ok(None) => {}
+                done => {
+                    sleeping.store(0, Ordering::Relaxed);
+                    return done.map(|value| value.expect("Ok(None) is matched above"));
+                }
             }
             let now = Instant::now();
             let mut nap = PEER_CHECK_INTERVAL;
@@ -170,16 +231,11 @@ impl Waiter {
             if stamp > slept_at && woke >= stamp {
                 self.learn_wake_cost(Duration::from_nanos(woke - stamp));
             }
+            // Every wake-up stamped so far was the peer's, or for this side.
+            self.seen_wake = stamp;
             if let Some(value) = poll()? {
                 line.stop_sleeping(sleeping);
                 return Ok(value);
-            }
-            match check_peer(&mut poll) {
-                Ok(None) => {}
-                done => {
-                    sleeping.store(0, Ordering::Relaxed);
-                    return done.map(|value| value.expect("Ok(None) is matched above"));
-                }
             }
         }
     }
@@ -209,6 +265,13 @@ pub(crate) trait WakeLine {
     fn stop_sleeping(&self, sleeping: &AtomicU32) {
         sleeping.store(0, Ordering::Relaxed);
     }
+    /// Whether the line has two ends that wake only each other, so that a
+    /// wake-up stamp a side did not receive is one it issued: true for a
+    /// ring (see [`Waiter::peer_on_its_way`]); a topic's many publishers
+    /// and subscribers stamp it too, so not for a topic.
+    fn two_ended(&self) -> bool {
+        false
+    }
 }
 
 impl WakeLine for WaitLine {
@@ -218,6 +281,10 @@ impl WakeLine for WaitLine {
 
     fn woken_at(&self) -> &AtomicU64 {
         &self.woken_at
+    }
+
+    fn two_ended(&self) -> bool {
+        true
     }
 }
 
@@ -241,5 +308,45 @@ pub(crate) fn wake_if_sleeping(line: &impl WakeLine, sleeping: &AtomicU32) {
         sleeping.store(0, Ordering::Relaxed);
         line.woken_at().store(monotonic_nanos(), Ordering::Relaxed);
         futex_wake(sleeping);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn a_wake_up_this_side_issued_keeps_it_spinning_until_the_peer_is_due() {
+        let mut waiter = Waiter::new(Waiting::Adaptive);
+        waiter.wake_cost = Duration::from_micros(500);
+        waiter.seen_wake = 10 * MS;
+        // This side woke the peer at 20 ms: four wake-ups' worth (2 ms).
+        assert_eq!(waiter.peer_on_its_way(20 * MS, 21 * MS), Some(22 * MS));
+        assert_eq!(waiter.peer_on_its_way(20 * MS, 22 * MS), None);
+        // The stamp of the wake-up that woke this side is not in flight.
+        assert_eq!(waiter.peer_on_its_way(10 * MS, 10 * MS + 1), None);
+        assert_eq!(waiter.peer_on_its_way(5 * MS, 5 * MS + 1), None);
+    }
+
+    #[test]
+    fn the_wait_for_a_woken_peer_is_bounded() {
+        let mut waiter = Waiter::new(Waiting::Adaptive);
+        // Cheap wake-ups: at least the longest ordinary spin.
+        waiter.wake_cost = Duration::from_micros(1);
+        assert_eq!(waiter.peer_on_its_way(MS, MS + 1), Some(2 * MS));
+        // Dear ones: at most until the next check of the peer's liveness.
+        waiter.wake_cost = Duration::from_secs(1);
+        let most = PEER_CHECK_INTERVAL.as_nanos() as u64;
+        assert_eq!(waiter.peer_on_its_way(MS, MS + 1), Some(MS + most));
+    }
+
+    #[test]
+    fn only_adaptive_waiting_waits_for_a_woken_peer() {
+        for waiting in [Waiting::BusyPoll, Waiting::SpinThenSleep(Duration::ZERO)] {
+            let waiter = Waiter::new(waiting);
+            assert_eq!(waiter.peer_on_its_way(MS, MS + 1), None, "{waiting:?}");
+        }
     }
 }

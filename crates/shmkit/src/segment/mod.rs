@@ -462,7 +462,6 @@ impl Segment {
 
     /// As [`try_lock_range`](Segment::try_lock_range), but waits until the
     /// range is free.
-    #[allow(dead_code)] // for ring liveness (lifecycle branch)
     pub(crate) fn lock_range(
         &self,
         start: u64,
@@ -498,7 +497,7 @@ impl Segment {
         }
     }
 
-    fn posix_fd(&self) -> Result<&OwnedFd> {
+    pub(crate) fn posix_fd(&self) -> Result<&OwnedFd> {
         match &self.object {
             Object::SysV { .. } => Err(Error::InvalidArgument(format!(
                 "{self} is a System V segment: it has no file to lock"
@@ -565,12 +564,71 @@ impl Segment {
     /// using it, and the kernel frees the memory when the last attachment goes
     /// (for POSIX, also the last open handle). [`stat`](Segment::stat) shows
     /// the pending removal as [`Stat::removed`].
+    ///
+    /// Removal is exact: a POSIX name that no longer stands for this
+    /// handle's object (it was removed, and the name perhaps taken by a new
+    /// one) gives [`Error::NotFound`] and removes nothing.
     pub fn remove(&self) -> Result<()> {
         match &self.object {
             Object::SysV { id, .. } => sysv::remove(*id),
-            Object::Posix { name, .. } => posix::unlink(name.as_str()),
+            Object::Posix { name, fd, .. } => {
+                let same = posix::fstat(fd).and_then(|mine| {
+                    Ok(posix::identity(name.as_str())? == (mine.st_dev, mine.st_ino))
+                });
+                match same {
+                    Ok(true) => posix::unlink(name.as_str()),
+                    Ok(false) => Err(io::Error::from_raw_os_error(libc::ENOENT)),
+                    Err(e) => Err(e),
+                }
+            }
         }
         .map_err(|e| Error::from_os(e, &self.to_string(), Access::Remove))
+    }
+
+    /// Creates a POSIX segment of `size` bytes that no other process can
+    /// open until `init` has run on it and its mapping: it is made without a name
+    /// (`O_TMPFILE`) and linked to its name after `init`. An opener never
+    /// sees it half made, and a creator that dies first leaves nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Segment::create) ([`Error::AlreadyExists`] if the name
+    /// is taken, checked at the end), [`Error::InvalidArgument`] for a System
+    /// V key, and whatever `init` returns.
+    pub(crate) fn create_initialised(
+        key: &Key,
+        size: u64,
+        mode: Mode,
+        init: impl FnOnce(&Segment, &Attachment<ReadWrite>) -> Result<()>,
+    ) -> Result<(Segment, Attachment<ReadWrite>)> {
+        check_size(key, size)?;
+        let Key::Posix(name) = key else {
+            return Err(Error::InvalidArgument(format!(
+                "{key} is a System V key; only POSIX segments are created initialised"
+            )));
+        };
+        let fd = posix::create_unnamed(mode.bits())
+            .map_err(|e| Error::from_os(e, name.as_str(), Access::Create))?;
+        size_posix(&fd, name, size, mode)?;
+        let segment = Segment {
+            object: Object::Posix {
+                name: name.clone(),
+                fd,
+                writable: true,
+            },
+        };
+        let mapping = segment.attach(ReadWrite)?;
+        init(&segment, &mapping)?;
+        let Object::Posix { fd, .. } = &segment.object else {
+            unreachable!("made POSIX above")
+        };
+        posix::link(fd, name.as_str()).map_err(|e| match e.raw_os_error() {
+            Some(libc::EEXIST) => Error::AlreadyExists {
+                segment: name.to_string(),
+            },
+            _ => Error::from_os(e, name.as_str(), Access::Create),
+        })?;
+        Ok((segment, mapping))
     }
 
     /// Removes the segment `key` names, as [`remove`](Segment::remove),
@@ -739,28 +797,19 @@ fn smaller_than_asked(key: &Key, existing: u64, size: u64) -> Error {
     ))
 }
 
-fn create_posix(name: &PosixName, size: u64, mode: Mode) -> Result<Segment> {
-    let fd = posix_open::open(
-        name,
-        true,
-        posix::Disposition::CreateExclusive,
-        mode.bits(),
-        Access::Create,
-    )?;
-    // shm_open's mode passes through the umask; System V's does not. Apply it
-    // exactly, then size the object and reserve its memory (so that a full
-    // /dev/shm is this error, not a SIGBUS when a page is first touched);
-    // undo the creation if any step fails.
-    let sized = posix::set_mode(&fd, mode.bits())
-        .and_then(|()| posix::set_len(&fd, size))
-        .and_then(|()| match posix::reserve(&fd, size) {
+/// Sets a new POSIX object's mode exactly (shm_open's mode passes through
+/// the umask; System V's does not), sizes it, and reserves its memory, so
+/// that a full /dev/shm is an error now, not a SIGBUS when a page is first
+/// touched.
+fn size_posix(fd: &OwnedFd, name: &PosixName, size: u64, mode: Mode) -> Result<()> {
+    posix::set_mode(fd, mode.bits())
+        .and_then(|()| posix::set_len(fd, size))
+        .and_then(|()| match posix::reserve(fd, size) {
             // A file system that cannot reserve leaves the pages to be found later.
             Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(()),
             other => other,
-        });
-    if let Err(err) = sized {
-        let _ = posix::unlink(name.as_str());
-        return Err(match err.raw_os_error() {
+        })
+        .map_err(|err| match err.raw_os_error() {
             Some(libc::ENOSPC) => Error::TooLarge {
                 what: "segment size (against the free space in /dev/shm)",
                 size,
@@ -772,7 +821,20 @@ fn create_posix(name: &PosixName, size: u64, mode: Mode) -> Result<Segment> {
                 limit: posix::capacity().unwrap_or(0),
             },
             _ => Error::from_os(err, name.as_str(), Access::Create),
-        });
+        })
+}
+
+fn create_posix(name: &PosixName, size: u64, mode: Mode) -> Result<Segment> {
+    let fd = posix_open::open(
+        name,
+        true,
+        posix::Disposition::CreateExclusive,
+        mode.bits(),
+        Access::Create,
+    )?;
+    if let Err(err) = size_posix(&fd, name, size, mode) {
+        let _ = posix::unlink(name.as_str());
+        return Err(err);
     }
     Ok(Segment {
         object: Object::Posix {

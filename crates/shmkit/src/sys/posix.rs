@@ -240,3 +240,52 @@ pub unsafe fn unmap(addr: NonNull<u8>, len: usize) -> io::Result<()> {
     unsafe { rustix::mm::munmap(addr.as_ptr().cast(), len)? };
     Ok(())
 }
+
+/// `open("/dev/shm", O_TMPFILE | O_RDWR, mode)`: a new shared-memory object
+/// with no name yet, so that its creator can size and initialise it before
+/// anyone can open it; [`link`] then gives it its name. If the creator dies
+/// first, the kernel frees it: no half-made object is ever left behind.
+///
+/// [open(2), O_TMPFILE](https://man7.org/linux/man-pages/man2/open.2.html)
+pub fn create_unnamed(mode: u32) -> io::Result<OwnedFd> {
+    use rustix::fs::OFlags;
+    Ok(rustix::fs::open(
+        SHM_DIR,
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode & 0o777),
+    )?)
+}
+
+/// `linkat(AT_FDCWD, "/proc/self/fd/N", AT_FDCWD, "/dev/shm/NAME",
+/// AT_SYMLINK_FOLLOW)`: names an object made by [`create_unnamed`]. Fails
+/// with `EEXIST` if the name is taken: like `O_CREAT | O_EXCL`, but the
+/// object appears whole.
+///
+/// [linkat(2)](https://man7.org/linux/man-pages/man2/linkat.2.html)
+pub fn link(fd: impl AsFd, name: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let from = format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd());
+    let to = format!("{SHM_DIR}/{}", name.trim_start_matches('/'));
+    Ok(rustix::fs::linkat(
+        rustix::fs::CWD,
+        from.as_str(),
+        rustix::fs::CWD,
+        to.as_str(),
+        rustix::fs::AtFlags::SYMLINK_FOLLOW,
+    )?)
+}
+
+/// `stat("/dev/shm/NAME")` without following a symlink: the device and
+/// inode of the object the name stands for now, to compare with an open
+/// descriptor's before removing by name (DESIGN.md, rule 7).
+///
+/// [stat(2)](https://man7.org/linux/man-pages/man2/stat.2.html)
+pub fn identity(name: &str) -> io::Result<(u64, u64)> {
+    let path = format!("{SHM_DIR}/{}", name.trim_start_matches('/'));
+    let st = rustix::fs::statat(
+        rustix::fs::CWD,
+        path.as_str(),
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    Ok((st.st_dev, st.st_ino))
+}

@@ -210,10 +210,15 @@ impl Peer {
             assert_eq!(status.signal(), Some(9), "child ended otherwise: {status}");
         } else {
             let stat = format!("/proc/{}/stat", self.child.id());
+            let tasks = format!("/proc/{}/task", self.child.id());
+            // The leader shows Z while its other threads may still be
+            // exiting, holding the process's files (and so its locks):
+            // wait until they are gone too.
             wait_until("the killed child is a zombie", || {
                 let text = std::fs::read_to_string(&stat).unwrap();
                 let (_, state) = text.rsplit_once(')').unwrap();
                 state.trim_start().starts_with('Z')
+                    && std::fs::read_dir(&tasks).map_or(0, Iterator::count) <= 1
             });
         }
     }

@@ -148,7 +148,7 @@ pub fn produce(plan: &Plan) {
     for n in 0..plan.count {
         send_one(&mut producer, &sequence, n, &mut message).unwrap();
     }
-    producer.close();
+    producer.close().unwrap();
     report("closed");
 }
 

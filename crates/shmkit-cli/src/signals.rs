@@ -1,0 +1,61 @@
+//! SIGINT, SIGTERM and SIGHUP as a request to stop: `send` and `recv` catch
+//! them, close their ring cleanly (the consumer sees the end of the stream,
+//! an unused ring is removed), and then die of the signal as the shell
+//! expects.
+//!
+//! The handler only records the signal. It is installed without
+//! `SA_RESTART`, so a `read` of standard input that it interrupts returns
+//! `EINTR`; waits on a ring are cut into short slices that look at the
+//! record between them.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+/// The longest a wait on a ring goes without looking for a signal.
+pub const SLICE: Duration = Duration::from_millis(100);
+
+const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// The signal caught, or 0.
+static CAUGHT: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn record(signal: libc::c_int) {
+    // Async-signal-safe: one atomic store.
+    CAUGHT.store(signal, Ordering::SeqCst);
+}
+
+/// Installs the recording handler for the stop signals.
+pub fn catch() {
+    for signal in STOP_SIGNALS {
+        // SAFETY: a zeroed sigaction is a valid value (empty mask, no
+        // flags); the handler is an `extern "C" fn(c_int)` that only does
+        // an atomic store, which is async-signal-safe.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = record as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// The stop signal caught so far, if any.
+pub fn caught() -> Option<i32> {
+    match CAUGHT.load(Ordering::SeqCst) {
+        0 => None,
+        signal => Some(signal),
+    }
+}
+
+/// If a stop signal was caught, restores its default action and raises it
+/// again, so that the exit status says which signal stopped the command.
+pub fn reraise() {
+    if let Some(signal) = caught() {
+        // SAFETY: restoring SIG_DFL and raising a signal have no memory
+        // effects on this process beyond its signal state.
+        unsafe {
+            libc::signal(signal, libc::SIG_DFL);
+            libc::raise(signal);
+        }
+    }
+}
