@@ -373,6 +373,21 @@ fn another_users_ring_that_its_last_end_cannot_remove_is_reported_and_collected(
     let removed = ring::collect_garbage(Scope::Name(&name), Action::Remove).unwrap();
     assert_eq!(removed[0].removal, Removal::Removed);
     assert!(!ring_exists(&name));
+
+    // Or the owner's next endpoint removes it as it leaves.
+    let mut producer = Producer::open_with(&name, &small_ring().mode(Mode::new(0o666))).unwrap();
+    producer.send(b"shared").unwrap();
+    producer.close().unwrap();
+    let mut peer = Peer::spawn("read-to-end", &name, Some((65534, 65534)));
+    assert!(peer.expect_line().starts_with("left: "));
+    peer.finish();
+    let mut consumer = Consumer::open_with(&name, &small_ring()).unwrap();
+    assert!(matches!(
+        recv_text(&mut consumer),
+        Err(Error::Closed { .. })
+    ));
+    consumer.close().unwrap();
+    assert!(!ring_exists(&name), "the owner's consumer removed it");
 }
 
 // ---------------------------------------------------------------------------
