@@ -10,7 +10,8 @@ from typing_extensions import Buffer
 __all__ = [
     "AlreadyExists", "Attachment", "Busy", "Closed", "Consumer", "Corrupt", "Empty", "Error",
     "Full", "InUse", "InvalidArgument", "Lagged", "Mapping", "Message", "NotASegment", "NotFound",
-    "OsError", "OutOfBounds", "PeerGone", "PermissionDenied", "Producer", "Publisher", "Segment",
+    "OptionMismatch", "OsError", "OutOfBounds", "PeerGone", "PeerLeft", "PermissionDenied",
+    "Producer", "Publisher", "Segment",
     "Stat", "Subscriber", "Timeout", "TooLarge", "TopicFull", "Truncated", "UntrustedOwner",
     "segments",
 ]
@@ -56,6 +57,12 @@ class NotASegment(Error):
 
 class PeerGone(Error):
     """The process at the other end died without closing."""
+
+class PeerLeft(Error):
+    """The other end left the ring cleanly and will not read what is sent."""
+
+class OptionMismatch(Error, ValueError):
+    """An option given to open an existing ring (its capacity) differs from the ring's."""
 
 class Closed(Error):
     """The sender closed, and everything it sent was received."""
@@ -245,7 +252,8 @@ class Producer:
         """Sends one message (any contiguous bytes-like object), waiting
         while the ring is full (at most `timeout` seconds, then Timeout)."""
     def close(self) -> None:
-        """Closes the stream; closing twice does nothing."""
+        """Closes the stream; closing twice does nothing. The ring stays for
+        a consumer to read (removed once read and left)."""
     @property
     def name(self) -> str:
         """The ring's name."""

@@ -178,8 +178,16 @@ impl Producer {
 
     /// Closes the stream: the consumer receives what was sent, then
     /// `Closed`. Closing twice does nothing.
-    fn close(&mut self) {
-        *self.inner.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        match self
+            .inner
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            Some(producer) => producer.close().py(py),
+            None => Ok(()),
+        }
     }
 
     /// The ring's name.
@@ -215,12 +223,13 @@ impl Producer {
 
     fn __exit__(
         &mut self,
+        py: Python<'_>,
         _kind: &Bound<'_, PyAny>,
         _value: &Bound<'_, PyAny>,
         _traceback: &Bound<'_, PyAny>,
-    ) -> bool {
-        self.close();
-        false
+    ) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     fn __repr__(&mut self, py: Python<'_>) -> String {
@@ -300,6 +309,20 @@ impl Endpoint {
             // Released already (or the consumer closed).
             _ => Ok(()),
         }
+    }
+
+    /// Leaves the ring (`ring::Consumer::close`), reporting what dropping
+    /// could not. The caller has released the grant.
+    fn close(mut self) -> shmkit::Result<()> {
+        self.drop_grant();
+        let consumer = self.consumer;
+        // `held` is None: forgetting the endpoint leaks nothing, and keeps
+        // its Drop from freeing the box a second time.
+        std::mem::forget(self);
+        // SAFETY: `consumer` came from `Box::leak` in `new`; Drop will not
+        // run (forgotten above), so this is its only release, and no grant
+        // borrows it any more.
+        unsafe { Box::from_raw(consumer.as_ptr()) }.close()
     }
 
     fn drop_grant(&mut self) {
@@ -446,15 +469,17 @@ impl Consumer {
     /// Closes this end: the ring stays for the producer and a next
     /// consumer. Raises `BufferError` while a `Message`'s buffer is still
     /// exported. Closing twice does nothing.
-    fn close(&mut self) -> PyResult<()> {
+    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
         if let Some(endpoint) = self.slot() {
             if let Some((_, state)) = &endpoint.held {
                 let state = state.clone();
                 endpoint.release(&state)?;
             }
         }
-        *self.slot() = None;
-        Ok(())
+        match self.slot().take() {
+            Some(endpoint) => endpoint.close().py(py),
+            None => Ok(()),
+        }
     }
 
     /// The ring's name.
@@ -494,11 +519,12 @@ impl Consumer {
 
     fn __exit__(
         &mut self,
+        py: Python<'_>,
         _kind: &Bound<'_, PyAny>,
         _value: &Bound<'_, PyAny>,
         _traceback: &Bound<'_, PyAny>,
     ) -> PyResult<bool> {
-        self.close()?;
+        self.close(py)?;
         Ok(false)
     }
 

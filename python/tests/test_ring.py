@@ -52,8 +52,13 @@ def test_cli_send_to_python_consumer(name, cli, tmp_path):
     data.write_bytes(b"".join(line(i) + b"\n" for i in range(MESSAGES)))
     with open(data, "rb") as stdin:
         send = subprocess.Popen([cli, "send", name], stdin=stdin)
+        received = []
         with shmkit.Consumer(name) as consumer:
-            received = list(consumer)  # ends when `send` closes the ring
+            while True:  # as iteration does, but never waiting for ever
+                try:
+                    received.append(consumer.recv(timeout=60))
+                except shmkit.Closed:
+                    break
     assert send.wait(timeout=60) == 0
     assert len(received) == MESSAGES
     check_lines(received)
@@ -273,3 +278,29 @@ def test_closed_endpoint_raises_closed(name):
     assert producer.closed
     with pytest.raises(shmkit.Closed):
         producer.send(b"late")
+
+
+def test_option_mismatch_with_an_existing_ring(name):
+    with shmkit.Producer(name, capacity=4096):
+        with pytest.raises(shmkit.OptionMismatch) as raised:
+            shmkit.Consumer(name, capacity=8192)
+        assert isinstance(raised.value, ValueError)
+        with shmkit.Consumer(name) as consumer:  # no capacity given: the ring's
+            assert consumer.max_message > 0
+
+
+def test_peer_left_when_the_consumer_closed_and_the_ring_fills(name):
+    with shmkit.Producer(name, capacity=4096) as producer:
+        shmkit.Consumer(name).close()
+        with pytest.raises(shmkit.PeerLeft):
+            for _ in range(10_000):
+                producer.send(b"x" * 100, timeout=30)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the ring to another user")
+def test_untrusted_owner_of_an_existing_ring(name):
+    shmkit.Producer(name).close()  # the ring stays, closed, for a consumer
+    os.chown(f"/dev/shm/shmkit.ring.{name}", 65534, 65534)
+    with pytest.raises(shmkit.UntrustedOwner) as raised:
+        shmkit.Consumer(name)
+    assert isinstance(raised.value, PermissionError)

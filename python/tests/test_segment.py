@@ -189,3 +189,15 @@ def test_shmkit_reads_a_multiprocessing_shared_memory_segment():
     finally:
         theirs.close()
         theirs.unlink()
+
+
+def test_truncated_segment_is_an_error_not_a_crash(posix_name):
+    segment = shmkit.Segment.create(posix_name, 8192)
+    try:
+        with segment.attach() as attachment:
+            attachment.write(4096, b"gone soon")
+            os.truncate("/dev/shm" + posix_name, 0)  # as a hostile peer would
+            with pytest.raises(shmkit.Truncated):
+                attachment.read(4096, 9)
+    finally:
+        segment.remove()

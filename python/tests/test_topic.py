@@ -51,3 +51,21 @@ def test_subscriber_timeout_and_closed(name):
             assert subscriber.last_sequence == 0
         with pytest.raises(shmkit.Closed):
             subscriber.recv(timeout=30)
+
+
+def test_python_subscriber_of_the_rust_publisher_shmkit_pub(name, cli, tmp_path):
+    import subprocess
+
+    count = 10_000
+    lines = tmp_path / "lines"
+    lines.write_bytes(b"".join(b"pub %d\n" % i for i in range(count)))
+    received = []
+    with shmkit.Subscriber(name) as subscriber, open(lines, "rb") as stdin:
+        publisher = subprocess.Popen([cli, "pub", name], stdin=stdin)
+        while True:
+            try:
+                received.append(subscriber.recv(timeout=60))
+            except shmkit.Closed:
+                break
+    assert publisher.wait(timeout=60) == 0
+    assert received == [b"pub %d" % i for i in range(count)]
