@@ -173,6 +173,49 @@ pub enum Command {
         #[command(flatten)]
         sharing: Sharing,
     },
+    /// Publish standard input to topic TOPIC, one message per line
+    ///
+    /// Each line becomes one message (without its newline) that every
+    /// subscriber receives. At the end of the input this publisher closes
+    /// its part of the stream. The topic is created if needed; --lossy,
+    /// --history and --capacity apply only then. A Block topic (the
+    /// default) waits for its slowest live subscriber.
+    Pub {
+        /// The topic's name (its segment is /shmkit.topic.TOPIC)
+        #[arg(value_name = "TOPIC")]
+        name: String,
+        /// Never wait: overwrite the oldest messages; slow subscribers are
+        /// told how many they missed
+        #[arg(long)]
+        lossy: bool,
+        /// Keep the last N messages of each publisher for subscribers that join late
+        #[arg(long, value_name = "N", default_value = "0")]
+        history: u32,
+        /// Bytes of each publisher's lane: a power of two from 4K (K, M, G
+        /// suffixes) [default: 256K]
+        #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+        capacity: Option<u64>,
+    },
+    /// Print each message of topic TOPIC on its own line
+    ///
+    /// Starts with the retained history when the topic keeps one. Exits 0
+    /// once at least one publisher has opened the topic and every publisher
+    /// has closed. On a lossy topic, `shmkit: missed N messages` on
+    /// standard error says how many were overwritten before they were read.
+    Sub {
+        /// The topic's name (its segment is /shmkit.topic.TOPIC)
+        #[arg(value_name = "TOPIC")]
+        name: String,
+        /// Exit after N messages
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Fail (exit 1) if waiting for a message takes longer than SECS
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+        timeout: Option<Duration>,
+        /// Skip the retained history: only messages published from now on
+        #[arg(long)]
+        no_history: bool,
+    },
     /// List rings nobody will use, and with --force remove them
     ///
     /// A ring is garbage when no live process holds an end of it or has it

@@ -35,6 +35,9 @@ pub fn stat(target: &StatTarget, json: bool, out: &mut impl Write) -> Result<(),
         if let Some((_, ring)) = &ring {
             text.push_str(&output::ring_text(ring));
         }
+        if let Some(topic) = crate::topic::stat_text(&stat.key.to_string()) {
+            text.push_str(&topic);
+        }
         text
     };
     out.write_all(text.as_bytes()).map_err(CliError::stdout)

@@ -17,6 +17,7 @@ mod output;
 mod ring;
 mod signals;
 mod top;
+mod topic;
 mod users;
 
 use std::io;
@@ -99,7 +100,33 @@ fn run(command: Command) -> Result<(), CliError> {
                 &mut out,
             )
         }
-        Command::Gc { names, force } => ring::gc(&names, force, &mut out),
+        Command::Gc { names, force } => topic::gc_rings_and_topics(&names, force, &mut out),
+        Command::Pub {
+            name,
+            lossy,
+            history,
+            capacity,
+        } => {
+            let options = topic::PubOptions {
+                lossy,
+                history,
+                capacity,
+            };
+            topic::publish(&name, &options, ring::stdin()?)
+        }
+        Command::Sub {
+            name,
+            count,
+            timeout,
+            no_history,
+        } => {
+            let options = topic::SubOptions {
+                count,
+                timeout,
+                no_history,
+            };
+            topic::subscribe(&name, &options, &mut out)
+        }
         Command::Bench(args) => Ok(shmkit_bench::run(&args, &mut out)?),
         Command::BenchPeer { job } => Ok(shmkit_bench::run_peer(&job, &mut out)?),
         Command::Demo { messages } => demo::run(messages, &mut out),

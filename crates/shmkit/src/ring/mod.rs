@@ -439,6 +439,17 @@ impl Shared {
         }
     }
 
+    /// Whether the ring's file has lost its name (removed by someone else;
+    /// a shmkit remover never removes a ring an endpoint holds). An answer
+    /// that cannot be had counts as still named.
+    fn unlinked(&self) -> bool {
+        self.segment
+            .posix_fd()
+            .ok()
+            .and_then(|fd| crate::sys::posix::fstat(fd).ok())
+            .is_some_and(|stat| stat.st_nlink == 0)
+    }
+
     /// For the consumer: `Err(Closed)` or `Err(PeerGone)` once no more
     /// records can come, `Ok(())` while they can.
     fn producer_finished(&self) -> Result<()> {
@@ -953,6 +964,15 @@ impl Producer {
 fn consumer_gone(shared: &Shared, consumers: ConsumersSeen, wait_for_new: bool) -> Result<()> {
     shared.intact()?;
     let header = shared.header();
+    let consumer_held = endpoint::is_held(&shared.segment, End::Consumer);
+    if !consumer_held && shared.unlinked() {
+        // Removed from /dev/shm under us (`shmkit rm`): no consumer can
+        // ever find it again, so waiting for one would be forever.
+        return Err(Error::PeerLeft {
+            ring: shared.name.clone(),
+            peer: "consumer",
+        });
+    }
     if wait_for_new || !consumers.one_left(header, &shared.segment) {
         return Ok(());
     }

@@ -591,10 +591,21 @@ impl Subscriber {
         let block = !shared.lossy();
         for (i, lane) in shared.lanes.iter().enumerate().filter(|_| block) {
             let cursor = &mut cursors[i];
-            loop {
+            for attempt in 0.. {
                 let reserve = lane.header().reserve.load(Ordering::SeqCst);
                 if reserve.saturating_sub(lane.capacity()) <= cursor.position {
                     break;
+                }
+                // A live publisher moves `head` before `reserve`, so this
+                // settles at once; one that never does is corrupt.
+                if attempt == 1000 {
+                    entry.state.store(
+                        (generation.wrapping_add(1) << 1) & !SUBSCRIBER_ACTIVE,
+                        Ordering::SeqCst,
+                    );
+                    return Err(Error::Corrupt(format!(
+                        "topic {name}: lane {i} reserve {reserve} stays over a lane past its head"
+                    )));
                 }
                 let tail = lane.tail()?;
                 cursor.position = lane.head(tail)?;

@@ -204,16 +204,21 @@ pub fn list() -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Finds topics that no live process is a member of (their members all
-/// died, see [`TopicStatus::abandoned`]) and that no other process maps,
-/// and removes them if `remove` is true. Returns them either way.
+/// Finds topics (every topic, or `only` the one named) that no live process
+/// is a member of (their members all died, see [`TopicStatus::abandoned`])
+/// and that no other process maps, and removes them if `remove` is true.
+/// Returns them either way.
 ///
 /// Never touches a segment that is not a valid topic, one a live member
 /// holds, one that is being joined or left (its gate is held), or one
 /// mapped by another process.
-pub fn collect_garbage(remove: bool) -> Result<Vec<TopicStatus>> {
+pub fn collect_garbage(only: Option<&str>, remove: bool) -> Result<Vec<TopicStatus>> {
     let mut collected = Vec::new();
-    for name in list()? {
+    let names = match only {
+        Some(name) => vec![name.to_owned()],
+        None => list()?,
+    };
+    for name in names {
         let Ok(shared) = map(&name) else { continue };
         let Ok(Some(_gate)) = shared.segment.try_lock_range(GATE_BYTE, 1) else {
             continue;

@@ -1,0 +1,362 @@
+//! The topic subcommands: `pub` (standard input into a topic, one message
+//! per line), `sub` (a topic to standard output), and the topic parts of
+//! `ls`, `stat` and `gc`.
+
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::time::{Duration, Instant};
+
+use shmkit::topic::{self, Options, Policy, Publisher, Subscriber, TopicStatus};
+
+use crate::error::CliError;
+use crate::output;
+use crate::signals;
+
+/// How `pub` creates a topic (if it does).
+#[derive(Debug)]
+pub struct PubOptions {
+    /// Drop the oldest messages instead of waiting for slow subscribers.
+    pub lossy: bool,
+    /// Messages per publisher kept for late subscribers.
+    pub history: u32,
+    /// Bytes per publisher lane.
+    pub capacity: Option<u64>,
+}
+
+/// `shmkit pub TOPIC`: one message per line of `input`, then closes this
+/// publisher's stream.
+pub fn publish(name: &str, options: &PubOptions, input: impl Read) -> Result<(), CliError> {
+    let mut topic = Options::default().history(options.history);
+    if options.lossy {
+        topic = topic.policy(Policy::DropOldest);
+    }
+    if let Some(bytes) = options.capacity {
+        topic = topic.capacity(bytes);
+    }
+    let mut publisher = Publisher::open_with(name, &topic).map_err(opening)?;
+    let wanted = if options.lossy {
+        Policy::DropOldest
+    } else {
+        Policy::Block
+    };
+    if publisher.policy() != wanted {
+        eprintln!(
+            "shmkit: topic {name} already exists with policy {:?}: publishing with that",
+            publisher.policy()
+        );
+    }
+    signals::catch();
+    let max = publisher.max_message();
+    let mut input = BufReader::with_capacity(1 << 20, input);
+    let mut line = Vec::new();
+    let mut number = 0u64;
+    while signals::caught().is_none() {
+        line.clear();
+        let read = match (&mut input)
+            .take(max as u64 + 1)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(read) => read,
+            Err(_) if signals::caught().is_some() => break,
+            Err(source) => {
+                return Err(CliError::Io {
+                    context: "reading standard input".to_owned(),
+                    source,
+                })
+            }
+        };
+        if read == 0 {
+            break;
+        }
+        number += 1;
+        let message = match line.strip_suffix(b"\n") {
+            Some(message) => message,
+            None if read > max => {
+                return Err(CliError::Message(format!(
+                    "line {number} of standard input is longer than the {max} bytes of the \
+                     largest message topic {name} carries; the lines before it were published"
+                )))
+            }
+            None => &line,
+        };
+        // In slices, so that a stop signal is noticed while waiting.
+        loop {
+            match publisher.send_timeout(message, signals::SLICE) {
+                Ok(()) => break,
+                Err(shmkit::Error::Timeout { .. }) if signals::caught().is_none() => {}
+                Err(shmkit::Error::Timeout { .. }) => return Ok(()),
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+    publisher.close();
+    Ok(())
+}
+
+/// What `sub` prints and when it stops.
+#[derive(Debug)]
+pub struct SubOptions {
+    /// Stop after this many messages.
+    pub count: Option<u64>,
+    /// Fail if one wait for a message lasts longer.
+    pub timeout: Option<Duration>,
+    /// Skip the retained history.
+    pub no_history: bool,
+}
+
+/// `shmkit sub TOPIC`: each message on its own line until every publisher
+/// has closed (after at least one opened), `count` messages, or a stop
+/// signal. A lossy topic's losses are reported on standard error.
+pub fn subscribe(name: &str, options: &SubOptions, out: impl Write) -> Result<(), CliError> {
+    let topic = Options::default().receive_history(!options.no_history);
+    let mut subscriber = Subscriber::open_with(name, &topic).map_err(opening)?;
+    signals::catch();
+    let mut out = BufWriter::with_capacity(1 << 16, out);
+    let result = receive(&mut subscriber, options, &mut out);
+    let flushed = out.flush().map_err(CliError::stdout);
+    result.and(flushed)
+}
+
+fn receive(
+    subscriber: &mut Subscriber,
+    options: &SubOptions,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let mut buf = vec![0u8; subscriber.max_message()];
+    let mut left = options.count.unwrap_or(u64::MAX);
+    while left > 0 && signals::caught().is_none() {
+        let got = match subscriber.try_recv(&mut buf) {
+            Err(shmkit::Error::Empty { .. }) => {
+                // Nothing now: show what we have before we wait.
+                out.flush().map_err(CliError::stdout)?;
+                wait(subscriber, &mut buf, options.timeout)?
+            }
+            other => Some(other),
+        };
+        match got {
+            None => return Ok(()), // a stop signal
+            Some(Ok(received)) => {
+                out.write_all(&buf[..received.len])
+                    .and_then(|()| out.write_all(b"\n"))
+                    .map_err(CliError::stdout)?;
+                left -= 1;
+            }
+            Some(Err(shmkit::Error::Lagged { missed, .. })) => {
+                out.flush().map_err(CliError::stdout)?;
+                eprintln!("shmkit: missed {missed} messages");
+            }
+            Some(Err(shmkit::Error::Closed { .. })) => return Ok(()),
+            Some(Err(err)) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Waits for the next receive's outcome in slices short enough to notice
+/// a signal (`None` then); a `timeout` is an error.
+fn wait(
+    subscriber: &mut Subscriber,
+    buf: &mut [u8],
+    timeout: Option<Duration>,
+) -> Result<Option<shmkit::Result<topic::Received>>, CliError> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        if signals::caught().is_some() {
+            return Ok(None);
+        }
+        let slice = match deadline {
+            Some(deadline) => deadline
+                .saturating_duration_since(Instant::now())
+                .min(signals::SLICE),
+            None => signals::SLICE,
+        };
+        match subscriber.recv_timeout(buf, slice) {
+            Err(shmkit::Error::Timeout { .. }) => {
+                if let (Some(deadline), Some(timeout)) = (deadline, timeout) {
+                    if Instant::now() >= deadline {
+                        return Err(CliError::Message(format!(
+                            "timed out: no message on topic {} within {} s",
+                            subscriber.name(),
+                            timeout.as_secs_f64()
+                        )));
+                    }
+                }
+            }
+            other => return Ok(Some(other)),
+        }
+    }
+}
+
+fn opening(err: shmkit::Error) -> CliError {
+    match err {
+        shmkit::Error::InvalidArgument(_) => CliError::Usage(err.to_string()),
+        other => other.into(),
+    }
+}
+
+/// The `ls` table of topics (empty if there are none).
+pub fn ls_table(headings: bool) -> Result<String, CliError> {
+    let topics: Vec<(String, shmkit::Result<TopicStatus>)> = topic::list()?
+        .into_iter()
+        .map(|name| {
+            let status = topic::status(&name);
+            (name, status)
+        })
+        .filter(|(_, status)| !matches!(status, Err(shmkit::Error::NotFound { .. })))
+        .collect();
+    if topics.is_empty() {
+        return Ok(String::new());
+    }
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    if headings {
+        rows.push(
+            [
+                "NAME",
+                "POLICY",
+                "LANE",
+                "PUBLISHED",
+                "PUBLISHERS",
+                "SUBSCRIBERS",
+                "WORST-LAG",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        );
+    }
+    for (name, status) in &topics {
+        rows.push(match status {
+            Ok(t) => vec![
+                name.clone(),
+                t.policy.to_owned(),
+                t.capacity.to_string(),
+                t.published.to_string(),
+                members(
+                    t.publishers
+                        .iter()
+                        .filter(|p| !p.closed)
+                        .map(|p| (p.pid, p.alive)),
+                ),
+                members(t.subscribers.iter().map(|s| (s.pid, s.alive))),
+                t.subscribers
+                    .iter()
+                    .map(|s| s.lag_bytes)
+                    .max()
+                    .map_or("-".to_owned(), |lag| lag.to_string()),
+            ],
+            Err(_) => {
+                let mut row = vec![name.clone(), "unreadable".to_owned()];
+                row.extend(std::iter::repeat_n("-".to_owned(), 5));
+                row
+            }
+        });
+    }
+    Ok(format!("\nTOPICS\n{}", output::table(&rows)))
+}
+
+/// `12 34(dead)` for members' pids, or `-`.
+fn members(members: impl Iterator<Item = (shmkit::Pid, bool)>) -> String {
+    let all: Vec<String> = members
+        .map(|(pid, alive)| {
+            if alive {
+                pid.to_string()
+            } else {
+                format!("{pid}(dead)")
+            }
+        })
+        .collect();
+    if all.is_empty() {
+        "-".to_owned()
+    } else {
+        all.join(" ")
+    }
+}
+
+/// What `stat` adds for a topic's segment: its members and counters.
+pub fn stat_text(key: &str) -> Option<String> {
+    let name = key.strip_prefix(topic::SEGMENT_PREFIX)?;
+    let t = match topic::status(name) {
+        Ok(t) => t,
+        Err(err) => return Some(format!("topic {name}: {err}\n")),
+    };
+    let mut text = format!(
+        "topic {name}: policy {}, lanes of {} bytes, largest message {}, history {}, \
+         {} messages published\n  places: {} publishers, {} subscribers\n",
+        t.policy,
+        t.capacity,
+        t.max_message,
+        t.history,
+        t.published,
+        t.max_publishers,
+        t.max_subscribers
+    );
+    for p in &t.publishers {
+        let state = match (p.closed, p.alive) {
+            (true, _) => "closed",
+            (false, true) => "alive",
+            (false, false) => "dead",
+        };
+        text.push_str(&format!(
+            "  publisher {} (lane {}): pid {}, {state}, {} messages published\n",
+            p.id, p.lane, p.pid, p.published
+        ));
+    }
+    for s in &t.subscribers {
+        text.push_str(&format!(
+            "  subscriber {}: pid {}, {}, {} received, {} missed, lag {} bytes\n",
+            s.place,
+            s.pid,
+            if s.alive { "alive" } else { "dead" },
+            s.received,
+            s.missed,
+            s.lag_bytes
+        ));
+    }
+    Some(text)
+}
+
+/// `shmkit gc [NAME...]`: the rings' part (`ring::gc`) for every name that
+/// is not a topic, then the topics' part for those that are (all of both
+/// without names).
+pub fn gc_rings_and_topics(
+    names: &[String],
+    force: bool,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let (topics, rings): (Vec<String>, Vec<String>) = names
+        .iter()
+        .cloned()
+        .partition(|name| topic::list().is_ok_and(|all| all.contains(name)));
+    let rings_done = if names.is_empty() || !rings.is_empty() {
+        crate::ring::gc(&rings, force, out)
+    } else {
+        Ok(())
+    };
+    let topics_done = if names.is_empty() || !topics.is_empty() {
+        gc(&topics, force, out)
+    } else {
+        Ok(())
+    };
+    rings_done.and(topics_done)
+}
+
+/// The topic part of `gc`: topics whose members all died (only `names`, if
+/// given), listed, and with `force` removed.
+fn gc(names: &[String], force: bool, out: &mut impl Write) -> Result<(), CliError> {
+    let found = if names.is_empty() {
+        topic::collect_garbage(None, force)?
+    } else {
+        let mut found = Vec::new();
+        for name in names {
+            found.extend(topic::collect_garbage(Some(name), force)?);
+        }
+        found
+    };
+    let mut text = String::new();
+    for t in &found {
+        let verb = if force { "removed" } else { "would remove" };
+        text.push_str(&format!(
+            "{verb} topic {}: abandoned (every member died)\n",
+            t.name
+        ));
+    }
+    out.write_all(text.as_bytes()).map_err(CliError::stdout)
+}

@@ -1,0 +1,255 @@
+//! The topic commands (`pub`, `sub`, and topics in `ls`, `stat` and `gc`)
+//! as a user at a shell sees them: real `shmkit` processes.
+//!
+//! Each test names its topics `cli-topic-PID-N` and removes them when it
+//! ends, even by a panic; child processes are killed when a test ends.
+//! Nothing waits by sleeping: a test that needs another process to have
+//! done something polls the topic's status until it shows.
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use shmkit::{Key, Segment};
+
+const SHMKIT: &str = env!("CARGO_BIN_EXE_shmkit");
+
+/// A topic name used by one test only; dropping it removes the topic.
+struct TestTopic(String);
+
+impl TestTopic {
+    fn new() -> TestTopic {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        TestTopic(format!("cli-topic-{}-{n}", std::process::id()))
+    }
+
+    fn key(&self) -> Key {
+        Key::posix(&format!("{}{}", shmkit::topic::SEGMENT_PREFIX, self.0)).unwrap()
+    }
+}
+
+impl Drop for TestTopic {
+    fn drop(&mut self) {
+        if let Ok(segment) = Segment::open(&self.key()) {
+            let _ = segment.remove();
+        }
+    }
+}
+
+/// A child that is killed (by its pid) and reaped when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> Running {
+    Running(
+        Command::new(SHMKIT)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Polls `done` until it holds (panics after a minute): waiting for a state
+/// another process reaches, not a sleep standing in for one.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < give_up, "gave up waiting until {what}");
+        std::thread::yield_now();
+    }
+}
+
+fn subscribers(name: &str) -> usize {
+    shmkit::topic::status(name).map_or(0, |t| t.subscribers.len())
+}
+
+fn finish(mut running: Running) -> (bool, String, String) {
+    drop(running.0.stdin.take());
+    let mut out = String::new();
+    let mut err = String::new();
+    running
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    running
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = running.0.wait().unwrap();
+    (status.success(), out, err)
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn two_subscribers_started_first_both_get_all_of_seq() {
+    let topic = TestTopic::new();
+    let subs: Vec<Running> = (0..2).map(|_| spawn(&["sub", &topic.0])).collect();
+    wait_until("both subscribers joined", || subscribers(&topic.0) == 2);
+    let lines: String = (1..=1_000_000).map(|n| format!("{n}\n")).collect();
+    let mut publisher = spawn(&["pub", &topic.0]);
+    let mut stdin = publisher.0.stdin.take().unwrap();
+    let input = lines.clone();
+    let feeder = std::thread::spawn(move || stdin.write_all(input.as_bytes()).unwrap());
+    let expected = sha256(lines.as_bytes());
+    // Each subscriber's output is read while the others run: a full pipe
+    // would stop one, and a Block topic with it.
+    let readers: Vec<_> = subs
+        .into_iter()
+        .map(|sub| std::thread::spawn(move || finish(sub)))
+        .collect();
+    let outputs: Vec<_> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    feeder.join().unwrap();
+    let (ok, _, err) = finish(publisher);
+    assert!(ok, "pub failed: {err}");
+    for (ok, out, err) in outputs {
+        assert!(ok, "sub failed: {err}");
+        assert_eq!(sha256(out.as_bytes()), expected);
+    }
+    assert!(
+        Segment::open(&topic.key()).is_err(),
+        "the last member removed it"
+    );
+}
+
+#[test]
+fn a_late_subscriber_starts_with_the_history_unless_told_not_to() {
+    let topic = TestTopic::new();
+    let mut publisher = spawn(&["pub", &topic.0, "--history", "3"]);
+    let mut stdin = publisher.0.stdin.take().unwrap();
+    for n in 1..=10 {
+        writeln!(stdin, "line {n}").unwrap();
+    }
+    stdin.flush().unwrap();
+    wait_until("ten published", || {
+        shmkit::topic::status(&topic.0).is_ok_and(|t| t.published == 10)
+    });
+    let late = Command::new(SHMKIT)
+        .args(["sub", &topic.0, "--count", "3"])
+        .output()
+        .unwrap();
+    assert!(late.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&late.stdout),
+        "line 8\nline 9\nline 10\n"
+    );
+    let fresh = spawn(&["sub", &topic.0, "--no-history", "--count", "1"]);
+    wait_until("the fresh subscriber joined", || subscribers(&topic.0) == 1);
+    writeln!(stdin, "line 11").unwrap();
+    stdin.flush().unwrap();
+    let (ok, out, _) = finish(fresh);
+    assert!(ok);
+    assert_eq!(out, "line 11\n");
+    drop(stdin);
+    assert!(finish(publisher).0);
+}
+
+#[test]
+fn a_stopped_lossy_subscriber_reports_what_it_missed() {
+    let topic = TestTopic::new();
+    let mut publisher = spawn(&["pub", &topic.0, "--lossy", "--capacity", "4096"]);
+    let mut stdin = publisher.0.stdin.take().unwrap();
+    writeln!(stdin, "first").unwrap();
+    stdin.flush().unwrap();
+    wait_until("the topic exists", || {
+        shmkit::topic::status(&topic.0).is_ok_and(|t| t.published == 1)
+    });
+    let subscriber = spawn(&["sub", &topic.0]);
+    wait_until("the subscriber joined", || subscribers(&topic.0) == 1);
+    let pid = subscriber.0.id() as i32;
+    // SAFETY: kill(2) on our own child's pid, with a valid signal.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let total = 2000;
+    for n in 0..total {
+        writeln!(stdin, "message {n:08}").unwrap();
+    }
+    stdin.flush().unwrap();
+    wait_until("all published", || {
+        shmkit::topic::status(&topic.0).is_ok_and(|t| t.published == 1 + total)
+    });
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    drop(stdin);
+    assert!(finish(publisher).0);
+    let (ok, out, err) = finish(subscriber);
+    assert!(ok, "{err}");
+    let missed: u64 = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("shmkit: missed ")?.strip_suffix(" messages"))
+        .map(|n| n.parse::<u64>().unwrap())
+        .sum();
+    let got: Vec<&str> = out.lines().collect();
+    assert!(missed > 0, "a lane of 4 KiB cannot hold 2000 messages");
+    assert_eq!(got.len() as u64 + missed, total, "{err}");
+    let first: u64 = got[0].strip_prefix("message ").unwrap().parse().unwrap();
+    assert_eq!(first, missed, "it goes on with the oldest still there");
+    assert_eq!(*got.last().unwrap(), format!("message {:08}", total - 1));
+}
+
+#[test]
+fn ls_and_stat_show_topics_and_gc_collects_dead_ones() {
+    let topic = TestTopic::new();
+    let mut subscriber = spawn(&["sub", &topic.0]);
+    wait_until("the subscriber joined", || subscribers(&topic.0) == 1);
+    let ls = Command::new(SHMKIT).arg("ls").output().unwrap();
+    let ls = String::from_utf8_lossy(&ls.stdout);
+    assert!(ls.contains("TOPICS"), "{ls}");
+    let row = ls.lines().find(|l| l.starts_with(&topic.0)).expect("a row");
+    assert!(
+        row.contains("block") && row.contains(&subscriber.0.id().to_string()),
+        "{row}"
+    );
+    let key = format!("{}{}", shmkit::topic::SEGMENT_PREFIX, topic.0);
+    let stat = Command::new(SHMKIT).args(["stat", &key]).output().unwrap();
+    let stat = String::from_utf8_lossy(&stat.stdout);
+    assert!(
+        stat.contains(&format!("topic {}: policy block", topic.0)),
+        "{stat}"
+    );
+    assert!(stat.contains("subscriber 0: pid"), "{stat}");
+    // Alive: not garbage.
+    let gc = Command::new(SHMKIT)
+        .args(["gc", "--force", &topic.0])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&gc.stdout).contains("removed topic"));
+    subscriber.0.kill().unwrap();
+    subscriber.0.wait().unwrap();
+    let gc = Command::new(SHMKIT)
+        .args(["gc", "--force", &topic.0])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&gc.stdout);
+    assert!(
+        text.contains(&format!("removed topic {}", topic.0)),
+        "{text}{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    assert!(Segment::open(&topic.key()).is_err());
+}
