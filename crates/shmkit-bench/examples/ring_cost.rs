@@ -139,7 +139,7 @@ fn stream(size: usize, count: usize, waiting_mode: Waiting, batch: Option<usize>
             let _ = batch;
         }
     }
-    producer.close();
+    producer.close().expect("close the ring");
     assert!(child.wait().expect("the consumer ends").success());
 }
 

@@ -205,15 +205,23 @@ impl Drop for Tmux {
     }
 }
 
+/// Whether tmux is there; outside CI, says why a test skips if not.
+fn have_tmux() -> bool {
+    if Command::new("tmux").arg("-V").output().is_ok() {
+        return true;
+    }
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "CI must have tmux: .ci/run installs it"
+    );
+    eprintln!("skipped: tmux is not installed (apt-get install tmux; .ci/run does in CI)");
+    false
+}
+
 #[test]
 fn top_in_tmux_shows_a_live_ring_and_its_rate_sorts_filters_and_quits_on_q() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI must have tmux: .ci/run installs it"
-        );
-        eprintln!("skipped: tmux is not installed (apt-get install tmux; .ci/run does in CI)");
+    if !have_tmux() {
         return;
     }
     let ring = LiveRing::start("tmux");
@@ -363,4 +371,82 @@ fn top_shows_a_topic_with_its_members_and_a_subscriber_lag() {
     let text = succeeded(&run(SHMKIT, &once));
     assert!(text.contains("open, 1 pub, 1 sub, lag "), "{text}");
     drop((publisher, subscriber));
+}
+
+#[test]
+fn top_in_tmux_restores_the_terminal_when_sigterm_stops_it() {
+    if !have_tmux() {
+        return;
+    }
+    let ring = LiveRing::start("sigterm");
+    let tmux = Tmux(format!("shmkit-top-sigterm-test-{}", std::process::id()));
+    // exec: the pane's process is top itself; the pane stays after it ends.
+    let command = format!("exec '{SHMKIT}' top --filter '{}'", ring.name);
+    succeeded(&tmux.run(&[
+        "new-session",
+        "-d",
+        "-x",
+        "160",
+        "-y",
+        "20",
+        &command,
+        ";",
+        "set-option",
+        "remain-on-exit",
+        "on",
+    ]));
+    tmux.wait_for("the ring", |screen| screen.contains(&ring.name));
+    let pane = |format: &str| {
+        let output = tmux.run(&["display-message", "-p", format]);
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let pid: i32 = pane("#{pane_pid}").parse().expect("the pane's pid");
+    // SAFETY: kill(2) with a pid this test's tmux pane runs; it touches no
+    // memory of this process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+
+    // How it ended: tmux says once it has reaped the process; until then
+    // (tmux 3.3 sometimes leaves it a zombie for long) the kernel's
+    // exit_code, the last field of /proc/PID/stat, does.
+    let ended = || -> Option<String> {
+        let signal = pane("#{pane_dead_signal}");
+        if !signal.is_empty() {
+            return Some(format!("signal {signal}"));
+        }
+        let status = pane("#{pane_dead_status}");
+        if !status.is_empty() {
+            return Some(format!("status {status}"));
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        if fields.first() != Some(&"Z") {
+            return None;
+        }
+        let code: i32 = fields.last()?.parse().ok()?;
+        Some(match code & 0x7f {
+            0 => format!("status {}", code >> 8),
+            signal => format!("signal {signal}"),
+        })
+    };
+    let deadline = Instant::now() + PATIENCE;
+    let how = loop {
+        if let Some(how) = ended() {
+            break how;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SIGTERM did not stop top:\n{}",
+            tmux.screen()
+        );
+        // Polling: tmux tells of a pane's end only when asked.
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // It died of the signal, as the shell expects, after leaving the
+    // alternate screen: the table is gone from the pane.
+    assert_eq!(how, "signal 15", "{}", tmux.screen());
+    let screen = tmux.screen();
+    assert!(
+        !screen.contains("MSG/S"),
+        "the view was left on the terminal:\n{screen}"
+    );
 }

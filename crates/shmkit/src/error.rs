@@ -40,7 +40,7 @@ pub type Pid = u32;
 /// | [`Timeout`](Error::Timeout) | waited the full time | `*_timeout` |
 /// | [`Closed`](Error::Closed) | the sender closed, everything was received | every receive |
 /// | [`PeerGone`](Error::PeerGone) | the other end's process died | every send and receive |
-/// | [`WrongType`](Error::WrongType) | a channel's peer sends another type | channel receives |
+/// | [`WrongType`](Error::WrongType) | a channel's peer sends another type; a heap's object is another container or element type | channel receives; managed-heap `find*`, `list`, `vector`, `text` |
 /// | [`InUse`](Error::InUse) | a live process holds this end | ring and channel `open` |
 /// | [`Corrupt`](Error::Corrupt) | bytes in shared memory break the format | anything that reads a segment |
 /// | [`Truncated`](Error::Truncated) | someone shrank the segment under this mapping | rings, heaps, attachments |
@@ -159,21 +159,26 @@ pub enum Error {
     /// or the segment is not what its name says.
     #[error("corrupt shared memory: {0}")]
     Corrupt(String),
-    /// A channel's message carries a value of another type (or encoding)
-    /// than the receiver's: the peer sends another type. Not a damaged
-    /// segment — see [`Corrupt`](Error::Corrupt) for that. The message is
-    /// consumed; the next receive gets the next one.
-    #[error(
-        "ring {ring} carries another type: this receiver takes {expected}, \
-         the message is {found}"
-    )]
+    /// What is there has another type than the one asked for: a
+    /// channel's message carries a value of another type (or encoding)
+    /// than the receiver's, because the peer sends another type; or a
+    /// managed heap's named object is another kind of container, or holds
+    /// another element type. Not a damaged segment — see
+    /// [`Corrupt`](Error::Corrupt) for that. A channel's message is
+    /// consumed; the next receive gets the next one. A heap's object is
+    /// left as it is.
+    #[error("{place} holds another type: asked for {expected}, found {found}")]
     WrongType {
-        /// The ring's name.
-        ring: String,
-        /// The receiver's type and codec, e.g. `postcard u32`.
+        /// Where: `ring NAME` for a channel, `SEGMENT object "NAME"` for
+        /// a managed heap's object.
+        place: String,
+        /// The receiver's type and codec, e.g. `postcard u32`; for a heap,
+        /// the kind and element type asked for, e.g. `a list of u32 (4
+        /// bytes each)`.
         expected: String,
         /// The sender's type and codec if the tag names a type this
-        /// process knows, else the tag's value (`tag 0x…`).
+        /// process knows, else the tag's value (`tag 0x…`); for a heap,
+        /// the stored kind and element size.
         found: String,
     },
     /// A ring or managed segment written by an incompatible version of

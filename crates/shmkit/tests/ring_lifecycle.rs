@@ -254,9 +254,26 @@ fn gc_lists_and_removes_a_half_made_ring() {
     let prefix = unique_ring_name("gc-scope");
     let half_made = format!("{prefix}-a");
     let in_use = format!("{prefix}-b");
-    let _cleanups = [RingCleanup(half_made.clone()), RingCleanup(in_use.clone())];
+    let cut = format!("{prefix}-c");
+    let _cleanups = [
+        RingCleanup(half_made.clone()),
+        RingCleanup(in_use.clone()),
+        RingCleanup(cut.clone()),
+    ];
     std::fs::File::create(ring_path(&half_made)).unwrap();
     let producer = Producer::open_with(&in_use, &small_ring()).unwrap();
+
+    // Cut to less than a header: corrupt, and said so.
+    std::fs::File::create(ring_path(&cut))
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    let found = ring::collect_garbage(Scope::Name(&cut), Action::Remove).unwrap();
+    assert!(
+        matches!(&found[0].reason, Reason::Corrupt(why) if why.contains("truncated to 100 bytes")),
+        "{found:?}"
+    );
+    assert!(!ring_exists(&cut));
 
     let listed = ring::collect_garbage(Scope::Prefix(&prefix), Action::DryRun).unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
@@ -356,6 +373,21 @@ fn another_users_ring_that_its_last_end_cannot_remove_is_reported_and_collected(
     let removed = ring::collect_garbage(Scope::Name(&name), Action::Remove).unwrap();
     assert_eq!(removed[0].removal, Removal::Removed);
     assert!(!ring_exists(&name));
+
+    // Or the owner's next endpoint removes it as it leaves.
+    let mut producer = Producer::open_with(&name, &small_ring().mode(Mode::new(0o666))).unwrap();
+    producer.send(b"shared").unwrap();
+    producer.close().unwrap();
+    let mut peer = Peer::spawn("read-to-end", &name, Some((65534, 65534)));
+    assert!(peer.expect_line().starts_with("left: "));
+    peer.finish();
+    let mut consumer = Consumer::open_with(&name, &small_ring()).unwrap();
+    assert!(matches!(
+        recv_text(&mut consumer),
+        Err(Error::Closed { .. })
+    ));
+    consumer.close().unwrap();
+    assert!(!ring_exists(&name), "the owner's consumer removed it");
 }
 
 // ---------------------------------------------------------------------------
@@ -565,16 +597,28 @@ fn a_producer_whose_consumer_left_fails_once_the_ring_is_full() {
 }
 
 /// A producer that never had a consumer waits for the first one (either
-/// end may start first): a full ring is a timeout, not `PeerLeft`.
+/// end may start first): a full ring is a timeout, not `PeerLeft`; but once
+/// someone removes the ring from /dev/shm, no consumer can come, and it
+/// fails even though it asked to wait.
 #[test]
 fn a_producer_that_never_had_a_consumer_waits_for_one() {
+    let _watchdog = Watchdog::new("the no-consumer test", Duration::from_secs(60));
     let name = unique_ring_name("no-consumer-yet");
     let _cleanup = RingCleanup(name.clone());
-    let mut producer = Producer::open_with(&name, &small_ring()).unwrap();
+    let patient = small_ring().wait_for_new_consumer(true);
+    let mut producer = Producer::open_with(&name, &patient).unwrap();
     while producer.try_send(&[1; 100]).is_ok() {}
     assert!(matches!(
         producer.send_timeout(&[1; 100], Duration::from_millis(50)),
         Err(Error::Timeout { .. })
+    ));
+    Segment::open(&ring_key(&name)).unwrap().remove().unwrap();
+    assert!(matches!(
+        producer.send(&[1; 100]),
+        Err(Error::PeerLeft {
+            peer: "consumer",
+            ..
+        })
     ));
 }
 

@@ -135,6 +135,47 @@ fn a_live_ring_truncated_to_256_bytes_gives_both_peers_errors() {
     live_ring_truncated_to(256);
 }
 
+/// A cut inside the first page zeroes the consumer's `head` without a
+/// fault; a batch that then looks at it must report the cut, not the
+/// impossible head as damage (`Corrupt`).
+#[test]
+fn a_batch_on_a_ring_cut_inside_its_first_page_is_told_it_was_truncated() {
+    let name = unique_ring_name("batch-truncated");
+    let _cleanup = RingCleanup(name.clone());
+    let mut producer = Producer::open_with(&name, &ring_options()).unwrap();
+    let mut consumer = Consumer::open_with(&name, &ring_options()).unwrap();
+    let message = [7u8; 1000];
+    let mut buf = [0u8; 1000];
+    // More than a lap, so that a zeroed head is more than a capacity behind
+    // the tail...
+    for _ in 0..2 * CAPACITY / 1000 {
+        producer.send(&message).unwrap();
+        consumer.recv(&mut buf).unwrap();
+    }
+    // ...then full, so that the next reservation loads the head.
+    let full = loop {
+        if let Err(err) = producer.try_send(&message) {
+            break err;
+        }
+    };
+    assert!(matches!(full, Error::Full { .. }), "{full}");
+
+    truncate_ring(&name, 256);
+
+    let err = producer.batch().try_push(&message).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Truncated {
+                size: 256,
+                expected: RING_FILE,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_fresh_opener_of_a_truncated_ring_is_told_it_is_too_small() {
     let name = unique_ring_name("fresh-truncated");

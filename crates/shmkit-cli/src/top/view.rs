@@ -28,8 +28,8 @@ struct View {
     error: Option<String>,
 }
 
-/// Runs the view until `q` (or Esc, or Ctrl-C); the terminal is restored
-/// however it ends.
+/// Runs the view until `q` (or Esc, Ctrl-C, SIGINT, SIGTERM, SIGHUP); the
+/// terminal is restored however it ends.
 pub fn run(interval: Duration, order: Order, filter: String) -> Result<(), CliError> {
     if !std::io::stdout().is_terminal() {
         return Err(CliError::Message(
@@ -38,6 +38,9 @@ pub fn run(interval: Duration, order: Order, filter: String) -> Result<(), CliEr
                 .to_owned(),
         ));
     }
+    // SIGINT, SIGTERM and SIGHUP end the view like q, so that the terminal
+    // is restored before the process dies of the signal (main re-raises it).
+    crate::signals::catch();
     let now = sample::look()?;
     let mut view = View {
         interval,
@@ -68,15 +71,29 @@ impl View {
             terminal
                 .draw(|frame| self.draw(frame))
                 .map_err(terminal_error)?;
-            let wait = next.saturating_duration_since(Instant::now());
-            if event::poll(wait).map_err(terminal_error)? {
-                if let Event::Key(key) = event::read().map_err(terminal_error)? {
-                    match self.key(key) {
-                        Action::Quit => return Ok(()),
-                        Action::Refresh => next = Instant::now(),
-                        Action::Redraw => {}
-                    }
-                }
+            if crate::signals::caught().is_some() {
+                return Ok(());
+            }
+            // Short enough slices to see a caught signal soon.
+            let wait = next
+                .saturating_duration_since(Instant::now())
+                .min(crate::signals::SLICE);
+            // A caught signal interrupts the wait (EINTR): look at it above.
+            let interrupted = |err: &std::io::Error| err.kind() == std::io::ErrorKind::Interrupted;
+            let event = match event::poll(wait) {
+                Ok(true) => event::read().map(Some),
+                Ok(false) => Ok(None),
+                Err(err) => Err(err),
+            };
+            match event {
+                Ok(Some(Event::Key(key))) => match self.key(key) {
+                    Action::Quit => return Ok(()),
+                    Action::Refresh => next = Instant::now(),
+                    Action::Redraw => {}
+                },
+                Ok(_) => {}
+                Err(err) if interrupted(&err) => continue,
+                Err(err) => return Err(terminal_error(err)),
             }
             if Instant::now() >= next {
                 self.refresh();

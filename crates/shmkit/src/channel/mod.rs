@@ -701,7 +701,7 @@ impl<T, C: Codec<T>> Receiver<T, C> {
             },
         };
         Err(Error::WrongType {
-            ring: self.consumer.name().to_owned(),
+            place: format!("ring {}", self.consumer.name()),
             expected: self.tag.name.clone(),
             found,
         })

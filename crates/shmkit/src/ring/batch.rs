@@ -155,7 +155,9 @@ impl WriteBatch<'_> {
     ///
     /// [`Error::TooLarge`](crate::Error::TooLarge) if `len` is more than
     /// [`Producer::max_message`]; [`Error::Corrupt`](crate::Error::Corrupt)
-    /// if the consumer's index in shared memory is impossible.
+    /// if the consumer's index in shared memory is impossible;
+    /// [`Error::Truncated`](crate::Error::Truncated) if a peer shrank the
+    /// ring's file.
     #[inline]
     pub fn try_grant(&mut self, len: usize) -> Result<Option<&mut [u8]>> {
         let ring = self.producer.shared.ring;
@@ -172,11 +174,14 @@ impl WriteBatch<'_> {
             self.append(slot);
             return Ok(Some(self.payload(slot)));
         }
-        let cursor = &mut self.producer.cursor;
+        let (shared, cursor) = (&self.producer.shared, &mut self.producer.cursor);
+        shared.intact()?;
         let slot = match self.first {
-            None => ring.reserve(cursor, len)?,
-            Some(_) => ring.reserve_after(cursor, self.end, len)?,
+            None => ring.reserve(cursor, len),
+            Some(_) => ring.reserve_after(cursor, self.end, len),
         };
+        // A head zeroed by a cut inside the first page is no damage.
+        let slot = slot.map_err(|e| shared.explain(e))?;
         let Some(slot) = slot else {
             return Ok(None);
         };

@@ -401,7 +401,13 @@ impl Mapped {
     fn header(&self, name: &str) -> std::result::Result<&Header, Found> {
         let mut magic = [0u8; 8];
         let (result, read, len) = match self {
-            Mapped::Small(size) => return Err(Found::HalfMade(*size)),
+            Mapped::Small(0) => return Err(Found::HalfMade(0)),
+            // A creator that died leaves 0 bytes, or the full size.
+            Mapped::Small(size) => {
+                return Err(Found::Corrupt(format!(
+                    "truncated to {size} bytes, smaller than the {HEADER_SIZE}-byte header"
+                )))
+            }
             Mapped::ReadWrite(m) => (read_header(m, name), m.read_at(0, &mut magic), m.len()),
             Mapped::ReadOnly(m) => (read_header(m, name), m.read_at(0, &mut magic), m.len()),
         };

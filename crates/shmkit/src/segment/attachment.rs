@@ -217,6 +217,7 @@ impl<A: AccessMode> Attachment<A> {
     /// segment.remove()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn check_intact(&self) -> Result<()> {
         self.check_fault()
     }
@@ -241,13 +242,22 @@ impl<A: AccessMode> Attachment<A> {
         }
     }
 
+    // Inlined: every ring verb and every copy asks, and the answer is one
+    // relaxed load; what it costs to explain a fault is kept out of line.
+    #[inline]
     fn check_fault(&self) -> Result<()> {
-        let Some(shrink) = &self.shrink else {
-            return Ok(());
-        };
-        if !shrink.watch.as_ref().is_some_and(|w| w.faulted()) {
-            return Ok(());
+        match &self.shrink {
+            Some(shrink) if shrink.watch.as_ref().is_some_and(|w| w.faulted()) => {
+                self.fault_error(shrink)
+            }
+            _ => Ok(()),
         }
+    }
+
+    /// The error for a mapping whose watch saw a fault.
+    #[cold]
+    #[inline(never)]
+    fn fault_error(&self, shrink: &ShrinkWatch) -> Result<()> {
         let size = sys::posix::fstat(&shrink.file).map_or(0, |st| st.st_size as u64);
         if size < self.len as u64 {
             return Err(Error::Truncated {

@@ -607,27 +607,10 @@ impl Segment {
                 "{key} is a System V key; only POSIX segments are created initialised"
             )));
         };
-        let fd = posix::create_unnamed(mode.bits())
-            .map_err(|e| Error::from_os(e, name.as_str(), Access::Create))?;
-        size_posix(&fd, name, size, mode)?;
-        let segment = Segment {
-            object: Object::Posix {
-                name: name.clone(),
-                fd,
-                writable: true,
-            },
-        };
+        let segment = create_unnamed_posix(name, size, mode)?;
         let mapping = segment.attach(ReadWrite)?;
         init(&segment, &mapping)?;
-        let Object::Posix { fd, .. } = &segment.object else {
-            unreachable!("made POSIX above")
-        };
-        posix::link(fd, name.as_str()).map_err(|e| match e.raw_os_error() {
-            Some(libc::EEXIST) => Error::AlreadyExists {
-                segment: name.to_string(),
-            },
-            _ => Error::from_os(e, name.as_str(), Access::Create),
-        })?;
+        link_posix(&segment)?;
         Ok((segment, mapping))
     }
 
@@ -824,24 +807,42 @@ fn size_posix(fd: &OwnedFd, name: &PosixName, size: u64, mode: Mode) -> Result<(
         })
 }
 
+/// Made without a name and named only once sized, so that a creation that
+/// fails (a full `/dev/shm`) has nothing to undo: removing by name could
+/// remove a newer object that took the name meanwhile (rule 7).
 fn create_posix(name: &PosixName, size: u64, mode: Mode) -> Result<Segment> {
-    let fd = posix_open::open(
-        name,
-        true,
-        posix::Disposition::CreateExclusive,
-        mode.bits(),
-        Access::Create,
-    )?;
-    if let Err(err) = size_posix(&fd, name, size, mode) {
-        let _ = posix::unlink(name.as_str());
-        return Err(err);
-    }
+    let segment = create_unnamed_posix(name, size, mode)?;
+    link_posix(&segment)?;
+    Ok(segment)
+}
+
+/// A POSIX segment of `size` bytes, reserved, that does not have its
+/// name `name` yet (`O_TMPFILE`; the kernel frees it if it is never
+/// named): [`link_posix`] gives it.
+fn create_unnamed_posix(name: &PosixName, size: u64, mode: Mode) -> Result<Segment> {
+    let fd = posix::create_unnamed(mode.bits())
+        .map_err(|e| Error::from_os(e, name.as_str(), Access::Create))?;
+    size_posix(&fd, name, size, mode)?;
     Ok(Segment {
         object: Object::Posix {
             name: name.clone(),
             fd,
             writable: true,
         },
+    })
+}
+
+/// Names a segment made by [`create_unnamed_posix`]: it appears whole, or
+/// [`Error::AlreadyExists`] if the name is taken.
+fn link_posix(segment: &Segment) -> Result<()> {
+    let Object::Posix { name, fd, .. } = &segment.object else {
+        unreachable!("made by create_unnamed_posix")
+    };
+    posix::link(fd, name.as_str()).map_err(|e| match e.raw_os_error() {
+        Some(libc::EEXIST) => Error::AlreadyExists {
+            segment: name.to_string(),
+        },
+        _ => Error::from_os(e, name.as_str(), Access::Create),
     })
 }
 

@@ -29,12 +29,24 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 /// including other `RangeLock`s of this process, and [`is_locked`] through
 /// any other descriptor sees it. (Locks of one description never conflict
 /// with each other, and a test through the holder's own description would
-/// report the range free.) The descriptor is close-on-exec; a child made by
-/// `fork` without `exec` shares it, and so keeps the lock alive.
+/// report the range free.)
+///
+/// Children: the descriptor is close-on-exec, but a child made by `fork`
+/// holds a copy of it until it execs or exits (`Command::spawn` by any
+/// thread makes one for a moment; a child forked without `exec` for its
+/// whole life). Dropping the lock in the process that took it releases the
+/// range at once all the same (an explicit unlock of the description, which
+/// the copies share). A holder that dies without dropping it stays a holder
+/// while such a child lives: the child shares its mappings too, and counts
+/// as alive in its place (rule 6: undecidable means alive). A child that
+/// drops its copy releases nothing.
 #[derive(Debug)]
 pub struct RangeLock {
-    /// Held for its lock: closing it (on drop or death) releases the range.
-    _description: OwnedFd,
+    /// Held for its lock: unlocked on drop, and closed; on the holder's
+    /// death the kernel releases the range once no copy of it is open.
+    description: OwnedFd,
+    /// The process that took the lock, the only one whose drop unlocks it.
+    taker: rustix::process::Pid,
 }
 
 impl RangeLock {
@@ -53,9 +65,7 @@ impl RangeLock {
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
                 other => other?,
             }
-            return Ok(RangeLock {
-                _description: description,
-            });
+            return Ok(RangeLock::taken(description));
         }
     }
 
@@ -69,17 +79,39 @@ impl RangeLock {
     pub fn try_lock(file: impl AsFd, start: u64, len: u64) -> io::Result<Option<RangeLock>> {
         let description = reopen(file.as_fd())?;
         match set(description.as_fd(), libc::F_OFD_SETLK, start, len) {
-            Ok(()) => Ok(Some(RangeLock {
-                _description: description,
-            })),
+            Ok(()) => Ok(Some(RangeLock::taken(description))),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(None),
             Err(e) => Err(e),
         }
     }
 }
 
-// Dropping the description (its only descriptor) releases the lock; no
-// explicit F_UNLCK is needed.
+impl RangeLock {
+    fn taken(description: OwnedFd) -> RangeLock {
+        RangeLock {
+            description,
+            taker: rustix::process::getpid(),
+        }
+    }
+}
+
+impl Drop for RangeLock {
+    fn drop(&mut self) {
+        // Closing our descriptor alone would leave the lock to any copy a
+        // forked child still holds. The description holds only this lock,
+        // so all of it is unlocked. An error leaves it to the close: there
+        // is nothing else to do.
+        if rustix::process::getpid() == self.taker {
+            let _ = set_kind(
+                self.description.as_fd(),
+                libc::F_OFD_SETLK,
+                libc::F_UNLCK,
+                0,
+                i64::MAX as u64,
+            );
+        }
+    }
+}
 
 /// `fcntl(F_OFD_GETLK, F_WRLCK)`: whether any open file description other
 /// than `file`'s holds a lock (shared or exclusive) overlapping `len` bytes
@@ -121,7 +153,19 @@ fn reopen(file: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 
 /// `fcntl(cmd, F_WRLCK)` on the range: `F_OFD_SETLK` or `F_OFD_SETLKW`.
 fn set(description: BorrowedFd<'_>, cmd: libc::c_int, start: u64, len: u64) -> io::Result<()> {
-    let lock = flock(libc::F_WRLCK, start, len)?;
+    set_kind(description, cmd, libc::F_WRLCK, start, len)
+}
+
+/// `fcntl(cmd, kind)` on the range: a lock (`F_WRLCK`) or an unlock
+/// (`F_UNLCK`).
+fn set_kind(
+    description: BorrowedFd<'_>,
+    cmd: libc::c_int,
+    kind: libc::c_int,
+    start: u64,
+    len: u64,
+) -> io::Result<()> {
+    let lock = flock(kind, start, len)?;
     // SAFETY: F_OFD_SETLK(W) reads one `struct flock`, which `lock` is; the
     // descriptor is borrowed, so it stays open for the call.
     let rc = unsafe { libc::fcntl(description.as_raw_fd(), cmd, &lock as *const libc::flock) };
@@ -201,6 +245,39 @@ mod tests {
         );
         drop(lock);
         assert!(!is_locked(&object.fd, 100, 8).unwrap());
+    }
+
+    /// A child made by `fork` holds a copy of every descriptor until it
+    /// execs or exits, the lock's too (`Command::spawn` by another thread
+    /// makes one): dropping the lock must release it all the same.
+    #[test]
+    fn a_dropped_lock_is_released_while_a_forked_child_holds_its_description() {
+        let object = Object::new("forked");
+        let lock = RangeLock::try_lock(&object.fd, 100, 8).unwrap().unwrap();
+        let (wait, release) = std::io::pipe().unwrap();
+        // SAFETY: the child only makes the async-signal-safe calls `read`
+        // and `_exit` (this process may have other threads), on descriptors
+        // it inherited; it touches no memory but its own stack byte.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork: {}", io::Error::last_os_error());
+        if child == 0 {
+            let mut byte = 0u8;
+            // SAFETY: as above. Our copy of the write end is closed first,
+            // or the read would never see end of file.
+            unsafe {
+                libc::close(release.as_raw_fd());
+                libc::read(wait.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
+                libc::_exit(0)
+            }
+        }
+        drop(wait);
+        drop(lock);
+        let seen = is_locked(&object.fd, 100, 8).unwrap();
+        drop(release); // the child reads end of file and exits
+        let mut status = 0;
+        // SAFETY: waits for our own child; `status` is ours.
+        assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+        assert!(!seen, "the child's copy kept the dropped lock");
     }
 
     #[test]

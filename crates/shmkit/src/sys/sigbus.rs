@@ -86,6 +86,7 @@ pub struct Watch {
 impl Watch {
     /// Whether a fault in the mapping was patched with zeros: some of its
     /// pages are gone from the file (truncated) or could not be supplied.
+    #[inline]
     pub fn faulted(&self) -> bool {
         TABLE[self.index].flags.load(Ordering::Relaxed) & FAULTED != 0
     }

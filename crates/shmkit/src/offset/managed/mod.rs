@@ -484,8 +484,8 @@ impl ManagedSegment {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] if the name is empty or longer than
-    /// [`MAX_NAME`] bytes, or the object exists with another type (size,
-    /// alignment or type name).
+    /// [`MAX_NAME`] bytes; [`Error::WrongType`] if the object exists with
+    /// another type (size, alignment or type name) or is a container.
     pub fn find_or_create<T: Plain>(
         &self,
         name: &str,
@@ -589,8 +589,8 @@ impl ManagedSegment {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] if the name holds anything but a list of
-    /// `T` (a vector, a text, a list of another type, a value).
+    /// [`Error::WrongType`] if the name holds anything but a list of `T`
+    /// (a vector, a text, a list of another type, a value).
     pub fn list<T: Plain>(&self, name: &str) -> Result<List<'_, T>> {
         Ok(List {
             heap: self,
@@ -607,8 +607,8 @@ impl ManagedSegment {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] if the name holds anything but a vector
-    /// of `T`.
+    /// [`Error::WrongType`] if the name holds anything but a vector of
+    /// `T`.
     pub fn vector<T: Plain>(&self, name: &str) -> Result<Vector<'_, T>> {
         Ok(Vector {
             heap: self,
@@ -625,8 +625,8 @@ impl ManagedSegment {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] if the name holds anything but a text
-    /// (a `vector::<u8>` included).
+    /// [`Error::WrongType`] if the name holds anything but a text (a
+    /// `vector::<u8>` included).
     pub fn text(&self, name: &str) -> Result<Text<'_>> {
         Ok(Text {
             bytes: Vector {
@@ -833,15 +833,29 @@ impl ManagedSegment {
             let len = (entry.name_len as usize).min(MAX_NAME);
             if &entry.name[..len] == name.as_bytes() {
                 if !asked.matches(&entry) {
-                    return Err(Error::InvalidArgument(format!(
-                        "object {name:?} is {} of another type ({} bytes{}), not {} of {} ({} bytes)",
-                        ObjectKind::describe(entry.kind),
-                        entry.element_size,
-                        if entry.kind == ObjectKind::Value as u32 { "" } else { " each" },
-                        ObjectKind::describe(asked.kind as u32),
-                        asked.name,
-                        asked.size,
-                    )));
+                    let each = |kind| {
+                        if kind == ObjectKind::Value as u32 {
+                            ""
+                        } else {
+                            " each"
+                        }
+                    };
+                    return Err(Error::WrongType {
+                        place: format!("{} object {name:?}", self.segment),
+                        expected: format!(
+                            "{} of {} ({} bytes{})",
+                            ObjectKind::describe(asked.kind as u32),
+                            asked.name,
+                            asked.size,
+                            each(asked.kind as u32),
+                        ),
+                        found: format!(
+                            "{} of another type ({} bytes{})",
+                            ObjectKind::describe(entry.kind),
+                            entry.element_size,
+                            each(entry.kind),
+                        ),
+                    });
                 }
                 let object = Offset::<T>::new(entry.object);
                 object.check(self.size)?;

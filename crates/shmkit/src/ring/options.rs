@@ -1,0 +1,167 @@
+//! How a ring is created and how an endpoint waits: [`Options`].
+
+use super::*;
+
+/// How a ring is created and how an endpoint waits.
+///
+/// The capacity, maximum message, mode and group shape a ring this call
+/// creates. When the ring exists already, each of the capacity, maximum
+/// message and mode that was given must match it, or the open fails with
+/// [`Error::OptionMismatch`]; one not given takes the ring's own. An
+/// existing ring is used only if its owner is trusted ([`Options::trust`];
+/// by default only this process's own uid).
+///
+/// ```
+/// use shmkit::ring::{Options, Waiting};
+///
+/// let options = Options::default().capacity(1 << 16).waiting(Waiting::BusyPoll);
+/// assert_eq!(options.max_message_len(), (1 << 15) - 16);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub(super) capacity: Option<u64>,
+    pub(super) max_message: Option<u64>,
+    pub(super) mode: Option<Mode>,
+    pub(super) waiting: Waiting,
+    pub(super) group: Option<u32>,
+    pub(super) trust: Trust,
+    pub(super) wait_for_new_consumer: bool,
+}
+
+/// The data area of a ring made without [`Options::capacity`]: 1 MiB.
+pub const DEFAULT_CAPACITY: u64 = 1 << 20;
+
+impl Default for Options {
+    /// A 1 MiB data area, the largest messages it allows, mode 0600,
+    /// adaptive waiting, and a producer that fails once its consumer left.
+    fn default() -> Options {
+        Options {
+            capacity: None,
+            max_message: None,
+            mode: None,
+            waiting: Waiting::Adaptive,
+            group: None,
+            trust: Trust::me(),
+            wait_for_new_consumer: false,
+        }
+    }
+}
+
+impl Options {
+    /// Bytes in the data area: a power of two from 4 KiB to 1 TiB
+    /// ([`DEFAULT_CAPACITY`] if not given).
+    pub fn capacity(mut self, bytes: u64) -> Options {
+        self.capacity = Some(bytes);
+        self
+    }
+
+    /// The largest message, at most about half the capacity (the default).
+    pub fn max_message(mut self, bytes: u64) -> Options {
+        self.max_message = Some(bytes);
+        self
+    }
+
+    /// Permission bits of the ring's segment (0600 if not given).
+    pub fn mode(mut self, mode: Mode) -> Options {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// The group of the ring's segment, for sharing it with the group's
+    /// members (with a mode such as 0660); this process must be a member.
+    pub fn group(mut self, gid: u32) -> Options {
+        self.group = Some(gid);
+        self
+    }
+
+    /// Whose existing rings this endpoint joins: by default only those of
+    /// this process's own uid, so that another user cannot squat the name
+    /// (docs/SECURITY.md). Another owner's ring is [`Error::UntrustedOwner`].
+    pub fn trust(mut self, trust: Trust) -> Options {
+        self.trust = trust;
+        self
+    }
+
+    /// How the endpoint waits when the ring is full or empty.
+    pub fn waiting(mut self, waiting: Waiting) -> Options {
+        self.waiting = waiting;
+        self
+    }
+
+    /// For a producer: when the ring is full and its consumer has left
+    /// (cleanly or not), wait for a new consumer instead of failing with
+    /// [`Error::PeerLeft`] or [`Error::PeerGone`]. A producer that never had
+    /// a consumer waits for the first one either way.
+    pub fn wait_for_new_consumer(mut self, wait: bool) -> Options {
+        self.wait_for_new_consumer = wait;
+        self
+    }
+
+    /// The largest message a ring made with these options carries.
+    pub fn max_message_len(&self) -> u64 {
+        self.max_message
+            .unwrap_or_else(|| layout::max_message_for(self.capacity_len()))
+    }
+
+    pub(super) fn capacity_len(&self) -> u64 {
+        self.capacity.unwrap_or(DEFAULT_CAPACITY)
+    }
+
+    pub(super) fn validate(&self) -> Result<()> {
+        let c = self.capacity_len();
+        if !c.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&c) {
+            return Err(Error::InvalidArgument(format!(
+                "ring capacity must be a power of two from {MIN_CAPACITY} to {MAX_CAPACITY} bytes, not {c}"
+            )));
+        }
+        let limit = layout::max_message_for(c);
+        if self.max_message_len() > limit {
+            return Err(Error::TooLarge {
+                what: "maximum message",
+                size: self.max_message_len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the options that were given against an existing ring's.
+    pub(super) fn check_against(
+        &self,
+        ring: &RingRef,
+        segment: &Segment,
+        name: &str,
+    ) -> Result<()> {
+        let mismatch = |option, asked: String, found: String| Error::OptionMismatch {
+            ring: name.to_owned(),
+            option,
+            asked,
+            found,
+        };
+        if let Some(capacity) = self.capacity {
+            if capacity != ring.capacity() {
+                let found = ring.capacity().to_string();
+                return Err(mismatch("capacity", capacity.to_string(), found));
+            }
+        }
+        if let Some(max) = self.max_message {
+            if max != ring.max_message() {
+                let found = ring.max_message().to_string();
+                return Err(mismatch("maximum message", max.to_string(), found));
+            }
+        }
+        if let Some(mode) = self.mode {
+            let found =
+                crate::sys::posix::fstat(segment.posix_fd()?).map_err(|source| Error::Os {
+                    context: format!("reading the mode of ring {name}"),
+                    source,
+                })?;
+            let found = found.st_mode & 0o777;
+            if found != mode.bits() {
+                let asked = format!("{:04o}", mode.bits());
+                return Err(mismatch("mode", asked, format!("{found:04o}")));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,397 @@
+//! The sending end of a ring and its write grants.
+
+use super::*;
+
+/// The sending end of a ring.
+///
+/// Dropping it closes the stream: the consumer gets every message sent,
+/// then [`Error::Closed`].
+#[derive(Debug)]
+pub struct Producer {
+    pub(super) cursor: ProducerCursor,
+    pub(super) waiter: Waiter,
+    pub(super) consumers: ConsumersSeen,
+    pub(super) wait_for_new_consumer: bool,
+    pub(super) shared: Shared,
+}
+
+/// What a producer knew of consumers when it opened, to tell later that
+/// its consumer left.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ConsumersSeen {
+    /// The header's `joined` count then.
+    pub(super) joined: u64,
+    /// Whether a consumer held the ring then (or had died holding it).
+    pub(super) present: bool,
+}
+
+impl ConsumersSeen {
+    /// Whether a consumer came (or was there) and is gone now.
+    pub(super) fn one_left(self, header: &Header, segment: &Segment) -> bool {
+        !endpoint::is_held(segment, End::Consumer)
+            && (self.present || header.consumer.joined.load(Ordering::SeqCst) != self.joined)
+    }
+}
+
+impl Producer {
+    /// Opens (or creates) ring `name` as its producer, with default
+    /// [`Options`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InUse`] if a live process is the producer already;
+    /// [`Error::Closed`] if the ring's producer closed it and the consumer
+    /// has not yet read everything and been told of the close;
+    /// [`Error::OptionMismatch`] if the ring exists with other options
+    /// than those given; [`Error::Corrupt`] or [`Error::VersionMismatch`]
+    /// if the segment is not a ring this library can read;
+    /// [`Error::InvalidArgument`] for a bad name.
+    ///
+    /// # Reopening a closed ring
+    ///
+    /// A ring whose producer closed it can have a new producer once its
+    /// consumer has read everything and received [`Error::Closed`] (or no
+    /// consumer holds it): the new stream then follows the old in the same
+    /// ring, and the consumer, if it goes on reading, receives it. A
+    /// producer that died is simply replaced: no close is sent.
+    pub fn open(name: &str) -> Result<Producer> {
+        Producer::open_with(name, &Options::default())
+    }
+
+    /// Opens (or creates) ring `name` as its producer.
+    pub fn open_with(name: &str, options: &Options) -> Result<Producer> {
+        let (shared, (cursor, consumers)) =
+            Shared::open(name, options, End::Producer, |ring, segment| {
+                let header = ring.header();
+                let closed = header.wait.closed.load(Ordering::SeqCst);
+                let told = closed == CLOSE_SEEN || !endpoint::is_held(segment, End::Consumer);
+                if closed != OPEN && !(told && drained(ring)) {
+                    return Err(Error::Closed {
+                        ring: name.to_owned(),
+                    });
+                }
+                // Acquire: pairs with the consumer's Release of `head`.
+                let head = header.consumer.head.load(Ordering::Acquire);
+                // After a crash the published tail may lag the records; after a
+                // clean hand-over this finds it exact at once.
+                let published = header.producer.tail.load(Ordering::Relaxed);
+                let tail = ring.recover_tail(published, head)?;
+                header.producer.tail.store(tail, Ordering::Relaxed);
+                // Reopens a closed, drained stream.
+                header.wait.closed.store(OPEN, Ordering::SeqCst);
+                let consumers = ConsumersSeen {
+                    joined: header.consumer.joined.load(Ordering::SeqCst),
+                    present: endpoint::is_held(segment, End::Consumer)
+                        || header.consumer.owner.load(Ordering::SeqCst) != 0,
+                };
+                Ok((
+                    ProducerCursor {
+                        tail,
+                        cached_head: head,
+                    },
+                    consumers,
+                ))
+            })?;
+        Ok(Producer {
+            cursor,
+            waiter: Waiter::new(options.waiting),
+            consumers,
+            wait_for_new_consumer: options.wait_for_new_consumer,
+            shared,
+        })
+    }
+
+    /// Whether this producer's open created the ring (else it existed).
+    pub fn created(&self) -> bool {
+        self.shared.created
+    }
+
+    /// The ring's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The largest message this ring carries.
+    pub fn max_message(&self) -> usize {
+        self.shared.ring.max_message() as usize
+    }
+
+    /// Bytes in the ring's data area.
+    pub fn capacity(&self) -> usize {
+        self.shared.ring.capacity() as usize
+    }
+
+    /// Sends one message, waiting while the ring is full.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] if longer than [`max_message`](Producer::max_message);
+    /// [`Error::PeerGone`] if the consumer died, and [`Error::PeerLeft`] if
+    /// it left, while the ring was full (unless
+    /// [`Options::wait_for_new_consumer`]); a producer that never had a
+    /// consumer waits for one.
+    #[inline]
+    pub fn send(&mut self, message: &[u8]) -> Result<()> {
+        self.grant(message.len())?.fill_and_commit(message);
+        Ok(())
+    }
+
+    /// Sends one message if there is room now, else [`Error::Full`].
+    pub fn try_send(&mut self, message: &[u8]) -> Result<()> {
+        self.try_grant(message.len())?.fill_and_commit(message);
+        Ok(())
+    }
+
+    /// Sends one message, waiting at most `timeout` for room
+    /// ([`Error::Timeout`] after that).
+    pub fn send_timeout(&mut self, message: &[u8], timeout: Duration) -> Result<()> {
+        self.grant_timeout(message.len(), timeout)?
+            .fill_and_commit(message);
+        Ok(())
+    }
+
+    /// Reserves `len` bytes in the ring to write a message in place,
+    /// waiting while the ring is full. Nothing is visible to the consumer
+    /// until [`WriteGrant::commit`].
+    #[inline]
+    pub fn grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
+        self.grant_until(len, None)
+    }
+
+    /// [`grant`](Producer::grant) if there is room now, else [`Error::Full`].
+    pub fn try_grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
+        self.shared.intact()?;
+        match self
+            .shared
+            .ring
+            .reserve(&mut self.cursor, len as u64)
+            .map_err(|e| self.shared.explain(e))?
+        {
+            Some(slot) => Ok(WriteGrant {
+                producer: self,
+                slot,
+            }),
+            None => {
+                let used = self.cursor.tail.wrapping_sub(self.cursor.cached_head);
+                Err(Error::Full {
+                    ring: self.shared.name.clone(),
+                    needed: layout::record_size(len as u64) + layout::RECORD_HEADER,
+                    free: self.shared.ring.capacity().saturating_sub(used),
+                })
+            }
+        }
+    }
+
+    /// [`grant`](Producer::grant), waiting at most `timeout`
+    /// ([`Error::Timeout`] after that; otherwise the errors of `grant`).
+    pub fn grant_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGrant<'_>> {
+        self.grant_until(len, Some(Instant::now() + timeout))
+    }
+
+    #[inline]
+    pub(super) fn grant_until(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<WriteGrant<'_>> {
+        self.shared.intact()?;
+        // The common case, room at once, without the waiter's set-up.
+        if let Some(slot) = self
+            .shared
+            .ring
+            .reserve(&mut self.cursor, len as u64)
+            .map_err(|e| self.shared.explain(e))?
+        {
+            return Ok(WriteGrant {
+                producer: self,
+                slot,
+            });
+        }
+        let shared = &self.shared;
+        let cursor = &mut self.cursor;
+        let header = shared.header();
+        let (consumers, wait_for_new) = (self.consumers, self.wait_for_new_consumer);
+        let slot = self.waiter.wait(
+            &header.wait,
+            &header.wait.producer_sleeping,
+            deadline,
+            &shared.name,
+            || {
+                let reserved = shared.ring.reserve(cursor, len as u64);
+                reserved.map_err(|e| shared.explain(e))
+            },
+            || {
+                shared
+                    .still_sized()
+                    .and_then(|()| consumer_gone(shared, consumers, wait_for_new))
+            },
+        )?;
+        Ok(WriteGrant {
+            producer: self,
+            slot,
+        })
+    }
+
+    /// Closes the stream: the consumer receives what was sent, then
+    /// [`Error::Closed`]. Dropping the producer does the same, but cannot
+    /// report an error.
+    ///
+    /// The ring stays for a consumer to read, even one that starts later
+    /// (an empty stream is delivered too), unless a consumer came during
+    /// this producer's time, read everything and left: then the ring is
+    /// removed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PermissionDenied`] if the ring should be removed but is
+    /// another user's (`/dev/shm` is sticky): the stream was closed, and
+    /// the ring stays until its owner's next endpoint leaves it or
+    /// [`collect_garbage`] runs as its owner.
+    pub fn close(mut self) -> Result<()> {
+        self.finish()
+    }
+
+    pub(super) fn finish(&mut self) -> Result<()> {
+        if self.shared.lock.is_none() {
+            return Ok(());
+        }
+        let header = self.shared.header();
+        // Release: every commit happens before the close is seen; pairs
+        // with the Acquire in `Shared::closed`. (SeqCst for `Shared::leave`.)
+        header.wait.closed.store(CLOSED, Ordering::SeqCst);
+        self.shared.ring.wake_consumer();
+        let consumers = self.consumers;
+        self.shared.leave(|shared| {
+            consumers.one_left(shared.header(), &shared.segment) && shared.drained()
+        })
+    }
+}
+
+/// For a waiting producer: `Err` once its consumer is gone and will not
+/// come back for it.
+pub(super) fn consumer_gone(
+    shared: &Shared,
+    consumers: ConsumersSeen,
+    wait_for_new: bool,
+) -> Result<()> {
+    shared.intact()?;
+    let header = shared.header();
+    let consumer_held = endpoint::is_held(&shared.segment, End::Consumer);
+    if !consumer_held && shared.unlinked() {
+        // Removed from /dev/shm under us (`shmkit rm`): no consumer can
+        // ever find it again, so waiting for one would be forever.
+        return Err(Error::PeerLeft {
+            ring: shared.name.clone(),
+            peer: "consumer",
+        });
+    }
+    if wait_for_new || !consumers.one_left(header, &shared.segment) {
+        return Ok(());
+    }
+    // Free: one whose word is still there died; one that left cleared it.
+    match header.consumer.owner.load(Ordering::SeqCst) {
+        0 => Err(Error::PeerLeft {
+            ring: shared.name.clone(),
+            peer: "consumer",
+        }),
+        owner => Err(shared.peer_gone("consumer", owner)),
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        // A drop cannot report: a ring that could not be removed stays for
+        // its owner's next endpoint or gc, as `close` documents.
+        let _ = self.finish();
+    }
+}
+
+/// Space reserved in the ring for one message, written in place.
+///
+/// Dereferences to the reserved bytes (`&mut [u8]`, which only this
+/// producer may touch until the commit). [`commit`](WriteGrant::commit)
+/// publishes them; dropping the grant or calling
+/// [`abort`](WriteGrant::abort) discards them.
+#[must_use = "a grant that is not committed sends nothing"]
+#[derive(Debug)]
+pub struct WriteGrant<'a> {
+    pub(super) producer: &'a mut Producer,
+    pub(super) slot: Slot,
+}
+
+impl WriteGrant<'_> {
+    /// Publishes the whole reserved length as one message.
+    #[inline]
+    pub fn commit(self) {
+        let len = self.slot.len as usize;
+        self.commit_len(len);
+    }
+
+    /// Publishes the first `len` bytes as one message (the rest of the
+    /// reservation is given back).
+    ///
+    /// # Panics
+    ///
+    /// If `len` is more than was granted.
+    #[inline]
+    pub fn commit_len(self, len: usize) {
+        assert!(
+            len as u64 <= self.slot.len,
+            "commit_len({len}) of a grant of {} bytes",
+            self.slot.len
+        );
+        let producer = &mut *self.producer;
+        producer
+            .shared
+            .ring
+            .commit(&mut producer.cursor, self.slot, len as u64);
+    }
+
+    /// Discards the reservation; the consumer sees nothing.
+    pub fn abort(self) {}
+
+    /// The first of the grant's `len()` bytes, to write through a pointer
+    /// instead of a `&mut [u8]` over shared memory.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.producer.shared.ring.payload(self.slot)
+    }
+
+    #[inline]
+    pub(super) fn fill_and_commit(mut self, message: &[u8]) {
+        debug_assert_eq!(message.len() as u64, self.slot.len);
+        // SAFETY: the slot's message.len() bytes are in the data area and
+        // this producer's until the commit (rule 2); `message` is ours.
+        unsafe {
+            std::ptr::copy_nonoverlapping(message.as_ptr(), self.as_mut_ptr(), message.len())
+        };
+        self.commit();
+    }
+}
+
+impl Deref for WriteGrant<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the slot lies inside the data area (reserve checked it)
+        // and belongs to this producer until committed (rule 2): no other
+        // process reads or writes it meanwhile.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.producer.shared.ring.payload(self.slot),
+                self.slot.len as usize,
+            )
+        }
+    }
+}
+
+impl DerefMut for WriteGrant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.producer.shared.ring.payload(self.slot),
+                self.slot.len as usize,
+            )
+        }
+    }
+}

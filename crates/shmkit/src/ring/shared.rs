@@ -1,0 +1,448 @@
+//! What both ends share: the mapping, the gate under which an end opens,
+//! leaves and removes its ring, and the checks of the header.
+
+use super::*;
+
+/// The mapping of a ring and who this endpoint is; shared by both ends.
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub(super) name: String,
+    pub(super) ring: RingRef,
+    pub(super) me: u64,
+    pub(super) end: End,
+    /// Whether this endpoint's open created the ring.
+    pub(super) created: bool,
+    /// This end's lock: held while the endpoint lives (see `endpoint`).
+    pub(super) lock: Option<RangeLock>,
+    pub(super) segment: Segment,
+    // Declared last so that it is unmapped after everything that points in.
+    pub(super) mapping: Attachment<ReadWrite>,
+}
+
+pub(super) fn validate_name(name: &str) -> Result<Key> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !ok {
+        return Err(Error::InvalidArgument(format!(
+            "ring name {name:?} must be 1 to 200 letters, digits, '-', '_' or '.', not starting with '.'"
+        )));
+    }
+    Key::posix(&format!("{SEGMENT_PREFIX}{name}"))
+}
+
+/// How many times an opener goes back to the name after finding the ring
+/// there removed under it, before it gives up.
+pub(super) const OPEN_ATTEMPTS: u32 = 32;
+
+impl Shared {
+    /// Opens the ring `name` as its `end`, creating it with `options` if
+    /// needed. `join` runs under the gate once the end is claimed (its lock
+    /// taken, the owner word not yet written) and may refuse.
+    pub(super) fn open<T>(
+        name: &str,
+        options: &Options,
+        end: End,
+        mut join: impl FnMut(&RingRef, &Segment) -> Result<T>,
+    ) -> Result<(Shared, T)> {
+        options.validate()?;
+        let key = validate_name(name)?;
+        let me = endpoint::this_process()?;
+        // A publisher skips the full fence on every message only if every
+        // endpoint can receive the sleeper's membarrier (rule 8).
+        let membarrier = crate::sys::membarrier::register_global_expedited();
+        for _ in 0..OPEN_ATTEMPTS {
+            let (segment, mapping, created) = match Segment::open(&key) {
+                Ok(segment) => match attach_existing(&segment, name, &options.trust)? {
+                    Some(mapping) => (segment, mapping, false),
+                    // A half-made ring, removed: go back to the name.
+                    None => continue,
+                },
+                Err(Error::NotFound { .. }) => match create(&key, options) {
+                    Ok((segment, mapping)) => (segment, mapping, true),
+                    // Another opener created it first: open theirs.
+                    Err(Error::AlreadyExists { .. }) => continue,
+                    Err(other) => return Err(other),
+                },
+                Err(other) => return Err(other),
+            };
+            let gate = endpoint::gate(&segment)?;
+            let ring = validate_header(&mapping, name)?;
+            let header = ring.header();
+            if header.wait.removed.load(Ordering::SeqCst) != 0 {
+                // Removed between our open of the name and the gate: the
+                // live ring, if any, is at the name now.
+                continue;
+            }
+            if !created {
+                options.check_against(&ring, &segment, name)?;
+            }
+            let owner = owner_word(header, end);
+            let Some(lock) = endpoint::try_take(&segment, end)? else {
+                return Err(Error::InUse {
+                    ring: name.to_owned(),
+                    endpoint: end.name(),
+                    pid: endpoint::pid_of(owner.load(Ordering::SeqCst)),
+                });
+            };
+            // Dropping `lock` on an error gives the end back untouched.
+            let joined = join(&ring, &segment)?;
+            owner.store(me, Ordering::SeqCst);
+            if !membarrier {
+                header.wait.full_fences.store(1, Ordering::SeqCst);
+            }
+            drop(gate);
+            let shared = Shared {
+                name: name.to_owned(),
+                ring,
+                me,
+                end,
+                created,
+                lock: Some(lock),
+                segment,
+                mapping,
+            };
+            return Ok((shared, joined));
+        }
+        Err(Error::Corrupt(format!(
+            "ring {name} was removed and made again under this opener {OPEN_ATTEMPTS} times in a row"
+        )))
+    }
+
+    pub(super) fn header(&self) -> &Header {
+        self.ring.header()
+    }
+
+    pub(super) fn closed(&self) -> bool {
+        // Acquire: pairs with the Release in `Producer::close`, so every
+        // record committed before the close is visible to a later `peek`.
+        self.header().wait.closed.load(Ordering::Acquire) != OPEN
+    }
+
+    /// Whether everything committed has been read: the head reached the
+    /// tail, or passed a tail that a dead producer had not published yet.
+    pub(super) fn drained(&self) -> bool {
+        drained(&self.ring)
+    }
+
+    /// Gives up this end and, if `remove` says nothing more can be read
+    /// from the ring (looked at under the gate, with this end given up),
+    /// removes the ring.
+    ///
+    /// # Errors
+    ///
+    /// The removal's: [`Error::PermissionDenied`] when the ring is another
+    /// user's (`/dev/shm` is sticky), which then stays for its owner's next
+    /// endpoint or `gc`.
+    pub(super) fn leave(&mut self, remove: impl FnOnce(&Shared) -> bool) -> Result<()> {
+        let Some(lock) = self.lock.take() else {
+            return Ok(());
+        };
+        // On an error taking the gate (not expected: we hold the file open
+        // read-write), still give the end up, and remove nothing.
+        let gate = endpoint::gate(&self.segment);
+        let owner = owner_word(self.header(), self.end);
+        // SeqCst, as everything under the gate: a plain total order.
+        let _ = owner.compare_exchange(self.me, 0, Ordering::SeqCst, Ordering::SeqCst);
+        drop(lock);
+        let gate = gate?;
+        let result = if remove(self) {
+            remove_exactly(Some(self.header()), &self.segment)
+        } else {
+            Ok(())
+        };
+        drop(gate);
+        result
+    }
+
+    /// `Err(Truncated)` once an access found the segment shrunk by a peer
+    /// (the pages it lost read as zeros): checked at every verb.
+    #[inline]
+    pub(super) fn intact(&self) -> Result<()> {
+        self.mapping.check_intact()
+    }
+
+    /// `Err(Truncated)` if the file is shorter than the mapping, faulted or
+    /// not: checked by a waiting side with its peer (a cut inside the first
+    /// page zeroes the indices without a fault, and both sides would wait
+    /// on each other forever).
+    pub(super) fn still_sized(&self) -> Result<()> {
+        self.mapping.check_size()
+    }
+
+    /// A `Corrupt` found in the ring becomes `Truncated` when the file is
+    /// shorter than the mapping: a cut inside the first page zeroes the
+    /// indices past it without a fault, and the zeros look like damage.
+    /// (Only on the error path, so the `fstat` costs nothing normally.)
+    #[cold]
+    pub(super) fn explain(&self, err: Error) -> Error {
+        match (&err, self.still_sized()) {
+            (Error::Corrupt(_), Err(truncated)) => truncated,
+            _ => err,
+        }
+    }
+
+    /// Whether the ring's file has lost its name (removed by someone else;
+    /// a shmkit remover never removes a ring an endpoint holds). An answer
+    /// that cannot be had counts as still named.
+    pub(super) fn unlinked(&self) -> bool {
+        self.segment
+            .posix_fd()
+            .ok()
+            .and_then(|fd| crate::sys::posix::fstat(fd).ok())
+            .is_some_and(|stat| stat.st_nlink == 0)
+    }
+
+    /// For the consumer: `Err(Closed)` or `Err(PeerGone)` once no more
+    /// records can come, `Ok(())` while they can.
+    pub(super) fn producer_finished(&self) -> Result<()> {
+        self.intact()?;
+        if self.closed() {
+            return Err(Error::Closed {
+                ring: self.name.clone(),
+            });
+        }
+        if endpoint::is_held(&self.segment, End::Producer) {
+            return Ok(());
+        }
+        // Free: a producer that left would have closed; one whose word is
+        // still there died. (No word: none came yet.)
+        let producer = self.header().producer.owner.load(Ordering::SeqCst);
+        if producer != 0 {
+            return Err(self.peer_gone("producer", producer));
+        }
+        Ok(())
+    }
+
+    pub(super) fn peer_gone(&self, peer: &'static str, owner: u64) -> Error {
+        Error::PeerGone {
+            ring: self.name.clone(),
+            peer,
+            pid: endpoint::pid_of(owner),
+        }
+    }
+}
+
+/// Whether everything committed to `ring` has been read: the head reached
+/// the tail, or passed a tail that a dead producer had not published yet.
+pub(super) fn drained(ring: &RingRef) -> bool {
+    let header = ring.header();
+    let in_flight = header
+        .producer
+        .tail
+        .load(Ordering::SeqCst)
+        .wrapping_sub(header.consumer.head.load(Ordering::SeqCst));
+    in_flight == 0 || in_flight > ring.capacity()
+}
+
+/// The owner word of `end` (see `endpoint`).
+pub(super) fn owner_word(header: &Header, end: End) -> &AtomicU64 {
+    match end {
+        End::Producer => &header.producer.owner,
+        End::Consumer => &header.consumer.owner,
+    }
+}
+
+/// Creates ring `name`'s segment with its header written, so that no
+/// opener ever sees it half made.
+pub(super) fn create(key: &Key, options: &Options) -> Result<(Segment, Attachment<ReadWrite>)> {
+    let capacity = options.capacity_len();
+    let mode = options.mode.unwrap_or(Mode::OWNER_ONLY);
+    Segment::create_initialised(key, HEADER_SIZE + capacity, mode, |segment, mapping| {
+        if let Some(gid) = options.group {
+            // The group, then the mode again (a chown may clear bits); no
+            // other process can open it before the link.
+            segment.set_group(gid)?;
+            segment.set_mode(mode)?;
+        }
+        // SAFETY: a fresh mapping of more than HEADER_SIZE bytes,
+        // page-aligned, hence a valid place for the atomics of a Header;
+        // nobody else can reach it yet (it has no name).
+        let header = unsafe { &*mapping.as_mut_ptr().cast::<Header>() };
+        let config = &header.config;
+        config.version.store(VERSION, Ordering::Relaxed);
+        config.capacity.store(capacity, Ordering::Relaxed);
+        config
+            .max_message
+            .store(options.max_message_len(), Ordering::Relaxed);
+        config.data_offset.store(HEADER_SIZE, Ordering::Relaxed);
+        // Release: publishes the configuration above; pairs with the
+        // Acquire in `read_header`. (The link that names the file orders it
+        // too; the magic stays the sign of a finished header.)
+        config.magic.store(MAGIC, Ordering::Release);
+        Ok(())
+    })
+}
+
+/// Maps an existing ring's segment. A half-made one (of 0 bytes, or without
+/// a magic number: its creator died before finishing, since shmkit's own
+/// creators publish rings whole) that no process uses is
+/// removed at once, and `None` returned; one that a process maps is
+/// [`Error::Corrupt`].
+pub(super) fn attach_existing(
+    segment: &Segment,
+    name: &str,
+    trust: &Trust,
+) -> Result<Option<Attachment<ReadWrite>>> {
+    trust.check(segment, &format!("ring {name}"))?;
+    let size = segment.size()?;
+    if size > 0 && size < HEADER_SIZE {
+        // A creator that died leaves 0 bytes, or the full size: this one
+        // was cut.
+        return Err(Error::Truncated {
+            segment: format!("ring {name}"),
+            size,
+            expected: HEADER_SIZE,
+        });
+    }
+    if size >= HEADER_SIZE {
+        let mapping = segment.attach(ReadWrite)?;
+        // Acquire: pairs with the creator's Release of the magic.
+        if mapping.atomic_u64(0)?.load(Ordering::Acquire) != 0 {
+            return Ok(Some(mapping));
+        }
+    }
+    let gate = endpoint::gate(segment)?;
+    match unused(segment) {
+        Ok(()) => {}
+        Err(users) => {
+            return Err(Error::Corrupt(format!(
+                "ring {name} was never initialised, and {users}; \
+                 `shmkit gc --force {name}` removes it once they are gone"
+            )))
+        }
+    }
+    match segment.remove() {
+        Ok(()) | Err(Error::NotFound { .. }) => {}
+        Err(other) => return Err(other),
+    }
+    drop(gate);
+    Ok(None)
+}
+
+/// `Ok` if no process holds an end of the ring or maps its segment; else
+/// who does, in words.
+pub(super) fn unused(segment: &Segment) -> std::result::Result<(), String> {
+    for end in [End::Producer, End::Consumer] {
+        if endpoint::is_held(segment, end) {
+            return Err(format!("a live process holds its {} end", end.name()));
+        }
+    }
+    // This process's own mappings do not count: its endpoints hold locks.
+    let me = std::process::id();
+    match segment.stat() {
+        Ok(stat) => {
+            let pids: Vec<String> = stat
+                .attachers
+                .iter()
+                .filter(|a| a.pid != me)
+                .map(|a| a.pid.to_string())
+                .collect();
+            if pids.is_empty() {
+                return Ok(());
+            }
+            Err(format!("process {} maps it", pids.join(", ")))
+        }
+        Err(err) => Err(format!("who maps it cannot be told ({err})")),
+    }
+}
+
+/// Removes a ring's segment, under its gate, exactly (the name must still
+/// stand for it), and marks it removed for openers that mapped it before.
+/// One already gone is fine.
+/// (`header` is `None` when the caller may not write it, or it is not a
+/// valid header: then no opener can have mapped it as a ring.)
+pub(super) fn remove_exactly(header: Option<&Header>, segment: &Segment) -> Result<()> {
+    match segment.remove() {
+        // Gone already: whoever unlinked it, it is not at the name.
+        Ok(()) | Err(Error::NotFound { .. }) => {
+            if let Some(header) = header {
+                header.wait.removed.store(1, Ordering::SeqCst);
+            }
+            Ok(())
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// Checks a ring header written by someone else and builds the view.
+pub(super) fn validate_header(mapping: &Attachment<ReadWrite>, name: &str) -> Result<RingRef> {
+    let header = read_header(mapping, name)?;
+    let config = &header.config;
+    let capacity = config.capacity.load(Ordering::Relaxed);
+    let max_message = config.max_message.load(Ordering::Relaxed);
+    // SAFETY: read_header checked that the data area is inside the mapping.
+    let data = unsafe { NonNull::new_unchecked(mapping.as_mut_ptr().add(HEADER_SIZE as usize)) };
+    let header = NonNull::from(header);
+    // SAFETY: header and data point into `mapping`, which the Shared that
+    // owns this view keeps alive; the data area has `capacity` bytes after
+    // a page-aligned start plus 512, so it is 8-aligned; read_header
+    // validated capacity and max_message.
+    Ok(unsafe { RingRef::new(header, data, capacity, max_message) })
+}
+
+/// The header of a ring mapping, with its configuration validated: magic,
+/// version, flags, capacity, data offset and maximum message.
+pub(super) fn read_header<'m, A: AccessMode>(
+    mapping: &'m Attachment<A>,
+    name: &str,
+) -> Result<&'m Header> {
+    let corrupt = |what: String| Error::Corrupt(format!("ring {name}: {what}"));
+    let len = mapping.len() as u64;
+    if len < HEADER_SIZE {
+        return Err(corrupt(format!(
+            "segment of {len} bytes is smaller than the header"
+        )));
+    }
+    // SAFETY: at least HEADER_SIZE bytes, page aligned; only atomics inside.
+    let header = unsafe { &*mapping.as_ptr().cast::<Header>() };
+    let config = &header.config;
+    // Acquire: pairs with the creator's Release of the magic.
+    let magic = config.magic.load(Ordering::Acquire);
+    if magic != MAGIC {
+        return Err(corrupt(format!(
+            "magic {magic:#018x} is not a shmkit ring's"
+        )));
+    }
+    let version = config.version.load(Ordering::Relaxed);
+    if version != VERSION {
+        return Err(Error::VersionMismatch {
+            segment: format!("ring {name}"),
+            found: version,
+            expected: VERSION,
+        });
+    }
+    let flags = config.flags.load(Ordering::Relaxed);
+    let capacity = config.capacity.load(Ordering::Relaxed);
+    let max_message = config.max_message.load(Ordering::Relaxed);
+    let data_offset = config.data_offset.load(Ordering::Relaxed);
+    if flags != 0 {
+        return Err(corrupt(format!("unknown flags {flags:#x}")));
+    }
+    if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+        return Err(corrupt(format!(
+            "capacity {capacity} is not a power of two in range"
+        )));
+    }
+    if data_offset != HEADER_SIZE {
+        return Err(corrupt(format!(
+            "data_offset is {data_offset}; the data area always starts at {HEADER_SIZE}"
+        )));
+    }
+    if HEADER_SIZE + capacity > len {
+        return Err(Error::Truncated {
+            segment: format!("ring {name}"),
+            size: len,
+            expected: HEADER_SIZE + capacity,
+        });
+    }
+    if max_message > layout::max_message_for(capacity) {
+        return Err(corrupt(format!(
+            "maximum message {max_message} is too large for capacity {capacity}"
+        )));
+    }
+    Ok(header)
+}
