@@ -66,13 +66,13 @@ pub fn send(
     name: &str,
     ring: Options,
     options: &SendOptions,
-    input: impl Read,
+    input: impl Read + AsFd,
 ) -> Result<(), CliError> {
     let ring = ring.wait_for_new_consumer(options.wait_for_consumer);
     let mut producer =
         Producer::open_with(name, &ring).map_err(|err| opening(name, "producer", err))?;
     signals::catch();
-    let input = StopsOnSignal(input);
+    let input = signals::StopsOnSignal(input);
     let sent = if options.raw {
         send_chunks(&mut producer, options.timeout, input)
     } else {
@@ -84,25 +84,6 @@ pub fn send(
     let closed = producer.close();
     sent?;
     closed.or_else(|err| left_behind(name, err))
-}
-
-/// Standard input that a stop signal ends: a read it interrupts fails
-/// with an error other than `Interrupted` (which `BufRead` would retry).
-struct StopsOnSignal<R>(R);
-
-impl<R: Read> Read for StopsOnSignal<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match self.0.read(buf) {
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {
-                    if signals::caught().is_some() {
-                        return Err(io::Error::other("stopped by a signal"));
-                    }
-                }
-                other => return other,
-            }
-        }
-    }
 }
 
 /// A ring that its last endpoint should have removed but could not (it is

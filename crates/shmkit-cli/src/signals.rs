@@ -3,13 +3,17 @@
 //! an unused ring is removed), and then die of the signal as the shell
 //! expects.
 //!
-//! The handler only records the signal. It is installed without
-//! `SA_RESTART`, so a `read` of standard input that it interrupts returns
-//! `EINTR`; waits on a ring are cut into short slices that look at the
-//! record between them.
+//! The handler only records the signal. Waits on a ring are cut into
+//! short slices that look at the record between them, and so are waits
+//! for standard input ([`StopsOnSignal`]): a signal that lands just before
+//! a blocking `read` would otherwise go unseen until input comes.
 
+use std::io::{self, Read};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 /// The longest a wait on a ring goes without looking for a signal.
 pub const SLICE: Duration = Duration::from_millis(100);
@@ -56,6 +60,37 @@ pub fn reraise() {
         unsafe {
             libc::signal(signal, libc::SIG_DFL);
             libc::raise(signal);
+        }
+    }
+}
+
+/// Input that a stop signal ends: a read fails with an error (not
+/// `Interrupted`, which `BufRead` would retry) once a signal was caught.
+/// It waits for input in [`SLICE`]s with `poll`, looking at the record
+/// between them, so a signal caught at any moment is seen within a slice.
+pub struct StopsOnSignal<R>(pub R);
+
+impl<R: Read + AsFd> Read for StopsOnSignal<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let slice = Timespec {
+            tv_sec: 0,
+            tv_nsec: SLICE.as_nanos() as _,
+        };
+        loop {
+            if caught().is_some() {
+                return Err(io::Error::other("stopped by a signal"));
+            }
+            let mut fds = [PollFd::new(&self.0, PollFlags::IN)];
+            match poll(&mut fds, Some(&slice)) {
+                // Readable, at its end, or failed: the read says which.
+                Ok(n) if n > 0 => {}
+                Ok(_) | Err(rustix::io::Errno::INTR) => continue,
+                Err(err) => return Err(err.into()),
+            }
+            match self.0.read(buf) {
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 //! `ls`, `stat` and `gc`.
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use shmkit::topic::{self, Options, Policy, Publisher, Subscriber, TopicStatus};
@@ -24,7 +25,7 @@ pub struct PubOptions {
 
 /// `shmkit pub TOPIC`: one message per line of `input`, then closes this
 /// publisher's stream.
-pub fn publish(name: &str, options: &PubOptions, input: impl Read) -> Result<(), CliError> {
+pub fn publish(name: &str, options: &PubOptions, input: impl Read + AsFd) -> Result<(), CliError> {
     let mut topic = Options::default().history(options.history);
     if options.lossy {
         topic = topic.policy(Policy::DropOldest);
@@ -46,7 +47,7 @@ pub fn publish(name: &str, options: &PubOptions, input: impl Read) -> Result<(),
     }
     signals::catch();
     let max = publisher.max_message();
-    let mut input = BufReader::with_capacity(1 << 20, input);
+    let mut input = BufReader::with_capacity(1 << 20, signals::StopsOnSignal(input));
     let mut line = Vec::new();
     let mut number = 0u64;
     while signals::caught().is_none() {
