@@ -59,6 +59,11 @@ pub enum Waiting {
 /// How often a waiting endpoint checks that its peer is alive.
 pub(crate) const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(20);
 
+/// How far into a wait the first check of the peer comes: late enough that
+/// the short waits of a stream or a ping-pong make no system call, soon
+/// enough that a closed or dead peer is reported at once to a person.
+pub(crate) const FIRST_PEER_CHECK: Duration = Duration::from_micros(50);
+
 /// Polls between two readings of the clock while spinning. (One under loom,
 /// whose model explores every poll.)
 const SPINS_PER_CLOCK_READ: u32 = if cfg!(loom) { 1 } else { 64 };
@@ -120,8 +125,8 @@ impl Waiter {
     /// (`Error::Timeout` with `ring`), or `peer_check` reports the peer gone
     /// or the stream closed. After `peer_check` fails, `poll` runs once more,
     /// so whatever the peer committed before it went is still delivered.
-    /// `peer_check` runs as the wait starts (an ended stream is reported at
-    /// once), every [`PEER_CHECK_INTERVAL`] while spinning, before every
+    /// `peer_check` runs [`FIRST_PEER_CHECK`] into the wait (an ended stream
+    /// is reported that soon), every [`PEER_CHECK_INTERVAL`] while spinning, before every
     /// sleep (so a close that came while spinning is not slept through),
     /// and when the deadline passes.
     ///
@@ -148,13 +153,12 @@ impl Waiter {
             Ok(()) => Ok(None),
             Err(gone) => poll()?.map(Some).ok_or(gone),
         };
-        if let Some(value) = check_peer(&mut poll)? {
-            return Ok(value);
-        }
 
-        // Spin.
+        // Spin. The first look at the peer comes after FIRST_PEER_CHECK, not
+        // at once: it costs system calls (a lock query, an fstat), and most
+        // waits of a busy stream or a ping-pong end within a microsecond.
         let mut spin_until = self.spin_time().map(|spin| start + spin);
-        let mut next_peer_check = start + PEER_CHECK_INTERVAL;
+        let mut next_peer_check = start + FIRST_PEER_CHECK;
         loop {
             for _ in 0..SPINS_PER_CLOCK_READ {
                 std::hint::spin_loop();
