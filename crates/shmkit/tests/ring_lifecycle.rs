@@ -663,3 +663,45 @@ fn options_that_differ_from_the_existing_ring_are_refused() {
     drop(Consumer::open_with(&name, &same).unwrap());
     producer.close().unwrap();
 }
+
+/// gc goes on when rings vanish between its look at them and its removal
+/// (issue 15.1: it used to abort with `NotFound`): another thread keeps
+/// making half-made rings under the prefix and removing them again, while
+/// gc collects the prefix over and over, until the churn has done its
+/// rounds.
+#[test]
+fn gc_tolerates_rings_vanishing_under_it() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    const ROUNDS: u64 = 2000;
+    let prefix = unique_ring_name("gc-vanishing");
+    let names: Vec<String> = (0..4).map(|i| format!("{prefix}-{i}")).collect();
+    let _cleanups: Vec<RingCleanup> = names.iter().cloned().map(RingCleanup).collect();
+    let rounds = Arc::new(AtomicU64::new(0));
+    let churn = {
+        let (names, rounds) = (names.clone(), rounds.clone());
+        std::thread::spawn(move || {
+            for _ in 0..ROUNDS {
+                // Either may fail: gc may have taken a file first.
+                for name in &names {
+                    let _ = std::fs::File::create(ring_path(name));
+                }
+                for name in &names {
+                    let _ = std::fs::remove_file(ring_path(name));
+                }
+                rounds.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let (mut runs, mut collected) = (0u64, 0usize);
+    while rounds.load(Ordering::Relaxed) < ROUNDS {
+        match ring::collect_garbage(Scope::Prefix(&prefix), Action::Remove) {
+            Ok(found) => collected += found.len(),
+            Err(err) => panic!("gc of rings that come and go failed: {err}"),
+        }
+        runs += 1;
+    }
+    churn.join().unwrap();
+    println!("gc ran {runs} times over {ROUNDS} rounds of churn and collected {collected}");
+}
