@@ -8,11 +8,25 @@ mod common;
 
 use common::{create_sysv, failed, json, run, shmkit, stat_field, succeeded, text, TestKey};
 
+/// Held by every test of this file. A child this process forks inherits
+/// its System V attachments until it execs, so another test's child could
+/// be counted as an attacher of a segment one test holds (`nattch` 2, two
+/// attachers, or a removed segment that outlives its detach); the tests
+/// here count attachers, so they take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 // ---------------------------------------------------------------------------
 // Interoperation with programs we did not write
 
 #[test]
 fn ipcs_shows_a_segment_created_by_shmkit() {
+    let _serial = one_at_a_time();
     let key = TestKey::sysv();
     let id = create_sysv(&key, "12345", &["--mode", "640"]);
     let ipcs = run("ipcs", &["-m"], None);
@@ -49,6 +63,7 @@ print(shmid)
 
 #[test]
 fn shmkit_reads_a_sysv_segment_python_created() {
+    let _serial = one_at_a_time();
     let key = TestKey::sysv();
     let message = "written by Python through ctypes";
     let python = run(
@@ -92,6 +107,7 @@ shm.close()
 
 #[test]
 fn shmkit_reads_a_posix_segment_python_created() {
+    let _serial = one_at_a_time();
     let name = TestKey::posix();
     let message = "written by Python's multiprocessing.shared_memory";
     let python = run(
@@ -113,6 +129,7 @@ fn shmkit_reads_a_posix_segment_python_created() {
 
 #[test]
 fn ipcrm_of_an_attached_segment_shows_as_dest() {
+    let _serial = one_at_a_time();
     let key = TestKey::sysv();
     let id = create_sysv(&key, "4096", &[]);
     let id_text = id.to_string();
@@ -160,6 +177,7 @@ fn ipcrm_of_an_attached_segment_shows_as_dest() {
 
 #[test]
 fn ipcrm_by_key_makes_stat_report_not_found() {
+    let _serial = one_at_a_time();
     let key = TestKey::sysv();
     create_sysv(&key, "4096", &[]);
     let ipcrm = run("ipcrm", &["-M", &key.arg()], None);
