@@ -24,9 +24,16 @@ import os
 import statistics
 import time
 
+import sys
+
 import numpy as np
 
-import shmkit
+# This script sits beside the package's sources (python/shmkit), which
+# lack the compiled module: import the installed package, not those.
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+
+import shmkit  # noqa: E402
 
 SMALL = 64
 ARRAY_BYTES = 1 << 20
