@@ -9,6 +9,18 @@ use std::time::{Duration, SystemTime};
 use processes::{args, is_root, next_command, report, unique_keys, Cleanup, Peer, ROLE};
 use shmkit::{list, Access, Error, Key, Kind, Mode, ReadOnly, ReadWrite, Segment};
 
+/// Held by every test of this file. A child this process forks (to run a
+/// peer) holds copies of its mappings and System V attachments until it
+/// execs, so a test counting attachers could count another test's child
+/// (seen once: nattch 2 where 1 was right); the tests here take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The entry point of child processes; does nothing in a normal test run.
 #[test]
 fn child() {
@@ -210,12 +222,14 @@ impl KeyKind for Key {
 
 #[test]
 fn sysv_two_processes_share_bytes_and_counts() {
+    let _serial = one_at_a_time();
     let [sysv, _] = unique_keys();
     two_processes_share_bytes(sysv);
 }
 
 #[test]
 fn posix_two_processes_share_bytes_and_counts() {
+    let _serial = one_at_a_time();
     let [_, posix] = unique_keys();
     two_processes_share_bytes(posix);
 }
@@ -271,18 +285,21 @@ fn removal_is_deferred(key: Key) {
 
 #[test]
 fn sysv_removal_waits_for_the_last_detach() {
+    let _serial = one_at_a_time();
     let [sysv, _] = unique_keys();
     removal_is_deferred(sysv);
 }
 
 #[test]
 fn posix_removal_waits_for_the_last_detach() {
+    let _serial = one_at_a_time();
     let [_, posix] = unique_keys();
     removal_is_deferred(posix);
 }
 
 #[test]
 fn one_segment_attached_twice_has_two_addresses() {
+    let _serial = one_at_a_time();
     for key in unique_keys() {
         let _cleanup = Cleanup(key.clone());
         let segment = Segment::create(&key, 4096, Mode::new(0o600)).unwrap();
@@ -329,6 +346,7 @@ fn probe_as_nobody(key: &Key) -> String {
 
 #[test]
 fn permissions_apply_to_an_unprivileged_process() {
+    let _serial = one_at_a_time();
     if !is_root() {
         eprintln!("skipped: dropping to uid 65534 needs root (CI runs as root)");
         return;
@@ -377,6 +395,7 @@ fn permissions_apply_to_an_unprivileged_process() {
 
 #[test]
 fn permission_denied_names_the_segment_and_the_access() {
+    let _serial = one_at_a_time();
     let err = Error::PermissionDenied {
         segment: "key 0x00001234 (id 5)".to_owned(),
         access: Access::AttachReadWrite,
@@ -389,6 +408,7 @@ fn permission_denied_names_the_segment_and_the_access() {
 
 #[test]
 fn bad_input_gives_distinct_errors() {
+    let _serial = one_at_a_time();
     for key in unique_keys() {
         let _cleanup = Cleanup(key.clone());
         let err = Segment::create(&key, 0, Mode::OWNER_ONLY).unwrap_err();
@@ -456,6 +476,7 @@ fn bad_input_gives_distinct_errors() {
 
 #[test]
 fn private_segments_are_new_each_time_and_found_by_id() {
+    let _serial = one_at_a_time();
     let a = Segment::create(&Key::PRIVATE, 64, Mode::OWNER_ONLY).unwrap();
     let b = Segment::open_or_create(&Key::PRIVATE, 64, Mode::OWNER_ONLY).unwrap();
     assert!(b.created);
@@ -473,6 +494,7 @@ fn private_segments_are_new_each_time_and_found_by_id() {
 
 #[test]
 fn segments_print_as_messages_name_them() {
+    let _serial = one_at_a_time();
     let keys = unique_keys();
     let _cleanups = keys.clone().map(Cleanup);
     let sysv = Segment::create(&keys[0], 100, Mode::OWNER_ONLY).unwrap();
@@ -501,6 +523,7 @@ fn segments_print_as_messages_name_them() {
 /// process publishes: `load_u64` through `ReadOnly` sees each store.
 #[test]
 fn read_only_attachments_load_atomics_another_process_stores() {
+    let _serial = one_at_a_time();
     for key in unique_keys() {
         let _cleanup = Cleanup(key.clone());
         let segment = Segment::create(&key, 4096, Mode::OWNER_ONLY).unwrap();
@@ -524,6 +547,7 @@ fn read_only_attachments_load_atomics_another_process_stores() {
 /// other: created, found, listed and printed without a cast.
 #[test]
 fn keys_with_the_top_bit_set_are_ordinary_keys() {
+    let _serial = one_at_a_time();
     let Key::SysV(low) = unique_keys()[0].clone() else {
         unreachable!("the first unique key is System V")
     };
@@ -543,6 +567,7 @@ fn keys_with_the_top_bit_set_are_ordinary_keys() {
 
 #[test]
 fn list_shows_both_kinds_with_their_state() {
+    let _serial = one_at_a_time();
     let keys = unique_keys();
     let _cleanups = keys.clone().map(Cleanup);
     let sysv = Segment::create(&keys[0], 5000, Mode::new(0o640)).unwrap();
@@ -567,6 +592,7 @@ fn list_shows_both_kinds_with_their_state() {
 
 #[test]
 fn ftok_matches_the_c_library() {
+    let _serial = one_at_a_time();
     let dir = std::env::temp_dir();
     let script = format!(
         "import ctypes; print(ctypes.CDLL(None).ftok(b'{}', 0x53))",
