@@ -195,6 +195,8 @@ pub enum Command {
         /// suffixes) [default: 256K]
         #[arg(long, value_name = "BYTES", value_parser = parse_size)]
         capacity: Option<u64>,
+        #[command(flatten)]
+        sharing: Sharing,
     },
     /// Print each message of topic TOPIC on its own line
     ///
@@ -215,6 +217,8 @@ pub enum Command {
         /// Skip the retained history: only messages published from now on
         #[arg(long)]
         no_history: bool,
+        #[command(flatten)]
+        sharing: Sharing,
     },
     /// List rings nobody will use, and with --force remove them
     ///

@@ -106,11 +106,13 @@ fn run(command: Command) -> Result<(), CliError> {
             lossy,
             history,
             capacity,
+            sharing,
         } => {
             let options = topic::PubOptions {
                 lossy,
                 history,
                 capacity,
+                sharing,
             };
             topic::publish(&name, &options, ring::stdin()?)
         }
@@ -119,11 +121,13 @@ fn run(command: Command) -> Result<(), CliError> {
             count,
             timeout,
             no_history,
+            sharing,
         } => {
             let options = topic::SubOptions {
                 count,
                 timeout,
                 no_history,
+                sharing,
             };
             topic::subscribe(&name, &options, &mut out)
         }

@@ -39,14 +39,7 @@ pub struct SendOptions {
 /// a ring they create (the capacity and mode, if given, must match an
 /// existing ring's), and the owners whose rings they join.
 pub fn options(capacity: Option<u64>, sharing: &Sharing) -> Options {
-    let trust = sharing
-        .trust
-        .iter()
-        .fold(Trust::me(), |trust, trusted| match *trusted {
-            Trusted::User(uid) => trust.user(uid),
-            Trusted::Group(gid) => trust.group(gid),
-        });
-    let mut options = Options::default().trust(trust);
+    let mut options = Options::default().trust(trust(sharing));
     if let Some(bytes) = capacity {
         options = options.capacity(bytes);
     }
@@ -57,6 +50,18 @@ pub fn options(capacity: Option<u64>, sharing: &Sharing) -> Options {
         Some(gid) => options.group(gid),
         None => options,
     }
+}
+
+/// The owners `--trust` names, beside this process's own uid (rings and
+/// topics alike).
+pub fn trust(sharing: &Sharing) -> Trust {
+    sharing
+        .trust
+        .iter()
+        .fold(Trust::me(), |trust, trusted| match *trusted {
+            Trusted::User(uid) => trust.user(uid),
+            Trusted::Group(gid) => trust.group(gid),
+        })
 }
 
 /// `shmkit send NAME`: one message per line of `input` (or, with `raw`,

@@ -7,9 +7,12 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use shmkit::topic::{self, Options, Policy, Publisher, Subscriber, TopicStatus};
+use shmkit::Mode;
 
+use crate::args::Sharing;
 use crate::error::CliError;
 use crate::output;
+use crate::ring;
 use crate::signals;
 
 /// How `pub` creates a topic (if it does).
@@ -21,12 +24,14 @@ pub struct PubOptions {
     pub history: u32,
     /// Bytes per publisher lane.
     pub capacity: Option<u64>,
+    /// Who may use a topic this command creates, and whose it joins.
+    pub sharing: Sharing,
 }
 
 /// `shmkit pub TOPIC`: one message per line of `input`, then closes this
 /// publisher's stream.
 pub fn publish(name: &str, options: &PubOptions, input: impl Read + AsFd) -> Result<(), CliError> {
-    let mut topic = Options::default().history(options.history);
+    let mut topic = shared(Options::default(), &options.sharing).history(options.history);
     if options.lossy {
         topic = topic.policy(Policy::DropOldest);
     }
@@ -102,13 +107,28 @@ pub struct SubOptions {
     pub timeout: Option<Duration>,
     /// Skip the retained history.
     pub no_history: bool,
+    /// Who may use a topic this command creates, and whose it joins.
+    pub sharing: Sharing,
+}
+
+/// The mode, group and trusted owners of `--mode`, `--group` and
+/// `--trust`, as for rings.
+fn shared(topic: Options, sharing: &Sharing) -> Options {
+    let mut topic = topic.trust(ring::trust(sharing));
+    if let Some(mode) = sharing.mode {
+        topic = topic.mode(Mode::new(mode));
+    }
+    match sharing.group {
+        Some(gid) => topic.group(gid),
+        None => topic,
+    }
 }
 
 /// `shmkit sub TOPIC`: each message on its own line until every publisher
 /// has closed (after at least one opened), `count` messages, or a stop
 /// signal. A lossy topic's losses are reported on standard error.
 pub fn subscribe(name: &str, options: &SubOptions, out: impl Write) -> Result<(), CliError> {
-    let topic = Options::default().receive_history(!options.no_history);
+    let topic = shared(Options::default(), &options.sharing).receive_history(!options.no_history);
     let mut subscriber = Subscriber::open_with(name, &topic).map_err(opening)?;
     signals::catch();
     let mut out = BufWriter::with_capacity(1 << 16, out);

@@ -253,3 +253,25 @@ fn ls_and_stat_show_topics_and_gc_collects_dead_ones() {
     );
     assert!(Segment::open(&topic.key()).is_err());
 }
+
+/// `--mode` and `--group` shape a topic that `sub` (or `pub`) creates, as
+/// they do a ring that `send` or `recv` creates.
+#[test]
+fn sub_and_pub_take_the_mode_and_group_of_a_topic_they_create() {
+    let topic = TestTopic::new();
+    let gid = rustix::process::getgid().as_raw().to_string();
+    let subscriber = spawn(&["sub", &topic.0, "--mode", "640", "--group", &gid]);
+    wait_until("the subscriber joined", || subscribers(&topic.0) == 1);
+    let stat = Segment::open(&topic.key()).unwrap().stat().unwrap();
+    assert_eq!(stat.mode.bits(), 0o640, "{stat:?}");
+    assert_eq!(stat.gid.to_string(), gid);
+    let help = Command::new(SHMKIT)
+        .args(["pub", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--mode", "--group", "--trust"] {
+        assert!(help.contains(flag), "pub --help lacks {flag}");
+    }
+    drop(subscriber);
+}
