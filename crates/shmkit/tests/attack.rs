@@ -2,7 +2,7 @@
 //!
 //! An attacker running as uid 65534 puts a symlink to a file of the
 //! victim's, a dangling symlink, a FIFO, a directory, a socket, or a
-//! squatted ring, heap or segment at a name the victim is about to create
+//! squatted ring, topic, heap or segment at a name the victim is about to create
 //! or open; root adds a bind mount of a file on another file system and a
 //! hard link to another segment of the victim's. The victim, running as
 //! root or as uid 65533, must get a clear error at once (a watchdog ends it
@@ -222,6 +222,14 @@ fn attacks(victim_uid: u32) {
     let answer = ask(&mut victim, "producer squat-c");
     assert!(answer.starts_with("err UntrustedOwner"), "{answer}");
     assert_eq!(ask(&mut attacker, "drain squat-c"), "received 0");
+    ask_ok(&mut attacker, "topic-publisher squat-t");
+    for entry in ["publisher", "subscriber"] {
+        let answer = ask(&mut victim, &format!("{entry} squat-t"));
+        assert!(
+            answer.starts_with("err UntrustedOwner") && answer.contains("uid 65534"),
+            "{entry} of a squatted topic: {answer}"
+        );
+    }
     ask_ok(&mut attacker, "heap squat-heap");
     let answer = ask(&mut victim, "managed squat-heap");
     assert!(answer.starts_with("err UntrustedOwner"), "{answer}");
@@ -318,6 +326,12 @@ fn attacker() {
                 report(&format!("received {received}"));
                 continue;
             }
+            ["topic-publisher", name] => {
+                let options = shmkit::topic::Options::default().mode(Mode::new(0o666));
+                let mut publisher = shmkit::topic::Publisher::open_with(name, &options).unwrap();
+                publisher.send(b"forged by the attacker").unwrap();
+                held.push(Box::new(publisher));
+            }
             ["heap", name] => {
                 let key = Key::posix(&format!("/{name}")).unwrap();
                 held.push(Box::new(
@@ -387,6 +401,14 @@ fn run_entry(entry: &str, name: &str) -> shmkit::Result<String> {
                 Ok(n) => return Ok(format!("received {n} bytes")),
                 Err(Error::Empty { .. }) => {}
                 Err(err) => return Err(err),
+            }
+        }
+        "publisher" => shmkit::topic::Publisher::open(name)?.send(SECRET)?,
+        "subscriber" => {
+            let mut subscriber = shmkit::topic::Subscriber::open(name)?;
+            let mut buf = vec![0; subscriber.max_message()];
+            if subscriber.try_recv(&mut buf).is_ok() {
+                return Ok("received a forged message".to_owned());
             }
         }
         "status" => drop(shmkit::ring::status(name)?),
