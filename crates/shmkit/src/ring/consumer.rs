@@ -257,6 +257,7 @@ impl Consumer {
     pub(super) fn drain_slots(&mut self, mut f: impl FnMut(u64, &[u8]) -> bool) -> Result<usize> {
         self.shared.intact()?;
         let ring = self.shared.ring;
+        let head_before = self.cursor.head;
         let last_sequence = &mut self.last_sequence;
         let count = ring.drain_while(&mut self.cursor, |slot| {
             // SAFETY: a committed record inside the data area (record_at
@@ -270,7 +271,9 @@ impl Consumer {
             }
             taken
         });
-        if matches!(count, Ok(n) if n > 0) || count.is_err() {
+        // Whatever moved the head (messages, padding, or what was read
+        // before a corrupt record) freed space a producer may wait for.
+        if self.cursor.head != head_before {
             ring.wake_producer();
         }
         // Messages read from pages a peer truncated away were zeros.
@@ -290,7 +293,7 @@ impl Consumer {
                 limit: buf.len() as u64,
             });
         }
-        // SAFETY: as in `drain`; `buf` is our own memory.
+        // SAFETY: as in `drain_slots`; `buf` is our own memory.
         unsafe {
             std::ptr::copy_nonoverlapping(self.shared.ring.payload(slot), buf.as_mut_ptr(), len)
         };

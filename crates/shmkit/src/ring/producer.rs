@@ -274,7 +274,7 @@ pub(super) fn consumer_gone(
     consumers: ConsumersSeen,
     wait_for_new: bool,
 ) -> Result<()> {
-    shared.intact()?;
+    // No `intact` here: the waiter's `still_sized` has just checked.
     let header = shared.header();
     let consumer_held = endpoint::is_held(&shared.segment, End::Consumer);
     if !consumer_held && shared.unlinked() {

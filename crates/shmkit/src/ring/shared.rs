@@ -117,8 +117,9 @@ impl Shared {
     }
 
     pub(super) fn closed(&self) -> bool {
-        // Acquire: pairs with the Release in `Producer::close`, so every
-        // record committed before the close is visible to a later `peek`.
+        // Acquire: pairs with the (SeqCst) store in `Producer::finish`, so
+        // every record committed before the close is visible to a later
+        // `peek`.
         self.header().wait.closed.load(Ordering::Acquire) != OPEN
     }
 
@@ -199,7 +200,8 @@ impl Shared {
     /// For the consumer: `Err(Closed)` or `Err(PeerGone)` once no more
     /// records can come, `Ok(())` while they can.
     pub(super) fn producer_finished(&self) -> Result<()> {
-        self.intact()?;
+        // No `intact` here: both callers have just checked (`try_next`,
+        // and the waiter's `still_sized`).
         if self.closed() {
             return Err(Error::Closed {
                 ring: self.name.clone(),

@@ -141,9 +141,8 @@ impl Waiter {
         mut poll: impl FnMut() -> Result<Option<T>>,
         mut peer_check: impl FnMut() -> Result<()>,
     ) -> Result<T> {
-        if let Some(value) = poll()? {
-            return Ok(value);
-        }
+        // No poll first: every caller has just polled once (its fast path,
+        // which skips this call's set-up) and found nothing.
         let start = Instant::now();
         let timeout = |now: Instant| Error::Timeout {
             ring: ring.to_owned(),
