@@ -122,6 +122,12 @@ pub fn watch(addr: NonNull<u8>, len: usize, writable: bool) -> io::Result<Option
         {
             continue;
         }
+        // Release fence, as a seqlock writer makes before its stores: a
+        // handler that reads any of the new range below then re-reads, at
+        // least, the even number `Watch::drop` left, not the odd one it
+        // read first, and so rejects a range half rewritten; pairs with
+        // the Acquire fence in `find`.
+        std::sync::atomic::fence(Ordering::Release);
         slot.start.store(addr.as_ptr() as usize, Ordering::Relaxed);
         slot.len.store(len, Ordering::Relaxed);
         let flags = if writable { WRITABLE } else { 0 };
@@ -238,6 +244,13 @@ fn chain(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_
     let previous = unsafe { *PREVIOUS.0.get() };
     let Some(previous) = previous else { return };
     let handler = previous.sa_sigaction;
+    // SAFETY: the kernel hands the handler a valid siginfo.
+    let sent = unsafe { (*info).si_code } <= 0;
+    if handler == libc::SIG_IGN && sent {
+        // Ignored before us: a sent SIGBUS stays ignored. (A real fault
+        // cannot be ignored; it takes the default action below.)
+        return;
+    }
     if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
         // Put the default action back, then let it act: a fault repeats
         // when we return, a sent signal is raised again (it stays pending
@@ -246,8 +259,7 @@ fn chain(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_
         let default: libc::sigaction = unsafe { std::mem::zeroed() };
         // SAFETY: installs a valid action; async-signal-safe.
         unsafe { libc::sigaction(libc::SIGBUS, &default, std::ptr::null_mut()) };
-        // SAFETY: as above, for reading si_code.
-        if unsafe { (*info).si_code } <= 0 {
+        if sent {
             // SAFETY: raise is async-signal-safe.
             unsafe { libc::raise(libc::SIGBUS) };
         }
