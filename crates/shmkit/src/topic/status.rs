@@ -238,7 +238,11 @@ pub fn collect_garbage(only: Option<&str>, remove: bool) -> Result<Vec<TopicStat
             continue;
         }
         if remove && shared.header().wait.removed.load(Ordering::SeqCst) == 0 {
-            shared.segment.remove()?;
+            match shared.segment.remove() {
+                // Removed by someone else meanwhile: what we wanted.
+                Ok(()) | Err(crate::Error::NotFound { .. }) => {}
+                Err(err) => return Err(err),
+            }
             shared.header().wait.removed.store(1, Ordering::SeqCst);
         }
         collected.push(topic);
