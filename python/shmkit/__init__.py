@@ -47,6 +47,7 @@ from ._shmkit import (
     TooLarge,
     TopicFull,
     Truncated,
+    WrongType,
     UntrustedOwner,
     segments,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "TooLarge",
     "TopicFull",
     "Truncated",
+    "WrongType",
     "UntrustedOwner",
     "segments",
 ]

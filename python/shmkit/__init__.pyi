@@ -85,6 +85,9 @@ class TopicFull(Error):
 class Lagged(Error):
     """A subscriber of a drop-oldest topic fell behind: messages were overwritten before it read them."""
 
+class WrongType(Error, TypeError):
+    """A value of another type than the one asked for: a peer sent another type, or a heap object is of another kind."""
+
 class Busy(Error):
     """Another live process holds a lock for too long; try again."""
 

@@ -27,6 +27,7 @@ const CLASSES: &[(&str, Option<&str>, &str)] = &[
     ("OutOfBounds", Some("IndexError"), "A byte range outside the segment."),
     ("Corrupt", None, "Bytes in shared memory that break the format (or a format version this shmkit does not read)."),
     ("Truncated", None, "Someone shrank the segment under this process's mapping."),
+    ("WrongType", Some("TypeError"), "A value of another type than the one asked for: a peer sent another type, or a heap object is of another kind."),
     ("NotASegment", None, "Something other than a shared-memory segment is at this POSIX name (a symlink, a FIFO, ...)."),
     ("PeerGone", None, "The process at the other end died without closing."),
     (
@@ -138,7 +139,8 @@ pub fn to_py(py: Python<'_>, err: shmkit::Error) -> PyErr {
         E::InvalidName { .. } | E::InvalidArgument(_) => "InvalidArgument",
         E::TooLarge { .. } => "TooLarge",
         E::OutOfBounds { .. } => "OutOfBounds",
-        E::Corrupt(_) | E::VersionMismatch { .. } | E::WrongType { .. } => "Corrupt",
+        E::Corrupt(_) | E::VersionMismatch { .. } => "Corrupt",
+        E::WrongType { .. } => "WrongType",
         E::Truncated { .. } => "Truncated",
         E::NotASegment { .. } => "NotASegment",
         E::PeerGone { .. } => "PeerGone",
