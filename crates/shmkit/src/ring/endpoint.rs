@@ -1,6 +1,6 @@
 //! Who holds each end of a ring, and whether they are still alive.
 //!
-//! Liveness comes from the kernel (DESIGN.md, rule 6): the holder of an end
+//! Liveness comes from the kernel (docs/ARCHITECTURE.md, rule 6): the holder of an end
 //! keeps an open file description lock (`sys::range_lock`) on one byte of
 //! the ring's file, [`End::lock_byte`], for as long as it holds the end. The
 //! kernel drops the lock when the holder dies, however it dies and in

@@ -271,7 +271,7 @@ pub struct Garbage {
 /// holds an end of it or maps it, and it was [abandoned](Reason::Abandoned),
 /// [finished](Reason::Finished), [half-made](Reason::HalfMade) or
 /// [corrupt](Reason::Corrupt). Each is looked at and removed under its gate
-/// lock, exactly (DESIGN.md, rule 7), so an endpoint opening it at the same
+/// lock, exactly (docs/ARCHITECTURE.md, rule 7), so an endpoint opening it at the same
 /// time moves to a new ring. Rings that vanish meanwhile are skipped; rings
 /// this user cannot read are not listed.
 ///

@@ -277,7 +277,7 @@ pub fn link(fd: impl AsFd, name: &str) -> io::Result<()> {
 
 /// `stat("/dev/shm/NAME")` without following a symlink: the device and
 /// inode of the object the name stands for now, to compare with an open
-/// descriptor's before removing by name (DESIGN.md, rule 7).
+/// descriptor's before removing by name (docs/ARCHITECTURE.md, rule 7).
 ///
 /// [stat(2)](https://man7.org/linux/man-pages/man2/stat.2.html)
 pub fn identity(name: &str) -> io::Result<(u64, u64)> {
