@@ -362,26 +362,38 @@ fn opening(name: &str, end: &str, err: shmkit::Error) -> CliError {
             "cannot open ring {name} as its {end}: its producer closed it, and its consumer has \
              not read everything yet (`shmkit recv {name}` reads the rest)"
         )),
-        shmkit::Error::UntrustedOwner { uid, gid, .. } => {
-            let names = Names::load();
-            let user = names.user_or_number(uid);
-            let group = names
-                .group(gid)
-                .map_or_else(|| gid.to_string(), str::to_owned);
-            let owner = match names.user(uid) {
-                Some(user) => format!("user {user} (uid {uid}, group {group})"),
-                None => format!("uid {uid} (group {group})"),
-            };
-            CliError::Message(format!(
-                "ring {name} belongs to {owner}, not to you: \
-                 refusing to join it as its {end}, since its owner could read what you send or \
-                 forge what you receive. `--trust {user}` (or `--trust group:{group}`) joins it \
-                 anyway; if it is not meant to be there, remove it: \
-                 shmkit rm {SEGMENT_PREFIX}{name}"
-            ))
-        }
+        shmkit::Error::UntrustedOwner { uid, gid, .. } => untrusted(
+            "ring",
+            name,
+            end,
+            &format!("{SEGMENT_PREFIX}{name}"),
+            uid,
+            gid,
+        ),
         other => other.into(),
     }
+}
+
+/// Why joining ring or topic `name` (whose segment is `segment`) as its
+/// `end` was refused: its owner is not trusted. Names the owner, the
+/// `--trust` that would join it, and how to remove it.
+pub fn untrusted(kind: &str, name: &str, end: &str, segment: &str, uid: u32, gid: u32) -> CliError {
+    let names = Names::load();
+    let user = names.user_or_number(uid);
+    let group = names
+        .group(gid)
+        .map_or_else(|| gid.to_string(), str::to_owned);
+    let owner = match names.user(uid) {
+        Some(user) => format!("user {user} (uid {uid}, group {group})"),
+        None => format!("uid {uid} (group {group})"),
+    };
+    CliError::Message(format!(
+        "{kind} {name} belongs to {owner}, not to you: \
+         refusing to join it as its {end}, since its owner could read what you send or \
+         forge what you receive. `--trust {user}` (or `--trust group:{group}`) joins it \
+         anyway; if it is not meant to be there, remove it: \
+         shmkit rm {segment}"
+    ))
 }
 
 /// Standard input as a plain file, unbuffered: `send` reads it into its

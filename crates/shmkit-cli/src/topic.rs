@@ -38,7 +38,8 @@ pub fn publish(name: &str, options: &PubOptions, input: impl Read + AsFd) -> Res
     if let Some(bytes) = options.capacity {
         topic = topic.capacity(bytes);
     }
-    let mut publisher = Publisher::open_with(name, &topic).map_err(opening)?;
+    let mut publisher =
+        Publisher::open_with(name, &topic).map_err(|e| opening(name, "publisher", e))?;
     let wanted = if options.lossy {
         Policy::DropOldest
     } else {
@@ -129,7 +130,8 @@ fn shared(topic: Options, sharing: &Sharing) -> Options {
 /// signal. A lossy topic's losses are reported on standard error.
 pub fn subscribe(name: &str, options: &SubOptions, out: impl Write) -> Result<(), CliError> {
     let topic = shared(Options::default(), &options.sharing).receive_history(!options.no_history);
-    let mut subscriber = Subscriber::open_with(name, &topic).map_err(opening)?;
+    let mut subscriber =
+        Subscriber::open_with(name, &topic).map_err(|e| opening(name, "subscriber", e))?;
     signals::catch();
     let mut out = BufWriter::with_capacity(1 << 16, out);
     let result = receive(&mut subscriber, options, &mut out);
@@ -207,9 +209,17 @@ fn wait(
     }
 }
 
-fn opening(err: shmkit::Error) -> CliError {
+fn opening(name: &str, end: &str, err: shmkit::Error) -> CliError {
     match err {
         shmkit::Error::InvalidArgument(_) => CliError::Usage(err.to_string()),
+        shmkit::Error::UntrustedOwner { uid, gid, .. } => ring::untrusted(
+            "topic",
+            name,
+            end,
+            &format!("{}{name}", topic::SEGMENT_PREFIX),
+            uid,
+            gid,
+        ),
         other => other.into(),
     }
 }
