@@ -538,8 +538,10 @@ impl LaneRef {
             .store(kind_word(len as u32, KIND_MESSAGE), Ordering::Relaxed);
         let next = p + record_size(len);
         cursor.tail = next;
-        cursor.sequence += 1;
-        cursor.lane_sequence += 1;
+        // Wrapping: both counts were read from shared memory when this
+        // publisher took its lane, and a hostile value must not panic.
+        cursor.sequence = cursor.sequence.wrapping_add(1);
+        cursor.lane_sequence = cursor.lane_sequence.wrapping_add(1);
         let header = self.header();
         // Rule 9: odd while the pair changes. Relaxed, then a Release
         // fence: the odd value is visible before either store below; pairs
