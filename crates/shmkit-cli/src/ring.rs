@@ -410,14 +410,20 @@ fn reading_stdin(source: io::Error) -> CliError {
     }
 }
 
-/// `shmkit gc`: lists the rings nobody will use (only `names`, if given),
-/// with why, and with `force` removes them.
-pub fn gc(names: &[String], force: bool, out: &mut impl Write) -> Result<(), CliError> {
-    let action = if force {
+/// What `gc` does with what it finds: with `--force` removes it, else
+/// only lists it (rings and topics alike).
+pub fn gc_action(force: bool) -> Action {
+    if force {
         Action::Remove
     } else {
         Action::DryRun
-    };
+    }
+}
+
+/// `shmkit gc`: lists the rings nobody will use (only `names`, if given),
+/// with why, and with `force` removes them.
+pub fn gc(names: &[String], force: bool, out: &mut impl Write) -> Result<(), CliError> {
+    let action = gc_action(force);
     let mut found: Vec<Garbage> = Vec::new();
     let mut problems = Vec::new();
     let mut text = String::new();

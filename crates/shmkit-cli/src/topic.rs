@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use shmkit::ring::Scope;
 use shmkit::topic::{self, Options, Policy, Publisher, Subscriber, TopicStatus};
 use shmkit::Mode;
 
@@ -373,11 +374,14 @@ pub fn gc_rings_and_topics(
 /// given), listed, and with `force` removed.
 fn gc(names: &[String], force: bool, out: &mut impl Write) -> Result<(), CliError> {
     let found = if names.is_empty() {
-        topic::collect_garbage(None, force)?
+        topic::collect_garbage(Scope::All, ring::gc_action(force))?
     } else {
         let mut found = Vec::new();
         for name in names {
-            found.extend(topic::collect_garbage(Some(name), force)?);
+            found.extend(topic::collect_garbage(
+                Scope::Name(name),
+                ring::gc_action(force),
+            )?);
         }
         found
     };

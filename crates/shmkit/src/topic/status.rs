@@ -8,6 +8,7 @@ use super::layout::{
 use super::shared::{key_of, Shared};
 use super::{Policy, SEGMENT_PREFIX};
 use crate::error::{Error, Result};
+use crate::ring::{Action, Scope};
 use crate::segment::{ReadWrite, Segment};
 use crate::sync::Ordering;
 
@@ -204,19 +205,23 @@ pub fn list() -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Finds topics (every topic, or `only` the one named) that no live process
-/// is a member of (their members all died, see [`TopicStatus::abandoned`])
-/// and that no other process maps, and removes them if `remove` is true.
-/// Returns them either way.
+/// Finds topics in `scope` (as [`ring::collect_garbage`](crate::ring::collect_garbage)
+/// takes it) that no live process is a member of (their members all died,
+/// see [`TopicStatus::abandoned`]) and that no other process maps, and
+/// removes them if `action` says so. Returns them either way.
 ///
 /// Never touches a segment that is not a valid topic, one a live member
 /// holds, one that is being joined or left (its gate is held), or one
 /// mapped by another process.
-pub fn collect_garbage(only: Option<&str>, remove: bool) -> Result<Vec<TopicStatus>> {
+pub fn collect_garbage(scope: Scope<'_>, action: Action) -> Result<Vec<TopicStatus>> {
     let mut collected = Vec::new();
-    let names = match only {
-        Some(name) => vec![name.to_owned()],
-        None => list()?,
+    let names = match scope {
+        Scope::Name(name) => vec![name.to_owned()],
+        Scope::All => list()?,
+        Scope::Prefix(prefix) => list()?
+            .into_iter()
+            .filter(|name| name.starts_with(prefix))
+            .collect(),
     };
     for name in names {
         let Ok(shared) = map(&name) else { continue };
@@ -237,7 +242,7 @@ pub fn collect_garbage(only: Option<&str>, remove: bool) -> Result<Vec<TopicStat
         if !topic.abandoned() {
             continue;
         }
-        if remove && shared.header().wait.removed.load(Ordering::SeqCst) == 0 {
+        if action == Action::Remove && shared.header().wait.removed.load(Ordering::SeqCst) == 0 {
             match shared.segment.remove() {
                 // Removed by someone else meanwhile: what we wanted.
                 Ok(()) | Err(crate::Error::NotFound { .. }) => {}
