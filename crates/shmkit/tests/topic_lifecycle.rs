@@ -156,3 +156,76 @@ fn gc_collects_a_half_made_topic_and_only_it() {
     assert!(!topic_exists(&name));
     assert!(topic_exists(&other), "a live topic stays");
 }
+
+/// Cuts topic `name`'s file to `size` bytes, as any process that may
+/// write it can.
+fn truncate(name: &str, size: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path(name))
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+}
+
+fn is_truncated(result: Result<impl std::fmt::Debug, Error>) -> bool {
+    matches!(result, Err(Error::Truncated { .. }))
+}
+
+#[test]
+fn a_topic_truncated_to_nothing_is_truncated_for_every_verb() {
+    let name = unique_ring_name("topic-truncated-empty");
+    let _cleanup = TopicCleanup(name.clone());
+    let mut subscriber = Subscriber::open_with(&name, &small()).unwrap();
+    let mut publisher = Publisher::open_with(&name, &small()).unwrap();
+    publisher.send(b"before").unwrap();
+    truncate(&name, 0);
+    let mut buf = [0u8; 64];
+    let err = publisher.send(b"after").unwrap_err();
+    assert!(matches!(err, Error::Truncated { size: 0, .. }), "{err}");
+    assert!(is_truncated(publisher.try_send(b"after")));
+    assert!(is_truncated(subscriber.try_recv(&mut buf)));
+    assert!(is_truncated(subscriber.recv(&mut buf)));
+    assert!(is_truncated(subscriber.try_read().map(|guard| guard.len())));
+    assert!(is_truncated(topic::status(&name)));
+    assert!(is_truncated(Subscriber::open_with(&name, &small())));
+}
+
+#[test]
+fn a_topic_cut_inside_its_header_page_wakes_a_waiting_subscriber_with_truncated() {
+    let name = unique_ring_name("topic-truncated-header");
+    let _cleanup = TopicCleanup(name.clone());
+    let mut subscriber = Subscriber::open_with(&name, &small()).unwrap();
+    let publisher = Publisher::open_with(&name, &small()).unwrap();
+    // The header's page stays mapped, zeroed past byte 100: no fault.
+    truncate(&name, 100);
+    let mut buf = [0u8; 64];
+    // Not a timeout: the waiting subscriber's peer check sees the cut.
+    let err = subscriber
+        .recv_timeout(&mut buf, Duration::from_secs(60))
+        .unwrap_err();
+    assert!(matches!(err, Error::Truncated { size: 100, .. }), "{err}");
+    drop(publisher);
+}
+
+#[test]
+fn a_subscriber_never_receives_the_zeros_of_lost_lanes() {
+    let name = unique_ring_name("topic-truncated-lanes");
+    let _cleanup = TopicCleanup(name.clone());
+    let mut subscriber = Subscriber::open_with(&name, &small()).unwrap();
+    let mut publisher = Publisher::open_with(&name, &small()).unwrap();
+    for n in 0u8..10 {
+        publisher.send(&[n; 40]).unwrap();
+    }
+    // Keep the header and tables (one page here), lose the lanes.
+    truncate(&name, 4096);
+    let mut buf = [0u8; 64];
+    // The first receive reads a lost page: never its zeros.
+    match subscriber.try_recv(&mut buf) {
+        Err(Error::Truncated { size: 4096, .. }) => {}
+        Ok(received) => panic!("received {:?} of a lost lane", &buf[..received.len]),
+        Err(other) => panic!("{other}"),
+    }
+    assert!(is_truncated(subscriber.try_recv(&mut buf)));
+    assert!(is_truncated(publisher.send(b"more")));
+}

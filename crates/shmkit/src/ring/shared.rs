@@ -180,10 +180,7 @@ impl Shared {
     /// (Only on the error path, so the `fstat` costs nothing normally.)
     #[cold]
     pub(super) fn explain(&self, err: Error) -> Error {
-        match (&err, self.still_sized()) {
-            (Error::Corrupt(_), Err(truncated)) => truncated,
-            _ => err,
-        }
+        self.mapping.explain(err)
     }
 
     /// Whether the ring's file has lost its name (removed by someone else;

@@ -242,6 +242,19 @@ impl<A: AccessMode> Attachment<A> {
         }
     }
 
+    /// A [`Corrupt`](Error::Corrupt) found in a structure in this mapping
+    /// becomes [`Truncated`](Error::Truncated) when the file is shorter than
+    /// the mapping: a cut inside a page zeroes the bytes past it without a
+    /// fault, and the zeros look like damage. (Only on the error path, so
+    /// the `fstat` costs nothing normally.)
+    #[cold]
+    pub(crate) fn explain(&self, err: Error) -> Error {
+        match (&err, self.check_size()) {
+            (Error::Corrupt(_), Err(truncated)) => truncated,
+            _ => err,
+        }
+    }
+
     // Inlined: every ring verb and every copy asks, and the answer is one
     // relaxed load; what it costs to explain a fault is kept out of line.
     #[inline]

@@ -120,8 +120,8 @@ impl Format {
     /// # Errors
     ///
     /// [`Error::UntrustedOwner`]; [`Error::Truncated`] if it has more than
-    /// 0 bytes but fewer than a header; [`Error::Corrupt`] if it is half
-    /// made and a process uses it.
+    /// 0 bytes but fewer than a header, or 0 bytes and a process uses it;
+    /// [`Error::Corrupt`] if it has no magic and a process uses it.
     pub(crate) fn attach_existing(
         &self,
         segment: &Segment,
@@ -148,6 +148,15 @@ impl Format {
         }
         let gate = self.gate(segment)?;
         if let Err(users) = self.unused(segment) {
+            if size == 0 {
+                // In use, so it was whole once (shmkit names no file of 0
+                // bytes): cut to nothing.
+                return Err(Error::Truncated {
+                    segment: place,
+                    size,
+                    expected: self.header_size,
+                });
+            }
             return Err(Error::Corrupt(format!(
                 "{place} was never initialised, and {users}; \
                  `shmkit gc --force {name}` removes it once they are gone"

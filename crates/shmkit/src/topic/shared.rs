@@ -46,10 +46,10 @@ pub(crate) struct Shared {
     pub lanes: Vec<LaneRef>,
     pub segment: Segment,
     // Declared last: unmapped after everything that points in.
-    _mapping: Attachment<ReadWrite>,
+    mapping: Attachment<ReadWrite>,
 }
 
-// SAFETY: every pointer is into `_mapping`, owned alongside; shared memory
+// SAFETY: every pointer is into `mapping`, owned alongside; shared memory
 // is reached through atomics and the lane protocol only.
 unsafe impl Send for Shared {}
 
@@ -218,8 +218,30 @@ impl Shared {
             base,
             lanes,
             segment,
-            _mapping: mapping,
+            mapping,
         })
+    }
+
+    /// `Err(Truncated)` once an access found the segment shrunk by someone
+    /// (the pages it lost read as zeros): checked by every verb, after its
+    /// accesses, so that zeros are never delivered as a message.
+    #[inline]
+    pub(crate) fn intact(&self) -> Result<()> {
+        self.mapping.check_intact()
+    }
+
+    /// `Err(Truncated)` if the file is shorter than the mapping, faulted
+    /// or not (a cut inside the header's page zeroes its words without a
+    /// fault, and a waiter would wait forever): a system call, for waits.
+    pub(crate) fn still_sized(&self) -> Result<()> {
+        self.mapping.check_size()
+    }
+
+    /// A `Corrupt` found in the topic becomes `Truncated` when the file is
+    /// shorter than the mapping.
+    #[cold]
+    pub(crate) fn explain(&self, err: Error) -> Error {
+        self.mapping.explain(err)
     }
 
     #[inline]
@@ -508,10 +530,11 @@ pub(crate) fn read_header<'m, A: AccessMode>(
         )));
     }
     if geometry.size > len {
-        return Err(corrupt(format!(
-            "{} bytes of tables and lanes do not fit the segment's {len}",
-            geometry.size
-        )));
+        return Err(Error::Truncated {
+            segment: format!("topic {name}"),
+            size: len,
+            expected: geometry.size,
+        });
     }
     Ok(header)
 }

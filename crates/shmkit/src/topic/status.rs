@@ -4,7 +4,7 @@
 use super::layout::{HEADER_SIZE, LANE_CLOSED, LANE_OPEN, LANE_UNUSED, SUBSCRIBER_ACTIVE};
 use super::shared::{key_of, read_header, Shared, FORMAT};
 use super::Policy;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ring::{Action, Garbage, Reason, Removal, Scope};
 use crate::segment::format::remove_exactly;
 use crate::segment::{ReadWrite, Segment};
@@ -86,6 +86,14 @@ impl TopicStatus {
 fn map(name: &str) -> Result<Shared> {
     let key = key_of(name)?;
     let segment = Segment::open(&key)?;
+    let size = segment.size()?;
+    if size < HEADER_SIZE {
+        return Err(Error::Truncated {
+            segment: FORMAT.place(name),
+            size,
+            expected: HEADER_SIZE,
+        });
+    }
     let mapping = segment.attach(ReadWrite)?;
     Shared::from_mapping(name, segment, mapping)
 }
@@ -113,7 +121,10 @@ fn map(name: &str) -> Result<Shared> {
 /// ```
 pub fn status(name: &str) -> Result<TopicStatus> {
     let shared = map(name)?;
-    Ok(describe(&shared))
+    let status = describe(&shared);
+    // Someone may have shrunk the file while we read: then these are zeros.
+    shared.intact()?;
+    Ok(status)
 }
 
 fn describe(shared: &Shared) -> TopicStatus {
