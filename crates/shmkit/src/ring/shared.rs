@@ -8,6 +8,8 @@ pub(super) use crate::segment::format::{remove_exactly, Format};
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) name: String,
+    /// `ring NAME`, as errors name it.
+    pub(super) place: String,
     pub(super) ring: RingRef,
     pub(super) me: u64,
     pub(super) end: End,
@@ -97,6 +99,7 @@ impl Shared {
             drop(gate);
             let shared = Shared {
                 name: name.to_owned(),
+                place: FORMAT.place(name),
                 ring,
                 me,
                 end,
@@ -201,7 +204,7 @@ impl Shared {
         // and the waiter's `still_sized`).
         if self.closed() {
             return Err(Error::Closed {
-                ring: self.name.clone(),
+                place: self.place.clone(),
             });
         }
         if endpoint::is_held(&self.segment, End::Producer) {
@@ -218,7 +221,7 @@ impl Shared {
 
     pub(super) fn peer_gone(&self, peer: &'static str, owner: u64) -> Error {
         Error::PeerGone {
-            ring: self.name.clone(),
+            place: self.place.clone(),
             peer,
             pid: endpoint::pid_of(owner),
         }

@@ -367,7 +367,7 @@ impl Publisher {
                 slot,
             }),
             None => Err(Error::Full {
-                ring: self.shared.name.clone(),
+                place: self.shared.place.clone(),
                 needed: layout::record_size(len as u64),
                 free: self.cursor.limit.saturating_sub(self.cursor.tail),
             }),
@@ -415,7 +415,7 @@ impl Publisher {
             wait,
             &wait.publishers_sleeping,
             deadline,
-            &shared.name,
+            &shared.place,
             || {
                 let mut slowest = |tail| shared.slowest(index, tail);
                 let reserved = lane
@@ -825,7 +825,7 @@ impl Subscriber {
                     }
                 }
                 return Err(Error::Empty {
-                    ring: self.shared.name.clone(),
+                    place: self.shared.place.clone(),
                 });
             }
             Until::Forever => None,
@@ -847,7 +847,7 @@ impl Subscriber {
             wait,
             &wait.subscribers_sleeping,
             deadline,
-            &shared_ref.name,
+            &shared_ref.place,
             || poll_lanes(shared_ref, cursors, next_lane, *index),
             || {
                 shared_ref.still_sized()?;

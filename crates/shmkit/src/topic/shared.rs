@@ -37,6 +37,8 @@ impl WakeLine for WaitLine {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub name: String,
+    /// `topic NAME`, as errors name it.
+    pub place: String,
     pub geometry: Geometry,
     pub max_message: u64,
     pub policy: Policy,
@@ -210,6 +212,7 @@ impl Shared {
             .collect();
         Ok(Shared {
             name: name.to_owned(),
+            place: FORMAT.place(name),
             geometry,
             max_message,
             policy,
@@ -399,10 +402,10 @@ impl Shared {
         }
         match dead {
             None => Err(Error::Closed {
-                ring: self.name.clone(),
+                place: self.place.clone(),
             }),
             Some(i) => Err(Error::PeerGone {
-                ring: self.name.clone(),
+                place: self.place.clone(),
                 peer: "publisher",
                 pid: self.lanes[i].header().owner.load(Ordering::Relaxed) as u32,
             }),
