@@ -74,6 +74,7 @@ pub use status::{collect_garbage, list, status, PublisherStatus, SubscriberStatu
 
 use crate::error::{Error, Result};
 use crate::ring::wait::{wake_if_sleeping, Waiter};
+use crate::segment::format::owner_word;
 use crate::segment::{Mode, Trust};
 use crate::sync::Ordering;
 use crate::sys::range_lock::RangeLock;
@@ -238,11 +239,6 @@ pub struct Received {
     pub sequence: u64,
 }
 
-/// A member's identity for `status`: its pid.
-fn this_pid() -> u64 {
-    u64::from(std::process::id())
-}
-
 /// The sending end of a topic.
 ///
 /// Dropping it closes its part of the stream: subscribers receive every
@@ -273,6 +269,7 @@ impl Publisher {
 
     /// Opens (or creates) topic `name` as a new publisher.
     pub fn open_with(name: &str, options: &Options) -> Result<Publisher> {
+        let owner = owner_word()?;
         let (shared, gate) = Shared::open(name, options)?;
         let (index, lock) =
             shared.take_place(PUBLISHER_LOCKS, shared.geometry.publishers, "publishers")?;
@@ -288,7 +285,7 @@ impl Publisher {
         // `lane`): continuing from the tail writes over it.
         let cursor = lane.take_over(id, shared.history as usize)?;
         header.publisher.store(id, Ordering::Relaxed);
-        header.owner.store(this_pid(), Ordering::Relaxed);
+        header.owner.store(owner, Ordering::Relaxed);
         header.published.store(0, Ordering::Relaxed);
         header.state.store(LANE_OPEN, Ordering::Release);
         wait.lanes_used
@@ -574,6 +571,7 @@ impl Subscriber {
 
     /// Opens (or creates) topic `name` as a new subscriber.
     pub fn open_with(name: &str, options: &Options) -> Result<Subscriber> {
+        let owner = owner_word()?;
         let (shared, gate) = Shared::open(name, options)?;
         let (index, lock) =
             shared.take_place(SUBSCRIBER_LOCKS, shared.geometry.subscribers, "subscribers")?;
@@ -591,7 +589,7 @@ impl Subscriber {
             });
         }
         let entry = shared.subscriber(index);
-        entry.owner.store(this_pid(), Ordering::Relaxed);
+        entry.owner.store(owner, Ordering::Relaxed);
         entry.received.store(0, Ordering::Relaxed);
         entry.missed.store(0, Ordering::Relaxed);
         let generation = entry.state.load(Ordering::Relaxed) >> 1;
