@@ -71,6 +71,8 @@ mod layout;
 #[cfg(all(test, loom))]
 mod model;
 mod options;
+#[cfg(feature = "tokio")]
+mod parking;
 mod producer;
 mod protocol;
 mod shared;
