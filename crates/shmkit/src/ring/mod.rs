@@ -66,13 +66,13 @@
 
 mod batch;
 mod consumer;
-mod endpoint;
-mod layout;
+pub(crate) mod endpoint;
+pub(crate) mod layout;
 #[cfg(all(test, loom))]
 mod model;
 mod options;
 mod producer;
-mod protocol;
+pub(crate) mod protocol;
 mod shared;
 mod status;
 pub(crate) mod wait;
