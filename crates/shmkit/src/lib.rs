@@ -81,11 +81,14 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "tokio")]
+pub mod aio;
 pub mod channel;
 mod error;
 pub mod offset;
 pub mod ring;
 pub mod segment;
+pub mod service;
 mod sync;
 mod sys;
 pub mod topic;

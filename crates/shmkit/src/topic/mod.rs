@@ -63,6 +63,8 @@ mod lane;
 mod layout;
 #[cfg(all(test, loom))]
 mod model;
+#[cfg(feature = "tokio")]
+mod parking;
 mod shared;
 mod status;
 
