@@ -118,14 +118,23 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 //!
+//! # Typed topics
+//!
+//! [`Publisher<T, C>`] and [`Subscriber<T, C>`] carry values the same way
+//! over a [`topic`](crate::topic) (many publishers, many subscribers), with
+//! the same codecs, tags and errors, and each value received says which
+//! publisher sent it and its sequence number.
+//!
 //! [`ring`]: crate::ring
 
 mod codec;
 #[cfg(feature = "tokio")]
 mod parking;
+mod topic;
 mod wire;
 
 pub use codec::{ArchivedMessage, Codec, CodecError, Plain, Postcard, Rkyv, Writer};
+pub use topic::{Publisher, Subscriber};
 
 /// rkyv 0.8, re-exported: the [`Rkyv`] codec's bounds name its traits.
 ///

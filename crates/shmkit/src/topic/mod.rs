@@ -502,6 +502,14 @@ impl WriteGrant<'_> {
     /// Discards the reservation; subscribers see nothing.
     pub fn abort(self) {}
 
+    /// The first byte of the reservation, for a writer that must not form
+    /// a `&mut [u8]` over shared memory (the typed publisher's codec).
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.publisher
+            .lane
+            .payload(self.slot.position, self.slot.len)
+    }
+
     #[inline]
     fn fill_and_commit(mut self, message: &[u8]) {
         self.copy_from_slice(message);
@@ -963,6 +971,23 @@ impl ReadGuard<'_> {
 
     /// Moves past the message.
     pub fn release(self) {}
+
+    /// The message's first byte, for a reader that must not form a `&[u8]`
+    /// over shared memory (the typed subscriber copies through it). Valid,
+    /// for [`len`](<[u8]>::len) bytes, while the guard lives.
+    pub(crate) fn as_ptr(&self) -> *const u8 {
+        if self.copied {
+            return self.subscriber.scratch.as_ptr();
+        }
+        self.subscriber.shared.lanes[self.lane]
+            .payload(self.meta.position, self.meta.len)
+            .cast_const()
+    }
+
+    /// The message's length in bytes.
+    pub(crate) fn message_len(&self) -> usize {
+        self.meta.len as usize
+    }
 }
 
 impl Deref for ReadGuard<'_> {
