@@ -16,6 +16,8 @@ const TRANSPORTS: &[&str] = &[
     "shmkit-spin",
     "shmkit-block",
     "shmkit-batch",
+    "shmkit-topic",
+    "shmkit-topic-fanin",
     "pipe",
     "uds-stream",
     "uds-seqpacket",
@@ -51,6 +53,7 @@ fn bench(args: &[&str]) -> Output {
 /// domain's folder in the temporary directory.
 fn leftovers(pid: u32) -> Vec<String> {
     let ring = format!("shmkit.ring.bench-{pid}-");
+    let topic = format!("shmkit.topic.bench-{pid}-");
     let other = format!("shmkit-bench-{pid}-");
     let temp = std::env::temp_dir();
     [
@@ -63,7 +66,7 @@ fn leftovers(pid: u32) -> Vec<String> {
     .flat_map(|dir| std::fs::read_dir(dir).expect("list the directory"))
     .map(|entry| entry.expect("a directory entry").file_name())
     .map(|name| name.to_string_lossy().into_owned())
-    .filter(|name| name.starts_with(&ring) || name.starts_with(&other))
+    .filter(|name| name.starts_with(&ring) || name.starts_with(&topic) || name.starts_with(&other))
     .collect()
 }
 
@@ -144,7 +147,7 @@ fn a_short_run_prints_a_record_for_every_transport_and_reference() {
 
 #[test]
 fn a_lost_message_fails_the_run() {
-    for transport in ["pipe", "shmkit-spin", "shmkit-batch"] {
+    for transport in ["pipe", "shmkit-spin", "shmkit-batch", "shmkit-topic-fanin"] {
         let output = bench(&[
             "--sizes",
             "64",
