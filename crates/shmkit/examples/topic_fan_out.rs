@@ -43,7 +43,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut children = Vec::new();
     for _ in 0..subscribers {
         let mut child = Command::new(&exe)
-            .args(["subscriber", &name, &messages.to_string(), &size.to_string()])
+            .args([
+                "subscriber",
+                &name,
+                &messages.to_string(),
+                &size.to_string(),
+            ])
             .stdout(Stdio::piped())
             .spawn()?;
         let mut out = BufReader::new(child.stdout.take().expect("piped"));
