@@ -81,6 +81,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "tokio")]
+pub mod aio;
 pub mod channel;
 mod error;
 pub mod offset;

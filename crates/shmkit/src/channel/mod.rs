@@ -121,6 +121,8 @@
 //! [`ring`]: crate::ring
 
 mod codec;
+#[cfg(feature = "tokio")]
+mod parking;
 mod wire;
 
 pub use codec::{ArchivedMessage, Codec, CodecError, Plain, Postcard, Rkyv, Writer};
@@ -368,8 +370,9 @@ impl<T, C: Codec<T>> Sender<T, C> {
             .map_err(|err| unencodable(&self.tag, err))
     }
 
-    /// Encodes `value` straight into a ring grant of its exact size.
-    fn send_with(&mut self, value: &T, patience: Patience) -> Result<()> {
+    /// The ring message `value` goes out as: the length of its body,
+    /// whether it names the type, and the length of the whole message.
+    fn framed_len(&mut self, value: &T) -> Result<(usize, bool, usize)> {
         let body = self.encoded_len(value)?;
         let limit = self.max_message();
         if body > limit {
@@ -382,6 +385,12 @@ impl<T, C: Codec<T>> Sender<T, C> {
         // The first message names the type, if that fits too.
         let named = !self.named && self.tag.framing_len(true) + body <= self.producer.max_message();
         let len = self.tag.framing_len(named) + body;
+        Ok((body, named, len))
+    }
+
+    /// Encodes `value` straight into a ring grant of its exact size.
+    fn send_with(&mut self, value: &T, patience: Patience) -> Result<()> {
+        let (body, named, len) = self.framed_len(value)?;
         let mut grant = match patience {
             Patience::Wait => self.producer.grant(len),
             Patience::Now => self.producer.try_grant(len),

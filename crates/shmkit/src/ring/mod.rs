@@ -71,6 +71,8 @@ pub(crate) mod layout;
 #[cfg(all(test, loom))]
 mod model;
 mod options;
+#[cfg(feature = "tokio")]
+mod parking;
 mod producer;
 pub(crate) mod protocol;
 mod shared;

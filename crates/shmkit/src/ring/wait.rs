@@ -113,7 +113,7 @@ impl Waiter {
         (now < until).then_some(until)
     }
 
-    fn spin_time(&self) -> Option<Duration> {
+    pub(crate) fn spin_time(&self) -> Option<Duration> {
         match self.waiting {
             Waiting::BusyPoll => None,
             Waiting::SpinThenSleep(spin) => Some(spin),
@@ -247,6 +247,20 @@ impl Waiter {
     /// average with weight 1/4, so one slow wake-up does not dominate).
     fn learn_wake_cost(&mut self, cost: Duration) {
         self.wake_cost = (self.wake_cost * 3 + cost) / 4;
+    }
+}
+
+/// The first half of rule 8 of `protocol` for a waiter that sleeps
+/// elsewhere than in [`Waiter::wait`] (the async reactor, `crate::aio`):
+/// says this side sleeps on `sleeping` and issues the heavy fence. The
+/// caller then polls once more before it sleeps, and calls
+/// [`WakeLine::stop_sleeping`] if that poll finds what it waits for.
+#[cfg(feature = "tokio")]
+pub(crate) fn announce_sleep(line: &(impl WakeLine + ?Sized), sleeping: &AtomicU32) {
+    sleeping.store(1, Ordering::Relaxed);
+    // As in `Waiter::wait`.
+    if !heavy_fence() {
+        line.full_fences().store(1, Ordering::Relaxed);
     }
 }
 

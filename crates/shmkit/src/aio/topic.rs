@@ -1,0 +1,350 @@
+//! Async forms of the topic's members: [`AsyncPublisher`] and
+//! [`AsyncSubscriber`].
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use super::park::{Park, Readiness};
+use super::ring::end_of_stream;
+use crate::error::{Error, Result};
+use crate::ring::wait::WakeLine;
+use crate::sync::AtomicU32;
+use crate::topic::{Options, Publisher, Received, Subscriber, WriteGrant};
+
+/// A subscriber's wait for a message.
+struct Message<'a>(&'a mut Subscriber);
+
+impl Readiness for Message<'_> {
+    fn ready(&mut self) -> Result<bool> {
+        self.0.message_ready()
+    }
+    fn peer_check(&mut self) -> Result<()> {
+        self.0.publishers_ended()
+    }
+    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+        self.0.sleep_line()
+    }
+    fn spin_time(&self) -> Option<Duration> {
+        self.0.spin_time()
+    }
+}
+
+/// A publisher's wait for room for a message of `.1` bytes.
+struct Room<'a>(&'a mut Publisher, usize);
+
+impl Readiness for Room<'_> {
+    fn ready(&mut self) -> Result<bool> {
+        self.0.room_for(self.1)
+    }
+    fn peer_check(&mut self) -> Result<()> {
+        self.0.reclaim_for(self.1);
+        Ok(())
+    }
+    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+        self.0.sleep_line()
+    }
+    fn spin_time(&self) -> Option<Duration> {
+        self.0.spin_time()
+    }
+}
+
+/// A topic's publisher, awaited: a [`Publisher`] whose waits (on a Block
+/// topic, for the slowest subscriber) park the task instead of the thread.
+///
+/// Every send is cancel-safe: a future dropped before it completes has
+/// published nothing and holds no grant. It is also a
+/// [`Sink`](futures_sink::Sink) of byte messages, which keeps at most one
+/// message that did not fit until there is room.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shmkit::Result<()> {
+/// use shmkit::aio::{AsyncPublisher, AsyncSubscriber};
+///
+/// let name = format!("doc-async-topic-{}", std::process::id());
+/// let mut subscriber = AsyncSubscriber::open(&name)?;
+/// let mut publisher = AsyncPublisher::open(&name)?; // usually another process
+/// publisher.send(b"frame 0").await?;
+/// let mut buf = [0u8; 64];
+/// let got = subscriber.recv(&mut buf).await?;
+/// assert_eq!((&buf[..got.len], got.sequence), (&b"frame 0"[..], 0));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct AsyncPublisher {
+    // Declared first: its reactor place goes before the mapping it names.
+    park: Park,
+    /// A sink's message that did not fit when it was started.
+    pending: Option<Vec<u8>>,
+    publisher: Publisher,
+}
+
+impl From<Publisher> for AsyncPublisher {
+    fn from(publisher: Publisher) -> AsyncPublisher {
+        AsyncPublisher {
+            park: Park::default(),
+            pending: None,
+            publisher,
+        }
+    }
+}
+
+impl AsyncPublisher {
+    /// [`Publisher::open`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::open`].
+    pub fn open(name: &str) -> Result<AsyncPublisher> {
+        Publisher::open(name).map(AsyncPublisher::from)
+    }
+
+    /// [`Publisher::open_with`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::open_with`].
+    pub fn open_with(name: &str, options: &Options) -> Result<AsyncPublisher> {
+        Publisher::open_with(name, options).map(AsyncPublisher::from)
+    }
+
+    /// The blocking publisher inside, for its other verbs.
+    pub fn get_mut(&mut self) -> &mut Publisher {
+        &mut self.publisher
+    }
+
+    /// The blocking publisher inside (a sink's unsent message is dropped).
+    pub fn into_inner(self) -> Publisher {
+        self.publisher
+    }
+
+    /// `Ready(Ok(()))` once a message of `len` bytes fits (at once on a
+    /// drop-oldest topic), with the task's waker parked until then.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`]; [`Error::Corrupt`] for a damaged lane.
+    pub fn poll_room(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<Result<()>> {
+        self.park.poll_ready(cx, &mut Room(&mut self.publisher, len))
+    }
+
+    /// [`Publisher::send`], awaited. Cancel-safe: the message is written and
+    /// committed in the poll that completes the future, or not at all.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::send`].
+    pub async fn send(&mut self, message: &[u8]) -> Result<()> {
+        poll_fn(|cx| self.poll_room(cx, message.len())).await?;
+        self.publisher.try_send(message)
+    }
+
+    /// [`Publisher::grant`], awaited. Cancel-safe: the grant exists only
+    /// once the future completed; dropping it uncommitted publishes nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::grant`].
+    pub async fn grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
+        poll_fn(|cx| self.poll_room(cx, len)).await?;
+        self.publisher.try_grant(len)
+    }
+
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if let Some(message) = &self.pending {
+            let len = message.len();
+            std::task::ready!(self.poll_room(cx, len))?;
+            let message = self.pending.take().expect("checked above");
+            self.publisher.try_send(&message)?;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<M: AsRef<[u8]>> futures_sink::Sink<M> for AsyncPublisher {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+
+    /// Publishes `message` if it fits now, else keeps a copy for the next
+    /// `poll_ready` or `poll_flush`.
+    fn start_send(self: Pin<&mut Self>, message: M) -> Result<()> {
+        let this = self.get_mut();
+        match this.publisher.try_send(message.as_ref()) {
+            Err(Error::Full { .. }) => {
+                this.pending = Some(message.as_ref().to_vec());
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+
+    /// Flushes; the publisher's stream closes when it is dropped.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+}
+
+/// A topic's subscriber, awaited: a [`Subscriber`] whose waits park the
+/// task instead of the thread.
+///
+/// Every receive is cancel-safe: a future dropped before it completes has
+/// taken nothing. It is also a [`Stream`](futures_core::Stream) of
+/// `(Received, bytes)`, which ends once every publisher that opened the
+/// topic closed and everything was received.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shmkit::Result<()> {
+/// use shmkit::aio::{AsyncPublisher, AsyncSubscriber};
+/// use futures_util::StreamExt;
+///
+/// let name = format!("doc-async-subscriber-{}", std::process::id());
+/// let mut subscriber = AsyncSubscriber::open(&name)?;
+/// let mut publisher = AsyncPublisher::open(&name)?;
+/// publisher.send(b"one").await?;
+/// publisher.send(b"two").await?;
+/// drop(publisher);
+/// let bytes: Vec<Vec<u8>> = subscriber.map(|m| m.unwrap().1).collect().await;
+/// assert_eq!(bytes, [b"one".to_vec(), b"two".to_vec()]);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct AsyncSubscriber {
+    // Declared first: its reactor place goes before the mapping it names.
+    park: Park,
+    ended: bool,
+    /// Room for the largest message, for `recv_vec` and the stream.
+    scratch: Vec<u8>,
+    subscriber: Subscriber,
+}
+
+impl From<Subscriber> for AsyncSubscriber {
+    fn from(subscriber: Subscriber) -> AsyncSubscriber {
+        AsyncSubscriber {
+            park: Park::default(),
+            ended: false,
+            scratch: Vec::new(),
+            subscriber,
+        }
+    }
+}
+
+impl AsyncSubscriber {
+    /// [`Subscriber::open`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Subscriber::open`].
+    pub fn open(name: &str) -> Result<AsyncSubscriber> {
+        Subscriber::open(name).map(AsyncSubscriber::from)
+    }
+
+    /// [`Subscriber::open_with`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Subscriber::open_with`].
+    pub fn open_with(name: &str, options: &Options) -> Result<AsyncSubscriber> {
+        Subscriber::open_with(name, options).map(AsyncSubscriber::from)
+    }
+
+    /// The blocking subscriber inside, for its other verbs.
+    pub fn get_mut(&mut self) -> &mut Subscriber {
+        &mut self.subscriber
+    }
+
+    /// The blocking subscriber inside.
+    pub fn into_inner(self) -> Subscriber {
+        self.subscriber
+    }
+
+    /// `Ready(Ok(()))` once a message is there, with the task's waker
+    /// parked until then; the errors of [`recv`](AsyncSubscriber::recv)
+    /// once the stream is over or a lag is to be reported.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Lagged`] (the next call goes on), [`Error::Closed`],
+    /// [`Error::PeerGone`], [`Error::Corrupt`].
+    pub fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.park.poll_ready(cx, &mut Message(&mut self.subscriber))
+    }
+
+    /// [`Subscriber::recv`], awaited. Cancel-safe: the message is taken only
+    /// in the poll that completes the future.
+    ///
+    /// # Errors
+    ///
+    /// As [`Subscriber::recv`].
+    pub async fn recv(&mut self, buf: &mut [u8]) -> Result<Received> {
+        loop {
+            poll_fn(|cx| self.poll_message(cx)).await?;
+            match self.subscriber.try_recv(buf) {
+                // On a drop-oldest topic the message seen may have been
+                // overwritten since: wait again.
+                Err(Error::Empty { .. }) => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// [`recv`](AsyncSubscriber::recv) into `buf`, replacing its contents
+    /// and growing it to fit.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](AsyncSubscriber::recv), never [`Error::TooLarge`].
+    pub async fn recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<Received> {
+        poll_fn(|cx| self.poll_vec(cx, buf)).await
+    }
+
+    fn poll_vec(&mut self, cx: &mut Context<'_>, buf: &mut Vec<u8>) -> Poll<Result<Received>> {
+        // Copied through the subscriber's own copy, never a slice over the
+        // lane (rule 1 of docs/ARCHITECTURE.md's shared-memory rules).
+        if self.scratch.len() < self.subscriber.max_message() {
+            self.scratch = vec![0; self.subscriber.max_message()];
+        }
+        loop {
+            std::task::ready!(self.poll_message(cx))?;
+            match self.subscriber.try_recv(&mut self.scratch) {
+                Ok(received) => {
+                    buf.clear();
+                    buf.extend_from_slice(&self.scratch[..received.len]);
+                    return Poll::Ready(Ok(received));
+                }
+                // As in `recv`.
+                Err(Error::Empty { .. }) => {}
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+    }
+}
+
+impl futures_core::Stream for AsyncSubscriber {
+    /// A message with what the topic says of it, or an error:
+    /// [`Error::Lagged`] (the stream goes on), [`Error::PeerGone`] (the
+    /// last item when a publisher died). Ends once every publisher that
+    /// opened the topic closed and everything was received.
+    type Item = Result<(Received, Vec<u8>)>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let mut buf = Vec::new();
+        let outcome = std::task::ready!(this.poll_vec(cx, &mut buf)).map(|got| (got, buf));
+        Poll::Ready(end_of_stream(&mut this.ended, outcome))
+    }
+}
