@@ -123,9 +123,11 @@
 mod codec;
 #[cfg(feature = "tokio")]
 mod parking;
+mod service;
 mod wire;
 
 pub use codec::{ArchivedMessage, Codec, CodecError, Plain, Postcard, Rkyv, Writer};
+pub use service::{ServiceClient, ServiceServer};
 
 /// rkyv 0.8, re-exported: the [`Rkyv`] codec's bounds name its traits.
 ///
