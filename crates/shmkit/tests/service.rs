@@ -290,8 +290,8 @@ fn a_shrunk_service_is_truncated() {
 }
 
 /// The request ring's data area of slot 0 with default options: the
-/// 512-byte header, the slot's 128-byte line, the ring's 512-byte header.
-const SLOT0_REQUESTS: usize = 512 + 128 + 512;
+/// 640-byte header, the slot's 256 bytes, the ring's 512-byte header.
+const SLOT0_REQUESTS: usize = 640 + 256 + 512;
 /// Its response ring's: past the 64 KiB request data and another header.
 const SLOT0_RESPONSES: usize = SLOT0_REQUESTS + (1 << 16) + 512;
 

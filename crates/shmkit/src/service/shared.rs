@@ -151,6 +151,9 @@ impl Shared {
             if !crate::sys::membarrier::register_global_expedited() {
                 shared.use_full_fences();
             }
+            // A call's records go to fresh ring bytes at every lap: fault
+            // the pages in now, not one in every 50 calls.
+            shared.mapping.populate();
             return Ok((shared, gate));
         }
         Err(Error::Busy {

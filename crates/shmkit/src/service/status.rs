@@ -132,8 +132,8 @@ fn describe(shared: &Shared) -> ServiceStatus {
             slot: i,
             pid: pid_of(slot.owner.load(Ordering::Relaxed)),
             alive: status == SLOT_CONNECTED && shared.client_alive(i),
-            calls: slot.calls.load(Ordering::Relaxed),
-            in_flight: slot.in_flight.load(Ordering::Relaxed),
+            calls: slot.counters.calls.load(Ordering::Relaxed),
+            in_flight: slot.counters.in_flight.load(Ordering::Relaxed),
         });
     }
     ServiceStatus {
@@ -147,10 +147,10 @@ fn describe(shared: &Shared) -> ServiceStatus {
             alive,
         }),
         closed: server.state.load(Ordering::Relaxed) == SERVER_CLOSED,
-        received: server.received.load(Ordering::Relaxed),
-        replied: server.replied.load(Ordering::Relaxed),
-        dropped: server.dropped.load(Ordering::Relaxed),
-        clients_lost: server.clients_lost.load(Ordering::Relaxed),
+        received: header.counters.received.load(Ordering::Relaxed),
+        replied: header.counters.replied.load(Ordering::Relaxed),
+        dropped: header.counters.dropped.load(Ordering::Relaxed),
+        clients_lost: header.counters.clients_lost.load(Ordering::Relaxed),
         clients,
     }
 }
