@@ -16,6 +16,7 @@ const TRANSPORTS: &[&str] = &[
     "shmkit-spin",
     "shmkit-block",
     "shmkit-batch",
+    "shmkit-async",
     "pipe",
     "uds-stream",
     "uds-seqpacket",

@@ -28,6 +28,7 @@
 //! (seqpacket), [`mq`]; [`descriptors`] passes file descriptors to the
 //! peer.
 
+mod aio;
 mod descriptors;
 #[cfg(feature = "iceoryx2")]
 mod iceoryx;
@@ -71,6 +72,8 @@ pub enum Transport {
     ShmkitBlock,
     /// shmkit-spin streaming with the batch verbs: many messages a commit (`WriteBatch`), drained (`drain_while`)
     ShmkitBatch,
+    /// shmkit-block's rings awaited from tokio in both processes (`shmkit::aio`: a futex_waitv reactor)
+    ShmkitAsync,
     /// A pipe
     Pipe,
     /// A Unix stream socket pair
@@ -94,6 +97,7 @@ impl Transport {
         Transport::ShmkitSpin,
         Transport::ShmkitBlock,
         Transport::ShmkitBatch,
+        Transport::ShmkitAsync,
         Transport::Pipe,
         Transport::UdsStream,
         Transport::UdsSeqpacket,
@@ -111,6 +115,7 @@ impl Transport {
             Transport::ShmkitSpin => "shmkit-spin",
             Transport::ShmkitBlock => "shmkit-block",
             Transport::ShmkitBatch => "shmkit-batch",
+            Transport::ShmkitAsync => "shmkit-async",
             Transport::Pipe => "pipe",
             Transport::UdsStream => "uds-stream",
             Transport::UdsSeqpacket => "uds-seqpacket",
@@ -186,6 +191,7 @@ pub fn open(
         Transport::ShmkitSpin | Transport::ShmkitBlock | Transport::ShmkitBatch => {
             ring::open(transport, both, size, block_spin)
         }
+        Transport::ShmkitAsync => aio::open(both, size, block_spin),
         Transport::Pipe => stream::open_pipes(both),
         Transport::UdsStream | Transport::Tcp => stream::open_socket(transport, both),
         Transport::UdsSeqpacket => packet::open(size),
@@ -266,6 +272,13 @@ impl PeerEnd {
                 rx,
                 tx,
                 block_spin_ns,
+            } if transport == Transport::ShmkitAsync => {
+                aio::peer_link(size, rx, tx.as_deref(), *block_spin_ns)
+            }
+            PeerEnd::Ring {
+                rx,
+                tx,
+                block_spin_ns,
             } => ring::peer_link(transport, size, rx, tx.as_deref(), *block_spin_ns),
             #[cfg(feature = "iceoryx2")]
             PeerEnd::Iceoryx2 { domain, rx, tx } => {
@@ -338,6 +351,7 @@ pub enum AnyLink {
     Packet(PacketLink),
     Queue(MqLink),
     Ring(RingLink),
+    Async(aio::AsyncLink),
     /// The ports; a link borrows them while it runs (see `with_link!`).
     #[cfg(feature = "iceoryx2")]
     Iceoryx2(iceoryx::Ports),
@@ -366,6 +380,7 @@ macro_rules! with_link {
             $crate::transports::AnyLink::Packet($link) => $body,
             $crate::transports::AnyLink::Queue($link) => $body,
             $crate::transports::AnyLink::Ring($link) => $body,
+            $crate::transports::AnyLink::Async($link) => $body,
             #[cfg(feature = "iceoryx2")]
             $crate::transports::AnyLink::Iceoryx2(ports) => ports.with_link(|$link| $body),
         }
