@@ -88,6 +88,7 @@ mod error;
 pub mod offset;
 pub mod ring;
 pub mod segment;
+pub mod service;
 mod sync;
 mod sys;
 pub mod topic;

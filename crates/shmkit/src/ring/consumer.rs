@@ -358,14 +358,18 @@ impl Consumer {
     pub(super) fn next_until(&mut self, deadline: Option<Instant>) -> Result<Slot> {
         self.shared.intact()?;
         // The common case, a message at once, without the waiter's set-up.
-        if let Some(slot) = self
-            .shared
-            .ring
-            .peek(&mut self.cursor)
-            .map_err(|e| self.shared.explain(e))?
-        {
-            return Ok(slot);
+        match self.shared.ring.peek(&mut self.cursor) {
+            Ok(Some(slot)) => Ok(slot),
+            Ok(None) => self.wait_for_message(deadline),
+            Err(err) => Err(self.shared.explain(err)),
         }
+    }
+
+    /// The rest of `next_until` when the ring is empty: kept out of line,
+    /// so that the path of every message stays short.
+    #[cold]
+    #[inline(never)]
+    fn wait_for_message(&mut self, deadline: Option<Instant>) -> Result<Slot> {
         let shared = &self.shared;
         let cursor = &mut self.cursor;
         let header = shared.header();

@@ -214,10 +214,7 @@ impl RingRef {
     fn free(&self, cursor: &ProducerCursor) -> Result<u64> {
         let used = cursor.tail.wrapping_sub(cursor.cached_head);
         if used > self.capacity {
-            return Err(Error::Corrupt(format!(
-                "ring head {} is not within {} bytes before tail {}",
-                cursor.cached_head, self.capacity, cursor.tail
-            )));
+            return Err(head_out_of_range(cursor, self.capacity));
         }
         Ok(self.capacity - used)
     }
@@ -228,11 +225,7 @@ impl RingRef {
     #[inline]
     pub(crate) fn reserve(&self, cursor: &mut ProducerCursor, len: u64) -> Result<Option<Slot>> {
         if len > self.max_message {
-            return Err(Error::TooLarge {
-                what: "message",
-                size: len,
-                limit: self.max_message,
-            });
+            return Err(too_large(len, self.max_message));
         }
         let size = record_size(len);
         let to_end = self.capacity - self.offset(cursor.tail);
@@ -491,11 +484,7 @@ impl RingRef {
         len: u64,
     ) -> Result<Option<Slot>> {
         if len > self.max_message {
-            return Err(Error::TooLarge {
-                what: "message",
-                size: len,
-                limit: self.max_message,
-            });
+            return Err(too_large(len, self.max_message));
         }
         debug_assert!(end.wrapping_sub(cursor.tail) <= self.capacity);
         let record_end = end + record_size(len);
@@ -551,6 +540,29 @@ impl RingRef {
         producer.sent.store(sent, Ordering::Relaxed);
         self.wake_if_sleeping(&self.header().wait.consumer_sleeping);
     }
+}
+
+// The errors of the per-message paths, out of line: building them (a
+// formatted string) would otherwise cost every message stack space and
+// spilled registers.
+
+#[cold]
+#[inline(never)]
+fn too_large(len: u64, limit: u64) -> Error {
+    Error::TooLarge {
+        what: "message",
+        size: len,
+        limit,
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn head_out_of_range(cursor: &ProducerCursor, capacity: u64) -> Error {
+    Error::Corrupt(format!(
+        "ring head {} is not within {capacity} bytes before tail {}",
+        cursor.cached_head, cursor.tail
+    ))
 }
 
 /// A record word, decoded.

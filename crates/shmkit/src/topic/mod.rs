@@ -295,6 +295,7 @@ impl Publisher {
         header.state.store(LANE_OPEN, Ordering::Release);
         wait.lanes_used
             .fetch_max(index as u32 + 1, Ordering::AcqRel);
+        shared.intact()?;
         drop(gate);
         Ok(Publisher {
             cursor,
@@ -336,13 +337,13 @@ impl Publisher {
     #[inline]
     pub fn send(&mut self, message: &[u8]) -> Result<()> {
         self.grant(message.len())?.fill_and_commit(message);
-        Ok(())
+        self.shared.intact()
     }
 
     /// Publishes one message if there is room now, else [`Error::Full`].
     pub fn try_send(&mut self, message: &[u8]) -> Result<()> {
         self.try_grant(message.len())?.fill_and_commit(message);
-        Ok(())
+        self.shared.intact()
     }
 
     /// [`send`](Publisher::send), waiting at most `timeout`
@@ -350,7 +351,7 @@ impl Publisher {
     pub fn send_timeout(&mut self, message: &[u8], timeout: Duration) -> Result<()> {
         self.grant_timeout(message.len(), timeout)?
             .fill_and_commit(message);
-        Ok(())
+        self.shared.intact()
     }
 
     /// Reserves `len` bytes to write a message in place; nothing is visible
@@ -384,12 +385,18 @@ impl Publisher {
     fn reserve(&mut self, len: u64) -> Result<Option<Slot>> {
         let shared = &self.shared;
         let index = self.index;
-        if shared.lossy() {
+        shared.intact()?;
+        let reserved = if shared.lossy() {
             self.lane.reserve(&mut self.cursor, len, None)
         } else {
             let mut slowest = |tail| shared.slowest(index, tail);
             self.lane.reserve(&mut self.cursor, len, Some(&mut slowest))
-        }
+        };
+        let reserved = reserved.map_err(|err| shared.explain(err))?;
+        // The reserve read the lane's and subscribers' words: were they
+        // still there?
+        shared.intact()?;
+        Ok(reserved)
     }
 
     #[inline]
@@ -413,9 +420,14 @@ impl Publisher {
             &shared.name,
             || {
                 let mut slowest = |tail| shared.slowest(index, tail);
-                lane.reserve(cursor, len as u64, Some(&mut slowest))
+                let reserved = lane
+                    .reserve(cursor, len as u64, Some(&mut slowest))
+                    .map_err(|err| shared.explain(err))?;
+                shared.intact()?;
+                Ok(reserved)
             },
             || {
+                shared.still_sized()?;
                 shared.reclaim_dead_subscribers(index, needed);
                 Ok(())
             },
@@ -621,6 +633,7 @@ impl Subscriber {
                     .store(cursor.position, Ordering::SeqCst);
             }
         }
+        shared.intact()?;
         drop(gate);
         Ok(Subscriber {
             cursors,
@@ -727,6 +740,9 @@ impl Subscriber {
                     )
                 };
             }
+            // The copy may have read pages the file lost: never deliver
+            // their zeros.
+            self.shared.intact()?;
             self.consume(i, &meta);
             return Ok(received(&meta));
         }
@@ -750,6 +766,7 @@ impl Subscriber {
                 lane.resync(&mut self.cursors[i])?;
                 continue;
             }
+            self.shared.intact()?;
             self.consume(i, &meta);
             return Ok(ReadGuard {
                 subscriber: self,
@@ -804,6 +821,7 @@ impl Subscriber {
                     .is_none_or(|at| now.duration_since(at) >= LIVENESS_INTERVAL);
                 if due {
                     self.checked_at = Some(now);
+                    self.shared.still_sized()?;
                     if let Err(end) = self.shared.publishers_finished() {
                         return self.poll()?.ok_or(end);
                     }
@@ -833,15 +851,32 @@ impl Subscriber {
             deadline,
             &shared_ref.name,
             || poll_lanes(shared_ref, cursors, next_lane, *index),
-            || shared_ref.publishers_finished(),
+            || {
+                shared_ref.still_sized()?;
+                shared_ref.publishers_finished()
+            },
         )
     }
 }
 
 /// One look at every lane, from the one after the last read (so that no
-/// publisher starves the others).
+/// publisher starves the others); `Err(Truncated)` if a page it read was
+/// gone (what it found then is zeros).
 #[inline]
 fn poll_lanes(
+    shared: &Shared,
+    cursors: &mut [LaneCursor],
+    next_lane: &mut usize,
+    index: u32,
+) -> Result<Option<(usize, Meta)>> {
+    shared.intact()?;
+    let found = scan_lanes(shared, cursors, next_lane, index).map_err(|err| shared.explain(err));
+    shared.intact()?;
+    found
+}
+
+#[inline]
+fn scan_lanes(
     shared: &Shared,
     cursors: &mut [LaneCursor],
     next_lane: &mut usize,
