@@ -142,6 +142,7 @@ fn thousand_endpoints(count: usize) {
         headers.iter().all(|h| sleeping(h, CONSUMER_SLEEPING_AT))
     });
     child.send("go");
+    let started = Instant::now();
     rt.block_on(async {
         for (i, task) in tasks.into_iter().enumerate() {
             let got = task.await.unwrap();
@@ -149,6 +150,12 @@ fn thousand_endpoints(count: usize) {
             assert_eq!(got, expected, "ring {i}");
         }
     });
+    println!(
+        "{count} parked endpoints ({:?} reactor) woken and drained of {} messages in {:?}",
+        reactor_kind(),
+        count * PER,
+        started.elapsed()
+    );
     assert_eq!(child.expect_line(), "done");
     child.finish();
 }
