@@ -235,7 +235,7 @@ impl<T, C: Codec<T>> AsyncReceiver<T, C> {
     ///
     /// # Errors
     ///
-    /// As [`AsyncConsumer::poll_message`].
+    /// As [`AsyncConsumer::poll_message`](super::AsyncConsumer::poll_message).
     pub fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         poll_message(&mut self.park, cx, self.receiver.consumer_mut())
     }
