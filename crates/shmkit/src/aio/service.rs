@@ -133,6 +133,7 @@ impl AsyncClient {
 
     /// The blocking client inside, for its other verbs.
     pub fn get_mut(&mut self) -> &mut Client {
+        self.park.reset();
         &mut self.client
     }
 
@@ -266,6 +267,7 @@ impl AsyncServer {
 
     /// The blocking server inside, for replies and its other verbs.
     pub fn get_mut(&mut self) -> &mut Server {
+        self.park.reset();
         &mut self.server
     }
 
