@@ -148,6 +148,13 @@ pub struct RingLink {
     batches: bool,
 }
 
+impl RingLink {
+    /// Its producer and consumer, for `shmkit-async` to await.
+    pub(super) fn into_ends(self) -> (Option<Producer>, Option<Consumer>) {
+        (self.tx, self.rx)
+    }
+}
+
 impl Link for RingLink {
     fn send(&mut self, message: &[u8]) -> Result<(), Error> {
         let tx = self.tx.as_mut().ok_or_else(|| one_way("send"))?;

@@ -24,6 +24,9 @@ use crate::ring::wait::{wake_if_sleeping, Waiter};
 use crate::sync::Ordering;
 use crate::sys::range_lock::RangeLock;
 
+#[cfg(feature = "tokio")]
+mod parking;
+
 /// How long a verb may wait.
 #[derive(Clone, Copy, Debug)]
 enum Patience {
