@@ -267,7 +267,8 @@ where
         if this.ended {
             return Poll::Ready(None);
         }
-        let outcome = std::task::ready!(this.poll_message(cx)).and_then(|()| this.receiver.try_recv());
+        let outcome =
+            std::task::ready!(this.poll_message(cx)).and_then(|()| this.receiver.try_recv());
         Poll::Ready(end_of_stream(&mut this.ended, outcome))
     }
 }

@@ -74,7 +74,11 @@ impl Park {
         outcome
     }
 
-    fn poll_inner(&mut self, cx: &mut Context<'_>, target: &mut impl Readiness) -> Poll<Result<()>> {
+    fn poll_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+        target: &mut impl Readiness,
+    ) -> Poll<Result<()>> {
         if target.ready()? {
             return Poll::Ready(Ok(()));
         }

@@ -137,7 +137,9 @@ unsafe impl Send for Entry {}
 
 fn lock(state: &Mutex<ShardState>) -> MutexGuard<'_, ShardState> {
     // The lock guards no invariant a panic could break halfway.
-    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// An endpoint's place in the reactor, until its word is woken or its
@@ -212,7 +214,10 @@ impl Drop for Parked {
     fn drop(&mut self) {
         let mut state = lock(&self.shard.state);
         let slot = &mut state.entries[self.slot];
-        if slot.as_ref().is_some_and(|e| e.generation == self.generation) {
+        if slot
+            .as_ref()
+            .is_some_and(|e| e.generation == self.generation)
+        {
             *slot = None;
             state.used -= 1;
         }

@@ -385,7 +385,12 @@ impl AsyncProducer {
     /// Sends the sink's message that did not fit, if any.
     fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         if let Some(message) = &self.pending {
-            std::task::ready!(poll_room(&mut self.park, cx, &mut self.producer, message.len()))?;
+            std::task::ready!(poll_room(
+                &mut self.park,
+                cx,
+                &mut self.producer,
+                message.len()
+            ))?;
             self.producer.try_send(message)?;
             self.pending = None;
         }

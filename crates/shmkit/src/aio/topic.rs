@@ -128,7 +128,8 @@ impl AsyncPublisher {
     ///
     /// [`Error::TooLarge`]; [`Error::Corrupt`] for a damaged lane.
     pub fn poll_room(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<Result<()>> {
-        self.park.poll_ready(cx, &mut Room(&mut self.publisher, len))
+        self.park
+            .poll_ready(cx, &mut Room(&mut self.publisher, len))
     }
 
     /// [`Publisher::send`], awaited. Cancel-safe: the message is written and

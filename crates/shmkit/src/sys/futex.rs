@@ -90,9 +90,9 @@ impl WaitList {
             rustix::time::ClockId::Monotonic,
         ) {
             Ok(index) => Ok(Some(index)),
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::TIMEDOUT | rustix::io::Errno::INTR) => {
-                Ok(None)
-            }
+            Err(
+                rustix::io::Errno::AGAIN | rustix::io::Errno::TIMEDOUT | rustix::io::Errno::INTR,
+            ) => Ok(None),
             Err(errno) => Err(errno.into()),
         }
     }
