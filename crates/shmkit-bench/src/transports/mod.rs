@@ -16,9 +16,9 @@
 //! - packets and queues (`uds-seqpacket`, `mq`): one `write` or `mq_send`
 //!   of the message, one `read` or `mq_receive` into the receiver's buffer,
 //!   whose length must be the size, then the check there;
-//! - rings (`shmkit-spin`, `shmkit-block`): the sender takes a grant of the
-//!   size, copies the message into it and commits it (what `Producer::send`
-//!   does); the receiver reads it in place (`Consumer::read`), checks it
+//! - rings (`shmkit-spin`, `shmkit-block`): the sender sends with
+//!   `Producer::send` (a grant of the size, the message copied in,
+//!   committed); the receiver reads it in place (`Consumer::read`), checks it
 //!   there, and releases it. No copy on the receiving side: that is what
 //!   the ring offers, and the check still reads every byte.
 
