@@ -17,6 +17,7 @@ const TRANSPORTS: &[&str] = &[
     "shmkit-block",
     "shmkit-batch",
     "shmkit-service",
+    "shmkit-async",
     "pipe",
     "uds-stream",
     "uds-seqpacket",

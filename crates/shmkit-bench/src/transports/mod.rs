@@ -16,9 +16,9 @@
 //! - packets and queues (`uds-seqpacket`, `mq`): one `write` or `mq_send`
 //!   of the message, one `read` or `mq_receive` into the receiver's buffer,
 //!   whose length must be the size, then the check there;
-//! - rings (`shmkit-spin`, `shmkit-block`): the sender takes a grant of the
-//!   size, copies the message into it and commits it (what `Producer::send`
-//!   does); the receiver reads it in place (`Consumer::read`), checks it
+//! - rings (`shmkit-spin`, `shmkit-block`): the sender sends with
+//!   `Producer::send` (a grant of the size, the message copied in,
+//!   committed); the receiver reads it in place (`Consumer::read`), checks it
 //!   there, and releases it. No copy on the receiving side: that is what
 //!   the ring offers, and the check still reads every byte.
 
@@ -28,6 +28,7 @@
 //! (seqpacket), [`mq`]; [`descriptors`] passes file descriptors to the
 //! peer.
 
+mod aio;
 mod descriptors;
 #[cfg(feature = "iceoryx2")]
 mod iceoryx;
@@ -75,6 +76,8 @@ pub enum Transport {
     ShmkitBatch,
     /// A shmkit service: one call per round trip, client and server busy-polling (round trips only)
     ShmkitService,
+    /// shmkit-block's rings awaited from tokio in both processes (`shmkit::aio`: a futex_waitv reactor)
+    ShmkitAsync,
     /// A pipe
     Pipe,
     /// A Unix stream socket pair
@@ -99,6 +102,7 @@ impl Transport {
         Transport::ShmkitBlock,
         Transport::ShmkitBatch,
         Transport::ShmkitService,
+        Transport::ShmkitAsync,
         Transport::Pipe,
         Transport::UdsStream,
         Transport::UdsSeqpacket,
@@ -117,6 +121,7 @@ impl Transport {
             Transport::ShmkitBlock => "shmkit-block",
             Transport::ShmkitBatch => "shmkit-batch",
             Transport::ShmkitService => "shmkit-service",
+            Transport::ShmkitAsync => "shmkit-async",
             Transport::Pipe => "pipe",
             Transport::UdsStream => "uds-stream",
             Transport::UdsSeqpacket => "uds-seqpacket",
@@ -193,6 +198,7 @@ pub fn open(
             ring::open(transport, both, size, block_spin)
         }
         Transport::ShmkitService => service::open(both, size),
+        Transport::ShmkitAsync => aio::open(both, size, block_spin),
         Transport::Pipe => stream::open_pipes(both),
         Transport::UdsStream | Transport::Tcp => stream::open_socket(transport, both),
         Transport::UdsSeqpacket => packet::open(size),
@@ -275,6 +281,13 @@ impl PeerEnd {
                 rx,
                 tx,
                 block_spin_ns,
+            } if transport == Transport::ShmkitAsync => {
+                aio::peer_link(size, rx, tx.as_deref(), *block_spin_ns)
+            }
+            PeerEnd::Ring {
+                rx,
+                tx,
+                block_spin_ns,
             } => ring::peer_link(transport, size, rx, tx.as_deref(), *block_spin_ns),
             PeerEnd::Service { name } => service::peer_link(size, name),
             #[cfg(feature = "iceoryx2")]
@@ -349,6 +362,7 @@ pub enum AnyLink {
     Queue(MqLink),
     Ring(RingLink),
     Service(ServiceLink),
+    Async(aio::AsyncLink),
     /// The ports; a link borrows them while it runs (see `with_link!`).
     #[cfg(feature = "iceoryx2")]
     Iceoryx2(iceoryx::Ports),
@@ -378,6 +392,7 @@ macro_rules! with_link {
             $crate::transports::AnyLink::Queue($link) => $body,
             $crate::transports::AnyLink::Ring($link) => $body,
             $crate::transports::AnyLink::Service($link) => $body,
+            $crate::transports::AnyLink::Async($link) => $body,
             #[cfg(feature = "iceoryx2")]
             $crate::transports::AnyLink::Iceoryx2(ports) => ports.with_link(|$link| $body),
         }

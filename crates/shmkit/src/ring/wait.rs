@@ -137,7 +137,7 @@ impl Waiter {
         line: &impl WakeLine,
         sleeping: &AtomicU32,
         deadline: Option<Instant>,
-        ring: &str,
+        place: &str,
         mut poll: impl FnMut() -> Result<Option<T>>,
         mut peer_check: impl FnMut() -> Result<()>,
     ) -> Result<T> {
@@ -145,7 +145,7 @@ impl Waiter {
         // which skips this call's set-up) and found nothing.
         let start = Instant::now();
         let timeout = |now: Instant| Error::Timeout {
-            ring: ring.to_owned(),
+            place: place.to_owned(),
             after: now - start,
         };
         let mut check_peer = |poll: &mut dyn FnMut() -> Result<Option<T>>| match peer_check() {
@@ -158,6 +158,11 @@ impl Waiter {
         // waits of a busy stream or a ping-pong end within a microsecond.
         let mut spin_until = self.spin_time().map(|spin| start + spin);
         let mut next_peer_check = start + FIRST_PEER_CHECK;
+        for _ in 0..SPINS_PER_CLOCK_READ {
+            if let Some(value) = poll()? {
+                return Ok(value);
+            }
+        }
         loop {
             for _ in 0..SPINS_PER_CLOCK_READ {
                 std::hint::spin_loop();

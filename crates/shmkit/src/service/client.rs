@@ -24,6 +24,9 @@ use crate::ring::wait::{wake_if_sleeping, Waiter};
 use crate::sync::Ordering;
 use crate::sys::range_lock::RangeLock;
 
+#[cfg(feature = "tokio")]
+mod parking;
+
 /// How long a verb may wait.
 #[derive(Clone, Copy, Debug)]
 enum Patience {
@@ -527,7 +530,7 @@ impl Client {
                 Patience::Now => {
                     server_check(shared, requests, slot, Some(call))?;
                     return Err(Error::Empty {
-                        ring: shared.name.clone(),
+                        place: format!("service {}", shared.name),
                     });
                 }
                 _ => {
@@ -756,7 +759,7 @@ fn server_check(
 ) -> Result<()> {
     let server = &shared.header().server;
     let gone = |owner: u64| Error::PeerGone {
-        ring: shared.name.clone(),
+        place: format!("service {}", shared.name),
         peer: "server",
         pid: pid_of(owner),
     };
@@ -776,7 +779,7 @@ fn server_check(
     }
     match server.state.load(Ordering::SeqCst) {
         SERVER_CLOSED => Err(Error::Closed {
-            ring: shared.name.clone(),
+            place: format!("service {}", shared.name),
         }),
         SERVER_SERVING => Err(gone(server.owner.load(Ordering::SeqCst))),
         // No server yet: the request waits for one.
@@ -790,7 +793,7 @@ fn server_check(
 
 fn full(shared: &Shared, len: u64, free: u64) -> Error {
     Error::Full {
-        ring: shared.name.clone(),
+        place: format!("service {}", shared.name),
         needed: record_size(len),
         free,
     }

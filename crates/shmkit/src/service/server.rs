@@ -18,6 +18,9 @@ use crate::ring::wait::{monotonic_nanos, Waiter, PEER_CHECK_INTERVAL};
 use crate::sync::{AtomicU64, Ordering};
 use crate::sys::range_lock::RangeLock;
 
+#[cfg(feature = "tokio")]
+mod parking;
+
 /// Who asked a request: the client slot, the slot's state when the request
 /// came, and the call id. Copy it out of a [`Request`] to answer later,
 /// with [`Server::reply`] or [`Server::reply_grant`], in any order.
@@ -233,7 +236,7 @@ impl Server {
         match self.slots.poll(&self.shared)? {
             Some(found) => Ok(self.request(found)),
             None => Err(Error::Empty {
-                ring: self.shared.name.clone(),
+                place: format!("service {}", self.shared.name),
             }),
         }
     }

@@ -55,6 +55,8 @@ pub(crate) const FORMAT: Format = Format {
     noun: "service",
     prefix: SEGMENT_PREFIX,
     header_size: HEADER_SIZE,
+    magic: MAGIC,
+    version: VERSION,
     gate: GATE_BYTE,
     members: SERVER_LOCK..CLIENT_LOCKS + MAX_CLIENTS as u64,
 };
