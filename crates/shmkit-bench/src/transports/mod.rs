@@ -35,6 +35,7 @@ mod iceoryx;
 mod mq;
 mod packet;
 mod ring;
+mod service;
 mod stream;
 
 use std::os::fd::{OwnedFd, RawFd};
@@ -45,6 +46,7 @@ use serde::{Deserialize, Serialize};
 pub use self::mq::{mq_limits, MqLink};
 pub use self::packet::PacketLink;
 pub use self::ring::{ring_capacity, ring_record, waiting as ring_waiting, RingLink};
+pub use self::service::ServiceLink;
 pub use self::stream::StreamLink;
 use crate::measure::Message;
 use crate::peer::Peer;
@@ -74,6 +76,8 @@ pub enum Transport {
     ShmkitBatch,
     /// shmkit-block's rings awaited from tokio in both processes (`shmkit::aio`: a futex_waitv reactor)
     ShmkitAsync,
+    /// A shmkit service: one call per round trip, client and server busy-polling (round trips only)
+    ShmkitService,
     /// A pipe
     Pipe,
     /// A Unix stream socket pair
@@ -98,6 +102,7 @@ impl Transport {
         Transport::ShmkitBlock,
         Transport::ShmkitBatch,
         Transport::ShmkitAsync,
+        Transport::ShmkitService,
         Transport::Pipe,
         Transport::UdsStream,
         Transport::UdsSeqpacket,
@@ -116,6 +121,7 @@ impl Transport {
             Transport::ShmkitBlock => "shmkit-block",
             Transport::ShmkitBatch => "shmkit-batch",
             Transport::ShmkitAsync => "shmkit-async",
+            Transport::ShmkitService => "shmkit-service",
             Transport::Pipe => "pipe",
             Transport::UdsStream => "uds-stream",
             Transport::UdsSeqpacket => "uds-seqpacket",
@@ -192,6 +198,7 @@ pub fn open(
             ring::open(transport, both, size, block_spin)
         }
         Transport::ShmkitAsync => aio::open(both, size, block_spin),
+        Transport::ShmkitService => service::open(both, size),
         Transport::Pipe => stream::open_pipes(both),
         Transport::UdsStream | Transport::Tcp => stream::open_socket(transport, both),
         Transport::UdsSeqpacket => packet::open(size),
@@ -249,6 +256,8 @@ pub enum PeerEnd {
         tx: Option<String>,
         block_spin_ns: Option<u64>,
     },
+    /// The service whose server the peer is.
+    Service { name: String },
     /// The iceoryx2 domain, the service to subscribe to and the one to
     /// publish on.
     #[cfg(feature = "iceoryx2")]
@@ -280,6 +289,7 @@ impl PeerEnd {
                 tx,
                 block_spin_ns,
             } => ring::peer_link(transport, size, rx, tx.as_deref(), *block_spin_ns),
+            PeerEnd::Service { name } => service::peer_link(size, name),
             #[cfg(feature = "iceoryx2")]
             PeerEnd::Iceoryx2 { domain, rx, tx } => {
                 iceoryx::peer_link(transport, size, domain, rx, tx.as_deref(), parent)
@@ -352,6 +362,7 @@ pub enum AnyLink {
     Queue(MqLink),
     Ring(RingLink),
     Async(aio::AsyncLink),
+    Service(ServiceLink),
     /// The ports; a link borrows them while it runs (see `with_link!`).
     #[cfg(feature = "iceoryx2")]
     Iceoryx2(iceoryx::Ports),
@@ -381,6 +392,7 @@ macro_rules! with_link {
             $crate::transports::AnyLink::Queue($link) => $body,
             $crate::transports::AnyLink::Ring($link) => $body,
             $crate::transports::AnyLink::Async($link) => $body,
+            $crate::transports::AnyLink::Service($link) => $body,
             #[cfg(feature = "iceoryx2")]
             $crate::transports::AnyLink::Iceoryx2(ports) => ports.with_link(|$link| $body),
         }

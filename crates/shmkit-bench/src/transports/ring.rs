@@ -112,6 +112,11 @@ impl RemoveRing {
     fn new(name: &str) -> Result<RemoveRing, Error> {
         Ok(RemoveRing(Key::posix(&format!("{SEGMENT_PREFIX}{name}"))?))
     }
+
+    /// Removes the segment of `key` (a service's, say) instead.
+    pub(super) fn of_key(key: Key) -> RemoveRing {
+        RemoveRing(key)
+    }
 }
 
 impl RemoveRing {

@@ -7,7 +7,9 @@ use super::*;
 impl<T, C: Codec<T>> Sender<T, C> {
     /// The length of the ring message that sending `value` takes.
     pub(crate) fn message_len(&mut self, value: &T) -> Result<usize> {
-        self.framed_len(value).map(|(_, _, len)| len)
+        let max = self.producer.max_message();
+        let (_, _, len) = self.outgoing.frame(&mut self.codec, value, max)?;
+        Ok(len)
     }
 
     /// The ring's producer.

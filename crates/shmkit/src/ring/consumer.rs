@@ -337,7 +337,7 @@ impl Consumer {
         }
         let end = match self.shared.producer_finished() {
             Ok(()) => Error::Empty {
-                ring: self.shared.name.clone(),
+                place: self.shared.place.clone(),
             },
             Err(end) => end,
         };
@@ -377,7 +377,7 @@ impl Consumer {
             &header.wait,
             &header.wait.consumer_sleeping,
             deadline,
-            &shared.name,
+            &shared.place,
             || shared.ring.peek(cursor).map_err(|e| shared.explain(e)),
             || {
                 shared
