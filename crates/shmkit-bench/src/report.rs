@@ -200,8 +200,8 @@ impl Report {
         );
         let _ = writeln!(
             text,
-            "          the sender takes a grant, copies the message in and commits; the \
-             receiver reads it in place, checks it and releases it"
+            "          the sender sends (Producer::send: a grant, the message copied in, a \
+             commit); the receiver reads it in place, checks it and releases it"
         );
         let _ = writeln!(
             text,

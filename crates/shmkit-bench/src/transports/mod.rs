@@ -16,9 +16,9 @@
 //! - packets and queues (`uds-seqpacket`, `mq`): one `write` or `mq_send`
 //!   of the message, one `read` or `mq_receive` into the receiver's buffer,
 //!   whose length must be the size, then the check there;
-//! - rings (`shmkit-spin`, `shmkit-block`): the sender takes a grant of the
-//!   size, copies the message into it and commits it (what `Producer::send`
-//!   does); the receiver reads it in place (`Consumer::read`), checks it
+//! - rings (`shmkit-spin`, `shmkit-block`): the sender sends with
+//!   `Producer::send` (a grant of the size, the message copied in,
+//!   committed); the receiver reads it in place (`Consumer::read`), checks it
 //!   there, and releases it. No copy on the receiving side: that is what
 //!   the ring offers, and the check still reads every byte.
 
@@ -74,10 +74,10 @@ pub enum Transport {
     ShmkitBlock,
     /// shmkit-spin streaming with the batch verbs: many messages a commit (`WriteBatch`), drained (`drain_while`)
     ShmkitBatch,
-    /// shmkit-block's rings awaited from tokio in both processes (`shmkit::aio`: a futex_waitv reactor)
-    ShmkitAsync,
     /// A shmkit service: one call per round trip, client and server busy-polling (round trips only)
     ShmkitService,
+    /// shmkit-block's rings awaited from tokio in both processes (`shmkit::aio`: a futex_waitv reactor)
+    ShmkitAsync,
     /// A pipe
     Pipe,
     /// A Unix stream socket pair
@@ -101,8 +101,8 @@ impl Transport {
         Transport::ShmkitSpin,
         Transport::ShmkitBlock,
         Transport::ShmkitBatch,
-        Transport::ShmkitAsync,
         Transport::ShmkitService,
+        Transport::ShmkitAsync,
         Transport::Pipe,
         Transport::UdsStream,
         Transport::UdsSeqpacket,
@@ -120,8 +120,8 @@ impl Transport {
             Transport::ShmkitSpin => "shmkit-spin",
             Transport::ShmkitBlock => "shmkit-block",
             Transport::ShmkitBatch => "shmkit-batch",
-            Transport::ShmkitAsync => "shmkit-async",
             Transport::ShmkitService => "shmkit-service",
+            Transport::ShmkitAsync => "shmkit-async",
             Transport::Pipe => "pipe",
             Transport::UdsStream => "uds-stream",
             Transport::UdsSeqpacket => "uds-seqpacket",
@@ -197,8 +197,8 @@ pub fn open(
         Transport::ShmkitSpin | Transport::ShmkitBlock | Transport::ShmkitBatch => {
             ring::open(transport, both, size, block_spin)
         }
-        Transport::ShmkitAsync => aio::open(both, size, block_spin),
         Transport::ShmkitService => service::open(both, size),
+        Transport::ShmkitAsync => aio::open(both, size, block_spin),
         Transport::Pipe => stream::open_pipes(both),
         Transport::UdsStream | Transport::Tcp => stream::open_socket(transport, both),
         Transport::UdsSeqpacket => packet::open(size),
@@ -361,8 +361,8 @@ pub enum AnyLink {
     Packet(PacketLink),
     Queue(MqLink),
     Ring(RingLink),
-    Async(aio::AsyncLink),
     Service(ServiceLink),
+    Async(aio::AsyncLink),
     /// The ports; a link borrows them while it runs (see `with_link!`).
     #[cfg(feature = "iceoryx2")]
     Iceoryx2(iceoryx::Ports),
@@ -391,8 +391,8 @@ macro_rules! with_link {
             $crate::transports::AnyLink::Packet($link) => $body,
             $crate::transports::AnyLink::Queue($link) => $body,
             $crate::transports::AnyLink::Ring($link) => $body,
-            $crate::transports::AnyLink::Async($link) => $body,
             $crate::transports::AnyLink::Service($link) => $body,
+            $crate::transports::AnyLink::Async($link) => $body,
             #[cfg(feature = "iceoryx2")]
             $crate::transports::AnyLink::Iceoryx2(ports) => ports.with_link(|$link| $body),
         }

@@ -7,9 +7,10 @@ use super::*;
 impl<T, C: Codec<T>> Sender<T, C> {
     /// The length of the ring message that sending `value` takes.
     pub(crate) fn message_len(&mut self, value: &T) -> Result<usize> {
-        let max = self.producer.max_message();
-        let (_, _, len) = self.outgoing.frame(&mut self.codec, value, max)?;
-        Ok(len)
+        let max_message = self.producer.max_message();
+        self.outgoing
+            .frame(&mut self.codec, value, max_message)
+            .map(|(_, _, len)| len)
     }
 
     /// The ring's producer.
