@@ -167,6 +167,28 @@ impl AsyncClient {
     /// # Errors
     ///
     /// [`Error::PeerGone`] or [`Error::Closed`] once no server will answer.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> shmkit::Result<()> {
+    /// use std::time::Duration;
+    /// use shmkit::aio::{AsyncClient, AsyncServer};
+    ///
+    /// let name = format!("doc-poll-response-{}", std::process::id());
+    /// let mut server = AsyncServer::open(&name)?;
+    /// let mut client = AsyncClient::connect(&name)?;
+    /// let call = client.send_request(b"slow").await?;
+    /// let waited = tokio::time::timeout(
+    ///     Duration::from_millis(5),
+    ///     std::future::poll_fn(|cx| client.poll_response(cx, &call)),
+    /// );
+    /// assert!(waited.await.is_err(), "no answer yet: the call stays pending");
+    /// server.recv_request().await?.reply(b"done")?;
+    /// std::future::poll_fn(|cx| client.poll_response(cx, &call)).await?;
+    /// assert_eq!(&*client.get_mut().try_wait(&call)?, b"done");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn poll_response(&mut self, cx: &mut Context<'_>, call: &PendingCall) -> Poll<Result<()>> {
         self.park
             .poll_ready(cx, &mut Answer(&mut self.client, call))
