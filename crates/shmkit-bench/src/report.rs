@@ -435,6 +435,26 @@ impl Report {
                 ));
             }
         }
+        if let (Some(aio), Some(block)) = (latency("shmkit-async", 64), latency("shmkit-block", 64))
+        {
+            let r = aio.p50 as f64 / block.p50 as f64;
+            lines.push((
+                "shmkit-async 64 B round trip p50 at most 2x shmkit-block's".to_owned(),
+                format!("{} shmkit-block", ratio(aio.p50 as f64, block.p50 as f64)),
+                r <= 2.0,
+            ));
+        }
+        if let (Some(aio), Some(block)) = (
+            throughput("shmkit-async", 64),
+            throughput("shmkit-block", 64),
+        ) {
+            let r = aio.msgs_per_sec / block.msgs_per_sec;
+            lines.push((
+                "shmkit-async 64 B stream at least 80% of shmkit-block".to_owned(),
+                format!("{:.1}%", 100.0 * r),
+                r >= 0.8,
+            ));
+        }
         if lines.is_empty() {
             return;
         }

@@ -22,6 +22,9 @@
 //!   `Receiver<T, C>` over a [`Codec`](channel::Codec): postcard (the
 //!   default), rkyv archives validated by bytecheck, plain bytes of a
 //!   fixed-layout value, or a codec of your own.
+//! - `aio` (feature `tokio`): the same endpoints awaited from tokio tasks,
+//!   cancel-safe, parked on one `futex_waitv` reactor per process instead
+//!   of a thread each.
 //!
 //! Errors are one [`Error`] enum whose variants a program matches (`Full`,
 //! `Empty`, `Timeout`, `Closed`, `PeerGone`, `WrongType`, `InUse`,

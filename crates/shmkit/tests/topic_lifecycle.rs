@@ -229,3 +229,87 @@ fn a_subscriber_never_receives_the_zeros_of_lost_lanes() {
     assert!(is_truncated(subscriber.try_recv(&mut buf)));
     assert!(is_truncated(publisher.send(b"more")));
 }
+
+#[test]
+fn errors_name_the_topic_not_a_ring() {
+    let name = unique_ring_name("topic-error-words");
+    let _cleanup = TopicCleanup(name.clone());
+    let place = format!("topic {name}");
+    let mut subscriber = Subscriber::open_with(&name, &small()).unwrap();
+    let mut publisher = Publisher::open_with(&name, &small()).unwrap();
+    let mut buf = [0u8; 64];
+
+    let empty = subscriber.try_recv(&mut buf).unwrap_err();
+    assert!(
+        matches!(&empty, Error::Empty { place: p } if *p == place),
+        "{empty:?}"
+    );
+    assert_eq!(empty.to_string(), format!("{place} is empty"));
+
+    let timeout = subscriber
+        .recv_timeout(&mut buf, Duration::from_millis(1))
+        .unwrap_err();
+    assert!(
+        matches!(&timeout, Error::Timeout { place: p, .. } if *p == place),
+        "{timeout:?}"
+    );
+    assert!(
+        timeout
+            .to_string()
+            .ends_with(&format!("waiting on {place}")),
+        "{timeout}"
+    );
+
+    let full = loop {
+        match publisher.try_send(&[1; 40]) {
+            Ok(()) => continue,
+            Err(err) => break err,
+        }
+    };
+    assert!(
+        matches!(&full, Error::Full { place: p, .. } if *p == place),
+        "{full:?}"
+    );
+    assert!(
+        full.to_string().starts_with(&format!("{place} is full: ")),
+        "{full}"
+    );
+
+    drop(publisher);
+    let closed = loop {
+        match subscriber.recv(&mut buf) {
+            Ok(_) => continue,
+            Err(err) => break err,
+        }
+    };
+    assert!(
+        matches!(&closed, Error::Closed { place: p } if *p == place),
+        "{closed:?}"
+    );
+    assert_eq!(closed.to_string(), format!("{place} is closed"));
+}
+
+/// This process's start time in clock ticks (field 22 of /proc/self/stat).
+fn start_time() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let (_, rest) = stat.rsplit_once(')').unwrap();
+    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+#[test]
+fn members_record_their_start_time_beside_their_pid() {
+    let name = unique_ring_name("topic-owner-word");
+    let _cleanup = TopicCleanup(name.clone());
+    let _subscriber = Subscriber::open_with(&name, &small()).unwrap();
+    let _publisher = Publisher::open_with(&name, &small()).unwrap();
+    let bytes = std::fs::read(path(&name)).unwrap();
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    // docs/FORMAT.md: lane 0's owner at 512 + 48, subscriber 0's at
+    // 512 + 2 × 128 + 8 for two publisher places.
+    let expected = (start_time() & 0xffff_ffff) << 32 | u64::from(std::process::id());
+    assert_eq!(word(560), expected, "the publisher's owner word");
+    assert_eq!(word(776), expected, "the subscriber's owner word");
+    let status = topic::status(&name).unwrap();
+    assert_eq!(status.publishers[0].pid, std::process::id());
+    assert_eq!(status.subscribers[0].pid, std::process::id());
+}

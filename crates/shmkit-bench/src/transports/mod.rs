@@ -28,12 +28,14 @@
 //! (seqpacket), [`mq`]; [`descriptors`] passes file descriptors to the
 //! peer.
 
+mod aio;
 mod descriptors;
 #[cfg(feature = "iceoryx2")]
 mod iceoryx;
 mod mq;
 mod packet;
 mod ring;
+mod service;
 mod stream;
 
 use std::os::fd::{OwnedFd, RawFd};
@@ -44,6 +46,7 @@ use serde::{Deserialize, Serialize};
 pub use self::mq::{mq_limits, MqLink};
 pub use self::packet::PacketLink;
 pub use self::ring::{ring_capacity, ring_record, waiting as ring_waiting, RingLink};
+pub use self::service::ServiceLink;
 pub use self::stream::StreamLink;
 use crate::measure::Message;
 use crate::peer::Peer;
@@ -71,6 +74,10 @@ pub enum Transport {
     ShmkitBlock,
     /// shmkit-spin streaming with the batch verbs: many messages a commit (`WriteBatch`), drained (`drain_while`)
     ShmkitBatch,
+    /// A shmkit service: one call per round trip, client and server busy-polling (round trips only)
+    ShmkitService,
+    /// shmkit-block's rings awaited from tokio in both processes (`shmkit::aio`: a futex_waitv reactor)
+    ShmkitAsync,
     /// A pipe
     Pipe,
     /// A Unix stream socket pair
@@ -94,6 +101,8 @@ impl Transport {
         Transport::ShmkitSpin,
         Transport::ShmkitBlock,
         Transport::ShmkitBatch,
+        Transport::ShmkitService,
+        Transport::ShmkitAsync,
         Transport::Pipe,
         Transport::UdsStream,
         Transport::UdsSeqpacket,
@@ -111,6 +120,8 @@ impl Transport {
             Transport::ShmkitSpin => "shmkit-spin",
             Transport::ShmkitBlock => "shmkit-block",
             Transport::ShmkitBatch => "shmkit-batch",
+            Transport::ShmkitService => "shmkit-service",
+            Transport::ShmkitAsync => "shmkit-async",
             Transport::Pipe => "pipe",
             Transport::UdsStream => "uds-stream",
             Transport::UdsSeqpacket => "uds-seqpacket",
@@ -186,6 +197,8 @@ pub fn open(
         Transport::ShmkitSpin | Transport::ShmkitBlock | Transport::ShmkitBatch => {
             ring::open(transport, both, size, block_spin)
         }
+        Transport::ShmkitService => service::open(both, size),
+        Transport::ShmkitAsync => aio::open(both, size, block_spin),
         Transport::Pipe => stream::open_pipes(both),
         Transport::UdsStream | Transport::Tcp => stream::open_socket(transport, both),
         Transport::UdsSeqpacket => packet::open(size),
@@ -243,6 +256,8 @@ pub enum PeerEnd {
         tx: Option<String>,
         block_spin_ns: Option<u64>,
     },
+    /// The service whose server the peer is.
+    Service { name: String },
     /// The iceoryx2 domain, the service to subscribe to and the one to
     /// publish on.
     #[cfg(feature = "iceoryx2")]
@@ -266,7 +281,15 @@ impl PeerEnd {
                 rx,
                 tx,
                 block_spin_ns,
+            } if transport == Transport::ShmkitAsync => {
+                aio::peer_link(size, rx, tx.as_deref(), *block_spin_ns)
+            }
+            PeerEnd::Ring {
+                rx,
+                tx,
+                block_spin_ns,
             } => ring::peer_link(transport, size, rx, tx.as_deref(), *block_spin_ns),
+            PeerEnd::Service { name } => service::peer_link(size, name),
             #[cfg(feature = "iceoryx2")]
             PeerEnd::Iceoryx2 { domain, rx, tx } => {
                 iceoryx::peer_link(transport, size, domain, rx, tx.as_deref(), parent)
@@ -338,6 +361,8 @@ pub enum AnyLink {
     Packet(PacketLink),
     Queue(MqLink),
     Ring(RingLink),
+    Service(ServiceLink),
+    Async(aio::AsyncLink),
     /// The ports; a link borrows them while it runs (see `with_link!`).
     #[cfg(feature = "iceoryx2")]
     Iceoryx2(iceoryx::Ports),
@@ -366,6 +391,8 @@ macro_rules! with_link {
             $crate::transports::AnyLink::Packet($link) => $body,
             $crate::transports::AnyLink::Queue($link) => $body,
             $crate::transports::AnyLink::Ring($link) => $body,
+            $crate::transports::AnyLink::Service($link) => $body,
+            $crate::transports::AnyLink::Async($link) => $body,
             #[cfg(feature = "iceoryx2")]
             $crate::transports::AnyLink::Iceoryx2(ports) => ports.with_link(|$link| $body),
         }

@@ -112,6 +112,11 @@ impl RemoveRing {
     fn new(name: &str) -> Result<RemoveRing, Error> {
         Ok(RemoveRing(Key::posix(&format!("{SEGMENT_PREFIX}{name}"))?))
     }
+
+    /// Removes the segment of `key` (a service's, say) instead.
+    pub(super) fn of_key(key: Key) -> RemoveRing {
+        RemoveRing(key)
+    }
 }
 
 impl RemoveRing {
@@ -141,6 +146,13 @@ pub struct RingLink {
     rx: Option<Consumer>,
     /// `shmkit-batch`: streams go through the batch verbs.
     batches: bool,
+}
+
+impl RingLink {
+    /// Its producer and consumer, for `shmkit-async` to await.
+    pub(super) fn into_ends(self) -> (Option<Producer>, Option<Consumer>) {
+        (self.tx, self.rx)
+    }
 }
 
 impl Link for RingLink {

@@ -141,6 +141,7 @@ impl AsyncConsumer {
     /// The blocking consumer inside, for its other verbs (`try_recv`,
     /// `drain`, `last_sequence`, …).
     pub fn get_mut(&mut self) -> &mut Consumer {
+        self.park.reset();
         &mut self.consumer
     }
 
@@ -326,6 +327,7 @@ impl AsyncProducer {
 
     /// The blocking producer inside, for its other verbs.
     pub fn get_mut(&mut self) -> &mut Producer {
+        self.park.reset();
         &mut self.producer
     }
 

@@ -113,6 +113,7 @@ impl AsyncPublisher {
 
     /// The blocking publisher inside, for its other verbs.
     pub fn get_mut(&mut self) -> &mut Publisher {
+        self.park.reset();
         &mut self.publisher
     }
 
@@ -262,6 +263,7 @@ impl AsyncSubscriber {
 
     /// The blocking subscriber inside, for its other verbs.
     pub fn get_mut(&mut self) -> &mut Subscriber {
+        self.park.reset();
         &mut self.subscriber
     }
 

@@ -337,7 +337,7 @@ impl Consumer {
         }
         let end = match self.shared.producer_finished() {
             Ok(()) => Error::Empty {
-                ring: self.shared.name.clone(),
+                place: self.shared.place.clone(),
             },
             Err(end) => end,
         };
@@ -382,7 +382,7 @@ impl Consumer {
             &header.wait,
             &header.wait.consumer_sleeping,
             deadline,
-            &shared.name,
+            &shared.place,
             || {
                 let found = shared.ring.peek(cursor).map_err(|e| shared.explain(e));
                 if let (Ok(None), Some(size)) = (&found, expected_size) {

@@ -67,7 +67,7 @@ impl Producer {
                 let told = closed == CLOSE_SEEN || !endpoint::is_held(segment, End::Consumer);
                 if closed != OPEN && !(told && drained(ring)) {
                     return Err(Error::Closed {
-                        ring: name.to_owned(),
+                        place: FORMAT.place(name),
                     });
                 }
                 // Acquire: pairs with the consumer's Release of `head`.
@@ -174,7 +174,7 @@ impl Producer {
             None => {
                 let used = self.cursor.tail.wrapping_sub(self.cursor.cached_head);
                 Err(Error::Full {
-                    ring: self.shared.name.clone(),
+                    place: self.shared.place.clone(),
                     needed: layout::record_size(len as u64) + layout::RECORD_HEADER,
                     free: self.shared.ring.capacity().saturating_sub(used),
                 })
@@ -220,7 +220,7 @@ impl Producer {
             &header.wait,
             &header.wait.producer_sleeping,
             deadline,
-            &shared.name,
+            &shared.place,
             || {
                 let reserved = shared.ring.reserve(cursor, len as u64);
                 reserved.map_err(|e| shared.explain(e))

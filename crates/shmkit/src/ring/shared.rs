@@ -8,6 +8,8 @@ pub(super) use crate::segment::format::{remove_exactly, Format};
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) name: String,
+    /// `ring NAME`, as errors name it.
+    pub(super) place: String,
     pub(super) ring: RingRef,
     pub(super) me: u64,
     pub(super) end: End,
@@ -25,6 +27,8 @@ pub(super) const FORMAT: Format = Format {
     noun: "ring",
     prefix: SEGMENT_PREFIX,
     header_size: HEADER_SIZE,
+    magic: MAGIC,
+    version: VERSION,
     gate: endpoint::GATE_BYTE,
     // The producer's byte (128) and the consumer's (256).
     members: 128..257,
@@ -97,6 +101,7 @@ impl Shared {
             drop(gate);
             let shared = Shared {
                 name: name.to_owned(),
+                place: FORMAT.place(name),
                 ring,
                 me,
                 end,
@@ -201,7 +206,7 @@ impl Shared {
         // and the waiter's `still_sized`).
         if self.closed() {
             return Err(Error::Closed {
-                ring: self.name.clone(),
+                place: self.place.clone(),
             });
         }
         if endpoint::is_held(&self.segment, End::Producer) {
@@ -218,7 +223,7 @@ impl Shared {
 
     pub(super) fn peer_gone(&self, peer: &'static str, owner: u64) -> Error {
         Error::PeerGone {
-            ring: self.name.clone(),
+            place: self.place.clone(),
             peer,
             pid: endpoint::pid_of(owner),
         }
@@ -304,38 +309,16 @@ pub(super) fn read_header<'m, A: AccessMode>(
     mapping: &'m Attachment<A>,
     name: &str,
 ) -> Result<&'m Header> {
+    FORMAT.check_header(mapping, name)?;
     let corrupt = |what: String| Error::Corrupt(format!("ring {name}: {what}"));
     let len = mapping.len() as u64;
-    if len < HEADER_SIZE {
-        return Err(corrupt(format!(
-            "segment of {len} bytes is smaller than the header"
-        )));
-    }
-    // SAFETY: at least HEADER_SIZE bytes, page aligned; only atomics inside.
+    // SAFETY: at least HEADER_SIZE bytes (checked), page aligned; only
+    // atomics inside.
     let header = unsafe { &*mapping.as_ptr().cast::<Header>() };
     let config = &header.config;
-    // Acquire: pairs with the creator's Release of the magic.
-    let magic = config.magic.load(Ordering::Acquire);
-    if magic != MAGIC {
-        return Err(corrupt(format!(
-            "magic {magic:#018x} is not a shmkit ring's"
-        )));
-    }
-    let version = config.version.load(Ordering::Relaxed);
-    if version != VERSION {
-        return Err(Error::VersionMismatch {
-            segment: format!("ring {name}"),
-            found: version,
-            expected: VERSION,
-        });
-    }
-    let flags = config.flags.load(Ordering::Relaxed);
     let capacity = config.capacity.load(Ordering::Relaxed);
     let max_message = config.max_message.load(Ordering::Relaxed);
     let data_offset = config.data_offset.load(Ordering::Relaxed);
-    if flags != 0 {
-        return Err(corrupt(format!("unknown flags {flags:#x}")));
-    }
     if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
         return Err(corrupt(format!(
             "capacity {capacity} is not a power of two in range"

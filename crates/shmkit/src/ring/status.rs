@@ -180,6 +180,40 @@ pub enum Scope<'a> {
     Prefix(&'a str),
 }
 
+impl Scope<'_> {
+    /// What `examine` finds in each structure of `format` this scope
+    /// covers. An error examining one is returned for [`Scope::Name`], and
+    /// for the other scopes skips it (gone meanwhile, or not ours to read).
+    pub(crate) fn collect<G>(
+        self,
+        format: &crate::segment::format::Format,
+        mut examine: impl FnMut(&str) -> Result<Option<G>>,
+    ) -> Result<Vec<G>> {
+        let names = match self {
+            Scope::Name(name) => {
+                format.key(name)?;
+                vec![name.to_owned()]
+            }
+            Scope::All => format.list()?,
+            Scope::Prefix(prefix) => format
+                .list()?
+                .into_iter()
+                .filter(|name| name.starts_with(prefix))
+                .collect(),
+        };
+        let mut collected = Vec::new();
+        for name in names {
+            match examine(&name) {
+                Ok(Some(garbage)) => collected.push(garbage),
+                Ok(None) => {}
+                Err(err) if matches!(self, Scope::Name(_)) => return Err(err),
+                Err(_) => {}
+            }
+        }
+        Ok(collected)
+    }
+}
+
 /// What [`collect_garbage`] does with the garbage it finds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -276,28 +310,7 @@ pub struct Garbage<S = RingStatus> {
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub fn collect_garbage(scope: Scope<'_>, action: Action) -> Result<Vec<Garbage>> {
-    let names = match scope {
-        Scope::Name(name) => {
-            validate_name(name)?;
-            vec![name.to_owned()]
-        }
-        Scope::All => list()?,
-        Scope::Prefix(prefix) => list()?
-            .into_iter()
-            .filter(|name| name.starts_with(prefix))
-            .collect(),
-    };
-    let mut collected = Vec::new();
-    for name in names {
-        match examine(&name, action) {
-            Ok(Some(garbage)) => collected.push(garbage),
-            Ok(None) => {}
-            Err(err) if matches!(scope, Scope::Name(_)) => return Err(err),
-            // Gone meanwhile, or not ours to read: not listed.
-            Err(_) => {}
-        }
-    }
-    Ok(collected)
+    scope.collect(&super::FORMAT, |name| examine(name, action))
 }
 
 /// Looks at one ring under its gate; removes it if it is garbage and

@@ -137,7 +137,7 @@ impl Waiter {
         line: &impl WakeLine,
         sleeping: &AtomicU32,
         deadline: Option<Instant>,
-        ring: &str,
+        place: &str,
         mut poll: impl FnMut() -> Result<Option<T>>,
         mut peer_check: impl FnMut() -> Result<()>,
     ) -> Result<T> {
@@ -145,7 +145,7 @@ impl Waiter {
         // which skips this call's set-up) and found nothing.
         let start = Instant::now();
         let timeout = |now: Instant| Error::Timeout {
-            ring: ring.to_owned(),
+            place: place.to_owned(),
             after: now - start,
         };
         let mut check_peer = |poll: &mut dyn FnMut() -> Result<Option<T>>| match peer_check() {

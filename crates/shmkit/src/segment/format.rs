@@ -10,7 +10,7 @@
 
 use std::ops::Range;
 
-use super::{Attachment, Key, Mode, ReadWrite, Segment, Trust};
+use super::{AccessMode, Attachment, Key, Mode, ReadWrite, Segment, Trust};
 use crate::error::{Error, Result};
 use crate::sync::{AtomicU32, Ordering};
 use crate::sys::range_lock::RangeLock;
@@ -25,6 +25,11 @@ pub(crate) struct Format {
     /// The least size of a segment: its header. A nonzero `u64` magic
     /// number at offset 0, stored last with Release, says it is written.
     pub header_size: u64,
+    /// The structure's magic number (offset 0).
+    pub magic: u64,
+    /// The format version this code reads and writes (a `u32` at offset 8;
+    /// a `u32` of flags, none defined yet, follows).
+    pub version: u32,
     /// The byte whose OFD lock is the gate.
     pub gate: u64,
     /// The bytes whose OFD locks the members hold while they live (past
@@ -36,6 +41,48 @@ impl Format {
     /// `ring NAME`, `topic NAME`: how messages name a structure.
     pub(crate) fn place(&self, name: &str) -> String {
         format!("{} {name}", self.noun)
+    }
+
+    /// Checks what every header starts with, written by someone else: a
+    /// whole header mapped, the magic number (Acquire: pairs with the
+    /// creator's Release, so the rest is visible), the version and no
+    /// flags.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`], or [`Error::VersionMismatch`].
+    pub(crate) fn check_header<A: AccessMode>(
+        &self,
+        mapping: &Attachment<A>,
+        name: &str,
+    ) -> Result<()> {
+        let place = self.place(name);
+        let len = mapping.len() as u64;
+        if len < self.header_size {
+            return Err(Error::Corrupt(format!(
+                "{place}: segment of {len} bytes is smaller than the header"
+            )));
+        }
+        let magic = mapping.load_u64(0, Ordering::Acquire)?;
+        if magic != self.magic {
+            return Err(Error::Corrupt(format!(
+                "{place}: magic {magic:#018x} is not a shmkit {}'s",
+                self.noun
+            )));
+        }
+        let version = mapping.load_u32(8, Ordering::Relaxed)?;
+        if version != self.version {
+            return Err(Error::VersionMismatch {
+                segment: place,
+                found: version,
+                expected: self.version,
+            });
+        }
+        let flags = mapping.load_u32(12, Ordering::Relaxed)?;
+        if flags != 0 {
+            return Err(Error::Corrupt(format!("{place}: unknown flags {flags:#x}")));
+        }
+        Ok(())
     }
 
     /// The key of structure `name`, after checking the name: 1 to 200
@@ -213,6 +260,24 @@ impl Format {
     }
 }
 
+/// The owner word a member records in its structure's header, for
+/// messages and `status` (liveness comes from its lock): this process's pid
+/// (in its own pid namespace) in the low 32 bits, and the low 32 bits of its
+/// start time in the high 32, so that a reused pid is not taken for it.
+pub(crate) fn owner_word() -> Result<u64> {
+    let pid = std::process::id();
+    let start = crate::sys::procfs::process_start_time(pid).map_err(|source| Error::Os {
+        context: "reading this process's start time".to_owned(),
+        source,
+    })?;
+    Ok((start & 0xffff_ffff) << 32 | u64::from(pid))
+}
+
+/// The pid in an owner word.
+pub(crate) fn pid_of(owner: u64) -> crate::Pid {
+    owner as u32
+}
+
 /// Removes a structure's segment, under its gate, exactly (the name must
 /// still stand for it), and marks it `removed` for openers that mapped it
 /// before (they go back to the name). One already gone is fine.
@@ -239,6 +304,8 @@ mod tests {
         noun: "thing",
         prefix: "/shmkit-test-format.",
         header_size: 4096,
+        magic: 7,
+        version: 1,
         gate: 0,
         members: 8..16,
     };

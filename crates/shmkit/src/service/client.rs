@@ -2,7 +2,9 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Deref;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,9 @@ use crate::ring::protocol::{check_position, ConsumerCursor, ProducerCursor, Ring
 use crate::ring::wait::{wake_if_sleeping, Waiter};
 use crate::sync::Ordering;
 use crate::sys::range_lock::RangeLock;
+
+#[cfg(feature = "tokio")]
+mod parking;
 
 /// How long a verb may wait.
 #[derive(Clone, Copy, Debug)]
@@ -65,7 +70,16 @@ pub struct PendingCall {
     /// The request ring's position after the request (rule 6).
     end: u64,
     answered: Cell<bool>,
-    abandoned: Arc<Mutex<Vec<u64>>>,
+    abandoned: Arc<Abandoned>,
+}
+
+/// The calls whose [`PendingCall`]s were dropped unanswered, for their
+/// client to skip the responses of; `any` spares the lock when there are
+/// none (every call looks).
+#[derive(Debug, Default)]
+struct Abandoned {
+    any: AtomicBool,
+    ids: Mutex<Vec<u64>>,
 }
 
 impl PendingCall {
@@ -79,8 +93,11 @@ impl PendingCall {
 impl Drop for PendingCall {
     fn drop(&mut self) {
         if !self.answered.get() {
-            if let Ok(mut abandoned) = self.abandoned.lock() {
-                abandoned.push(self.id);
+            if let Ok(mut ids) = self.abandoned.ids.lock() {
+                ids.push(self.id);
+                self.abandoned
+                    .any
+                    .store(true, std::sync::atomic::Ordering::Release);
             }
         }
     }
@@ -97,10 +114,32 @@ struct State {
     tail: ProducerCursor,
     head: ConsumerCursor,
     sequence: u32,
-    calls: HashMap<u64, Due>,
+    calls: HashMap<u64, Due, BuildHasherDefault<IdHasher>>,
     /// Calls whose responses are not off the ring yet (rule 4).
     due: u32,
-    abandoned: Arc<Mutex<Vec<u64>>>,
+    abandoned: Arc<Abandoned>,
+}
+
+/// Hashes call ids, which are distinct by construction (a generation and a
+/// counter): one multiplication spreads them, where the default SipHash
+/// would cost more than the rest of a call's bookkeeping.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 << 8 | u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 /// What a look at the response ring found.
@@ -198,7 +237,7 @@ impl Client {
             slot.state
                 .store(slot_state(generation, SLOT_CONNECTED), Ordering::SeqCst);
             slot.owner.store(me, Ordering::SeqCst);
-            slot.in_flight.store(0, Ordering::Relaxed);
+            slot.counters.in_flight.store(0, Ordering::Relaxed);
             shared.header().active.bits[(i / 64) as usize]
                 .fetch_or(1 << (i % 64), Ordering::SeqCst);
             drop(gate);
@@ -210,7 +249,7 @@ impl Client {
                 tail,
                 head,
                 sequence: 0,
-                calls: HashMap::new(),
+                calls: HashMap::default(),
                 due: 0,
                 abandoned: Arc::default(),
             };
@@ -434,8 +473,8 @@ impl Client {
         state.calls.insert(id, Due::Waiting);
         state.due += 1;
         let slot = shared.slot(state.slot);
-        bump(&slot.calls, 1);
-        slot.in_flight.store(state.due, Ordering::Relaxed);
+        bump(&slot.counters.calls, 1);
+        slot.counters.in_flight.store(state.due, Ordering::Relaxed);
         let server = &shared.header().server;
         Ok(PendingCall {
             id,
@@ -488,7 +527,7 @@ impl Client {
                 Patience::Now => {
                     server_check(shared, requests, Some(call))?;
                     return Err(Error::Empty {
-                        ring: shared.name.clone(),
+                        place: format!("service {}", shared.name),
                     });
                 }
                 _ => {
@@ -567,7 +606,7 @@ impl Drop for Client {
             Ordering::SeqCst,
         );
         slot.owner.store(0, Ordering::SeqCst);
-        slot.in_flight.store(0, Ordering::Relaxed);
+        slot.counters.in_flight.store(0, Ordering::Relaxed);
         shared.header().active.bits[(i / 64) as usize]
             .fetch_and(!(1 << (i % 64)), Ordering::SeqCst);
         drop(lock);
@@ -580,9 +619,22 @@ impl Drop for Client {
 impl State {
     /// Marks the calls whose [`PendingCall`]s were dropped.
     fn collect_abandoned(&mut self) {
-        let ids = match self.abandoned.lock() {
-            Ok(mut abandoned) if !abandoned.is_empty() => std::mem::take(&mut *abandoned),
-            _ => return,
+        // Acquire: pairs with the Release in `PendingCall::drop`.
+        if !self
+            .abandoned
+            .any
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        let ids = match self.abandoned.ids.lock() {
+            Ok(mut ids) => {
+                self.abandoned
+                    .any
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                std::mem::take(&mut *ids)
+            }
+            Err(_) => return,
         };
         for id in ids {
             match self.calls.get_mut(&id) {
@@ -662,6 +714,7 @@ impl State {
         self.due = self.due.saturating_sub(1);
         shared
             .slot(self.slot)
+            .counters
             .in_flight
             .store(self.due, Ordering::Relaxed);
     }
@@ -698,7 +751,7 @@ fn take_over(shared: &Shared, i: u32) -> Result<(ProducerCursor, ConsumerCursor)
 fn server_check(shared: &Shared, requests: RingRef, call: Option<&PendingCall>) -> Result<()> {
     let server = &shared.header().server;
     let gone = |owner: u64| Error::PeerGone {
-        ring: shared.name.clone(),
+        place: format!("service {}", shared.name),
         peer: "server",
         pid: pid_of(owner),
     };
@@ -716,7 +769,7 @@ fn server_check(shared: &Shared, requests: RingRef, call: Option<&PendingCall>) 
     }
     match server.state.load(Ordering::SeqCst) {
         SERVER_CLOSED => Err(Error::Closed {
-            ring: shared.name.clone(),
+            place: format!("service {}", shared.name),
         }),
         SERVER_SERVING => Err(gone(server.owner.load(Ordering::SeqCst))),
         // No server yet: the request waits for one.
@@ -730,7 +783,7 @@ fn server_check(shared: &Shared, requests: RingRef, call: Option<&PendingCall>) 
 
 fn full(shared: &Shared, len: u64, free: u64) -> Error {
     Error::Full {
-        ring: shared.name.clone(),
+        place: format!("service {}", shared.name),
         needed: record_size(len),
         free,
     }

@@ -76,6 +76,7 @@ pub use status::{collect_garbage, list, status, PublisherStatus, SubscriberStatu
 
 use crate::error::{Error, Result};
 use crate::ring::wait::{wake_if_sleeping, Waiter};
+use crate::segment::format::owner_word;
 use crate::segment::{Mode, Trust};
 use crate::sync::Ordering;
 use crate::sys::range_lock::RangeLock;
@@ -240,11 +241,6 @@ pub struct Received {
     pub sequence: u64,
 }
 
-/// A member's identity for `status`: its pid.
-fn this_pid() -> u64 {
-    u64::from(std::process::id())
-}
-
 /// The sending end of a topic.
 ///
 /// Dropping it closes its part of the stream: subscribers receive every
@@ -275,6 +271,7 @@ impl Publisher {
 
     /// Opens (or creates) topic `name` as a new publisher.
     pub fn open_with(name: &str, options: &Options) -> Result<Publisher> {
+        let owner = owner_word()?;
         let (shared, gate) = Shared::open(name, options)?;
         let (index, lock) =
             shared.take_place(PUBLISHER_LOCKS, shared.geometry.publishers, "publishers")?;
@@ -290,7 +287,7 @@ impl Publisher {
         // `lane`): continuing from the tail writes over it.
         let cursor = lane.take_over(id, shared.history as usize)?;
         header.publisher.store(id, Ordering::Relaxed);
-        header.owner.store(this_pid(), Ordering::Relaxed);
+        header.owner.store(owner, Ordering::Relaxed);
         header.published.store(0, Ordering::Relaxed);
         header.state.store(LANE_OPEN, Ordering::Release);
         wait.lanes_used
@@ -369,7 +366,7 @@ impl Publisher {
                 slot,
             }),
             None => Err(Error::Full {
-                ring: self.shared.name.clone(),
+                place: self.shared.place.clone(),
                 needed: layout::record_size(len as u64),
                 free: self.cursor.limit.saturating_sub(self.cursor.tail),
             }),
@@ -417,7 +414,7 @@ impl Publisher {
             wait,
             &wait.publishers_sleeping,
             deadline,
-            &shared.name,
+            &shared.place,
             || {
                 let mut slowest = |tail| shared.slowest(index, tail);
                 let reserved = lane
@@ -505,6 +502,14 @@ impl WriteGrant<'_> {
     /// Discards the reservation; subscribers see nothing.
     pub fn abort(self) {}
 
+    /// The first byte of the reservation, for a writer that must not form
+    /// a `&mut [u8]` over shared memory (the typed publisher's codec).
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.publisher
+            .lane
+            .payload(self.slot.position, self.slot.len)
+    }
+
     #[inline]
     fn fill_and_commit(mut self, message: &[u8]) {
         self.copy_from_slice(message);
@@ -576,6 +581,7 @@ impl Subscriber {
 
     /// Opens (or creates) topic `name` as a new subscriber.
     pub fn open_with(name: &str, options: &Options) -> Result<Subscriber> {
+        let owner = owner_word()?;
         let (shared, gate) = Shared::open(name, options)?;
         let (index, lock) =
             shared.take_place(SUBSCRIBER_LOCKS, shared.geometry.subscribers, "subscribers")?;
@@ -593,7 +599,7 @@ impl Subscriber {
             });
         }
         let entry = shared.subscriber(index);
-        entry.owner.store(this_pid(), Ordering::Relaxed);
+        entry.owner.store(owner, Ordering::Relaxed);
         entry.received.store(0, Ordering::Relaxed);
         entry.missed.store(0, Ordering::Relaxed);
         let generation = entry.state.load(Ordering::Relaxed) >> 1;
@@ -827,7 +833,7 @@ impl Subscriber {
                     }
                 }
                 return Err(Error::Empty {
-                    ring: self.shared.name.clone(),
+                    place: self.shared.place.clone(),
                 });
             }
             Until::Forever => None,
@@ -849,7 +855,7 @@ impl Subscriber {
             wait,
             &wait.subscribers_sleeping,
             deadline,
-            &shared_ref.name,
+            &shared_ref.place,
             || poll_lanes(shared_ref, cursors, next_lane, *index),
             || {
                 shared_ref.still_sized()?;
@@ -965,6 +971,23 @@ impl ReadGuard<'_> {
 
     /// Moves past the message.
     pub fn release(self) {}
+
+    /// The message's first byte, for a reader that must not form a `&[u8]`
+    /// over shared memory (the typed subscriber copies through it). Valid,
+    /// for [`len`](<[u8]>::len) bytes, while the guard lives.
+    pub(crate) fn as_ptr(&self) -> *const u8 {
+        if self.copied {
+            return self.subscriber.scratch.as_ptr();
+        }
+        self.subscriber.shared.lanes[self.lane]
+            .payload(self.meta.position, self.meta.len)
+            .cast_const()
+    }
+
+    /// The message's length in bytes.
+    pub(crate) fn message_len(&self) -> usize {
+        self.meta.len as usize
+    }
 }
 
 impl Deref for ReadGuard<'_> {

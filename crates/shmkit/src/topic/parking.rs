@@ -17,8 +17,10 @@ impl Subscriber {
 
     /// The waiting subscriber's look at the publishers (what
     /// `Waiter::wait` runs as its peer check): `Err(Closed)` or
-    /// `Err(PeerGone)` once every publisher that opened the topic is done.
+    /// `Err(PeerGone)` once every publisher that opened the topic is done;
+    /// `Err(Truncated)` once its file was cut short.
     pub(crate) fn publishers_ended(&self) -> Result<()> {
+        self.shared.still_sized()?;
         self.shared.publishers_finished()
     }
 

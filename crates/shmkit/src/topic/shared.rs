@@ -14,7 +14,7 @@ use super::layout::{
 use super::{Options, Policy, SEGMENT_PREFIX};
 use crate::error::{Error, Result};
 use crate::ring::wait::WakeLine;
-use crate::segment::format::{remove_exactly, Format};
+use crate::segment::format::{pid_of, remove_exactly, Format};
 use crate::segment::{AccessMode, Attachment, Key, ReadWrite, Segment};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::sys::range_lock::RangeLock;
@@ -37,6 +37,8 @@ impl WakeLine for WaitLine {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub name: String,
+    /// `topic NAME`, as errors name it.
+    pub place: String,
     pub geometry: Geometry,
     pub max_message: u64,
     pub policy: Policy,
@@ -58,6 +60,8 @@ pub(crate) const FORMAT: Format = Format {
     noun: "topic",
     prefix: SEGMENT_PREFIX,
     header_size: HEADER_SIZE,
+    magic: MAGIC,
+    version: VERSION,
     gate: GATE_BYTE,
     members: PUBLISHER_LOCKS..SUBSCRIBER_LOCKS + MAX_SUBSCRIBERS as u64,
 };
@@ -210,6 +214,7 @@ impl Shared {
             .collect();
         Ok(Shared {
             name: name.to_owned(),
+            place: FORMAT.place(name),
             geometry,
             max_message,
             policy,
@@ -399,12 +404,12 @@ impl Shared {
         }
         match dead {
             None => Err(Error::Closed {
-                ring: self.name.clone(),
+                place: self.place.clone(),
             }),
             Some(i) => Err(Error::PeerGone {
-                ring: self.name.clone(),
+                place: self.place.clone(),
                 peer: "publisher",
-                pid: self.lanes[i].header().owner.load(Ordering::Relaxed) as u32,
+                pid: pid_of(self.lanes[i].header().owner.load(Ordering::Relaxed)),
             }),
         }
     }
@@ -454,35 +459,13 @@ pub(crate) fn read_header<'m, A: AccessMode>(
     mapping: &'m Attachment<A>,
     name: &str,
 ) -> Result<&'m Header> {
+    FORMAT.check_header(mapping, name)?;
     let corrupt = |what: String| Error::Corrupt(format!("topic {name}: {what}"));
     let len = mapping.len() as u64;
-    if len < HEADER_SIZE {
-        return Err(corrupt(format!(
-            "segment of {len} bytes is smaller than the header"
-        )));
-    }
-    // SAFETY: at least HEADER_SIZE bytes, page aligned; only atomics inside.
+    // SAFETY: at least HEADER_SIZE bytes (checked), page aligned; only
+    // atomics inside.
     let header = unsafe { &*mapping.as_ptr().cast::<Header>() };
     let config = &header.config;
-    // Acquire: pairs with the creator's Release of the magic.
-    let magic = config.magic.load(Ordering::Acquire);
-    if magic != MAGIC {
-        return Err(corrupt(format!(
-            "magic {magic:#018x} is not a shmkit topic's"
-        )));
-    }
-    let version = config.version.load(Ordering::Relaxed);
-    if version != VERSION {
-        return Err(Error::VersionMismatch {
-            segment: format!("topic {name}"),
-            found: version,
-            expected: VERSION,
-        });
-    }
-    let flags = config.flags.load(Ordering::Relaxed);
-    if flags != 0 {
-        return Err(corrupt(format!("unknown flags {flags:#x}")));
-    }
     let capacity = config.capacity.load(Ordering::Relaxed);
     if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
         return Err(corrupt(format!(

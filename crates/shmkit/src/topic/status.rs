@@ -6,7 +6,7 @@ use super::shared::{key_of, read_header, Shared, FORMAT};
 use super::Policy;
 use crate::error::{Error, Result};
 use crate::ring::{Action, Garbage, Reason, Removal, Scope};
-use crate::segment::format::remove_exactly;
+use crate::segment::format::{pid_of, remove_exactly};
 use crate::segment::{ReadWrite, Segment};
 use crate::sync::Ordering;
 
@@ -142,7 +142,7 @@ fn describe(shared: &Shared) -> TopicStatus {
         publishers.push(PublisherStatus {
             lane: i,
             id: header.publisher.load(Ordering::Relaxed),
-            pid: header.owner.load(Ordering::Relaxed) as crate::Pid,
+            pid: pid_of(header.owner.load(Ordering::Relaxed)),
             alive: state == LANE_OPEN && shared.publisher_alive(i),
             closed: state == LANE_CLOSED,
             published: header.published.load(Ordering::Relaxed),
@@ -166,7 +166,7 @@ fn describe(shared: &Shared) -> TopicStatus {
             .fold(0u64, u64::saturating_add);
         subscribers.push(SubscriberStatus {
             place: j,
-            pid: entry.owner.load(Ordering::Relaxed) as crate::Pid,
+            pid: pid_of(entry.owner.load(Ordering::Relaxed)),
             alive: shared.subscriber_alive(j),
             received: entry.received.load(Ordering::Relaxed),
             missed: entry.missed.load(Ordering::Relaxed),
@@ -221,28 +221,7 @@ pub fn list() -> Result<Vec<String>> {
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub fn collect_garbage(scope: Scope<'_>, action: Action) -> Result<Vec<Garbage<TopicStatus>>> {
-    let names = match scope {
-        Scope::Name(name) => {
-            FORMAT.key(name)?;
-            vec![name.to_owned()]
-        }
-        Scope::All => list()?,
-        Scope::Prefix(prefix) => list()?
-            .into_iter()
-            .filter(|name| name.starts_with(prefix))
-            .collect(),
-    };
-    let mut collected = Vec::new();
-    for name in names {
-        match examine(&name, action) {
-            Ok(Some(garbage)) => collected.push(garbage),
-            Ok(None) => {}
-            Err(err) if matches!(scope, Scope::Name(_)) => return Err(err),
-            // Gone meanwhile, or not ours to map: not listed.
-            Err(_) => {}
-        }
-    }
-    Ok(collected)
+    scope.collect(&FORMAT, |name| examine(name, action))
 }
 
 /// Looks at one topic under its gate; removes it if it is garbage and
