@@ -16,6 +16,8 @@ const TRANSPORTS: &[&str] = &[
     "shmkit-spin",
     "shmkit-block",
     "shmkit-batch",
+    "shmkit-service",
+    "shmkit-async",
     "shmkit-topic",
     "shmkit-topic-fanin",
     "pipe",
@@ -53,6 +55,7 @@ fn bench(args: &[&str]) -> Output {
 /// domain's folder in the temporary directory.
 fn leftovers(pid: u32) -> Vec<String> {
     let ring = format!("shmkit.ring.bench-{pid}-");
+    let service = format!("shmkit.service.bench-{pid}-");
     let topic = format!("shmkit.topic.bench-{pid}-");
     let other = format!("shmkit-bench-{pid}-");
     let temp = std::env::temp_dir();
@@ -66,7 +69,11 @@ fn leftovers(pid: u32) -> Vec<String> {
     .flat_map(|dir| std::fs::read_dir(dir).expect("list the directory"))
     .map(|entry| entry.expect("a directory entry").file_name())
     .map(|name| name.to_string_lossy().into_owned())
-    .filter(|name| name.starts_with(&ring) || name.starts_with(&topic) || name.starts_with(&other))
+    .filter(|name| {
+        [&ring, &service, &topic, &other]
+            .iter()
+            .any(|p| name.starts_with(*p))
+    })
     .collect()
 }
 
@@ -138,6 +145,11 @@ fn a_short_run_prints_a_record_for_every_transport_and_reference() {
             let p99 = number(record, "rtt_p99_ns");
             let p999 = number(record, "rtt_p999_ns");
             assert!(0.0 < p50 && p50 <= p99 && p99 <= p999, "{record}");
+        }
+        if transport == "shmkit-service" {
+            // Calls only: a service has no one-way stream.
+            assert!(record["msgs_per_sec"].is_null(), "{record}");
+            continue;
         }
         assert!(number(record, "msgs_per_sec") > 0.0, "{record}");
         assert!(number(record, "bytes_per_sec") > 0.0, "{record}");

@@ -16,9 +16,9 @@
 //! - packets and queues (`uds-seqpacket`, `mq`): one `write` or `mq_send`
 //!   of the message, one `read` or `mq_receive` into the receiver's buffer,
 //!   whose length must be the size, then the check there;
-//! - rings (`shmkit-spin`, `shmkit-block`): the sender takes a grant of the
-//!   size, copies the message into it and commits it (what `Producer::send`
-//!   does); the receiver reads it in place (`Consumer::read`), checks it
+//! - rings (`shmkit-spin`, `shmkit-block`): the sender sends with
+//!   `Producer::send` (a grant of the size, the message copied in,
+//!   committed); the receiver reads it in place (`Consumer::read`), checks it
 //!   there, and releases it. No copy on the receiving side: that is what
 //!   the ring offers, and the check still reads every byte.
 //! - topics (`shmkit-topic`, `shmkit-topic-fanin`): the same over a topic's
@@ -30,12 +30,14 @@
 //! (seqpacket), [`mq`]; [`descriptors`] passes file descriptors to the
 //! peer.
 
+mod aio;
 mod descriptors;
 #[cfg(feature = "iceoryx2")]
 mod iceoryx;
 mod mq;
 mod packet;
 mod ring;
+mod service;
 mod stream;
 mod topic;
 
@@ -47,6 +49,7 @@ use serde::{Deserialize, Serialize};
 pub use self::mq::{mq_limits, MqLink};
 pub use self::packet::PacketLink;
 pub use self::ring::{ring_capacity, ring_record, waiting as ring_waiting, RingLink};
+pub use self::service::ServiceLink;
 pub use self::stream::StreamLink;
 pub use self::topic::TopicLink;
 use crate::measure::Message;
@@ -75,6 +78,10 @@ pub enum Transport {
     ShmkitBlock,
     /// shmkit-spin streaming with the batch verbs: many messages a commit (`WriteBatch`), drained (`drain_while`)
     ShmkitBatch,
+    /// A shmkit service: one call per round trip, client and server busy-polling (round trips only)
+    ShmkitService,
+    /// shmkit-block's rings awaited from tokio in both processes (`shmkit::aio`: a futex_waitv reactor)
+    ShmkitAsync,
     /// A shmkit topic each way, one publisher and one subscriber, busy-polling
     ShmkitTopic,
     /// A shmkit topic each way, two publishers (lanes) sending in turn to one subscriber, busy-polling
@@ -102,6 +109,8 @@ impl Transport {
         Transport::ShmkitSpin,
         Transport::ShmkitBlock,
         Transport::ShmkitBatch,
+        Transport::ShmkitService,
+        Transport::ShmkitAsync,
         Transport::ShmkitTopic,
         Transport::ShmkitTopicFanin,
         Transport::Pipe,
@@ -121,6 +130,8 @@ impl Transport {
             Transport::ShmkitSpin => "shmkit-spin",
             Transport::ShmkitBlock => "shmkit-block",
             Transport::ShmkitBatch => "shmkit-batch",
+            Transport::ShmkitService => "shmkit-service",
+            Transport::ShmkitAsync => "shmkit-async",
             Transport::ShmkitTopic => "shmkit-topic",
             Transport::ShmkitTopicFanin => "shmkit-topic-fanin",
             Transport::Pipe => "pipe",
@@ -198,6 +209,8 @@ pub fn open(
         Transport::ShmkitSpin | Transport::ShmkitBlock | Transport::ShmkitBatch => {
             ring::open(transport, both, size, block_spin)
         }
+        Transport::ShmkitService => service::open(both, size),
+        Transport::ShmkitAsync => aio::open(both, size, block_spin),
         Transport::ShmkitTopic | Transport::ShmkitTopicFanin => topic::open(transport, both, size),
         Transport::Pipe => stream::open_pipes(both),
         Transport::UdsStream | Transport::Tcp => stream::open_socket(transport, both),
@@ -256,6 +269,8 @@ pub enum PeerEnd {
         tx: Option<String>,
         block_spin_ns: Option<u64>,
     },
+    /// The service whose server the peer is.
+    Service { name: String },
     /// The topic to subscribe to, the one to publish on, and the ids of
     /// the publishers that send to the peer, in their turns.
     Topic {
@@ -286,7 +301,15 @@ impl PeerEnd {
                 rx,
                 tx,
                 block_spin_ns,
+            } if transport == Transport::ShmkitAsync => {
+                aio::peer_link(size, rx, tx.as_deref(), *block_spin_ns)
+            }
+            PeerEnd::Ring {
+                rx,
+                tx,
+                block_spin_ns,
             } => ring::peer_link(transport, size, rx, tx.as_deref(), *block_spin_ns),
+            PeerEnd::Service { name } => service::peer_link(size, name),
             PeerEnd::Topic { rx, tx, senders } => {
                 topic::peer_link(size, rx, tx.as_deref(), senders)
             }
@@ -361,6 +384,8 @@ pub enum AnyLink {
     Packet(PacketLink),
     Queue(MqLink),
     Ring(RingLink),
+    Service(ServiceLink),
+    Async(aio::AsyncLink),
     Topic(TopicLink),
     /// The ports; a link borrows them while it runs (see `with_link!`).
     #[cfg(feature = "iceoryx2")]
@@ -390,6 +415,8 @@ macro_rules! with_link {
             $crate::transports::AnyLink::Packet($link) => $body,
             $crate::transports::AnyLink::Queue($link) => $body,
             $crate::transports::AnyLink::Ring($link) => $body,
+            $crate::transports::AnyLink::Service($link) => $body,
+            $crate::transports::AnyLink::Async($link) => $body,
             $crate::transports::AnyLink::Topic($link) => $body,
             #[cfg(feature = "iceoryx2")]
             $crate::transports::AnyLink::Iceoryx2(ports) => ports.with_link(|$link| $body),

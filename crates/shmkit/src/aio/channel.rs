@@ -72,6 +72,7 @@ impl<T, C: Codec<T>> AsyncSender<T, C> {
 
     /// The blocking sender inside, for its other verbs.
     pub fn get_mut(&mut self) -> &mut Sender<T, C> {
+        self.park.reset();
         &mut self.sender
     }
 
@@ -222,6 +223,7 @@ impl<T, C: Codec<T>> AsyncReceiver<T, C> {
 
     /// The blocking receiver inside, for its other verbs.
     pub fn get_mut(&mut self) -> &mut Receiver<T, C> {
+        self.park.reset();
         &mut self.receiver
     }
 
@@ -235,7 +237,7 @@ impl<T, C: Codec<T>> AsyncReceiver<T, C> {
     ///
     /// # Errors
     ///
-    /// As [`AsyncConsumer::poll_message`].
+    /// As [`AsyncConsumer::poll_message`](super::AsyncConsumer::poll_message).
     pub fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         poll_message(&mut self.park, cx, self.receiver.consumer_mut())
     }

@@ -1,5 +1,5 @@
 //! Async forms of the blocking verbs (feature `tokio`): rings, typed
-//! channels and topics awaited from tokio tasks, without burning a core
+//! channels, topics and services awaited from tokio tasks, without burning a core
 //! and without a thread per waiting endpoint.
 //!
 //! | blocking | awaited | also |
@@ -10,6 +10,12 @@
 //! | [`channel::Receiver`](crate::channel::Receiver) | [`AsyncReceiver`] | `Stream<Item = Result<T>>` (owned codecs) |
 //! | [`topic::Publisher`](crate::topic::Publisher) | [`AsyncPublisher`] | `Sink<impl AsRef<[u8]>>` |
 //! | [`topic::Subscriber`](crate::topic::Subscriber) | [`AsyncSubscriber`] | `Stream<Item = Result<(Received, Vec<u8>)>>` |
+//! | [`service::Client`](crate::service::Client) | [`AsyncClient`] (`call`, `send_request`, `wait`) | |
+//! | [`service::Server`](crate::service::Server) | [`AsyncServer`] (`recv_request`; replies never wait) | |
+//! | [`channel::Publisher`](crate::channel::Publisher) (typed topic) | [`AsyncTypedPublisher`] | `Sink<T>` |
+//! | [`channel::Subscriber`](crate::channel::Subscriber) (typed topic) | [`AsyncTypedSubscriber`] | `Stream<Item = Result<(Received, T)>>` (owned codecs) |
+//! | [`channel::ServiceClient`](crate::channel::ServiceClient) | [`AsyncServiceClient`] (`call`, `send`, `wait`) | |
+//! | [`channel::ServiceServer`](crate::channel::ServiceServer) | [`AsyncServiceServer`] (`recv`) | |
 //!
 //! Each wraps its blocking endpoint (`From`, `get_mut`, `into_inner`), so
 //! the non-waiting verbs (`try_*`, `drain`, `status`) stay where they are,
@@ -74,9 +80,11 @@ mod channel;
 mod park;
 mod reactor;
 mod ring;
+mod service;
 mod topic;
 
 pub use channel::{AsyncReceiver, AsyncSender};
 pub use reactor::{reactor_kind, ReactorKind};
 pub use ring::{AsyncConsumer, AsyncProducer};
-pub use topic::{AsyncPublisher, AsyncSubscriber};
+pub use service::{AsyncClient, AsyncServer, AsyncServiceClient, AsyncServiceServer};
+pub use topic::{AsyncPublisher, AsyncSubscriber, AsyncTypedPublisher, AsyncTypedSubscriber};

@@ -140,6 +140,14 @@ impl Park {
         Poll::Pending
     }
 
+    /// Forgets any wait, giving up the reactor place: before the endpoint
+    /// is lent out mutably, since whoever borrows it could replace (and so
+    /// unmap) the word the reactor would read.
+    pub(crate) fn reset(&mut self) {
+        self.parked = None;
+        self.next_check = None;
+    }
+
     /// Ends a wait: gives up the reactor place and this side's claim on
     /// the futex word (so its peer makes no needless `FUTEX_WAKE`).
     fn finish(&mut self, target: &impl Readiness) {

@@ -70,6 +70,14 @@ pub enum ReactorKind {
 
 /// Which kind of reactor this process runs (decided once, at the first
 /// call: by `SHMKIT_REACTOR`, else by trying `futex_waitv`).
+///
+/// ```
+/// use shmkit::aio::{reactor_kind, ReactorKind};
+///
+/// if reactor_kind() == ReactorKind::Polling {
+///     eprintln!("futex_waitv is refused here: parked endpoints are polled every millisecond");
+/// }
+/// ```
 pub fn reactor_kind() -> ReactorKind {
     reactor().kind
 }
@@ -331,5 +339,103 @@ impl Shard {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+    use std::time::Instant;
+
+    use super::*;
+
+    /// A waker that counts its wake-ups.
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counter() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (Arc::clone(&count), Waker::from(Arc::clone(&count)))
+    }
+
+    /// Polls `done` until it holds (another thread gets it there); panics
+    /// after a minute.
+    fn wait_until(what: &str, done: impl Fn() -> bool) {
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < give_up, "gave up waiting until {what}");
+            std::thread::yield_now();
+        }
+    }
+
+    /// Far enough that no check time fires during a test.
+    fn never() -> u64 {
+        monotonic_nanos() + 3_600_000_000_000
+    }
+
+    /// Wakes `word` as a publisher does (rule 8): clears it, then wakes.
+    fn publish(word: &AtomicU32) {
+        word.store(0, Ordering::SeqCst);
+        sys_futex::wake_all(word);
+    }
+
+    #[test]
+    fn two_tasks_parked_on_one_word_are_both_woken() {
+        let word = AtomicU32::new(1);
+        let (first, first_waker) = counter();
+        let (second, second_waker) = counter();
+        let _a = reactor().park(&word, &first_waker, never());
+        let _b = reactor().park(&word, &second_waker, never());
+        publish(&word);
+        wait_until("both are woken", || {
+            first.0.load(Ordering::SeqCst) == 1 && second.0.load(Ordering::SeqCst) == 1
+        });
+    }
+
+    #[test]
+    fn more_than_a_shard_of_parked_words_are_all_woken() {
+        let words: Vec<AtomicU32> = (0..SLOTS * 2 + 5).map(|_| AtomicU32::new(1)).collect();
+        let (count, waker) = counter();
+        let parked: Vec<Parked> = words
+            .iter()
+            .map(|word| reactor().park(word, &waker, never()))
+            .collect();
+        assert!(parked.iter().all(|p| p.refresh(&waker)), "none fired yet");
+        for word in &words {
+            publish(word);
+        }
+        wait_until("every word's task is woken", || {
+            count.0.load(Ordering::SeqCst) == words.len()
+        });
+        assert!(parked.iter().all(|p| !p.refresh(&waker)), "all fired");
+    }
+
+    #[test]
+    fn a_parked_task_is_woken_at_its_check_time() {
+        let word = AtomicU32::new(1);
+        let (count, waker) = counter();
+        let _parked = reactor().park(&word, &waker, monotonic_nanos() + 5_000_000);
+        wait_until("the check time wakes it", || {
+            count.0.load(Ordering::SeqCst) == 1
+        });
+        assert_eq!(word.load(Ordering::SeqCst), 1, "nobody woke the word");
+    }
+
+    #[test]
+    fn a_word_woken_before_the_reactor_sleeps_on_it_is_not_missed() {
+        let word = AtomicU32::new(1);
+        let (count, waker) = counter();
+        // Cleared between the announce and the park: the reactor finds the
+        // word no longer 1 when it builds its list.
+        word.store(0, Ordering::SeqCst);
+        let _parked = reactor().park(&word, &waker, never());
+        wait_until("it is woken", || count.0.load(Ordering::SeqCst) == 1);
     }
 }

@@ -130,10 +130,12 @@
 mod codec;
 #[cfg(feature = "tokio")]
 mod parking;
+mod service;
 mod topic;
 mod wire;
 
 pub use codec::{ArchivedMessage, Codec, CodecError, Plain, Postcard, Rkyv, Writer};
+pub use service::{ServiceClient, ServiceServer};
 pub use topic::{Publisher, Subscriber};
 
 /// rkyv 0.8, re-exported: the [`Rkyv`] codec's bounds name its traits.

@@ -7,7 +7,10 @@ use super::*;
 impl<T, C: Codec<T>> Sender<T, C> {
     /// The length of the ring message that sending `value` takes.
     pub(crate) fn message_len(&mut self, value: &T) -> Result<usize> {
-        self.framed_len(value).map(|(_, _, len)| len)
+        let max_message = self.producer.max_message();
+        self.outgoing
+            .frame(&mut self.codec, value, max_message)
+            .map(|(_, _, len)| len)
     }
 
     /// The ring's producer.

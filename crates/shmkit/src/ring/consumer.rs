@@ -373,12 +373,23 @@ impl Consumer {
         let shared = &self.shared;
         let cursor = &mut self.cursor;
         let header = shared.header();
+        // The size of the last record read, if it ended at the head: the
+        // next one is likely as long (see `RingRef::prefetch_record`).
+        let expected_size = self
+            .last_sequence
+            .map(|last| cursor.head.wrapping_sub(last));
         let next = self.waiter.wait(
             &header.wait,
             &header.wait.consumer_sleeping,
             deadline,
             &shared.place,
-            || shared.ring.peek(cursor).map_err(|e| shared.explain(e)),
+            || {
+                let found = shared.ring.peek(cursor).map_err(|e| shared.explain(e));
+                if let (Ok(None), Some(size)) = (&found, expected_size) {
+                    shared.ring.prefetch_record(cursor.head, size);
+                }
+                found
+            },
             || {
                 shared
                     .still_sized()

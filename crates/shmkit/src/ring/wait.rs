@@ -158,6 +158,11 @@ impl Waiter {
         // waits of a busy stream or a ping-pong end within a microsecond.
         let mut spin_until = self.spin_time().map(|spin| start + spin);
         let mut next_peer_check = start + FIRST_PEER_CHECK;
+        for _ in 0..SPINS_PER_CLOCK_READ {
+            if let Some(value) = poll()? {
+                return Ok(value);
+            }
+        }
         loop {
             for _ in 0..SPINS_PER_CLOCK_READ {
                 std::hint::spin_loop();

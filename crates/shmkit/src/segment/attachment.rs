@@ -426,6 +426,15 @@ impl Attachment<ReadWrite> {
         self.addr.as_ptr()
     }
 
+    /// Maps every page of the segment into this process now (best effort:
+    /// an older kernel, or a file shorter than the mapping, leaves the
+    /// pages to be mapped at their first touch), so that a structure whose
+    /// hot path must not fault (a service's rings) pays at open instead.
+    pub(crate) fn populate(&self) {
+        // SAFETY: the address and length of this live writable mapping.
+        let _ = unsafe { crate::sys::posix::populate(self.addr, self.len) };
+    }
+
     /// Copies `data` into the segment starting at `offset`.
     ///
     /// # Errors

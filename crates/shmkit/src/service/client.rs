@@ -2,7 +2,9 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Deref;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,9 @@ use crate::ring::protocol::{check_position, ConsumerCursor, ProducerCursor, Ring
 use crate::ring::wait::{wake_if_sleeping, Waiter};
 use crate::sync::Ordering;
 use crate::sys::range_lock::RangeLock;
+
+#[cfg(feature = "tokio")]
+mod parking;
 
 /// How long a verb may wait.
 #[derive(Clone, Copy, Debug)]
@@ -59,13 +64,23 @@ enum Due {
 #[must_use = "a call's response is only had through its PendingCall"]
 pub struct PendingCall {
     id: u64,
-    /// The server epoch it was sent under, and that server.
-    epoch: u64,
+    /// The server when it was sent (for a message, if it dies).
     server: u64,
-    /// The request ring's position after the request (rule 6).
+    /// The request's record in the request ring: where it starts and the
+    /// position after it (rule 6).
+    start: u64,
     end: u64,
     answered: Cell<bool>,
-    abandoned: Arc<Mutex<Vec<u64>>>,
+    abandoned: Arc<Abandoned>,
+}
+
+/// The calls whose [`PendingCall`]s were dropped unanswered, for their
+/// client to skip the responses of; `any` spares the lock when there are
+/// none (every call looks).
+#[derive(Debug, Default)]
+struct Abandoned {
+    any: AtomicBool,
+    ids: Mutex<Vec<u64>>,
 }
 
 impl PendingCall {
@@ -79,8 +94,11 @@ impl PendingCall {
 impl Drop for PendingCall {
     fn drop(&mut self) {
         if !self.answered.get() {
-            if let Ok(mut abandoned) = self.abandoned.lock() {
-                abandoned.push(self.id);
+            if let Ok(mut ids) = self.abandoned.ids.lock() {
+                ids.push(self.id);
+                self.abandoned
+                    .any
+                    .store(true, std::sync::atomic::Ordering::Release);
             }
         }
     }
@@ -97,10 +115,32 @@ struct State {
     tail: ProducerCursor,
     head: ConsumerCursor,
     sequence: u32,
-    calls: HashMap<u64, Due>,
+    calls: HashMap<u64, Due, BuildHasherDefault<IdHasher>>,
     /// Calls whose responses are not off the ring yet (rule 4).
     due: u32,
-    abandoned: Arc<Mutex<Vec<u64>>>,
+    abandoned: Arc<Abandoned>,
+}
+
+/// Hashes call ids, which are distinct by construction (a generation and a
+/// counter): one multiplication spreads them, where the default SipHash
+/// would cost more than the rest of a call's bookkeeping.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 << 8 | u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 /// What a look at the response ring found.
@@ -198,7 +238,7 @@ impl Client {
             slot.state
                 .store(slot_state(generation, SLOT_CONNECTED), Ordering::SeqCst);
             slot.owner.store(me, Ordering::SeqCst);
-            slot.in_flight.store(0, Ordering::Relaxed);
+            slot.counters.in_flight.store(0, Ordering::Relaxed);
             shared.header().active.bits[(i / 64) as usize]
                 .fetch_or(1 << (i % 64), Ordering::SeqCst);
             drop(gate);
@@ -210,7 +250,7 @@ impl Client {
                 tail,
                 head,
                 sequence: 0,
-                calls: HashMap::new(),
+                calls: HashMap::default(),
                 due: 0,
                 abandoned: Arc::default(),
             };
@@ -385,6 +425,7 @@ impl Client {
         } = self;
         let len = ID_LEN + request.len() as u64;
         let requests = state.requests;
+        let slot = state.slot;
         // Rule 4: at most max_in_flight calls whose responses are due.
         while state.due >= shared.max_in_flight {
             if state.take(shared, None)?.is_some() {
@@ -401,7 +442,7 @@ impl Client {
                         patience.deadline(),
                         &shared.name,
                         || state.take(shared, None),
-                        || server_check(shared, requests, None),
+                        || server_check(shared, requests, slot, None),
                     )?;
                 }
             }
@@ -419,7 +460,7 @@ impl Client {
                         patience.deadline(),
                         &shared.name,
                         || requests.reserve(tail, len),
-                        || server_check(shared, requests, None),
+                        || server_check(shared, requests, slot, None),
                     )?
                 }
             },
@@ -434,13 +475,13 @@ impl Client {
         state.calls.insert(id, Due::Waiting);
         state.due += 1;
         let slot = shared.slot(state.slot);
-        bump(&slot.calls, 1);
-        slot.in_flight.store(state.due, Ordering::Relaxed);
+        bump(&slot.counters.calls, 1);
+        slot.counters.in_flight.store(state.due, Ordering::Relaxed);
         let server = &shared.header().server;
         Ok(PendingCall {
             id,
-            epoch: server.epoch.load(Ordering::Relaxed),
             server: server.owner.load(Ordering::Relaxed),
+            start: record.position,
             end: state.tail.tail,
             answered: Cell::new(false),
             abandoned: state.abandoned.clone(),
@@ -463,6 +504,7 @@ impl Client {
             ..
         } = self;
         let requests = state.requests;
+        let slot = state.slot;
         match state.calls.get(&call.id) {
             Some(Due::Waiting) => {}
             Some(Due::Arrived(_)) => {
@@ -486,7 +528,7 @@ impl Client {
             Some(Found::Wanted(record)) => record,
             _ => match patience {
                 Patience::Now => {
-                    server_check(shared, requests, Some(call))?;
+                    server_check(shared, requests, slot, Some(call))?;
                     return Err(Error::Empty {
                         place: format!("service {}", shared.name),
                     });
@@ -502,7 +544,7 @@ impl Client {
                         || state.take(shared, Some(call.id)),
                         || {
                             shared.mapping.check_size()?;
-                            server_check(shared, requests, Some(call))
+                            server_check(shared, requests, slot, Some(call))
                         },
                     )?;
                     match found {
@@ -567,7 +609,7 @@ impl Drop for Client {
             Ordering::SeqCst,
         );
         slot.owner.store(0, Ordering::SeqCst);
-        slot.in_flight.store(0, Ordering::Relaxed);
+        slot.counters.in_flight.store(0, Ordering::Relaxed);
         shared.header().active.bits[(i / 64) as usize]
             .fetch_and(!(1 << (i % 64)), Ordering::SeqCst);
         drop(lock);
@@ -580,9 +622,22 @@ impl Drop for Client {
 impl State {
     /// Marks the calls whose [`PendingCall`]s were dropped.
     fn collect_abandoned(&mut self) {
-        let ids = match self.abandoned.lock() {
-            Ok(mut abandoned) if !abandoned.is_empty() => std::mem::take(&mut *abandoned),
-            _ => return,
+        // Acquire: pairs with the Release in `PendingCall::drop`.
+        if !self
+            .abandoned
+            .any
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        let ids = match self.abandoned.ids.lock() {
+            Ok(mut ids) => {
+                self.abandoned
+                    .any
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                std::mem::take(&mut *ids)
+            }
+            Err(_) => return,
         };
         for id in ids {
             match self.calls.get_mut(&id) {
@@ -662,6 +717,7 @@ impl State {
         self.due = self.due.saturating_sub(1);
         shared
             .slot(self.slot)
+            .counters
             .in_flight
             .store(self.due, Ordering::Relaxed);
     }
@@ -695,7 +751,12 @@ fn take_over(shared: &Shared, i: u32) -> Result<(ProducerCursor, ConsumerCursor)
 
 /// Rule 6: `Ok(())` while a server may still answer (`call`, if given),
 /// `Err(PeerGone)` or `Err(Closed)` once none will.
-fn server_check(shared: &Shared, requests: RingRef, call: Option<&PendingCall>) -> Result<()> {
+fn server_check(
+    shared: &Shared,
+    requests: RingRef,
+    slot: u32,
+    call: Option<&PendingCall>,
+) -> Result<()> {
     let server = &shared.header().server;
     let gone = |owner: u64| Error::PeerGone {
         place: format!("service {}", shared.name),
@@ -704,11 +765,13 @@ fn server_check(shared: &Shared, requests: RingRef, call: Option<&PendingCall>) 
     };
     if shared.server_alive() {
         if let Some(call) = call {
-            let epoch = server.epoch.load(Ordering::SeqCst);
             // Acquire: the server's Release of `head` after taking a record.
             let head = requests.header().consumer.head.load(Ordering::Acquire);
             let taken = head.wrapping_sub(call.end) < 1 << 63;
-            if call.epoch != 0 && epoch != call.epoch && taken {
+            let from = shared.slot(slot).server_from.load(Ordering::SeqCst);
+            let before = from.wrapping_sub(call.start).wrapping_sub(1) < 1 << 63;
+            if taken && before {
+                // Taken by a server before this one, which is gone.
                 return Err(gone(call.server));
             }
         }

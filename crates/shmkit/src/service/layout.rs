@@ -14,11 +14,11 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMKSERV");
 /// The format version this code reads and writes.
 pub(crate) const VERSION: u32 = 1;
 
-/// The header: four 128-byte lines.
-pub(crate) const HEADER_SIZE: u64 = 512;
+/// The header: five 128-byte lines.
+pub(crate) const HEADER_SIZE: u64 = 640;
 
-/// A slot's own line, before its two rings.
-pub(crate) const SLOT_LINE: u64 = 128;
+/// A slot's own two lines, before its two rings.
+pub(crate) const SLOT_LINE: u64 = 256;
 
 /// Bytes before a request or response body in its ring record: the call id.
 pub(crate) const ID_LEN: u64 = 8;
@@ -111,7 +111,8 @@ pub(crate) struct Config {
     pub size: AtomicU64,
 }
 
-/// Line 1: written by the server.
+/// Line 1: written by a server when it opens and closes; read by clients
+/// at every call, so nothing that changes per call lives here.
 #[repr(C, align(128))]
 pub(crate) struct ServerLine {
     /// The server's identity (pid and start time, as a ring's owner
@@ -123,6 +124,11 @@ pub(crate) struct ServerLine {
     /// [`SERVER_NONE`], [`SERVER_SERVING`] or [`SERVER_CLOSED`].
     pub state: AtomicU32,
     pub _pad: AtomicU32,
+}
+
+/// Line 4: the server's counters, written per call, read by `status`.
+#[repr(C, align(128))]
+pub(crate) struct CountersLine {
     /// Requests received.
     pub received: AtomicU64,
     /// Responses sent.
@@ -164,16 +170,29 @@ pub(crate) struct Header {
     pub server: ServerLine,
     pub wait: WaitLine,
     pub active: ActiveLine,
+    pub counters: CountersLine,
 }
 
-/// A slot's own line, written by its client (and by the server only to
-/// mark a dead holder).
+/// A slot's own two lines, written by its client (and by the server only
+/// to mark a dead holder): the state, which the server reads at every
+/// look at the slot, and apart from it the counters the client writes at
+/// every call.
 #[repr(C, align(128))]
 pub(crate) struct SlotLine {
     /// Generation and status (see [`SLOT_CONNECTED`]).
     pub state: AtomicU64,
     /// The holder's identity, 0 when the slot was left.
     pub owner: AtomicU64,
+    /// Written by a server when it opens: the request ring's `head` it
+    /// starts from. A request before it that was taken, was taken by an
+    /// earlier server (rule 6).
+    pub server_from: AtomicU64,
+    pub counters: SlotCounters,
+}
+
+/// The second line of a slot.
+#[repr(C, align(128))]
+pub(crate) struct SlotCounters {
     /// Calls the holder sent.
     pub calls: AtomicU64,
     /// Calls the holder has in flight (sent, response not read).
@@ -263,10 +282,11 @@ mod pinned {
     const _: () = assert!(offset_of!(ServerLine, owner) == 0);
     const _: () = assert!(offset_of!(ServerLine, epoch) == 8);
     const _: () = assert!(offset_of!(ServerLine, state) == 16);
-    const _: () = assert!(offset_of!(ServerLine, received) == 24);
-    const _: () = assert!(offset_of!(ServerLine, replied) == 32);
-    const _: () = assert!(offset_of!(ServerLine, dropped) == 40);
-    const _: () = assert!(offset_of!(ServerLine, clients_lost) == 48);
+    const _: () = assert!(offset_of!(Header, counters) == 512);
+    const _: () = assert!(offset_of!(CountersLine, received) == 0);
+    const _: () = assert!(offset_of!(CountersLine, replied) == 8);
+    const _: () = assert!(offset_of!(CountersLine, dropped) == 16);
+    const _: () = assert!(offset_of!(CountersLine, clients_lost) == 24);
     const _: () = assert!(offset_of!(Header, wait) == 256);
     const _: () = assert!(offset_of!(WaitLine, server_sleeping) == 0);
     const _: () = assert!(offset_of!(WaitLine, full_fences) == 4);
@@ -275,8 +295,10 @@ mod pinned {
     const _: () = assert!(offset_of!(Header, active) == 384);
     const _: () = assert!(offset_of!(SlotLine, state) == 0);
     const _: () = assert!(offset_of!(SlotLine, owner) == 8);
-    const _: () = assert!(offset_of!(SlotLine, calls) == 16);
-    const _: () = assert!(offset_of!(SlotLine, in_flight) == 24);
+    const _: () = assert!(offset_of!(SlotLine, server_from) == 16);
+    const _: () = assert!(offset_of!(SlotLine, counters) == 128);
+    const _: () = assert!(offset_of!(SlotCounters, calls) == 0);
+    const _: () = assert!(offset_of!(SlotCounters, in_flight) == 8);
 }
 
 #[cfg(test)]

@@ -18,6 +18,9 @@ use crate::ring::wait::{monotonic_nanos, Waiter, PEER_CHECK_INTERVAL};
 use crate::sync::{AtomicU64, Ordering};
 use crate::sys::range_lock::RangeLock;
 
+#[cfg(feature = "tokio")]
+mod parking;
+
 /// Who asked a request: the client slot, the slot's state when the request
 /// came, and the call id. Copy it out of a [`Request`] to answer later,
 /// with [`Server::reply`] or [`Server::reply_grant`], in any order.
@@ -161,9 +164,16 @@ impl Server {
                 pid: pid_of(server.owner.load(Ordering::SeqCst)),
             });
         };
-        let cursors = (0..shared.geometry.clients)
+        let cursors: Vec<SlotCursors> = (0..shared.geometry.clients)
             .map(|i| take_over(&shared, i))
             .collect();
+        // Rule 6: where this server's requests start, in every slot.
+        for (i, cursor) in (0..).zip(&cursors) {
+            shared
+                .slot(i)
+                .server_from
+                .store(cursor.requests.head, Ordering::SeqCst);
+        }
         // Rule 6: a new epoch, then the owner and the state.
         let epoch = server.epoch.load(Ordering::SeqCst).wrapping_add(1);
         server.epoch.store(epoch, Ordering::SeqCst);
@@ -280,7 +290,7 @@ impl Server {
     }
 
     fn request(&mut self, (ring, record, caller): (RingRef, Slot, Caller)) -> Request<'_> {
-        bump(&self.shared.header().server.received, 1);
+        bump(&self.shared.header().counters.received, 1);
         Request {
             server: self,
             ring,
@@ -454,14 +464,18 @@ impl Server {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn dropped(&self) -> u64 {
-        self.shared.header().server.dropped.load(Ordering::Relaxed)
+        self.shared
+            .header()
+            .counters
+            .dropped
+            .load(Ordering::Relaxed)
     }
 
     /// Clients the server found dead (killed without leaving).
     pub fn clients_lost(&self) -> u64 {
         self.shared
             .header()
-            .server
+            .counters
             .clients_lost
             .load(Ordering::Relaxed)
     }
@@ -505,30 +519,31 @@ impl Slots {
     #[inline]
     fn poll(&mut self, shared: &Shared) -> Result<Option<(RingRef, Slot, Caller)>> {
         let clients = shared.geometry.clients;
-        let mut any = false;
-        let mut bits = [0u64; 16];
-        for (w, word) in bits
-            .iter_mut()
-            .enumerate()
-            .take(clients.div_ceil(64) as usize)
-        {
-            // Relaxed: rule 8 of the ring orders what matters (the record);
-            // a bit seen late only delays a look at a new client's slot.
-            *word = shared.header().active.bits[w].load(Ordering::Relaxed);
-            any |= *word != 0;
-        }
-        if !any {
-            return Ok(None);
-        }
-        let mut i = self.next;
-        for _ in 0..clients {
-            if bits[(i / 64) as usize] & 1 << (i % 64) != 0 {
+        let bits = &shared.header().active.bits;
+        let next = self.next;
+        // From the slot after the last served to the end, then from 0:
+        // only the slots whose bit is set, found a word at a time.
+        for (from, to) in [(next, clients), (0, next)] {
+            let mut i = from;
+            while i < to {
+                // Relaxed: rule 8 of the ring orders what matters (the
+                // record); a bit seen late only delays a look at a new
+                // client's slot.
+                let word = bits[(i / 64) as usize].load(Ordering::Relaxed) >> (i % 64);
+                if word == 0 {
+                    i = (i / 64 + 1) * 64;
+                    continue;
+                }
+                i += word.trailing_zeros();
+                if i >= to {
+                    break;
+                }
                 if let Some(found) = self.take_from(shared, i) {
                     self.next = if i + 1 == clients { 0 } else { i + 1 };
                     return Ok(Some(found));
                 }
+                i += 1;
             }
-            i = if i + 1 == clients { 0 } else { i + 1 };
         }
         Ok(None)
     }
@@ -551,7 +566,7 @@ impl Slots {
                 Ok(None) => return None,
                 Err(_) => {
                     cursors.broken = Some(state);
-                    bump(&shared.header().server.dropped, 1);
+                    bump(&shared.header().counters.dropped, 1);
                     return None;
                 }
             };
@@ -563,7 +578,7 @@ impl Slots {
                 _ => {
                     ring.release(&mut cursors.requests, record);
                     ring.wake_producer();
-                    bump(&shared.header().server.dropped, 1);
+                    bump(&shared.header().counters.dropped, 1);
                 }
             }
         }
@@ -628,7 +643,7 @@ fn sweep(shared: &Shared) {
             .compare_exchange(state, dead, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
         {
-            bump(&shared.header().server.clients_lost, 1);
+            bump(&shared.header().counters.clients_lost, 1);
         }
     }
 }
@@ -747,9 +762,9 @@ impl ReplyGrant<'_> {
                 let cursor = &mut server.slots.cursors[self.slot as usize].responses;
                 write_id(&ring, record, self.id);
                 ring.commit(cursor, record, record.len);
-                bump(&header.server.replied, 1);
+                bump(&header.counters.replied, 1);
             }
-            None => bump(&header.server.dropped, 1),
+            None => bump(&header.counters.dropped, 1),
         }
     }
 

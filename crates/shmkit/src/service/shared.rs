@@ -16,6 +16,7 @@ use crate::ring::layout::{
 };
 use crate::ring::protocol::RingRef;
 use crate::ring::wait::WakeLine;
+use crate::segment::format::{remove_exactly, Format};
 use crate::segment::{AccessMode, Attachment, Key, ReadWrite, Segment};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::sys::range_lock::RangeLock;
@@ -49,20 +50,20 @@ pub(crate) struct Shared {
 // is reached through atomics and the ring protocol only.
 unsafe impl Send for Shared {}
 
+/// How a service keeps its segment (see `segment::format`).
+pub(crate) const FORMAT: Format = Format {
+    noun: "service",
+    prefix: SEGMENT_PREFIX,
+    header_size: HEADER_SIZE,
+    magic: MAGIC,
+    version: VERSION,
+    gate: GATE_BYTE,
+    members: SERVER_LOCK..CLIENT_LOCKS + MAX_CLIENTS as u64,
+};
+
 /// The key of service `name`, after checking the name.
 pub(crate) fn key_of(name: &str) -> Result<Key> {
-    let ok = !name.is_empty()
-        && name.len() <= 200
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if !ok {
-        return Err(Error::InvalidArgument(format!(
-            "service name {name:?} must be 1 to 200 letters, digits, '-', '_' or '.', not starting with '.'"
-        )));
-    }
-    Key::posix(&format!("{SEGMENT_PREFIX}{name}"))
+    FORMAT.key(name)
 }
 
 impl Options {
@@ -118,35 +119,43 @@ impl Shared {
         // handful of rounds is plenty (each is a whole member's lifetime).
         for _ in 0..100 {
             let (segment, mapping) = match Segment::open(&key) {
-                Ok(segment) => {
-                    options.trust.check(&segment, &format!("service {name}"))?;
-                    let size = segment.size()?;
-                    if size < HEADER_SIZE {
-                        return Err(Error::Truncated {
-                            segment: format!("service {name}"),
-                            size,
-                            expected: HEADER_SIZE,
-                        });
-                    }
-                    let mapping = segment.attach(ReadWrite)?;
-                    (segment, mapping)
-                }
-                Err(Error::NotFound { .. }) => match create(&key, options) {
-                    Ok(made) => made,
-                    // Another opener created it first: open theirs.
-                    Err(Error::AlreadyExists { .. }) => continue,
-                    Err(other) => return Err(other),
+                Ok(segment) => match FORMAT.attach_existing(&segment, name, &options.trust)? {
+                    Some(mapping) => (segment, mapping),
+                    // A half-made file, removed: go back to the name.
+                    None => continue,
                 },
+                Err(Error::NotFound { .. }) => {
+                    let geometry = options.geometry();
+                    let made = FORMAT.create(
+                        &key,
+                        geometry.size,
+                        options.mode,
+                        options.group,
+                        |mapping| {
+                            initialise(mapping, options, &geometry);
+                            Ok(())
+                        },
+                    );
+                    match made {
+                        Ok(made) => made,
+                        // Another opener created it first: open theirs.
+                        Err(Error::AlreadyExists { .. }) => continue,
+                        Err(other) => return Err(other),
+                    }
+                }
                 Err(other) => return Err(other),
             };
             let shared = Shared::from_mapping(name, segment, mapping)?;
-            let gate = shared.segment.lock_range(GATE_BYTE, 1)?;
+            let gate = FORMAT.gate(&shared.segment)?;
             if shared.header().wait.removed.load(Ordering::SeqCst) != 0 {
                 continue;
             }
             if !crate::sys::membarrier::register_global_expedited() {
                 shared.use_full_fences();
             }
+            // A call's records go to fresh ring bytes at every lap: fault
+            // the pages in now, not one in every 50 calls.
+            shared.mapping.populate();
             return Ok((shared, gate));
         }
         Err(Error::Busy {
@@ -277,32 +286,12 @@ impl Shared {
     /// After a member gave up its place (and dropped its lock), under the
     /// gate: removes the service if no member is left (rule 8).
     pub(crate) fn remove_if_last(&self) {
-        let span = CLIENT_LOCKS + u64::from(MAX_CLIENTS) - SERVER_LOCK;
+        let removed = &self.header().wait.removed;
         // Once removed, the name may be another service's: never unlink twice.
-        if self.header().wait.removed.load(Ordering::SeqCst) == 0
-            && self.segment.range_held(SERVER_LOCK, span) == Some(false)
-            && self.segment.remove().is_ok()
-        {
-            self.header().wait.removed.store(1, Ordering::SeqCst);
+        if removed.load(Ordering::SeqCst) == 0 && !FORMAT.has_members(&self.segment) {
+            let _ = remove_exactly(Some(removed), &self.segment);
         }
     }
-}
-
-/// Creates service `name`'s segment with its header and every slot's ring
-/// headers written, linked to its name only then, so that no opener ever
-/// sees it half made.
-fn create(key: &Key, options: &Options) -> Result<(Segment, Attachment<ReadWrite>)> {
-    let geometry = options.geometry();
-    Segment::create_initialised(key, geometry.size, options.mode, |segment, mapping| {
-        if let Some(gid) = options.group {
-            // The group, then the mode again (a chown may clear bits); no
-            // other process can open it before the link.
-            segment.set_group(gid)?;
-            segment.set_mode(options.mode)?;
-        }
-        initialise(mapping, options, &geometry);
-        Ok(())
-    })
 }
 
 /// Writes a fresh service's header and ring headers; `magic` last, with

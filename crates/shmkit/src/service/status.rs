@@ -1,15 +1,13 @@
 //! Looking at services from outside: their server and clients, the list of
 //! them, and the removal of services whose members all died.
 
-use super::layout::{
-    slot_status, CLIENT_LOCKS, GATE_BYTE, MAX_CLIENTS, SERVER_CLOSED, SERVER_LOCK, SLOT_CONNECTED,
-    SLOT_DEAD,
-};
-use super::shared::{key_of, Shared};
-use super::SEGMENT_PREFIX;
-use crate::error::{Error, Result};
+use super::layout::{slot_status, HEADER_SIZE, SERVER_CLOSED, SLOT_CONNECTED, SLOT_DEAD};
+use super::shared::{key_of, read_header, Shared, FORMAT};
+
+use crate::error::Result;
 use crate::ring::endpoint::pid_of;
-use crate::ring::{Action, Scope};
+use crate::ring::{Action, Garbage, Reason, Removal, Scope};
+use crate::segment::format::remove_exactly;
 use crate::segment::{ReadWrite, Segment};
 use crate::sync::Ordering;
 
@@ -41,7 +39,7 @@ pub struct ClientStatus {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct ServiceStatus {
-    /// The service's name (its segment is [`SEGMENT_PREFIX`] + name).
+    /// The service's name (its segment is [`SEGMENT_PREFIX`](super::SEGMENT_PREFIX) + name).
     pub name: String,
     /// Client slots.
     pub max_clients: u32,
@@ -134,8 +132,8 @@ fn describe(shared: &Shared) -> ServiceStatus {
             slot: i,
             pid: pid_of(slot.owner.load(Ordering::Relaxed)),
             alive: status == SLOT_CONNECTED && shared.client_alive(i),
-            calls: slot.calls.load(Ordering::Relaxed),
-            in_flight: slot.in_flight.load(Ordering::Relaxed),
+            calls: slot.counters.calls.load(Ordering::Relaxed),
+            in_flight: slot.counters.in_flight.load(Ordering::Relaxed),
         });
     }
     ServiceStatus {
@@ -149,46 +147,34 @@ fn describe(shared: &Shared) -> ServiceStatus {
             alive,
         }),
         closed: server.state.load(Ordering::Relaxed) == SERVER_CLOSED,
-        received: server.received.load(Ordering::Relaxed),
-        replied: server.replied.load(Ordering::Relaxed),
-        dropped: server.dropped.load(Ordering::Relaxed),
-        clients_lost: server.clients_lost.load(Ordering::Relaxed),
+        received: header.counters.received.load(Ordering::Relaxed),
+        replied: header.counters.replied.load(Ordering::Relaxed),
+        dropped: header.counters.dropped.load(Ordering::Relaxed),
+        clients_lost: header.counters.clients_lost.load(Ordering::Relaxed),
         clients,
     }
 }
 
 /// The names of all services on the machine (regular files in `/dev/shm`
-/// whose name starts with [`SEGMENT_PREFIX`]), sorted.
+/// whose name starts with [`SEGMENT_PREFIX`](super::SEGMENT_PREFIX)), sorted.
 pub fn list() -> Result<Vec<String>> {
-    let prefix = &SEGMENT_PREFIX[1..];
-    let dir = std::fs::read_dir(crate::sys::posix::SHM_DIR).map_err(|source| Error::Os {
-        context: "listing /dev/shm".to_owned(),
-        source,
-    })?;
-    let mut names: Vec<String> = dir
-        .flatten()
-        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
-        .filter_map(|entry| {
-            entry
-                .file_name()
-                .to_str()?
-                .strip_prefix(prefix)
-                .map(str::to_owned)
-        })
-        .filter(|name| key_of(name).is_ok())
-        .collect();
-    names.sort();
-    Ok(names)
+    FORMAT.list()
 }
 
 /// Finds services in `scope` (as [`ring::collect_garbage`](crate::ring::collect_garbage)
-/// takes it) that no live process is a member of (some member died, see
-/// [`ServiceStatus::abandoned`]) and that no other process maps, and
-/// removes them if `action` says so. Returns them either way.
+/// takes it) that nobody will use, and with [`Action::Remove`] removes
+/// them: no live process is a member or maps the segment, and some member
+/// died without leaving ([`Reason::Abandoned`], see
+/// [`ServiceStatus::abandoned`]), or the last member could not remove it
+/// ([`Reason::Finished`]), or it is [half-made](Reason::HalfMade) or
+/// [corrupt](Reason::Corrupt). Each is looked at and removed under its
+/// gate, exactly.
 ///
-/// Never touches a segment that is not a valid service, one a live member
-/// holds, one that is being joined or left (its gate is held), or one
-/// mapped by another process.
+/// # Errors
+///
+/// For [`Scope::Name`], [`Error::NotFound`] if there is no such service,
+/// and any error looking at it; for the other scopes, only an error
+/// listing `/dev/shm`.
 ///
 /// ```
 /// use shmkit::ring::{Action, Scope};
@@ -198,9 +184,12 @@ pub fn list() -> Result<Vec<String>> {
 /// assert!(collect_garbage(Scope::Prefix(&mine), Action::DryRun)?.is_empty());
 /// # Ok::<(), shmkit::Error>(())
 /// ```
-pub fn collect_garbage(scope: Scope<'_>, action: Action) -> Result<Vec<ServiceStatus>> {
+pub fn collect_garbage(scope: Scope<'_>, action: Action) -> Result<Vec<Garbage<ServiceStatus>>> {
     let names = match scope {
-        Scope::Name(name) => vec![name.to_owned()],
+        Scope::Name(name) => {
+            FORMAT.key(name)?;
+            vec![name.to_owned()]
+        }
         Scope::All => list()?,
         Scope::Prefix(prefix) => list()?
             .into_iter()
@@ -209,37 +198,81 @@ pub fn collect_garbage(scope: Scope<'_>, action: Action) -> Result<Vec<ServiceSt
     };
     let mut collected = Vec::new();
     for name in names {
-        let shared = match map(&name) {
-            Ok(shared) => shared,
+        match examine(&name, action) {
+            Ok(Some(garbage)) => collected.push(garbage),
+            Ok(None) => {}
             Err(err) if matches!(scope, Scope::Name(_)) => return Err(err),
-            Err(_) => continue,
-        };
-        let Ok(Some(_gate)) = shared.segment.try_lock_range(GATE_BYTE, 1) else {
-            continue;
-        };
-        let span = CLIENT_LOCKS + u64::from(MAX_CLIENTS) - SERVER_LOCK;
-        if shared.segment.range_held(SERVER_LOCK, span) != Some(false) {
-            continue;
+            // Gone meanwhile, or not ours to map: not listed.
+            Err(_) => {}
         }
-        // Mapped by us only: nobody is between opening it and its gate.
-        let me = std::process::id();
-        match shared.segment.stat() {
-            Ok(stat) if stat.attachers.iter().all(|a| a.pid == me) => {}
-            _ => continue,
-        }
-        let service = describe(&shared);
-        if !service.abandoned() {
-            continue;
-        }
-        if action == Action::Remove && shared.header().wait.removed.load(Ordering::SeqCst) == 0 {
-            match shared.segment.remove() {
-                // Removed by someone else meanwhile: what we wanted.
-                Ok(()) | Err(Error::NotFound { .. }) => {}
-                Err(err) => return Err(err),
-            }
-            shared.header().wait.removed.store(1, Ordering::SeqCst);
-        }
-        collected.push(service);
     }
     Ok(collected)
+}
+
+/// Looks at one service under its gate; removes it if it is garbage and
+/// `action` says so.
+fn examine(name: &str, action: Action) -> Result<Option<Garbage<ServiceStatus>>> {
+    let segment = Segment::open(&FORMAT.key(name)?)?;
+    let Some(_gate) = FORMAT.try_gate(&segment)? else {
+        return Ok(None);
+    };
+    if FORMAT.unused(&segment).is_err() {
+        return Ok(None);
+    }
+    let size = segment.size()?;
+    let mapping = match size {
+        0 => None,
+        _ => Some(segment.attach(ReadWrite)?),
+    };
+    let unreadable = match &mapping {
+        None => Some(Reason::HalfMade(0)),
+        Some(mapping) => match read_header(mapping, name) {
+            Ok(_) => None,
+            Err(_)
+                if size >= HEADER_SIZE && mapping.atomic_u64(0)?.load(Ordering::Acquire) == 0 =>
+            {
+                Some(Reason::HalfMade(size))
+            }
+            Err(err) => Some(Reason::Corrupt(err.to_string())),
+        },
+    };
+    let (reason, status, removal) = match (unreadable, mapping) {
+        (None, Some(mapping)) => {
+            let shared = Shared::from_mapping(name, segment, mapping)?;
+            let status = describe(&shared);
+            let reason = if status.abandoned() {
+                Reason::Abandoned
+            } else {
+                Reason::Finished
+            };
+            let removed = &shared.header().wait.removed;
+            // Once removed, the name may be another service's: never twice.
+            let removal = match (action, removed.load(Ordering::SeqCst)) {
+                (Action::DryRun, _) => Removal::NotAsked,
+                (Action::Remove, 0) => removal(remove_exactly(Some(removed), &shared.segment)),
+                (Action::Remove, _) => Removal::Removed,
+            };
+            (reason, Some(status), removal)
+        }
+        (reason, _) => {
+            let removal = match action {
+                Action::DryRun => Removal::NotAsked,
+                Action::Remove => removal(remove_exactly(None, &segment)),
+            };
+            (reason.unwrap_or(Reason::HalfMade(0)), None, removal)
+        }
+    };
+    Ok(Some(Garbage {
+        name: name.to_owned(),
+        reason,
+        status,
+        removal,
+    }))
+}
+
+fn removal(result: Result<()>) -> Removal {
+    match result {
+        Ok(()) => Removal::Removed,
+        Err(err) => Removal::Failed(err.to_string()),
+    }
 }
