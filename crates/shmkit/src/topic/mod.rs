@@ -1028,3 +1028,67 @@ impl Drop for ReadGuard<'_> {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Removes a test's topic even on panic.
+    struct Cleanup(String);
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            if let Ok(key) = shared::key_of(&self.0) {
+                if let Ok(segment) = crate::Segment::open(&key) {
+                    let _ = segment.remove();
+                }
+            }
+        }
+    }
+
+    /// Issue 10: a publish makes no system call when no subscriber sleeps
+    /// (the wake path, which stamps `woken_at` before its `FUTEX_WAKE`, is
+    /// not taken), and wakes every sleeping subscriber with one call (the
+    /// shared word is cleared once, and both sleepers receive).
+    #[test]
+    fn a_publish_wakes_all_sleepers_with_one_call_and_none_without_sleepers() {
+        let name = format!("unit-topic-wake-{}", std::process::id());
+        let _cleanup = Cleanup(name.clone());
+        let options = Options::default().waiting(Waiting::SpinThenSleep(Duration::ZERO));
+        let mut publisher = Publisher::open_with(&name, &options).unwrap();
+        let mut idle = Subscriber::open_with(&name, &options).unwrap();
+        for n in 0u8..100 {
+            publisher.send(&[n]).unwrap();
+            assert_eq!(idle.try_recv(&mut [0u8; 1]).unwrap().sequence, u64::from(n));
+        }
+        // The idle subscriber stays, to watch the header (it never sleeps).
+        let wait = &idle.shared.header().wait;
+        assert_eq!(wait.woken_at.load(Ordering::Relaxed), 0, "no wake call");
+
+        let sleepers: Vec<_> = (0..2)
+            .map(|_| {
+                let mut subscriber =
+                    Subscriber::open_with(&name, &options.clone().receive_history(false)).unwrap();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 8];
+                    let got = subscriber.recv(&mut buf).map(|r| buf[..r.len].to_vec());
+                    (got, subscriber)
+                })
+            })
+            .collect();
+        // Both announce their sleep on the one word (a spin-free waiter
+        // goes to it at once); wait for the word, not for a time.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while wait.subscribers_sleeping.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "no subscriber went to sleep");
+            std::thread::yield_now();
+        }
+        publisher.send(b"wake").unwrap();
+        assert_ne!(wait.woken_at.load(Ordering::Relaxed), 0, "one wake call");
+        for sleeper in sleepers {
+            let (got, subscriber) = sleeper.join().unwrap();
+            assert_eq!(got.unwrap(), b"wake");
+            drop(subscriber);
+        }
+    }
+}
