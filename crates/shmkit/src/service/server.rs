@@ -460,7 +460,7 @@ impl Server {
     /// let caller = server.recv_request()?.caller();
     /// drop(client); // leaves before the answer
     /// server.reply(caller, b"too late")?;
-    /// assert_eq!(counters.dropped(), 1);
+    /// assert_eq!(server.dropped(), 1);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn dropped(&self) -> u64 {
