@@ -18,6 +18,8 @@ const TRANSPORTS: &[&str] = &[
     "shmkit-batch",
     "shmkit-service",
     "shmkit-async",
+    "shmkit-topic",
+    "shmkit-topic-fanin",
     "pipe",
     "uds-stream",
     "uds-seqpacket",
@@ -54,6 +56,7 @@ fn bench(args: &[&str]) -> Output {
 fn leftovers(pid: u32) -> Vec<String> {
     let ring = format!("shmkit.ring.bench-{pid}-");
     let service = format!("shmkit.service.bench-{pid}-");
+    let topic = format!("shmkit.topic.bench-{pid}-");
     let other = format!("shmkit-bench-{pid}-");
     let temp = std::env::temp_dir();
     [
@@ -67,7 +70,9 @@ fn leftovers(pid: u32) -> Vec<String> {
     .map(|entry| entry.expect("a directory entry").file_name())
     .map(|name| name.to_string_lossy().into_owned())
     .filter(|name| {
-        name.starts_with(&ring) || name.starts_with(&service) || name.starts_with(&other)
+        [&ring, &service, &topic, &other]
+            .iter()
+            .any(|p| name.starts_with(*p))
     })
     .collect()
 }
@@ -154,7 +159,7 @@ fn a_short_run_prints_a_record_for_every_transport_and_reference() {
 
 #[test]
 fn a_lost_message_fails_the_run() {
-    for transport in ["pipe", "shmkit-spin", "shmkit-batch"] {
+    for transport in ["pipe", "shmkit-spin", "shmkit-batch", "shmkit-topic-fanin"] {
         let output = bench(&[
             "--sizes",
             "64",

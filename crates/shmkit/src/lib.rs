@@ -18,6 +18,10 @@
 //! - [`ring`]: a single-producer single-consumer ring of variable-size
 //!   messages between processes, found by name, with zero-copy grants,
 //!   spin-then-sleep waiting on a futex, and dead-peer detection.
+//! - [`service`]: request–response between many client processes and one
+//!   server: calls matched to their callers by an id the library assigns,
+//!   pipelining, timeouts, zero-copy requests and responses, and a dead
+//!   server or client reported instead of waited on.
 //! - [`channel`]: typed channels over a ring, one `Sender<T, C>` and
 //!   `Receiver<T, C>` over a [`Codec`](channel::Codec): postcard (the
 //!   default), rkyv archives validated by bytecheck, plain bytes of a

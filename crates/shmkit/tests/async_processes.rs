@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use shmkit::aio::{
     reactor_kind, AsyncClient, AsyncConsumer, AsyncProducer, AsyncPublisher, AsyncServer,
-    AsyncSubscriber, ReactorKind,
+    AsyncServiceServer, AsyncSubscriber, AsyncTypedSubscriber, ReactorKind,
 };
 use shmkit::ring::{Consumer, Options, Producer};
 use shmkit::Error;
@@ -52,6 +52,8 @@ fn child() {
         "service-client" => service_client(args[0], args[1].parse().unwrap()),
         "hold-server" => hold_server(args[0]),
         "service-server" => service_server(args[0], args[1].parse().unwrap()),
+        "typed-client" => typed_client(args[0], args[1].parse().unwrap()),
+        "typed-publisher" => typed_publisher(args[0], args[1].parse().unwrap()),
         "scenario" => {
             if args[0] == "seccomp" {
                 forbid_futex_waitv();
@@ -758,4 +760,65 @@ fn an_async_clients_sends_and_waits_cancelled_by_a_timer_lose_and_duplicate_noth
     assert_eq!(child.expect_line(), format!("served {CALLS}"));
     assert!(fired > 0, "the timer never won: nothing was cancelled");
     child.finish();
+}
+
+/// Child: a blocking typed client asks service `name` for `count` squares.
+fn typed_client(name: &str, count: u64) {
+    let mut client = shmkit::channel::ServiceClient::<u64, String>::connect(name).unwrap();
+    for n in 0..count {
+        assert_eq!(client.call(&n).unwrap(), format!("{}", n * n), "call {n}");
+    }
+    report(&format!("answered {count}"));
+}
+
+#[test]
+fn an_async_typed_server_answers_a_blocking_typed_client() {
+    const CALLS: u64 = 2_000;
+    let _watchdog = Watchdog::new("a typed service", Duration::from_secs(120));
+    let name = unique_ring_name("async-typed-service");
+    let _cleanup = ServiceCleanup(name.clone());
+    let mut server = AsyncServiceServer::<u64, String>::open(&name).unwrap();
+    let mut child = Peer::spawn("typed-client", &format!("{name} {CALLS}"), None);
+    runtime().block_on(async move {
+        for _ in 0..CALLS {
+            let (caller, n) = server.recv().await.unwrap();
+            server
+                .get_mut()
+                .reply(caller, &format!("{}", n * n))
+                .unwrap();
+        }
+    });
+    assert_eq!(child.expect_line(), format!("answered {CALLS}"));
+    child.finish();
+}
+
+/// Child: a blocking typed publisher publishes `count` numbers on topic
+/// `name` once told to, then leaves.
+fn typed_publisher(name: &str, count: u64) {
+    let mut publisher = shmkit::channel::Publisher::<u64>::open(name).unwrap();
+    report("open");
+    assert_eq!(next_command(), "go");
+    for n in 0..count {
+        publisher.send(&n).unwrap();
+    }
+    report("published");
+    assert_eq!(next_command(), "");
+}
+
+#[test]
+fn an_async_typed_subscriber_streams_a_blocking_publishers_values_to_the_end() {
+    const VALUES: u64 = 5_000;
+    let _watchdog = Watchdog::new("a typed topic", Duration::from_secs(120));
+    let name = unique_ring_name("async-typed-topic");
+    let _cleanup = TopicCleanup(name.clone());
+    let subscriber = AsyncTypedSubscriber::<u64>::open(&name).unwrap();
+    let mut child = Peer::spawn("typed-publisher", &format!("{name} {VALUES}"), None);
+    assert_eq!(child.expect_line(), "open");
+    child.send("go");
+    assert_eq!(child.expect_line(), "published");
+    let rt = runtime();
+    let task = rt.spawn(subscriber.map(|got| got.unwrap().1).collect::<Vec<u64>>());
+    child.finish(); // the publisher leaves: the stream ends
+    let values = rt.block_on(task).unwrap();
+    assert_eq!(values, (0..VALUES).collect::<Vec<_>>());
 }

@@ -268,6 +268,29 @@ fn a_server_killed_mid_call_fails_every_pending_call_with_peer_gone() {
 }
 
 #[test]
+fn a_call_taken_by_a_killed_server_fails_even_once_a_new_server_serves() {
+    let _watchdog = Watchdog::new("server replaced", Duration::from_secs(120));
+    let name = unique_ring_name("service-replaced");
+    let _cleanup = ServiceCleanup(name.clone());
+    let mut server = Peer::spawn("holding-server", &format!("{name} 1"), None);
+    assert_eq!(server.expect_line(), "ready");
+    let mut taken = Peer::spawn("awaiting-client", &name, None);
+    assert_eq!(taken.expect_line(), "sent");
+    assert_eq!(server.expect_line(), "got 1");
+    server.kill(false);
+    // A new server at once: the dead one took the call, so nobody will
+    // answer it, whichever the client sees first.
+    let mut successor = Server::open_with(&name, &options()).unwrap();
+    assert_eq!(taken.expect_line(), "gone");
+    taken.finish();
+    // The new server serves calls sent to it.
+    let mut client = Client::connect_with(&name, &options()).unwrap();
+    let call = client.send_request(b"new").unwrap();
+    successor.recv_request().unwrap().reply(b"NEW").unwrap();
+    assert_eq!(&*client.wait(call).unwrap(), b"NEW");
+}
+
+#[test]
 fn a_service_whose_members_all_died_is_collected() {
     let _watchdog = Watchdog::new("gc", Duration::from_secs(120));
     let name = unique_ring_name("service-gc");

@@ -21,10 +21,12 @@
 //!   committed); the receiver reads it in place (`Consumer::read`), checks it
 //!   there, and releases it. No copy on the receiving side: that is what
 //!   the ring offers, and the check still reads every byte.
+//! - topics (`shmkit-topic`, `shmkit-topic-fanin`): the same over a topic's
+//!   lanes (`Publisher::grant`, `Subscriber::read`), see [`topic`].
 
 //!
 //! Each transport's setup, peer end and link live in its own module:
-//! [`ring`], [`stream`] (pipes, stream sockets, TCP), [`packet`]
+//! [`ring`], [`topic`], [`stream`] (pipes, stream sockets, TCP), [`packet`]
 //! (seqpacket), [`mq`]; [`descriptors`] passes file descriptors to the
 //! peer.
 
@@ -37,6 +39,7 @@ mod packet;
 mod ring;
 mod service;
 mod stream;
+mod topic;
 
 use std::os::fd::{OwnedFd, RawFd};
 use std::time::Duration;
@@ -48,6 +51,7 @@ pub use self::packet::PacketLink;
 pub use self::ring::{ring_capacity, ring_record, waiting as ring_waiting, RingLink};
 pub use self::service::ServiceLink;
 pub use self::stream::StreamLink;
+pub use self::topic::TopicLink;
 use crate::measure::Message;
 use crate::peer::Peer;
 use crate::Error;
@@ -78,6 +82,10 @@ pub enum Transport {
     ShmkitService,
     /// shmkit-block's rings awaited from tokio in both processes (`shmkit::aio`: a futex_waitv reactor)
     ShmkitAsync,
+    /// A shmkit topic each way, one publisher and one subscriber, busy-polling
+    ShmkitTopic,
+    /// A shmkit topic each way, two publishers (lanes) sending in turn to one subscriber, busy-polling
+    ShmkitTopicFanin,
     /// A pipe
     Pipe,
     /// A Unix stream socket pair
@@ -103,6 +111,8 @@ impl Transport {
         Transport::ShmkitBatch,
         Transport::ShmkitService,
         Transport::ShmkitAsync,
+        Transport::ShmkitTopic,
+        Transport::ShmkitTopicFanin,
         Transport::Pipe,
         Transport::UdsStream,
         Transport::UdsSeqpacket,
@@ -122,6 +132,8 @@ impl Transport {
             Transport::ShmkitBatch => "shmkit-batch",
             Transport::ShmkitService => "shmkit-service",
             Transport::ShmkitAsync => "shmkit-async",
+            Transport::ShmkitTopic => "shmkit-topic",
+            Transport::ShmkitTopicFanin => "shmkit-topic-fanin",
             Transport::Pipe => "pipe",
             Transport::UdsStream => "uds-stream",
             Transport::UdsSeqpacket => "uds-seqpacket",
@@ -199,6 +211,7 @@ pub fn open(
         }
         Transport::ShmkitService => service::open(both, size),
         Transport::ShmkitAsync => aio::open(both, size, block_spin),
+        Transport::ShmkitTopic | Transport::ShmkitTopicFanin => topic::open(transport, both, size),
         Transport::Pipe => stream::open_pipes(both),
         Transport::UdsStream | Transport::Tcp => stream::open_socket(transport, both),
         Transport::UdsSeqpacket => packet::open(size),
@@ -258,6 +271,13 @@ pub enum PeerEnd {
     },
     /// The service whose server the peer is.
     Service { name: String },
+    /// The topic to subscribe to, the one to publish on, and the ids of
+    /// the publishers that send to the peer, in their turns.
+    Topic {
+        rx: String,
+        tx: Option<String>,
+        senders: Vec<u64>,
+    },
     /// The iceoryx2 domain, the service to subscribe to and the one to
     /// publish on.
     #[cfg(feature = "iceoryx2")]
@@ -290,6 +310,9 @@ impl PeerEnd {
                 block_spin_ns,
             } => ring::peer_link(transport, size, rx, tx.as_deref(), *block_spin_ns),
             PeerEnd::Service { name } => service::peer_link(size, name),
+            PeerEnd::Topic { rx, tx, senders } => {
+                topic::peer_link(size, rx, tx.as_deref(), senders)
+            }
             #[cfg(feature = "iceoryx2")]
             PeerEnd::Iceoryx2 { domain, rx, tx } => {
                 iceoryx::peer_link(transport, size, domain, rx, tx.as_deref(), parent)
@@ -363,6 +386,7 @@ pub enum AnyLink {
     Ring(RingLink),
     Service(ServiceLink),
     Async(aio::AsyncLink),
+    Topic(TopicLink),
     /// The ports; a link borrows them while it runs (see `with_link!`).
     #[cfg(feature = "iceoryx2")]
     Iceoryx2(iceoryx::Ports),
@@ -393,6 +417,7 @@ macro_rules! with_link {
             $crate::transports::AnyLink::Ring($link) => $body,
             $crate::transports::AnyLink::Service($link) => $body,
             $crate::transports::AnyLink::Async($link) => $body,
+            $crate::transports::AnyLink::Topic($link) => $body,
             #[cfg(feature = "iceoryx2")]
             $crate::transports::AnyLink::Iceoryx2(ports) => ports.with_link(|$link| $body),
         }

@@ -106,7 +106,7 @@ fn options(transport: Transport, size: usize, block_spin: Option<Duration>) -> O
 
 /// Removes a ring's segment when dropped, however the measurement ends.
 #[derive(Debug)]
-pub(super) struct RemoveRing(Key);
+pub(super) struct RemoveRing(pub(super) Key);
 
 impl RemoveRing {
     fn new(name: &str) -> Result<RemoveRing, Error> {

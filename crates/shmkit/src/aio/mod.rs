@@ -12,6 +12,10 @@
 //! | [`topic::Subscriber`](crate::topic::Subscriber) | [`AsyncSubscriber`] | `Stream<Item = Result<(Received, Vec<u8>)>>` |
 //! | [`service::Client`](crate::service::Client) | [`AsyncClient`] (`call`, `send_request`, `wait`) | |
 //! | [`service::Server`](crate::service::Server) | [`AsyncServer`] (`recv_request`; replies never wait) | |
+//! | [`channel::Publisher`](crate::channel::Publisher) (typed topic) | [`AsyncTypedPublisher`] | `Sink<T>` |
+//! | [`channel::Subscriber`](crate::channel::Subscriber) (typed topic) | [`AsyncTypedSubscriber`] | `Stream<Item = Result<(Received, T)>>` (owned codecs) |
+//! | [`channel::ServiceClient`](crate::channel::ServiceClient) | [`AsyncServiceClient`] (`call`, `send`, `wait`) | |
+//! | [`channel::ServiceServer`](crate::channel::ServiceServer) | [`AsyncServiceServer`] (`recv`) | |
 //!
 //! Each wraps its blocking endpoint (`From`, `get_mut`, `into_inner`), so
 //! the non-waiting verbs (`try_*`, `drain`, `status`) stay where they are,
@@ -82,5 +86,5 @@ mod topic;
 pub use channel::{AsyncReceiver, AsyncSender};
 pub use reactor::{reactor_kind, ReactorKind};
 pub use ring::{AsyncConsumer, AsyncProducer};
-pub use service::{AsyncClient, AsyncServer};
-pub use topic::{AsyncPublisher, AsyncSubscriber};
+pub use service::{AsyncClient, AsyncServer, AsyncServiceClient, AsyncServiceServer};
+pub use topic::{AsyncPublisher, AsyncSubscriber, AsyncTypedPublisher, AsyncTypedSubscriber};

@@ -70,6 +70,14 @@ pub enum ReactorKind {
 
 /// Which kind of reactor this process runs (decided once, at the first
 /// call: by `SHMKIT_REACTOR`, else by trying `futex_waitv`).
+///
+/// ```
+/// use shmkit::aio::{reactor_kind, ReactorKind};
+///
+/// if reactor_kind() == ReactorKind::Polling {
+///     eprintln!("futex_waitv is refused here: parked endpoints are polled every millisecond");
+/// }
+/// ```
 pub fn reactor_kind() -> ReactorKind {
     reactor().kind
 }

@@ -164,6 +164,23 @@ impl AsyncConsumer {
     ///
     /// [`Error::Closed`], [`Error::PeerGone`] (after every committed
     /// message), [`Error::Truncated`], [`Error::Corrupt`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> shmkit::Result<()> {
+    /// use shmkit::aio::{AsyncConsumer, AsyncProducer};
+    ///
+    /// let name = format!("doc-poll-message-{}", std::process::id());
+    /// let mut consumer = AsyncConsumer::open(&name)?;
+    /// let mut producer = AsyncProducer::open(&name)?;
+    /// producer.send(b"one").await?;
+    /// producer.send(b"two").await?;
+    /// // A hand-written wait: then take every message there at once.
+    /// std::future::poll_fn(|cx| consumer.poll_message(cx)).await?;
+    /// assert_eq!(consumer.get_mut().drain(|_| {})?, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         poll_message(&mut self.park, cx, &mut self.consumer)
     }
@@ -271,6 +288,24 @@ pub(super) fn end_of_stream<T>(ended: &mut bool, outcome: Result<T>) -> Option<R
 /// [`Sink`](futures_sink::Sink) of byte messages (anything
 /// `AsRef<[u8]>`), which keeps at most one message that did not fit
 /// until there is room.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shmkit::Result<()> {
+/// use futures_util::{SinkExt, StreamExt};
+/// use shmkit::aio::{AsyncConsumer, AsyncProducer};
+///
+/// let name = format!("doc-async-sink-{}", std::process::id());
+/// let mut consumer = AsyncConsumer::open(&name)?;
+/// let mut producer = AsyncProducer::open(&name)?; // usually another process
+/// let mut words = futures_util::stream::iter(["a", "b", "c"].map(Ok));
+/// producer.send_all(&mut words).await?; // the Sink's send_all
+/// drop(producer);
+/// let got: Vec<Vec<u8>> = consumer.map(Result::unwrap).collect().await;
+/// assert_eq!(got, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]

@@ -6,9 +6,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::park::{Park, Readiness};
+use crate::channel::{Codec, Postcard, ServiceClient, ServiceServer};
 use crate::error::{Error, Result};
 use crate::ring::wait::WakeLine;
-use crate::service::{Client, Options, PendingCall, Request, Response, Server};
+use crate::service::{Caller, Client, Options, PendingCall, Request, Response, Server};
 use crate::sync::AtomicU32;
 
 /// A client's wait until a request of `.1` bytes can go.
@@ -166,6 +167,28 @@ impl AsyncClient {
     /// # Errors
     ///
     /// [`Error::PeerGone`] or [`Error::Closed`] once no server will answer.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> shmkit::Result<()> {
+    /// use std::time::Duration;
+    /// use shmkit::aio::{AsyncClient, AsyncServer};
+    ///
+    /// let name = format!("doc-poll-response-{}", std::process::id());
+    /// let mut server = AsyncServer::open(&name)?;
+    /// let mut client = AsyncClient::connect(&name)?;
+    /// let call = client.send_request(b"slow").await?;
+    /// let waited = tokio::time::timeout(
+    ///     Duration::from_millis(5),
+    ///     std::future::poll_fn(|cx| client.poll_response(cx, &call)),
+    /// );
+    /// assert!(waited.await.is_err(), "no answer yet: the call stays pending");
+    /// server.recv_request().await?.reply(b"done")?;
+    /// std::future::poll_fn(|cx| client.poll_response(cx, &call)).await?;
+    /// assert_eq!(&*client.get_mut().try_wait(&call)?, b"done");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn poll_response(&mut self, cx: &mut Context<'_>, call: &PendingCall) -> Poll<Result<()>> {
         self.park
             .poll_ready(cx, &mut Answer(&mut self.client, call))
@@ -296,5 +319,206 @@ impl AsyncServer {
     pub async fn recv_request(&mut self) -> Result<Request<'_>> {
         poll_fn(|cx| self.poll_request(cx)).await?;
         self.server.try_recv_request()
+    }
+}
+
+/// A typed service's client, awaited: a
+/// [`channel::ServiceClient`](crate::channel::ServiceClient) whose waits
+/// park the task instead of the thread. Its calls are cancel-safe as
+/// [`AsyncClient`]'s are.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shmkit::Result<()> {
+/// use shmkit::aio::{AsyncServiceClient, AsyncServiceServer};
+///
+/// let name = format!("doc-async-typed-service-{}", std::process::id());
+/// let mut server = AsyncServiceServer::<u32, String>::open(&name)?;
+/// let mut client = AsyncServiceClient::<u32, String>::connect(&name)?;
+/// let serving = tokio::spawn(async move {
+///     let (caller, n) = server.recv().await?;
+///     server.get_mut().reply(caller, &format!("{n} squared is {}", n * n))
+/// });
+/// assert_eq!(client.call(&7).await?, "7 squared is 49");
+/// serving.await.unwrap()?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct AsyncServiceClient<Req, Resp, C = Postcard> {
+    // Declared first: its reactor place goes before the mapping it names.
+    park: Park,
+    client: ServiceClient<Req, Resp, C>,
+}
+
+impl<Req, Resp, C: Codec<Req> + Codec<Resp>> From<ServiceClient<Req, Resp, C>>
+    for AsyncServiceClient<Req, Resp, C>
+{
+    fn from(client: ServiceClient<Req, Resp, C>) -> Self {
+        AsyncServiceClient {
+            park: Park::default(),
+            client,
+        }
+    }
+}
+
+impl<Req, Resp, C: Codec<Req> + Codec<Resp>> AsyncServiceClient<Req, Resp, C> {
+    /// [`ServiceClient::connect`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect`].
+    pub fn connect(name: &str) -> Result<Self> {
+        ServiceClient::connect(name).map(AsyncServiceClient::from)
+    }
+
+    /// [`ServiceClient::connect_with`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect_with`].
+    pub fn connect_with(name: &str, options: &Options) -> Result<Self> {
+        ServiceClient::connect_with(name, options).map(AsyncServiceClient::from)
+    }
+
+    /// The blocking client inside, for its other verbs.
+    pub fn get_mut(&mut self) -> &mut ServiceClient<Req, Resp, C> {
+        self.park.reset();
+        &mut self.client
+    }
+
+    /// The blocking client inside.
+    pub fn into_inner(self) -> ServiceClient<Req, Resp, C> {
+        self.client
+    }
+
+    /// [`ServiceClient::send`], awaited. Cancel-safe: the request goes out
+    /// in the poll that completes the future, or not at all.
+    ///
+    /// # Errors
+    ///
+    /// As [`ServiceClient::send`].
+    pub async fn send(&mut self, request: &Req) -> Result<PendingCall> {
+        loop {
+            match self.client.try_send(request) {
+                Err(Error::Full { .. }) => {}
+                other => return other,
+            }
+            let len = self.client.encoded_len_of_last();
+            let AsyncServiceClient { park, client } = self;
+            poll_fn(|cx| park.poll_ready(cx, &mut CanSend(client.client(), len))).await?;
+        }
+    }
+
+    /// [`ServiceClient::wait`], awaited. Dropping the future abandons the
+    /// call, as [`AsyncClient::wait`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`ServiceClient::wait`].
+    pub async fn wait(&mut self, call: PendingCall) -> Result<<C as Codec<Resp>>::Value<'_>> {
+        // As in `AsyncClient::wait`: the call moves in and back out.
+        let AsyncServiceClient { park, client } = self;
+        let mut call = Some(call);
+        let call = poll_fn(move |cx| {
+            let pending = call.as_ref().expect("taken only when ready");
+            std::task::ready!(park.poll_ready(cx, &mut Answer(client.client(), pending)))?;
+            Poll::Ready(Ok(call.take().expect("taken only once")))
+        })
+        .await?;
+        // The response is there: this does not wait.
+        self.client.wait(call)
+    }
+
+    /// [`ServiceClient::call`], awaited: a send, then a wait.
+    ///
+    /// # Errors
+    ///
+    /// As [`ServiceClient::call`].
+    pub async fn call(&mut self, request: &Req) -> Result<<C as Codec<Resp>>::Value<'_>> {
+        let call = self.send(request).await?;
+        self.wait(call).await
+    }
+}
+
+impl<Req, Resp, C> std::fmt::Debug for AsyncServiceClient<Req, Resp, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncServiceClient")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A typed service's server, awaited: a
+/// [`channel::ServiceServer`](crate::channel::ServiceServer) whose wait
+/// for requests parks the task instead of the thread; replies never wait
+/// (through [`get_mut`](AsyncServiceServer::get_mut)).
+/// [`recv`](AsyncServiceServer::recv) is cancel-safe. See
+/// [`AsyncServiceClient`] for an example.
+pub struct AsyncServiceServer<Req, Resp, C = Postcard> {
+    // Declared first: its reactor place goes before the mapping it names.
+    park: Park,
+    server: ServiceServer<Req, Resp, C>,
+}
+
+impl<Req, Resp, C: Codec<Req> + Codec<Resp>> From<ServiceServer<Req, Resp, C>>
+    for AsyncServiceServer<Req, Resp, C>
+{
+    fn from(server: ServiceServer<Req, Resp, C>) -> Self {
+        AsyncServiceServer {
+            park: Park::default(),
+            server,
+        }
+    }
+}
+
+impl<Req, Resp, C: Codec<Req> + Codec<Resp>> AsyncServiceServer<Req, Resp, C> {
+    /// [`ServiceServer::open`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::open`].
+    pub fn open(name: &str) -> Result<Self> {
+        ServiceServer::open(name).map(AsyncServiceServer::from)
+    }
+
+    /// [`ServiceServer::open_with`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::open_with`].
+    pub fn open_with(name: &str, options: &Options) -> Result<Self> {
+        ServiceServer::open_with(name, options).map(AsyncServiceServer::from)
+    }
+
+    /// The blocking server inside, for replies and its other verbs.
+    pub fn get_mut(&mut self) -> &mut ServiceServer<Req, Resp, C> {
+        self.park.reset();
+        &mut self.server
+    }
+
+    /// The blocking server inside.
+    pub fn into_inner(self) -> ServiceServer<Req, Resp, C> {
+        self.server
+    }
+
+    /// [`ServiceServer::recv`], awaited. Cancel-safe: the request is taken
+    /// only in the poll that completes the future.
+    ///
+    /// # Errors
+    ///
+    /// As [`ServiceServer::recv`].
+    pub async fn recv(&mut self) -> Result<(Caller, <C as Codec<Req>>::Value<'_>)> {
+        let AsyncServiceServer { park, server } = self;
+        poll_fn(|cx| park.poll_ready(cx, &mut Incoming(server.server()))).await?;
+        // A request is there: this does not wait.
+        self.server.recv()
+    }
+}
+
+impl<Req, Resp, C> std::fmt::Debug for AsyncServiceServer<Req, Resp, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncServiceServer")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::park::{Park, Readiness};
 use super::ring::end_of_stream;
+use crate::channel::{self, Codec, Postcard};
 use crate::error::{Error, Result};
 use crate::ring::wait::WakeLine;
 use crate::sync::AtomicU32;
@@ -349,5 +350,268 @@ impl futures_core::Stream for AsyncSubscriber {
         let mut buf = Vec::new();
         let outcome = std::task::ready!(this.poll_vec(cx, &mut buf)).map(|got| (got, buf));
         Poll::Ready(end_of_stream(&mut this.ended, outcome))
+    }
+}
+
+/// A typed topic's publisher, awaited: a
+/// [`channel::Publisher`](crate::channel::Publisher) whose waits park the
+/// task instead of the thread.
+///
+/// [`send`](AsyncTypedPublisher::send) is cancel-safe: a future dropped
+/// before it completes has published nothing. It is also a
+/// [`Sink`](futures_sink::Sink) of values, which keeps at most one value
+/// that did not fit until there is room.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shmkit::Result<()> {
+/// use shmkit::aio::{AsyncTypedPublisher, AsyncTypedSubscriber};
+///
+/// let name = format!("doc-async-typed-topic-{}", std::process::id());
+/// let mut subscriber = AsyncTypedSubscriber::<(String, u32)>::open(&name)?;
+/// let mut publisher = AsyncTypedPublisher::<(String, u32)>::open(&name)?;
+/// publisher.send(&("ABC".to_owned(), 101)).await?;
+/// let (received, quote) = subscriber.recv().await?;
+/// assert_eq!((received.sequence, quote), (0, ("ABC".to_owned(), 101)));
+/// # Ok(())
+/// # }
+/// ```
+pub struct AsyncTypedPublisher<T, C = Postcard> {
+    // Declared first: its reactor place goes before the mapping it names.
+    park: Park,
+    /// A sink's value that did not fit when it was started.
+    pending: Option<T>,
+    publisher: channel::Publisher<T, C>,
+}
+
+impl<T, C: Codec<T>> From<channel::Publisher<T, C>> for AsyncTypedPublisher<T, C> {
+    fn from(publisher: channel::Publisher<T, C>) -> AsyncTypedPublisher<T, C> {
+        AsyncTypedPublisher {
+            park: Park::default(),
+            pending: None,
+            publisher,
+        }
+    }
+}
+
+impl<T, C: Codec<T>> AsyncTypedPublisher<T, C> {
+    /// [`channel::Publisher::open`](crate::channel::Publisher::open), awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`channel::Publisher::open`](crate::channel::Publisher::open).
+    pub fn open(name: &str) -> Result<AsyncTypedPublisher<T, C>> {
+        channel::Publisher::open(name).map(AsyncTypedPublisher::from)
+    }
+
+    /// [`channel::Publisher::open_with`](crate::channel::Publisher::open_with),
+    /// awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`channel::Publisher::open_with`](crate::channel::Publisher::open_with).
+    pub fn open_with(name: &str, options: &Options) -> Result<AsyncTypedPublisher<T, C>> {
+        channel::Publisher::open_with(name, options).map(AsyncTypedPublisher::from)
+    }
+
+    /// The blocking publisher inside, for its other verbs.
+    pub fn get_mut(&mut self) -> &mut channel::Publisher<T, C> {
+        self.park.reset();
+        &mut self.publisher
+    }
+
+    /// The blocking publisher inside (a sink's unsent value is dropped).
+    pub fn into_inner(self) -> channel::Publisher<T, C> {
+        self.publisher
+    }
+
+    fn poll_room_for(&mut self, cx: &mut Context<'_>, value: &T) -> Poll<Result<()>> {
+        let len = self.publisher.message_len(value)?;
+        self.park
+            .poll_ready(cx, &mut Room(self.publisher.publisher_mut(), len))
+    }
+
+    /// [`channel::Publisher::send`](crate::channel::Publisher::send),
+    /// awaited. Cancel-safe: the value is encoded and committed in the poll
+    /// that completes the future, or not at all.
+    ///
+    /// # Errors
+    ///
+    /// As [`channel::Publisher::send`](crate::channel::Publisher::send).
+    pub async fn send(&mut self, value: &T) -> Result<()> {
+        loop {
+            match self.publisher.try_send(value) {
+                Err(Error::Full { .. }) => {}
+                other => return other,
+            }
+            poll_fn(|cx| self.poll_room_for(cx, value)).await?;
+        }
+    }
+
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        while let Some(value) = self.pending.take() {
+            match self.publisher.try_send(&value) {
+                Err(Error::Full { .. }) => {}
+                other => return Poll::Ready(other),
+            }
+            let room = self.poll_room_for(cx, &value);
+            self.pending = Some(value);
+            std::task::ready!(room)?;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T, C: Codec<T>> futures_sink::Sink<T> for AsyncTypedPublisher<T, C> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+
+    /// Publishes `value` if it fits now, else keeps it for the next
+    /// `poll_ready` or `poll_flush`.
+    fn start_send(self: Pin<&mut Self>, value: T) -> Result<()> {
+        let this = self.get_mut();
+        match this.publisher.try_send(&value) {
+            Err(Error::Full { .. }) => {
+                this.pending = Some(value);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+
+    /// Flushes; the publisher's stream closes when it is dropped.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+}
+
+// Movable whatever `T` is: nothing points into it.
+impl<T, C> Unpin for AsyncTypedPublisher<T, C> {}
+
+impl<T, C> std::fmt::Debug for AsyncTypedPublisher<T, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncTypedPublisher")
+            .field("publisher", &self.publisher)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A typed topic's subscriber, awaited: a
+/// [`channel::Subscriber`](crate::channel::Subscriber) whose waits park the
+/// task instead of the thread.
+///
+/// [`recv`](AsyncTypedSubscriber::recv) is cancel-safe: a future dropped
+/// before it completes has taken nothing. With a codec that yields owned
+/// values it is also a [`Stream`](futures_core::Stream) of
+/// `(Received, T)`, which ends once every publisher closed and everything
+/// was received. See [`AsyncTypedPublisher`] for an example.
+pub struct AsyncTypedSubscriber<T, C = Postcard> {
+    // Declared first: its reactor place goes before the mapping it names.
+    park: Park,
+    ended: bool,
+    subscriber: channel::Subscriber<T, C>,
+}
+
+impl<T, C: Codec<T>> From<channel::Subscriber<T, C>> for AsyncTypedSubscriber<T, C> {
+    fn from(subscriber: channel::Subscriber<T, C>) -> AsyncTypedSubscriber<T, C> {
+        AsyncTypedSubscriber {
+            park: Park::default(),
+            ended: false,
+            subscriber,
+        }
+    }
+}
+
+impl<T, C: Codec<T>> AsyncTypedSubscriber<T, C> {
+    /// [`channel::Subscriber::open`](crate::channel::Subscriber::open), awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`channel::Subscriber::open`](crate::channel::Subscriber::open).
+    pub fn open(name: &str) -> Result<AsyncTypedSubscriber<T, C>> {
+        channel::Subscriber::open(name).map(AsyncTypedSubscriber::from)
+    }
+
+    /// [`channel::Subscriber::open_with`](crate::channel::Subscriber::open_with),
+    /// awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`channel::Subscriber::open_with`](crate::channel::Subscriber::open_with).
+    pub fn open_with(name: &str, options: &Options) -> Result<AsyncTypedSubscriber<T, C>> {
+        channel::Subscriber::open_with(name, options).map(AsyncTypedSubscriber::from)
+    }
+
+    /// The blocking subscriber inside, for its other verbs.
+    pub fn get_mut(&mut self) -> &mut channel::Subscriber<T, C> {
+        self.park.reset();
+        &mut self.subscriber
+    }
+
+    /// The blocking subscriber inside.
+    pub fn into_inner(self) -> channel::Subscriber<T, C> {
+        self.subscriber
+    }
+
+    /// `Ready(Ok(()))` once a message is there; the ending errors once the
+    /// stream is over or a lag is to be reported.
+    ///
+    /// # Errors
+    ///
+    /// As [`AsyncSubscriber::poll_message`].
+    pub fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.park
+            .poll_ready(cx, &mut Message(self.subscriber.subscriber_mut()))
+    }
+
+    /// [`channel::Subscriber::recv`](crate::channel::Subscriber::recv),
+    /// awaited. Cancel-safe: the message is taken only in the poll that
+    /// completes the future.
+    ///
+    /// # Errors
+    ///
+    /// As [`channel::Subscriber::recv`](crate::channel::Subscriber::recv).
+    pub async fn recv(&mut self) -> Result<(Received, C::Value<'_>)> {
+        poll_fn(|cx| self.poll_message(cx)).await?;
+        self.subscriber.try_recv()
+    }
+}
+
+impl<T: 'static, C> futures_core::Stream for AsyncTypedSubscriber<T, C>
+where
+    C: for<'a> Codec<T, Value<'a> = T>,
+{
+    /// A value with what the topic says of it, or an error:
+    /// [`Error::Lagged`], [`Error::WrongType`] and [`Error::Corrupt`] (the
+    /// stream goes on), [`Error::PeerGone`] (the last item when a
+    /// publisher died).
+    type Item = Result<(Received, T)>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let outcome =
+            std::task::ready!(this.poll_message(cx)).and_then(|()| this.subscriber.try_recv());
+        Poll::Ready(end_of_stream(&mut this.ended, outcome))
+    }
+}
+
+// Movable whatever `T` is: nothing points into it.
+impl<T, C> Unpin for AsyncTypedSubscriber<T, C> {}
+
+impl<T, C> std::fmt::Debug for AsyncTypedSubscriber<T, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncTypedSubscriber")
+            .field("subscriber", &self.subscriber)
+            .finish_non_exhaustive()
     }
 }

@@ -18,6 +18,9 @@ use super::wire::{Tag, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::service::{Caller, Client, Options, PendingCall, Server};
 
+#[cfg(feature = "tokio")]
+mod parking;
+
 /// A client of a typed service: requests of type `Req`, responses of type
 /// `Resp`, both encoded by `C` ([`Postcard`] unless named).
 ///

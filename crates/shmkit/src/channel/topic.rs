@@ -22,6 +22,9 @@ use super::{Codec, Patience, Postcard, Writer};
 use crate::error::{Error, Result};
 use crate::topic::{self, Options, Received};
 
+#[cfg(feature = "tokio")]
+mod parking;
+
 /// The publishing end of a typed topic of `T`s encoded by `C` ([`Postcard`]
 /// unless named). Dropping it closes its stream: subscribers receive every
 /// value it sent.

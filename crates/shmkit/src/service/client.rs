@@ -64,10 +64,11 @@ enum Due {
 #[must_use = "a call's response is only had through its PendingCall"]
 pub struct PendingCall {
     id: u64,
-    /// The server epoch it was sent under, and that server.
-    epoch: u64,
+    /// The server when it was sent (for a message, if it dies).
     server: u64,
-    /// The request ring's position after the request (rule 6).
+    /// The request's record in the request ring: where it starts and the
+    /// position after it (rule 6).
+    start: u64,
     end: u64,
     answered: Cell<bool>,
     abandoned: Arc<Abandoned>,
@@ -424,6 +425,7 @@ impl Client {
         } = self;
         let len = ID_LEN + request.len() as u64;
         let requests = state.requests;
+        let slot = state.slot;
         // Rule 4: at most max_in_flight calls whose responses are due.
         while state.due >= shared.max_in_flight {
             if state.take(shared, None)?.is_some() {
@@ -440,7 +442,7 @@ impl Client {
                         patience.deadline(),
                         &shared.name,
                         || state.take(shared, None),
-                        || server_check(shared, requests, None),
+                        || server_check(shared, requests, slot, None),
                     )?;
                 }
             }
@@ -458,7 +460,7 @@ impl Client {
                         patience.deadline(),
                         &shared.name,
                         || requests.reserve(tail, len),
-                        || server_check(shared, requests, None),
+                        || server_check(shared, requests, slot, None),
                     )?
                 }
             },
@@ -478,8 +480,8 @@ impl Client {
         let server = &shared.header().server;
         Ok(PendingCall {
             id,
-            epoch: server.epoch.load(Ordering::Relaxed),
             server: server.owner.load(Ordering::Relaxed),
+            start: record.position,
             end: state.tail.tail,
             answered: Cell::new(false),
             abandoned: state.abandoned.clone(),
@@ -502,6 +504,7 @@ impl Client {
             ..
         } = self;
         let requests = state.requests;
+        let slot = state.slot;
         match state.calls.get(&call.id) {
             Some(Due::Waiting) => {}
             Some(Due::Arrived(_)) => {
@@ -525,7 +528,7 @@ impl Client {
             Some(Found::Wanted(record)) => record,
             _ => match patience {
                 Patience::Now => {
-                    server_check(shared, requests, Some(call))?;
+                    server_check(shared, requests, slot, Some(call))?;
                     return Err(Error::Empty {
                         place: format!("service {}", shared.name),
                     });
@@ -541,7 +544,7 @@ impl Client {
                         || state.take(shared, Some(call.id)),
                         || {
                             shared.mapping.check_size()?;
-                            server_check(shared, requests, Some(call))
+                            server_check(shared, requests, slot, Some(call))
                         },
                     )?;
                     match found {
@@ -748,7 +751,12 @@ fn take_over(shared: &Shared, i: u32) -> Result<(ProducerCursor, ConsumerCursor)
 
 /// Rule 6: `Ok(())` while a server may still answer (`call`, if given),
 /// `Err(PeerGone)` or `Err(Closed)` once none will.
-fn server_check(shared: &Shared, requests: RingRef, call: Option<&PendingCall>) -> Result<()> {
+fn server_check(
+    shared: &Shared,
+    requests: RingRef,
+    slot: u32,
+    call: Option<&PendingCall>,
+) -> Result<()> {
     let server = &shared.header().server;
     let gone = |owner: u64| Error::PeerGone {
         place: format!("service {}", shared.name),
@@ -757,11 +765,13 @@ fn server_check(shared: &Shared, requests: RingRef, call: Option<&PendingCall>) 
     };
     if shared.server_alive() {
         if let Some(call) = call {
-            let epoch = server.epoch.load(Ordering::SeqCst);
             // Acquire: the server's Release of `head` after taking a record.
             let head = requests.header().consumer.head.load(Ordering::Acquire);
             let taken = head.wrapping_sub(call.end) < 1 << 63;
-            if call.epoch != 0 && epoch != call.epoch && taken {
+            let from = shared.slot(slot).server_from.load(Ordering::SeqCst);
+            let before = from.wrapping_sub(call.start).wrapping_sub(1) < 1 << 63;
+            if taken && before {
+                // Taken by a server before this one, which is gone.
                 return Err(gone(call.server));
             }
         }

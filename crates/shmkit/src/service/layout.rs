@@ -183,6 +183,10 @@ pub(crate) struct SlotLine {
     pub state: AtomicU64,
     /// The holder's identity, 0 when the slot was left.
     pub owner: AtomicU64,
+    /// Written by a server when it opens: the request ring's `head` it
+    /// starts from. A request before it that was taken, was taken by an
+    /// earlier server (rule 6).
+    pub server_from: AtomicU64,
     pub counters: SlotCounters,
 }
 
@@ -291,6 +295,7 @@ mod pinned {
     const _: () = assert!(offset_of!(Header, active) == 384);
     const _: () = assert!(offset_of!(SlotLine, state) == 0);
     const _: () = assert!(offset_of!(SlotLine, owner) == 8);
+    const _: () = assert!(offset_of!(SlotLine, server_from) == 16);
     const _: () = assert!(offset_of!(SlotLine, counters) == 128);
     const _: () = assert!(offset_of!(SlotCounters, calls) == 0);
     const _: () = assert!(offset_of!(SlotCounters, in_flight) == 8);

@@ -39,14 +39,16 @@
 //!    its response on its response ring's `consumer_sleeping`, and for
 //!    room on its request ring's `producer_sleeping`, as a ring endpoint.
 //! 6. The server holds the lock on byte `SERVER_LOCK` while it lives; on
-//!    open it bumps `epoch`, stores its owner word and `SERVING`; closing,
-//!    it stores `CLOSED` and clears its owner, then drops the lock. A
-//!    waiting client checks the lock: free with `SERVING` is a dead server
-//!    (`PeerGone`), free with `CLOSED` a closed one (`Closed`), and `NONE`
-//!    no server yet (the request waits for one). A live server of another
-//!    epoch than the one a call was sent under is a new server: the call
-//!    fails with `PeerGone` if the request ring's `head` passed the
-//!    request (the dead server took it), and waits on otherwise.
+//!    open it bumps `epoch`, stores in every slot's `server_from` the
+//!    request ring `head` it starts from, then its owner word and
+//!    `SERVING`; closing, it stores `CLOSED` and clears its owner, then
+//!    drops the lock. A waiting client checks the lock: free with
+//!    `SERVING` is a dead server (`PeerGone`), free with `CLOSED` a closed
+//!    one (`Closed`), and `NONE` no server yet (the request waits for
+//!    one). Held, it is a live server, and a call fails with `PeerGone`
+//!    only if the request ring's `head` passed the request and the
+//!    request starts before the slot's `server_from`: an earlier server
+//!    took it and is gone. A request no server took waits for the next.
 //! 7. The server checks its clients' locks while it waits, and every 20 ms
 //!    while it polls: a `CONNECTED` slot whose lock is free is dead, and
 //!    the server swaps its exact state word to `DEAD` (a new holder's

@@ -164,9 +164,16 @@ impl Server {
                 pid: pid_of(server.owner.load(Ordering::SeqCst)),
             });
         };
-        let cursors = (0..shared.geometry.clients)
+        let cursors: Vec<SlotCursors> = (0..shared.geometry.clients)
             .map(|i| take_over(&shared, i))
             .collect();
+        // Rule 6: where this server's requests start, in every slot.
+        for (i, cursor) in (0..).zip(&cursors) {
+            shared
+                .slot(i)
+                .server_from
+                .store(cursor.requests.head, Ordering::SeqCst);
+        }
         // Rule 6: a new epoch, then the owner and the state.
         let epoch = server.epoch.load(Ordering::SeqCst).wrapping_add(1);
         server.epoch.store(epoch, Ordering::SeqCst);

@@ -50,7 +50,7 @@ impl Client {
     /// given): `Err(PeerGone)` or `Err(Closed)` once no server will answer.
     pub(crate) fn server_ended(&self, call: Option<&PendingCall>) -> Result<()> {
         self.shared.mapping.check_size()?;
-        server_check(&self.shared, self.state.requests, call)
+        server_check(&self.shared, self.state.requests, self.state.slot, call)
     }
 
     /// Where a waiting client sleeps: on its response ring while too many
