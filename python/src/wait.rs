@@ -56,14 +56,14 @@ impl Wait {
     /// raised; else the exception to raise (the signal handler's, the
     /// call's `Timeout`, or `err` itself).
     pub fn after(&self, py: Python<'_>, err: shmkit::Error) -> PyResult<()> {
-        let shmkit::Error::Timeout { ring, .. } = err else {
+        let shmkit::Error::Timeout { place, .. } = err else {
             return Err(errors::to_py(py, err));
         };
         py.check_signals()?;
         match (self.deadline, self.timeout) {
             (Some(deadline), Some(timeout)) if Instant::now() >= deadline => {
                 let after = Duration::from_secs_f64(timeout);
-                Err(errors::to_py(py, shmkit::Error::Timeout { ring, after }))
+                Err(errors::to_py(py, shmkit::Error::Timeout { place, after }))
             }
             _ => Ok(()),
         }

@@ -10,8 +10,23 @@
 //!                                               # WAITING: spin, adaptive or a spin in µs
 //! ```
 //!
+//! ring_cost park SECONDS                    # a consumer parked on an empty ring
+//!                                           # (Adaptive waiting, its producer
+//!                                           # alive): the CPU time it used
+//! ring_cost ab SIZE ROUNDS                  # round trips to a peer process, in
+//!                                           # blocks that alternate two ways of
+//!                                           # sending (see `ab`)
+//! ```
+//!
 //! Per message, take the difference of two counts: `COUNT = 2N` minus
 //! `COUNT = N`, divided by N, leaves the set-up out.
+//!
+//! `ab` is for timing on a busy machine, where two runs cannot be compared:
+//! it alternates, every 1000 round trips, a send through `Producer::send`,
+//! one through a grant filled front to back, and the latency floor (one
+//! cache line bounced, as `shmkit bench` measures it), in the same two
+//! processes, and prints each one's median round trip and its ratio to
+//! the floor.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -35,12 +50,18 @@ fn main() {
             args.get(4).map(|_| arg(4)),
         ),
         Some("consume") => consume(&args[1], arg(2), arg(3), waiting(&args[4]), args.len() > 5),
+        Some("ab") => ab(arg(1), arg(2)),
+        Some("park") => park(arg(1)),
+        Some("echo") => echo(&args[1], arg(2)),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
-    eprintln!("usage: ring_cost one-thread SIZE COUNT [BATCH] | stream SIZE COUNT WAITING [BATCH]");
+    eprintln!(
+        "usage: ring_cost one-thread SIZE COUNT [BATCH] | stream SIZE COUNT WAITING [BATCH] \
+         | park SECONDS | ab SIZE ROUNDS"
+    );
     std::process::exit(2)
 }
 
@@ -167,4 +188,152 @@ fn consume(name: &str, size: usize, count: usize, waiting_mode: Waiting, drain: 
         received += 1;
     }
     println!("received {received} ({sum})");
+}
+
+/// Round trips in blocks of this many, alternating the ways.
+const AB_BLOCK: usize = 1000;
+
+/// Sends `message` the way its first byte says: 0 through `Producer::send`,
+/// 1 through a grant filled front to back.
+fn send_as(producer: &mut Producer, message: &[u8]) {
+    if message[0] == 0 {
+        producer.send(message).expect("send");
+    } else {
+        let mut grant = producer.grant(message.len()).expect("grant");
+        grant.copy_from_slice(message);
+        grant.commit();
+    }
+}
+
+/// The latency floor's cell: one cache line of a segment of its own,
+/// which both processes bounce (as `shmkit bench` measures the floor).
+fn floor_cell(name: &str, create: bool) -> (Segment, shmkit::Attachment<shmkit::ReadWrite>) {
+    let key = Key::posix(&format!("/{name}-floor")).expect("a valid name");
+    let segment = if create {
+        Segment::create(&key, 4096, shmkit::Mode::OWNER_ONLY).expect("the floor segment")
+    } else {
+        Segment::open(&key).expect("the floor segment")
+    };
+    let mapping = segment.attach(shmkit::ReadWrite).expect("a mapping");
+    (segment, mapping)
+}
+
+fn bounce(cell: &std::sync::atomic::AtomicU64, from: u64, to: u64) {
+    use std::sync::atomic::Ordering;
+    while cell.load(Ordering::Acquire) != from {
+        std::hint::spin_loop();
+    }
+    cell.store(to, Ordering::Release);
+}
+
+fn ab(size: usize, rounds: usize) {
+    let name = format!("ring-cost-{}", std::process::id());
+    let (there, back) = (format!("{name}-there"), format!("{name}-back"));
+    let (_remove_there, _remove_back) = (RemoveRing::new(&there), RemoveRing::new(&back));
+    let (floor_segment, floor) = floor_cell(&name, true);
+    let cell = floor.atomic_u64(0).expect("the cell");
+    let options = Options::default().waiting(Waiting::BusyPoll);
+    let mut producer = Producer::open_with(&there, &options).expect("a producer");
+    let mut consumer = Consumer::open_with(&back, &options).expect("a consumer");
+    let mut child = Command::new(std::env::current_exe().expect("this program"))
+        .args(["echo", &name, &rounds.to_string()])
+        .spawn()
+        .expect("the peer");
+    let mut message = vec![0x5a_u8; size.max(1)];
+    let mut times: [Vec<u64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    let mut ping = 0;
+    for round in 0..rounds {
+        let way = (round / AB_BLOCK) % 3;
+        let start;
+        if way == 2 {
+            if round % AB_BLOCK == 0 {
+                message[0] = 2;
+                producer.send(&message).expect("send");
+            }
+            start = std::time::Instant::now();
+            cell.store(ping + 1, std::sync::atomic::Ordering::Release);
+            bounce(cell, ping + 2, ping + 2);
+            ping += 2;
+        } else {
+            message[0] = way as u8;
+            start = std::time::Instant::now();
+            send_as(&mut producer, &message);
+            let reply = consumer.read().expect("the reply");
+            assert_eq!(reply.len(), message.len());
+            drop(reply);
+        }
+        let elapsed = start.elapsed().as_nanos() as u64;
+        // The first block of each way warms up.
+        if round >= 3 * AB_BLOCK {
+            times[way].push(elapsed);
+        }
+    }
+    assert!(child.wait().expect("the peer ends").success());
+    let _ = floor_segment.remove();
+    let median = |times: &mut Vec<u64>| {
+        times.sort_unstable();
+        times.get(times.len() / 2).copied().unwrap_or(0)
+    };
+    let [send, grant, floor] = times.each_mut().map(median);
+    let f = floor.max(1) as f64;
+    println!(
+        "{size} B round trip p50: floor {floor} ns, send {send} ns ({:.2}x), front-to-back grant {grant} ns ({:.2}x)",
+        send as f64 / f,
+        grant as f64 / f
+    );
+}
+
+fn echo(name: &str, rounds: usize) {
+    let (there, back) = (format!("{name}-there"), format!("{name}-back"));
+    let (_floor_segment, floor) = floor_cell(name, false);
+    let cell = floor.atomic_u64(0).expect("the cell");
+    let options = Options::default().waiting(Waiting::BusyPoll);
+    let mut consumer = Consumer::open_with(&there, &options).expect("a consumer");
+    let mut producer = Producer::open_with(&back, &options).expect("a producer");
+    let mut round = 0;
+    let mut ping = 0;
+    while round < rounds {
+        let message = consumer.read().expect("a message");
+        if message[0] == 2 {
+            drop(message);
+            for _ in 0..AB_BLOCK.min(rounds - round) {
+                bounce(cell, ping + 1, ping + 2);
+                ping += 2;
+            }
+            round += AB_BLOCK;
+            continue;
+        }
+        send_as(&mut producer, &message);
+        round += 1;
+    }
+}
+
+/// This thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`).
+fn thread_cpu_time() -> Duration {
+    // SAFETY: all zeroes is a valid timespec, which clock_gettime fills.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid clock id and a pointer to our own timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(rc, 0, "clock_gettime");
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+fn park(seconds: usize) {
+    let name = format!("ring-cost-{}", std::process::id());
+    let _remove = RemoveRing::new(&name);
+    let _producer = Producer::open(&name).expect("a producer");
+    let mut consumer = Consumer::open(&name).expect("a consumer");
+    let wall = std::time::Instant::now();
+    let before = thread_cpu_time();
+    let waited = consumer.recv_timeout(&mut [0; 16], Duration::from_secs(seconds as u64));
+    assert!(
+        matches!(waited, Err(shmkit::Error::Timeout { .. })),
+        "{waited:?}"
+    );
+    let used = thread_cpu_time() - before;
+    let wall = wall.elapsed();
+    println!(
+        "a consumer parked for {wall:.2?} used {used:.2?} of CPU ({:.3} %)",
+        100.0 * used.as_secs_f64() / wall.as_secs_f64()
+    );
 }

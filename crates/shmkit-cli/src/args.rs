@@ -245,6 +245,43 @@ pub enum Command {
         #[arg(long)]
         lossy: bool,
     },
+    /// Serve requests of service NAME with COMMAND, one line each way
+    ///
+    /// Runs COMMAND once. Each request becomes one line of its standard
+    /// input (a newline inside a request becomes a space), and the next
+    /// line of its standard output is the response, so COMMAND must answer
+    /// every line with one line and flush it (`sed -u`, `grep
+    /// --line-buffered`). If COMMAND exits or closes its output, serve
+    /// closes the service (pending calls fail) and exits 1. The service is
+    /// created if needed. Example: `shmkit serve upper -- sed -u 's/.*/\U&/'`.
+    Serve {
+        /// The service's name (its segment is /shmkit.service.NAME)
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The command and its arguments, after --
+        #[arg(value_name = "COMMAND", last = true, required = true)]
+        command: Vec<String>,
+        #[command(flatten)]
+        sharing: Sharing,
+    },
+    /// Call service NAME with each REQUEST, or each line of standard input, and print each response on its own line
+    ///
+    /// Calls one at a time, in order. Fails (exit 1) if the server dies or
+    /// closes before it answers, or with --timeout if an answer takes
+    /// longer. With no server yet, a call waits for one.
+    Call {
+        /// The service's name (its segment is /shmkit.service.NAME)
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The requests [default: each line of standard input]
+        #[arg(value_name = "REQUEST")]
+        requests: Vec<String>,
+        /// Fail (exit 1) if a call takes longer than SECS
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+        timeout: Option<Duration>,
+        #[command(flatten)]
+        sharing: Sharing,
+    },
     /// List rings nobody will use, and with --force remove them
     ///
     /// A ring is garbage when no live process holds an end of it or has it

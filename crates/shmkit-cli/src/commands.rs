@@ -38,6 +38,9 @@ pub fn stat(target: &StatTarget, json: bool, out: &mut impl Write) -> Result<(),
         if let Some(topic) = crate::topic::stat_text(&stat.key.to_string()) {
             text.push_str(&topic);
         }
+        if let Some(service) = crate::service::stat_text(&stat.key.to_string()) {
+            text.push_str(&service);
+        }
         text
     };
     out.write_all(text.as_bytes()).map_err(CliError::stdout)

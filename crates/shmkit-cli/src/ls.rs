@@ -186,6 +186,7 @@ fn segments(args: &LsArgs) -> Result<String, CliError> {
         text.push_str(&output::rings_table(&rings, !args.noheadings));
     }
     text.push_str(&crate::topic::ls_table(!args.noheadings)?);
+    text.push_str(&crate::service::ls_table(!args.noheadings)?);
     Ok(text)
 }
 

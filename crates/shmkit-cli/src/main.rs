@@ -17,6 +17,7 @@ mod generate;
 mod ls;
 mod output;
 mod ring;
+mod service;
 mod signals;
 mod top;
 mod topic;
@@ -102,7 +103,39 @@ fn run(command: Command) -> Result<(), CliError> {
                 &mut out,
             )
         }
-        Command::Gc { names, force } => topic::gc_rings_and_topics(&names, force, &mut out),
+        Command::Gc { names, force } => {
+            let (services, others): (Vec<String>, Vec<String>) =
+                names.iter().cloned().partition(|n| service::is_service(n));
+            let others_done = if names.is_empty() || !others.is_empty() {
+                topic::gc_rings_and_topics(&others, force, &mut out)
+            } else {
+                Ok(())
+            };
+            let services_done = if names.is_empty() || !services.is_empty() {
+                service::gc(&services, force, &mut out)
+            } else {
+                Ok(())
+            };
+            others_done.and(services_done)
+        }
+        Command::Serve {
+            name,
+            command,
+            sharing,
+        } => service::serve(&name, &command, &sharing),
+        Command::Call {
+            name,
+            requests,
+            timeout,
+            sharing,
+        } => service::call(
+            &name,
+            &requests,
+            timeout,
+            &sharing,
+            ring::stdin()?,
+            &mut out,
+        ),
         Command::Pub {
             name,
             lossy,

@@ -115,9 +115,9 @@ fn next_slice(deadline: Option<Instant>) -> Option<Duration> {
     })
 }
 
-fn timed_out(name: &str, timeout: Duration, what: &str) -> CliError {
+fn timed_out(place: &str, timeout: Duration, what: &str) -> CliError {
     CliError::Message(format!(
-        "timed out: no {what} on ring {name} within {} s",
+        "timed out: no {what} on {place} within {} s",
         timeout.as_secs_f64()
     ))
 }
@@ -139,7 +139,11 @@ fn send_one(
             Err(shmkit::Error::Timeout { .. }) => {
                 if let (Some(deadline), Some(timeout)) = (deadline, timeout) {
                     if Instant::now() >= deadline {
-                        return Err(timed_out(producer.name(), timeout, "room"));
+                        return Err(timed_out(
+                            &format!("ring {}", producer.name()),
+                            timeout,
+                            "room",
+                        ));
                     }
                 }
             }
@@ -314,10 +318,10 @@ fn receive(
                     write(out, &message, &mut copy, separator)?;
                     break;
                 }
-                Err(shmkit::Error::Timeout { ring, .. }) => {
+                Err(shmkit::Error::Timeout { place, .. }) => {
                     if let (Some(deadline), Some(timeout)) = (deadline, options.timeout) {
                         if Instant::now() >= deadline {
-                            return Err(timed_out(&ring, timeout, "message"));
+                            return Err(timed_out(&place, timeout, "message"));
                         }
                     }
                 }

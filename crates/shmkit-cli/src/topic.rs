@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use shmkit::ring::Scope;
+use shmkit::ring::{Reason, Removal, Scope};
 use shmkit::topic::{self, Options, Policy, Publisher, Subscriber, TopicStatus};
 use shmkit::Mode;
 
@@ -398,12 +398,30 @@ fn gc(names: &[String], force: bool, out: &mut impl Write) -> Result<(), CliErro
         found
     };
     let mut text = String::new();
-    for t in &found {
-        let verb = if force { "removed" } else { "would remove" };
-        text.push_str(&format!(
-            "{verb} topic {}: abandoned (every member died)\n",
-            t.name
-        ));
+    let mut problems = Vec::new();
+    for garbage in &found {
+        let verb = match &garbage.removal {
+            Removal::Removed => "removed",
+            Removal::NotAsked => "would remove",
+            _ => "could not remove",
+        };
+        let why = match &garbage.reason {
+            Reason::Abandoned => "abandoned (every member died)".to_owned(),
+            Reason::Finished => "finished (no member, left by its last one)".to_owned(),
+            reason => reason.to_string(),
+        };
+        text.push_str(&format!("{verb} topic {}: {why}\n", garbage.name));
+        if let Removal::Failed(why) = &garbage.removal {
+            problems.push(CliError::Message(format!(
+                "topic {} was left in /dev/shm: {why}",
+                garbage.name
+            )));
+        }
     }
-    out.write_all(text.as_bytes()).map_err(CliError::stdout)
+    out.write_all(text.as_bytes()).map_err(CliError::stdout)?;
+    match problems.len() {
+        0 => Ok(()),
+        1 => Err(problems.remove(0)),
+        _ => Err(CliError::Several(problems)),
+    }
 }

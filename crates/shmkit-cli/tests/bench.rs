@@ -16,6 +16,10 @@ const TRANSPORTS: &[&str] = &[
     "shmkit-spin",
     "shmkit-block",
     "shmkit-batch",
+    "shmkit-service",
+    "shmkit-async",
+    "shmkit-topic",
+    "shmkit-topic-fanin",
     "pipe",
     "uds-stream",
     "uds-seqpacket",
@@ -51,6 +55,8 @@ fn bench(args: &[&str]) -> Output {
 /// domain's folder in the temporary directory.
 fn leftovers(pid: u32) -> Vec<String> {
     let ring = format!("shmkit.ring.bench-{pid}-");
+    let service = format!("shmkit.service.bench-{pid}-");
+    let topic = format!("shmkit.topic.bench-{pid}-");
     let other = format!("shmkit-bench-{pid}-");
     let temp = std::env::temp_dir();
     [
@@ -63,7 +69,11 @@ fn leftovers(pid: u32) -> Vec<String> {
     .flat_map(|dir| std::fs::read_dir(dir).expect("list the directory"))
     .map(|entry| entry.expect("a directory entry").file_name())
     .map(|name| name.to_string_lossy().into_owned())
-    .filter(|name| name.starts_with(&ring) || name.starts_with(&other))
+    .filter(|name| {
+        [&ring, &service, &topic, &other]
+            .iter()
+            .any(|p| name.starts_with(*p))
+    })
     .collect()
 }
 
@@ -136,6 +146,11 @@ fn a_short_run_prints_a_record_for_every_transport_and_reference() {
             let p999 = number(record, "rtt_p999_ns");
             assert!(0.0 < p50 && p50 <= p99 && p99 <= p999, "{record}");
         }
+        if transport == "shmkit-service" {
+            // Calls only: a service has no one-way stream.
+            assert!(record["msgs_per_sec"].is_null(), "{record}");
+            continue;
+        }
         assert!(number(record, "msgs_per_sec") > 0.0, "{record}");
         assert!(number(record, "bytes_per_sec") > 0.0, "{record}");
     }
@@ -144,7 +159,7 @@ fn a_short_run_prints_a_record_for_every_transport_and_reference() {
 
 #[test]
 fn a_lost_message_fails_the_run() {
-    for transport in ["pipe", "shmkit-spin", "shmkit-batch"] {
+    for transport in ["pipe", "shmkit-spin", "shmkit-batch", "shmkit-topic-fanin"] {
         let output = bench(&[
             "--sizes",
             "64",

@@ -43,7 +43,7 @@ pub type Pid = u32;
 /// | [`WrongType`](Error::WrongType) | a channel's peer sends another type; a heap's object is another container or element type | channel receives; managed-heap `find*`, `list`, `vector`, `text` |
 /// | [`InUse`](Error::InUse) | a live process holds this end | ring and channel `open` |
 /// | [`Corrupt`](Error::Corrupt) | bytes in shared memory break the format | anything that reads a segment |
-/// | [`Truncated`](Error::Truncated) | someone shrank the segment under this mapping | rings, heaps, attachments |
+/// | [`Truncated`](Error::Truncated) | someone shrank the segment under this mapping | rings, topics, heaps, attachments |
 /// | [`Busy`](Error::Busy) | a live process holds a heap's lock too long: retry | managed-heap verbs |
 /// | [`NotFound`](Error::NotFound), [`AlreadyExists`](Error::AlreadyExists), [`PermissionDenied`](Error::PermissionDenied) | as the kernel says, naming the segment | opening, creating, attaching |
 /// | [`NotASegment`](Error::NotASegment), [`UntrustedOwner`](Error::UntrustedOwner) | what is at the name is not (trusted to be) a segment | opening a POSIX name |
@@ -192,12 +192,13 @@ pub enum Error {
         /// The version this library speaks.
         expected: u32,
     },
-    /// The other endpoint's process died without closing the ring.
-    #[error("peer gone: the {peer} of ring {ring} (pid {pid}) died")]
+    /// The other endpoint's process died without closing the ring (or a
+    /// topic's publisher died without closing its stream).
+    #[error("peer gone: the {peer} of {place} (pid {pid}) died")]
     PeerGone {
-        /// The ring's name.
-        ring: String,
-        /// `"producer"` or `"consumer"`.
+        /// `ring NAME` or `topic NAME`.
+        place: String,
+        /// `"producer"`, `"consumer"` or `"publisher"`.
         peer: &'static str,
         /// The dead process.
         pid: Pid,
@@ -223,27 +224,28 @@ pub enum Error {
         /// The ring's value.
         found: String,
     },
-    /// The producer closed the ring and every message was received.
-    #[error("ring {ring} is closed")]
+    /// The producer closed the ring and every message was received (of a
+    /// topic: every publisher that opened it closed).
+    #[error("{place} is closed")]
     Closed {
-        /// The ring's name.
-        ring: String,
+        /// `ring NAME` or `topic NAME`.
+        place: String,
     },
     /// A `*_timeout` call waited its full time.
-    #[error("timed out after {:.3} s waiting on ring {ring}", after.as_secs_f64())]
+    #[error("timed out after {:.3} s waiting on {place}", after.as_secs_f64())]
     Timeout {
-        /// The ring's name.
-        ring: String,
+        /// `ring NAME` or `topic NAME`.
+        place: String,
         /// How long it waited.
         after: std::time::Duration,
     },
     /// A `try_*` receive found no message in the ring (and its producer
     /// still there: otherwise [`Closed`](Error::Closed) or
     /// [`PeerGone`](Error::PeerGone)).
-    #[error("ring {ring} is empty")]
+    #[error("{place} is empty")]
     Empty {
-        /// The ring's name.
-        ring: String,
+        /// `ring NAME` or `topic NAME`.
+        place: String,
     },
     /// A subscriber of a lossy (drop-oldest) topic fell more than a lane
     /// behind one publisher, whose newer messages overwrote `missed` of
@@ -259,11 +261,11 @@ pub enum Error {
         /// How many of its messages were lost.
         missed: u64,
     },
-    /// A `try_*` call found the ring full.
-    #[error("ring {ring} is full: {needed} bytes needed, {free} free")]
+    /// A `try_*` call found the ring (or a topic publisher's lane) full.
+    #[error("{place} is full: {needed} bytes needed, {free} free")]
     Full {
-        /// The ring's name.
-        ring: String,
+        /// `ring NAME` or `topic NAME`.
+        place: String,
         /// Bytes the message needs (record, padding and end marker).
         needed: u64,
         /// Bytes free now.

@@ -18,10 +18,17 @@
 //! - [`ring`]: a single-producer single-consumer ring of variable-size
 //!   messages between processes, found by name, with zero-copy grants,
 //!   spin-then-sleep waiting on a futex, and dead-peer detection.
+//! - [`service`]: request–response between many client processes and one
+//!   server: calls matched to their callers by an id the library assigns,
+//!   pipelining, timeouts, zero-copy requests and responses, and a dead
+//!   server or client reported instead of waited on.
 //! - [`channel`]: typed channels over a ring, one `Sender<T, C>` and
 //!   `Receiver<T, C>` over a [`Codec`](channel::Codec): postcard (the
 //!   default), rkyv archives validated by bytecheck, plain bytes of a
 //!   fixed-layout value, or a codec of your own.
+//! - `aio` (feature `tokio`): the same endpoints awaited from tokio tasks,
+//!   cancel-safe, parked on one `futex_waitv` reactor per process instead
+//!   of a thread each.
 //!
 //! Errors are one [`Error`] enum whose variants a program matches (`Full`,
 //! `Empty`, `Timeout`, `Closed`, `PeerGone`, `WrongType`, `InUse`,
@@ -81,11 +88,14 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "tokio")]
+pub mod aio;
 pub mod channel;
 mod error;
 pub mod offset;
 pub mod ring;
 pub mod segment;
+pub mod service;
 mod sync;
 mod sys;
 pub mod topic;

@@ -16,6 +16,7 @@ pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 /// a later load together with a [`heavy_fence`] on the other side, which
 /// forces a barrier on this side's CPU (see `sys::membarrier`).
 #[cfg(not(loom))]
+#[inline(always)]
 pub(crate) fn light_fence() {
     std::sync::atomic::compiler_fence(Ordering::SeqCst);
 }

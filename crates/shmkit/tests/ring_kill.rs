@@ -122,10 +122,10 @@ fn kill_the_producer(seed: u64, shape: Shape, point: KillPoint, reap: bool, then
     };
     match end {
         Error::PeerGone {
-            ring,
+            place,
             peer: "producer",
             pid: gone,
-        } => assert_eq!((ring, gone), (name.clone(), pid)),
+        } => assert_eq!((place, gone), (format!("ring {name}"), pid)),
         other => panic!("after the producer's death: {other}"),
     }
     assert!(
@@ -280,10 +280,10 @@ fn a_producer_blocked_on_a_killed_consumer_gets_peer_gone() {
     });
     match blocked {
         Err(Error::PeerGone {
-            ring,
+            place,
             peer: "consumer",
             pid: gone,
-        }) => assert_eq!((ring, gone), (name.clone(), pid)),
+        }) => assert_eq!((place, gone), (format!("ring {name}"), pid)),
         other => panic!("a send blocked on a dead consumer: {other:?}"),
     }
     assert!(matches!(

@@ -525,6 +525,46 @@ fn a_sleeping_consumer_wakes_to_a_close() {
     });
 }
 
+/// This thread's CPU time so far, in clock ticks (utime + stime of
+/// `/proc/thread-self/stat`).
+fn thread_cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    // The name (field 2) is in parentheses and may hold spaces: count the
+    // fields after it; utime and stime are fields 14 and 15.
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// A consumer parked on an empty ring for a second, its producer alive,
+/// uses almost no CPU: it spins about as long as a wake-up costs, then
+/// sleeps on the futex, waking every 20 ms to look at its peer (issue 14).
+/// The bound is generous (a spinning consumer would use all the second,
+/// a parked one uses about a millisecond: `ring_cost park` measures it);
+/// the default waiting, `Adaptive`, is what is checked.
+#[test]
+fn a_parked_consumer_uses_almost_no_cpu() {
+    let name = unique_ring_name("parked");
+    let _cleanup = RingCleanup(name.clone());
+    let _producer = Producer::open(&name).unwrap();
+    let mut consumer = Consumer::open(&name).unwrap();
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks_per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap();
+    let before = thread_cpu_ticks();
+    let started = std::time::Instant::now();
+    match consumer.recv_timeout(&mut [0; 16], Duration::from_secs(1)) {
+        Err(Error::Timeout { .. }) => {}
+        other => panic!("a parked consumer got {other:?}"),
+    }
+    let parked = started.elapsed();
+    let used = thread_cpu_ticks() - before;
+    assert!(parked >= Duration::from_secs(1), "parked for {parked:?}");
+    assert!(
+        used * 10 < ticks_per_second,
+        "a consumer parked for {parked:?} used {used} of {ticks_per_second} ticks a second"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 8.11: a producer whose consumer left.
 

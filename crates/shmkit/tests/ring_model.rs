@@ -626,8 +626,8 @@ fn run_model(capacity: u64, max_message: Option<u64>, seed: u64, ops: &[Op]) {
     loop {
         match consumer.try_recv(&mut buf) {
             Ok(n) => assert_eq!(Some(&buf[..n]), model.pop().as_deref()),
-            Err(Error::Closed { ring }) => {
-                assert_eq!(ring, name);
+            Err(Error::Closed { place }) => {
+                assert_eq!(place, format!("ring {name}"));
                 break;
             }
             other => panic!("after close: {other:?}"),

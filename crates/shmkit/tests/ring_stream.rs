@@ -42,7 +42,7 @@ fn stream_from_a_child(plan: &Plan) {
         receive(&mut consumer, &mut checker, &mut buf).unwrap();
     }
     match consumer.recv(&mut buf) {
-        Err(Error::Closed { ring }) => assert_eq!(ring, plan.name),
+        Err(Error::Closed { place }) => assert_eq!(place, format!("ring {}", plan.name)),
         other => panic!("after the last message: {other:?}"),
     }
     assert_eq!(peer.expect_line(), "closed");

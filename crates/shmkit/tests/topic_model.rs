@@ -326,7 +326,7 @@ fn run(policy: Policy, ops: &[Op]) {
                     }),
                     2 => match s.recv_timeout(&mut buf, Duration::ZERO) {
                         Err(Error::Timeout { .. }) => Err(Error::Empty {
-                            ring: String::new(),
+                            place: String::new(),
                         }),
                         other => other.map(|r| (r, buf[..r.len].to_vec())),
                     },

@@ -16,25 +16,30 @@
 //! - packets and queues (`uds-seqpacket`, `mq`): one `write` or `mq_send`
 //!   of the message, one `read` or `mq_receive` into the receiver's buffer,
 //!   whose length must be the size, then the check there;
-//! - rings (`shmkit-spin`, `shmkit-block`): the sender takes a grant of the
-//!   size, copies the message into it and commits it (what `Producer::send`
-//!   does); the receiver reads it in place (`Consumer::read`), checks it
+//! - rings (`shmkit-spin`, `shmkit-block`): the sender sends with
+//!   `Producer::send` (a grant of the size, the message copied in,
+//!   committed); the receiver reads it in place (`Consumer::read`), checks it
 //!   there, and releases it. No copy on the receiving side: that is what
 //!   the ring offers, and the check still reads every byte.
+//! - topics (`shmkit-topic`, `shmkit-topic-fanin`): the same over a topic's
+//!   lanes (`Publisher::grant`, `Subscriber::read`), see [`topic`].
 
 //!
 //! Each transport's setup, peer end and link live in its own module:
-//! [`ring`], [`stream`] (pipes, stream sockets, TCP), [`packet`]
+//! [`ring`], [`topic`], [`stream`] (pipes, stream sockets, TCP), [`packet`]
 //! (seqpacket), [`mq`]; [`descriptors`] passes file descriptors to the
 //! peer.
 
+mod aio;
 mod descriptors;
 #[cfg(feature = "iceoryx2")]
 mod iceoryx;
 mod mq;
 mod packet;
 mod ring;
+mod service;
 mod stream;
+mod topic;
 
 use std::os::fd::{OwnedFd, RawFd};
 use std::time::Duration;
@@ -44,7 +49,9 @@ use serde::{Deserialize, Serialize};
 pub use self::mq::{mq_limits, MqLink};
 pub use self::packet::PacketLink;
 pub use self::ring::{ring_capacity, ring_record, waiting as ring_waiting, RingLink};
+pub use self::service::ServiceLink;
 pub use self::stream::StreamLink;
+pub use self::topic::TopicLink;
 use crate::measure::Message;
 use crate::peer::Peer;
 use crate::Error;
@@ -71,6 +78,14 @@ pub enum Transport {
     ShmkitBlock,
     /// shmkit-spin streaming with the batch verbs: many messages a commit (`WriteBatch`), drained (`drain_while`)
     ShmkitBatch,
+    /// A shmkit service: one call per round trip, client and server busy-polling (round trips only)
+    ShmkitService,
+    /// shmkit-block's rings awaited from tokio in both processes (`shmkit::aio`: a futex_waitv reactor)
+    ShmkitAsync,
+    /// A shmkit topic each way, one publisher and one subscriber, busy-polling
+    ShmkitTopic,
+    /// A shmkit topic each way, two publishers (lanes) sending in turn to one subscriber, busy-polling
+    ShmkitTopicFanin,
     /// A pipe
     Pipe,
     /// A Unix stream socket pair
@@ -94,6 +109,10 @@ impl Transport {
         Transport::ShmkitSpin,
         Transport::ShmkitBlock,
         Transport::ShmkitBatch,
+        Transport::ShmkitService,
+        Transport::ShmkitAsync,
+        Transport::ShmkitTopic,
+        Transport::ShmkitTopicFanin,
         Transport::Pipe,
         Transport::UdsStream,
         Transport::UdsSeqpacket,
@@ -111,6 +130,10 @@ impl Transport {
             Transport::ShmkitSpin => "shmkit-spin",
             Transport::ShmkitBlock => "shmkit-block",
             Transport::ShmkitBatch => "shmkit-batch",
+            Transport::ShmkitService => "shmkit-service",
+            Transport::ShmkitAsync => "shmkit-async",
+            Transport::ShmkitTopic => "shmkit-topic",
+            Transport::ShmkitTopicFanin => "shmkit-topic-fanin",
             Transport::Pipe => "pipe",
             Transport::UdsStream => "uds-stream",
             Transport::UdsSeqpacket => "uds-seqpacket",
@@ -186,6 +209,9 @@ pub fn open(
         Transport::ShmkitSpin | Transport::ShmkitBlock | Transport::ShmkitBatch => {
             ring::open(transport, both, size, block_spin)
         }
+        Transport::ShmkitService => service::open(both, size),
+        Transport::ShmkitAsync => aio::open(both, size, block_spin),
+        Transport::ShmkitTopic | Transport::ShmkitTopicFanin => topic::open(transport, both, size),
         Transport::Pipe => stream::open_pipes(both),
         Transport::UdsStream | Transport::Tcp => stream::open_socket(transport, both),
         Transport::UdsSeqpacket => packet::open(size),
@@ -243,6 +269,15 @@ pub enum PeerEnd {
         tx: Option<String>,
         block_spin_ns: Option<u64>,
     },
+    /// The service whose server the peer is.
+    Service { name: String },
+    /// The topic to subscribe to, the one to publish on, and the ids of
+    /// the publishers that send to the peer, in their turns.
+    Topic {
+        rx: String,
+        tx: Option<String>,
+        senders: Vec<u64>,
+    },
     /// The iceoryx2 domain, the service to subscribe to and the one to
     /// publish on.
     #[cfg(feature = "iceoryx2")]
@@ -266,7 +301,18 @@ impl PeerEnd {
                 rx,
                 tx,
                 block_spin_ns,
+            } if transport == Transport::ShmkitAsync => {
+                aio::peer_link(size, rx, tx.as_deref(), *block_spin_ns)
+            }
+            PeerEnd::Ring {
+                rx,
+                tx,
+                block_spin_ns,
             } => ring::peer_link(transport, size, rx, tx.as_deref(), *block_spin_ns),
+            PeerEnd::Service { name } => service::peer_link(size, name),
+            PeerEnd::Topic { rx, tx, senders } => {
+                topic::peer_link(size, rx, tx.as_deref(), senders)
+            }
             #[cfg(feature = "iceoryx2")]
             PeerEnd::Iceoryx2 { domain, rx, tx } => {
                 iceoryx::peer_link(transport, size, domain, rx, tx.as_deref(), parent)
@@ -338,6 +384,9 @@ pub enum AnyLink {
     Packet(PacketLink),
     Queue(MqLink),
     Ring(RingLink),
+    Service(ServiceLink),
+    Async(aio::AsyncLink),
+    Topic(TopicLink),
     /// The ports; a link borrows them while it runs (see `with_link!`).
     #[cfg(feature = "iceoryx2")]
     Iceoryx2(iceoryx::Ports),
@@ -366,6 +415,9 @@ macro_rules! with_link {
             $crate::transports::AnyLink::Packet($link) => $body,
             $crate::transports::AnyLink::Queue($link) => $body,
             $crate::transports::AnyLink::Ring($link) => $body,
+            $crate::transports::AnyLink::Service($link) => $body,
+            $crate::transports::AnyLink::Async($link) => $body,
+            $crate::transports::AnyLink::Topic($link) => $body,
             #[cfg(feature = "iceoryx2")]
             $crate::transports::AnyLink::Iceoryx2(ports) => ports.with_link(|$link| $body),
         }

@@ -1,6 +1,6 @@
 //! `shmkit-spin` and `shmkit-block`: a shmkit ring each way. The sender
-//! takes a grant of the size, copies the message into it and commits it
-//! (what `Producer::send` does); the receiver reads it in place
+//! sends with `Producer::send` (a grant of the size, the message copied
+//! in, committed); the receiver reads it in place
 //! (`Consumer::read`), checks it there, and releases it. No copy on the
 //! receiving side: that is what the ring offers, and the check still reads
 //! every byte.
@@ -106,11 +106,16 @@ fn options(transport: Transport, size: usize, block_spin: Option<Duration>) -> O
 
 /// Removes a ring's segment when dropped, however the measurement ends.
 #[derive(Debug)]
-pub(super) struct RemoveRing(Key);
+pub(super) struct RemoveRing(pub(super) Key);
 
 impl RemoveRing {
     fn new(name: &str) -> Result<RemoveRing, Error> {
         Ok(RemoveRing(Key::posix(&format!("{SEGMENT_PREFIX}{name}"))?))
+    }
+
+    /// Removes the segment of `key` (a service's, say) instead.
+    pub(super) fn of_key(key: Key) -> RemoveRing {
+        RemoveRing(key)
     }
 }
 
@@ -143,12 +148,17 @@ pub struct RingLink {
     batches: bool,
 }
 
+impl RingLink {
+    /// Its producer and consumer, for `shmkit-async` to await.
+    pub(super) fn into_ends(self) -> (Option<Producer>, Option<Consumer>) {
+        (self.tx, self.rx)
+    }
+}
+
 impl Link for RingLink {
     fn send(&mut self, message: &[u8]) -> Result<(), Error> {
         let tx = self.tx.as_mut().ok_or_else(|| one_way("send"))?;
-        let mut grant = tx.grant(message.len())?;
-        grant.copy_from_slice(message);
-        grant.commit();
+        tx.send(message)?;
         Ok(())
     }
 
@@ -240,7 +250,7 @@ impl Link for RingLink {
         Ok(())
     }
 
-    /// Checks the message in place and copies it straight into a grant of
+    /// Checks the message in place and sends it straight from there into
     /// the other ring: one copy, where the kernel transports make two.
     fn echo(
         &mut self,
@@ -255,9 +265,7 @@ impl Link for RingLink {
             return Err(wrong_length(message.len(), buf.len()));
         }
         check(&message)?;
-        let mut grant = tx.grant(message.len())?;
-        grant.copy_from_slice(&message);
-        grant.commit();
+        tx.send(&message)?;
         message.release();
         Ok(())
     }

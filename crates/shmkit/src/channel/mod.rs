@@ -118,12 +118,25 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 //!
+//! # Typed topics
+//!
+//! [`Publisher<T, C>`] and [`Subscriber<T, C>`] carry values the same way
+//! over a [`topic`](crate::topic) (many publishers, many subscribers), with
+//! the same codecs, tags and errors, and each value received says which
+//! publisher sent it and its sequence number.
+//!
 //! [`ring`]: crate::ring
 
 mod codec;
+#[cfg(feature = "tokio")]
+mod parking;
+mod service;
+mod topic;
 mod wire;
 
 pub use codec::{ArchivedMessage, Codec, CodecError, Plain, Postcard, Rkyv, Writer};
+pub use service::{ServiceClient, ServiceServer};
+pub use topic::{Publisher, Subscriber};
 
 /// rkyv 0.8, re-exported: the [`Rkyv`] codec's bounds name its traits.
 ///
@@ -155,7 +168,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::ring::{Consumer, Options, Producer, ReadGrant};
-use wire::{Framing, Tag, TAG_LEN};
+use wire::{Expected, Outgoing, TAG_LEN};
 
 /// How long a send or receive may wait.
 #[derive(Clone, Copy, Debug)]
@@ -191,9 +204,7 @@ enum Patience {
 pub struct Sender<T, C = Postcard> {
     producer: Producer,
     codec: C,
-    tag: Tag,
-    /// Whether a message since the open has carried the type's name.
-    named: bool,
+    outgoing: Outgoing,
     _values: PhantomData<fn(&T)>,
 }
 
@@ -261,8 +272,7 @@ impl<T, C: Codec<T>> Sender<T, C> {
         Ok(Sender {
             producer: Producer::open_with(name, options)?,
             codec,
-            tag: Tag::of::<T, C>(),
-            named: false,
+            outgoing: Outgoing::of::<T, C>(),
             _values: PhantomData,
         })
     }
@@ -363,25 +373,14 @@ impl<T, C: Codec<T>> Sender<T, C> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn encoded_len(&mut self, value: &T) -> Result<usize> {
-        self.codec
-            .encoded_len(value)
-            .map_err(|err| unencodable(&self.tag, err))
+        self.outgoing.encoded_len(&mut self.codec, value)
     }
 
     /// Encodes `value` straight into a ring grant of its exact size.
     fn send_with(&mut self, value: &T, patience: Patience) -> Result<()> {
-        let body = self.encoded_len(value)?;
-        let limit = self.max_message();
-        if body > limit {
-            return Err(Error::TooLarge {
-                what: "encoded value",
-                size: body as u64,
-                limit: limit as u64,
-            });
-        }
-        // The first message names the type, if that fits too.
-        let named = !self.named && self.tag.framing_len(true) + body <= self.producer.max_message();
-        let len = self.tag.framing_len(named) + body;
+        let (body, named, len) =
+            self.outgoing
+                .frame(&mut self.codec, value, self.producer.max_message())?;
         let mut grant = match patience {
             Patience::Wait => self.producer.grant(len),
             Patience::Now => self.producer.try_grant(len),
@@ -390,22 +389,11 @@ impl<T, C: Codec<T>> Sender<T, C> {
         // SAFETY: the grant's `len` bytes are this producer's until it is
         // committed or dropped (ring rule 2), and the writer is gone by then.
         let mut out = unsafe { Writer::from_raw_parts(grant.as_mut_ptr(), len) };
-        self.tag.write_framing(named, &mut out)?;
         // Dropping the grant on an error aborts it: the receiver sees nothing.
-        match self.codec.encode(value, &mut out) {
-            Ok(()) if out.written() == len => {
-                grant.commit();
-                self.named |= named;
-                Ok(())
-            }
-            Ok(()) => Err(Error::InvalidArgument(format!(
-                "the {} codec wrote {} bytes of a {} after measuring {body}",
-                C::NAME,
-                out.written() - (len - body),
-                std::any::type_name::<T>()
-            ))),
-            Err(err) => Err(unencodable(&self.tag, err)),
-        }
+        self.outgoing
+            .encode(&mut self.codec, value, (body, named), &mut out, len)?;
+        grant.commit();
+        Ok(())
     }
 
     /// The channel's (and its ring's) name.
@@ -494,21 +482,12 @@ impl<T, C: Codec<T>> Sender<T, C> {
 pub struct Receiver<T, C = Postcard> {
     consumer: Consumer,
     codec: C,
-    tag: Tag,
+    expected: Expected,
     /// The private copy of the body being decoded; it keeps the capacity of
     /// the largest message so far.
     body: rkyv::util::AlignedVec,
-    /// Tags this receiver can name in a `WrongType`: `T` in the other
-    /// built-in codecs, then the types senders named on the wire (the
-    /// [`KNOWN_NAMES`] most recent).
-    known: Vec<Tag>,
-    /// How many of `known` are the built-in codecs' (never forgotten).
-    built_in: usize,
     _values: PhantomData<fn() -> T>,
 }
-
-/// How many names a receiver remembers from the wire.
-const KNOWN_NAMES: usize = 16;
 
 impl<T, C: Codec<T>> Receiver<T, C> {
     /// Opens (or creates) channel `name` as its receiver, with default ring
@@ -567,19 +546,11 @@ impl<T, C: Codec<T>> Receiver<T, C> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open_with_codec(name: &str, options: &Options, codec: C) -> Result<Receiver<T, C>> {
-        let type_name = std::any::type_name::<T>();
-        let known: Vec<Tag> = codec::BUILT_IN
-            .into_iter()
-            .filter(|&codec| codec != C::NAME)
-            .map(|codec| Tag::named(codec, type_name))
-            .collect();
         Ok(Receiver {
             consumer: Consumer::open_with(name, options)?,
             codec,
-            tag: Tag::of::<T, C>(),
+            expected: Expected::of::<T, C>(),
             body: rkyv::util::AlignedVec::new(),
-            built_in: known.len(),
-            known,
             _values: PhantomData,
         })
     }
@@ -663,48 +634,12 @@ impl<T, C: Codec<T>> Receiver<T, C> {
             Patience::Now => self.consumer.try_read(),
             Patience::Timeout(timeout) => self.consumer.read_timeout(timeout),
         }?;
-        let framing = wire::copy_out(grant, &mut self.body)
-            .map_err(|why| Error::Corrupt(format!("ring {}: {why}", self.consumer.name())))?;
-        self.check_type(framing)?;
-        self.codec.decode(&self.body).map_err(|err| {
-            Error::Corrupt(format!(
-                "ring {}: a body of {} bytes does not decode as a {}: {err}",
-                self.consumer.name(),
-                self.body.len(),
-                self.tag.name
-            ))
-        })
-    }
-
-    /// `WrongType` unless the message's tag is this channel's, naming the
-    /// sender's type as well as the message or memory allows.
-    fn check_type(&mut self, framing: Framing) -> Result<()> {
-        if framing.tag == self.tag.value {
-            return Ok(());
-        }
-        let found = match framing.name {
-            Some(name) => {
-                if !self.known.iter().any(|tag| tag.value == framing.tag) {
-                    if self.known.len() >= self.built_in + KNOWN_NAMES {
-                        self.known.remove(self.built_in);
-                    }
-                    self.known.push(Tag {
-                        name: name.clone(),
-                        value: framing.tag,
-                    });
-                }
-                name
-            }
-            None => match self.known.iter().find(|tag| tag.value == framing.tag) {
-                Some(tag) => tag.name.clone(),
-                None => format!("of an unknown type (tag {:#018x})", framing.tag),
-            },
-        };
-        Err(Error::WrongType {
-            place: format!("ring {}", self.consumer.name()),
-            expected: self.tag.name.clone(),
-            found,
-        })
+        let framing = wire::copy_out(grant, &mut self.body);
+        let name = self.consumer.name();
+        let place = || format!("ring {name}");
+        let framing = framing.map_err(|why| Error::Corrupt(format!("{}: {why}", place())))?;
+        self.expected.check(framing, place)?;
+        self.expected.decode(&mut self.codec, &self.body, place)
     }
 
     /// The channel's (and its ring's) name.
@@ -741,15 +676,11 @@ impl<T, C: Codec<T>> Receiver<T, C> {
     }
 }
 
-fn unencodable(tag: &Tag, err: CodecError) -> Error {
-    Error::InvalidArgument(format!("cannot encode a {}: {err}", tag.name))
-}
-
 impl<T, C> std::fmt::Debug for Sender<T, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sender")
             .field("ring", &self.producer.name())
-            .field("type", &self.tag.name)
+            .field("type", &self.outgoing.tag.name)
             .finish_non_exhaustive()
     }
 }
@@ -758,7 +689,7 @@ impl<T, C> std::fmt::Debug for Receiver<T, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Receiver")
             .field("ring", &self.consumer.name())
-            .field("type", &self.tag.name)
+            .field("type", &self.expected.tag.name)
             .finish_non_exhaustive()
     }
 }

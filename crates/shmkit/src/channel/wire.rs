@@ -2,7 +2,7 @@
 //! and the sender's type name on its first message. Laid out in
 //! `docs/FORMAT.md` ("Typed channel messages").
 
-use super::codec::{Codec, Writer};
+use super::codec::{self, Codec, CodecError, Writer};
 use crate::error::{Error, Result};
 use crate::ring::ReadGrant;
 
@@ -93,15 +93,31 @@ pub(super) fn copy_out(
     grant: ReadGrant<'_>,
     body: &mut rkyv::util::AlignedVec,
 ) -> std::result::Result<Framing, String> {
-    let len = grant.len();
-    let start = grant.as_ptr();
+    // SAFETY: a committed record of `grant.len()` bytes, which the producer
+    // leaves alone until the grant is dropped (ring rule 2), after this.
+    let framing = unsafe { copy_framed(grant.as_ptr(), grant.len(), body) };
+    drop(grant);
+    framing
+}
+
+/// [`copy_out`] of the `len` bytes of a message at `start`, wherever it
+/// lies (a ring record, a topic record).
+///
+/// # Safety
+///
+/// `start..start + len` is readable, and stays a committed message that
+/// its writer leaves alone, until this returns.
+pub(super) unsafe fn copy_framed(
+    start: *const u8,
+    len: usize,
+    body: &mut rkyv::util::AlignedVec,
+) -> std::result::Result<Framing, String> {
     // Copies `N` bytes at `at`, if the message has them.
     let read = |at: usize, n: usize, out: &mut [u8]| -> bool {
         if at.checked_add(n).is_some_and(|end| end <= len) {
-            // SAFETY: `at..at + n` lies inside the message (checked), a
-            // committed record the producer leaves alone until the grant
-            // is dropped (ring rule 2); `out` is our own memory of `n`
-            // bytes.
+            // SAFETY: `at..at + n` lies inside the message (checked),
+            // which its writer leaves alone meanwhile (the caller's
+            // promise); `out` is our own memory of `n` bytes.
             unsafe { std::ptr::copy_nonoverlapping(start.add(at), out.as_mut_ptr(), n) };
             true
         } else {
@@ -146,15 +162,172 @@ pub(super) fn copy_out(
     let body_len = len - body_at;
     body.reserve(body_len);
     // SAFETY: `body_at..len` lies inside the message (body_at <= len was
-    // checked by the reads above), which the producer leaves alone until
-    // the grant is dropped; `body` has room for `body_len` bytes (reserved),
-    // which the copy initialises before `set_len`.
+    // checked by the reads above), which its writer leaves alone meanwhile;
+    // `body` has room for `body_len` bytes (reserved), which the copy
+    // initialises before `set_len`.
     unsafe {
         std::ptr::copy_nonoverlapping(start.add(body_at), body.as_mut_ptr(), body_len);
         body.set_len(body_len);
     }
-    drop(grant);
     Ok(framing)
+}
+
+/// How many names a receiver remembers from the wire.
+const KNOWN_NAMES: usize = 16;
+
+/// What a receiving end expects: its tag, and the tags it can name in a
+/// `WrongType` (`T` in the other built-in codecs, then the types senders
+/// named on the wire, the [`KNOWN_NAMES`] most recent).
+#[derive(Debug)]
+pub(super) struct Expected {
+    pub(super) tag: Tag,
+    known: Vec<Tag>,
+    /// How many of `known` are the built-in codecs' (never forgotten).
+    built_in: usize,
+}
+
+impl Expected {
+    pub(super) fn of<T, C: Codec<T>>() -> Expected {
+        let type_name = std::any::type_name::<T>();
+        let known: Vec<Tag> = codec::BUILT_IN
+            .into_iter()
+            .filter(|&codec| codec != C::NAME)
+            .map(|codec| Tag::named(codec, type_name))
+            .collect();
+        Expected {
+            tag: Tag::of::<T, C>(),
+            built_in: known.len(),
+            known,
+        }
+    }
+
+    /// `WrongType` for `place` unless the message's tag is the expected
+    /// one, naming the sender's type as well as the message or memory
+    /// allows.
+    pub(super) fn check(&mut self, framing: Framing, place: impl FnOnce() -> String) -> Result<()> {
+        if framing.tag == self.tag.value {
+            return Ok(());
+        }
+        let found = match framing.name {
+            Some(name) => {
+                if !self.known.iter().any(|tag| tag.value == framing.tag) {
+                    if self.known.len() >= self.built_in + KNOWN_NAMES {
+                        self.known.remove(self.built_in);
+                    }
+                    self.known.push(Tag {
+                        name: name.clone(),
+                        value: framing.tag,
+                    });
+                }
+                name
+            }
+            None => match self.known.iter().find(|tag| tag.value == framing.tag) {
+                Some(tag) => tag.name.clone(),
+                None => format!("of an unknown type (tag {:#018x})", framing.tag),
+            },
+        };
+        Err(Error::WrongType {
+            place: place(),
+            expected: self.tag.name.clone(),
+            found,
+        })
+    }
+
+    /// Decodes the body copied out with the codec; `Corrupt` for `place`
+    /// if it does not decode.
+    pub(super) fn decode<'b, T, C: Codec<T>>(
+        &self,
+        codec: &mut C,
+        body: &'b rkyv::util::AlignedVec,
+        place: impl FnOnce() -> String,
+    ) -> Result<C::Value<'b>> {
+        codec.decode(body).map_err(|err| {
+            Error::Corrupt(format!(
+                "{}: a body of {} bytes does not decode as a {}: {err}",
+                place(),
+                body.len(),
+                self.tag.name
+            ))
+        })
+    }
+}
+
+/// What a sending end encodes: its codec's type tag, and whether a message
+/// since the open has carried the type's name.
+#[derive(Debug)]
+pub(super) struct Outgoing {
+    pub(super) tag: Tag,
+    named: bool,
+}
+
+impl Outgoing {
+    pub(super) fn of<T, C: Codec<T>>() -> Outgoing {
+        Outgoing {
+            tag: Tag::of::<T, C>(),
+            named: false,
+        }
+    }
+
+    /// The length of `value`'s encoding.
+    pub(super) fn encoded_len<T, C: Codec<T>>(&self, codec: &mut C, value: &T) -> Result<usize> {
+        codec
+            .encoded_len(value)
+            .map_err(|err| unencodable(&self.tag, err))
+    }
+
+    /// The message `value` goes out as, for a transport whose largest
+    /// message is `max_message`: the length of its body, whether it names
+    /// the type (the first message does, if that fits too), and the length
+    /// of the whole message.
+    pub(super) fn frame<T, C: Codec<T>>(
+        &self,
+        codec: &mut C,
+        value: &T,
+        max_message: usize,
+    ) -> Result<(usize, bool, usize)> {
+        let body = self.encoded_len(codec, value)?;
+        let limit = max_message.saturating_sub(TAG_LEN);
+        if body > limit {
+            return Err(Error::TooLarge {
+                what: "encoded value",
+                size: body as u64,
+                limit: limit as u64,
+            });
+        }
+        let named = !self.named && self.tag.framing_len(true) + body <= max_message;
+        Ok((body, named, self.tag.framing_len(named) + body))
+    }
+
+    /// Writes the framing and `value`'s body into `out`, a message of the
+    /// length [`frame`](Outgoing::frame) gave with `body` and `named`;
+    /// `Ok` once every byte is written (the caller then commits).
+    pub(super) fn encode<T, C: Codec<T>>(
+        &mut self,
+        codec: &mut C,
+        value: &T,
+        (body, named): (usize, bool),
+        out: &mut Writer<'_>,
+        len: usize,
+    ) -> Result<()> {
+        self.tag.write_framing(named, out)?;
+        match codec.encode(value, out) {
+            Ok(()) if out.written() == len => {
+                self.named |= named;
+                Ok(())
+            }
+            Ok(()) => Err(Error::InvalidArgument(format!(
+                "the {} codec wrote {} bytes of a {} after measuring {body}",
+                C::NAME,
+                out.written() - (len - body),
+                std::any::type_name::<T>()
+            ))),
+            Err(err) => Err(unencodable(&self.tag, err)),
+        }
+    }
+}
+
+fn unencodable(tag: &Tag, err: CodecError) -> Error {
+    Error::InvalidArgument(format!("cannot encode a {}: {err}", tag.name))
 }
 
 /// The 64-bit FNV-1a hash (Fowler, Noll, Vo; the parameters of

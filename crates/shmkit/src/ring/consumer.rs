@@ -337,7 +337,7 @@ impl Consumer {
         }
         let end = match self.shared.producer_finished() {
             Ok(()) => Error::Empty {
-                ring: self.shared.name.clone(),
+                place: self.shared.place.clone(),
             },
             Err(end) => end,
         };
@@ -358,23 +358,38 @@ impl Consumer {
     pub(super) fn next_until(&mut self, deadline: Option<Instant>) -> Result<Slot> {
         self.shared.intact()?;
         // The common case, a message at once, without the waiter's set-up.
-        if let Some(slot) = self
-            .shared
-            .ring
-            .peek(&mut self.cursor)
-            .map_err(|e| self.shared.explain(e))?
-        {
-            return Ok(slot);
+        match self.shared.ring.peek(&mut self.cursor) {
+            Ok(Some(slot)) => Ok(slot),
+            Ok(None) => self.wait_for_message(deadline),
+            Err(err) => Err(self.shared.explain(err)),
         }
+    }
+
+    /// The rest of `next_until` when the ring is empty: kept out of line,
+    /// so that the path of every message stays short.
+    #[cold]
+    #[inline(never)]
+    fn wait_for_message(&mut self, deadline: Option<Instant>) -> Result<Slot> {
         let shared = &self.shared;
         let cursor = &mut self.cursor;
         let header = shared.header();
+        // The size of the last record read, if it ended at the head: the
+        // next one is likely as long (see `RingRef::prefetch_record`).
+        let expected_size = self
+            .last_sequence
+            .map(|last| cursor.head.wrapping_sub(last));
         let next = self.waiter.wait(
             &header.wait,
             &header.wait.consumer_sleeping,
             deadline,
-            &shared.name,
-            || shared.ring.peek(cursor).map_err(|e| shared.explain(e)),
+            &shared.place,
+            || {
+                let found = shared.ring.peek(cursor).map_err(|e| shared.explain(e));
+                if let (Ok(None), Some(size)) = (&found, expected_size) {
+                    shared.ring.prefetch_record(cursor.head, size);
+                }
+                found
+            },
             || {
                 shared
                     .still_sized()

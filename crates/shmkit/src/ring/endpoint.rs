@@ -18,9 +18,8 @@
 //! gate ([`GATE_BYTE`]), held for microseconds: so that a ring is never
 //! removed between an opener's check of it and its claim of an end.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::segment::Segment;
-use crate::sys::procfs;
 use crate::sys::range_lock::RangeLock;
 
 /// The byte of a ring's file whose lock is the gate.
@@ -54,19 +53,7 @@ impl End {
 }
 
 /// The owner word naming this process.
-pub(crate) fn this_process() -> Result<u64> {
-    let pid = std::process::id();
-    let start = procfs::process_start_time(pid).map_err(|source| Error::Os {
-        context: "reading this process's start time".to_owned(),
-        source,
-    })?;
-    Ok((start & 0xffff_ffff) << 32 | u64::from(pid))
-}
-
-/// The pid in an owner word.
-pub(crate) fn pid_of(owner: u64) -> u32 {
-    owner as u32
-}
+pub(crate) use crate::segment::format::{owner_word as this_process, pid_of};
 
 /// Whether a process holds `end` of the ring in `segment`. An answer the
 /// kernel cannot give counts as held: a live holder is never taken for

@@ -66,13 +66,15 @@
 
 mod batch;
 mod consumer;
-mod endpoint;
-mod layout;
+pub(crate) mod endpoint;
+pub(crate) mod layout;
 #[cfg(all(test, loom))]
 mod model;
 mod options;
+#[cfg(feature = "tokio")]
+mod parking;
 mod producer;
-mod protocol;
+pub(crate) mod protocol;
 mod shared;
 mod status;
 pub(crate) mod wait;

@@ -67,7 +67,7 @@ impl Producer {
                 let told = closed == CLOSE_SEEN || !endpoint::is_held(segment, End::Consumer);
                 if closed != OPEN && !(told && drained(ring)) {
                     return Err(Error::Closed {
-                        ring: name.to_owned(),
+                        place: FORMAT.place(name),
                     });
                 }
                 // Acquire: pairs with the consumer's Release of `head`.
@@ -174,7 +174,7 @@ impl Producer {
             None => {
                 let used = self.cursor.tail.wrapping_sub(self.cursor.cached_head);
                 Err(Error::Full {
-                    ring: self.shared.name.clone(),
+                    place: self.shared.place.clone(),
                     needed: layout::record_size(len as u64) + layout::RECORD_HEADER,
                     free: self.shared.ring.capacity().saturating_sub(used),
                 })
@@ -196,26 +196,31 @@ impl Producer {
     ) -> Result<WriteGrant<'_>> {
         self.shared.intact()?;
         // The common case, room at once, without the waiter's set-up.
-        if let Some(slot) = self
-            .shared
-            .ring
-            .reserve(&mut self.cursor, len as u64)
-            .map_err(|e| self.shared.explain(e))?
-        {
-            return Ok(WriteGrant {
-                producer: self,
-                slot,
-            });
-        }
+        let slot = match self.shared.ring.reserve(&mut self.cursor, len as u64) {
+            Ok(Some(slot)) => slot,
+            Ok(None) => self.wait_for_room(len, deadline)?,
+            Err(err) => return Err(self.shared.explain(err)),
+        };
+        Ok(WriteGrant {
+            producer: self,
+            slot,
+        })
+    }
+
+    /// The rest of `grant_until` when the ring is full: kept out of line,
+    /// so that the path of every message stays short.
+    #[cold]
+    #[inline(never)]
+    fn wait_for_room(&mut self, len: usize, deadline: Option<Instant>) -> Result<Slot> {
         let shared = &self.shared;
         let cursor = &mut self.cursor;
         let header = shared.header();
         let (consumers, wait_for_new) = (self.consumers, self.wait_for_new_consumer);
-        let slot = self.waiter.wait(
+        self.waiter.wait(
             &header.wait,
             &header.wait.producer_sleeping,
             deadline,
-            &shared.name,
+            &shared.place,
             || {
                 let reserved = shared.ring.reserve(cursor, len as u64);
                 reserved.map_err(|e| shared.explain(e))
@@ -225,11 +230,7 @@ impl Producer {
                     .still_sized()
                     .and_then(|()| consumer_gone(shared, consumers, wait_for_new))
             },
-        )?;
-        Ok(WriteGrant {
-            producer: self,
-            slot,
-        })
+        )
     }
 
     /// Closes the stream: the consumer receives what was sent, then

@@ -2,11 +2,14 @@
 //! leaves and removes its ring, and the checks of the header.
 
 use super::*;
+pub(super) use crate::segment::format::{remove_exactly, Format};
 
 /// The mapping of a ring and who this endpoint is; shared by both ends.
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) name: String,
+    /// `ring NAME`, as errors name it.
+    pub(super) place: String,
     pub(super) ring: RingRef,
     pub(super) me: u64,
     pub(super) end: End,
@@ -19,19 +22,20 @@ pub(super) struct Shared {
     pub(super) mapping: Attachment<ReadWrite>,
 }
 
+/// How a ring keeps its segment (see `segment::format`).
+pub(super) const FORMAT: Format = Format {
+    noun: "ring",
+    prefix: SEGMENT_PREFIX,
+    header_size: HEADER_SIZE,
+    magic: MAGIC,
+    version: VERSION,
+    gate: endpoint::GATE_BYTE,
+    // The producer's byte (128) and the consumer's (256).
+    members: 128..257,
+};
+
 pub(super) fn validate_name(name: &str) -> Result<Key> {
-    let ok = !name.is_empty()
-        && name.len() <= 200
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if !ok {
-        return Err(Error::InvalidArgument(format!(
-            "ring name {name:?} must be 1 to 200 letters, digits, '-', '_' or '.', not starting with '.'"
-        )));
-    }
-    Key::posix(&format!("{SEGMENT_PREFIX}{name}"))
+    FORMAT.key(name)
 }
 
 /// How many times an opener goes back to the name after finding the ring
@@ -56,7 +60,7 @@ impl Shared {
         let membarrier = crate::sys::membarrier::register_global_expedited();
         for _ in 0..OPEN_ATTEMPTS {
             let (segment, mapping, created) = match Segment::open(&key) {
-                Ok(segment) => match attach_existing(&segment, name, &options.trust)? {
+                Ok(segment) => match FORMAT.attach_existing(&segment, name, &options.trust)? {
                     Some(mapping) => (segment, mapping, false),
                     // A half-made ring, removed: go back to the name.
                     None => continue,
@@ -97,6 +101,7 @@ impl Shared {
             drop(gate);
             let shared = Shared {
                 name: name.to_owned(),
+                place: FORMAT.place(name),
                 ring,
                 me,
                 end,
@@ -151,7 +156,7 @@ impl Shared {
         drop(lock);
         let gate = gate?;
         let result = if remove(self) {
-            remove_exactly(Some(self.header()), &self.segment)
+            remove_exactly(Some(&self.header().wait.removed), &self.segment)
         } else {
             Ok(())
         };
@@ -180,10 +185,7 @@ impl Shared {
     /// (Only on the error path, so the `fstat` costs nothing normally.)
     #[cold]
     pub(super) fn explain(&self, err: Error) -> Error {
-        match (&err, self.still_sized()) {
-            (Error::Corrupt(_), Err(truncated)) => truncated,
-            _ => err,
-        }
+        self.mapping.explain(err)
     }
 
     /// Whether the ring's file has lost its name (removed by someone else;
@@ -204,7 +206,7 @@ impl Shared {
         // and the waiter's `still_sized`).
         if self.closed() {
             return Err(Error::Closed {
-                ring: self.name.clone(),
+                place: self.place.clone(),
             });
         }
         if endpoint::is_held(&self.segment, End::Producer) {
@@ -221,7 +223,7 @@ impl Shared {
 
     pub(super) fn peer_gone(&self, peer: &'static str, owner: u64) -> Error {
         Error::PeerGone {
-            ring: self.name.clone(),
+            place: self.place.clone(),
             peer,
             pid: endpoint::pid_of(owner),
         }
@@ -253,121 +255,36 @@ pub(super) fn owner_word(header: &Header, end: End) -> &AtomicU64 {
 pub(super) fn create(key: &Key, options: &Options) -> Result<(Segment, Attachment<ReadWrite>)> {
     let capacity = options.capacity_len();
     let mode = options.mode.unwrap_or(Mode::OWNER_ONLY);
-    Segment::create_initialised(key, HEADER_SIZE + capacity, mode, |segment, mapping| {
-        if let Some(gid) = options.group {
-            // The group, then the mode again (a chown may clear bits); no
-            // other process can open it before the link.
-            segment.set_group(gid)?;
-            segment.set_mode(mode)?;
-        }
-        // SAFETY: a fresh mapping of more than HEADER_SIZE bytes,
-        // page-aligned, hence a valid place for the atomics of a Header;
-        // nobody else can reach it yet (it has no name).
-        let header = unsafe { &*mapping.as_mut_ptr().cast::<Header>() };
-        let config = &header.config;
-        config.version.store(VERSION, Ordering::Relaxed);
-        config.capacity.store(capacity, Ordering::Relaxed);
-        config
-            .max_message
-            .store(options.max_message_len(), Ordering::Relaxed);
-        config.data_offset.store(HEADER_SIZE, Ordering::Relaxed);
-        // Release: publishes the configuration above; pairs with the
-        // Acquire in `read_header`. (The link that names the file orders it
-        // too; the magic stays the sign of a finished header.)
-        config.magic.store(MAGIC, Ordering::Release);
-        Ok(())
-    })
-}
-
-/// Maps an existing ring's segment. A half-made one (of 0 bytes, or without
-/// a magic number: its creator died before finishing, since shmkit's own
-/// creators publish rings whole) that no process uses is
-/// removed at once, and `None` returned; one that a process maps is
-/// [`Error::Corrupt`].
-pub(super) fn attach_existing(
-    segment: &Segment,
-    name: &str,
-    trust: &Trust,
-) -> Result<Option<Attachment<ReadWrite>>> {
-    trust.check(segment, &format!("ring {name}"))?;
-    let size = segment.size()?;
-    if size > 0 && size < HEADER_SIZE {
-        // A creator that died leaves 0 bytes, or the full size: this one
-        // was cut.
-        return Err(Error::Truncated {
-            segment: format!("ring {name}"),
-            size,
-            expected: HEADER_SIZE,
-        });
-    }
-    if size >= HEADER_SIZE {
-        let mapping = segment.attach(ReadWrite)?;
-        // Acquire: pairs with the creator's Release of the magic.
-        if mapping.atomic_u64(0)?.load(Ordering::Acquire) != 0 {
-            return Ok(Some(mapping));
-        }
-    }
-    let gate = endpoint::gate(segment)?;
-    match unused(segment) {
-        Ok(()) => {}
-        Err(users) => {
-            return Err(Error::Corrupt(format!(
-                "ring {name} was never initialised, and {users}; \
-                 `shmkit gc --force {name}` removes it once they are gone"
-            )))
-        }
-    }
-    match segment.remove() {
-        Ok(()) | Err(Error::NotFound { .. }) => {}
-        Err(other) => return Err(other),
-    }
-    drop(gate);
-    Ok(None)
+    FORMAT.create(
+        key,
+        HEADER_SIZE + capacity,
+        mode,
+        options.group,
+        |mapping| {
+            // SAFETY: a fresh mapping of more than HEADER_SIZE bytes,
+            // page-aligned, hence a valid place for the atomics of a Header;
+            // nobody else can reach it yet (it has no name).
+            let header = unsafe { &*mapping.as_mut_ptr().cast::<Header>() };
+            let config = &header.config;
+            config.version.store(VERSION, Ordering::Relaxed);
+            config.capacity.store(capacity, Ordering::Relaxed);
+            config
+                .max_message
+                .store(options.max_message_len(), Ordering::Relaxed);
+            config.data_offset.store(HEADER_SIZE, Ordering::Relaxed);
+            // Release: publishes the configuration above; pairs with the
+            // Acquire in `read_header`. (The link that names the file orders it
+            // too; the magic stays the sign of a finished header.)
+            config.magic.store(MAGIC, Ordering::Release);
+            Ok(())
+        },
+    )
 }
 
 /// `Ok` if no process holds an end of the ring or maps its segment; else
 /// who does, in words.
 pub(super) fn unused(segment: &Segment) -> std::result::Result<(), String> {
-    for end in [End::Producer, End::Consumer] {
-        if endpoint::is_held(segment, end) {
-            return Err(format!("a live process holds its {} end", end.name()));
-        }
-    }
-    // This process's own mappings do not count: its endpoints hold locks.
-    let me = std::process::id();
-    match segment.stat() {
-        Ok(stat) => {
-            let pids: Vec<String> = stat
-                .attachers
-                .iter()
-                .filter(|a| a.pid != me)
-                .map(|a| a.pid.to_string())
-                .collect();
-            if pids.is_empty() {
-                return Ok(());
-            }
-            Err(format!("process {} maps it", pids.join(", ")))
-        }
-        Err(err) => Err(format!("who maps it cannot be told ({err})")),
-    }
-}
-
-/// Removes a ring's segment, under its gate, exactly (the name must still
-/// stand for it), and marks it removed for openers that mapped it before.
-/// One already gone is fine.
-/// (`header` is `None` when the caller may not write it, or it is not a
-/// valid header: then no opener can have mapped it as a ring.)
-pub(super) fn remove_exactly(header: Option<&Header>, segment: &Segment) -> Result<()> {
-    match segment.remove() {
-        // Gone already: whoever unlinked it, it is not at the name.
-        Ok(()) | Err(Error::NotFound { .. }) => {
-            if let Some(header) = header {
-                header.wait.removed.store(1, Ordering::SeqCst);
-            }
-            Ok(())
-        }
-        Err(other) => Err(other),
-    }
+    FORMAT.unused(segment)
 }
 
 /// Checks a ring header written by someone else and builds the view.
@@ -392,38 +309,16 @@ pub(super) fn read_header<'m, A: AccessMode>(
     mapping: &'m Attachment<A>,
     name: &str,
 ) -> Result<&'m Header> {
+    FORMAT.check_header(mapping, name)?;
     let corrupt = |what: String| Error::Corrupt(format!("ring {name}: {what}"));
     let len = mapping.len() as u64;
-    if len < HEADER_SIZE {
-        return Err(corrupt(format!(
-            "segment of {len} bytes is smaller than the header"
-        )));
-    }
-    // SAFETY: at least HEADER_SIZE bytes, page aligned; only atomics inside.
+    // SAFETY: at least HEADER_SIZE bytes (checked), page aligned; only
+    // atomics inside.
     let header = unsafe { &*mapping.as_ptr().cast::<Header>() };
     let config = &header.config;
-    // Acquire: pairs with the creator's Release of the magic.
-    let magic = config.magic.load(Ordering::Acquire);
-    if magic != MAGIC {
-        return Err(corrupt(format!(
-            "magic {magic:#018x} is not a shmkit ring's"
-        )));
-    }
-    let version = config.version.load(Ordering::Relaxed);
-    if version != VERSION {
-        return Err(Error::VersionMismatch {
-            segment: format!("ring {name}"),
-            found: version,
-            expected: VERSION,
-        });
-    }
-    let flags = config.flags.load(Ordering::Relaxed);
     let capacity = config.capacity.load(Ordering::Relaxed);
     let max_message = config.max_message.load(Ordering::Relaxed);
     let data_offset = config.data_offset.load(Ordering::Relaxed);
-    if flags != 0 {
-        return Err(corrupt(format!("unknown flags {flags:#x}")));
-    }
     if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
         return Err(corrupt(format!(
             "capacity {capacity} is not a power of two in range"

@@ -3,7 +3,7 @@
 
 use super::endpoint::{self, End};
 use super::layout::{Header, HEADER_SIZE, OPEN};
-use super::{read_header, remove_exactly, unused, validate_name, SEGMENT_PREFIX};
+use super::{read_header, remove_exactly, unused, validate_name};
 use crate::error::{Error, Result};
 use crate::segment::{ReadOnly, Segment};
 use crate::sync::Ordering;
@@ -23,7 +23,7 @@ pub struct EndpointStatus {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct RingStatus {
-    /// The ring's name (its segment is [`SEGMENT_PREFIX`] + name).
+    /// The ring's name (its segment is [`SEGMENT_PREFIX`](super::SEGMENT_PREFIX) + name).
     pub name: String,
     /// Bytes in the data area.
     pub capacity: u64,
@@ -118,29 +118,9 @@ fn status_of(name: &str, header: &Header, segment: &Segment) -> RingStatus {
 }
 
 /// The names of all rings on the machine (regular files in `/dev/shm` whose
-/// name starts with [`SEGMENT_PREFIX`]), sorted.
+/// name starts with [`SEGMENT_PREFIX`](super::SEGMENT_PREFIX)), sorted.
 pub fn list() -> Result<Vec<String>> {
-    let prefix = &SEGMENT_PREFIX[1..];
-    let dir = std::fs::read_dir(crate::sys::posix::SHM_DIR).map_err(|source| Error::Os {
-        context: "listing /dev/shm".to_owned(),
-        source,
-    })?;
-    let mut names: Vec<String> = dir
-        .flatten()
-        // A symlink, FIFO or directory at a ring's name is no ring (the
-        // type comes from readdir: nothing is followed or opened).
-        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
-        .filter_map(|entry| {
-            entry
-                .file_name()
-                .to_str()?
-                .strip_prefix(prefix)
-                .map(str::to_owned)
-        })
-        .filter(|name| validate_name(name).is_ok())
-        .collect();
-    names.sort();
-    Ok(names)
+    super::FORMAT.list()
 }
 
 /// Removes ring `name`, which no process may hold an end of (its data, if
@@ -183,7 +163,10 @@ pub fn remove(name: &str) -> Result<()> {
             });
         }
     }
-    remove_exactly(mapped.writable_header(name), &segment)
+    remove_exactly(
+        mapped.writable_header(name).map(|h| &h.wait.removed),
+        &segment,
+    )
 }
 
 /// Which rings [`collect_garbage`] looks at.
@@ -195,6 +178,40 @@ pub enum Scope<'a> {
     Name(&'a str),
     /// The rings whose names start with this.
     Prefix(&'a str),
+}
+
+impl Scope<'_> {
+    /// What `examine` finds in each structure of `format` this scope
+    /// covers. An error examining one is returned for [`Scope::Name`], and
+    /// for the other scopes skips it (gone meanwhile, or not ours to read).
+    pub(crate) fn collect<G>(
+        self,
+        format: &crate::segment::format::Format,
+        mut examine: impl FnMut(&str) -> Result<Option<G>>,
+    ) -> Result<Vec<G>> {
+        let names = match self {
+            Scope::Name(name) => {
+                format.key(name)?;
+                vec![name.to_owned()]
+            }
+            Scope::All => format.list()?,
+            Scope::Prefix(prefix) => format
+                .list()?
+                .into_iter()
+                .filter(|name| name.starts_with(prefix))
+                .collect(),
+        };
+        let mut collected = Vec::new();
+        for name in names {
+            match examine(&name) {
+                Ok(Some(garbage)) => collected.push(garbage),
+                Ok(None) => {}
+                Err(err) if matches!(self, Scope::Name(_)) => return Err(err),
+                Err(_) => {}
+            }
+        }
+        Ok(collected)
+    }
 }
 
 /// What [`collect_garbage`] does with the garbage it finds.
@@ -255,13 +272,14 @@ pub enum Removal {
 /// A ring that nobody will use, found by [`collect_garbage`].
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
-pub struct Garbage {
-    /// The ring's name.
+pub struct Garbage<S = RingStatus> {
+    /// The ring's (or topic's) name.
     pub name: String,
     /// Why it is garbage.
     pub reason: Reason,
-    /// Its state, when its header could be read.
-    pub status: Option<RingStatus>,
+    /// Its state, when its header could be read: a [`RingStatus`], or a
+    /// [`TopicStatus`](crate::topic::TopicStatus) for a topic.
+    pub status: Option<S>,
     /// What was done with it.
     pub removal: Removal,
 }
@@ -292,28 +310,7 @@ pub struct Garbage {
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub fn collect_garbage(scope: Scope<'_>, action: Action) -> Result<Vec<Garbage>> {
-    let names = match scope {
-        Scope::Name(name) => {
-            validate_name(name)?;
-            vec![name.to_owned()]
-        }
-        Scope::All => list()?,
-        Scope::Prefix(prefix) => list()?
-            .into_iter()
-            .filter(|name| name.starts_with(prefix))
-            .collect(),
-    };
-    let mut collected = Vec::new();
-    for name in names {
-        match examine(&name, action) {
-            Ok(Some(garbage)) => collected.push(garbage),
-            Ok(None) => {}
-            Err(err) if matches!(scope, Scope::Name(_)) => return Err(err),
-            // Gone meanwhile, or not ours to read: not listed.
-            Err(_) => {}
-        }
-    }
-    Ok(collected)
+    scope.collect(&super::FORMAT, |name| examine(name, action))
 }
 
 /// Looks at one ring under its gate; removes it if it is garbage and
@@ -340,8 +337,10 @@ fn examine(name: &str, action: Action) -> Result<Option<Garbage>> {
     let removal = match (action, gate) {
         (Action::DryRun, _) => Removal::NotAsked,
         (Action::Remove, Err(err)) => Removal::Failed(err.to_string()),
-        (Action::Remove, Ok(_gate)) => match remove_exactly(mapped.writable_header(name), &segment)
-        {
+        (Action::Remove, Ok(_gate)) => match remove_exactly(
+            mapped.writable_header(name).map(|h| &h.wait.removed),
+            &segment,
+        ) {
             Ok(()) => Removal::Removed,
             Err(err) => Removal::Failed(err.to_string()),
         },

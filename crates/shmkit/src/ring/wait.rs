@@ -113,7 +113,7 @@ impl Waiter {
         (now < until).then_some(until)
     }
 
-    fn spin_time(&self) -> Option<Duration> {
+    pub(crate) fn spin_time(&self) -> Option<Duration> {
         match self.waiting {
             Waiting::BusyPoll => None,
             Waiting::SpinThenSleep(spin) => Some(spin),
@@ -137,7 +137,7 @@ impl Waiter {
         line: &impl WakeLine,
         sleeping: &AtomicU32,
         deadline: Option<Instant>,
-        ring: &str,
+        place: &str,
         mut poll: impl FnMut() -> Result<Option<T>>,
         mut peer_check: impl FnMut() -> Result<()>,
     ) -> Result<T> {
@@ -145,7 +145,7 @@ impl Waiter {
         // which skips this call's set-up) and found nothing.
         let start = Instant::now();
         let timeout = |now: Instant| Error::Timeout {
-            ring: ring.to_owned(),
+            place: place.to_owned(),
             after: now - start,
         };
         let mut check_peer = |poll: &mut dyn FnMut() -> Result<Option<T>>| match peer_check() {
@@ -158,6 +158,11 @@ impl Waiter {
         // waits of a busy stream or a ping-pong end within a microsecond.
         let mut spin_until = self.spin_time().map(|spin| start + spin);
         let mut next_peer_check = start + FIRST_PEER_CHECK;
+        for _ in 0..SPINS_PER_CLOCK_READ {
+            if let Some(value) = poll()? {
+                return Ok(value);
+            }
+        }
         loop {
             for _ in 0..SPINS_PER_CLOCK_READ {
                 std::hint::spin_loop();
@@ -247,6 +252,20 @@ impl Waiter {
     /// average with weight 1/4, so one slow wake-up does not dominate).
     fn learn_wake_cost(&mut self, cost: Duration) {
         self.wake_cost = (self.wake_cost * 3 + cost) / 4;
+    }
+}
+
+/// The first half of rule 8 of `protocol` for a waiter that sleeps
+/// elsewhere than in [`Waiter::wait`] (the async reactor, `crate::aio`):
+/// says this side sleeps on `sleeping` and issues the heavy fence. The
+/// caller then polls once more before it sleeps, and calls
+/// [`WakeLine::stop_sleeping`] if that poll finds what it waits for.
+#[cfg(feature = "tokio")]
+pub(crate) fn announce_sleep(line: &(impl WakeLine + ?Sized), sleeping: &AtomicU32) {
+    sleeping.store(1, Ordering::Relaxed);
+    // As in `Waiter::wait`.
+    if !heavy_fence() {
+        line.full_fences().store(1, Ordering::Relaxed);
     }
 }
 

@@ -106,6 +106,9 @@ pub struct Attachment<A: AccessMode> {
     unmap: Unmap,
     /// For a POSIX mapping: what turns a shrunk file's faults into errors.
     shrink: Option<ShrinkWatch>,
+    /// The watch's flag (or one that never reads faulted), kept here so
+    /// that the check at every ring verb is a single load.
+    fault: sys::sigbus::FaultFlag,
     access: PhantomData<A>,
 }
 
@@ -114,7 +117,9 @@ pub struct Attachment<A: AccessMode> {
 #[derive(Debug)]
 struct ShrinkWatch {
     /// `None` if the handler's table was full: the mapping is unwatched.
-    watch: Option<sys::sigbus::Watch>,
+    /// Held for its drop, which unwatches the mapping; its flag is
+    /// `Attachment::fault`.
+    _watch: Option<sys::sigbus::Watch>,
     /// A descriptor of the file, to read its new size.
     file: OwnedFd,
     /// The segment, as errors name it.
@@ -143,6 +148,7 @@ impl<A: AccessMode> Attachment<A> {
             len,
             unmap: Unmap::Detach,
             shrink: None,
+            fault: sys::sigbus::FaultFlag::UNWATCHED,
             access: PhantomData,
         }
     }
@@ -170,11 +176,16 @@ impl<A: AccessMode> Attachment<A> {
             len,
             unmap: Unmap::Unmap,
             shrink: None,
+            fault: sys::sigbus::FaultFlag::UNWATCHED,
             access: PhantomData,
         };
         // Built first, so that the mapping is unmapped if the handler fails.
+        let watch = watch?;
+        if let Some(watch) = &watch {
+            attachment.fault = watch.flag();
+        }
         attachment.shrink = Some(ShrinkWatch {
-            watch: watch?,
+            _watch: watch,
             file,
             segment,
         });
@@ -242,22 +253,38 @@ impl<A: AccessMode> Attachment<A> {
         }
     }
 
+    /// A [`Corrupt`](Error::Corrupt) found in a structure in this mapping
+    /// becomes [`Truncated`](Error::Truncated) when the file is shorter than
+    /// the mapping: a cut inside a page zeroes the bytes past it without a
+    /// fault, and the zeros look like damage. (Only on the error path, so
+    /// the `fstat` costs nothing normally.)
+    #[cold]
+    pub(crate) fn explain(&self, err: Error) -> Error {
+        match (&err, self.check_size()) {
+            (Error::Corrupt(_), Err(truncated)) => truncated,
+            _ => err,
+        }
+    }
+
     // Inlined: every ring verb and every copy asks, and the answer is one
     // relaxed load; what it costs to explain a fault is kept out of line.
-    #[inline]
+    #[inline(always)]
     fn check_fault(&self) -> Result<()> {
-        match &self.shrink {
-            Some(shrink) if shrink.watch.as_ref().is_some_and(|w| w.faulted()) => {
-                self.fault_error(shrink)
-            }
-            _ => Ok(()),
+        if self.fault.faulted() {
+            return self.fault_error();
         }
+        Ok(())
     }
 
     /// The error for a mapping whose watch saw a fault.
     #[cold]
     #[inline(never)]
-    fn fault_error(&self, shrink: &ShrinkWatch) -> Result<()> {
+    fn fault_error(&self) -> Result<()> {
+        // Only a watched mapping's flag can be set, and watched mappings
+        // have their file.
+        let Some(shrink) = &self.shrink else {
+            return Ok(());
+        };
         let size = sys::posix::fstat(&shrink.file).map_or(0, |st| st.st_size as u64);
         if size < self.len as u64 {
             return Err(Error::Truncated {
@@ -399,6 +426,15 @@ impl Attachment<ReadWrite> {
         self.addr.as_ptr()
     }
 
+    /// Maps every page of the segment into this process now (best effort:
+    /// an older kernel, or a file shorter than the mapping, leaves the
+    /// pages to be mapped at their first touch), so that a structure whose
+    /// hot path must not fault (a service's rings) pays at open instead.
+    pub(crate) fn populate(&self) {
+        // SAFETY: the address and length of this live writable mapping.
+        let _ = unsafe { crate::sys::posix::populate(self.addr, self.len) };
+    }
+
     /// Copies `data` into the segment starting at `offset`.
     ///
     /// # Errors
@@ -445,7 +481,9 @@ impl Attachment<ReadWrite> {
 impl<A: AccessMode> Drop for Attachment<A> {
     fn drop(&mut self) {
         // Unwatched before unmapped: the handler must never patch a range
-        // that another mapping may take next.
+        // that another mapping may take next. (The slot the flag points to
+        // may then be reused: nothing reads it after this.)
+        self.fault = sys::sigbus::FaultFlag::UNWATCHED;
         drop(self.shrink.take());
         // Errors cannot be reported from drop, and both calls only fail for
         // an address that is not a mapping, which construction rules out.

@@ -15,6 +15,7 @@
 //! | removal | `IPC_RMID`, deferred to last detach | `shm_unlink`, deferred likewise |
 
 mod attachment;
+pub(crate) mod format;
 mod key;
 mod limits;
 mod mode;

@@ -84,11 +84,32 @@ pub struct Watch {
 }
 
 impl Watch {
+    /// The mapping's flag word, to keep beside the mapping: valid while
+    /// this watch lives (its slot is not reused before the watch drops).
+    pub fn flag(&self) -> FaultFlag {
+        FaultFlag(&TABLE[self.index].flags)
+    }
+}
+
+/// Where a watched mapping's fault is recorded: a direct reference to its
+/// slot's flags, so that the check on every ring message is one load and
+/// a bit test (no table index, no bounds check).
+#[derive(Clone, Copy, Debug)]
+pub struct FaultFlag(&'static AtomicUsize);
+
+/// The flags of a mapping that is not watched: never faulted.
+static UNWATCHED: AtomicUsize = AtomicUsize::new(0);
+
+impl FaultFlag {
+    /// The flag of a mapping that nothing watches (System V, or a full
+    /// table): it never reads as faulted.
+    pub const UNWATCHED: FaultFlag = FaultFlag(&UNWATCHED);
+
     /// Whether a fault in the mapping was patched with zeros: some of its
     /// pages are gone from the file (truncated) or could not be supplied.
-    #[inline]
-    pub fn faulted(&self) -> bool {
-        TABLE[self.index].flags.load(Ordering::Relaxed) & FAULTED != 0
+    #[inline(always)]
+    pub fn faulted(self) -> bool {
+        self.0.load(Ordering::Relaxed) & FAULTED != 0
     }
 }
 
@@ -332,9 +353,9 @@ mod tests {
             "watched-fault" => {
                 let addr = shrunk_mapping();
                 let watch = watch(addr, 8192, true).unwrap().unwrap();
-                assert!(!watch.faulted());
+                assert!(!watch.flag().faulted());
                 assert_eq!(touch(addr, 4096), 0, "a patched page reads zeros");
-                assert!(watch.faulted());
+                assert!(watch.flag().faulted());
                 // SAFETY: our mapping; the write lands on the zero page.
                 unsafe { addr.as_ptr().add(5000).write_volatile(9) };
                 assert_eq!(touch(addr, 5000), 9);

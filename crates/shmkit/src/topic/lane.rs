@@ -21,13 +21,15 @@
 //!    `reserve`, the publisher moves `head` past every record that starts
 //!    before `reserve - capacity` (walking its own records), so `head` is
 //!    always a record boundary a joiner can start from.
-//! 5. `reserve` is a seqlock counter: the publisher stores it (Relaxed)
-//!    and then issues a Release fence before writing any byte below it. A
-//!    subscriber of a drop-oldest topic reads a record (relaxed atomic
-//!    loads), issues an Acquire fence and loads `reserve`: if `reserve -
-//!    capacity > position`, the bytes may have been overwritten while it
-//!    read, and it discards them (it was lapped). Otherwise they are the
-//!    record committed there. (Boehm, "Can seqlocks get along with
+//! 5. `reserve` is a seqlock counter: the publisher stores it (Release on
+//!    a drop-oldest lane, after `head`) and then issues a Release fence
+//!    before writing any byte below it. A subscriber of a drop-oldest topic
+//!    reads a record (relaxed atomic loads), issues an Acquire fence and
+//!    loads `reserve` (Acquire): if `reserve - capacity > position`, the
+//!    bytes may have been overwritten while it read, and it discards them
+//!    (it was lapped), and the `head` it then loads is at least the one
+//!    stored before that `reserve`. Otherwise they are the record
+//!    committed there. (Boehm, "Can seqlocks get along with
 //!    programming language memory models?", 2012.)
 //! 6. A lapped subscriber resumes at `head` and reports how many messages
 //!    it missed: the lane sequence of the first record it reads there,
@@ -273,7 +275,10 @@ impl LaneRef {
         // `reserve`; pairs with the Release fence after the publisher's
         // store of `reserve` in `make_room`.
         fence(Ordering::Acquire);
-        let reserve = self.header().reserve.load(Ordering::Relaxed);
+        // Acquire: pairs with the Release store of `reserve` (drop-oldest),
+        // so that a lapped reader's `resync` then finds `head` at least
+        // where the publisher moved it before that store.
+        let reserve = self.header().reserve.load(Ordering::Acquire);
         reserve.wrapping_sub(self.capacity) > position && reserve >= self.capacity
     }
 
@@ -460,7 +465,7 @@ impl LaneRef {
         match positions {
             None => {
                 if end > cursor.reserve {
-                    self.make_room(cursor, end, Ordering::Relaxed)?;
+                    self.make_room(cursor, end, Ordering::Release)?;
                 }
             }
             Some(slowest) => {
@@ -492,7 +497,8 @@ impl LaneRef {
     }
 
     /// Moves `head` (rule 4) and raises `reserve` to `reserve` (rule 5),
-    /// storing it with `order` (SeqCst for Block: rule 7).
+    /// storing it with `order` (Release for drop-oldest, SeqCst for Block:
+    /// rule 7).
     fn make_room(&self, cursor: &mut PublisherCursor, reserve: u64, order: Ordering) -> Result<()> {
         let header = self.header();
         let oldest = reserve.saturating_sub(self.capacity);

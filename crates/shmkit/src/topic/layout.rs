@@ -251,7 +251,8 @@ pub(crate) struct LaneHeader {
 pub(crate) struct SubscriberHeader {
     /// Generation << 1 | [`SUBSCRIBER_ACTIVE`].
     pub state: AtomicU64,
-    /// The holder's pid and start time, for `status`.
+    /// The holder's pid (low 32 bits) and start time (high 32), for
+    /// `status`; liveness comes from its lock.
     pub owner: AtomicU64,
     /// Messages received.
     pub received: AtomicU64,

@@ -63,6 +63,8 @@ mod lane;
 mod layout;
 #[cfg(all(test, loom))]
 mod model;
+#[cfg(feature = "tokio")]
+mod parking;
 mod shared;
 mod status;
 
@@ -74,6 +76,7 @@ pub use status::{collect_garbage, list, status, PublisherStatus, SubscriberStatu
 
 use crate::error::{Error, Result};
 use crate::ring::wait::{wake_if_sleeping, Waiter};
+use crate::segment::format::owner_word;
 use crate::segment::{Mode, Trust};
 use crate::sync::Ordering;
 use crate::sys::range_lock::RangeLock;
@@ -282,11 +285,6 @@ pub struct Origin {
     pub publisher: u64,
 }
 
-/// A member's identity for `status`: its pid.
-fn this_pid() -> u64 {
-    u64::from(std::process::id())
-}
-
 /// The sending end of a topic.
 ///
 /// Dropping it closes its part of the stream: subscribers receive every
@@ -324,6 +322,7 @@ impl Publisher {
                 "a relaying publisher's origin host is never 0".to_owned(),
             ));
         }
+        let owner = owner_word()?;
         let (shared, gate) = Shared::open(name, options)?;
         let (index, lock) =
             shared.take_place(PUBLISHER_LOCKS, shared.geometry.publishers, "publishers")?;
@@ -339,7 +338,7 @@ impl Publisher {
         // `lane`): continuing from the tail writes over it.
         let cursor = lane.take_over(id, shared.history as usize)?;
         header.publisher.store(id, Ordering::Relaxed);
-        header.owner.store(this_pid(), Ordering::Relaxed);
+        header.owner.store(owner, Ordering::Relaxed);
         header.published.store(0, Ordering::Relaxed);
         let (host, publisher) = origin.map_or((0, 0), |o| (o.host, o.publisher));
         header.origin_host.store(host, Ordering::Relaxed);
@@ -350,6 +349,7 @@ impl Publisher {
         header.state.store(LANE_OPEN, Ordering::Release);
         wait.lanes_used
             .fetch_max(index as u32 + 1, Ordering::AcqRel);
+        shared.intact()?;
         drop(gate);
         Ok(Publisher {
             cursor,
@@ -416,13 +416,13 @@ impl Publisher {
     #[inline]
     pub fn send(&mut self, message: &[u8]) -> Result<()> {
         self.grant(message.len())?.fill_and_commit(message);
-        Ok(())
+        self.shared.intact()
     }
 
     /// Publishes one message if there is room now, else [`Error::Full`].
     pub fn try_send(&mut self, message: &[u8]) -> Result<()> {
         self.try_grant(message.len())?.fill_and_commit(message);
-        Ok(())
+        self.shared.intact()
     }
 
     /// [`send`](Publisher::send), waiting at most `timeout`
@@ -430,7 +430,7 @@ impl Publisher {
     pub fn send_timeout(&mut self, message: &[u8], timeout: Duration) -> Result<()> {
         self.grant_timeout(message.len(), timeout)?
             .fill_and_commit(message);
-        Ok(())
+        self.shared.intact()
     }
 
     /// Reserves `len` bytes to write a message in place; nothing is visible
@@ -448,7 +448,7 @@ impl Publisher {
                 slot,
             }),
             None => Err(Error::Full {
-                ring: self.shared.name.clone(),
+                place: self.shared.place.clone(),
                 needed: layout::record_size(len as u64),
                 free: self.cursor.limit.saturating_sub(self.cursor.tail),
             }),
@@ -464,12 +464,18 @@ impl Publisher {
     fn reserve(&mut self, len: u64) -> Result<Option<Slot>> {
         let shared = &self.shared;
         let index = self.index;
-        if shared.lossy() {
+        shared.intact()?;
+        let reserved = if shared.lossy() {
             self.lane.reserve(&mut self.cursor, len, None)
         } else {
             let mut slowest = |tail| shared.slowest(index, tail);
             self.lane.reserve(&mut self.cursor, len, Some(&mut slowest))
-        }
+        };
+        let reserved = reserved.map_err(|err| shared.explain(err))?;
+        // The reserve read the lane's and subscribers' words: were they
+        // still there?
+        shared.intact()?;
+        Ok(reserved)
     }
 
     #[inline]
@@ -490,12 +496,17 @@ impl Publisher {
             wait,
             &wait.publishers_sleeping,
             deadline,
-            &shared.name,
+            &shared.place,
             || {
                 let mut slowest = |tail| shared.slowest(index, tail);
-                lane.reserve(cursor, len as u64, Some(&mut slowest))
+                let reserved = lane
+                    .reserve(cursor, len as u64, Some(&mut slowest))
+                    .map_err(|err| shared.explain(err))?;
+                shared.intact()?;
+                Ok(reserved)
             },
             || {
+                shared.still_sized()?;
                 shared.reclaim_dead_subscribers(index, needed);
                 Ok(())
             },
@@ -573,6 +584,14 @@ impl WriteGrant<'_> {
     /// Discards the reservation; subscribers see nothing.
     pub fn abort(self) {}
 
+    /// The first byte of the reservation, for a writer that must not form
+    /// a `&mut [u8]` over shared memory (the typed publisher's codec).
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.publisher
+            .lane
+            .payload(self.slot.position, self.slot.len)
+    }
+
     #[inline]
     fn fill_and_commit(mut self, message: &[u8]) {
         self.copy_from_slice(message);
@@ -644,6 +663,7 @@ impl Subscriber {
 
     /// Opens (or creates) topic `name` as a new subscriber.
     pub fn open_with(name: &str, options: &Options) -> Result<Subscriber> {
+        let owner = owner_word()?;
         let (shared, gate) = Shared::open(name, options)?;
         let (index, lock) =
             shared.take_place(SUBSCRIBER_LOCKS, shared.geometry.subscribers, "subscribers")?;
@@ -661,7 +681,7 @@ impl Subscriber {
             });
         }
         let entry = shared.subscriber(index);
-        entry.owner.store(this_pid(), Ordering::Relaxed);
+        entry.owner.store(owner, Ordering::Relaxed);
         entry.received.store(0, Ordering::Relaxed);
         entry.missed.store(0, Ordering::Relaxed);
         let generation = entry.state.load(Ordering::Relaxed) >> 1;
@@ -701,6 +721,7 @@ impl Subscriber {
                     .store(cursor.position, Ordering::SeqCst);
             }
         }
+        shared.intact()?;
         drop(gate);
         Ok(Subscriber {
             cursors,
@@ -807,6 +828,9 @@ impl Subscriber {
                     )
                 };
             }
+            // The copy may have read pages the file lost: never deliver
+            // their zeros.
+            self.shared.intact()?;
             self.consume(i, &meta);
             return Ok(received(&meta));
         }
@@ -830,6 +854,7 @@ impl Subscriber {
                 lane.resync(&mut self.cursors[i])?;
                 continue;
             }
+            self.shared.intact()?;
             self.consume(i, &meta);
             return Ok(ReadGuard {
                 subscriber: self,
@@ -884,12 +909,13 @@ impl Subscriber {
                     .is_none_or(|at| now.duration_since(at) >= LIVENESS_INTERVAL);
                 if due {
                     self.checked_at = Some(now);
+                    self.shared.still_sized()?;
                     if let Err(end) = self.shared.publishers_finished() {
                         return self.poll()?.ok_or(end);
                     }
                 }
                 return Err(Error::Empty {
-                    ring: self.shared.name.clone(),
+                    place: self.shared.place.clone(),
                 });
             }
             Until::Forever => None,
@@ -911,17 +937,34 @@ impl Subscriber {
             wait,
             &wait.subscribers_sleeping,
             deadline,
-            &shared_ref.name,
+            &shared_ref.place,
             || poll_lanes(shared_ref, cursors, next_lane, *index),
-            || shared_ref.publishers_finished(),
+            || {
+                shared_ref.still_sized()?;
+                shared_ref.publishers_finished()
+            },
         )
     }
 }
 
 /// One look at every lane, from the one after the last read (so that no
-/// publisher starves the others).
+/// publisher starves the others); `Err(Truncated)` if a page it read was
+/// gone (what it found then is zeros).
 #[inline]
 fn poll_lanes(
+    shared: &Shared,
+    cursors: &mut [LaneCursor],
+    next_lane: &mut usize,
+    index: u32,
+) -> Result<Option<(usize, Meta)>> {
+    shared.intact()?;
+    let found = scan_lanes(shared, cursors, next_lane, index).map_err(|err| shared.explain(err));
+    shared.intact()?;
+    found
+}
+
+#[inline]
+fn scan_lanes(
     shared: &Shared,
     cursors: &mut [LaneCursor],
     next_lane: &mut usize,
@@ -1010,6 +1053,23 @@ impl ReadGuard<'_> {
 
     /// Moves past the message.
     pub fn release(self) {}
+
+    /// The message's first byte, for a reader that must not form a `&[u8]`
+    /// over shared memory (the typed subscriber copies through it). Valid,
+    /// for [`len`](<[u8]>::len) bytes, while the guard lives.
+    pub(crate) fn as_ptr(&self) -> *const u8 {
+        if self.copied {
+            return self.subscriber.scratch.as_ptr();
+        }
+        self.subscriber.shared.lanes[self.lane]
+            .payload(self.meta.position, self.meta.len)
+            .cast_const()
+    }
+
+    /// The message's length in bytes.
+    pub(crate) fn message_len(&self) -> usize {
+        self.meta.len as usize
+    }
 }
 
 impl Deref for ReadGuard<'_> {

@@ -1,8 +1,14 @@
-//! A loom model of the lane protocol (`lane.rs`): a publisher's reserve
-//! and commit, a subscriber's reads and its position, on a Block lane that
-//! wraps: the publisher never overwrites what the subscriber has not read,
-//! and every record is whole and in order. (`subscribe(.., true)` drives
-//! the drop-oldest path; its model does not finish within the bound yet.)
+//! Loom models of the lane protocol (`lane.rs`): a publisher's reserve
+//! and commit, a subscriber's reads and its position.
+//!
+//! - On a Block lane that wraps, the publisher never overwrites what the
+//!   subscriber has not read, and every record is whole and in order.
+//! - On a drop-oldest lane, the publisher laps a subscriber that is
+//!   reading the oldest record (it overwrites it meanwhile): the subscriber
+//!   never delivers torn bytes, and reports `Lagged` with exactly the
+//!   number of messages it lost (rules 5, 6). The lane is filled before the
+//!   threads start, so that only the lapping message races the reader and
+//!   the model stays within the bound.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p
 //! shmkit --lib --release topic::model`.
@@ -73,27 +79,39 @@ fn publish(model: &Model, lossy: bool) {
     let lane = model.lane();
     let mut cursor: PublisherCursor = lane.take_over(1, 0).unwrap();
     for _ in 0..MESSAGES {
-        let slot = loop {
-            let got = if lossy {
-                lane.reserve(&mut cursor, 8, None).unwrap()
-            } else {
-                let mut slowest = |_tail| Some(model.position.load(Ordering::SeqCst));
-                lane.reserve(&mut cursor, 8, Some(&mut slowest)).unwrap()
-            };
-            match got {
-                Some(slot) => break slot,
-                None => loom::thread::yield_now(),
-            }
-        };
-        lane.store_payload_word(slot.position, cursor.lane_sequence);
-        lane.commit(&mut cursor, slot, 8);
+        publish_one(model, &lane, &mut cursor, lossy);
     }
     model.done.store(1, Ordering::SeqCst);
 }
 
-/// Reads until the publisher is done and the lane is empty; returns the
-/// lane sequences delivered and the number reported missed.
-fn subscribe(model: &Model, lossy: bool) -> (Vec<u64>, u64) {
+/// Publishes the next message (its payload word is its lane sequence).
+fn publish_one(model: &Model, lane: &LaneRef, cursor: &mut PublisherCursor, lossy: bool) {
+    let slot = loop {
+        let got = if lossy {
+            lane.reserve(cursor, 8, None).unwrap()
+        } else {
+            let mut slowest = |_tail| Some(model.position.load(Ordering::SeqCst));
+            lane.reserve(cursor, 8, Some(&mut slowest)).unwrap()
+        };
+        match got {
+            Some(slot) => break slot,
+            None => loom::thread::yield_now(),
+        }
+    };
+    lane.store_payload_word(slot.position, cursor.lane_sequence);
+    lane.commit(cursor, slot, 8);
+}
+
+/// What a subscriber saw, in order.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Message(u64),
+    Lagged(u64),
+}
+
+/// Reads until the publisher is done and the lane is empty; returns what
+/// it saw: the lane sequences delivered and the counts reported missed.
+fn subscribe(model: &Model, lossy: bool) -> Vec<Seen> {
     let lane = model.lane();
     let mut cursor = LaneCursor {
         position: 0,
@@ -101,8 +119,7 @@ fn subscribe(model: &Model, lossy: bool) -> (Vec<u64>, u64) {
         expected: Some(0),
         lapped: false,
     };
-    let mut got = Vec::new();
-    let mut missed = 0;
+    let mut seen = Vec::new();
     loop {
         // Looked at before the lane, so that an empty lane after it means
         // everything was read.
@@ -110,7 +127,7 @@ fn subscribe(model: &Model, lossy: bool) -> (Vec<u64>, u64) {
         match lane.next(&mut cursor, lossy).unwrap() {
             Next::Empty if done => break,
             Next::Empty => loom::thread::yield_now(),
-            Next::Lagged { missed: n, .. } => missed += n,
+            Next::Lagged { missed: n, .. } => seen.push(Seen::Lagged(n)),
             Next::Message(meta) => {
                 let mut payload = [0u8; 8];
                 lane.copy_payload(meta.position, meta.len, &mut payload);
@@ -124,7 +141,7 @@ fn subscribe(model: &Model, lossy: bool) -> (Vec<u64>, u64) {
                     "torn record"
                 );
                 assert_eq!(meta.sequence, meta.lane_sequence);
-                got.push(meta.lane_sequence);
+                seen.push(Seen::Message(meta.lane_sequence));
                 LaneRef::consumed(&mut cursor, &meta);
                 // Release in the real code; SeqCst here pairs with the
                 // model's SeqCst load in `slowest`.
@@ -132,7 +149,7 @@ fn subscribe(model: &Model, lossy: bool) -> (Vec<u64>, u64) {
             }
         }
     }
-    (got, missed)
+    seen
 }
 
 #[test]
@@ -143,9 +160,63 @@ fn block_lanes_deliver_everything_in_order() {
             let model = Arc::clone(&model);
             loom::thread::spawn(move || publish(&model, false))
         };
-        let (got, missed) = subscribe(&model, false);
+        let seen = subscribe(&model, false);
         publisher.join().unwrap();
-        assert_eq!(got, (0..MESSAGES).collect::<Vec<_>>());
-        assert_eq!(missed, 0);
+        let all: Vec<Seen> = (0..MESSAGES).map(Seen::Message).collect();
+        assert_eq!(seen, all);
+    });
+}
+
+/// Messages in the lane before the threads start: three 40-byte records
+/// fill 120 of its 128 bytes.
+const PREFILL: u64 = 3;
+
+/// Messages the publisher sends while the subscriber reads: the first pads
+/// the lane's end and wraps onto record 0, the second onto record 1.
+const LAPPING: u64 = 2;
+
+#[test]
+fn drop_oldest_lanes_report_exactly_what_a_lap_overwrote() {
+    loom::model(|| {
+        let model = Model::new();
+        let lane = model.lane();
+        let mut cursor = lane.take_over(1, 0).unwrap();
+        for _ in 0..PREFILL {
+            publish_one(&model, &lane, &mut cursor, true);
+        }
+        // The subscriber starts at position 0, reading what is overwritten.
+        let publisher = {
+            let model = Arc::clone(&model);
+            loom::thread::spawn(move || {
+                let lane = model.lane();
+                for _ in 0..LAPPING {
+                    publish_one(&model, &lane, &mut cursor, true);
+                }
+                model.done.store(1, Ordering::SeqCst);
+            })
+        };
+        let seen = subscribe(&model, true);
+        publisher.join().unwrap();
+        // Every message is delivered whole or counted missed, exactly once,
+        // in order: a lag of n skips exactly n lane sequences.
+        let mut expected = 0;
+        for event in &seen {
+            match *event {
+                Seen::Lagged(n) => {
+                    assert!(n > 0, "an empty lag in {seen:?}");
+                    expected += n;
+                }
+                Seen::Message(sequence) => {
+                    assert_eq!(sequence, expected, "in {seen:?}");
+                    expected += 1;
+                }
+            }
+        }
+        assert_eq!(expected, PREFILL + LAPPING, "{seen:?}");
+        assert_eq!(
+            seen.last(),
+            Some(&Seen::Message(PREFILL + LAPPING - 1)),
+            "{seen:?}"
+        );
     });
 }

@@ -14,6 +14,7 @@ use super::layout::{
 use super::{Options, Policy, SEGMENT_PREFIX};
 use crate::error::{Error, Result};
 use crate::ring::wait::WakeLine;
+use crate::segment::format::{pid_of, remove_exactly, Format};
 use crate::segment::{AccessMode, Attachment, Key, ReadWrite, Segment};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::sys::range_lock::RangeLock;
@@ -36,6 +37,8 @@ impl WakeLine for WaitLine {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub name: String,
+    /// `topic NAME`, as errors name it.
+    pub place: String,
     pub geometry: Geometry,
     pub max_message: u64,
     pub policy: Policy,
@@ -45,27 +48,27 @@ pub(crate) struct Shared {
     pub lanes: Vec<LaneRef>,
     pub segment: Segment,
     // Declared last: unmapped after everything that points in.
-    _mapping: Attachment<ReadWrite>,
+    mapping: Attachment<ReadWrite>,
 }
 
-// SAFETY: every pointer is into `_mapping`, owned alongside; shared memory
+// SAFETY: every pointer is into `mapping`, owned alongside; shared memory
 // is reached through atomics and the lane protocol only.
 unsafe impl Send for Shared {}
 
+/// How a topic keeps its segment (see `segment::format`).
+pub(crate) const FORMAT: Format = Format {
+    noun: "topic",
+    prefix: SEGMENT_PREFIX,
+    header_size: HEADER_SIZE,
+    magic: MAGIC,
+    version: VERSION,
+    gate: GATE_BYTE,
+    members: PUBLISHER_LOCKS..SUBSCRIBER_LOCKS + MAX_SUBSCRIBERS as u64,
+};
+
 /// The key of topic `name`, after checking the name.
 pub(crate) fn key_of(name: &str) -> Result<Key> {
-    let ok = !name.is_empty()
-        && name.len() <= 200
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if !ok {
-        return Err(Error::InvalidArgument(format!(
-            "topic name {name:?} must be 1 to 200 letters, digits, '-', '_' or '.', not starting with '.'"
-        )));
-    }
-    Key::posix(&format!("{SEGMENT_PREFIX}{name}"))
+    FORMAT.key(name)
 }
 
 impl Options {
@@ -120,29 +123,34 @@ impl Shared {
         // A topic removed between our open and our gate is retried; a
         // handful of rounds is plenty (each is a whole member's lifetime).
         for _ in 0..100 {
-            let created = match options.group {
-                Some(gid) => Segment::create_in_group(&key, geometry.size, options.mode, gid),
-                None => Segment::create(&key, geometry.size, options.mode),
-            };
-            let (segment, mapping) = match created {
-                Ok(segment) => {
-                    let mapping = segment.attach(ReadWrite)?;
-                    initialise(&mapping, options, &geometry);
-                    (segment, mapping)
-                }
-                Err(Error::AlreadyExists { .. }) => {
-                    let segment = match Segment::open(&key) {
-                        Err(Error::NotFound { .. }) => continue, // just removed
-                        other => other?,
-                    };
-                    options.trust.check(&segment, &format!("topic {name}"))?;
-                    let mapping = segment.attach_initialised(HEADER_SIZE)?;
-                    (segment, mapping)
+            let (segment, mapping) = match Segment::open(&key) {
+                Ok(segment) => match FORMAT.attach_existing(&segment, name, &options.trust)? {
+                    Some(mapping) => (segment, mapping),
+                    // A half-made file, removed: go back to the name.
+                    None => continue,
+                },
+                Err(Error::NotFound { .. }) => {
+                    let made = FORMAT.create(
+                        &key,
+                        geometry.size,
+                        options.mode,
+                        options.group,
+                        |mapping| {
+                            initialise(mapping, options, &geometry);
+                            Ok(())
+                        },
+                    );
+                    match made {
+                        Ok(made) => made,
+                        // Another opener created it first: open theirs.
+                        Err(Error::AlreadyExists { .. }) => continue,
+                        Err(other) => return Err(other),
+                    }
                 }
                 Err(other) => return Err(other),
             };
             let shared = Shared::from_mapping(name, segment, mapping)?;
-            let gate = shared.segment.lock_range(GATE_BYTE, 1)?;
+            let gate = FORMAT.gate(&shared.segment)?;
             if shared.header().wait.removed.load(Ordering::SeqCst) != 0 {
                 continue;
             }
@@ -206,6 +214,7 @@ impl Shared {
             .collect();
         Ok(Shared {
             name: name.to_owned(),
+            place: FORMAT.place(name),
             geometry,
             max_message,
             policy,
@@ -214,8 +223,30 @@ impl Shared {
             base,
             lanes,
             segment,
-            _mapping: mapping,
+            mapping,
         })
+    }
+
+    /// `Err(Truncated)` once an access found the segment shrunk by someone
+    /// (the pages it lost read as zeros): checked by every verb, after its
+    /// accesses, so that zeros are never delivered as a message.
+    #[inline]
+    pub(crate) fn intact(&self) -> Result<()> {
+        self.mapping.check_intact()
+    }
+
+    /// `Err(Truncated)` if the file is shorter than the mapping, faulted
+    /// or not (a cut inside the header's page zeroes its words without a
+    /// fault, and a waiter would wait forever): a system call, for waits.
+    pub(crate) fn still_sized(&self) -> Result<()> {
+        self.mapping.check_size()
+    }
+
+    /// A `Corrupt` found in the topic becomes `Truncated` when the file is
+    /// shorter than the mapping.
+    #[cold]
+    pub(crate) fn explain(&self, err: Error) -> Error {
+        self.mapping.explain(err)
     }
 
     #[inline]
@@ -302,13 +333,10 @@ impl Shared {
     /// After a member gave up its place (and dropped its lock), under the
     /// gate: removes the topic if no member is left.
     pub(crate) fn remove_if_last(&self) {
-        let span = SUBSCRIBER_LOCKS + u64::from(MAX_SUBSCRIBERS) - PUBLISHER_LOCKS;
+        let removed = &self.header().wait.removed;
         // Once removed, the name may be another topic's: never unlink twice.
-        if self.header().wait.removed.load(Ordering::SeqCst) == 0
-            && self.segment.range_held(PUBLISHER_LOCKS, span) == Some(false)
-            && self.segment.remove().is_ok()
-        {
-            self.header().wait.removed.store(1, Ordering::SeqCst);
+        if removed.load(Ordering::SeqCst) == 0 && !FORMAT.has_members(&self.segment) {
+            let _ = remove_exactly(Some(removed), &self.segment);
         }
     }
 
@@ -376,12 +404,12 @@ impl Shared {
         }
         match dead {
             None => Err(Error::Closed {
-                ring: self.name.clone(),
+                place: self.place.clone(),
             }),
             Some(i) => Err(Error::PeerGone {
-                ring: self.name.clone(),
+                place: self.place.clone(),
                 peer: "publisher",
-                pid: self.lanes[i].header().owner.load(Ordering::Relaxed) as u32,
+                pid: pid_of(self.lanes[i].header().owner.load(Ordering::Relaxed)),
             }),
         }
     }
@@ -390,7 +418,7 @@ impl Shared {
 /// Writes a fresh topic's header; `magic` last, with Release.
 fn initialise(mapping: &Attachment<ReadWrite>, options: &Options, geometry: &Geometry) {
     // SAFETY: a fresh mapping of geometry.size > HEADER_SIZE bytes, page
-    // aligned; we created it, so no one else initialises it.
+    // aligned; it has no name yet, so no one else can reach it.
     let header = unsafe { &*mapping.as_mut_ptr().cast::<Header>() };
     let config = &header.config;
     config.version.store(VERSION, Ordering::Relaxed);
@@ -421,7 +449,8 @@ fn initialise(mapping: &Attachment<ReadWrite>, options: &Options, geometry: &Geo
         .store(geometry.lanes_offset, Ordering::Relaxed);
     config.size.store(geometry.size, Ordering::Relaxed);
     // Release: publishes the configuration; pairs with the Acquire in
-    // `Segment::attach_initialised` and `read_header`.
+    // `Format::attach_existing` and `read_header`. (The link that names
+    // the file orders it too; the magic stays the sign of a whole header.)
     config.magic.store(MAGIC, Ordering::Release);
 }
 
@@ -430,35 +459,13 @@ pub(crate) fn read_header<'m, A: AccessMode>(
     mapping: &'m Attachment<A>,
     name: &str,
 ) -> Result<&'m Header> {
+    FORMAT.check_header(mapping, name)?;
     let corrupt = |what: String| Error::Corrupt(format!("topic {name}: {what}"));
     let len = mapping.len() as u64;
-    if len < HEADER_SIZE {
-        return Err(corrupt(format!(
-            "segment of {len} bytes is smaller than the header"
-        )));
-    }
-    // SAFETY: at least HEADER_SIZE bytes, page aligned; only atomics inside.
+    // SAFETY: at least HEADER_SIZE bytes (checked), page aligned; only
+    // atomics inside.
     let header = unsafe { &*mapping.as_ptr().cast::<Header>() };
     let config = &header.config;
-    // Acquire: pairs with the creator's Release of the magic.
-    let magic = config.magic.load(Ordering::Acquire);
-    if magic != MAGIC {
-        return Err(corrupt(format!(
-            "magic {magic:#018x} is not a shmkit topic's"
-        )));
-    }
-    let version = config.version.load(Ordering::Relaxed);
-    if version != VERSION {
-        return Err(Error::VersionMismatch {
-            segment: format!("topic {name}"),
-            found: version,
-            expected: VERSION,
-        });
-    }
-    let flags = config.flags.load(Ordering::Relaxed);
-    if flags != 0 {
-        return Err(corrupt(format!("unknown flags {flags:#x}")));
-    }
     let capacity = config.capacity.load(Ordering::Relaxed);
     if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
         return Err(corrupt(format!(
@@ -506,10 +513,11 @@ pub(crate) fn read_header<'m, A: AccessMode>(
         )));
     }
     if geometry.size > len {
-        return Err(corrupt(format!(
-            "{} bytes of tables and lanes do not fit the segment's {len}",
-            geometry.size
-        )));
+        return Err(Error::Truncated {
+            segment: format!("topic {name}"),
+            size: len,
+            expected: geometry.size,
+        });
     }
     Ok(header)
 }

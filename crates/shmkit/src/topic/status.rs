@@ -2,13 +2,13 @@
 //! removal of topics whose members all died.
 
 use super::layout::{
-    GATE_BYTE, LANE_CLOSED, LANE_OPEN, LANE_RELAY, LANE_UNUSED, MAX_SUBSCRIBERS, PUBLISHER_LOCKS,
-    SUBSCRIBER_ACTIVE, SUBSCRIBER_LOCKS,
+    HEADER_SIZE, LANE_CLOSED, LANE_OPEN, LANE_RELAY, LANE_UNUSED, SUBSCRIBER_ACTIVE,
 };
-use super::shared::{key_of, Shared};
-use super::{Policy, SEGMENT_PREFIX};
+use super::shared::{key_of, read_header, Shared, FORMAT};
+use super::Policy;
 use crate::error::{Error, Result};
-use crate::ring::{Action, Scope};
+use crate::ring::{Action, Garbage, Reason, Removal, Scope};
+use crate::segment::format::{pid_of, remove_exactly};
 use crate::segment::{ReadWrite, Segment};
 use crate::sync::Ordering;
 
@@ -54,7 +54,7 @@ pub struct SubscriberStatus {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct TopicStatus {
-    /// The topic's name (its segment is [`SEGMENT_PREFIX`] + name).
+    /// The topic's name (its segment is [`SEGMENT_PREFIX`](super::SEGMENT_PREFIX) + name).
     pub name: String,
     /// Bytes in each lane.
     pub capacity: u64,
@@ -90,6 +90,14 @@ impl TopicStatus {
 fn map(name: &str) -> Result<Shared> {
     let key = key_of(name)?;
     let segment = Segment::open(&key)?;
+    let size = segment.size()?;
+    if size < HEADER_SIZE {
+        return Err(Error::Truncated {
+            segment: FORMAT.place(name),
+            size,
+            expected: HEADER_SIZE,
+        });
+    }
     let mapping = segment.attach(ReadWrite)?;
     Shared::from_mapping(name, segment, mapping)
 }
@@ -117,7 +125,10 @@ fn map(name: &str) -> Result<Shared> {
 /// ```
 pub fn status(name: &str) -> Result<TopicStatus> {
     let shared = map(name)?;
-    Ok(describe(&shared))
+    let status = describe(&shared);
+    // Someone may have shrunk the file while we read: then these are zeros.
+    shared.intact()?;
+    Ok(status)
 }
 
 fn describe(shared: &Shared) -> TopicStatus {
@@ -135,7 +146,7 @@ fn describe(shared: &Shared) -> TopicStatus {
         publishers.push(PublisherStatus {
             lane: i,
             id: header.publisher.load(Ordering::Relaxed),
-            pid: header.owner.load(Ordering::Relaxed) as crate::Pid,
+            pid: pid_of(header.owner.load(Ordering::Relaxed)),
             alive: state == LANE_OPEN && shared.publisher_alive(i),
             closed: state == LANE_CLOSED,
             published: header.published.load(Ordering::Relaxed),
@@ -165,7 +176,7 @@ fn describe(shared: &Shared) -> TopicStatus {
             .fold(0u64, u64::saturating_add);
         subscribers.push(SubscriberStatus {
             place: j,
-            pid: entry.owner.load(Ordering::Relaxed) as crate::Pid,
+            pid: pid_of(entry.owner.load(Ordering::Relaxed)),
             alive: shared.subscriber_alive(j),
             received: entry.received.load(Ordering::Relaxed),
             missed: entry.missed.load(Ordering::Relaxed),
@@ -190,75 +201,103 @@ fn describe(shared: &Shared) -> TopicStatus {
 }
 
 /// The names of all topics on the machine (regular files in `/dev/shm`
-/// whose name starts with [`SEGMENT_PREFIX`]), sorted.
+/// whose name starts with [`SEGMENT_PREFIX`](super::SEGMENT_PREFIX)), sorted.
 pub fn list() -> Result<Vec<String>> {
-    let prefix = &SEGMENT_PREFIX[1..];
-    let dir = std::fs::read_dir(crate::sys::posix::SHM_DIR).map_err(|source| Error::Os {
-        context: "listing /dev/shm".to_owned(),
-        source,
-    })?;
-    let mut names: Vec<String> = dir
-        .flatten()
-        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
-        .filter_map(|entry| {
-            entry
-                .file_name()
-                .to_str()?
-                .strip_prefix(prefix)
-                .map(str::to_owned)
-        })
-        .filter(|name| key_of(name).is_ok())
-        .collect();
-    names.sort();
-    Ok(names)
+    FORMAT.list()
 }
 
-/// Finds topics in `scope` (as [`ring::collect_garbage`](crate::ring::collect_garbage)
-/// takes it) that no live process is a member of (their members all died,
-/// see [`TopicStatus::abandoned`]) and that no other process maps, and
-/// removes them if `action` says so. Returns them either way.
+/// Finds the topics in `scope` (as [`ring::collect_garbage`](crate::ring::collect_garbage)
+/// takes it) that nobody will use, and with [`Action::Remove`] removes
+/// them. A topic is garbage when no live process is a member or maps it,
+/// and it was [abandoned](Reason::Abandoned) (a member died),
+/// [finished](Reason::Finished) (its last member could not remove it),
+/// [half-made](Reason::HalfMade) or [corrupt](Reason::Corrupt). Each is
+/// looked at and removed under its gate, exactly, so that a member
+/// joining meanwhile moves to a new topic; one whose gate is held (being
+/// joined or left) is skipped, as are topics this user cannot map.
 ///
-/// Never touches a segment that is not a valid topic, one a live member
-/// holds, one that is being joined or left (its gate is held), or one
-/// mapped by another process.
-pub fn collect_garbage(scope: Scope<'_>, action: Action) -> Result<Vec<TopicStatus>> {
-    let mut collected = Vec::new();
-    let names = match scope {
-        Scope::Name(name) => vec![name.to_owned()],
-        Scope::All => list()?,
-        Scope::Prefix(prefix) => list()?
-            .into_iter()
-            .filter(|name| name.starts_with(prefix))
-            .collect(),
+/// # Errors
+///
+/// For [`Scope::Name`], [`Error::NotFound`] if there is no such topic, and
+/// any error looking at it; for the other scopes, only an error listing
+/// `/dev/shm`.
+///
+/// ```
+/// use shmkit::ring::{Action, Scope};
+/// use shmkit::topic::collect_garbage;
+///
+/// let mine = format!("doc-topic-gc-{}-", std::process::id());
+/// assert!(collect_garbage(Scope::Prefix(&mine), Action::DryRun)?.is_empty());
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub fn collect_garbage(scope: Scope<'_>, action: Action) -> Result<Vec<Garbage<TopicStatus>>> {
+    scope.collect(&FORMAT, |name| examine(name, action))
+}
+
+/// Looks at one topic under its gate; removes it if it is garbage and
+/// `action` says so.
+fn examine(name: &str, action: Action) -> Result<Option<Garbage<TopicStatus>>> {
+    let segment = Segment::open(&FORMAT.key(name)?)?;
+    let Some(_gate) = FORMAT.try_gate(&segment)? else {
+        return Ok(None);
     };
-    for name in names {
-        let Ok(shared) = map(&name) else { continue };
-        let Ok(Some(_gate)) = shared.segment.try_lock_range(GATE_BYTE, 1) else {
-            continue;
-        };
-        let span = SUBSCRIBER_LOCKS + u64::from(MAX_SUBSCRIBERS) - PUBLISHER_LOCKS;
-        if shared.segment.range_held(PUBLISHER_LOCKS, span) != Some(false) {
-            continue;
-        }
-        // Mapped by us only: nobody is between opening it and its gate.
-        let me = std::process::id();
-        match shared.segment.stat() {
-            Ok(stat) if stat.attachers.iter().all(|a| a.pid == me) => {}
-            _ => continue,
-        }
-        let topic = describe(&shared);
-        if !topic.abandoned() {
-            continue;
-        }
-        if action == Action::Remove && shared.header().wait.removed.load(Ordering::SeqCst) == 0 {
-            match shared.segment.remove() {
-                // Removed by someone else meanwhile: what we wanted.
-                Ok(()) | Err(crate::Error::NotFound { .. }) => {}
-                Err(err) => return Err(err),
-            }
-            shared.header().wait.removed.store(1, Ordering::SeqCst);
-        }
-        collected.push(topic);
+    if FORMAT.unused(&segment).is_err() {
+        return Ok(None);
     }
-    Ok(collected)
+    let size = segment.size()?;
+    let mapping = match size {
+        0 => None,
+        _ => Some(segment.attach(ReadWrite)?),
+    };
+    let unreadable = match &mapping {
+        None => Some(Reason::HalfMade(0)),
+        Some(mapping) => match read_header(mapping, name) {
+            Ok(_) => None,
+            Err(_)
+                if size >= HEADER_SIZE && mapping.atomic_u64(0)?.load(Ordering::Acquire) == 0 =>
+            {
+                Some(Reason::HalfMade(size))
+            }
+            Err(err) => Some(Reason::Corrupt(err.to_string())),
+        },
+    };
+    let (reason, status, removal) = match (unreadable, mapping) {
+        (None, Some(mapping)) => {
+            let shared = Shared::from_mapping(name, segment, mapping)?;
+            let status = describe(&shared);
+            let reason = if status.abandoned() {
+                Reason::Abandoned
+            } else {
+                Reason::Finished
+            };
+            let removed = &shared.header().wait.removed;
+            // Once removed, the name may be another topic's: never twice.
+            let removal = match (action, removed.load(Ordering::SeqCst)) {
+                (Action::DryRun, _) => Removal::NotAsked,
+                (Action::Remove, 0) => removal(remove_exactly(Some(removed), &shared.segment)),
+                (Action::Remove, _) => Removal::Removed,
+            };
+            (reason, Some(status), removal)
+        }
+        (reason, _) => {
+            let removal = match action {
+                Action::DryRun => Removal::NotAsked,
+                Action::Remove => removal(remove_exactly(None, &segment)),
+            };
+            (reason.unwrap_or(Reason::HalfMade(0)), None, removal)
+        }
+    };
+    Ok(Some(Garbage {
+        name: name.to_owned(),
+        reason,
+        status,
+        removal,
+    }))
+}
+
+fn removal(result: Result<()>) -> Removal {
+    match result {
+        Ok(()) => Removal::Removed,
+        Err(err) => Removal::Failed(err.to_string()),
+    }
 }

@@ -125,6 +125,21 @@ impl Peer {
         args: &str,
         drop_to: Option<(u32, u32)>,
     ) -> Peer {
+        Peer::spawn_full(wrapper, role, args, drop_to, &[])
+    }
+
+    /// As [`spawn`](Peer::spawn), with the environment variables `env` set.
+    pub fn spawn_with_env(role: &str, args: &str, env: &[(&str, &str)]) -> Peer {
+        Peer::spawn_full(&[], role, args, None, env)
+    }
+
+    fn spawn_full(
+        wrapper: &[&str],
+        role: &str,
+        args: &str,
+        drop_to: Option<(u32, u32)>,
+        env: &[(&str, &str)],
+    ) -> Peer {
         use std::os::unix::process::CommandExt;
         let exe = std::env::current_exe().unwrap();
         let mut command = match wrapper.split_first() {
@@ -139,6 +154,7 @@ impl Peer {
             .args(["--exact", "child", "--nocapture", "--test-threads=1"])
             .env(ROLE, role)
             .env("SHMKIT_TEST_ARGS", args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
         if let Some((uid, gid)) = drop_to {

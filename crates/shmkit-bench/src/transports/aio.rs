@@ -1,0 +1,157 @@
+//! `shmkit-async`: the rings of `shmkit-block`, awaited from tokio in both
+//! processes (`shmkit::aio`). Each side runs a current-thread tokio
+//! runtime and awaits every send and receive in it (`block_on`), so a wait
+//! parks on the process's reactor (`futex_waitv`) and is woken through the
+//! task's waker, as a tokio program's would be; the bytes move as in
+//! `shmkit-block` (a grant written in place, read in place).
+
+use std::time::Duration;
+
+use shmkit::aio::{AsyncConsumer, AsyncProducer};
+use tokio::runtime::Runtime;
+
+use super::{one_way, ring, wrong_length, AnyLink, Opened, Setup, Transport};
+use crate::measure::Message;
+use crate::Error;
+
+/// The rings of `shmkit-block` for these messages, made by the parent.
+pub fn open(both: bool, size: usize, block_spin: Option<Duration>) -> Result<Opened, Error> {
+    let opened = ring::open(Transport::ShmkitBlock, both, size, block_spin)?;
+    let Opened::Ready(setup) = opened else {
+        return Ok(opened);
+    };
+    let Setup {
+        link,
+        peer_end,
+        inherit,
+        rings,
+    } = *setup;
+    Ok(Opened::Ready(Box::new(Setup {
+        link: AnyLink::Async(AsyncLink::of(link)?),
+        peer_end,
+        inherit,
+        rings,
+    })))
+}
+
+/// In the peer: its link, opening the rings the parent made.
+pub fn peer_link(
+    size: usize,
+    rx: &str,
+    tx: Option<&str>,
+    block_spin_ns: Option<u64>,
+) -> Result<AnyLink, Error> {
+    let link = ring::peer_link(Transport::ShmkitBlock, size, rx, tx, block_spin_ns)?;
+    Ok(AnyLink::Async(AsyncLink::of(link)?))
+}
+
+#[derive(Debug)]
+pub struct AsyncLink {
+    runtime: Runtime,
+    tx: Option<AsyncProducer>,
+    rx: Option<AsyncConsumer>,
+}
+
+impl AsyncLink {
+    /// The async form of a `shmkit-block` link's ends.
+    fn of(link: AnyLink) -> Result<AsyncLink, Error> {
+        let AnyLink::Ring(link) = link else {
+            unreachable!("ring::open makes ring links");
+        };
+        let (tx, rx) = link.into_ends();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|err| Error::Message(format!("cannot start a tokio runtime: {err}")))?;
+        Ok(AsyncLink {
+            runtime,
+            tx: tx.map(AsyncProducer::from),
+            rx: rx.map(AsyncConsumer::from),
+        })
+    }
+}
+
+impl super::Link for AsyncLink {
+    fn send(&mut self, message: &[u8]) -> Result<(), Error> {
+        let tx = self.tx.as_mut().ok_or_else(|| one_way("send"))?;
+        self.runtime.block_on(async {
+            let mut grant = tx.grant(message.len()).await?;
+            grant.copy_from_slice(message);
+            grant.commit();
+            Ok(())
+        })
+    }
+
+    fn recv<R>(&mut self, buf: &mut [u8], inspect: impl FnOnce(&[u8]) -> R) -> Result<R, Error> {
+        let rx = self.rx.as_mut().ok_or_else(|| one_way("receive"))?;
+        self.runtime.block_on(async {
+            let message = rx.read().await?;
+            if message.len() != buf.len() {
+                return Err(wrong_length(message.len(), buf.len()));
+            }
+            Ok(inspect(&message))
+        })
+    }
+
+    /// A stream's messages, all awaited in one task (one `block_on`), as a
+    /// tokio program's loop would.
+    fn send_sequence(
+        &mut self,
+        message: &mut Message,
+        sequences: std::ops::Range<u64>,
+    ) -> Result<(), Error> {
+        let tx = self.tx.as_mut().ok_or_else(|| one_way("send"))?;
+        self.runtime.block_on(async {
+            for sequence in sequences {
+                message.stamp(sequence);
+                let bytes = message.bytes();
+                let mut grant = tx.grant(bytes.len()).await?;
+                grant.copy_from_slice(bytes);
+                grant.commit();
+            }
+            Ok(())
+        })
+    }
+
+    /// A stream's messages, all awaited in one task, as `send_sequence`.
+    fn recv_while(
+        &mut self,
+        buf: &mut [u8],
+        mut each: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), Error> {
+        let rx = self.rx.as_mut().ok_or_else(|| one_way("receive"))?;
+        self.runtime.block_on(async {
+            loop {
+                let message = rx.read().await?;
+                if message.len() != buf.len() {
+                    return Err(wrong_length(message.len(), buf.len()));
+                }
+                if !each(&message) {
+                    return Ok(());
+                }
+            }
+        })
+    }
+
+    /// Checks the message in place and copies it straight into a grant of
+    /// the other ring, as `shmkit-block` does.
+    fn echo(
+        &mut self,
+        buf: &mut [u8],
+        check: impl FnOnce(&[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let (Some(rx), Some(tx)) = (self.rx.as_mut(), self.tx.as_mut()) else {
+            return Err(one_way("echo"));
+        };
+        self.runtime.block_on(async {
+            let message = rx.read().await?;
+            if message.len() != buf.len() {
+                return Err(wrong_length(message.len(), buf.len()));
+            }
+            check(&message)?;
+            let mut grant = tx.grant(message.len()).await?;
+            grant.copy_from_slice(&message);
+            grant.commit();
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,287 @@
+//! Async forms of the typed channels: [`AsyncSender`] and
+//! [`AsyncReceiver`].
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use super::park::Park;
+use super::ring::{end_of_stream, poll_message, poll_room};
+use crate::channel::{Codec, Postcard, Receiver, Sender};
+use crate::error::{Error, Result};
+use crate::ring::Options;
+
+/// The sending end of a typed channel, awaited: a [`Sender`] whose waits
+/// park the task instead of the thread.
+///
+/// [`send`](AsyncSender::send) is cancel-safe: a future dropped before it
+/// completes has sent nothing. It is also a [`Sink`](futures_sink::Sink)
+/// of values, which keeps at most one value that did not fit until there
+/// is room.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shmkit::Result<()> {
+/// use shmkit::aio::{AsyncReceiver, AsyncSender};
+///
+/// let name = format!("doc-async-channel-{}", std::process::id());
+/// let mut tx = AsyncSender::<(u32, String)>::open(&name)?;
+/// let mut rx = AsyncReceiver::<(u32, String)>::open(&name)?; // usually another process
+/// tx.send(&(7, "seven".to_owned())).await?;
+/// drop(tx);
+/// assert_eq!(rx.recv().await?, (7, "seven".to_owned()));
+/// assert!(matches!(rx.recv().await, Err(shmkit::Error::Closed { .. })));
+/// # Ok(())
+/// # }
+/// ```
+pub struct AsyncSender<T, C = Postcard> {
+    // Declared first: its reactor place goes before the mapping it names.
+    park: Park,
+    /// A sink's value that did not fit when it was started.
+    pending: Option<T>,
+    sender: Sender<T, C>,
+}
+
+impl<T, C: Codec<T>> From<Sender<T, C>> for AsyncSender<T, C> {
+    fn from(sender: Sender<T, C>) -> AsyncSender<T, C> {
+        AsyncSender {
+            park: Park::default(),
+            pending: None,
+            sender,
+        }
+    }
+}
+
+impl<T, C: Codec<T>> AsyncSender<T, C> {
+    /// [`Sender::open`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::open`].
+    pub fn open(name: &str) -> Result<AsyncSender<T, C>> {
+        Sender::open(name).map(AsyncSender::from)
+    }
+
+    /// [`Sender::open_with`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::open_with`].
+    pub fn open_with(name: &str, options: &Options) -> Result<AsyncSender<T, C>> {
+        Sender::open_with(name, options).map(AsyncSender::from)
+    }
+
+    /// The blocking sender inside, for its other verbs.
+    pub fn get_mut(&mut self) -> &mut Sender<T, C> {
+        self.park.reset();
+        &mut self.sender
+    }
+
+    /// The blocking sender inside (a sink's unsent value is dropped).
+    pub fn into_inner(self) -> Sender<T, C> {
+        self.sender
+    }
+
+    /// Waits until `value`'s message fits. Cancel-safe.
+    fn poll_room_for(&mut self, cx: &mut Context<'_>, value: &T) -> Poll<Result<()>> {
+        let len = self.sender.message_len(value)?;
+        poll_room(&mut self.park, cx, self.sender.producer_mut(), len)
+    }
+
+    /// [`Sender::send`], awaited. Cancel-safe: the value is encoded and
+    /// committed in the poll that completes the future, or not at all.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::send`].
+    pub async fn send(&mut self, value: &T) -> Result<()> {
+        loop {
+            match self.sender.try_send(value) {
+                Err(Error::Full { .. }) => {}
+                other => return other,
+            }
+            std::future::poll_fn(|cx| self.poll_room_for(cx, value)).await?;
+        }
+    }
+
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        while let Some(value) = self.pending.take() {
+            match self.sender.try_send(&value) {
+                Err(Error::Full { .. }) => {}
+                other => return Poll::Ready(other),
+            }
+            let room = self.poll_room_for(cx, &value);
+            self.pending = Some(value);
+            std::task::ready!(room)?;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T, C: Codec<T>> futures_sink::Sink<T> for AsyncSender<T, C> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+
+    /// Sends `value` if it fits now, else keeps it for the next
+    /// `poll_ready` or `poll_flush`.
+    fn start_send(self: Pin<&mut Self>, value: T) -> Result<()> {
+        let this = self.get_mut();
+        match this.sender.try_send(&value) {
+            Err(Error::Full { .. }) => {
+                this.pending = Some(value);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+
+    /// Flushes; the channel itself closes when the sender is dropped.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+}
+
+// The sender is movable whatever `T` is: nothing points into it.
+impl<T, C> Unpin for AsyncSender<T, C> {}
+
+impl<T, C> std::fmt::Debug for AsyncSender<T, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncSender")
+            .field("sender", &self.sender)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The receiving end of a typed channel, awaited: a [`Receiver`] whose
+/// waits park the task instead of the thread.
+///
+/// [`recv`](AsyncReceiver::recv) is cancel-safe: a future dropped before
+/// it completes has taken nothing. With a codec that yields owned values
+/// ([`Postcard`], [`Plain`](crate::channel::Plain)) it is also a
+/// [`Stream`](futures_core::Stream) of them, which ends after the sender
+/// closed and everything was received.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shmkit::Result<()> {
+/// use shmkit::aio::{AsyncReceiver, AsyncSender};
+/// use futures_util::StreamExt;
+///
+/// let name = format!("doc-async-receiver-{}", std::process::id());
+/// let mut rx = AsyncReceiver::<u64>::open(&name)?;
+/// let mut tx = AsyncSender::<u64>::open(&name)?; // usually another process
+/// for n in 1..=3 {
+///     tx.send(&n).await?;
+/// }
+/// drop(tx);
+/// let all: Vec<u64> = rx.map(Result::unwrap).collect().await;
+/// assert_eq!(all, [1, 2, 3]);
+/// # Ok(())
+/// # }
+/// ```
+pub struct AsyncReceiver<T, C = Postcard> {
+    // Declared first: its reactor place goes before the mapping it names.
+    park: Park,
+    ended: bool,
+    receiver: Receiver<T, C>,
+}
+
+impl<T, C: Codec<T>> From<Receiver<T, C>> for AsyncReceiver<T, C> {
+    fn from(receiver: Receiver<T, C>) -> AsyncReceiver<T, C> {
+        AsyncReceiver {
+            park: Park::default(),
+            ended: false,
+            receiver,
+        }
+    }
+}
+
+impl<T, C: Codec<T>> AsyncReceiver<T, C> {
+    /// [`Receiver::open`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::open`].
+    pub fn open(name: &str) -> Result<AsyncReceiver<T, C>> {
+        Receiver::open(name).map(AsyncReceiver::from)
+    }
+
+    /// [`Receiver::open_with`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::open_with`].
+    pub fn open_with(name: &str, options: &Options) -> Result<AsyncReceiver<T, C>> {
+        Receiver::open_with(name, options).map(AsyncReceiver::from)
+    }
+
+    /// The blocking receiver inside, for its other verbs.
+    pub fn get_mut(&mut self) -> &mut Receiver<T, C> {
+        self.park.reset();
+        &mut self.receiver
+    }
+
+    /// The blocking receiver inside.
+    pub fn into_inner(self) -> Receiver<T, C> {
+        self.receiver
+    }
+
+    /// `Ready(Ok(()))` once a message is in the ring; the ending errors
+    /// once the stream is over.
+    ///
+    /// # Errors
+    ///
+    /// As [`AsyncConsumer::poll_message`](super::AsyncConsumer::poll_message).
+    pub fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        poll_message(&mut self.park, cx, self.receiver.consumer_mut())
+    }
+
+    /// [`Receiver::recv`], awaited. Cancel-safe: the message is taken only
+    /// in the poll that completes the future.
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::recv`].
+    pub async fn recv(&mut self) -> Result<C::Value<'_>> {
+        std::future::poll_fn(|cx| self.poll_message(cx)).await?;
+        self.receiver.try_recv()
+    }
+}
+
+impl<T: 'static, C> futures_core::Stream for AsyncReceiver<T, C>
+where
+    C: for<'a> Codec<T, Value<'a> = T>,
+{
+    /// A value, or an error: [`Error::WrongType`] and [`Error::Corrupt`]
+    /// for one message (the stream goes on), [`Error::PeerGone`] (the last
+    /// item when the sender died). Ends after the sender closed and
+    /// everything was received.
+    type Item = Result<T>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let outcome =
+            std::task::ready!(this.poll_message(cx)).and_then(|()| this.receiver.try_recv());
+        Poll::Ready(end_of_stream(&mut this.ended, outcome))
+    }
+}
+
+// Movable whatever `T` is: nothing points into it.
+impl<T, C> Unpin for AsyncReceiver<T, C> {}
+
+impl<T, C> std::fmt::Debug for AsyncReceiver<T, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncReceiver")
+            .field("receiver", &self.receiver)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,466 @@
+//! Async forms of the ring's endpoints: [`AsyncProducer`] and
+//! [`AsyncConsumer`].
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use super::park::{Park, Readiness};
+use crate::error::{Error, Result};
+use crate::ring::wait::WakeLine;
+use crate::ring::{Consumer, Options, Producer, ReadGrant, WriteGrant};
+use crate::sync::AtomicU32;
+
+/// A consumer's wait for a message.
+struct Message<'a>(&'a mut Consumer);
+
+impl Readiness for Message<'_> {
+    fn ready(&mut self) -> Result<bool> {
+        self.0.message_ready()
+    }
+    fn peer_check(&mut self) -> Result<()> {
+        self.0.producer_ended()
+    }
+    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+        self.0.sleep_line()
+    }
+    fn spin_time(&self) -> Option<Duration> {
+        self.0.spin_time()
+    }
+}
+
+/// A producer's wait for room for a message of `.1` bytes.
+struct Room<'a>(&'a mut Producer, usize);
+
+impl Readiness for Room<'_> {
+    fn ready(&mut self) -> Result<bool> {
+        self.0.room_for(self.1)
+    }
+    fn peer_check(&mut self) -> Result<()> {
+        self.0.consumer_ended()
+    }
+    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+        self.0.sleep_line()
+    }
+    fn spin_time(&self) -> Option<Duration> {
+        self.0.spin_time()
+    }
+}
+
+/// `consumer`'s wait for a message, with its waiting state in `park`.
+pub(super) fn poll_message(
+    park: &mut Park,
+    cx: &mut Context<'_>,
+    consumer: &mut Consumer,
+) -> Poll<Result<()>> {
+    match park.poll_ready(cx, &mut Message(consumer)) {
+        Poll::Ready(Err(err)) => Poll::Ready(Err(consumer.end_seen(err))),
+        other => other,
+    }
+}
+
+/// `producer`'s wait for room for `len` bytes, with its waiting state in
+/// `park`.
+pub(super) fn poll_room(
+    park: &mut Park,
+    cx: &mut Context<'_>,
+    producer: &mut Producer,
+    len: usize,
+) -> Poll<Result<()>> {
+    park.poll_ready(cx, &mut Room(producer, len))
+}
+
+/// The receiving end of a ring, awaited: a [`Consumer`] whose waits park
+/// the task instead of the thread.
+///
+/// Every receive is cancel-safe: a future dropped before it completes has
+/// taken no message (the next receive gets it), so it can be a branch of
+/// `tokio::select!`. It is also a [`Stream`](futures_core::Stream) of
+/// messages, which ends after the producer closed and everything was
+/// received.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shmkit::Result<()> {
+/// use shmkit::aio::{AsyncConsumer, AsyncProducer};
+///
+/// let name = format!("doc-async-ring-{}", std::process::id());
+/// let mut consumer = AsyncConsumer::open(&name)?;
+/// let mut producer = AsyncProducer::open(&name)?; // usually another process
+/// let sender = tokio::spawn(async move {
+///     producer.send(b"hello").await?;
+///     producer.send(b"world").await
+/// });
+/// let mut buf = [0u8; 64];
+/// let n = consumer.recv(&mut buf).await?;
+/// assert_eq!(&buf[..n], b"hello");
+/// assert_eq!(&*consumer.read().await?, b"world");
+/// sender.await.unwrap()?; // the producer is dropped: the stream closes
+/// assert!(matches!(consumer.recv(&mut buf).await, Err(shmkit::Error::Closed { .. })));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct AsyncConsumer {
+    // Declared first: its reactor place goes before the mapping it names.
+    park: Park,
+    ended: bool,
+    consumer: Consumer,
+}
+
+impl From<Consumer> for AsyncConsumer {
+    fn from(consumer: Consumer) -> AsyncConsumer {
+        AsyncConsumer {
+            park: Park::default(),
+            ended: false,
+            consumer,
+        }
+    }
+}
+
+impl AsyncConsumer {
+    /// [`Consumer::open`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Consumer::open`].
+    pub fn open(name: &str) -> Result<AsyncConsumer> {
+        Consumer::open(name).map(AsyncConsumer::from)
+    }
+
+    /// [`Consumer::open_with`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Consumer::open_with`].
+    pub fn open_with(name: &str, options: &Options) -> Result<AsyncConsumer> {
+        Consumer::open_with(name, options).map(AsyncConsumer::from)
+    }
+
+    /// The blocking consumer inside, for its other verbs (`try_recv`,
+    /// `drain`, `last_sequence`, …).
+    pub fn get_mut(&mut self) -> &mut Consumer {
+        self.park.reset();
+        &mut self.consumer
+    }
+
+    /// The blocking consumer inside.
+    pub fn get_ref(&self) -> &Consumer {
+        &self.consumer
+    }
+
+    /// The blocking consumer inside, for a thread that blocks.
+    pub fn into_inner(self) -> Consumer {
+        self.consumer
+    }
+
+    /// `Ready(Ok(()))` once a message is in the ring, with the task's
+    /// waker parked until then; the ending errors of
+    /// [`recv`](AsyncConsumer::recv) once the stream is over. The base of
+    /// every receive here, for hand-written futures.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`], [`Error::PeerGone`] (after every committed
+    /// message), [`Error::Truncated`], [`Error::Corrupt`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> shmkit::Result<()> {
+    /// use shmkit::aio::{AsyncConsumer, AsyncProducer};
+    ///
+    /// let name = format!("doc-poll-message-{}", std::process::id());
+    /// let mut consumer = AsyncConsumer::open(&name)?;
+    /// let mut producer = AsyncProducer::open(&name)?;
+    /// producer.send(b"one").await?;
+    /// producer.send(b"two").await?;
+    /// // A hand-written wait: then take every message there at once.
+    /// std::future::poll_fn(|cx| consumer.poll_message(cx)).await?;
+    /// assert_eq!(consumer.get_mut().drain(|_| {})?, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        poll_message(&mut self.park, cx, &mut self.consumer)
+    }
+
+    /// Waits until a message is in the ring (then `try_*` verbs and
+    /// [`Consumer::drain`] find it). Cancel-safe: it takes nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`poll_message`](AsyncConsumer::poll_message).
+    pub async fn ready(&mut self) -> Result<()> {
+        poll_fn(|cx| self.poll_message(cx)).await
+    }
+
+    /// [`Consumer::recv`], awaited. Cancel-safe: the message is taken only
+    /// in the poll that completes the future.
+    ///
+    /// # Errors
+    ///
+    /// As [`Consumer::recv`].
+    pub async fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.ready().await?;
+        self.consumer.try_recv(buf)
+    }
+
+    /// [`Consumer::recv_vec`], awaited. Cancel-safe, as
+    /// [`recv`](AsyncConsumer::recv).
+    ///
+    /// # Errors
+    ///
+    /// As [`Consumer::recv`], never [`Error::TooLarge`].
+    pub async fn recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.ready().await?;
+        self.consumer.try_read()?.copy_to(buf);
+        Ok(buf.len())
+    }
+
+    /// [`Consumer::read`], awaited: the next message in place. Cancel-safe:
+    /// the grant exists only once the future completed; dropping it hands
+    /// the message's space back.
+    ///
+    /// # Errors
+    ///
+    /// As [`Consumer::read`].
+    pub async fn read(&mut self) -> Result<ReadGrant<'_>> {
+        self.ready().await?;
+        self.consumer.try_read()
+    }
+
+    /// Waits for a message, then [`Consumer::drain`]s every message in the
+    /// ring to `f`; returns how many (at least one). Cancel-safe: nothing
+    /// is taken before the future completes.
+    ///
+    /// # Errors
+    ///
+    /// As [`ready`](AsyncConsumer::ready), then as [`Consumer::drain`].
+    pub async fn drain(&mut self, f: impl FnMut(&[u8])) -> Result<usize> {
+        self.ready().await?;
+        self.consumer.drain(f)
+    }
+}
+
+impl futures_core::Stream for AsyncConsumer {
+    /// A message, or an error: [`Error::PeerGone`] (the last item when the
+    /// producer died), [`Error::Corrupt`], …. The stream ends after the
+    /// producer closed and everything was received, or after an error
+    /// that ends it (`PeerGone`, `Truncated`).
+    type Item = Result<Vec<u8>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let outcome = std::task::ready!(this.poll_message(cx)).and_then(|()| {
+            let mut message = Vec::new();
+            this.consumer.try_read()?.copy_to(&mut message);
+            Ok(message)
+        });
+        Poll::Ready(end_of_stream(&mut this.ended, outcome))
+    }
+}
+
+/// A stream's item for `outcome`: `None` at a close, and none after an
+/// error that ends the stream.
+pub(super) fn end_of_stream<T>(ended: &mut bool, outcome: Result<T>) -> Option<Result<T>> {
+    match outcome {
+        Err(Error::Closed { .. }) => {
+            *ended = true;
+            None
+        }
+        Err(err @ (Error::PeerGone { .. } | Error::Truncated { .. })) => {
+            *ended = true;
+            Some(Err(err))
+        }
+        other => Some(other),
+    }
+}
+
+/// The sending end of a ring, awaited: a [`Producer`] whose waits park the
+/// task instead of the thread.
+///
+/// Every send is cancel-safe: a future dropped before it completes has
+/// sent nothing and holds no grant. It is also a
+/// [`Sink`](futures_sink::Sink) of byte messages (anything
+/// `AsRef<[u8]>`), which keeps at most one message that did not fit
+/// until there is room.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shmkit::Result<()> {
+/// use futures_util::{SinkExt, StreamExt};
+/// use shmkit::aio::{AsyncConsumer, AsyncProducer};
+///
+/// let name = format!("doc-async-sink-{}", std::process::id());
+/// let mut consumer = AsyncConsumer::open(&name)?;
+/// let mut producer = AsyncProducer::open(&name)?; // usually another process
+/// let mut words = futures_util::stream::iter(["a", "b", "c"].map(Ok));
+/// producer.send_all(&mut words).await?; // the Sink's send_all
+/// drop(producer);
+/// let got: Vec<Vec<u8>> = consumer.map(Result::unwrap).collect().await;
+/// assert_eq!(got, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shmkit::Result<()> {
+/// use shmkit::aio::{AsyncConsumer, AsyncProducer};
+///
+/// let name = format!("doc-async-producer-{}", std::process::id());
+/// let mut producer = AsyncProducer::open(&name)?;
+/// let mut consumer = AsyncConsumer::open(&name)?; // usually another process
+/// let mut grant = producer.grant(5).await?; // zero-copy: write in place
+/// grant.copy_from_slice(b"hello");
+/// grant.commit();
+/// assert_eq!(&*consumer.read().await?, b"hello");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct AsyncProducer {
+    // Declared first: its reactor place goes before the mapping it names.
+    park: Park,
+    /// A sink's message that did not fit when it was started.
+    pending: Option<Vec<u8>>,
+    producer: Producer,
+}
+
+impl From<Producer> for AsyncProducer {
+    fn from(producer: Producer) -> AsyncProducer {
+        AsyncProducer {
+            park: Park::default(),
+            pending: None,
+            producer,
+        }
+    }
+}
+
+impl AsyncProducer {
+    /// [`Producer::open`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::open`].
+    pub fn open(name: &str) -> Result<AsyncProducer> {
+        Producer::open(name).map(AsyncProducer::from)
+    }
+
+    /// [`Producer::open_with`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::open_with`].
+    pub fn open_with(name: &str, options: &Options) -> Result<AsyncProducer> {
+        Producer::open_with(name, options).map(AsyncProducer::from)
+    }
+
+    /// The blocking producer inside, for its other verbs.
+    pub fn get_mut(&mut self) -> &mut Producer {
+        self.park.reset();
+        &mut self.producer
+    }
+
+    /// The blocking producer inside.
+    pub fn get_ref(&self) -> &Producer {
+        &self.producer
+    }
+
+    /// The blocking producer inside (a sink's unsent message is dropped).
+    pub fn into_inner(self) -> Producer {
+        self.producer
+    }
+
+    /// `Ready(Ok(()))` once a message of `len` bytes fits, with the task's
+    /// waker parked until then. The base of every send here.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`]; [`Error::PeerGone`] or [`Error::PeerLeft`] once
+    /// the consumer is gone while the ring is full (as [`Producer::send`]).
+    pub fn poll_room(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<Result<()>> {
+        poll_room(&mut self.park, cx, &mut self.producer, len)
+    }
+
+    /// Waits until a message of `len` bytes fits. Cancel-safe: it reserves
+    /// nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`poll_room`](AsyncProducer::poll_room).
+    pub async fn room(&mut self, len: usize) -> Result<()> {
+        poll_fn(|cx| self.poll_room(cx, len)).await
+    }
+
+    /// [`Producer::send`], awaited. Cancel-safe: the message is written and
+    /// committed in the poll that completes the future, or not at all.
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::send`].
+    pub async fn send(&mut self, message: &[u8]) -> Result<()> {
+        self.room(message.len()).await?;
+        self.producer.try_send(message)
+    }
+
+    /// [`Producer::grant`], awaited. Cancel-safe: the grant exists only once
+    /// the future completed; dropping it uncommitted sends nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::grant`].
+    pub async fn grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
+        self.room(len).await?;
+        self.producer.try_grant(len)
+    }
+
+    /// Sends the sink's message that did not fit, if any.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if let Some(message) = &self.pending {
+            std::task::ready!(poll_room(
+                &mut self.park,
+                cx,
+                &mut self.producer,
+                message.len()
+            ))?;
+            self.producer.try_send(message)?;
+            self.pending = None;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<M: AsRef<[u8]>> futures_sink::Sink<M> for AsyncProducer {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+
+    /// Sends `message` if it fits now, else keeps a copy for the next
+    /// `poll_ready` or `poll_flush`.
+    fn start_send(self: Pin<&mut Self>, message: M) -> Result<()> {
+        let this = self.get_mut();
+        match this.producer.try_send(message.as_ref()) {
+            Err(Error::Full { .. }) => {
+                this.pending = Some(message.as_ref().to_vec());
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+
+    /// Flushes; the stream itself closes when the producer is dropped.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+}

@@ -1,0 +1,524 @@
+//! Async forms of a service's members: [`AsyncClient`] and
+//! [`AsyncServer`].
+
+use std::future::poll_fn;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use super::park::{Park, Readiness};
+use crate::channel::{Codec, Postcard, ServiceClient, ServiceServer};
+use crate::error::{Error, Result};
+use crate::ring::wait::WakeLine;
+use crate::service::{Caller, Client, Options, PendingCall, Request, Response, Server};
+use crate::sync::AtomicU32;
+
+/// A client's wait until a request of `.1` bytes can go.
+struct CanSend<'a>(&'a mut Client, usize);
+
+impl Readiness for CanSend<'_> {
+    fn ready(&mut self) -> Result<bool> {
+        self.0.request_ready(self.1)
+    }
+    fn peer_check(&mut self) -> Result<()> {
+        self.0.server_ended(None)
+    }
+    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+        self.0.sleep_line()
+    }
+    fn spin_time(&self) -> Option<Duration> {
+        self.0.spin_time()
+    }
+}
+
+/// A client's wait for the response to `.1`.
+struct Answer<'a>(&'a mut Client, &'a PendingCall);
+
+impl Readiness for Answer<'_> {
+    fn ready(&mut self) -> Result<bool> {
+        self.0.response_ready(self.1)
+    }
+    fn peer_check(&mut self) -> Result<()> {
+        self.0.server_ended(Some(self.1))
+    }
+    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+        self.0.response_line()
+    }
+    fn spin_time(&self) -> Option<Duration> {
+        self.0.spin_time()
+    }
+}
+
+/// A server's wait for a request.
+struct Incoming<'a>(&'a mut Server);
+
+impl Readiness for Incoming<'_> {
+    fn ready(&mut self) -> Result<bool> {
+        self.0.request_ready()
+    }
+    fn peer_check(&mut self) -> Result<()> {
+        self.0.sweep_clients()
+    }
+    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+        self.0.sleep_line()
+    }
+    fn spin_time(&self) -> Option<Duration> {
+        self.0.spin_time()
+    }
+}
+
+/// A client of a service, awaited: a [`Client`] whose waits park the task
+/// instead of the thread.
+///
+/// [`send_request`](AsyncClient::send_request) is cancel-safe: a dropped
+/// send has sent nothing. [`wait`](AsyncClient::wait) takes the
+/// [`PendingCall`], so a dropped wait abandons the call, as dropping a
+/// `PendingCall` does: the server still gets the request, and its response
+/// is skipped when it comes (no other call's response is touched).
+/// [`poll_response`](AsyncClient::poll_response) waits for a call the
+/// caller keeps, which stays pending however often the wait is dropped.
+/// [`call`](AsyncClient::call) is a send, then a wait: dropped before its
+/// request went out, it has sent nothing; after, the call is abandoned.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shmkit::Result<()> {
+/// use shmkit::aio::{AsyncClient, AsyncServer};
+///
+/// let name = format!("doc-async-service-{}", std::process::id());
+/// let mut server = AsyncServer::open(&name)?;
+/// let mut client = AsyncClient::connect(&name)?; // usually another process
+/// let serving = tokio::spawn(async move {
+///     let request = server.recv_request().await?;
+///     let upper = request.to_ascii_uppercase();
+///     request.reply(&upper)
+/// });
+/// assert_eq!(&*client.call(b"hello").await?, b"HELLO");
+/// serving.await.unwrap()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct AsyncClient {
+    // Declared first: its reactor place goes before the mapping it names.
+    park: Park,
+    client: Client,
+}
+
+impl From<Client> for AsyncClient {
+    fn from(client: Client) -> AsyncClient {
+        AsyncClient {
+            park: Park::default(),
+            client,
+        }
+    }
+}
+
+impl AsyncClient {
+    /// [`Client::connect`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect`].
+    pub fn connect(name: &str) -> Result<AsyncClient> {
+        Client::connect(name).map(AsyncClient::from)
+    }
+
+    /// [`Client::connect_with`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect_with`].
+    pub fn connect_with(name: &str, options: &Options) -> Result<AsyncClient> {
+        Client::connect_with(name, options).map(AsyncClient::from)
+    }
+
+    /// The blocking client inside, for its other verbs.
+    pub fn get_mut(&mut self) -> &mut Client {
+        self.park.reset();
+        &mut self.client
+    }
+
+    /// The blocking client inside.
+    pub fn into_inner(self) -> Client {
+        self.client
+    }
+
+    /// [`Client::send_request`], awaited. Cancel-safe: the request goes out
+    /// in the poll that completes the future, or not at all.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::send_request`].
+    pub async fn send_request(&mut self, request: &[u8]) -> Result<PendingCall> {
+        loop {
+            match self.client.try_send_request(request) {
+                Err(Error::Full { .. }) => {}
+                other => return other,
+            }
+            let len = request.len();
+            let AsyncClient { park, client } = self;
+            poll_fn(|cx| park.poll_ready(cx, &mut CanSend(client, len))).await?;
+        }
+    }
+
+    /// `Ready(Ok(()))` once the response to `call` has come, with the
+    /// task's waker parked until then.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PeerGone`] or [`Error::Closed`] once no server will answer.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> shmkit::Result<()> {
+    /// use std::time::Duration;
+    /// use shmkit::aio::{AsyncClient, AsyncServer};
+    ///
+    /// let name = format!("doc-poll-response-{}", std::process::id());
+    /// let mut server = AsyncServer::open(&name)?;
+    /// let mut client = AsyncClient::connect(&name)?;
+    /// let call = client.send_request(b"slow").await?;
+    /// let waited = tokio::time::timeout(
+    ///     Duration::from_millis(5),
+    ///     std::future::poll_fn(|cx| client.poll_response(cx, &call)),
+    /// );
+    /// assert!(waited.await.is_err(), "no answer yet: the call stays pending");
+    /// server.recv_request().await?.reply(b"done")?;
+    /// std::future::poll_fn(|cx| client.poll_response(cx, &call)).await?;
+    /// assert_eq!(&*client.get_mut().try_wait(&call)?, b"done");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn poll_response(&mut self, cx: &mut Context<'_>, call: &PendingCall) -> Poll<Result<()>> {
+        self.park
+            .poll_ready(cx, &mut Answer(&mut self.client, call))
+    }
+
+    /// [`Client::wait`], awaited. Dropping the future before it completes
+    /// abandons the call, as dropping its [`PendingCall`] does (its
+    /// response is skipped when it comes); to keep a call pending across a
+    /// cancelled wait, poll [`poll_response`](AsyncClient::poll_response)
+    /// with a reference to it instead.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::wait`].
+    pub async fn wait(&mut self, call: PendingCall) -> Result<Response<'_>> {
+        // The call moves into the poll function and back out, so that the
+        // future holds no reference to it across the wait (a `PendingCall`
+        // is `Send` but not `Sync`).
+        let this = &mut *self;
+        let mut call = Some(call);
+        let call = poll_fn(move |cx| {
+            let pending = call.as_ref().expect("taken only when ready");
+            std::task::ready!(this.poll_response(cx, pending))?;
+            Poll::Ready(Ok(call.take().expect("taken only once")))
+        })
+        .await?;
+        self.client.try_wait(&call)
+    }
+
+    /// [`Client::call`], awaited: sends `request`, then waits for its
+    /// response. See [`AsyncClient`] for what a dropped call leaves.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::call`].
+    pub async fn call(&mut self, request: &[u8]) -> Result<Response<'_>> {
+        let call = self.send_request(request).await?;
+        self.wait(call).await
+    }
+}
+
+/// A service's server, awaited: a [`Server`] whose wait for requests
+/// parks the task instead of the thread. Replies never wait, so they are
+/// the blocking server's ([`Request::reply`], [`Server::reply`] through
+/// [`get_mut`](AsyncServer::get_mut)).
+///
+/// [`recv_request`](AsyncServer::recv_request) is cancel-safe: a future
+/// dropped before it completes has taken no request.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shmkit::Result<()> {
+/// use shmkit::aio::{AsyncClient, AsyncServer};
+///
+/// let name = format!("doc-async-server-{}", std::process::id());
+/// let mut server = AsyncServer::open(&name)?;
+/// let mut client = AsyncClient::connect(&name)?; // usually another process
+/// let call = client.send_request(b"2+2").await?;
+/// let caller = server.recv_request().await?.caller();
+/// server.get_mut().reply(caller, b"4")?;
+/// assert_eq!(&*client.wait(call).await?, b"4");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct AsyncServer {
+    // Declared first: its reactor place goes before the mapping it names.
+    park: Park,
+    server: Server,
+}
+
+impl From<Server> for AsyncServer {
+    fn from(server: Server) -> AsyncServer {
+        AsyncServer {
+            park: Park::default(),
+            server,
+        }
+    }
+}
+
+impl AsyncServer {
+    /// [`Server::open`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::open`].
+    pub fn open(name: &str) -> Result<AsyncServer> {
+        Server::open(name).map(AsyncServer::from)
+    }
+
+    /// [`Server::open_with`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::open_with`].
+    pub fn open_with(name: &str, options: &Options) -> Result<AsyncServer> {
+        Server::open_with(name, options).map(AsyncServer::from)
+    }
+
+    /// The blocking server inside, for replies and its other verbs.
+    pub fn get_mut(&mut self) -> &mut Server {
+        self.park.reset();
+        &mut self.server
+    }
+
+    /// The blocking server inside.
+    pub fn into_inner(self) -> Server {
+        self.server
+    }
+
+    /// `Ready(Ok(()))` once a client's request is there, with the task's
+    /// waker parked until then (looking at the clients' liveness as the
+    /// blocking server does).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Truncated`] for a shrunk segment.
+    pub fn poll_request(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.park.poll_ready(cx, &mut Incoming(&mut self.server))
+    }
+
+    /// [`Server::recv_request`], awaited. Cancel-safe: the request is taken
+    /// only in the poll that completes the future.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::recv_request`].
+    pub async fn recv_request(&mut self) -> Result<Request<'_>> {
+        poll_fn(|cx| self.poll_request(cx)).await?;
+        self.server.try_recv_request()
+    }
+}
+
+/// A typed service's client, awaited: a
+/// [`channel::ServiceClient`](crate::channel::ServiceClient) whose waits
+/// park the task instead of the thread. Its calls are cancel-safe as
+/// [`AsyncClient`]'s are.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shmkit::Result<()> {
+/// use shmkit::aio::{AsyncServiceClient, AsyncServiceServer};
+///
+/// let name = format!("doc-async-typed-service-{}", std::process::id());
+/// let mut server = AsyncServiceServer::<u32, String>::open(&name)?;
+/// let mut client = AsyncServiceClient::<u32, String>::connect(&name)?;
+/// let serving = tokio::spawn(async move {
+///     let (caller, n) = server.recv().await?;
+///     server.get_mut().reply(caller, &format!("{n} squared is {}", n * n))
+/// });
+/// assert_eq!(client.call(&7).await?, "7 squared is 49");
+/// serving.await.unwrap()?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct AsyncServiceClient<Req, Resp, C = Postcard> {
+    // Declared first: its reactor place goes before the mapping it names.
+    park: Park,
+    client: ServiceClient<Req, Resp, C>,
+}
+
+impl<Req, Resp, C: Codec<Req> + Codec<Resp>> From<ServiceClient<Req, Resp, C>>
+    for AsyncServiceClient<Req, Resp, C>
+{
+    fn from(client: ServiceClient<Req, Resp, C>) -> Self {
+        AsyncServiceClient {
+            park: Park::default(),
+            client,
+        }
+    }
+}
+
+impl<Req, Resp, C: Codec<Req> + Codec<Resp>> AsyncServiceClient<Req, Resp, C> {
+    /// [`ServiceClient::connect`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect`].
+    pub fn connect(name: &str) -> Result<Self> {
+        ServiceClient::connect(name).map(AsyncServiceClient::from)
+    }
+
+    /// [`ServiceClient::connect_with`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect_with`].
+    pub fn connect_with(name: &str, options: &Options) -> Result<Self> {
+        ServiceClient::connect_with(name, options).map(AsyncServiceClient::from)
+    }
+
+    /// The blocking client inside, for its other verbs.
+    pub fn get_mut(&mut self) -> &mut ServiceClient<Req, Resp, C> {
+        self.park.reset();
+        &mut self.client
+    }
+
+    /// The blocking client inside.
+    pub fn into_inner(self) -> ServiceClient<Req, Resp, C> {
+        self.client
+    }
+
+    /// [`ServiceClient::send`], awaited. Cancel-safe: the request goes out
+    /// in the poll that completes the future, or not at all.
+    ///
+    /// # Errors
+    ///
+    /// As [`ServiceClient::send`].
+    pub async fn send(&mut self, request: &Req) -> Result<PendingCall> {
+        loop {
+            match self.client.try_send(request) {
+                Err(Error::Full { .. }) => {}
+                other => return other,
+            }
+            let len = self.client.encoded_len_of_last();
+            let AsyncServiceClient { park, client } = self;
+            poll_fn(|cx| park.poll_ready(cx, &mut CanSend(client.client(), len))).await?;
+        }
+    }
+
+    /// [`ServiceClient::wait`], awaited. Dropping the future abandons the
+    /// call, as [`AsyncClient::wait`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`ServiceClient::wait`].
+    pub async fn wait(&mut self, call: PendingCall) -> Result<<C as Codec<Resp>>::Value<'_>> {
+        // As in `AsyncClient::wait`: the call moves in and back out.
+        let AsyncServiceClient { park, client } = self;
+        let mut call = Some(call);
+        let call = poll_fn(move |cx| {
+            let pending = call.as_ref().expect("taken only when ready");
+            std::task::ready!(park.poll_ready(cx, &mut Answer(client.client(), pending)))?;
+            Poll::Ready(Ok(call.take().expect("taken only once")))
+        })
+        .await?;
+        // The response is there: this does not wait.
+        self.client.wait(call)
+    }
+
+    /// [`ServiceClient::call`], awaited: a send, then a wait.
+    ///
+    /// # Errors
+    ///
+    /// As [`ServiceClient::call`].
+    pub async fn call(&mut self, request: &Req) -> Result<<C as Codec<Resp>>::Value<'_>> {
+        let call = self.send(request).await?;
+        self.wait(call).await
+    }
+}
+
+impl<Req, Resp, C> std::fmt::Debug for AsyncServiceClient<Req, Resp, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncServiceClient")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A typed service's server, awaited: a
+/// [`channel::ServiceServer`](crate::channel::ServiceServer) whose wait
+/// for requests parks the task instead of the thread; replies never wait
+/// (through [`get_mut`](AsyncServiceServer::get_mut)).
+/// [`recv`](AsyncServiceServer::recv) is cancel-safe. See
+/// [`AsyncServiceClient`] for an example.
+pub struct AsyncServiceServer<Req, Resp, C = Postcard> {
+    // Declared first: its reactor place goes before the mapping it names.
+    park: Park,
+    server: ServiceServer<Req, Resp, C>,
+}
+
+impl<Req, Resp, C: Codec<Req> + Codec<Resp>> From<ServiceServer<Req, Resp, C>>
+    for AsyncServiceServer<Req, Resp, C>
+{
+    fn from(server: ServiceServer<Req, Resp, C>) -> Self {
+        AsyncServiceServer {
+            park: Park::default(),
+            server,
+        }
+    }
+}
+
+impl<Req, Resp, C: Codec<Req> + Codec<Resp>> AsyncServiceServer<Req, Resp, C> {
+    /// [`ServiceServer::open`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::open`].
+    pub fn open(name: &str) -> Result<Self> {
+        ServiceServer::open(name).map(AsyncServiceServer::from)
+    }
+
+    /// [`ServiceServer::open_with`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::open_with`].
+    pub fn open_with(name: &str, options: &Options) -> Result<Self> {
+        ServiceServer::open_with(name, options).map(AsyncServiceServer::from)
+    }
+
+    /// The blocking server inside, for replies and its other verbs.
+    pub fn get_mut(&mut self) -> &mut ServiceServer<Req, Resp, C> {
+        self.park.reset();
+        &mut self.server
+    }
+
+    /// The blocking server inside.
+    pub fn into_inner(self) -> ServiceServer<Req, Resp, C> {
+        self.server
+    }
+
+    /// [`ServiceServer::recv`], awaited. Cancel-safe: the request is taken
+    /// only in the poll that completes the future.
+    ///
+    /// # Errors
+    ///
+    /// As [`ServiceServer::recv`].
+    pub async fn recv(&mut self) -> Result<(Caller, <C as Codec<Req>>::Value<'_>)> {
+        let AsyncServiceServer { park, server } = self;
+        poll_fn(|cx| park.poll_ready(cx, &mut Incoming(server.server()))).await?;
+        // A request is there: this does not wait.
+        self.server.recv()
+    }
+}
+
+impl<Req, Resp, C> std::fmt::Debug for AsyncServiceServer<Req, Resp, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncServiceServer")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,617 @@
+//! Async forms of the topic's members: [`AsyncPublisher`] and
+//! [`AsyncSubscriber`].
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use super::park::{Park, Readiness};
+use super::ring::end_of_stream;
+use crate::channel::{self, Codec, Postcard};
+use crate::error::{Error, Result};
+use crate::ring::wait::WakeLine;
+use crate::sync::AtomicU32;
+use crate::topic::{Options, Publisher, Received, Subscriber, WriteGrant};
+
+/// A subscriber's wait for a message.
+struct Message<'a>(&'a mut Subscriber);
+
+impl Readiness for Message<'_> {
+    fn ready(&mut self) -> Result<bool> {
+        self.0.message_ready()
+    }
+    fn peer_check(&mut self) -> Result<()> {
+        self.0.publishers_ended()
+    }
+    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+        self.0.sleep_line()
+    }
+    fn spin_time(&self) -> Option<Duration> {
+        self.0.spin_time()
+    }
+}
+
+/// A publisher's wait for room for a message of `.1` bytes.
+struct Room<'a>(&'a mut Publisher, usize);
+
+impl Readiness for Room<'_> {
+    fn ready(&mut self) -> Result<bool> {
+        self.0.room_for(self.1)
+    }
+    fn peer_check(&mut self) -> Result<()> {
+        self.0.reclaim_for(self.1);
+        Ok(())
+    }
+    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+        self.0.sleep_line()
+    }
+    fn spin_time(&self) -> Option<Duration> {
+        self.0.spin_time()
+    }
+}
+
+/// A topic's publisher, awaited: a [`Publisher`] whose waits (on a Block
+/// topic, for the slowest subscriber) park the task instead of the thread.
+///
+/// Every send is cancel-safe: a future dropped before it completes has
+/// published nothing and holds no grant. It is also a
+/// [`Sink`](futures_sink::Sink) of byte messages, which keeps at most one
+/// message that did not fit until there is room.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shmkit::Result<()> {
+/// use shmkit::aio::{AsyncPublisher, AsyncSubscriber};
+///
+/// let name = format!("doc-async-topic-{}", std::process::id());
+/// let mut subscriber = AsyncSubscriber::open(&name)?;
+/// let mut publisher = AsyncPublisher::open(&name)?; // usually another process
+/// publisher.send(b"frame 0").await?;
+/// let mut buf = [0u8; 64];
+/// let got = subscriber.recv(&mut buf).await?;
+/// assert_eq!((&buf[..got.len], got.sequence), (&b"frame 0"[..], 0));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct AsyncPublisher {
+    // Declared first: its reactor place goes before the mapping it names.
+    park: Park,
+    /// A sink's message that did not fit when it was started.
+    pending: Option<Vec<u8>>,
+    publisher: Publisher,
+}
+
+impl From<Publisher> for AsyncPublisher {
+    fn from(publisher: Publisher) -> AsyncPublisher {
+        AsyncPublisher {
+            park: Park::default(),
+            pending: None,
+            publisher,
+        }
+    }
+}
+
+impl AsyncPublisher {
+    /// [`Publisher::open`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::open`].
+    pub fn open(name: &str) -> Result<AsyncPublisher> {
+        Publisher::open(name).map(AsyncPublisher::from)
+    }
+
+    /// [`Publisher::open_with`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::open_with`].
+    pub fn open_with(name: &str, options: &Options) -> Result<AsyncPublisher> {
+        Publisher::open_with(name, options).map(AsyncPublisher::from)
+    }
+
+    /// The blocking publisher inside, for its other verbs.
+    pub fn get_mut(&mut self) -> &mut Publisher {
+        self.park.reset();
+        &mut self.publisher
+    }
+
+    /// The blocking publisher inside (a sink's unsent message is dropped).
+    pub fn into_inner(self) -> Publisher {
+        self.publisher
+    }
+
+    /// `Ready(Ok(()))` once a message of `len` bytes fits (at once on a
+    /// drop-oldest topic), with the task's waker parked until then.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`]; [`Error::Corrupt`] for a damaged lane.
+    pub fn poll_room(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<Result<()>> {
+        self.park
+            .poll_ready(cx, &mut Room(&mut self.publisher, len))
+    }
+
+    /// [`Publisher::send`], awaited. Cancel-safe: the message is written and
+    /// committed in the poll that completes the future, or not at all.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::send`].
+    pub async fn send(&mut self, message: &[u8]) -> Result<()> {
+        poll_fn(|cx| self.poll_room(cx, message.len())).await?;
+        self.publisher.try_send(message)
+    }
+
+    /// [`Publisher::grant`], awaited. Cancel-safe: the grant exists only
+    /// once the future completed; dropping it uncommitted publishes nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::grant`].
+    pub async fn grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
+        poll_fn(|cx| self.poll_room(cx, len)).await?;
+        self.publisher.try_grant(len)
+    }
+
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if let Some(message) = &self.pending {
+            let len = message.len();
+            std::task::ready!(self.poll_room(cx, len))?;
+            let message = self.pending.take().expect("checked above");
+            self.publisher.try_send(&message)?;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<M: AsRef<[u8]>> futures_sink::Sink<M> for AsyncPublisher {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+
+    /// Publishes `message` if it fits now, else keeps a copy for the next
+    /// `poll_ready` or `poll_flush`.
+    fn start_send(self: Pin<&mut Self>, message: M) -> Result<()> {
+        let this = self.get_mut();
+        match this.publisher.try_send(message.as_ref()) {
+            Err(Error::Full { .. }) => {
+                this.pending = Some(message.as_ref().to_vec());
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+
+    /// Flushes; the publisher's stream closes when it is dropped.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+}
+
+/// A topic's subscriber, awaited: a [`Subscriber`] whose waits park the
+/// task instead of the thread.
+///
+/// Every receive is cancel-safe: a future dropped before it completes has
+/// taken nothing. It is also a [`Stream`](futures_core::Stream) of
+/// `(Received, bytes)`, which ends once every publisher that opened the
+/// topic closed and everything was received.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shmkit::Result<()> {
+/// use shmkit::aio::{AsyncPublisher, AsyncSubscriber};
+/// use futures_util::StreamExt;
+///
+/// let name = format!("doc-async-subscriber-{}", std::process::id());
+/// let mut subscriber = AsyncSubscriber::open(&name)?;
+/// let mut publisher = AsyncPublisher::open(&name)?;
+/// publisher.send(b"one").await?;
+/// publisher.send(b"two").await?;
+/// drop(publisher);
+/// let bytes: Vec<Vec<u8>> = subscriber.map(|m| m.unwrap().1).collect().await;
+/// assert_eq!(bytes, [b"one".to_vec(), b"two".to_vec()]);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct AsyncSubscriber {
+    // Declared first: its reactor place goes before the mapping it names.
+    park: Park,
+    ended: bool,
+    /// Room for the largest message, for `recv_vec` and the stream.
+    scratch: Vec<u8>,
+    subscriber: Subscriber,
+}
+
+impl From<Subscriber> for AsyncSubscriber {
+    fn from(subscriber: Subscriber) -> AsyncSubscriber {
+        AsyncSubscriber {
+            park: Park::default(),
+            ended: false,
+            scratch: Vec::new(),
+            subscriber,
+        }
+    }
+}
+
+impl AsyncSubscriber {
+    /// [`Subscriber::open`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Subscriber::open`].
+    pub fn open(name: &str) -> Result<AsyncSubscriber> {
+        Subscriber::open(name).map(AsyncSubscriber::from)
+    }
+
+    /// [`Subscriber::open_with`], awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Subscriber::open_with`].
+    pub fn open_with(name: &str, options: &Options) -> Result<AsyncSubscriber> {
+        Subscriber::open_with(name, options).map(AsyncSubscriber::from)
+    }
+
+    /// The blocking subscriber inside, for its other verbs.
+    pub fn get_mut(&mut self) -> &mut Subscriber {
+        self.park.reset();
+        &mut self.subscriber
+    }
+
+    /// The blocking subscriber inside.
+    pub fn into_inner(self) -> Subscriber {
+        self.subscriber
+    }
+
+    /// `Ready(Ok(()))` once a message is there, with the task's waker
+    /// parked until then; the errors of [`recv`](AsyncSubscriber::recv)
+    /// once the stream is over or a lag is to be reported.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Lagged`] (the next call goes on), [`Error::Closed`],
+    /// [`Error::PeerGone`], [`Error::Corrupt`].
+    pub fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.park.poll_ready(cx, &mut Message(&mut self.subscriber))
+    }
+
+    /// [`Subscriber::recv`], awaited. Cancel-safe: the message is taken only
+    /// in the poll that completes the future.
+    ///
+    /// # Errors
+    ///
+    /// As [`Subscriber::recv`].
+    pub async fn recv(&mut self, buf: &mut [u8]) -> Result<Received> {
+        loop {
+            poll_fn(|cx| self.poll_message(cx)).await?;
+            match self.subscriber.try_recv(buf) {
+                // On a drop-oldest topic the message seen may have been
+                // overwritten since: wait again.
+                Err(Error::Empty { .. }) => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// [`recv`](AsyncSubscriber::recv) into `buf`, replacing its contents
+    /// and growing it to fit.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](AsyncSubscriber::recv), never [`Error::TooLarge`].
+    pub async fn recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<Received> {
+        poll_fn(|cx| self.poll_vec(cx, buf)).await
+    }
+
+    fn poll_vec(&mut self, cx: &mut Context<'_>, buf: &mut Vec<u8>) -> Poll<Result<Received>> {
+        // Copied through the subscriber's own copy, never a slice over the
+        // lane (rule 1 of docs/ARCHITECTURE.md's shared-memory rules).
+        if self.scratch.len() < self.subscriber.max_message() {
+            self.scratch = vec![0; self.subscriber.max_message()];
+        }
+        loop {
+            std::task::ready!(self.poll_message(cx))?;
+            match self.subscriber.try_recv(&mut self.scratch) {
+                Ok(received) => {
+                    buf.clear();
+                    buf.extend_from_slice(&self.scratch[..received.len]);
+                    return Poll::Ready(Ok(received));
+                }
+                // As in `recv`.
+                Err(Error::Empty { .. }) => {}
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+    }
+}
+
+impl futures_core::Stream for AsyncSubscriber {
+    /// A message with what the topic says of it, or an error:
+    /// [`Error::Lagged`] (the stream goes on), [`Error::PeerGone`] (the
+    /// last item when a publisher died). Ends once every publisher that
+    /// opened the topic closed and everything was received.
+    type Item = Result<(Received, Vec<u8>)>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let mut buf = Vec::new();
+        let outcome = std::task::ready!(this.poll_vec(cx, &mut buf)).map(|got| (got, buf));
+        Poll::Ready(end_of_stream(&mut this.ended, outcome))
+    }
+}
+
+/// A typed topic's publisher, awaited: a
+/// [`channel::Publisher`](crate::channel::Publisher) whose waits park the
+/// task instead of the thread.
+///
+/// [`send`](AsyncTypedPublisher::send) is cancel-safe: a future dropped
+/// before it completes has published nothing. It is also a
+/// [`Sink`](futures_sink::Sink) of values, which keeps at most one value
+/// that did not fit until there is room.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shmkit::Result<()> {
+/// use shmkit::aio::{AsyncTypedPublisher, AsyncTypedSubscriber};
+///
+/// let name = format!("doc-async-typed-topic-{}", std::process::id());
+/// let mut subscriber = AsyncTypedSubscriber::<(String, u32)>::open(&name)?;
+/// let mut publisher = AsyncTypedPublisher::<(String, u32)>::open(&name)?;
+/// publisher.send(&("ABC".to_owned(), 101)).await?;
+/// let (received, quote) = subscriber.recv().await?;
+/// assert_eq!((received.sequence, quote), (0, ("ABC".to_owned(), 101)));
+/// # Ok(())
+/// # }
+/// ```
+pub struct AsyncTypedPublisher<T, C = Postcard> {
+    // Declared first: its reactor place goes before the mapping it names.
+    park: Park,
+    /// A sink's value that did not fit when it was started.
+    pending: Option<T>,
+    publisher: channel::Publisher<T, C>,
+}
+
+impl<T, C: Codec<T>> From<channel::Publisher<T, C>> for AsyncTypedPublisher<T, C> {
+    fn from(publisher: channel::Publisher<T, C>) -> AsyncTypedPublisher<T, C> {
+        AsyncTypedPublisher {
+            park: Park::default(),
+            pending: None,
+            publisher,
+        }
+    }
+}
+
+impl<T, C: Codec<T>> AsyncTypedPublisher<T, C> {
+    /// [`channel::Publisher::open`](crate::channel::Publisher::open), awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`channel::Publisher::open`](crate::channel::Publisher::open).
+    pub fn open(name: &str) -> Result<AsyncTypedPublisher<T, C>> {
+        channel::Publisher::open(name).map(AsyncTypedPublisher::from)
+    }
+
+    /// [`channel::Publisher::open_with`](crate::channel::Publisher::open_with),
+    /// awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`channel::Publisher::open_with`](crate::channel::Publisher::open_with).
+    pub fn open_with(name: &str, options: &Options) -> Result<AsyncTypedPublisher<T, C>> {
+        channel::Publisher::open_with(name, options).map(AsyncTypedPublisher::from)
+    }
+
+    /// The blocking publisher inside, for its other verbs.
+    pub fn get_mut(&mut self) -> &mut channel::Publisher<T, C> {
+        self.park.reset();
+        &mut self.publisher
+    }
+
+    /// The blocking publisher inside (a sink's unsent value is dropped).
+    pub fn into_inner(self) -> channel::Publisher<T, C> {
+        self.publisher
+    }
+
+    fn poll_room_for(&mut self, cx: &mut Context<'_>, value: &T) -> Poll<Result<()>> {
+        let len = self.publisher.message_len(value)?;
+        self.park
+            .poll_ready(cx, &mut Room(self.publisher.publisher_mut(), len))
+    }
+
+    /// [`channel::Publisher::send`](crate::channel::Publisher::send),
+    /// awaited. Cancel-safe: the value is encoded and committed in the poll
+    /// that completes the future, or not at all.
+    ///
+    /// # Errors
+    ///
+    /// As [`channel::Publisher::send`](crate::channel::Publisher::send).
+    pub async fn send(&mut self, value: &T) -> Result<()> {
+        loop {
+            match self.publisher.try_send(value) {
+                Err(Error::Full { .. }) => {}
+                other => return other,
+            }
+            poll_fn(|cx| self.poll_room_for(cx, value)).await?;
+        }
+    }
+
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        while let Some(value) = self.pending.take() {
+            match self.publisher.try_send(&value) {
+                Err(Error::Full { .. }) => {}
+                other => return Poll::Ready(other),
+            }
+            let room = self.poll_room_for(cx, &value);
+            self.pending = Some(value);
+            std::task::ready!(room)?;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T, C: Codec<T>> futures_sink::Sink<T> for AsyncTypedPublisher<T, C> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+
+    /// Publishes `value` if it fits now, else keeps it for the next
+    /// `poll_ready` or `poll_flush`.
+    fn start_send(self: Pin<&mut Self>, value: T) -> Result<()> {
+        let this = self.get_mut();
+        match this.publisher.try_send(&value) {
+            Err(Error::Full { .. }) => {
+                this.pending = Some(value);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+
+    /// Flushes; the publisher's stream closes when it is dropped.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+}
+
+// Movable whatever `T` is: nothing points into it.
+impl<T, C> Unpin for AsyncTypedPublisher<T, C> {}
+
+impl<T, C> std::fmt::Debug for AsyncTypedPublisher<T, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncTypedPublisher")
+            .field("publisher", &self.publisher)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A typed topic's subscriber, awaited: a
+/// [`channel::Subscriber`](crate::channel::Subscriber) whose waits park the
+/// task instead of the thread.
+///
+/// [`recv`](AsyncTypedSubscriber::recv) is cancel-safe: a future dropped
+/// before it completes has taken nothing. With a codec that yields owned
+/// values it is also a [`Stream`](futures_core::Stream) of
+/// `(Received, T)`, which ends once every publisher closed and everything
+/// was received. See [`AsyncTypedPublisher`] for an example.
+pub struct AsyncTypedSubscriber<T, C = Postcard> {
+    // Declared first: its reactor place goes before the mapping it names.
+    park: Park,
+    ended: bool,
+    subscriber: channel::Subscriber<T, C>,
+}
+
+impl<T, C: Codec<T>> From<channel::Subscriber<T, C>> for AsyncTypedSubscriber<T, C> {
+    fn from(subscriber: channel::Subscriber<T, C>) -> AsyncTypedSubscriber<T, C> {
+        AsyncTypedSubscriber {
+            park: Park::default(),
+            ended: false,
+            subscriber,
+        }
+    }
+}
+
+impl<T, C: Codec<T>> AsyncTypedSubscriber<T, C> {
+    /// [`channel::Subscriber::open`](crate::channel::Subscriber::open), awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`channel::Subscriber::open`](crate::channel::Subscriber::open).
+    pub fn open(name: &str) -> Result<AsyncTypedSubscriber<T, C>> {
+        channel::Subscriber::open(name).map(AsyncTypedSubscriber::from)
+    }
+
+    /// [`channel::Subscriber::open_with`](crate::channel::Subscriber::open_with),
+    /// awaited.
+    ///
+    /// # Errors
+    ///
+    /// As [`channel::Subscriber::open_with`](crate::channel::Subscriber::open_with).
+    pub fn open_with(name: &str, options: &Options) -> Result<AsyncTypedSubscriber<T, C>> {
+        channel::Subscriber::open_with(name, options).map(AsyncTypedSubscriber::from)
+    }
+
+    /// The blocking subscriber inside, for its other verbs.
+    pub fn get_mut(&mut self) -> &mut channel::Subscriber<T, C> {
+        self.park.reset();
+        &mut self.subscriber
+    }
+
+    /// The blocking subscriber inside.
+    pub fn into_inner(self) -> channel::Subscriber<T, C> {
+        self.subscriber
+    }
+
+    /// `Ready(Ok(()))` once a message is there; the ending errors once the
+    /// stream is over or a lag is to be reported.
+    ///
+    /// # Errors
+    ///
+    /// As [`AsyncSubscriber::poll_message`].
+    pub fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.park
+            .poll_ready(cx, &mut Message(self.subscriber.subscriber_mut()))
+    }
+
+    /// [`channel::Subscriber::recv`](crate::channel::Subscriber::recv),
+    /// awaited. Cancel-safe: the message is taken only in the poll that
+    /// completes the future.
+    ///
+    /// # Errors
+    ///
+    /// As [`channel::Subscriber::recv`](crate::channel::Subscriber::recv).
+    pub async fn recv(&mut self) -> Result<(Received, C::Value<'_>)> {
+        poll_fn(|cx| self.poll_message(cx)).await?;
+        self.subscriber.try_recv()
+    }
+}
+
+impl<T: 'static, C> futures_core::Stream for AsyncTypedSubscriber<T, C>
+where
+    C: for<'a> Codec<T, Value<'a> = T>,
+{
+    /// A value with what the topic says of it, or an error:
+    /// [`Error::Lagged`], [`Error::WrongType`] and [`Error::Corrupt`] (the
+    /// stream goes on), [`Error::PeerGone`] (the last item when a
+    /// publisher died).
+    type Item = Result<(Received, T)>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let outcome =
+            std::task::ready!(this.poll_message(cx)).and_then(|()| this.subscriber.try_recv());
+        Poll::Ready(end_of_stream(&mut this.ended, outcome))
+    }
+}
+
+// Movable whatever `T` is: nothing points into it.
+impl<T, C> Unpin for AsyncTypedSubscriber<T, C> {}
+
+impl<T, C> std::fmt::Debug for AsyncTypedSubscriber<T, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncTypedSubscriber")
+            .field("subscriber", &self.subscriber)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,75 @@
+//! What a waiter outside the endpoints needs of them: the async adapters
+//! (`crate::aio`, feature `tokio`) wait for a ring without calling
+//! [`Waiter::wait`](super::wait::Waiter::wait), by polling these, then
+//! announcing sleep on the endpoint's futex word (rule 8 of `protocol`)
+//! and handing the word to their reactor.
+
+use super::wait::WakeLine;
+use super::*;
+use crate::sync::AtomicU32;
+
+impl Consumer {
+    /// Whether a message is in the ring now; never a system call, never
+    /// a look at the producer. (Padding before it is skipped.)
+    pub(crate) fn message_ready(&mut self) -> Result<bool> {
+        self.shared.intact()?;
+        let slot = self.shared.ring.peek(&mut self.cursor);
+        Ok(slot.map_err(|e| self.shared.explain(e))?.is_some())
+    }
+
+    /// The waiting consumer's look at its producer (what [`Waiter::wait`]
+    /// runs as its peer check): `Err(Closed)` or `Err(PeerGone)` once no
+    /// more records can come, `Err(Truncated)` for a shrunk segment.
+    pub(crate) fn producer_ended(&self) -> Result<()> {
+        self.shared
+            .still_sized()
+            .and_then(|()| self.shared.producer_finished())
+    }
+
+    /// Passes on an error about to be returned to the caller, recording a
+    /// `Closed` as seen (so that a new producer may reopen the ring).
+    pub(crate) fn end_seen(&self, err: Error) -> Error {
+        self.told(err)
+    }
+
+    /// The ring's wait line and the consumer's futex word in it.
+    pub(crate) fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+        let wait = &self.shared.header().wait;
+        (wait, &wait.consumer_sleeping)
+    }
+
+    /// How long this consumer spins before it sleeps (`None`: never sleeps).
+    pub(crate) fn spin_time(&self) -> Option<Duration> {
+        self.waiter.spin_time()
+    }
+}
+
+impl Producer {
+    /// Whether a message of `len` bytes fits now. May commit a padding
+    /// record at the wrap, as a reserved and aborted grant does.
+    pub(crate) fn room_for(&mut self, len: usize) -> Result<bool> {
+        self.shared.intact()?;
+        let slot = self.shared.ring.reserve(&mut self.cursor, len as u64);
+        Ok(slot.map_err(|e| self.shared.explain(e))?.is_some())
+    }
+
+    /// The waiting producer's look at its consumer (what [`Waiter::wait`]
+    /// runs as its peer check): `Err(PeerGone)` or `Err(PeerLeft)` once
+    /// it will not read again, `Err(Truncated)` for a shrunk segment.
+    pub(crate) fn consumer_ended(&self) -> Result<()> {
+        self.shared.still_sized().and_then(|()| {
+            producer::consumer_gone(&self.shared, self.consumers, self.wait_for_new_consumer)
+        })
+    }
+
+    /// The ring's wait line and the producer's futex word in it.
+    pub(crate) fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+        let wait = &self.shared.header().wait;
+        (wait, &wait.producer_sleeping)
+    }
+
+    /// How long this producer spins before it sleeps (`None`: never sleeps).
+    pub(crate) fn spin_time(&self) -> Option<Duration> {
+        self.waiter.spin_time()
+    }
+}

@@ -1,0 +1,415 @@
+//! What the POSIX segments of shmkit's named structures (rings, topics,
+//! services) have in common, whatever their header says: a name rule and a
+//! `/dev/shm` prefix; creation whole, so that no opener ever sees one half
+//! made; the checks an opener makes before it trusts one; a gate lock,
+//! held while members join and leave; member locks, held while a member
+//! lives; and exact removal.
+//!
+//! Each structure describes itself once with a [`Format`], and keeps only
+//! what is its own (its header's fields, its members' places).
+
+use std::ops::Range;
+
+use super::{AccessMode, Attachment, Key, Mode, ReadWrite, Segment, Trust};
+use crate::error::{Error, Result};
+use crate::sync::{AtomicU32, Ordering};
+use crate::sys::range_lock::RangeLock;
+
+/// How one kind of named structure keeps its segment.
+#[derive(Clone, Debug)]
+pub(crate) struct Format {
+    /// The structure's noun in messages: `ring`, `topic`.
+    pub noun: &'static str,
+    /// Its segments' POSIX names are this and the structure's name.
+    pub prefix: &'static str,
+    /// The least size of a segment: its header. A nonzero `u64` magic
+    /// number at offset 0, stored last with Release, says it is written.
+    pub header_size: u64,
+    /// The structure's magic number (offset 0).
+    pub magic: u64,
+    /// The format version this code reads and writes (a `u32` at offset 8;
+    /// a `u32` of flags, none defined yet, follows).
+    pub version: u32,
+    /// The byte whose OFD lock is the gate.
+    pub gate: u64,
+    /// The bytes whose OFD locks the members hold while they live (past
+    /// the file's end, or touching no byte a reader needs).
+    pub members: Range<u64>,
+}
+
+impl Format {
+    /// `ring NAME`, `topic NAME`: how messages name a structure.
+    pub(crate) fn place(&self, name: &str) -> String {
+        format!("{} {name}", self.noun)
+    }
+
+    /// Checks what every header starts with, written by someone else: a
+    /// whole header mapped, the magic number (Acquire: pairs with the
+    /// creator's Release, so the rest is visible), the version and no
+    /// flags.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`], or [`Error::VersionMismatch`].
+    pub(crate) fn check_header<A: AccessMode>(
+        &self,
+        mapping: &Attachment<A>,
+        name: &str,
+    ) -> Result<()> {
+        let place = self.place(name);
+        let len = mapping.len() as u64;
+        if len < self.header_size {
+            return Err(Error::Corrupt(format!(
+                "{place}: segment of {len} bytes is smaller than the header"
+            )));
+        }
+        let magic = mapping.load_u64(0, Ordering::Acquire)?;
+        if magic != self.magic {
+            return Err(Error::Corrupt(format!(
+                "{place}: magic {magic:#018x} is not a shmkit {}'s",
+                self.noun
+            )));
+        }
+        let version = mapping.load_u32(8, Ordering::Relaxed)?;
+        if version != self.version {
+            return Err(Error::VersionMismatch {
+                segment: place,
+                found: version,
+                expected: self.version,
+            });
+        }
+        let flags = mapping.load_u32(12, Ordering::Relaxed)?;
+        if flags != 0 {
+            return Err(Error::Corrupt(format!("{place}: unknown flags {flags:#x}")));
+        }
+        Ok(())
+    }
+
+    /// The key of structure `name`, after checking the name: 1 to 200
+    /// letters, digits, `-`, `_` or `.`, not starting with `.`.
+    pub(crate) fn key(&self, name: &str) -> Result<Key> {
+        let ok = !name.is_empty()
+            && name.len() <= 200
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if !ok {
+            return Err(Error::InvalidArgument(format!(
+                "{} name {name:?} must be 1 to 200 letters, digits, '-', '_' or '.', not starting with '.'",
+                self.noun
+            )));
+        }
+        Key::posix(&format!("{}{name}", self.prefix))
+    }
+
+    /// The names of all structures of this kind on the machine: regular
+    /// files in `/dev/shm` whose name is the prefix and a valid name,
+    /// sorted. (The type comes from readdir: a symlink, FIFO or directory
+    /// at such a name is no structure, and nothing is followed or opened.)
+    pub(crate) fn list(&self) -> Result<Vec<String>> {
+        let prefix = &self.prefix[1..];
+        let dir = std::fs::read_dir(crate::sys::posix::SHM_DIR).map_err(|source| Error::Os {
+            context: "listing /dev/shm".to_owned(),
+            source,
+        })?;
+        let mut names: Vec<String> = dir
+            .flatten()
+            .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
+            .filter_map(|entry| {
+                entry
+                    .file_name()
+                    .to_str()?
+                    .strip_prefix(prefix)
+                    .map(str::to_owned)
+            })
+            .filter(|name| self.key(name).is_ok())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Creates a segment of `size` bytes whose header `init` writes before
+    /// any other process can open it (see [`Segment::create_initialised`]),
+    /// with `mode`, in group `group` if given.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyExists`] if another creator named one first (open
+    /// theirs); as [`Segment::create`]; whatever `init` returns.
+    pub(crate) fn create(
+        &self,
+        key: &Key,
+        size: u64,
+        mode: Mode,
+        group: Option<u32>,
+        init: impl FnOnce(&Attachment<ReadWrite>) -> Result<()>,
+    ) -> Result<(Segment, Attachment<ReadWrite>)> {
+        debug_assert!(size >= self.header_size);
+        Segment::create_initialised(key, size, mode, |segment, mapping| {
+            if let Some(gid) = group {
+                // The group, then the mode again (a chown may clear bits); no
+                // other process can open it before the link.
+                segment.set_group(gid)?;
+                segment.set_mode(mode)?;
+            }
+            init(mapping)
+        })
+    }
+
+    /// Maps an existing segment of structure `name` read-write, once its
+    /// owner is trusted and it has at least a header with a magic number.
+    /// A half-made one (0 bytes, or no magic: never one of shmkit's own,
+    /// which appear whole, but a file someone else made at the name) that
+    /// no process uses is removed at once, and `None` returned: go back to
+    /// the name.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UntrustedOwner`]; [`Error::Truncated`] if it has more than
+    /// 0 bytes but fewer than a header, or 0 bytes and a process uses it;
+    /// [`Error::Corrupt`] if it has no magic and a process uses it.
+    pub(crate) fn attach_existing(
+        &self,
+        segment: &Segment,
+        name: &str,
+        trust: &Trust,
+    ) -> Result<Option<Attachment<ReadWrite>>> {
+        let place = self.place(name);
+        trust.check(segment, &place)?;
+        let size = segment.size()?;
+        if size > 0 && size < self.header_size {
+            // A creator sizes the file before it is named: this one was cut.
+            return Err(Error::Truncated {
+                segment: place,
+                size,
+                expected: self.header_size,
+            });
+        }
+        if size >= self.header_size {
+            let mapping = segment.attach(ReadWrite)?;
+            // Acquire: pairs with the creator's Release of the magic.
+            if mapping.atomic_u64(0)?.load(Ordering::Acquire) != 0 {
+                return Ok(Some(mapping));
+            }
+        }
+        let gate = self.gate(segment)?;
+        if let Err(users) = self.unused(segment) {
+            if size == 0 {
+                // In use, so it was whole once (shmkit names no file of 0
+                // bytes): cut to nothing.
+                return Err(Error::Truncated {
+                    segment: place,
+                    size,
+                    expected: self.header_size,
+                });
+            }
+            return Err(Error::Corrupt(format!(
+                "{place} was never initialised, and {users}; \
+                 `shmkit gc --force {name}` removes it once they are gone"
+            )));
+        }
+        match segment.remove() {
+            Ok(()) | Err(Error::NotFound { .. }) => {}
+            Err(other) => return Err(other),
+        }
+        drop(gate);
+        Ok(None)
+    }
+
+    /// Waits for the gate of the structure in `segment`, and takes it.
+    pub(crate) fn gate(&self, segment: &Segment) -> Result<RangeLock> {
+        segment.lock_range(self.gate, 1)
+    }
+
+    /// Takes the gate if no other process holds it now.
+    pub(crate) fn try_gate(&self, segment: &Segment) -> Result<Option<RangeLock>> {
+        segment.try_lock_range(self.gate, 1)
+    }
+
+    /// Whether a live process holds a member's lock (an answer the kernel
+    /// cannot give counts as yes: a live member is never taken for dead).
+    pub(crate) fn has_members(&self, segment: &Segment) -> bool {
+        let span = self.members.end - self.members.start;
+        segment.range_held(self.members.start, span).unwrap_or(true)
+    }
+
+    /// `Ok` if no live process is a member of the structure or maps its
+    /// segment (this process's own mappings do not count: its members
+    /// hold locks); else who is, in words.
+    pub(crate) fn unused(&self, segment: &Segment) -> std::result::Result<(), String> {
+        if self.has_members(segment) {
+            return Err(format!("a live process is a member of the {}", self.noun));
+        }
+        let me = std::process::id();
+        match segment.stat() {
+            Ok(stat) => {
+                let pids: Vec<String> = stat
+                    .attachers
+                    .iter()
+                    .filter(|a| a.pid != me)
+                    .map(|a| a.pid.to_string())
+                    .collect();
+                if pids.is_empty() {
+                    return Ok(());
+                }
+                Err(format!("process {} maps it", pids.join(", ")))
+            }
+            Err(err) => Err(format!("who maps it cannot be told ({err})")),
+        }
+    }
+}
+
+/// The owner word a member records in its structure's header, for
+/// messages and `status` (liveness comes from its lock): this process's pid
+/// (in its own pid namespace) in the low 32 bits, and the low 32 bits of its
+/// start time in the high 32, so that a reused pid is not taken for it.
+pub(crate) fn owner_word() -> Result<u64> {
+    let pid = std::process::id();
+    let start = crate::sys::procfs::process_start_time(pid).map_err(|source| Error::Os {
+        context: "reading this process's start time".to_owned(),
+        source,
+    })?;
+    Ok((start & 0xffff_ffff) << 32 | u64::from(pid))
+}
+
+/// The pid in an owner word.
+pub(crate) fn pid_of(owner: u64) -> crate::Pid {
+    owner as u32
+}
+
+/// Removes a structure's segment, under its gate, exactly (the name must
+/// still stand for it), and marks it `removed` for openers that mapped it
+/// before (they go back to the name). One already gone is fine.
+/// (`removed` is `None` when the caller may not write the header, or it is
+/// not valid: then no opener can have mapped it as this structure.)
+pub(crate) fn remove_exactly(removed: Option<&AtomicU32>, segment: &Segment) -> Result<()> {
+    match segment.remove() {
+        // Gone already: whoever unlinked it, it is not at the name.
+        Ok(()) | Err(Error::NotFound { .. }) => {
+            if let Some(removed) = removed {
+                removed.store(1, Ordering::SeqCst);
+            }
+            Ok(())
+        }
+        Err(other) => Err(other),
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    const TEST: Format = Format {
+        noun: "thing",
+        prefix: "/shmkit-test-format.",
+        header_size: 4096,
+        magic: 7,
+        version: 1,
+        gate: 0,
+        members: 8..16,
+    };
+
+    fn name(what: &str) -> String {
+        format!("{what}-{}", std::process::id())
+    }
+
+    #[test]
+    fn names_follow_one_rule_and_messages_say_the_noun() {
+        assert!(TEST.key("a-b_c.d").is_ok());
+        for bad in ["", ".hidden", "a/b", "sp ace", &"x".repeat(201)] {
+            let err = TEST.key(bad).unwrap_err().to_string();
+            assert!(err.contains("thing name"), "{err}");
+        }
+        assert_eq!(TEST.place("x"), "thing x");
+    }
+
+    #[test]
+    fn a_created_segment_appears_whole_and_is_listed() {
+        let name = name("whole");
+        let key = TEST.key(&name).unwrap();
+        let (segment, mapping) = TEST
+            .create(&key, 8192, Mode::OWNER_ONLY, None, |mapping| {
+                // Nobody can open it yet: it has no name.
+                assert!(matches!(
+                    Segment::open(&TEST.key(&name).unwrap()),
+                    Err(Error::NotFound { .. })
+                ));
+                mapping.write_at(0, &7u64.to_le_bytes())
+            })
+            .unwrap();
+        let _guard = Removal(&segment);
+        assert!(TEST.list().unwrap().contains(&name));
+        let opened = Segment::open(&key).unwrap();
+        let found = TEST
+            .attach_existing(&opened, &name, &Trust::me())
+            .unwrap()
+            .expect("a whole segment is attached");
+        assert_eq!(found.atomic_u64(0).unwrap().load(Ordering::Relaxed), 7);
+        drop(mapping);
+    }
+
+    #[test]
+    fn a_half_made_file_nobody_uses_is_removed_by_its_opener() {
+        let name = name("half");
+        let key = TEST.key(&name).unwrap();
+        // A file with no magic at the name, as another program may leave.
+        let hostile = Segment::create(&key, 4096, Mode::OWNER_ONLY).unwrap();
+        let _guard = Removal(&hostile);
+        let opened = Segment::open(&key).unwrap();
+        assert!(TEST
+            .attach_existing(&opened, &name, &Trust::me())
+            .unwrap()
+            .is_none());
+        assert!(matches!(Segment::open(&key), Err(Error::NotFound { .. })));
+    }
+
+    #[test]
+    fn a_half_made_file_a_member_holds_is_corrupt_and_stays() {
+        let name = name("held");
+        let key = TEST.key(&name).unwrap();
+        let hostile = Segment::create(&key, 4096, Mode::OWNER_ONLY).unwrap();
+        let _guard = Removal(&hostile);
+        let _member = hostile.try_lock_range(9, 1).unwrap().unwrap();
+        let opened = Segment::open(&key).unwrap();
+        let err = TEST
+            .attach_existing(&opened, &name, &Trust::me())
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt(why) if why.contains("never initialised")),
+            "{err}"
+        );
+        assert!(Segment::open(&key).is_ok());
+    }
+
+    #[test]
+    fn a_file_shorter_than_a_header_is_truncated() {
+        let name = name("short");
+        let key = TEST.key(&name).unwrap();
+        let short = Segment::create(&key, 100, Mode::OWNER_ONLY).unwrap();
+        let _guard = Removal(&short);
+        let err = TEST
+            .attach_existing(&Segment::open(&key).unwrap(), &name, &Trust::me())
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Truncated {
+                    size: 100,
+                    expected: 4096,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    /// Removes a test's segment even on panic.
+    struct Removal<'a>(&'a Segment);
+
+    impl Drop for Removal<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.remove();
+        }
+    }
+}

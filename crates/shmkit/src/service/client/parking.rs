@@ -1,0 +1,80 @@
+//! What the async client (`crate::aio`, feature `tokio`) needs of the
+//! blocking one: whether a request can go or a response has come, without
+//! waiting or a system call, the look at the server, and the futex word to
+//! sleep on.
+
+use super::*;
+use crate::ring::wait::WakeLine;
+use crate::sync::AtomicU32;
+
+impl Client {
+    /// Whether a request of `len` bytes can go now: fewer than
+    /// `max_in_flight` calls due (after taking a response that came off
+    /// the ring for its call) and room in the request ring. May commit a
+    /// padding record, as a reserved and aborted grant does.
+    pub(crate) fn request_ready(&mut self, len: usize) -> Result<bool> {
+        self.shared.mapping.check_intact()?;
+        self.state.collect_abandoned();
+        let Client { state, shared, .. } = self;
+        while state.due >= shared.max_in_flight {
+            if state.take(shared, None)?.is_none() {
+                return Ok(false);
+            }
+        }
+        let requests = state.requests;
+        Ok(requests
+            .reserve(&mut state.tail, ID_LEN + len as u64)?
+            .is_some())
+    }
+
+    /// Whether the response to `call` is here (or the call is not one this
+    /// client can wait for: then `try_wait` says why).
+    pub(crate) fn response_ready(&mut self, call: &PendingCall) -> Result<bool> {
+        self.shared.mapping.check_intact()?;
+        self.state.collect_abandoned();
+        if !Arc::ptr_eq(&call.abandoned, &self.state.abandoned) {
+            return Ok(true);
+        }
+        let Client { state, shared, .. } = self;
+        match state.calls.get(&call.id) {
+            Some(Due::Waiting) => {}
+            _ => return Ok(true),
+        }
+        Ok(matches!(
+            state.take(shared, Some(call.id))?,
+            Some(Found::Wanted(_))
+        ))
+    }
+
+    /// The waiting client's look at the server (for `call`'s response, if
+    /// given): `Err(PeerGone)` or `Err(Closed)` once no server will answer.
+    pub(crate) fn server_ended(&self, call: Option<&PendingCall>) -> Result<()> {
+        self.shared.mapping.check_size()?;
+        server_check(&self.shared, self.state.requests, self.state.slot, call)
+    }
+
+    /// Where a waiting client sleeps: on its response ring while too many
+    /// calls are due (a response frees one), else on its request ring's
+    /// room.
+    pub(crate) fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+        let state = &self.state;
+        if state.due >= self.shared.max_in_flight {
+            let wait = &state.responses.header().wait;
+            (wait, &wait.consumer_sleeping)
+        } else {
+            let wait = &state.requests.header().wait;
+            (wait, &wait.producer_sleeping)
+        }
+    }
+
+    /// Where a client waiting for a response sleeps: its response ring.
+    pub(crate) fn response_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+        let wait = &self.state.responses.header().wait;
+        (wait, &wait.consumer_sleeping)
+    }
+
+    /// How long this client spins before it sleeps.
+    pub(crate) fn spin_time(&self) -> Option<Duration> {
+        self.waiter.spin_time()
+    }
+}

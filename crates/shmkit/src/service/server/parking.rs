@@ -1,0 +1,37 @@
+//! What the async server (`crate::aio`, feature `tokio`) needs of the
+//! blocking one: whether a request is there, without waiting or a system
+//! call, the look at the clients, and the futex word to sleep on.
+
+use super::*;
+use crate::ring::wait::WakeLine;
+use crate::sync::AtomicU32;
+
+impl Server {
+    /// Whether a request of a current client is there now.
+    pub(crate) fn request_ready(&mut self) -> Result<bool> {
+        self.shared.mapping.check_intact()?;
+        Ok(self.slots.poll(&self.shared)?.is_some())
+    }
+
+    /// The waiting server's look at its clients (rule 7 of `protocol`):
+    /// frees the slots of dead ones. A server waits for clients however
+    /// long, so only a shrunk segment is an error.
+    pub(crate) fn sweep_clients(&mut self) -> Result<()> {
+        self.shared.mapping.check_size()?;
+        sweep(&self.shared);
+        self.next_sweep = monotonic_nanos() + PEER_CHECK_INTERVAL.as_nanos() as u64;
+        Ok(())
+    }
+
+    /// The service's wait line and the server's futex word in it, which
+    /// every client's request wakes (rule 5 of `protocol`).
+    pub(crate) fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+        let wait = &self.shared.header().wait;
+        (wait, &wait.server_sleeping)
+    }
+
+    /// How long this server spins before it sleeps.
+    pub(crate) fn spin_time(&self) -> Option<Duration> {
+        self.waiter.spin_time()
+    }
+}

@@ -1,0 +1,65 @@
+//! What a waiter outside the members needs of them: the async adapters
+//! (`crate::aio`, feature `tokio`) wait for a topic without calling
+//! `Waiter::wait`, by polling these, then announcing sleep on the
+//! member's futex word (rule 8 of `ring::protocol`) and handing the word to
+//! their reactor.
+
+use super::*;
+use crate::ring::wait::WakeLine;
+use crate::sync::AtomicU32;
+
+impl Subscriber {
+    /// Whether a message is there now (or a lag to report: `Err(Lagged)`);
+    /// never a system call.
+    pub(crate) fn message_ready(&mut self) -> Result<bool> {
+        Ok(self.poll()?.is_some())
+    }
+
+    /// The waiting subscriber's look at the publishers (what
+    /// `Waiter::wait` runs as its peer check): `Err(Closed)` or
+    /// `Err(PeerGone)` once every publisher that opened the topic is done;
+    /// `Err(Truncated)` once its file was cut short.
+    pub(crate) fn publishers_ended(&self) -> Result<()> {
+        self.shared.still_sized()?;
+        self.shared.publishers_finished()
+    }
+
+    /// The topic's wait line and the subscribers' futex word in it.
+    pub(crate) fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+        let wait = &self.shared.header().wait;
+        (wait, &wait.subscribers_sleeping)
+    }
+
+    /// How long this subscriber spins before it sleeps.
+    pub(crate) fn spin_time(&self) -> Option<Duration> {
+        self.waiter.spin_time()
+    }
+}
+
+impl Publisher {
+    /// Whether a message of `len` bytes fits now (always, on a drop-oldest
+    /// topic). May write a padding record past the tail, as a reserved and
+    /// aborted grant does.
+    pub(crate) fn room_for(&mut self, len: usize) -> Result<bool> {
+        Ok(self.reserve(len as u64)?.is_some())
+    }
+
+    /// The waiting publisher's peer check (what `Waiter::wait` runs): frees
+    /// the places of dead subscribers that hold back the room for `len`
+    /// bytes. A live subscriber is waited for, however long.
+    pub(crate) fn reclaim_for(&mut self, len: usize) {
+        let needed = self.cursor.tail + layout::record_size(len as u64) * 2;
+        self.shared.reclaim_dead_subscribers(self.index, needed);
+    }
+
+    /// The topic's wait line and the publishers' futex word in it.
+    pub(crate) fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+        let wait = &self.shared.header().wait;
+        (wait, &wait.publishers_sleeping)
+    }
+
+    /// How long this publisher spins before it sleeps.
+    pub(crate) fn spin_time(&self) -> Option<Duration> {
+        self.waiter.spin_time()
+    }
+}

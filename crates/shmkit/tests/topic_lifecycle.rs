@@ -1,0 +1,315 @@
+//! A topic's segment from birth to removal: a creator killed while it makes
+//! topics leaves nothing half made, a half-made file someone else left at a
+//! topic's name is replaced by the next opener and collected by gc, and a
+//! truncated topic gives `Error::Truncated` to its members, never a crash.
+//!
+//! Children are this test binary in a role (see `processes`).
+
+mod processes;
+
+use std::time::Duration;
+
+use shmkit::ring::{Action, Reason, Removal, Scope};
+use shmkit::topic::{self, Options, Publisher, Subscriber};
+use shmkit::{Error, Mode, Segment};
+
+use processes::{
+    args, next_command, report, topic_exists, topic_key, unique_ring_name, Peer, TopicCleanup,
+    Watchdog, ROLE,
+};
+
+/// The entry point of child processes; does nothing in a normal test run.
+#[test]
+fn child() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let name = args();
+    match role.as_str() {
+        // Makes and removes the topic over and over (each publisher is its
+        // only member, so its drop removes it), until killed.
+        "create-forever" => {
+            for round in 0u64.. {
+                drop(Publisher::open_with(&name, &small()).unwrap());
+                if round == 0 {
+                    report("looping");
+                }
+            }
+        }
+        // Maps the file at the topic's name until told to go.
+        "map-and-hold" => {
+            let segment = Segment::open(&topic_key(&name)).unwrap();
+            let _mapping = segment.attach(shmkit::ReadWrite).unwrap();
+            report("mapped");
+            next_command();
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn small() -> Options {
+    Options::default()
+        .capacity(4096)
+        .max_publishers(2)
+        .max_subscribers(4)
+}
+
+/// The path of topic `name`'s file in /dev/shm.
+fn path(name: &str) -> std::path::PathBuf {
+    match topic_key(name) {
+        shmkit::Key::Posix(posix) => posix.path(),
+        shmkit::Key::SysV(_) => unreachable!("topics are POSIX segments"),
+    }
+}
+
+#[test]
+fn a_creator_killed_while_making_topics_leaves_nothing_half_made() {
+    let _watchdog = Watchdog::new("creator killed mid-creation", Duration::from_secs(120));
+    for _ in 0..5 {
+        let name = unique_ring_name("topic-killed-creator");
+        let _cleanup = TopicCleanup(name.clone());
+        let mut creator = Peer::spawn("create-forever", &name, None);
+        assert_eq!(creator.expect_line(), "looping");
+        creator.kill(true);
+        // Whatever it was doing, the name holds a whole topic or nothing.
+        if topic_exists(&name) {
+            for garbage in topic::collect_garbage(Scope::Name(&name), Action::DryRun).unwrap() {
+                assert!(
+                    matches!(garbage.reason, Reason::Abandoned | Reason::Finished),
+                    "{:?}",
+                    garbage.reason
+                );
+            }
+        }
+        let mut subscriber = Subscriber::open_with(&name, &small()).unwrap();
+        let mut publisher = Publisher::open_with(&name, &small()).unwrap();
+        publisher.send(b"after the kill").unwrap();
+        assert_eq!(&*subscriber.read().unwrap(), b"after the kill");
+        drop((subscriber, publisher));
+        assert!(!topic_exists(&name), "its last member removes it");
+    }
+}
+
+#[test]
+fn a_half_made_file_at_a_topics_name_is_replaced_by_its_opener() {
+    for size in [0u64, 1 << 16] {
+        let name = unique_ring_name("topic-half-made");
+        let _cleanup = TopicCleanup(name.clone());
+        // What another program (or an old creator) may leave: no magic.
+        let file = std::fs::File::create(path(&name)).unwrap();
+        file.set_len(size).unwrap();
+        drop(file);
+        let mut publisher = Publisher::open_with(&name, &small()).unwrap();
+        let mut subscriber = Subscriber::open_with(&name, &small()).unwrap();
+        publisher.send(b"whole").unwrap();
+        assert_eq!(&*subscriber.read().unwrap(), b"whole");
+    }
+}
+
+#[test]
+fn a_half_made_file_another_process_maps_is_corrupt_and_stays() {
+    let name = unique_ring_name("topic-half-made-mapped");
+    let _cleanup = TopicCleanup(name.clone());
+    let key = topic_key(&name);
+    drop(Segment::create(&key, 1 << 16, Mode::OWNER_ONLY).unwrap());
+    let mut mapper = Peer::spawn("map-and-hold", &name, None);
+    assert_eq!(mapper.expect_line(), "mapped");
+    let err = Publisher::open_with(&name, &small()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt(why) if why.contains("never initialised")
+            && why.contains(&format!("process {}", mapper.pid()))),
+        "{err}"
+    );
+    assert!(topic_exists(&name), "a file in use is left alone");
+    assert!(topic::collect_garbage(Scope::Name(&name), Action::Remove)
+        .unwrap()
+        .is_empty());
+    mapper.finish();
+    // Once nobody maps it, the opener replaces it.
+    let mut subscriber = Subscriber::open_with(&name, &small()).unwrap();
+    let mut publisher = Publisher::open_with(&name, &small()).unwrap();
+    publisher.send(b"whole").unwrap();
+    assert_eq!(&*subscriber.read().unwrap(), b"whole");
+}
+
+#[test]
+fn gc_collects_a_half_made_topic_and_only_it() {
+    let name = unique_ring_name("topic-gc-half-made");
+    let _cleanup = TopicCleanup(name.clone());
+    let file = std::fs::File::create(path(&name)).unwrap();
+    file.set_len(1 << 16).unwrap();
+    drop(file);
+    let other = unique_ring_name("topic-gc-live");
+    let _other_cleanup = TopicCleanup(other.clone());
+    let _live = Subscriber::open_with(&other, &small()).unwrap();
+
+    let listed = topic::collect_garbage(Scope::Name(&name), Action::DryRun).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].reason, Reason::HalfMade(1 << 16));
+    assert_eq!(listed[0].removal, Removal::NotAsked);
+    assert!(topic::collect_garbage(Scope::Name(&other), Action::Remove)
+        .unwrap()
+        .is_empty());
+
+    let removed = topic::collect_garbage(Scope::Name(&name), Action::Remove).unwrap();
+    assert_eq!(removed[0].removal, Removal::Removed);
+    assert!(!topic_exists(&name));
+    assert!(topic_exists(&other), "a live topic stays");
+}
+
+/// Cuts topic `name`'s file to `size` bytes, as any process that may
+/// write it can.
+fn truncate(name: &str, size: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path(name))
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+}
+
+fn is_truncated(result: Result<impl std::fmt::Debug, Error>) -> bool {
+    matches!(result, Err(Error::Truncated { .. }))
+}
+
+#[test]
+fn a_topic_truncated_to_nothing_is_truncated_for_every_verb() {
+    let name = unique_ring_name("topic-truncated-empty");
+    let _cleanup = TopicCleanup(name.clone());
+    let mut subscriber = Subscriber::open_with(&name, &small()).unwrap();
+    let mut publisher = Publisher::open_with(&name, &small()).unwrap();
+    publisher.send(b"before").unwrap();
+    truncate(&name, 0);
+    let mut buf = [0u8; 64];
+    let err = publisher.send(b"after").unwrap_err();
+    assert!(matches!(err, Error::Truncated { size: 0, .. }), "{err}");
+    assert!(is_truncated(publisher.try_send(b"after")));
+    assert!(is_truncated(subscriber.try_recv(&mut buf)));
+    assert!(is_truncated(subscriber.recv(&mut buf)));
+    assert!(is_truncated(subscriber.try_read().map(|guard| guard.len())));
+    assert!(is_truncated(topic::status(&name)));
+    assert!(is_truncated(Subscriber::open_with(&name, &small())));
+}
+
+#[test]
+fn a_topic_cut_inside_its_header_page_wakes_a_waiting_subscriber_with_truncated() {
+    let name = unique_ring_name("topic-truncated-header");
+    let _cleanup = TopicCleanup(name.clone());
+    let mut subscriber = Subscriber::open_with(&name, &small()).unwrap();
+    let publisher = Publisher::open_with(&name, &small()).unwrap();
+    // The header's page stays mapped, zeroed past byte 100: no fault.
+    truncate(&name, 100);
+    let mut buf = [0u8; 64];
+    // Not a timeout: the waiting subscriber's peer check sees the cut.
+    let err = subscriber
+        .recv_timeout(&mut buf, Duration::from_secs(60))
+        .unwrap_err();
+    assert!(matches!(err, Error::Truncated { size: 100, .. }), "{err}");
+    drop(publisher);
+}
+
+#[test]
+fn a_subscriber_never_receives_the_zeros_of_lost_lanes() {
+    let name = unique_ring_name("topic-truncated-lanes");
+    let _cleanup = TopicCleanup(name.clone());
+    let mut subscriber = Subscriber::open_with(&name, &small()).unwrap();
+    let mut publisher = Publisher::open_with(&name, &small()).unwrap();
+    for n in 0u8..10 {
+        publisher.send(&[n; 40]).unwrap();
+    }
+    // Keep the header and tables (one page here), lose the lanes.
+    truncate(&name, 4096);
+    let mut buf = [0u8; 64];
+    // The first receive reads a lost page: never its zeros.
+    match subscriber.try_recv(&mut buf) {
+        Err(Error::Truncated { size: 4096, .. }) => {}
+        Ok(received) => panic!("received {:?} of a lost lane", &buf[..received.len]),
+        Err(other) => panic!("{other}"),
+    }
+    assert!(is_truncated(subscriber.try_recv(&mut buf)));
+    assert!(is_truncated(publisher.send(b"more")));
+}
+
+#[test]
+fn errors_name_the_topic_not_a_ring() {
+    let name = unique_ring_name("topic-error-words");
+    let _cleanup = TopicCleanup(name.clone());
+    let place = format!("topic {name}");
+    let mut subscriber = Subscriber::open_with(&name, &small()).unwrap();
+    let mut publisher = Publisher::open_with(&name, &small()).unwrap();
+    let mut buf = [0u8; 64];
+
+    let empty = subscriber.try_recv(&mut buf).unwrap_err();
+    assert!(
+        matches!(&empty, Error::Empty { place: p } if *p == place),
+        "{empty:?}"
+    );
+    assert_eq!(empty.to_string(), format!("{place} is empty"));
+
+    let timeout = subscriber
+        .recv_timeout(&mut buf, Duration::from_millis(1))
+        .unwrap_err();
+    assert!(
+        matches!(&timeout, Error::Timeout { place: p, .. } if *p == place),
+        "{timeout:?}"
+    );
+    assert!(
+        timeout
+            .to_string()
+            .ends_with(&format!("waiting on {place}")),
+        "{timeout}"
+    );
+
+    let full = loop {
+        match publisher.try_send(&[1; 40]) {
+            Ok(()) => continue,
+            Err(err) => break err,
+        }
+    };
+    assert!(
+        matches!(&full, Error::Full { place: p, .. } if *p == place),
+        "{full:?}"
+    );
+    assert!(
+        full.to_string().starts_with(&format!("{place} is full: ")),
+        "{full}"
+    );
+
+    drop(publisher);
+    let closed = loop {
+        match subscriber.recv(&mut buf) {
+            Ok(_) => continue,
+            Err(err) => break err,
+        }
+    };
+    assert!(
+        matches!(&closed, Error::Closed { place: p } if *p == place),
+        "{closed:?}"
+    );
+    assert_eq!(closed.to_string(), format!("{place} is closed"));
+}
+
+/// This process's start time in clock ticks (field 22 of /proc/self/stat).
+fn start_time() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let (_, rest) = stat.rsplit_once(')').unwrap();
+    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+#[test]
+fn members_record_their_start_time_beside_their_pid() {
+    let name = unique_ring_name("topic-owner-word");
+    let _cleanup = TopicCleanup(name.clone());
+    let _subscriber = Subscriber::open_with(&name, &small()).unwrap();
+    let _publisher = Publisher::open_with(&name, &small()).unwrap();
+    let bytes = std::fs::read(path(&name)).unwrap();
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    // docs/FORMAT.md: lane 0's owner at 512 + 48, subscriber 0's at
+    // 512 + 2 × 128 + 8 for two publisher places.
+    let expected = (start_time() & 0xffff_ffff) << 32 | u64::from(std::process::id());
+    assert_eq!(word(560), expected, "the publisher's owner word");
+    assert_eq!(word(776), expected, "the subscriber's owner word");
+    let status = topic::status(&name).unwrap();
+    assert_eq!(status.publishers[0].pid, std::process::id());
+    assert_eq!(status.subscribers[0].pid, std::process::id());
+}
