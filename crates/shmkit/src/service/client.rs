@@ -119,6 +119,9 @@ struct State {
     /// Calls whose responses are not off the ring yet (rule 4).
     due: u32,
     abandoned: Arc<Abandoned>,
+    /// The size of the last response record, the guess of the next one's
+    /// for `RingRef::prefetch_record` while waiting.
+    last_size: u64,
 }
 
 /// Hashes call ids, which are distinct by construction (a generation and a
@@ -253,6 +256,7 @@ impl Client {
                 calls: HashMap::default(),
                 due: 0,
                 abandoned: Arc::default(),
+                last_size: 0,
             };
             return Ok(Client {
                 state,
@@ -661,8 +665,11 @@ impl State {
         // writing records we skip is not followed forever.
         for _ in 0..shared.max_in_flight.saturating_mul(2).saturating_add(64) {
             let Some(record) = ring.peek(&mut self.head)? else {
+                // The record's other lines come with its word's.
+                ring.prefetch_record(self.head.head, self.last_size);
                 return Ok(None);
             };
+            self.last_size = record_size(record.len);
             let Some(id) = read_id(&ring, record) else {
                 ring.release(&mut self.head, record);
                 return Err(Error::Corrupt(format!(

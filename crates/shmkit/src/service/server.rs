@@ -8,11 +8,12 @@ use super::layout::{
     id_generation, slot_generation, slot_state, slot_status, GATE_BYTE, ID_LEN, SERVER_CLOSED,
     SERVER_LOCK, SERVER_SERVING, SLOT_CONNECTED, SLOT_DEAD,
 };
-use super::protocol::{read_id, write_id};
+use super::protocol::{read_id, write_call, write_id};
 use super::shared::Shared;
 use super::Options;
 use crate::error::{Error, Result};
 use crate::ring::endpoint::{pid_of, this_process};
+use crate::ring::layout::record_size;
 use crate::ring::protocol::{check_position, ConsumerCursor, ProducerCursor, RingRef, Slot};
 use crate::ring::wait::{monotonic_nanos, Waiter, PEER_CHECK_INTERVAL};
 use crate::sync::{AtomicU64, Ordering};
@@ -66,6 +67,9 @@ struct SlotCursors {
     requests: ConsumerCursor,
     responses: ProducerCursor,
     broken: Option<u64>,
+    /// The size of the slot's last request record, the guess of the next
+    /// one's for `RingRef::prefetch_record` while polling.
+    last_size: u64,
 }
 
 /// The server's side of every slot and its round robin.
@@ -338,9 +342,37 @@ impl Server {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn reply(&mut self, caller: Caller, body: &[u8]) -> Result<()> {
-        let mut grant = self.reply_grant(caller, body.len())?;
-        grant.copy_from_slice(body);
-        grant.commit();
+        self.check_reply(caller, body.len())?;
+        match self.reserve_reply(caller, body.len() as u64) {
+            Some((ring, record)) => {
+                write_call(&ring, record, caller.id, body);
+                let cursor = &mut self.slots.cursors[caller.slot as usize].responses;
+                ring.commit(cursor, record, record.len);
+                bump(&self.shared.header().counters.replied, 1);
+            }
+            None => bump(&self.shared.header().counters.dropped, 1),
+        }
+        Ok(())
+    }
+
+    /// The checks of [`reply`](Server::reply) and
+    /// [`reply_grant`](Server::reply_grant).
+    #[inline]
+    fn check_reply(&self, caller: Caller, len: usize) -> Result<()> {
+        self.shared.mapping.check_intact()?;
+        if len as u64 > self.shared.max_response {
+            return Err(Error::TooLarge {
+                what: "response",
+                size: len as u64,
+                limit: self.shared.max_response,
+            });
+        }
+        if caller.slot >= self.shared.geometry.clients {
+            return Err(Error::InvalidArgument(format!(
+                "service {} has no client slot {}",
+                self.shared.name, caller.slot
+            )));
+        }
         Ok(())
     }
 
@@ -368,20 +400,7 @@ impl Server {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn reply_grant(&mut self, caller: Caller, len: usize) -> Result<ReplyGrant<'_>> {
-        self.shared.mapping.check_intact()?;
-        if len as u64 > self.shared.max_response {
-            return Err(Error::TooLarge {
-                what: "response",
-                size: len as u64,
-                limit: self.shared.max_response,
-            });
-        }
-        if caller.slot >= self.shared.geometry.clients {
-            return Err(Error::InvalidArgument(format!(
-                "service {} has no client slot {}",
-                self.shared.name, caller.slot
-            )));
-        }
+        self.check_reply(caller, len)?;
         let target = self.reserve_reply(caller, len as u64);
         Ok(ReplyGrant {
             scratch: if target.is_none() {
@@ -563,7 +582,11 @@ impl Slots {
         for _ in 0..SKIPS_PER_POLL {
             let record = match ring.peek(&mut cursors.requests) {
                 Ok(Some(record)) => record,
-                Ok(None) => return None,
+                Ok(None) => {
+                    // The record's other lines come with its word's.
+                    ring.prefetch_record(cursors.requests.head, cursors.last_size);
+                    return None;
+                }
                 Err(_) => {
                     cursors.broken = Some(state);
                     bump(&shared.header().counters.dropped, 1);
@@ -574,7 +597,10 @@ impl Slots {
             let current = slot_status(state) == SLOT_CONNECTED
                 && id.is_some_and(|id| id_generation(id) == slot_generation(state) as u32);
             match id {
-                Some(id) if current => return Some((ring, record, Caller { slot: i, state, id })),
+                Some(id) if current => {
+                    cursors.last_size = record_size(record.len);
+                    return Some((ring, record, Caller { slot: i, state, id }));
+                }
                 _ => {
                     ring.release(&mut cursors.requests, record);
                     ring.wake_producer();
@@ -613,6 +639,7 @@ fn take_over(shared: &Shared, i: u32) -> SlotCursors {
                     cached_head: head,
                 },
                 broken: None,
+                last_size: 0,
             }
         }
         _ => SlotCursors {
@@ -622,6 +649,7 @@ fn take_over(shared: &Shared, i: u32) -> SlotCursors {
                 cached_head: 0,
             },
             broken: Some(state),
+            last_size: 0,
         },
     }
 }
