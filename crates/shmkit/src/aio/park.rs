@@ -1,5 +1,7 @@
-//! How one async endpoint waits: spin briefly, as a blocking endpoint
-//! does, then announce sleep on its futex word (rule 8 of
+//! How one async endpoint waits: spin, as a blocking endpoint does (in
+//! the poll for at most 50 µs, then, if its `Waiting` says to spin longer,
+//! between the executor's other tasks: the task stays runnable), then
+//! announce sleep on its futex word (rule 8 of
 //! `ring::protocol`), look once more, and park the task's waker in the
 //! reactor; look at the peer before every park and whenever the reactor
 //! says a check is due, every [`PEER_CHECK_INTERVAL`] as a blocking
@@ -29,6 +31,20 @@ const MAX_SPIN: Duration = Duration::from_micros(50);
 /// Polls between two readings of the clock while spinning.
 const SPINS_PER_CLOCK_READ: u32 = 64;
 
+/// `SPINS_PER_CLOCK_READ` looks at `target`, with a pause before each if
+/// `pause`; whether one found it ready.
+fn spin_polls(target: &mut impl Readiness, pause: bool) -> Result<bool> {
+    for _ in 0..SPINS_PER_CLOCK_READ {
+        if pause {
+            std::hint::spin_loop();
+        }
+        if target.ready()? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// What an endpoint offers its waiting: one cheap look, the look at its
 /// peer, and where it sleeps.
 pub(crate) trait Readiness {
@@ -52,6 +68,8 @@ pub(crate) struct Park {
     /// When the current wait looks at the peer next (`CLOCK_MONOTONIC`
     /// nanoseconds); `None` between waits.
     next_check: Option<u64>,
+    /// Until when the current wait spins (`u64::MAX`: busy polling).
+    spin_until: u64,
 }
 
 impl Park {
@@ -82,38 +100,46 @@ impl Park {
         if target.ready()? {
             return Poll::Ready(Ok(()));
         }
-        let spin = target.spin_time();
-        let next_check = match self.next_check {
-            Some(at) => at,
-            None => {
-                // A new wait: spin first, as a blocking endpoint does.
-                let start = monotonic_nanos();
-                if let Some(spin) = spin {
-                    let until = start + spin.min(MAX_SPIN).as_nanos() as u64;
-                    while monotonic_nanos() < until {
-                        for _ in 0..SPINS_PER_CLOCK_READ {
-                            std::hint::spin_loop();
-                            if target.ready()? {
-                                return Poll::Ready(Ok(()));
-                            }
-                        }
-                    }
-                }
-                let at = start + FIRST_PEER_CHECK.as_nanos() as u64;
-                self.next_check = Some(at);
-                at
+        if self.next_check.is_none() {
+            // A new wait: spin first, as a blocking endpoint does, in this
+            // poll for at most MAX_SPIN.
+            let start = monotonic_nanos();
+            self.next_check = Some(start + FIRST_PEER_CHECK.as_nanos() as u64);
+            let spin = target.spin_time();
+            self.spin_until = spin.map_or(u64::MAX, |spin| start + spin.as_nanos() as u64);
+            // A reply due within a few hundred nanoseconds is seen at once,
+            // without a pause (as a blocking waiter does).
+            if spin_polls(target, false)? {
+                return Poll::Ready(Ok(()));
             }
-        };
+            let until = start + spin.unwrap_or(MAX_SPIN).min(MAX_SPIN).as_nanos() as u64;
+            while monotonic_nanos() < until {
+                if spin_polls(target, true)? {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+        let next_check = self.next_check.expect("set above");
         let now = monotonic_nanos();
         let due = now + CHECK_SLACK.as_nanos() as u64 >= next_check;
-        if !due {
-            if spin.is_none() {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
+        if now < self.spin_until {
+            // Still spinning (a longer spin than one poll may hold the
+            // thread, or busy polling): look again between the executor's
+            // other tasks, and at the peer as often as while parked.
+            if due {
+                if let Err(gone) = target.peer_check() {
+                    return Poll::Ready(if target.ready()? { Ok(()) } else { Err(gone) });
+                }
+                self.next_check = Some(now + PEER_CHECK_INTERVAL.as_nanos() as u64);
             }
-            if self.parked.as_ref().is_some_and(|p| p.refresh(cx.waker())) {
-                return Poll::Pending;
+            if spin_polls(target, true)? {
+                return Poll::Ready(Ok(()));
             }
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if !due && self.parked.as_ref().is_some_and(|p| p.refresh(cx.waker())) {
+            return Poll::Pending;
         }
         // Woken, due, or not parked yet: look at the peer, as a blocking
         // endpoint does before every sleep (a close sets no futex word).
@@ -123,10 +149,6 @@ impl Park {
             return Poll::Ready(if target.ready()? { Ok(()) } else { Err(gone) });
         }
         self.next_check = Some(now + PEER_CHECK_INTERVAL.as_nanos() as u64);
-        if spin.is_none() {
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
         let (line, word) = target.sleep_line();
         announce_sleep(line, word);
         if target.ready()? {

@@ -11,10 +11,17 @@ use crate::sync::AtomicU32;
 impl Consumer {
     /// Whether a message is in the ring now; never a system call, never
     /// a look at the producer. (Padding before it is skipped.)
+    /// While none is, fetches the cache lines of the next record as a
+    /// blocking waiter does (see `RingRef::prefetch_record`).
     pub(crate) fn message_ready(&mut self) -> Result<bool> {
         self.shared.intact()?;
         let slot = self.shared.ring.peek(&mut self.cursor);
-        Ok(slot.map_err(|e| self.shared.explain(e))?.is_some())
+        let found = slot.map_err(|e| self.shared.explain(e))?.is_some();
+        if let (false, Some(last)) = (found, self.last_sequence) {
+            let size = self.cursor.head.wrapping_sub(last);
+            self.shared.ring.prefetch_record(self.cursor.head, size);
+        }
+        Ok(found)
     }
 
     /// The waiting consumer's look at its producer (what [`Waiter::wait`]
