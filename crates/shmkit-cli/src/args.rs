@@ -220,6 +220,31 @@ pub enum Command {
         #[command(flatten)]
         sharing: Sharing,
     },
+    /// Carry topic TOPIC between machines over zenoh (feature `bridge`)
+    ///
+    /// Puts the messages of this host's publishers on the zenoh key
+    /// shmkit/TOPIC and republishes into TOPIC what other hosts' bridges put
+    /// there, each remote publisher through a local publisher of its own
+    /// (marked as a bridge relay by `shmkit stat`). Zenoh runs in peer mode
+    /// with multicast scouting off: give each bridge the endpoints to listen
+    /// on and to connect to. Runs until SIGINT, SIGTERM or SIGHUP; reports
+    /// what happens on standard error.
+    #[cfg(feature = "bridge")]
+    Bridge {
+        /// The topic's name (its segment is /shmkit.topic.TOPIC)
+        #[arg(value_name = "TOPIC")]
+        name: String,
+        /// Accept other bridges at ENDPOINT, e.g. tcp/10.0.0.1:7447 (repeatable)
+        #[arg(long, value_name = "ENDPOINT")]
+        listen: Vec<String>,
+        /// Connect to a bridge listening at ENDPOINT, retrying until it
+        /// answers (repeatable)
+        #[arg(long, value_name = "ENDPOINT")]
+        connect: Vec<String>,
+        /// If this creates the topic: never wait, overwrite the oldest messages
+        #[arg(long)]
+        lossy: bool,
+    },
     /// Serve requests of service NAME with COMMAND, one line each way
     ///
     /// Runs COMMAND once. Each request becomes one line of its standard

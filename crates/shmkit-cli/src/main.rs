@@ -8,6 +8,8 @@
 //! with the exit status documented in `--help` ([`error`]).
 
 mod args;
+#[cfg(feature = "bridge")]
+mod bridge;
 mod commands;
 mod demo;
 mod error;
@@ -164,6 +166,13 @@ fn run(command: Command) -> Result<(), CliError> {
             };
             topic::subscribe(&name, &options, &mut out)
         }
+        #[cfg(feature = "bridge")]
+        Command::Bridge {
+            name,
+            listen,
+            connect,
+            lossy,
+        } => bridge::run(&name, &listen, &connect, lossy),
         Command::Bench(args) => Ok(shmkit_bench::run(&args, &mut out)?),
         Command::BenchPeer { job } => Ok(shmkit_bench::run_peer(&job, &mut out)?),
         Command::Demo { messages } => demo::run(messages, &mut out),

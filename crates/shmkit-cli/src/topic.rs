@@ -326,20 +326,32 @@ pub fn stat_text(key: &str) -> Option<String> {
             (false, true) => "alive",
             (false, false) => "dead",
         };
+        let relay = p.origin.map_or(String::new(), |o| {
+            format!(
+                ", bridge relay of host {:#018x} publisher {}",
+                o.host, o.publisher
+            )
+        });
         text.push_str(&format!(
-            "  publisher {} (lane {}): pid {}, {state}, {} messages published\n",
+            "  publisher {} (lane {}): pid {}, {state}, {} messages published{relay}\n",
             p.id, p.lane, p.pid, p.published
         ));
     }
     for s in &t.subscribers {
+        // A bridge's subscriber is the one in the process of its relays.
+        let bridge = t
+            .publishers
+            .iter()
+            .any(|p| p.origin.is_some() && p.pid == s.pid);
         text.push_str(&format!(
-            "  subscriber {}: pid {}, {}, {} received, {} missed, lag {} bytes\n",
+            "  subscriber {}: pid {}, {}, {} received, {} missed, lag {} bytes{}\n",
             s.place,
             s.pid,
             if s.alive { "alive" } else { "dead" },
             s.received,
             s.missed,
-            s.lag_bytes
+            s.lag_bytes,
+            if bridge { ", bridge" } else { "" }
         ));
     }
     Some(text)

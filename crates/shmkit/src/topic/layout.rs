@@ -44,6 +44,9 @@ pub(crate) const KIND_MESSAGE: u32 = 1;
 /// Padding up to the end of the lane: skip to offset 0.
 pub(crate) const KIND_PADDING: u32 = 2;
 
+/// A lane header's `flags`: its publisher relays another host's publisher.
+pub(crate) const LANE_RELAY: u32 = 1;
+
 /// Back-pressure policies (`policy` in the header).
 pub(crate) const POLICY_BLOCK: u32 = 0;
 /// A publisher overwrites the oldest records.
@@ -220,7 +223,9 @@ pub(crate) struct LaneHeader {
     pub history_start: AtomicU64,
     /// [`LANE_UNUSED`], [`LANE_OPEN`] or [`LANE_CLOSED`].
     pub state: AtomicU32,
-    pub _pad: AtomicU32,
+    /// [`LANE_RELAY`] when the lane's publisher relays a publisher of
+    /// another host (a bridge), else 0.
+    pub flags: AtomicU32,
     /// The id of the lane's (last) publisher.
     pub publisher: AtomicU64,
     /// The publisher's pid (low 32 bits) and start time (high 32), for
@@ -234,6 +239,10 @@ pub(crate) struct LaneHeader {
     /// A seqlock counter over `tail` and `lane_sequence`: odd while the
     /// publisher updates them, so a joiner reads a consistent pair.
     pub version: AtomicU64,
+    /// A relay lane's origin: the host (a bridge's origin id) and the id
+    /// there of the publisher it relays; 0 otherwise.
+    pub origin_host: AtomicU64,
+    pub origin_publisher: AtomicU64,
 }
 
 /// The fixed part of a subscriber's entry; its positions (one u64 per
@@ -284,11 +293,14 @@ mod pinned {
     const _: () = assert!(offset_of!(LaneHeader, head) == 16);
     const _: () = assert!(offset_of!(LaneHeader, history_start) == 24);
     const _: () = assert!(offset_of!(LaneHeader, state) == 32);
+    const _: () = assert!(offset_of!(LaneHeader, flags) == 36);
     const _: () = assert!(offset_of!(LaneHeader, publisher) == 40);
     const _: () = assert!(offset_of!(LaneHeader, owner) == 48);
     const _: () = assert!(offset_of!(LaneHeader, published) == 56);
     const _: () = assert!(offset_of!(LaneHeader, lane_sequence) == 64);
     const _: () = assert!(offset_of!(LaneHeader, version) == 72);
+    const _: () = assert!(offset_of!(LaneHeader, origin_host) == 80);
+    const _: () = assert!(offset_of!(LaneHeader, origin_publisher) == 88);
     const _: () = assert!(size_of::<SubscriberHeader>() as u64 == SUBSCRIBER_FIXED);
     const _: () = assert!(offset_of!(SubscriberHeader, state) == 0);
     const _: () = assert!(offset_of!(SubscriberHeader, owner) == 8);

@@ -81,7 +81,9 @@ use crate::segment::{Mode, Trust};
 use crate::sync::Ordering;
 use crate::sys::range_lock::RangeLock;
 use lane::{LaneCursor, LaneRef, Meta, Next, PublisherCursor, Slot};
-use layout::{LANE_CLOSED, LANE_OPEN, PUBLISHER_LOCKS, SUBSCRIBER_ACTIVE, SUBSCRIBER_LOCKS};
+use layout::{
+    LANE_CLOSED, LANE_OPEN, LANE_RELAY, PUBLISHER_LOCKS, SUBSCRIBER_ACTIVE, SUBSCRIBER_LOCKS,
+};
 use shared::Shared;
 
 /// The POSIX name of a topic's segment is this prefix and the topic's name.
@@ -129,6 +131,7 @@ pub struct Options {
     group: Option<u32>,
     trust: Trust,
     waiting: Waiting,
+    relay: Option<Origin>,
 }
 
 impl Default for Options {
@@ -147,6 +150,7 @@ impl Default for Options {
             group: None,
             trust: Trust::me(),
             waiting: Waiting::Adaptive,
+            relay: None,
         }
     }
 }
@@ -222,6 +226,15 @@ impl Options {
         self
     }
 
+    /// For a publisher: it relays the publisher `origin` of another host
+    /// (what a bridge does). Its lane is marked as a relay of `origin`
+    /// ([`PublisherStatus::origin`]) and its messages may carry the
+    /// origin's own sequence numbers ([`Publisher::set_sequence`]).
+    pub fn relay(mut self, origin: Origin) -> Options {
+        self.relay = Some(origin);
+        self
+    }
+
     /// The largest message a topic made with these options carries.
     pub fn max_message_len(&self) -> u64 {
         self.max_message
@@ -241,6 +254,37 @@ pub struct Received {
     pub sequence: u64,
 }
 
+/// Where a relaying publisher's messages come from: a publisher of a topic
+/// of the same name on another host, which a bridge carries here.
+///
+/// ```
+/// use shmkit::topic::{status, Options, Origin, Publisher, Subscriber};
+///
+/// let name = format!("doc-topic-relay-{}", std::process::id());
+/// let origin = Origin { host: 0x5eed, publisher: 3 };
+/// let mut subscriber = Subscriber::open(&name)?;
+/// let mut relay = Publisher::open_with(&name, &Options::default().relay(origin))?;
+/// relay.set_sequence(41)?; // the remote publisher's 42nd message is next
+/// relay.send(b"from afar")?;
+/// let mut buf = [0u8; 16];
+/// let got = subscriber.recv(&mut buf)?;
+/// assert_eq!((got.publisher, got.sequence), (relay.id(), 41));
+/// assert_eq!(status(&name)?.publishers[0].origin, Some(origin));
+///
+/// // An ordinary publisher's sequence numbers count its own messages.
+/// let mut local = Publisher::open(&name)?;
+/// assert!(local.set_sequence(7).is_err());
+/// assert_eq!(status(&name)?.publishers[1].origin, None);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Origin {
+    /// The host: an id its bridge derives from the host, never 0.
+    pub host: u64,
+    /// The publisher's id in that host's topic.
+    pub publisher: u64,
+}
+
 /// The sending end of a topic.
 ///
 /// Dropping it closes its part of the stream: subscribers receive every
@@ -252,6 +296,7 @@ pub struct Publisher {
     index: usize,
     waiter: Waiter,
     lock: Option<RangeLock>,
+    origin: Option<Origin>,
     shared: Shared,
 }
 
@@ -271,6 +316,12 @@ impl Publisher {
 
     /// Opens (or creates) topic `name` as a new publisher.
     pub fn open_with(name: &str, options: &Options) -> Result<Publisher> {
+        let origin = options.relay;
+        if let Some(Origin { host: 0, .. }) = origin {
+            return Err(Error::InvalidArgument(
+                "a relaying publisher's origin host is never 0".to_owned(),
+            ));
+        }
         let owner = owner_word()?;
         let (shared, gate) = Shared::open(name, options)?;
         let (index, lock) =
@@ -289,6 +340,12 @@ impl Publisher {
         header.publisher.store(id, Ordering::Relaxed);
         header.owner.store(owner, Ordering::Relaxed);
         header.published.store(0, Ordering::Relaxed);
+        let (host, publisher) = origin.map_or((0, 0), |o| (o.host, o.publisher));
+        header.origin_host.store(host, Ordering::Relaxed);
+        header.origin_publisher.store(publisher, Ordering::Relaxed);
+        let flags = if origin.is_some() { LANE_RELAY } else { 0 };
+        header.flags.store(flags, Ordering::Relaxed);
+        // Release: the fields above are visible to whoever sees it open.
         header.state.store(LANE_OPEN, Ordering::Release);
         wait.lanes_used
             .fetch_max(index as u32 + 1, Ordering::AcqRel);
@@ -300,6 +357,7 @@ impl Publisher {
             index,
             waiter: Waiter::new(options.waiting),
             lock: Some(lock),
+            origin,
             shared,
         })
     }
@@ -312,6 +370,30 @@ impl Publisher {
     /// This publisher's id, as subscribers see it in [`Received::publisher`].
     pub fn id(&self) -> u64 {
         self.cursor.id
+    }
+
+    /// The remote publisher this one relays ([`Options::relay`]), if any.
+    pub fn origin(&self) -> Option<Origin> {
+        self.origin
+    }
+
+    /// Makes the next message carry `sequence` (and the following ones
+    /// count on from it), so that a relay's messages carry its origin's
+    /// sequence numbers, gaps included.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if this publisher is not a relay: an
+    /// ordinary publisher's sequence numbers count its messages.
+    pub fn set_sequence(&mut self, sequence: u64) -> Result<()> {
+        if self.origin.is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "topic {}: only a relaying publisher sets its sequence numbers",
+                self.shared.name
+            )));
+        }
+        self.cursor.sequence = sequence;
+        Ok(())
     }
 
     /// The largest message this topic carries.
@@ -382,7 +464,6 @@ impl Publisher {
     fn reserve(&mut self, len: u64) -> Result<Option<Slot>> {
         let shared = &self.shared;
         let index = self.index;
-        shared.intact()?;
         let reserved = if shared.lossy() {
             self.lane.reserve(&mut self.cursor, len, None)
         } else {
@@ -391,7 +472,7 @@ impl Publisher {
         };
         let reserved = reserved.map_err(|err| shared.explain(err))?;
         // The reserve read the lane's and subscribers' words: were they
-        // still there?
+        // still there? (The fault flag stays set: one check after.)
         shared.intact()?;
         Ok(reserved)
     }
@@ -805,7 +886,7 @@ impl Subscriber {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn poll(&mut self) -> Result<Option<(usize, Meta)>> {
         poll_lanes(
             &self.shared,
@@ -815,10 +896,20 @@ impl Subscriber {
         )
     }
 
+    /// The next message: a look at the lanes inline, the rest (the peer
+    /// check, the wait) out of line, so that a receive that finds one is a
+    /// few loads.
+    #[inline(always)]
     fn next(&mut self, until: Until) -> Result<(usize, Meta)> {
         if let Some(found) = self.poll()? {
             return Ok(found);
         }
+        self.next_after_empty(until)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn next_after_empty(&mut self, until: Until) -> Result<(usize, Meta)> {
         let deadline = match until {
             Until::Now => {
                 let now = Instant::now();
@@ -868,20 +959,21 @@ impl Subscriber {
 /// One look at every lane, from the one after the last read (so that no
 /// publisher starves the others); `Err(Truncated)` if a page it read was
 /// gone (what it found then is zeros).
-#[inline]
+#[inline(always)]
 fn poll_lanes(
     shared: &Shared,
     cursors: &mut [LaneCursor],
     next_lane: &mut usize,
     index: u32,
 ) -> Result<Option<(usize, Meta)>> {
-    shared.intact()?;
     let found = scan_lanes(shared, cursors, next_lane, index).map_err(|err| shared.explain(err));
+    // After the scan (the fault flag stays set): its reads may have met a
+    // page the file lost.
     shared.intact()?;
     found
 }
 
-#[inline]
+#[inline(always)]
 fn scan_lanes(
     shared: &Shared,
     cursors: &mut [LaneCursor],
@@ -890,10 +982,13 @@ fn scan_lanes(
 ) -> Result<Option<(usize, Meta)>> {
     let used = shared.lanes_used();
     let lossy = shared.lossy();
-    for k in 0..used {
-        let i = (*next_lane + k) % used;
+    let mut i = *next_lane;
+    for _ in 0..used {
+        if i >= used {
+            i = 0;
+        }
         match shared.lanes[i].next(&mut cursors[i], lossy)? {
-            Next::Empty => {}
+            Next::Empty => i += 1,
             Next::Message(meta) => {
                 *next_lane = i + 1;
                 return Ok(Some((i, meta)));

@@ -1,7 +1,9 @@
 //! Looking at topics from outside: their members, the list of them, and the
 //! removal of topics whose members all died.
 
-use super::layout::{HEADER_SIZE, LANE_CLOSED, LANE_OPEN, LANE_UNUSED, SUBSCRIBER_ACTIVE};
+use super::layout::{
+    HEADER_SIZE, LANE_CLOSED, LANE_OPEN, LANE_RELAY, LANE_UNUSED, SUBSCRIBER_ACTIVE,
+};
 use super::shared::{key_of, read_header, Shared, FORMAT};
 use super::Policy;
 use crate::error::{Error, Result};
@@ -27,6 +29,8 @@ pub struct PublisherStatus {
     pub published: u64,
     /// Messages committed to the lane since the topic was created.
     pub lane_messages: u64,
+    /// The other host's publisher it relays, if it is a bridge's relay.
+    pub origin: Option<super::Origin>,
 }
 
 /// One subscriber of a topic as [`TopicStatus`] shows it.
@@ -147,6 +151,12 @@ fn describe(shared: &Shared) -> TopicStatus {
             closed: state == LANE_CLOSED,
             published: header.published.load(Ordering::Relaxed),
             lane_messages,
+            origin: (header.flags.load(Ordering::Relaxed) & LANE_RELAY != 0).then(|| {
+                super::Origin {
+                    host: header.origin_host.load(Ordering::Relaxed),
+                    publisher: header.origin_publisher.load(Ordering::Relaxed),
+                }
+            }),
         });
     }
     let mut subscribers = Vec::new();
