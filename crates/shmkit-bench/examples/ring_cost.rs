@@ -16,7 +16,8 @@
 //! ring_cost blocks SIZE BLOCKS PER_BLOCK WAITING   # a stream to a consumer process
 //!                                           # that reads every byte, the two
 //!                                           # pinned to CPUs 0 and 1: the median
-//!                                           # rate of its blocks of PER_BLOCK
+//!                                           # rate of its blocks of PER_BLOCK,
+//!                                           # and memcpy's, measured the same way
 //! ring_cost ab SIZE ROUNDS                  # round trips to a peer process, in
 //!                                           # blocks that alternate two ways of
 //!                                           # sending (see `ab`)
@@ -358,11 +359,37 @@ fn pin(cpu: usize) {
     assert_eq!(rc, 0, "sched_setaffinity to CPU {cpu}");
 }
 
+/// The median rate of blocks of `per_block` copies of `size` bytes from
+/// one buffer into another in this process, hot in cache: the reference
+/// `shmkit bench` divides by (`÷memcpy`).
+fn memcpy_blocks(size: usize, blocks: usize, per_block: usize) {
+    let source = vec![0x5a_u8; size];
+    let mut target = vec![0_u8; size];
+    let mut rates = Vec::with_capacity(blocks);
+    for _ in 0..blocks {
+        let start = std::time::Instant::now();
+        for _ in 0..per_block {
+            target.copy_from_slice(std::hint::black_box(&source));
+            std::hint::black_box(&mut target);
+        }
+        rates.push(per_block as f64 / start.elapsed().as_secs_f64());
+    }
+    rates.sort_unstable_by(f64::total_cmp);
+    let median = rates[rates.len() / 2];
+    println!(
+        "{size} B, memcpy in one process: median of {blocks} blocks of {per_block}: \
+         {:.2} M msgs/s, {:.2} GB/s",
+        median / 1e6,
+        median * size as f64 / 1e9
+    );
+}
+
 fn blocks(size: usize, blocks: usize, per_block: usize, mode: &str, ring: Option<&str>) {
     let options = Options::default().waiting(waiting(mode));
     let total = blocks * per_block;
     let Some(name) = ring else {
         pin(0);
+        memcpy_blocks(size, blocks, per_block);
         let name = format!("ring-cost-{}", std::process::id());
         let _remove = RemoveRing::new(&name);
         let mut producer = Producer::open_with(&name, &options).expect("a producer");
