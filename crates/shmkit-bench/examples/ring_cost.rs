@@ -13,6 +13,10 @@
 //! ring_cost park SECONDS                    # a consumer parked on an empty ring
 //!                                           # (Adaptive waiting, its producer
 //!                                           # alive): the CPU time it used
+//! ring_cost blocks SIZE BLOCKS PER_BLOCK WAITING   # a stream to a consumer process
+//!                                           # that reads every byte, the two
+//!                                           # pinned to CPUs 0 and 1: the median
+//!                                           # rate of its blocks of PER_BLOCK
 //! ring_cost ab SIZE ROUNDS                  # round trips to a peer process, in
 //!                                           # blocks that alternate two ways of
 //!                                           # sending (see `ab`)
@@ -21,7 +25,9 @@
 //! Per message, take the difference of two counts: `COUNT = 2N` minus
 //! `COUNT = N`, divided by N, leaves the set-up out.
 //!
-//! `ab` is for timing on a busy machine, where two runs cannot be compared:
+//! `blocks` and `ab` are for timing on a busy machine: the median of many
+//! short blocks leaves out the ones another process's time slice cut into,
+//! which a stream's total over its elapsed time does not. `ab`, where two runs cannot be compared:
 //! it alternates, every 1000 round trips, a send through `Producer::send`,
 //! one through a grant filled front to back, and the latency floor (one
 //! cache line bounced, as `shmkit bench` measures it), in the same two
@@ -52,6 +58,8 @@ fn main() {
         Some("consume") => consume(&args[1], arg(2), arg(3), waiting(&args[4]), args.len() > 5),
         Some("ab") => ab(arg(1), arg(2)),
         Some("park") => park(arg(1)),
+        Some("blocks") => blocks(arg(1), arg(2), arg(3), &args[4], None),
+        Some("blocks-consume") => blocks(arg(1), arg(2), arg(3), &args[4], Some(&args[5])),
         Some("echo") => echo(&args[1], arg(2)),
         _ => usage(),
     }
@@ -60,7 +68,7 @@ fn main() {
 fn usage() -> ! {
     eprintln!(
         "usage: ring_cost one-thread SIZE COUNT [BATCH] | stream SIZE COUNT WAITING [BATCH] \
-         | park SECONDS | ab SIZE ROUNDS"
+         | blocks SIZE BLOCKS PER_BLOCK WAITING | park SECONDS | ab SIZE ROUNDS"
     );
     std::process::exit(2)
 }
@@ -335,5 +343,66 @@ fn park(seconds: usize) {
     println!(
         "a consumer parked for {wall:.2?} used {used:.2?} of CPU ({:.3} %)",
         100.0 * used.as_secs_f64() / wall.as_secs_f64()
+    );
+}
+
+/// Pins this process to `cpu` (as `shmkit bench` pins its two processes).
+fn pin(cpu: usize) {
+    // SAFETY: an all-zero cpu_set_t is the empty set; CPU_SET writes
+    // inside it, and sched_setaffinity reads it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set)
+    };
+    assert_eq!(rc, 0, "sched_setaffinity to CPU {cpu}");
+}
+
+fn blocks(size: usize, blocks: usize, per_block: usize, mode: &str, ring: Option<&str>) {
+    let options = Options::default().waiting(waiting(mode));
+    let total = blocks * per_block;
+    let Some(name) = ring else {
+        pin(0);
+        let name = format!("ring-cost-{}", std::process::id());
+        let _remove = RemoveRing::new(&name);
+        let mut producer = Producer::open_with(&name, &options).expect("a producer");
+        let mut child = Command::new(std::env::current_exe().expect("this program"))
+            .arg("blocks-consume")
+            .args([size, blocks, per_block].map(|n| n.to_string()))
+            .args([mode, &name])
+            .spawn()
+            .expect("the consumer");
+        let message = vec![0x5a_u8; size];
+        for _ in 0..total {
+            producer.send(&message).expect("send");
+        }
+        producer.close().expect("close the ring");
+        assert!(child.wait().expect("the consumer ends").success());
+        return;
+    };
+    pin(1);
+    let mut consumer = Consumer::open_with(name, &options).expect("a consumer");
+    let mut rates = Vec::with_capacity(blocks);
+    let mut sum: u64 = 0;
+    for block in 0..blocks {
+        let start = std::time::Instant::now();
+        for _ in 0..per_block {
+            let message = consumer.read().expect("read");
+            for word in message.chunks_exact(8) {
+                sum = sum.wrapping_add(u64::from_le_bytes(word.try_into().expect("8 bytes")));
+            }
+        }
+        // The first tenth warms up.
+        if block >= blocks / 10 {
+            rates.push(per_block as f64 / start.elapsed().as_secs_f64());
+        }
+    }
+    rates.sort_unstable_by(f64::total_cmp);
+    let median = rates[rates.len() / 2];
+    println!(
+        "{size} B, {mode}: median of {} blocks of {per_block}: {:.2} M msgs/s, {:.2} GB/s ({sum})",
+        rates.len(),
+        median / 1e6,
+        median * size as f64 / 1e9
     );
 }

@@ -55,8 +55,10 @@ fn child() {
         "typed-client" => typed_client(args[0], args[1].parse().unwrap()),
         "typed-publisher" => typed_publisher(args[0], args[1].parse().unwrap()),
         "scenario" => {
-            if args[0] == "seccomp" {
-                forbid_futex_waitv();
+            match args[0] {
+                "seccomp-enosys" => forbid_futex_waitv(libc::ENOSYS),
+                "seccomp-eperm" => forbid_futex_waitv(libc::EPERM),
+                _ => {}
             }
             assert_eq!(reactor_kind(), ReactorKind::Polling, "{args:?}");
             thousand_endpoints(200);
@@ -511,13 +513,18 @@ fn the_polling_reactor_forced_by_the_environment_wakes_drains_and_reports_peer_g
 }
 
 #[test]
-fn a_seccomp_filter_refusing_futex_waitv_makes_the_reactor_poll() {
-    polling_scenario("seccomp", &[]);
+fn a_seccomp_filter_refusing_futex_waitv_with_enosys_makes_the_reactor_poll() {
+    polling_scenario("seccomp-enosys", &[]);
 }
 
-/// Installs a seccomp filter that makes `futex_waitv` fail with `ENOSYS`,
+#[test]
+fn a_seccomp_filter_refusing_futex_waitv_with_eperm_makes_the_reactor_poll() {
+    polling_scenario("seccomp-eperm", &[]);
+}
+
+/// Installs a seccomp filter that makes `futex_waitv` fail with `errno`,
 /// as a container runtime's profile may, for this process and its children.
-fn forbid_futex_waitv() {
+fn forbid_futex_waitv(errno: i32) {
     const FUTEX_WAITV: u32 = 449; // x86_64, aarch64 and the generic table
     let filter = [
         // Load the system call number (offset 0 of seccomp_data).
@@ -537,7 +544,7 @@ fn forbid_futex_waitv() {
             code: (libc::BPF_RET | libc::BPF_K) as u16,
             jt: 0,
             jf: 0,
-            k: libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+            k: libc::SECCOMP_RET_ERRNO | errno as u32,
         },
         libc::sock_filter {
             code: (libc::BPF_RET | libc::BPF_K) as u16,

@@ -357,3 +357,69 @@ proptest! {
         );
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Random request and response sizes (to the largest, so that the
+    /// small rings wrap many times), pipelined up to the in-flight bound,
+    /// answered and awaited in random orders: every response is its own
+    /// call's.
+    #[test]
+    fn random_sizes_and_orders_keep_every_response_with_its_call(
+        calls in proptest::collection::vec((8usize..=300, 0usize..=300), 1..80),
+        depth in 1usize..=4,
+        seed in any::<u64>(),
+    ) {
+        let (name, _cleanup) = fresh("service-random");
+        let options = Options::default()
+            .max_request(300)
+            .max_response(300)
+            .max_in_flight(4);
+        let mut server = Server::open_with(&name, &options).unwrap();
+        let mut client = Client::connect(&name).unwrap();
+        // A request starts with its call's number; the rest is a pattern.
+        let body = |n: usize, len: usize, salt: u8| -> Vec<u8> {
+            let mut bytes: Vec<u8> = (0..len).map(|i| (n * 31 + i * 7) as u8 ^ salt).collect();
+            if salt == 0 {
+                bytes[..8].copy_from_slice(&(n as u64).to_le_bytes());
+            }
+            bytes
+        };
+        let mut rng = seed | 1;
+        let mut next = move |bound: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % bound as u64) as usize
+        };
+        for (start, batch) in calls.chunks(depth).enumerate().map(|(k, b)| (k * depth, b)) {
+            let mut pending: Vec<_> = batch
+                .iter()
+                .enumerate()
+                .map(|(k, &(request, _))| {
+                    let n = start + k;
+                    (n, client.try_send_request(&body(n, request, 0)).unwrap())
+                })
+                .collect();
+            let mut callers = Vec::new();
+            while let Ok(request) = server.try_recv_request() {
+                callers.push((request.caller(), request.to_vec()));
+            }
+            prop_assert_eq!(callers.len(), batch.len());
+            while !callers.is_empty() {
+                let (caller, request) = callers.swap_remove(next(callers.len()));
+                let n = u64::from_le_bytes(request[..8].try_into().unwrap()) as usize;
+                prop_assert_eq!(&request, &body(n, calls[n].0, 0));
+                server.reply(caller, &body(n, calls[n].1, 0xa5)).unwrap();
+            }
+            while !pending.is_empty() {
+                let (n, call) = pending.swap_remove(next(pending.len()));
+                let response = client.wait(call).unwrap();
+                prop_assert_eq!(&*response, &body(n, calls[n].1, 0xa5)[..]);
+            }
+        }
+        prop_assert_eq!(client.in_flight(), 0);
+        prop_assert_eq!(server.dropped(), 0);
+    }
+}

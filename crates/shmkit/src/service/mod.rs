@@ -70,6 +70,8 @@
 
 mod client;
 mod layout;
+#[cfg(all(test, loom))]
+mod model;
 mod protocol;
 mod server;
 mod shared;

@@ -137,6 +137,13 @@ pub(crate) struct Slot {
     pub len: u64,
 }
 
+#[cold]
+fn bad_record(word: u64, position: u64, offset: u64) -> Error {
+    Error::Corrupt(format!(
+        "topic record word {word:#018x} at lane position {position} (offset {offset}) is not a valid record"
+    ))
+}
+
 /// Checks a position read from shared memory (rule 1).
 pub(crate) fn check_position(position: u64, what: &str) -> Result<()> {
     if !position.is_multiple_of(RECORD_ALIGN) || position >= 1 << 62 {
@@ -235,7 +242,26 @@ impl LaneRef {
     /// say. Relaxed loads: the caller's Acquire of `tail` ordered them
     /// after the commit (rule 3), and drop-oldest callers check `reserve`
     /// after (rule 5).
+    #[inline]
     pub(crate) fn record_at(&self, position: u64, tail: u64) -> Result<Record> {
+        let (kind, len, next) = self.bounds(position, tail)?;
+        if kind == KIND_PADDING {
+            return Ok(Record::Padding { next });
+        }
+        Ok(Record::Message(Meta {
+            position,
+            len,
+            publisher: self.word(position + 8).load(Ordering::Relaxed),
+            sequence: self.word(position + 16).load(Ordering::Relaxed),
+            lane_sequence: self.word(position + 24).load(Ordering::Relaxed),
+        }))
+    }
+
+    /// The kind, length and end of the record at `position` (below
+    /// `tail`), validated from its first word alone: what a walk over
+    /// records needs (the publisher's move of `head`, rule 4).
+    #[inline]
+    fn bounds(&self, position: u64, tail: u64) -> Result<(u32, u64, u64)> {
         let word = self.word(position).load(Ordering::Relaxed);
         let (len, kind) = split_kind_word(word);
         let len = u64::from(len);
@@ -246,24 +272,16 @@ impl LaneRef {
                     && offset + record_size(len) <= self.capacity
                     && position + record_size(len) <= tail =>
             {
-                Ok(Record::Message(Meta {
-                    position,
-                    len,
-                    publisher: self.word(position + 8).load(Ordering::Relaxed),
-                    sequence: self.word(position + 16).load(Ordering::Relaxed),
-                    lane_sequence: self.word(position + 24).load(Ordering::Relaxed),
-                }))
+                Ok((kind, len, position + record_size(len)))
             }
             KIND_PADDING
-                if offset > 0 && offset + 8 + len == self.capacity && position + 8 + len <= tail =>
+                if offset > 0
+                    && offset + 8 + len == self.capacity
+                    && position + 8 + len <= tail =>
             {
-                Ok(Record::Padding {
-                    next: position + 8 + len,
-                })
+                Ok((kind, len, position + 8 + len))
             }
-            _ => Err(Error::Corrupt(format!(
-                "topic record word {word:#018x} at lane position {position} (offset {offset}) is not a valid record"
-            ))),
+            _ => Err(bad_record(word, position, offset)),
         }
     }
 
@@ -445,6 +463,7 @@ impl LaneRef {
     /// Block lane `positions(tail)` yields the slowest active subscriber's
     /// position (`None` if there is none), and `Ok(None)` means not enough
     /// room yet.
+    #[inline]
     pub(crate) fn reserve(
         &self,
         cursor: &mut PublisherCursor,
@@ -499,14 +518,12 @@ impl LaneRef {
     /// Moves `head` (rule 4) and raises `reserve` to `reserve` (rule 5),
     /// storing it with `order` (Release for drop-oldest, SeqCst for Block:
     /// rule 7).
+    #[inline(never)]
     fn make_room(&self, cursor: &mut PublisherCursor, reserve: u64, order: Ordering) -> Result<()> {
         let header = self.header();
         let oldest = reserve.saturating_sub(self.capacity);
         while cursor.head < oldest && cursor.head < cursor.tail {
-            cursor.head = match self.record_at(cursor.head, cursor.tail)? {
-                Record::Padding { next } => next,
-                Record::Message(meta) => meta.next(),
-            };
+            cursor.head = self.bounds(cursor.head, cursor.tail)?.2;
         }
         while cursor
             .history
@@ -533,6 +550,7 @@ impl LaneRef {
 
     /// Commits the record reserved at `slot` with `len` bytes written
     /// (rule 3); the caller wakes subscribers.
+    #[inline]
     pub(crate) fn commit(&self, cursor: &mut PublisherCursor, slot: Slot, len: u64) {
         debug_assert!(slot.position == cursor.tail && len <= slot.len);
         let p = slot.position;
@@ -615,6 +633,7 @@ impl LaneRef {
     /// (rules 5, 6); without, the lane cannot be overwritten under a
     /// subscriber (rule 7), so a bad record is corruption. The caller
     /// copies a drop-oldest message and then checks [`overwritten`] again.
+    #[inline(always)]
     pub(crate) fn next(&self, cursor: &mut LaneCursor, lossy: bool) -> Result<Next> {
         let mut resyncs = 0;
         loop {
@@ -668,6 +687,7 @@ impl LaneRef {
     }
 
     /// Rule 6: moves a lapped cursor to `head`.
+    #[cold]
     pub(crate) fn resync(&self, cursor: &mut LaneCursor) -> Result<()> {
         cursor.tail = self.tail()?;
         cursor.position = self.head(cursor.tail)?;

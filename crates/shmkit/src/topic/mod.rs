@@ -464,7 +464,6 @@ impl Publisher {
     fn reserve(&mut self, len: u64) -> Result<Option<Slot>> {
         let shared = &self.shared;
         let index = self.index;
-        shared.intact()?;
         let reserved = if shared.lossy() {
             self.lane.reserve(&mut self.cursor, len, None)
         } else {
@@ -473,7 +472,7 @@ impl Publisher {
         };
         let reserved = reserved.map_err(|err| shared.explain(err))?;
         // The reserve read the lane's and subscribers' words: were they
-        // still there?
+        // still there? (The fault flag stays set: one check after.)
         shared.intact()?;
         Ok(reserved)
     }
@@ -887,7 +886,7 @@ impl Subscriber {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn poll(&mut self) -> Result<Option<(usize, Meta)>> {
         poll_lanes(
             &self.shared,
@@ -897,10 +896,20 @@ impl Subscriber {
         )
     }
 
+    /// The next message: a look at the lanes inline, the rest (the peer
+    /// check, the wait) out of line, so that a receive that finds one is a
+    /// few loads.
+    #[inline(always)]
     fn next(&mut self, until: Until) -> Result<(usize, Meta)> {
         if let Some(found) = self.poll()? {
             return Ok(found);
         }
+        self.next_after_empty(until)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn next_after_empty(&mut self, until: Until) -> Result<(usize, Meta)> {
         let deadline = match until {
             Until::Now => {
                 let now = Instant::now();
@@ -950,20 +959,21 @@ impl Subscriber {
 /// One look at every lane, from the one after the last read (so that no
 /// publisher starves the others); `Err(Truncated)` if a page it read was
 /// gone (what it found then is zeros).
-#[inline]
+#[inline(always)]
 fn poll_lanes(
     shared: &Shared,
     cursors: &mut [LaneCursor],
     next_lane: &mut usize,
     index: u32,
 ) -> Result<Option<(usize, Meta)>> {
-    shared.intact()?;
     let found = scan_lanes(shared, cursors, next_lane, index).map_err(|err| shared.explain(err));
+    // After the scan (the fault flag stays set): its reads may have met a
+    // page the file lost.
     shared.intact()?;
     found
 }
 
-#[inline]
+#[inline(always)]
 fn scan_lanes(
     shared: &Shared,
     cursors: &mut [LaneCursor],
@@ -972,10 +982,13 @@ fn scan_lanes(
 ) -> Result<Option<(usize, Meta)>> {
     let used = shared.lanes_used();
     let lossy = shared.lossy();
-    for k in 0..used {
-        let i = (*next_lane + k) % used;
+    let mut i = *next_lane;
+    for _ in 0..used {
+        if i >= used {
+            i = 0;
+        }
         match shared.lanes[i].next(&mut cursors[i], lossy)? {
-            Next::Empty => {}
+            Next::Empty => i += 1,
             Next::Message(meta) => {
                 *next_lane = i + 1;
                 return Ok(Some((i, meta)));
