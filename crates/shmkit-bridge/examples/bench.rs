@@ -184,6 +184,19 @@ fn bridge(topic: &str, listen: &str, is_listener: bool, stop: &'static AtomicBoo
     seen.recv().expect("the bridge stopped");
 }
 
+/// Waits until some other host's session subscribes to what `publisher`
+/// puts.
+fn wait_for_subscriber(publisher: &zenoh::pubsub::Publisher<'_>) {
+    while !publisher
+        .matching_status()
+        .wait()
+        .expect("matching")
+        .matching()
+    {
+        std::thread::sleep(Duration::from_millis(10)); // polling a condition
+    }
+}
+
 fn wait_for_go(stdin: &mut impl BufRead) {
     let mut line = String::new();
     stdin.read_line(&mut line).expect("go");
@@ -269,14 +282,7 @@ fn run_role(role: &str, args: &[String]) {
                 .wait()
                 .expect("subscriber");
             println!("listening");
-            while !publisher
-                .matching_status()
-                .wait()
-                .expect("matching")
-                .matching()
-            {
-                std::thread::sleep(Duration::from_millis(10)); // polling a condition
-            }
+            wait_for_subscriber(&publisher);
             wait_for_go(&mut stdin);
             if role.ends_with("source") {
                 for _ in 0..count {
@@ -305,14 +311,7 @@ fn run_role(role: &str, args: &[String]) {
                 .wait()
                 .expect("publisher");
             if role.ends_with("pong") {
-                while !publisher
-                    .matching_status()
-                    .wait()
-                    .expect("matching")
-                    .matching()
-                {
-                    std::thread::sleep(Duration::from_millis(10)); // polling a condition
-                }
+                wait_for_subscriber(&publisher);
             }
             println!("ready");
             let mut first = None;

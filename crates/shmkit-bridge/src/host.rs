@@ -12,7 +12,14 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::os::unix::fs::MetadataExt;
 
-/// This host's origin id (never 0).
+/// This host's origin id (never 0): the same for every bridge of this
+/// host, until it reboots.
+///
+/// ```
+/// let id = shmkit_bridge::origin_id();
+/// assert_ne!(id, 0);
+/// assert_eq!(id, shmkit_bridge::origin_id());
+/// ```
 pub fn origin_id() -> u64 {
     let mut hasher = DefaultHasher::new();
     for path in [

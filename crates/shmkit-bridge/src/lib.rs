@@ -89,6 +89,13 @@ impl Error {
 }
 
 /// Something a running bridge reports (the CLI prints each on stderr).
+///
+/// ```
+/// use shmkit_bridge::Event;
+///
+/// let event = Event::Remote { present: true };
+/// assert_eq!(event.to_string(), "remote bridges present");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
