@@ -423,3 +423,34 @@ proptest! {
         prop_assert_eq!(server.dropped(), 0);
     }
 }
+
+#[test]
+fn a_long_waiting_call_keeps_its_entry_while_later_calls_come_and_go() {
+    // Two in flight at most: the table has two entries, and the first
+    // call's stays held while later calls are sent and answered around it.
+    let (name, _cleanup) = fresh("service-table");
+    let options = Options::default().max_in_flight(2);
+    let mut server = Server::open_with(&name, &options).unwrap();
+    let mut client = Client::connect(&name).unwrap();
+    let slow = client.send_request(b"slow").unwrap();
+    let mut slow_caller = None;
+    for round in 0..10u8 {
+        let call = client.send_request(&[round]).unwrap();
+        assert_ne!(call.id(), slow.id());
+        if slow_caller.is_none() {
+            slow_caller = Some(server.recv_request().unwrap().caller());
+        }
+        let request = server.recv_request().unwrap();
+        assert_eq!(&*request, &[round]);
+        request.reply(&[round, round]).unwrap();
+        assert_eq!(&*client.wait(call).unwrap(), &[round, round]);
+    }
+    // A later call answered before the slow one: waiting for the slow call
+    // copies the other's response out for it.
+    let last = client.send_request(b"last").unwrap();
+    server.recv_request().unwrap().reply(b"last!").unwrap();
+    server.reply(slow_caller.unwrap(), b"slow!").unwrap();
+    assert_eq!(&*client.wait(slow).unwrap(), b"slow!");
+    assert_eq!(&*client.wait(last).unwrap(), b"last!");
+    assert_eq!(client.in_flight(), 0);
+}

@@ -1,8 +1,6 @@
 //! A client of a service: calls, pipelined calls and their responses.
 
 use std::cell::Cell;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Deref;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -44,16 +42,28 @@ impl Patience {
     }
 }
 
-/// What became of a call whose response has not been handed out.
-#[derive(Debug)]
+/// What became of a call whose response has not come off the ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Due {
+    /// No call holds this entry.
+    Free,
     /// Its response has not come off the ring yet.
     Waiting,
-    /// Its response came while another call was awaited: a copy.
-    Arrived(Vec<u8>),
     /// Its [`PendingCall`] was dropped: the response is skipped on arrival.
     Abandoned,
 }
+
+/// One entry of the in-flight table: the call that holds it, if any.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    id: u64,
+    due: Due,
+}
+
+const FREE: Entry = Entry {
+    id: 0,
+    due: Due::Free,
+};
 
 /// A call sent and not yet answered, from [`Client::send_request`]; await
 /// it with [`Client::wait`], [`Client::try_wait`] or
@@ -115,35 +125,19 @@ struct State {
     tail: ProducerCursor,
     head: ConsumerCursor,
     sequence: u32,
-    calls: HashMap<u64, Due, BuildHasherDefault<IdHasher>>,
+    /// The calls whose responses are due, at their sequence's low bits: a
+    /// power of two at least `max_in_flight` long, so that a send always
+    /// finds a free entry (rule 4) and a call costs no allocation.
+    calls: Box<[Entry]>,
+    /// Responses that came while another call was awaited: copies, for
+    /// their calls (rare: only out-of-order waits land here).
+    arrived: Vec<(u64, Vec<u8>)>,
     /// Calls whose responses are not off the ring yet (rule 4).
     due: u32,
     abandoned: Arc<Abandoned>,
     /// The size of the last response record, the guess of the next one's
     /// for `RingRef::prefetch_record` while waiting.
     last_size: u64,
-}
-
-/// Hashes call ids, which are distinct by construction (a generation and a
-/// counter): one multiplication spreads them, where the default SipHash
-/// would cost more than the rest of a call's bookkeeping.
-#[derive(Debug, Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0 << 8 | u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u64(&mut self, id: u64) {
-        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
 }
 
 /// What a look at the response ring found.
@@ -253,7 +247,9 @@ impl Client {
                 tail,
                 head,
                 sequence: 0,
-                calls: HashMap::default(),
+                calls: vec![FREE; shared.max_in_flight.next_power_of_two() as usize]
+                    .into_boxed_slice(),
+                arrived: Vec::new(),
                 due: 0,
                 abandoned: Arc::default(),
                 last_size: 0,
@@ -469,14 +465,28 @@ impl Client {
                 }
             },
         };
-        state.sequence = state.sequence.wrapping_add(1);
+        // The next sequence whose entry is free: fewer than max_in_flight
+        // are held (rule 4, above), so one is within the table's length.
+        let mask = state.calls.len() - 1;
+        let mut index = 0;
+        for _ in 0..state.calls.len() {
+            state.sequence = state.sequence.wrapping_add(1);
+            index = state.sequence as usize & mask;
+            if state.calls[index].due == Due::Free {
+                break;
+            }
+        }
         let id = call_id(state.generation, state.sequence);
+        debug_assert_eq!(state.calls[index].due, Due::Free);
         write_call(&requests, record, id, request);
         requests.commit(&mut state.tail, record, len);
         // Rule 5: the server sleeps on the service's word, not the ring's.
         let wait = &shared.header().wait;
         wake_if_sleeping(wait, &wait.server_sleeping);
-        state.calls.insert(id, Due::Waiting);
+        state.calls[index] = Entry {
+            id,
+            due: Due::Waiting,
+        };
         state.due += 1;
         let slot = shared.slot(state.slot);
         bump(&slot.counters.calls, 1);
@@ -509,24 +519,19 @@ impl Client {
         } = self;
         let requests = state.requests;
         let slot = state.slot;
-        match state.calls.get(&call.id) {
-            Some(Due::Waiting) => {}
-            Some(Due::Arrived(_)) => {
-                let Some(Due::Arrived(body)) = state.calls.remove(&call.id) else {
-                    unreachable!("matched above")
-                };
-                call.answered.set(true);
-                return Ok(Response {
-                    state,
-                    body: Body::Copied(body),
-                });
-            }
-            _ => {
+        if state.due_of(call.id) != Due::Waiting {
+            let Some(at) = state.arrived.iter().position(|(id, _)| *id == call.id) else {
                 return Err(Error::InvalidArgument(format!(
                     "call {:#x} of service {} was answered already",
                     call.id, shared.name
-                )))
-            }
+                )));
+            };
+            let (_, body) = state.arrived.swap_remove(at);
+            call.answered.set(true);
+            return Ok(Response {
+                state,
+                body: Body::Copied(body),
+            });
         }
         let record = match state.take(shared, Some(call.id))? {
             Some(Found::Wanted(record)) => record,
@@ -558,7 +563,7 @@ impl Client {
                 }
             },
         };
-        state.calls.remove(&call.id);
+        state.free(call.id);
         call.answered.set(true);
         Ok(Response {
             state,
@@ -644,13 +649,40 @@ impl State {
             Err(_) => return,
         };
         for id in ids {
-            match self.calls.get_mut(&id) {
-                Some(due @ Due::Waiting) => *due = Due::Abandoned,
-                Some(Due::Arrived(_)) => {
-                    self.calls.remove(&id);
-                }
-                _ => {}
+            let entry = self.entry(id);
+            if entry.id == id && entry.due == Due::Waiting {
+                entry.due = Due::Abandoned;
+            } else {
+                self.arrived.retain(|(arrived, _)| *arrived != id);
             }
+        }
+    }
+
+    /// The in-flight table's entry for call `id` (which another call may
+    /// hold).
+    #[inline]
+    fn entry(&mut self, id: u64) -> &mut Entry {
+        let mask = self.calls.len() - 1;
+        &mut self.calls[id as usize & mask]
+    }
+
+    /// What became of call `id`: `Free` if it holds no entry.
+    #[inline]
+    fn due_of(&mut self, id: u64) -> Due {
+        let entry = *self.entry(id);
+        if entry.id == id {
+            entry.due
+        } else {
+            Due::Free
+        }
+    }
+
+    /// Frees call `id`'s entry (its response is off the ring).
+    #[inline]
+    fn free(&mut self, id: u64) {
+        let entry = self.entry(id);
+        if entry.id == id {
+            *entry = FREE;
         }
     }
 
@@ -685,8 +717,8 @@ impl State {
             if Some(id) == wanted {
                 return Ok(Some(Found::Wanted(record)));
             }
-            let taken = match self.calls.get_mut(&id) {
-                Some(due @ Due::Waiting) => {
+            let taken = match self.due_of(id) {
+                Due::Waiting => {
                     let len = (record.len - ID_LEN) as usize;
                     let mut body = vec![0u8; len];
                     // SAFETY: the record's payload has ID_LEN + len bytes
@@ -699,15 +731,16 @@ impl State {
                             len,
                         );
                     }
-                    *due = Due::Arrived(body);
+                    self.free(id);
+                    self.arrived.push((id, body));
                     true
                 }
-                Some(Due::Abandoned) => {
-                    self.calls.remove(&id);
+                Due::Abandoned => {
+                    self.free(id);
                     true
                 }
                 // Not a call of ours (answered twice, or made up): skipped.
-                _ => false,
+                Due::Free => false,
             };
             ring.release(&mut self.head, record);
             if taken {

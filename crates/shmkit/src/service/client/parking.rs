@@ -36,9 +36,8 @@ impl Client {
             return Ok(true);
         }
         let Client { state, shared, .. } = self;
-        match state.calls.get(&call.id) {
-            Some(Due::Waiting) => {}
-            _ => return Ok(true),
+        if state.due_of(call.id) != Due::Waiting {
+            return Ok(true);
         }
         Ok(matches!(
             state.take(shared, Some(call.id))?,
