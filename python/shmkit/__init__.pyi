@@ -11,7 +11,7 @@ __all__ = [
     "AlreadyExists", "Attachment", "Busy", "Closed", "Consumer", "Corrupt", "Empty", "Error",
     "Full", "InUse", "InvalidArgument", "Lagged", "Mapping", "Message", "NotASegment", "NotFound",
     "OptionMismatch", "OsError", "OutOfBounds", "PeerGone", "PeerLeft", "PermissionDenied",
-    "Producer", "Publisher", "Segment",
+    "Producer", "Publisher", "Segment", "ServiceFull",
     "Stat", "Subscriber", "Timeout", "TooLarge", "TopicFull", "Truncated", "UntrustedOwner",
     "segments",
 ]
@@ -81,6 +81,9 @@ class InUse(Error):
 
 class TopicFull(Error):
     """Every publisher or subscriber place of the topic is held by a live process."""
+
+class ServiceFull(Error):
+    """Every client slot of the service is held by a live process."""
 
 class Lagged(Error):
     """A subscriber of a drop-oldest topic fell behind: messages were overwritten before it read them."""

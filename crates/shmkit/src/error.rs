@@ -292,6 +292,15 @@ pub enum Error {
         /// The topic's number of places.
         max: u32,
     },
+    /// Every client slot of a service is held by a live process; the
+    /// number of slots was fixed when the service was made.
+    #[error("service {service} already has its maximum of {max} clients, all still running")]
+    ServiceFull {
+        /// The service's name.
+        service: String,
+        /// The service's number of client slots.
+        max: u32,
+    },
     /// Another live process has held a managed segment's lock for longer
     /// than its users wait (it is stopped, traced or starved). Nothing is
     /// damaged: try again later.

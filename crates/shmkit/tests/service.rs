@@ -209,7 +209,7 @@ fn forty_clients_call_one_server() {
     let mut server = Server::open_with(&name, &options).unwrap();
     let mut clients: Vec<Client> = (0..40).map(|_| Client::connect(&name).unwrap()).collect();
     let err = Client::connect(&name).unwrap_err();
-    assert!(matches!(err, Error::TopicFull { max: 40, .. }), "{err}");
+    assert!(matches!(err, Error::ServiceFull { max: 40, .. }), "{err}");
     assert_eq!(server.clients(), 40);
     let calls: Vec<_> = clients
         .iter_mut()
@@ -453,4 +453,23 @@ fn a_long_waiting_call_keeps_its_entry_while_later_calls_come_and_go() {
     assert_eq!(&*client.wait(slow).unwrap(), b"slow!");
     assert_eq!(&*client.wait(last).unwrap(), b"last!");
     assert_eq!(client.in_flight(), 0);
+}
+
+#[test]
+fn a_full_service_says_so_by_its_name() {
+    let (name, _cleanup) = fresh("service-full");
+    let options = Options::default().max_clients(2);
+    let _server = Server::open_with(&name, &options).unwrap();
+    let _clients: Vec<Client> = (0..2).map(|_| Client::connect(&name).unwrap()).collect();
+    let err = Client::connect(&name).unwrap_err();
+    match &err {
+        Error::ServiceFull { service, max } => {
+            assert_eq!(service, &name);
+            assert_eq!(*max, 2);
+        }
+        other => panic!("expected ServiceFull, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(message.contains(&format!("service {name}")), "{message}");
+    assert!(!message.contains("topic"), "{message}");
 }

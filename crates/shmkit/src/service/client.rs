@@ -181,7 +181,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::TopicFull`] if live clients hold every slot;
+    /// [`Error::ServiceFull`] if live clients hold every slot;
     /// [`Error::Corrupt`], [`Error::Truncated`] or
     /// [`Error::VersionMismatch`] if the segment is not a service this
     /// library reads; [`Error::UntrustedOwner`] if another user made it;
@@ -192,7 +192,7 @@ impl Client {
     ///
     /// let name = format!("doc-client-connect-{}", std::process::id());
     /// let clients: Vec<Client> = (0..32).map(|_| Client::connect(&name)).collect::<Result<_, _>>()?;
-    /// assert!(matches!(Client::connect(&name), Err(shmkit::Error::TopicFull { max: 32, .. })));
+    /// assert!(matches!(Client::connect(&name), Err(shmkit::Error::ServiceFull { max: 32, .. })));
     /// assert_eq!(clients[31].slot(), 31);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
@@ -261,9 +261,8 @@ impl Client {
                 shared,
             });
         }
-        Err(Error::TopicFull {
-            topic: format!("(service) {name}"),
-            members: "clients",
+        Err(Error::ServiceFull {
+            service: name.to_owned(),
             max: clients,
         })
     }
