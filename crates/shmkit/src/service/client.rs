@@ -629,15 +629,23 @@ impl Drop for Client {
 
 impl State {
     /// Marks the calls whose [`PendingCall`]s were dropped.
+    #[inline]
     fn collect_abandoned(&mut self) {
         // Acquire: pairs with the Release in `PendingCall::drop`.
-        if !self
+        if self
             .abandoned
             .any
             .load(std::sync::atomic::Ordering::Acquire)
         {
-            return;
+            self.mark_abandoned();
         }
+    }
+
+    /// [`collect_abandoned`](State::collect_abandoned)'s work, when a call
+    /// was dropped: out of line, as it is rare.
+    #[cold]
+    #[inline(never)]
+    fn mark_abandoned(&mut self) {
         let ids = match self.abandoned.ids.lock() {
             Ok(mut ids) => {
                 self.abandoned
