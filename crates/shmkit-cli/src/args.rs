@@ -388,23 +388,24 @@ pub enum Command {
     },
 }
 
-/// Who may use a ring that `send` or `recv` creates, and whose existing
-/// rings they join (docs/SECURITY.md).
+/// Who may use a ring, topic or service that the command creates, and
+/// whose existing ones it joins (docs/SECURITY.md).
 #[derive(Debug, Args)]
 pub struct Sharing {
-    /// Permission bits of the ring's segment, in octal; 660 with --group
-    /// shares it with a group. An existing ring of another mode is an error
-    /// [default: 600, or the existing ring's]
+    /// Permission bits of the segment (the ring's, topic's or service's), in
+    /// octal; 660 with --group shares it with a group. It applies when this
+    /// command creates it; an existing ring of another mode is an error
+    /// [default: 600, or the existing one's]
     #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
     pub mode: Option<u32>,
-    /// Group of the ring's segment if this command creates it: a group name
-    /// or gid you are a member of
+    /// Group of the segment if this command creates it: a group name or gid
+    /// you are a member of
     #[arg(long, value_name = "GROUP", value_parser = parse_group)]
     pub group: Option<u32>,
-    /// Also join an existing ring owned by USER (a name or uid), or whose
-    /// group is GROUP (group:NAME or group:GID); repeatable. Without it only
-    /// rings of your own uid are joined, so that another user cannot take
-    /// the name first and read or forge your messages
+    /// Also join an existing ring, topic or service owned by USER (a name or
+    /// uid), or whose group is GROUP (group:NAME or group:GID); repeatable.
+    /// Without it only those of your own uid are joined, so that another
+    /// user cannot take the name first and read or forge your messages
     #[arg(long, value_name = "USER|group:GROUP", value_parser = parse_trusted)]
     pub trust: Vec<Trusted>,
 }

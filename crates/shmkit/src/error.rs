@@ -38,17 +38,15 @@ pub type Pid = u32;
 /// | [`Empty`](Error::Empty) | no message now | `try_recv`, `try_read` |
 /// | [`Lagged`](Error::Lagged) | a lossy topic overwrote messages before they were read | topic receives |
 /// | [`Timeout`](Error::Timeout) | waited the full time | `*_timeout` |
-/// | [`Closed`](Error::Closed) | the sender closed, everything was received | every receive |
-/// | [`PeerGone`](Error::PeerGone) | the other end's process died | every send and receive |
+/// | [`Closed`](Error::Closed) | the sender closed, everything was received (a closed server: pending calls) | every receive, calls |
+/// | [`PeerGone`](Error::PeerGone) | the other end's process died (a topic: every publisher is gone and one died) | every send, receive and call |
 /// | [`WrongType`](Error::WrongType) | a channel's peer sends another type; a heap's object is another container or element type | channel receives; managed-heap `find*`, `list`, `vector`, `text` |
 /// | [`InUse`](Error::InUse) | a live process holds this end | ring and channel `open` |
 /// | [`Corrupt`](Error::Corrupt) | bytes in shared memory break the format | anything that reads a segment |
-/// | [`Truncated`](Error::Truncated) | someone shrank the segment under this mapping | rings, topics, heaps, attachments |
+/// | [`Truncated`](Error::Truncated) | someone shrank the segment under this mapping | rings, topics, services, heaps, attachments, opening |
 /// | [`Busy`](Error::Busy) | a live process holds a heap's lock too long: retry | managed-heap verbs |
 /// | [`NotFound`](Error::NotFound), [`AlreadyExists`](Error::AlreadyExists), [`PermissionDenied`](Error::PermissionDenied) | as the kernel says, naming the segment | opening, creating, attaching |
 /// | [`NotASegment`](Error::NotASegment), [`UntrustedOwner`](Error::UntrustedOwner) | what is at the name is not (trusted to be) a segment | opening a POSIX name |
-/// | [`Truncated`](Error::Truncated) | someone shrank the segment | ring verbs, managed-segment operations, `Attachment` reads and writes, opening |
-/// | [`Busy`](Error::Busy) | a live process kept a managed segment's lock over 2 s; retry | managed-segment operations |
 ///
 /// Each function's `# Errors` section lists the variants it returns.
 ///
