@@ -356,7 +356,8 @@ impl Bench {
     /// floor measured just before is the one a ratio can trust, as the
     /// host moves the virtual machine's CPUs around.
     fn round_trips(&self, transport: Transport, size: usize) -> Result<Row, Error> {
-        let counts = self.counts(size);
+        let mut counts = self.counts(size);
+        counts.prime = counts.prime.min(transport.max_prime());
         let row = Row::new(transport.name(), size);
         let setup = match transports::open(transport, Directions::Both, size, self.block_spin)? {
             Opened::Ready(setup) => setup,

@@ -103,6 +103,15 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// The most messages the ping-pong's warm-up may stream each way before
+    /// it reads any back: a service's calls in flight are bounded.
+    pub fn max_prime(self) -> u64 {
+        match self {
+            Transport::ShmkitService => service::MAX_IN_FLIGHT - 1,
+            _ => u64::MAX,
+        }
+    }
+
     /// Every transport this build has, in the order the bench runs and
     /// reports them.
     pub const ALL: &'static [Transport] = &[

@@ -24,6 +24,11 @@ use crate::Error;
 /// The largest body a service carries (the library's limit).
 const MAX_BODY: usize = 1 << 24;
 
+/// The most calls a client may have in flight (the library's bound): the
+/// ping-pong's warm-up, which sends all its messages before it reads one
+/// back, streams at most this many less one to a service.
+pub const MAX_IN_FLIGHT: u64 = 1 << 16;
+
 /// The client's side of a service for calls of `size` bytes each way, and
 /// the peer's end naming it; the segment is removed with the [`Setup`].
 pub fn open(both: bool, size: usize) -> Result<Opened, Error> {
@@ -67,7 +72,7 @@ fn options(size: usize) -> Options {
         .max_clients(1)
         .max_request(size as u64)
         .max_response(size as u64)
-        .max_in_flight((prime + 1).min(1 << 16) as u32)
+        .max_in_flight((prime + 1).min(MAX_IN_FLIGHT) as u32)
         .waiting(Waiting::BusyPoll)
 }
 
