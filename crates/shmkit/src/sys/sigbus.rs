@@ -109,6 +109,11 @@ impl FaultFlag {
     /// pages are gone from the file (truncated) or could not be supplied.
     #[inline(always)]
     pub fn faulted(self) -> bool {
+        // The flag is set by the SIGBUS handler on this thread, during the
+        // access just before this check: a signal fence (no instruction)
+        // keeps the compiler from moving the load above that access, and
+        // Relaxed suffices for a write made on the same thread.
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
         self.0.load(Ordering::Relaxed) & FAULTED != 0
     }
 }
