@@ -327,7 +327,8 @@ impl Server {
     ///
     /// [`Error::TooLarge`] if `body` is longer than
     /// [`max_response`](Server::max_response) (nothing is sent);
-    /// [`Error::InvalidArgument`] for a caller of another service;
+    /// [`Error::InvalidArgument`] for a client slot this service does not
+    /// have (a `Caller` of another service is not detected otherwise);
     /// [`Error::Truncated`] if the segment was shrunk.
     ///
     /// ```
@@ -571,8 +572,10 @@ impl Slots {
     /// counting those of earlier holders (rule 3).
     #[inline]
     fn take_from(&mut self, shared: &Shared, i: u32) -> Option<(RingRef, Slot, Caller)> {
-        // Acquire: pairs with the claimer's SeqCst store of the state, so a
-        // request of the new generation is not taken for a stale one.
+        // Acquire: pairs with the claimer's SeqCst store of the state. This
+        // load comes before the record's, so it may still show the earlier
+        // holder when the record is the new one's: a record that does not
+        // match is checked again below against the state loaded after it.
         let state = shared.slot(i).state.load(Ordering::Acquire);
         let cursors = &mut self.cursors[i as usize];
         if cursors.broken == Some(state) {
@@ -602,6 +605,13 @@ impl Slots {
                     return Some((ring, record, Caller { slot: i, state, id }));
                 }
                 _ => {
+                    // After the record's Acquire, the state shows at least
+                    // the holder that wrote it (it stored the state before
+                    // it committed): if the state moved on, the record may
+                    // be the new holder's, so look again next poll.
+                    if shared.slot(i).state.load(Ordering::Acquire) != state {
+                        return None;
+                    }
                     ring.release(&mut cursors.requests, record);
                     ring.wake_producer();
                     bump(&shared.header().counters.dropped, 1);
