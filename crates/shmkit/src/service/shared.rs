@@ -364,35 +364,13 @@ pub(crate) fn read_header<'m, A: AccessMode>(
     mapping: &'m Attachment<A>,
     name: &str,
 ) -> Result<&'m Header> {
-    let corrupt = |what: String| Error::Corrupt(format!("service {name}: {what}"));
+    FORMAT.check_header(mapping, name)?;
     let len = mapping.len() as u64;
-    if len < HEADER_SIZE {
-        return Err(corrupt(format!(
-            "segment of {len} bytes is smaller than the header"
-        )));
-    }
-    // SAFETY: at least HEADER_SIZE bytes, page aligned; only atomics inside.
+    let corrupt = |what: String| Error::Corrupt(format!("service {name}: {what}"));
+    // SAFETY: check_header found at least HEADER_SIZE bytes, page aligned;
+    // only atomics inside.
     let header = unsafe { &*mapping.as_ptr().cast::<Header>() };
     let config = &header.config;
-    // Acquire: pairs with the creator's Release of the magic.
-    let magic = config.magic.load(Ordering::Acquire);
-    if magic != MAGIC {
-        return Err(corrupt(format!(
-            "magic {magic:#018x} is not a shmkit service's"
-        )));
-    }
-    let version = config.version.load(Ordering::Relaxed);
-    if version != VERSION {
-        return Err(Error::VersionMismatch {
-            segment: format!("service {name}"),
-            found: version,
-            expected: VERSION,
-        });
-    }
-    let flags = config.flags.load(Ordering::Relaxed);
-    if flags != 0 {
-        return Err(corrupt(format!("unknown flags {flags:#x}")));
-    }
     let clients = config.max_clients.load(Ordering::Relaxed);
     let in_flight = config.max_in_flight.load(Ordering::Relaxed);
     let max_request = config.max_request.load(Ordering::Relaxed);

@@ -185,28 +185,7 @@ pub fn list() -> Result<Vec<String>> {
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub fn collect_garbage(scope: Scope<'_>, action: Action) -> Result<Vec<Garbage<ServiceStatus>>> {
-    let names = match scope {
-        Scope::Name(name) => {
-            FORMAT.key(name)?;
-            vec![name.to_owned()]
-        }
-        Scope::All => list()?,
-        Scope::Prefix(prefix) => list()?
-            .into_iter()
-            .filter(|name| name.starts_with(prefix))
-            .collect(),
-    };
-    let mut collected = Vec::new();
-    for name in names {
-        match examine(&name, action) {
-            Ok(Some(garbage)) => collected.push(garbage),
-            Ok(None) => {}
-            Err(err) if matches!(scope, Scope::Name(_)) => return Err(err),
-            // Gone meanwhile, or not ours to map: not listed.
-            Err(_) => {}
-        }
-    }
-    Ok(collected)
+    scope.collect(&FORMAT, |name| examine(name, action))
 }
 
 /// Looks at one service under its gate; removes it if it is garbage and
