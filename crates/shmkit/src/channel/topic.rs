@@ -464,6 +464,8 @@ impl<T, C: Codec<T>> Subscriber<T, C> {
         // drop-oldest guard is the subscriber's own copy), after this.
         let framing =
             unsafe { wire::copy_framed(guard.as_ptr(), guard.message_len(), &mut self.body) };
+        // After the copy: zeros of a file cut meanwhile are never decoded.
+        guard.intact()?;
         drop(guard);
         let name = self.subscriber.name();
         let place = || format!("topic {name}");

@@ -1054,6 +1054,13 @@ pub struct ReadGuard<'a> {
 }
 
 impl ReadGuard<'_> {
+    /// `Err(Truncated)` if the segment was cut since the guard was taken:
+    /// what was copied out of a Block topic's lane in place may then be
+    /// the SIGBUS guard's zeros.
+    pub(crate) fn intact(&self) -> Result<()> {
+        self.subscriber.shared.intact()
+    }
+
     /// The id of the message's publisher.
     pub fn publisher(&self) -> u64 {
         self.meta.publisher
