@@ -532,8 +532,10 @@ impl LaneRef {
         {
             cursor.history.pop_front();
         }
-        // Relaxed: `head` is for joiners, who read it after `reserve`
-        // (whose Release fence below orders this store before our writes).
+        // Relaxed: ordered before the Release (drop-oldest) or SeqCst
+        // (Block) store of `reserve` below, which a lapped subscriber loads
+        // with Acquire before it reads `head` (rule 5); joiners see it
+        // through `tail`'s Release (rule 3).
         header.head.store(cursor.head, Ordering::Relaxed);
         header.history_start.store(
             cursor.history.front().copied().unwrap_or(cursor.tail),

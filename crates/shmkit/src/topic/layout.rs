@@ -231,7 +231,8 @@ pub(crate) struct LaneHeader {
     /// The publisher's pid (low 32 bits) and start time (high 32), for
     /// `status`; liveness comes from its lock.
     pub owner: AtomicU64,
-    /// Messages the current publisher committed (its next sequence).
+    /// The current publisher's next sequence number: the messages it
+    /// committed (a relay: its origin's last sequence + 1).
     pub published: AtomicU64,
     /// Messages committed to the lane since the topic was created (the
     /// next lane sequence).

@@ -25,7 +25,8 @@ pub struct PublisherStatus {
     pub alive: bool,
     /// Whether it closed its stream.
     pub closed: bool,
-    /// Messages it committed.
+    /// Its next sequence number: the messages it committed, or for a
+    /// relay its origin's last sequence + 1.
     pub published: u64,
     /// Messages committed to the lane since the topic was created.
     pub lane_messages: u64,
