@@ -35,8 +35,9 @@
 //!
 //! # Waiting
 //!
-//! An endpoint that must wait spins for at most 50 µs (less if its
-//! [`Waiting`](crate::ring::Waiting) says so), then announces that it
+//! An endpoint that must wait spins for at most 50 µs inside one poll, and
+//! for the rest of its [`Waiting`](crate::ring::Waiting)'s spin between the
+//! executor's other tasks (the task stays runnable), then announces that it
 //! sleeps on its futex word in shared memory (rule 8 of the ring
 //! protocol), looks once more, and parks the task's waker in the
 //! process's reactor: threads that each sleep in one `futex_waitv` on up
