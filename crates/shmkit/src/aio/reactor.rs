@@ -119,8 +119,8 @@ struct Shard {
 }
 
 struct ShardState {
+    /// `SLOTS` places; a full shard has no `None`.
     entries: Vec<Option<Entry>>,
-    used: usize,
     /// The thread is (about to be) asleep on the current set: a change
     /// must kick it.
     armed: bool,
@@ -183,7 +183,6 @@ impl Reactor {
             kick: AtomicU32::new(0),
             state: Mutex::new(ShardState {
                 entries: (0..SLOTS).map(|_| None).collect(),
-                used: 0,
                 armed: false,
                 generation: 0,
             }),
@@ -227,7 +226,6 @@ impl Drop for Parked {
             .is_some_and(|e| e.generation == self.generation)
         {
             *slot = None;
-            state.used -= 1;
         }
         // The thread may still sleep on the word: a wake-up of it then finds
         // no registration, and the next rebuild drops it. No kick needed.
@@ -237,9 +235,6 @@ impl Drop for Parked {
 impl Shard {
     fn add(self: &Arc<Shard>, word: &AtomicU32, waker: &Waker, check_at: u64) -> Option<Parked> {
         let mut state = lock(&self.state);
-        if state.used == SLOTS {
-            return None;
-        }
         let slot = state.entries.iter().position(Option::is_none)?;
         state.generation += 1;
         let generation = state.generation;
@@ -249,7 +244,6 @@ impl Shard {
             check_at,
             generation,
         });
-        state.used += 1;
         let kick = state.armed;
         drop(state);
         if kick {
@@ -300,7 +294,6 @@ impl Shard {
                         words.push(entry.word);
                     }
                 }
-                state.used -= freed;
                 state.armed = true;
                 (kick, deadline, freed > 0)
             };
