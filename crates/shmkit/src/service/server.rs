@@ -22,9 +22,12 @@ use crate::sys::range_lock::RangeLock;
 #[cfg(feature = "tokio")]
 mod parking;
 
-/// Who asked a request: the client slot, the slot's state when the request
-/// came, and the call id. Copy it out of a [`Request`] to answer later,
-/// with [`Server::reply`] or [`Server::reply_grant`], in any order.
+/// Who asked a request: the server that received it, the client slot, the
+/// slot's state when the request came, and the call id. Copy it out of a
+/// [`Request`] to answer later, with [`Server::reply`] or
+/// [`Server::reply_grant`] of the same server, in any order; another
+/// server (of another service, or a later server of this one) refuses it
+/// with [`Error::InvalidArgument`].
 ///
 /// ```
 /// use shmkit::service::{Client, Server};
@@ -41,10 +44,17 @@ mod parking;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Caller {
+    /// The serial of the server that received the request (`SERVERS`).
+    server: u64,
     slot: u32,
     state: u64,
     id: u64,
 }
+
+/// Numbers the servers this process opens, so that a [`Caller`] names the
+/// one that received its request (rule 3 holds only within one server's
+/// slots).
+static SERVERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Caller {
     /// The client's slot (0 to [`Server::max_clients`] - 1).
@@ -76,6 +86,8 @@ struct SlotCursors {
 #[derive(Debug)]
 struct Slots {
     cursors: Vec<SlotCursors>,
+    /// The server's serial, for its [`Caller`]s.
+    serial: u64,
     /// The slot the next poll starts at.
     next: u32,
 }
@@ -185,7 +197,11 @@ impl Server {
         server.state.store(SERVER_SERVING, Ordering::SeqCst);
         drop(gate);
         Ok(Server {
-            slots: Slots { cursors, next: 0 },
+            slots: Slots {
+                cursors,
+                serial: SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                next: 0,
+            },
             waiter: Waiter::new(options.waiting_of()),
             me,
             lock: Some(lock),
@@ -327,8 +343,8 @@ impl Server {
     ///
     /// [`Error::TooLarge`] if `body` is longer than
     /// [`max_response`](Server::max_response) (nothing is sent);
-    /// [`Error::InvalidArgument`] for a client slot this service does not
-    /// have (a `Caller` of another service is not detected otherwise);
+    /// [`Error::InvalidArgument`] for a [`Caller`] that another server
+    /// received (of another service, or an earlier server of this one);
     /// [`Error::Truncated`] if the segment was shrunk.
     ///
     /// ```
@@ -368,10 +384,10 @@ impl Server {
                 limit: self.shared.max_response,
             });
         }
-        if caller.slot >= self.shared.geometry.clients {
+        if caller.server != self.slots.serial {
             return Err(Error::InvalidArgument(format!(
-                "service {} has no client slot {}",
-                self.shared.name, caller.slot
+                "service {}: the caller of call {:#x} came to another server",
+                self.shared.name, caller.id
             )));
         }
         Ok(())
@@ -602,7 +618,13 @@ impl Slots {
             match id {
                 Some(id) if current => {
                     cursors.last_size = record_size(record.len);
-                    return Some((ring, record, Caller { slot: i, state, id }));
+                    let caller = Caller {
+                        server: self.serial,
+                        slot: i,
+                        state,
+                        id,
+                    };
+                    return Some((ring, record, caller));
                 }
                 _ => {
                     // After the record's Acquire, the state shows at least
