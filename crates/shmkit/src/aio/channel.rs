@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 
 use super::park::Park;
 use super::ring::{end_of_stream, poll_message, poll_room};
+use super::sink::{sink_by_outgoing, Outgoing};
 use crate::channel::{Codec, Postcard, Receiver, Sender};
 use crate::error::{Error, Result};
 use crate::ring::Options;
@@ -102,50 +103,37 @@ impl<T, C: Codec<T>> AsyncSender<T, C> {
             std::future::poll_fn(|cx| self.poll_room_for(cx, value)).await?;
         }
     }
-
-    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        while let Some(value) = self.pending.take() {
-            match self.sender.try_send(&value) {
-                Err(Error::Full { .. }) => {}
-                other => return Poll::Ready(other),
-            }
-            let room = self.poll_room_for(cx, &value);
-            self.pending = Some(value);
-            std::task::ready!(room)?;
-        }
-        Poll::Ready(Ok(()))
-    }
 }
 
-impl<T, C: Codec<T>> futures_sink::Sink<T> for AsyncSender<T, C> {
-    type Error = Error;
+impl<T, C: Codec<T>> Outgoing<T> for AsyncSender<T, C> {
+    type Kept = T;
 
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+    fn kept(&mut self) -> &mut Option<T> {
+        &mut self.pending
     }
 
-    /// Sends `value` if it fits now, else keeps it for the next
-    /// `poll_ready` or `poll_flush`.
-    fn start_send(self: Pin<&mut Self>, value: T) -> Result<()> {
-        let this = self.get_mut();
-        match this.sender.try_send(&value) {
-            Err(Error::Full { .. }) => {
-                this.pending = Some(value);
-                Ok(())
-            }
-            other => other,
+    fn send_now(&mut self, value: &T) -> Result<bool> {
+        match self.sender.try_send(value) {
+            Err(Error::Full { .. }) => Ok(false),
+            other => other.map(|()| true),
         }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+    fn keep(value: T) -> T {
+        value
     }
 
-    /// Flushes; the channel itself closes when the sender is dropped.
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+    fn poll_send_kept(&mut self, cx: &mut Context<'_>, value: &T) -> Poll<Result<()>> {
+        loop {
+            std::task::ready!(self.poll_room_for(cx, value))?;
+            if self.send_now(value)? {
+                return Poll::Ready(Ok(()));
+            }
+        }
     }
 }
+
+sink_by_outgoing!(impl [T, C: Codec<T>] Sink<T> for AsyncSender<T, C>);
 
 // The sender is movable whatever `T` is: nothing points into it.
 impl<T, C> Unpin for AsyncSender<T, C> {}

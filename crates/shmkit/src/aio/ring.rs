@@ -7,7 +7,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::park::{Park, Readiness};
+use super::sink::{sink_by_outgoing, Outgoing};
 use crate::error::{Error, Result};
+use crate::ring::protocol::Slot;
 use crate::ring::wait::WakeLine;
 use crate::ring::{Consumer, Options, Producer, ReadGrant, WriteGrant};
 use crate::sync::AtomicU32;
@@ -22,7 +24,7 @@ impl Readiness for Message<'_> {
     fn peer_check(&mut self) -> Result<()> {
         self.0.producer_ended()
     }
-    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         self.0.sleep_line()
     }
     fn spin_time(&self) -> Option<Duration> {
@@ -40,7 +42,7 @@ impl Readiness for Room<'_> {
     fn peer_check(&mut self) -> Result<()> {
         self.0.consumer_ended()
     }
-    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         self.0.sleep_line()
     }
     fn spin_time(&self) -> Option<Duration> {
@@ -60,6 +62,20 @@ pub(super) fn poll_message(
     }
 }
 
+/// `consumer`'s next message, taken at once if it is there, else waited
+/// for: its place in the ring (nothing is taken before this is ready).
+#[inline]
+pub(super) fn poll_next(
+    park: &mut Park,
+    cx: &mut Context<'_>,
+    consumer: &mut Consumer,
+) -> Poll<Result<Slot>> {
+    match park.poll_act(cx, &mut Message(consumer), |m| m.0.next_now()) {
+        Poll::Ready(Err(err)) => Poll::Ready(Err(consumer.end_seen(err))),
+        other => other,
+    }
+}
+
 /// `producer`'s wait for room for `len` bytes, with its waiting state in
 /// `park`.
 pub(super) fn poll_room(
@@ -69,6 +85,21 @@ pub(super) fn poll_room(
     len: usize,
 ) -> Poll<Result<()>> {
     park.poll_ready(cx, &mut Room(producer, len))
+}
+
+/// Room for `len` bytes in `producer`'s ring, reserved at once if there is
+/// some, else waited for (a reservation is made only in the poll that is
+/// ready, and is the caller's to commit).
+#[inline]
+pub(super) fn poll_reserve(
+    park: &mut Park,
+    cx: &mut Context<'_>,
+    producer: &mut Producer,
+    len: usize,
+) -> Poll<Result<Slot>> {
+    park.poll_act(cx, &mut Room(producer, len), |room| {
+        room.0.reserve_now(room.1)
+    })
 }
 
 /// The receiving end of a ring, awaited: a [`Consumer`] whose waits park
@@ -202,8 +233,8 @@ impl AsyncConsumer {
     ///
     /// As [`Consumer::recv`].
     pub async fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
-        self.ready().await?;
-        self.consumer.try_recv(buf)
+        let slot = poll_fn(|cx| poll_next(&mut self.park, cx, &mut self.consumer)).await?;
+        self.consumer.recv_at(slot, buf)
     }
 
     /// [`Consumer::recv_vec`], awaited. Cancel-safe, as
@@ -213,8 +244,8 @@ impl AsyncConsumer {
     ///
     /// As [`Consumer::recv`], never [`Error::TooLarge`].
     pub async fn recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
-        self.ready().await?;
-        self.consumer.try_read()?.copy_to(buf);
+        let slot = poll_fn(|cx| poll_next(&mut self.park, cx, &mut self.consumer)).await?;
+        self.consumer.read_at(slot).copy_to(buf);
         Ok(buf.len())
     }
 
@@ -226,8 +257,8 @@ impl AsyncConsumer {
     ///
     /// As [`Consumer::read`].
     pub async fn read(&mut self) -> Result<ReadGrant<'_>> {
-        self.ready().await?;
-        self.consumer.try_read()
+        let slot = poll_fn(|cx| poll_next(&mut self.park, cx, &mut self.consumer)).await?;
+        Ok(self.consumer.read_at(slot))
     }
 
     /// Waits for a message, then [`Consumer::drain`]s every message in the
@@ -237,9 +268,14 @@ impl AsyncConsumer {
     /// # Errors
     ///
     /// As [`ready`](AsyncConsumer::ready), then as [`Consumer::drain`].
-    pub async fn drain(&mut self, f: impl FnMut(&[u8])) -> Result<usize> {
-        self.ready().await?;
-        self.consumer.drain(f)
+    pub async fn drain(&mut self, mut f: impl FnMut(&[u8])) -> Result<usize> {
+        let AsyncConsumer { park, consumer, .. } = self;
+        let drained = poll_fn(|cx| {
+            park.poll_act(cx, &mut Message(consumer), |m| {
+                Ok(Some(m.0.drain(&mut f)?).filter(|&n| n > 0))
+            })
+        });
+        drained.await.map_err(|err| self.consumer.end_seen(err))
     }
 }
 
@@ -255,11 +291,12 @@ impl futures_core::Stream for AsyncConsumer {
         if this.ended {
             return Poll::Ready(None);
         }
-        let outcome = std::task::ready!(this.poll_message(cx)).and_then(|()| {
-            let mut message = Vec::new();
-            this.consumer.try_read()?.copy_to(&mut message);
-            Ok(message)
-        });
+        let outcome =
+            std::task::ready!(poll_next(&mut this.park, cx, &mut this.consumer)).map(|slot| {
+                let mut message = Vec::new();
+                this.consumer.read_at(slot).copy_to(&mut message);
+                message
+            });
         Poll::Ready(end_of_stream(&mut this.ended, outcome))
     }
 }
@@ -404,8 +441,10 @@ impl AsyncProducer {
     ///
     /// As [`Producer::send`].
     pub async fn send(&mut self, message: &[u8]) -> Result<()> {
-        self.room(message.len()).await?;
-        self.producer.try_send(message)
+        let len = message.len();
+        let slot = poll_fn(|cx| poll_reserve(&mut self.park, cx, &mut self.producer, len)).await?;
+        self.producer.send_at(slot, message);
+        Ok(())
     }
 
     /// [`Producer::grant`], awaited. Cancel-safe: the grant exists only once
@@ -415,52 +454,37 @@ impl AsyncProducer {
     ///
     /// As [`Producer::grant`].
     pub async fn grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
-        self.room(len).await?;
-        self.producer.try_grant(len)
+        let slot = poll_fn(|cx| poll_reserve(&mut self.park, cx, &mut self.producer, len)).await?;
+        Ok(self.producer.grant_at(slot))
+    }
+}
+
+impl<M: AsRef<[u8]>> Outgoing<M> for AsyncProducer {
+    type Kept = Vec<u8>;
+
+    fn kept(&mut self) -> &mut Option<Vec<u8>> {
+        &mut self.pending
     }
 
-    /// Sends the sink's message that did not fit, if any.
-    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if let Some(message) = &self.pending {
-            std::task::ready!(poll_room(
-                &mut self.park,
-                cx,
-                &mut self.producer,
-                message.len()
-            ))?;
-            self.producer.try_send(message)?;
-            self.pending = None;
-        }
+    fn send_now(&mut self, message: &M) -> Result<bool> {
+        let message = message.as_ref();
+        let Some(slot) = self.producer.reserve_now(message.len())? else {
+            return Ok(false);
+        };
+        self.producer.send_at(slot, message);
+        Ok(true)
+    }
+
+    fn keep(message: M) -> Vec<u8> {
+        message.as_ref().to_vec()
+    }
+
+    fn poll_send_kept(&mut self, cx: &mut Context<'_>, kept: &Vec<u8>) -> Poll<Result<()>> {
+        let len = kept.len();
+        let slot = std::task::ready!(poll_reserve(&mut self.park, cx, &mut self.producer, len))?;
+        self.producer.send_at(slot, kept);
         Poll::Ready(Ok(()))
     }
 }
 
-impl<M: AsRef<[u8]>> futures_sink::Sink<M> for AsyncProducer {
-    type Error = Error;
-
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
-    }
-
-    /// Sends `message` if it fits now, else keeps a copy for the next
-    /// `poll_ready` or `poll_flush`.
-    fn start_send(self: Pin<&mut Self>, message: M) -> Result<()> {
-        let this = self.get_mut();
-        match this.producer.try_send(message.as_ref()) {
-            Err(Error::Full { .. }) => {
-                this.pending = Some(message.as_ref().to_vec());
-                Ok(())
-            }
-            other => other,
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
-    }
-
-    /// Flushes; the stream itself closes when the producer is dropped.
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
-    }
-}
+sink_by_outgoing!(impl [M: AsRef<[u8]>] Sink<M> for AsyncProducer);

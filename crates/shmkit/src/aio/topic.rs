@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::park::{Park, Readiness};
 use super::ring::end_of_stream;
+use super::sink::{sink_by_outgoing, Outgoing};
 use crate::channel::{self, Codec, Postcard};
 use crate::error::{Error, Result};
 use crate::ring::wait::WakeLine;
@@ -24,7 +25,7 @@ impl Readiness for Message<'_> {
     fn peer_check(&mut self) -> Result<()> {
         self.0.publishers_ended()
     }
-    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         self.0.sleep_line()
     }
     fn spin_time(&self) -> Option<Duration> {
@@ -43,7 +44,7 @@ impl Readiness for Room<'_> {
         self.0.reclaim_for(self.1);
         Ok(())
     }
-    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         self.0.sleep_line()
     }
     fn spin_time(&self) -> Option<Duration> {
@@ -155,47 +156,37 @@ impl AsyncPublisher {
         poll_fn(|cx| self.poll_room(cx, len)).await?;
         self.publisher.try_grant(len)
     }
-
-    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if let Some(message) = &self.pending {
-            let len = message.len();
-            std::task::ready!(self.poll_room(cx, len))?;
-            let message = self.pending.take().expect("checked above");
-            self.publisher.try_send(&message)?;
-        }
-        Poll::Ready(Ok(()))
-    }
 }
 
-impl<M: AsRef<[u8]>> futures_sink::Sink<M> for AsyncPublisher {
-    type Error = Error;
+impl<M: AsRef<[u8]>> Outgoing<M> for AsyncPublisher {
+    type Kept = Vec<u8>;
 
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+    fn kept(&mut self) -> &mut Option<Vec<u8>> {
+        &mut self.pending
     }
 
-    /// Publishes `message` if it fits now, else keeps a copy for the next
-    /// `poll_ready` or `poll_flush`.
-    fn start_send(self: Pin<&mut Self>, message: M) -> Result<()> {
-        let this = self.get_mut();
-        match this.publisher.try_send(message.as_ref()) {
-            Err(Error::Full { .. }) => {
-                this.pending = Some(message.as_ref().to_vec());
-                Ok(())
+    fn send_now(&mut self, message: &M) -> Result<bool> {
+        match self.publisher.try_send(message.as_ref()) {
+            Err(Error::Full { .. }) => Ok(false),
+            other => other.map(|()| true),
+        }
+    }
+
+    fn keep(message: M) -> Vec<u8> {
+        message.as_ref().to_vec()
+    }
+
+    fn poll_send_kept(&mut self, cx: &mut Context<'_>, kept: &Vec<u8>) -> Poll<Result<()>> {
+        loop {
+            std::task::ready!(self.poll_room(cx, kept.len()))?;
+            if self.send_now(kept)? {
+                return Poll::Ready(Ok(()));
             }
-            other => other,
         }
     }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
-    }
-
-    /// Flushes; the publisher's stream closes when it is dropped.
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
-    }
 }
+
+sink_by_outgoing!(impl [M: AsRef<[u8]>] Sink<M> for AsyncPublisher);
 
 /// A topic's subscriber, awaited: a [`Subscriber`] whose waits park the
 /// task instead of the thread.
@@ -447,50 +438,37 @@ impl<T, C: Codec<T>> AsyncTypedPublisher<T, C> {
             poll_fn(|cx| self.poll_room_for(cx, value)).await?;
         }
     }
-
-    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        while let Some(value) = self.pending.take() {
-            match self.publisher.try_send(&value) {
-                Err(Error::Full { .. }) => {}
-                other => return Poll::Ready(other),
-            }
-            let room = self.poll_room_for(cx, &value);
-            self.pending = Some(value);
-            std::task::ready!(room)?;
-        }
-        Poll::Ready(Ok(()))
-    }
 }
 
-impl<T, C: Codec<T>> futures_sink::Sink<T> for AsyncTypedPublisher<T, C> {
-    type Error = Error;
+impl<T, C: Codec<T>> Outgoing<T> for AsyncTypedPublisher<T, C> {
+    type Kept = T;
 
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+    fn kept(&mut self) -> &mut Option<T> {
+        &mut self.pending
     }
 
-    /// Publishes `value` if it fits now, else keeps it for the next
-    /// `poll_ready` or `poll_flush`.
-    fn start_send(self: Pin<&mut Self>, value: T) -> Result<()> {
-        let this = self.get_mut();
-        match this.publisher.try_send(&value) {
-            Err(Error::Full { .. }) => {
-                this.pending = Some(value);
-                Ok(())
-            }
-            other => other,
+    fn send_now(&mut self, value: &T) -> Result<bool> {
+        match self.publisher.try_send(value) {
+            Err(Error::Full { .. }) => Ok(false),
+            other => other.map(|()| true),
         }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+    fn keep(value: T) -> T {
+        value
     }
 
-    /// Flushes; the publisher's stream closes when it is dropped.
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+    fn poll_send_kept(&mut self, cx: &mut Context<'_>, value: &T) -> Poll<Result<()>> {
+        loop {
+            std::task::ready!(self.poll_room_for(cx, value))?;
+            if self.send_now(value)? {
+                return Poll::Ready(Ok(()));
+            }
+        }
     }
 }
+
+sink_by_outgoing!(impl [T, C: Codec<T>] Sink<T> for AsyncTypedPublisher<T, C>);
 
 // Movable whatever `T` is: nothing points into it.
 impl<T, C> Unpin for AsyncTypedPublisher<T, C> {}

@@ -1,6 +1,5 @@
 //! A client of a service: calls, pipelined calls and their responses.
 
-use std::cell::Cell;
 use std::ops::Deref;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -80,7 +79,10 @@ pub struct PendingCall {
     /// position after it (rule 6).
     start: u64,
     end: u64,
-    answered: Cell<bool>,
+    /// Set once its response was handed out (atomic, so that a call can be
+    /// shared between threads, as an async wait across `.await` does;
+    /// Relaxed: only the call's drop reads it, after every borrow).
+    answered: AtomicBool,
     abandoned: Arc<Abandoned>,
 }
 
@@ -103,7 +105,7 @@ impl PendingCall {
 
 impl Drop for PendingCall {
     fn drop(&mut self) {
-        if !self.answered.get() {
+        if !self.answered.load(std::sync::atomic::Ordering::Relaxed) {
             if let Ok(mut ids) = self.abandoned.ids.lock() {
                 ids.push(self.id);
                 self.abandoned
@@ -496,7 +498,7 @@ impl Client {
             server: server.owner.load(Ordering::Relaxed),
             start: record.position,
             end: state.tail.tail,
-            answered: Cell::new(false),
+            answered: AtomicBool::new(false),
             abandoned: state.abandoned.clone(),
         })
     }
@@ -526,7 +528,8 @@ impl Client {
                 )));
             };
             let (_, body) = state.arrived.swap_remove(at);
-            call.answered.set(true);
+            call.answered
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             return Ok(Response {
                 state,
                 body: Body::Copied(body),
@@ -563,7 +566,8 @@ impl Client {
             },
         };
         state.free(call.id);
-        call.answered.set(true);
+        call.answered
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(Response {
             state,
             body: Body::InRing(record),

@@ -25,7 +25,7 @@ impl Subscriber {
     }
 
     /// The topic's wait line and the subscribers' futex word in it.
-    pub(crate) fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    pub(crate) fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         let wait = &self.shared.header().wait;
         (wait, &wait.subscribers_sleeping)
     }
@@ -53,7 +53,7 @@ impl Publisher {
     }
 
     /// The topic's wait line and the publishers' futex word in it.
-    pub(crate) fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    pub(crate) fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         let wait = &self.shared.header().wait;
         (wait, &wait.publishers_sleeping)
     }
