@@ -488,3 +488,42 @@ impl<M: AsRef<[u8]>> Outgoing<M> for AsyncProducer {
 }
 
 sink_by_outgoing!(impl [M: AsRef<[u8]>] Sink<M> for AsyncProducer);
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn a_stream_that_never_runs_dry_lets_the_other_tasks_of_its_thread_run() {
+        let name = format!("aio-budget-{}", std::process::id());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let turns = runtime.block_on(async {
+            let mut consumer = AsyncConsumer::open(&name).expect("a consumer");
+            let mut producer = AsyncProducer::open(&name).expect("a producer");
+            let other_ran = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&other_ran);
+            tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+            let mut buf = [0u8; 8];
+            for turn in 0..10_000 {
+                // Never waits: the message is there, so is room.
+                producer.send(b"message").await.expect("sent");
+                consumer.recv(&mut buf).await.expect("received");
+                if other_ran.load(Ordering::SeqCst) {
+                    return Some(turn);
+                }
+            }
+            None
+        });
+        let turns = turns.expect("the other task never ran");
+        assert!(turns <= 2 * BUDGET_TURNS, "it ran only after {turns} turns");
+    }
+
+    /// Turns of a send and a receive within which both endpoints used up
+    /// their budget.
+    const BUDGET_TURNS: usize = 128;
+}
