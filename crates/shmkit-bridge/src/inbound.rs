@@ -7,6 +7,10 @@
 //! stopped and everything it published was relayed (or its bridge had
 //! forwarded all it ever will, `drained`). A remote host whose bridge is
 //! gone keeps its relays open: its bridge may come back and carry on.
+//!
+//! A relay of a killed predecessor (an *orphan*) is waited for by the
+//! topic's subscribers; its origin's next message reopens its lane through
+//! a new relay, and a roster that says its origin stopped closes it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::Sender;
@@ -30,6 +34,8 @@ struct Relay {
 
 pub(crate) struct Inbound {
     pub subscriber: zenoh::pubsub::Subscriber<FifoChannelHandler<Sample>>,
+    /// The origins of dead relays' open lanes, when the bridge started.
+    pub orphans: HashSet<Origin>,
     pub topic: String,
     pub options: Options,
     pub origin: u64,
@@ -38,7 +44,7 @@ pub(crate) struct Inbound {
 }
 
 impl Inbound {
-    pub(crate) fn run(self, stop: &dyn Fn() -> bool) -> Result<(), Error> {
+    pub(crate) fn run(mut self, stop: &dyn Fn() -> bool) -> Result<(), Error> {
         let mut relays: HashMap<Origin, Relay> = HashMap::new();
         while !stop() {
             let sample = match self.subscriber.recv_timeout(SLICE) {
@@ -74,7 +80,10 @@ impl Inbound {
                     self.relay(&mut relays, origin, sequence, &payload, stop)?;
                 }
                 Header::Roster { origin } => match Roster::decode(&payload) {
-                    Ok(roster) => self.apply(&mut relays, origin, &roster),
+                    Ok(roster) => {
+                        self.apply(&mut relays, origin, &roster);
+                        self.retire_orphans(origin, &roster)?;
+                    }
                     Err(reason) => self.refuse(format!("{reason} from host {origin:#x}")),
                 },
             }
@@ -87,7 +96,7 @@ impl Inbound {
     }
 
     fn relay(
-        &self,
+        &mut self,
         relays: &mut HashMap<Origin, Relay>,
         origin: Origin,
         sequence: u64,
@@ -106,6 +115,8 @@ impl Inbound {
                         }
                         Err(err) => return Err(err.into()),
                     };
+                // It took over the orphan's lane, if there was one.
+                self.orphans.remove(&origin);
                 self.own_relays
                     .lock()
                     .expect("relay ids")
@@ -170,6 +181,27 @@ impl Inbound {
                 self.close(relays, origin);
             }
         }
+    }
+
+    /// Closes the orphans of `host`'s publishers that its roster says
+    /// stopped: a relay of the same origin takes the lane over and closes.
+    /// What they published while no bridge of this host listened is lost.
+    fn retire_orphans(&mut self, host: u64, roster: &Roster) -> Result<(), Error> {
+        let stopped: Vec<Origin> = self
+            .orphans
+            .iter()
+            .filter(|o| o.host == host && o.publisher <= roster.max_id)
+            .filter(|o| !roster.entries.iter().any(|e| e.id == o.publisher && e.open))
+            .copied()
+            .collect();
+        for origin in stopped {
+            self.orphans.remove(&origin);
+            let relay = Publisher::open_with(&self.topic, &self.options.clone().relay(origin))?;
+            let id = relay.id();
+            relay.close();
+            let _ = self.events.send(Event::RelayClosed { origin, id });
+        }
+        Ok(())
     }
 
     fn close(&self, relays: &mut HashMap<Origin, Relay>, origin: Origin) {

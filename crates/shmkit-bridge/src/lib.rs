@@ -27,7 +27,10 @@
 //! - **Crashes.** A bridge killed with `kill -9` is a dead member like any
 //!   other (its places are freed by the kernel's locks). Restarted, it
 //!   reconnects and carries on, with the same origin id: what was lost in
-//!   between is described in the README ("Across machines").
+//!   between is described in the README ("Across machines"). Subscribers
+//!   wait for a killed bridge's relays (a dead relay is no dead
+//!   publisher); the restarted bridge's relays take their lanes over, or
+//!   close them if the remote publisher ended meanwhile.
 //!
 //! # Example
 //!
@@ -294,8 +297,17 @@ impl Bridge {
             own_relays: Arc::clone(&own_relays),
             events: sender.clone(),
         };
+        // Relays a killed predecessor left, which the topic's subscribers
+        // wait for (before this bridge opens relays of its own).
+        let orphans = shmkit::topic::status(&self.topic)?
+            .publishers
+            .into_iter()
+            .filter(|p| !p.alive && !p.closed)
+            .filter_map(|p| p.origin)
+            .collect();
         let inbound = inbound::Inbound {
             subscriber: zenoh_subscriber,
+            orphans,
             topic: self.topic.clone(),
             options: self.options.clone(),
             origin: self.origin,

@@ -114,6 +114,19 @@ fn stat(hosts: &Hosts, host: usize) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Waits until `shmkit stat` of the topic in `host` shows `needle`.
+fn wait_for_stat(hosts: &Hosts, host: usize, needle: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let text = stat(hosts, host);
+        if text.contains(needle) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {needle:?}:\n{text}");
+        std::thread::sleep(Duration::from_millis(20)); // polling a condition
+    }
+}
+
 /// Waits until the topic in `host` has `count` live subscribers (so a
 /// subscriber started there has joined before anything is published).
 fn wait_for_subscribers(hosts: &Hosts, host: usize, count: usize) {
@@ -309,10 +322,8 @@ fn sequence_printer_role() {
                 writeln!(out, "msg {} {} {payload}", got.publisher, got.sequence).expect("stdout");
             }
             Err(shmkit::Error::Closed { .. }) => break,
-            // A killed relay (its bridge): the next relay delivers again.
-            Err(shmkit::Error::PeerGone { .. }) => {
-                std::thread::sleep(Duration::from_millis(10)); // polling
-            }
+            // Also when a relay is killed with its bridge: its subscribers
+            // wait for the restarted bridge, never see PeerGone.
             Err(err) => panic!("receiving: {err}"),
         }
     }
@@ -332,10 +343,26 @@ fn the_receiving_bridge_killed_mid_stream_restarts_and_carries_on() {
     }
 }
 
-/// Host 0 publishes 1..=100000 to a sequence printer on host 1; after 20000
-/// arrived, the bridge of host `victim` is killed with kill -9 and
-/// restarted, and only then are 50001..=100000 written.
+#[test]
+fn a_receiving_bridge_restarted_after_the_publisher_ended_ends_its_subscribers() {
+    let test = "a_receiving_bridge_restarted_after_the_publisher_ended_ends_its_subscribers";
+    if let Some(hosts) = hosts(test) {
+        kill_and_restart(&hosts, RECEIVER_DOWN_AT_END);
+    }
+}
+
+/// `kill_and_restart`'s victim: the receiving bridge (host 1), which is
+/// restarted only after the publisher wrote everything and ended.
+const RECEIVER_DOWN_AT_END: usize = 2;
+
+/// Host 0 publishes 1..=100000 to a sequence printer and `shmkit sub` on
+/// host 1; after 20000 arrived, the bridge of host `victim` is killed with
+/// kill -9 and restarted, and only then are 50001..=100000 written (for
+/// `RECEIVER_DOWN_AT_END`: written, and the publisher ended, before host
+/// 1's bridge is restarted).
 fn kill_and_restart(hosts: &Hosts, victim: usize) {
+    let down_at_end = victim == RECEIVER_DOWN_AT_END;
+    let victim = victim.min(1);
     let mut pair: Vec<Bridge> = bridges(hosts).into();
     let mut printer = hosts
         .spawn(
@@ -360,6 +387,9 @@ fn kill_and_restart(hosts: &Hosts, victim: usize) {
         Err(mpsc::RecvTimeoutError::Timeout) => panic!("the printer said nothing for {DEADLINE:?}"),
     };
     while !next_line().expect("the printer ended").ends_with("joined") {}
+    // And `shmkit sub`, which must see what the printer sees and end well.
+    let sub = Running::start(hosts, hosts.command(1, SHMKIT).args(["sub", TOPIC]));
+    wait_for_subscribers(hosts, 1, 3); // the bridge's, the printer, sub
     let mut publish = hosts
         .spawn(
             hosts
@@ -391,18 +421,32 @@ fn kill_and_restart(hosts: &Hosts, victim: usize) {
         "the printer died"
     );
     survivor.wait_for("no remote bridge");
+    let mut finish_publishing = Some(move || {
+        input
+            .write_all(seq(50001, 100000).as_bytes())
+            .expect("writing");
+        drop(input);
+        let status = publish.wait().expect("pub");
+        assert!(status.success(), "shmkit pub: {status}");
+    });
+    if down_at_end {
+        // Nobody on host 1 hears these: lost. Its subscribers still wait
+        // for the killed relay.
+        finish_publishing.take().expect("once")();
+        wait_for_stat(hosts, 0, "lag 0 bytes"); // host 0's bridge read all
+    }
 
     // Restarted, it reconnects (with the same origin) and carries on.
     let restarted = Bridge::start(hosts, victim);
     assert_eq!(restarted.origin, killed.origin, "a host's origin id");
     restarted.wait_for("remote bridges present");
     survivor.wait_for("remote bridges present");
-    input
-        .write_all(seq(50001, 100000).as_bytes())
-        .expect("writing");
-    drop(input);
-    let status = publish.wait().expect("pub");
-    assert!(status.success(), "shmkit pub: {status}");
+    // With `down_at_end`, host 0's roster says its publisher stopped: the
+    // restarted bridge closes the orphaned relay, and host 1's subscribers
+    // end (the printer's end below).
+    if let Some(finish_publishing) = finish_publishing.take() {
+        finish_publishing();
+    }
     // To its end (the test harness's own lines among them).
     while let Some(line) = next_line() {
         got.push(line);
@@ -418,7 +462,8 @@ fn kill_and_restart(hosts: &Hosts, victim: usize) {
     let host0 = if victim == 0 { &restarted } else { &survivor };
     let host0 = u64::from_str_radix(host0.origin.trim_start_matches("0x"), 16).expect("hex");
     let origins: Vec<&String> = got.iter().filter(|l| l.starts_with("origin ")).collect();
-    assert_eq!(origins.len(), 1 + victim, "relays: {origins:?}");
+    let relays = if down_at_end { 1 } else { 1 + victim };
+    assert_eq!(origins.len(), relays, "relays: {origins:?}");
     for origin in &origins {
         assert!(
             origin.ends_with(&format!(" {host0:#x} 1")),
@@ -448,11 +493,23 @@ fn kill_and_restart(hosts: &Hosts, victim: usize) {
         "in order, none repeated"
     );
     assert_eq!(numbers.first(), Some(&1));
-    assert_eq!(numbers.last(), Some(&100000));
+    if down_at_end {
+        let last = *numbers.last().expect("messages");
+        assert!((20000..=50000).contains(&last), "ended at {last}");
+        assert!(gaps.is_empty(), "no gap before the end: {gaps:?}");
+    } else {
+        assert_eq!(numbers.last(), Some(&100000));
+    }
     assert!(gaps.len() <= 1, "one gap at most: {gaps:?}");
     if let Some(&(k, m)) = gaps.first() {
         assert!(k >= 20000 && m <= 50001, "lost {}..{m}", k + 1);
         eprintln!("lost {} messages ({}..={})", m - k - 1, k + 1, m - 1);
     }
-    printer.wait().expect("printer");
+    assert!(printer.wait().expect("printer").success(), "the printer");
+    let printed: Vec<u64> = sub
+        .finish("shmkit sub")
+        .lines()
+        .map(|l| l.parse().expect("a number"))
+        .collect();
+    assert_eq!(printed, numbers, "shmkit sub printed what the printer got");
 }

@@ -15,7 +15,7 @@ mod sequence;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shmkit::topic::{self, Options, Policy, Publisher, Subscriber};
+use shmkit::topic::{self, Options, Origin, Policy, Publisher, Subscriber};
 use shmkit::Error;
 
 use processes::{
@@ -41,6 +41,7 @@ fn child() {
             words[4].parse().unwrap(),
         ),
         "subscribe" => subscribe(name, &options),
+        "relay-and-hold" => relay_and_hold(name, &options),
         "subscribe-and-hold" => {
             let _subscriber = Subscriber::open_with(name, &options).unwrap();
             report("ready");
@@ -451,4 +452,68 @@ fn a_stopped_lossy_subscriber_never_blocks_and_reports_exactly_what_it_missed() 
     assert_eq!(missed, 1000 - 64, "exactly the overwritten ones");
     assert_eq!(counts.values().copied().collect::<Vec<_>>(), [1010]);
     peer.finish();
+}
+
+/// The origin the relays of `a_killed_relay_*` relay.
+const RELAYED: Origin = Origin {
+    host: 7,
+    publisher: 1,
+};
+
+/// Role: a relay of `RELAYED` (what a bridge opens) that sends messages
+/// 0..3 of stream 55, reports `sent` and waits to be killed.
+fn relay_and_hold(name: &str, options: &Options) {
+    let mut relay = Publisher::open_with(name, &options.clone().relay(RELAYED)).unwrap();
+    for n in 0..3 {
+        relay.send(&message(55, n)).unwrap();
+    }
+    report("sent");
+    next_command();
+}
+
+#[test]
+fn a_killed_relay_is_waited_for_until_a_relay_of_its_origin_closes() {
+    let _watchdog = Watchdog::new("killed relay", Duration::from_secs(120));
+    let name = unique_ring_name("topic-killed-relay");
+    let _cleanup = TopicCleanup(name.clone());
+    let options = options("block", 8192);
+    let mut subscriber = Subscriber::open_with(&name, &options).unwrap();
+    let mut relay = Peer::spawn("relay-and-hold", &format!("{name} block 8192"), None);
+    assert_eq!(relay.expect_line(), "sent");
+    relay.kill(true);
+    let mut buf = vec![0u8; 512];
+    for n in 0..3 {
+        let got = subscriber.recv(&mut buf).unwrap();
+        assert_eq!(
+            (check(&buf[..got.len], got.sequence), got.sequence),
+            (55, n)
+        );
+    }
+    // Its bridge may come back: not PeerGone, but waiting.
+    let wait = Duration::from_millis(100);
+    let err = subscriber.recv_timeout(&mut buf, wait).unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+
+    // A relay of another origin does not end it.
+    let other = Origin {
+        publisher: 2,
+        ..RELAYED
+    };
+    drop(Publisher::open_with(&name, &options.clone().relay(other)).unwrap());
+    let err = subscriber.recv_timeout(&mut buf, wait).unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+
+    // The restarted bridge's relay of the same origin carries on, and its
+    // close is the end.
+    let mut successor = Publisher::open_with(&name, &options.clone().relay(RELAYED)).unwrap();
+    successor.set_sequence(3).unwrap();
+    successor.send(&message(55, 3)).unwrap();
+    drop(successor);
+    let got = subscriber.recv(&mut buf).unwrap();
+    assert_eq!(
+        (check(&buf[..got.len], got.sequence), got.sequence),
+        (55, 3)
+    );
+    let end = subscriber.recv(&mut buf).unwrap_err();
+    assert!(matches!(end, Error::Closed { .. }), "{end}");
 }

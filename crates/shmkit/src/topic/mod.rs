@@ -81,9 +81,7 @@ use crate::segment::{Mode, Trust};
 use crate::sync::Ordering;
 use crate::sys::range_lock::RangeLock;
 use lane::{LaneCursor, LaneRef, Meta, Next, PublisherCursor, Slot};
-use layout::{
-    LANE_CLOSED, LANE_OPEN, LANE_RELAY, PUBLISHER_LOCKS, SUBSCRIBER_ACTIVE, SUBSCRIBER_LOCKS,
-};
+use layout::{LANE_CLOSED, LANE_OPEN, LANE_RELAY, SUBSCRIBER_ACTIVE, SUBSCRIBER_LOCKS};
 use shared::Shared;
 
 /// The POSIX name of a topic's segment is this prefix and the topic's name.
@@ -230,6 +228,12 @@ impl Options {
     /// (what a bridge does). Its lane is marked as a relay of `origin`
     /// ([`PublisherStatus::origin`]) and its messages may carry the
     /// origin's own sequence numbers ([`Publisher::set_sequence`]).
+    ///
+    /// A relay that dies does not end its origin's stream for subscribers
+    /// (no [`Error::PeerGone`]): they wait for the bridge to come back. The
+    /// next relay of the same origin takes over the dead one's lane and
+    /// carries on (other publishers take that lane only when no other
+    /// place is free).
     pub fn relay(mut self, origin: Origin) -> Options {
         self.relay = Some(origin);
         self
@@ -324,8 +328,7 @@ impl Publisher {
         }
         let owner = owner_word()?;
         let (shared, gate) = Shared::open(name, options)?;
-        let (index, lock) =
-            shared.take_place(PUBLISHER_LOCKS, shared.geometry.publishers, "publishers")?;
+        let (index, lock) = shared.take_publisher_place(origin.map(|o| (o.host, o.publisher)))?;
         let index = index as usize;
         let lane = shared.lanes[index];
         let header = lane.header();

@@ -7,9 +7,9 @@ use std::ptr::NonNull;
 use super::lane::LaneRef;
 use super::layout::{
     self, Geometry, Header, LaneHeader, SubscriberHeader, WaitLine, GATE_BYTE, HEADER_SIZE,
-    LANE_OPEN, MAGIC, MAX_CAPACITY, MAX_HISTORY, MAX_PUBLISHERS, MAX_SUBSCRIBERS, MIN_CAPACITY,
-    POLICY_BLOCK, POLICY_DROP_OLDEST, PUBLISHER_LOCKS, SUBSCRIBER_ACTIVE, SUBSCRIBER_LOCKS,
-    VERSION,
+    LANE_OPEN, LANE_RELAY, MAGIC, MAX_CAPACITY, MAX_HISTORY, MAX_PUBLISHERS, MAX_SUBSCRIBERS,
+    MIN_CAPACITY, POLICY_BLOCK, POLICY_DROP_OLDEST, PUBLISHER_LOCKS, SUBSCRIBER_ACTIVE,
+    SUBSCRIBER_LOCKS, VERSION,
 };
 use super::{Options, Policy, SEGMENT_PREFIX};
 use crate::error::{Error, Result};
@@ -330,6 +330,50 @@ impl Shared {
         })
     }
 
+    /// Under the gate: takes the lock of a free publisher place for a
+    /// publisher that relays `origin` (if any). A relay continues the lane
+    /// of a dead relay of its origin (a bridge killed and restarted);
+    /// other publishers take a dead relay's lane, for which subscribers
+    /// wait, only when no other place is free.
+    pub(crate) fn take_publisher_place(
+        &self,
+        origin: Option<(u64, u64)>,
+    ) -> Result<(u32, RangeLock)> {
+        let used = self.lanes_used();
+        let preference = |i: &u32| {
+            let Some(lane) = self.lanes[..used].get(*i as usize) else {
+                return 1; // never opened
+            };
+            let header = lane.header();
+            let relay = header.flags.load(Ordering::Relaxed) & LANE_RELAY != 0
+                && header.state.load(Ordering::Acquire) == LANE_OPEN;
+            let relays = (
+                header.origin_host.load(Ordering::Relaxed),
+                header.origin_publisher.load(Ordering::Relaxed),
+            );
+            match (relay, origin) {
+                (true, Some(origin)) if origin == relays => 0,
+                (true, _) => 2,
+                (false, _) => 1,
+            }
+        };
+        let mut places: Vec<u32> = (0..self.geometry.publishers).collect();
+        places.sort_by_key(preference);
+        for index in places {
+            if let Some(lock) = self
+                .segment
+                .try_lock_range(PUBLISHER_LOCKS + u64::from(index), 1)?
+            {
+                return Ok((index, lock));
+            }
+        }
+        Err(Error::TopicFull {
+            topic: self.name.clone(),
+            members: "publishers",
+            max: self.geometry.publishers,
+        })
+    }
+
     /// After a member gave up its place (and dropped its lock), under the
     /// gate: removes the topic if no member is left.
     pub(crate) fn remove_if_last(&self) {
@@ -386,6 +430,10 @@ impl Shared {
     /// Whether every lane that was opened is closed or its publisher dead:
     /// `Err(Closed)` (all closed), `Err(PeerGone)` (some died), `Ok(())`
     /// while a live publisher holds a lane, or none ever did.
+    ///
+    /// A dead relay is not the end of its origin's stream: its bridge may
+    /// come back, and its successor for the same origin takes its lane
+    /// ([`Shared::take_publisher_place`]). Until then it counts as live.
     pub(crate) fn publishers_finished(&self) -> Result<()> {
         let used = self.lanes_used();
         if used == 0 {
@@ -393,10 +441,12 @@ impl Shared {
         }
         let mut dead = None;
         for (i, lane) in self.lanes[..used].iter().enumerate() {
+            let header = lane.header();
             // Acquire: pairs with the Release of the state in the
             // publisher's close, so its last records are visible after.
-            if lane.header().state.load(Ordering::Acquire) == LANE_OPEN {
-                if self.publisher_alive(i) {
+            if header.state.load(Ordering::Acquire) == LANE_OPEN {
+                if self.publisher_alive(i) || header.flags.load(Ordering::Relaxed) & LANE_RELAY != 0
+                {
                     return Ok(());
                 }
                 dead = Some(i);
