@@ -5,10 +5,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::park::Park;
-use super::ring::{end_of_stream, poll_message, poll_room};
+use super::ring::{end_of_stream, poll_message, poll_next, poll_room};
 use super::sink::{sink_by_outgoing, Outgoing};
 use crate::channel::{Codec, Postcard, Receiver, Sender};
 use crate::error::{Error, Result};
+use crate::ring::protocol::Slot;
 use crate::ring::Options;
 
 /// The sending end of a typed channel, awaited: a [`Sender`] whose waits
@@ -237,8 +238,14 @@ impl<T, C: Codec<T>> AsyncReceiver<T, C> {
     ///
     /// As [`Receiver::recv`].
     pub async fn recv(&mut self) -> Result<C::Value<'_>> {
-        std::future::poll_fn(|cx| self.poll_message(cx)).await?;
-        self.receiver.try_recv()
+        let slot = std::future::poll_fn(|cx| self.poll_next(cx)).await?;
+        self.receiver.recv_at(slot)
+    }
+
+    /// The next message's place: found at once if it is there, else
+    /// waited for. Takes nothing.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Slot>> {
+        poll_next(&mut self.park, cx, self.receiver.consumer_mut())
     }
 }
 
@@ -258,7 +265,7 @@ where
             return Poll::Ready(None);
         }
         let outcome =
-            std::task::ready!(this.poll_message(cx)).and_then(|()| this.receiver.try_recv());
+            std::task::ready!(this.poll_next(cx)).and_then(|slot| this.receiver.recv_at(slot));
         Poll::Ready(end_of_stream(&mut this.ended, outcome))
     }
 }

@@ -52,6 +52,17 @@ impl Readiness for Room<'_> {
     }
 }
 
+/// The act of a subscriber's receives: the next message copied into `buf`
+/// if one is there now, else `None` (also when, on a drop-oldest topic,
+/// the message seen was overwritten before it was copied: the wait goes
+/// on).
+fn recv_now(subscriber: &mut Subscriber, buf: &mut [u8]) -> Result<Option<Received>> {
+    match subscriber.try_recv(buf) {
+        Err(Error::Empty { .. }) => Ok(None),
+        other => other.map(Some),
+    }
+}
+
 /// A topic's publisher, awaited: a [`Publisher`] whose waits (on a Block
 /// topic, for the slowest subscriber) park the task instead of the thread.
 ///
@@ -142,8 +153,14 @@ impl AsyncPublisher {
     ///
     /// As [`Publisher::send`].
     pub async fn send(&mut self, message: &[u8]) -> Result<()> {
-        poll_fn(|cx| self.poll_room(cx, message.len())).await?;
-        self.publisher.try_send(message)
+        let len = message.len();
+        let AsyncPublisher {
+            park, publisher, ..
+        } = self;
+        let slot =
+            poll_fn(|cx| park.poll_act(cx, &mut Room(publisher, len), |r| r.0.reserve_now(r.1)))
+                .await?;
+        self.publisher.send_at(slot, message)
     }
 
     /// [`Publisher::grant`], awaited. Cancel-safe: the grant exists only
@@ -153,8 +170,13 @@ impl AsyncPublisher {
     ///
     /// As [`Publisher::grant`].
     pub async fn grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
-        poll_fn(|cx| self.poll_room(cx, len)).await?;
-        self.publisher.try_grant(len)
+        let AsyncPublisher {
+            park, publisher, ..
+        } = self;
+        let slot =
+            poll_fn(|cx| park.poll_act(cx, &mut Room(publisher, len), |r| r.0.reserve_now(r.1)))
+                .await?;
+        Ok(self.publisher.grant_at(slot))
     }
 }
 
@@ -166,10 +188,11 @@ impl<M: AsRef<[u8]>> Outgoing<M> for AsyncPublisher {
     }
 
     fn send_now(&mut self, message: &M) -> Result<bool> {
-        match self.publisher.try_send(message.as_ref()) {
-            Err(Error::Full { .. }) => Ok(false),
-            other => other.map(|()| true),
-        }
+        let message = message.as_ref();
+        let Some(slot) = self.publisher.reserve_now(message.len())? else {
+            return Ok(false);
+        };
+        self.publisher.send_at(slot, message).map(|()| true)
     }
 
     fn keep(message: M) -> Vec<u8> {
@@ -177,12 +200,9 @@ impl<M: AsRef<[u8]>> Outgoing<M> for AsyncPublisher {
     }
 
     fn poll_send_kept(&mut self, cx: &mut Context<'_>, kept: &Vec<u8>) -> Poll<Result<()>> {
-        loop {
-            std::task::ready!(self.poll_room(cx, kept.len()))?;
-            if self.send_now(kept)? {
-                return Poll::Ready(Ok(()));
-            }
-        }
+        let room = &mut Room(&mut self.publisher, kept.len());
+        let slot = std::task::ready!(self.park.poll_act(cx, room, |r| r.0.reserve_now(r.1)))?;
+        Poll::Ready(self.publisher.send_at(slot, kept))
     }
 }
 
@@ -283,15 +303,10 @@ impl AsyncSubscriber {
     ///
     /// As [`Subscriber::recv`].
     pub async fn recv(&mut self, buf: &mut [u8]) -> Result<Received> {
-        loop {
-            poll_fn(|cx| self.poll_message(cx)).await?;
-            match self.subscriber.try_recv(buf) {
-                // On a drop-oldest topic the message seen may have been
-                // overwritten since: wait again.
-                Err(Error::Empty { .. }) => {}
-                other => return other,
-            }
-        }
+        let AsyncSubscriber {
+            park, subscriber, ..
+        } = self;
+        poll_fn(|cx| park.poll_act(cx, &mut Message(subscriber), |m| recv_now(m.0, buf))).await
     }
 
     /// [`recv`](AsyncSubscriber::recv) into `buf`, replacing its contents
@@ -310,19 +325,17 @@ impl AsyncSubscriber {
         if self.scratch.len() < self.subscriber.max_message() {
             self.scratch = vec![0; self.subscriber.max_message()];
         }
-        loop {
-            std::task::ready!(self.poll_message(cx))?;
-            match self.subscriber.try_recv(&mut self.scratch) {
-                Ok(received) => {
-                    buf.clear();
-                    buf.extend_from_slice(&self.scratch[..received.len]);
-                    return Poll::Ready(Ok(received));
-                }
-                // As in `recv`.
-                Err(Error::Empty { .. }) => {}
-                Err(err) => return Poll::Ready(Err(err)),
-            }
-        }
+        let AsyncSubscriber {
+            park,
+            subscriber,
+            scratch,
+            ..
+        } = self;
+        let got = park.poll_act(cx, &mut Message(subscriber), |m| recv_now(m.0, scratch));
+        let received = std::task::ready!(got)?;
+        buf.clear();
+        buf.extend_from_slice(&scratch[..received.len]);
+        Poll::Ready(Ok(received))
     }
 }
 
