@@ -752,6 +752,35 @@ impl Subscriber {
         self.shared.policy
     }
 
+    /// The remote publisher that publisher `id` (a [`Received::publisher`])
+    /// relays, if it is a bridge's relay ([`Options::relay`]), read from
+    /// its lane without a system call. `None` also once no lane holds `id`
+    /// (its place was taken over by a later publisher).
+    ///
+    /// ```
+    /// use shmkit::topic::{Options, Origin, Publisher, Subscriber};
+    ///
+    /// let name = format!("doc-topic-origin-of-{}", std::process::id());
+    /// let mut subscriber = Subscriber::open(&name)?;
+    /// let origin = Origin { host: 9, publisher: 4 };
+    /// let mut relay = Publisher::open_with(&name, &Options::default().relay(origin))?;
+    /// relay.send(b"from afar")?;
+    /// let got = subscriber.recv(&mut [0u8; 64])?;
+    /// assert_eq!(subscriber.origin_of(got.publisher), Some(origin));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn origin_of(&self, id: u64) -> Option<Origin> {
+        let used = self.shared.lanes_used();
+        let header = self.shared.lanes[..used]
+            .iter()
+            .map(|lane| lane.header())
+            .find(|header| header.publisher.load(Ordering::Acquire) == id)?;
+        (header.flags.load(Ordering::Relaxed) & LANE_RELAY != 0).then(|| Origin {
+            host: header.origin_host.load(Ordering::Relaxed),
+            publisher: header.origin_publisher.load(Ordering::Relaxed),
+        })
+    }
+
     /// Receives one message into `buf`, waiting while there is none.
     ///
     /// # Errors
