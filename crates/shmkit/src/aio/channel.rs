@@ -79,7 +79,8 @@ impl<T, C: Codec<T>> AsyncSender<T, C> {
     }
 
     /// The blocking sender inside (a sink's unsent value is dropped).
-    pub fn into_inner(self) -> Sender<T, C> {
+    pub fn into_inner(mut self) -> Sender<T, C> {
+        self.park.reset();
         self.sender
     }
 
@@ -217,7 +218,8 @@ impl<T, C: Codec<T>> AsyncReceiver<T, C> {
     }
 
     /// The blocking receiver inside.
-    pub fn into_inner(self) -> Receiver<T, C> {
+    pub fn into_inner(mut self) -> Receiver<T, C> {
+        self.park.reset();
         self.receiver
     }
 

@@ -182,7 +182,8 @@ impl AsyncConsumer {
     }
 
     /// The blocking consumer inside, for a thread that blocks.
-    pub fn into_inner(self) -> Consumer {
+    pub fn into_inner(mut self) -> Consumer {
+        self.park.reset();
         self.consumer
     }
 
@@ -409,7 +410,8 @@ impl AsyncProducer {
     }
 
     /// The blocking producer inside (a sink's unsent message is dropped).
-    pub fn into_inner(self) -> Producer {
+    pub fn into_inner(mut self) -> Producer {
+        self.park.reset();
         self.producer
     }
 
@@ -521,6 +523,35 @@ mod tests {
         });
         let turns = turns.expect("the other task never ran");
         assert!(turns <= 2 * BUDGET_TURNS, "it ran only after {turns} turns");
+    }
+
+    #[test]
+    fn a_consumer_handed_back_after_a_cancelled_wait_no_longer_says_it_sleeps() {
+        let name = format!("aio-into-inner-{}", std::process::id());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        let mut consumer = AsyncConsumer::open(&name).expect("a consumer");
+        let _producer = AsyncProducer::open(&name).expect("a producer");
+        let sleeping = |consumer: &Consumer| consumer.sleep_line().1.load(Ordering::SeqCst);
+        for hand_back in ["get_mut", "into_inner"] {
+            runtime.block_on(async {
+                let mut buf = [0u8; 8];
+                tokio::select! {
+                    got = consumer.recv(&mut buf) => panic!("nothing was sent: {got:?}"),
+                    () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+                }
+            });
+            assert_eq!(sleeping(consumer.get_ref()), 1, "the cancelled wait parked");
+            if hand_back == "get_mut" {
+                assert_eq!(sleeping(consumer.get_mut()), 0, "{hand_back}");
+            } else {
+                let inner = consumer.into_inner();
+                assert_eq!(sleeping(&inner), 0, "{hand_back}");
+                return;
+            }
+        }
     }
 
     /// Turns of a send and a receive within which both endpoints used up

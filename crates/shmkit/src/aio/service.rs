@@ -139,7 +139,8 @@ impl AsyncClient {
     }
 
     /// The blocking client inside.
-    pub fn into_inner(self) -> Client {
+    pub fn into_inner(mut self) -> Client {
+        self.park.reset();
         self.client
     }
 
@@ -285,7 +286,8 @@ impl AsyncServer {
     }
 
     /// The blocking server inside.
-    pub fn into_inner(self) -> Server {
+    pub fn into_inner(mut self) -> Server {
+        self.park.reset();
         self.server
     }
 
@@ -377,7 +379,8 @@ impl<Req, Resp, C: Codec<Req> + Codec<Resp>> AsyncServiceClient<Req, Resp, C> {
     }
 
     /// The blocking client inside.
-    pub fn into_inner(self) -> ServiceClient<Req, Resp, C> {
+    pub fn into_inner(mut self) -> ServiceClient<Req, Resp, C> {
+        self.park.reset();
         self.client
     }
 
@@ -480,7 +483,8 @@ impl<Req, Resp, C: Codec<Req> + Codec<Resp>> AsyncServiceServer<Req, Resp, C> {
     }
 
     /// The blocking server inside.
-    pub fn into_inner(self) -> ServiceServer<Req, Resp, C> {
+    pub fn into_inner(mut self) -> ServiceServer<Req, Resp, C> {
+        self.park.reset();
         self.server
     }
 

@@ -131,7 +131,8 @@ impl AsyncPublisher {
     }
 
     /// The blocking publisher inside (a sink's unsent message is dropped).
-    pub fn into_inner(self) -> Publisher {
+    pub fn into_inner(mut self) -> Publisher {
+        self.park.reset();
         self.publisher
     }
 
@@ -280,7 +281,8 @@ impl AsyncSubscriber {
     }
 
     /// The blocking subscriber inside.
-    pub fn into_inner(self) -> Subscriber {
+    pub fn into_inner(mut self) -> Subscriber {
+        self.park.reset();
         self.subscriber
     }
 
@@ -425,7 +427,8 @@ impl<T, C: Codec<T>> AsyncTypedPublisher<T, C> {
     }
 
     /// The blocking publisher inside (a sink's unsent value is dropped).
-    pub fn into_inner(self) -> channel::Publisher<T, C> {
+    pub fn into_inner(mut self) -> channel::Publisher<T, C> {
+        self.park.reset();
         self.publisher
     }
 
@@ -547,7 +550,8 @@ impl<T, C: Codec<T>> AsyncTypedSubscriber<T, C> {
     }
 
     /// The blocking subscriber inside.
-    pub fn into_inner(self) -> channel::Subscriber<T, C> {
+    pub fn into_inner(mut self) -> channel::Subscriber<T, C> {
+        self.park.reset();
         self.subscriber
     }
 
