@@ -104,15 +104,8 @@ impl Outbound<'_> {
     /// Whether local publisher `id` relays another host's (its lane says
     /// so before it publishes anything: topic `Options::relay`).
     fn is_relay(&self, id: u64) -> bool {
-        if self.own_relays.lock().expect("relay ids").contains(&id) {
-            return true;
-        }
-        topic::status(self.subscriber.name()).is_ok_and(|status| {
-            status
-                .publishers
-                .iter()
-                .any(|p| p.id == id && p.origin.is_some())
-        })
+        self.own_relays.lock().expect("relay ids").contains(&id)
+            || self.subscriber.origin_of(id).is_some()
     }
 
     /// Reads which local publishers publish, forwards what they committed

@@ -36,11 +36,11 @@ impl Client {
             return Ok(true);
         }
         let Client { state, shared, .. } = self;
-        if state.due_of(call.id) != Due::Waiting {
+        if state.due_of(call.sent.id) != Due::Waiting {
             return Ok(true);
         }
         Ok(matches!(
-            state.take(shared, Some(call.id))?,
+            state.take(shared, Some(call.sent.id))?,
             Some(Found::Wanted(_))
         ))
     }
@@ -49,13 +49,18 @@ impl Client {
     /// given): `Err(PeerGone)` or `Err(Closed)` once no server will answer.
     pub(crate) fn server_ended(&self, call: Option<&PendingCall>) -> Result<()> {
         self.shared.mapping.check_size()?;
-        server_check(&self.shared, self.state.requests, self.state.slot, call)
+        server_check(
+            &self.shared,
+            self.state.requests,
+            self.state.slot,
+            call.map(|call| &call.sent),
+        )
     }
 
     /// Where a waiting client sleeps: on its response ring while too many
     /// calls are due (a response frees one), else on its request ring's
     /// room.
-    pub(crate) fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    pub(crate) fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         let state = &self.state;
         if state.due >= self.shared.max_in_flight {
             let wait = &state.responses.header().wait;
@@ -67,7 +72,7 @@ impl Client {
     }
 
     /// Where a client waiting for a response sleeps: its response ring.
-    pub(crate) fn response_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    pub(crate) fn response_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         let wait = &self.state.responses.header().wait;
         (wait, &wait.consumer_sleeping)
     }

@@ -10,7 +10,7 @@ impl Server {
     /// Whether a request of a current client is there now.
     pub(crate) fn request_ready(&mut self) -> Result<bool> {
         self.shared.mapping.check_intact()?;
-        Ok(self.slots.poll(&self.shared)?.is_some())
+        Ok(self.slots.poll(&self.shared).is_some())
     }
 
     /// The waiting server's look at its clients (rule 7 of `protocol`):
@@ -25,7 +25,7 @@ impl Server {
 
     /// The service's wait line and the server's futex word in it, which
     /// every client's request wakes (rule 5 of `protocol`).
-    pub(crate) fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    pub(crate) fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         let wait = &self.shared.header().wait;
         (wait, &wait.server_sleeping)
     }
