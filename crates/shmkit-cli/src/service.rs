@@ -9,7 +9,6 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use shmkit::ring::{Reason, Removal, Scope};
 use shmkit::service::{self, Client, Options, Server, ServiceStatus};
 use shmkit::Mode;
 
@@ -373,43 +372,5 @@ pub fn is_service(name: &str) -> bool {
 /// The service part of `gc`: services nobody will use (only `names`, if
 /// given), listed, and with `force` removed.
 pub fn gc(names: &[String], force: bool, out: &mut impl Write) -> Result<(), CliError> {
-    let found = if names.is_empty() {
-        service::collect_garbage(Scope::All, ring::gc_action(force))?
-    } else {
-        let mut found = Vec::new();
-        for name in names {
-            found.extend(service::collect_garbage(
-                Scope::Name(name),
-                ring::gc_action(force),
-            )?);
-        }
-        found
-    };
-    let mut text = String::new();
-    let mut problems = Vec::new();
-    for garbage in &found {
-        let verb = match &garbage.removal {
-            Removal::Removed => "removed",
-            Removal::NotAsked => "would remove",
-            _ => "could not remove",
-        };
-        let why = match &garbage.reason {
-            Reason::Abandoned => "abandoned (every member died)".to_owned(),
-            Reason::Finished => "finished (no member, left by its last one)".to_owned(),
-            reason => reason.to_string(),
-        };
-        text.push_str(&format!("{verb} service {}: {why}\n", garbage.name));
-        if let Removal::Failed(err) = &garbage.removal {
-            problems.push(CliError::Message(format!(
-                "could not remove service {}: {err}",
-                garbage.name
-            )));
-        }
-    }
-    out.write_all(text.as_bytes()).map_err(CliError::stdout)?;
-    match problems.len() {
-        0 => Ok(()),
-        1 => Err(problems.remove(0)),
-        _ => Err(CliError::Several(problems)),
-    }
+    crate::gc::report("service", names, force, service::collect_garbage, out)
 }
