@@ -324,6 +324,27 @@ pub fn ls_table(headings: bool) -> Result<String, CliError> {
     Ok(format!("\nSERVICES\n{}", output::table(&rows)))
 }
 
+/// A service as `stat --json` and `ls --json` show it (docs/JSON.md,
+/// "service"): its status, and the calls in flight over all clients.
+#[derive(Debug, serde::Serialize)]
+pub struct ServiceJson {
+    #[serde(flatten)]
+    status: ServiceStatus,
+    in_flight: u64,
+    abandoned: bool,
+}
+
+/// The service in segment `stat`, if it names one whose header reads.
+pub fn json_in(stat: &shmkit::Stat) -> Option<ServiceJson> {
+    let key = stat.key.to_string();
+    let status = service::status(key.strip_prefix(service::SEGMENT_PREFIX)?).ok()?;
+    Some(ServiceJson {
+        in_flight: status.in_flight(),
+        abandoned: status.abandoned(),
+        status,
+    })
+}
+
 /// What `stat` adds for a service's segment: its server, clients and
 /// counters.
 pub fn stat_text(key: &str) -> Option<String> {
