@@ -145,6 +145,16 @@ fn thousand_endpoints(count: usize) {
     wait_until("every consumer sleeps", || {
         headers.iter().all(|h| sleeping(h, CONSUMER_SLEEPING_AT))
     });
+    // Not a thread per waiting endpoint: a reactor thread per 127 (other
+    // tests of this process may park a few more meanwhile). The last
+    // shard's thread may still be starting (it names itself).
+    let least = count.div_ceil(127);
+    wait_until("the reactor's threads run", || reactor_threads() >= least);
+    let reactors = reactor_threads();
+    assert!(
+        (least..=least + 4).contains(&reactors),
+        "{reactors} reactor threads for {count} parked endpoints"
+    );
     child.send("go");
     let started = Instant::now();
     rt.block_on(async {
@@ -155,13 +165,23 @@ fn thousand_endpoints(count: usize) {
         }
     });
     println!(
-        "{count} parked endpoints ({:?} reactor) woken and drained of {} messages in {:?}",
+        "{count} parked endpoints ({:?} reactor, {reactors} threads) woken and drained of {} messages in {:?}",
         reactor_kind(),
         count * PER,
         started.elapsed()
     );
     assert_eq!(child.expect_line(), "done");
     child.finish();
+}
+
+/// How many of this process's threads are the reactor's
+/// (`shmkit-reactor-N`, cut to 15 bytes in `/proc/self/task/*/comm`).
+fn reactor_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.starts_with("shmkit-reactor"))
+        .count()
 }
 
 #[test]

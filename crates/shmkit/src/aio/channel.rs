@@ -5,9 +5,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::park::Park;
-use super::ring::{end_of_stream, poll_message, poll_room};
+use super::ring::{end_of_stream, poll_message, poll_next, poll_room};
+use super::sink::{sink_by_outgoing, Outgoing};
 use crate::channel::{Codec, Postcard, Receiver, Sender};
 use crate::error::{Error, Result};
+use crate::ring::protocol::Slot;
 use crate::ring::Options;
 
 /// The sending end of a typed channel, awaited: a [`Sender`] whose waits
@@ -77,7 +79,8 @@ impl<T, C: Codec<T>> AsyncSender<T, C> {
     }
 
     /// The blocking sender inside (a sink's unsent value is dropped).
-    pub fn into_inner(self) -> Sender<T, C> {
+    pub fn into_inner(mut self) -> Sender<T, C> {
+        self.park.reset();
         self.sender
     }
 
@@ -102,50 +105,37 @@ impl<T, C: Codec<T>> AsyncSender<T, C> {
             std::future::poll_fn(|cx| self.poll_room_for(cx, value)).await?;
         }
     }
-
-    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        while let Some(value) = self.pending.take() {
-            match self.sender.try_send(&value) {
-                Err(Error::Full { .. }) => {}
-                other => return Poll::Ready(other),
-            }
-            let room = self.poll_room_for(cx, &value);
-            self.pending = Some(value);
-            std::task::ready!(room)?;
-        }
-        Poll::Ready(Ok(()))
-    }
 }
 
-impl<T, C: Codec<T>> futures_sink::Sink<T> for AsyncSender<T, C> {
-    type Error = Error;
+impl<T, C: Codec<T>> Outgoing<T> for AsyncSender<T, C> {
+    type Kept = T;
 
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+    fn kept(&mut self) -> &mut Option<T> {
+        &mut self.pending
     }
 
-    /// Sends `value` if it fits now, else keeps it for the next
-    /// `poll_ready` or `poll_flush`.
-    fn start_send(self: Pin<&mut Self>, value: T) -> Result<()> {
-        let this = self.get_mut();
-        match this.sender.try_send(&value) {
-            Err(Error::Full { .. }) => {
-                this.pending = Some(value);
-                Ok(())
-            }
-            other => other,
+    fn send_now(&mut self, value: &T) -> Result<bool> {
+        match self.sender.try_send(value) {
+            Err(Error::Full { .. }) => Ok(false),
+            other => other.map(|()| true),
         }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+    fn keep(value: T) -> T {
+        value
     }
 
-    /// Flushes; the channel itself closes when the sender is dropped.
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+    fn poll_send_kept(&mut self, cx: &mut Context<'_>, value: &T) -> Poll<Result<()>> {
+        loop {
+            std::task::ready!(self.poll_room_for(cx, value))?;
+            if self.send_now(value)? {
+                return Poll::Ready(Ok(()));
+            }
+        }
     }
 }
+
+sink_by_outgoing!(impl [T, C: Codec<T>] Sink<T> for AsyncSender<T, C>);
 
 // The sender is movable whatever `T` is: nothing points into it.
 impl<T, C> Unpin for AsyncSender<T, C> {}
@@ -228,7 +218,8 @@ impl<T, C: Codec<T>> AsyncReceiver<T, C> {
     }
 
     /// The blocking receiver inside.
-    pub fn into_inner(self) -> Receiver<T, C> {
+    pub fn into_inner(mut self) -> Receiver<T, C> {
+        self.park.reset();
         self.receiver
     }
 
@@ -249,8 +240,14 @@ impl<T, C: Codec<T>> AsyncReceiver<T, C> {
     ///
     /// As [`Receiver::recv`].
     pub async fn recv(&mut self) -> Result<C::Value<'_>> {
-        std::future::poll_fn(|cx| self.poll_message(cx)).await?;
-        self.receiver.try_recv()
+        let slot = std::future::poll_fn(|cx| self.poll_next(cx)).await?;
+        self.receiver.recv_at(slot)
+    }
+
+    /// The next message's place: found at once if it is there, else
+    /// waited for. Takes nothing.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Slot>> {
+        poll_next(&mut self.park, cx, self.receiver.consumer_mut())
     }
 }
 
@@ -270,7 +267,7 @@ where
             return Poll::Ready(None);
         }
         let outcome =
-            std::task::ready!(this.poll_message(cx)).and_then(|()| this.receiver.try_recv());
+            std::task::ready!(this.poll_next(cx)).and_then(|slot| this.receiver.recv_at(slot));
         Poll::Ready(end_of_stream(&mut this.ended, outcome))
     }
 }

@@ -82,6 +82,7 @@ mod park;
 mod reactor;
 mod ring;
 mod service;
+mod sink;
 mod topic;
 
 pub use channel::{AsyncReceiver, AsyncSender};

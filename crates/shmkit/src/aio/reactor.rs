@@ -2,9 +2,13 @@
 //! word for the whole process, and wake the tasks whose words were woken.
 //!
 //! Endpoints park in *shards* of up to [`SLOTS`] words. Each shard has one
-//! thread, started when the shard is first needed and kept for the life of
-//! the process, which sleeps in one `futex_waitv` on all its words plus a
-//! private *kick* word of its own. Parking an endpoint adds its word to a
+//! thread, started when the shard is first needed, which sleeps in one
+//! `futex_waitv` on all its words plus a private *kick* word of its own,
+//! and which stops once no endpoint has been parked in its shard for
+//! [`IDLE_STOP`] (the shard goes with it; a later park makes a new one).
+//! Not at once when the last endpoint leaves: a task that parks and is
+//! woken again and again (a ping-pong that sleeps) would otherwise start a
+//! thread for every wait. Parking an endpoint adds its word to a
 //! shard with room and kicks the shard's thread, which wakes, rebuilds its
 //! list and sleeps again; so the cost of parking is one `FUTEX_WAKE` and
 //! a round of the reactor thread, and a parked endpoint costs nothing until
@@ -27,6 +31,7 @@
 //! seen up to a tick late) and up to a thousand wake-ups a second per
 //! shard with parked endpoints, instead of none.
 
+use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use std::time::Duration;
@@ -41,6 +46,10 @@ pub(crate) const SLOTS: usize = WAITV_MAX - 1;
 /// How early a registration's check time may fire, so that one wake-up of
 /// a shard serves every registration due about then.
 pub(crate) const CHECK_SLACK: Duration = Duration::from_millis(2);
+
+/// How long a shard's thread stays without a parked endpoint before it
+/// stops.
+pub(crate) const IDLE_STOP: Duration = Duration::from_secs(1);
 
 /// The polling reactor's shortest and longest tick.
 const MIN_TICK: Duration = Duration::from_micros(50);
@@ -84,15 +93,15 @@ pub fn reactor_kind() -> ReactorKind {
 
 pub(crate) struct Reactor {
     kind: ReactorKind,
+    /// How long a shard's thread waits without a parked endpoint before it
+    /// stops ([`IDLE_STOP`], shorter in tests).
+    idle_stop: Duration,
     shards: Mutex<Vec<Arc<Shard>>>,
 }
 
 pub(crate) fn reactor() -> &'static Reactor {
     static REACTOR: OnceLock<Reactor> = OnceLock::new();
-    REACTOR.get_or_init(|| Reactor {
-        kind: choose_kind(),
-        shards: Mutex::new(Vec::new()),
-    })
+    REACTOR.get_or_init(|| Reactor::new(choose_kind(), IDLE_STOP))
 }
 
 fn choose_kind() -> ReactorKind {
@@ -166,14 +175,38 @@ impl std::fmt::Debug for Shard {
 }
 
 impl Reactor {
+    fn new(kind: ReactorKind, idle_stop: Duration) -> Reactor {
+        Reactor {
+            kind,
+            idle_stop,
+            shards: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn lock_shards(&self) -> MutexGuard<'_, Vec<Arc<Shard>>> {
+        // As `lock`: no invariant a panic could break halfway.
+        self.shards.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many shards (so reactor threads) there are now.
+    #[cfg(test)]
+    fn threads(&self) -> usize {
+        self.lock_shards().len()
+    }
+
     /// Parks `waker` on `word` (which the caller has set to 1 and checked,
     /// rule 8), to be woken when the word is, or at `check_at`
     /// (`CLOCK_MONOTONIC` nanoseconds).
     ///
     /// The caller keeps the mapping that holds `word` until the returned
     /// `Parked` is dropped.
-    pub(crate) fn park(&self, word: &AtomicU32, waker: &Waker, check_at: u64) -> Parked {
-        let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+    pub(crate) fn park(
+        &'static self,
+        word: NonNull<AtomicU32>,
+        waker: &Waker,
+        check_at: u64,
+    ) -> Parked {
+        let mut shards = self.lock_shards();
         for shard in shards.iter() {
             if let Some(parked) = shard.add(word, waker, check_at) {
                 return parked;
@@ -194,7 +227,7 @@ impl Reactor {
         let kind = self.kind;
         std::thread::Builder::new()
             .name(format!("shmkit-reactor-{}", shards.len()))
-            .spawn(move || thread_shard.run(kind))
+            .spawn(move || thread_shard.run(kind, self))
             .expect("start a reactor thread");
         shards.push(shard);
         parked
@@ -233,13 +266,31 @@ impl Drop for Parked {
 }
 
 impl Shard {
-    fn add(self: &Arc<Shard>, word: &AtomicU32, waker: &Waker, check_at: u64) -> Option<Parked> {
+    /// Takes the shard out of the reactor if no endpoint is parked in it
+    /// (under the reactor's lock, which every park takes first, so none
+    /// can come): whether its thread is to stop.
+    fn stop_if_idle(self: &Arc<Shard>, reactor: &Reactor) -> bool {
+        let mut shards = reactor.lock_shards();
+        let state = lock(&self.state);
+        if state.entries.iter().any(Option::is_some) {
+            return false;
+        }
+        shards.retain(|shard| !Arc::ptr_eq(shard, self));
+        true
+    }
+
+    fn add(
+        self: &Arc<Shard>,
+        word: NonNull<AtomicU32>,
+        waker: &Waker,
+        check_at: u64,
+    ) -> Option<Parked> {
         let mut state = lock(&self.state);
         let slot = state.entries.iter().position(Option::is_none)?;
         state.generation += 1;
         let generation = state.generation;
         state.entries[slot] = Some(Entry {
-            word,
+            word: word.as_ptr(),
             waker: waker.clone(),
             check_at,
             generation,
@@ -257,15 +308,17 @@ impl Shard {
         })
     }
 
-    /// The shard's thread: forever, wakes what is due, then sleeps on the
-    /// rest.
-    fn run(&self, mut kind: ReactorKind) {
+    /// The shard's thread: wakes what is due, then sleeps on the rest;
+    /// stops once no endpoint was parked for `reactor.idle_stop`.
+    fn run(self: &Arc<Shard>, mut kind: ReactorKind, reactor: &Reactor) {
         let mut list = WaitList::default();
         // The endpoint words of `list`, after its kick word: only compared.
         let mut words: Vec<*const AtomicU32> = Vec::with_capacity(SLOTS);
         let mut due = Vec::new();
         let mut woken: Option<*const AtomicU32> = None;
         let mut tick = MIN_TICK;
+        // Since when no endpoint is parked here (`CLOCK_MONOTONIC` ns).
+        let mut idle_since: Option<u64> = None;
         loop {
             let slack = CHECK_SLACK.as_nanos() as u64;
             let (kick, deadline, changed) = {
@@ -293,6 +346,20 @@ impl Shard {
                         list.push(entry.word, 1);
                         words.push(entry.word);
                     }
+                }
+                if list.len() > 1 {
+                    idle_since = None;
+                } else {
+                    let since = *idle_since.get_or_insert(now);
+                    let stop_at = since + reactor.idle_stop.as_nanos() as u64;
+                    if now >= stop_at && due.is_empty() {
+                        drop(state);
+                        if self.stop_if_idle(reactor) {
+                            return;
+                        }
+                        continue;
+                    }
+                    deadline = Some(stop_at);
                 }
                 state.armed = true;
                 (kick, deadline, freed > 0)
@@ -384,8 +451,8 @@ mod tests {
         let word = AtomicU32::new(1);
         let (first, first_waker) = counter();
         let (second, second_waker) = counter();
-        let _a = reactor().park(&word, &first_waker, never());
-        let _b = reactor().park(&word, &second_waker, never());
+        let _a = reactor().park(NonNull::from(&word), &first_waker, never());
+        let _b = reactor().park(NonNull::from(&word), &second_waker, never());
         publish(&word);
         wait_until("both are woken", || {
             first.0.load(Ordering::SeqCst) == 1 && second.0.load(Ordering::SeqCst) == 1
@@ -398,7 +465,7 @@ mod tests {
         let (count, waker) = counter();
         let parked: Vec<Parked> = words
             .iter()
-            .map(|word| reactor().park(word, &waker, never()))
+            .map(|word| reactor().park(NonNull::from(word), &waker, never()))
             .collect();
         assert!(parked.iter().all(|p| p.refresh(&waker)), "none fired yet");
         for word in &words {
@@ -414,7 +481,7 @@ mod tests {
     fn a_parked_task_is_woken_at_its_check_time() {
         let word = AtomicU32::new(1);
         let (count, waker) = counter();
-        let _parked = reactor().park(&word, &waker, monotonic_nanos() + 5_000_000);
+        let _parked = reactor().park(NonNull::from(&word), &waker, monotonic_nanos() + 5_000_000);
         wait_until("the check time wakes it", || {
             count.0.load(Ordering::SeqCst) == 1
         });
@@ -428,7 +495,27 @@ mod tests {
         // Cleared between the announce and the park: the reactor finds the
         // word no longer 1 when it builds its list.
         word.store(0, Ordering::SeqCst);
-        let _parked = reactor().park(&word, &waker, never());
+        let _parked = reactor().park(NonNull::from(&word), &waker, never());
         wait_until("it is woken", || count.0.load(Ordering::SeqCst) == 1);
+    }
+
+    #[test]
+    fn a_shards_thread_stops_once_no_endpoint_was_parked_for_a_while() {
+        let idle = Duration::from_millis(20);
+        let reactor: &'static Reactor = Box::leak(Box::new(Reactor::new(reactor().kind, idle)));
+        let word = AtomicU32::new(1);
+        let (count, waker) = counter();
+        let parked = reactor.park(NonNull::from(&word), &waker, never());
+        assert_eq!(reactor.threads(), 1);
+        publish(&word);
+        wait_until("it is woken", || count.0.load(Ordering::SeqCst) == 1);
+        drop(parked);
+        wait_until("the idle shard's thread stops", || reactor.threads() == 0);
+        // A later park gets a new shard, and is woken as ever.
+        word.store(1, Ordering::SeqCst);
+        let _again = reactor.park(NonNull::from(&word), &waker, never());
+        assert_eq!(reactor.threads(), 1);
+        publish(&word);
+        wait_until("it is woken again", || count.0.load(Ordering::SeqCst) == 2);
     }
 }

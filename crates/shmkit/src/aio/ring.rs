@@ -7,7 +7,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::park::{Park, Readiness};
+use super::sink::{sink_by_outgoing, Outgoing};
 use crate::error::{Error, Result};
+use crate::ring::protocol::Slot;
 use crate::ring::wait::WakeLine;
 use crate::ring::{Consumer, Options, Producer, ReadGrant, WriteGrant};
 use crate::sync::AtomicU32;
@@ -22,7 +24,7 @@ impl Readiness for Message<'_> {
     fn peer_check(&mut self) -> Result<()> {
         self.0.producer_ended()
     }
-    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         self.0.sleep_line()
     }
     fn spin_time(&self) -> Option<Duration> {
@@ -40,7 +42,7 @@ impl Readiness for Room<'_> {
     fn peer_check(&mut self) -> Result<()> {
         self.0.consumer_ended()
     }
-    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         self.0.sleep_line()
     }
     fn spin_time(&self) -> Option<Duration> {
@@ -60,6 +62,20 @@ pub(super) fn poll_message(
     }
 }
 
+/// `consumer`'s next message, taken at once if it is there, else waited
+/// for: its place in the ring (nothing is taken before this is ready).
+#[inline]
+pub(super) fn poll_next(
+    park: &mut Park,
+    cx: &mut Context<'_>,
+    consumer: &mut Consumer,
+) -> Poll<Result<Slot>> {
+    match park.poll_act(cx, &mut Message(consumer), |m| m.0.next_now()) {
+        Poll::Ready(Err(err)) => Poll::Ready(Err(consumer.end_seen(err))),
+        other => other,
+    }
+}
+
 /// `producer`'s wait for room for `len` bytes, with its waiting state in
 /// `park`.
 pub(super) fn poll_room(
@@ -69,6 +85,21 @@ pub(super) fn poll_room(
     len: usize,
 ) -> Poll<Result<()>> {
     park.poll_ready(cx, &mut Room(producer, len))
+}
+
+/// Room for `len` bytes in `producer`'s ring, reserved at once if there is
+/// some, else waited for (a reservation is made only in the poll that is
+/// ready, and is the caller's to commit).
+#[inline]
+pub(super) fn poll_reserve(
+    park: &mut Park,
+    cx: &mut Context<'_>,
+    producer: &mut Producer,
+    len: usize,
+) -> Poll<Result<Slot>> {
+    park.poll_act(cx, &mut Room(producer, len), |room| {
+        room.0.reserve_now(room.1)
+    })
 }
 
 /// The receiving end of a ring, awaited: a [`Consumer`] whose waits park
@@ -151,7 +182,8 @@ impl AsyncConsumer {
     }
 
     /// The blocking consumer inside, for a thread that blocks.
-    pub fn into_inner(self) -> Consumer {
+    pub fn into_inner(mut self) -> Consumer {
+        self.park.reset();
         self.consumer
     }
 
@@ -202,8 +234,8 @@ impl AsyncConsumer {
     ///
     /// As [`Consumer::recv`].
     pub async fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
-        self.ready().await?;
-        self.consumer.try_recv(buf)
+        let slot = poll_fn(|cx| poll_next(&mut self.park, cx, &mut self.consumer)).await?;
+        self.consumer.recv_at(slot, buf)
     }
 
     /// [`Consumer::recv_vec`], awaited. Cancel-safe, as
@@ -213,8 +245,8 @@ impl AsyncConsumer {
     ///
     /// As [`Consumer::recv`], never [`Error::TooLarge`].
     pub async fn recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
-        self.ready().await?;
-        self.consumer.try_read()?.copy_to(buf);
+        let slot = poll_fn(|cx| poll_next(&mut self.park, cx, &mut self.consumer)).await?;
+        self.consumer.read_at(slot).copy_to(buf);
         Ok(buf.len())
     }
 
@@ -226,8 +258,8 @@ impl AsyncConsumer {
     ///
     /// As [`Consumer::read`].
     pub async fn read(&mut self) -> Result<ReadGrant<'_>> {
-        self.ready().await?;
-        self.consumer.try_read()
+        let slot = poll_fn(|cx| poll_next(&mut self.park, cx, &mut self.consumer)).await?;
+        Ok(self.consumer.read_at(slot))
     }
 
     /// Waits for a message, then [`Consumer::drain`]s every message in the
@@ -237,9 +269,14 @@ impl AsyncConsumer {
     /// # Errors
     ///
     /// As [`ready`](AsyncConsumer::ready), then as [`Consumer::drain`].
-    pub async fn drain(&mut self, f: impl FnMut(&[u8])) -> Result<usize> {
-        self.ready().await?;
-        self.consumer.drain(f)
+    pub async fn drain(&mut self, mut f: impl FnMut(&[u8])) -> Result<usize> {
+        let AsyncConsumer { park, consumer, .. } = self;
+        let drained = poll_fn(|cx| {
+            park.poll_act(cx, &mut Message(consumer), |m| {
+                Ok(Some(m.0.drain(&mut f)?).filter(|&n| n > 0))
+            })
+        });
+        drained.await.map_err(|err| self.consumer.end_seen(err))
     }
 }
 
@@ -255,11 +292,12 @@ impl futures_core::Stream for AsyncConsumer {
         if this.ended {
             return Poll::Ready(None);
         }
-        let outcome = std::task::ready!(this.poll_message(cx)).and_then(|()| {
-            let mut message = Vec::new();
-            this.consumer.try_read()?.copy_to(&mut message);
-            Ok(message)
-        });
+        let outcome =
+            std::task::ready!(poll_next(&mut this.park, cx, &mut this.consumer)).map(|slot| {
+                let mut message = Vec::new();
+                this.consumer.read_at(slot).copy_to(&mut message);
+                message
+            });
         Poll::Ready(end_of_stream(&mut this.ended, outcome))
     }
 }
@@ -372,7 +410,8 @@ impl AsyncProducer {
     }
 
     /// The blocking producer inside (a sink's unsent message is dropped).
-    pub fn into_inner(self) -> Producer {
+    pub fn into_inner(mut self) -> Producer {
+        self.park.reset();
         self.producer
     }
 
@@ -404,8 +443,10 @@ impl AsyncProducer {
     ///
     /// As [`Producer::send`].
     pub async fn send(&mut self, message: &[u8]) -> Result<()> {
-        self.room(message.len()).await?;
-        self.producer.try_send(message)
+        let len = message.len();
+        let slot = poll_fn(|cx| poll_reserve(&mut self.park, cx, &mut self.producer, len)).await?;
+        self.producer.send_at(slot, message);
+        Ok(())
     }
 
     /// [`Producer::grant`], awaited. Cancel-safe: the grant exists only once
@@ -415,52 +456,105 @@ impl AsyncProducer {
     ///
     /// As [`Producer::grant`].
     pub async fn grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
-        self.room(len).await?;
-        self.producer.try_grant(len)
+        let slot = poll_fn(|cx| poll_reserve(&mut self.park, cx, &mut self.producer, len)).await?;
+        Ok(self.producer.grant_at(slot))
+    }
+}
+
+impl<M: AsRef<[u8]>> Outgoing<M> for AsyncProducer {
+    type Kept = Vec<u8>;
+
+    fn kept(&mut self) -> &mut Option<Vec<u8>> {
+        &mut self.pending
     }
 
-    /// Sends the sink's message that did not fit, if any.
-    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if let Some(message) = &self.pending {
-            std::task::ready!(poll_room(
-                &mut self.park,
-                cx,
-                &mut self.producer,
-                message.len()
-            ))?;
-            self.producer.try_send(message)?;
-            self.pending = None;
-        }
+    fn send_now(&mut self, message: &M) -> Result<bool> {
+        let message = message.as_ref();
+        let Some(slot) = self.producer.reserve_now(message.len())? else {
+            return Ok(false);
+        };
+        self.producer.send_at(slot, message);
+        Ok(true)
+    }
+
+    fn keep(message: M) -> Vec<u8> {
+        message.as_ref().to_vec()
+    }
+
+    fn poll_send_kept(&mut self, cx: &mut Context<'_>, kept: &Vec<u8>) -> Poll<Result<()>> {
+        let len = kept.len();
+        let slot = std::task::ready!(poll_reserve(&mut self.park, cx, &mut self.producer, len))?;
+        self.producer.send_at(slot, kept);
         Poll::Ready(Ok(()))
     }
 }
 
-impl<M: AsRef<[u8]>> futures_sink::Sink<M> for AsyncProducer {
-    type Error = Error;
+sink_by_outgoing!(impl [M: AsRef<[u8]>] Sink<M> for AsyncProducer);
 
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn a_stream_that_never_runs_dry_lets_the_other_tasks_of_its_thread_run() {
+        let name = format!("aio-budget-{}", std::process::id());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let turns = runtime.block_on(async {
+            let mut consumer = AsyncConsumer::open(&name).expect("a consumer");
+            let mut producer = AsyncProducer::open(&name).expect("a producer");
+            let other_ran = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&other_ran);
+            tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+            let mut buf = [0u8; 8];
+            for turn in 0..10_000 {
+                // Never waits: the message is there, so is room.
+                producer.send(b"message").await.expect("sent");
+                consumer.recv(&mut buf).await.expect("received");
+                if other_ran.load(Ordering::SeqCst) {
+                    return Some(turn);
+                }
+            }
+            None
+        });
+        let turns = turns.expect("the other task never ran");
+        assert!(turns <= 2 * BUDGET_TURNS, "it ran only after {turns} turns");
     }
 
-    /// Sends `message` if it fits now, else keeps a copy for the next
-    /// `poll_ready` or `poll_flush`.
-    fn start_send(self: Pin<&mut Self>, message: M) -> Result<()> {
-        let this = self.get_mut();
-        match this.producer.try_send(message.as_ref()) {
-            Err(Error::Full { .. }) => {
-                this.pending = Some(message.as_ref().to_vec());
-                Ok(())
+    #[test]
+    fn a_consumer_handed_back_after_a_cancelled_wait_no_longer_says_it_sleeps() {
+        let name = format!("aio-into-inner-{}", std::process::id());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        let mut consumer = AsyncConsumer::open(&name).expect("a consumer");
+        let _producer = AsyncProducer::open(&name).expect("a producer");
+        let sleeping = |consumer: &Consumer| consumer.sleep_line().1.load(Ordering::SeqCst);
+        for hand_back in ["get_mut", "into_inner"] {
+            runtime.block_on(async {
+                let mut buf = [0u8; 8];
+                tokio::select! {
+                    got = consumer.recv(&mut buf) => panic!("nothing was sent: {got:?}"),
+                    () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+                }
+            });
+            assert_eq!(sleeping(consumer.get_ref()), 1, "the cancelled wait parked");
+            if hand_back == "get_mut" {
+                assert_eq!(sleeping(consumer.get_mut()), 0, "{hand_back}");
+            } else {
+                let inner = consumer.into_inner();
+                assert_eq!(sleeping(&inner), 0, "{hand_back}");
+                return;
             }
-            other => other,
         }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
-    }
-
-    /// Flushes; the stream itself closes when the producer is dropped.
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
-    }
+    /// Turns of a send and a receive within which both endpoints used up
+    /// their budget.
+    const BUDGET_TURNS: usize = 128;
 }

@@ -22,7 +22,7 @@ impl Readiness for CanSend<'_> {
     fn peer_check(&mut self) -> Result<()> {
         self.0.server_ended(None)
     }
-    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         self.0.sleep_line()
     }
     fn spin_time(&self) -> Option<Duration> {
@@ -40,7 +40,7 @@ impl Readiness for Answer<'_> {
     fn peer_check(&mut self) -> Result<()> {
         self.0.server_ended(Some(self.1))
     }
-    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         self.0.response_line()
     }
     fn spin_time(&self) -> Option<Duration> {
@@ -58,7 +58,7 @@ impl Readiness for Incoming<'_> {
     fn peer_check(&mut self) -> Result<()> {
         self.0.sweep_clients()
     }
-    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         self.0.sleep_line()
     }
     fn spin_time(&self) -> Option<Duration> {
@@ -139,7 +139,8 @@ impl AsyncClient {
     }
 
     /// The blocking client inside.
-    pub fn into_inner(self) -> Client {
+    pub fn into_inner(mut self) -> Client {
+        self.park.reset();
         self.client
     }
 
@@ -204,17 +205,7 @@ impl AsyncClient {
     ///
     /// As [`Client::wait`].
     pub async fn wait(&mut self, call: PendingCall) -> Result<Response<'_>> {
-        // The call moves into the poll function and back out, so that the
-        // future holds no reference to it across the wait (a `PendingCall`
-        // is `Send` but not `Sync`).
-        let this = &mut *self;
-        let mut call = Some(call);
-        let call = poll_fn(move |cx| {
-            let pending = call.as_ref().expect("taken only when ready");
-            std::task::ready!(this.poll_response(cx, pending))?;
-            Poll::Ready(Ok(call.take().expect("taken only once")))
-        })
-        .await?;
+        poll_fn(|cx| self.poll_response(cx, &call)).await?;
         self.client.try_wait(&call)
     }
 
@@ -295,7 +286,8 @@ impl AsyncServer {
     }
 
     /// The blocking server inside.
-    pub fn into_inner(self) -> Server {
+    pub fn into_inner(mut self) -> Server {
+        self.park.reset();
         self.server
     }
 
@@ -387,7 +379,8 @@ impl<Req, Resp, C: Codec<Req> + Codec<Resp>> AsyncServiceClient<Req, Resp, C> {
     }
 
     /// The blocking client inside.
-    pub fn into_inner(self) -> ServiceClient<Req, Resp, C> {
+    pub fn into_inner(mut self) -> ServiceClient<Req, Resp, C> {
+        self.park.reset();
         self.client
     }
 
@@ -416,15 +409,8 @@ impl<Req, Resp, C: Codec<Req> + Codec<Resp>> AsyncServiceClient<Req, Resp, C> {
     ///
     /// As [`ServiceClient::wait`].
     pub async fn wait(&mut self, call: PendingCall) -> Result<<C as Codec<Resp>>::Value<'_>> {
-        // As in `AsyncClient::wait`: the call moves in and back out.
         let AsyncServiceClient { park, client } = self;
-        let mut call = Some(call);
-        let call = poll_fn(move |cx| {
-            let pending = call.as_ref().expect("taken only when ready");
-            std::task::ready!(park.poll_ready(cx, &mut Answer(client.client(), pending)))?;
-            Poll::Ready(Ok(call.take().expect("taken only once")))
-        })
-        .await?;
+        poll_fn(|cx| park.poll_ready(cx, &mut Answer(client.client(), &call))).await?;
         // The response is there: this does not wait.
         self.client.wait(call)
     }
@@ -497,7 +483,8 @@ impl<Req, Resp, C: Codec<Req> + Codec<Resp>> AsyncServiceServer<Req, Resp, C> {
     }
 
     /// The blocking server inside.
-    pub fn into_inner(self) -> ServiceServer<Req, Resp, C> {
+    pub fn into_inner(mut self) -> ServiceServer<Req, Resp, C> {
+        self.park.reset();
         self.server
     }
 
@@ -520,5 +507,37 @@ impl<Req, Resp, C> std::fmt::Debug for AsyncServiceServer<Req, Resp, C> {
         f.debug_struct("AsyncServiceServer")
             .field("server", &self.server)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn a_pending_call_is_sync_so_a_wait_for_it_is_a_send_future() {
+        fn is_sync<T: Sync>() {}
+        is_sync::<PendingCall>();
+        let name = format!("aio-wait-send-{}", std::process::id());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let mut server = AsyncServer::open(&name).expect("a server");
+            let mut client = AsyncClient::connect(&name).expect("a client");
+            let call = client.send_request(b"ping").await.expect("sent");
+            server
+                .recv_request()
+                .await
+                .expect("a request")
+                .reply(b"pong")
+                .expect("replied");
+            // Holds `&call` across its await: Send only if the call is Sync.
+            let wait = client.wait(call);
+            is_send(&wait);
+            assert_eq!(&*wait.await.expect("the response"), b"pong");
+        });
     }
 }

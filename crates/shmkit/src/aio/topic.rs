@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::park::{Park, Readiness};
 use super::ring::end_of_stream;
+use super::sink::{sink_by_outgoing, Outgoing};
 use crate::channel::{self, Codec, Postcard};
 use crate::error::{Error, Result};
 use crate::ring::wait::WakeLine;
@@ -24,7 +25,7 @@ impl Readiness for Message<'_> {
     fn peer_check(&mut self) -> Result<()> {
         self.0.publishers_ended()
     }
-    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         self.0.sleep_line()
     }
     fn spin_time(&self) -> Option<Duration> {
@@ -43,11 +44,22 @@ impl Readiness for Room<'_> {
         self.0.reclaim_for(self.1);
         Ok(())
     }
-    fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         self.0.sleep_line()
     }
     fn spin_time(&self) -> Option<Duration> {
         self.0.spin_time()
+    }
+}
+
+/// The act of a subscriber's receives: the next message copied into `buf`
+/// if one is there now, else `None` (also when, on a drop-oldest topic,
+/// the message seen was overwritten before it was copied: the wait goes
+/// on).
+fn recv_now(subscriber: &mut Subscriber, buf: &mut [u8]) -> Result<Option<Received>> {
+    match subscriber.try_recv(buf) {
+        Err(Error::Empty { .. }) => Ok(None),
+        other => other.map(Some),
     }
 }
 
@@ -119,7 +131,8 @@ impl AsyncPublisher {
     }
 
     /// The blocking publisher inside (a sink's unsent message is dropped).
-    pub fn into_inner(self) -> Publisher {
+    pub fn into_inner(mut self) -> Publisher {
+        self.park.reset();
         self.publisher
     }
 
@@ -141,8 +154,14 @@ impl AsyncPublisher {
     ///
     /// As [`Publisher::send`].
     pub async fn send(&mut self, message: &[u8]) -> Result<()> {
-        poll_fn(|cx| self.poll_room(cx, message.len())).await?;
-        self.publisher.try_send(message)
+        let len = message.len();
+        let AsyncPublisher {
+            park, publisher, ..
+        } = self;
+        let slot =
+            poll_fn(|cx| park.poll_act(cx, &mut Room(publisher, len), |r| r.0.reserve_now(r.1)))
+                .await?;
+        self.publisher.send_at(slot, message)
     }
 
     /// [`Publisher::grant`], awaited. Cancel-safe: the grant exists only
@@ -152,50 +171,43 @@ impl AsyncPublisher {
     ///
     /// As [`Publisher::grant`].
     pub async fn grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
-        poll_fn(|cx| self.poll_room(cx, len)).await?;
-        self.publisher.try_grant(len)
-    }
-
-    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if let Some(message) = &self.pending {
-            let len = message.len();
-            std::task::ready!(self.poll_room(cx, len))?;
-            let message = self.pending.take().expect("checked above");
-            self.publisher.try_send(&message)?;
-        }
-        Poll::Ready(Ok(()))
+        let AsyncPublisher {
+            park, publisher, ..
+        } = self;
+        let slot =
+            poll_fn(|cx| park.poll_act(cx, &mut Room(publisher, len), |r| r.0.reserve_now(r.1)))
+                .await?;
+        Ok(self.publisher.grant_at(slot))
     }
 }
 
-impl<M: AsRef<[u8]>> futures_sink::Sink<M> for AsyncPublisher {
-    type Error = Error;
+impl<M: AsRef<[u8]>> Outgoing<M> for AsyncPublisher {
+    type Kept = Vec<u8>;
 
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+    fn kept(&mut self) -> &mut Option<Vec<u8>> {
+        &mut self.pending
     }
 
-    /// Publishes `message` if it fits now, else keeps a copy for the next
-    /// `poll_ready` or `poll_flush`.
-    fn start_send(self: Pin<&mut Self>, message: M) -> Result<()> {
-        let this = self.get_mut();
-        match this.publisher.try_send(message.as_ref()) {
-            Err(Error::Full { .. }) => {
-                this.pending = Some(message.as_ref().to_vec());
-                Ok(())
-            }
-            other => other,
-        }
+    fn send_now(&mut self, message: &M) -> Result<bool> {
+        let message = message.as_ref();
+        let Some(slot) = self.publisher.reserve_now(message.len())? else {
+            return Ok(false);
+        };
+        self.publisher.send_at(slot, message).map(|()| true)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+    fn keep(message: M) -> Vec<u8> {
+        message.as_ref().to_vec()
     }
 
-    /// Flushes; the publisher's stream closes when it is dropped.
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+    fn poll_send_kept(&mut self, cx: &mut Context<'_>, kept: &Vec<u8>) -> Poll<Result<()>> {
+        let room = &mut Room(&mut self.publisher, kept.len());
+        let slot = std::task::ready!(self.park.poll_act(cx, room, |r| r.0.reserve_now(r.1)))?;
+        Poll::Ready(self.publisher.send_at(slot, kept))
     }
 }
+
+sink_by_outgoing!(impl [M: AsRef<[u8]>] Sink<M> for AsyncPublisher);
 
 /// A topic's subscriber, awaited: a [`Subscriber`] whose waits park the
 /// task instead of the thread.
@@ -269,7 +281,8 @@ impl AsyncSubscriber {
     }
 
     /// The blocking subscriber inside.
-    pub fn into_inner(self) -> Subscriber {
+    pub fn into_inner(mut self) -> Subscriber {
+        self.park.reset();
         self.subscriber
     }
 
@@ -292,15 +305,10 @@ impl AsyncSubscriber {
     ///
     /// As [`Subscriber::recv`].
     pub async fn recv(&mut self, buf: &mut [u8]) -> Result<Received> {
-        loop {
-            poll_fn(|cx| self.poll_message(cx)).await?;
-            match self.subscriber.try_recv(buf) {
-                // On a drop-oldest topic the message seen may have been
-                // overwritten since: wait again.
-                Err(Error::Empty { .. }) => {}
-                other => return other,
-            }
-        }
+        let AsyncSubscriber {
+            park, subscriber, ..
+        } = self;
+        poll_fn(|cx| park.poll_act(cx, &mut Message(subscriber), |m| recv_now(m.0, buf))).await
     }
 
     /// [`recv`](AsyncSubscriber::recv) into `buf`, replacing its contents
@@ -319,19 +327,17 @@ impl AsyncSubscriber {
         if self.scratch.len() < self.subscriber.max_message() {
             self.scratch = vec![0; self.subscriber.max_message()];
         }
-        loop {
-            std::task::ready!(self.poll_message(cx))?;
-            match self.subscriber.try_recv(&mut self.scratch) {
-                Ok(received) => {
-                    buf.clear();
-                    buf.extend_from_slice(&self.scratch[..received.len]);
-                    return Poll::Ready(Ok(received));
-                }
-                // As in `recv`.
-                Err(Error::Empty { .. }) => {}
-                Err(err) => return Poll::Ready(Err(err)),
-            }
-        }
+        let AsyncSubscriber {
+            park,
+            subscriber,
+            scratch,
+            ..
+        } = self;
+        let got = park.poll_act(cx, &mut Message(subscriber), |m| recv_now(m.0, scratch));
+        let received = std::task::ready!(got)?;
+        buf.clear();
+        buf.extend_from_slice(&scratch[..received.len]);
+        Poll::Ready(Ok(received))
     }
 }
 
@@ -421,7 +427,8 @@ impl<T, C: Codec<T>> AsyncTypedPublisher<T, C> {
     }
 
     /// The blocking publisher inside (a sink's unsent value is dropped).
-    pub fn into_inner(self) -> channel::Publisher<T, C> {
+    pub fn into_inner(mut self) -> channel::Publisher<T, C> {
+        self.park.reset();
         self.publisher
     }
 
@@ -447,50 +454,37 @@ impl<T, C: Codec<T>> AsyncTypedPublisher<T, C> {
             poll_fn(|cx| self.poll_room_for(cx, value)).await?;
         }
     }
-
-    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        while let Some(value) = self.pending.take() {
-            match self.publisher.try_send(&value) {
-                Err(Error::Full { .. }) => {}
-                other => return Poll::Ready(other),
-            }
-            let room = self.poll_room_for(cx, &value);
-            self.pending = Some(value);
-            std::task::ready!(room)?;
-        }
-        Poll::Ready(Ok(()))
-    }
 }
 
-impl<T, C: Codec<T>> futures_sink::Sink<T> for AsyncTypedPublisher<T, C> {
-    type Error = Error;
+impl<T, C: Codec<T>> Outgoing<T> for AsyncTypedPublisher<T, C> {
+    type Kept = T;
 
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+    fn kept(&mut self) -> &mut Option<T> {
+        &mut self.pending
     }
 
-    /// Publishes `value` if it fits now, else keeps it for the next
-    /// `poll_ready` or `poll_flush`.
-    fn start_send(self: Pin<&mut Self>, value: T) -> Result<()> {
-        let this = self.get_mut();
-        match this.publisher.try_send(&value) {
-            Err(Error::Full { .. }) => {
-                this.pending = Some(value);
-                Ok(())
-            }
-            other => other,
+    fn send_now(&mut self, value: &T) -> Result<bool> {
+        match self.publisher.try_send(value) {
+            Err(Error::Full { .. }) => Ok(false),
+            other => other.map(|()| true),
         }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+    fn keep(value: T) -> T {
+        value
     }
 
-    /// Flushes; the publisher's stream closes when it is dropped.
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+    fn poll_send_kept(&mut self, cx: &mut Context<'_>, value: &T) -> Poll<Result<()>> {
+        loop {
+            std::task::ready!(self.poll_room_for(cx, value))?;
+            if self.send_now(value)? {
+                return Poll::Ready(Ok(()));
+            }
+        }
     }
 }
+
+sink_by_outgoing!(impl [T, C: Codec<T>] Sink<T> for AsyncTypedPublisher<T, C>);
 
 // Movable whatever `T` is: nothing points into it.
 impl<T, C> Unpin for AsyncTypedPublisher<T, C> {}
@@ -556,7 +550,8 @@ impl<T, C: Codec<T>> AsyncTypedSubscriber<T, C> {
     }
 
     /// The blocking subscriber inside.
-    pub fn into_inner(self) -> channel::Subscriber<T, C> {
+    pub fn into_inner(mut self) -> channel::Subscriber<T, C> {
+        self.park.reset();
         self.subscriber
     }
 

@@ -635,6 +635,14 @@ impl<T, C: Codec<T>> Receiver<T, C> {
             Patience::Timeout(timeout) => self.consumer.read_timeout(timeout),
         }?;
         let framing = wire::copy_out(grant, &mut self.body);
+        self.decode(framing)
+    }
+
+    /// The value of a message copied out to `self.body` as `framing` says.
+    fn decode(
+        &mut self,
+        framing: std::result::Result<wire::Framing, String>,
+    ) -> Result<C::Value<'_>> {
         let name = self.consumer.name();
         let place = || format!("ring {name}");
         let framing = framing.map_err(|why| Error::Corrupt(format!("{}: {why}", place())))?;

@@ -3,6 +3,7 @@
 //! as, to wait for room for it.
 
 use super::*;
+use crate::ring::protocol::Slot;
 
 impl<T, C: Codec<T>> Sender<T, C> {
     /// The length of the ring message that sending `value` takes.
@@ -16,6 +17,15 @@ impl<T, C: Codec<T>> Sender<T, C> {
     /// The ring's producer.
     pub(crate) fn producer_mut(&mut self) -> &mut Producer {
         &mut self.producer
+    }
+}
+
+impl<T, C: Codec<T>> Receiver<T, C> {
+    /// The value of the message at `slot` (from the consumer's
+    /// `next_now`), as `try_recv` decodes it.
+    pub(crate) fn recv_at(&mut self, slot: Slot) -> Result<C::Value<'_>> {
+        let framing = wire::copy_out(self.consumer.read_at(slot), &mut self.body);
+        self.decode(framing)
     }
 }
 

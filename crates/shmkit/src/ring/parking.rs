@@ -17,11 +17,36 @@ impl Consumer {
         self.shared.intact()?;
         let slot = self.shared.ring.peek(&mut self.cursor);
         let found = slot.map_err(|e| self.shared.explain(e))?.is_some();
-        if let (false, Some(last)) = (found, self.last_sequence) {
-            let size = self.cursor.head.wrapping_sub(last);
+        if !found {
+            let size = self.last_size;
             self.shared.ring.prefetch_record(self.cursor.head, size);
         }
         Ok(found)
+    }
+
+    /// The next message's place if one is there now: `try_read` without
+    /// its look at the producer when the ring is empty (system calls), for
+    /// an async verb that tries first and waits only on `None`.
+    #[inline]
+    pub(crate) fn next_now(&mut self) -> Result<Option<Slot>> {
+        self.shared.intact()?;
+        let slot = self.shared.ring.peek(&mut self.cursor);
+        slot.map_err(|e| self.shared.explain(e))
+    }
+
+    /// The message at `slot`, from [`next_now`](Consumer::next_now), read
+    /// in place.
+    pub(crate) fn read_at(&mut self, slot: Slot) -> ReadGrant<'_> {
+        ReadGrant {
+            consumer: self,
+            slot,
+        }
+    }
+
+    /// The message at `slot`, from [`next_now`](Consumer::next_now),
+    /// copied into `buf` and taken (as `try_recv`).
+    pub(crate) fn recv_at(&mut self, slot: Slot, buf: &mut [u8]) -> Result<usize> {
+        self.copy_out(slot, buf)
     }
 
     /// The waiting consumer's look at its producer (what [`Waiter::wait`]
@@ -40,7 +65,7 @@ impl Consumer {
     }
 
     /// The ring's wait line and the consumer's futex word in it.
-    pub(crate) fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    pub(crate) fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         let wait = &self.shared.header().wait;
         (wait, &wait.consumer_sleeping)
     }
@@ -60,6 +85,32 @@ impl Producer {
         Ok(slot.map_err(|e| self.shared.explain(e))?.is_some())
     }
 
+    /// Room for a message of `len` bytes if there is some now: `try_grant`
+    /// without the error it makes when there is none, for an async verb
+    /// that tries first and waits only on `None`.
+    #[inline]
+    pub(crate) fn reserve_now(&mut self, len: usize) -> Result<Option<Slot>> {
+        self.shared.intact()?;
+        let slot = self.shared.ring.reserve(&mut self.cursor, len as u64);
+        slot.map_err(|e| self.shared.explain(e))
+    }
+
+    /// The room at `slot`, from [`reserve_now`](Producer::reserve_now), as
+    /// a grant.
+    pub(crate) fn grant_at(&mut self, slot: Slot) -> WriteGrant<'_> {
+        WriteGrant {
+            producer: self,
+            slot,
+        }
+    }
+
+    /// `message` written into the room at `slot` (from
+    /// [`reserve_now`](Producer::reserve_now), for its length) and
+    /// committed, as `try_send`.
+    pub(crate) fn send_at(&mut self, slot: Slot, message: &[u8]) {
+        self.grant_at(slot).fill_and_commit(message);
+    }
+
     /// The waiting producer's look at its consumer (what [`Waiter::wait`]
     /// runs as its peer check): `Err(PeerGone)` or `Err(PeerLeft)` once
     /// it will not read again, `Err(Truncated)` for a shrunk segment.
@@ -70,7 +121,7 @@ impl Producer {
     }
 
     /// The ring's wait line and the producer's futex word in it.
-    pub(crate) fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    pub(crate) fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         let wait = &self.shared.header().wait;
         (wait, &wait.producer_sleeping)
     }

@@ -158,17 +158,12 @@ impl Waiter {
         // waits of a busy stream or a ping-pong end within a microsecond.
         let mut spin_until = self.spin_time().map(|spin| start + spin);
         let mut next_peer_check = start + FIRST_PEER_CHECK;
-        for _ in 0..SPINS_PER_CLOCK_READ {
-            if let Some(value) = poll()? {
-                return Ok(value);
-            }
+        if let Some(value) = spin_polls(false, &mut poll)? {
+            return Ok(value);
         }
         loop {
-            for _ in 0..SPINS_PER_CLOCK_READ {
-                std::hint::spin_loop();
-                if let Some(value) = poll()? {
-                    return Ok(value);
-                }
+            if let Some(value) = spin_polls(true, &mut poll)? {
+                return Ok(value);
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
@@ -253,6 +248,26 @@ impl Waiter {
     fn learn_wake_cost(&mut self, cost: Duration) {
         self.wake_cost = (self.wake_cost * 3 + cost) / 4;
     }
+}
+
+/// One round of spinning between two readings of the clock: up to
+/// [`SPINS_PER_CLOCK_READ`] polls, each after a pause if `pause`, until one
+/// yields a value. [`Waiter::wait`] spins in these, and so does the async
+/// waiter (`crate::aio`), so that both look as often.
+#[inline]
+pub(crate) fn spin_polls<T>(
+    pause: bool,
+    poll: &mut impl FnMut() -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    for _ in 0..SPINS_PER_CLOCK_READ {
+        if pause {
+            std::hint::spin_loop();
+        }
+        if let Some(value) = poll()? {
+            return Ok(Some(value));
+        }
+    }
+    Ok(None)
 }
 
 /// The first half of rule 8 of `protocol` for a waiter that sleeps

@@ -1,6 +1,5 @@
 //! A client of a service: calls, pipelined calls and their responses.
 
-use std::cell::Cell;
 use std::ops::Deref;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -74,7 +73,10 @@ const FREE: Entry = Entry {
 #[must_use = "a call's response is only had through its PendingCall"]
 pub struct PendingCall {
     sent: Sent,
-    answered: Cell<bool>,
+    /// Set once its response was handed out (atomic, so that a call can be
+    /// shared between threads, as an async wait across `.await` does;
+    /// Relaxed: only the call's drop reads it, after every borrow).
+    answered: AtomicBool,
     abandoned: Arc<Abandoned>,
 }
 
@@ -110,7 +112,7 @@ impl PendingCall {
 
 impl Drop for PendingCall {
     fn drop(&mut self) {
-        if !self.answered.get() {
+        if !self.answered.load(std::sync::atomic::Ordering::Relaxed) {
             if let Ok(mut ids) = self.abandoned.ids.lock() {
                 ids.push(self.sent.id);
                 self.abandoned
@@ -427,7 +429,7 @@ impl Client {
         let sent = self.send_with(request, patience)?;
         Ok(PendingCall {
             sent,
-            answered: Cell::new(false),
+            answered: AtomicBool::new(false),
             abandoned: self.state.abandoned.clone(),
         })
     }
@@ -514,14 +516,16 @@ impl Client {
                 )));
             };
             let (_, body) = state.arrived.swap_remove(at);
-            call.answered.set(true);
+            call.answered
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             return Ok(Response {
                 state,
                 body: Body::Copied(body),
             });
         }
         let response = self.wait_sent(&call.sent, patience, false)?;
-        call.answered.set(true);
+        call.answered
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(response)
     }
 

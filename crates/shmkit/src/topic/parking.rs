@@ -25,7 +25,7 @@ impl Subscriber {
     }
 
     /// The topic's wait line and the subscribers' futex word in it.
-    pub(crate) fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    pub(crate) fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         let wait = &self.shared.header().wait;
         (wait, &wait.subscribers_sleeping)
     }
@@ -44,6 +44,29 @@ impl Publisher {
         Ok(self.reserve(len as u64)?.is_some())
     }
 
+    /// Room for a message of `len` bytes if there is some now: `try_grant`
+    /// without the error it makes when there is none, for an async verb
+    /// that tries first and waits only on `None`.
+    pub(crate) fn reserve_now(&mut self, len: usize) -> Result<Option<Slot>> {
+        self.reserve(len as u64)
+    }
+
+    /// The room at `slot`, from [`reserve_now`](Publisher::reserve_now), as
+    /// a grant.
+    pub(crate) fn grant_at(&mut self, slot: Slot) -> WriteGrant<'_> {
+        WriteGrant {
+            publisher: self,
+            slot,
+        }
+    }
+
+    /// `message` written into the room at `slot` (from `reserve_now`, for
+    /// its length) and committed, as `try_send`.
+    pub(crate) fn send_at(&mut self, slot: Slot, message: &[u8]) -> Result<()> {
+        self.grant_at(slot).fill_and_commit(message);
+        self.shared.intact()
+    }
+
     /// The waiting publisher's peer check (what `Waiter::wait` runs): frees
     /// the places of dead subscribers that hold back the room for `len`
     /// bytes. A live subscriber is waited for, however long.
@@ -53,7 +76,7 @@ impl Publisher {
     }
 
     /// The topic's wait line and the publishers' futex word in it.
-    pub(crate) fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    pub(crate) fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         let wait = &self.shared.header().wait;
         (wait, &wait.publishers_sleeping)
     }

@@ -60,7 +60,7 @@ impl Client {
     /// Where a waiting client sleeps: on its response ring while too many
     /// calls are due (a response frees one), else on its request ring's
     /// room.
-    pub(crate) fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    pub(crate) fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         let state = &self.state;
         if state.due >= self.shared.max_in_flight {
             let wait = &state.responses.header().wait;
@@ -72,7 +72,7 @@ impl Client {
     }
 
     /// Where a client waiting for a response sleeps: its response ring.
-    pub(crate) fn response_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    pub(crate) fn response_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         let wait = &self.state.responses.header().wait;
         (wait, &wait.consumer_sleeping)
     }

@@ -25,7 +25,7 @@ impl Server {
 
     /// The service's wait line and the server's futex word in it, which
     /// every client's request wakes (rule 5 of `protocol`).
-    pub(crate) fn sleep_line(&self) -> (&dyn WakeLine, &AtomicU32) {
+    pub(crate) fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         let wait = &self.shared.header().wait;
         (wait, &wait.server_sleeping)
     }

@@ -1,0 +1,92 @@
+//! The one [`Sink`](futures_sink::Sink) of the four async senders (ring
+//! producer, typed sender, topic publisher, typed publisher): each keeps at
+//! most one message that did not fit, and sends it once there is room.
+//! What differs between them (how a message is sent now, kept, and sent
+//! once there is room) is [`Outgoing`]; the rest is written once here.
+
+use std::task::{Context, Poll};
+
+use crate::error::Result;
+
+/// A sender's part of its `Sink` of messages `M`.
+pub(crate) trait Outgoing<M> {
+    /// How a message that did not fit is kept: a copy of its bytes, or
+    /// the value itself.
+    type Kept;
+
+    /// The message that did not fit, if any.
+    fn kept(&mut self) -> &mut Option<Self::Kept>;
+
+    /// Sends `message` if there is room now (`Ok(true)`); else does
+    /// nothing (`Ok(false)`).
+    fn send_now(&mut self, message: &M) -> Result<bool>;
+
+    /// `message`, kept for later.
+    fn keep(message: M) -> Self::Kept;
+
+    /// Waits for room for `kept`, then sends it in the same poll.
+    fn poll_send_kept(&mut self, cx: &mut Context<'_>, kept: &Self::Kept) -> Poll<Result<()>>;
+
+    /// The sink's `poll_ready`, `poll_flush` and `poll_close`: sends the
+    /// kept message, if any. A message whose send fails is dropped with
+    /// the error (a later one gets its own).
+    fn flush_kept(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let Some(kept) = self.kept().take() else {
+            return Poll::Ready(Ok(()));
+        };
+        let sent = self.poll_send_kept(cx, &kept);
+        if sent.is_pending() {
+            *self.kept() = Some(kept);
+        }
+        sent
+    }
+
+    /// The sink's `start_send`: sends `message` if it fits now, else keeps
+    /// it for the next `poll_ready` or `poll_flush`.
+    fn start(&mut self, message: M) -> Result<()> {
+        if !self.send_now(&message)? {
+            *self.kept() = Some(Self::keep(message));
+        }
+        Ok(())
+    }
+}
+
+/// `impl [generics] Sink<M> for Type` by the type's [`Outgoing<M>`]. The
+/// stream a sink feeds closes when its sender is dropped, so closing only
+/// flushes.
+macro_rules! sink_by_outgoing {
+    (impl [$($generics:tt)*] Sink<$message:ty> for $sender:ty) => {
+        impl<$($generics)*> futures_sink::Sink<$message> for $sender {
+            type Error = $crate::error::Error;
+
+            fn poll_ready(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<$crate::error::Result<()>> {
+                $crate::aio::sink::Outgoing::<$message>::flush_kept(self.get_mut(), cx)
+            }
+
+            fn start_send(
+                self: std::pin::Pin<&mut Self>,
+                message: $message,
+            ) -> $crate::error::Result<()> {
+                $crate::aio::sink::Outgoing::<$message>::start(self.get_mut(), message)
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<$crate::error::Result<()>> {
+                $crate::aio::sink::Outgoing::<$message>::flush_kept(self.get_mut(), cx)
+            }
+
+            fn poll_close(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<$crate::error::Result<()>> {
+                $crate::aio::sink::Outgoing::<$message>::flush_kept(self.get_mut(), cx)
+            }
+        }
+    };
+}
+pub(crate) use sink_by_outgoing;
