@@ -6,8 +6,7 @@ use super::shared::{key_of, read_header, Shared, FORMAT};
 
 use crate::error::Result;
 use crate::ring::endpoint::pid_of;
-use crate::ring::{Action, Garbage, Reason, Removal, Scope};
-use crate::segment::format::{Examination, Examined};
+use crate::ring::{Action, Garbage, Scope};
 use crate::segment::{ReadWrite, Segment};
 use crate::sync::Ordering;
 
@@ -198,22 +197,5 @@ fn examine(name: &str, action: Action) -> Result<Option<Garbage<ServiceStatus>>>
         |segment, mapping| Shared::from_mapping(name, segment, mapping),
         describe,
     )?;
-    Ok(examined.map(|Examination { found, removal }| {
-        let (reason, status) = match found {
-            Examined::Readable(status) if status.abandoned() => (Reason::Abandoned, Some(status)),
-            Examined::Readable(status) => (Reason::Finished, Some(status)),
-            Examined::HalfMade(size) => (Reason::HalfMade(size), None),
-            Examined::Corrupt(why) => (Reason::Corrupt(why), None),
-        };
-        Garbage {
-            name: name.to_owned(),
-            reason,
-            status,
-            removal: match removal {
-                None => Removal::NotAsked,
-                Some(Ok(())) => Removal::Removed,
-                Some(Err(err)) => Removal::Failed(err.to_string()),
-            },
-        }
-    }))
+    Ok(examined.map(|examination| Garbage::of(name, examination, ServiceStatus::abandoned)))
 }
