@@ -195,7 +195,7 @@ impl Model {
         let i = reader.current;
         let l = &self.lanes[i];
         let c = &mut reader.cursors[i];
-        if c.position >= c.limit && reader.single && c.position == c.seen_tail {
+        if c.position >= c.limit && reader.single && c.position == c.seen_tail && !c.lapped {
             let tail = l.published_tail;
             if tail > c.position && tail - c.position <= CAPACITY {
                 c.seen_tail = tail;

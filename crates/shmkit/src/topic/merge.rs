@@ -55,7 +55,8 @@ impl Merge {
         let cursor = self.cursors.get_mut(i)?;
         let lane = shared.lanes.get(i)?;
         if cursor.position >= cursor.limit {
-            if !self.single || cursor.position != cursor.tail {
+            // A lapped cursor's next message reports the lap (`next`).
+            if !self.single || cursor.position != cursor.tail || cursor.lapped {
                 return None;
             }
             // Acquire: pairs with the Release in `commit` (rule 3).
