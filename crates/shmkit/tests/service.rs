@@ -473,3 +473,48 @@ fn a_full_service_says_so_by_its_name() {
     assert!(message.contains(&format!("service {name}")), "{message}");
     assert!(!message.contains("topic"), "{message}");
 }
+
+#[test]
+fn a_caller_handed_to_another_server_is_refused_and_reaches_nobody() {
+    let (first, _first_cleanup) = fresh("service-caller-a");
+    let (second, _second_cleanup) = fresh("service-caller-b");
+    let mut a = Server::open(&first).unwrap();
+    let mut b = Server::open(&second).unwrap();
+    let mut a_client = Client::connect(&first).unwrap();
+    let mut b_client = Client::connect(&second).unwrap();
+    // The same slot (0) and, being the first holders, the same generation:
+    // only the Caller's server tells them apart.
+    let a_call = a_client.send_request(b"for a").unwrap();
+    let b_call = b_client.send_request(b"for b").unwrap();
+    let a_caller = a.recv_request().unwrap().caller();
+    let b_caller = b.recv_request().unwrap().caller();
+    assert_eq!(
+        (a_caller.client(), a_caller.id()),
+        (b_caller.client(), b_caller.id())
+    );
+    for err in [
+        b.reply(a_caller, b"wrong server").unwrap_err(),
+        b.reply_grant(a_caller, 4).map(|_| ()).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, Error::InvalidArgument(why) if why.contains("another server")),
+            "{err}"
+        );
+    }
+    assert!(matches!(
+        b_client.try_wait(&b_call),
+        Err(Error::Empty { .. })
+    ));
+    assert_eq!(b.dropped(), 0);
+    // A later server of the same service refuses the earlier one's too.
+    drop(a);
+    let mut again = Server::open(&first).unwrap();
+    let err = again.reply(a_caller, b"stale").unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    // Each server still answers its own.
+    b.reply(b_caller, b"from b").unwrap();
+    assert_eq!(&*b_client.wait(b_call).unwrap(), b"from b");
+    // Its request was taken by the server that closed: no server answers it.
+    let err = a_client.try_wait(&a_call).unwrap_err();
+    assert!(matches!(err, Error::PeerGone { .. }), "{err}");
+}

@@ -176,6 +176,40 @@ fn a_batch_on_a_ring_cut_inside_its_first_page_is_told_it_was_truncated() {
     );
 }
 
+/// A message whose copy into the ring runs onto a page a peer cut away is
+/// `Truncated` to its sender and never committed: the consumer gets every
+/// message before it, whole, and then no record at all (not the damaged
+/// one, whose bytes went to a zero page only the sender sees).
+#[test]
+fn a_send_that_runs_onto_a_cut_page_commits_nothing() {
+    let name = unique_ring_name("send-cut");
+    let _cleanup = RingCleanup(name.clone());
+    let mut producer = Producer::open_with(&name, &ring_options()).unwrap();
+    let mut consumer = Consumer::open_with(&name, &ring_options()).unwrap();
+    // Cut in the middle of a page of the data area: the rest of that page
+    // still maps (and the consumer sees what is written there), the pages
+    // after it fault.
+    truncate_ring(&name, RING_FILE / 2);
+    let mut message = [0u8; 1000];
+    let mut sent = 0u8;
+    let err = loop {
+        message.fill(sent);
+        match producer.send(&message) {
+            Ok(()) => sent += 1,
+            Err(err) => break err,
+        }
+    };
+    assert!(matches!(err, Error::Truncated { .. }), "{err}");
+    assert!(sent > 0, "the first page of the data area still maps");
+    let mut buf = [0u8; 1000];
+    for n in 0..sent {
+        assert_eq!(consumer.try_recv(&mut buf).unwrap(), 1000);
+        assert!(buf.iter().all(|&byte| byte == n), "message {n}");
+    }
+    let after = consumer.try_recv(&mut buf).unwrap_err();
+    assert!(matches!(after, Error::Empty { .. }), "{after}");
+}
+
 #[test]
 fn a_fresh_opener_of_a_truncated_ring_is_told_it_is_too_small() {
     let name = unique_ring_name("fresh-truncated");

@@ -174,6 +174,16 @@ impl WriteBatch<'_> {
             self.append(slot);
             return Ok(Some(self.payload(slot)));
         }
+        self.try_grant_slow(len)
+    }
+
+    /// The rest of `try_grant`: the batch's first message, or one beyond
+    /// the room last seen. Out of line, so that each message's path stays
+    /// short.
+    #[cold]
+    #[inline(never)]
+    fn try_grant_slow(&mut self, len: u64) -> Result<Option<&mut [u8]>> {
+        let ring = self.producer.shared.ring;
         let (shared, cursor) = (&self.producer.shared, &mut self.producer.cursor);
         shared.intact()?;
         let slot = match self.first {

@@ -29,6 +29,11 @@ pub struct Consumer {
     pub(super) waiter: Waiter,
     pub(super) shared: Shared,
     pub(super) last_sequence: Option<u64>,
+    /// The size of the last message record read (0 before the first):
+    /// the next one is likely as long (see `RingRef::prefetch_record`).
+    /// Kept, not computed from `head` and `last_sequence`, which differ
+    /// by the padding too after a wrap.
+    pub(super) last_size: u64,
 }
 
 impl Consumer {
@@ -61,6 +66,7 @@ impl Consumer {
             waiter: Waiter::new(options.waiting),
             shared,
             last_sequence: None,
+            last_size: 0,
         })
     }
 
@@ -122,9 +128,20 @@ impl Consumer {
     /// [`Error::PeerGone`] once the producer died and everything it
     /// committed was read; [`Error::TooLarge`] if `buf` is shorter than the
     /// message (which stays in the ring); [`Error::Corrupt`] for a bad record.
-    #[inline]
+    #[inline(always)]
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let slot = self.next_until(None)?;
+        match self.shared.ring.peek_message(&self.cursor) {
+            Some(slot) if slot.len <= buf.len() as u64 => self.copy_out(slot, buf),
+            _ => self.recv_until(buf, None),
+        }
+    }
+
+    /// The rest of `recv`: no message at once (or one too long for
+    /// `buf`). Out of line, so that the path of every message stays short.
+    #[cold]
+    #[inline(never)]
+    fn recv_until(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize> {
+        let slot = self.next_until(deadline)?;
         self.copy_out(slot, buf)
     }
 
@@ -138,8 +155,7 @@ impl Consumer {
     /// [`recv`](Consumer::recv), waiting at most `timeout`
     /// ([`Error::Timeout`] after that; otherwise the errors of `recv`).
     pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
-        let slot = self.next_until(Some(Instant::now() + timeout))?;
-        self.copy_out(slot, buf)
+        self.recv_until(buf, Some(Instant::now() + timeout))
     }
 
     /// [`recv`](Consumer::recv) into `buf`, replacing its contents and
@@ -171,7 +187,13 @@ impl Consumer {
     /// Its space is handed back when the grant is dropped or released.
     #[inline]
     pub fn read(&mut self) -> Result<ReadGrant<'_>> {
-        let slot = self.next_until(None)?;
+        let slot = match self.shared.ring.peek_message(&self.cursor) {
+            Some(slot) => slot,
+            None => self.next_until(None)?,
+        };
+        // The record word's load was this verb's access so far; the
+        // payload's are the caller's, checked at the next verb.
+        self.shared.intact()?;
         Ok(ReadGrant {
             consumer: self,
             slot,
@@ -192,6 +214,8 @@ impl Consumer {
     /// ([`Error::Timeout`] after that; otherwise the errors of `read`).
     pub fn read_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_>> {
         let slot = self.next_until(Some(Instant::now() + timeout))?;
+        // As in `read`.
+        self.shared.intact()?;
         Ok(ReadGrant {
             consumer: self,
             slot,
@@ -259,6 +283,7 @@ impl Consumer {
         let ring = self.shared.ring;
         let head_before = self.cursor.head;
         let last_sequence = &mut self.last_sequence;
+        let last_size = &mut self.last_size;
         let count = ring.drain_while(&mut self.cursor, |slot| {
             // SAFETY: a committed record inside the data area (record_at
             // checked it), which the producer leaves alone until the head
@@ -268,6 +293,7 @@ impl Consumer {
             let taken = f(slot.position, message);
             if taken {
                 *last_sequence = Some(slot.position);
+                *last_size = layout::record_size(slot.len);
             }
             taken
         });
@@ -283,7 +309,7 @@ impl Consumer {
         count.map(|n| n as usize)
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn copy_out(&mut self, slot: Slot, buf: &mut [u8]) -> Result<usize> {
         let len = slot.len as usize;
         if len > buf.len() {
@@ -297,10 +323,14 @@ impl Consumer {
         unsafe {
             std::ptr::copy_nonoverlapping(self.shared.ring.payload(slot), buf.as_mut_ptr(), len)
         };
-        // Zeros from pages a peer truncated away are not the message.
+        // Zeros from pages a peer truncated away are not the message. The
+        // only check of a `recv`: it follows every access (the record
+        // word's load, then the copy), and a fault flag set before is
+        // still set.
         self.shared.intact()?;
         self.shared.ring.release(&mut self.cursor, slot);
         self.last_sequence = Some(slot.position);
+        self.last_size = layout::record_size(slot.len);
         self.shared.ring.wake_producer();
         Ok(len)
     }
@@ -354,9 +384,14 @@ impl Consumer {
         }
     }
 
-    #[inline]
+    /// The next message, waiting until `deadline` while there is none.
+    /// Checks the fault flag only while it waits: the callers check it
+    /// after their last access to the message (`read` after the word's
+    /// load, `copy_out` after the copy), so that a message takes one check.
+    /// Out of line: the verbs try `RingRef::peek_message` first.
+    #[cold]
+    #[inline(never)]
     pub(super) fn next_until(&mut self, deadline: Option<Instant>) -> Result<Slot> {
-        self.shared.intact()?;
         // The common case, a message at once, without the waiter's set-up.
         match self.shared.ring.peek(&mut self.cursor) {
             Ok(Some(slot)) => Ok(slot),
@@ -373,11 +408,7 @@ impl Consumer {
         let shared = &self.shared;
         let cursor = &mut self.cursor;
         let header = shared.header();
-        // The size of the last record read, if it ended at the head: the
-        // next one is likely as long (see `RingRef::prefetch_record`).
-        let expected_size = self
-            .last_sequence
-            .map(|last| cursor.head.wrapping_sub(last));
+        let expected_size = self.last_size;
         let next = self.waiter.wait(
             &header.wait,
             &header.wait.consumer_sleeping,
@@ -385,8 +416,8 @@ impl Consumer {
             &shared.place,
             || {
                 let found = shared.ring.peek(cursor).map_err(|e| shared.explain(e));
-                if let (Ok(None), Some(size)) = (&found, expected_size) {
-                    shared.ring.prefetch_record(cursor.head, size);
+                if let Ok(None) = &found {
+                    shared.ring.prefetch_record(cursor.head, expected_size);
                 }
                 found
             },
@@ -484,6 +515,7 @@ impl Drop for ReadGrant<'_> {
             .ring
             .release(&mut consumer.cursor, self.slot);
         consumer.last_sequence = Some(self.slot.position);
+        consumer.last_size = layout::record_size(self.slot.len);
         consumer.shared.ring.wake_producer();
     }
 }

@@ -17,8 +17,8 @@ impl Consumer {
         self.shared.intact()?;
         let slot = self.shared.ring.peek(&mut self.cursor);
         let found = slot.map_err(|e| self.shared.explain(e))?.is_some();
-        if let (false, Some(last)) = (found, self.last_sequence) {
-            let size = self.cursor.head.wrapping_sub(last);
+        if !found {
+            let size = self.last_size;
             self.shared.ring.prefetch_record(self.cursor.head, size);
         }
         Ok(found)

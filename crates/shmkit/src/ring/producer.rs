@@ -130,9 +130,40 @@ impl Producer {
     /// it left, while the ring was full (unless
     /// [`Options::wait_for_new_consumer`]); a producer that never had a
     /// consumer waits for one.
-    #[inline]
+    #[inline(always)]
     pub fn send(&mut self, message: &[u8]) -> Result<()> {
-        self.grant(message.len())?.fill_and_commit(message);
+        match self
+            .shared
+            .ring
+            .reserve_fast(&self.cursor, message.len() as u64)
+        {
+            Some(slot) => self.fill_and_commit_slot(slot, message),
+            None => self.send_until(message),
+        }
+    }
+
+    /// The rest of `send`: no room at once as last seen (or a wrap, or an
+    /// error). Out of line, so that the path of every message stays short.
+    #[cold]
+    #[inline(never)]
+    fn send_until(&mut self, message: &[u8]) -> Result<()> {
+        let slot = self.reserve_until(message.len(), None)?;
+        self.fill_and_commit_slot(slot, message)
+    }
+
+    /// Copies `message` into the reserved `slot` and commits it.
+    #[inline(always)]
+    fn fill_and_commit_slot(&mut self, slot: Slot, message: &[u8]) -> Result<()> {
+        let len = message.len();
+        let ring = self.shared.ring;
+        // SAFETY: the slot's `len` bytes are in the data area and this
+        // producer's until the commit (rule 2); `message` is ours.
+        unsafe { std::ptr::copy_nonoverlapping(message.as_ptr(), ring.payload(slot), len) };
+        // The one check of a `send`, after its accesses: a record whose
+        // bytes went to a page a peer cut away is not committed (nor is
+        // anything after it: the fault flag stays set).
+        self.shared.intact()?;
+        ring.commit(&mut self.cursor, slot, len as u64);
         Ok(())
     }
 
@@ -155,7 +186,16 @@ impl Producer {
     /// until [`WriteGrant::commit`].
     #[inline]
     pub fn grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
-        self.grant_until(len, None)
+        // As in `grant_until`.
+        self.shared.intact()?;
+        let slot = match self.shared.ring.reserve_fast(&self.cursor, len as u64) {
+            Some(slot) => slot,
+            None => self.reserve_until(len, None)?,
+        };
+        Ok(WriteGrant {
+            producer: self,
+            slot,
+        })
     }
 
     /// [`grant`](Producer::grant) if there is room now, else [`Error::Full`].
@@ -194,17 +234,30 @@ impl Producer {
         len: usize,
         deadline: Option<Instant>,
     ) -> Result<WriteGrant<'_>> {
+        // Before the caller writes: a fault of an earlier access is
+        // reported now, one of its own writes at the next verb.
         self.shared.intact()?;
-        // The common case, room at once, without the waiter's set-up.
-        let slot = match self.shared.ring.reserve(&mut self.cursor, len as u64) {
-            Ok(Some(slot)) => slot,
-            Ok(None) => self.wait_for_room(len, deadline)?,
-            Err(err) => return Err(self.shared.explain(err)),
-        };
+        let slot = self.reserve_until(len, deadline)?;
         Ok(WriteGrant {
             producer: self,
             slot,
         })
+    }
+
+    /// Room for a record of `len` bytes, waiting until `deadline` while
+    /// there is none. Checks the fault flag only while it waits: callers
+    /// check it (`send` after its copy, `grant_until` before the caller's
+    /// writes). Out of line: `send` and `grant` try
+    /// `RingRef::reserve_fast` first.
+    #[cold]
+    #[inline(never)]
+    fn reserve_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<Slot> {
+        // The common case, room at once, without the waiter's set-up.
+        match self.shared.ring.reserve(&mut self.cursor, len as u64) {
+            Ok(Some(slot)) => Ok(slot),
+            Ok(None) => self.wait_for_room(len, deadline),
+            Err(err) => Err(self.shared.explain(err)),
+        }
     }
 
     /// The rest of `grant_until` when the ring is full: kept out of line,

@@ -242,28 +242,60 @@ impl RingRef {
             }
         }
         if padding > 0 {
-            // Rule 4 for the padding: the word at offset 0 must read empty
-            // before the padding that leads to it is visible.
-            self.word(cursor.tail + padding).store(0, Ordering::Relaxed);
-            let word = record_word((padding - RECORD_HEADER) as u32, KIND_PADDING);
-            // Release: publishes the empty word at offset 0; pairs with the
-            // Acquire in `peek`.
-            self.word(cursor.tail).store(word, Ordering::Release);
-            cursor.tail += padding;
-            // Relaxed, as in `commit`. Published now, not with the record,
-            // because the grant may be aborted: the consumer skips this
-            // padding either way, and `head` must never pass the published
-            // tail for good (`Shared::leave` compares them, `status`
-            // subtracts them).
-            self.header()
-                .producer
-                .tail
-                .store(cursor.tail, Ordering::Relaxed);
+            self.pad(cursor, padding);
         }
         Ok(Some(Slot {
             position: cursor.tail,
             len,
         }))
+    }
+
+    /// [`reserve`](RingRef::reserve)'s common case alone: room for a
+    /// record of `len` bytes at the tail as of the cached `head`, without
+    /// padding. `None` for everything else (too long, a wrap, too little
+    /// room as last seen, an impossible `head`), which `reserve` then
+    /// sorts out. Small enough to inline into every send.
+    #[inline(always)]
+    pub(crate) fn reserve_fast(&self, cursor: &ProducerCursor, len: u64) -> Option<Slot> {
+        if len > self.max_message {
+            return None;
+        }
+        let size = record_size(len);
+        let used = cursor.tail.wrapping_sub(cursor.cached_head);
+        // Rule 4: room for the empty word after the record too; rule 5:
+        // no wrap (a record may end at the end of the data area).
+        let fits = size <= self.capacity - self.offset(cursor.tail)
+            && used <= self.capacity
+            && size + RECORD_HEADER <= self.capacity - used;
+        fits.then_some(Slot {
+            position: cursor.tail,
+            len,
+        })
+    }
+
+    /// Commits a padding record of `padding` bytes at the tail, to the end
+    /// of the data area (rule 5). Once a lap: out of the path of every
+    /// message.
+    #[cold]
+    #[inline(never)]
+    fn pad(&self, cursor: &mut ProducerCursor, padding: u64) {
+        // Rule 4 for the padding: the word at offset 0 must read empty
+        // before the padding that leads to it is visible.
+        self.word(cursor.tail + padding).store(0, Ordering::Relaxed);
+        let word = record_word((padding - RECORD_HEADER) as u32, KIND_PADDING);
+        // Release: publishes the empty word at offset 0; pairs with the
+        // Acquire in `peek`.
+        self.word(cursor.tail).store(word, Ordering::Release);
+        cursor.tail += padding;
+        // Relaxed, as in `commit`. Published now, not with the record,
+        // because the grant may be aborted: the consumer skips this
+        // padding either way, and `head` must never pass the published
+        // tail for good (`Shared::leave` compares them, `status`
+        // subtracts them).
+        self.header()
+            .producer
+            .tail
+            .store(cursor.tail, Ordering::Relaxed);
     }
 
     /// Commits a record reserved at the tail, with `len` payload bytes
@@ -300,19 +332,45 @@ impl RingRef {
         let offset = self.offset(position);
         match kind {
             KIND_EMPTY if len == 0 => Ok(Record::Empty),
-            KIND_MESSAGE if len <= self.max_message && offset + record_size(len) <= self.capacity => {
+            KIND_MESSAGE
+                if len <= self.max_message && offset + record_size(len) <= self.capacity =>
+            {
                 Ok(Record::Message(Slot { position, len }))
             }
             // Never at offset 0, where every record fits (rule 5): so a
             // padding record is always followed by another kind, and
             // `peek` skips at most one.
             KIND_PADDING if offset > 0 && offset + RECORD_HEADER + len == self.capacity => {
-                Ok(Record::Padding { next: position + RECORD_HEADER + len })
+                Ok(Record::Padding {
+                    next: position + RECORD_HEADER + len,
+                })
             }
-            _ => Err(Error::Corrupt(format!(
-                "record word {word:#018x} at position {position} (offset {offset}) is not a valid record"
-            ))),
+            _ => Err(bad_record(word, position, offset)),
         }
+    }
+
+    /// [`peek`](RingRef::peek)'s common case alone: the message at the
+    /// consumer's head if its word says there is a valid one. `None` for
+    /// everything else (nothing yet, padding, a corrupt word), which
+    /// `peek` then sorts out, loading the word again: each path validates
+    /// the copy it uses (rule 6). Small enough to inline into every receive.
+    #[inline(always)]
+    pub(crate) fn peek_message(&self, cursor: &ConsumerCursor) -> Option<Slot> {
+        self.message_at(cursor.head)
+    }
+
+    /// The message at `position` if the word there says there is a valid
+    /// one; `None` for anything else, which `record_at` sorts out.
+    #[inline(always)]
+    fn message_at(&self, position: u64) -> Option<Slot> {
+        // Acquire, as in `record_at`.
+        let word = self.word(position).load(Ordering::Acquire);
+        let (len, kind) = split_record_word(word);
+        let len = u64::from(len);
+        let valid = kind == KIND_MESSAGE
+            && len <= self.max_message
+            && self.offset(position) + record_size(len) <= self.capacity;
+        valid.then_some(Slot { position, len })
     }
 
     /// The next message at the consumer's head, skipping padding.
@@ -390,21 +448,27 @@ impl RingRef {
         let mut count = 0;
         let mut outcome = Ok(());
         while position.wrapping_sub(start) < self.capacity {
-            match self.record_at(position) {
-                Ok(Record::Empty) => break,
-                Ok(Record::Padding { next }) => position = next,
-                Ok(Record::Message(slot)) => {
-                    if !f(slot) {
+            // A message, the common case, without building a `Record`.
+            let slot = match self.message_at(position) {
+                Some(slot) => slot,
+                None => match self.record_at(position) {
+                    Ok(Record::Empty) => break,
+                    Ok(Record::Padding { next }) => {
+                        position = next;
+                        continue;
+                    }
+                    Ok(Record::Message(slot)) => slot,
+                    Err(err) => {
+                        outcome = Err(err);
                         break;
                     }
-                    position = slot.position + record_size(slot.len);
-                    count += 1;
-                }
-                Err(err) => {
-                    outcome = Err(err);
-                    break;
-                }
+                },
+            };
+            if !f(slot) {
+                break;
             }
+            position = slot.position + record_size(slot.len);
+            count += 1;
         }
         if position != start {
             self.advance(cursor, position, count);
@@ -579,6 +643,14 @@ fn too_large(len: u64, limit: u64) -> Error {
         size: len,
         limit,
     }
+}
+
+#[cold]
+#[inline(never)]
+fn bad_record(word: u64, position: u64, offset: u64) -> Error {
+    Error::Corrupt(format!(
+        "record word {word:#018x} at position {position} (offset {offset}) is not a valid record"
+    ))
 }
 
 #[cold]

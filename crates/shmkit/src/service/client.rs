@@ -72,6 +72,18 @@ const FREE: Entry = Entry {
 #[derive(Debug)]
 #[must_use = "a call's response is only had through its PendingCall"]
 pub struct PendingCall {
+    sent: Sent,
+    /// Set once its response was handed out (atomic, so that a call can be
+    /// shared between threads, as an async wait across `.await` does;
+    /// Relaxed: only the call's drop reads it, after every borrow).
+    answered: AtomicBool,
+    abandoned: Arc<Abandoned>,
+}
+
+/// What waiting for a call needs to know of it: its id, and where its
+/// request went (`call` keeps only this, with no [`PendingCall`] to drop).
+#[derive(Clone, Copy, Debug)]
+struct Sent {
     id: u64,
     /// The server when it was sent (for a message, if it dies).
     server: u64,
@@ -79,11 +91,6 @@ pub struct PendingCall {
     /// position after it (rule 6).
     start: u64,
     end: u64,
-    /// Set once its response was handed out (atomic, so that a call can be
-    /// shared between threads, as an async wait across `.await` does;
-    /// Relaxed: only the call's drop reads it, after every borrow).
-    answered: AtomicBool,
-    abandoned: Arc<Abandoned>,
 }
 
 /// The calls whose [`PendingCall`]s were dropped unanswered, for their
@@ -99,19 +106,29 @@ impl PendingCall {
     /// The call id the library gave it (the server sees it as
     /// [`Caller::id`](super::Caller::id)).
     pub fn id(&self) -> u64 {
-        self.id
+        self.sent.id
     }
 }
 
 impl Drop for PendingCall {
+    #[inline]
     fn drop(&mut self) {
         if !self.answered.load(std::sync::atomic::Ordering::Relaxed) {
-            if let Ok(mut ids) = self.abandoned.ids.lock() {
-                ids.push(self.id);
-                self.abandoned
-                    .any
-                    .store(true, std::sync::atomic::Ordering::Release);
-            }
+            self.abandon();
+        }
+    }
+}
+
+impl PendingCall {
+    /// The drop of a call never answered: out of line, as it is rare.
+    #[cold]
+    #[inline(never)]
+    fn abandon(&self) {
+        if let Ok(mut ids) = self.abandoned.ids.lock() {
+            ids.push(self.sent.id);
+            self.abandoned
+                .any
+                .store(true, std::sync::atomic::Ordering::Release);
         }
     }
 }
@@ -293,9 +310,9 @@ impl Client {
     /// # })?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
+    #[inline]
     pub fn call(&mut self, request: &[u8]) -> Result<Response<'_>> {
-        let call = self.send_with(request, Patience::Wait)?;
-        self.wait_with(&call, Patience::Wait)
+        self.call_with(request, Patience::Wait)
     }
 
     /// [`call`](Client::call), waiting at most `timeout` in all (for room
@@ -312,9 +329,7 @@ impl Client {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn call_timeout(&mut self, request: &[u8], timeout: Duration) -> Result<Response<'_>> {
-        let patience = Patience::Until(Instant::now() + timeout);
-        let call = self.send_with(request, patience)?;
-        self.wait_with(&call, patience)
+        self.call_with(request, Patience::Until(Instant::now() + timeout))
     }
 
     /// Sends `request` without waiting for its response: await it with
@@ -342,8 +357,9 @@ impl Client {
     /// }
     /// # Ok::<(), shmkit::Error>(())
     /// ```
+    #[inline]
     pub fn send_request(&mut self, request: &[u8]) -> Result<PendingCall> {
-        self.send_with(request, Patience::Wait)
+        self.pending(request, Patience::Wait)
     }
 
     /// [`send_request`](Client::send_request) if it can go now, else
@@ -359,7 +375,7 @@ impl Client {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_send_request(&mut self, request: &[u8]) -> Result<PendingCall> {
-        self.send_with(request, Patience::Now)
+        self.pending(request, Patience::Now)
     }
 
     /// [`send_request`](Client::send_request), waiting at most `timeout`
@@ -369,7 +385,7 @@ impl Client {
         request: &[u8],
         timeout: Duration,
     ) -> Result<PendingCall> {
-        self.send_with(request, Patience::Until(Instant::now() + timeout))
+        self.pending(request, Patience::Until(Instant::now() + timeout))
     }
 
     /// Waits for the response to `call`.
@@ -378,6 +394,7 @@ impl Client {
     ///
     /// As [`call`](Client::call); [`Error::InvalidArgument`] for a call
     /// of another client.
+    #[inline]
     pub fn wait(&mut self, call: PendingCall) -> Result<Response<'_>> {
         self.wait_with(&call, Patience::Wait)
     }
@@ -407,9 +424,34 @@ impl Client {
         self.wait_with(call, Patience::Until(Instant::now() + timeout))
     }
 
-    fn send_with(&mut self, request: &[u8], patience: Patience) -> Result<PendingCall> {
+    /// `call`'s whole path: no [`PendingCall`] (nor its shared count), one
+    /// look at the mapping and at the abandoned calls; a call that fails
+    /// while it waits is abandoned here, as a dropped `PendingCall` is.
+    #[inline]
+    fn call_with(&mut self, request: &[u8], patience: Patience) -> Result<Response<'_>> {
         self.shared.mapping.check_intact()?;
         self.state.collect_abandoned();
+        let sent = self.send_with(request, patience)?;
+        self.wait_sent(&sent, patience, true)
+    }
+
+    /// `send_request`'s: the call sent, and its handle.
+    #[inline]
+    fn pending(&mut self, request: &[u8], patience: Patience) -> Result<PendingCall> {
+        self.shared.mapping.check_intact()?;
+        self.state.collect_abandoned();
+        let sent = self.send_with(request, patience)?;
+        Ok(PendingCall {
+            sent,
+            answered: AtomicBool::new(false),
+            abandoned: self.state.abandoned.clone(),
+        })
+    }
+
+    /// Sends a request (the caller looked at the mapping and the abandoned
+    /// calls).
+    #[inline]
+    fn send_with(&mut self, request: &[u8], patience: Patience) -> Result<Sent> {
         let limit = self.shared.max_request;
         if request.len() as u64 > limit {
             return Err(Error::TooLarge {
@@ -426,51 +468,22 @@ impl Client {
         } = self;
         let len = ID_LEN + request.len() as u64;
         let requests = state.requests;
-        let slot = state.slot;
         // Rule 4: at most max_in_flight calls whose responses are due.
-        while state.due >= shared.max_in_flight {
-            if state.take(shared, None)?.is_some() {
-                continue;
-            }
-            match patience {
-                Patience::Now => return Err(full(shared, len, 0)),
-                _ => {
-                    let responses = state.responses;
-                    let wait = &responses.header().wait;
-                    waiter.wait(
-                        wait,
-                        &wait.consumer_sleeping,
-                        patience.deadline(),
-                        &shared.name,
-                        || state.take(shared, None),
-                        || server_check(shared, requests, slot, None),
-                    )?;
-                }
-            }
+        if state.due >= shared.max_in_flight {
+            state.room_for_a_call(shared, waiter, patience, len)?;
         }
-        let record = match requests.reserve(&mut state.tail, len)? {
+        let record = match requests.reserve_fast(&state.tail, len) {
             Some(record) => record,
-            None => match patience {
-                Patience::Now => return Err(full(shared, len, 0)),
-                _ => {
-                    let wait = &requests.header().wait;
-                    let tail = &mut state.tail;
-                    waiter.wait(
-                        wait,
-                        &wait.producer_sleeping,
-                        patience.deadline(),
-                        &shared.name,
-                        || requests.reserve(tail, len),
-                        || server_check(shared, requests, slot, None),
-                    )?
-                }
+            None => match requests.reserve(&mut state.tail, len)? {
+                Some(record) => record,
+                None => state.room_in_the_ring(shared, waiter, patience, len)?,
             },
         };
         // The next sequence whose entry is free: fewer than max_in_flight
         // are held (rule 4, above), so one is within the table's length.
         let mask = state.calls.len() - 1;
-        let mut index = 0;
-        for _ in 0..state.calls.len() {
+        let mut index;
+        loop {
             state.sequence = state.sequence.wrapping_add(1);
             index = state.sequence as usize & mask;
             if state.calls[index].due == Due::Free {
@@ -478,7 +491,6 @@ impl Client {
             }
         }
         let id = call_id(state.generation, state.sequence);
-        debug_assert_eq!(state.calls[index].due, Due::Free);
         write_call(&requests, record, id, request);
         requests.commit(&mut state.tail, record, len);
         // Rule 5: the server sleeps on the service's word, not the ring's.
@@ -489,42 +501,36 @@ impl Client {
             due: Due::Waiting,
         };
         state.due += 1;
-        let slot = shared.slot(state.slot);
-        bump(&slot.counters.calls, 1);
-        slot.counters.in_flight.store(state.due, Ordering::Relaxed);
-        let server = &shared.header().server;
-        Ok(PendingCall {
+        let counters = &shared.slot(state.slot).counters;
+        bump(&counters.calls, 1);
+        counters.in_flight.store(state.due, Ordering::Relaxed);
+        Ok(Sent {
             id,
-            server: server.owner.load(Ordering::Relaxed),
+            server: shared.header().server.owner.load(Ordering::Relaxed),
             start: record.position,
             end: state.tail.tail,
-            answered: AtomicBool::new(false),
-            abandoned: state.abandoned.clone(),
         })
     }
 
+    /// The waits of `wait`, `try_wait` and `wait_timeout` for a
+    /// [`PendingCall`] of this client.
+    #[inline]
     fn wait_with(&mut self, call: &PendingCall, patience: Patience) -> Result<Response<'_>> {
         self.shared.mapping.check_intact()?;
         self.state.collect_abandoned();
         if !Arc::ptr_eq(&call.abandoned, &self.state.abandoned) {
             return Err(Error::InvalidArgument(format!(
                 "call {:#x} was made by another client of service {}",
-                call.id, self.shared.name
+                call.sent.id, self.shared.name
             )));
         }
-        let Client {
-            state,
-            waiter,
-            shared,
-            ..
-        } = self;
-        let requests = state.requests;
-        let slot = state.slot;
-        if state.due_of(call.id) != Due::Waiting {
-            let Some(at) = state.arrived.iter().position(|(id, _)| *id == call.id) else {
+        let id = call.sent.id;
+        if self.state.due_of(id) != Due::Waiting {
+            let state = &mut self.state;
+            let Some(at) = state.arrived.iter().position(|(arrived, _)| *arrived == id) else {
                 return Err(Error::InvalidArgument(format!(
-                    "call {:#x} of service {} was answered already",
-                    call.id, shared.name
+                    "call {id:#x} of service {} was answered already",
+                    self.shared.name
                 )));
             };
             let (_, body) = state.arrived.swap_remove(at);
@@ -535,43 +541,46 @@ impl Client {
                 body: Body::Copied(body),
             });
         }
-        let record = match state.take(shared, Some(call.id))? {
-            Some(Found::Wanted(record)) => record,
-            _ => match patience {
-                Patience::Now => {
-                    server_check(shared, requests, slot, Some(call))?;
-                    return Err(Error::Empty {
-                        place: format!("service {}", shared.name),
-                    });
-                }
-                _ => {
-                    let responses = state.responses;
-                    let wait = &responses.header().wait;
-                    let found = waiter.wait(
-                        wait,
-                        &wait.consumer_sleeping,
-                        patience.deadline(),
-                        &shared.name,
-                        || state.take(shared, Some(call.id)),
-                        || {
-                            shared.mapping.check_size()?;
-                            server_check(shared, requests, slot, Some(call))
-                        },
-                    )?;
-                    match found {
-                        Found::Wanted(record) => record,
-                        Found::Other => unreachable!("a wanted call's take yields only it"),
-                    }
-                }
-            },
-        };
-        state.free(call.id);
+        let response = self.wait_sent(&call.sent, patience, false)?;
         call.answered
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        Ok(Response {
+        Ok(response)
+    }
+
+    /// Waits for the response to `sent`, a call whose response is due, and
+    /// reads it in place. An `own` call (`call`'s, which no `PendingCall`
+    /// keeps) is abandoned if the wait fails.
+    #[inline]
+    fn wait_sent(&mut self, sent: &Sent, patience: Patience, own: bool) -> Result<Response<'_>> {
+        let Client {
             state,
-            body: Body::InRing(record),
-        })
+            waiter,
+            shared,
+            ..
+        } = self;
+        let found = match state.next_is(sent.id) {
+            Some(record) => Ok(record),
+            None => match state.take(shared, Some(sent.id)) {
+                Ok(Some(Found::Wanted(record))) => Ok(record),
+                Ok(_) => state.wait_for(shared, waiter, sent, patience),
+                Err(err) => Err(err),
+            },
+        };
+        match found {
+            Ok(record) => {
+                state.free(sent.id);
+                Ok(Response {
+                    state,
+                    body: Body::InRing(record),
+                })
+            }
+            Err(err) => {
+                if own {
+                    state.abandon(sent.id);
+                }
+                Err(err)
+            }
+        }
     }
 
     /// The service's name.
@@ -632,6 +641,113 @@ impl Drop for Client {
 }
 
 impl State {
+    /// The rest of a send while `max_in_flight` calls are due (rule 4):
+    /// takes responses off the ring for their calls until one is free, or
+    /// `Full`, or waits for one. Out of line: a client at its bound waits.
+    #[cold]
+    #[inline(never)]
+    fn room_for_a_call(
+        &mut self,
+        shared: &Shared,
+        waiter: &mut Waiter,
+        patience: Patience,
+        len: u64,
+    ) -> Result<()> {
+        let (requests, slot) = (self.requests, self.slot);
+        while self.due >= shared.max_in_flight {
+            if self.take(shared, None)?.is_some() {
+                continue;
+            }
+            if let Patience::Now = patience {
+                return Err(full(shared, len, 0));
+            }
+            let responses = self.responses;
+            let wait = &responses.header().wait;
+            waiter.wait(
+                wait,
+                &wait.consumer_sleeping,
+                patience.deadline(),
+                &shared.name,
+                || self.take(shared, None),
+                || server_check(shared, requests, slot, None),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The rest of a send when the request ring has no room: `Full`, or a
+    /// wait for room.
+    #[cold]
+    #[inline(never)]
+    fn room_in_the_ring(
+        &mut self,
+        shared: &Shared,
+        waiter: &mut Waiter,
+        patience: Patience,
+        len: u64,
+    ) -> Result<Slot> {
+        if let Patience::Now = patience {
+            return Err(full(shared, len, 0));
+        }
+        let (requests, slot) = (self.requests, self.slot);
+        let wait = &requests.header().wait;
+        let tail = &mut self.tail;
+        waiter.wait(
+            wait,
+            &wait.producer_sleeping,
+            patience.deadline(),
+            &shared.name,
+            || requests.reserve(tail, len),
+            || server_check(shared, requests, slot, None),
+        )
+    }
+
+    /// The rest of a wait for `sent`'s response when it has not come:
+    /// `Empty` (after a look at the server), or a wait for it.
+    #[cold]
+    #[inline(never)]
+    fn wait_for(
+        &mut self,
+        shared: &Shared,
+        waiter: &mut Waiter,
+        sent: &Sent,
+        patience: Patience,
+    ) -> Result<Slot> {
+        let (requests, slot) = (self.requests, self.slot);
+        if let Patience::Now = patience {
+            server_check(shared, requests, slot, Some(sent))?;
+            return Err(Error::Empty {
+                place: format!("service {}", shared.name),
+            });
+        }
+        let responses = self.responses;
+        let wait = &responses.header().wait;
+        let found = waiter.wait(
+            wait,
+            &wait.consumer_sleeping,
+            patience.deadline(),
+            &shared.name,
+            || self.take(shared, Some(sent.id)),
+            || {
+                shared.mapping.check_size()?;
+                server_check(shared, requests, slot, Some(sent))
+            },
+        )?;
+        match found {
+            Found::Wanted(record) => Ok(record),
+            Found::Other => unreachable!("a wanted call's take yields only it"),
+        }
+    }
+
+    /// Abandons call `id` (its response is skipped when it comes), as a
+    /// dropped [`PendingCall`] does.
+    fn abandon(&mut self, id: u64) {
+        let entry = self.entry(id);
+        if entry.id == id && entry.due == Due::Waiting {
+            entry.due = Due::Abandoned;
+        }
+    }
+
     /// Marks the calls whose [`PendingCall`]s were dropped.
     #[inline]
     fn collect_abandoned(&mut self) {
@@ -660,9 +776,8 @@ impl State {
             Err(_) => return,
         };
         for id in ids {
-            let entry = self.entry(id);
-            if entry.id == id && entry.due == Due::Waiting {
-                entry.due = Due::Abandoned;
+            if self.due_of(id) == Due::Waiting {
+                self.abandon(id);
             } else {
                 self.arrived.retain(|(arrived, _)| *arrived != id);
             }
@@ -695,6 +810,20 @@ impl State {
         if entry.id == id {
             *entry = FREE;
         }
+    }
+
+    /// The record at the response ring's head if it is the response to
+    /// `id` (the common case of a call awaited as it was sent), without
+    /// `take`'s look through the others; `None` for anything else, which
+    /// `take` then sees again.
+    #[inline]
+    fn next_is(&mut self, id: u64) -> Option<Slot> {
+        let record = self.responses.peek_message(&self.head)?;
+        if read_id(&self.responses, record) != Some(id) {
+            return None;
+        }
+        self.last_size = record_size(record.len);
+        Some(record)
     }
 
     /// Looks through the response ring: the response to `wanted` stays in
@@ -802,12 +931,7 @@ fn take_over(shared: &Shared, i: u32) -> Result<(ProducerCursor, ConsumerCursor)
 
 /// Rule 6: `Ok(())` while a server may still answer (`call`, if given),
 /// `Err(PeerGone)` or `Err(Closed)` once none will.
-fn server_check(
-    shared: &Shared,
-    requests: RingRef,
-    slot: u32,
-    call: Option<&PendingCall>,
-) -> Result<()> {
+fn server_check(shared: &Shared, requests: RingRef, slot: u32, call: Option<&Sent>) -> Result<()> {
     let server = &shared.header().server;
     let gone = |owner: u64| Error::PeerGone {
         place: format!("service {}", shared.name),
@@ -894,6 +1018,7 @@ impl Deref for Response<'_> {
 }
 
 impl Drop for Response<'_> {
+    #[inline]
     fn drop(&mut self) {
         if let Body::InRing(record) = self.body {
             let state = &mut *self.state;

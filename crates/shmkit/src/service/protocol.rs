@@ -78,8 +78,16 @@ pub(crate) fn read_id(ring: &RingRef, slot: Slot) -> Option<u64> {
     Some(u64::from_le_bytes(id))
 }
 
-/// Writes `id` and then `body` into a reserved record of `ID_LEN +
+/// Writes `body` and then `id` into a reserved record of `ID_LEN +
 /// body.len()` bytes.
+///
+/// The body first: the id shares the record's first cache line with the
+/// record word, which the consumer polls, so storing the id just before
+/// the commit stores the word writes that line in one burst. The other way
+/// round (the id, then a call to `memcpy`, then the word), the polling
+/// consumer takes the line back between the id and the body's stores and
+/// the producer must fetch it again: a 64 B call's round trip took 2.2
+/// times a ring's that way, 1.2 times this way (`shmkit bench`, one run).
 #[inline]
 pub(crate) fn write_call(ring: &RingRef, slot: Slot, id: u64, body: &[u8]) {
     debug_assert_eq!(slot.len, ID_LEN + body.len() as u64);
@@ -88,8 +96,8 @@ pub(crate) fn write_call(ring: &RingRef, slot: Slot, id: u64, body: &[u8]) {
     // data area, this producer's until committed (ring rule 2); `body` is
     // the caller's memory, which cannot overlap a region it does not own.
     unsafe {
-        std::ptr::copy_nonoverlapping(id.to_le_bytes().as_ptr(), at, 8);
         std::ptr::copy_nonoverlapping(body.as_ptr(), at.add(ID_LEN as usize), body.len());
+        std::ptr::copy_nonoverlapping(id.to_le_bytes().as_ptr(), at, 8);
     }
 }
 

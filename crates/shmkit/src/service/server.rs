@@ -22,9 +22,12 @@ use crate::sys::range_lock::RangeLock;
 #[cfg(feature = "tokio")]
 mod parking;
 
-/// Who asked a request: the client slot, the slot's state when the request
-/// came, and the call id. Copy it out of a [`Request`] to answer later,
-/// with [`Server::reply`] or [`Server::reply_grant`], in any order.
+/// Who asked a request: the server that received it, the client slot, the
+/// slot's state when the request came, and the call id. Copy it out of a
+/// [`Request`] to answer later, with [`Server::reply`] or
+/// [`Server::reply_grant`] of the same server, in any order; another
+/// server (of another service, or a later server of this one) refuses it
+/// with [`Error::InvalidArgument`].
 ///
 /// ```
 /// use shmkit::service::{Client, Server};
@@ -41,10 +44,17 @@ mod parking;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Caller {
+    /// The serial of the server that received the request (`SERVERS`).
+    server: u64,
     slot: u32,
     state: u64,
     id: u64,
 }
+
+/// Numbers the servers this process opens, so that a [`Caller`] names the
+/// one that received its request (rule 3 holds only within one server's
+/// slots).
+static SERVERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Caller {
     /// The client's slot (0 to [`Server::max_clients`] - 1).
@@ -66,6 +76,9 @@ impl Caller {
 struct SlotCursors {
     requests: ConsumerCursor,
     responses: ProducerCursor,
+    /// The slot's two rings (views computed once, not at every call).
+    request_ring: RingRef,
+    response_ring: RingRef,
     broken: Option<u64>,
     /// The size of the slot's last request record, the guess of the next
     /// one's for `RingRef::prefetch_record` while polling.
@@ -76,6 +89,8 @@ struct SlotCursors {
 #[derive(Debug)]
 struct Slots {
     cursors: Vec<SlotCursors>,
+    /// The server's serial, for its [`Caller`]s.
+    serial: u64,
     /// The slot the next poll starts at.
     next: u32,
 }
@@ -185,7 +200,11 @@ impl Server {
         server.state.store(SERVER_SERVING, Ordering::SeqCst);
         drop(gate);
         Ok(Server {
-            slots: Slots { cursors, next: 0 },
+            slots: Slots {
+                cursors,
+                serial: SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                next: 0,
+            },
             waiter: Waiter::new(options.waiting_of()),
             me,
             lock: Some(lock),
@@ -220,6 +239,7 @@ impl Server {
     /// # assert_eq!(&*client.wait(call)?, b"y");
     /// # Ok::<(), shmkit::Error>(())
     /// ```
+    #[inline]
     pub fn recv_request(&mut self) -> Result<Request<'_>> {
         self.recv_with(None)
     }
@@ -237,7 +257,7 @@ impl Server {
     pub fn try_recv_request(&mut self) -> Result<Request<'_>> {
         self.shared.mapping.check_intact()?;
         self.sweep_now_and_then();
-        match self.slots.poll(&self.shared)? {
+        match self.slots.poll(&self.shared) {
             Some(found) => Ok(self.request(found)),
             None => Err(Error::Empty {
                 place: format!("service {}", self.shared.name),
@@ -261,12 +281,22 @@ impl Server {
         self.recv_with(Some(Instant::now() + timeout))
     }
 
+    #[inline]
     fn recv_with(&mut self, deadline: Option<Instant>) -> Result<Request<'_>> {
         self.shared.mapping.check_intact()?;
         self.sweep_now_and_then();
-        if let Some(found) = self.slots.poll(&self.shared)? {
-            return Ok(self.request(found));
-        }
+        let found = match self.slots.poll(&self.shared) {
+            Some(found) => found,
+            None => self.wait_for_request(deadline)?,
+        };
+        Ok(self.request(found))
+    }
+
+    /// The rest of `recv_with` when no request is there: out of line, so
+    /// that the path of a request that is there stays short.
+    #[cold]
+    #[inline(never)]
+    fn wait_for_request(&mut self, deadline: Option<Instant>) -> Result<(Slot, Caller)> {
         // The blocking form: the poll above, then a wait on the one futex
         // word every client's request wakes (rule 5 of `protocol`).
         let Server {
@@ -277,27 +307,26 @@ impl Server {
             ..
         } = self;
         let wait = &shared.header().wait;
-        let found = waiter.wait(
+        waiter.wait(
             wait,
             &wait.server_sleeping,
             deadline,
             &shared.name,
-            || slots.poll(shared),
+            || Ok(slots.poll(shared)),
             || {
                 shared.mapping.check_size()?;
                 sweep(shared);
                 *next_sweep = monotonic_nanos() + PEER_CHECK_INTERVAL.as_nanos() as u64;
                 Ok(())
             },
-        )?;
-        Ok(self.request(found))
+        )
     }
 
-    fn request(&mut self, (ring, record, caller): (RingRef, Slot, Caller)) -> Request<'_> {
+    #[inline]
+    fn request(&mut self, (record, caller): (Slot, Caller)) -> Request<'_> {
         bump(&self.shared.header().counters.received, 1);
         Request {
             server: self,
-            ring,
             record,
             caller,
         }
@@ -327,8 +356,8 @@ impl Server {
     ///
     /// [`Error::TooLarge`] if `body` is longer than
     /// [`max_response`](Server::max_response) (nothing is sent);
-    /// [`Error::InvalidArgument`] for a client slot this service does not
-    /// have (a `Caller` of another service is not detected otherwise);
+    /// [`Error::InvalidArgument`] for a [`Caller`] that another server
+    /// received (of another service, or an earlier server of this one);
     /// [`Error::Truncated`] if the segment was shrunk.
     ///
     /// ```
@@ -342,8 +371,17 @@ impl Server {
     /// assert_eq!(&*client.wait(call)?, b"4");
     /// # Ok::<(), shmkit::Error>(())
     /// ```
+    #[inline]
     pub fn reply(&mut self, caller: Caller, body: &[u8]) -> Result<()> {
-        self.check_reply(caller, body.len())?;
+        self.check_caller(caller)?;
+        self.answer(caller, body)
+    }
+
+    /// `reply` to a caller of this server's: the response, or (to a client
+    /// that is gone) a count of it in `dropped`.
+    #[inline]
+    fn answer(&mut self, caller: Caller, body: &[u8]) -> Result<()> {
+        self.check_reply(body.len())?;
         match self.reserve_reply(caller, body.len() as u64) {
             Some((ring, record)) => {
                 write_call(&ring, record, caller.id, body);
@@ -356,10 +394,21 @@ impl Server {
         Ok(())
     }
 
-    /// The checks of [`reply`](Server::reply) and
-    /// [`reply_grant`](Server::reply_grant).
+    /// That `caller` came to this server (see [`Caller`]).
     #[inline]
-    fn check_reply(&self, caller: Caller, len: usize) -> Result<()> {
+    fn check_caller(&self, caller: Caller) -> Result<()> {
+        if caller.server != self.slots.serial {
+            return Err(Error::InvalidArgument(format!(
+                "service {}: the caller of call {:#x} came to another server",
+                self.shared.name, caller.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// The checks of every response: the mapping, and its length.
+    #[inline]
+    fn check_reply(&self, len: usize) -> Result<()> {
         self.shared.mapping.check_intact()?;
         if len as u64 > self.shared.max_response {
             return Err(Error::TooLarge {
@@ -367,12 +416,6 @@ impl Server {
                 size: len as u64,
                 limit: self.shared.max_response,
             });
-        }
-        if caller.slot >= self.shared.geometry.clients {
-            return Err(Error::InvalidArgument(format!(
-                "service {} has no client slot {}",
-                self.shared.name, caller.slot
-            )));
         }
         Ok(())
     }
@@ -401,7 +444,8 @@ impl Server {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn reply_grant(&mut self, caller: Caller, len: usize) -> Result<ReplyGrant<'_>> {
-        self.check_reply(caller, len)?;
+        self.check_caller(caller)?;
+        self.check_reply(len)?;
         let target = self.reserve_reply(caller, len as u64);
         Ok(ReplyGrant {
             scratch: if target.is_none() {
@@ -419,6 +463,7 @@ impl Server {
 
     /// Room for a response to `caller` in its response ring, if its client
     /// is the one that asked and the ring has room (rule 3).
+    #[inline]
     fn reserve_reply(&mut self, caller: Caller, len: u64) -> Option<(RingRef, Slot)> {
         let i = caller.slot;
         let state = self.shared.slot(i).state.load(Ordering::Acquire);
@@ -426,7 +471,10 @@ impl Server {
         if state != caller.state || cursors.broken == Some(state) {
             return None;
         }
-        let ring = self.shared.responses(i);
+        let ring = cursors.response_ring;
+        if let Some(record) = ring.reserve_fast(&cursors.responses, ID_LEN + len) {
+            return Some((ring, record));
+        }
         match ring.reserve(&mut cursors.responses, ID_LEN + len) {
             Ok(Some(record)) => Some((ring, record)),
             Ok(None) => None,
@@ -537,7 +585,7 @@ impl Slots {
     /// The next request of any current client, from the slot after the
     /// last served (rule 3 skips the rest).
     #[inline]
-    fn poll(&mut self, shared: &Shared) -> Result<Option<(RingRef, Slot, Caller)>> {
+    fn poll(&mut self, shared: &Shared) -> Option<(Slot, Caller)> {
         let clients = shared.geometry.clients;
         let bits = &shared.header().active.bits;
         let next = self.next;
@@ -560,18 +608,18 @@ impl Slots {
                 }
                 if let Some(found) = self.take_from(shared, i) {
                     self.next = if i + 1 == clients { 0 } else { i + 1 };
-                    return Ok(Some(found));
+                    return Some(found);
                 }
                 i += 1;
             }
         }
-        Ok(None)
+        None
     }
 
     /// The next request in slot `i` from its current holder, skipping and
     /// counting those of earlier holders (rule 3).
     #[inline]
-    fn take_from(&mut self, shared: &Shared, i: u32) -> Option<(RingRef, Slot, Caller)> {
+    fn take_from(&mut self, shared: &Shared, i: u32) -> Option<(Slot, Caller)> {
         // Acquire: pairs with the claimer's SeqCst store of the state. This
         // load comes before the record's, so it may still show the earlier
         // holder when the record is the new one's: a record that does not
@@ -581,9 +629,13 @@ impl Slots {
         if cursors.broken == Some(state) {
             return None;
         }
-        let ring = shared.requests(i);
+        let ring = cursors.request_ring;
         for _ in 0..SKIPS_PER_POLL {
-            let record = match ring.peek(&mut cursors.requests) {
+            let record = match ring.peek_message(&cursors.requests) {
+                Some(record) => Ok(Some(record)),
+                None => ring.peek(&mut cursors.requests),
+            };
+            let record = match record {
                 Ok(Some(record)) => record,
                 Ok(None) => {
                     // The record's other lines come with its word's.
@@ -602,7 +654,13 @@ impl Slots {
             match id {
                 Some(id) if current => {
                     cursors.last_size = record_size(record.len);
-                    return Some((ring, record, Caller { slot: i, state, id }));
+                    let caller = Caller {
+                        server: self.serial,
+                        slot: i,
+                        state,
+                        id,
+                    };
+                    return Some((record, caller));
                 }
                 _ => {
                     // After the record's Acquire, the state shows at least
@@ -648,6 +706,8 @@ fn take_over(shared: &Shared, i: u32) -> SlotCursors {
                     tail,
                     cached_head: head,
                 },
+                request_ring: shared.requests(i),
+                response_ring: responses,
                 broken: None,
                 last_size: 0,
             }
@@ -658,6 +718,8 @@ fn take_over(shared: &Shared, i: u32) -> SlotCursors {
                 tail: 0,
                 cached_head: 0,
             },
+            request_ring: shared.requests(i),
+            response_ring: responses,
             broken: Some(state),
             last_size: 0,
         },
@@ -701,7 +763,6 @@ pub(super) fn bump(counter: &AtomicU64, by: u64) {
 #[must_use = "a request is answered with reply, or its caller kept for Server::reply"]
 pub struct Request<'a> {
     server: &'a mut Server,
-    ring: RingRef,
     record: Slot,
     caller: Caller,
 }
@@ -727,25 +788,34 @@ impl Request<'_> {
     /// # assert_eq!(&*client.wait(call)?, b"cba");
     /// # Ok::<(), shmkit::Error>(())
     /// ```
+    #[inline]
     pub fn reply(mut self, body: &[u8]) -> Result<()> {
         self.release();
-        let result = self.server.reply(self.caller, body);
+        // This server's own caller: no check of whose it is.
+        let result = self.server.answer(self.caller, body);
         // Released above: the drop would release it twice.
         std::mem::forget(self);
         result
     }
 
+    #[inline]
     fn release(&mut self) {
         let cursors = &mut self.server.slots.cursors[self.caller.slot as usize];
-        self.ring.release(&mut cursors.requests, self.record);
-        self.ring.wake_producer();
+        cursors
+            .request_ring
+            .release(&mut cursors.requests, self.record);
+        cursors.request_ring.wake_producer();
+    }
+
+    fn ring(&self) -> &RingRef {
+        &self.server.slots.cursors[self.caller.slot as usize].request_ring
     }
 
     /// The body's first byte, for copying out without a `&[u8]` over
     /// memory the client maps.
     pub fn as_ptr(&self) -> *const u8 {
         // SAFETY: the payload has at least ID_LEN bytes (read_id checked).
-        unsafe { self.ring.payload(self.record).add(ID_LEN as usize) }
+        unsafe { self.ring().payload(self.record).add(ID_LEN as usize) }
     }
 }
 

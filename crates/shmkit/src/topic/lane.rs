@@ -55,6 +55,16 @@
 //!    receive, and can count exactly what it missed if it is lapped before
 //!    it reads one (rule 6). After a publisher died, the records decide
 //!    (the last message's lane sequence + 1).
+//! 10. A subscriber stores its position in a lane (Release, after its reads
+//!     of the records below it: rule 7) whenever it looks at the lanes
+//!     (`merge`): with one lane in use, after at most a quarter lane of
+//!     reading, and before it reports nothing to read or waits; with more,
+//!     at every receive. Then, on a Block topic, it wakes a sleeping
+//!     publisher. Only the lane it reads now may be ahead of what it
+//!     stored. A Block publisher so sees a subscriber a quarter lane (and a
+//!     record) behind at most while that subscriber receives, and exactly
+//!     once it waits; one that stops receiving holds back what it read and
+//!     did not store.
 
 use std::collections::VecDeque;
 use std::ptr::NonNull;
@@ -144,14 +154,27 @@ fn bad_record(word: u64, position: u64, offset: u64) -> Error {
     ))
 }
 
+/// Whether a word read from shared memory can be a position (rule 1).
+#[inline(always)]
+pub(crate) fn is_position(position: u64) -> bool {
+    position.is_multiple_of(RECORD_ALIGN) && position < 1 << 62
+}
+
 /// Checks a position read from shared memory (rule 1).
+#[inline]
 pub(crate) fn check_position(position: u64, what: &str) -> Result<()> {
-    if !position.is_multiple_of(RECORD_ALIGN) || position >= 1 << 62 {
-        return Err(Error::Corrupt(format!(
-            "topic lane {what} {position} is not a position (a multiple of 8 below 2^62)"
-        )));
+    if is_position(position) {
+        Ok(())
+    } else {
+        Err(not_a_position(position, what))
     }
-    Ok(())
+}
+
+#[cold]
+fn not_a_position(position: u64, what: &str) -> Error {
+    Error::Corrupt(format!(
+        "topic lane {what} {position} is not a position (a multiple of 8 below 2^62)"
+    ))
 }
 
 impl LaneRef {
@@ -257,32 +280,67 @@ impl LaneRef {
         }))
     }
 
+    /// The message record at `position` (below `tail`), validated from its
+    /// first word as [`record_at`](LaneRef::record_at) validates it, or
+    /// `None` for padding or a bad record (which `record_at` then tells
+    /// apart): a subscriber's fast path. Its lane sequence is loaded only
+    /// for `lossy` readers, the only ones that count what they missed.
+    #[inline(always)]
+    pub(crate) fn message_at(&self, position: u64, tail: u64, lossy: bool) -> Option<Meta> {
+        let word = self.word(position).load(Ordering::Relaxed);
+        let (len, kind) = split_kind_word(word);
+        let len = u64::from(len);
+        let end = position + record_size(len);
+        let valid = kind == KIND_MESSAGE
+            && len <= self.max_message
+            && self.offset(position) + record_size(len) <= self.capacity
+            && end <= tail;
+        if !valid {
+            return None;
+        }
+        Some(Meta {
+            position,
+            len,
+            publisher: self.word(position + 8).load(Ordering::Relaxed),
+            sequence: self.word(position + 16).load(Ordering::Relaxed),
+            lane_sequence: if lossy {
+                self.word(position + 24).load(Ordering::Relaxed)
+            } else {
+                0
+            },
+        })
+    }
+
+    /// The end of the record at `position` (below `tail`), validated from
+    /// its first word alone: a step of the publisher's walk of `head`
+    /// (rule 4).
+    #[inline(always)]
+    fn end_of(&self, position: u64, tail: u64) -> Result<u64> {
+        self.bounds(position, tail).map(|(_, _, end)| end)
+    }
+
     /// The kind, length and end of the record at `position` (below
-    /// `tail`), validated from its first word alone: what a walk over
-    /// records needs (the publisher's move of `head`, rule 4).
-    #[inline]
+    /// `tail`), validated from its first word alone.
+    #[inline(always)]
     fn bounds(&self, position: u64, tail: u64) -> Result<(u32, u64, u64)> {
         let word = self.word(position).load(Ordering::Relaxed);
         let (len, kind) = split_kind_word(word);
         let len = u64::from(len);
         let offset = self.offset(position);
-        match kind {
-            KIND_MESSAGE
-                if len <= self.max_message
-                    && offset + record_size(len) <= self.capacity
-                    && position + record_size(len) <= tail =>
+        if kind == KIND_MESSAGE {
+            let size = record_size(len);
+            if len <= self.max_message && offset + size <= self.capacity && position + size <= tail
             {
-                Ok((kind, len, position + record_size(len)))
+                return Ok((kind, len, position + size));
             }
-            KIND_PADDING
-                if offset > 0
-                    && offset + 8 + len == self.capacity
-                    && position + 8 + len <= tail =>
-            {
-                Ok((kind, len, position + 8 + len))
-            }
-            _ => Err(bad_record(word, position, offset)),
+        } else if kind == KIND_PADDING
+            && offset > 0
+            && offset + 8 + len == self.capacity
+            && position + 8 + len <= tail
+        {
+            return Ok((kind, len, position + 8 + len));
         }
+        Err(bad_record(word, position, offset))
     }
 
     /// Whether bytes at `position` may have been overwritten since the
@@ -458,6 +516,22 @@ impl LaneRef {
         })
     }
 
+    /// Where a record of `len` bytes goes if it fits below the cursor's
+    /// `limit` without padding: what [`reserve`](LaneRef::reserve) returns
+    /// then, found from the publisher's own cursor alone (no shared word is
+    /// read), so a publisher's fast path.
+    #[inline(always)]
+    pub(crate) fn fits(&self, cursor: &PublisherCursor, len: u64) -> Option<Slot> {
+        // `len` first: a record size of an absurd length would overflow.
+        let fits = len <= self.max_message
+            && cursor.tail + record_size(len) <= cursor.limit
+            && self.offset(cursor.tail) + record_size(len) <= self.capacity;
+        fits.then_some(Slot {
+            position: cursor.tail,
+            len,
+        })
+    }
+
     /// Reserves room for a record of `len` bytes (rules 2, 4, 5, 7). For a
     /// drop-oldest lane (`positions` is `None`) it always succeeds; for a
     /// Block lane `positions(tail)` yields the slowest active subscriber's
@@ -486,6 +560,8 @@ impl LaneRef {
                 if end > cursor.reserve {
                     self.make_room(cursor, end, Ordering::Release)?;
                 }
+                // Drop-oldest writes anywhere below `reserve` (`fits`).
+                cursor.limit = cursor.reserve;
             }
             Some(slowest) => {
                 if end > cursor.limit {
@@ -522,9 +598,11 @@ impl LaneRef {
     fn make_room(&self, cursor: &mut PublisherCursor, reserve: u64, order: Ordering) -> Result<()> {
         let header = self.header();
         let oldest = reserve.saturating_sub(self.capacity);
-        while cursor.head < oldest && cursor.head < cursor.tail {
-            cursor.head = self.bounds(cursor.head, cursor.tail)?.2;
+        let (mut head, tail) = (cursor.head, cursor.tail);
+        while head < oldest && head < tail {
+            head = self.end_of(head, tail)?;
         }
+        cursor.head = head;
         while cursor
             .history
             .front()
@@ -586,16 +664,24 @@ impl LaneRef {
         // Acquire load of `version` in `join`.
         header.version.store(cursor.version, Ordering::Release);
         header.published.store(cursor.sequence, Ordering::Relaxed);
+        // A topic without history has no joiner that reads `history_start`
+        // (rule 8): no store per message.
         if cursor.history_depth > 0 {
-            if cursor.history.len() == cursor.history_depth {
-                cursor.history.pop_front();
-            }
-            cursor.history.push_back(p);
-            let start = cursor.history.front().copied().unwrap_or(p);
-            header.history_start.store(start, Ordering::Release);
-        } else {
-            header.history_start.store(next, Ordering::Relaxed);
+            self.keep_history(cursor, p);
         }
+    }
+
+    /// Rule 8: `p` is the newest of the last `history_depth` messages.
+    #[inline(never)]
+    fn keep_history(&self, cursor: &mut PublisherCursor, p: u64) {
+        if cursor.history.len() == cursor.history_depth {
+            cursor.history.pop_front();
+        }
+        cursor.history.push_back(p);
+        let start = cursor.history.front().copied().unwrap_or(p);
+        // Release: the records from `start` to the tail are visible to a
+        // joiner that reads it (it also reads `tail`, with Acquire).
+        self.header().history_start.store(start, Ordering::Release);
     }
 }
 
@@ -607,6 +693,11 @@ pub(crate) struct LaneCursor {
     pub position: u64,
     /// The lane's `tail` as last loaded.
     pub tail: u64,
+    /// The subscriber's fast path reads the record at `position` while it
+    /// is below this (at most `tail`; 0 sends every read through `next`).
+    pub limit: u64,
+    /// The position last stored in the subscriber's entry (rule 10).
+    pub published: u64,
     /// The lane sequence of the next message, once one was read.
     pub expected: Option<u64>,
     /// Set when a lap moved the position (rule 6), until the next message.
@@ -642,6 +733,12 @@ impl LaneRef {
             if cursor.position == cursor.tail {
                 cursor.tail = self.tail()?;
                 if cursor.position == cursor.tail {
+                    // The next record will start here: load its line now,
+                    // while polling, so that a commit's two lines (the
+                    // record, then `tail`) reach a waiting subscriber
+                    // together, not one after the other. The word is not
+                    // looked at (rule 3: only bytes below `tail` are read).
+                    std::hint::black_box(self.word(cursor.position).load(Ordering::Relaxed));
                     return Ok(Next::Empty);
                 }
             }
@@ -661,6 +758,7 @@ impl LaneRef {
                     resyncs += 1;
                     if resyncs > MAX_RESYNCS {
                         cursor.position = cursor.tail;
+                        cursor.limit = 0;
                         cursor.lapped = true;
                         return Ok(Next::Empty);
                     }
@@ -693,14 +791,19 @@ impl LaneRef {
     pub(crate) fn resync(&self, cursor: &mut LaneCursor) -> Result<()> {
         cursor.tail = self.tail()?;
         cursor.position = self.head(cursor.tail)?;
+        // The next message reports the lap (`next`), never the fast path.
+        cursor.limit = 0;
         cursor.lapped = true;
         Ok(())
     }
 
-    /// Moves the cursor past a message that was read.
-    #[inline]
-    pub(crate) fn consumed(cursor: &mut LaneCursor, meta: &Meta) {
+    /// Moves the cursor past a message that was read. Only a `lossy`
+    /// reader counts lane sequences (its meta carries them: `message_at`).
+    #[inline(always)]
+    pub(crate) fn consumed(cursor: &mut LaneCursor, meta: &Meta, lossy: bool) {
         cursor.position = meta.next();
-        cursor.expected = Some(meta.lane_sequence.wrapping_add(1));
+        if lossy {
+            cursor.expected = Some(meta.lane_sequence.wrapping_add(1));
+        }
     }
 }

@@ -61,6 +61,7 @@
 
 mod lane;
 mod layout;
+mod merge;
 #[cfg(all(test, loom))]
 mod model;
 #[cfg(feature = "tokio")]
@@ -80,8 +81,9 @@ use crate::segment::format::owner_word;
 use crate::segment::{Mode, Trust};
 use crate::sync::Ordering;
 use crate::sys::range_lock::RangeLock;
-use lane::{LaneCursor, LaneRef, Meta, Next, PublisherCursor, Slot};
+use lane::{LaneCursor, LaneRef, Meta, PublisherCursor, Slot};
 use layout::{LANE_CLOSED, LANE_OPEN, LANE_RELAY, SUBSCRIBER_ACTIVE, SUBSCRIBER_LOCKS};
+use merge::Merge;
 use shared::Shared;
 
 /// The POSIX name of a topic's segment is this prefix and the topic's name.
@@ -419,6 +421,7 @@ impl Publisher {
     #[inline]
     pub fn send(&mut self, message: &[u8]) -> Result<()> {
         self.grant(message.len())?.fill_and_commit(message);
+        // The commit wrote the lane: was it still there?
         self.shared.intact()
     }
 
@@ -463,8 +466,18 @@ impl Publisher {
         self.grant_until(len, Some(Instant::now() + timeout))
     }
 
-    #[inline]
+    /// Room for `len` bytes: from the publisher's own cursor when it has
+    /// it (inline, no shared word read), else out of line.
+    #[inline(always)]
     fn reserve(&mut self, len: u64) -> Result<Option<Slot>> {
+        match self.lane.fits(&self.cursor, len) {
+            Some(slot) => Ok(Some(slot)),
+            None => self.reserve_slow(len),
+        }
+    }
+
+    #[inline(never)]
+    fn reserve_slow(&mut self, len: u64) -> Result<Option<Slot>> {
         let shared = &self.shared;
         let index = self.index;
         let reserved = if shared.lossy() {
@@ -480,21 +493,28 @@ impl Publisher {
         Ok(reserved)
     }
 
-    #[inline]
+    #[inline(always)]
     fn grant_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<WriteGrant<'_>> {
-        if let Some(slot) = self.reserve(len as u64)? {
-            return Ok(WriteGrant {
-                publisher: self,
-                slot,
-            });
-        }
+        let slot = match self.reserve(len as u64)? {
+            Some(slot) => slot,
+            None => self.wait_for_room(len, deadline)?,
+        };
+        Ok(WriteGrant {
+            publisher: self,
+            slot,
+        })
+    }
+
+    /// A Block publisher's wait for a slow subscriber, out of line.
+    #[inline(never)]
+    fn wait_for_room(&mut self, len: usize, deadline: Option<Instant>) -> Result<Slot> {
         let shared = &self.shared;
         let lane = self.lane;
         let index = self.index;
         let cursor = &mut self.cursor;
         let wait = &shared.header().wait;
         let needed = cursor.tail + layout::record_size(len as u64) * 2;
-        let slot = self.waiter.wait(
+        self.waiter.wait(
             wait,
             &wait.publishers_sleeping,
             deadline,
@@ -512,11 +532,7 @@ impl Publisher {
                 shared.reclaim_dead_subscribers(index, needed);
                 Ok(())
             },
-        )?;
-        Ok(WriteGrant {
-            publisher: self,
-            slot,
-        })
+        )
     }
 
     /// Closes this publisher's stream; dropping it does the same.
@@ -641,9 +657,8 @@ const LIVENESS_INTERVAL: Duration = Duration::from_millis(20);
 /// The receiving end of a topic.
 #[derive(Debug)]
 pub struct Subscriber {
-    cursors: Vec<LaneCursor>,
+    merge: Merge,
     index: u32,
-    next_lane: usize,
     scratch: Vec<u8>,
     waiter: Waiter,
     checked_at: Option<Instant>,
@@ -678,6 +693,8 @@ impl Subscriber {
             cursors.push(LaneCursor {
                 position,
                 tail: position,
+                limit: 0,
+                published: position,
                 expected: Some(expected),
                 lapped: false,
             });
@@ -716,6 +733,7 @@ impl Subscriber {
                 let tail = lane.tail()?;
                 cursor.position = lane.head(tail)?;
                 cursor.tail = cursor.position;
+                cursor.published = cursor.position;
                 // Block topics never lap a subscriber: nothing to count.
                 cursor.expected = None;
                 shared
@@ -726,9 +744,8 @@ impl Subscriber {
         shared.intact()?;
         drop(gate);
         Ok(Subscriber {
-            cursors,
+            merge: Merge::new(cursors),
             index,
-            next_lane: 0,
             scratch: vec![0; shared.max_message as usize],
             waiter: Waiter::new(options.waiting),
             checked_at: None,
@@ -828,29 +845,39 @@ impl Subscriber {
         self.read_until(Until::Deadline(Instant::now() + timeout))
     }
 
+    #[inline(always)]
     fn recv_until(&mut self, buf: &mut [u8], until: Until) -> Result<Received> {
         loop {
             let (i, meta) = self.next(until)?;
             let len = meta.len as usize;
+            let lane = self.shared.lanes[i];
+            let lossy = self.shared.lossy();
             if len > buf.len() {
+                // A drop-oldest length may be a lap's: only a record read
+                // whole is too large.
+                if lossy && lane.overwritten(meta.position) {
+                    self.merge.lapped(&self.shared, i)?;
+                    continue;
+                }
                 return Err(Error::TooLarge {
                     what: "message",
                     size: meta.len,
                     limit: buf.len() as u64,
                 });
             }
-            let lane = self.shared.lanes[i];
-            if self.shared.lossy() {
+            if lossy {
                 lane.copy_payload(meta.position, meta.len, &mut buf[..len]);
+                // Rule 5 of `lane`, once for the record's words and its
+                // payload.
                 if lane.overwritten(meta.position) {
-                    lane.resync(&mut self.cursors[i])?;
+                    self.merge.lapped(&self.shared, i)?;
                     continue;
                 }
             } else {
                 // SAFETY: a committed record below the tail inside the lane
-                // (record_at checked it), which its publisher does not
-                // overwrite before our position passes it (rule 7 of
-                // `lane`); `buf` is our own memory.
+                // (message_at or record_at checked it), which its publisher
+                // does not overwrite before our position passes it (rule 7
+                // of `lane`); `buf` is our own memory.
                 unsafe {
                     std::ptr::copy_nonoverlapping(
                         lane.payload(meta.position, meta.len),
@@ -859,18 +886,21 @@ impl Subscriber {
                     )
                 };
             }
-            // The copy may have read pages the file lost: never deliver
-            // their zeros.
+            // The copy (and the record's words) may have read pages the
+            // file lost: never deliver their zeros.
             self.shared.intact()?;
-            self.consume(i, &meta);
+            self.merge.consume(&self.shared, i, &meta);
             return Ok(received(&meta));
         }
     }
 
+    #[inline(always)]
     fn read_until(&mut self, until: Until) -> Result<ReadGuard<'_>> {
         loop {
             let (i, meta) = self.next(until)?;
             if !self.shared.lossy() {
+                // The record's words may be a lost page's zeros.
+                self.shared.intact()?;
                 return Ok(ReadGuard {
                     subscriber: self,
                     lane: i,
@@ -880,13 +910,21 @@ impl Subscriber {
             }
             let lane = self.shared.lanes[i];
             let len = meta.len as usize;
+            if len > self.scratch.len() {
+                // Never: message_at and record_at bound a length by
+                // max_message, the scratch's size. Were it so, the bytes
+                // would be taken for a lap's rather than sliced out of
+                // bounds.
+                self.merge.lapped(&self.shared, i)?;
+                continue;
+            }
             lane.copy_payload(meta.position, meta.len, &mut self.scratch[..len]);
             if lane.overwritten(meta.position) {
-                lane.resync(&mut self.cursors[i])?;
+                self.merge.lapped(&self.shared, i)?;
                 continue;
             }
             self.shared.intact()?;
-            self.consume(i, &meta);
+            self.merge.consume(&self.shared, i, &meta);
             return Ok(ReadGuard {
                 subscriber: self,
                 lane: i,
@@ -896,52 +934,28 @@ impl Subscriber {
         }
     }
 
-    /// Moves past a message that was read, publishing the position (which
-    /// frees its space on a Block topic) and waking a publisher waiting
-    /// for it.
-    #[inline]
-    fn consume(&mut self, i: usize, meta: &Meta) {
-        let cursor = &mut self.cursors[i];
-        LaneRef::consumed(cursor, meta);
-        let shared = &self.shared;
-        // Release: our reads of the record happen before its publisher
-        // reuses the space; pairs with the SeqCst loads in `slowest`.
-        shared
-            .position(self.index, i)
-            .store(cursor.position, Ordering::Release);
-        let entry = shared.subscriber(self.index);
-        let received = entry.received.load(Ordering::Relaxed).wrapping_add(1);
-        entry.received.store(received, Ordering::Relaxed);
-        if !shared.lossy() {
-            let wait = &shared.header().wait;
-            wake_if_sleeping(wait, &wait.publishers_sleeping);
-        }
-    }
-
-    #[inline(always)]
+    /// A look at every lane (publishing this subscriber's position first:
+    /// rule 10 of `lane`).
     fn poll(&mut self) -> Result<Option<(usize, Meta)>> {
-        poll_lanes(
-            &self.shared,
-            &mut self.cursors,
-            &mut self.next_lane,
-            self.index,
-        )
+        self.merge.poll(&self.shared, self.index)
     }
 
-    /// The next message: a look at the lanes inline, the rest (the peer
-    /// check, the wait) out of line, so that a receive that finds one is a
-    /// few loads.
+    /// The next message: a look at the current lane's batch inline, the
+    /// rest (the other lanes, the peer check, the wait) out of line, so
+    /// that a receive that finds one is a few loads.
     #[inline(always)]
     fn next(&mut self, until: Until) -> Result<(usize, Meta)> {
-        if let Some(found) = self.poll()? {
+        if let Some(found) = self.merge.peek(&self.shared) {
             return Ok(found);
         }
         self.next_after_empty(until)
     }
 
-    #[cold]
     #[inline(never)]
     fn next_after_empty(&mut self, until: Until) -> Result<(usize, Meta)> {
+        if let Some(found) = self.poll()? {
+            return Ok(found);
+        }
         let deadline = match until {
             Until::Now => {
                 let now = Instant::now();
@@ -965,8 +979,7 @@ impl Subscriber {
         // The waiter needs `poll` and the peer check at once: split the
         // borrows (the check reads only the mapping).
         let Subscriber {
-            cursors,
-            next_lane,
+            merge,
             shared,
             waiter,
             index,
@@ -979,65 +992,13 @@ impl Subscriber {
             &wait.subscribers_sleeping,
             deadline,
             &shared_ref.place,
-            || poll_lanes(shared_ref, cursors, next_lane, *index),
+            || merge.poll(shared_ref, *index),
             || {
                 shared_ref.still_sized()?;
                 shared_ref.publishers_finished()
             },
         )
     }
-}
-
-/// One look at every lane, from the one after the last read (so that no
-/// publisher starves the others); `Err(Truncated)` if a page it read was
-/// gone (what it found then is zeros).
-#[inline(always)]
-fn poll_lanes(
-    shared: &Shared,
-    cursors: &mut [LaneCursor],
-    next_lane: &mut usize,
-    index: u32,
-) -> Result<Option<(usize, Meta)>> {
-    let found = scan_lanes(shared, cursors, next_lane, index).map_err(|err| shared.explain(err));
-    // After the scan (the fault flag stays set): its reads may have met a
-    // page the file lost.
-    shared.intact()?;
-    found
-}
-
-#[inline(always)]
-fn scan_lanes(
-    shared: &Shared,
-    cursors: &mut [LaneCursor],
-    next_lane: &mut usize,
-    index: u32,
-) -> Result<Option<(usize, Meta)>> {
-    let used = shared.lanes_used();
-    let lossy = shared.lossy();
-    let mut i = *next_lane;
-    for _ in 0..used {
-        if i >= used {
-            i = 0;
-        }
-        match shared.lanes[i].next(&mut cursors[i], lossy)? {
-            Next::Empty => i += 1,
-            Next::Message(meta) => {
-                *next_lane = i + 1;
-                return Ok(Some((i, meta)));
-            }
-            Next::Lagged { missed, publisher } => {
-                let entry = shared.subscriber(index);
-                let total = entry.missed.load(Ordering::Relaxed).wrapping_add(missed);
-                entry.missed.store(total, Ordering::Relaxed);
-                return Err(Error::Lagged {
-                    topic: shared.name.clone(),
-                    publisher,
-                    missed,
-                });
-            }
-        }
-    }
-    Ok(None)
 }
 
 /// How long a receive waits.
@@ -1144,8 +1105,10 @@ impl Deref for ReadGuard<'_> {
 impl Drop for ReadGuard<'_> {
     fn drop(&mut self) {
         if !self.copied {
-            let meta = self.meta;
-            self.subscriber.consume(self.lane, &meta);
+            let subscriber = &mut *self.subscriber;
+            subscriber
+                .merge
+                .consume(&subscriber.shared, self.lane, &self.meta);
         }
     }
 }

@@ -2,7 +2,9 @@
 //! and commit, a subscriber's reads and its position.
 //!
 //! - On a Block lane that wraps, the publisher never overwrites what the
-//!   subscriber has not read, and every record is whole and in order.
+//!   subscriber has not read, and every record is whole and in order,
+//!   with the subscriber storing its position only when it has read what
+//!   it saw (rule 10).
 //! - On a drop-oldest lane, the publisher laps a subscriber that is
 //!   reading the oldest record (it overwrites it meanwhile): the subscriber
 //!   never delivers torn bytes, and reports `Lagged` with exactly the
@@ -116,6 +118,8 @@ fn subscribe(model: &Model, lossy: bool) -> Vec<Seen> {
     let mut cursor = LaneCursor {
         position: 0,
         tail: 0,
+        limit: 0,
+        published: 0,
         expected: Some(0),
         lapped: false,
     };
@@ -126,7 +130,17 @@ fn subscribe(model: &Model, lossy: bool) -> Vec<Seen> {
         let done = model.done.load(Ordering::SeqCst) == 1;
         match lane.next(&mut cursor, lossy).unwrap() {
             Next::Empty if done => break,
-            Next::Empty => loom::thread::yield_now(),
+            Next::Empty => {
+                // Rule 10: the position is stored once the subscriber has
+                // read what it saw, not per message (the laziest a real
+                // subscriber is). Release in the real code; SeqCst here
+                // pairs with the model's SeqCst load in `slowest`.
+                if cursor.published != cursor.position {
+                    cursor.published = cursor.position;
+                    model.position.store(cursor.position, Ordering::SeqCst);
+                }
+                loom::thread::yield_now()
+            }
             Next::Lagged { missed: n, .. } => seen.push(Seen::Lagged(n)),
             Next::Message(meta) => {
                 let mut payload = [0u8; 8];
@@ -142,10 +156,7 @@ fn subscribe(model: &Model, lossy: bool) -> Vec<Seen> {
                 );
                 assert_eq!(meta.sequence, meta.lane_sequence);
                 seen.push(Seen::Message(meta.lane_sequence));
-                LaneRef::consumed(&mut cursor, &meta);
-                // Release in the real code; SeqCst here pairs with the
-                // model's SeqCst load in `slowest`.
-                model.position.store(cursor.position, Ordering::SeqCst);
+                LaneRef::consumed(&mut cursor, &meta, lossy);
             }
         }
     }

@@ -36,11 +36,11 @@ impl Client {
             return Ok(true);
         }
         let Client { state, shared, .. } = self;
-        if state.due_of(call.id) != Due::Waiting {
+        if state.due_of(call.sent.id) != Due::Waiting {
             return Ok(true);
         }
         Ok(matches!(
-            state.take(shared, Some(call.id))?,
+            state.take(shared, Some(call.sent.id))?,
             Some(Found::Wanted(_))
         ))
     }
@@ -49,7 +49,12 @@ impl Client {
     /// given): `Err(PeerGone)` or `Err(Closed)` once no server will answer.
     pub(crate) fn server_ended(&self, call: Option<&PendingCall>) -> Result<()> {
         self.shared.mapping.check_size()?;
-        server_check(&self.shared, self.state.requests, self.state.slot, call)
+        server_check(
+            &self.shared,
+            self.state.requests,
+            self.state.slot,
+            call.map(|call| &call.sent),
+        )
     }
 
     /// Where a waiting client sleeps: on its response ring while too many

@@ -10,21 +10,21 @@ impl Server {
     /// Whether a request of a current client is there now.
     pub(crate) fn request_ready(&mut self) -> Result<bool> {
         self.shared.mapping.check_intact()?;
-        Ok(self.slots.poll(&self.shared)?.is_some())
+        Ok(self.slots.poll(&self.shared).is_some())
     }
 
     /// A current client's request if one is there now: `try_recv_request`
     /// without the error it makes when there is none, for an async receive
     /// that tries first and waits only on `None`. Its value is for
     /// [`request_at`](Server::request_at).
-    pub(crate) fn request_now(&mut self) -> Result<Option<(RingRef, Slot, Caller)>> {
+    pub(crate) fn request_now(&mut self) -> Result<Option<(Slot, Caller)>> {
         self.shared.mapping.check_intact()?;
         self.sweep_now_and_then();
-        self.slots.poll(&self.shared)
+        Ok(self.slots.poll(&self.shared))
     }
 
     /// The request `request_now` found.
-    pub(crate) fn request_at(&mut self, found: (RingRef, Slot, Caller)) -> Request<'_> {
+    pub(crate) fn request_at(&mut self, found: (Slot, Caller)) -> Request<'_> {
         self.request(found)
     }
 

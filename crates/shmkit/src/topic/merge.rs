@@ -1,0 +1,199 @@
+//! A subscriber's merge of the lanes: its cursor in each, which lane it
+//! reads now, and when it stores its positions (rule 10 of `lane`).
+//!
+//! With one lane in use, a receive reads the lane below the `tail` it
+//! loaded (its batch), loading `tail` again itself when the batch is read:
+//! a record word and two meta words, checked, and no shared word written.
+//! Only after a quarter lane, when the lane is empty, or when the record
+//! there is padding, bad or lapped does it store its position, look for a
+//! sleeping publisher to wake, and look at the lanes again. With more
+//! lanes in use, every receive does that and looks at the lanes round
+//! robin from the one after the last it read, so that publishers that take
+//! turns are read in turns and none starves the others. Either way every
+//! publisher's messages come in its order.
+
+use super::lane::{self, LaneCursor, Meta, Next};
+use super::shared::Shared;
+use crate::error::{Error, Result};
+use crate::ring::wait::wake_if_sleeping;
+use crate::sync::Ordering;
+
+/// Which lane a subscriber reads and where it is in each.
+#[derive(Debug)]
+pub(crate) struct Merge {
+    /// One per lane of the table.
+    cursors: Vec<LaneCursor>,
+    /// The lane the fast path reads (`< cursors.len()`); every other
+    /// lane's position is published (rule 10).
+    current: usize,
+    /// Messages received, stored with the positions.
+    received: u64,
+    /// Whether the last look found one lane in use: the fast path then
+    /// also loads that lane's `tail` itself (no other lane to be fair to;
+    /// a lane opened meanwhile is seen at the next look, a quarter lane
+    /// later at most).
+    single: bool,
+}
+
+impl Merge {
+    pub(crate) fn new(cursors: Vec<LaneCursor>) -> Merge {
+        Merge {
+            // The first look starts at lane 0 (the one after the last).
+            current: cursors.len() - 1,
+            cursors,
+            received: 0,
+            single: false,
+        }
+    }
+
+    /// The message at the current lane's cursor, if it is within the batch
+    /// (or, with one lane, a batch that one load of its `tail` finds) and a
+    /// message: the fast path, a few loads and compares.
+    #[inline(always)]
+    pub(crate) fn peek(&mut self, shared: &Shared) -> Option<(usize, Meta)> {
+        let i = self.current;
+        let cursor = self.cursors.get_mut(i)?;
+        let lane = shared.lanes.get(i)?;
+        if cursor.position >= cursor.limit {
+            if !self.single || cursor.position != cursor.tail {
+                return None;
+            }
+            // Acquire: pairs with the Release in `commit` (rule 3).
+            let tail = lane.header().tail.load(Ordering::Acquire);
+            // Anything but a plausible new batch (an empty lane, a lap, a
+            // bad tail) is for `next` to tell.
+            if tail <= cursor.position
+                || tail - cursor.position > lane.capacity()
+                || !lane::is_position(tail)
+            {
+                return None;
+            }
+            cursor.tail = tail;
+            cursor.limit = tail.min(cursor.published.saturating_add(lane.capacity() / 4));
+            if cursor.position >= cursor.limit {
+                return None;
+            }
+        }
+        let meta = lane.message_at(cursor.position, cursor.tail, shared.lossy())?;
+        Some((i, meta))
+    }
+
+    /// Moves past a message of lane `i` that was read (stored later: rule
+    /// 10).
+    #[inline(always)]
+    pub(crate) fn consume(&mut self, shared: &Shared, i: usize, meta: &Meta) {
+        if let Some(cursor) = self.cursors.get_mut(i) {
+            super::lane::LaneRef::consumed(cursor, meta, shared.lossy());
+        }
+        self.received = self.received.wrapping_add(1);
+    }
+
+    /// A drop-oldest record of lane `i` was overwritten while it was read:
+    /// back to `head` (rule 6 of `lane`).
+    #[cold]
+    pub(crate) fn lapped(&mut self, shared: &Shared, i: usize) -> Result<()> {
+        shared.lanes[i].resync(&mut self.cursors[i])
+    }
+
+    /// Stores the current lane's position and the count of messages
+    /// received, if they moved, and then wakes a sleeping Block publisher
+    /// (the position may free its space).
+    pub(crate) fn publish(&mut self, shared: &Shared, index: u32) {
+        let i = self.current;
+        let cursor = &mut self.cursors[i];
+        if cursor.published == cursor.position {
+            return;
+        }
+        cursor.published = cursor.position;
+        // Release: our reads of the records below it happen before their
+        // publisher reuses the space; pairs with the SeqCst loads in
+        // `Shared::slowest`.
+        shared
+            .position(index, i)
+            .store(cursor.position, Ordering::Release);
+        shared
+            .subscriber(index)
+            .received
+            .store(self.received, Ordering::Relaxed);
+        if !shared.lossy() {
+            let wait = &shared.header().wait;
+            wake_if_sleeping(wait, &wait.publishers_sleeping);
+        }
+    }
+
+    /// Publishes the current lane (rule 10), then looks at every lane from
+    /// the one after it; `Err(Truncated)` if what it found empty may be a
+    /// lost page's zeros. What it finds becomes the current lane's batch.
+    pub(crate) fn poll(&mut self, shared: &Shared, index: u32) -> Result<Option<(usize, Meta)>> {
+        if shared.lossy() {
+            // A record of the batch that the fast path found bad may have
+            // been lapped: resync now, as a receive does that copied it
+            // and then found it overwritten, so that either way the look
+            // goes on in the same order.
+            let i = self.current;
+            let cursor = &self.cursors[i];
+            if cursor.position < cursor.limit && shared.lanes[i].overwritten(cursor.position) {
+                self.lapped(shared, i).map_err(|err| shared.explain(err))?;
+            }
+        }
+        self.publish(shared, index);
+        match self.scan(shared, index) {
+            // A message was validated; the receive checks the segment after
+            // copying it.
+            Ok(Some(found)) => Ok(Some(found)),
+            Ok(None) => {
+                // After the scan (the fault flag stays set): its reads may
+                // have met a page the file lost.
+                shared.intact()?;
+                Ok(None)
+            }
+            Err(err) => {
+                shared.intact()?;
+                Err(shared.explain(err))
+            }
+        }
+    }
+
+    fn scan(&mut self, shared: &Shared, index: u32) -> Result<Option<(usize, Meta)>> {
+        let used = shared.lanes_used();
+        self.single = used == 1;
+        let lossy = shared.lossy();
+        let mut i = self.current + 1;
+        for _ in 0..used {
+            if i >= used {
+                i = 0;
+            }
+            let lane = &shared.lanes[i];
+            let cursor = &mut self.cursors[i];
+            match lane.next(cursor, lossy)? {
+                Next::Empty => i += 1,
+                Next::Message(meta) => {
+                    self.current = i;
+                    // One lane: the rest of the batch is read inline, a
+                    // quarter lane at most between stores (rule 10; from
+                    // here, as padding may lie between the published
+                    // position and this message). More lanes: the next
+                    // receive looks at the next lane first, so that
+                    // publishers that take turns are read in turns.
+                    cursor.limit = if self.single {
+                        cursor.tail.min(meta.position + lane.capacity() / 4)
+                    } else {
+                        0
+                    };
+                    return Ok(Some((i, meta)));
+                }
+                Next::Lagged { missed, publisher } => {
+                    let entry = shared.subscriber(index);
+                    let total = entry.missed.load(Ordering::Relaxed).wrapping_add(missed);
+                    entry.missed.store(total, Ordering::Relaxed);
+                    return Err(Error::Lagged {
+                        topic: shared.name.clone(),
+                        publisher,
+                        missed,
+                    });
+                }
+            }
+        }
+        Ok(None)
+    }
+}
