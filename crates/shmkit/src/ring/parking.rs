@@ -30,6 +30,10 @@ impl Consumer {
     #[inline]
     pub(crate) fn next_now(&mut self) -> Result<Option<Slot>> {
         self.shared.intact()?;
+        // The common case first, as `read` does.
+        if let Some(slot) = self.shared.ring.peek_message(&self.cursor) {
+            return Ok(Some(slot));
+        }
         let slot = self.shared.ring.peek(&mut self.cursor);
         slot.map_err(|e| self.shared.explain(e))
     }
@@ -91,6 +95,10 @@ impl Producer {
     #[inline]
     pub(crate) fn reserve_now(&mut self, len: usize) -> Result<Option<Slot>> {
         self.shared.intact()?;
+        // The common case first, as `grant` does.
+        if let Some(slot) = self.shared.ring.reserve_fast(&self.cursor, len as u64) {
+            return Ok(Some(slot));
+        }
         let slot = self.shared.ring.reserve(&mut self.cursor, len as u64);
         slot.map_err(|e| self.shared.explain(e))
     }
