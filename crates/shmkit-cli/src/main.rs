@@ -13,6 +13,7 @@ mod bridge;
 mod commands;
 mod demo;
 mod error;
+mod gc;
 mod generate;
 mod ls;
 mod output;

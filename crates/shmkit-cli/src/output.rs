@@ -237,7 +237,7 @@ pub fn stat_text(stat: &Stat, names: &Names) -> String {
 /// epoch, `null` for never; System V's attach, detach and change times and
 /// a POSIX file's access, modification and change times have names that
 /// say which; `ring` is the status of the ring in the segment, `null` if it
-/// holds none (or one that cannot be read).
+/// holds none (or one that cannot be read), and `service` likewise.
 #[derive(Debug, Serialize)]
 pub struct StatJson<'a> {
     schema_version: u32,
@@ -274,6 +274,7 @@ pub struct StatJson<'a> {
     swapped_bytes: Option<u64>,
     attachers: Vec<AttacherJson<'a>>,
     ring: Option<RingJson<'a>>,
+    service: Option<crate::service::ServiceJson>,
 }
 
 /// One attacher in the JSON (docs/JSON.md, "attacher").
@@ -335,6 +336,7 @@ impl<'a> StatJson<'a> {
                 })
                 .collect(),
             ring: ring.map(RingJson::new),
+            service: crate::service::json_in(stat),
         }
     }
 }

@@ -9,7 +9,6 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use shmkit::ring::{Reason, Removal, Scope};
 use shmkit::service::{self, Client, Options, Server, ServiceStatus};
 use shmkit::Mode;
 
@@ -325,6 +324,27 @@ pub fn ls_table(headings: bool) -> Result<String, CliError> {
     Ok(format!("\nSERVICES\n{}", output::table(&rows)))
 }
 
+/// A service as `stat --json` and `ls --json` show it (docs/JSON.md,
+/// "service"): its status, and the calls in flight over all clients.
+#[derive(Debug, serde::Serialize)]
+pub struct ServiceJson {
+    #[serde(flatten)]
+    status: ServiceStatus,
+    in_flight: u64,
+    abandoned: bool,
+}
+
+/// The service in segment `stat`, if it names one whose header reads.
+pub fn json_in(stat: &shmkit::Stat) -> Option<ServiceJson> {
+    let key = stat.key.to_string();
+    let status = service::status(key.strip_prefix(service::SEGMENT_PREFIX)?).ok()?;
+    Some(ServiceJson {
+        in_flight: status.in_flight(),
+        abandoned: status.abandoned(),
+        status,
+    })
+}
+
 /// What `stat` adds for a service's segment: its server, clients and
 /// counters.
 pub fn stat_text(key: &str) -> Option<String> {
@@ -373,43 +393,5 @@ pub fn is_service(name: &str) -> bool {
 /// The service part of `gc`: services nobody will use (only `names`, if
 /// given), listed, and with `force` removed.
 pub fn gc(names: &[String], force: bool, out: &mut impl Write) -> Result<(), CliError> {
-    let found = if names.is_empty() {
-        service::collect_garbage(Scope::All, ring::gc_action(force))?
-    } else {
-        let mut found = Vec::new();
-        for name in names {
-            found.extend(service::collect_garbage(
-                Scope::Name(name),
-                ring::gc_action(force),
-            )?);
-        }
-        found
-    };
-    let mut text = String::new();
-    let mut problems = Vec::new();
-    for garbage in &found {
-        let verb = match &garbage.removal {
-            Removal::Removed => "removed",
-            Removal::NotAsked => "would remove",
-            _ => "could not remove",
-        };
-        let why = match &garbage.reason {
-            Reason::Abandoned => "abandoned (every member died)".to_owned(),
-            Reason::Finished => "finished (no member, left by its last one)".to_owned(),
-            reason => reason.to_string(),
-        };
-        text.push_str(&format!("{verb} service {}: {why}\n", garbage.name));
-        if let Removal::Failed(err) = &garbage.removal {
-            problems.push(CliError::Message(format!(
-                "could not remove service {}: {err}",
-                garbage.name
-            )));
-        }
-    }
-    out.write_all(text.as_bytes()).map_err(CliError::stdout)?;
-    match problems.len() {
-        0 => Ok(()),
-        1 => Err(problems.remove(0)),
-        _ => Err(CliError::Several(problems)),
-    }
+    crate::gc::report("service", names, force, service::collect_garbage, out)
 }

@@ -6,7 +6,6 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use shmkit::ring::{Reason, Removal, Scope};
 use shmkit::topic::{self, Options, Policy, Publisher, Subscriber, TopicStatus};
 use shmkit::Mode;
 
@@ -385,43 +384,5 @@ pub fn gc_rings_and_topics(
 /// The topic part of `gc`: topics whose members all died (only `names`, if
 /// given), listed, and with `force` removed.
 fn gc(names: &[String], force: bool, out: &mut impl Write) -> Result<(), CliError> {
-    let found = if names.is_empty() {
-        topic::collect_garbage(Scope::All, ring::gc_action(force))?
-    } else {
-        let mut found = Vec::new();
-        for name in names {
-            found.extend(topic::collect_garbage(
-                Scope::Name(name),
-                ring::gc_action(force),
-            )?);
-        }
-        found
-    };
-    let mut text = String::new();
-    let mut problems = Vec::new();
-    for garbage in &found {
-        let verb = match &garbage.removal {
-            Removal::Removed => "removed",
-            Removal::NotAsked => "would remove",
-            _ => "could not remove",
-        };
-        let why = match &garbage.reason {
-            Reason::Abandoned => "abandoned (every member died)".to_owned(),
-            Reason::Finished => "finished (no member, left by its last one)".to_owned(),
-            reason => reason.to_string(),
-        };
-        text.push_str(&format!("{verb} topic {}: {why}\n", garbage.name));
-        if let Removal::Failed(why) = &garbage.removal {
-            problems.push(CliError::Message(format!(
-                "topic {} was left in /dev/shm: {why}",
-                garbage.name
-            )));
-        }
-    }
-    out.write_all(text.as_bytes()).map_err(CliError::stdout)?;
-    match problems.len() {
-        0 => Ok(()),
-        1 => Err(problems.remove(0)),
-        _ => Err(CliError::Several(problems)),
-    }
+    crate::gc::report("topic", names, force, topic::collect_garbage, out)
 }

@@ -226,3 +226,86 @@ fn gc_collects_a_service_whose_client_was_killed() {
     );
     assert!(!service.exists());
 }
+
+#[test]
+fn ls_and_stat_show_a_services_clients_and_calls_in_flight_as_text_and_json() {
+    let service = TestService::new();
+    let name = service.0.as_str();
+    let key = format!("/shmkit.service.{name}");
+    // No server: the call waits, its client holding slot 0, one call in flight.
+    let mut caller = spawn(&["call", name, "waiting"]);
+    let pid = caller.0.id();
+    wait_until("the call is in flight", || {
+        shmkit::service::status(name).is_ok_and(|s| s.in_flight() == 1)
+    });
+
+    let ls = text(&shmkit(&["ls"], b"").stdout);
+    let row = ls
+        .lines()
+        .skip_while(|line| *line != "SERVICES")
+        .find(|line| line.starts_with(name))
+        .unwrap_or_else(|| panic!("no row for {name} in\n{ls}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[1..], ["-", "1/32", "1", "0", "0"], "{row}");
+    let stat = text(&shmkit(&["stat", &key], b"").stdout);
+    assert!(
+        stat.contains(&format!("service {name}: server none yet;")),
+        "{stat}"
+    );
+    assert!(
+        stat.contains(&format!(
+            "  client 0: pid {pid}, alive, 1 calls, 1 in flight\n"
+        )),
+        "{stat}"
+    );
+
+    let json = |args: &[&str]| -> serde_json::Value {
+        let output = shmkit(args, b"");
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let stat = json(&["stat", &key, "--json"]);
+    let described = &stat["service"];
+    assert_eq!(described["name"], name, "{stat}");
+    assert_eq!(described["server"], serde_json::Value::Null);
+    assert_eq!(
+        (
+            described["max_clients"].as_u64(),
+            described["in_flight"].as_u64()
+        ),
+        (Some(32), Some(1))
+    );
+    assert_eq!(described["abandoned"], false);
+    let clients = described["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 1, "{described}");
+    assert_eq!(clients[0]["pid"].as_u64(), Some(u64::from(pid)));
+    assert_eq!(
+        (
+            clients[0]["slot"].as_u64(),
+            clients[0]["in_flight"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+    assert_eq!(clients[0]["alive"], true);
+    let all = json(&["ls", "--json"]);
+    let listed = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|segment| segment["key"] == key.as_str())
+        .unwrap_or_else(|| panic!("no {key} in {all}"));
+    assert_eq!(listed["service"]["in_flight"].as_u64(), Some(1), "{listed}");
+    assert_eq!(listed["ring"], serde_json::Value::Null);
+
+    // Killed: its slot shows it dead, and the service abandoned.
+    caller.0.kill().unwrap();
+    caller.0.wait().unwrap();
+    let stat = text(&shmkit(&["stat", &key], b"").stdout);
+    assert!(
+        stat.contains(&format!("  client 0: pid {pid}, dead,")),
+        "{stat}"
+    );
+    let stat = json(&["stat", &key, "--json"]);
+    assert_eq!(stat["service"]["clients"][0]["alive"], false, "{stat}");
+    assert_eq!(stat["service"]["abandoned"], true);
+}

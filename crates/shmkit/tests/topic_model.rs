@@ -179,13 +179,12 @@ impl Model {
         }
     }
 
-    /// What the subscriber's next receive finds; `consume` moves past a
-    /// message (false: a receive that leaves it, as with a short buffer;
-    /// it leaves the subscriber where the receive does, so that a second
-    /// call finds the same message). First the current lane's batch (and,
-    /// with one lane, a new batch of it), then, after storing the current
-    /// lane's position, every lane from the one after it.
-    fn recv(&mut self, s: usize, consume: bool) -> Outcome {
+    /// What the subscriber's next receive into a buffer of `room` bytes
+    /// finds; it moves past a message that fits (one that does not stays,
+    /// as with a short buffer). With one lane, first its batch (and a new
+    /// batch of it); then, after storing the current lane's position,
+    /// every lane from the one after it.
+    fn recv(&mut self, s: usize, room: usize) -> Outcome {
         let used = self.lanes.len();
         let lossy = self.lossy;
         let reader = &mut self.subscribers[s];
@@ -220,7 +219,7 @@ impl Model {
                 size,
             } = l.record_at(c.position).clone()
             {
-                if consume {
+                if len <= room {
                     c.position = start + size;
                     c.expected = lane_sequence + 1;
                 }
@@ -270,8 +269,12 @@ impl Model {
                             }
                         }
                         reader.current = i;
-                        c.limit = c.seen_tail.min(start + CAPACITY / 4);
-                        if consume {
+                        c.limit = if reader.single {
+                            c.seen_tail.min(start + CAPACITY / 4)
+                        } else {
+                            0
+                        };
+                        if len <= room {
                             c.position = start + size;
                             c.expected = lane_sequence + 1;
                         }
@@ -410,11 +413,10 @@ fn run(policy: Policy, lanes: usize, ops: &[Op]) {
                     },
                     _ => s.try_recv(&mut buf).map(|r| (r, buf[..r.len].to_vec())),
                 };
-                let peek = model.recv(subscriber, false);
-                let expected = match peek {
-                    // The receive leaves the message, where the model left it.
-                    Outcome::Message { len, .. } if short && len > 10 => None,
-                    Outcome::Message { .. } => Some(model.recv(subscriber, true)),
+                let room = if short { 10 } else { MAX };
+                let expected = match model.recv(subscriber, room) {
+                    // The receive leaves the message.
+                    Outcome::Message { len, .. } if len > room => None,
                     other => Some(other),
                 };
                 match (expected, got) {

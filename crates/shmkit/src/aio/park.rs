@@ -120,22 +120,38 @@ impl Park {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        let outcome = loop {
+        loop {
+            // Each outcome is returned where it is made: a `Result` with
+            // an `Error` in it is large, and moving it costs.
             match act(target) {
+                Ok(Some(value)) => {
+                    self.ended();
+                    return Poll::Ready(Ok(value));
+                }
                 Ok(None) => {}
-                done => break done.map(|value| value.expect("Ok(None) is matched above")),
+                Err(err) => {
+                    self.ended();
+                    return Poll::Ready(Err(err));
+                }
             }
             match self.poll_wait(cx, target) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(err)) => break Err(err),
+                Poll::Ready(Err(err)) => {
+                    self.ended();
+                    return Poll::Ready(Err(err));
+                }
             }
-        };
+        }
+    }
+
+    /// A verb is done: counts it, and ends its wait if it waited.
+    #[inline]
+    fn ended(&mut self) {
         self.done += 1;
         if self.next_check.is_some() {
             self.finish();
         }
-        Poll::Ready(outcome)
     }
 
     /// `Ready(Ok(()))` once `target` can act, as [`poll_act`](Park::poll_act)

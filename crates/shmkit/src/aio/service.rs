@@ -309,8 +309,10 @@ impl AsyncServer {
     ///
     /// As [`Server::recv_request`].
     pub async fn recv_request(&mut self) -> Result<Request<'_>> {
-        poll_fn(|cx| self.poll_request(cx)).await?;
-        self.server.try_recv_request()
+        let AsyncServer { park, server } = self;
+        let found = poll_fn(|cx| park.poll_act(cx, &mut Incoming(server), |i| i.0.request_now()));
+        let found = found.await?;
+        Ok(self.server.request_at(found))
     }
 }
 

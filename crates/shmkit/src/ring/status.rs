@@ -284,6 +284,36 @@ pub struct Garbage<S = RingStatus> {
     pub removal: Removal,
 }
 
+impl<S> Garbage<S> {
+    /// What [`Format::examine`](crate::segment::format::Format::examine)
+    /// found in a topic or service, as garbage: a readable one is
+    /// [abandoned](Reason::Abandoned) if `abandoned` says so of its status
+    /// (some member died, none lives), else [finished](Reason::Finished).
+    pub(crate) fn of(
+        name: &str,
+        examination: crate::segment::format::Examination<S>,
+        abandoned: impl FnOnce(&S) -> bool,
+    ) -> Garbage<S> {
+        use crate::segment::format::Examined;
+        let (reason, status) = match examination.found {
+            Examined::Readable(status) if abandoned(&status) => (Reason::Abandoned, Some(status)),
+            Examined::Readable(status) => (Reason::Finished, Some(status)),
+            Examined::HalfMade(size) => (Reason::HalfMade(size), None),
+            Examined::Corrupt(why) => (Reason::Corrupt(why), None),
+        };
+        Garbage {
+            name: name.to_owned(),
+            reason,
+            status,
+            removal: match examination.removal {
+                None => Removal::NotAsked,
+                Some(Ok(())) => Removal::Removed,
+                Some(Err(err)) => Removal::Failed(err.to_string()),
+            },
+        }
+    }
+}
+
 /// Finds the rings in `scope` that nobody will use, and with
 /// [`Action::Remove`] removes them. A ring is garbage when no live process
 /// holds an end of it or maps it, and it was [abandoned](Reason::Abandoned),

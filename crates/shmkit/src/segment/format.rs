@@ -260,6 +260,183 @@ impl Format {
     }
 }
 
+/// What the shared code here needs of a member's view of its structure:
+/// the segment, and the header's `removed` word (1 once the last member
+/// unlinked it; an opener that finds it set goes back to the name).
+pub(crate) trait Opened {
+    fn segment(&self) -> &Segment;
+    fn removed(&self) -> &AtomicU32;
+}
+
+/// How a structure is created when an opener finds none.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Creation {
+    pub size: u64,
+    pub mode: Mode,
+    pub group: Option<u32>,
+}
+
+/// What a look at a structure under its gate found (see
+/// [`Format::examine`]).
+#[derive(Debug)]
+pub(crate) enum Examined<T> {
+    /// Its header reads: the structure as `describe` saw it.
+    Readable(T),
+    /// No header: a file of this many bytes whose magic is not written.
+    HalfMade(u64),
+    /// A header that does not read, and why.
+    Corrupt(String),
+}
+
+/// What [`Format::examine`] found in a structure nobody uses, and the
+/// outcome of removing it (`None` when not asked).
+#[derive(Debug)]
+pub(crate) struct Examination<S> {
+    pub found: Examined<S>,
+    pub removal: Option<Result<()>>,
+}
+
+impl Format {
+    /// Finds structure `name`, or creates it as `creation` says with a
+    /// header that `init` writes, then views it with `open` (which checks
+    /// the header) and takes its gate: the caller claims its place and
+    /// drops the gate. An existing one is used only if its owner is
+    /// trusted; a half-made one nobody uses is removed and the name tried
+    /// again, as is one removed between our open and our gate.
+    ///
+    /// # Errors
+    ///
+    /// As [`attach_existing`](Format::attach_existing), [`create`](Format::create)
+    /// and `open`; [`Error::Busy`] if the name keeps changing under us.
+    pub(crate) fn find_or_create<T: Opened>(
+        &self,
+        name: &str,
+        trust: &Trust,
+        creation: Creation,
+        mut init: impl FnMut(&Attachment<ReadWrite>) -> Result<()>,
+        mut open: impl FnMut(Segment, Attachment<ReadWrite>) -> Result<T>,
+    ) -> Result<(T, RangeLock)> {
+        let key = self.key(name)?;
+        // A handful of rounds is plenty: each is a whole member's lifetime.
+        for _ in 0..100 {
+            let (segment, mapping) = match Segment::open(&key) {
+                Ok(segment) => match self.attach_existing(&segment, name, trust)? {
+                    Some(mapping) => (segment, mapping),
+                    // A half-made file, removed: go back to the name.
+                    None => continue,
+                },
+                Err(Error::NotFound { .. }) => {
+                    let made = self.create(
+                        &key,
+                        creation.size,
+                        creation.mode,
+                        creation.group,
+                        &mut init,
+                    );
+                    match made {
+                        Ok(made) => made,
+                        // Another opener created it first: open theirs.
+                        Err(Error::AlreadyExists { .. }) => continue,
+                        Err(other) => return Err(other),
+                    }
+                }
+                Err(other) => return Err(other),
+            };
+            let opened = open(segment, mapping)?;
+            let gate = self.gate(opened.segment())?;
+            if opened.removed().load(Ordering::SeqCst) != 0 {
+                continue;
+            }
+            return Ok((opened, gate));
+        }
+        Err(Error::Busy {
+            segment: self.place(name),
+            after: std::time::Duration::ZERO,
+        })
+    }
+
+    /// After a member gave up its place (and dropped its lock), under the
+    /// gate: removes the structure if no member is left. Once removed, the
+    /// name may be another structure's: it is never unlinked twice.
+    pub(crate) fn remove_if_last(&self, opened: &impl Opened) {
+        let removed = opened.removed();
+        if removed.load(Ordering::SeqCst) == 0 && !self.has_members(opened.segment()) {
+            let _ = remove_exactly(Some(removed), opened.segment());
+        }
+    }
+
+    /// Looks at structure `name` for garbage collection, under its gate:
+    /// `None` if the gate is held (a member is joining or leaving) or a
+    /// live process is a member or maps it; otherwise what it holds (its
+    /// header checked by `check`, then viewed by `open`) and, if `remove`,
+    /// the outcome of removing it exactly (a readable one that is already
+    /// marked removed counts as removed). What a readable one holds is
+    /// `describe`'s.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] if there is no such structure, and any error
+    /// opening, mapping or viewing it.
+    pub(crate) fn examine<T: Opened, S>(
+        &self,
+        name: &str,
+        remove: bool,
+        check: impl FnOnce(&Attachment<ReadWrite>) -> Result<()>,
+        open: impl FnOnce(Segment, Attachment<ReadWrite>) -> Result<T>,
+        describe: impl FnOnce(&T) -> S,
+    ) -> Result<Option<Examination<S>>> {
+        let segment = Segment::open(&self.key(name)?)?;
+        let Some(_gate) = self.try_gate(&segment)? else {
+            return Ok(None);
+        };
+        if self.unused(&segment).is_err() {
+            return Ok(None);
+        }
+        let size = segment.size()?;
+        let mapping = match size {
+            0 => {
+                return Ok(Some(self.unreadable(
+                    Examined::HalfMade(0),
+                    remove,
+                    &segment,
+                )))
+            }
+            _ => segment.attach(ReadWrite)?,
+        };
+        if let Err(err) = check(&mapping) {
+            // Acquire: pairs with the creator's Release of the magic.
+            let found = if size >= self.header_size
+                && mapping.atomic_u64(0)?.load(Ordering::Acquire) == 0
+            {
+                Examined::HalfMade(size)
+            } else {
+                Examined::Corrupt(err.to_string())
+            };
+            return Ok(Some(self.unreadable(found, remove, &segment)));
+        }
+        let opened = open(segment, mapping)?;
+        let described = describe(&opened);
+        let removed = opened.removed();
+        let removal = match (remove, removed.load(Ordering::SeqCst)) {
+            (false, _) => None,
+            (true, 0) => Some(remove_exactly(Some(removed), opened.segment())),
+            (true, _) => Some(Ok(())),
+        };
+        Ok(Some(Examination {
+            found: Examined::Readable(described),
+            removal,
+        }))
+    }
+
+    /// `examine`'s answer for a structure whose header does not read.
+    fn unreadable<S>(&self, found: Examined<S>, remove: bool, segment: &Segment) -> Examination<S> {
+        Examination {
+            found,
+            removal: remove.then(|| remove_exactly(None, segment)),
+        }
+    }
+}
+
 /// The owner word a member records in its structure's header, for
 /// messages and `status` (liveness comes from its lock): this process's pid
 /// (in its own pid namespace) in the low 32 bits, and the low 32 bits of its
@@ -401,6 +578,131 @@ mod tests {
                 }
             ),
             "{err}"
+        );
+    }
+
+    /// A member's view for the shared paths: `removed` at offset 16.
+    struct View {
+        segment: Segment,
+        mapping: Attachment<ReadWrite>,
+    }
+
+    impl Opened for View {
+        fn segment(&self) -> &Segment {
+            &self.segment
+        }
+
+        fn removed(&self) -> &AtomicU32 {
+            self.mapping.atomic_u32(16).unwrap()
+        }
+    }
+
+    fn find_or_create(name: &str) -> Result<(View, RangeLock)> {
+        let creation = Creation {
+            size: 4096,
+            mode: Mode::OWNER_ONLY,
+            group: None,
+        };
+        TEST.find_or_create(
+            name,
+            &Trust::me(),
+            creation,
+            |mapping| {
+                mapping.write_at(8, &1u32.to_le_bytes())?;
+                mapping.write_at(0, &7u64.to_le_bytes())
+            },
+            |segment, mapping| {
+                TEST.check_header(&mapping, name)?;
+                Ok(View { segment, mapping })
+            },
+        )
+    }
+
+    #[test]
+    fn find_or_create_makes_one_then_finds_it_and_passes_over_a_removed_one() {
+        let name = name("find");
+        let (first, gate) = find_or_create(&name).unwrap();
+        let _guard = Removal(&first.segment);
+        drop(gate);
+        let (second, gate) = find_or_create(&name).unwrap();
+        drop(gate);
+        second.mapping.write_at(24, &[1]).unwrap();
+        assert_eq!(first.mapping.load_u32(24, Ordering::Relaxed).unwrap(), 1);
+        // The last member leaves: no member lock is held, so it goes, and
+        // an opener that mapped it before finds `removed` and makes a new one.
+        TEST.remove_if_last(&first);
+        assert_eq!(first.removed().load(Ordering::SeqCst), 1);
+        assert!(matches!(
+            Segment::open(&TEST.key(&name).unwrap()),
+            Err(Error::NotFound { .. })
+        ));
+        let (third, gate) = find_or_create(&name).unwrap();
+        drop(gate);
+        let _guard = Removal(&third.segment);
+        assert_eq!(third.mapping.load_u32(24, Ordering::Relaxed).unwrap(), 0);
+    }
+
+    #[test]
+    fn examine_tells_half_made_from_corrupt_and_leaves_what_a_member_holds() {
+        let examine = |name: &str, remove: bool| {
+            TEST.examine(
+                name,
+                remove,
+                |mapping| TEST.check_header(mapping, name),
+                |segment, mapping| Ok(View { segment, mapping }),
+                |view| view.mapping.load_u32(24, Ordering::Relaxed).unwrap(),
+            )
+        };
+        let half = name("examine-half");
+        let made = Segment::create(&TEST.key(&half).unwrap(), 4096, Mode::OWNER_ONLY).unwrap();
+        let _guard = Removal(&made);
+        assert!(matches!(
+            examine(&half, false).unwrap(),
+            Some(Examination {
+                found: Examined::HalfMade(4096),
+                removal: None
+            })
+        ));
+        let corrupt = name("examine-corrupt");
+        let made = Segment::create(&TEST.key(&corrupt).unwrap(), 4096, Mode::OWNER_ONLY).unwrap();
+        let _guard = Removal(&made);
+        made.attach(ReadWrite)
+            .unwrap()
+            .write_at(0, &9u64.to_le_bytes())
+            .unwrap();
+        let member = made.try_lock_range(8, 1).unwrap().unwrap();
+        assert!(
+            examine(&corrupt, true).unwrap().is_none(),
+            "a member holds it"
+        );
+        drop(member);
+        let found = examine(&corrupt, true).unwrap();
+        assert!(
+            matches!(
+                &found,
+                Some(Examination { found: Examined::Corrupt(why), removal: Some(Ok(())) })
+                    if why.contains("magic")
+            ),
+            "{found:?}"
+        );
+        assert!(matches!(
+            Segment::open(&TEST.key(&corrupt).unwrap()),
+            Err(Error::NotFound { .. })
+        ));
+        let (whole, gate) = find_or_create(&name("examine-whole")).unwrap();
+        drop(gate);
+        let _guard = Removal(&whole.segment);
+        whole.mapping.write_at(24, &[5]).unwrap();
+        let found = examine(&name("examine-whole"), false).unwrap();
+        assert!(
+            matches!(
+                found,
+                Some(Examination {
+                    found: Examined::Readable(5),
+                    removal: None
+                })
+            ),
+            "{found:?}"
         );
     }
 

@@ -111,14 +111,24 @@ impl PendingCall {
 }
 
 impl Drop for PendingCall {
+    #[inline]
     fn drop(&mut self) {
         if !self.answered.load(std::sync::atomic::Ordering::Relaxed) {
-            if let Ok(mut ids) = self.abandoned.ids.lock() {
-                ids.push(self.sent.id);
-                self.abandoned
-                    .any
-                    .store(true, std::sync::atomic::Ordering::Release);
-            }
+            self.abandon();
+        }
+    }
+}
+
+impl PendingCall {
+    /// The drop of a call never answered: out of line, as it is rare.
+    #[cold]
+    #[inline(never)]
+    fn abandon(&self) {
+        if let Ok(mut ids) = self.abandoned.ids.lock() {
+            ids.push(self.sent.id);
+            self.abandoned
+                .any
+                .store(true, std::sync::atomic::Ordering::Release);
         }
     }
 }
@@ -300,6 +310,7 @@ impl Client {
     /// # })?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
+    #[inline]
     pub fn call(&mut self, request: &[u8]) -> Result<Response<'_>> {
         self.call_with(request, Patience::Wait)
     }
@@ -346,6 +357,7 @@ impl Client {
     /// }
     /// # Ok::<(), shmkit::Error>(())
     /// ```
+    #[inline]
     pub fn send_request(&mut self, request: &[u8]) -> Result<PendingCall> {
         self.pending(request, Patience::Wait)
     }
@@ -382,6 +394,7 @@ impl Client {
     ///
     /// As [`call`](Client::call); [`Error::InvalidArgument`] for a call
     /// of another client.
+    #[inline]
     pub fn wait(&mut self, call: PendingCall) -> Result<Response<'_>> {
         self.wait_with(&call, Patience::Wait)
     }
@@ -423,6 +436,7 @@ impl Client {
     }
 
     /// `send_request`'s: the call sent, and its handle.
+    #[inline]
     fn pending(&mut self, request: &[u8], patience: Patience) -> Result<PendingCall> {
         self.shared.mapping.check_intact()?;
         self.state.collect_abandoned();
@@ -458,9 +472,12 @@ impl Client {
         if state.due >= shared.max_in_flight {
             state.room_for_a_call(shared, waiter, patience, len)?;
         }
-        let record = match requests.reserve(&mut state.tail, len)? {
+        let record = match requests.reserve_fast(&state.tail, len) {
             Some(record) => record,
-            None => state.room_in_the_ring(shared, waiter, patience, len)?,
+            None => match requests.reserve(&mut state.tail, len)? {
+                Some(record) => record,
+                None => state.room_in_the_ring(shared, waiter, patience, len)?,
+            },
         };
         // The next sequence whose entry is free: fewer than max_in_flight
         // are held (rule 4, above), so one is within the table's length.
@@ -497,6 +514,7 @@ impl Client {
 
     /// The waits of `wait`, `try_wait` and `wait_timeout` for a
     /// [`PendingCall`] of this client.
+    #[inline]
     fn wait_with(&mut self, call: &PendingCall, patience: Patience) -> Result<Response<'_>> {
         self.shared.mapping.check_intact()?;
         self.state.collect_abandoned();
@@ -540,10 +558,13 @@ impl Client {
             shared,
             ..
         } = self;
-        let found = match state.take(shared, Some(sent.id)) {
-            Ok(Some(Found::Wanted(record))) => Ok(record),
-            Ok(_) => state.wait_for(shared, waiter, sent, patience),
-            Err(err) => Err(err),
+        let found = match state.next_is(sent.id) {
+            Some(record) => Ok(record),
+            None => match state.take(shared, Some(sent.id)) {
+                Ok(Some(Found::Wanted(record))) => Ok(record),
+                Ok(_) => state.wait_for(shared, waiter, sent, patience),
+                Err(err) => Err(err),
+            },
         };
         match found {
             Ok(record) => {
@@ -791,6 +812,20 @@ impl State {
         }
     }
 
+    /// The record at the response ring's head if it is the response to
+    /// `id` (the common case of a call awaited as it was sent), without
+    /// `take`'s look through the others; `None` for anything else, which
+    /// `take` then sees again.
+    #[inline]
+    fn next_is(&mut self, id: u64) -> Option<Slot> {
+        let record = self.responses.peek_message(&self.head)?;
+        if read_id(&self.responses, record) != Some(id) {
+            return None;
+        }
+        self.last_size = record_size(record.len);
+        Some(record)
+    }
+
     /// Looks through the response ring: the response to `wanted` stays in
     /// place and is returned; others are copied out for their calls or
     /// skipped (rule 3). With no `wanted`, returns once one response came
@@ -983,6 +1018,7 @@ impl Deref for Response<'_> {
 }
 
 impl Drop for Response<'_> {
+    #[inline]
     fn drop(&mut self) {
         if let Body::InRing(record) = self.body {
             let state = &mut *self.state;

@@ -239,6 +239,7 @@ impl Server {
     /// # assert_eq!(&*client.wait(call)?, b"y");
     /// # Ok::<(), shmkit::Error>(())
     /// ```
+    #[inline]
     pub fn recv_request(&mut self) -> Result<Request<'_>> {
         self.recv_with(None)
     }
@@ -370,6 +371,7 @@ impl Server {
     /// assert_eq!(&*client.wait(call)?, b"4");
     /// # Ok::<(), shmkit::Error>(())
     /// ```
+    #[inline]
     pub fn reply(&mut self, caller: Caller, body: &[u8]) -> Result<()> {
         self.check_caller(caller)?;
         self.answer(caller, body)
@@ -470,6 +472,9 @@ impl Server {
             return None;
         }
         let ring = cursors.response_ring;
+        if let Some(record) = ring.reserve_fast(&cursors.responses, ID_LEN + len) {
+            return Some((ring, record));
+        }
         match ring.reserve(&mut cursors.responses, ID_LEN + len) {
             Ok(Some(record)) => Some((ring, record)),
             Ok(None) => None,
@@ -626,7 +631,11 @@ impl Slots {
         }
         let ring = cursors.request_ring;
         for _ in 0..SKIPS_PER_POLL {
-            let record = match ring.peek(&mut cursors.requests) {
+            let record = match ring.peek_message(&cursors.requests) {
+                Some(record) => Ok(Some(record)),
+                None => ring.peek(&mut cursors.requests),
+            };
+            let record = match record {
                 Ok(Some(record)) => record,
                 Ok(None) => {
                     // The record's other lines come with its word's.
@@ -779,6 +788,7 @@ impl Request<'_> {
     /// # assert_eq!(&*client.wait(call)?, b"cba");
     /// # Ok::<(), shmkit::Error>(())
     /// ```
+    #[inline]
     pub fn reply(mut self, body: &[u8]) -> Result<()> {
         self.release();
         // This server's own caller: no check of whose it is.

@@ -16,7 +16,7 @@ use crate::ring::layout::{
 };
 use crate::ring::protocol::RingRef;
 use crate::ring::wait::WakeLine;
-use crate::segment::format::{remove_exactly, Format};
+use crate::segment::format::{Creation, Format, Opened};
 use crate::segment::{AccessMode, Attachment, Key, ReadWrite, Segment};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::sys::range_lock::RangeLock;
@@ -114,54 +114,29 @@ impl Shared {
     /// gate: the caller claims its place and then drops the gate.
     pub(crate) fn open(name: &str, options: &Options) -> Result<(Shared, RangeLock)> {
         options.validate()?;
-        let key = key_of(name)?;
-        // A service removed between our open and our gate is retried; a
-        // handful of rounds is plenty (each is a whole member's lifetime).
-        for _ in 0..100 {
-            let (segment, mapping) = match Segment::open(&key) {
-                Ok(segment) => match FORMAT.attach_existing(&segment, name, &options.trust)? {
-                    Some(mapping) => (segment, mapping),
-                    // A half-made file, removed: go back to the name.
-                    None => continue,
-                },
-                Err(Error::NotFound { .. }) => {
-                    let geometry = options.geometry();
-                    let made = FORMAT.create(
-                        &key,
-                        geometry.size,
-                        options.mode,
-                        options.group,
-                        |mapping| {
-                            initialise(mapping, options, &geometry);
-                            Ok(())
-                        },
-                    );
-                    match made {
-                        Ok(made) => made,
-                        // Another opener created it first: open theirs.
-                        Err(Error::AlreadyExists { .. }) => continue,
-                        Err(other) => return Err(other),
-                    }
-                }
-                Err(other) => return Err(other),
-            };
-            let shared = Shared::from_mapping(name, segment, mapping)?;
-            let gate = FORMAT.gate(&shared.segment)?;
-            if shared.header().wait.removed.load(Ordering::SeqCst) != 0 {
-                continue;
-            }
-            if !crate::sys::membarrier::register_global_expedited() {
-                shared.use_full_fences();
-            }
-            // A call's records go to fresh ring bytes at every lap: fault
-            // the pages in now, not one in every 50 calls.
-            shared.mapping.populate();
-            return Ok((shared, gate));
+        let geometry = options.geometry();
+        let creation = Creation {
+            size: geometry.size,
+            mode: options.mode,
+            group: options.group,
+        };
+        let (shared, gate) = FORMAT.find_or_create(
+            name,
+            &options.trust,
+            creation,
+            |mapping| {
+                initialise(mapping, options, &geometry);
+                Ok(())
+            },
+            |segment, mapping| Shared::from_mapping(name, segment, mapping),
+        )?;
+        if !crate::sys::membarrier::register_global_expedited() {
+            shared.use_full_fences();
         }
-        Err(Error::Busy {
-            segment: format!("service {name}"),
-            after: std::time::Duration::ZERO,
-        })
+        // A call's records go to fresh ring bytes at every lap: fault the
+        // pages in now, not one in every 50 calls.
+        shared.mapping.populate();
+        Ok((shared, gate))
     }
 
     /// Validates the header of a mapping and keeps the views' bases.
@@ -286,11 +261,17 @@ impl Shared {
     /// After a member gave up its place (and dropped its lock), under the
     /// gate: removes the service if no member is left (rule 8).
     pub(crate) fn remove_if_last(&self) {
-        let removed = &self.header().wait.removed;
-        // Once removed, the name may be another service's: never unlink twice.
-        if removed.load(Ordering::SeqCst) == 0 && !FORMAT.has_members(&self.segment) {
-            let _ = remove_exactly(Some(removed), &self.segment);
-        }
+        FORMAT.remove_if_last(self);
+    }
+}
+
+impl Opened for Shared {
+    fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    fn removed(&self) -> &AtomicU32 {
+        &self.header().wait.removed
     }
 }
 

@@ -1,13 +1,12 @@
 //! Looking at services from outside: their server and clients, the list of
 //! them, and the removal of services whose members all died.
 
-use super::layout::{slot_status, HEADER_SIZE, SERVER_CLOSED, SLOT_CONNECTED, SLOT_DEAD};
+use super::layout::{slot_status, SERVER_CLOSED, SLOT_CONNECTED, SLOT_DEAD};
 use super::shared::{key_of, read_header, Shared, FORMAT};
 
 use crate::error::Result;
 use crate::ring::endpoint::pid_of;
-use crate::ring::{Action, Garbage, Reason, Removal, Scope};
-use crate::segment::format::remove_exactly;
+use crate::ring::{Action, Garbage, Scope};
 use crate::segment::{ReadWrite, Segment};
 use crate::sync::Ordering;
 
@@ -191,67 +190,12 @@ pub fn collect_garbage(scope: Scope<'_>, action: Action) -> Result<Vec<Garbage<S
 /// Looks at one service under its gate; removes it if it is garbage and
 /// `action` says so.
 fn examine(name: &str, action: Action) -> Result<Option<Garbage<ServiceStatus>>> {
-    let segment = Segment::open(&FORMAT.key(name)?)?;
-    let Some(_gate) = FORMAT.try_gate(&segment)? else {
-        return Ok(None);
-    };
-    if FORMAT.unused(&segment).is_err() {
-        return Ok(None);
-    }
-    let size = segment.size()?;
-    let mapping = match size {
-        0 => None,
-        _ => Some(segment.attach(ReadWrite)?),
-    };
-    let unreadable = match &mapping {
-        None => Some(Reason::HalfMade(0)),
-        Some(mapping) => match read_header(mapping, name) {
-            Ok(_) => None,
-            Err(_)
-                if size >= HEADER_SIZE && mapping.atomic_u64(0)?.load(Ordering::Acquire) == 0 =>
-            {
-                Some(Reason::HalfMade(size))
-            }
-            Err(err) => Some(Reason::Corrupt(err.to_string())),
-        },
-    };
-    let (reason, status, removal) = match (unreadable, mapping) {
-        (None, Some(mapping)) => {
-            let shared = Shared::from_mapping(name, segment, mapping)?;
-            let status = describe(&shared);
-            let reason = if status.abandoned() {
-                Reason::Abandoned
-            } else {
-                Reason::Finished
-            };
-            let removed = &shared.header().wait.removed;
-            // Once removed, the name may be another service's: never twice.
-            let removal = match (action, removed.load(Ordering::SeqCst)) {
-                (Action::DryRun, _) => Removal::NotAsked,
-                (Action::Remove, 0) => removal(remove_exactly(Some(removed), &shared.segment)),
-                (Action::Remove, _) => Removal::Removed,
-            };
-            (reason, Some(status), removal)
-        }
-        (reason, _) => {
-            let removal = match action {
-                Action::DryRun => Removal::NotAsked,
-                Action::Remove => removal(remove_exactly(None, &segment)),
-            };
-            (reason.unwrap_or(Reason::HalfMade(0)), None, removal)
-        }
-    };
-    Ok(Some(Garbage {
-        name: name.to_owned(),
-        reason,
-        status,
-        removal,
-    }))
-}
-
-fn removal(result: Result<()>) -> Removal {
-    match result {
-        Ok(()) => Removal::Removed,
-        Err(err) => Removal::Failed(err.to_string()),
-    }
+    let examined = FORMAT.examine(
+        name,
+        action == Action::Remove,
+        |mapping| read_header(mapping, name).map(drop),
+        |segment, mapping| Shared::from_mapping(name, segment, mapping),
+        describe,
+    )?;
+    Ok(examined.map(|examination| Garbage::of(name, examination, ServiceStatus::abandoned)))
 }

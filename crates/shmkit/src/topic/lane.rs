@@ -56,15 +56,15 @@
 //!    it reads one (rule 6). After a publisher died, the records decide
 //!    (the last message's lane sequence + 1).
 //! 10. A subscriber stores its position in a lane (Release, after its reads
-//!     of the records below it: rule 7) not per message but when it leaves
-//!     the lane's batch (the records below the `tail` it loaded): when it
-//!     has read the batch, after a quarter lane of it at most, and before
-//!     it reports nothing to read or waits; then, on a Block topic, it
-//!     wakes a sleeping publisher. Only the lane it reads now may be ahead
-//!     of what it stored. A Block publisher so sees a subscriber a quarter
-//!     lane (and a record) behind at most while that subscriber receives,
-//!     and exactly once it waits; one that stops receiving holds back what
-//!     it read of its batch and did not store.
+//!     of the records below it: rule 7) whenever it looks at the lanes
+//!     (`merge`): with one lane in use, after at most a quarter lane of
+//!     reading, and before it reports nothing to read or waits; with more,
+//!     at every receive. Then, on a Block topic, it wakes a sleeping
+//!     publisher. Only the lane it reads now may be ahead of what it
+//!     stored. A Block publisher so sees a subscriber a quarter lane (and a
+//!     record) behind at most while that subscriber receives, and exactly
+//!     once it waits; one that stops receiving holds back what it read and
+//!     did not store.
 
 use std::collections::VecDeque;
 use std::ptr::NonNull;

@@ -1,14 +1,16 @@
 //! A subscriber's merge of the lanes: its cursor in each, which lane it
 //! reads now, and when it stores its positions (rule 10 of `lane`).
 //!
-//! A receive first looks at the lane it read last, below the `tail` it
-//! loaded then (its batch): a record word and two meta words, checked,
-//! and no shared word written. Only when that batch is read (or a quarter
-//! lane of it, or the record there is padding, bad or lapped) does it
-//! store its position, look for a sleeping publisher to wake, and look at
-//! the other lanes, from the one after, round robin: so every publisher's
-//! messages come in its order and no publisher starves the others, while
-//! a stream costs the subscriber no shared store per message.
+//! With one lane in use, a receive reads the lane below the `tail` it
+//! loaded (its batch), loading `tail` again itself when the batch is read:
+//! a record word and two meta words, checked, and no shared word written.
+//! Only after a quarter lane, when the lane is empty, or when the record
+//! there is padding, bad or lapped does it store its position, look for a
+//! sleeping publisher to wake, and look at the lanes again. With more
+//! lanes in use, every receive does that and looks at the lanes round
+//! robin from the one after the last it read, so that publishers that take
+//! turns are read in turns and none starves the others. Either way every
+//! publisher's messages come in its order.
 
 use super::lane::{self, LaneCursor, Meta, Next};
 use super::shared::Shared;
@@ -167,10 +169,17 @@ impl Merge {
                 Next::Empty => i += 1,
                 Next::Message(meta) => {
                     self.current = i;
-                    // Rule 10: a quarter lane at most between stores (from
-                    // here: padding may lie between the published position
-                    // and this message).
-                    cursor.limit = cursor.tail.min(meta.position + lane.capacity() / 4);
+                    // One lane: the rest of the batch is read inline, a
+                    // quarter lane at most between stores (rule 10; from
+                    // here, as padding may lie between the published
+                    // position and this message). More lanes: the next
+                    // receive looks at the next lane first, so that
+                    // publishers that take turns are read in turns.
+                    cursor.limit = if self.single {
+                        cursor.tail.min(meta.position + lane.capacity() / 4)
+                    } else {
+                        0
+                    };
                     return Ok(Some((i, meta)));
                 }
                 Next::Lagged { missed, publisher } => {

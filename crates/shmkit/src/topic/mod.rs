@@ -911,7 +911,10 @@ impl Subscriber {
             let lane = self.shared.lanes[i];
             let len = meta.len as usize;
             if len > self.scratch.len() {
-                // Only a lap's length can be (message_at bounds the rest).
+                // Never: message_at and record_at bound a length by
+                // max_message, the scratch's size. Were it so, the bytes
+                // would be taken for a lap's rather than sliced out of
+                // bounds.
                 self.merge.lapped(&self.shared, i)?;
                 continue;
             }

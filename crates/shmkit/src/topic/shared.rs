@@ -14,7 +14,7 @@ use super::layout::{
 use super::{Options, Policy, SEGMENT_PREFIX};
 use crate::error::{Error, Result};
 use crate::ring::wait::WakeLine;
-use crate::segment::format::{pid_of, remove_exactly, Format};
+use crate::segment::format::{pid_of, Creation, Format, Opened};
 use crate::segment::{AccessMode, Attachment, Key, ReadWrite, Segment};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::sys::range_lock::RangeLock;
@@ -31,6 +31,16 @@ impl WakeLine for WaitLine {
     /// Subscribers (and Block publishers) share one word: leave it for the
     /// waker to clear (see the trait).
     fn stop_sleeping(&self, _sleeping: &AtomicU32) {}
+}
+
+impl Opened for Shared {
+    fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    fn removed(&self) -> &AtomicU32 {
+        &self.header().wait.removed
+    }
 }
 
 /// The topic as one member sees it.
@@ -114,55 +124,30 @@ impl Shared {
     /// gate: the caller claims its place and then drops the gate.
     pub(crate) fn open(name: &str, options: &Options) -> Result<(Shared, RangeLock)> {
         options.validate()?;
-        let key = key_of(name)?;
         let geometry = Geometry::new(
             options.capacity,
             options.max_publishers,
             options.max_subscribers,
         );
-        // A topic removed between our open and our gate is retried; a
-        // handful of rounds is plenty (each is a whole member's lifetime).
-        for _ in 0..100 {
-            let (segment, mapping) = match Segment::open(&key) {
-                Ok(segment) => match FORMAT.attach_existing(&segment, name, &options.trust)? {
-                    Some(mapping) => (segment, mapping),
-                    // A half-made file, removed: go back to the name.
-                    None => continue,
-                },
-                Err(Error::NotFound { .. }) => {
-                    let made = FORMAT.create(
-                        &key,
-                        geometry.size,
-                        options.mode,
-                        options.group,
-                        |mapping| {
-                            initialise(mapping, options, &geometry);
-                            Ok(())
-                        },
-                    );
-                    match made {
-                        Ok(made) => made,
-                        // Another opener created it first: open theirs.
-                        Err(Error::AlreadyExists { .. }) => continue,
-                        Err(other) => return Err(other),
-                    }
-                }
-                Err(other) => return Err(other),
-            };
-            let shared = Shared::from_mapping(name, segment, mapping)?;
-            let gate = FORMAT.gate(&shared.segment)?;
-            if shared.header().wait.removed.load(Ordering::SeqCst) != 0 {
-                continue;
-            }
-            if !crate::sys::membarrier::register_global_expedited() {
-                shared.header().wait.full_fences.store(1, Ordering::SeqCst);
-            }
-            return Ok((shared, gate));
+        let creation = Creation {
+            size: geometry.size,
+            mode: options.mode,
+            group: options.group,
+        };
+        let (shared, gate) = FORMAT.find_or_create(
+            name,
+            &options.trust,
+            creation,
+            |mapping| {
+                initialise(mapping, options, &geometry);
+                Ok(())
+            },
+            |segment, mapping| Shared::from_mapping(name, segment, mapping),
+        )?;
+        if !crate::sys::membarrier::register_global_expedited() {
+            shared.header().wait.full_fences.store(1, Ordering::SeqCst);
         }
-        Err(Error::Busy {
-            segment: format!("topic {name}"),
-            after: std::time::Duration::ZERO,
-        })
+        Ok((shared, gate))
     }
 
     /// Validates the header of a mapping and builds the views.
@@ -377,11 +362,7 @@ impl Shared {
     /// After a member gave up its place (and dropped its lock), under the
     /// gate: removes the topic if no member is left.
     pub(crate) fn remove_if_last(&self) {
-        let removed = &self.header().wait.removed;
-        // Once removed, the name may be another topic's: never unlink twice.
-        if removed.load(Ordering::SeqCst) == 0 && !FORMAT.has_members(&self.segment) {
-            let _ = remove_exactly(Some(removed), &self.segment);
-        }
+        FORMAT.remove_if_last(self);
     }
 
     /// Block: the slowest active subscriber's position in lane `i`, among

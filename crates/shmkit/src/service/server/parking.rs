@@ -13,6 +13,21 @@ impl Server {
         Ok(self.slots.poll(&self.shared).is_some())
     }
 
+    /// A current client's request if one is there now: `try_recv_request`
+    /// without the error it makes when there is none, for an async receive
+    /// that tries first and waits only on `None`. Its value is for
+    /// [`request_at`](Server::request_at).
+    pub(crate) fn request_now(&mut self) -> Result<Option<(Slot, Caller)>> {
+        self.shared.mapping.check_intact()?;
+        self.sweep_now_and_then();
+        Ok(self.slots.poll(&self.shared))
+    }
+
+    /// The request `request_now` found.
+    pub(crate) fn request_at(&mut self, found: (Slot, Caller)) -> Request<'_> {
+        self.request(found)
+    }
+
     /// The waiting server's look at its clients (rule 7 of `protocol`):
     /// frees the slots of dead ones. A server waits for clients however
     /// long, so only a shrunk segment is an error.

@@ -1,0 +1,59 @@
+//! What `gc` shows of the structures whose members hold places (topics and
+//! services): the garbage the library found, listed, and with `--force`
+//! removed. Rings have their own report (`ring::gc`: a ring's ends).
+
+use std::io::Write;
+
+use shmkit::ring::{Action, Garbage, Reason, Removal, Scope};
+
+use crate::error::CliError;
+use crate::ring::gc_action;
+
+/// The `gc` part of one kind of structure (`noun`: `topic`, `service`):
+/// every one of them that nobody will use, or only `names`, from
+/// `collect_garbage`, listed with why, and with `force` removed.
+pub fn report<S>(
+    noun: &str,
+    names: &[String],
+    force: bool,
+    collect_garbage: impl Fn(Scope<'_>, Action) -> shmkit::Result<Vec<Garbage<S>>>,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let action = gc_action(force);
+    let found = if names.is_empty() {
+        collect_garbage(Scope::All, action)?
+    } else {
+        let mut found = Vec::new();
+        for name in names {
+            found.extend(collect_garbage(Scope::Name(name), action)?);
+        }
+        found
+    };
+    let mut text = String::new();
+    let mut problems = Vec::new();
+    for garbage in &found {
+        let verb = match &garbage.removal {
+            Removal::Removed => "removed",
+            Removal::NotAsked => "would remove",
+            _ => "could not remove",
+        };
+        let why = match &garbage.reason {
+            Reason::Abandoned => "abandoned (every member died)".to_owned(),
+            Reason::Finished => "finished (no member, left by its last one)".to_owned(),
+            reason => reason.to_string(),
+        };
+        text.push_str(&format!("{verb} {noun} {}: {why}\n", garbage.name));
+        if let Removal::Failed(why) = &garbage.removal {
+            problems.push(CliError::Message(format!(
+                "{noun} {} was left in /dev/shm: {why}",
+                garbage.name
+            )));
+        }
+    }
+    out.write_all(text.as_bytes()).map_err(CliError::stdout)?;
+    match problems.len() {
+        0 => Ok(()),
+        1 => Err(problems.remove(0)),
+        _ => Err(CliError::Several(problems)),
+    }
+}
