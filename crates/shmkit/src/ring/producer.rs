@@ -377,8 +377,9 @@ impl WriteGrant<'_> {
     /// Publishes the whole reserved length as one message.
     #[inline]
     pub fn commit(self) {
-        let len = self.slot.len as usize;
-        self.commit_len(len);
+        let producer = &mut *self.producer;
+        let (ring, slot) = (producer.shared.ring, self.slot);
+        ring.commit(&mut producer.cursor, slot, slot.len);
     }
 
     /// Publishes the first `len` bytes as one message (the rest of the
@@ -406,6 +407,7 @@ impl WriteGrant<'_> {
 
     /// The first of the grant's `len()` bytes, to write through a pointer
     /// instead of a `&mut [u8]` over shared memory.
+    #[inline]
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
         self.producer.shared.ring.payload(self.slot)
     }
@@ -425,6 +427,7 @@ impl WriteGrant<'_> {
 impl Deref for WriteGrant<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         // SAFETY: the slot lies inside the data area (reserve checked it)
         // and belongs to this producer until committed (rule 2): no other
@@ -439,6 +442,7 @@ impl Deref for WriteGrant<'_> {
 }
 
 impl DerefMut for WriteGrant<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`; `&mut self` makes this the only reference.
         unsafe {
