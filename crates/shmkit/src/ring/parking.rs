@@ -114,9 +114,10 @@ impl Producer {
 
     /// `message` written into the room at `slot` (from
     /// [`reserve_now`](Producer::reserve_now), for its length) and
-    /// committed, as `try_send`.
-    pub(crate) fn send_at(&mut self, slot: Slot, message: &[u8]) {
-        self.grant_at(slot).fill_and_commit(message);
+    /// committed, as `try_send` (nothing is committed if the copy ran
+    /// onto a page a peer cut away).
+    pub(crate) fn send_at(&mut self, slot: Slot, message: &[u8]) -> Result<()> {
+        self.fill_and_commit_slot(slot, message)
     }
 
     /// The waiting producer's look at its consumer (what [`Waiter::wait`]

@@ -153,7 +153,7 @@ impl Producer {
 
     /// Copies `message` into the reserved `slot` and commits it.
     #[inline(always)]
-    fn fill_and_commit_slot(&mut self, slot: Slot, message: &[u8]) -> Result<()> {
+    pub(super) fn fill_and_commit_slot(&mut self, slot: Slot, message: &[u8]) -> Result<()> {
         let len = message.len();
         let ring = self.shared.ring;
         // SAFETY: the slot's `len` bytes are in the data area and this
@@ -169,16 +169,15 @@ impl Producer {
 
     /// Sends one message if there is room now, else [`Error::Full`].
     pub fn try_send(&mut self, message: &[u8]) -> Result<()> {
-        self.try_grant(message.len())?.fill_and_commit(message);
-        Ok(())
+        let slot = self.try_grant(message.len())?.slot;
+        self.fill_and_commit_slot(slot, message)
     }
 
     /// Sends one message, waiting at most `timeout` for room
     /// ([`Error::Timeout`] after that).
     pub fn send_timeout(&mut self, message: &[u8], timeout: Duration) -> Result<()> {
-        self.grant_timeout(message.len(), timeout)?
-            .fill_and_commit(message);
-        Ok(())
+        let slot = self.grant_timeout(message.len(), timeout)?.slot;
+        self.fill_and_commit_slot(slot, message)
     }
 
     /// Reserves `len` bytes in the ring to write a message in place,
@@ -410,17 +409,6 @@ impl WriteGrant<'_> {
     #[inline]
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
         self.producer.shared.ring.payload(self.slot)
-    }
-
-    #[inline]
-    pub(super) fn fill_and_commit(mut self, message: &[u8]) {
-        debug_assert_eq!(message.len() as u64, self.slot.len);
-        // SAFETY: the slot's message.len() bytes are in the data area and
-        // this producer's until the commit (rule 2); `message` is ours.
-        unsafe {
-            std::ptr::copy_nonoverlapping(message.as_ptr(), self.as_mut_ptr(), message.len())
-        };
-        self.commit();
     }
 }
 
