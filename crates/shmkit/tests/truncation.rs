@@ -182,32 +182,42 @@ fn a_batch_on_a_ring_cut_inside_its_first_page_is_told_it_was_truncated() {
 /// one, whose bytes went to a zero page only the sender sees).
 #[test]
 fn a_send_that_runs_onto_a_cut_page_commits_nothing() {
-    let name = unique_ring_name("send-cut");
-    let _cleanup = RingCleanup(name.clone());
-    let mut producer = Producer::open_with(&name, &ring_options()).unwrap();
-    let mut consumer = Consumer::open_with(&name, &ring_options()).unwrap();
-    // Cut in the middle of a page of the data area: the rest of that page
-    // still maps (and the consumer sees what is written there), the pages
-    // after it fault.
-    truncate_ring(&name, RING_FILE / 2);
-    let mut message = [0u8; 1000];
-    let mut sent = 0u8;
-    let err = loop {
-        message.fill(sent);
-        match producer.send(&message) {
-            Ok(()) => sent += 1,
-            Err(err) => break err,
+    type Send = fn(&mut Producer, &[u8]) -> Result<(), Error>;
+    let verbs: [(&str, Send); 3] = [
+        ("send", |p, m| p.send(m)),
+        ("try_send", |p, m| p.try_send(m)),
+        ("send_timeout", |p, m| {
+            p.send_timeout(m, Duration::from_secs(60))
+        }),
+    ];
+    for (verb, send) in verbs {
+        let name = unique_ring_name(&format!("{verb}-cut"));
+        let _cleanup = RingCleanup(name.clone());
+        let mut producer = Producer::open_with(&name, &ring_options()).unwrap();
+        let mut consumer = Consumer::open_with(&name, &ring_options()).unwrap();
+        // Cut in the middle of a page of the data area: the rest of that
+        // page still maps (and the consumer sees what is written there),
+        // the pages after it fault.
+        truncate_ring(&name, RING_FILE / 2);
+        let mut message = [0u8; 1000];
+        let mut sent = 0u8;
+        let err = loop {
+            message.fill(sent);
+            match send(&mut producer, &message) {
+                Ok(()) => sent += 1,
+                Err(err) => break err,
+            }
+        };
+        assert!(matches!(err, Error::Truncated { .. }), "{verb}: {err}");
+        assert!(sent > 0, "the first page of the data area still maps");
+        let mut buf = [0u8; 1000];
+        for n in 0..sent {
+            assert_eq!(consumer.try_recv(&mut buf).unwrap(), 1000);
+            assert!(buf.iter().all(|&byte| byte == n), "{verb}: message {n}");
         }
-    };
-    assert!(matches!(err, Error::Truncated { .. }), "{err}");
-    assert!(sent > 0, "the first page of the data area still maps");
-    let mut buf = [0u8; 1000];
-    for n in 0..sent {
-        assert_eq!(consumer.try_recv(&mut buf).unwrap(), 1000);
-        assert!(buf.iter().all(|&byte| byte == n), "message {n}");
+        let after = consumer.try_recv(&mut buf).unwrap_err();
+        assert!(matches!(after, Error::Empty { .. }), "{verb}: {after}");
     }
-    let after = consumer.try_recv(&mut buf).unwrap_err();
-    assert!(matches!(after, Error::Empty { .. }), "{after}");
 }
 
 #[test]

@@ -445,8 +445,7 @@ impl AsyncProducer {
     pub async fn send(&mut self, message: &[u8]) -> Result<()> {
         let len = message.len();
         let slot = poll_fn(|cx| poll_reserve(&mut self.park, cx, &mut self.producer, len)).await?;
-        self.producer.send_at(slot, message);
-        Ok(())
+        self.producer.send_at(slot, message)
     }
 
     /// [`Producer::grant`], awaited. Cancel-safe: the grant exists only once
@@ -473,7 +472,7 @@ impl<M: AsRef<[u8]>> Outgoing<M> for AsyncProducer {
         let Some(slot) = self.producer.reserve_now(message.len())? else {
             return Ok(false);
         };
-        self.producer.send_at(slot, message);
+        self.producer.send_at(slot, message)?;
         Ok(true)
     }
 
@@ -484,8 +483,7 @@ impl<M: AsRef<[u8]>> Outgoing<M> for AsyncProducer {
     fn poll_send_kept(&mut self, cx: &mut Context<'_>, kept: &Vec<u8>) -> Poll<Result<()>> {
         let len = kept.len();
         let slot = std::task::ready!(poll_reserve(&mut self.park, cx, &mut self.producer, len))?;
-        self.producer.send_at(slot, kept);
-        Poll::Ready(Ok(()))
+        Poll::Ready(self.producer.send_at(slot, kept))
     }
 }
 

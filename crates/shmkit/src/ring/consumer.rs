@@ -450,6 +450,7 @@ pub struct ReadGrant<'a> {
 
 impl ReadGrant<'_> {
     /// Hands the message's space back to the producer.
+    #[inline]
     pub fn release(self) {}
 
     /// The message's sequence number (see [`Consumer`]): the same if it is
@@ -459,6 +460,7 @@ impl ReadGrant<'_> {
     }
 
     /// The message's length in bytes (without forming a slice over it).
+    #[inline]
     pub fn len(&self) -> usize {
         self.slot.len as usize
     }
@@ -486,6 +488,7 @@ impl ReadGrant<'_> {
 
     /// The first of the message's [`len`](ReadGrant::len) bytes, to copy
     /// out through a pointer instead of a `&[u8]` over shared memory.
+    #[inline]
     pub fn as_ptr(&self) -> *const u8 {
         self.consumer.shared.ring.payload(self.slot)
     }
@@ -494,6 +497,7 @@ impl ReadGrant<'_> {
 impl Deref for ReadGrant<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         // SAFETY: a committed record inside the data area (peek checked it);
         // the producer does not write it until we release it (rule 2).

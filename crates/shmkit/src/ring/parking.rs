@@ -30,6 +30,10 @@ impl Consumer {
     #[inline]
     pub(crate) fn next_now(&mut self) -> Result<Option<Slot>> {
         self.shared.intact()?;
+        // The common case first, as `read` does.
+        if let Some(slot) = self.shared.ring.peek_message(&self.cursor) {
+            return Ok(Some(slot));
+        }
         let slot = self.shared.ring.peek(&mut self.cursor);
         slot.map_err(|e| self.shared.explain(e))
     }
@@ -91,6 +95,10 @@ impl Producer {
     #[inline]
     pub(crate) fn reserve_now(&mut self, len: usize) -> Result<Option<Slot>> {
         self.shared.intact()?;
+        // The common case first, as `grant` does.
+        if let Some(slot) = self.shared.ring.reserve_fast(&self.cursor, len as u64) {
+            return Ok(Some(slot));
+        }
         let slot = self.shared.ring.reserve(&mut self.cursor, len as u64);
         slot.map_err(|e| self.shared.explain(e))
     }
@@ -106,9 +114,10 @@ impl Producer {
 
     /// `message` written into the room at `slot` (from
     /// [`reserve_now`](Producer::reserve_now), for its length) and
-    /// committed, as `try_send`.
-    pub(crate) fn send_at(&mut self, slot: Slot, message: &[u8]) {
-        self.grant_at(slot).fill_and_commit(message);
+    /// committed, as `try_send` (nothing is committed if the copy ran
+    /// onto a page a peer cut away).
+    pub(crate) fn send_at(&mut self, slot: Slot, message: &[u8]) -> Result<()> {
+        self.fill_and_commit_slot(slot, message)
     }
 
     /// The waiting producer's look at its consumer (what [`Waiter::wait`]

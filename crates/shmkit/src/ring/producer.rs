@@ -153,7 +153,7 @@ impl Producer {
 
     /// Copies `message` into the reserved `slot` and commits it.
     #[inline(always)]
-    fn fill_and_commit_slot(&mut self, slot: Slot, message: &[u8]) -> Result<()> {
+    pub(super) fn fill_and_commit_slot(&mut self, slot: Slot, message: &[u8]) -> Result<()> {
         let len = message.len();
         let ring = self.shared.ring;
         // SAFETY: the slot's `len` bytes are in the data area and this
@@ -169,16 +169,15 @@ impl Producer {
 
     /// Sends one message if there is room now, else [`Error::Full`].
     pub fn try_send(&mut self, message: &[u8]) -> Result<()> {
-        self.try_grant(message.len())?.fill_and_commit(message);
-        Ok(())
+        let slot = self.try_grant(message.len())?.slot;
+        self.fill_and_commit_slot(slot, message)
     }
 
     /// Sends one message, waiting at most `timeout` for room
     /// ([`Error::Timeout`] after that).
     pub fn send_timeout(&mut self, message: &[u8], timeout: Duration) -> Result<()> {
-        self.grant_timeout(message.len(), timeout)?
-            .fill_and_commit(message);
-        Ok(())
+        let slot = self.grant_timeout(message.len(), timeout)?.slot;
+        self.fill_and_commit_slot(slot, message)
     }
 
     /// Reserves `len` bytes in the ring to write a message in place,
@@ -377,8 +376,9 @@ impl WriteGrant<'_> {
     /// Publishes the whole reserved length as one message.
     #[inline]
     pub fn commit(self) {
-        let len = self.slot.len as usize;
-        self.commit_len(len);
+        let producer = &mut *self.producer;
+        let (ring, slot) = (producer.shared.ring, self.slot);
+        ring.commit(&mut producer.cursor, slot, slot.len);
     }
 
     /// Publishes the first `len` bytes as one message (the rest of the
@@ -406,25 +406,16 @@ impl WriteGrant<'_> {
 
     /// The first of the grant's `len()` bytes, to write through a pointer
     /// instead of a `&mut [u8]` over shared memory.
+    #[inline]
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
         self.producer.shared.ring.payload(self.slot)
-    }
-
-    #[inline]
-    pub(super) fn fill_and_commit(mut self, message: &[u8]) {
-        debug_assert_eq!(message.len() as u64, self.slot.len);
-        // SAFETY: the slot's message.len() bytes are in the data area and
-        // this producer's until the commit (rule 2); `message` is ours.
-        unsafe {
-            std::ptr::copy_nonoverlapping(message.as_ptr(), self.as_mut_ptr(), message.len())
-        };
-        self.commit();
     }
 }
 
 impl Deref for WriteGrant<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         // SAFETY: the slot lies inside the data area (reserve checked it)
         // and belongs to this producer until committed (rule 2): no other
@@ -439,6 +430,7 @@ impl Deref for WriteGrant<'_> {
 }
 
 impl DerefMut for WriteGrant<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`; `&mut self` makes this the only reference.
         unsafe {

@@ -682,3 +682,92 @@ enum Record {
     Message(Slot),
     Padding { next: u64 },
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::alloc::{alloc_zeroed, dealloc, Layout};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::ring::layout::{max_message_for, HEADER_SIZE};
+
+    const CAPACITY: u64 = 4096;
+
+    /// A zeroed header and data area in this process's memory, for the
+    /// protocol's pure parts (no other process, no mapping).
+    struct Memory {
+        base: NonNull<u8>,
+        layout: Layout,
+    }
+
+    impl Memory {
+        fn new() -> Memory {
+            let layout = Layout::from_size_align((HEADER_SIZE + CAPACITY) as usize, 4096).unwrap();
+            // SAFETY: a layout of nonzero size.
+            let base = NonNull::new(unsafe { alloc_zeroed(layout) }).expect("memory");
+            Memory { base, layout }
+        }
+
+        fn ring(&self) -> RingRef {
+            // SAFETY: `base` holds a zeroed (valid) Header and CAPACITY
+            // bytes after it, 4096-aligned, for as long as `self`; the
+            // capacity is a power of two and the maximum message is the
+            // largest it allows.
+            unsafe {
+                RingRef::new(
+                    self.base.cast(),
+                    NonNull::new_unchecked(self.base.as_ptr().add(HEADER_SIZE as usize)),
+                    CAPACITY,
+                    max_message_for(CAPACITY),
+                )
+            }
+        }
+    }
+
+    impl Drop for Memory {
+        fn drop(&mut self) {
+            // SAFETY: allocated in `new` with this layout.
+            unsafe { dealloc(self.base.as_ptr(), self.layout) };
+        }
+    }
+
+    proptest! {
+        /// The inlined fast paths agree with the full ones wherever they
+        /// answer, and answer for hostile positions and words without
+        /// overflowing or reaching outside the data area.
+        #[test]
+        fn the_fast_paths_agree_with_the_full_ones(
+            tail in (0u64..1 << 20).prop_map(|t| t * 8),
+            behind in prop_oneof![0u64..=CAPACITY / 8, any::<u64>().prop_map(|b| b / 8)],
+            len in prop_oneof![0u64..=2 * CAPACITY, any::<u64>()],
+            word in prop_oneof![
+                (0u32..=3, 0u32..=CAPACITY as u32).prop_map(|(k, l)| record_word(l, k)),
+                any::<u64>(),
+            ],
+        ) {
+            let memory = Memory::new();
+            let ring = memory.ring();
+            let cursor = ProducerCursor { tail, cached_head: tail.wrapping_sub(behind * 8) };
+            if let Some(slot) = ring.reserve_fast(&cursor, len) {
+                prop_assert_eq!(slot, Slot { position: tail, len });
+                let offset = tail & (CAPACITY - 1);
+                prop_assert!(offset + record_size(len) <= CAPACITY);
+                // The full path, with its cached head and no reload, finds
+                // the same room without padding.
+                let mut full = ProducerCursor { tail, cached_head: cursor.cached_head };
+                prop_assert_eq!(ring.reserve(&mut full, len).unwrap(), Some(slot));
+                prop_assert_eq!(full.tail, tail);
+            }
+
+            let position = tail;
+            ring.word(position).store(word, Ordering::Relaxed);
+            let consumer = ConsumerCursor { head: position };
+            let fast = ring.peek_message(&consumer);
+            match ring.record_at(position) {
+                Ok(Record::Message(slot)) => prop_assert_eq!(fast, Some(slot)),
+                _ => prop_assert_eq!(fast, None),
+            }
+        }
+    }
+}
