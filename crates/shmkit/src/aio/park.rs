@@ -145,6 +145,45 @@ impl Park {
         }
     }
 
+    /// [`poll_act`](Park::poll_act) with the verb's common case tried
+    /// first: `quick` (a message at the head, room at the tail: takes what
+    /// it returns, or says nothing and leaves the rest to `act`) runs
+    /// while no wait is under way and the budget has room, and completes
+    /// the verb without touching the rest of the park. Everything else
+    /// (the budget's yield, a wait, an error) is `poll_act`'s, out of
+    /// line, so that the future a verb makes stays small enough to inline
+    /// into the caller's loop.
+    #[inline(always)]
+    pub(crate) fn poll_quick<T: Readiness, R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        target: &mut T,
+        quick: impl FnOnce(&mut T) -> Option<R>,
+        act: impl FnMut(&mut T) -> Result<Option<R>>,
+    ) -> Poll<Result<R>> {
+        // No wait under way (`next_check` is set from a wait's start to
+        // its end): nothing to end, as `ended` would find.
+        if self.done < BUDGET && self.next_check.is_none() {
+            if let Some(value) = quick(target) {
+                self.done += 1;
+                return Poll::Ready(Ok(value));
+            }
+        }
+        self.poll_act_out_of_line(cx, target, act)
+    }
+
+    /// [`poll_act`](Park::poll_act), never inlined: the rest of
+    /// [`poll_quick`](Park::poll_quick).
+    #[inline(never)]
+    fn poll_act_out_of_line<T: Readiness, R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        target: &mut T,
+        act: impl FnMut(&mut T) -> Result<Option<R>>,
+    ) -> Poll<Result<R>> {
+        self.poll_act(cx, target, act)
+    }
+
     /// A verb is done: counts it, and ends its wait if it waited.
     #[inline]
     fn ended(&mut self) {

@@ -38,8 +38,20 @@ impl Consumer {
         slot.map_err(|e| self.shared.explain(e))
     }
 
+    /// The next message's place in the common case (a message at the
+    /// head, the mapping intact), as `read` finds it first; `None` says
+    /// nothing ([`next_now`](Consumer::next_now) sorts it out). Small
+    /// enough to inline into every async receive.
+    #[inline(always)]
+    pub(crate) fn message_now(&self) -> Option<Slot> {
+        let slot = self.shared.ring.peek_message(&self.cursor)?;
+        // After the record word's load, as in `read`.
+        self.shared.intact().is_ok().then_some(slot)
+    }
+
     /// The message at `slot`, from [`next_now`](Consumer::next_now), read
     /// in place.
+    #[inline]
     pub(crate) fn read_at(&mut self, slot: Slot) -> ReadGrant<'_> {
         ReadGrant {
             consumer: self,
@@ -49,6 +61,7 @@ impl Consumer {
 
     /// The message at `slot`, from [`next_now`](Consumer::next_now),
     /// copied into `buf` and taken (as `try_recv`).
+    #[inline]
     pub(crate) fn recv_at(&mut self, slot: Slot, buf: &mut [u8]) -> Result<usize> {
         self.copy_out(slot, buf)
     }
@@ -103,8 +116,22 @@ impl Producer {
         slot.map_err(|e| self.shared.explain(e))
     }
 
+    /// Room for a message of `len` bytes in the common case (no wrap, room
+    /// as last seen, the mapping intact), as `grant` finds it first;
+    /// `None` says nothing ([`reserve_now`](Producer::reserve_now) sorts
+    /// it out). Small enough to inline into every async send.
+    #[inline(always)]
+    pub(crate) fn room_now(&self, len: usize) -> Option<Slot> {
+        // Before the caller writes, as in `grant`.
+        if self.shared.intact().is_err() {
+            return None;
+        }
+        self.shared.ring.reserve_fast(&self.cursor, len as u64)
+    }
+
     /// The room at `slot`, from [`reserve_now`](Producer::reserve_now), as
     /// a grant.
+    #[inline]
     pub(crate) fn grant_at(&mut self, slot: Slot) -> WriteGrant<'_> {
         WriteGrant {
             producer: self,
@@ -116,6 +143,7 @@ impl Producer {
     /// [`reserve_now`](Producer::reserve_now), for its length) and
     /// committed, as `try_send` (nothing is committed if the copy ran
     /// onto a page a peer cut away).
+    #[inline]
     pub(crate) fn send_at(&mut self, slot: Slot, message: &[u8]) -> Result<()> {
         self.fill_and_commit_slot(slot, message)
     }
