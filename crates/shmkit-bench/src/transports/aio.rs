@@ -6,8 +6,8 @@
 //! and is woken through the task's waker, as a tokio program's would be.
 //! Entering the runtime for every message instead would measure the
 //! bench's synchronous loop, not the adapter: a tokio program runs its loop
-//! inside a task. The bytes move as in `shmkit-block` (a grant written in
-//! place, read in place).
+//! inside a task. The bytes move as in `shmkit-block`, by the same verbs
+//! (`send`, which copies into the ring; `read`, in place).
 
 use std::time::Duration;
 
@@ -77,12 +77,7 @@ impl AsyncLink {
 impl super::Link for AsyncLink {
     fn send(&mut self, message: &[u8]) -> Result<(), Error> {
         let tx = self.tx.as_mut().ok_or_else(|| one_way("send"))?;
-        run(&self.runtime, async {
-            let mut grant = tx.grant(message.len()).await?;
-            grant.copy_from_slice(message);
-            grant.commit();
-            Ok(())
-        })
+        run(&self.runtime, async { Ok(tx.send(message).await?) })
     }
 
     fn recv<R>(&mut self, buf: &mut [u8], inspect: impl FnOnce(&[u8]) -> R) -> Result<R, Error> {
@@ -107,10 +102,7 @@ impl super::Link for AsyncLink {
         run(&self.runtime, async {
             for sequence in sequences {
                 message.stamp(sequence);
-                let bytes = message.bytes();
-                let mut grant = tx.grant(bytes.len()).await?;
-                grant.copy_from_slice(bytes);
-                grant.commit();
+                tx.send(message.bytes()).await?;
             }
             Ok(())
         })
@@ -152,9 +144,7 @@ impl super::Link for AsyncLink {
                 return Err(wrong_length(message.len(), buf.len()));
             }
             check(&message)?;
-            let mut grant = tx.grant(message.len()).await?;
-            grant.copy_from_slice(&message);
-            grant.commit();
+            tx.send(&message).await?;
             Ok(())
         })
     }
