@@ -64,7 +64,7 @@ pub(super) fn poll_message(
 
 /// `consumer`'s next message, taken at once if it is there, else waited
 /// for: its place in the ring (nothing is taken before this is ready).
-#[inline]
+#[inline(always)]
 pub(super) fn poll_next(
     park: &mut Park,
     cx: &mut Context<'_>,
@@ -96,7 +96,7 @@ pub(super) fn poll_room(
 /// Room for `len` bytes in `producer`'s ring, reserved at once if there is
 /// some, else waited for (a reservation is made only in the poll that is
 /// ready, and is the caller's to commit).
-#[inline]
+#[inline(always)]
 pub(super) fn poll_reserve(
     park: &mut Park,
     cx: &mut Context<'_>,
