@@ -196,10 +196,18 @@ impl Inbound {
             .collect();
         for origin in stopped {
             self.orphans.remove(&origin);
-            let relay = Publisher::open_with(&self.topic, &self.options.clone().relay(origin))?;
-            let id = relay.id();
-            relay.close();
-            let _ = self.events.send(Event::RelayClosed { origin, id });
+            match Publisher::open_with(&self.topic, &self.options.clone().relay(origin)) {
+                Ok(relay) => {
+                    let id = relay.id();
+                    relay.close();
+                    let _ = self.events.send(Event::RelayClosed { origin, id });
+                }
+                // No place for it now: the orphan stays for the operator.
+                Err(err @ shmkit::Error::TopicFull { .. }) => {
+                    self.refuse(format!("closing the dead relay of {origin:?}: {err}"));
+                }
+                Err(err) => return Err(err.into()),
+            }
         }
         Ok(())
     }

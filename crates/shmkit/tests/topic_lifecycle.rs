@@ -313,3 +313,28 @@ fn members_record_their_start_time_beside_their_pid() {
     assert_eq!(status.publishers[0].pid, std::process::id());
     assert_eq!(status.subscribers[0].pid, std::process::id());
 }
+
+/// A Block subscriber gives back the space of every message as it takes
+/// it (recv, read or read_timeout), so that a publisher waiting for room
+/// never waits on a subscriber that took its messages and then blocked
+/// on something else (two topics each way between two processes would
+/// otherwise deadlock).
+#[test]
+fn a_block_subscriber_gives_back_what_it_received_at_once() {
+    let name = unique_ring_name("topic-gives-back");
+    let _cleanup = TopicCleanup(name.clone());
+    let options = Options::default().capacity(64 * 1024);
+    let mut subscriber = Subscriber::open_with(&name, &options).unwrap();
+    let mut publisher = Publisher::open_with(&name, &options).unwrap();
+    let lag = |name: &str| topic::status(name).unwrap().subscribers[0].lag_bytes;
+    for _ in 0..3 {
+        publisher.send(&[7u8; 100]).unwrap();
+    }
+    assert!(lag(&name) > 0, "three messages wait");
+    let mut buf = [0u8; 100];
+    subscriber.recv(&mut buf).unwrap();
+    drop(subscriber.read().unwrap());
+    drop(subscriber.read_timeout(Duration::from_secs(60)).unwrap());
+    assert_eq!(lag(&name), 0, "all three given back, none stored later");
+    assert_eq!(topic::status(&name).unwrap().subscribers[0].received, 3);
+}

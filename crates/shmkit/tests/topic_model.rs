@@ -83,7 +83,8 @@ impl LaneModel {
 struct Cursor {
     position: u64,
     /// The position stored in the subscriber's entry (rule 10 of
-    /// `topic/lane.rs`: when it leaves the lane's batch, not per message).
+    /// `topic/lane.rs`: on a Block topic per message; on a drop-oldest one
+    /// when it leaves the lane's batch).
     shared: u64,
     /// The lane's tail as the subscriber last loaded it.
     seen_tail: u64,
@@ -222,6 +223,9 @@ impl Model {
                 if len <= room {
                     c.position = start + size;
                     c.expected = lane_sequence + 1;
+                    if !lossy {
+                        c.shared = c.position; // a Block subscriber's, at once
+                    }
                 }
                 return Outcome::Message {
                     lane: i,
@@ -277,6 +281,9 @@ impl Model {
                         if len <= room {
                             c.position = start + size;
                             c.expected = lane_sequence + 1;
+                            if !lossy {
+                                c.shared = c.position;
+                            }
                         }
                         return Outcome::Message {
                             lane: i,

@@ -652,6 +652,52 @@ mod tests {
         assert!(turns <= 2 * BUDGET_TURNS, "it ran only after {turns} turns");
     }
 
+    async fn flush(producer: &mut AsyncProducer) -> Result<()> {
+        std::future::poll_fn(|cx| {
+            futures_sink::Sink::<Vec<u8>>::poll_flush(std::pin::Pin::new(&mut *producer), cx)
+        })
+        .await
+    }
+
+    #[test]
+    fn a_kept_message_whose_flush_failed_is_sent_by_a_later_flush() {
+        use futures_sink::Sink;
+        use std::pin::Pin;
+
+        let name = format!("aio-kept-{}", std::process::id());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let options = Options::default().capacity(4096);
+            let consumer = Consumer::open_with(&name, &options).expect("a consumer");
+            let mut producer = AsyncProducer::open_with(&name, &options).expect("a producer");
+            let mut filled = 0;
+            while producer.get_mut().try_send(&[1u8; 100]).is_ok() {
+                filled += 1;
+            }
+            // It does not fit: kept.
+            Pin::new(&mut producer)
+                .start_send(vec![2u8; 100])
+                .expect("kept");
+            drop(consumer);
+            let err = flush(&mut producer).await.unwrap_err();
+            assert!(matches!(err, Error::PeerLeft { .. }), "{err}");
+
+            // A new consumer takes the ring over: the kept message is next.
+            let mut consumer = Consumer::open_with(&name, &options).expect("a new consumer");
+            let mut buf = [0u8; 100];
+            for _ in 0..filled {
+                consumer.try_recv(&mut buf).expect("a filled message");
+                assert_eq!(buf, [1u8; 100]);
+            }
+            flush(&mut producer).await.expect("flushed");
+            consumer.try_recv(&mut buf).expect("the kept message");
+            assert_eq!(buf, [2u8; 100]);
+        });
+    }
+
     #[test]
     fn a_consumer_handed_back_after_a_cancelled_wait_no_longer_says_it_sleeps() {
         let name = format!("aio-into-inner-{}", std::process::id());

@@ -28,14 +28,15 @@ pub(crate) trait Outgoing<M> {
     fn poll_send_kept(&mut self, cx: &mut Context<'_>, kept: &Self::Kept) -> Poll<Result<()>>;
 
     /// The sink's `poll_ready`, `poll_flush` and `poll_close`: sends the
-    /// kept message, if any. A message whose send fails is dropped with
-    /// the error (a later one gets its own).
+    /// kept message, if any. A message whose send fails stays kept with
+    /// the error, so that a later flush (once a new consumer took the
+    /// ring over, say) sends it: nothing is lost by an error.
     fn flush_kept(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let Some(kept) = self.kept().take() else {
             return Poll::Ready(Ok(()));
         };
         let sent = self.poll_send_kept(cx, &kept);
-        if sent.is_pending() {
+        if !matches!(sent, Poll::Ready(Ok(()))) {
             *self.kept() = Some(kept);
         }
         sent

@@ -155,9 +155,11 @@ impl Producer {
     #[inline(always)]
     pub(super) fn fill_and_commit_slot(&mut self, slot: Slot, message: &[u8]) -> Result<()> {
         let len = message.len();
+        debug_assert_eq!(len as u64, slot.len, "a slot reserved for the message");
         let ring = self.shared.ring;
-        // SAFETY: the slot's `len` bytes are in the data area and this
-        // producer's until the commit (rule 2); `message` is ours.
+        // SAFETY: the slot was reserved for `message.len()` bytes (every
+        // caller reserves it for this message), which are in the data area
+        // and this producer's until the commit (rule 2); `message` is ours.
         unsafe { std::ptr::copy_nonoverlapping(message.as_ptr(), ring.payload(slot), len) };
         // The one check of a `send`, after its accesses: a record whose
         // bytes went to a page a peer cut away is not committed (nor is

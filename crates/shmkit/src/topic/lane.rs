@@ -56,15 +56,14 @@
 //!    it reads one (rule 6). After a publisher died, the records decide
 //!    (the last message's lane sequence + 1).
 //! 10. A subscriber stores its position in a lane (Release, after its reads
-//!     of the records below it: rule 7) whenever it looks at the lanes
-//!     (`merge`): with one lane in use, after at most a quarter lane of
-//!     reading, and before it reports nothing to read or waits; with more,
-//!     at every receive. Then, on a Block topic, it wakes a sleeping
-//!     publisher. Only the lane it reads now may be ahead of what it
-//!     stored. A Block publisher so sees a subscriber a quarter lane (and a
-//!     record) behind at most while that subscriber receives, and exactly
-//!     once it waits; one that stops receiving holds back what it read and
-//!     did not store.
+//!     of the records below it: rule 7) and wakes a sleeping publisher: on
+//!     a Block topic after every message it takes, since a publisher may
+//!     wait for that room while the subscriber's process blocks on
+//!     something else; on a drop-oldest topic whenever it looks at the
+//!     lanes (`merge`): with one lane in use, after at most a quarter lane
+//!     of reading, and before it reports nothing to read or waits; with
+//!     more, at every receive. Only the lane it reads now may be ahead of
+//!     what it stored.
 
 use std::collections::VecDeque;
 use std::ptr::NonNull;

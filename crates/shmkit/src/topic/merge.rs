@@ -3,10 +3,11 @@
 //!
 //! With one lane in use, a receive reads the lane below the `tail` it
 //! loaded (its batch), loading `tail` again itself when the batch is read:
-//! a record word and two meta words, checked, and no shared word written.
-//! Only after a quarter lane, when the lane is empty, or when the record
-//! there is padding, bad or lapped does it store its position, look for a
-//! sleeping publisher to wake, and look at the lanes again. With more
+//! a record word and two meta words, checked; on a Block topic it then
+//! stores its position (a publisher may wait for that room), on a
+//! drop-oldest one nothing. Only after a quarter lane, when the lane is
+//! empty, or when the record there is padding, bad or lapped does it look
+//! at the lanes again. With more
 //! lanes in use, every receive does that and looks at the lanes round
 //! robin from the one after the last it read, so that publishers that take
 //! turns are read in turns and none starves the others. Either way every
@@ -79,14 +80,20 @@ impl Merge {
         Some((i, meta))
     }
 
-    /// Moves past a message of lane `i` that was read (stored later: rule
-    /// 10).
+    /// Moves past a message of lane `i` that was read: on a drop-oldest
+    /// topic stored later (rule 10), on a Block topic at once, since a
+    /// publisher may wait for that space while this process blocks on
+    /// something else (another topic's room, say) and never receives here
+    /// again to store it.
     #[inline(always)]
-    pub(crate) fn consume(&mut self, shared: &Shared, i: usize, meta: &Meta) {
+    pub(crate) fn consume(&mut self, shared: &Shared, index: u32, i: usize, meta: &Meta) {
         if let Some(cursor) = self.cursors.get_mut(i) {
             super::lane::LaneRef::consumed(cursor, meta, shared.lossy());
         }
         self.received = self.received.wrapping_add(1);
+        if !shared.lossy() {
+            self.publish_lane(shared, index, i);
+        }
     }
 
     /// A drop-oldest record of lane `i` was overwritten while it was read:
@@ -100,8 +107,15 @@ impl Merge {
     /// received, if they moved, and then wakes a sleeping Block publisher
     /// (the position may free its space).
     pub(crate) fn publish(&mut self, shared: &Shared, index: u32) {
-        let i = self.current;
-        let cursor = &mut self.cursors[i];
+        self.publish_lane(shared, index, self.current);
+    }
+
+    /// [`publish`](Merge::publish) for lane `i`.
+    #[inline(always)]
+    fn publish_lane(&mut self, shared: &Shared, index: u32, i: usize) {
+        let Some(cursor) = self.cursors.get_mut(i) else {
+            return;
+        };
         if cursor.published == cursor.position {
             return;
         }

@@ -420,14 +420,14 @@ impl Publisher {
     /// [`Error::Corrupt`] if the lane's bytes were damaged.
     #[inline]
     pub fn send(&mut self, message: &[u8]) -> Result<()> {
-        self.grant(message.len())?.fill_and_commit(message);
+        self.grant(message.len())?.fill_and_commit(message)?;
         // The commit wrote the lane: was it still there?
         self.shared.intact()
     }
 
     /// Publishes one message if there is room now, else [`Error::Full`].
     pub fn try_send(&mut self, message: &[u8]) -> Result<()> {
-        self.try_grant(message.len())?.fill_and_commit(message);
+        self.try_grant(message.len())?.fill_and_commit(message)?;
         self.shared.intact()
     }
 
@@ -435,7 +435,7 @@ impl Publisher {
     /// ([`Error::Timeout`]).
     pub fn send_timeout(&mut self, message: &[u8], timeout: Duration) -> Result<()> {
         self.grant_timeout(message.len(), timeout)?
-            .fill_and_commit(message);
+            .fill_and_commit(message)?;
         self.shared.intact()
     }
 
@@ -448,6 +448,9 @@ impl Publisher {
 
     /// [`grant`](Publisher::grant) if there is room now, else [`Error::Full`].
     pub fn try_grant(&mut self, len: usize) -> Result<WriteGrant<'_>> {
+        // A fault of an earlier access (a grant's own writes, say) is
+        // reported before the caller writes again.
+        self.shared.intact()?;
         match self.reserve(len as u64)? {
             Some(slot) => Ok(WriteGrant {
                 publisher: self,
@@ -495,6 +498,8 @@ impl Publisher {
 
     #[inline(always)]
     fn grant_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<WriteGrant<'_>> {
+        // As in `try_grant`.
+        self.shared.intact()?;
         let slot = match self.reserve(len as u64)? {
             Some(slot) => slot,
             None => self.wait_for_room(len, deadline)?,
@@ -610,10 +615,14 @@ impl WriteGrant<'_> {
             .payload(self.slot.position, self.slot.len)
     }
 
+    /// Copies `message` in and commits it, unless the copy ran onto a
+    /// page a peer cut away: then nothing is committed.
     #[inline]
-    fn fill_and_commit(mut self, message: &[u8]) {
+    fn fill_and_commit(mut self, message: &[u8]) -> Result<()> {
         self.copy_from_slice(message);
+        self.publisher.shared.intact()?;
         self.commit();
+        Ok(())
     }
 }
 
@@ -807,9 +816,11 @@ impl Subscriber {
     /// with the oldest still there. [`Error::Closed`] once every publisher
     /// that opened the topic closed and everything was received (a
     /// publisher that opens later makes receives deliver again);
-    /// [`Error::PeerGone`] likewise when one of them died instead;
-    /// [`Error::TooLarge`] if `buf` is shorter than the message (which
-    /// stays); [`Error::Corrupt`] for a bad record.
+    /// [`Error::PeerGone`] likewise when one of them died instead (except
+    /// a bridge's relay, whose bridge may come back: it is waited for, so
+    /// pass a timeout where a bridge may be gone for good, see
+    /// [`Options::relay`]); [`Error::TooLarge`] if `buf` is shorter than
+    /// the message (which stays); [`Error::Corrupt`] for a bad record.
     #[inline]
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<Received> {
         self.recv_until(buf, Until::Forever)
@@ -889,7 +900,7 @@ impl Subscriber {
             // The copy (and the record's words) may have read pages the
             // file lost: never deliver their zeros.
             self.shared.intact()?;
-            self.merge.consume(&self.shared, i, &meta);
+            self.merge.consume(&self.shared, self.index, i, &meta);
             return Ok(received(&meta));
         }
     }
@@ -924,7 +935,7 @@ impl Subscriber {
                 continue;
             }
             self.shared.intact()?;
-            self.merge.consume(&self.shared, i, &meta);
+            self.merge.consume(&self.shared, self.index, i, &meta);
             return Ok(ReadGuard {
                 subscriber: self,
                 lane: i,
@@ -1108,7 +1119,7 @@ impl Drop for ReadGuard<'_> {
             let subscriber = &mut *self.subscriber;
             subscriber
                 .merge
-                .consume(&subscriber.shared, self.lane, &self.meta);
+                .consume(&subscriber.shared, subscriber.index, self.lane, &self.meta);
         }
     }
 }

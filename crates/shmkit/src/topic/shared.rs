@@ -337,14 +337,19 @@ impl Shared {
                 header.origin_publisher.load(Ordering::Relaxed),
             );
             match (relay, origin) {
-                (true, Some(origin)) if origin == relays => 0,
+                (true, Some(origin)) if origin == relays => 0u8,
                 (true, _) => 2,
                 (false, _) => 1,
             }
         };
-        let mut places: Vec<u32> = (0..self.geometry.publishers).collect();
-        places.sort_by_key(preference);
-        for index in places {
+        // Each place's preference read once: a word another process writes
+        // (without the gate, if it is hostile) must not change the order
+        // mid-sort.
+        let mut places: Vec<(u8, u32)> = (0..self.geometry.publishers)
+            .map(|i| (preference(&i), i))
+            .collect();
+        places.sort_unstable();
+        for (_, index) in places {
             if let Some(lock) = self
                 .segment
                 .try_lock_range(PUBLISHER_LOCKS + u64::from(index), 1)?
