@@ -365,3 +365,25 @@ fn a_full_dev_shm_is_an_error_at_creation_not_a_sigbus_later() {
     );
     peer.finish();
 }
+
+/// A typed channel never decodes a message whose bytes ran onto a page a
+/// peer cut away (they read as zeros): the receive says Truncated.
+#[test]
+fn a_typed_message_cut_in_two_is_truncated_not_decoded() {
+    use shmkit::channel::{Receiver, Sender};
+    let name = unique_ring_name("typed-cut");
+    let _cleanup = RingCleanup(name.clone());
+    let mut tx = Sender::<Vec<u8>>::open_with(&name, &ring_options()).unwrap();
+    let mut rx = Receiver::<Vec<u8>>::open_with(&name, &ring_options()).unwrap();
+    let messages: Vec<Vec<u8>> = (1..=3u8).map(|n| vec![n; 3000]).collect();
+    for message in &messages {
+        tx.send(message).unwrap();
+    }
+    // Records of about 3 KiB from data offset 0 (file offset 512): the
+    // third starts below file offset 8192 and ends past it.
+    truncate_ring(&name, 8192);
+    assert_eq!(rx.recv().unwrap(), messages[0]);
+    assert_eq!(rx.recv().unwrap(), messages[1]);
+    let err = rx.recv().unwrap_err();
+    assert!(matches!(err, Error::Truncated { .. }), "{err}");
+}

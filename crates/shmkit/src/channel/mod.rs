@@ -643,6 +643,8 @@ impl<T, C: Codec<T>> Receiver<T, C> {
         &mut self,
         framing: std::result::Result<wire::Framing, String>,
     ) -> Result<C::Value<'_>> {
+        // The copy may have read a lost page's zeros: never decode them.
+        self.consumer.intact()?;
         let name = self.consumer.name();
         let place = || format!("ring {name}");
         let framing = framing.map_err(|why| Error::Corrupt(format!("{}: {why}", place())))?;

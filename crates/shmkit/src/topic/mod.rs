@@ -867,7 +867,9 @@ impl Subscriber {
                 // A drop-oldest length may be a lap's: only a record read
                 // whole is too large.
                 if lossy && lane.overwritten(meta.position) {
-                    self.merge.lapped(&self.shared, i)?;
+                    self.merge
+                        .lapped(&self.shared, i)
+                        .map_err(|err| self.shared.explain(err))?;
                     continue;
                 }
                 return Err(Error::TooLarge {
@@ -881,7 +883,9 @@ impl Subscriber {
                 // Rule 5 of `lane`, once for the record's words and its
                 // payload.
                 if lane.overwritten(meta.position) {
-                    self.merge.lapped(&self.shared, i)?;
+                    self.merge
+                        .lapped(&self.shared, i)
+                        .map_err(|err| self.shared.explain(err))?;
                     continue;
                 }
             } else {
@@ -926,12 +930,16 @@ impl Subscriber {
                 // max_message, the scratch's size. Were it so, the bytes
                 // would be taken for a lap's rather than sliced out of
                 // bounds.
-                self.merge.lapped(&self.shared, i)?;
+                self.merge
+                    .lapped(&self.shared, i)
+                    .map_err(|err| self.shared.explain(err))?;
                 continue;
             }
             lane.copy_payload(meta.position, meta.len, &mut self.scratch[..len]);
             if lane.overwritten(meta.position) {
-                self.merge.lapped(&self.shared, i)?;
+                self.merge
+                    .lapped(&self.shared, i)
+                    .map_err(|err| self.shared.explain(err))?;
                 continue;
             }
             self.shared.intact()?;
