@@ -198,8 +198,9 @@ impl AsyncConsumer {
 
     /// `Ready(Ok(()))` once a message is in the ring, with the task's
     /// waker parked until then; the ending errors of
-    /// [`recv`](AsyncConsumer::recv) once the stream is over. The base of
-    /// every receive here, for hand-written futures.
+    /// [`recv`](AsyncConsumer::recv) once the stream is over. For
+    /// [`ready`](AsyncConsumer::ready) and hand-written futures; the
+    /// receives here take the message in the same poll instead.
     ///
     /// # Errors
     ///
@@ -254,7 +255,9 @@ impl AsyncConsumer {
     /// As [`Consumer::recv`], never [`Error::TooLarge`].
     pub async fn recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
         let slot = poll_fn(|cx| poll_next(&mut self.park, cx, &mut self.consumer)).await?;
-        self.consumer.read_at(slot).copy_to(buf);
+        let message = self.consumer.read_at(slot);
+        message.copy_to(buf);
+        message.copied_intact()?;
         Ok(buf.len())
     }
 
@@ -299,11 +302,12 @@ impl futures_core::Stream for AsyncConsumer {
         if this.ended {
             return Poll::Ready(None);
         }
-        let outcome =
-            std::task::ready!(poll_next(&mut this.park, cx, &mut this.consumer)).map(|slot| {
-                let mut message = Vec::new();
-                this.consumer.read_at(slot).copy_to(&mut message);
-                message
+        let outcome = std::task::ready!(poll_next(&mut this.park, cx, &mut this.consumer))
+            .and_then(|slot| {
+                let mut bytes = Vec::new();
+                let message = this.consumer.read_at(slot);
+                message.copy_to(&mut bytes);
+                message.copied_intact().map(|()| bytes)
             });
         Poll::Ready(end_of_stream(&mut this.ended, outcome))
     }

@@ -187,7 +187,9 @@ impl Consumer {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
-        self.read()?.copy_to(buf);
+        let message = self.read()?;
+        message.copy_to(buf);
+        message.copied_intact()?;
         Ok(buf.len())
     }
 
@@ -476,6 +478,20 @@ impl ReadGrant<'_> {
     /// Whether the message is empty (a message may have 0 bytes).
     pub fn is_empty(&self) -> bool {
         self.slot.len == 0
+    }
+
+    /// After a copy out of the grant: `Err(Truncated)` (and the message
+    /// kept, as `recv` keeps it) if the copy ran onto a page a peer cut
+    /// away, whose zeros are not the message; else the grant is released.
+    pub(crate) fn copied_intact(self) -> Result<()> {
+        match self.consumer.shared.intact() {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                // Not released: nothing of a faulted copy is taken.
+                std::mem::forget(self);
+                Err(err)
+            }
+        }
     }
 
     /// Replaces `buf`'s contents with a copy of the message made through
