@@ -2,7 +2,7 @@
 //! leaves and removes its ring, and the checks of the header.
 
 use super::*;
-pub(super) use crate::segment::format::{remove_exactly, Format};
+pub(super) use crate::segment::format::{remove_exactly, Format, OPEN_ATTEMPTS};
 
 /// The mapping of a ring and who this endpoint is; shared by both ends.
 #[derive(Debug)]
@@ -37,10 +37,6 @@ pub(super) const FORMAT: Format = Format {
 pub(super) fn validate_name(name: &str) -> Result<Key> {
     FORMAT.key(name)
 }
-
-/// How many times an opener goes back to the name after finding the ring
-/// there removed under it, before it gives up.
-pub(super) const OPEN_ATTEMPTS: u32 = 32;
 
 impl Shared {
     /// Opens the ring `name` as its `end`, creating it with `options` if

@@ -15,6 +15,10 @@ use crate::error::{Error, Result};
 use crate::sync::{AtomicU32, Ordering};
 use crate::sys::range_lock::RangeLock;
 
+/// How many times an opener goes back to the name after finding the
+/// segment there removed (or half-made) under it, before it gives up.
+pub(crate) const OPEN_ATTEMPTS: u32 = 32;
+
 /// How one kind of named structure keeps its segment.
 #[derive(Clone, Debug)]
 pub(crate) struct Format {
@@ -318,7 +322,7 @@ impl Format {
     ) -> Result<(T, RangeLock)> {
         let key = self.key(name)?;
         // A handful of rounds is plenty: each is a whole member's lifetime.
-        for _ in 0..100 {
+        for _ in 0..OPEN_ATTEMPTS {
             let (segment, mapping) = match Segment::open(&key) {
                 Ok(segment) => match self.attach_existing(&segment, name, trust)? {
                     Some(mapping) => (segment, mapping),
@@ -349,10 +353,10 @@ impl Format {
             }
             return Ok((opened, gate));
         }
-        Err(Error::Busy {
-            segment: self.place(name),
-            after: std::time::Duration::ZERO,
-        })
+        Err(Error::Corrupt(format!(
+            "{} was removed and made again under this opener {OPEN_ATTEMPTS} times in a row",
+            self.place(name)
+        )))
     }
 
     /// After a member gave up its place (and dropped its lock), under the
