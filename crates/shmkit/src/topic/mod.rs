@@ -420,23 +420,23 @@ impl Publisher {
     /// [`Error::Corrupt`] if the lane's bytes were damaged.
     #[inline]
     pub fn send(&mut self, message: &[u8]) -> Result<()> {
-        self.grant(message.len())?.fill_and_commit(message)?;
-        // The commit wrote the lane: was it still there?
-        self.shared.intact()
+        // One check, before the commit (`fill_and_commit`): the commit then
+        // writes only below the payload (the record's words, the lane
+        // header), which a truncation that spared the payload spared too;
+        // an empty message's words on a cut page are the next verb's error.
+        self.grant(message.len())?.fill_and_commit(message)
     }
 
     /// Publishes one message if there is room now, else [`Error::Full`].
     pub fn try_send(&mut self, message: &[u8]) -> Result<()> {
-        self.try_grant(message.len())?.fill_and_commit(message)?;
-        self.shared.intact()
+        self.try_grant(message.len())?.fill_and_commit(message)
     }
 
     /// [`send`](Publisher::send), waiting at most `timeout`
     /// ([`Error::Timeout`]).
     pub fn send_timeout(&mut self, message: &[u8], timeout: Duration) -> Result<()> {
         self.grant_timeout(message.len(), timeout)?
-            .fill_and_commit(message)?;
-        self.shared.intact()
+            .fill_and_commit(message)
     }
 
     /// Reserves `len` bytes to write a message in place; nothing is visible

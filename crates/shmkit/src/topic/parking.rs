@@ -63,8 +63,7 @@ impl Publisher {
     /// `message` written into the room at `slot` (from `reserve_now`, for
     /// its length) and committed, as `try_send`.
     pub(crate) fn send_at(&mut self, slot: Slot, message: &[u8]) -> Result<()> {
-        self.grant_at(slot).fill_and_commit(message)?;
-        self.shared.intact()
+        self.grant_at(slot).fill_and_commit(message)
     }
 
     /// The waiting publisher's peer check (what `Waiter::wait` runs): frees

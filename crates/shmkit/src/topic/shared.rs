@@ -431,7 +431,8 @@ impl Shared {
             // Acquire: pairs with the Release of the state in the
             // publisher's close, so its last records are visible after.
             if header.state.load(Ordering::Acquire) == LANE_OPEN {
-                if self.publisher_alive(i) || header.flags.load(Ordering::Relaxed) & LANE_RELAY != 0
+                // The flag first: `publisher_alive` asks the kernel.
+                if header.flags.load(Ordering::Relaxed) & LANE_RELAY != 0 || self.publisher_alive(i)
                 {
                     return Ok(());
                 }
