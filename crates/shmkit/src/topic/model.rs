@@ -4,7 +4,9 @@
 //! - On a Block lane that wraps, the publisher never overwrites what the
 //!   subscriber has not read, and every record is whole and in order,
 //!   with the subscriber storing its position only when it has read what
-//!   it saw (rule 10).
+//!   it saw. The real Block subscriber stores per message (rule 10); a
+//!   lazier store only holds the publisher back longer, so what the model
+//!   proves of the publisher holds for the real one.
 //! - On a drop-oldest lane, the publisher laps a subscriber that is
 //!   reading the oldest record (it overwrites it meanwhile): the subscriber
 //!   never delivers torn bytes, and reports `Lagged` with exactly the
@@ -131,10 +133,11 @@ fn subscribe(model: &Model, lossy: bool) -> Vec<Seen> {
         match lane.next(&mut cursor, lossy).unwrap() {
             Next::Empty if done => break,
             Next::Empty => {
-                // Rule 10: the position is stored once the subscriber has
-                // read what it saw, not per message (the laziest a real
-                // subscriber is). Release in the real code; SeqCst here
-                // pairs with the model's SeqCst load in `slowest`.
+                // The position is stored once the subscriber has read what
+                // it saw: lazier than the real Block subscriber's store per
+                // message (rule 10), the harder case for the publisher.
+                // Release in the real code; SeqCst here pairs with the
+                // model's SeqCst load in `slowest`.
                 if cursor.published != cursor.position {
                     cursor.published = cursor.position;
                     model.position.store(cursor.position, Ordering::SeqCst);
