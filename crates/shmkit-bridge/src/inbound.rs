@@ -32,6 +32,17 @@ struct Relay {
     close_at: Option<u64>,
 }
 
+/// The origins of `topic`'s orphans: relays' lanes left open by a dead
+/// publisher (a killed bridge), which the topic's subscribers wait for.
+pub(crate) fn orphans(topic: &str) -> Result<HashSet<Origin>, Error> {
+    Ok(shmkit::topic::status(topic)?
+        .publishers
+        .into_iter()
+        .filter(|p| !p.alive && !p.closed)
+        .filter_map(|p| p.origin)
+        .collect())
+}
+
 pub(crate) struct Inbound {
     pub subscriber: zenoh::pubsub::Subscriber<FifoChannelHandler<Sample>>,
     /// The origins of dead relays' open lanes, when the bridge started.
@@ -194,8 +205,17 @@ impl Inbound {
             .filter(|o| !roster.entries.iter().any(|e| e.id == o.publisher && e.open))
             .copied()
             .collect();
+        if stopped.is_empty() {
+            return Ok(());
+        }
+        // Still there? A lane taken over since is no orphan, and a relay
+        // opened for it would take (and keep in use) another lane.
+        let left = orphans(&self.topic)?;
         for origin in stopped {
             self.orphans.remove(&origin);
+            if !left.contains(&origin) {
+                continue;
+            }
             match Publisher::open_with(&self.topic, &self.options.clone().relay(origin)) {
                 Ok(relay) => {
                     let id = relay.id();

@@ -299,12 +299,7 @@ impl Bridge {
         };
         // Relays a killed predecessor left, which the topic's subscribers
         // wait for (before this bridge opens relays of its own).
-        let orphans = shmkit::topic::status(&self.topic)?
-            .publishers
-            .into_iter()
-            .filter(|p| !p.alive && !p.closed)
-            .filter_map(|p| p.origin)
-            .collect();
+        let orphans = inbound::orphans(&self.topic)?;
         let inbound = inbound::Inbound {
             subscriber: zenoh_subscriber,
             orphans,
