@@ -246,6 +246,18 @@ pub(crate) struct LaneHeader {
     pub origin_publisher: AtomicU64,
 }
 
+impl LaneHeader {
+    /// The remote publisher this lane's publisher relays, if its flags say
+    /// it is a relay.
+    pub(crate) fn origin(&self) -> Option<super::Origin> {
+        use crate::sync::Ordering::Relaxed;
+        (self.flags.load(Relaxed) & LANE_RELAY != 0).then(|| super::Origin {
+            host: self.origin_host.load(Relaxed),
+            publisher: self.origin_publisher.load(Relaxed),
+        })
+    }
+}
+
 /// The fixed part of a subscriber's entry; its positions (one u64 per
 /// lane, written only by the subscriber) follow.
 #[repr(C)]

@@ -330,7 +330,7 @@ impl Publisher {
         }
         let owner = owner_word()?;
         let (shared, gate) = Shared::open(name, options)?;
-        let (index, lock) = shared.take_publisher_place(origin.map(|o| (o.host, o.publisher)))?;
+        let (index, lock) = shared.take_publisher_place(origin)?;
         let index = index as usize;
         let lane = shared.lanes[index];
         let header = lane.header();
@@ -797,14 +797,11 @@ impl Subscriber {
     /// ```
     pub fn origin_of(&self, id: u64) -> Option<Origin> {
         let used = self.shared.lanes_used();
-        let header = self.shared.lanes[..used]
+        self.shared.lanes[..used]
             .iter()
             .map(|lane| lane.header())
-            .find(|header| header.publisher.load(Ordering::Acquire) == id)?;
-        (header.flags.load(Ordering::Relaxed) & LANE_RELAY != 0).then(|| Origin {
-            host: header.origin_host.load(Ordering::Relaxed),
-            publisher: header.origin_publisher.load(Ordering::Relaxed),
-        })
+            .find(|header| header.publisher.load(Ordering::Acquire) == id)?
+            .origin()
     }
 
     /// Receives one message into `buf`, waiting while there is none.

@@ -11,7 +11,7 @@ use super::layout::{
     MIN_CAPACITY, POLICY_BLOCK, POLICY_DROP_OLDEST, PUBLISHER_LOCKS, SUBSCRIBER_ACTIVE,
     SUBSCRIBER_LOCKS, VERSION,
 };
-use super::{Options, Policy, SEGMENT_PREFIX};
+use super::{Options, Origin, Policy, SEGMENT_PREFIX};
 use crate::error::{Error, Result};
 use crate::ring::wait::WakeLine;
 use crate::segment::format::{pid_of, Creation, Format, Opened};
@@ -320,26 +320,20 @@ impl Shared {
     /// of a dead relay of its origin (a bridge killed and restarted);
     /// other publishers take a dead relay's lane, for which subscribers
     /// wait, only when no other place is free.
-    pub(crate) fn take_publisher_place(
-        &self,
-        origin: Option<(u64, u64)>,
-    ) -> Result<(u32, RangeLock)> {
+    pub(crate) fn take_publisher_place(&self, origin: Option<Origin>) -> Result<(u32, RangeLock)> {
         let used = self.lanes_used();
         let preference = |i: &u32| {
             let Some(lane) = self.lanes[..used].get(*i as usize) else {
                 return 1; // never opened
             };
             let header = lane.header();
-            let relay = header.flags.load(Ordering::Relaxed) & LANE_RELAY != 0
-                && header.state.load(Ordering::Acquire) == LANE_OPEN;
-            let relays = (
-                header.origin_host.load(Ordering::Relaxed),
-                header.origin_publisher.load(Ordering::Relaxed),
-            );
-            match (relay, origin) {
-                (true, Some(origin)) if origin == relays => 0u8,
-                (true, _) => 2,
-                (false, _) => 1,
+            let open_relay = header
+                .origin()
+                .filter(|_| header.state.load(Ordering::Acquire) == LANE_OPEN);
+            match open_relay {
+                Some(relays) if Some(relays) == origin => 0u8,
+                Some(_) => 2,
+                None => 1,
             }
         };
         // Each place's preference read once: a word another process writes

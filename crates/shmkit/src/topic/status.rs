@@ -1,9 +1,7 @@
 //! Looking at topics from outside: their members, the list of them, and the
 //! removal of topics whose members all died.
 
-use super::layout::{
-    HEADER_SIZE, LANE_CLOSED, LANE_OPEN, LANE_RELAY, LANE_UNUSED, SUBSCRIBER_ACTIVE,
-};
+use super::layout::{HEADER_SIZE, LANE_CLOSED, LANE_OPEN, LANE_UNUSED, SUBSCRIBER_ACTIVE};
 use super::shared::{key_of, read_header, Shared, FORMAT};
 use super::Policy;
 use crate::error::{Error, Result};
@@ -152,12 +150,7 @@ fn describe(shared: &Shared) -> TopicStatus {
             closed: state == LANE_CLOSED,
             published: header.published.load(Ordering::Relaxed),
             lane_messages,
-            origin: (header.flags.load(Ordering::Relaxed) & LANE_RELAY != 0).then(|| {
-                super::Origin {
-                    host: header.origin_host.load(Ordering::Relaxed),
-                    publisher: header.origin_publisher.load(Ordering::Relaxed),
-                }
-            }),
+            origin: header.origin(),
         });
     }
     let mut subscribers = Vec::new();
