@@ -27,7 +27,7 @@
 
 use shmkit::aio::{AsyncConsumer, AsyncProducer};
 use shmkit::ring::{Consumer, Producer, SEGMENT_PREFIX};
-use shmkit::{Key, Segment};
+use shmkit_bench::cost::{pin, RemoveSegment};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -59,26 +59,9 @@ fn usage() -> ! {
     std::process::exit(2)
 }
 
-/// Removes the ring's segment when dropped, however the run ends.
-struct RemoveRing(Key);
-
-impl RemoveRing {
-    fn new(name: &str) -> RemoveRing {
-        RemoveRing(Key::posix(&format!("{SEGMENT_PREFIX}{name}")).expect("a valid name"))
-    }
-}
-
-impl Drop for RemoveRing {
-    fn drop(&mut self) {
-        if let Ok(segment) = Segment::open(&self.0) {
-            let _ = segment.remove();
-        }
-    }
-}
-
 fn one_thread_async(size: usize, count: usize) {
     let name = format!("async-cost-{}", std::process::id());
-    let _remove = RemoveRing::new(&name);
+    let _remove = RemoveSegment::new(SEGMENT_PREFIX, &name);
     let mut producer = AsyncProducer::open(&name).expect("a producer");
     let mut consumer = AsyncConsumer::open(&name).expect("a consumer");
     let message = vec![0x5a_u8; size];
@@ -101,7 +84,7 @@ fn one_thread_async(size: usize, count: usize) {
 
 fn one_thread_block(size: usize, count: usize) {
     let name = format!("async-cost-{}", std::process::id());
-    let _remove = RemoveRing::new(&name);
+    let _remove = RemoveSegment::new(SEGMENT_PREFIX, &name);
     let mut producer = Producer::open(&name).expect("a producer");
     let mut consumer = Consumer::open(&name).expect("a consumer");
     let message = vec![0x5a_u8; size];
@@ -117,17 +100,6 @@ fn one_thread_block(size: usize, count: usize) {
 }
 
 /// Pins this process to `cpu` (as `shmkit bench` pins its two processes).
-fn pin(cpu: usize) {
-    // SAFETY: an all-zero cpu_set_t is the empty set; CPU_SET writes
-    // inside it, and sched_setaffinity reads it.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set)
-    };
-    assert_eq!(rc, 0, "sched_setaffinity to CPU {cpu}");
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .build()
@@ -141,7 +113,7 @@ fn blocks(size: usize, blocks: usize, per_block: usize, way: &str, ring: Option<
     let Some(name) = ring else {
         pin(0);
         let name = format!("async-cost-{}", std::process::id());
-        let _remove = RemoveRing::new(&name);
+        let _remove = RemoveSegment::new(SEGMENT_PREFIX, &name);
         let producer = Producer::open(&name).expect("a producer");
         let mut child = std::process::Command::new(std::env::current_exe().expect("this program"))
             .arg("blocks-consume")

@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use shmkit::ring::{Consumer, Options, Producer, Waiting, SEGMENT_PREFIX};
 use shmkit::{Key, Segment};
+use shmkit_bench::cost::{pin, RemoveSegment};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -84,26 +85,9 @@ fn waiting(text: &str) -> Waiting {
     }
 }
 
-/// Removes the ring's segment when dropped, however the run ends.
-struct RemoveRing(Key);
-
-impl RemoveRing {
-    fn new(name: &str) -> RemoveRing {
-        RemoveRing(Key::posix(&format!("{SEGMENT_PREFIX}{name}")).expect("a valid name"))
-    }
-}
-
-impl Drop for RemoveRing {
-    fn drop(&mut self) {
-        if let Ok(segment) = Segment::open(&self.0) {
-            let _ = segment.remove();
-        }
-    }
-}
-
 fn one_thread(size: usize, count: usize, batch: Option<usize>) {
     let name = format!("ring-cost-{}", std::process::id());
-    let _remove = RemoveRing::new(&name);
+    let _remove = RemoveSegment::new(SEGMENT_PREFIX, &name);
     let options = Options::default().waiting(Waiting::BusyPoll);
     let mut producer = Producer::open_with(&name, &options).expect("a producer");
     let mut consumer = Consumer::open_with(&name, &options).expect("a consumer");
@@ -138,7 +122,7 @@ fn one_thread(size: usize, count: usize, batch: Option<usize>) {
 
 fn stream(size: usize, count: usize, waiting_mode: Waiting, batch: Option<usize>) {
     let name = format!("ring-cost-{}", std::process::id());
-    let _remove = RemoveRing::new(&name);
+    let _remove = RemoveSegment::new(SEGMENT_PREFIX, &name);
     let options = Options::default().waiting(waiting_mode);
     let mut producer = Producer::open_with(&name, &options).expect("a producer");
     let mode = std::env::args().nth(4).expect("a waiting mode");
@@ -238,7 +222,10 @@ fn bounce(cell: &std::sync::atomic::AtomicU64, from: u64, to: u64) {
 fn ab(size: usize, rounds: usize) {
     let name = format!("ring-cost-{}", std::process::id());
     let (there, back) = (format!("{name}-there"), format!("{name}-back"));
-    let (_remove_there, _remove_back) = (RemoveRing::new(&there), RemoveRing::new(&back));
+    let (_remove_there, _remove_back) = (
+        RemoveSegment::new(SEGMENT_PREFIX, &there),
+        RemoveSegment::new(SEGMENT_PREFIX, &back),
+    );
     let (floor_segment, floor) = floor_cell(&name, true);
     let cell = floor.atomic_u64(0).expect("the cell");
     let options = Options::default().waiting(Waiting::BusyPoll);
@@ -329,7 +316,7 @@ fn thread_cpu_time() -> Duration {
 
 fn park(seconds: usize) {
     let name = format!("ring-cost-{}", std::process::id());
-    let _remove = RemoveRing::new(&name);
+    let _remove = RemoveSegment::new(SEGMENT_PREFIX, &name);
     let _producer = Producer::open(&name).expect("a producer");
     let mut consumer = Consumer::open(&name).expect("a consumer");
     let wall = std::time::Instant::now();
@@ -348,17 +335,6 @@ fn park(seconds: usize) {
 }
 
 /// Pins this process to `cpu` (as `shmkit bench` pins its two processes).
-fn pin(cpu: usize) {
-    // SAFETY: an all-zero cpu_set_t is the empty set; CPU_SET writes
-    // inside it, and sched_setaffinity reads it.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set)
-    };
-    assert_eq!(rc, 0, "sched_setaffinity to CPU {cpu}");
-}
-
 /// The median rate of blocks of `per_block` copies of `size` bytes from
 /// one buffer into another in this process, hot in cache: the reference
 /// `shmkit bench` divides by (`÷memcpy`).
@@ -391,7 +367,7 @@ fn blocks(size: usize, blocks: usize, per_block: usize, mode: &str, ring: Option
         pin(0);
         memcpy_blocks(size, blocks, per_block);
         let name = format!("ring-cost-{}", std::process::id());
-        let _remove = RemoveRing::new(&name);
+        let _remove = RemoveSegment::new(SEGMENT_PREFIX, &name);
         let mut producer = Producer::open_with(&name, &options).expect("a producer");
         let mut child = Command::new(std::env::current_exe().expect("this program"))
             .arg("blocks-consume")

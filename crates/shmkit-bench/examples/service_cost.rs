@@ -18,7 +18,7 @@
 
 use shmkit::ring::{Consumer, Producer};
 use shmkit::service::{Client, Options, Server, Waiting};
-use shmkit::{Key, Segment};
+use shmkit_bench::cost::RemoveSegment;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,27 +39,12 @@ fn usage() -> ! {
     std::process::exit(2)
 }
 
-/// Removes a segment this harness made, even on panic.
-struct Remove(Key);
-
-impl Drop for Remove {
-    fn drop(&mut self) {
-        if let Ok(segment) = Segment::open(&self.0) {
-            let _ = segment.remove();
-        }
-    }
-}
-
-fn remove(prefix: &str, name: &str) -> Remove {
-    Remove(Key::posix(&format!("{prefix}{name}")).expect("a valid name"))
-}
-
 /// The bench's service (`shmkit-service`): one client slot, busy-polling;
 /// the server checks the request in place, copies it out and replies with
 /// the copy, and the client reads the response in place.
 fn call(size: usize, count: usize) {
     let name = format!("service-cost-{}", std::process::id());
-    let _remove = remove(shmkit::service::SEGMENT_PREFIX, &name);
+    let _remove = RemoveSegment::new(shmkit::service::SEGMENT_PREFIX, &name);
     let options = Options::default()
         .max_clients(1)
         .max_request(size as u64)
@@ -92,7 +77,7 @@ fn rings(size: usize, count: usize) {
         format!("service-cost-{pid}-to"),
         format!("service-cost-{pid}-from"),
     );
-    let _remove = [&to, &from].map(|name| remove(shmkit::ring::SEGMENT_PREFIX, name));
+    let _remove = [&to, &from].map(|name| RemoveSegment::new(shmkit::ring::SEGMENT_PREFIX, name));
     let options = shmkit::ring::Options::default().waiting(shmkit::ring::Waiting::BusyPoll);
     let mut requests = Producer::open_with(&to, &options).expect("a producer");
     let mut served = Consumer::open_with(&to, &options).expect("a consumer");

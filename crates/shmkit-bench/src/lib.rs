@@ -50,6 +50,8 @@
 //! ```
 
 mod args;
+#[doc(hidden)]
+pub mod cost;
 mod error;
 mod machine;
 mod measure;
