@@ -424,7 +424,7 @@ impl Publisher {
         // writes only below the payload (the record's words, the lane
         // header), which a truncation that spared the payload spared too;
         // an empty message's words on a cut page are the next verb's error.
-        self.grant(message.len())?.fill_and_commit(message)
+        self.send_until(message, None)
     }
 
     /// Publishes one message if there is room now, else [`Error::Full`].
@@ -435,8 +435,7 @@ impl Publisher {
     /// [`send`](Publisher::send), waiting at most `timeout`
     /// ([`Error::Timeout`]).
     pub fn send_timeout(&mut self, message: &[u8], timeout: Duration) -> Result<()> {
-        self.grant_timeout(message.len(), timeout)?
-            .fill_and_commit(message)
+        self.send_until(message, Some(Instant::now() + timeout))
     }
 
     /// Reserves `len` bytes to write a message in place; nothing is visible
@@ -500,14 +499,32 @@ impl Publisher {
     fn grant_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<WriteGrant<'_>> {
         // As in `try_grant`.
         self.shared.intact()?;
-        let slot = match self.reserve(len as u64)? {
-            Some(slot) => slot,
-            None => self.wait_for_room(len, deadline)?,
-        };
+        let slot = self.room_until(len, deadline)?;
         Ok(WriteGrant {
             publisher: self,
             slot,
         })
+    }
+
+    /// A send's grant without the grant's first check: the one before its
+    /// commit covers every earlier access too (the flag stays set).
+    #[inline(always)]
+    fn send_until(&mut self, message: &[u8], deadline: Option<Instant>) -> Result<()> {
+        let slot = self.room_until(message.len(), deadline)?;
+        WriteGrant {
+            publisher: self,
+            slot,
+        }
+        .fill_and_commit(message)
+    }
+
+    /// Room for `len` bytes, waiting until `deadline` on a Block topic.
+    #[inline(always)]
+    fn room_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<Slot> {
+        match self.reserve(len as u64)? {
+            Some(slot) => Ok(slot),
+            None => self.wait_for_room(len, deadline),
+        }
     }
 
     /// A Block publisher's wait for a slow subscriber, out of line.
