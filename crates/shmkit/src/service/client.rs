@@ -480,16 +480,16 @@ impl Client {
             },
         };
         // The next sequence whose entry is free: fewer than max_in_flight
-        // are held (rule 4, above), so one is within the table's length.
+        // are held (rule 4, above), so one is within the table's length,
+        // and the search never needs more than one pass over it.
         let mask = state.calls.len() - 1;
-        let mut index;
-        loop {
-            state.sequence = state.sequence.wrapping_add(1);
-            index = state.sequence as usize & mask;
-            if state.calls[index].due == Due::Free {
-                break;
-            }
-        }
+        let index = (0..state.calls.len())
+            .find_map(|_| {
+                state.sequence = state.sequence.wrapping_add(1);
+                let index = state.sequence as usize & mask;
+                (state.calls[index].due == Due::Free).then_some(index)
+            })
+            .expect("rule 4 keeps an entry of the call table free");
         let id = call_id(state.generation, state.sequence);
         write_call(&requests, record, id, request);
         requests.commit(&mut state.tail, record, len);
