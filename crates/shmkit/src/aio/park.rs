@@ -85,7 +85,7 @@ unsafe impl Sync for Announced {}
 
 /// One endpoint's waiting state, kept in the endpoint (not in a future),
 /// so that a future dropped and made again goes on with the same wait.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Park {
     parked: Option<Parked>,
     /// The word this side said it sleeps on, until it says it no longer
@@ -96,8 +96,24 @@ pub(crate) struct Park {
     next_check: Option<u64>,
     /// Until when the current wait spins (`u64::MAX`: busy polling).
     spin_until: u64,
-    /// Verbs done since this endpoint last yielded (see [`BUDGET`]).
-    done: u8,
+    /// Verbs this endpoint may still do before it yields (see [`BUDGET`]),
+    /// and the one gate of [`quick`](Park::quick): 0 while a wait is
+    /// under way, which keeps its count in `left_at_wait`.
+    left: u8,
+    left_at_wait: u8,
+}
+
+impl Default for Park {
+    fn default() -> Park {
+        Park {
+            parked: None,
+            announced: None,
+            next_check: None,
+            spin_until: 0,
+            left: BUDGET,
+            left_at_wait: 0,
+        }
+    }
 }
 
 impl Park {
@@ -115,8 +131,8 @@ impl Park {
         target: &mut T,
         mut act: impl FnMut(&mut T) -> Result<Option<R>>,
     ) -> Poll<Result<R>> {
-        if self.done == BUDGET {
-            self.done = 0;
+        if self.left == 0 && self.next_check.is_none() {
+            self.left = BUDGET;
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
@@ -145,52 +161,32 @@ impl Park {
         }
     }
 
-    /// [`poll_act`](Park::poll_act) with the verb's common case tried
-    /// first: `quick` (a message at the head, room at the tail: takes what
-    /// it returns, or says nothing and leaves the rest to `act`) runs
-    /// while no wait is under way and the budget has room, and completes
-    /// the verb without touching the rest of the park. Everything else
-    /// (the budget's yield, a wait, an error) is `poll_act`'s, out of
-    /// line, so that the future a verb makes stays small enough to inline
-    /// into the caller's loop.
+    /// The verb's common case (a message at the head, room at the tail),
+    /// tried before anything else of the park while no wait is under way
+    /// and the budget has room: `quick` takes what it returns, or says
+    /// nothing (`None`), and the verb goes on with
+    /// [`poll_act`](Park::poll_act), called out of line. One test of one
+    /// byte, so that a verb's future stays small enough to inline into the
+    /// caller's loop.
     #[inline(always)]
-    pub(crate) fn poll_quick<T: Readiness, R>(
-        &mut self,
-        cx: &mut Context<'_>,
-        target: &mut T,
-        quick: impl FnOnce(&mut T) -> Option<R>,
-        act: impl FnMut(&mut T) -> Result<Option<R>>,
-    ) -> Poll<Result<R>> {
-        // No wait under way (`next_check` is set from a wait's start to
-        // its end): nothing to end, as `ended` would find.
-        if self.done < BUDGET && self.next_check.is_none() {
-            if let Some(value) = quick(target) {
-                self.done += 1;
-                return Poll::Ready(Ok(value));
-            }
+    pub(crate) fn quick<R>(&mut self, quick: impl FnOnce() -> Option<R>) -> Option<R> {
+        // `left` is 0 while a wait is under way, so that a verb that waited
+        // is completed by `poll_act`, which ends the wait.
+        if self.left == 0 {
+            return None;
         }
-        self.poll_act_out_of_line(cx, target, act)
+        let value = quick()?;
+        self.left -= 1;
+        Some(value)
     }
 
-    /// [`poll_act`](Park::poll_act), never inlined: the rest of
-    /// [`poll_quick`](Park::poll_quick).
-    #[inline(never)]
-    fn poll_act_out_of_line<T: Readiness, R>(
-        &mut self,
-        cx: &mut Context<'_>,
-        target: &mut T,
-        act: impl FnMut(&mut T) -> Result<Option<R>>,
-    ) -> Poll<Result<R>> {
-        self.poll_act(cx, target, act)
-    }
-
-    /// A verb is done: counts it, and ends its wait if it waited.
+    /// A verb is done: ends its wait if it waited, and counts it.
     #[inline]
     fn ended(&mut self) {
-        self.done += 1;
         if self.next_check.is_some() {
             self.finish();
         }
+        self.left = self.left.saturating_sub(1);
     }
 
     /// `Ready(Ok(()))` once `target` can act, as [`poll_act`](Park::poll_act)
@@ -214,6 +210,9 @@ impl Park {
             // poll for at most MAX_SPIN.
             let start = monotonic_nanos();
             self.next_check = Some(start + FIRST_PEER_CHECK.as_nanos() as u64);
+            // Until the wait ends, `quick` is closed.
+            self.left_at_wait = self.left;
+            self.left = 0;
             let spin_time = target.spin_time();
             self.spin_until = spin_time.map_or(u64::MAX, |s| start + s.as_nanos() as u64);
             // A reply due within a few hundred nanoseconds is seen at once,
@@ -295,7 +294,9 @@ impl Park {
     fn finish(&mut self) {
         self.parked = None;
         self.stop_sleeping();
-        self.next_check = None;
+        if self.next_check.take().is_some() {
+            self.left = self.left_at_wait;
+        }
     }
 
     /// Says this side no longer sleeps on the word it announced, if any.
