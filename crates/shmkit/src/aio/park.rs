@@ -27,7 +27,7 @@ use crate::error::Result;
 use crate::ring::wait::{
     announce_sleep, monotonic_nanos, spin_polls, WakeLine, FIRST_PEER_CHECK, PEER_CHECK_INTERVAL,
 };
-use crate::sync::AtomicU32;
+use crate::sync::{AtomicU32, Ordering};
 
 /// Spinning inside a poll holds up the executor's thread: at most this
 /// long, whatever the endpoint's [`Waiting`](crate::ring::Waiting) says.
@@ -64,6 +64,10 @@ pub(crate) trait Readiness {
     /// How long to spin before parking; `None` never parks (busy polling,
     /// which yields to the executor between looks).
     fn spin_time(&self) -> Option<Duration>;
+    /// Folds one measured wake-up of this waiter (from the peer's wake-up
+    /// call to the task's next poll) into what `spin_time` says, for an
+    /// endpoint that waits adaptively; by default, nothing.
+    fn learn_wake_cost(&mut self, _cost: Duration) {}
 }
 
 /// The word a wait announced sleep on, and its line: kept from the
@@ -101,6 +105,9 @@ pub(crate) struct Park {
     /// under way, which keeps its count in `left_at_wait`.
     left: u8,
     left_at_wait: u8,
+    /// When this side last parked (`CLOCK_MONOTONIC` nanoseconds), until
+    /// its next poll measures the wake-up, if one came; 0 otherwise.
+    parked_at: u64,
 }
 
 impl Default for Park {
@@ -112,6 +119,7 @@ impl Default for Park {
             spin_until: 0,
             left: BUDGET,
             left_at_wait: 0,
+            parked_at: 0,
         }
     }
 }
@@ -135,6 +143,9 @@ impl Park {
             self.left = BUDGET;
             cx.waker().wake_by_ref();
             return Poll::Pending;
+        }
+        if self.parked_at != 0 {
+            self.learn_wake_cost(target);
         }
         loop {
             // Each outcome is returned where it is made: a `Result` with
@@ -277,7 +288,32 @@ impl Park {
             return Poll::Ready(Ok(()));
         }
         self.parked = Some(reactor().park(word, cx.waker(), self.next_check.expect("set above")));
+        self.parked_at = monotonic_nanos();
         Poll::Pending
+    }
+
+    /// The first poll after a park: if the peer's wake-up call came since
+    /// (the line's `woken_at` stamp is later than the park), how long it
+    /// took to reach this poll (the reactor thread's wake-up, the task's
+    /// waker, the executor's thread) is a sample of this waiter's wake-up
+    /// cost, which an adaptive endpoint spins for twice, as a blocking
+    /// one does for its own (a poll at a check time, with no wake-up
+    /// since, is none).
+    #[cold]
+    fn learn_wake_cost(&mut self, target: &mut impl Readiness) {
+        let parked_at = std::mem::take(&mut self.parked_at);
+        let Some(Announced { line, .. }) = &self.announced else {
+            return;
+        };
+        // SAFETY: as in `stop_sleeping`: the line is in the mapping of the
+        // endpoint that holds this park, mapped while the endpoint lives.
+        let line = unsafe { line.as_ref() };
+        // Relaxed: only a measurement; a stale stamp is filtered below.
+        let stamp = line.woken_at().load(Ordering::Relaxed);
+        let now = monotonic_nanos();
+        if stamp > parked_at && now >= stamp {
+            target.learn_wake_cost(Duration::from_nanos(now - stamp));
+        }
     }
 
     /// Forgets any wait, giving up the reactor place and this side's claim

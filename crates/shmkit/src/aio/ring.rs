@@ -30,6 +30,9 @@ impl Readiness for Message<'_> {
     fn spin_time(&self) -> Option<Duration> {
         self.0.spin_time()
     }
+    fn learn_wake_cost(&mut self, cost: Duration) {
+        self.0.learn_wake_cost(cost);
+    }
 }
 
 /// A producer's wait for room for a message of `.1` bytes.
@@ -47,6 +50,9 @@ impl Readiness for Room<'_> {
     }
     fn spin_time(&self) -> Option<Duration> {
         self.0.spin_time()
+    }
+    fn learn_wake_cost(&mut self, cost: Duration) {
+        self.0.learn_wake_cost(cost);
     }
 }
 
@@ -821,6 +827,35 @@ mod tests {
                 return;
             }
         }
+    }
+
+    #[test]
+    fn an_adaptive_async_consumer_spins_for_what_its_own_wake_ups_cost() {
+        let name = format!("aio-wake-cost-{}", std::process::id());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        let mut consumer = AsyncConsumer::open(&name).expect("a consumer");
+        let mut producer = Producer::open(&name).expect("a producer");
+        let untaught = consumer.get_ref().spin_time();
+        let mut buf = [0u8; 8];
+        runtime.block_on(async {
+            // A wait that parks, then is cancelled: its registration stays
+            // with the consumer, and the next receive takes it over.
+            tokio::select! {
+                got = consumer.recv(&mut buf) => panic!("nothing was sent: {got:?}"),
+                () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+            }
+            let sleeping = consumer.get_ref().sleep_line().1.load(Ordering::SeqCst);
+            assert_eq!(sleeping, 1, "the wait parked");
+            // Wakes the parked consumer (its word says it sleeps).
+            producer.send(b"wake").expect("sent");
+            let n = consumer.recv(&mut buf).await.expect("received");
+            assert_eq!(&buf[..n], b"wake");
+        });
+        let taught = consumer.get_ref().spin_time();
+        assert_ne!(taught, untaught, "the wake-up's cost was not learned");
     }
 
     /// Turns of a send and a receive within which both endpoints used up

@@ -99,6 +99,12 @@ impl Consumer {
     pub(crate) fn spin_time(&self) -> Option<Duration> {
         self.waiter.spin_time()
     }
+
+    /// Folds a wake-up of this consumer's async waiter (from its peer's
+    /// `FUTEX_WAKE` to its task running) into its adaptive spin.
+    pub(crate) fn learn_wake_cost(&mut self, cost: Duration) {
+        self.waiter.learn_wake_cost(cost);
+    }
 }
 
 impl Producer {
@@ -182,5 +188,10 @@ impl Producer {
     /// How long this producer spins before it sleeps (`None`: never sleeps).
     pub(crate) fn spin_time(&self) -> Option<Duration> {
         self.waiter.spin_time()
+    }
+
+    /// As [`Consumer::learn_wake_cost`].
+    pub(crate) fn learn_wake_cost(&mut self, cost: Duration) {
+        self.waiter.learn_wake_cost(cost);
     }
 }
