@@ -365,6 +365,32 @@ impl RingRef {
     fn message_at(&self, position: u64) -> Option<Slot> {
         // Acquire, as in `record_at`.
         let word = self.word(position).load(Ordering::Acquire);
+        self.message_in(word, position)
+    }
+
+    /// A waiting consumer's look at its head, small enough to inline into
+    /// a spin loop: the message there, or that the word is still empty
+    /// (after asking for the rest of a record of `expected` bytes, see
+    /// [`prefetch_record`](RingRef::prefetch_record)), or that it is
+    /// something else (padding, a corrupt word), which `peek` sorts out.
+    #[inline(always)]
+    pub(crate) fn look_at_head(&self, cursor: &ConsumerCursor, expected: u64) -> Head {
+        // Acquire, as in `record_at`.
+        let word = self.word(cursor.head).load(Ordering::Acquire);
+        if word == 0 {
+            self.prefetch_record(cursor.head, expected);
+            return Head::Empty;
+        }
+        match self.message_in(word, cursor.head) {
+            Some(slot) => Head::Message(slot),
+            None => Head::Other,
+        }
+    }
+
+    /// The message `word`, loaded at `position`, says is there, if it is a
+    /// valid one (rule 6).
+    #[inline(always)]
+    fn message_in(&self, word: u64, position: u64) -> Option<Slot> {
         let (len, kind) = split_record_word(word);
         let len = u64::from(len);
         let valid = kind == KIND_MESSAGE
@@ -676,6 +702,14 @@ fn prefetch(address: *const u8) {
     let _ = address;
 }
 
+/// What a waiting consumer finds at its head
+/// ([`RingRef::look_at_head`]).
+pub(crate) enum Head {
+    Message(Slot),
+    Empty,
+    Other,
+}
+
 /// A record word, decoded.
 enum Record {
     Empty,
@@ -733,9 +767,10 @@ mod tests {
     }
 
     proptest! {
-        /// The inlined fast paths agree with the full ones wherever they
-        /// answer, and answer for hostile positions and words without
-        /// overflowing or reaching outside the data area.
+        /// The inlined fast paths (a waiting consumer's look at its head
+        /// too) agree with the full ones wherever they answer, and
+        /// answer for hostile positions and words without overflowing or
+        /// reaching outside the data area.
         #[test]
         fn the_fast_paths_agree_with_the_full_ones(
             tail in (0u64..1 << 20).prop_map(|t| t * 8),
@@ -764,9 +799,20 @@ mod tests {
             ring.word(position).store(word, Ordering::Relaxed);
             let consumer = ConsumerCursor { head: position };
             let fast = ring.peek_message(&consumer);
+            let look = ring.look_at_head(&consumer, len);
             match ring.record_at(position) {
-                Ok(Record::Message(slot)) => prop_assert_eq!(fast, Some(slot)),
-                _ => prop_assert_eq!(fast, None),
+                Ok(Record::Message(slot)) => {
+                    prop_assert_eq!(fast, Some(slot));
+                    prop_assert!(matches!(look, Head::Message(s) if s == slot));
+                }
+                Ok(Record::Empty) => {
+                    prop_assert_eq!(fast, None);
+                    prop_assert!(matches!(look, Head::Empty));
+                }
+                _ => {
+                    prop_assert_eq!(fast, None);
+                    prop_assert!(matches!(look, Head::Other));
+                }
             }
         }
     }
