@@ -1,19 +1,19 @@
 //! A subscriber's merge of the lanes: its cursor in each, which lane it
-//! reads now, and when it stores its positions (rule 10 of `lane`).
+//! reads now, and when it stores its positions (rule 11 of `lane`).
 //!
-//! With one lane in use, a receive reads the lane below the `tail` it
-//! loaded (its batch), loading `tail` again itself when the batch is read:
-//! a record word and two meta words, checked; on a Block topic it then
-//! stores its position (a publisher may wait for that room), on a
-//! drop-oldest one nothing. Only after a quarter lane, when the lane is
-//! empty, or when the record there is padding, bad or lapped does it look
-//! at the lanes again. With more
-//! lanes in use, every receive does that and looks at the lanes round
-//! robin from the one after the last it read, so that publishers that take
-//! turns are read in turns and none starves the others. Either way every
-//! publisher's messages come in its order.
+//! With one lane in use, a receive reads the record word at its cursor in
+//! that lane (the ring's `peek_message`: a word, checked, and two meta
+//! words); on a Block topic it then stores its position (a publisher may
+//! wait for that room), on a drop-oldest one nothing. Only after a quarter
+//! lane (so that a lane opened meanwhile waits no longer, even if this one
+//! never runs empty), when the lane is empty, or when the record there is
+//! padding, bad or lapped does it look at the lanes again. With more lanes
+//! in use, every receive does that and looks at the lanes round robin from
+//! the one after the last it read, so that publishers that take turns are
+//! read in turns and none starves the others. Either way every publisher's
+//! messages come in its order.
 
-use super::lane::{self, LaneCursor, Meta, Next};
+use super::lane::{LaneCursor, Meta, Next};
 use super::shared::Shared;
 use crate::error::{Error, Result};
 use crate::ring::wait::wake_if_sleeping;
@@ -25,14 +25,13 @@ pub(crate) struct Merge {
     /// One per lane of the table.
     cursors: Vec<LaneCursor>,
     /// The lane the fast path reads (`< cursors.len()`); every other
-    /// lane's position is published (rule 10).
+    /// lane's position is published (rule 11).
     current: usize,
     /// Messages received, stored with the positions.
     received: u64,
     /// Whether the last look found one lane in use: the fast path then
-    /// also loads that lane's `tail` itself (no other lane to be fair to;
-    /// a lane opened meanwhile is seen at the next look, a quarter lane
-    /// later at most).
+    /// reads a quarter lane of it before it looks again (no other lane to
+    /// be fair to; a lane opened meanwhile is seen at the next look).
     single: bool,
 }
 
@@ -47,41 +46,23 @@ impl Merge {
         }
     }
 
-    /// The message at the current lane's cursor, if it is within the batch
-    /// (or, with one lane, a batch that one load of its `tail` finds) and a
-    /// message: the fast path, a few loads and compares.
+    /// The message at the current lane's cursor, if the cursor is within
+    /// the lane's batch and its word says a message is there: the fast
+    /// path, one word's load and compares (rule 3 of `lane`).
     #[inline(always)]
     pub(crate) fn peek(&mut self, shared: &Shared) -> Option<(usize, Meta)> {
         let i = self.current;
-        let cursor = self.cursors.get_mut(i)?;
+        let cursor = self.cursors.get(i)?;
         let lane = shared.lanes.get(i)?;
         if cursor.position >= cursor.limit {
-            // A lapped cursor's next message reports the lap (`next`).
-            if !self.single || cursor.position != cursor.tail || cursor.lapped {
-                return None;
-            }
-            // Acquire: pairs with the Release in `commit` (rule 3).
-            let tail = lane.header().tail.load(Ordering::Acquire);
-            // Anything but a plausible new batch (an empty lane, a lap, a
-            // bad tail) is for `next` to tell.
-            if tail <= cursor.position
-                || tail - cursor.position > lane.capacity()
-                || !lane::is_position(tail)
-            {
-                return None;
-            }
-            cursor.tail = tail;
-            cursor.limit = tail.min(cursor.published.saturating_add(lane.capacity() / 4));
-            if cursor.position >= cursor.limit {
-                return None;
-            }
+            return None;
         }
-        let meta = lane.message_at(cursor.position, cursor.tail, shared.lossy())?;
+        let meta = lane.message_at(cursor.position, shared.lossy())?;
         Some((i, meta))
     }
 
     /// Moves past a message of lane `i` that was read: on a drop-oldest
-    /// topic stored later (rule 10), on a Block topic at once, since a
+    /// topic stored later (rule 11), on a Block topic at once, since a
     /// publisher may wait for that space while this process blocks on
     /// something else (another topic's room, say) and never receives here
     /// again to store it.
@@ -97,7 +78,7 @@ impl Merge {
     }
 
     /// A drop-oldest record of lane `i` was overwritten while it was read:
-    /// back to `head` (rule 6 of `lane`).
+    /// back to `head` (rule 7 of `lane`).
     #[cold]
     pub(crate) fn lapped(&mut self, shared: &Shared, i: usize) -> Result<()> {
         shared.lanes[i].resync(&mut self.cursors[i])
@@ -136,7 +117,7 @@ impl Merge {
         }
     }
 
-    /// Publishes the current lane (rule 10), then looks at every lane from
+    /// Publishes the current lane (rule 11), then looks at every lane from
     /// the one after it; `Err(Truncated)` if what it found empty may be a
     /// lost page's zeros. What it finds becomes the current lane's batch.
     pub(crate) fn poll(&mut self, shared: &Shared, index: u32) -> Result<Option<(usize, Meta)>> {
@@ -184,14 +165,14 @@ impl Merge {
                 Next::Empty => i += 1,
                 Next::Message(meta) => {
                     self.current = i;
-                    // One lane: the rest of the batch is read inline, a
-                    // quarter lane at most between stores (rule 10; from
+                    // One lane: the next quarter lane is read inline,
+                    // between stores on a drop-oldest topic (rule 11; from
                     // here, as padding may lie between the published
                     // position and this message). More lanes: the next
                     // receive looks at the next lane first, so that
                     // publishers that take turns are read in turns.
                     cursor.limit = if self.single {
-                        cursor.tail.min(meta.position + lane.capacity() / 4)
+                        meta.position + lane.capacity() / 4
                     } else {
                         0
                     };

@@ -365,12 +365,12 @@ impl Shared {
     }
 
     /// Block: the slowest active subscriber's position in lane `i`, among
-    /// those possible for `tail` (rule 7 of `lane`).
+    /// those possible for `tail` (rule 8 of `lane`).
     pub(crate) fn slowest(&self, i: usize, tail: u64) -> Option<u64> {
         let capacity = self.geometry.capacity;
         let mut slowest: Option<u64> = None;
         for j in 0..self.geometry.subscribers {
-            // SeqCst: rule 7 of `lane` (after our SeqCst store of reserve).
+            // SeqCst: rule 8 of `lane` (after our SeqCst store of reserve).
             if self.subscriber(j).state.load(Ordering::SeqCst) & SUBSCRIBER_ACTIVE == 0 {
                 continue;
             }
