@@ -290,6 +290,29 @@ impl LaneRef {
         }
     }
 
+    /// For a subscriber polling the word at `position`: asks the CPU to
+    /// fetch the cache lines after the word's of a record of `size` bytes
+    /// there (the size of the one before, for a guess), as the ring's
+    /// consumer does (`RingRef::prefetch_record`): the poll brings the
+    /// word's line when the record is committed, and the payload's would
+    /// come only when it is read, a second transfer after the first. A line
+    /// fetched too early is fetched again by the coherence protocol, never
+    /// read stale. Only a hint: records up to four lines, inside the lane.
+    #[inline]
+    pub(crate) fn prefetch_record(&self, position: u64, size: u64) {
+        const LINE: u64 = 64;
+        let offset = self.offset(position);
+        if size > 4 * LINE || offset + size > self.capacity {
+            return;
+        }
+        let base = self.words.as_ptr().cast::<u8>();
+        let mut line = (offset & !(LINE - 1)) + LINE;
+        while line < offset + size {
+            crate::ring::protocol::prefetch(base.wrapping_add(line as usize));
+            line += LINE;
+        }
+    }
+
     /// Whether a message of `len` bytes at `position` lies inside the lane
     /// and within the topic's maximum (rule 2).
     #[inline(always)]

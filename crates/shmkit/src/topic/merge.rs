@@ -14,6 +14,7 @@
 //! messages come in its order.
 
 use super::lane::{LaneCursor, Meta, Next};
+use super::layout::record_size;
 use super::shared::Shared;
 use crate::error::{Error, Result};
 use crate::ring::wait::wake_if_sleeping;
@@ -33,6 +34,9 @@ pub(crate) struct Merge {
     /// reads a quarter lane of it before it looks again (no other lane to
     /// be fair to; a lane opened meanwhile is seen at the next look).
     single: bool,
+    /// The record size of the last message read: what a waiting receive
+    /// guesses the next one's to be (`prefetch`).
+    last_size: u64,
 }
 
 impl Merge {
@@ -43,6 +47,7 @@ impl Merge {
             cursors,
             received: 0,
             single: false,
+            last_size: 0,
         }
     }
 
@@ -72,8 +77,22 @@ impl Merge {
             super::lane::LaneRef::consumed(cursor, meta, shared.lossy());
         }
         self.received = self.received.wrapping_add(1);
+        self.last_size = record_size(meta.len);
         if !shared.lossy() {
             self.publish_lane(shared, index, i);
+        }
+    }
+
+    /// For a receive that waits on an empty look: fetches the rest of the
+    /// record it expects at the current lane's cursor (as large as the last
+    /// one) while it polls the word there (`LaneRef::prefetch_record`).
+    #[inline]
+    pub(crate) fn prefetch(&self, shared: &Shared) {
+        if let (Some(cursor), Some(lane)) = (
+            self.cursors.get(self.current),
+            shared.lanes.get(self.current),
+        ) {
+            lane.prefetch_record(cursor.position, self.last_size);
         }
     }
 

@@ -1018,7 +1018,13 @@ impl Subscriber {
             &wait.subscribers_sleeping,
             deadline,
             &shared_ref.place,
-            || merge.poll(shared_ref, *index),
+            || {
+                let found = merge.poll(shared_ref, *index);
+                if let Ok(None) = &found {
+                    merge.prefetch(shared_ref);
+                }
+                found
+            },
             || {
                 shared_ref.still_sized()?;
                 shared_ref.publishers_finished()
