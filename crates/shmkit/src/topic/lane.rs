@@ -255,6 +255,20 @@ impl LaneRef {
         unsafe { &*self.words.as_ptr().add(index as usize) }
     }
 
+    /// Word `k` (0 to 3) of the record header at `position`, which lies
+    /// inside the lane: the index is computed once for the four (the
+    /// compiler cannot fold `(position + 8k) & mask` into `position & mask`
+    /// + 8k, which holds only because a record never wraps).
+    #[inline(always)]
+    fn record_word(&self, position: u64, k: usize) -> &AtomicU64 {
+        debug_assert!(k < 4 && self.offset(position) + RECORD_HEADER <= self.capacity);
+        let index = self.offset(position) as usize / 8 + k;
+        // SAFETY: a record's header lies inside the lane (the callers
+        // validated the record, or reserved it: rule 2), so index <
+        // capacity / 8, inside `words`.
+        unsafe { &*self.words.as_ptr().add(index) }
+    }
+
     /// The payload of a record at `position`, `len` bytes, inside the lane
     /// (the caller validated the record).
     #[inline]
@@ -326,10 +340,10 @@ impl LaneRef {
         Meta {
             position,
             len,
-            publisher: self.word(position + 8).load(Ordering::Relaxed),
-            sequence: self.word(position + 16).load(Ordering::Relaxed),
+            publisher: self.record_word(position, 1).load(Ordering::Relaxed),
+            sequence: self.record_word(position, 2).load(Ordering::Relaxed),
             lane_sequence: if lane_sequence {
-                self.word(position + 24).load(Ordering::Relaxed)
+                self.record_word(position, 3).load(Ordering::Relaxed)
             } else {
                 0
             },
@@ -752,16 +766,17 @@ impl LaneRef {
         debug_assert!(slot.position == cursor.tail && len <= slot.len);
         let p = slot.position;
         let next = p + record_size(len);
-        self.word(p + 8).store(cursor.id, Ordering::Relaxed);
-        self.word(p + 16).store(cursor.sequence, Ordering::Relaxed);
-        self.word(p + 24)
+        self.record_word(p, 1).store(cursor.id, Ordering::Relaxed);
+        self.record_word(p, 2)
+            .store(cursor.sequence, Ordering::Relaxed);
+        self.record_word(p, 3)
             .store(cursor.lane_sequence, Ordering::Relaxed);
         // Rule 3: the next record's word reads empty before this one is
         // seen.
         self.word(next).store(0, Ordering::Relaxed);
         // Release: publishes the payload, the words above and the empty
         // word; pairs with the Acquire in `message_at` and `record_at`.
-        self.word(p)
+        self.record_word(p, 0)
             .store(kind_word(len as u32, KIND_MESSAGE), Ordering::Release);
         cursor.tail = next;
         // Wrapping: both counts were read from shared memory when this

@@ -15,7 +15,7 @@
 
 use super::lane::{LaneCursor, Meta, Next};
 use super::layout::record_size;
-use super::shared::Shared;
+use super::shared::{Entry, Shared};
 use crate::error::{Error, Result};
 use crate::ring::wait::wake_if_sleeping;
 use crate::sync::Ordering;
@@ -37,10 +37,12 @@ pub(crate) struct Merge {
     /// The record size of the last message read: what a waiting receive
     /// guesses the next one's to be (`prefetch`).
     last_size: u64,
+    /// This subscriber's entry in the table.
+    entry: Entry,
 }
 
 impl Merge {
-    pub(crate) fn new(cursors: Vec<LaneCursor>) -> Merge {
+    pub(crate) fn new(cursors: Vec<LaneCursor>, entry: Entry) -> Merge {
         Merge {
             // The first look starts at lane 0 (the one after the last).
             current: cursors.len() - 1,
@@ -48,6 +50,7 @@ impl Merge {
             received: 0,
             single: false,
             last_size: 0,
+            entry,
         }
     }
 
@@ -72,14 +75,18 @@ impl Merge {
     /// something else (another topic's room, say) and never receives here
     /// again to store it.
     #[inline(always)]
-    pub(crate) fn consume(&mut self, shared: &Shared, index: u32, i: usize, meta: &Meta) {
-        if let Some(cursor) = self.cursors.get_mut(i) {
-            super::lane::LaneRef::consumed(cursor, meta, shared.lossy());
-        }
+    pub(crate) fn consume(&mut self, shared: &Shared, i: usize, meta: &Meta) {
+        let lossy = shared.lossy();
+        let Some(cursor) = self.cursors.get_mut(i) else {
+            return;
+        };
+        super::lane::LaneRef::consumed(cursor, meta, lossy);
         self.received = self.received.wrapping_add(1);
         self.last_size = record_size(meta.len);
-        if !shared.lossy() {
-            self.publish_lane(shared, index, i);
+        if !lossy {
+            // The position moved: stored without `publish_lane`'s check.
+            cursor.published = cursor.position;
+            Self::store_position(shared, self.entry, i, cursor.position, self.received);
         }
     }
 
@@ -106,13 +113,8 @@ impl Merge {
     /// Stores the current lane's position and the count of messages
     /// received, if they moved, and then wakes a sleeping Block publisher
     /// (the position may free its space).
-    pub(crate) fn publish(&mut self, shared: &Shared, index: u32) {
-        self.publish_lane(shared, index, self.current);
-    }
-
-    /// [`publish`](Merge::publish) for lane `i`.
-    #[inline(always)]
-    fn publish_lane(&mut self, shared: &Shared, index: u32, i: usize) {
+    pub(crate) fn publish(&mut self, shared: &Shared) {
+        let i = self.current;
         let Some(cursor) = self.cursors.get_mut(i) else {
             return;
         };
@@ -120,16 +122,22 @@ impl Merge {
             return;
         }
         cursor.published = cursor.position;
+        Self::store_position(shared, self.entry, i, cursor.position, self.received);
+    }
+
+    /// Stores `position` in lane `i` and the count of messages received in
+    /// the entry, then wakes a sleeping Block publisher (rule 11).
+    #[inline(always)]
+    fn store_position(shared: &Shared, entry: Entry, i: usize, position: u64, received: u64) {
         // Release: our reads of the records below it happen before their
         // publisher reuses the space; pairs with the SeqCst loads in
         // `Shared::slowest`.
         shared
-            .position(index, i)
-            .store(cursor.position, Ordering::Release);
+            .entry_position(entry, i)
+            .store(position, Ordering::Release);
         shared
-            .subscriber(index)
-            .received
-            .store(self.received, Ordering::Relaxed);
+            .entry_received(entry)
+            .store(received, Ordering::Relaxed);
         if !shared.lossy() {
             let wait = &shared.header().wait;
             wake_if_sleeping(wait, &wait.publishers_sleeping);
@@ -151,7 +159,7 @@ impl Merge {
                 self.lapped(shared, i).map_err(|err| shared.explain(err))?;
             }
         }
-        self.publish(shared, index);
+        self.publish(shared);
         match self.scan(shared, index) {
             // A message was validated; the receive checks the segment after
             // copying it.

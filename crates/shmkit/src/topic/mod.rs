@@ -763,7 +763,7 @@ impl Subscriber {
         shared.intact()?;
         drop(gate);
         Ok(Subscriber {
-            merge: Merge::new(cursors),
+            merge: Merge::new(cursors, shared.entry(index)),
             index,
             scratch: vec![0; shared.max_message as usize],
             waiter: Waiter::new(options.waiting),
@@ -911,7 +911,7 @@ impl Subscriber {
             // The copy (and the record's words) may have read pages the
             // file lost: never deliver their zeros.
             self.shared.intact()?;
-            self.merge.consume(&self.shared, self.index, i, &meta);
+            self.merge.consume(&self.shared, i, &meta);
             return Ok(received(&meta));
         }
     }
@@ -950,7 +950,7 @@ impl Subscriber {
                 continue;
             }
             self.shared.intact()?;
-            self.merge.consume(&self.shared, self.index, i, &meta);
+            self.merge.consume(&self.shared, i, &meta);
             return Ok(ReadGuard {
                 subscriber: self,
                 lane: i,
@@ -1140,7 +1140,7 @@ impl Drop for ReadGuard<'_> {
             let subscriber = &mut *self.subscriber;
             subscriber
                 .merge
-                .consume(&subscriber.shared, subscriber.index, self.lane, &self.meta);
+                .consume(&subscriber.shared, self.lane, &self.meta);
         }
     }
 }
