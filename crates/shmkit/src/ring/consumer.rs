@@ -37,14 +37,6 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// Whether every access to the ring so far found its pages (the SIGBUS
-    /// guard's flag): `Err(Truncated)` if one ran onto a page a peer cut
-    /// away. For a reader that copied a message out itself (a typed
-    /// channel), before it decodes the copy.
-    pub(crate) fn intact(&self) -> Result<()> {
-        self.shared.intact()
-    }
-
     /// Opens (or creates) ring `name` as its consumer, with default
     /// [`Options`].
     ///
