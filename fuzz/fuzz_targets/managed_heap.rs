@@ -53,7 +53,12 @@ fn template() -> &'static [u8] {
         }
         heap.text("text").unwrap().set("héllo").unwrap();
         let mut bytes = vec![0; SIZE];
-        Segment::open(&key).unwrap().attach(ReadOnly).unwrap().read_at(0, &mut bytes).unwrap();
+        Segment::open(&key)
+            .unwrap()
+            .attach(ReadOnly)
+            .unwrap()
+            .read_at(0, &mut bytes)
+            .unwrap();
         remove(&key);
         bytes
     })
@@ -78,7 +83,11 @@ fuzz_target!(|data: &[u8]| {
     let key = key();
     remove(&key);
     let segment = Segment::create(&key, SIZE as u64, Mode::OWNER_ONLY).unwrap();
-    segment.attach(ReadWrite).unwrap().write_at(0, &image).unwrap();
+    segment
+        .attach(ReadWrite)
+        .unwrap()
+        .write_at(0, &image)
+        .unwrap();
     if let Ok(heap) = ManagedSegment::open(&key) {
         if let Ok(list) = heap.list::<u64>("list") {
             let _ = list.to_vec();

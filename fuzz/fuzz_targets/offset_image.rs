@@ -18,7 +18,11 @@ struct Tree {
     name: String,
     children: Vec<Tree>,
 }
-relocate_struct!(Tree { value, name, children });
+relocate_struct!(Tree {
+    value,
+    name,
+    children
+});
 
 struct Node {
     id: u32,

@@ -1,14 +1,18 @@
 //! Fuzzes the consumer's side of a ring: opening a ring segment whose
 //! bytes are the input, and reading messages out of it. Whatever the bytes,
-//! `Consumer::open`, `try_recv` and dropping the consumer must return or
-//! fail cleanly: no panic, no out-of-bounds access (the sanitizers watch),
-//! no hang.
+//! `Consumer::open`, the receiving verbs and dropping the consumer must
+//! return or fail cleanly: no panic, no out-of-bounds access (the
+//! sanitizers watch), no hang.
 //!
 //! Each input is laid over the image of a valid, empty ring with a 4 KiB
-//! data area, from the offset its first byte picks: 0 (the whole header),
-//! 128 (all but the configuration line), 256 (the consumer's and wait
-//! lines on) or 512 (the records only), so that most inputs get past the
-//! header checks to the records. The image lives in a POSIX segment
+//! data area, from the offset its first byte picks (its two low bits): 0
+//! (the whole header), 128 (all but the configuration line), 256 (the
+//! consumer's and wait lines on) or 512 (the records only), so that most
+//! inputs get past the header checks to the records. The next two bits
+//! pick the verbs: `try_recv`; `try_read`; or the blocking `recv` and
+//! `read`, whose fast paths (`peek_message`) the other two never take.
+//! For those the image's `closed` word is set afterwards, so that an empty
+//! ring ends the loop with `Closed` instead of a wait for a producer. The image lives in a POSIX segment
 //! named after this process (`/dev/shm/shmkit.ring.fuzz-PID`). The segment
 //! is made and removed for every input, so a run leaves nothing behind when
 //! it ends, however it ends (libFuzzer exits without running destructors).
@@ -29,6 +33,8 @@ const HEADER: usize = 512;
 const CAPACITY: usize = 4096;
 const SIZE: usize = HEADER + CAPACITY;
 const PREFIX: &str = "shmkit.ring.fuzz-";
+/// The wait line's `closed` word (1: the producer closed the stream).
+const CLOSED: usize = 384 + 8;
 
 /// A valid ring header: magic, version 2, flags 0, capacity 4096,
 /// max_message 2032, data_offset 512; everything else zero.
@@ -50,9 +56,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let at = [0, 128, 256, HEADER][usize::from(pick % 4)];
+    let verbs = (pick >> 2) % 4;
     let mut image = template();
     let n = bytes.len().min(SIZE - at);
     image[at..at + n].copy_from_slice(&bytes[..n]);
+    if verbs >= 2 {
+        image[CLOSED..CLOSED + 4].copy_from_slice(&1u32.to_le_bytes());
+    }
     if image[..8] == [0; 8] {
         // A zero magic means "the creator has not finished": opening waits
         // (5 s) for it, which is a timeout, not a parse.
@@ -72,8 +82,18 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(mut consumer) = Consumer::open(&name) {
             let mut buf = vec![0u8; CAPACITY];
             // Corrupt records may go round the ring forever: bound the loop.
-            for _ in 0..2 * CAPACITY {
-                if consumer.try_recv(&mut buf).is_err() {
+            for round in 0..2 * CAPACITY {
+                let received = match verbs {
+                    0 => consumer.try_recv(&mut buf).map(drop),
+                    1 => consumer.try_read().map(|message| {
+                        std::hint::black_box(message.first().copied());
+                    }),
+                    _ if round % 2 == 0 => consumer.recv(&mut buf).map(drop),
+                    _ => consumer.read().map(|message| {
+                        std::hint::black_box(message.last().copied());
+                    }),
+                };
+                if received.is_err() {
                     break;
                 }
             }

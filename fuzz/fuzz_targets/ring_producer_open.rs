@@ -159,7 +159,11 @@ fn crash(input: &mut Input) -> Crash {
     put_u64(&mut image, offset(tail), 0);
     // The consumer read some records: its head is after one of them.
     let read = usize::from(input.byte()) % (records.len() + 1);
-    let head = if read == 0 { start } else { records[read - 1].0 };
+    let head = if read == 0 {
+        start
+    } else {
+        records[read - 1].0
+    };
     let unread_from = records[..read]
         .iter()
         .rev()
@@ -193,7 +197,11 @@ fn with_ring(image: &[u8], f: impl FnOnce(&str)) {
         let _ = old.remove();
     }
     let segment = Segment::create(&key, SIZE as u64, Mode::OWNER_ONLY).unwrap();
-    segment.attach(ReadWrite).unwrap().write_at(0, image).unwrap();
+    segment
+        .attach(ReadWrite)
+        .unwrap()
+        .write_at(0, image)
+        .unwrap();
     f(&name);
     // A closed, drained ring may have removed itself; either way it is
     // gone now.
@@ -220,7 +228,10 @@ fn check_crash(input: &mut Input) {
                 drop(producer);
                 return;
             }
-            Err(err) => panic!("sending {len} bytes after recovery, {} free: {err}", crash.free),
+            Err(err) => panic!(
+                "sending {len} bytes after recovery, {} free: {err}",
+                crash.free
+            ),
         }
         let mut consumer = Consumer::open_with(name, &options()).unwrap();
         let mut got = Vec::new();

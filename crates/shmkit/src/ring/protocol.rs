@@ -437,7 +437,11 @@ impl RingRef {
     }
 
     /// [`drain`](RingRef::drain), while `f` returns true: the message for
-    /// which it returns false is not released.
+    /// which it returns false is not released. Inlined whole into the
+    /// caller's loop, with `f`: per message, one word's check and `f`;
+    /// what is not a message (the end, padding, a corrupt word) is sorted
+    /// out of line.
+    #[inline(always)]
     pub(crate) fn drain_while(
         &self,
         cursor: &mut ConsumerCursor,
@@ -451,7 +455,7 @@ impl RingRef {
             // A message, the common case, without building a `Record`.
             let slot = match self.message_at(position) {
                 Some(slot) => slot,
-                None => match self.record_at(position) {
+                None => match self.not_a_message(position) {
                     Ok(Record::Empty) => break,
                     Ok(Record::Padding { next }) => {
                         position = next;
@@ -474,6 +478,15 @@ impl RingRef {
             self.advance(cursor, position, count);
         }
         outcome.map(|()| count)
+    }
+
+    /// For `drain_while`: the record at `position`, which `message_at` did
+    /// not take for a message (the word may have changed since: it is
+    /// loaded and checked again). Out of line, once a batch.
+    #[cold]
+    #[inline(never)]
+    fn not_a_message(&self, position: u64) -> Result<Record> {
+        self.record_at(position)
     }
 
     /// Moves `head` to `new_head` after `messages` messages were read.
