@@ -1,5 +1,5 @@
-"""Shared-memory IPC for Linux, from Python: segments, message rings and
-topics, zero-copy into numpy.
+"""Shared-memory IPC for Linux, from Python: segments, message rings,
+topics and services, zero-copy into numpy.
 
 The classes are those of the Rust library ``shmkit`` (the extension module
 ``shmkit._shmkit``), with Python's conventions: timeouts are float seconds,
@@ -19,6 +19,7 @@ from ._shmkit import (
     AlreadyExists,
     Attachment,
     Busy,
+    Client,
     Closed,
     Consumer,
     Corrupt,
@@ -37,10 +38,13 @@ from ._shmkit import (
     OutOfBounds,
     PeerGone,
     PeerLeft,
+    PendingCall,
     PermissionDenied,
     Producer,
     Publisher,
+    Request,
     Segment,
+    Server,
     ServiceFull,
     Stat,
     Subscriber,
@@ -48,8 +52,8 @@ from ._shmkit import (
     TooLarge,
     TopicFull,
     Truncated,
-    WrongType,
     UntrustedOwner,
+    WrongType,
     segments,
 )
 
@@ -57,6 +61,7 @@ __all__ = [
     "AlreadyExists",
     "Attachment",
     "Busy",
+    "Client",
     "Closed",
     "Consumer",
     "Corrupt",
@@ -75,10 +80,13 @@ __all__ = [
     "OutOfBounds",
     "PeerGone",
     "PeerLeft",
+    "PendingCall",
     "PermissionDenied",
     "Producer",
     "Publisher",
+    "Request",
     "Segment",
+    "Server",
     "ServiceFull",
     "Stat",
     "Subscriber",
@@ -86,7 +94,7 @@ __all__ = [
     "TooLarge",
     "TopicFull",
     "Truncated",
-    "WrongType",
     "UntrustedOwner",
+    "WrongType",
     "segments",
 ]

@@ -382,3 +382,92 @@ class Subscriber(Iterator[bytes]):
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> bool: ...
+
+# --- Services --------------------------------------------------------------------
+
+class Client:
+    """A client of service `name`, created if it does not exist, in a client
+    slot of its own. `call()` sends a request and waits for its response;
+    `send()` and `wait()` keep several calls in flight."""
+
+    def __init__(self, name: str) -> None: ...
+    def call(self, request: Buffer, timeout: float | None = None) -> bytes:
+        """Sends `request` and returns the response (at most `timeout`
+        seconds in all, then Timeout and the call is abandoned)."""
+    def send(self, request: Buffer, timeout: float | None = None) -> PendingCall:
+        """Sends `request` without waiting for the response (waits only for
+        room, at most `timeout` seconds)."""
+    def wait(self, call: PendingCall, timeout: float | None = None) -> bytes:
+        """The response to `call` (at most `timeout` seconds, then Timeout;
+        the call stays pending). A call is answered once."""
+    def close(self) -> None:
+        """Gives the client's slot back; closing twice does nothing."""
+    @property
+    def name(self) -> str:
+        """The service's name."""
+    @property
+    def slot(self) -> int:
+        """This client's slot, as the server sees it in `Request.client`."""
+    @property
+    def max_request(self) -> int:
+        """The largest request, in bytes."""
+    @property
+    def max_response(self) -> int:
+        """The largest response, in bytes."""
+    @property
+    def in_flight(self) -> int:
+        """Calls sent whose responses were not read yet."""
+    def __enter__(self) -> Client: ...
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> bool: ...
+
+class PendingCall:
+    """A call sent by `Client.send()` and not yet answered; dropping it
+    unanswered abandons the call."""
+
+    @property
+    def id(self) -> int:
+        """The call's id (the server sees it as `Request.id`)."""
+    @property
+    def answered(self) -> bool:
+        """Whether `Client.wait()` has returned its response."""
+
+class Server(Iterator[Request]):
+    """The server of service `name`, created if it does not exist; one
+    server holds a service at a time. Iterating receives requests for ever."""
+
+    def __init__(self, name: str) -> None: ...
+    def recv(self, timeout: float | None = None) -> Request:
+        """The next request of any client (at most `timeout` seconds, then
+        Timeout)."""
+    def reply(self, request: Request, response: Buffer) -> None:
+        """Answers `request`; a client that died or abandoned the call is
+        skipped."""
+    def close(self) -> None:
+        """Leaves the service; the clients' calls then raise Closed."""
+    @property
+    def name(self) -> str:
+        """The service's name."""
+    @property
+    def clients(self) -> int:
+        """Clients connected now."""
+    def __iter__(self) -> Server: ...
+    def __next__(self) -> Request: ...
+    def __enter__(self) -> Server: ...
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> bool: ...
+
+class Request:
+    """One request a `Server` received."""
+
+    @property
+    def data(self) -> bytes:
+        """The request's bytes."""
+    @property
+    def client(self) -> int:
+        """The slot of the client that sent it."""
+    @property
+    def id(self) -> int:
+        """The call's id (the client's `PendingCall.id`)."""

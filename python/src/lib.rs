@@ -16,18 +16,20 @@
 mod errors;
 mod ring;
 mod segment;
+mod service;
 mod topic;
 mod wait;
 
 use pyo3::prelude::*;
 
-/// Python's side of shared-memory IPC for Linux: segments, message rings
-/// and topics.
+/// Python's side of shared-memory IPC for Linux: segments, message rings,
+/// topics and services.
 #[pymodule]
 fn _shmkit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     segment::register(m)?;
     ring::register(m)?;
     topic::register(m)?;
+    service::register(m)?;
     Ok(())
 }

@@ -19,7 +19,7 @@ def unique(prefix: str) -> str:
 
 
 def _remove_ring_files(name: str) -> None:
-    for kind in ("ring", "topic"):
+    for kind in ("ring", "topic", "service"):
         try:
             os.unlink(f"/dev/shm/shmkit.{kind}.{name}")
         except FileNotFoundError:
@@ -28,8 +28,8 @@ def _remove_ring_files(name: str) -> None:
 
 @pytest.fixture
 def name(request):
-    """A fresh ring or topic name; whatever ring or topic of that name is
-    left when the test ends (a killed peer's) is removed."""
+    """A fresh ring, topic or service name; whatever ring, topic or service
+    of that name is left when the test ends (a killed peer's) is removed."""
     ring = unique(request.node.name.replace("[", "-").replace("]", "")[:40])
     yield ring
     _remove_ring_files(ring)

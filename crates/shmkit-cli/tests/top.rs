@@ -374,6 +374,49 @@ fn top_shows_a_topic_with_its_members_and_a_subscriber_lag() {
 }
 
 #[test]
+fn top_shows_a_service_with_its_server_clients_and_calls_in_flight() {
+    let name = format!("top-test-{}-service", std::process::id());
+    let key = Key::posix(&format!("/shmkit.service.{name}")).expect("a valid name");
+    struct RemoveService(Key);
+    impl Drop for RemoveService {
+        fn drop(&mut self) {
+            if let Ok(segment) = Segment::open(&self.0) {
+                let _ = segment.remove();
+            }
+        }
+    }
+    let _segment = RemoveService(key);
+    let mut server = shmkit::service::Server::open(&name).expect("serve");
+    let mut client = shmkit::service::Client::connect(&name).expect("connect");
+    let answered = client.send_request(b"answered").expect("call");
+    let _waiting = client.send_request(b"still waiting").expect("call");
+    let request = server.try_recv_request().expect("the first request");
+    request.reply(b"done").expect("reply");
+    assert_eq!(&*client.wait(answered).expect("its response"), b"done");
+
+    let once = ["top", "--once", "--interval", "0.1", "--filter", &name];
+    let snapshot: Value =
+        serde_json::from_str(&succeeded(&run(SHMKIT, &[&once[..], &["--json"]].concat())))
+            .expect("JSON");
+    let object = &snapshot["objects"][0];
+    assert_eq!(object["kind"], "service", "{snapshot}");
+    assert_eq!(object["state"], "open", "{snapshot}");
+    assert_eq!(object["messages_total"], 1, "{snapshot}");
+    assert_eq!(object["calls_in_flight"], 1, "{snapshot}");
+    let members = object["members"].as_array().expect("members");
+    let roles: Vec<&Value> = members.iter().map(|m| &m["role"]).collect();
+    assert_eq!(roles, ["server", "client"], "{snapshot}");
+    assert!(
+        members.iter().all(|m| m["pid"] == std::process::id()),
+        "{snapshot}"
+    );
+
+    let text = succeeded(&run(SHMKIT, &once));
+    assert!(text.contains("open, 1 client, 1 in flight"), "{text}");
+    drop((client, server));
+}
+
+#[test]
 fn top_in_tmux_restores_the_terminal_when_sigterm_stops_it() {
     if !have_tmux() {
         return;

@@ -367,7 +367,8 @@ fn a_full_dev_shm_is_an_error_at_creation_not_a_sigbus_later() {
 }
 
 /// A typed channel never decodes a message whose bytes ran onto a page a
-/// peer cut away (they read as zeros): the receive says Truncated.
+/// peer cut away (they read as zeros): the receive says Truncated, and
+/// keeps the message.
 #[test]
 fn a_typed_message_cut_in_two_is_truncated_not_decoded() {
     use shmkit::channel::{Receiver, Sender};
@@ -386,4 +387,9 @@ fn a_typed_message_cut_in_two_is_truncated_not_decoded() {
     assert_eq!(rx.recv().unwrap(), messages[1]);
     let err = rx.recv().unwrap_err();
     assert!(matches!(err, Error::Truncated { .. }), "{err}");
+    // The cut message was not consumed, as a ring's own recv keeps it:
+    // the consumer's `received` word (docs/FORMAT.md, byte 272) says two.
+    let file = std::fs::read(format!("/dev/shm/shmkit.ring.{name}")).unwrap();
+    let received = u64::from_le_bytes(file[272..280].try_into().unwrap());
+    assert_eq!(received, 2);
 }

@@ -134,8 +134,9 @@ pub fn cells(row: &Row) -> [String; 9] {
     ]
 }
 
-/// The state column: the ring's or topic's state, a topic's members and
-/// worst lag, and each dead member; or why the object could not be read.
+/// The state column: the object's state, a topic's members and worst lag,
+/// a service's clients and calls in flight, and each dead member; or why
+/// the object could not be read.
 pub fn state(object: &Object) -> String {
     if let Some(why) = &object.unreadable {
         return format!("unreadable: {why}");
@@ -147,6 +148,16 @@ pub fn state(object: &Object) -> String {
         words.push(format!("{} sub", count("subscriber")));
         if let Some(lag) = object.members.iter().filter_map(|m| m.lag_bytes).max() {
             words.push(format!("lag {}", human_size(lag)));
+        }
+    }
+    if object.kind == sample::ObjectKind::Service {
+        let clients = object.members.iter().filter(|m| m.role == "client").count();
+        words.push(format!(
+            "{clients} client{}",
+            if clients == 1 { "" } else { "s" }
+        ));
+        if let Some(calls) = object.calls_in_flight {
+            words.push(format!("{calls} in flight"));
         }
     }
     for member in object.members.iter().filter(|m| !m.alive) {

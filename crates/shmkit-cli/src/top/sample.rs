@@ -15,8 +15,7 @@ use shmkit::{Kind, Stat};
 use crate::error::CliError;
 use crate::output::ring_state;
 
-/// What an object is. Services, when the library has them, are one more
-/// kind: an object's members and counters already fit them.
+/// What an object is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ObjectKind {
@@ -24,6 +23,8 @@ pub enum ObjectKind {
     Ring,
     /// A topic: publishers to subscribers (its segment likewise).
     Topic,
+    /// A service: clients calling a server (its segment likewise).
+    Service,
     /// A System V segment.
     Sysv,
     /// A POSIX segment that holds no ring.
@@ -35,6 +36,7 @@ impl ObjectKind {
         match self {
             ObjectKind::Ring => "ring",
             ObjectKind::Topic => "topic",
+            ObjectKind::Service => "service",
             ObjectKind::Sysv => "sysv",
             ObjectKind::Posix => "posix",
         }
@@ -42,10 +44,10 @@ impl ObjectKind {
 }
 
 /// A process that takes part in an object: a ring's producer or consumer,
-/// a topic's publishers and subscribers.
+/// a topic's publishers and subscribers, a service's server and clients.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Member {
-    /// `producer`, `consumer`, `publisher`, `subscriber`.
+    /// `producer`, `consumer`, `publisher`, `subscriber`, `server`, `client`.
     pub role: &'static str,
     pub pid: u32,
     pub alive: bool,
@@ -82,8 +84,11 @@ pub struct Object {
     /// Bytes waiting to be read, and the room for them.
     pub bytes_in_flight: Option<u64>,
     pub capacity: Option<u64>,
+    /// A service's calls sent and not yet answered.
+    pub calls_in_flight: Option<u64>,
     pub members: Vec<Member>,
-    /// `open`, `closed`, `abandoned` for a ring; `dest` for a removed
+    /// `open`, `closed`, `abandoned` for a ring or service (a topic is
+    /// never `closed`); `dest` for a removed
     /// segment still attached; empty otherwise.
     pub state: String,
     /// Why this object could not be read, if it could not.
@@ -140,6 +145,7 @@ fn object(stat: &Stat) -> Option<Object> {
         counters: None,
         bytes_in_flight: None,
         capacity: None,
+        calls_in_flight: None,
         members: Vec::new(),
         state: if stat.removed { "dest" } else { "" }.to_owned(),
         unreadable: None,
@@ -149,6 +155,9 @@ fn object(stat: &Stat) -> Option<Object> {
     }
     if let Some(name) = key.strip_prefix(shmkit::topic::SEGMENT_PREFIX) {
         return topic(object, name);
+    }
+    if let Some(name) = key.strip_prefix(shmkit::service::SEGMENT_PREFIX) {
+        return service(object, name);
     }
     let Some(name) = key.strip_prefix(SEGMENT_PREFIX) else {
         return Some(object);
@@ -227,6 +236,45 @@ fn topic(mut object: Object, name: &str) -> Option<Object> {
     object.members = publishers.chain(subscribers).collect();
     object.state = if topic.abandoned() {
         "abandoned"
+    } else {
+        "open"
+    }
+    .to_owned();
+    Some(object)
+}
+
+/// A service's segment as the service: its server and clients, the
+/// requests its servers received, and the calls in flight. (Mapped
+/// read-write for the lock queries, as a topic is; nothing is written.)
+fn service(mut object: Object, name: &str) -> Option<Object> {
+    object.kind = ObjectKind::Service;
+    object.name = name.to_owned();
+    let service = match shmkit::service::status(name) {
+        Ok(service) => service,
+        Err(err) => return unreadable(object, err),
+    };
+    object.counters = Some(Counters {
+        messages: service.received,
+        bytes: None,
+    });
+    object.calls_in_flight = Some(service.in_flight());
+    let server = service.server.map(|server| Member {
+        role: "server",
+        pid: server.pid,
+        alive: server.alive,
+        lag_bytes: None,
+    });
+    let clients = service.clients.iter().map(|client| Member {
+        role: "client",
+        pid: client.pid,
+        alive: client.alive,
+        lag_bytes: None,
+    });
+    object.members = server.into_iter().chain(clients).collect();
+    object.state = if service.abandoned() {
+        "abandoned"
+    } else if service.closed {
+        "closed"
     } else {
         "open"
     }

@@ -634,17 +634,16 @@ impl<T, C: Codec<T>> Receiver<T, C> {
             Patience::Now => self.consumer.try_read(),
             Patience::Timeout(timeout) => self.consumer.read_timeout(timeout),
         }?;
-        let framing = wire::copy_out(grant, &mut self.body);
+        let framing = wire::copy_out(grant, &mut self.body)?;
         self.decode(framing)
     }
 
-    /// The value of a message copied out to `self.body` as `framing` says.
+    /// The value of a message copied out to `self.body` as `framing` says
+    /// (a copy `wire::copy_out` found intact: no lost page's zeros).
     fn decode(
         &mut self,
         framing: std::result::Result<wire::Framing, String>,
     ) -> Result<C::Value<'_>> {
-        // The copy may have read a lost page's zeros: never decode them.
-        self.consumer.intact()?;
         let name = self.consumer.name();
         let place = || format!("ring {name}");
         let framing = framing.map_err(|why| Error::Corrupt(format!("{}: {why}", place())))?;

@@ -24,7 +24,7 @@ impl<T, C: Codec<T>> Receiver<T, C> {
     /// The value of the message at `slot` (from the consumer's
     /// `next_now`), as `try_recv` decodes it.
     pub(crate) fn recv_at(&mut self, slot: Slot) -> Result<C::Value<'_>> {
-        let framing = wire::copy_out(self.consumer.read_at(slot), &mut self.body);
+        let framing = wire::copy_out(self.consumer.read_at(slot), &mut self.body)?;
         self.decode(framing)
     }
 }

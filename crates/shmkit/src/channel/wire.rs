@@ -80,24 +80,26 @@ pub(super) struct Framing {
 
 /// Copies a received message out of the ring: its framing, then its body
 /// into `body` (the receiver's private buffer, 16-byte aligned, whose
-/// capacity is reused); then the grant is dropped, which hands the space
+/// capacity is reused); then the grant is released, which hands the space
 /// back to the producer. Every byte is copied through the grant's raw
 /// pointer, and each length is read once and checked on the copy, so that
 /// nothing here trusts memory another process can write.
 ///
 /// # Errors
 ///
-/// Why a message is too short for its framing (it is consumed all the
+/// `Err` ([`Error::Truncated`]) if the copy ran onto a page a peer cut
+/// away: the message is kept, as the ring's `recv` keeps it. `Ok(Err)`:
+/// why a message is too short for its framing (it is consumed all the
 /// same), for an [`Error::Corrupt`].
 pub(super) fn copy_out(
     grant: ReadGrant<'_>,
     body: &mut rkyv::util::AlignedVec,
-) -> std::result::Result<Framing, String> {
+) -> Result<std::result::Result<Framing, String>> {
     // SAFETY: a committed record of `grant.len()` bytes, which the producer
     // leaves alone until the grant is dropped (ring rule 2), after this.
     let framing = unsafe { copy_framed(grant.as_ptr(), grant.len(), body) };
-    drop(grant);
-    framing
+    grant.copied_intact()?;
+    Ok(framing)
 }
 
 /// [`copy_out`] of the `len` bytes of a message at `start`, wherever it

@@ -37,14 +37,6 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// Whether every access to the ring so far found its pages (the SIGBUS
-    /// guard's flag): `Err(Truncated)` if one ran onto a page a peer cut
-    /// away. For a reader that copied a message out itself (a typed
-    /// channel), before it decodes the copy.
-    pub(crate) fn intact(&self) -> Result<()> {
-        self.shared.intact()
-    }
-
     /// Opens (or creates) ring `name` as its consumer, with default
     /// [`Options`].
     ///
@@ -292,8 +284,9 @@ impl Consumer {
         self.shared.intact()?;
         let ring = self.shared.ring;
         let head_before = self.cursor.head;
-        let last_sequence = &mut self.last_sequence;
-        let last_size = &mut self.last_size;
+        // The last message taken, noted in a local (a register) rather
+        // than in `self` per message.
+        let mut last = None;
         let count = ring.drain_while(&mut self.cursor, |slot| {
             // SAFETY: a committed record inside the data area (record_at
             // checked it), which the producer leaves alone until the head
@@ -302,11 +295,14 @@ impl Consumer {
                 unsafe { std::slice::from_raw_parts(ring.payload(slot), slot.len as usize) };
             let taken = f(slot.position, message);
             if taken {
-                *last_sequence = Some(slot.position);
-                *last_size = layout::record_size(slot.len);
+                last = Some(slot);
             }
             taken
         });
+        if let Some(slot) = last {
+            self.last_sequence = Some(slot.position);
+            self.last_size = layout::record_size(slot.len);
+        }
         // Whatever moved the head (messages, padding, or what was read
         // before a corrupt record) freed space a producer may wait for.
         if self.cursor.head != head_before {

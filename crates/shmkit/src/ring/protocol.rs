@@ -492,7 +492,11 @@ impl RingRef {
     }
 
     /// [`drain`](RingRef::drain), while `f` returns true: the message for
-    /// which it returns false is not released.
+    /// which it returns false is not released. Inlined whole into the
+    /// caller's loop, with `f`: per message, one word's check and `f`;
+    /// what is not a message (the end, padding, a corrupt word) is sorted
+    /// out of line.
+    #[inline(always)]
     pub(crate) fn drain_while(
         &self,
         cursor: &mut ConsumerCursor,
@@ -506,7 +510,7 @@ impl RingRef {
             // A message, the common case, without building a `Record`.
             let slot = match self.message_at(position) {
                 Some(slot) => slot,
-                None => match self.record_at(position) {
+                None => match self.not_a_message(position) {
                     Ok(Record::Empty) => break,
                     Ok(Record::Padding { next }) => {
                         position = next;
@@ -529,6 +533,15 @@ impl RingRef {
             self.advance(cursor, position, count);
         }
         outcome.map(|()| count)
+    }
+
+    /// For `drain_while`: the record at `position`, which `message_at` did
+    /// not take for a message (the word may have changed since: it is
+    /// loaded and checked again). Out of line, once a batch.
+    #[cold]
+    #[inline(never)]
+    fn not_a_message(&self, position: u64) -> Result<Record> {
+        self.record_at(position)
     }
 
     /// Moves `head` to `new_head` after `messages` messages were read.
@@ -718,9 +731,10 @@ fn head_out_of_range(cursor: &ProducerCursor, capacity: u64) -> Error {
 }
 
 /// A hint to fetch the cache line at `address` for reading; no effect on
-/// what any load returns, and never a fault.
+/// what any load returns, and never a fault. (Topics' subscribers use it
+/// too: `topic::lane`.)
 #[inline(always)]
-fn prefetch(address: *const u8) {
+pub(crate) fn prefetch(address: *const u8) {
     #[cfg(all(target_arch = "x86_64", not(loom)))]
     // SAFETY: a prefetch is only a hint: it reads nothing into the program
     // and cannot fault, whatever the address.

@@ -2,7 +2,9 @@
 //! leaves and removes its ring, and the checks of the header.
 
 use super::*;
-pub(super) use crate::segment::format::{remove_exactly, Format, OPEN_ATTEMPTS};
+pub(super) use crate::segment::format::{remove_exactly, Format};
+use crate::segment::format::{Creation, Made, Opened};
+use crate::sync::AtomicU32;
 
 /// The mapping of a ring and who this endpoint is; shared by both ends.
 #[derive(Debug)]
@@ -49,68 +51,66 @@ impl Shared {
         mut join: impl FnMut(&RingRef, &Segment) -> Result<T>,
     ) -> Result<(Shared, T)> {
         options.validate()?;
-        let key = validate_name(name)?;
         let me = endpoint::this_process()?;
         // A publisher skips the full fence on every message only if every
         // endpoint can receive the sleeper's membarrier (rule 8).
         let membarrier = crate::sys::membarrier::register_global_expedited();
-        for _ in 0..OPEN_ATTEMPTS {
-            let (segment, mapping, created) = match Segment::open(&key) {
-                Ok(segment) => match FORMAT.attach_existing(&segment, name, &options.trust)? {
-                    Some(mapping) => (segment, mapping, false),
-                    // A half-made ring, removed: go back to the name.
-                    None => continue,
-                },
-                Err(Error::NotFound { .. }) => match create(&key, options) {
-                    Ok((segment, mapping)) => (segment, mapping, true),
-                    // Another opener created it first: open theirs.
-                    Err(Error::AlreadyExists { .. }) => continue,
-                    Err(other) => return Err(other),
-                },
-                Err(other) => return Err(other),
-            };
-            let gate = endpoint::gate(&segment)?;
-            let ring = validate_header(&mapping, name)?;
-            let header = ring.header();
-            if header.wait.removed.load(Ordering::SeqCst) != 0 {
-                // Removed between our open of the name and the gate: the
-                // live ring, if any, is at the name now.
-                continue;
-            }
-            if !created {
-                options.check_against(&ring, &segment, name)?;
-            }
-            let owner = owner_word(header, end);
-            let Some(lock) = endpoint::try_take(&segment, end)? else {
-                return Err(Error::InUse {
-                    ring: name.to_owned(),
-                    endpoint: end.name(),
-                    pid: endpoint::pid_of(owner.load(Ordering::SeqCst)),
-                });
-            };
-            // Dropping `lock` on an error gives the end back untouched.
-            let joined = join(&ring, &segment)?;
-            owner.store(me, Ordering::SeqCst);
-            if !membarrier {
-                header.wait.full_fences.store(1, Ordering::SeqCst);
-            }
-            drop(gate);
-            let shared = Shared {
-                name: name.to_owned(),
-                place: FORMAT.place(name),
-                ring,
-                me,
-                end,
-                created,
-                lock: Some(lock),
-                segment,
-                mapping,
-            };
-            return Ok((shared, joined));
+        let (found, gate) = FORMAT.find_or_create(
+            name,
+            &options.trust,
+            creation(options),
+            |mapping| {
+                initialise(mapping, options);
+                Ok(())
+            },
+            |segment, mapping, made| {
+                let ring = validate_header(&mapping, name)?;
+                Ok(Found {
+                    segment,
+                    mapping,
+                    ring,
+                    made,
+                })
+            },
+        )?;
+        let Found {
+            segment,
+            mapping,
+            ring,
+            made,
+        } = found;
+        let created = made == Made::Created;
+        if !created {
+            options.check_against(&ring, &segment, name)?;
         }
-        Err(Error::Corrupt(format!(
-            "ring {name} was removed and made again under this opener {OPEN_ATTEMPTS} times in a row"
-        )))
+        let header = ring.header();
+        let owner = owner_word(header, end);
+        let Some(lock) = endpoint::try_take(&segment, end)? else {
+            return Err(Error::InUse {
+                ring: name.to_owned(),
+                endpoint: end.name(),
+                pid: endpoint::pid_of(owner.load(Ordering::SeqCst)),
+            });
+        };
+        // Dropping `lock` on an error gives the end back untouched.
+        let joined = join(&ring, &segment)?;
+        owner.store(me, Ordering::SeqCst);
+        if !membarrier {
+            header.wait.full_fences.store(1, Ordering::SeqCst);
+        }
+        drop(gate);
+        let shared = Shared {
+            name: name.to_owned(),
+            place: FORMAT.place(name),
+            ring,
+            me,
+            end,
+            created,
+            lock: Some(lock),
+            segment,
+            mapping,
+        };
+        Ok((shared, joined))
     }
 
     pub(super) fn header(&self) -> &Header {
@@ -248,33 +248,53 @@ pub(super) fn owner_word(header: &Header, end: End) -> &AtomicU64 {
 
 /// Creates ring `name`'s segment with its header written, so that no
 /// opener ever sees it half made.
-pub(super) fn create(key: &Key, options: &Options) -> Result<(Segment, Attachment<ReadWrite>)> {
-    let capacity = options.capacity_len();
-    let mode = options.mode.unwrap_or(Mode::OWNER_ONLY);
-    FORMAT.create(
-        key,
-        HEADER_SIZE + capacity,
-        mode,
-        options.group,
-        |mapping| {
-            // SAFETY: a fresh mapping of more than HEADER_SIZE bytes,
-            // page-aligned, hence a valid place for the atomics of a Header;
-            // nobody else can reach it yet (it has no name).
-            let header = unsafe { &*mapping.as_mut_ptr().cast::<Header>() };
-            let config = &header.config;
-            config.version.store(VERSION, Ordering::Relaxed);
-            config.capacity.store(capacity, Ordering::Relaxed);
-            config
-                .max_message
-                .store(options.max_message_len(), Ordering::Relaxed);
-            config.data_offset.store(HEADER_SIZE, Ordering::Relaxed);
-            // Release: publishes the configuration above; pairs with the
-            // Acquire in `read_header`. (The link that names the file orders it
-            // too; the magic stays the sign of a finished header.)
-            config.magic.store(MAGIC, Ordering::Release);
-            Ok(())
-        },
-    )
+/// How a ring of `options` is made when an opener finds none.
+fn creation(options: &Options) -> Creation {
+    Creation {
+        size: HEADER_SIZE + options.capacity_len(),
+        mode: options.mode.unwrap_or(Mode::OWNER_ONLY),
+        group: options.group,
+    }
+}
+
+/// Writes the header of a ring of `options` into a fresh mapping.
+fn initialise(mapping: &Attachment<ReadWrite>, options: &Options) {
+    // SAFETY: a fresh mapping of more than HEADER_SIZE bytes, page-aligned,
+    // hence a valid place for the atomics of a Header; nobody else can
+    // reach it yet (it has no name).
+    let header = unsafe { &*mapping.as_mut_ptr().cast::<Header>() };
+    let config = &header.config;
+    config.version.store(VERSION, Ordering::Relaxed);
+    config
+        .capacity
+        .store(options.capacity_len(), Ordering::Relaxed);
+    config
+        .max_message
+        .store(options.max_message_len(), Ordering::Relaxed);
+    config.data_offset.store(HEADER_SIZE, Ordering::Relaxed);
+    // Release: publishes the configuration above; pairs with the Acquire in
+    // `read_header`. (The link that names the file orders it too; the magic
+    // stays the sign of a finished header.)
+    config.magic.store(MAGIC, Ordering::Release);
+}
+
+/// A ring's segment as `find_or_create` found or made it, its header
+/// checked.
+struct Found {
+    segment: Segment,
+    mapping: Attachment<ReadWrite>,
+    ring: RingRef,
+    made: Made,
+}
+
+impl Opened for Found {
+    fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    fn removed(&self) -> &AtomicU32 {
+        &self.ring.header().wait.removed
+    }
 }
 
 /// `Ok` if no process holds an end of the ring or maps its segment; else

@@ -272,6 +272,13 @@ pub(crate) trait Opened {
     fn removed(&self) -> &AtomicU32;
 }
 
+/// Whether [`Format::find_or_create`] found the structure or made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Made {
+    Found,
+    Created,
+}
+
 /// How a structure is created when an opener finds none.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Creation {
@@ -303,8 +310,8 @@ pub(crate) struct Examination<S> {
 impl Format {
     /// Finds structure `name`, or creates it as `creation` says with a
     /// header that `init` writes, then views it with `open` (which checks
-    /// the header) and takes its gate: the caller claims its place and
-    /// drops the gate. An existing one is used only if its owner is
+    /// the header, and is told whether this call created it) and takes its
+    /// gate: the caller claims its place and drops the gate. An existing one is used only if its owner is
     /// trusted; a half-made one nobody uses is removed and the name tried
     /// again, as is one removed between our open and our gate.
     ///
@@ -318,14 +325,14 @@ impl Format {
         trust: &Trust,
         creation: Creation,
         mut init: impl FnMut(&Attachment<ReadWrite>) -> Result<()>,
-        mut open: impl FnMut(Segment, Attachment<ReadWrite>) -> Result<T>,
+        mut open: impl FnMut(Segment, Attachment<ReadWrite>, Made) -> Result<T>,
     ) -> Result<(T, RangeLock)> {
         let key = self.key(name)?;
         // A handful of rounds is plenty: each is a whole member's lifetime.
         for _ in 0..OPEN_ATTEMPTS {
-            let (segment, mapping) = match Segment::open(&key) {
+            let (segment, mapping, made) = match Segment::open(&key) {
                 Ok(segment) => match self.attach_existing(&segment, name, trust)? {
-                    Some(mapping) => (segment, mapping),
+                    Some(mapping) => (segment, mapping, Made::Found),
                     // A half-made file, removed: go back to the name.
                     None => continue,
                 },
@@ -338,7 +345,7 @@ impl Format {
                         &mut init,
                     );
                     match made {
-                        Ok(made) => made,
+                        Ok((segment, mapping)) => (segment, mapping, Made::Created),
                         // Another opener created it first: open theirs.
                         Err(Error::AlreadyExists { .. }) => continue,
                         Err(other) => return Err(other),
@@ -346,7 +353,7 @@ impl Format {
                 }
                 Err(other) => return Err(other),
             };
-            let opened = open(segment, mapping)?;
+            let opened = open(segment, mapping, made)?;
             let gate = self.gate(opened.segment())?;
             if opened.removed().load(Ordering::SeqCst) != 0 {
                 continue;
@@ -589,6 +596,7 @@ mod tests {
     struct View {
         segment: Segment,
         mapping: Attachment<ReadWrite>,
+        made: Option<Made>,
     }
 
     impl Opened for View {
@@ -615,9 +623,13 @@ mod tests {
                 mapping.write_at(8, &1u32.to_le_bytes())?;
                 mapping.write_at(0, &7u64.to_le_bytes())
             },
-            |segment, mapping| {
+            |segment, mapping, made| {
                 TEST.check_header(&mapping, name)?;
-                Ok(View { segment, mapping })
+                Ok(View {
+                    segment,
+                    mapping,
+                    made: Some(made),
+                })
             },
         )
     }
@@ -630,6 +642,10 @@ mod tests {
         drop(gate);
         let (second, gate) = find_or_create(&name).unwrap();
         drop(gate);
+        assert_eq!(
+            (first.made, second.made),
+            (Some(Made::Created), Some(Made::Found))
+        );
         second.mapping.write_at(24, &[1]).unwrap();
         assert_eq!(first.mapping.load_u32(24, Ordering::Relaxed).unwrap(), 1);
         // The last member leaves: no member lock is held, so it goes, and
@@ -643,6 +659,7 @@ mod tests {
         let (third, gate) = find_or_create(&name).unwrap();
         drop(gate);
         let _guard = Removal(&third.segment);
+        assert_eq!(third.made, Some(Made::Created));
         assert_eq!(third.mapping.load_u32(24, Ordering::Relaxed).unwrap(), 0);
     }
 
@@ -653,7 +670,13 @@ mod tests {
                 name,
                 remove,
                 |mapping| TEST.check_header(mapping, name),
-                |segment, mapping| Ok(View { segment, mapping }),
+                |segment, mapping| {
+                    Ok(View {
+                        segment,
+                        mapping,
+                        made: None,
+                    })
+                },
                 |view| view.mapping.load_u32(24, Ordering::Relaxed).unwrap(),
             )
         };

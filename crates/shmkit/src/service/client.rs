@@ -18,7 +18,7 @@ use crate::ring::endpoint::{pid_of, this_process};
 use crate::ring::layout::record_size;
 use crate::ring::protocol::{check_position, ConsumerCursor, ProducerCursor, RingRef, Slot};
 use crate::ring::wait::{wake_if_sleeping, Waiter};
-use crate::sync::Ordering;
+use crate::sync::{AtomicU32, Ordering};
 use crate::sys::range_lock::RangeLock;
 
 #[cfg(feature = "tokio")]
@@ -480,16 +480,16 @@ impl Client {
             },
         };
         // The next sequence whose entry is free: fewer than max_in_flight
-        // are held (rule 4, above), so one is within the table's length.
+        // are held (rule 4, above), so one is within the table's length,
+        // and the search never needs more than one pass over it.
         let mask = state.calls.len() - 1;
-        let mut index;
-        loop {
-            state.sequence = state.sequence.wrapping_add(1);
-            index = state.sequence as usize & mask;
-            if state.calls[index].due == Due::Free {
-                break;
-            }
-        }
+        let index = (0..state.calls.len())
+            .find_map(|_| {
+                state.sequence = state.sequence.wrapping_add(1);
+                let index = state.sequence as usize & mask;
+                (state.calls[index].due == Due::Free).then_some(index)
+            })
+            .expect("rule 4 keeps an entry of the call table free");
         let id = call_id(state.generation, state.sequence);
         write_call(&requests, record, id, request);
         requests.commit(&mut state.tail, record, len);
@@ -537,6 +537,7 @@ impl Client {
             call.answered
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             return Ok(Response {
+                in_flight: &self.shared.slot(state.slot).counters.in_flight,
                 state,
                 body: Body::Copied(body),
             });
@@ -570,6 +571,7 @@ impl Client {
             Ok(record) => {
                 state.free(sent.id);
                 Ok(Response {
+                    in_flight: &shared.slot(state.slot).counters.in_flight,
                     state,
                     body: Body::InRing(record),
                 })
@@ -979,6 +981,9 @@ fn full(shared: &Shared, len: u64, free: u64) -> Error {
 /// space back.
 pub struct Response<'a> {
     state: &'a mut State,
+    /// The slot's count of calls in flight, which `status` shows: one
+    /// fewer once this response is read.
+    in_flight: &'a AtomicU32,
     body: Body,
 }
 
@@ -1024,7 +1029,8 @@ impl Drop for Response<'_> {
             let state = &mut *self.state;
             state.responses.release(&mut state.head, record);
             state.due = state.due.saturating_sub(1);
-            // The slot line's count is refreshed at the next send or take.
+            // Relaxed: only `status` reads it; the line is this client's.
+            self.in_flight.store(state.due, Ordering::Relaxed);
         }
     }
 }

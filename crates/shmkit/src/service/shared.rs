@@ -128,7 +128,7 @@ impl Shared {
                 initialise(mapping, options, &geometry);
                 Ok(())
             },
-            |segment, mapping| Shared::from_mapping(name, segment, mapping),
+            |segment, mapping, _| Shared::from_mapping(name, segment, mapping),
         )?;
         if !crate::sys::membarrier::register_global_expedited() {
             shared.use_full_fences();
