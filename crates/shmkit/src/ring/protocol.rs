@@ -676,9 +676,10 @@ fn head_out_of_range(cursor: &ProducerCursor, capacity: u64) -> Error {
 }
 
 /// A hint to fetch the cache line at `address` for reading; no effect on
-/// what any load returns, and never a fault.
+/// what any load returns, and never a fault. (Topics' subscribers use it
+/// too: `topic::lane`.)
 #[inline(always)]
-fn prefetch(address: *const u8) {
+pub(crate) fn prefetch(address: *const u8) {
     #[cfg(all(target_arch = "x86_64", not(loom)))]
     // SAFETY: a prefetch is only a hint: it reads nothing into the program
     // and cannot fault, whatever the address.
