@@ -182,12 +182,17 @@ impl RingLink {
 }
 
 impl Link for RingLink {
+    // Inlined into the loops of `measure`, as `Producer::send` and
+    // `Consumer::read` are into these: a call per message would cost a
+    // small message's stream about 20 instructions of register saving.
+    #[inline]
     fn send(&mut self, message: &[u8]) -> Result<(), Error> {
         let tx = self.tx.as_mut().ok_or_else(|| one_way("send"))?;
         tx.send(message)?;
         Ok(())
     }
 
+    #[inline]
     fn recv<R>(&mut self, buf: &mut [u8], inspect: impl FnOnce(&[u8]) -> R) -> Result<R, Error> {
         let rx = self.rx.as_mut().ok_or_else(|| one_way("receive"))?;
         let message = rx.read()?;
