@@ -44,7 +44,8 @@ pub fn histogram() -> Histogram<u64> {
 #[derive(Debug)]
 pub struct Message {
     bytes: Vec<u8>,
-    /// The checksum of the pattern after the sequence number.
+    /// The checksum of the pattern after the sequence number (its words
+    /// from there).
     pattern_sum: u64,
 }
 
@@ -59,8 +60,8 @@ impl Message {
         let mut bytes: Vec<u8> = (0..size)
             .map(|i| (i as u8).wrapping_mul(167).wrapping_add(13))
             .collect();
-        bytes[..8].fill(0);
-        let pattern_sum = checksum(&bytes);
+        bytes[..MIN_SIZE].fill(0);
+        let pattern_sum = checksum(&bytes[MIN_SIZE..]);
         Message { bytes, pattern_sum }
     }
 
@@ -90,24 +91,33 @@ impl Message {
     #[inline(always)]
     fn sequence(&self, received: &[u8], expected: u64) -> Result<u64, String> {
         if received.len() != self.bytes.len() {
-            return Err(format!(
-                "message {expected} has {} bytes, not {}",
-                received.len(),
-                self.bytes.len()
-            ));
+            return Err(wrong_size(expected, received.len(), self.bytes.len()));
         }
-        let mut number = [0; 8];
-        number.copy_from_slice(&received[..8]);
-        let sequence = u64::from_le_bytes(number);
-        if checksum(received) != self.pattern_sum.wrapping_add(sequence) {
-            return Err(format!(
-                "message {expected} is damaged: its checksum is wrong"
-            ));
+        // The first word is the number (a damaged one is a wrong number),
+        // the pattern after it has its checksum.
+        let (number, pattern) = received.split_at(MIN_SIZE);
+        let sequence = u64::from_le_bytes(number.try_into().expect("a word"));
+        if checksum(pattern) != self.pattern_sum {
+            return Err(damaged(expected));
         }
         Ok(sequence)
     }
 }
 
+#[cold]
+#[inline(never)]
+fn wrong_size(expected: u64, len: usize, size: usize) -> String {
+    format!("message {expected} has {len} bytes, not {size}")
+}
+
+#[cold]
+#[inline(never)]
+fn damaged(expected: u64) -> String {
+    format!("message {expected} is damaged: its checksum is wrong")
+}
+
+#[cold]
+#[inline(never)]
 fn out_of_order(expected: u64, sequence: u64) -> String {
     format!(
         "message {expected} carries sequence number {sequence}: a message was lost, repeated \
