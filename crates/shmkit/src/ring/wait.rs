@@ -245,7 +245,8 @@ impl Waiter {
 
     /// Folds one measured wake-up into the estimate (an exponential moving
     /// average with weight 1/4, so one slow wake-up does not dominate).
-    fn learn_wake_cost(&mut self, cost: Duration) {
+    /// The async waiter (`crate::aio`) folds in its own wake-ups too.
+    pub(crate) fn learn_wake_cost(&mut self, cost: Duration) {
         self.wake_cost = (self.wake_cost * 3 + cost) / 4;
     }
 }
