@@ -3,6 +3,11 @@
 //! laid over it, from the offset its first byte picks (0: the header, 512:
 //! the lane headers, 768: the subscriber table, 4096: the first lane), and
 //! then a new subscriber and a new publisher open it and receive and send.
+//! When bit 3 of the first byte is set, the first publisher leaves before
+//! the new one opens, so that the new one takes over the first lane: it
+//! walks that lane's records from `head` through `tail` to the first empty
+//! word (format version 2 commits a record by its word, so a dead
+//! publisher's last records may lie past `tail`).
 //! Whatever the bytes, every call must return or fail cleanly: no panic, no
 //! out-of-bounds access, no hang. Each input's topic is made and removed
 //! (`/dev/shm/shmkit.topic.fuzz-PID`); a run that crashed leaves one, which
@@ -67,10 +72,19 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
+        let mut publisher = Some(publisher);
+        if pick & 8 != 0 {
+            drop(publisher.take());
+        }
         if let Ok(mut second) = Publisher::open_with(&name, &options) {
             let _ = second.try_send(b"after");
+            if let Ok(mut subscriber) = Subscriber::open_with(&name, &options) {
+                let _ = subscriber.try_recv(&mut buf);
+            }
         }
-        let _ = publisher.try_send(b"still");
+        if let Some(publisher) = &mut publisher {
+            let _ = publisher.try_send(b"still");
+        }
         drop((publisher, keeper));
     }
     if let Ok(segment) = Segment::open(&key) {

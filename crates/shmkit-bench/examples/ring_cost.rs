@@ -8,6 +8,10 @@
 //!                                           # send_batch of BATCH messages, then drain
 //! ring_cost stream SIZE COUNT WAITING [BATCH]   # COUNT messages to a consumer process;
 //!                                               # WAITING: spin, adaptive or a spin in µs
+//! ring_cost sides spin|batch SIZE COUNT     # shmkit bench's own stream loops (sender,
+//!                                           # then receiver) in one thread: count each
+//!                                           # side with callgrind's inclusive cost of
+//!                                           # StreamSides::send and ::receive
 //! ```
 //!
 //! ring_cost park SECONDS                    # a consumer parked on an empty ring
@@ -63,14 +67,29 @@ fn main() {
         Some("blocks") => blocks(arg(1), arg(2), arg(3), &args[4], None),
         Some("blocks-consume") => blocks(arg(1), arg(2), arg(3), &args[4], Some(&args[5])),
         Some("echo") => echo(&args[1], arg(2)),
+        Some("sides") => sides(args.get(1).map(String::as_str), arg(2), arg(3)),
         _ => usage(),
     }
+}
+
+fn sides(transport: Option<&str>, size: usize, count: usize) {
+    let transport = match transport {
+        Some("spin") => shmkit_bench::Transport::ShmkitSpin,
+        Some("batch") => shmkit_bench::Transport::ShmkitBatch,
+        _ => usage(),
+    };
+    let mut sides = shmkit_bench::cost::StreamSides::new(transport, size, count as u64)
+        .expect("a ring for the stream");
+    let sent = sides.send();
+    let received = sides.receive();
+    assert_eq!((sent, received), (count as u64, count as u64));
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: ring_cost one-thread SIZE COUNT [BATCH] | stream SIZE COUNT WAITING [BATCH] \
-         | blocks SIZE BLOCKS PER_BLOCK WAITING | park SECONDS | ab SIZE ROUNDS"
+         | blocks SIZE BLOCKS PER_BLOCK WAITING | park SECONDS | ab SIZE ROUNDS \
+         | sides spin|batch SIZE COUNT"
     );
     std::process::exit(2)
 }

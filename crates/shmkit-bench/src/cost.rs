@@ -49,3 +49,67 @@ impl Drop for RemoveSegment {
         }
     }
 }
+
+/// The bench's own stream loops (`shmkit bench`'s sender and receiver,
+/// with their stamping and checks) over a ring in one thread, one side
+/// after the other, for counting each side's instructions: the sender's
+/// messages all fit in the ring, so neither side ever waits.
+///
+/// ```
+/// use shmkit_bench::{cost::StreamSides, Transport};
+///
+/// let mut sides = StreamSides::new(Transport::ShmkitBatch, 8, 1000)?;
+/// assert_eq!(sides.send(), 1000);
+/// assert_eq!(sides.receive(), 1000);
+/// # Ok::<(), shmkit_bench::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct StreamSides {
+    tx: crate::transports::RingLink,
+    rx: crate::transports::RingLink,
+    size: usize,
+    messages: u64,
+    _remove: RemoveSegment,
+}
+
+impl StreamSides {
+    /// A ring for `messages` messages of `size` bytes (and the end
+    /// message), sent as `transport` (`shmkit-spin` or `shmkit-batch`)
+    /// sends them.
+    pub fn new(
+        transport: crate::Transport,
+        size: usize,
+        messages: u64,
+    ) -> Result<StreamSides, crate::Error> {
+        let name = format!("stream-sides-{}", std::process::id());
+        let remove = RemoveSegment::new(shmkit::ring::SEGMENT_PREFIX, &name);
+        let capacity = ((messages + 2) * crate::transports::ring_record(size))
+            .next_power_of_two()
+            .max(1 << 20);
+        let (tx, rx) = crate::transports::RingLink::pair(transport, &name, capacity)?;
+        Ok(StreamSides {
+            tx,
+            rx,
+            size,
+            messages,
+            _remove: remove,
+        })
+    }
+
+    /// The sender's side, as the bench runs it: every message, then the
+    /// end message. Returns how many were measured.
+    #[inline(never)]
+    pub fn send(&mut self) -> u64 {
+        let length = crate::measure::Length::Messages(self.messages);
+        crate::measure::send_stream(&mut self.tx, self.size, 0, length, false).expect("send")
+    }
+
+    /// The receiver's side, as the bench runs it: checks every message up
+    /// to the end message. Returns how many it took.
+    #[inline(never)]
+    pub fn receive(&mut self) -> u64 {
+        crate::measure::receive_stream(&mut self.rx, self.size, 0)
+            .expect("receive")
+            .0
+    }
+}

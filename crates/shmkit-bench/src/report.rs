@@ -237,7 +237,9 @@ impl Report {
         let _ = writeln!(
             text,
             "messages: ping-pong: streamed each way + warm-up + measured round trips; \
-             stream: warm-up + measured time\n          {}",
+             stream: warm-up + measured time, {} times, each between a fresh pair of processes \
+             (the median shown)\n          {}",
+            super::STREAM_TRIALS,
             counts.join("\n          ")
         );
         let _ = writeln!(
@@ -339,8 +341,9 @@ impl Report {
         }
         let _ = writeln!(
             text,
-            "\none-way streaming throughput (the receiver's count over its elapsed time; \
-             bytes/s in 10^6 and 10^9)"
+            "\none-way streaming throughput (the receiver's count over its elapsed time, the \
+             median of {} streams; bytes/s in 10^6 and 10^9)",
+            super::STREAM_TRIALS
         );
         text.push_str(&table.render());
     }

@@ -62,7 +62,6 @@ impl Rec {
 #[derive(Debug, Default)]
 struct LaneModel {
     cursor_tail: u64,
-    published_tail: u64,
     reserve: u64,
     head: u64,
     records: Vec<Rec>,
@@ -70,11 +69,15 @@ struct LaneModel {
 }
 
 impl LaneModel {
-    fn record_at(&self, position: u64) -> &Rec {
-        self.records
-            .iter()
-            .find(|r| r.start() == position)
-            .expect("a record starts at every boundary")
+    /// The record committed at `position`, if any: none at the tail,
+    /// where the lane holds the empty word (rule 3 of `topic/lane.rs`).
+    fn record_at(&self, position: u64) -> Option<&Rec> {
+        let record = self.records.iter().find(|r| r.start() == position);
+        assert!(
+            record.is_some() || position == self.cursor_tail,
+            "a record starts at every boundary below the tail"
+        );
+        record
     }
 }
 
@@ -82,12 +85,10 @@ impl LaneModel {
 #[derive(Clone, Debug, Default)]
 struct Cursor {
     position: u64,
-    /// The position stored in the subscriber's entry (rule 10 of
+    /// The position stored in the subscriber's entry (rule 11 of
     /// `topic/lane.rs`: on a Block topic per message; on a drop-oldest one
     /// when it leaves the lane's batch).
     shared: u64,
-    /// The lane's tail as the subscriber last loaded it.
-    seen_tail: u64,
     /// Its fast path reads below this.
     limit: u64,
     expected: u64,
@@ -138,12 +139,13 @@ impl Model {
         let size = record_size(granted);
         let to_end = CAPACITY - l.cursor_tail % CAPACITY;
         let padding = if size > to_end { to_end } else { 0 };
-        let end = l.cursor_tail + padding + size;
+        // With the empty word after the record (rule 3).
+        let end = l.cursor_tail + padding + size + 8;
         if lossy {
             if end > l.reserve {
                 let oldest = end.saturating_sub(CAPACITY);
                 while l.head < oldest && l.head < l.cursor_tail {
-                    l.head = l.record_at(l.head).end();
+                    l.head = l.record_at(l.head).unwrap().end();
                 }
                 l.reserve = end;
             }
@@ -172,7 +174,6 @@ impl Model {
         });
         l.sequence += 1;
         l.cursor_tail += size;
-        l.published_tail = l.cursor_tail;
         Outcome::Message {
             lane,
             sequence: l.sequence - 1,
@@ -182,9 +183,9 @@ impl Model {
 
     /// What the subscriber's next receive into a buffer of `room` bytes
     /// finds; it moves past a message that fits (one that does not stays,
-    /// as with a short buffer). With one lane, first its batch (and a new
-    /// batch of it); then, after storing the current lane's position,
-    /// every lane from the one after it.
+    /// as with a short buffer). First the current lane's batch (a quarter
+    /// lane, with one lane in use; nothing with more); then, after storing
+    /// the current lane's position, every lane from the one after it.
     fn recv(&mut self, s: usize, room: usize) -> Outcome {
         let used = self.lanes.len();
         let lossy = self.lossy;
@@ -196,29 +197,21 @@ impl Model {
         let i = reader.current;
         let l = &self.lanes[i];
         let c = &mut reader.cursors[i];
-        if c.position >= c.limit && reader.single && c.position == c.seen_tail && !c.lapped {
-            let tail = l.published_tail;
-            if tail > c.position && tail - c.position <= CAPACITY {
-                c.seen_tail = tail;
-                c.limit = tail.min(c.shared + CAPACITY / 4);
-            }
-        }
         if c.position < c.limit && lapped(l, c.position) {
             // The receive finds it lapped (after its copy, or at once if
             // the bytes it read there are no record) and resyncs now.
-            c.seen_tail = l.published_tail;
             c.position = l.head;
             c.limit = 0;
             c.lapped = true;
         }
         if c.position < c.limit {
-            if let Rec::Message {
+            if let Some(Rec::Message {
                 sequence,
                 lane_sequence,
                 len,
                 start,
                 size,
-            } = l.record_at(c.position).clone()
+            }) = l.record_at(c.position).cloned()
             {
                 if len <= room {
                     c.position = start + size;
@@ -242,28 +235,22 @@ impl Model {
             let l = &self.lanes[i];
             let c = &mut reader.cursors[i];
             loop {
-                if c.position == c.seen_tail {
-                    c.seen_tail = l.published_tail;
-                    if c.position == c.seen_tail {
-                        break;
-                    }
-                }
                 if lapped(l, c.position) {
-                    c.seen_tail = l.published_tail;
                     c.position = l.head;
                     c.limit = 0;
                     c.lapped = true;
                     continue;
                 }
-                match l.record_at(c.position).clone() {
-                    Rec::Padding { .. } => c.position = l.record_at(c.position).end(),
-                    Rec::Message {
+                match l.record_at(c.position).cloned() {
+                    None => break,
+                    Some(Rec::Padding { start, size }) => c.position = start + size,
+                    Some(Rec::Message {
                         sequence,
                         lane_sequence,
                         len,
                         start,
                         size,
-                    } => {
+                    }) => {
                         if c.lapped {
                             c.lapped = false;
                             let missed = lane_sequence.saturating_sub(c.expected);
@@ -274,7 +261,7 @@ impl Model {
                         }
                         reader.current = i;
                         c.limit = if reader.single {
-                            c.seen_tail.min(start + CAPACITY / 4)
+                            start + CAPACITY / 4
                         } else {
                             0
                         };
@@ -494,7 +481,9 @@ fn a_lapped_subscriber_is_told_exactly_how_many_it_missed() {
     let options = options(Policy::DropOldest);
     let mut subscriber = Subscriber::open_with(&name, &options).unwrap();
     let mut publisher = Publisher::open_with(&name, &options).unwrap();
-    // 32-byte payloads make 64-byte records: 64 fill a lane exactly.
+    // 32-byte payloads make 64-byte records: 64 would fill a lane
+    // exactly, but the empty word after the last takes the oldest's first
+    // word (rule 3 of `topic/lane.rs`), so 63 are left.
     for n in 0u64..1000 {
         publisher.send(&n.to_le_bytes().repeat(4)).unwrap();
     }
@@ -504,10 +493,10 @@ fn a_lapped_subscriber_is_told_exactly_how_many_it_missed() {
             missed,
             publisher: id,
             ..
-        }) => assert_eq!((missed, id), (1000 - 64, publisher.id())),
+        }) => assert_eq!((missed, id), (1000 - 63, publisher.id())),
         other => panic!("expected Lagged, got {other:?}"),
     }
-    for n in 1000 - 64..1000u64 {
+    for n in 1000 - 63..1000u64 {
         let got = subscriber.try_recv(&mut buf).unwrap();
         assert_eq!((got.sequence, &buf[..8]), (n, &n.to_le_bytes()[..]));
     }
@@ -516,8 +505,46 @@ fn a_lapped_subscriber_is_told_exactly_how_many_it_missed() {
         Err(Error::Empty { .. })
     ));
     let status = topic::status(&name).unwrap();
-    assert_eq!(status.subscribers[0].missed, 1000 - 64);
-    assert_eq!(status.subscribers[0].received, 64);
+    assert_eq!(status.subscribers[0].missed, 1000 - 63);
+    assert_eq!(status.subscribers[0].received, 63);
+}
+
+/// A subscriber reading one lane that never runs empty still looks at the
+/// other lanes within a quarter lane (`topic/merge.rs`): a publisher that
+/// opens meanwhile is read, on both policies.
+#[test]
+fn a_lane_opened_while_another_never_runs_empty_is_read_within_a_quarter_lane() {
+    for policy in [Policy::Block, Policy::DropOldest] {
+        let name = unique_ring_name("topic-new-lane");
+        let _cleanup = TopicCleanup(name.clone());
+        let options = options(policy);
+        let mut subscriber = Subscriber::open_with(&name, &options).unwrap();
+        let mut busy = Publisher::open_with(&name, &options).unwrap();
+        let mut buf = [0u8; 8];
+        // Two ahead, so that lane 0 is never empty when a receive looks.
+        busy.send(&0u64.to_le_bytes()).unwrap();
+        busy.send(&1u64.to_le_bytes()).unwrap();
+        assert_eq!(subscriber.try_recv(&mut buf).unwrap().sequence, 0);
+        let mut late = Publisher::open_with(&name, &options).unwrap();
+        late.send(b"late").unwrap();
+        // 8-byte messages are 40-byte records: a quarter lane is 26 of
+        // them.
+        let bound = (CAPACITY / 4 / record_size(8) + 2) as usize;
+        let mut found = None;
+        for n in 2..2 + bound as u64 * 2 {
+            busy.send(&n.to_le_bytes()).unwrap();
+            let got = subscriber.try_recv(&mut buf).unwrap();
+            if got.publisher == late.id() {
+                found = Some(n - 2);
+                break;
+            }
+        }
+        let receives = found.unwrap_or_else(|| panic!("{policy:?}: the late lane was never read"));
+        assert!(
+            receives as usize <= bound,
+            "{policy:?}: after {receives} receives"
+        );
+    }
 }
 
 #[test]
@@ -666,7 +693,9 @@ fn poke(name: &str, offset: usize, bytes: &[u8]) {
 fn corrupt_headers_are_refused() {
     let cases: [(usize, &[u8], &str); 6] = [
         (0, b"NOTTOPIC", "magic"),
-        (8, &2u32.to_le_bytes(), "version"),
+        // Version 1 lanes leave stale words past their tail, which version
+        // 2 subscribers would read as records (rule 3 of `topic/lane.rs`).
+        (8, &1u32.to_le_bytes(), "version"),
         (16, &1000u64.to_le_bytes(), "capacity"),
         (32, &1000u32.to_le_bytes(), "publishers"),
         (40, &7u32.to_le_bytes(), "policy"),
@@ -678,8 +707,15 @@ fn corrupt_headers_are_refused() {
         let keeper = Subscriber::open_with(&name, &options(Policy::Block)).unwrap();
         poke(&name, offset, bytes);
         match Publisher::open(&name) {
-            Err(Error::Corrupt(_)) | Err(Error::VersionMismatch { .. }) => {}
+            Err(Error::VersionMismatch { .. }) if what == "version" => {}
+            Err(Error::Corrupt(_)) if what != "version" => {}
             other => panic!("{what}: {other:?}"),
+        }
+        if what == "version" {
+            assert!(matches!(
+                Subscriber::open(&name),
+                Err(Error::VersionMismatch { .. })
+            ));
         }
         assert!(topic::status(&name).is_err(), "{what}");
         drop(keeper);

@@ -16,11 +16,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shmkit::topic::{self, Options, Origin, Policy, Publisher, Subscriber};
-use shmkit::Error;
+use shmkit::{Error, ReadWrite, Segment};
 
 use processes::{
-    args, next_command, report, topic_exists, unique_ring_name, wait_until, Peer, TopicCleanup,
-    Watchdog, ROLE,
+    args, next_command, report, topic_exists, topic_key, unique_ring_name, wait_until, Peer,
+    TopicCleanup, Watchdog, ROLE,
 };
 use sequence::{checksum, mix, Rng};
 
@@ -412,6 +412,86 @@ fn a_publisher_killed_mid_message_blocks_and_tears_nothing() {
     assert_ne!(dead_pid, 0);
 }
 
+/// The bytes a record of a `len`-byte message takes in a lane.
+fn record_size(len: usize) -> u64 {
+    (32 + len as u64).div_ceil(8) * 8
+}
+
+/// A publisher killed after it committed records by their words but
+/// before it stored `tail` past them (rule 4 of `topic/lane.rs`): the lane
+/// header's `tail` and `lane_sequence` are set back two records, as such a
+/// death leaves them (the child itself is killed holding a half-written
+/// grant after its last record). Subscribers, in this process and
+/// another, still get every message it committed, whole and in order; the
+/// publisher that takes the lane over walks the records from `tail` to the
+/// empty word and continues there, overwriting nothing committed.
+#[test]
+fn a_publisher_killed_between_a_records_word_and_tail_loses_none_of_it() {
+    let _watchdog = Watchdog::new("publisher killed before its tail", Duration::from_secs(120));
+    let name = unique_ring_name("topic-killed-before-tail");
+    let _cleanup = TopicCleanup(name.clone());
+    let common = format!("{name} block 16384");
+    let options = options("block", 16384);
+    let mut mine = Subscriber::open_with(&name, &options).unwrap();
+    let mut theirs = Peer::spawn("subscribe", &common, None);
+    assert_eq!(theirs.expect_line(), "ready");
+    let count = 10;
+    let mut dying = Peer::spawn("publish", &format!("{common} 77 {count}+hold"), None);
+    let dying_id: u64 = dying
+        .expect_line()
+        .strip_prefix("ready ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    dying.send("go");
+    assert_eq!(dying.expect_line(), "granted");
+    // Lane 0 (the first publisher's), whose header is at 512: tail at
+    // +0, lane_sequence at +64. Ten records of at most 544 bytes fit its
+    // 16 KiB without a wrap.
+    assert_eq!(topic::status(&name).unwrap().publishers[0].id, dying_id);
+    let kept = count - 2;
+    let tail: u64 = (0..kept).map(|n| record_size(message(77, n).len())).sum();
+    let memory = Segment::open(&topic_key(&name))
+        .unwrap()
+        .attach(ReadWrite)
+        .unwrap();
+    memory.write_at(512, &tail.to_le_bytes()).unwrap();
+    memory.write_at(512 + 64, &kept.to_le_bytes()).unwrap();
+    dying.kill(true);
+    // Its successor takes the dead lane, before this process read any of
+    // it: were it to continue from the published tail, it would overwrite
+    // the last two records.
+    let mut successor = Publisher::open_with(&name, &options).unwrap();
+    let status = topic::status(&name).unwrap();
+    assert_eq!(status.publishers[0].id, successor.id(), "the dead lane");
+    assert_eq!(status.publishers[0].lane_messages, count, "recovered");
+    for n in 0..3 {
+        successor.send(&message(99, n)).unwrap();
+    }
+    let successor_id = successor.id();
+    drop(successor);
+    let mut buf = vec![0u8; 512];
+    let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
+    let end = loop {
+        match mine.recv(&mut buf) {
+            Ok(r) => {
+                let seed = check(&buf[..r.len], r.sequence);
+                assert_eq!(seed, if r.publisher == dying_id { 77 } else { 99 });
+                let n = counts.entry(r.publisher).or_default();
+                assert_eq!(r.sequence, *n, "in order, none lost");
+                *n += 1;
+            }
+            Err(end) => break end,
+        }
+    };
+    assert!(matches!(end, Error::Closed { .. }), "{end}");
+    let expected = BTreeMap::from([(dying_id, count), (successor_id, 3)]);
+    assert_eq!(counts, expected);
+    let (theirs_counts, _, theirs_end) = done(&theirs.expect_line());
+    assert_eq!((theirs_counts, theirs_end.as_str()), (expected, "closed"));
+    theirs.finish();
+}
+
 #[test]
 fn a_stopped_lossy_subscriber_never_blocks_and_reports_exactly_what_it_missed() {
     let _watchdog = Watchdog::new("stopped lossy subscriber", Duration::from_secs(120));
@@ -421,7 +501,8 @@ fn a_stopped_lossy_subscriber_never_blocks_and_reports_exactly_what_it_missed() 
     let mut publisher = Publisher::open_with(&name, &options).unwrap();
     let mut peer = Peer::spawn("subscribe", &format!("{name} lossy 4096"), None);
     assert_eq!(peer.expect_line(), "ready");
-    // 32-byte messages are 64-byte records: 64 fill the lane exactly.
+    // 32-byte messages are 64-byte records: 63 of them and the empty word
+    // after the last fill the lane (rule 3 of `topic/lane.rs`).
     let sized = |n: u64| build(0, n, 8);
     for n in 0..10 {
         publisher.try_send(&sized(n)).unwrap();
@@ -449,7 +530,7 @@ fn a_stopped_lossy_subscriber_never_blocks_and_reports_exactly_what_it_missed() 
     publisher.close();
     let (counts, missed, end) = done(&peer.expect_line());
     assert_eq!(end, "closed");
-    assert_eq!(missed, 1000 - 64, "exactly the overwritten ones");
+    assert_eq!(missed, 1000 - 63, "exactly the overwritten ones");
     assert_eq!(counts.values().copied().collect::<Vec<_>>(), [1010]);
     peer.finish();
 }

@@ -207,8 +207,8 @@ impl<T, C: Codec<T>> Publisher<T, C> {
             Patience::Timeout(timeout) => self.publisher.grant_timeout(len, timeout),
         }?;
         // SAFETY: the grant's `len` bytes lie past the lane's committed
-        // tail, where only this publisher writes until it commits (rule 1
-        // of `topic::lane`), and the writer is gone by then.
+        // records, where only this publisher writes until it commits (rules
+        // 1 and 3 of `topic::lane`), and the writer is gone by then.
         let mut out = unsafe { Writer::from_raw_parts(grant.as_mut_ptr(), len) };
         // Dropping the grant on an error aborts it: subscribers see nothing.
         self.outgoing

@@ -284,8 +284,9 @@ impl Consumer {
         self.shared.intact()?;
         let ring = self.shared.ring;
         let head_before = self.cursor.head;
-        let last_sequence = &mut self.last_sequence;
-        let last_size = &mut self.last_size;
+        // The last message taken, noted in a local (a register) rather
+        // than in `self` per message.
+        let mut last = None;
         let count = ring.drain_while(&mut self.cursor, |slot| {
             // SAFETY: a committed record inside the data area (record_at
             // checked it), which the producer leaves alone until the head
@@ -294,11 +295,14 @@ impl Consumer {
                 unsafe { std::slice::from_raw_parts(ring.payload(slot), slot.len as usize) };
             let taken = f(slot.position, message);
             if taken {
-                *last_sequence = Some(slot.position);
-                *last_size = layout::record_size(slot.len);
+                last = Some(slot);
             }
             taken
         });
+        if let Some(slot) = last {
+            self.last_sequence = Some(slot.position);
+            self.last_size = layout::record_size(slot.len);
+        }
         // Whatever moved the head (messages, padding, or what was read
         // before a corrupt record) freed space a producer may wait for.
         if self.cursor.head != head_before {
@@ -411,6 +415,17 @@ impl Consumer {
         let cursor = &mut self.cursor;
         let header = shared.header();
         let expected_size = self.last_size;
+        // The first polls inlined here, returning a message straight from
+        // the loop; padding or a corrupt word ends them too, for `peek`
+        // in the waiter's polls to sort out.
+        let ring = shared.ring;
+        let first = wait::spin_first(|| match ring.look_at_head(cursor, expected_size) {
+            Head::Empty => None,
+            other => Some(other),
+        });
+        if let Some(Head::Message(slot)) = first {
+            return Ok(slot);
+        }
         let next = self.waiter.wait(
             &header.wait,
             &header.wait.consumer_sleeping,

@@ -365,6 +365,32 @@ impl RingRef {
     fn message_at(&self, position: u64) -> Option<Slot> {
         // Acquire, as in `record_at`.
         let word = self.word(position).load(Ordering::Acquire);
+        self.message_in(word, position)
+    }
+
+    /// A waiting consumer's look at its head, small enough to inline into
+    /// a spin loop: the message there, or that the word is still empty
+    /// (after asking for the rest of a record of `expected` bytes, see
+    /// [`prefetch_record`](RingRef::prefetch_record)), or that it is
+    /// something else (padding, a corrupt word), which `peek` sorts out.
+    #[inline(always)]
+    pub(crate) fn look_at_head(&self, cursor: &ConsumerCursor, expected: u64) -> Head {
+        // Acquire, as in `record_at`.
+        let word = self.word(cursor.head).load(Ordering::Acquire);
+        if word == 0 {
+            self.prefetch_record(cursor.head, expected);
+            return Head::Empty;
+        }
+        match self.message_in(word, cursor.head) {
+            Some(slot) => Head::Message(slot),
+            None => Head::Other,
+        }
+    }
+
+    /// The message `word`, loaded at `position`, says is there, if it is a
+    /// valid one (rule 6).
+    #[inline(always)]
+    fn message_in(&self, word: u64, position: u64) -> Option<Slot> {
         let (len, kind) = split_record_word(word);
         let len = u64::from(len);
         let valid = kind == KIND_MESSAGE
@@ -411,6 +437,35 @@ impl RingRef {
         }
     }
 
+    /// For a producer about to fill `slot`: asks the CPU for the cache
+    /// lines of its record and of the empty word after it, for writing, so
+    /// that all of them are requested at once, before the copy. In a
+    /// round trip the consumer holds those lines (it polls the word and
+    /// prefetches the rest, see
+    /// [`prefetch_record`](RingRef::prefetch_record)), and taking them
+    /// this way cut an 8 B or 64 B round trip by 9-14 ns (a prefetch for
+    /// reading instead made it about 150 ns slower: the lines came
+    /// shared, and each store still had to ask for them). Only a hint,
+    /// for records of up to 112 bytes of payload (with the word after
+    /// them three lines at most, each reached by one of three addresses
+    /// at most 64 bytes apart, so no loop), inside the data area, and
+    /// nothing under loom.
+    #[inline(always)]
+    pub(crate) fn prefetch_for_writing(&self, slot: Slot) {
+        const LINE: u64 = 64;
+        let size = record_size(slot.len) + RECORD_HEADER;
+        if size > 2 * LINE + 1 {
+            return;
+        }
+        let first = self.offset(slot.position);
+        // The empty word after a record that ends the data area is at its
+        // start: left out.
+        let last = (first + size).min(self.capacity) - 1;
+        for offset in [first, first + (last - first) / 2, last] {
+            prefetch_for_write(self.data.as_ptr().wrapping_add(offset as usize));
+        }
+    }
+
     /// Hands the space of a read message back to the producer.
     #[inline]
     pub(crate) fn release(&self, cursor: &mut ConsumerCursor, slot: Slot) {
@@ -437,7 +492,11 @@ impl RingRef {
     }
 
     /// [`drain`](RingRef::drain), while `f` returns true: the message for
-    /// which it returns false is not released.
+    /// which it returns false is not released. Inlined whole into the
+    /// caller's loop, with `f`: per message, one word's check and `f`;
+    /// what is not a message (the end, padding, a corrupt word) is sorted
+    /// out of line.
+    #[inline(always)]
     pub(crate) fn drain_while(
         &self,
         cursor: &mut ConsumerCursor,
@@ -451,7 +510,7 @@ impl RingRef {
             // A message, the common case, without building a `Record`.
             let slot = match self.message_at(position) {
                 Some(slot) => slot,
-                None => match self.record_at(position) {
+                None => match self.not_a_message(position) {
                     Ok(Record::Empty) => break,
                     Ok(Record::Padding { next }) => {
                         position = next;
@@ -474,6 +533,15 @@ impl RingRef {
             self.advance(cursor, position, count);
         }
         outcome.map(|()| count)
+    }
+
+    /// For `drain_while`: the record at `position`, which `message_at` did
+    /// not take for a message (the word may have changed since: it is
+    /// loaded and checked again). Out of line, once a batch.
+    #[cold]
+    #[inline(never)]
+    fn not_a_message(&self, position: u64) -> Result<Record> {
+        self.record_at(position)
     }
 
     /// Moves `head` to `new_head` after `messages` messages were read.
@@ -663,9 +731,10 @@ fn head_out_of_range(cursor: &ProducerCursor, capacity: u64) -> Error {
 }
 
 /// A hint to fetch the cache line at `address` for reading; no effect on
-/// what any load returns, and never a fault.
+/// what any load returns, and never a fault. (Topics' subscribers use it
+/// too: `topic::lane`.)
 #[inline(always)]
-fn prefetch(address: *const u8) {
+pub(crate) fn prefetch(address: *const u8) {
     #[cfg(all(target_arch = "x86_64", not(loom)))]
     // SAFETY: a prefetch is only a hint: it reads nothing into the program
     // and cannot fault, whatever the address.
@@ -674,6 +743,37 @@ fn prefetch(address: *const u8) {
     }
     #[cfg(not(all(target_arch = "x86_64", not(loom))))]
     let _ = address;
+}
+
+/// A hint to fetch the cache line at `address` for writing (`PREFETCHW`:
+/// the line comes exclusive, so a store to it needs no second request);
+/// no effect on what any load returns, and never a fault.
+#[inline(always)]
+fn prefetch_for_write(address: *const u8) {
+    // `_mm_prefetch` with `_MM_HINT_ET0` compiles to a prefetch for
+    // reading unless the build enables the `prfchw` feature, hence the
+    // instruction itself. Processors without it run it as a no-op.
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    // SAFETY: a prefetch is only a hint: it writes nothing, reads nothing
+    // into the program and cannot fault, whatever the address; it touches
+    // no register but its operand's and no flag.
+    unsafe {
+        std::arch::asm!(
+            "prefetchw [{address}]",
+            address = in(reg) address,
+            options(nostack, preserves_flags, readonly),
+        );
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+    let _ = address;
+}
+
+/// What a waiting consumer finds at its head
+/// ([`RingRef::look_at_head`]).
+pub(crate) enum Head {
+    Message(Slot),
+    Empty,
+    Other,
 }
 
 /// A record word, decoded.
@@ -733,9 +833,10 @@ mod tests {
     }
 
     proptest! {
-        /// The inlined fast paths agree with the full ones wherever they
-        /// answer, and answer for hostile positions and words without
-        /// overflowing or reaching outside the data area.
+        /// The inlined fast paths (a waiting consumer's look at its head
+        /// too) agree with the full ones wherever they answer, and
+        /// answer for hostile positions and words without overflowing or
+        /// reaching outside the data area.
         #[test]
         fn the_fast_paths_agree_with_the_full_ones(
             tail in (0u64..1 << 20).prop_map(|t| t * 8),
@@ -764,9 +865,20 @@ mod tests {
             ring.word(position).store(word, Ordering::Relaxed);
             let consumer = ConsumerCursor { head: position };
             let fast = ring.peek_message(&consumer);
+            let look = ring.look_at_head(&consumer, len);
             match ring.record_at(position) {
-                Ok(Record::Message(slot)) => prop_assert_eq!(fast, Some(slot)),
-                _ => prop_assert_eq!(fast, None),
+                Ok(Record::Message(slot)) => {
+                    prop_assert_eq!(fast, Some(slot));
+                    prop_assert!(matches!(look, Head::Message(s) if s == slot));
+                }
+                Ok(Record::Empty) => {
+                    prop_assert_eq!(fast, None);
+                    prop_assert!(matches!(look, Head::Empty));
+                }
+                _ => {
+                    prop_assert_eq!(fast, None);
+                    prop_assert!(matches!(look, Head::Other));
+                }
             }
         }
     }

@@ -8,7 +8,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMKTOPC");
 
 /// The format version this code reads and writes.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
 /// The header: four 128-byte lines.
 pub(crate) const HEADER_SIZE: u64 = 512;
@@ -39,7 +39,10 @@ pub(crate) const MAX_SUBSCRIBERS: u32 = 4096;
 /// At most this many retained messages per lane.
 pub(crate) const MAX_HISTORY: u32 = 1 << 20;
 
-/// Record kinds (high half of the kind word).
+/// Record kinds (high half of the kind word). An empty word (all zero)
+/// is where the next record will start (rule 3 of `lane`).
+pub(crate) const KIND_EMPTY: u32 = 0;
+/// A message record.
 pub(crate) const KIND_MESSAGE: u32 = 1;
 /// Padding up to the end of the lane: skip to offset 0.
 pub(crate) const KIND_PADDING: u32 = 2;
@@ -89,8 +92,9 @@ pub(crate) const fn record_size(len: u64) -> u64 {
 }
 
 /// The largest message a lane of `capacity` bytes carries: a record may
-/// need padding of almost its own size before it, so half the lane; and
-/// the length must fit 32 bits.
+/// need padding of almost its own size before it, and the empty word after
+/// it (rule 3 of `lane`), so half the lane; and the length must fit 32
+/// bits.
 pub(crate) const fn max_message_for(capacity: u64) -> u64 {
     let half = capacity / 2 - RECORD_HEADER;
     if half < u32::MAX as u64 {
@@ -211,11 +215,13 @@ pub(crate) struct Reserved {
 /// writes under the gate.
 #[repr(C, align(128))]
 pub(crate) struct LaneHeader {
-    /// Position (bytes ever written to the lane) after the last committed
-    /// record.
+    /// A record boundary (bytes ever written to the lane) with every
+    /// record below it committed: the last commit's end, or a little
+    /// behind it when the publisher died between a record's word and this
+    /// store (rule 3 of `lane`). Subscribers do not read it per message.
     pub tail: AtomicU64,
     /// Bytes up to this position may be being written (a seqlock's
-    /// counter: see `lane`, rule 5).
+    /// counter: see `lane`, rule 6).
     pub reserve: AtomicU64,
     /// Position of the oldest record still whole in the lane.
     pub head: AtomicU64,
@@ -341,7 +347,8 @@ mod tests {
     fn the_largest_message_always_fits_after_padding() {
         for capacity in [MIN_CAPACITY, 1 << 20] {
             let max = max_message_for(capacity);
-            assert!(record_size(max) - RECORD_ALIGN + record_size(max) <= capacity);
+            // Padding short of the record, the record, the empty word.
+            assert!(record_size(max) - RECORD_ALIGN + record_size(max) + RECORD_ALIGN <= capacity);
         }
         assert_eq!(&MAGIC.to_le_bytes(), b"SHMKTOPC");
         assert_eq!(

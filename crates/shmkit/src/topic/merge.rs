@@ -1,20 +1,21 @@
 //! A subscriber's merge of the lanes: its cursor in each, which lane it
-//! reads now, and when it stores its positions (rule 10 of `lane`).
+//! reads now, and when it stores its positions (rule 11 of `lane`).
 //!
-//! With one lane in use, a receive reads the lane below the `tail` it
-//! loaded (its batch), loading `tail` again itself when the batch is read:
-//! a record word and two meta words, checked; on a Block topic it then
-//! stores its position (a publisher may wait for that room), on a
-//! drop-oldest one nothing. Only after a quarter lane, when the lane is
-//! empty, or when the record there is padding, bad or lapped does it look
-//! at the lanes again. With more
-//! lanes in use, every receive does that and looks at the lanes round
-//! robin from the one after the last it read, so that publishers that take
-//! turns are read in turns and none starves the others. Either way every
-//! publisher's messages come in its order.
+//! With one lane in use, a receive reads the record word at its cursor in
+//! that lane (the ring's `peek_message`: a word, checked, and two meta
+//! words); on a Block topic it then stores its position (a publisher may
+//! wait for that room), on a drop-oldest one nothing. Only after a quarter
+//! lane (so that a lane opened meanwhile waits no longer, even if this one
+//! never runs empty), when the lane is empty, or when the record there is
+//! padding, bad or lapped does it look at the lanes again. With more lanes
+//! in use, every receive does that and looks at the lanes round robin from
+//! the one after the last it read, so that publishers that take turns are
+//! read in turns and none starves the others. Either way every publisher's
+//! messages come in its order.
 
-use super::lane::{self, LaneCursor, Meta, Next};
-use super::shared::Shared;
+use super::lane::{LaneCursor, Meta, Next};
+use super::layout::record_size;
+use super::shared::{Entry, Shared};
 use crate::error::{Error, Result};
 use crate::ring::wait::wake_if_sleeping;
 use crate::sync::Ordering;
@@ -25,79 +26,85 @@ pub(crate) struct Merge {
     /// One per lane of the table.
     cursors: Vec<LaneCursor>,
     /// The lane the fast path reads (`< cursors.len()`); every other
-    /// lane's position is published (rule 10).
+    /// lane's position is published (rule 11).
     current: usize,
     /// Messages received, stored with the positions.
     received: u64,
     /// Whether the last look found one lane in use: the fast path then
-    /// also loads that lane's `tail` itself (no other lane to be fair to;
-    /// a lane opened meanwhile is seen at the next look, a quarter lane
-    /// later at most).
+    /// reads a quarter lane of it before it looks again (no other lane to
+    /// be fair to; a lane opened meanwhile is seen at the next look).
     single: bool,
+    /// The record size of the last message read: what a waiting receive
+    /// guesses the next one's to be (`prefetch`).
+    last_size: u64,
+    /// This subscriber's entry in the table.
+    entry: Entry,
 }
 
 impl Merge {
-    pub(crate) fn new(cursors: Vec<LaneCursor>) -> Merge {
+    pub(crate) fn new(cursors: Vec<LaneCursor>, entry: Entry) -> Merge {
         Merge {
             // The first look starts at lane 0 (the one after the last).
             current: cursors.len() - 1,
             cursors,
             received: 0,
             single: false,
+            last_size: 0,
+            entry,
         }
     }
 
-    /// The message at the current lane's cursor, if it is within the batch
-    /// (or, with one lane, a batch that one load of its `tail` finds) and a
-    /// message: the fast path, a few loads and compares.
+    /// The message at the current lane's cursor, if the cursor is within
+    /// the lane's batch and its word says a message is there: the fast
+    /// path, one word's load and compares (rule 3 of `lane`).
     #[inline(always)]
     pub(crate) fn peek(&mut self, shared: &Shared) -> Option<(usize, Meta)> {
         let i = self.current;
-        let cursor = self.cursors.get_mut(i)?;
+        let cursor = self.cursors.get(i)?;
         let lane = shared.lanes.get(i)?;
         if cursor.position >= cursor.limit {
-            // A lapped cursor's next message reports the lap (`next`).
-            if !self.single || cursor.position != cursor.tail || cursor.lapped {
-                return None;
-            }
-            // Acquire: pairs with the Release in `commit` (rule 3).
-            let tail = lane.header().tail.load(Ordering::Acquire);
-            // Anything but a plausible new batch (an empty lane, a lap, a
-            // bad tail) is for `next` to tell.
-            if tail <= cursor.position
-                || tail - cursor.position > lane.capacity()
-                || !lane::is_position(tail)
-            {
-                return None;
-            }
-            cursor.tail = tail;
-            cursor.limit = tail.min(cursor.published.saturating_add(lane.capacity() / 4));
-            if cursor.position >= cursor.limit {
-                return None;
-            }
+            return None;
         }
-        let meta = lane.message_at(cursor.position, cursor.tail, shared.lossy())?;
+        let meta = lane.message_at(cursor.position, shared.lossy())?;
         Some((i, meta))
     }
 
     /// Moves past a message of lane `i` that was read: on a drop-oldest
-    /// topic stored later (rule 10), on a Block topic at once, since a
+    /// topic stored later (rule 11), on a Block topic at once, since a
     /// publisher may wait for that space while this process blocks on
     /// something else (another topic's room, say) and never receives here
     /// again to store it.
     #[inline(always)]
-    pub(crate) fn consume(&mut self, shared: &Shared, index: u32, i: usize, meta: &Meta) {
-        if let Some(cursor) = self.cursors.get_mut(i) {
-            super::lane::LaneRef::consumed(cursor, meta, shared.lossy());
-        }
+    pub(crate) fn consume(&mut self, shared: &Shared, i: usize, meta: &Meta) {
+        let lossy = shared.lossy();
+        let Some(cursor) = self.cursors.get_mut(i) else {
+            return;
+        };
+        super::lane::LaneRef::consumed(cursor, meta, lossy);
         self.received = self.received.wrapping_add(1);
-        if !shared.lossy() {
-            self.publish_lane(shared, index, i);
+        self.last_size = record_size(meta.len);
+        if !lossy {
+            // The position moved: stored without `publish_lane`'s check.
+            cursor.published = cursor.position;
+            Self::store_position(shared, self.entry, i, cursor.position, self.received);
+        }
+    }
+
+    /// For a receive that waits on an empty look: fetches the rest of the
+    /// record it expects at the current lane's cursor (as large as the last
+    /// one) while it polls the word there (`LaneRef::prefetch_record`).
+    #[inline]
+    pub(crate) fn prefetch(&self, shared: &Shared) {
+        if let (Some(cursor), Some(lane)) = (
+            self.cursors.get(self.current),
+            shared.lanes.get(self.current),
+        ) {
+            lane.prefetch_record(cursor.position, self.last_size);
         }
     }
 
     /// A drop-oldest record of lane `i` was overwritten while it was read:
-    /// back to `head` (rule 6 of `lane`).
+    /// back to `head` (rule 7 of `lane`).
     #[cold]
     pub(crate) fn lapped(&mut self, shared: &Shared, i: usize) -> Result<()> {
         shared.lanes[i].resync(&mut self.cursors[i])
@@ -106,13 +113,8 @@ impl Merge {
     /// Stores the current lane's position and the count of messages
     /// received, if they moved, and then wakes a sleeping Block publisher
     /// (the position may free its space).
-    pub(crate) fn publish(&mut self, shared: &Shared, index: u32) {
-        self.publish_lane(shared, index, self.current);
-    }
-
-    /// [`publish`](Merge::publish) for lane `i`.
-    #[inline(always)]
-    fn publish_lane(&mut self, shared: &Shared, index: u32, i: usize) {
+    pub(crate) fn publish(&mut self, shared: &Shared) {
+        let i = self.current;
         let Some(cursor) = self.cursors.get_mut(i) else {
             return;
         };
@@ -120,23 +122,29 @@ impl Merge {
             return;
         }
         cursor.published = cursor.position;
+        Self::store_position(shared, self.entry, i, cursor.position, self.received);
+    }
+
+    /// Stores `position` in lane `i` and the count of messages received in
+    /// the entry, then wakes a sleeping Block publisher (rule 11).
+    #[inline(always)]
+    fn store_position(shared: &Shared, entry: Entry, i: usize, position: u64, received: u64) {
         // Release: our reads of the records below it happen before their
         // publisher reuses the space; pairs with the SeqCst loads in
         // `Shared::slowest`.
         shared
-            .position(index, i)
-            .store(cursor.position, Ordering::Release);
+            .entry_position(entry, i)
+            .store(position, Ordering::Release);
         shared
-            .subscriber(index)
-            .received
-            .store(self.received, Ordering::Relaxed);
+            .entry_received(entry)
+            .store(received, Ordering::Relaxed);
         if !shared.lossy() {
             let wait = &shared.header().wait;
             wake_if_sleeping(wait, &wait.publishers_sleeping);
         }
     }
 
-    /// Publishes the current lane (rule 10), then looks at every lane from
+    /// Publishes the current lane (rule 11), then looks at every lane from
     /// the one after it; `Err(Truncated)` if what it found empty may be a
     /// lost page's zeros. What it finds becomes the current lane's batch.
     pub(crate) fn poll(&mut self, shared: &Shared, index: u32) -> Result<Option<(usize, Meta)>> {
@@ -151,7 +159,7 @@ impl Merge {
                 self.lapped(shared, i).map_err(|err| shared.explain(err))?;
             }
         }
-        self.publish(shared, index);
+        self.publish(shared);
         match self.scan(shared, index) {
             // A message was validated; the receive checks the segment after
             // copying it.
@@ -184,14 +192,14 @@ impl Merge {
                 Next::Empty => i += 1,
                 Next::Message(meta) => {
                     self.current = i;
-                    // One lane: the rest of the batch is read inline, a
-                    // quarter lane at most between stores (rule 10; from
+                    // One lane: the next quarter lane is read inline,
+                    // between stores on a drop-oldest topic (rule 11; from
                     // here, as padding may lie between the published
                     // position and this message). More lanes: the next
                     // receive looks at the next lane first, so that
                     // publishers that take turns are read in turns.
                     cursor.limit = if self.single {
-                        cursor.tail.min(meta.position + lane.capacity() / 4)
+                        meta.position + lane.capacity() / 4
                     } else {
                         0
                     };

@@ -10,9 +10,10 @@
 //!
 //! Each publisher writes into a lane of its own (a single-writer region),
 //! so a publisher killed in the middle of a message never blocks or
-//! corrupts another: its partial record lies past its lane's committed
-//! tail, where no subscriber reads, and the next publisher to take the lane
-//! writes over it. Subscribers merge the lanes. The back-pressure policy is
+//! corrupts another: a record is committed by its first word, so its
+//! partial record lies behind an empty word, where no subscriber reads,
+//! and the next publisher to take the lane continues after every record it
+//! committed, writing over the partial one. Subscribers merge the lanes. The back-pressure policy is
 //! fixed when the topic is created ([`Policy`]): **Block** makes a
 //! publisher wait for the slowest live subscriber; **DropOldest** never
 //! makes it wait, and a subscriber that fell a lane behind gets
@@ -339,8 +340,9 @@ impl Publisher {
             .last_publisher_id
             .fetch_add(1, Ordering::Relaxed)
             .wrapping_add(1);
-        // A dead predecessor's partial record lies past the tail (rule 3 of
-        // `lane`): continuing from the tail writes over it.
+        // A dead predecessor's partial record lies at the true tail, behind
+        // an empty word (rules 3, 4 of `lane`): continuing there writes
+        // over it, after every record it committed.
         let cursor = lane.take_over(id, shared.history as usize)?;
         header.publisher.store(id, Ordering::Relaxed);
         header.owner.store(owner, Ordering::Relaxed);
@@ -648,9 +650,10 @@ impl Deref for WriteGrant<'_> {
 
     fn deref(&self) -> &[u8] {
         // SAFETY: the slot lies inside the lane (reserve checked it) past
-        // the committed tail, where only this publisher writes (rule 1 of
-        // `lane`); subscribers never read past the tail, and a drop-oldest
-        // reader that reads old bytes here discards them (rule 5).
+        // the committed records, where only this publisher writes (rule 1
+        // of `lane`); subscribers read a record only once its word commits
+        // it (rule 3), and a drop-oldest reader that reads old bytes here
+        // discards them (rule 6).
         unsafe {
             std::slice::from_raw_parts(
                 self.publisher
@@ -714,16 +717,9 @@ impl Subscriber {
         let mut cursors = Vec::with_capacity(shared.lanes.len());
         for (i, lane) in shared.lanes.iter().enumerate() {
             let (position, expected) = lane.join(history, || shared.publisher_alive(i))?;
-            // SeqCst: rule 7 of `lane`.
+            // SeqCst: rule 8 of `lane`.
             shared.position(index, i).store(position, Ordering::SeqCst);
-            cursors.push(LaneCursor {
-                position,
-                tail: position,
-                limit: 0,
-                published: position,
-                expected: Some(expected),
-                lapped: false,
-            });
+            cursors.push(LaneCursor::at(position, Some(expected)));
         }
         let entry = shared.subscriber(index);
         entry.owner.store(owner, Ordering::Relaxed);
@@ -734,7 +730,7 @@ impl Subscriber {
             (generation.wrapping_add(1) << 1) | SUBSCRIBER_ACTIVE,
             Ordering::SeqCst,
         );
-        // Rule 7: a publisher that raised `reserve` before it could see our
+        // Rule 8: a publisher that raised `reserve` before it could see our
         // positions may overwrite below `reserve - capacity`: start later.
         // (Drop-oldest topics check every read against laps instead.)
         let block = !shared.lossy();
@@ -757,11 +753,8 @@ impl Subscriber {
                     )));
                 }
                 let tail = lane.tail()?;
-                cursor.position = lane.head(tail)?;
-                cursor.tail = cursor.position;
-                cursor.published = cursor.position;
                 // Block topics never lap a subscriber: nothing to count.
-                cursor.expected = None;
+                *cursor = LaneCursor::at(lane.head(tail)?, None);
                 shared
                     .position(index, i)
                     .store(cursor.position, Ordering::SeqCst);
@@ -770,7 +763,7 @@ impl Subscriber {
         shared.intact()?;
         drop(gate);
         Ok(Subscriber {
-            merge: Merge::new(cursors),
+            merge: Merge::new(cursors, shared.entry(index)),
             index,
             scratch: vec![0; shared.max_message as usize],
             waiter: Waiter::new(options.waiting),
@@ -894,7 +887,7 @@ impl Subscriber {
             }
             if lossy {
                 lane.copy_payload(meta.position, meta.len, &mut buf[..len]);
-                // Rule 5 of `lane`, once for the record's words and its
+                // Rule 6 of `lane`, once for the record's words and its
                 // payload.
                 if lane.overwritten(meta.position) {
                     self.merge
@@ -903,10 +896,10 @@ impl Subscriber {
                     continue;
                 }
             } else {
-                // SAFETY: a committed record below the tail inside the lane
-                // (message_at or record_at checked it), which its publisher
-                // does not overwrite before our position passes it (rule 7
-                // of `lane`); `buf` is our own memory.
+                // SAFETY: a committed record inside the lane (message_at or
+                // record_at checked its word), which its publisher does not
+                // overwrite before our position passes it (rule 8 of
+                // `lane`); `buf` is our own memory.
                 unsafe {
                     std::ptr::copy_nonoverlapping(
                         lane.payload(meta.position, meta.len),
@@ -918,7 +911,7 @@ impl Subscriber {
             // The copy (and the record's words) may have read pages the
             // file lost: never deliver their zeros.
             self.shared.intact()?;
-            self.merge.consume(&self.shared, self.index, i, &meta);
+            self.merge.consume(&self.shared, i, &meta);
             return Ok(received(&meta));
         }
     }
@@ -957,7 +950,7 @@ impl Subscriber {
                 continue;
             }
             self.shared.intact()?;
-            self.merge.consume(&self.shared, self.index, i, &meta);
+            self.merge.consume(&self.shared, i, &meta);
             return Ok(ReadGuard {
                 subscriber: self,
                 lane: i,
@@ -968,7 +961,7 @@ impl Subscriber {
     }
 
     /// A look at every lane (publishing this subscriber's position first:
-    /// rule 10 of `lane`).
+    /// rule 11 of `lane`).
     fn poll(&mut self) -> Result<Option<(usize, Meta)>> {
         self.merge.poll(&self.shared, self.index)
     }
@@ -1025,7 +1018,13 @@ impl Subscriber {
             &wait.subscribers_sleeping,
             deadline,
             &shared_ref.place,
-            || merge.poll(shared_ref, *index),
+            || {
+                let found = merge.poll(shared_ref, *index);
+                if let Ok(None) = &found {
+                    merge.prefetch(shared_ref);
+                }
+                found
+            },
             || {
                 shared_ref.still_sized()?;
                 shared_ref.publishers_finished()
@@ -1130,7 +1129,7 @@ impl Deref for ReadGuard<'_> {
         // SAFETY: a committed record inside the lane (record_at checked
         // it); on a Block topic its publisher does not write it before our
         // position passes it, which happens only when the guard drops
-        // (rule 7 of `lane`).
+        // (rule 8 of `lane`).
         unsafe { std::slice::from_raw_parts(lane.payload(self.meta.position, self.meta.len), len) }
     }
 }
@@ -1141,7 +1140,7 @@ impl Drop for ReadGuard<'_> {
             let subscriber = &mut *self.subscriber;
             subscriber
                 .merge
-                .consume(&subscriber.shared, subscriber.index, self.lane, &self.meta);
+                .consume(&subscriber.shared, self.lane, &self.meta);
         }
     }
 }

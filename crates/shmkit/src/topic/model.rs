@@ -1,18 +1,24 @@
-//! Loom models of the lane protocol (`lane.rs`): a publisher's reserve
-//! and commit, a subscriber's reads and its position.
+//! Loom models of the lane protocol (`lane.rs`, format version 2): a
+//! publisher's reserve and commit (the payload, the empty word after the
+//! record, then the record's word with Release), a subscriber's reads of
+//! the record word at its own position (never `tail`) and its position.
 //!
 //! - On a Block lane that wraps, the publisher never overwrites what the
-//!   subscriber has not read, and every record is whole and in order,
-//!   with the subscriber storing its position only when it has read what
-//!   it saw. The real Block subscriber stores per message (rule 10); a
-//!   lazier store only holds the publisher back longer, so what the model
-//!   proves of the publisher holds for the real one.
+//!   subscriber has not read, the subscriber never takes an old lap's
+//!   word for a record (the empty word comes first), and every record is
+//!   whole and in order, with the subscriber storing its position only
+//!   when it has read what it saw. The real Block subscriber stores per
+//!   message (rule 11); a lazier store only holds the publisher back
+//!   longer, so what the model proves of the publisher holds for the real
+//!   one.
 //! - On a drop-oldest lane, the publisher laps a subscriber that is
-//!   reading the oldest record (it overwrites it meanwhile): the subscriber
-//!   never delivers torn bytes, and reports `Lagged` with exactly the
-//!   number of messages it lost (rules 5, 6). The lane is filled before the
-//!   threads start, so that only the lapping message races the reader and
-//!   the model stays within the bound.
+//!   reading the oldest record (it overwrites it meanwhile, the empty word
+//!   after a new record landing on an old record's word): the subscriber
+//!   never delivers torn bytes nor a newer lap's word as the record at its
+//!   position, and reports `Lagged` with exactly the number of messages it
+//!   lost (rules 6, 7). The lane is filled before the threads start, so
+//!   that only the lapping messages race the reader and the model stays
+//!   within the bound.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p
 //! shmkit --lib --release topic::model`.
@@ -117,14 +123,7 @@ enum Seen {
 /// it saw: the lane sequences delivered and the counts reported missed.
 fn subscribe(model: &Model, lossy: bool) -> Vec<Seen> {
     let lane = model.lane();
-    let mut cursor = LaneCursor {
-        position: 0,
-        tail: 0,
-        limit: 0,
-        published: 0,
-        expected: Some(0),
-        lapped: false,
-    };
+    let mut cursor = LaneCursor::at(0, Some(0));
     let mut seen = Vec::new();
     loop {
         // Looked at before the lane, so that an empty lane after it means
@@ -135,7 +134,7 @@ fn subscribe(model: &Model, lossy: bool) -> Vec<Seen> {
             Next::Empty => {
                 // The position is stored once the subscriber has read what
                 // it saw: lazier than the real Block subscriber's store per
-                // message (rule 10), the harder case for the publisher.
+                // message (rule 11), the harder case for the publisher.
                 // Release in the real code; SeqCst here pairs with the
                 // model's SeqCst load in `slowest`.
                 if cursor.published != cursor.position {
@@ -182,11 +181,12 @@ fn block_lanes_deliver_everything_in_order() {
 }
 
 /// Messages in the lane before the threads start: three 40-byte records
-/// fill 120 of its 128 bytes.
+/// and the empty word after them fill its 128 bytes.
 const PREFILL: u64 = 3;
 
 /// Messages the publisher sends while the subscriber reads: the first pads
-/// the lane's end and wraps onto record 0, the second onto record 1.
+/// the lane's end and wraps onto record 0 (its empty word onto record 1's
+/// word), the second onto record 1 and 2's word.
 const LAPPING: u64 = 2;
 
 #[test]

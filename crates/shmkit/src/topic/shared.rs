@@ -260,15 +260,42 @@ impl Shared {
     /// Subscriber `j`'s position in lane `i`.
     #[inline]
     pub(crate) fn position(&self, j: u32, i: usize) -> &AtomicU64 {
+        self.entry_position(self.entry(j), i)
+    }
+
+    /// Where subscriber `j`'s entry is, for a member that finds its words
+    /// often (a subscriber's own, once per message).
+    #[inline]
+    pub(crate) fn entry(&self, j: u32) -> Entry {
+        debug_assert!(j < self.geometry.subscribers);
+        Entry(self.geometry.subscribers_offset + u64::from(j) * self.geometry.subscriber_size)
+    }
+
+    /// The position in lane `i` of the subscriber whose entry is `entry`.
+    #[inline(always)]
+    pub(crate) fn entry_position(&self, entry: Entry, i: usize) -> &AtomicU64 {
         debug_assert!((i as u32) < self.geometry.publishers);
-        let offset = self.geometry.subscribers_offset
-            + u64::from(j) * self.geometry.subscriber_size
-            + layout::SUBSCRIBER_FIXED
-            + 8 * i as u64;
-        // SAFETY: i < publishers, and an entry has room for one position
-        // per publisher after its fixed words (subscriber_entry_size);
-        // 8-aligned; an atomic.
+        let offset = entry.0 + layout::SUBSCRIBER_FIXED + 8 * i as u64;
+        // SAFETY: the entry is one of the table's (`entry`, j < subscribers),
+        // i < publishers, and an entry has room for one position per
+        // publisher after its fixed words (subscriber_entry_size); the table
+        // lies inside the mapping (read_header); 8-aligned; an atomic.
         unsafe { &*self.base.as_ptr().add(offset as usize).cast::<AtomicU64>() }
+    }
+
+    /// The `received` count of the subscriber whose entry is `entry`.
+    #[inline(always)]
+    pub(crate) fn entry_received(&self, entry: Entry) -> &AtomicU64 {
+        // SAFETY: as in `entry_position`: the fixed words of an entry of the
+        // table.
+        let header = unsafe {
+            &*self
+                .base
+                .as_ptr()
+                .add(entry.0 as usize)
+                .cast::<SubscriberHeader>()
+        };
+        &header.received
     }
 
     /// How many lanes were ever opened (bounded by the table).
@@ -365,12 +392,12 @@ impl Shared {
     }
 
     /// Block: the slowest active subscriber's position in lane `i`, among
-    /// those possible for `tail` (rule 7 of `lane`).
+    /// those possible for `tail` (rule 8 of `lane`).
     pub(crate) fn slowest(&self, i: usize, tail: u64) -> Option<u64> {
         let capacity = self.geometry.capacity;
         let mut slowest: Option<u64> = None;
         for j in 0..self.geometry.subscribers {
-            // SeqCst: rule 7 of `lane` (after our SeqCst store of reserve).
+            // SeqCst: rule 8 of `lane` (after our SeqCst store of reserve).
             if self.subscriber(j).state.load(Ordering::SeqCst) & SUBSCRIBER_ACTIVE == 0 {
                 continue;
             }
@@ -445,6 +472,11 @@ impl Shared {
         }
     }
 }
+
+/// The byte offset of a subscriber's entry in the table, found once
+/// ([`Shared::entry`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Entry(u64);
 
 /// Writes a fresh topic's header; `magic` last, with Release.
 fn initialise(mapping: &Attachment<ReadWrite>, options: &Options, geometry: &Geometry) {
