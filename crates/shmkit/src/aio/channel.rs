@@ -5,12 +5,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::park::Park;
-use super::ring::{end_of_stream, poll_message, poll_next, poll_room};
+use super::ring::{end_of_stream, poll_message, poll_next_with, poll_room};
 use super::sink::{sink_by_outgoing, Outgoing};
 use crate::channel::{Codec, Postcard, Receiver, Sender};
 use crate::error::{Error, Result};
 use crate::ring::protocol::Slot;
-use crate::ring::Options;
+use crate::ring::{Consumer, Options};
 
 /// The sending end of a typed channel, awaited: a [`Sender`] whose waits
 /// park the task instead of the thread.
@@ -245,9 +245,11 @@ impl<T, C: Codec<T>> AsyncReceiver<T, C> {
     }
 
     /// The next message's place: found at once if it is there, else
-    /// waited for. Takes nothing.
+    /// waited for. Takes nothing. Its quick look leaves the fault flag to
+    /// the copy's check after it (`recv_at`), as the ring's `recv` does.
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Slot>> {
-        poll_next(&mut self.park, cx, self.receiver.consumer_mut())
+        let look = Consumer::message_to_copy_now;
+        poll_next_with(&mut self.park, cx, self.receiver.consumer_mut(), look)
     }
 }
 

@@ -83,7 +83,7 @@ pub(super) fn poll_next(
 /// blocking `message_now`, or for a verb that checks the fault flag after
 /// its own copy, `message_to_copy_now`.
 #[inline(always)]
-fn poll_next_with(
+pub(super) fn poll_next_with(
     park: &mut Park,
     cx: &mut Context<'_>,
     consumer: &mut Consumer,
