@@ -84,9 +84,9 @@ impl<T, C: Codec<T>> AsyncSender<T, C> {
         self.sender
     }
 
-    /// Waits until `value`'s message fits. Cancel-safe.
-    fn poll_room_for(&mut self, cx: &mut Context<'_>, value: &T) -> Poll<Result<()>> {
-        let len = self.sender.message_len(value)?;
+    /// Waits until a message of `len` bytes (a value's, `message_len`)
+    /// fits. Cancel-safe.
+    fn poll_room_of(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<Result<()>> {
         poll_room(&mut self.park, cx, self.sender.producer_mut(), len)
     }
 
@@ -97,12 +97,20 @@ impl<T, C: Codec<T>> AsyncSender<T, C> {
     ///
     /// As [`Sender::send`].
     pub async fn send(&mut self, value: &T) -> Result<()> {
+        // Encoded once for its length, at the first wait: nothing is sent
+        // meanwhile, so every try's message is as long (not once a poll,
+        // then again for the next try).
+        let mut len = None;
         loop {
             match self.sender.try_send(value) {
                 Err(Error::Full { .. }) => {}
                 other => return other,
             }
-            std::future::poll_fn(|cx| self.poll_room_for(cx, value)).await?;
+            let len = match len {
+                Some(len) => len,
+                None => *len.insert(self.sender.message_len(value)?),
+            };
+            std::future::poll_fn(|cx| self.poll_room_of(cx, len)).await?;
         }
     }
 }
@@ -126,8 +134,9 @@ impl<T, C: Codec<T>> Outgoing<T> for AsyncSender<T, C> {
     }
 
     fn poll_send_kept(&mut self, cx: &mut Context<'_>, value: &T) -> Poll<Result<()>> {
+        let len = self.sender.message_len(value)?;
         loop {
-            std::task::ready!(self.poll_room_for(cx, value))?;
+            std::task::ready!(self.poll_room_of(cx, len))?;
             if self.send_now(value)? {
                 return Poll::Ready(Ok(()));
             }
@@ -282,5 +291,40 @@ impl<T, C> std::fmt::Debug for AsyncReceiver<T, C> {
         f.debug_struct("AsyncReceiver")
             .field("receiver", &self.receiver)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typed_send_that_waits_for_room_sends_its_value_once_there_is_some() {
+        let name = format!("aio-typed-full-{}", std::process::id());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let options = Options::default().capacity(4096);
+            let mut rx = Receiver::<Vec<u8>>::open_with(&name, &options).expect("a receiver");
+            let mut tx = AsyncSender::<Vec<u8>>::open_with(&name, &options).expect("a sender");
+            let filler = vec![7u8; 300];
+            let mut filled = 0;
+            while tx.get_mut().try_send(&filler).is_ok() {
+                filled += 1;
+            }
+            let last = vec![9u8; 300];
+            // The send waits (the ring is full); the other branch, polled
+            // once it does, makes room.
+            let (sent, drained) = tokio::join!(tx.send(&last), async {
+                tokio::task::yield_now().await;
+                (0..filled)
+                    .map(|_| rx.try_recv().expect("a filler"))
+                    .all(|got| got == filler)
+            });
+            sent.expect("sent once there was room");
+            assert!(drained, "every filler came back whole");
+            assert_eq!(rx.try_recv().expect("the last value"), last);
+        });
     }
 }
