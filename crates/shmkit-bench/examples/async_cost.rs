@@ -13,8 +13,22 @@
 //!                                        # and 1, both sides WAY: the median
 //!                                        # rate of the consumer's blocks of
 //!                                        # PER_BLOCK (as `ring_cost blocks`)
+//! async_cost send SIZE COUNT WAY         # the bench's sender: COUNT sends,
+//!                                        # each stamped, in runs of 256 polled
+//!                                        # once in place (then in `block_on`),
+//!                                        # into a ring that holds them all
+//! async_cost receive SIZE COUNT WAY      # the bench's receiver: COUNT read
+//!                                        # in place and checked, from a ring a
+//!                                        # blocking producer filled first (WAY
+//!                                        # fill: only the filling)
+//! async_cost wake GAP_US COUNT WAY       # COUNT wake-ups of a parked
+//!                                        # consumer process (CPU 1), one every
+//!                                        # GAP_US: from the send to the read
 //! ```
 //!
+//! `send` and `receive` split `one-thread`'s count between the sides, with
+//! the bench's own loops (`receive`: less its `fill`). `wake` times what a
+//! wake-up costs each way of waiting, on this machine as it is now.
 //! `blocks` is for timing on a busy machine: the median of many short
 //! blocks leaves out the ones another process's time slice cut into. Run
 //! `block` and `async` one after the other, more than once, and compare.
@@ -48,13 +62,17 @@ fn main() {
         (Some("blocks-consume"), Some(_)) => {
             blocks(arg(1), arg(2), arg(3), &args[4], Some(&args[5]))
         }
+        (Some("send"), Some(way)) => send(arg(1), arg(2), way == "async"),
+        (Some("receive"), Some(way)) => receive(arg(1), arg(2), way),
+        (Some("wake"), Some(way)) => wake(arg(1), arg(2), way, args.get(4).map(String::as_str)),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: async_cost one-thread SIZE COUNT async|block | blocks SIZE BLOCKS PER_BLOCK async|block"
+        "usage: async_cost one-thread SIZE COUNT async|block | blocks SIZE BLOCKS PER_BLOCK async|block \
+         | send SIZE COUNT async|block | receive SIZE COUNT async|block|fill | wake GAP_US COUNT async|block"
     );
     std::process::exit(2)
 }
@@ -185,5 +203,176 @@ fn blocks(size: usize, blocks: usize, per_block: usize, way: &str, ring: Option<
         "{size} B, {way}: median of {} blocks of {per_block}: {:.2} M msgs/s ({sum})",
         rates.len(),
         median / 1e6
+    );
+}
+
+/// A ring that holds `count` messages of `size` bytes, for `send` and
+/// `receive` (which never wait for room).
+fn ring_for(count: usize, size: usize) -> shmkit::ring::Options {
+    let record = 8 + size.next_multiple_of(8);
+    let capacity = ((count + 1) * record).next_power_of_two();
+    shmkit::ring::Options::default().capacity(capacity as u64)
+}
+
+/// The bench's sender (`shmkit bench`'s `send_stream`): `count` messages
+/// (a multiple of 256), each stamped with its number, `async`: in runs of
+/// 256 as the `shmkit-async` transport sends them, else as `shmkit-block`
+/// does.
+fn send(size: usize, count: usize, is_async: bool) {
+    let name = format!("async-cost-{}", std::process::id());
+    let _remove = RemoveSegment::new(SEGMENT_PREFIX, &name);
+    let options = ring_for(count, size);
+    let producer = Producer::open_with(&name, &options).expect("a producer");
+    let _consumer = Consumer::open_with(&name, &options).expect("a consumer");
+    let mut message = vec![0x5a_u8; size.max(8)];
+    let runtime = runtime();
+    let mut producer = AsyncProducer::from(producer);
+    for start in (0..count as u64).step_by(256) {
+        let run = start..start + 256;
+        let sent: Result<(), shmkit::Error> = if is_async {
+            let (tx, message) = (&mut producer, &mut message);
+            in_place_then_runtime(&runtime, async move {
+                for sequence in run {
+                    message[..8].copy_from_slice(&sequence.to_le_bytes());
+                    tx.send(message).await?;
+                }
+                Ok(())
+            })
+        } else {
+            let tx = producer.get_mut();
+            run.into_iter().try_for_each(|sequence| {
+                message[..8].copy_from_slice(&sequence.to_le_bytes());
+                tx.send(&message)
+            })
+        };
+        sent.expect("send");
+    }
+}
+
+/// As the `shmkit-async` transport runs a future: polled once in place,
+/// then on the runtime if it must wait.
+fn in_place_then_runtime<F: std::future::Future>(
+    runtime: &tokio::runtime::Runtime,
+    future: F,
+) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+        return output;
+    }
+    runtime.block_on(future)
+}
+
+/// The bench's receiver (`receive_stream`'s loop: read in place, check the
+/// length and the number) over `count` messages a blocking producer sent
+/// first; `fill` sends them only.
+fn receive(size: usize, count: usize, way: &str) {
+    let name = format!("async-cost-{}", std::process::id());
+    let _remove = RemoveSegment::new(SEGMENT_PREFIX, &name);
+    let options = ring_for(count, size);
+    let mut producer = Producer::open_with(&name, &options).expect("a producer");
+    let consumer = Consumer::open_with(&name, &options).expect("a consumer");
+    let mut message = vec![0x5a_u8; size.max(8)];
+    for sequence in (0..count as u64).chain([u64::MAX]) {
+        message[..8].copy_from_slice(&sequence.to_le_bytes());
+        producer.send(&message).expect("send");
+    }
+    let mut next = 0u64;
+    // Whether `bytes` is message `next` (then the next is awaited).
+    let mut expected = |bytes: &[u8]| {
+        let sequence = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+        let in_order = sequence == next;
+        next += u64::from(in_order);
+        in_order
+    };
+    let len = message.len();
+    let received: Result<(), shmkit::Error> = match way {
+        "async" => {
+            let mut rx = AsyncConsumer::from(consumer);
+            in_place_then_runtime(&runtime(), async {
+                loop {
+                    let message = rx.read().await?;
+                    if message.len() != len || !expected(&message) {
+                        return Ok(());
+                    }
+                }
+            })
+        }
+        "block" => {
+            let mut rx = consumer;
+            (|| loop {
+                let message = rx.read()?;
+                if message.len() != len || !expected(&message) {
+                    return Ok(());
+                }
+            })()
+        }
+        _ => Ok(()),
+    };
+    received.expect("receive");
+    println!("{next}");
+}
+
+/// `CLOCK_MONOTONIC` nanoseconds, the same in both processes.
+fn monotonic_nanos() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+/// The sender (no `ring`: it makes one and starts the consumer, then sends
+/// it its clock every `gap_us`) or the consumer (CPU 1, waiting `way` for
+/// each): prints percentiles of how long each message took from the send
+/// to the read, which a consumer that spun past its spin and parked spends
+/// being woken.
+fn wake(gap_us: usize, count: usize, way: &str, ring: Option<&str>) {
+    let Some(name) = ring else {
+        pin(0);
+        let name = format!("async-cost-{}", std::process::id());
+        let _remove = RemoveSegment::new(SEGMENT_PREFIX, &name);
+        let mut producer = Producer::open(&name).expect("a producer");
+        let mut child = std::process::Command::new(std::env::current_exe().expect("this program"))
+            .arg("wake")
+            .args([gap_us, count].map(|n| n.to_string()))
+            .args([way, &name])
+            .spawn()
+            .expect("the consumer");
+        for _ in 0..count {
+            std::thread::sleep(std::time::Duration::from_micros(gap_us as u64));
+            producer
+                .send(&monotonic_nanos().to_le_bytes())
+                .expect("send");
+        }
+        producer.close().expect("close the ring");
+        assert!(child.wait().expect("the consumer ends").success());
+        return;
+    };
+    pin(1);
+    let consumer = Consumer::open(name).expect("a consumer");
+    let mut took = Vec::with_capacity(count);
+    let mut stamp = |bytes: &[u8]| {
+        let sent = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+        took.push(monotonic_nanos().saturating_sub(sent));
+    };
+    if way == "async" {
+        let mut consumer = AsyncConsumer::from(consumer);
+        runtime().block_on(async {
+            for _ in 0..count {
+                stamp(&consumer.read().await.expect("read"));
+            }
+        });
+    } else {
+        let mut consumer = consumer;
+        for _ in 0..count {
+            stamp(&consumer.read().expect("read"));
+        }
+    }
+    took.sort_unstable();
+    let at = |q: f64| took[((took.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
+    println!(
+        "{way}: {count} messages {gap_us} us apart, send to read: min {:.1} p10 {:.1} p50 {:.1} p90 {:.1} us",
+        at(0.0),
+        at(0.1),
+        at(0.5),
+        at(0.9)
     );
 }

@@ -509,6 +509,44 @@ fn a_lapped_subscriber_is_told_exactly_how_many_it_missed() {
     assert_eq!(status.subscribers[0].received, 63);
 }
 
+/// A subscriber reading one lane that never runs empty still looks at the
+/// other lanes within a quarter lane (`topic/merge.rs`): a publisher that
+/// opens meanwhile is read, on both policies.
+#[test]
+fn a_lane_opened_while_another_never_runs_empty_is_read_within_a_quarter_lane() {
+    for policy in [Policy::Block, Policy::DropOldest] {
+        let name = unique_ring_name("topic-new-lane");
+        let _cleanup = TopicCleanup(name.clone());
+        let options = options(policy);
+        let mut subscriber = Subscriber::open_with(&name, &options).unwrap();
+        let mut busy = Publisher::open_with(&name, &options).unwrap();
+        let mut buf = [0u8; 8];
+        // Two ahead, so that lane 0 is never empty when a receive looks.
+        busy.send(&0u64.to_le_bytes()).unwrap();
+        busy.send(&1u64.to_le_bytes()).unwrap();
+        assert_eq!(subscriber.try_recv(&mut buf).unwrap().sequence, 0);
+        let mut late = Publisher::open_with(&name, &options).unwrap();
+        late.send(b"late").unwrap();
+        // 8-byte messages are 40-byte records: a quarter lane is 26 of
+        // them.
+        let bound = (CAPACITY / 4 / record_size(8) + 2) as usize;
+        let mut found = None;
+        for n in 2..2 + bound as u64 * 2 {
+            busy.send(&n.to_le_bytes()).unwrap();
+            let got = subscriber.try_recv(&mut buf).unwrap();
+            if got.publisher == late.id() {
+                found = Some(n - 2);
+                break;
+            }
+        }
+        let receives = found.unwrap_or_else(|| panic!("{policy:?}: the late lane was never read"));
+        assert!(
+            receives as usize <= bound,
+            "{policy:?}: after {receives} receives"
+        );
+    }
+}
+
 #[test]
 fn a_late_subscriber_first_receives_the_history() {
     let name = unique_ring_name("topic-history");

@@ -27,7 +27,7 @@ use crate::error::Result;
 use crate::ring::wait::{
     announce_sleep, monotonic_nanos, spin_polls, WakeLine, FIRST_PEER_CHECK, PEER_CHECK_INTERVAL,
 };
-use crate::sync::AtomicU32;
+use crate::sync::{AtomicU32, Ordering};
 
 /// Spinning inside a poll holds up the executor's thread: at most this
 /// long, whatever the endpoint's [`Waiting`](crate::ring::Waiting) says.
@@ -64,6 +64,10 @@ pub(crate) trait Readiness {
     /// How long to spin before parking; `None` never parks (busy polling,
     /// which yields to the executor between looks).
     fn spin_time(&self) -> Option<Duration>;
+    /// Folds one measured wake-up of this waiter (from the peer's wake-up
+    /// call to the task's next poll) into what `spin_time` says, for an
+    /// endpoint that waits adaptively; by default, nothing.
+    fn learn_wake_cost(&mut self, _cost: Duration) {}
 }
 
 /// The word a wait announced sleep on, and its line: kept from the
@@ -85,7 +89,7 @@ unsafe impl Sync for Announced {}
 
 /// One endpoint's waiting state, kept in the endpoint (not in a future),
 /// so that a future dropped and made again goes on with the same wait.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Park {
     parked: Option<Parked>,
     /// The word this side said it sleeps on, until it says it no longer
@@ -96,8 +100,28 @@ pub(crate) struct Park {
     next_check: Option<u64>,
     /// Until when the current wait spins (`u64::MAX`: busy polling).
     spin_until: u64,
-    /// Verbs done since this endpoint last yielded (see [`BUDGET`]).
-    done: u8,
+    /// Verbs this endpoint may still do before it yields (see [`BUDGET`]),
+    /// and the one gate of [`quick`](Park::quick): 0 while a wait is
+    /// under way, which keeps its count in `left_at_wait`.
+    left: u8,
+    left_at_wait: u8,
+    /// When this side last parked (`CLOCK_MONOTONIC` nanoseconds), until
+    /// its next poll measures the wake-up, if one came; 0 otherwise.
+    parked_at: u64,
+}
+
+impl Default for Park {
+    fn default() -> Park {
+        Park {
+            parked: None,
+            announced: None,
+            next_check: None,
+            spin_until: 0,
+            left: BUDGET,
+            left_at_wait: 0,
+            parked_at: 0,
+        }
+    }
 }
 
 impl Park {
@@ -115,10 +139,13 @@ impl Park {
         target: &mut T,
         mut act: impl FnMut(&mut T) -> Result<Option<R>>,
     ) -> Poll<Result<R>> {
-        if self.done == BUDGET {
-            self.done = 0;
+        if self.left == 0 && self.next_check.is_none() {
+            self.left = BUDGET;
             cx.waker().wake_by_ref();
             return Poll::Pending;
+        }
+        if self.parked_at != 0 {
+            self.learn_wake_cost(target);
         }
         loop {
             // Each outcome is returned where it is made: a `Result` with
@@ -145,52 +172,32 @@ impl Park {
         }
     }
 
-    /// [`poll_act`](Park::poll_act) with the verb's common case tried
-    /// first: `quick` (a message at the head, room at the tail: takes what
-    /// it returns, or says nothing and leaves the rest to `act`) runs
-    /// while no wait is under way and the budget has room, and completes
-    /// the verb without touching the rest of the park. Everything else
-    /// (the budget's yield, a wait, an error) is `poll_act`'s, out of
-    /// line, so that the future a verb makes stays small enough to inline
-    /// into the caller's loop.
+    /// The verb's common case (a message at the head, room at the tail),
+    /// tried before anything else of the park while no wait is under way
+    /// and the budget has room: `quick` takes what it returns, or says
+    /// nothing (`None`), and the verb goes on with
+    /// [`poll_act`](Park::poll_act), called out of line. One test of one
+    /// byte, so that a verb's future stays small enough to inline into the
+    /// caller's loop.
     #[inline(always)]
-    pub(crate) fn poll_quick<T: Readiness, R>(
-        &mut self,
-        cx: &mut Context<'_>,
-        target: &mut T,
-        quick: impl FnOnce(&mut T) -> Option<R>,
-        act: impl FnMut(&mut T) -> Result<Option<R>>,
-    ) -> Poll<Result<R>> {
-        // No wait under way (`next_check` is set from a wait's start to
-        // its end): nothing to end, as `ended` would find.
-        if self.done < BUDGET && self.next_check.is_none() {
-            if let Some(value) = quick(target) {
-                self.done += 1;
-                return Poll::Ready(Ok(value));
-            }
+    pub(crate) fn quick<R>(&mut self, quick: impl FnOnce() -> Option<R>) -> Option<R> {
+        // `left` is 0 while a wait is under way, so that a verb that waited
+        // is completed by `poll_act`, which ends the wait.
+        if self.left == 0 {
+            return None;
         }
-        self.poll_act_out_of_line(cx, target, act)
+        let value = quick()?;
+        self.left -= 1;
+        Some(value)
     }
 
-    /// [`poll_act`](Park::poll_act), never inlined: the rest of
-    /// [`poll_quick`](Park::poll_quick).
-    #[inline(never)]
-    fn poll_act_out_of_line<T: Readiness, R>(
-        &mut self,
-        cx: &mut Context<'_>,
-        target: &mut T,
-        act: impl FnMut(&mut T) -> Result<Option<R>>,
-    ) -> Poll<Result<R>> {
-        self.poll_act(cx, target, act)
-    }
-
-    /// A verb is done: counts it, and ends its wait if it waited.
+    /// A verb is done: ends its wait if it waited, and counts it.
     #[inline]
     fn ended(&mut self) {
-        self.done += 1;
         if self.next_check.is_some() {
             self.finish();
         }
+        self.left = self.left.saturating_sub(1);
     }
 
     /// `Ready(Ok(()))` once `target` can act, as [`poll_act`](Park::poll_act)
@@ -214,6 +221,9 @@ impl Park {
             // poll for at most MAX_SPIN.
             let start = monotonic_nanos();
             self.next_check = Some(start + FIRST_PEER_CHECK.as_nanos() as u64);
+            // Until the wait ends, `quick` is closed.
+            self.left_at_wait = self.left;
+            self.left = 0;
             let spin_time = target.spin_time();
             self.spin_until = spin_time.map_or(u64::MAX, |s| start + s.as_nanos() as u64);
             // A reply due within a few hundred nanoseconds is seen at once,
@@ -278,7 +288,32 @@ impl Park {
             return Poll::Ready(Ok(()));
         }
         self.parked = Some(reactor().park(word, cx.waker(), self.next_check.expect("set above")));
+        self.parked_at = monotonic_nanos();
         Poll::Pending
+    }
+
+    /// The first poll after a park: if the peer's wake-up call came since
+    /// (the line's `woken_at` stamp is later than the park), how long it
+    /// took to reach this poll (the reactor thread's wake-up, the task's
+    /// waker, the executor's thread) is a sample of this waiter's wake-up
+    /// cost, which an adaptive endpoint spins for twice, as a blocking
+    /// one does for its own (a poll at a check time, with no wake-up
+    /// since, is none).
+    #[cold]
+    fn learn_wake_cost(&mut self, target: &mut impl Readiness) {
+        let parked_at = std::mem::take(&mut self.parked_at);
+        let Some(Announced { line, .. }) = &self.announced else {
+            return;
+        };
+        // SAFETY: as in `stop_sleeping`: the line is in the mapping of the
+        // endpoint that holds this park, mapped while the endpoint lives.
+        let line = unsafe { line.as_ref() };
+        // Relaxed: only a measurement; a stale stamp is filtered below.
+        let stamp = line.woken_at().load(Ordering::Relaxed);
+        let now = monotonic_nanos();
+        if stamp > parked_at && now >= stamp {
+            target.learn_wake_cost(Duration::from_nanos(now - stamp));
+        }
     }
 
     /// Forgets any wait, giving up the reactor place and this side's claim
@@ -295,7 +330,9 @@ impl Park {
     fn finish(&mut self) {
         self.parked = None;
         self.stop_sleeping();
-        self.next_check = None;
+        if self.next_check.take().is_some() {
+            self.left = self.left_at_wait;
+        }
     }
 
     /// Says this side no longer sleeps on the word it announced, if any.

@@ -3,7 +3,7 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use super::park::{Park, Readiness};
@@ -30,6 +30,9 @@ impl Readiness for Message<'_> {
     fn spin_time(&self) -> Option<Duration> {
         self.0.spin_time()
     }
+    fn learn_wake_cost(&mut self, cost: Duration) {
+        self.0.learn_wake_cost(cost);
+    }
 }
 
 /// A producer's wait for room for a message of `.1` bytes.
@@ -47,6 +50,9 @@ impl Readiness for Room<'_> {
     }
     fn spin_time(&self) -> Option<Duration> {
         self.0.spin_time()
+    }
+    fn learn_wake_cost(&mut self, cost: Duration) {
+        self.0.learn_wake_cost(cost);
     }
 }
 
@@ -70,13 +76,33 @@ pub(super) fn poll_next(
     cx: &mut Context<'_>,
     consumer: &mut Consumer,
 ) -> Poll<Result<Slot>> {
-    let polled = park.poll_quick(
-        cx,
-        &mut Message(consumer),
-        |m| m.0.message_now(),
-        |m| m.0.next_now(),
-    );
-    match polled {
+    poll_next_with(park, cx, consumer, Consumer::message_now)
+}
+
+/// [`poll_next`] with `look` as the quick look ([`Park::quick`]): the
+/// blocking `message_now`, or for a verb that checks the fault flag after
+/// its own copy, `message_to_copy_now`.
+#[inline(always)]
+fn poll_next_with(
+    park: &mut Park,
+    cx: &mut Context<'_>,
+    consumer: &mut Consumer,
+    look: impl FnOnce(&Consumer) -> Option<Slot>,
+) -> Poll<Result<Slot>> {
+    match park.quick(|| look(consumer)) {
+        Some(slot) => Poll::Ready(Ok(slot)),
+        None => poll_next_out_of_line(park, cx, consumer),
+    }
+}
+
+/// The rest of [`poll_next_with`] after its quick look found nothing.
+#[inline(never)]
+fn poll_next_out_of_line(
+    park: &mut Park,
+    cx: &mut Context<'_>,
+    consumer: &mut Consumer,
+) -> Poll<Result<Slot>> {
+    match park.poll_act(cx, &mut Message(consumer), |m| m.0.next_now()) {
         Poll::Ready(Err(err)) => Poll::Ready(Err(consumer.end_seen(err))),
         other => other,
     }
@@ -103,12 +129,37 @@ pub(super) fn poll_reserve(
     producer: &mut Producer,
     len: usize,
 ) -> Poll<Result<Slot>> {
-    park.poll_quick(
-        cx,
-        &mut Room(producer, len),
-        |room| room.0.room_now(room.1),
-        |room| room.0.reserve_now(room.1),
-    )
+    poll_reserve_with(park, cx, producer, len, Producer::room_now)
+}
+
+/// [`poll_reserve`] with `look` as the quick look ([`Park::quick`]): the
+/// blocking `room_now`, or for a verb that checks the fault flag after its
+/// own copy, `room_to_fill_now`.
+#[inline(always)]
+fn poll_reserve_with(
+    park: &mut Park,
+    cx: &mut Context<'_>,
+    producer: &mut Producer,
+    len: usize,
+    look: impl FnOnce(&Producer, usize) -> Option<Slot>,
+) -> Poll<Result<Slot>> {
+    match park.quick(|| look(producer, len)) {
+        Some(slot) => Poll::Ready(Ok(slot)),
+        None => poll_reserve_out_of_line(park, cx, producer, len),
+    }
+}
+
+/// The rest of [`poll_reserve_with`] after its quick look found nothing.
+#[inline(never)]
+fn poll_reserve_out_of_line(
+    park: &mut Park,
+    cx: &mut Context<'_>,
+    producer: &mut Producer,
+    len: usize,
+) -> Poll<Result<Slot>> {
+    park.poll_act(cx, &mut Room(producer, len), |room| {
+        room.0.reserve_now(room.1)
+    })
 }
 
 /// The receiving end of a ring, awaited: a [`Consumer`] whose waits park
@@ -244,7 +295,10 @@ impl AsyncConsumer {
     ///
     /// As [`Consumer::recv`].
     pub fn recv<'a>(&'a mut self, buf: &'a mut [u8]) -> impl Future<Output = Result<usize>> + 'a {
-        Verb::new(self, Recv(buf))
+        Recv {
+            endpoint: self,
+            buf,
+        }
     }
 
     /// [`Consumer::recv_vec`], awaited. Cancel-safe, as
@@ -254,7 +308,11 @@ impl AsyncConsumer {
     ///
     /// As [`Consumer::recv`], never [`Error::TooLarge`].
     pub async fn recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
-        let slot = poll_fn(|cx| poll_next(&mut self.park, cx, &mut self.consumer)).await?;
+        // `copied_intact` checks the fault flag after the copy, which
+        // covers the look's load too.
+        let look = Consumer::message_to_copy_now;
+        let slot =
+            poll_fn(|cx| poll_next_with(&mut self.park, cx, &mut self.consumer, look)).await?;
         let message = self.consumer.read_at(slot);
         message.copy_to(buf);
         message.copied_intact()?;
@@ -269,7 +327,7 @@ impl AsyncConsumer {
     ///
     /// As [`Consumer::read`].
     pub fn read(&mut self) -> impl Future<Output = Result<ReadGrant<'_>>> {
-        Verb::new(self, Read)
+        Lend::new(self, Read)
     }
 
     /// Waits for a message, then [`Consumer::drain`]s every message in the
@@ -302,7 +360,9 @@ impl futures_core::Stream for AsyncConsumer {
         if this.ended {
             return Poll::Ready(None);
         }
-        let outcome = std::task::ready!(poll_next(&mut this.park, cx, &mut this.consumer))
+        // As in `recv_vec`: one check of the fault flag, after the copy.
+        let look = Consumer::message_to_copy_now;
+        let outcome = ready!(poll_next_with(&mut this.park, cx, &mut this.consumer, look))
             .and_then(|slot| {
                 let mut bytes = Vec::new();
                 let message = this.consumer.read_at(slot);
@@ -454,7 +514,10 @@ impl AsyncProducer {
     ///
     /// As [`Producer::send`].
     pub fn send<'a>(&'a mut self, message: &'a [u8]) -> impl Future<Output = Result<()>> + 'a {
-        Verb::new(self, Send(message))
+        Send {
+            endpoint: self,
+            message,
+        }
     }
 
     /// [`Producer::grant`], awaited. Cancel-safe: the grant exists only once
@@ -464,13 +527,23 @@ impl AsyncProducer {
     ///
     /// As [`Producer::grant`].
     pub fn grant(&mut self, len: usize) -> impl Future<Output = Result<WriteGrant<'_>>> {
-        Verb::new(self, Grant(len))
+        Lend::new(self, Grant(len))
     }
 }
 
-/// A verb of an endpoint `E`, polled by its [`Verb`] future: `step` either
-/// completes (`Ok`, with what the verb made of the endpoint: a grant, a
-/// message read in place) or hands the endpoint back to wait (`Err`).
+// The verbs' futures are written by hand rather than as `async fn`s
+// around a `poll_fn`, whose state machines and extra poll cost about 40
+// instructions a verb (`async_cost`) on a path of about 65, so that the
+// whole verb inlines into the caller's loop. The copying verbs (`Recv`,
+// `Send`) hold their endpoint and make each outcome where they return it
+// (a `Result` with an `Error` in it is large, and moving one whole
+// costs); the verbs whose outcome borrows the endpoint (a grant) take it
+// by value in each poll and hand it back to wait (`Lend`): measured, that
+// costs fewer instructions than lending it out only once complete.
+
+/// A verb whose outcome borrows its endpoint for as long as it was lent
+/// (a grant), polled by its [`Lend`] future: `step` either completes
+/// (`Ok`, with the outcome) or hands the endpoint back to wait (`Err`).
 trait Step<'a, E: 'a> {
     type Output;
     fn step(
@@ -498,24 +571,6 @@ impl<'a> Step<'a, AsyncConsumer> for Read {
     }
 }
 
-/// [`AsyncConsumer::recv`], into the buffer.
-struct Recv<'b>(&'b mut [u8]);
-
-impl<'a> Step<'a, AsyncConsumer> for Recv<'_> {
-    type Output = Result<usize>;
-    #[inline(always)]
-    fn step(
-        &mut self,
-        cx: &mut Context<'_>,
-        this: &'a mut AsyncConsumer,
-    ) -> Result<Self::Output, &'a mut AsyncConsumer> {
-        match poll_next(&mut this.park, cx, &mut this.consumer) {
-            Poll::Ready(slot) => Ok(slot.and_then(|slot| this.consumer.recv_at(slot, self.0))),
-            Poll::Pending => Err(this),
-        }
-    }
-}
-
 /// [`AsyncProducer::grant`] of this many bytes.
 struct Grant(usize);
 
@@ -534,55 +589,29 @@ impl<'a> Step<'a, AsyncProducer> for Grant {
     }
 }
 
-/// [`AsyncProducer::send`] of this message.
-struct Send<'m>(&'m [u8]);
-
-impl<'a> Step<'a, AsyncProducer> for Send<'_> {
-    type Output = Result<()>;
-    #[inline(always)]
-    fn step(
-        &mut self,
-        cx: &mut Context<'_>,
-        this: &'a mut AsyncProducer,
-    ) -> Result<Self::Output, &'a mut AsyncProducer> {
-        let message = self.0;
-        match poll_reserve(&mut this.park, cx, &mut this.producer, message.len()) {
-            Poll::Ready(slot) => Ok(slot.and_then(|slot| this.producer.send_at(slot, message))),
-            Poll::Pending => Err(this),
-        }
-    }
-}
-
-/// The future of one of the verbs above: written by hand rather than as
-/// an `async fn` around a `poll_fn`, whose state machine and extra poll
-/// cost about 40 instructions a verb (`async_cost`) on a path of about
-/// 65, so that the whole verb inlines into the caller's loop.
-struct Verb<'a, E, S> {
-    /// The endpoint, until the verb completes.
+/// The future of a [`Step`]: holds the endpoint until the verb completes.
+struct Lend<'a, E, S> {
     endpoint: Option<&'a mut E>,
     step: S,
 }
 
-impl<'a, E, S: Step<'a, E>> Verb<'a, E, S> {
+impl<'a, E, S: Step<'a, E>> Lend<'a, E, S> {
     #[inline(always)]
-    fn new(endpoint: &'a mut E, step: S) -> Verb<'a, E, S> {
-        Verb {
+    fn new(endpoint: &'a mut E, step: S) -> Lend<'a, E, S> {
+        Lend {
             endpoint: Some(endpoint),
             step,
         }
     }
 }
 
-impl<'a, E, S: Step<'a, E> + Unpin> Future for Verb<'a, E, S> {
+impl<'a, E, S: Step<'a, E> + Unpin> Future for Lend<'a, E, S> {
     type Output = S::Output;
 
     #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<S::Output> {
         let this = &mut *self;
-        let endpoint = this
-            .endpoint
-            .take()
-            .expect("a verb's future polled after it completed");
+        let endpoint = this.endpoint.take().expect(POLLED_AFTER_END);
         match this.step.step(cx, endpoint) {
             Ok(output) => Poll::Ready(output),
             Err(endpoint) => {
@@ -592,6 +621,67 @@ impl<'a, E, S: Step<'a, E> + Unpin> Future for Verb<'a, E, S> {
         }
     }
 }
+
+/// [`AsyncConsumer::recv`], into `buf`.
+struct Recv<'a> {
+    endpoint: &'a mut AsyncConsumer,
+    buf: &'a mut [u8],
+}
+
+impl Future for Recv<'_> {
+    type Output = Result<usize>;
+
+    #[inline(always)]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Recv {
+            endpoint: this,
+            buf,
+        } = &mut *self;
+        // The copy checks the fault flag after it (`recv_at`), which
+        // covers the look's load too, as in `Consumer::recv`.
+        let look = Consumer::message_to_copy_now;
+        let slot = ready!(poll_next_with(&mut this.park, cx, &mut this.consumer, look))?;
+        match this.consumer.recv_at(slot, buf) {
+            Ok(len) => Poll::Ready(Ok(len)),
+            Err(err) => Poll::Ready(Err(err)),
+        }
+    }
+}
+
+/// [`AsyncProducer::send`] of `message`.
+struct Send<'a> {
+    endpoint: &'a mut AsyncProducer,
+    message: &'a [u8],
+}
+
+impl Future for Send<'_> {
+    type Output = Result<()>;
+
+    #[inline(always)]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Send {
+            endpoint: this,
+            message,
+        } = &mut *self;
+        // The commit checks the fault flag after the copy (`send_at`), as
+        // in `Producer::send`: the look needs no check of its own.
+        let look = Producer::room_to_fill_now;
+        let len = message.len();
+        let slot = ready!(poll_reserve_with(
+            &mut this.park,
+            cx,
+            &mut this.producer,
+            len,
+            look
+        ))?;
+        match this.producer.send_at(slot, message) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(err) => Poll::Ready(Err(err)),
+        }
+    }
+}
+
+const POLLED_AFTER_END: &str = "a verb's future polled after it completed";
 
 impl<M: AsRef<[u8]>> Outgoing<M> for AsyncProducer {
     type Kept = Vec<u8>;
@@ -615,7 +705,15 @@ impl<M: AsRef<[u8]>> Outgoing<M> for AsyncProducer {
 
     fn poll_send_kept(&mut self, cx: &mut Context<'_>, kept: &Vec<u8>) -> Poll<Result<()>> {
         let len = kept.len();
-        let slot = std::task::ready!(poll_reserve(&mut self.park, cx, &mut self.producer, len))?;
+        // `send_at` checks the fault flag after its copy, as `send` does.
+        let look = Producer::room_to_fill_now;
+        let slot = ready!(poll_reserve_with(
+            &mut self.park,
+            cx,
+            &mut self.producer,
+            len,
+            look
+        ))?;
         Poll::Ready(self.producer.send_at(slot, kept))
     }
 }
@@ -729,6 +827,35 @@ mod tests {
                 return;
             }
         }
+    }
+
+    #[test]
+    fn an_adaptive_async_consumer_spins_for_what_its_own_wake_ups_cost() {
+        let name = format!("aio-wake-cost-{}", std::process::id());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        let mut consumer = AsyncConsumer::open(&name).expect("a consumer");
+        let mut producer = Producer::open(&name).expect("a producer");
+        let untaught = consumer.get_ref().spin_time();
+        let mut buf = [0u8; 8];
+        runtime.block_on(async {
+            // A wait that parks, then is cancelled: its registration stays
+            // with the consumer, and the next receive takes it over.
+            tokio::select! {
+                got = consumer.recv(&mut buf) => panic!("nothing was sent: {got:?}"),
+                () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+            }
+            let sleeping = consumer.get_ref().sleep_line().1.load(Ordering::SeqCst);
+            assert_eq!(sleeping, 1, "the wait parked");
+            // Wakes the parked consumer (its word says it sleeps).
+            producer.send(b"wake").expect("sent");
+            let n = consumer.recv(&mut buf).await.expect("received");
+            assert_eq!(&buf[..n], b"wake");
+        });
+        let taught = consumer.get_ref().spin_time();
+        assert_ne!(taught, untaught, "the wake-up's cost was not learned");
     }
 
     /// Turns of a send and a receive within which both endpoints used up

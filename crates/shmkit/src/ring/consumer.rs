@@ -415,6 +415,17 @@ impl Consumer {
         let cursor = &mut self.cursor;
         let header = shared.header();
         let expected_size = self.last_size;
+        // The first polls inlined here, returning a message straight from
+        // the loop; padding or a corrupt word ends them too, for `peek`
+        // in the waiter's polls to sort out.
+        let ring = shared.ring;
+        let first = wait::spin_first(|| match ring.look_at_head(cursor, expected_size) {
+            Head::Empty => None,
+            other => Some(other),
+        });
+        if let Some(Head::Message(slot)) = first {
+            return Ok(slot);
+        }
         let next = self.waiter.wait(
             &header.wait,
             &header.wait.consumer_sleeping,

@@ -101,7 +101,7 @@ use endpoint::End;
 use layout::{
     Header, CLOSED, CLOSE_SEEN, HEADER_SIZE, MAGIC, MAX_CAPACITY, MIN_CAPACITY, OPEN, VERSION,
 };
-use protocol::{ConsumerCursor, ProducerCursor, RingRef, Slot};
+use protocol::{ConsumerCursor, Head, ProducerCursor, RingRef, Slot};
 use shared::*;
 use wait::Waiter;
 

@@ -49,6 +49,14 @@ impl Consumer {
         self.shared.intact().is_ok().then_some(slot)
     }
 
+    /// [`message_now`](Consumer::message_now) without its check of the
+    /// fault flag, for a verb that checks it after its own copy
+    /// ([`recv_at`](Consumer::recv_at)), which covers this load too.
+    #[inline(always)]
+    pub(crate) fn message_to_copy_now(&self) -> Option<Slot> {
+        self.shared.ring.peek_message(&self.cursor)
+    }
+
     /// The message at `slot`, from [`next_now`](Consumer::next_now), read
     /// in place.
     #[inline]
@@ -91,6 +99,12 @@ impl Consumer {
     pub(crate) fn spin_time(&self) -> Option<Duration> {
         self.waiter.spin_time()
     }
+
+    /// Folds a wake-up of this consumer's async waiter (from its peer's
+    /// `FUTEX_WAKE` to its task running) into its adaptive spin.
+    pub(crate) fn learn_wake_cost(&mut self, cost: Duration) {
+        self.waiter.learn_wake_cost(cost);
+    }
 }
 
 impl Producer {
@@ -126,6 +140,14 @@ impl Producer {
         if self.shared.intact().is_err() {
             return None;
         }
+        self.shared.ring.reserve_fast(&self.cursor, len as u64)
+    }
+
+    /// [`room_now`](Producer::room_now) without its check of the fault
+    /// flag, for a verb that checks it after its own copy
+    /// ([`send_at`](Producer::send_at), as `send` does).
+    #[inline(always)]
+    pub(crate) fn room_to_fill_now(&self, len: usize) -> Option<Slot> {
         self.shared.ring.reserve_fast(&self.cursor, len as u64)
     }
 
@@ -166,5 +188,10 @@ impl Producer {
     /// How long this producer spins before it sleeps (`None`: never sleeps).
     pub(crate) fn spin_time(&self) -> Option<Duration> {
         self.waiter.spin_time()
+    }
+
+    /// As [`Consumer::learn_wake_cost`].
+    pub(crate) fn learn_wake_cost(&mut self, cost: Duration) {
+        self.waiter.learn_wake_cost(cost);
     }
 }

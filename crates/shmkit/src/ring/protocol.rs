@@ -365,6 +365,32 @@ impl RingRef {
     fn message_at(&self, position: u64) -> Option<Slot> {
         // Acquire, as in `record_at`.
         let word = self.word(position).load(Ordering::Acquire);
+        self.message_in(word, position)
+    }
+
+    /// A waiting consumer's look at its head, small enough to inline into
+    /// a spin loop: the message there, or that the word is still empty
+    /// (after asking for the rest of a record of `expected` bytes, see
+    /// [`prefetch_record`](RingRef::prefetch_record)), or that it is
+    /// something else (padding, a corrupt word), which `peek` sorts out.
+    #[inline(always)]
+    pub(crate) fn look_at_head(&self, cursor: &ConsumerCursor, expected: u64) -> Head {
+        // Acquire, as in `record_at`.
+        let word = self.word(cursor.head).load(Ordering::Acquire);
+        if word == 0 {
+            self.prefetch_record(cursor.head, expected);
+            return Head::Empty;
+        }
+        match self.message_in(word, cursor.head) {
+            Some(slot) => Head::Message(slot),
+            None => Head::Other,
+        }
+    }
+
+    /// The message `word`, loaded at `position`, says is there, if it is a
+    /// valid one (rule 6).
+    #[inline(always)]
+    fn message_in(&self, word: u64, position: u64) -> Option<Slot> {
         let (len, kind) = split_record_word(word);
         let len = u64::from(len);
         let valid = kind == KIND_MESSAGE
@@ -408,6 +434,35 @@ impl RingRef {
         while line < offset + size {
             prefetch(self.data.as_ptr().wrapping_add(line as usize));
             line += LINE;
+        }
+    }
+
+    /// For a producer about to fill `slot`: asks the CPU for the cache
+    /// lines of its record and of the empty word after it, for writing, so
+    /// that all of them are requested at once, before the copy. In a
+    /// round trip the consumer holds those lines (it polls the word and
+    /// prefetches the rest, see
+    /// [`prefetch_record`](RingRef::prefetch_record)), and taking them
+    /// this way cut an 8 B or 64 B round trip by 9-14 ns (a prefetch for
+    /// reading instead made it about 150 ns slower: the lines came
+    /// shared, and each store still had to ask for them). Only a hint,
+    /// for records of up to 112 bytes of payload (with the word after
+    /// them three lines at most, each reached by one of three addresses
+    /// at most 64 bytes apart, so no loop), inside the data area, and
+    /// nothing under loom.
+    #[inline(always)]
+    pub(crate) fn prefetch_for_writing(&self, slot: Slot) {
+        const LINE: u64 = 64;
+        let size = record_size(slot.len) + RECORD_HEADER;
+        if size > 2 * LINE + 1 {
+            return;
+        }
+        let first = self.offset(slot.position);
+        // The empty word after a record that ends the data area is at its
+        // start: left out.
+        let last = (first + size).min(self.capacity) - 1;
+        for offset in [first, first + (last - first) / 2, last] {
+            prefetch_for_write(self.data.as_ptr().wrapping_add(offset as usize));
         }
     }
 
@@ -690,6 +745,37 @@ pub(crate) fn prefetch(address: *const u8) {
     let _ = address;
 }
 
+/// A hint to fetch the cache line at `address` for writing (`PREFETCHW`:
+/// the line comes exclusive, so a store to it needs no second request);
+/// no effect on what any load returns, and never a fault.
+#[inline(always)]
+fn prefetch_for_write(address: *const u8) {
+    // `_mm_prefetch` with `_MM_HINT_ET0` compiles to a prefetch for
+    // reading unless the build enables the `prfchw` feature, hence the
+    // instruction itself. Processors without it run it as a no-op.
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    // SAFETY: a prefetch is only a hint: it writes nothing, reads nothing
+    // into the program and cannot fault, whatever the address; it touches
+    // no register but its operand's and no flag.
+    unsafe {
+        std::arch::asm!(
+            "prefetchw [{address}]",
+            address = in(reg) address,
+            options(nostack, preserves_flags, readonly),
+        );
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+    let _ = address;
+}
+
+/// What a waiting consumer finds at its head
+/// ([`RingRef::look_at_head`]).
+pub(crate) enum Head {
+    Message(Slot),
+    Empty,
+    Other,
+}
+
 /// A record word, decoded.
 enum Record {
     Empty,
@@ -747,9 +833,10 @@ mod tests {
     }
 
     proptest! {
-        /// The inlined fast paths agree with the full ones wherever they
-        /// answer, and answer for hostile positions and words without
-        /// overflowing or reaching outside the data area.
+        /// The inlined fast paths (a waiting consumer's look at its head
+        /// too) agree with the full ones wherever they answer, and
+        /// answer for hostile positions and words without overflowing or
+        /// reaching outside the data area.
         #[test]
         fn the_fast_paths_agree_with_the_full_ones(
             tail in (0u64..1 << 20).prop_map(|t| t * 8),
@@ -778,9 +865,20 @@ mod tests {
             ring.word(position).store(word, Ordering::Relaxed);
             let consumer = ConsumerCursor { head: position };
             let fast = ring.peek_message(&consumer);
+            let look = ring.look_at_head(&consumer, len);
             match ring.record_at(position) {
-                Ok(Record::Message(slot)) => prop_assert_eq!(fast, Some(slot)),
-                _ => prop_assert_eq!(fast, None),
+                Ok(Record::Message(slot)) => {
+                    prop_assert_eq!(fast, Some(slot));
+                    prop_assert!(matches!(look, Head::Message(s) if s == slot));
+                }
+                Ok(Record::Empty) => {
+                    prop_assert_eq!(fast, None);
+                    prop_assert!(matches!(look, Head::Empty));
+                }
+                _ => {
+                    prop_assert_eq!(fast, None);
+                    prop_assert!(matches!(look, Head::Other));
+                }
             }
         }
     }
