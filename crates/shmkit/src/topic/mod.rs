@@ -648,6 +648,7 @@ impl WriteGrant<'_> {
 impl Deref for WriteGrant<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         // SAFETY: the slot lies inside the lane (reserve checked it) past
         // the committed records, where only this publisher writes (rule 1
@@ -666,6 +667,7 @@ impl Deref for WriteGrant<'_> {
 }
 
 impl DerefMut for WriteGrant<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`; `&mut self` makes this the only reference.
         unsafe {
@@ -1087,16 +1089,19 @@ impl ReadGuard<'_> {
     }
 
     /// The id of the message's publisher.
+    #[inline]
     pub fn publisher(&self) -> u64 {
         self.meta.publisher
     }
 
     /// The message's sequence number in its publisher's stream.
+    #[inline]
     pub fn sequence(&self) -> u64 {
         self.meta.sequence
     }
 
     /// Moves past the message.
+    #[inline]
     pub fn release(self) {}
 
     /// The message's first byte, for a reader that must not form a `&[u8]`
@@ -1120,6 +1125,7 @@ impl ReadGuard<'_> {
 impl Deref for ReadGuard<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         let len = self.meta.len as usize;
         if self.copied {
@@ -1135,6 +1141,7 @@ impl Deref for ReadGuard<'_> {
 }
 
 impl Drop for ReadGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         if !self.copied {
             let subscriber = &mut *self.subscriber;
