@@ -765,7 +765,11 @@ impl Subscriber {
         shared.intact()?;
         drop(gate);
         Ok(Subscriber {
-            merge: Merge::new(cursors, shared.entry(index)),
+            merge: Merge::new(
+                cursors,
+                shared.entry(index),
+                shared.lanes[shared.lanes.len() - 1],
+            ),
             index,
             scratch: vec![0; shared.max_message as usize],
             waiter: Waiter::new(options.waiting),
@@ -925,11 +929,10 @@ impl Subscriber {
             if !self.shared.lossy() {
                 // The record's words may be a lost page's zeros.
                 self.shared.intact()?;
+                debug_assert_eq!(i, self.merge.current().0);
                 return Ok(ReadGuard {
                     subscriber: self,
-                    lane: i,
                     meta,
-                    copied: false,
                 });
             }
             let lane = self.shared.lanes[i];
@@ -955,9 +958,7 @@ impl Subscriber {
             self.merge.consume(&self.shared, i, &meta);
             return Ok(ReadGuard {
                 subscriber: self,
-                lane: i,
                 meta,
-                copied: true,
             });
         }
     }
@@ -1075,9 +1076,8 @@ impl Drop for Subscriber {
 #[derive(Debug)]
 pub struct ReadGuard<'a> {
     subscriber: &'a mut Subscriber,
-    lane: usize,
+    /// Found in the merge's current lane (`Merge::current`).
     meta: Meta,
-    copied: bool,
 }
 
 impl ReadGuard<'_> {
@@ -1108,12 +1108,20 @@ impl ReadGuard<'_> {
     /// over shared memory (the typed subscriber copies through it). Valid,
     /// for [`len`](<[u8]>::len) bytes, while the guard lives.
     pub(crate) fn as_ptr(&self) -> *const u8 {
-        if self.copied {
+        if self.copied() {
             return self.subscriber.scratch.as_ptr();
         }
-        self.subscriber.shared.lanes[self.lane]
-            .payload(self.meta.position, self.meta.len)
-            .cast_const()
+        let (_, lane) = self.subscriber.merge.current();
+        lane.payload(self.meta.position, self.meta.len).cast_const()
+    }
+
+    /// Whether the message was copied into the subscriber's buffer (and
+    /// moved past already): always on a drop-oldest topic, never on a
+    /// Block one (`read_until`). Asked of the topic rather than kept in the
+    /// guard, which then has no flag byte to keep in memory.
+    #[inline(always)]
+    fn copied(&self) -> bool {
+        self.subscriber.shared.lossy()
     }
 
     /// The message's length in bytes.
@@ -1128,10 +1136,10 @@ impl Deref for ReadGuard<'_> {
     #[inline]
     fn deref(&self) -> &[u8] {
         let len = self.meta.len as usize;
-        if self.copied {
+        if self.copied() {
             return &self.subscriber.scratch[..len];
         }
-        let lane = self.subscriber.shared.lanes[self.lane];
+        let (_, lane) = self.subscriber.merge.current();
         // SAFETY: a committed record inside the lane (record_at checked
         // it); on a Block topic its publisher does not write it before our
         // position passes it, which happens only when the guard drops
@@ -1143,11 +1151,10 @@ impl Deref for ReadGuard<'_> {
 impl Drop for ReadGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        if !self.copied {
+        if !self.copied() {
             let subscriber = &mut *self.subscriber;
-            subscriber
-                .merge
-                .consume(&subscriber.shared, self.lane, &self.meta);
+            let (i, _) = subscriber.merge.current();
+            subscriber.merge.consume(&subscriber.shared, i, &self.meta);
         }
     }
 }
