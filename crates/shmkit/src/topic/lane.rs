@@ -385,12 +385,35 @@ impl LaneRef {
     /// for `lossy` readers, the only ones that count what they missed.
     #[inline(always)]
     pub(crate) fn message_at(&self, position: u64, lossy: bool) -> Option<Meta> {
+        // The view's fields and the record's index are taken before the
+        // Acquire load, after which the compiler would load them again.
+        let lane = *self;
+        let offset = lane.offset(position);
+        let words = lane.words.as_ptr();
+        let index = offset as usize / 8;
         // Acquire, as in `record_at`.
-        let word = self.word(position).load(Ordering::Acquire);
+        // SAFETY: offset < capacity (a mask of it), so index < capacity / 8,
+        // inside `words` (type invariant).
+        let word = unsafe { &*words.add(index) }.load(Ordering::Acquire);
         let (len, kind) = split_kind_word(word);
         let len = u64::from(len);
-        let valid = kind == KIND_MESSAGE && self.message_fits(position, len);
-        valid.then(|| self.meta(position, len, lossy))
+        let valid = kind == KIND_MESSAGE
+            && len <= lane.max_message
+            && offset + record_size(len) <= lane.capacity;
+        if !valid {
+            return None;
+        }
+        // SAFETY: the record's header lies inside the lane (checked just
+        // above: offset + record_size(len) <= capacity, and a record's size
+        // covers its header), so index + 3 < capacity / 8.
+        let meta_word = |k: usize| unsafe { &*words.add(index + k) }.load(Ordering::Relaxed);
+        Some(Meta {
+            position,
+            len,
+            publisher: meta_word(1),
+            sequence: meta_word(2),
+            lane_sequence: if lossy { meta_word(3) } else { 0 },
+        })
     }
 
     /// Reads and validates the record at `position`, which must be below

@@ -654,6 +654,7 @@ impl WriteGrant<'_> {
 impl Deref for WriteGrant<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         // SAFETY: the slot lies inside the lane (reserve checked it) past
         // the committed records, where only this publisher writes (rule 1
@@ -672,6 +673,7 @@ impl Deref for WriteGrant<'_> {
 }
 
 impl DerefMut for WriteGrant<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`; `&mut self` makes this the only reference.
         unsafe {
@@ -771,7 +773,11 @@ impl Subscriber {
         shared.intact()?;
         drop(gate);
         Ok(Subscriber {
-            merge: Merge::new(cursors, shared.entry(index)),
+            merge: Merge::new(
+                cursors,
+                shared.entry(index),
+                shared.lanes[shared.lanes.len() - 1],
+            ),
             index,
             scratch: vec![0; shared.max_message as usize],
             waiter: Waiter::new(options.waiting),
@@ -931,11 +937,10 @@ impl Subscriber {
             if !self.shared.lossy() {
                 // The record's words may be a lost page's zeros.
                 self.shared.intact()?;
+                debug_assert_eq!(i, self.merge.current().0);
                 return Ok(ReadGuard {
                     subscriber: self,
-                    lane: i,
                     meta,
-                    copied: false,
                 });
             }
             let lane = self.shared.lanes[i];
@@ -961,9 +966,7 @@ impl Subscriber {
             self.merge.consume(&self.shared, i, &meta);
             return Ok(ReadGuard {
                 subscriber: self,
-                lane: i,
                 meta,
-                copied: true,
             });
         }
     }
@@ -1081,9 +1084,8 @@ impl Drop for Subscriber {
 #[derive(Debug)]
 pub struct ReadGuard<'a> {
     subscriber: &'a mut Subscriber,
-    lane: usize,
+    /// Found in the merge's current lane (`Merge::current`).
     meta: Meta,
-    copied: bool,
 }
 
 impl ReadGuard<'_> {
@@ -1095,28 +1097,39 @@ impl ReadGuard<'_> {
     }
 
     /// The id of the message's publisher.
+    #[inline]
     pub fn publisher(&self) -> u64 {
         self.meta.publisher
     }
 
     /// The message's sequence number in its publisher's stream.
+    #[inline]
     pub fn sequence(&self) -> u64 {
         self.meta.sequence
     }
 
     /// Moves past the message.
+    #[inline]
     pub fn release(self) {}
 
     /// The message's first byte, for a reader that must not form a `&[u8]`
     /// over shared memory (the typed subscriber copies through it). Valid,
     /// for [`len`](<[u8]>::len) bytes, while the guard lives.
     pub(crate) fn as_ptr(&self) -> *const u8 {
-        if self.copied {
+        if self.copied() {
             return self.subscriber.scratch.as_ptr();
         }
-        self.subscriber.shared.lanes[self.lane]
-            .payload(self.meta.position, self.meta.len)
-            .cast_const()
+        let (_, lane) = self.subscriber.merge.current();
+        lane.payload(self.meta.position, self.meta.len).cast_const()
+    }
+
+    /// Whether the message was copied into the subscriber's buffer (and
+    /// moved past already): always on a drop-oldest topic, never on a
+    /// Block one (`read_until`). Asked of the topic rather than kept in the
+    /// guard, which then has no flag byte to keep in memory.
+    #[inline(always)]
+    fn copied(&self) -> bool {
+        self.subscriber.shared.lossy()
     }
 
     /// The message's length in bytes.
@@ -1128,12 +1141,13 @@ impl ReadGuard<'_> {
 impl Deref for ReadGuard<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         let len = self.meta.len as usize;
-        if self.copied {
+        if self.copied() {
             return &self.subscriber.scratch[..len];
         }
-        let lane = self.subscriber.shared.lanes[self.lane];
+        let (_, lane) = self.subscriber.merge.current();
         // SAFETY: a committed record inside the lane (record_at checked
         // it); on a Block topic its publisher does not write it before our
         // position passes it, which happens only when the guard drops
@@ -1143,12 +1157,12 @@ impl Deref for ReadGuard<'_> {
 }
 
 impl Drop for ReadGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
-        if !self.copied {
+        if !self.copied() {
             let subscriber = &mut *self.subscriber;
-            subscriber
-                .merge
-                .consume(&subscriber.shared, self.lane, &self.meta);
+            let (i, _) = subscriber.merge.current();
+            subscriber.merge.consume(&subscriber.shared, i, &self.meta);
         }
     }
 }
