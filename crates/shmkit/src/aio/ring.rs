@@ -157,6 +157,17 @@ fn poll_reserve_out_of_line(
     producer: &mut Producer,
     len: usize,
 ) -> Poll<Result<Slot>> {
+    // At a verb's start, what the quick look leaves (a wrap, a head not
+    // seen yet), then for a full ring the blocking producer's unhurried
+    // looks, which spare a busy consumer the line of its `head`
+    // (`Producer::wait_for_room`); then the wait.
+    let first_looks = park.quick(|| match producer.reserve_now(len) {
+        Ok(None) => producer.room_unhurried(len).transpose(),
+        found => found.transpose(),
+    });
+    if let Some(found) = first_looks {
+        return Poll::Ready(found);
+    }
     park.poll_act(cx, &mut Room(producer, len), |room| {
         room.0.reserve_now(room.1)
     })

@@ -151,6 +151,14 @@ impl Producer {
         self.shared.ring.reserve_fast(&self.cursor, len as u64)
     }
 
+    /// Room for `len` bytes after the blocking producer's first, unhurried
+    /// looks at a full ring (`Producer::wait_for_room`), before an async
+    /// wait starts: `None` if there is still none.
+    pub(crate) fn room_unhurried(&mut self, len: usize) -> Result<Option<Slot>> {
+        self.shared.intact()?;
+        self.reserve_unhurried(len)
+    }
+
     /// The room at `slot`, from [`reserve_now`](Producer::reserve_now), as
     /// a grant.
     #[inline]
