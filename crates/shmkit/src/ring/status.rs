@@ -349,6 +349,12 @@ fn examine(name: &str, action: Action) -> Result<Option<Garbage>> {
     let key = validate_name(name)?;
     let segment = Segment::open(&key)?;
     let gate = endpoint::gate(&segment);
+    // Who maps it is asked before this process maps it: a child that this
+    // process forks meanwhile (from another thread) holds a copy of every
+    // mapping until it execs, and would make the ring look in use.
+    if unused(&segment).is_err() {
+        return Ok(None);
+    }
     let mapped = Mapped::new(&segment);
     let (reason, status) = match mapped.header(name) {
         Ok(header) => {
@@ -361,9 +367,6 @@ fn examine(name: &str, action: Action) -> Result<Option<Garbage>> {
         Err(Found::HalfMade(size)) => (Reason::HalfMade(size), None),
         Err(Found::Corrupt(why)) => (Reason::Corrupt(why), None),
     };
-    if unused(&segment).is_err() {
-        return Ok(None);
-    }
     let removal = match (action, gate) {
         (Action::DryRun, _) => Removal::NotAsked,
         (Action::Remove, Err(err)) => Removal::Failed(err.to_string()),
