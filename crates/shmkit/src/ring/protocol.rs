@@ -438,30 +438,25 @@ impl RingRef {
     }
 
     /// For a producer about to fill `slot`: asks the CPU for the cache
-    /// lines of its record and of the empty word after it, for writing, so
-    /// that all of them are requested at once, before the copy. In a
-    /// round trip the consumer holds those lines (it polls the word and
-    /// prefetches the rest, see
-    /// [`prefetch_record`](RingRef::prefetch_record)), and taking them
-    /// this way cut an 8 B or 64 B round trip by 9-14 ns (a prefetch for
-    /// reading instead made it about 150 ns slower: the lines came
-    /// shared, and each store still had to ask for them). Only a hint,
-    /// for records of up to 112 bytes of payload (with the word after
-    /// them three lines at most, each reached by one of three addresses
-    /// at most 64 bytes apart, so no loop), inside the data area, and
+    /// line of its record's word and the one after, for writing, so that
+    /// both are requested at once, before the copy. In a round trip the
+    /// consumer holds those lines (it polls the word and prefetches the
+    /// rest, see [`prefetch_record`](RingRef::prefetch_record)), and
+    /// taking them this way cut an 8 B or 64 B round trip by 11-18 ns
+    /// (prefetching only the word's line was worse than nothing, and a
+    /// prefetch for reading made it about 150 ns slower: the lines came
+    /// shared, and each store still had to ask for them). Two lines, with
+    /// no test of the size, to keep it at a few instructions a send: all
+    /// a record of up to 56 bytes of payload and the empty word after it
+    /// touch, and the first two lines of a longer one (a 64 B message's
+    /// next empty word is in a third line one time in eight, a line the
+    /// consumer does not hold). Only a hint: inside the data area, and
     /// nothing under loom.
     #[inline(always)]
     pub(crate) fn prefetch_for_writing(&self, slot: Slot) {
-        const LINE: u64 = 64;
-        let size = record_size(slot.len) + RECORD_HEADER;
-        if size > 2 * LINE + 1 {
-            return;
-        }
         let first = self.offset(slot.position);
-        // The empty word after a record that ends the data area is at its
-        // start: left out.
-        let last = (first + size).min(self.capacity) - 1;
-        for offset in [first, first + (last - first) / 2, last] {
+        let second = (first + 64).min(self.capacity - 1);
+        for offset in [first, second] {
             prefetch_for_write(self.data.as_ptr().wrapping_add(offset as usize));
         }
     }
