@@ -437,30 +437,6 @@ impl RingRef {
         }
     }
 
-    /// For a producer about to fill `slot`: asks the CPU for the cache
-    /// line of its record's word and the one after, for writing, so that
-    /// both are requested at once, before the copy. In a round trip the
-    /// consumer holds those lines (it polls the word and prefetches the
-    /// rest, see [`prefetch_record`](RingRef::prefetch_record)), and
-    /// taking them this way cut an 8 B or 64 B round trip by 11-18 ns
-    /// (prefetching only the word's line was worse than nothing, and a
-    /// prefetch for reading made it about 150 ns slower: the lines came
-    /// shared, and each store still had to ask for them). Two lines, with
-    /// no test of the size, to keep it at a few instructions a send: all
-    /// a record of up to 56 bytes of payload and the empty word after it
-    /// touch, and the first two lines of a longer one (a 64 B message's
-    /// next empty word is in a third line one time in eight, a line the
-    /// consumer does not hold). Only a hint: inside the data area, and
-    /// nothing under loom.
-    #[inline(always)]
-    pub(crate) fn prefetch_for_writing(&self, slot: Slot) {
-        let first = self.offset(slot.position);
-        let second = (first + 64).min(self.capacity - 1);
-        for offset in [first, second] {
-            prefetch_for_write(self.data.as_ptr().wrapping_add(offset as usize));
-        }
-    }
-
     /// Hands the space of a read message back to the producer.
     #[inline]
     pub(crate) fn release(&self, cursor: &mut ConsumerCursor, slot: Slot) {
@@ -735,29 +711,6 @@ pub(crate) fn prefetch(address: *const u8) {
     // and cannot fault, whatever the address.
     unsafe {
         std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(address.cast());
-    }
-    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
-    let _ = address;
-}
-
-/// A hint to fetch the cache line at `address` for writing (`PREFETCHW`:
-/// the line comes exclusive, so a store to it needs no second request);
-/// no effect on what any load returns, and never a fault.
-#[inline(always)]
-fn prefetch_for_write(address: *const u8) {
-    // `_mm_prefetch` with `_MM_HINT_ET0` compiles to a prefetch for
-    // reading unless the build enables the `prfchw` feature, hence the
-    // instruction itself. Processors without it run it as a no-op.
-    #[cfg(all(target_arch = "x86_64", not(loom)))]
-    // SAFETY: a prefetch is only a hint: it writes nothing, reads nothing
-    // into the program and cannot fault, whatever the address; it touches
-    // no register but its operand's and no flag.
-    unsafe {
-        std::arch::asm!(
-            "prefetchw [{address}]",
-            address = in(reg) address,
-            options(nostack, preserves_flags, readonly),
-        );
     }
     #[cfg(not(all(target_arch = "x86_64", not(loom))))]
     let _ = address;
