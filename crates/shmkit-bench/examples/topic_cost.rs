@@ -6,6 +6,9 @@
 //! ```text
 //! topic_cost one-thread SIZE COUNT [LANES]   # COUNT send+recv in one thread, the
 //!                                            # sends taking turns over LANES publishers
+//! topic_cost sides SIZE COUNT                # shmkit bench's own stream loops over
+//!                                            # `shmkit-topic`, the sender's then the
+//!                                            # receiver's: StreamSides::send, ::receive
 //! ```
 //!
 //! Per message, take the difference of two counts: `COUNT = 2N` minus
@@ -23,13 +26,28 @@ fn main() {
     };
     match args.first().map(String::as_str) {
         Some("one-thread") => one_thread(arg(1), arg(2), args.get(3).map_or(1, |_| arg(3))),
+        Some("sides") => sides(arg(1), arg(2)),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
-    eprintln!("usage: topic_cost one-thread SIZE COUNT [LANES]");
+    eprintln!("usage: topic_cost one-thread SIZE COUNT [LANES] | sides SIZE COUNT");
     std::process::exit(2)
+}
+
+/// Each side of `shmkit bench`'s stream over `shmkit-topic`, one after the
+/// other (as `ring_cost sides` for the rings).
+fn sides(size: usize, count: usize) {
+    let mut sides = shmkit_bench::cost::StreamSides::new(
+        shmkit_bench::Transport::ShmkitTopic,
+        size,
+        count as u64,
+    )
+    .expect("a topic for the stream");
+    let sent = sides.send();
+    let received = sides.receive();
+    assert_eq!((sent, received), (count as u64, count as u64));
 }
 
 /// The bench's topic (`shmkit-topic`): lanes of 1 MiB, Block, busy-polling.

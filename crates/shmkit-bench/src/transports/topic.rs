@@ -1,9 +1,9 @@
 //! `shmkit-topic` and `shmkit-topic-fanin`: a shmkit topic each way, its
 //! members busy-polling (`Waiting::BusyPoll`), as `shmkit-spin` does with
-//! rings. The sender takes a grant of the size in its lane, copies the
-//! message into it and commits it (what `Publisher::send` does); the
-//! receiver reads it in place (`Subscriber::read`, a Block topic), checks
-//! it there, and releases it.
+//! rings. The sender sends with `Publisher::send` (a grant of the size in
+//! its lane, the message copied in, committed), as `shmkit-spin` sends with
+//! `Producer::send`; the receiver reads it in place (`Subscriber::read`, a
+//! Block topic), checks it there, and releases it.
 //!
 //! `shmkit-topic` has one publisher and one subscriber a topic: the cost of
 //! a topic's lane, subscriber table and merge over a ring. In
@@ -144,6 +144,21 @@ impl TopicLink {
     }
 }
 
+impl TopicLink {
+    /// A publisher's link and a subscriber's on topic `name`, lanes of
+    /// `capacity` bytes, in this process, as `shmkit-topic` makes them (for
+    /// `cost::StreamSides`).
+    pub(crate) fn pair(name: &str, capacity: u64) -> Result<(TopicLink, TopicLink), Error> {
+        let options = options(8).capacity(capacity);
+        let rx = Subscriber::open_with(name, &options)?;
+        let tx = Publisher::open_with(name, &options)?;
+        Ok((
+            TopicLink::new(vec![tx], None, Vec::new()),
+            TopicLink::new(Vec::new(), Some(rx), Vec::new()),
+        ))
+    }
+}
+
 /// The publisher whose turn it is, moving the turn on.
 fn next_publisher<'a>(
     tx: &'a mut [Publisher],
@@ -158,10 +173,10 @@ fn next_publisher<'a>(
     Ok(&mut tx[turn])
 }
 
+/// `Publisher::send`, as `shmkit-spin` sends with `Producer::send`.
+#[inline]
 fn send_on(tx: &mut Publisher, message: &[u8]) -> Result<(), Error> {
-    let mut grant = tx.grant(message.len())?;
-    grant.copy_from_slice(message);
-    grant.commit();
+    tx.send(message)?;
     Ok(())
 }
 
@@ -210,6 +225,31 @@ impl Link for TopicLink {
     fn recv<R>(&mut self, buf: &mut [u8], inspect: impl FnOnce(&[u8]) -> R) -> Result<R, Error> {
         let rx = self.rx.as_mut().ok_or_else(|| one_way("receive"))?;
         rx.recv(buf.len(), inspect)
+    }
+
+    /// One `read` each, checked in place, as `shmkit-spin`'s stream reads
+    /// its ring (`RingLink::recv_while`), with `each` inlined into the loop;
+    /// a subscriber of two publishers takes them in their turns
+    /// ([`recv`](Link::recv)).
+    fn recv_while(
+        &mut self,
+        buf: &mut [u8],
+        mut each: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), Error> {
+        let inbox = self.rx.as_mut().ok_or_else(|| one_way("receive"))?;
+        if inbox.senders.len() > 1 {
+            while inbox.recv(buf.len(), &mut each)? {}
+            return Ok(());
+        }
+        loop {
+            let message = inbox.rx.read()?;
+            if message.len() != buf.len() {
+                return Err(wrong_length(message.len(), buf.len()));
+            }
+            if !each(&message) {
+                return Ok(());
+            }
+        }
     }
 
     /// Checks the message in place and copies it straight into a grant of

@@ -13,8 +13,7 @@
 //! read in turns and none starves the others. Either way every publisher's
 //! messages come in its order.
 
-use super::lane::{LaneCursor, Meta, Next};
-use super::layout::record_size;
+use super::lane::{LaneCursor, LaneRef, Meta, Next};
 use super::shared::{Entry, Shared};
 use crate::error::{Error, Result};
 use crate::ring::wait::wake_if_sleeping;
@@ -28,6 +27,9 @@ pub(crate) struct Merge {
     /// The lane the fast path reads (`< cursors.len()`); every other
     /// lane's position is published (rule 11).
     current: usize,
+    /// That lane's view (`shared.lanes[current]`), kept here so that the
+    /// fast path and a read guard find it without indexing the table.
+    lane: LaneRef,
     /// Messages received, stored with the positions.
     received: u64,
     /// Whether the last look found one lane in use: the fast path then
@@ -42,10 +44,13 @@ pub(crate) struct Merge {
 }
 
 impl Merge {
-    pub(crate) fn new(cursors: Vec<LaneCursor>, entry: Entry) -> Merge {
+    /// `last` is the view of the table's last lane, where the first look
+    /// starts after.
+    pub(crate) fn new(cursors: Vec<LaneCursor>, entry: Entry, last: LaneRef) -> Merge {
         Merge {
             // The first look starts at lane 0 (the one after the last).
             current: cursors.len() - 1,
+            lane: last,
             cursors,
             received: 0,
             single: false,
@@ -61,12 +66,18 @@ impl Merge {
     pub(crate) fn peek(&mut self, shared: &Shared) -> Option<(usize, Meta)> {
         let i = self.current;
         let cursor = self.cursors.get(i)?;
-        let lane = shared.lanes.get(i)?;
         if cursor.position >= cursor.limit {
             return None;
         }
-        let meta = lane.message_at(cursor.position, shared.lossy())?;
+        let meta = self.lane.message_at(cursor.position, shared.lossy())?;
         Some((i, meta))
+    }
+
+    /// The lane a message was last found in (`peek` or `poll`), its view:
+    /// a read guard's, as nothing moves the merge while the guard lives.
+    #[inline(always)]
+    pub(crate) fn current(&self) -> (usize, LaneRef) {
+        (self.current, self.lane)
     }
 
     /// Moves past a message of lane `i` that was read: on a drop-oldest
@@ -81,12 +92,13 @@ impl Merge {
             return;
         };
         super::lane::LaneRef::consumed(cursor, meta, lossy);
+        let position = cursor.position;
         self.received = self.received.wrapping_add(1);
-        self.last_size = record_size(meta.len);
+        self.last_size = position - meta.position;
         if !lossy {
-            // The position moved: stored without `publish_lane`'s check.
-            cursor.published = cursor.position;
-            Self::store_position(shared, self.entry, i, cursor.position, self.received);
+            // The position moved: stored without `publish`'s check.
+            cursor.published = position;
+            Self::store_position(shared, self.entry, i, position, self.received, false);
         }
     }
 
@@ -122,24 +134,34 @@ impl Merge {
             return;
         }
         cursor.published = cursor.position;
-        Self::store_position(shared, self.entry, i, cursor.position, self.received);
+        let lossy = shared.lossy();
+        Self::store_position(shared, self.entry, i, cursor.position, self.received, lossy);
     }
 
     /// Stores `position` in lane `i` and the count of messages received in
     /// the entry, then wakes a sleeping Block publisher (rule 11).
     #[inline(always)]
-    fn store_position(shared: &Shared, entry: Entry, i: usize, position: u64, received: u64) {
+    fn store_position(
+        shared: &Shared,
+        entry: Entry,
+        i: usize,
+        position: u64,
+        received: u64,
+        lossy: bool,
+    ) {
+        // Both words' addresses and the wait line's before the stores, after
+        // which the compiler would load what they come from again.
+        let (at, count) = (
+            shared.entry_position(entry, i),
+            shared.entry_received(entry),
+        );
+        let wait = &shared.header().wait;
         // Release: our reads of the records below it happen before their
         // publisher reuses the space; pairs with the SeqCst loads in
         // `Shared::slowest`.
-        shared
-            .entry_position(entry, i)
-            .store(position, Ordering::Release);
-        shared
-            .entry_received(entry)
-            .store(received, Ordering::Relaxed);
-        if !shared.lossy() {
-            let wait = &shared.header().wait;
+        at.store(position, Ordering::Release);
+        count.store(received, Ordering::Relaxed);
+        if !lossy {
             wake_if_sleeping(wait, &wait.publishers_sleeping);
         }
     }
@@ -192,6 +214,7 @@ impl Merge {
                 Next::Empty => i += 1,
                 Next::Message(meta) => {
                     self.current = i;
+                    self.lane = *lane;
                     // One lane: the next quarter lane is read inline,
                     // between stores on a drop-oldest topic (rule 11; from
                     // here, as padding may lie between the published

@@ -13,8 +13,8 @@
 //! corrupts another: a record is committed by its first word, so its
 //! partial record lies behind an empty word, where no subscriber reads,
 //! and the next publisher to take the lane continues after every record it
-//! committed, writing over the partial one. Subscribers merge the lanes. The back-pressure policy is
-//! fixed when the topic is created ([`Policy`]): **Block** makes a
+//! committed, writing over the partial one. Subscribers merge the lanes.
+//! The back-pressure policy is fixed when the topic is created ([`Policy`]): **Block** makes a
 //! publisher wait for the slowest live subscriber; **DropOldest** never
 //! makes it wait, and a subscriber that fell a lane behind gets
 //! [`Error::Lagged`] with exactly how many messages it missed, then
@@ -343,7 +343,12 @@ impl Publisher {
         // A dead predecessor's partial record lies at the true tail, behind
         // an empty word (rules 3, 4 of `lane`): continuing there writes
         // over it, after every record it committed.
-        let cursor = lane.take_over(id, shared.history as usize)?;
+        // A walk that ran onto a page a peer cut away is `Truncated`, and
+        // leaves the lane as it was (not open without a holder).
+        let cursor = lane
+            .take_over(id, shared.history as usize)
+            .map_err(|err| shared.explain(err))?;
+        shared.intact()?;
         header.publisher.store(id, Ordering::Relaxed);
         header.owner.store(owner, Ordering::Relaxed);
         header.published.store(0, Ordering::Relaxed);
@@ -459,7 +464,8 @@ impl Publisher {
             }),
             None => Err(Error::Full {
                 place: self.shared.place.clone(),
-                needed: layout::record_size(len as u64),
+                // The record and the empty word after it (rule 3).
+                needed: layout::record_size(len as u64) + layout::RECORD_ALIGN,
                 free: self.cursor.limit.saturating_sub(self.cursor.tail),
             }),
         }
@@ -648,6 +654,7 @@ impl WriteGrant<'_> {
 impl Deref for WriteGrant<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         // SAFETY: the slot lies inside the lane (reserve checked it) past
         // the committed records, where only this publisher writes (rule 1
@@ -666,6 +673,7 @@ impl Deref for WriteGrant<'_> {
 }
 
 impl DerefMut for WriteGrant<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`; `&mut self` makes this the only reference.
         unsafe {
@@ -716,7 +724,9 @@ impl Subscriber {
         let history = options.receive_history && shared.history > 0;
         let mut cursors = Vec::with_capacity(shared.lanes.len());
         for (i, lane) in shared.lanes.iter().enumerate() {
-            let (position, expected) = lane.join(history, || shared.publisher_alive(i))?;
+            let (position, expected) = lane
+                .join(history, || shared.publisher_alive(i))
+                .map_err(|err| shared.explain(err))?;
             // SeqCst: rule 8 of `lane`.
             shared.position(index, i).store(position, Ordering::SeqCst);
             cursors.push(LaneCursor::at(position, Some(expected)));
@@ -752,9 +762,9 @@ impl Subscriber {
                         "topic {name}: lane {i} reserve {reserve} stays over a lane past its head"
                     )));
                 }
-                let tail = lane.tail()?;
                 // Block topics never lap a subscriber: nothing to count.
-                *cursor = LaneCursor::at(lane.head(tail)?, None);
+                let (head, _) = lane.head_then_tail()?;
+                *cursor = LaneCursor::at(head, None);
                 shared
                     .position(index, i)
                     .store(cursor.position, Ordering::SeqCst);
@@ -763,7 +773,11 @@ impl Subscriber {
         shared.intact()?;
         drop(gate);
         Ok(Subscriber {
-            merge: Merge::new(cursors, shared.entry(index)),
+            merge: Merge::new(
+                cursors,
+                shared.entry(index),
+                shared.lanes[shared.lanes.len() - 1],
+            ),
             index,
             scratch: vec![0; shared.max_message as usize],
             waiter: Waiter::new(options.waiting),
@@ -923,11 +937,10 @@ impl Subscriber {
             if !self.shared.lossy() {
                 // The record's words may be a lost page's zeros.
                 self.shared.intact()?;
+                debug_assert_eq!(i, self.merge.current().0);
                 return Ok(ReadGuard {
                     subscriber: self,
-                    lane: i,
                     meta,
-                    copied: false,
                 });
             }
             let lane = self.shared.lanes[i];
@@ -953,9 +966,7 @@ impl Subscriber {
             self.merge.consume(&self.shared, i, &meta);
             return Ok(ReadGuard {
                 subscriber: self,
-                lane: i,
                 meta,
-                copied: true,
             });
         }
     }
@@ -1073,9 +1084,8 @@ impl Drop for Subscriber {
 #[derive(Debug)]
 pub struct ReadGuard<'a> {
     subscriber: &'a mut Subscriber,
-    lane: usize,
+    /// Found in the merge's current lane (`Merge::current`).
     meta: Meta,
-    copied: bool,
 }
 
 impl ReadGuard<'_> {
@@ -1087,28 +1097,39 @@ impl ReadGuard<'_> {
     }
 
     /// The id of the message's publisher.
+    #[inline]
     pub fn publisher(&self) -> u64 {
         self.meta.publisher
     }
 
     /// The message's sequence number in its publisher's stream.
+    #[inline]
     pub fn sequence(&self) -> u64 {
         self.meta.sequence
     }
 
     /// Moves past the message.
+    #[inline]
     pub fn release(self) {}
 
     /// The message's first byte, for a reader that must not form a `&[u8]`
     /// over shared memory (the typed subscriber copies through it). Valid,
     /// for [`len`](<[u8]>::len) bytes, while the guard lives.
     pub(crate) fn as_ptr(&self) -> *const u8 {
-        if self.copied {
+        if self.copied() {
             return self.subscriber.scratch.as_ptr();
         }
-        self.subscriber.shared.lanes[self.lane]
-            .payload(self.meta.position, self.meta.len)
-            .cast_const()
+        let (_, lane) = self.subscriber.merge.current();
+        lane.payload(self.meta.position, self.meta.len).cast_const()
+    }
+
+    /// Whether the message was copied into the subscriber's buffer (and
+    /// moved past already): always on a drop-oldest topic, never on a
+    /// Block one (`read_until`). Asked of the topic rather than kept in the
+    /// guard, which then has no flag byte to keep in memory.
+    #[inline(always)]
+    fn copied(&self) -> bool {
+        self.subscriber.shared.lossy()
     }
 
     /// The message's length in bytes.
@@ -1120,12 +1141,13 @@ impl ReadGuard<'_> {
 impl Deref for ReadGuard<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         let len = self.meta.len as usize;
-        if self.copied {
+        if self.copied() {
             return &self.subscriber.scratch[..len];
         }
-        let lane = self.subscriber.shared.lanes[self.lane];
+        let (_, lane) = self.subscriber.merge.current();
         // SAFETY: a committed record inside the lane (record_at checked
         // it); on a Block topic its publisher does not write it before our
         // position passes it, which happens only when the guard drops
@@ -1135,12 +1157,12 @@ impl Deref for ReadGuard<'_> {
 }
 
 impl Drop for ReadGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
-        if !self.copied {
+        if !self.copied() {
             let subscriber = &mut *self.subscriber;
-            subscriber
-                .merge
-                .consume(&subscriber.shared, self.lane, &self.meta);
+            let (i, _) = subscriber.merge.current();
+            subscriber.merge.consume(&subscriber.shared, i, &self.meta);
         }
     }
 }
