@@ -278,13 +278,16 @@ pub(crate) fn spin_polls<T>(
 /// again). What a message found here saves is the way out of `wait`: a
 /// call per poll, and a `Result` handed back through each level. In a
 /// round trip, where each side waits a few hundred nanoseconds, that was
-/// 12-18 ns of 350-400 (`ring_cost ab`, 8 B and 64 B). The pause before
-/// every poll cost a round trip nothing measurable, and keeps a consumer
-/// that waits for the next record of a stream from taking that record's
-/// line away from the producer more often than the waiter's own polls
-/// did. Bounded by the count, not the clock (a pause takes about 14 ns
-/// here): a wait with a short spin or deadline spins that much longer
-/// before its first look at the clock.
+/// 18-20 ns of 330-360 at 8 B (`ring_cost ab`), and at 64 B 7-17 ns in
+/// some runs, none in others. Every poll follows a pause: without the
+/// pauses of the first 64 (as `wait`'s first polls go) a 64 B round trip
+/// was 5-13 ns shorter still, but those polls came several times as often
+/// as the waiter's own (a call each), and a consumer waiting for the next
+/// record of a stream takes that record's line from the producer each
+/// time; the 8 B streams of the runs beside that version looked slower.
+/// Bounded by the count, not the clock (a pause takes about 14 ns here):
+/// a wait with a short spin or deadline spins that much longer before
+/// its first look at the clock.
 #[inline(always)]
 pub(crate) fn spin_first<T>(mut poll: impl FnMut() -> Option<T>) -> Option<T> {
     for _ in 0..2 * SPINS_PER_CLOCK_READ {
