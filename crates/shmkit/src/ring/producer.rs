@@ -157,7 +157,6 @@ impl Producer {
         let len = message.len();
         debug_assert_eq!(len as u64, slot.len, "a slot reserved for the message");
         let ring = self.shared.ring;
-        ring.prefetch_for_writing(slot);
         // SAFETY: the slot was reserved for `message.len()` bytes (every
         // caller reserves it for this message), which are in the data area
         // and this producer's until the commit (rule 2); `message` is ours.

@@ -437,35 +437,6 @@ impl RingRef {
         }
     }
 
-    /// For a producer about to fill `slot`: asks the CPU for the cache
-    /// lines of its record and of the empty word after it, for writing, so
-    /// that all of them are requested at once, before the copy. In a
-    /// round trip the consumer holds those lines (it polls the word and
-    /// prefetches the rest, see
-    /// [`prefetch_record`](RingRef::prefetch_record)), and taking them
-    /// this way cut an 8 B or 64 B round trip by 9-14 ns (a prefetch for
-    /// reading instead made it about 150 ns slower: the lines came
-    /// shared, and each store still had to ask for them). Only a hint,
-    /// for records of up to 112 bytes of payload (with the word after
-    /// them three lines at most, each reached by one of three addresses
-    /// at most 64 bytes apart, so no loop), inside the data area, and
-    /// nothing under loom.
-    #[inline(always)]
-    pub(crate) fn prefetch_for_writing(&self, slot: Slot) {
-        const LINE: u64 = 64;
-        let size = record_size(slot.len) + RECORD_HEADER;
-        if size > 2 * LINE + 1 {
-            return;
-        }
-        let first = self.offset(slot.position);
-        // The empty word after a record that ends the data area is at its
-        // start: left out.
-        let last = (first + size).min(self.capacity) - 1;
-        for offset in [first, first + (last - first) / 2, last] {
-            prefetch_for_write(self.data.as_ptr().wrapping_add(offset as usize));
-        }
-    }
-
     /// Hands the space of a read message back to the producer.
     #[inline]
     pub(crate) fn release(&self, cursor: &mut ConsumerCursor, slot: Slot) {
@@ -740,29 +711,6 @@ pub(crate) fn prefetch(address: *const u8) {
     // and cannot fault, whatever the address.
     unsafe {
         std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(address.cast());
-    }
-    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
-    let _ = address;
-}
-
-/// A hint to fetch the cache line at `address` for writing (`PREFETCHW`:
-/// the line comes exclusive, so a store to it needs no second request);
-/// no effect on what any load returns, and never a fault.
-#[inline(always)]
-fn prefetch_for_write(address: *const u8) {
-    // `_mm_prefetch` with `_MM_HINT_ET0` compiles to a prefetch for
-    // reading unless the build enables the `prfchw` feature, hence the
-    // instruction itself. Processors without it run it as a no-op.
-    #[cfg(all(target_arch = "x86_64", not(loom)))]
-    // SAFETY: a prefetch is only a hint: it writes nothing, reads nothing
-    // into the program and cannot fault, whatever the address; it touches
-    // no register but its operand's and no flag.
-    unsafe {
-        std::arch::asm!(
-            "prefetchw [{address}]",
-            address = in(reg) address,
-            options(nostack, preserves_flags, readonly),
-        );
     }
     #[cfg(not(all(target_arch = "x86_64", not(loom))))]
     let _ = address;

@@ -271,23 +271,27 @@ pub(crate) fn spin_polls<T>(
     Ok(None)
 }
 
-/// The polls [`Waiter::wait`] begins with ([`SPINS_PER_CLOCK_READ`]
-/// without a pause, as many after one each), for a caller whose `poll`
-/// is small enough to inline and says `Some` when the wait is over,
-/// before it calls `wait` (whose polls then start again). What a message
-/// found here saves is the way out of `wait`: a call per poll, and a
-/// `Result` handed back through each level. In a round trip, where each
-/// side waits a few hundred nanoseconds, that was 12-18 ns of 350-400
-/// (`ring_cost ab`, 8 B and 64 B). Bounded by the count, not the clock
-/// (64 pauses take about 1 µs here): it is no longer than `wait`'s first
-/// polls, so a wait with a short spin or deadline spins that much longer
-/// before its first look at the clock.
+/// As many polls as [`Waiter::wait`] makes before its first look at the
+/// clock (twice [`SPINS_PER_CLOCK_READ`]), each after a pause, for a
+/// caller whose `poll` is small enough to inline and says `Some` when
+/// the wait is over, before it calls `wait` (whose polls then start
+/// again). What a message found here saves is the way out of `wait`: a
+/// call per poll, and a `Result` handed back through each level. In a
+/// round trip, where each side waits a few hundred nanoseconds, that was
+/// 18-20 ns of 330-360 at 8 B (`ring_cost ab`), and at 64 B 7-17 ns in
+/// some runs, none in others. Every poll follows a pause: without the
+/// pauses of the first 64 (as `wait`'s first polls go) a 64 B round trip
+/// was 5-13 ns shorter still, but those polls came several times as often
+/// as the waiter's own (a call each), and a consumer waiting for the next
+/// record of a stream takes that record's line from the producer each
+/// time; the 8 B streams of the runs beside that version looked slower.
+/// Bounded by the count, not the clock (a pause takes about 14 ns here):
+/// a wait with a short spin or deadline spins that much longer before
+/// its first look at the clock.
 #[inline(always)]
 pub(crate) fn spin_first<T>(mut poll: impl FnMut() -> Option<T>) -> Option<T> {
-    for spin in 0..2 * SPINS_PER_CLOCK_READ {
-        if spin >= SPINS_PER_CLOCK_READ {
-            std::hint::spin_loop();
-        }
+    for _ in 0..2 * SPINS_PER_CLOCK_READ {
+        std::hint::spin_loop();
         if let Some(value) = poll() {
             return Some(value);
         }
