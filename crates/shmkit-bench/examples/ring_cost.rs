@@ -12,6 +12,9 @@
 //!                                           # then receiver) in one thread: count each
 //!                                           # side with callgrind's inclusive cost of
 //!                                           # StreamSides::send and ::receive
+//! ring_cost bench-blocks spin|block|batch SIZE BLOCKS PER_BLOCK
+//!                                           # those loops between two pinned processes,
+//!                                           # timed as `blocks` times its stream
 //! ```
 //!
 //! ring_cost park SECONDS                    # a consumer parked on an empty ring
@@ -68,14 +71,60 @@ fn main() {
         Some("blocks-consume") => blocks(arg(1), arg(2), arg(3), &args[4], Some(&args[5])),
         Some("echo") => echo(&args[1], arg(2)),
         Some("sides") => sides(args.get(1).map(String::as_str), arg(2), arg(3)),
+        Some("bench-blocks") => bench_blocks(&args[1], arg(2), arg(3), arg(4), None),
+        Some("bench-blocks-receive") => {
+            bench_blocks(&args[1], arg(2), arg(3), arg(4), Some(&args[5]))
+        }
         _ => usage(),
     }
 }
 
+fn bench_transport(name: Option<&str>) -> shmkit_bench::Transport {
+    match name {
+        Some("spin") => shmkit_bench::Transport::ShmkitSpin,
+        Some("block") => shmkit_bench::Transport::ShmkitBlock,
+        Some("batch") => shmkit_bench::Transport::ShmkitBatch,
+        _ => usage(),
+    }
+}
+
+/// `bench-blocks`: the bench's own stream loops between two pinned
+/// processes, timed in blocks as `blocks` times a plain stream.
+fn bench_blocks(which: &str, size: usize, blocks: usize, per_block: usize, ring: Option<&str>) {
+    let transport = bench_transport(Some(which));
+    let total = (blocks * per_block) as u64;
+    let Some(name) = ring else {
+        pin(0);
+        let name = format!("ring-cost-{}", std::process::id());
+        let _remove = RemoveSegment::new(SEGMENT_PREFIX, &name);
+        let mut child = Command::new(std::env::current_exe().expect("this program"))
+            .args(["bench-blocks-receive", which])
+            .args([size, blocks, per_block].map(|n| n.to_string()))
+            .arg(&name)
+            .spawn()
+            .expect("the receiver");
+        shmkit_bench::cost::send_blocks(transport, size, &name, total).expect("send");
+        assert!(child.wait().expect("the receiver ends").success());
+        return;
+    };
+    pin(1);
+    let mut rates =
+        shmkit_bench::cost::receive_blocks(transport, size, name, blocks as u64, per_block as u64)
+            .expect("receive");
+    // The first tenth warms up.
+    let mut rates = rates.split_off(blocks / 10);
+    rates.sort_unstable_by(f64::total_cmp);
+    let median = rates[rates.len() / 2];
+    println!(
+        "{size} B, {which} (the bench's loops): median of {} blocks of {per_block}: {:.2} M msgs/s",
+        rates.len(),
+        median / 1e6
+    );
+}
+
 fn sides(transport: Option<&str>, size: usize, count: usize) {
     let transport = match transport {
-        Some("spin") => shmkit_bench::Transport::ShmkitSpin,
-        Some("batch") => shmkit_bench::Transport::ShmkitBatch,
+        Some("spin") | Some("batch") => bench_transport(transport),
         _ => usage(),
     };
     let mut sides = shmkit_bench::cost::StreamSides::new(transport, size, count as u64)
@@ -89,7 +138,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: ring_cost one-thread SIZE COUNT [BATCH] | stream SIZE COUNT WAITING [BATCH] \
          | blocks SIZE BLOCKS PER_BLOCK WAITING | park SECONDS | ab SIZE ROUNDS \
-         | sides spin|batch SIZE COUNT"
+         | sides spin|batch SIZE COUNT | bench-blocks spin|block|batch SIZE BLOCKS PER_BLOCK"
     );
     std::process::exit(2)
 }

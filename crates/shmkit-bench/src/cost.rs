@@ -96,7 +96,8 @@ impl StreamSides {
                 let capacity = ((messages + 2) * ring_record(size))
                     .next_power_of_two()
                     .max(1 << 20);
-                let (tx, rx) = RingLink::pair(transport, &name, capacity)?;
+                let tx = RingLink::end(transport, &name, capacity, true)?;
+                let rx = RingLink::end(transport, &name, capacity, false)?;
                 (AnyLink::Ring(tx), AnyLink::Ring(rx), remove)
             }
             Transport::ShmkitTopic => {
@@ -148,4 +149,69 @@ impl StreamSides {
         .expect("receive")
         .0
     }
+}
+
+/// The sending side of a stream timed in blocks (`ring_cost
+/// bench-blocks`): `messages` messages of `size` bytes into ring `name`,
+/// sent as the bench's sender sends them as `transport` (`shmkit-spin`,
+/// `shmkit-block` or `shmkit-batch`), 256 at a time.
+pub fn send_blocks(
+    transport: crate::Transport,
+    size: usize,
+    name: &str,
+    messages: u64,
+) -> Result<(), crate::Error> {
+    use crate::transports::Link;
+    let capacity = crate::transports::ring_capacity(size);
+    let mut link = crate::transports::RingLink::end(transport, name, capacity, true)?;
+    let mut message = crate::measure::Message::new(size);
+    let mut next = 0;
+    while next < messages {
+        let end = (next + 256).min(messages);
+        link.send_sequence(&mut message, next..end)?;
+        next = end;
+    }
+    Ok(())
+}
+
+/// The receiving side of [`send_blocks`]: receives and checks `blocks`
+/// blocks of `per_block` messages as the bench's receiver does, and
+/// returns each block's rate in messages per second. The median of many
+/// short blocks leaves out those that another process's time slice cut
+/// into, which a stream's total over its elapsed time does not.
+pub fn receive_blocks(
+    transport: crate::Transport,
+    size: usize,
+    name: &str,
+    blocks: u64,
+    per_block: u64,
+) -> Result<Vec<f64>, crate::Error> {
+    use crate::transports::Link;
+    let capacity = crate::transports::ring_capacity(size);
+    let mut link = crate::transports::RingLink::end(transport, name, capacity, false)?;
+    let expected = crate::measure::Message::new(size);
+    let mut buf = vec![0; size];
+    let mut next = 0;
+    let mut rates = Vec::new();
+    for _ in 0..blocks {
+        let end = next + per_block;
+        let mut wrong = None;
+        let start = std::time::Instant::now();
+        link.recv_while(&mut buf, |bytes| match expected.check(bytes, next) {
+            Ok(()) => {
+                next += 1;
+                next < end
+            }
+            Err(why) => {
+                wrong = Some(why);
+                false
+            }
+        })?;
+        let elapsed = start.elapsed().as_secs_f64().max(1e-9);
+        if let Some(why) = wrong {
+            return Err(crate::Error::Message(why));
+        }
+        rates.push(per_block as f64 / elapsed);
+    }
+    Ok(rates)
 }

@@ -149,30 +149,25 @@ pub struct RingLink {
 }
 
 impl RingLink {
-    /// A producer's link and a consumer's on ring `name` of `capacity`
-    /// bytes, in this process, sending as `transport` does (for
-    /// `cost::StreamSides`).
-    pub(crate) fn pair(
+    /// One end of ring `name` of `capacity` bytes (its producer's if
+    /// `sends`), opened or made with the bench's options for `transport`
+    /// (for `cost`, which drives the bench's loops without its processes).
+    pub(crate) fn end(
         transport: Transport,
         name: &str,
         capacity: u64,
-    ) -> Result<(RingLink, RingLink), Error> {
+        sends: bool,
+    ) -> Result<RingLink, Error> {
         let options = options(transport, 8, None).capacity(capacity);
-        let batches = transport == Transport::ShmkitBatch;
-        let tx = Producer::open_with(name, &options)?;
-        let rx = Consumer::open_with(name, &options)?;
-        Ok((
-            RingLink {
-                tx: Some(tx),
-                rx: None,
-                batches,
-            },
-            RingLink {
-                tx: None,
-                rx: Some(rx),
-                batches,
-            },
-        ))
+        Ok(RingLink {
+            tx: sends
+                .then(|| Producer::open_with(name, &options))
+                .transpose()?,
+            rx: (!sends)
+                .then(|| Consumer::open_with(name, &options))
+                .transpose()?,
+            batches: transport == Transport::ShmkitBatch,
+        })
     }
 
     /// Its producer and consumer, for `shmkit-async` to await.

@@ -5,12 +5,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::park::Park;
-use super::ring::{end_of_stream, poll_message, poll_next, poll_room};
+use super::ring::{end_of_stream, poll_message, poll_next_with, poll_room};
 use super::sink::{sink_by_outgoing, Outgoing};
 use crate::channel::{Codec, Postcard, Receiver, Sender};
 use crate::error::{Error, Result};
 use crate::ring::protocol::Slot;
-use crate::ring::Options;
+use crate::ring::{Consumer, Options};
 
 /// The sending end of a typed channel, awaited: a [`Sender`] whose waits
 /// park the task instead of the thread.
@@ -84,9 +84,9 @@ impl<T, C: Codec<T>> AsyncSender<T, C> {
         self.sender
     }
 
-    /// Waits until `value`'s message fits. Cancel-safe.
-    fn poll_room_for(&mut self, cx: &mut Context<'_>, value: &T) -> Poll<Result<()>> {
-        let len = self.sender.message_len(value)?;
+    /// Waits until a message of `len` bytes (a value's, `message_len`)
+    /// fits. Cancel-safe.
+    fn poll_room_of(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<Result<()>> {
         poll_room(&mut self.park, cx, self.sender.producer_mut(), len)
     }
 
@@ -97,12 +97,20 @@ impl<T, C: Codec<T>> AsyncSender<T, C> {
     ///
     /// As [`Sender::send`].
     pub async fn send(&mut self, value: &T) -> Result<()> {
+        // Encoded once for its length, at the first wait: nothing is sent
+        // meanwhile, so every try's message is as long (not once a poll,
+        // then again for the next try).
+        let mut len = None;
         loop {
             match self.sender.try_send(value) {
                 Err(Error::Full { .. }) => {}
                 other => return other,
             }
-            std::future::poll_fn(|cx| self.poll_room_for(cx, value)).await?;
+            let len = match len {
+                Some(len) => len,
+                None => *len.insert(self.sender.message_len(value)?),
+            };
+            std::future::poll_fn(|cx| self.poll_room_of(cx, len)).await?;
         }
     }
 }
@@ -126,8 +134,9 @@ impl<T, C: Codec<T>> Outgoing<T> for AsyncSender<T, C> {
     }
 
     fn poll_send_kept(&mut self, cx: &mut Context<'_>, value: &T) -> Poll<Result<()>> {
+        let len = self.sender.message_len(value)?;
         loop {
-            std::task::ready!(self.poll_room_for(cx, value))?;
+            std::task::ready!(self.poll_room_of(cx, len))?;
             if self.send_now(value)? {
                 return Poll::Ready(Ok(()));
             }
@@ -245,9 +254,11 @@ impl<T, C: Codec<T>> AsyncReceiver<T, C> {
     }
 
     /// The next message's place: found at once if it is there, else
-    /// waited for. Takes nothing.
+    /// waited for. Takes nothing. Its quick look leaves the fault flag to
+    /// the copy's check after it (`recv_at`), as the ring's `recv` does.
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Slot>> {
-        poll_next(&mut self.park, cx, self.receiver.consumer_mut())
+        let look = Consumer::message_to_copy_now;
+        poll_next_with(&mut self.park, cx, self.receiver.consumer_mut(), look)
     }
 }
 
@@ -280,5 +291,40 @@ impl<T, C> std::fmt::Debug for AsyncReceiver<T, C> {
         f.debug_struct("AsyncReceiver")
             .field("receiver", &self.receiver)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typed_send_that_waits_for_room_sends_its_value_once_there_is_some() {
+        let name = format!("aio-typed-full-{}", std::process::id());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let options = Options::default().capacity(4096);
+            let mut rx = Receiver::<Vec<u8>>::open_with(&name, &options).expect("a receiver");
+            let mut tx = AsyncSender::<Vec<u8>>::open_with(&name, &options).expect("a sender");
+            let filler = vec![7u8; 300];
+            let mut filled = 0;
+            while tx.get_mut().try_send(&filler).is_ok() {
+                filled += 1;
+            }
+            let last = vec![9u8; 300];
+            // The send waits (the ring is full); the other branch, polled
+            // once it does, makes room.
+            let (sent, drained) = tokio::join!(tx.send(&last), async {
+                tokio::task::yield_now().await;
+                (0..filled)
+                    .map(|_| rx.try_recv().expect("a filler"))
+                    .all(|got| got == filler)
+            });
+            sent.expect("sent once there was room");
+            assert!(drained, "every filler came back whole");
+            assert_eq!(rx.try_recv().expect("the last value"), last);
+        });
     }
 }

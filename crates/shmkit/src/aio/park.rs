@@ -292,17 +292,17 @@ impl Park {
         Poll::Pending
     }
 
-    /// The first poll after a park: if the peer's wake-up call came since
-    /// (the line's `woken_at` stamp is later than the park), how long it
-    /// took to reach this poll (the reactor thread's wake-up, the task's
-    /// waker, the executor's thread) is a sample of this waiter's wake-up
-    /// cost, which an adaptive endpoint spins for twice, as a blocking
-    /// one does for its own (a poll at a check time, with no wake-up
-    /// since, is none).
+    /// A poll after a park: if the peer's wake-up call came since (the
+    /// line's `woken_at` stamp is later than the park), how long it took
+    /// to reach this poll (the reactor thread's wake-up, the task's waker,
+    /// the executor's thread) is a sample of this waiter's wake-up cost,
+    /// which an adaptive endpoint spins for twice, as a blocking one does
+    /// for its own. A poll with no wake-up since (a check time, another
+    /// branch of a `select!`) is none, and leaves the park to a later one.
     #[cold]
     fn learn_wake_cost(&mut self, target: &mut impl Readiness) {
-        let parked_at = std::mem::take(&mut self.parked_at);
         let Some(Announced { line, .. }) = &self.announced else {
+            self.parked_at = 0;
             return;
         };
         // SAFETY: as in `stop_sleeping`: the line is in the mapping of the
@@ -310,8 +310,12 @@ impl Park {
         let line = unsafe { line.as_ref() };
         // Relaxed: only a measurement; a stale stamp is filtered below.
         let stamp = line.woken_at().load(Ordering::Relaxed);
+        if stamp <= self.parked_at {
+            return;
+        }
+        self.parked_at = 0;
         let now = monotonic_nanos();
-        if stamp > parked_at && now >= stamp {
+        if now >= stamp {
             target.learn_wake_cost(Duration::from_nanos(now - stamp));
         }
     }
@@ -329,6 +333,7 @@ impl Park {
     /// `FUTEX_WAKE`).
     fn finish(&mut self) {
         self.parked = None;
+        self.parked_at = 0;
         self.stop_sleeping();
         if self.next_check.take().is_some() {
             self.left = self.left_at_wait;

@@ -83,7 +83,7 @@ pub(super) fn poll_next(
 /// blocking `message_now`, or for a verb that checks the fault flag after
 /// its own copy, `message_to_copy_now`.
 #[inline(always)]
-fn poll_next_with(
+pub(super) fn poll_next_with(
     park: &mut Park,
     cx: &mut Context<'_>,
     consumer: &mut Consumer,
@@ -841,14 +841,23 @@ mod tests {
         let untaught = consumer.get_ref().spin_time();
         let mut buf = [0u8; 8];
         runtime.block_on(async {
-            // A wait that parks, then is cancelled: its registration stays
-            // with the consumer, and the next receive takes it over.
+            // A wait that parks, then is cancelled (well before its check
+            // time): its registration stays with the consumer, and the
+            // next receive takes it over.
             tokio::select! {
                 got = consumer.recv(&mut buf) => panic!("nothing was sent: {got:?}"),
-                () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+                () = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
             }
             let sleeping = consumer.get_ref().sleep_line().1.load(Ordering::SeqCst);
             assert_eq!(sleeping, 1, "the wait parked");
+            // A poll that nothing woke (as another branch of a `select!`
+            // makes) finds no wake-up to learn from, and the wait goes on.
+            std::future::poll_fn(|cx| {
+                let waiting = std::pin::pin!(consumer.recv(&mut buf)).poll(cx);
+                assert!(waiting.is_pending(), "nothing was sent: {waiting:?}");
+                Poll::Ready(())
+            })
+            .await;
             // Wakes the parked consumer (its word says it sleeps).
             producer.send(b"wake").expect("sent");
             let n = consumer.recv(&mut buf).await.expect("received");

@@ -432,8 +432,9 @@ impl<T, C: Codec<T>> AsyncTypedPublisher<T, C> {
         self.publisher
     }
 
-    fn poll_room_for(&mut self, cx: &mut Context<'_>, value: &T) -> Poll<Result<()>> {
-        let len = self.publisher.message_len(value)?;
+    /// Waits until a message of `len` bytes (a value's, `message_len`)
+    /// fits. Cancel-safe.
+    fn poll_room_of(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<Result<()>> {
         self.park
             .poll_ready(cx, &mut Room(self.publisher.publisher_mut(), len))
     }
@@ -446,12 +447,20 @@ impl<T, C: Codec<T>> AsyncTypedPublisher<T, C> {
     ///
     /// As [`channel::Publisher::send`](crate::channel::Publisher::send).
     pub async fn send(&mut self, value: &T) -> Result<()> {
+        // Encoded once for its length, at the first wait: nothing is sent
+        // meanwhile, so every try's message is as long (not once a poll,
+        // then again for the next try).
+        let mut len = None;
         loop {
             match self.publisher.try_send(value) {
                 Err(Error::Full { .. }) => {}
                 other => return other,
             }
-            poll_fn(|cx| self.poll_room_for(cx, value)).await?;
+            let len = match len {
+                Some(len) => len,
+                None => *len.insert(self.publisher.message_len(value)?),
+            };
+            poll_fn(|cx| self.poll_room_of(cx, len)).await?;
         }
     }
 }
@@ -475,8 +484,9 @@ impl<T, C: Codec<T>> Outgoing<T> for AsyncTypedPublisher<T, C> {
     }
 
     fn poll_send_kept(&mut self, cx: &mut Context<'_>, value: &T) -> Poll<Result<()>> {
+        let len = self.publisher.message_len(value)?;
         loop {
-            std::task::ready!(self.poll_room_for(cx, value))?;
+            std::task::ready!(self.poll_room_of(cx, len))?;
             if self.send_now(value)? {
                 return Poll::Ready(Ok(()));
             }

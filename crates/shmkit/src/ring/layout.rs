@@ -53,13 +53,15 @@ pub(crate) const fn record_size(len: u64) -> u64 {
 /// The largest message a data area of `capacity` bytes can carry: a record
 /// may need a padding record of almost its own size before it, plus the
 /// empty record word after it, so it is limited to half the area; and its
-/// length must fit the record word's 32 bits.
+/// length, and that padding record's (at most `record_size(max) - 8`),
+/// must fit the record word's 32 bits.
 pub(crate) const fn max_message_for(capacity: u64) -> u64 {
     let half = capacity / 2 - 2 * RECORD_HEADER;
-    if half < u32::MAX as u64 {
+    let widest = (1 << 32) - RECORD_HEADER;
+    if half < widest {
         half
     } else {
-        u32::MAX as u64
+        widest
     }
 }
 
@@ -201,8 +203,14 @@ mod tests {
     #[test]
     fn the_largest_message_has_a_32_bit_length() {
         assert_eq!(max_message_for(1 << 33), (1 << 32) - 16);
-        assert_eq!(max_message_for(1 << 34), u32::MAX as u64);
-        assert_eq!(max_message_for(MAX_CAPACITY), u32::MAX as u64);
+        assert_eq!(max_message_for(1 << 34), (1 << 32) - 8);
+        assert_eq!(max_message_for(MAX_CAPACITY), (1 << 32) - 8);
+        for capacity in [1 << 33, 1 << 34, MAX_CAPACITY] {
+            // The widest padding record, just short of the largest record
+            // and its empty word: its length fits the word too.
+            let padding = record_size(max_message_for(capacity));
+            assert!(padding - RECORD_HEADER <= u32::MAX as u64, "{capacity}");
+        }
     }
 
     #[test]

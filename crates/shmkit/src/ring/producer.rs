@@ -264,9 +264,38 @@ impl Producer {
 
     /// The rest of `grant_until` when the ring is full: kept out of line,
     /// so that the path of every message stays short.
+    ///
+    /// For a small message it first looks at the consumer's `head` only
+    /// every [`PAUSES_PER_LOOK`] pauses, for [`UNHURRIED_LOOKS`] looks: a
+    /// full ring is a consumer with a ring of messages to read, which the
+    /// producer does not keep waiting by noticing room a microsecond late,
+    /// but which it slows down by looking after every pause: each look
+    /// that finds a new `head` takes the line from the consumer, whose
+    /// next store of `head` (once per message) must fetch it back, a
+    /// transfer between the CPUs that costs a small message's consumer
+    /// more than the message. A stream whose consumer was the slower side
+    /// kept the ring full and paid that per message (`ring_cost
+    /// bench-blocks spin 64`, the median rate of blocks: 26–67 M msgs/s,
+    /// median 41, with a look per pause; 33–70, median 53, so). Then it
+    /// waits as ever, looking after every pause and sleeping as `Waiting`
+    /// says.
     #[cold]
     #[inline(never)]
     fn wait_for_room(&mut self, len: usize, deadline: Option<Instant>) -> Result<Slot> {
+        let looks = if len <= UNHURRIED_MAX_LEN {
+            UNHURRIED_LOOKS
+        } else {
+            0
+        };
+        for _ in 0..looks {
+            for _ in 0..PAUSES_PER_LOOK {
+                std::hint::spin_loop();
+            }
+            let reserved = self.shared.ring.reserve(&mut self.cursor, len as u64);
+            if let Some(slot) = reserved.map_err(|e| self.shared.explain(e))? {
+                return Ok(slot);
+            }
+        }
         let shared = &self.shared;
         let cursor = &mut self.cursor;
         let header = shared.header();
@@ -322,6 +351,21 @@ impl Producer {
         })
     }
 }
+
+/// Pauses between two looks at the consumer's `head` while the ring is
+/// full, at first (see `Producer::wait_for_room`).
+const PAUSES_PER_LOOK: u32 = 32;
+
+/// How many looks the producer takes that way before it waits as ever: a
+/// few tens of microseconds, after which the consumer is more likely
+/// stalled than busy (and its liveness is looked at). None under loom,
+/// whose model explores every look.
+const UNHURRIED_LOOKS: u32 = if cfg!(loom) { 0 } else { 16 };
+
+/// The longest message whose producer waits for room that way: beyond a
+/// few KiB, the consumer's store of `head` per message is a small part of
+/// its time.
+const UNHURRIED_MAX_LEN: usize = 4096;
 
 /// For a waiting producer: `Err` once its consumer is gone and will not
 /// come back for it.

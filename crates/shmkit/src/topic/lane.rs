@@ -488,6 +488,22 @@ impl LaneRef {
         Ok(head)
     }
 
+    /// The published `head`, loaded before `tail` and checked against it,
+    /// for a reader while the publisher may be at work: both only grow and
+    /// `head <= tail` holds at every instant, so in this order `head` past
+    /// `tail` is corruption, whereas `tail - head` may exceed a lane if the
+    /// publisher lapped the lane between the two loads.
+    pub(crate) fn head_then_tail(&self) -> Result<(u64, u64)> {
+        let head = self.head_now()?;
+        let tail = self.tail()?;
+        if head > tail {
+            return Err(Error::Corrupt(format!(
+                "topic lane head {head} is past tail {tail}"
+            )));
+        }
+        Ok((head, tail))
+    }
+
     /// The published `head`, checked to be a position (rule 1).
     fn head_now(&self) -> Result<u64> {
         // Acquire: pairs with the Release in `make_room`: the record at
@@ -502,18 +518,38 @@ impl LaneRef {
     /// it asks for history, else the tail. `alive` says whether the lane's
     /// publisher still lives (asked only if its update seems stuck).
     pub(crate) fn join(&self, history: bool, alive: impl Fn() -> bool) -> Result<(u64, u64)> {
+        // `head` before `tail`, as in `head_then_tail`: in this order a
+        // live publisher cannot make `head` pass the `tail` we read.
+        let head = if history {
+            Some(self.head_now()?)
+        } else {
+            None
+        };
         let (tail, sequence) = self.consistent_tail(alive)?;
-        if !history {
+        let Some(head) = head else {
+            return Ok((tail, sequence));
+        };
+        if head > tail {
+            return Err(Error::Corrupt(format!(
+                "topic lane head {head} is past tail {tail}"
+            )));
+        }
+        if tail - head > self.capacity {
+            // Lapped while we looked: what `head` named is gone; no history.
             return Ok((tail, sequence));
         }
-        let head = self.head(tail)?;
+        // Acquire: pairs with the Release store in `keep_history`: the
+        // record there is visible whole.
         let start = self.header().history_start.load(Ordering::Acquire);
-        let mut position =
-            if check_position(start, "history start").is_err() || start > tail || start < head {
-                head
-            } else {
-                start
-            };
+        let mut position = if check_position(start, "history start").is_err() || start < head {
+            head
+        } else if start > tail {
+            // Stored after a `tail` newer than ours: the latest messages
+            // all lie past our `tail`, and are read as new from there.
+            tail
+        } else {
+            start
+        };
         // The first retained message's own lane sequence; if it is already
         // being overwritten, no history: start at the tail.
         while position < tail {
@@ -585,6 +621,12 @@ impl LaneRef {
         let header = self.header();
         let tail = self.tail()?;
         let head = self.head(tail)?;
+        // Relaxed: the predecessor's; we write below it without a
+        // `make_room` of our own. A lapped drop-oldest reader that reads
+        // one of our writes still sees this `reserve` (rule 6) through the
+        // Release fence in the `publish_tail` below, which comes before
+        // any such write, and read-read coherence with this load: keep
+        // that fence first.
         let reserve = header.reserve.load(Ordering::Relaxed);
         check_position(reserve, "reserve")?;
         if reserve < tail || reserve - head > self.capacity {
@@ -825,7 +867,8 @@ impl LaneRef {
         let header = self.header();
         // Rule 10: odd while the pair changes. Relaxed, then a Release
         // fence: the odd value is visible before either store below; pairs
-        // with the Acquire fence in `consistent_tail`.
+        // with the Acquire fence in `consistent_tail`. (`take_over` relies
+        // on this fence for rule 6 too.)
         header
             .version
             .store(cursor.version.wrapping_add(1), Ordering::Relaxed);
@@ -1017,6 +1060,35 @@ mod tests {
             // SAFETY: allocated in `new` with this layout.
             unsafe { dealloc(self.base.as_ptr(), self.layout) };
         }
+    }
+
+    /// A joiner asking for history reads `head`, then `tail`, then
+    /// `history_start` while the publisher goes on: `head` more than a lane
+    /// behind that `tail` (lapped between the loads) or `history_start`
+    /// past it (stored after a newer tail) start it at the tail; only
+    /// `head` past `tail` is corrupt.
+    #[test]
+    fn a_joiner_that_saw_the_publisher_move_on_starts_at_the_tail() {
+        let memory = Memory::new();
+        let lane = memory.lane();
+        let mut cursor = lane.take_over(1, 4).unwrap();
+        for len in [10, 20, 30] {
+            let slot = lane.reserve(&mut cursor, len, None).unwrap().unwrap();
+            lane.commit(&mut cursor, slot, len);
+        }
+        let (tail, sequence) = (cursor.tail, cursor.lane_sequence);
+        let header = lane.header();
+        header.history_start.store(tail + 64, Ordering::Relaxed);
+        assert_eq!(lane.join(true, || true).unwrap(), (tail, sequence));
+
+        let far = 3 * CAPACITY;
+        header.tail.store(far, Ordering::Relaxed);
+        header.head.store(0, Ordering::Relaxed);
+        assert_eq!(lane.join(true, || true).unwrap(), (far, sequence));
+
+        header.head.store(far + 8, Ordering::Relaxed);
+        let err = lane.join(true, || true).unwrap_err();
+        assert!(matches!(err, Error::Corrupt(_)), "{err}");
     }
 
     proptest! {

@@ -93,14 +93,15 @@ pub(crate) const fn record_size(len: u64) -> u64 {
 
 /// The largest message a lane of `capacity` bytes carries: a record may
 /// need padding of almost its own size before it, and the empty word after
-/// it (rule 3 of `lane`), so half the lane; and the length must fit 32
-/// bits.
+/// it (rule 3 of `lane`), so half the lane; and its length, and that
+/// padding's (at most `record_size(max) - 8`), must fit 32 bits.
 pub(crate) const fn max_message_for(capacity: u64) -> u64 {
     let half = capacity / 2 - RECORD_HEADER;
-    if half < u32::MAX as u64 {
+    let widest = (1 << 32) - RECORD_HEADER;
+    if half < widest {
         half
     } else {
-        u32::MAX as u64
+        widest
     }
 }
 
@@ -349,6 +350,12 @@ mod tests {
             let max = max_message_for(capacity);
             // Padding short of the record, the record, the empty word.
             assert!(record_size(max) - RECORD_ALIGN + record_size(max) + RECORD_ALIGN <= capacity);
+        }
+        for capacity in [1 << 33, 1 << 34, MAX_CAPACITY] {
+            // The widest padding, just short of the largest record and its
+            // empty word: its length (the padding less its word) fits 32 bits.
+            let padding = record_size(max_message_for(capacity));
+            assert!(padding - RECORD_ALIGN <= u32::MAX as u64, "{capacity}");
         }
         assert_eq!(&MAGIC.to_le_bytes(), b"SHMKTOPC");
         assert_eq!(

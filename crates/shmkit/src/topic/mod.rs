@@ -13,8 +13,8 @@
 //! corrupts another: a record is committed by its first word, so its
 //! partial record lies behind an empty word, where no subscriber reads,
 //! and the next publisher to take the lane continues after every record it
-//! committed, writing over the partial one. Subscribers merge the lanes. The back-pressure policy is
-//! fixed when the topic is created ([`Policy`]): **Block** makes a
+//! committed, writing over the partial one. Subscribers merge the lanes.
+//! The back-pressure policy is fixed when the topic is created ([`Policy`]): **Block** makes a
 //! publisher wait for the slowest live subscriber; **DropOldest** never
 //! makes it wait, and a subscriber that fell a lane behind gets
 //! [`Error::Lagged`] with exactly how many messages it missed, then
@@ -343,7 +343,12 @@ impl Publisher {
         // A dead predecessor's partial record lies at the true tail, behind
         // an empty word (rules 3, 4 of `lane`): continuing there writes
         // over it, after every record it committed.
-        let cursor = lane.take_over(id, shared.history as usize)?;
+        // A walk that ran onto a page a peer cut away is `Truncated`, and
+        // leaves the lane as it was (not open without a holder).
+        let cursor = lane
+            .take_over(id, shared.history as usize)
+            .map_err(|err| shared.explain(err))?;
+        shared.intact()?;
         header.publisher.store(id, Ordering::Relaxed);
         header.owner.store(owner, Ordering::Relaxed);
         header.published.store(0, Ordering::Relaxed);
@@ -459,7 +464,8 @@ impl Publisher {
             }),
             None => Err(Error::Full {
                 place: self.shared.place.clone(),
-                needed: layout::record_size(len as u64),
+                // The record and the empty word after it (rule 3).
+                needed: layout::record_size(len as u64) + layout::RECORD_ALIGN,
                 free: self.cursor.limit.saturating_sub(self.cursor.tail),
             }),
         }
@@ -718,7 +724,9 @@ impl Subscriber {
         let history = options.receive_history && shared.history > 0;
         let mut cursors = Vec::with_capacity(shared.lanes.len());
         for (i, lane) in shared.lanes.iter().enumerate() {
-            let (position, expected) = lane.join(history, || shared.publisher_alive(i))?;
+            let (position, expected) = lane
+                .join(history, || shared.publisher_alive(i))
+                .map_err(|err| shared.explain(err))?;
             // SeqCst: rule 8 of `lane`.
             shared.position(index, i).store(position, Ordering::SeqCst);
             cursors.push(LaneCursor::at(position, Some(expected)));
@@ -754,9 +762,9 @@ impl Subscriber {
                         "topic {name}: lane {i} reserve {reserve} stays over a lane past its head"
                     )));
                 }
-                let tail = lane.tail()?;
                 // Block topics never lap a subscriber: nothing to count.
-                *cursor = LaneCursor::at(lane.head(tail)?, None);
+                let (head, _) = lane.head_then_tail()?;
+                *cursor = LaneCursor::at(head, None);
                 shared
                     .position(index, i)
                     .store(cursor.position, Ordering::SeqCst);
