@@ -102,6 +102,16 @@ fn poll_next_out_of_line(
     cx: &mut Context<'_>,
     consumer: &mut Consumer,
 ) -> Poll<Result<Slot>> {
+    // At a verb's start, what the quick look leaves (padding at the wrap),
+    // then the first polls of a wait inlined, as the blocking consumer's
+    // wait begins (`wait::spin_first`); then the wait.
+    let first_looks = park.quick(|| match consumer.next_now() {
+        Ok(None) => consumer.message_soon().transpose(),
+        found => found.transpose(),
+    });
+    if let Some(found) = first_looks {
+        return Poll::Ready(found.map_err(|err| consumer.end_seen(err)));
+    }
     match park.poll_act(cx, &mut Message(consumer), |m| m.0.next_now()) {
         Poll::Ready(Err(err)) => Poll::Ready(Err(consumer.end_seen(err))),
         other => other,
@@ -157,6 +167,17 @@ fn poll_reserve_out_of_line(
     producer: &mut Producer,
     len: usize,
 ) -> Poll<Result<Slot>> {
+    // At a verb's start, what the quick look leaves (a wrap, a head not
+    // seen yet), then for a full ring the blocking producer's unhurried
+    // looks, which spare a busy consumer the line of its `head`
+    // (`Producer::wait_for_room`); then the wait.
+    let first_looks = park.quick(|| match producer.reserve_now(len) {
+        Ok(None) => producer.room_unhurried(len).transpose(),
+        found => found.transpose(),
+    });
+    if let Some(found) = first_looks {
+        return Poll::Ready(found);
+    }
     park.poll_act(cx, &mut Room(producer, len), |room| {
         room.0.reserve_now(room.1)
     })

@@ -205,8 +205,16 @@ impl AsyncClient {
     ///
     /// As [`Client::wait`].
     pub async fn wait(&mut self, call: PendingCall) -> Result<Response<'_>> {
-        poll_fn(|cx| self.poll_response(cx, &call)).await?;
-        self.client.try_wait(&call)
+        let AsyncClient { park, client } = self;
+        // What the wait's last look found is read in the same poll (no
+        // second look, as `try_wait` would make).
+        let found = poll_fn(|cx| {
+            park.poll_act(cx, &mut Answer(client, &call), |answer| {
+                answer.0.response_now(answer.1)
+            })
+        })
+        .await?;
+        self.client.response_at(&call, found)
     }
 
     /// [`Client::call`], awaited: sends `request`, then waits for its
@@ -540,6 +548,37 @@ mod tests {
             let wait = client.wait(call);
             is_send(&wait);
             assert_eq!(&*wait.await.expect("the response"), b"pong");
+        });
+    }
+
+    #[test]
+    fn a_wait_hands_out_a_response_in_place_or_copied_out_by_an_earlier_wait() {
+        let name = format!("aio-wait-order-{}", std::process::id());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let mut server = AsyncServer::open(&name).expect("a server");
+            let mut client = AsyncClient::connect(&name).expect("a client");
+            let first = client.send_request(b"one").await.expect("sent");
+            let second = client.send_request(b"two").await.expect("sent");
+            for _ in 0..2 {
+                let request = server.recv_request().await.expect("a request");
+                let upper = request.to_ascii_uppercase();
+                request.reply(&upper).expect("replied");
+            }
+            // The second's wait takes the first's response off the ring on
+            // its way (copied out), and reads its own in place.
+            assert_eq!(&*client.wait(second).await.expect("in place"), b"TWO");
+            assert_eq!(&*client.wait(first).await.expect("copied"), b"ONE");
+            // A call of another client is refused, not waited for.
+            let mut other = AsyncClient::connect(&name).expect("another client");
+            let foreign = other.send_request(b"three").await.expect("sent");
+            let refused = client.wait(foreign).await.map(|r| r.len());
+            assert!(
+                matches!(refused, Err(Error::InvalidArgument(_))),
+                "{refused:?}"
+            );
         });
     }
 }

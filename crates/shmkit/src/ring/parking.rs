@@ -57,6 +57,25 @@ impl Consumer {
         self.shared.ring.peek_message(&self.cursor)
     }
 
+    /// The next message if one comes within the first polls of a wait,
+    /// polled inline as the blocking consumer's wait begins
+    /// (`wait::spin_first`), for an async receive before its wait: `None`
+    /// if none came (or padding or a corrupt word did, which the wait's
+    /// `next_now` sorts out).
+    pub(crate) fn message_soon(&mut self) -> Result<Option<Slot>> {
+        let ring = self.shared.ring;
+        let (cursor, expected) = (&self.cursor, self.last_size);
+        let first = super::wait::spin_first(|| match ring.look_at_head(cursor, expected) {
+            Head::Empty => None,
+            other => Some(other),
+        });
+        match first {
+            // After the record word's load, as in `message_now`.
+            Some(Head::Message(slot)) => self.shared.intact().map(|()| Some(slot)),
+            _ => Ok(None),
+        }
+    }
+
     /// The message at `slot`, from [`next_now`](Consumer::next_now), read
     /// in place.
     #[inline]
@@ -149,6 +168,14 @@ impl Producer {
     #[inline(always)]
     pub(crate) fn room_to_fill_now(&self, len: usize) -> Option<Slot> {
         self.shared.ring.reserve_fast(&self.cursor, len as u64)
+    }
+
+    /// Room for `len` bytes after the blocking producer's first, unhurried
+    /// looks at a full ring (`Producer::wait_for_room`), before an async
+    /// wait starts: `None` if there is still none.
+    pub(crate) fn room_unhurried(&mut self, len: usize) -> Result<Option<Slot>> {
+        self.shared.intact()?;
+        self.reserve_unhurried(len)
     }
 
     /// The room at `slot`, from [`reserve_now`](Producer::reserve_now), as

@@ -282,19 +282,8 @@ impl Producer {
     #[cold]
     #[inline(never)]
     fn wait_for_room(&mut self, len: usize, deadline: Option<Instant>) -> Result<Slot> {
-        let looks = if len <= UNHURRIED_MAX_LEN {
-            UNHURRIED_LOOKS
-        } else {
-            0
-        };
-        for _ in 0..looks {
-            for _ in 0..PAUSES_PER_LOOK {
-                std::hint::spin_loop();
-            }
-            let reserved = self.shared.ring.reserve(&mut self.cursor, len as u64);
-            if let Some(slot) = reserved.map_err(|e| self.shared.explain(e))? {
-                return Ok(slot);
-            }
+        if let Some(slot) = self.reserve_unhurried(len)? {
+            return Ok(slot);
         }
         let shared = &self.shared;
         let cursor = &mut self.cursor;
@@ -349,6 +338,28 @@ impl Producer {
         self.shared.leave(|shared| {
             consumers.one_left(shared.header(), &shared.segment) && shared.drained()
         })
+    }
+}
+
+impl Producer {
+    /// The first looks of a wait for room for `len` bytes, unhurried (see
+    /// `wait_for_room`; the async producer, `crate::aio`, looks so too).
+    pub(super) fn reserve_unhurried(&mut self, len: usize) -> Result<Option<Slot>> {
+        let looks = if len <= UNHURRIED_MAX_LEN {
+            UNHURRIED_LOOKS
+        } else {
+            0
+        };
+        for _ in 0..looks {
+            for _ in 0..PAUSES_PER_LOOK {
+                std::hint::spin_loop();
+            }
+            let reserved = self.shared.ring.reserve(&mut self.cursor, len as u64);
+            if let Some(slot) = reserved.map_err(|e| self.shared.explain(e))? {
+                return Ok(Some(slot));
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -45,6 +45,51 @@ impl Client {
         ))
     }
 
+    /// [`response_ready`](Client::response_ready)'s look, keeping what it
+    /// found for [`response_at`](Client::response_at), so that the end of
+    /// an async wait does not look again: `Some(Some(record))`, the
+    /// response in place (it stays in the ring until read); `Some(None)`,
+    /// a call not waiting on the ring (its response copied out already, or
+    /// not a call of this client's); `None` while it has not come.
+    pub(crate) fn response_now(&mut self, call: &PendingCall) -> Result<Option<Option<Slot>>> {
+        self.shared.mapping.check_intact()?;
+        self.state.collect_abandoned();
+        if !Arc::ptr_eq(&call.abandoned, &self.state.abandoned) {
+            return Ok(Some(None));
+        }
+        let Client { state, shared, .. } = self;
+        if state.due_of(call.sent.id) != Due::Waiting {
+            return Ok(Some(None));
+        }
+        match state.take(shared, Some(call.sent.id))? {
+            Some(Found::Wanted(record)) => Ok(Some(Some(record))),
+            _ => Ok(None),
+        }
+    }
+
+    /// The response [`response_now`](Client::response_now) found, as
+    /// `try_wait` hands it out: read in place from `found`, or for a call
+    /// not waiting on the ring, by `try_wait` itself (its copy, or why
+    /// not).
+    pub(crate) fn response_at(
+        &mut self,
+        call: &PendingCall,
+        found: Option<Slot>,
+    ) -> Result<Response<'_>> {
+        let Some(record) = found else {
+            return self.try_wait(call);
+        };
+        let Client { state, shared, .. } = self;
+        state.free(call.sent.id);
+        call.answered
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(Response {
+            in_flight: &shared.slot(state.slot).counters.in_flight,
+            state,
+            body: Body::InRing(record),
+        })
+    }
+
     /// The waiting client's look at the server (for `call`'s response, if
     /// given): `Err(PeerGone)` or `Err(Closed)` once no server will answer.
     pub(crate) fn server_ended(&self, call: Option<&PendingCall>) -> Result<()> {
