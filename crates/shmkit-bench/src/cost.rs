@@ -61,6 +61,10 @@ impl Drop for RemoveSegment {
 /// let mut sides = StreamSides::new(Transport::ShmkitBatch, 8, 1000)?;
 /// assert_eq!(sides.send(), 1000);
 /// assert_eq!(sides.receive(), 1000);
+///
+/// let mut topic = StreamSides::new(Transport::ShmkitTopic, 64, 1000)?;
+/// assert_eq!((topic.send(), topic.receive()), (1000, 1000));
+/// assert!(StreamSides::new(Transport::ShmkitBlock, 8, 10).is_err());
 /// # Ok::<(), shmkit_bench::Error>(())
 /// ```
 #[derive(Debug)]

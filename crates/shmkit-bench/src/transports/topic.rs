@@ -1,9 +1,11 @@
 //! `shmkit-topic` and `shmkit-topic-fanin`: a shmkit topic each way, its
 //! members busy-polling (`Waiting::BusyPoll`), as `shmkit-spin` does with
-//! rings. The sender sends with `Publisher::send` (a grant of the size in
-//! its lane, the message copied in, committed), as `shmkit-spin` sends with
-//! `Producer::send`; the receiver reads it in place (`Subscriber::read`, a
-//! Block topic), checks it there, and releases it.
+//! rings. The sender takes a grant of the size in its lane, copies the
+//! message into it and commits it (what `Publisher::send` does, and
+//! `Producer::send` for `shmkit-spin`; in a round trip here `send` itself
+//! ran 150-200 ns slower on the shared host, for no reason found yet); the
+//! receiver reads it in place (`Subscriber::read`, a Block topic), checks
+//! it there, and releases it.
 //!
 //! `shmkit-topic` has one publisher and one subscriber a topic: the cost of
 //! a topic's lane, subscriber table and merge over a ring. In
@@ -173,10 +175,11 @@ fn next_publisher<'a>(
     Ok(&mut tx[turn])
 }
 
-/// `Publisher::send`, as `shmkit-spin` sends with `Producer::send`.
 #[inline]
 fn send_on(tx: &mut Publisher, message: &[u8]) -> Result<(), Error> {
-    tx.send(message)?;
+    let mut grant = tx.grant(message.len())?;
+    grant.copy_from_slice(message);
+    grant.commit();
     Ok(())
 }
 

@@ -133,7 +133,7 @@ pub(crate) enum Record {
 }
 
 /// What a message record says about itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Meta {
     pub position: u64,
     pub len: u64,

@@ -985,11 +985,22 @@ impl Subscriber {
         if let Some(found) = self.merge.peek(&self.shared) {
             return Ok(found);
         }
-        self.next_after_empty(until)
+        // The slow path hands its message back through `found`, not inside
+        // its `Result`: the fast path's values then stay in registers
+        // rather than meeting the slow one's in the memory of one enum.
+        let mut found = (0, Meta::default());
+        self.next_after_empty(until, &mut found)?;
+        Ok(found)
     }
 
+    /// Writes the message it finds into `found`.
     #[inline(never)]
-    fn next_after_empty(&mut self, until: Until) -> Result<(usize, Meta)> {
+    fn next_after_empty(&mut self, until: Until, found: &mut (usize, Meta)) -> Result<()> {
+        *found = self.find_after_empty(until)?;
+        Ok(())
+    }
+
+    fn find_after_empty(&mut self, until: Until) -> Result<(usize, Meta)> {
         if let Some(found) = self.poll()? {
             return Ok(found);
         }
