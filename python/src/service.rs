@@ -1,5 +1,6 @@
 //! `Client` and `Server`: request and response between processes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
@@ -54,11 +55,12 @@ pub struct Client {
 /// A call sent by `Client.send()` and not yet answered: pass it to
 /// `Client.wait()`. Dropping it unanswered abandons the call (its response
 /// is skipped when it comes).
-#[pyclass(module = "shmkit")]
+#[pyclass(module = "shmkit", frozen)]
 pub struct PendingCall {
-    /// As in `Client`; `None` once answered.
+    /// `None` once answered, and while a `Client.wait` has it.
     inner: Mutex<Option<service::PendingCall>>,
     id: u64,
+    answered: AtomicBool,
 }
 
 impl Client {
@@ -154,6 +156,7 @@ impl Client {
         Ok(PendingCall {
             id: call.id(),
             inner: Mutex::new(Some(call)),
+            answered: AtomicBool::new(false),
         })
     }
 
@@ -168,19 +171,30 @@ impl Client {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let wait = Wait::new(timeout)?;
-        let mut call = call.borrow_mut();
-        let id = call.id;
-        let slot = call.inner.get_mut().unwrap_or_else(|e| e.into_inner());
-        let Some(pending) = slot.as_ref() else {
-            return Err(errors::raise(
-                py,
-                "InvalidArgument",
-                format!("call {id:#x} was answered already"),
-            ));
+        // Taken out of the call for the wait (and put back if it fails),
+        // so that no borrow of the Python object lasts across the wait:
+        // another thread may look at it meanwhile.
+        let call = call.borrow();
+        let taken = call.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(pending) = taken else {
+            let id = call.id;
+            let why = if call.answered.load(Ordering::Relaxed) {
+                format!("call {id:#x} was answered already")
+            } else {
+                format!("call {id:#x} is being waited for by another thread")
+            };
+            return Err(errors::raise(py, "InvalidArgument", why));
         };
-        let response = self.wait_for(py, pending, &wait)?;
-        *slot = None;
-        Ok(response)
+        match self.wait_for(py, &pending, &wait) {
+            Ok(response) => {
+                call.answered.store(true, Ordering::Relaxed);
+                Ok(response)
+            }
+            Err(err) => {
+                *call.inner.lock().unwrap_or_else(|e| e.into_inner()) = Some(pending);
+                Err(err)
+            }
+        }
     }
 
     /// Gives the client's slot back; closing twice does nothing.
@@ -243,11 +257,8 @@ impl PendingCall {
 
     /// Whether `Client.wait()` has returned its response.
     #[getter]
-    fn answered(&mut self) -> bool {
-        self.inner
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
+    fn answered(&self) -> bool {
+        self.answered.load(Ordering::Relaxed)
     }
 }
 

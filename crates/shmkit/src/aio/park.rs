@@ -33,6 +33,12 @@ use crate::sync::{AtomicU32, Ordering};
 /// long, whatever the endpoint's [`Waiting`](crate::ring::Waiting) says.
 const MAX_SPIN: Duration = Duration::from_micros(50);
 
+/// The longest time from a peer's wake-up call to the next poll that
+/// `learn_wake_cost` takes for a wake-up's cost: half the blocking
+/// waiter's longest spin (twice the cost), so that no sample alone takes
+/// the spin to its cap.
+const LONGEST_WAKE_SAMPLE: Duration = Duration::from_micros(500);
+
 /// Verbs an endpoint completes without waiting before it yields to the
 /// executor once (tokio's own budget per task poll is 128 too), so that a
 /// stream that never runs dry does not starve the other tasks of its
@@ -315,7 +321,11 @@ impl Park {
         }
         self.parked_at = 0;
         let now = monotonic_nanos();
-        if now >= stamp {
+        // A poll that came late for another reason (the task busy in
+        // another branch of a `select!`, queued behind other tasks) is no
+        // wake-up cost: past the longest spin it would teach, it says more
+        // of the executor than of the wake-up, and is left out.
+        if now >= stamp && now - stamp <= LONGEST_WAKE_SAMPLE.as_nanos() as u64 {
             target.learn_wake_cost(Duration::from_nanos(now - stamp));
         }
     }
