@@ -29,8 +29,10 @@ use crate::ring::wait::{
 };
 use crate::sync::{AtomicU32, Ordering};
 
-/// Spinning inside a poll holds up the executor's thread: at most this
-/// long, whatever the endpoint's [`Waiting`](crate::ring::Waiting) says.
+/// Spinning inside a poll holds up the executor's thread: a wait's spin
+/// lasts at most this long, whatever the endpoint's
+/// [`Waiting`](crate::ring::Waiting) says. (A ring endpoint's first looks
+/// before it, the blocking endpoint's own, add their few hundred pauses.)
 const MAX_SPIN: Duration = Duration::from_micros(50);
 
 /// The longest time from a peer's wake-up call to the next poll that

@@ -419,12 +419,14 @@ impl Consumer {
         // the loop; padding or a corrupt word ends them too, for `peek`
         // in the waiter's polls to sort out.
         let ring = shared.ring;
-        let first = wait::spin_first(|| match ring.look_at_head(cursor, expected_size) {
-            Head::Empty => None,
-            other => Some(other),
-        });
-        if let Some(Head::Message(slot)) = first {
-            return Ok(slot);
+        if self.waiter.looks_first(deadline) {
+            let first = wait::spin_first(|| match ring.look_at_head(cursor, expected_size) {
+                Head::Empty => None,
+                other => Some(other),
+            });
+            if let Some(Head::Message(slot)) = first {
+                return Ok(slot);
+            }
         }
         let next = self.waiter.wait(
             &header.wait,

@@ -281,8 +281,10 @@ impl Producer {
     #[cold]
     #[inline(never)]
     fn wait_for_room(&mut self, len: usize, deadline: Option<Instant>) -> Result<Slot> {
-        if let Some(slot) = self.reserve_unhurried(len)? {
-            return Ok(slot);
+        if self.waiter.looks_first(deadline) {
+            if let Some(slot) = self.reserve_unhurried(len)? {
+                return Ok(slot);
+            }
         }
         let shared = &self.shared;
         let cursor = &mut self.cursor;

@@ -113,6 +113,15 @@ impl Waiter {
         (now < until).then_some(until)
     }
 
+    /// Whether a wait until `deadline` takes its first looks (the
+    /// consumer's inlined polls, the producer's unhurried looks) before
+    /// [`wait`](Waiter::wait): not when it may not spin at all
+    /// (`SpinThenSleep(0)`) or its deadline has passed already (a
+    /// `*_timeout` verb given zero looks once, in `wait`).
+    pub(crate) fn looks_first(&self, deadline: Option<Instant>) -> bool {
+        self.spin_time() != Some(Duration::ZERO) && deadline.is_none_or(|d| Instant::now() < d)
+    }
+
     pub(crate) fn spin_time(&self) -> Option<Duration> {
         match self.waiting {
             Waiting::BusyPoll => None,
