@@ -100,14 +100,16 @@ impl Client {
         wait: &Wait,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let client = self.client(py)?;
-        match client.try_wait(call) {
+        // `copied`: a copy that ran onto a page a peer cut away is
+        // `Truncated`, never handed on as the response.
+        match client.try_wait(call).and_then(|r| r.copied()) {
             Ok(response) => return Ok(PyBytes::new(py, &response)),
             Err(shmkit::Error::Empty { .. }) => {}
             Err(err) => return Err(errors::to_py(py, err)),
         }
         loop {
             let slice = wait.slice();
-            match py.detach(|| client.wait_timeout(call, slice).map(|r| r.to_vec())) {
+            match py.detach(|| client.wait_timeout(call, slice).and_then(|r| r.copied())) {
                 Ok(response) => return Ok(PyBytes::new(py, &response)),
                 Err(err) => wait.after(py, err)?,
             }
@@ -306,22 +308,21 @@ impl Server {
     fn recv(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Request> {
         let wait = Wait::new(timeout)?;
         let server = self.server(py)?;
-        let copy = |request: service::Request<'_>| Request {
-            caller: request.caller(),
-            data: PyBytes::new(py, &request).unbind(),
-        };
-        match server.try_recv_request() {
-            Ok(request) => return Ok(copy(request)),
+        // `copied`, as in `Client::wait_for`.
+        let copy = |request: service::Request<'_>| Ok((request.caller(), request.copied()?));
+        match server.try_recv_request().and_then(copy) {
+            Ok((caller, data)) => {
+                return Ok(Request {
+                    caller,
+                    data: PyBytes::new(py, &data).unbind(),
+                })
+            }
             Err(shmkit::Error::Empty { .. }) => {}
             Err(err) => return Err(errors::to_py(py, err)),
         }
         loop {
             let slice = wait.slice();
-            match py.detach(|| {
-                server
-                    .recv_request_timeout(slice)
-                    .map(|request| (request.caller(), request.to_vec()))
-            }) {
+            match py.detach(|| server.recv_request_timeout(slice).and_then(copy)) {
                 Ok((caller, data)) => {
                     return Ok(Request {
                         caller,

@@ -295,6 +295,32 @@ const SLOT0_REQUESTS: usize = 640 + 256 + 512;
 /// Its response ring's: past the 64 KiB request data and another header.
 const SLOT0_RESPONSES: usize = SLOT0_REQUESTS + (1 << 16) + 512;
 
+/// A response whose bytes ran onto pages a peer cut away is never handed
+/// out as a copy: `copied` says Truncated, though its word and call id
+/// still read.
+#[test]
+fn a_response_cut_in_two_is_truncated_when_copied() {
+    let (name, _cleanup) = fresh("service-cut-response");
+    let mut server = Server::open(&name).unwrap();
+    let mut client = Client::connect(&name).unwrap();
+    let call = client.send_request(b"long answer, please").unwrap();
+    let request = server.recv_request().unwrap();
+    assert_eq!(request.copied().unwrap(), b"long answer, please");
+    request.reply(&[7; 4000]).unwrap();
+    // The response's record starts in the page that holds SLOT0_RESPONSES
+    // (2 KiB before its end) and ends in the next: keep that page, cut the
+    // rest.
+    let keep = (SLOT0_RESPONSES as u64 / 4096 + 1) * 4096;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm{}{name}", service::SEGMENT_PREFIX))
+        .unwrap();
+    file.set_len(keep).unwrap();
+    let response = client.wait(call).unwrap();
+    let err = response.copied().unwrap_err();
+    assert!(matches!(err, Error::Truncated { .. }), "{err}");
+}
+
 #[test]
 fn a_client_writing_a_corrupt_request_is_skipped_and_the_others_go_on() {
     let (name, _cleanup) = fresh("service-hostile-client");

@@ -97,6 +97,8 @@ impl<Req, Resp, C: Codec<Req> + Codec<Resp>> ServiceClient<Req, Resp, C> {
         let left = give_up.saturating_duration_since(std::time::Instant::now());
         let response = self.client.wait_timeout(&call, left)?;
         copy_out(&response, &mut self.body);
+        // Never decode a lost page's zeros.
+        response.intact()?;
         drop(response);
         decode::<Resp, C>(&self.codec, &self.response, &self.body, self.client.name())
     }
@@ -112,6 +114,8 @@ impl<Req, Resp, C: Codec<Req> + Codec<Resp>> ServiceClient<Req, Resp, C> {
     pub fn wait(&mut self, call: PendingCall) -> Result<<C as Codec<Resp>>::Value<'_>> {
         let response = self.client.wait(call)?;
         copy_out(&response, &mut self.body);
+        // Never decode a lost page's zeros.
+        response.intact()?;
         drop(response);
         decode::<Resp, C>(&self.codec, &self.response, &self.body, self.client.name())
     }
@@ -184,6 +188,8 @@ impl<Req, Resp, C: Codec<Req> + Codec<Resp>> ServiceServer<Req, Resp, C> {
         let request = self.server.recv_request()?;
         let caller = request.caller();
         copy_out(&request, &mut self.body);
+        // Never decode a lost page's zeros.
+        request.intact()?;
         drop(request);
         let value = decode::<Req, C>(&self.codec, &self.request, &self.body, self.server.name())?;
         Ok((caller, value))
@@ -197,6 +203,8 @@ impl<Req, Resp, C: Codec<Req> + Codec<Resp>> ServiceServer<Req, Resp, C> {
         let request = self.server.recv_request_timeout(timeout)?;
         let caller = request.caller();
         copy_out(&request, &mut self.body);
+        // Never decode a lost page's zeros.
+        request.intact()?;
         drop(request);
         let value = decode::<Req, C>(&self.codec, &self.request, &self.body, self.server.name())?;
         Ok((caller, value))

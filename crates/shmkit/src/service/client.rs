@@ -538,6 +538,7 @@ impl Client {
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             return Ok(Response {
                 in_flight: &self.shared.slot(state.slot).counters.in_flight,
+                shared: &self.shared,
                 state,
                 body: Body::Copied(body),
             });
@@ -572,6 +573,7 @@ impl Client {
                 state.free(sent.id);
                 Ok(Response {
                     in_flight: &shared.slot(state.slot).counters.in_flight,
+                    shared,
                     state,
                     body: Body::InRing(record),
                 })
@@ -981,6 +983,8 @@ fn full(shared: &Shared, len: u64, free: u64) -> Error {
 /// space back.
 pub struct Response<'a> {
     state: &'a mut State,
+    /// The service's mapping, whose fault flag `copied` checks.
+    shared: &'a Shared,
     /// The slot's count of calls in flight, which `status` shows: one
     /// fewer once this response is read.
     in_flight: &'a AtomicU32,
@@ -1003,6 +1007,35 @@ impl Response<'_> {
             },
             Body::Copied(body) => body.as_ptr(),
         }
+    }
+}
+
+impl Response<'_> {
+    /// The body copied out, for a caller that keeps it (a copy is what
+    /// another language's binding hands on): [`Error::Truncated`] instead
+    /// if the copy ran onto a page a peer cut away, whose zeros are not the
+    /// response. (Read in place, the same is reported at the next verb.)
+    ///
+    /// ```
+    /// # use shmkit::service::{Client, Server};
+    /// # let name = format!("doc-response-copied-{}", std::process::id());
+    /// # let mut server = Server::open(&name)?;
+    /// let mut client = Client::connect(&name)?;
+    /// let call = client.send_request(b"ping")?;
+    /// server.recv_request()?.reply(b"pong")?;
+    /// assert_eq!(client.wait(call)?.copied()?, b"pong");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn copied(&self) -> Result<Vec<u8>> {
+        let body = self.to_vec();
+        self.intact()?;
+        Ok(body)
+    }
+
+    /// After a copy of the body: `Err(Truncated)` if it ran onto a page a
+    /// peer cut away (the typed client's check before it decodes).
+    pub(crate) fn intact(&self) -> Result<()> {
+        self.shared.mapping.check_intact()
     }
 }
 

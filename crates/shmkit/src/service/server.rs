@@ -768,6 +768,31 @@ pub struct Request<'a> {
 }
 
 impl Request<'_> {
+    /// The request's bytes copied out, for a caller that keeps them:
+    /// [`Error::Truncated`] instead if the copy ran onto a page a peer cut
+    /// away, whose zeros are not the request.
+    ///
+    /// ```
+    /// # use shmkit::service::{Client, Server};
+    /// # let name = format!("doc-request-copied-{}", std::process::id());
+    /// let mut server = Server::open(&name)?;
+    /// # let mut client = Client::connect(&name)?;
+    /// # let _call = client.send_request(b"ping")?;
+    /// assert_eq!(server.recv_request()?.copied()?, b"ping");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn copied(&self) -> Result<Vec<u8>> {
+        let body = self.to_vec();
+        self.intact()?;
+        Ok(body)
+    }
+
+    /// After a copy of the request: `Err(Truncated)` if it ran onto a page
+    /// a peer cut away (the typed server's check before it decodes).
+    pub(crate) fn intact(&self) -> Result<()> {
+        self.server.shared.mapping.check_intact()
+    }
+
     /// Who asked, to answer with [`Server::reply`] later.
     pub fn caller(&self) -> Caller {
         self.caller

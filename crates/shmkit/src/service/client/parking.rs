@@ -85,6 +85,7 @@ impl Client {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(Response {
             in_flight: &shared.slot(state.slot).counters.in_flight,
+            shared,
             state,
             body: Body::InRing(record),
         })
