@@ -397,13 +397,19 @@ impl Consumer {
         let consumer = self.endpoint(py)?.consumer(py)?;
         let copy = |grant: ReadGrant<'_>| {
             let len = grant.len();
-            PyBytes::new_with(py, len, |buf| {
+            let bytes = PyBytes::new_with(py, len, |buf| {
                 // SAFETY: the grant's `len` bytes are a committed record the
                 // producer leaves alone until the grant drops; `buf` is a
                 // fresh bytes object of `len` bytes.
                 unsafe { std::ptr::copy_nonoverlapping(grant.as_ptr(), buf.as_mut_ptr(), len) };
                 Ok(())
-            })
+            })?;
+            // A copy that ran onto a page a peer cut away is `Truncated`
+            // (the message kept), never handed on as the message.
+            grant
+                .copied_intact()
+                .map_err(|err| errors::to_py(py, err))?;
+            Ok(bytes)
         };
         // The common case, a message now, without a GIL round trip.
         match consumer.try_read() {

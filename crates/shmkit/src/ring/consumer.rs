@@ -489,10 +489,25 @@ impl ReadGrant<'_> {
         self.slot.len == 0
     }
 
-    /// After a copy out of the grant: `Err(Truncated)` (and the message
-    /// kept, as `recv` keeps it) if the copy ran onto a page a peer cut
-    /// away, whose zeros are not the message; else the grant is released.
-    pub(crate) fn copied_intact(self) -> Result<()> {
+    /// After a copy out of the grant (through [`as_ptr`](ReadGrant::as_ptr)
+    /// or the slice): `Err(Truncated)`, and the message kept, as `recv`
+    /// keeps it, if the copy ran onto a page a peer cut away, whose zeros
+    /// are not the message; else the grant is released. For a caller that
+    /// copies messages out itself, as `recv` and `recv_vec` do.
+    ///
+    /// ```
+    /// # use shmkit::ring::{Consumer, Producer};
+    /// # let name = format!("doc-copied-intact-{}", std::process::id());
+    /// # let mut producer = Producer::open(&name)?;
+    /// let mut consumer = Consumer::open(&name)?;
+    /// producer.send(b"kept")?;
+    /// let message = consumer.read()?;
+    /// let copy = message.to_vec();
+    /// message.copied_intact()?; // released only now
+    /// assert_eq!(copy, b"kept");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn copied_intact(self) -> Result<()> {
         match self.consumer.shared.intact() {
             Ok(()) => Ok(()),
             Err(err) => {
