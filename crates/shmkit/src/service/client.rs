@@ -18,7 +18,7 @@ use crate::ring::endpoint::{pid_of, this_process};
 use crate::ring::layout::record_size;
 use crate::ring::protocol::{check_position, ConsumerCursor, ProducerCursor, RingRef, Slot};
 use crate::ring::wait::{wake_if_sleeping, Waiter};
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::Ordering;
 use crate::sys::range_lock::RangeLock;
 
 #[cfg(feature = "tokio")]
@@ -537,7 +537,6 @@ impl Client {
             call.answered
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             return Ok(Response {
-                in_flight: &self.shared.slot(state.slot).counters.in_flight,
                 shared: &self.shared,
                 state,
                 body: Body::Copied(body),
@@ -572,7 +571,6 @@ impl Client {
             Ok(record) => {
                 state.free(sent.id);
                 Ok(Response {
-                    in_flight: &shared.slot(state.slot).counters.in_flight,
                     shared,
                     state,
                     body: Body::InRing(record),
@@ -983,11 +981,10 @@ fn full(shared: &Shared, len: u64, free: u64) -> Error {
 /// space back.
 pub struct Response<'a> {
     state: &'a mut State,
-    /// The service's mapping, whose fault flag `copied` checks.
+    /// The service: its mapping's fault flag (`copied`), and the slot's
+    /// count of calls in flight that `status` shows, one fewer once this
+    /// response is read.
     shared: &'a Shared,
-    /// The slot's count of calls in flight, which `status` shows: one
-    /// fewer once this response is read.
-    in_flight: &'a AtomicU32,
     body: Body,
 }
 
@@ -1063,7 +1060,8 @@ impl Drop for Response<'_> {
             state.responses.release(&mut state.head, record);
             state.due = state.due.saturating_sub(1);
             // Relaxed: only `status` reads it; the line is this client's.
-            self.in_flight.store(state.due, Ordering::Relaxed);
+            let counters = &self.shared.slot(state.slot).counters;
+            counters.in_flight.store(state.due, Ordering::Relaxed);
         }
     }
 }

@@ -84,7 +84,6 @@ impl Client {
         call.answered
             .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(Response {
-            in_flight: &shared.slot(state.slot).counters.in_flight,
             shared,
             state,
             body: Body::InRing(record),
