@@ -295,8 +295,9 @@ pub(crate) fn spin_polls<T>(
 /// record of a stream takes that record's line from the producer each
 /// time; the 8 B streams of the runs beside that version looked slower.
 /// Bounded by the count, not the clock (a pause takes about 14 ns here):
-/// a wait with a short spin or deadline spins that much longer before
-/// its first look at the clock.
+/// a wait with a short spin or a near deadline spins that much longer
+/// before its first look at the clock; one whose deadline has passed, or
+/// that may not spin, skips this ([`Waiter::looks_first`]).
 #[inline(always)]
 pub(crate) fn spin_first<T>(mut poll: impl FnMut() -> Option<T>) -> Option<T> {
     for _ in 0..2 * SPINS_PER_CLOCK_READ {

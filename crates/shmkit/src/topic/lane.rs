@@ -493,15 +493,10 @@ impl LaneRef {
     /// `head <= tail` holds at every instant, so in this order `head` past
     /// `tail` is corruption, whereas `tail - head` may exceed a lane if the
     /// publisher lapped the lane between the two loads.
-    pub(crate) fn head_then_tail(&self) -> Result<(u64, u64)> {
+    pub(crate) fn head_before_tail(&self) -> Result<u64> {
         let head = self.head_now()?;
-        let tail = self.tail()?;
-        if head > tail {
-            return Err(Error::Corrupt(format!(
-                "topic lane head {head} is past tail {tail}"
-            )));
-        }
-        Ok((head, tail))
+        in_order(head, self.tail()?)?;
+        Ok(head)
     }
 
     /// The published `head`, checked to be a position (rule 1).
@@ -518,7 +513,7 @@ impl LaneRef {
     /// it asks for history, else the tail. `alive` says whether the lane's
     /// publisher still lives (asked only if its update seems stuck).
     pub(crate) fn join(&self, history: bool, alive: impl Fn() -> bool) -> Result<(u64, u64)> {
-        // `head` before `tail`, as in `head_then_tail`: in this order a
+        // `head` before `tail`, as in `head_before_tail`: in this order a
         // live publisher cannot make `head` pass the `tail` we read.
         let head = if history {
             Some(self.head_now()?)
@@ -529,11 +524,7 @@ impl LaneRef {
         let Some(head) = head else {
             return Ok((tail, sequence));
         };
-        if head > tail {
-            return Err(Error::Corrupt(format!(
-                "topic lane head {head} is past tail {tail}"
-            )));
-        }
+        in_order(head, tail)?;
         if tail - head > self.capacity {
             // Lapped while we looked: what `head` named is gone; no history.
             return Ok((tail, sequence));
@@ -1010,6 +1001,17 @@ impl LaneRef {
             cursor.expected = Some(meta.lane_sequence.wrapping_add(1));
         }
     }
+}
+
+/// `head` loaded before `tail` (both only grow, and `head <= tail` at
+/// every instant): past it, the lane is corrupt.
+fn in_order(head: u64, tail: u64) -> Result<()> {
+    if head > tail {
+        return Err(Error::Corrupt(format!(
+            "topic lane head {head} is past tail {tail}"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(all(test, not(loom)))]

@@ -763,8 +763,7 @@ impl Subscriber {
                     )));
                 }
                 // Block topics never lap a subscriber: nothing to count.
-                let (head, _) = lane.head_then_tail()?;
-                *cursor = LaneCursor::at(head, None);
+                *cursor = LaneCursor::at(lane.head_before_tail()?, None);
                 shared
                     .position(index, i)
                     .store(cursor.position, Ordering::SeqCst);
