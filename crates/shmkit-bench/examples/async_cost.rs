@@ -21,6 +21,12 @@
 //!                                        # in place and checked, from a ring a
 //!                                        # blocking producer filled first (WAY
 //!                                        # fill: only the filling)
+//! async_cost sides SIZE COUNT            # `shmkit bench`'s own stream loops
+//!                                        # over shmkit-async (sender, then
+//!                                        # receiver) in one thread: count each
+//!                                        # side with callgrind's inclusive cost
+//!                                        # of StreamSides::send and ::receive,
+//!                                        # against `ring_cost sides spin`
 //! async_cost wake GAP_US COUNT WAY       # COUNT wake-ups of a parked
 //!                                        # consumer process (CPU 1), one every
 //!                                        # GAP_US: from the send to the read
@@ -62,6 +68,7 @@ fn main() {
         (Some("blocks-consume"), Some(_)) => {
             blocks(arg(1), arg(2), arg(3), &args[4], Some(&args[5]))
         }
+        (Some("sides"), None) if args.len() == 3 => sides(arg(1), arg(2)),
         (Some("send"), Some(way)) => send(arg(1), arg(2), way == "async"),
         (Some("receive"), Some(way)) => receive(arg(1), arg(2), way),
         (Some("wake"), Some(way)) => wake(arg(1), arg(2), way, args.get(4).map(String::as_str)),
@@ -72,7 +79,7 @@ fn main() {
 fn usage() -> ! {
     eprintln!(
         "usage: async_cost one-thread SIZE COUNT async|block | blocks SIZE BLOCKS PER_BLOCK async|block \
-         | send SIZE COUNT async|block | receive SIZE COUNT async|block|fill | wake GAP_US COUNT async|block"
+         | sides SIZE COUNT | send SIZE COUNT async|block | receive SIZE COUNT async|block|fill | wake GAP_US COUNT async|block"
     );
     std::process::exit(2)
 }
@@ -204,6 +211,16 @@ fn blocks(size: usize, blocks: usize, per_block: usize, way: &str, ring: Option<
         rates.len(),
         median / 1e6
     );
+}
+
+/// The bench's stream loops over `shmkit-async`, each side in turn.
+fn sides(size: usize, count: usize) {
+    let transport = shmkit_bench::Transport::ShmkitAsync;
+    let mut sides = shmkit_bench::cost::StreamSides::new(transport, size, count as u64)
+        .expect("a ring for the stream");
+    let sent = sides.send();
+    let received = sides.receive();
+    assert_eq!((sent, received), (count as u64, count as u64));
 }
 
 /// A ring that holds `count` messages of `size` bytes, for `send` and

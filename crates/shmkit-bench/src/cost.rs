@@ -64,6 +64,9 @@ impl Drop for RemoveSegment {
 ///
 /// let mut topic = StreamSides::new(Transport::ShmkitTopic, 64, 1000)?;
 /// assert_eq!((topic.send(), topic.receive()), (1000, 1000));
+/// drop(sides); // its ring's name is this process's, as the next one's
+/// let mut awaited = StreamSides::new(Transport::ShmkitAsync, 64, 1000)?;
+/// assert_eq!((awaited.send(), awaited.receive()), (1000, 1000));
 /// assert!(StreamSides::new(Transport::ShmkitBlock, 8, 10).is_err());
 /// # Ok::<(), shmkit_bench::Error>(())
 /// ```
@@ -77,8 +80,9 @@ pub struct StreamSides {
 }
 
 impl StreamSides {
-    /// A ring (`shmkit-spin` or `shmkit-batch`) or a topic's lane
-    /// (`shmkit-topic`: one publisher, one subscriber) for `messages`
+    /// A ring (`shmkit-spin`, `shmkit-batch`, or `shmkit-async`: its ends
+    /// awaited, each polled in place as the transport does) or a topic's
+    /// lane (`shmkit-topic`: one publisher, one subscriber) for `messages`
     /// messages of `size` bytes (and the end message), sent as `transport`
     /// sends them.
     ///
@@ -90,7 +94,7 @@ impl StreamSides {
         size: usize,
         messages: u64,
     ) -> Result<StreamSides, crate::Error> {
-        use crate::transports::{ring_record, AnyLink, RingLink, TopicLink};
+        use crate::transports::{ring_record, AnyLink, AsyncLink, RingLink, TopicLink};
         use crate::Transport;
 
         let name = format!("stream-sides-{}", std::process::id());
@@ -104,6 +108,19 @@ impl StreamSides {
                 let rx = RingLink::end(transport, &name, capacity, false)?;
                 (AnyLink::Ring(tx), AnyLink::Ring(rx), remove)
             }
+            Transport::ShmkitAsync => {
+                let remove = RemoveSegment::new(shmkit::ring::SEGMENT_PREFIX, &name);
+                let capacity = ((messages + 2) * ring_record(size))
+                    .next_power_of_two()
+                    .max(1 << 20);
+                // The rings of `shmkit-block`, as the transport awaits them.
+                let block = Transport::ShmkitBlock;
+                let tx =
+                    AsyncLink::of(AnyLink::Ring(RingLink::end(block, &name, capacity, true)?))?;
+                let rx =
+                    AsyncLink::of(AnyLink::Ring(RingLink::end(block, &name, capacity, false)?))?;
+                (AnyLink::Async(tx), AnyLink::Async(rx), remove)
+            }
             Transport::ShmkitTopic => {
                 let remove = RemoveSegment::new(shmkit::topic::SEGMENT_PREFIX, &name);
                 // A topic's record: a 32-byte header, then the payload.
@@ -114,12 +131,10 @@ impl StreamSides {
                 let (tx, rx) = TopicLink::pair(&name, capacity)?;
                 (AnyLink::Topic(tx), AnyLink::Topic(rx), remove)
             }
-            other => {
-                return Err(crate::Error::Message(format!(
-                    "no stream sides for {}: shmkit-spin, shmkit-batch or shmkit-topic",
-                    other.name()
-                )))
-            }
+            other => return Err(crate::Error::Message(format!(
+                "no stream sides for {}: shmkit-spin, shmkit-batch, shmkit-async or shmkit-topic",
+                other.name()
+            ))),
         };
         Ok(StreamSides {
             tx,

@@ -58,7 +58,7 @@ pub struct AsyncLink {
 
 impl AsyncLink {
     /// The async form of a `shmkit-block` link's ends.
-    fn of(link: AnyLink) -> Result<AsyncLink, Error> {
+    pub(crate) fn of(link: AnyLink) -> Result<AsyncLink, Error> {
         let AnyLink::Ring(link) = link else {
             unreachable!("ring::open makes ring links");
         };
