@@ -85,6 +85,9 @@ mod service;
 mod sink;
 mod topic;
 
+#[cfg(test)]
+mod removal;
+
 pub use channel::{AsyncReceiver, AsyncSender};
 pub use reactor::{reactor_kind, ReactorKind};
 pub use ring::{AsyncConsumer, AsyncProducer};

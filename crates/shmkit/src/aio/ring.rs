@@ -713,7 +713,9 @@ impl<M: AsRef<[u8]>> Outgoing<M> for AsyncProducer {
 
     fn send_now(&mut self, message: &M) -> Result<bool> {
         let message = message.as_ref();
-        let Some(slot) = self.producer.reserve_now(message.len())? else {
+        // One check of the fault flag, `send_at`'s after its copy, as in
+        // `send`.
+        let Some(slot) = self.producer.reserve_to_fill_now(message.len())? else {
             return Ok(false);
         };
         self.producer.send_at(slot, message)?;
@@ -893,6 +895,45 @@ mod tests {
             }
         }
         panic!("the wake-up's cost was not learned in 20 rounds");
+    }
+
+    #[test]
+    fn a_sink_send_that_runs_onto_a_cut_page_commits_nothing() {
+        use futures_sink::Sink;
+        use std::pin::Pin;
+
+        let name = format!("aio-sink-cut-{}", std::process::id());
+        let removal = crate::aio::removal::Removal::new(crate::ring::SEGMENT_PREFIX, &name);
+        let capacity = 1 << 16;
+        let options = Options::default().capacity(capacity);
+        let mut producer = AsyncProducer::open_with(&name, &options).expect("a producer");
+        let mut consumer = Consumer::open_with(&name, &options).expect("a consumer");
+        // Cut in the middle of the data area, as a hostile peer with write
+        // access would: the pages after the cut fault.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(removal.path())
+            .expect("the ring's file");
+        file.set_len((512 + capacity) / 2).expect("truncated");
+        let mut sent = 0u8;
+        let err = loop {
+            // Each fits as the ring was (it holds 64 of them): sent at once,
+            // never kept.
+            match Pin::new(&mut producer).start_send([sent; 1000]) {
+                Ok(()) => sent += 1,
+                Err(err) => break err,
+            }
+            assert!(producer.pending.is_none(), "message {sent} was kept");
+        };
+        assert!(matches!(err, Error::Truncated { .. }), "{err}");
+        assert!(sent > 0, "the first pages of the data area still map");
+        let mut buf = [0u8; 1000];
+        for n in 0..sent {
+            assert_eq!(consumer.try_recv(&mut buf).expect("a sent message"), 1000);
+            assert!(buf.iter().all(|&byte| byte == n), "message {n}");
+        }
+        let after = consumer.try_recv(&mut buf).unwrap_err();
+        assert!(matches!(after, Error::Empty { .. }), "{after}");
     }
 
     /// Turns of a send and a receive within which both endpoints used up

@@ -149,6 +149,19 @@ impl Producer {
         slot.map_err(|e| self.shared.explain(e))
     }
 
+    /// [`reserve_now`](Producer::reserve_now) without its check of the
+    /// fault flag, for a send whose commit checks it after the copy
+    /// ([`send_at`](Producer::send_at)), which covers the reserve's loads
+    /// too, as `send` does: a sink's send of a message that fits.
+    #[inline]
+    pub(crate) fn reserve_to_fill_now(&mut self, len: usize) -> Result<Option<Slot>> {
+        if let Some(slot) = self.shared.ring.reserve_fast(&self.cursor, len as u64) {
+            return Ok(Some(slot));
+        }
+        let slot = self.shared.ring.reserve(&mut self.cursor, len as u64);
+        slot.map_err(|e| self.shared.explain(e))
+    }
+
     /// Room for a message of `len` bytes in the common case (no wrap, room
     /// as last seen, the mapping intact), as `grant` finds it first;
     /// `None` says nothing ([`reserve_now`](Producer::reserve_now) sorts
