@@ -35,8 +35,8 @@ use crate::sync::{AtomicU32, Ordering};
 /// before it, the blocking endpoint's own, add their few hundred pauses.)
 const MAX_SPIN: Duration = Duration::from_micros(50);
 
-/// The longest time from a peer's wake-up call to the next poll that
-/// `learn_wake_cost` takes for a wake-up's cost: half the blocking
+/// The longest time from a peer's wake-up call to the task's next poll
+/// that `learn_wake_cost` takes for a wake-up's cost: half the blocking
 /// waiter's longest spin (twice the cost), so that no sample alone takes
 /// the spin to its cap.
 const LONGEST_WAKE_SAMPLE: Duration = Duration::from_micros(500);
@@ -73,9 +73,10 @@ pub(crate) trait Readiness {
     /// which yields to the executor between looks).
     fn spin_time(&self) -> Option<Duration>;
     /// Folds one measured wake-up of this waiter (from the peer's wake-up
-    /// call to the task's next poll) into what `spin_time` says, for an
-    /// endpoint that waits adaptively; by default, nothing.
-    fn learn_wake_cost(&mut self, _cost: Duration) {}
+    /// call to the task's next poll) into what `spin_time` says: the
+    /// endpoint's blocking `Waiter`, which an adaptive endpoint's spin
+    /// follows (the others ignore it).
+    fn learn_wake_cost(&mut self, cost: Duration);
 }
 
 /// The word a wait announced sleep on, and its line: kept from the
@@ -301,24 +302,40 @@ impl Park {
     }
 
     /// A poll after a park: if the peer's wake-up call came since (the
-    /// line's `woken_at` stamp is later than the park), how long it took
-    /// to reach this poll (the reactor thread's wake-up, the task's waker,
-    /// the executor's thread) is a sample of this waiter's wake-up cost,
-    /// which an adaptive endpoint spins for twice, as a blocking one does
-    /// for its own. A poll with no wake-up since (a check time, another
-    /// branch of a `select!`) is none, and leaves the park to a later one.
+    /// line's `woken_at` stamp is later than the park) and was for this
+    /// side's word (the waker cleared it), how long it took to reach this
+    /// poll is a sample of this waiter's wake-up cost, which an adaptive
+    /// endpoint spins for twice, as a blocking one does for its own.
+    ///
+    /// To this poll, not to the reactor thread's wake-up: what parking
+    /// costs a wait, against spinning through it, is the time from the
+    /// peer's wake-up call until the task can act, which is the reactor
+    /// thread's wake-up, then the task's waker and the executor's thread
+    /// (a second wake-up when that thread sleeps, as it does while its
+    /// only task is parked), as a blocking waiter's sample runs until its
+    /// own thread is back from `futex_wait`. The reactor's half alone
+    /// would teach a spin too short by the other half.
+    ///
+    /// A poll with no wake-up since (a check time, another branch of a
+    /// `select!`) is none, and leaves the park to a later one; so is a
+    /// stamp that left this side's word set, which was another word's (a
+    /// topic's publishers and subscribers stamp one line), or is followed
+    /// by another sleeper's announce on the same word: not surely this
+    /// side's wake-up.
     #[cold]
     fn learn_wake_cost(&mut self, target: &mut impl Readiness) {
-        let Some(Announced { line, .. }) = &self.announced else {
+        let Some(Announced { line, word }) = &self.announced else {
             self.parked_at = 0;
             return;
         };
-        // SAFETY: as in `stop_sleeping`: the line is in the mapping of the
-        // endpoint that holds this park, mapped while the endpoint lives.
-        let line = unsafe { line.as_ref() };
+        // SAFETY: as in `stop_sleeping`: the line and word are in the
+        // mapping of the endpoint that holds this park, mapped while the
+        // endpoint lives.
+        let (line, word) = unsafe { (line.as_ref(), word.as_ref()) };
         // Relaxed: only a measurement; a stale stamp is filtered below.
         let stamp = line.woken_at().load(Ordering::Relaxed);
-        if stamp <= self.parked_at {
+        // The waker clears the word before it stamps the line (rule 8).
+        if stamp <= self.parked_at || word.load(Ordering::Relaxed) != 0 {
             return;
         }
         self.parked_at = 0;
@@ -430,10 +447,68 @@ mod tests {
         fn spin_time(&self) -> Option<Duration> {
             Some(Duration::ZERO)
         }
+        fn learn_wake_cost(&mut self, _cost: Duration) {}
     }
 
     fn line() -> &'static TwoWords {
         Box::leak(Box::default())
+    }
+
+    /// An endpoint that sleeps on the first word, never ready, and keeps
+    /// the wake-up costs it is taught.
+    struct Learning<'a> {
+        line: &'a TwoWords,
+        learned: Vec<Duration>,
+    }
+
+    impl Readiness for Learning<'_> {
+        fn ready(&mut self) -> Result<bool> {
+            Ok(false)
+        }
+        fn peer_check(&mut self) -> Result<()> {
+            Ok(())
+        }
+        fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
+            (self.line as &(dyn WakeLine + 'static), &self.line.first)
+        }
+        fn spin_time(&self) -> Option<Duration> {
+            Some(Duration::ZERO)
+        }
+        fn learn_wake_cost(&mut self, cost: Duration) {
+            self.learned.push(cost);
+        }
+    }
+
+    #[test]
+    fn a_parked_wait_learns_from_a_wake_up_of_its_own_word_not_of_another_on_its_line() {
+        let line = line();
+        let mut target = Learning {
+            line,
+            learned: Vec::new(),
+        };
+        let mut park = Park::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        // A round whose thread was preempted between the stamp and the poll
+        // gives a sample too long to learn from: a few rounds.
+        for _round in 0..20 {
+            assert!(park.poll_ready(&mut cx, &mut target).is_pending());
+            assert_eq!(line.first.load(Ordering::SeqCst), 1, "parked on the first");
+            // The other word of the line is woken (a topic's subscriber
+            // waking its publishers): stamped, this word still set.
+            line.woken_at.store(monotonic_nanos(), Ordering::SeqCst);
+            assert!(park.poll_ready(&mut cx, &mut target).is_pending());
+            assert!(target.learned.is_empty(), "{:?}", target.learned);
+            // Its own word is woken, as a waker does: cleared, then stamped.
+            line.first.store(0, Ordering::SeqCst);
+            line.woken_at.store(monotonic_nanos(), Ordering::SeqCst);
+            assert!(park.poll_ready(&mut cx, &mut target).is_pending());
+            if !target.learned.is_empty() {
+                assert_eq!(target.learned.len(), 1, "one sample a wake-up");
+                return;
+            }
+            park.reset();
+        }
+        panic!("no wake-up of its own word was learned in 20 rounds");
     }
 
     #[test]

@@ -31,6 +31,9 @@ impl Readiness for Message<'_> {
     fn spin_time(&self) -> Option<Duration> {
         self.0.spin_time()
     }
+    fn learn_wake_cost(&mut self, cost: Duration) {
+        self.0.learn_wake_cost(cost);
+    }
 }
 
 /// A publisher's wait for room for a message of `.1` bytes.
@@ -49,6 +52,9 @@ impl Readiness for Room<'_> {
     }
     fn spin_time(&self) -> Option<Duration> {
         self.0.spin_time()
+    }
+    fn learn_wake_cost(&mut self, cost: Duration) {
+        self.0.learn_wake_cost(cost);
     }
 }
 
@@ -618,5 +624,47 @@ impl<T, C> std::fmt::Debug for AsyncTypedSubscriber<T, C> {
         f.debug_struct("AsyncTypedSubscriber")
             .field("subscriber", &self.subscriber)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_adaptive_async_subscriber_spins_for_what_its_own_wake_ups_cost() {
+        let name = format!("aio-topic-wake-cost-{}", std::process::id());
+        let _removal = crate::aio::removal::Removal::new(crate::topic::SEGMENT_PREFIX, &name);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        let mut subscriber = AsyncSubscriber::open(&name).expect("a subscriber");
+        let mut publisher = Publisher::open(&name).expect("a publisher");
+        let untaught = subscriber.subscriber.spin_time();
+        let mut buf = [0u8; 8];
+        // A round whose thread was preempted between the wake-up call and
+        // the next poll gives a sample too long to learn from: a few rounds.
+        for _round in 0..20 {
+            runtime.block_on(async {
+                // A wait that parks, then is cancelled: its registration
+                // stays with the subscriber, and the next receive takes it
+                // over.
+                tokio::select! {
+                    got = subscriber.recv(&mut buf) => panic!("nothing was sent: {got:?}"),
+                    () = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
+                }
+                let (_, word) = subscriber.subscriber.sleep_line();
+                assert_eq!(word.load(crate::sync::Ordering::SeqCst), 1, "it parked");
+                // Wakes the parked subscriber (its word says one sleeps).
+                publisher.send(b"wake").expect("sent");
+                let got = subscriber.recv(&mut buf).await.expect("received");
+                assert_eq!(&buf[..got.len], b"wake");
+            });
+            if subscriber.subscriber.spin_time() != untaught {
+                return;
+            }
+        }
+        panic!("the wake-up's cost was not learned in 20 rounds");
     }
 }

@@ -34,6 +34,13 @@ impl Subscriber {
     pub(crate) fn spin_time(&self) -> Option<Duration> {
         self.waiter.spin_time()
     }
+
+    /// Folds a wake-up of this subscriber's async waiter (from the
+    /// waker's `FUTEX_WAKE` to its task's next poll) into its adaptive
+    /// spin, as `Waiter::wait` folds a blocking one's.
+    pub(crate) fn learn_wake_cost(&mut self, cost: Duration) {
+        self.waiter.learn_wake_cost(cost);
+    }
 }
 
 impl Publisher {
@@ -83,5 +90,10 @@ impl Publisher {
     /// How long this publisher spins before it sleeps.
     pub(crate) fn spin_time(&self) -> Option<Duration> {
         self.waiter.spin_time()
+    }
+
+    /// As [`Subscriber::learn_wake_cost`].
+    pub(crate) fn learn_wake_cost(&mut self, cost: Duration) {
+        self.waiter.learn_wake_cost(cost);
     }
 }

@@ -126,4 +126,11 @@ impl Client {
     pub(crate) fn spin_time(&self) -> Option<Duration> {
         self.waiter.spin_time()
     }
+
+    /// Folds a wake-up of this client's async waiter (from the server's
+    /// `FUTEX_WAKE` to its task's next poll) into its adaptive spin, as
+    /// `Waiter::wait` folds a blocking one's.
+    pub(crate) fn learn_wake_cost(&mut self, cost: Duration) {
+        self.waiter.learn_wake_cost(cost);
+    }
 }

@@ -49,4 +49,11 @@ impl Server {
     pub(crate) fn spin_time(&self) -> Option<Duration> {
         self.waiter.spin_time()
     }
+
+    /// Folds a wake-up of this server's async waiter (from a client's
+    /// `FUTEX_WAKE` to its task's next poll) into its adaptive spin, as
+    /// `Waiter::wait` folds a blocking one's.
+    pub(crate) fn learn_wake_cost(&mut self, cost: Duration) {
+        self.waiter.learn_wake_cost(cost);
+    }
 }
