@@ -429,9 +429,15 @@ impl<Req, Resp, C: Codec<Req> + Codec<Resp>> AsyncServiceClient<Req, Resp, C> {
     /// As [`ServiceClient::wait`].
     pub async fn wait(&mut self, call: PendingCall) -> Result<<C as Codec<Resp>>::Value<'_>> {
         let AsyncServiceClient { park, client } = self;
-        poll_fn(|cx| park.poll_ready(cx, &mut Answer(client.client(), &call))).await?;
-        // The response is there: this does not wait.
-        self.client.wait(call)
+        // What the wait's last look found is decoded in the same poll, as
+        // `AsyncClient::wait` reads it (no second look, as `wait` makes).
+        let found = poll_fn(|cx| {
+            park.poll_act(cx, &mut Answer(client.client(), &call), |answer| {
+                answer.0.response_now(answer.1)
+            })
+        })
+        .await?;
+        self.client.response_at(&call, found)
     }
 
     /// [`ServiceClient::call`], awaited: a send, then a wait.
@@ -596,6 +602,40 @@ mod tests {
             }
         }
         panic!("the wake-up's cost was not learned in 20 rounds");
+    }
+
+    #[test]
+    fn a_typed_wait_decodes_a_response_in_place_or_copied_out_by_an_earlier_wait() {
+        let name = format!("aio-typed-wait-order-{}", std::process::id());
+        let _removal = Removal::new(crate::service::SEGMENT_PREFIX, &name);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let mut server = AsyncServiceServer::<u32, u64>::open(&name).expect("a server");
+            let mut client = AsyncServiceClient::<u32, u64>::connect(&name).expect("a client");
+            let first = client.send(&3).await.expect("sent");
+            let second = client.send(&4).await.expect("sent");
+            for _ in 0..2 {
+                let (caller, n) = server.recv().await.expect("a request");
+                server
+                    .get_mut()
+                    .reply(caller, &u64::from(n * n))
+                    .expect("replied");
+            }
+            // The second's wait takes the first's response off the ring on
+            // its way (copied out), and decodes its own in place.
+            assert_eq!(client.wait(second).await.expect("in place"), 16);
+            assert_eq!(client.wait(first).await.expect("copied"), 9);
+            // A call of another client is refused, not waited for.
+            let mut other = AsyncServiceClient::<u32, u64>::connect(&name).expect("another");
+            let foreign = other.send(&5).await.expect("sent");
+            let refused = client.wait(foreign).await;
+            assert!(
+                matches!(refused, Err(Error::InvalidArgument(_))),
+                "{refused:?}"
+            );
+        });
     }
 
     #[test]
