@@ -17,6 +17,8 @@
 //!                                        # each stamped, in runs of 256 polled
 //!                                        # once in place (then in `block_on`),
 //!                                        # into a ring that holds them all
+//!                                        # (WAY sink: through the producer's
+//!                                        # Sink, poll_ready then start_send)
 //! async_cost receive SIZE COUNT WAY      # the bench's receiver: COUNT read
 //!                                        # in place and checked, from a ring a
 //!                                        # blocking producer filled first (WAY
@@ -69,7 +71,7 @@ fn main() {
             blocks(arg(1), arg(2), arg(3), &args[4], Some(&args[5]))
         }
         (Some("sides"), None) if args.len() == 3 => sides(arg(1), arg(2)),
-        (Some("send"), Some(way)) => send(arg(1), arg(2), way == "async"),
+        (Some("send"), Some(way)) => send(arg(1), arg(2), way),
         (Some("receive"), Some(way)) => receive(arg(1), arg(2), way),
         (Some("wake"), Some(way)) => wake(arg(1), arg(2), way, args.get(4).map(String::as_str)),
         _ => usage(),
@@ -79,7 +81,7 @@ fn main() {
 fn usage() -> ! {
     eprintln!(
         "usage: async_cost one-thread SIZE COUNT async|block | blocks SIZE BLOCKS PER_BLOCK async|block \
-         | sides SIZE COUNT | send SIZE COUNT async|block | receive SIZE COUNT async|block|fill | wake GAP_US COUNT async|block"
+         | sides SIZE COUNT | send SIZE COUNT async|block|sink | receive SIZE COUNT async|block|fill | wake GAP_US COUNT async|block"
     );
     std::process::exit(2)
 }
@@ -233,9 +235,9 @@ fn ring_for(count: usize, size: usize) -> shmkit::ring::Options {
 
 /// The bench's sender (`shmkit bench`'s `send_stream`): `count` messages
 /// (a multiple of 256), each stamped with its number, `async`: in runs of
-/// 256 as the `shmkit-async` transport sends them, else as `shmkit-block`
-/// does.
-fn send(size: usize, count: usize, is_async: bool) {
+/// 256 as the `shmkit-async` transport sends them, `sink`: so through the
+/// producer's `Sink`, else as `shmkit-block` does.
+fn send(size: usize, count: usize, way: &str) {
     let name = format!("async-cost-{}", std::process::id());
     let _remove = RemoveSegment::new(SEGMENT_PREFIX, &name);
     let options = ring_for(count, size);
@@ -246,7 +248,7 @@ fn send(size: usize, count: usize, is_async: bool) {
     let mut producer = AsyncProducer::from(producer);
     for start in (0..count as u64).step_by(256) {
         let run = start..start + 256;
-        let sent: Result<(), shmkit::Error> = if is_async {
+        let sent: Result<(), shmkit::Error> = if way == "async" {
             let (tx, message) = (&mut producer, &mut message);
             in_place_then_runtime(&runtime, async move {
                 for sequence in run {
@@ -254,6 +256,19 @@ fn send(size: usize, count: usize, is_async: bool) {
                     tx.send(message).await?;
                 }
                 Ok(())
+            })
+        } else if way == "sink" {
+            use futures_sink::Sink;
+            use std::pin::Pin;
+            let (tx, message) = (&mut producer, &mut message);
+            in_place_then_runtime(&runtime, async move {
+                for sequence in run {
+                    message[..8].copy_from_slice(&sequence.to_le_bytes());
+                    std::future::poll_fn(|cx| Sink::<&[u8]>::poll_ready(Pin::new(&mut *tx), cx))
+                        .await?;
+                    Pin::new(&mut *tx).start_send(message.as_slice())?;
+                }
+                std::future::poll_fn(|cx| Sink::<&[u8]>::poll_flush(Pin::new(&mut *tx), cx)).await
             })
         } else {
             let tx = producer.get_mut();

@@ -131,10 +131,12 @@ impl StreamSides {
                 let (tx, rx) = TopicLink::pair(&name, capacity)?;
                 (AnyLink::Topic(tx), AnyLink::Topic(rx), remove)
             }
-            other => return Err(crate::Error::Message(format!(
+            other => {
+                return Err(crate::Error::Message(format!(
                 "no stream sides for {}: shmkit-spin, shmkit-batch, shmkit-async or shmkit-topic",
                 other.name()
-            ))),
+            )))
+            }
         };
         Ok(StreamSides {
             tx,
