@@ -711,6 +711,7 @@ impl<M: AsRef<[u8]>> Outgoing<M> for AsyncProducer {
         &mut self.pending
     }
 
+    #[inline]
     fn send_now(&mut self, message: &M) -> Result<bool> {
         let message = message.as_ref();
         // One check of the fault flag, `send_at`'s after its copy, as in

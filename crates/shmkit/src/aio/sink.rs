@@ -28,10 +28,24 @@ pub(crate) trait Outgoing<M> {
     fn poll_send_kept(&mut self, cx: &mut Context<'_>, kept: &Self::Kept) -> Poll<Result<()>>;
 
     /// The sink's `poll_ready`, `poll_flush` and `poll_close`: sends the
-    /// kept message, if any. A message whose send fails stays kept with
-    /// the error, so that a later flush (once a new consumer took the
-    /// ring over, say) sends it: nothing is lost by an error.
+    /// kept message, if any. Inlined, as the sink's methods are, so that
+    /// `poll_ready` before a message costs one test when none is kept: as
+    /// calls, it and `start_send` made a 64 B message's send cost 175
+    /// instructions, against 108 so (`async_cost send 64 N sink`).
+    #[inline]
     fn flush_kept(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.kept().is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        self.send_kept(cx)
+    }
+
+    /// The rest of [`flush_kept`](Outgoing::flush_kept) when a message is
+    /// kept. A message whose send fails stays kept with the error, so that
+    /// a later flush (once a new consumer took the ring over, say) sends
+    /// it: nothing is lost by an error.
+    #[inline(never)]
+    fn send_kept(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let Some(kept) = self.kept().take() else {
             return Poll::Ready(Ok(()));
         };
@@ -44,6 +58,7 @@ pub(crate) trait Outgoing<M> {
 
     /// The sink's `start_send`: sends `message` if it fits now, else keeps
     /// it for the next `poll_ready` or `poll_flush`.
+    #[inline]
     fn start(&mut self, message: M) -> Result<()> {
         if !self.send_now(&message)? {
             *self.kept() = Some(Self::keep(message));
@@ -60,6 +75,7 @@ macro_rules! sink_by_outgoing {
         impl<$($generics)*> futures_sink::Sink<$message> for $sender {
             type Error = $crate::error::Error;
 
+            #[inline]
             fn poll_ready(
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
@@ -67,6 +83,7 @@ macro_rules! sink_by_outgoing {
                 $crate::aio::sink::Outgoing::<$message>::flush_kept(self.get_mut(), cx)
             }
 
+            #[inline]
             fn start_send(
                 self: std::pin::Pin<&mut Self>,
                 message: $message,
@@ -74,6 +91,7 @@ macro_rules! sink_by_outgoing {
                 $crate::aio::sink::Outgoing::<$message>::start(self.get_mut(), message)
             }
 
+            #[inline]
             fn poll_flush(
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
@@ -81,6 +99,7 @@ macro_rules! sink_by_outgoing {
                 $crate::aio::sink::Outgoing::<$message>::flush_kept(self.get_mut(), cx)
             }
 
+            #[inline]
             fn poll_close(
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,

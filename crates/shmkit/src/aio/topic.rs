@@ -194,6 +194,7 @@ impl<M: AsRef<[u8]>> Outgoing<M> for AsyncPublisher {
         &mut self.pending
     }
 
+    #[inline]
     fn send_now(&mut self, message: &M) -> Result<bool> {
         let message = message.as_ref();
         let Some(slot) = self.publisher.reserve_now(message.len())? else {
