@@ -462,9 +462,10 @@ impl Bench {
             .with_floor(Latency::of(&floor_trips)))
     }
 
-    /// One stream of a round, after a short floor between the same two
-    /// processes (where the host put the CPUs for it): its rate and that
-    /// floor, or why the transport cannot stream messages of this size here.
+    /// One stream of a round, between two short floors of the same two
+    /// processes (where the host had put the CPUs when it began and when
+    /// it ended): its rate and those floors, or why the transport cannot
+    /// stream messages of this size here.
     fn stream_trial(
         &self,
         transport: Transport,
@@ -495,10 +496,14 @@ impl Bench {
         // Opened by both: the names can go now.
         floor.remove();
         setup.unlink();
-        let floor_trips = floor
-            .cell
-            .bounce(floor_warmup, counts.floor_rounds, peer.peer())
-            .map_err(|err| peer.failure(Some(err)))?;
+        let bounce = |peer: &mut PeerProcess| {
+            floor
+                .cell
+                .bounce(floor_warmup, counts.floor_rounds, peer.peer())
+                .map(|trips| Latency::of(&trips).p50)
+                .map_err(|err| peer.failure(Some(err)))
+        };
+        let floor_before = bounce(&mut peer)?;
         let link = &mut setup.link;
         let sent = with_link!(
             link,
@@ -521,10 +526,11 @@ impl Bench {
                 "the peer said {line:?}, not \"received {sent} NANOSECONDS\""
             )))));
         };
+        let floor_after = bounce(&mut peer)?;
         peer.finish()?;
         Ok(Ok(Trial {
             msgs_per_sec: sent as f64 / elapsed.as_secs_f64().max(1e-9),
-            floor_p50: Latency::of(&floor_trips).p50,
+            floors: [floor_before, floor_after],
         }))
     }
 }

@@ -53,10 +53,11 @@ pub enum Work {
         prime: u64,
         round_trips: u64,
     },
-    /// Streaming: first bounce `floor_rounds` times the counter in the
-    /// POSIX segment `floor` (where the host put the two CPUs for this
-    /// stream); then receive and check `warmup` messages, then every
-    /// message up to the end message, timed.
+    /// Streaming: bounce `floor_rounds` times the counter in the POSIX
+    /// segment `floor` (where the host put the two CPUs for this stream);
+    /// receive and check `warmup` messages, then every message up to the
+    /// end message, timed; then bounce the counter as often again (where
+    /// the CPUs were at the end).
     Receive {
         transport: Transport,
         end: PeerEnd,
@@ -314,7 +315,10 @@ pub fn run(job: &str, out: &mut impl Write) -> Result<(), Error> {
                 &mut link,
                 link => measure::receive_stream(link, job.size, *warmup)
             )?;
-            say(&format!("received {messages} {}", elapsed.as_nanos()))
+            say(&format!("received {messages} {}", elapsed.as_nanos()))?;
+            // The counter starts again from 1: the bench's first bounce
+            // ended on this side's last number, before the stream.
+            floor.answer(*floor_rounds, parent)
         }
     }
 }

@@ -3,7 +3,7 @@
 //! pipe and to the physical reference, and the issue's targets; or, with
 //! `--json`, one array of records for scripts.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -45,8 +45,36 @@ pub struct Throughput {
 pub struct Trial {
     pub msgs_per_sec: f64,
     /// The p50 of the cache-line floor its two processes measured just
-    /// before it: where the host had put their CPUs.
-    pub floor_p50: u64,
+    /// before it and just after it: where the host had put their CPUs.
+    pub floors: [u64; 2],
+}
+
+/// How far apart two floors may be and still be taken for one placement
+/// of the CPUs: the placements seen differ by 3x or more (about 55 ns for
+/// two hyperthreads of a core, 200-350 ns for two cores), one placement's
+/// floors by less than this between measurements.
+const SAME_PLACEMENT: f64 = 1.5;
+
+impl Trial {
+    /// Whether this stream and `other` began and ended under one placement
+    /// of the CPUs, as far as their floors tell.
+    pub fn placed_as(&self, other: &Trial) -> bool {
+        let floors = self.floors.iter().chain(&other.floors).copied();
+        match (floors.clone().min(), floors.max()) {
+            (Some(low), Some(high)) => high as f64 <= SAME_PLACEMENT * low.max(1) as f64,
+            _ => false,
+        }
+    }
+}
+
+/// A stream against another's, round by round ([`Report::stream_ratio`]).
+#[derive(Debug, PartialEq)]
+struct StreamRatio {
+    /// The median of the rounds taken under one placement (all rounds if
+    /// none was).
+    ratio: f64,
+    /// Each round's ratio, and whether its two streams shared a placement.
+    rounds: Vec<(f64, bool)>,
 }
 
 /// Everything measured for one transport (or reference) at one size.
@@ -136,7 +164,8 @@ struct Record {
 #[derive(Debug, Serialize)]
 struct TrialRecord {
     msgs_per_sec: u64,
-    floor_p50_ns: u64,
+    floor_before_ns: u64,
+    floor_after_ns: u64,
 }
 
 /// A whole run's results and circumstances.
@@ -174,7 +203,8 @@ impl Report {
                     .iter()
                     .map(|t| TrialRecord {
                         msgs_per_sec: t.msgs_per_sec.round() as u64,
-                        floor_p50_ns: t.floor_p50,
+                        floor_before_ns: t.floors[0],
+                        floor_after_ns: t.floors[1],
                     })
                     .collect(),
             })
@@ -188,28 +218,38 @@ impl Report {
         self.rows.iter().find(|r| r.name == name && r.size == size)
     }
 
-    /// How `name`'s stream at `size` compares with `base`'s: the median of
-    /// their ratios round by round (the rounds' streams were taken in turn,
-    /// under the same placement of the CPUs as far as the host allowed),
-    /// with those ratios; or, without rounds on both, the ratio of the
-    /// medians alone.
-    fn stream_ratio(&self, name: &str, base: &str, size: usize) -> Option<(f64, Vec<f64>)> {
+    /// How `name`'s stream at `size` compares with `base`'s, round by
+    /// round: the two streams of a round were taken one after the other,
+    /// and where their floors say the host kept the CPUs in one placement
+    /// for both, their ratio compares the transports, not the placements.
+    /// The median of those rounds' ratios (of every round's, if the CPUs
+    /// moved in each); without rounds on both, the ratio of the medians.
+    fn stream_ratio(&self, name: &str, base: &str, size: usize) -> Option<StreamRatio> {
         let row = self.row(name, size)?;
         let base = self.row(base, size)?;
         let (Some(t), Some(b)) = (row.throughput, base.throughput) else {
             return None;
         };
         if row.trials.is_empty() || row.trials.len() != base.trials.len() {
-            return Some((t.msgs_per_sec / b.msgs_per_sec, Vec::new()));
+            return Some(StreamRatio {
+                ratio: t.msgs_per_sec / b.msgs_per_sec,
+                rounds: Vec::new(),
+            });
         }
-        let mut ratios: Vec<f64> = row
+        let rounds: Vec<(f64, bool)> = row
             .trials
             .iter()
             .zip(&base.trials)
-            .map(|(t, b)| t.msgs_per_sec / b.msgs_per_sec)
+            .map(|(t, b)| (t.msgs_per_sec / b.msgs_per_sec, t.placed_as(b)))
             .collect();
-        let rounds = ratios.clone();
-        Some((super::median(&mut ratios), rounds))
+        let mut placed: Vec<f64> = rounds.iter().filter(|r| r.1).map(|r| r.0).collect();
+        if placed.is_empty() {
+            placed = rounds.iter().map(|r| r.0).collect();
+        }
+        Some(StreamRatio {
+            ratio: super::median(&mut placed),
+            rounds,
+        })
     }
 
     /// The floor measured with the messages of `size`.
@@ -425,8 +465,8 @@ impl Report {
             text,
             "\none-way streaming throughput (the receiver's count over its elapsed time, the \
              median of {} streams, one a round; bytes/s in 10^6 and 10^9)\n\
-             floors: the lowest and highest cache-line floor measured before the streams, by \
-             their processes (where the host had put the CPUs)",
+             floors: the lowest and highest cache-line floor measured before and after the \
+             streams, by their processes (where the host had put the CPUs)",
             super::STREAM_TRIALS
         );
         text.push_str(&table.render());
@@ -507,14 +547,14 @@ impl Report {
             ));
         }
         for size in [8, 64, 1024, 65536] {
-            if let Some((r, rounds)) = self.stream_ratio("shmkit-block", "shmkit-spin", size) {
+            if let Some(r) = self.stream_ratio("shmkit-block", "shmkit-spin", size) {
                 lines.push((
                     format!(
                         "shmkit-block {} stream at least 90% of shmkit-spin",
                         size_text(size)
                     ),
-                    ratio_in_rounds(r, &rounds),
-                    r >= 0.9,
+                    r.to_string(),
+                    r.ratio >= 0.9,
                 ));
             }
         }
@@ -527,11 +567,11 @@ impl Report {
                 r <= 2.0,
             ));
         }
-        if let Some((r, rounds)) = self.stream_ratio("shmkit-async", "shmkit-block", 64) {
+        if let Some(r) = self.stream_ratio("shmkit-async", "shmkit-block", 64) {
             lines.push((
                 "shmkit-async 64 B stream at least 80% of shmkit-block".to_owned(),
-                ratio_in_rounds(r, &rounds),
-                r >= 0.8,
+                r.to_string(),
+                r.ratio >= 0.8,
             ));
         }
         if lines.is_empty() {
@@ -539,8 +579,10 @@ impl Report {
         }
         let _ = writeln!(
             text,
-            "\ntargets (from the issues; benchmarks, not tests; a stream against another \
-             transport's is the median of the two's ratios round by round)"
+            "\ntargets (from the issues; benchmarks, not tests)\n\
+             a stream against another transport's is the median of the two's ratios round by \
+             round, of the rounds whose two streams met one placement of the CPUs (their floors \
+             within {SAME_PLACEMENT}x); * marks a round left out"
         );
         let mut table = Table::new(&["target", "measured", ""]);
         for (target, measured, met) in lines {
@@ -563,19 +605,26 @@ fn not_measured(row: &Row) -> Vec<String> {
     ]
 }
 
-/// A stream ratio as a percentage, with the rounds' own: `93.4% (rounds
-/// 88, 93, 97, 95, 99%)`.
-fn ratio_in_rounds(r: f64, rounds: &[f64]) -> String {
-    if rounds.is_empty() {
-        return format!("{:.1}%", 100.0 * r);
+/// As a percentage, with the rounds' own, a `*` on those left out:
+/// `93.4% (rounds 88, 93, 42*, 95, 99%)`.
+impl fmt::Display for StreamRatio {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.1}%", 100.0 * self.ratio)?;
+        if self.rounds.is_empty() {
+            return Ok(());
+        }
+        let each: Vec<String> = self
+            .rounds
+            .iter()
+            .map(|&(r, placed)| format!("{:.0}{}", 100.0 * r, if placed { "" } else { "*" }))
+            .collect();
+        write!(f, " (rounds {}%)", each.join(", "))
     }
-    let each: Vec<String> = rounds.iter().map(|r| format!("{:.0}", 100.0 * r)).collect();
-    format!("{:.1}% (rounds {}%)", 100.0 * r, each.join(", "))
 }
 
 /// The lowest and highest floor of `trials`: `55-210 ns`, or `-`.
 fn floors_text(trials: &[Trial]) -> String {
-    let floors = trials.iter().map(|t| t.floor_p50);
+    let floors = trials.iter().flat_map(|t| t.floors);
     match (floors.clone().min(), floors.max()) {
         (Some(low), Some(high)) if low == high => nanos_text(low),
         (Some(low), Some(high)) if high < 1000 => format!("{low}-{high} ns"),
@@ -792,12 +841,12 @@ mod tests {
         }
     }
 
-    fn streamed(name: &'static str, rates: &[f64], floors: &[u64]) -> Row {
+    fn streamed(name: &'static str, rates: &[f64], floors: &[[u64; 2]]) -> Row {
         let mut row = Row::new(name, 64);
-        for (&msgs_per_sec, &floor_p50) in rates.iter().zip(floors) {
+        for (&msgs_per_sec, &floors) in rates.iter().zip(floors) {
             row = row.with_trial(Trial {
                 msgs_per_sec,
-                floor_p50,
+                floors,
             });
         }
         row.settle_throughput();
@@ -805,36 +854,71 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_target_pairs_the_rounds() {
+    fn a_stream_target_pairs_the_rounds_under_one_placement() {
         // Rounds 1 and 4 found the CPUs far apart for both, round 5 for
         // shmkit-block alone: the medians (70 M and 30 M) were taken under
-        // different placements, the rounds' ratios were not.
+        // different placements; the ratios of rounds 1-4 were not.
         let spin = streamed(
             "shmkit-spin",
             &[30e6, 70e6, 70e6, 30e6, 72e6],
-            &[200, 55, 55, 210, 56],
+            &[[200, 205], [55, 56], [55, 54], [210, 200], [56, 57]],
         );
         let block = streamed(
             "shmkit-block",
             &[29e6, 66e6, 68e6, 28e6, 30e6],
-            &[205, 57, 54, 200, 230],
+            &[[205, 200], [57, 55], [54, 56], [200, 215], [230, 240]],
         );
         assert_eq!(spin.throughput.map(|t| t.msgs_per_sec), Some(70e6));
         assert_eq!(block.throughput.map(|t| t.msgs_per_sec), Some(30e6));
-        assert_eq!(floors_text(&spin.trials), "55-210 ns");
+        assert_eq!(floors_text(&spin.trials), "54-210 ns");
         let report = report_of(vec![spin, block]);
-        let (r, rounds) = report
+        let r = report
             .stream_ratio("shmkit-block", "shmkit-spin", 64)
             .expect("both streamed");
-        assert_eq!(rounds.len(), 5);
-        assert!((r - 66.0 / 70.0).abs() < 1e-9, "{r}");
+        let placed: Vec<bool> = r.rounds.iter().map(|r| r.1).collect();
+        assert_eq!(placed, [true, true, true, true, false]);
+        assert!((r.ratio - 66.0 / 70.0).abs() < 1e-9, "{r:?}");
         let mut text = String::new();
         report.targets(&mut text);
         assert!(
-            text.contains("94.3% (rounds 97, 94, 97, 93, 42%)"),
+            text.contains("94.3% (rounds 97, 94, 97, 93, 42*%)"),
             "{text}"
         );
         assert!(!text.contains("MISSED"), "{text}");
+    }
+
+    #[test]
+    fn a_stream_the_cpus_moved_under_shares_no_placement() {
+        let at = |floors| Trial {
+            msgs_per_sec: 1.0,
+            floors,
+        };
+        assert!(at([200, 290]).placed_as(&at([250, 260])));
+        // The CPUs moved during the stream, or between the two streams.
+        assert!(!at([200, 56]).placed_as(&at([200, 210])));
+        assert!(!at([56, 57]).placed_as(&at([200, 210])));
+        assert!(!at([200, 310]).placed_as(&at([200, 210])));
+    }
+
+    #[test]
+    fn with_no_round_under_one_placement_every_round_counts() {
+        let spin = streamed(
+            "shmkit-spin",
+            &[10.0, 10.0, 10.0],
+            &[[55, 55], [55, 55], [55, 55]],
+        );
+        let block = streamed(
+            "shmkit-block",
+            &[5.0, 8.0, 9.0],
+            &[[200, 200], [200, 200], [55, 300]],
+        );
+        let report = report_of(vec![spin, block]);
+        let r = report
+            .stream_ratio("shmkit-block", "shmkit-spin", 64)
+            .expect("both");
+        assert!(r.rounds.iter().all(|r| !r.1), "{r:?}");
+        assert!((r.ratio - 0.8).abs() < 1e-9, "{r:?}");
+        assert_eq!(r.to_string(), "80.0% (rounds 50*, 80*, 90*%)");
     }
 
     #[test]
