@@ -4,9 +4,11 @@
 //! For each payload size the bench measures, in this order: for each
 //! transport a ping-pong (round-trip latency), preceded in the same two
 //! processes by the cache-line floor; memcpy in one process (the
-//! throughput ceiling, [`reference`]); then for each transport a stream
-//! (one-way throughput). Each measurement has a fresh peer process
-//! ([`peer`]) and a fresh transport ([`transports`]). The loops are in
+//! throughput ceiling, [`reference`]); then [`STREAM_TRIALS`] rounds of
+//! streams (one-way throughput), every transport once a round, each stream
+//! between two short floors that say where the host had put the CPUs.
+//! Each measurement has a fresh peer process ([`peer`]) and a fresh
+//! transport ([`transports`]). The loops are in
 //! [`measure`]; the tables and the JSON in [`report`].
 //!
 //! Fairness: every transport carries the same messages, the same size both
