@@ -33,7 +33,9 @@ pub struct BenchArgs {
     pub block_spin: Option<Duration>,
     /// Print one JSON array instead of the tables: a record per transport and size (the
     /// references as transports floor and memcpy) with the fields transport, size, rtt_p50_ns,
-    /// rtt_p99_ns, rtt_p999_ns, msgs_per_sec and bytes_per_sec (null where not measured)
+    /// rtt_p99_ns, rtt_p999_ns, msgs_per_sec and bytes_per_sec (null where not measured), and
+    /// for a stream stream_trials: each round's msgs_per_sec and
+    /// floor_before_ns and floor_after_ns (the p50 of the floor just before and after it), in order
     #[arg(long)]
     pub json: bool,
     /// Messages per measurement, for tests: N round trips and N streamed, after as many warm-up

@@ -4,9 +4,11 @@
 //! For each payload size the bench measures, in this order: for each
 //! transport a ping-pong (round-trip latency), preceded in the same two
 //! processes by the cache-line floor; memcpy in one process (the
-//! throughput ceiling, [`reference`]); then for each transport a stream
-//! (one-way throughput). Each measurement has a fresh peer process
-//! ([`peer`]) and a fresh transport ([`transports`]). The loops are in
+//! throughput ceiling, [`reference`]); then [`STREAM_TRIALS`] rounds of
+//! streams (one-way throughput), every transport once a round, each stream
+//! between two short floors that say where the host had put the CPUs.
+//! Each measurement has a fresh peer process ([`peer`]) and a fresh
+//! transport ([`transports`]). The loops are in
 //! [`measure`]; the tables and the JSON in [`report`].
 //!
 //! Fairness: every transport carries the same messages, the same size both
@@ -71,7 +73,7 @@ pub use self::error::Error;
 use self::machine::{Machine, Pinning};
 use self::measure::Length;
 use self::peer::{PeerJob, PeerProcess, Work};
-use self::report::{Latency, Report, Row, Throughput};
+use self::report::{Latency, Report, Row, Throughput, Trial};
 pub use self::transports::Transport;
 use self::transports::{with_link, Directions, Opened};
 
@@ -152,15 +154,22 @@ impl Counts {
 const STREAM_TIME: Duration = Duration::from_secs(1);
 
 /// Streams measured per transport and size, each between a fresh pair of
-/// processes over a fresh transport; the tables show the median rate. One
-/// stream's rate depends on how its two processes happen to settle (a
-/// consumer right behind its producer, polling the line it writes, or a
-/// ring kept full, the producer polling the consumer's index; where the
-/// host put the CPUs; another process's time slice), and keeps that for
-/// the whole stream: between runs of one transport it varies far more
-/// than within one. The median of three is one of the settlings a
-/// transport often takes, for every transport alike.
-const STREAM_TRIALS: usize = 3;
+/// processes over a fresh transport, in rounds: each round streams every
+/// transport once, in turn, so that the transports of a round share the
+/// host's state of that moment. The tables show each transport's median
+/// rate, and a target that compares two transports takes the median of
+/// their ratios within a round.
+///
+/// Why rounds: the host moves the virtual machine's two CPUs between
+/// placements within seconds (the cache-line floor measured before each
+/// stream moves between about 55 ns, two hyperthreads of one core, and
+/// 200-350 ns, two cores), and a stream's rate moves with it by up to 3x.
+/// Streamed one transport after the other, two transports' medians were
+/// often taken under different placements, and their ratio said more about
+/// the host than about them; streamed in turns, a round's streams are a
+/// second apart at most. Five rounds, so that two streams that met an odd
+/// moment do not decide a median.
+const STREAM_TRIALS: usize = 5;
 
 /// How much `--quick` cuts every count.
 const QUICK_DIVISOR: u64 = 10;
@@ -170,7 +179,8 @@ const QUICK_DIVISOR: u64 = 10;
 enum Job {
     Memcpy(usize),
     RoundTrips(Transport, usize),
-    Stream(Transport, usize),
+    /// One round's stream of a transport: the round, counted from 0.
+    Stream(Transport, usize, usize),
 }
 
 impl fmt::Display for Job {
@@ -183,11 +193,12 @@ impl fmt::Display for Job {
                 transport.name(),
                 report::size_text(size)
             ),
-            Job::Stream(transport, size) => write!(
+            Job::Stream(transport, size, round) => write!(
                 f,
-                "{} stream of {}",
+                "{} stream of {} (round {} of {STREAM_TRIALS})",
                 transport.name(),
-                report::size_text(size)
+                report::size_text(size),
+                round + 1
             ),
         }
     }
@@ -229,12 +240,7 @@ pub fn run(args: &BenchArgs, out: &mut impl Write) -> Result<(), Error> {
         inject_skip: args.inject_skip,
     };
 
-    let mut plan = Vec::new();
-    for &size in &sizes {
-        plan.extend(transports.iter().map(|&t| Job::RoundTrips(t, size)));
-        plan.push(Job::Memcpy(size));
-        plan.extend(transports.iter().map(|&t| Job::Stream(t, size)));
-    }
+    let plan = plan(&sizes, &transports);
 
     // Drawn on standard error, and not at all when that is no terminal;
     // redrawn only between measurements (a ticking thread would wake up on
@@ -244,10 +250,26 @@ pub fn run(args: &BenchArgs, out: &mut impl Write) -> Result<(), Error> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut rows: Vec<Row> = Vec::new();
+    // Those that cannot stream a size say why in the first round; the
+    // later rounds skip them.
+    let mut cannot_stream: Vec<(Transport, usize)> = Vec::new();
     for job in &plan {
+        if let Job::Stream(transport, size, _) = *job {
+            if cannot_stream.contains(&(transport, size)) {
+                progress.inc(1);
+                continue;
+            }
+        }
         progress.set_message(job.to_string());
         match bench.measure(*job) {
-            Ok(row) => merge(&mut rows, row),
+            Ok(row) => {
+                if let Job::Stream(transport, size, _) = *job {
+                    if row.trials.is_empty() {
+                        cannot_stream.push((transport, size));
+                    }
+                }
+                merge(&mut rows, row)
+            }
             Err(err) => {
                 progress.finish_and_clear();
                 return Err(Error::Message(format!("bench: {job}: {err}")));
@@ -256,6 +278,9 @@ pub fn run(args: &BenchArgs, out: &mut impl Write) -> Result<(), Error> {
         progress.inc(1);
     }
     progress.finish_and_clear();
+    for row in &mut rows {
+        row.settle_throughput();
+    }
     add_floors(&mut rows, &sizes);
 
     let report = Report {
@@ -276,6 +301,21 @@ pub fn run(args: &BenchArgs, out: &mut impl Write) -> Result<(), Error> {
         report.tables()
     };
     out.write_all(text.as_bytes()).map_err(Error::stdout)
+}
+
+/// The measurements of a run, in order: for each size, every transport's
+/// ping-pong, memcpy, then [`STREAM_TRIALS`] rounds of every transport's
+/// stream in turn.
+fn plan(sizes: &[usize], transports: &[Transport]) -> Vec<Job> {
+    let mut plan = Vec::new();
+    for &size in sizes {
+        plan.extend(transports.iter().map(|&t| Job::RoundTrips(t, size)));
+        plan.push(Job::Memcpy(size));
+        for round in 0..STREAM_TRIALS {
+            plan.extend(transports.iter().map(|&t| Job::Stream(t, size, round)));
+        }
+    }
+    plan
 }
 
 /// `__bench-peer --job JOB`, the peer process that [`run`] starts: does
@@ -328,6 +368,7 @@ fn merge(rows: &mut Vec<Row>, row: Row) {
             existing.latency = existing.latency.or(row.latency);
             existing.throughput = existing.throughput.or(row.throughput);
             existing.floor = existing.floor.or(row.floor);
+            existing.trials.extend(row.trials);
             for note in row.notes {
                 if !existing.notes.contains(&note) {
                     existing.notes.push(note);
@@ -353,7 +394,13 @@ impl Bench {
                 }))
             }
             Job::RoundTrips(transport, size) => self.round_trips(transport, size),
-            Job::Stream(transport, size) => self.stream(transport, size),
+            Job::Stream(transport, size, round) => {
+                let row = Row::new(transport.name(), size);
+                Ok(match self.stream_trial(transport, size, round)? {
+                    Ok(trial) => row.with_trial(trial),
+                    Err(why) => row.with_note(format!("stream: {why}")),
+                })
+            }
         }
     }
 
@@ -417,31 +464,16 @@ impl Bench {
             .with_floor(Latency::of(&floor_trips)))
     }
 
-    /// [`STREAM_TRIALS`] streams, each between a fresh pair of processes
-    /// over a fresh transport, and the median of their rates.
-    fn stream(&self, transport: Transport, size: usize) -> Result<Row, Error> {
-        let row = Row::new(transport.name(), size);
-        let mut rates = Vec::with_capacity(STREAM_TRIALS);
-        for _ in 0..STREAM_TRIALS {
-            match self.stream_trial(transport, size)? {
-                Ok(rate) => rates.push(rate),
-                Err(why) => return Ok(row.with_note(format!("stream: {why}"))),
-            }
-        }
-        let rate = median(&mut rates);
-        Ok(row.with_throughput(Throughput {
-            msgs_per_sec: rate,
-            bytes_per_sec: rate * size as f64,
-        }))
-    }
-
-    /// One stream: its rate in messages per second, or why the transport
-    /// cannot stream messages of this size here.
+    /// One stream of a round, between two short floors of the same two
+    /// processes (where the host had put the CPUs when it began and when
+    /// it ended): its rate and those floors, or why the transport cannot
+    /// stream messages of this size here.
     fn stream_trial(
         &self,
         transport: Transport,
         size: usize,
-    ) -> Result<Result<f64, String>, Error> {
+        round: usize,
+    ) -> Result<Result<Trial, String>, Error> {
         let counts = self.counts(size);
         let setup = match transports::open(transport, Directions::ToPeer, size, self.block_spin)? {
             Opened::Ready(setup) => setup,
@@ -449,18 +481,31 @@ impl Bench {
         };
         let mut setup = *setup;
         let inherit = std::mem::take(&mut setup.inherit);
+        let floor = reference::FloorSegment::create()?;
+        let floor_warmup = (counts.floor_rounds / 10).max(1);
         let work = Work::Receive {
             transport,
             end: setup.peer_end.clone(),
+            floor: floor.name.clone(),
+            floor_rounds: floor_warmup + counts.floor_rounds,
             warmup: counts.warmup_streamed,
         };
         let job = self.job(work, size);
-        let what = Job::Stream(transport, size).to_string();
+        let what = Job::Stream(transport, size, round).to_string();
         let mut peer = PeerProcess::spawn(&job, inherit, what)?;
         setup.link.watch(peer.peer());
         peer.expect_line("ready")?;
         // Opened by both: the names can go now.
+        floor.remove();
         setup.unlink();
+        let bounce = |peer: &mut PeerProcess| {
+            floor
+                .cell
+                .bounce(floor_warmup, counts.floor_rounds, peer.peer())
+                .map(|trips| Latency::of(&trips).p50)
+                .map_err(|err| peer.failure(Some(err)))
+        };
+        let floor_before = bounce(&mut peer)?;
         let link = &mut setup.link;
         let sent = with_link!(
             link,
@@ -483,8 +528,12 @@ impl Bench {
                 "the peer said {line:?}, not \"received {sent} NANOSECONDS\""
             )))));
         };
+        let floor_after = bounce(&mut peer)?;
         peer.finish()?;
-        Ok(Ok(sent as f64 / elapsed.as_secs_f64().max(1e-9)))
+        Ok(Ok(Trial {
+            msgs_per_sec: sent as f64 / elapsed.as_secs_f64().max(1e-9),
+            floors: [floor_before, floor_after],
+        }))
     }
 }
 
@@ -499,7 +548,31 @@ fn median(rates: &mut [f64]) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{median, plan, Job, Transport, STREAM_TRIALS};
+
+    #[test]
+    fn the_streams_of_a_size_come_in_rounds_of_every_transport() {
+        let (spin, block) = (Transport::ShmkitSpin, Transport::ShmkitBlock);
+        let jobs = plan(&[64], &[spin, block]);
+        let streams: Vec<Job> = jobs
+            .iter()
+            .copied()
+            .filter(|job| matches!(job, Job::Stream(..)))
+            .collect();
+        let expected: Vec<Job> = (0..STREAM_TRIALS)
+            .flat_map(|round| [Job::Stream(spin, 64, round), Job::Stream(block, 64, round)])
+            .collect();
+        assert_eq!(streams, expected);
+        // The ping-pongs and memcpy first.
+        assert_eq!(
+            jobs[..3],
+            [
+                Job::RoundTrips(spin, 64),
+                Job::RoundTrips(block, 64),
+                Job::Memcpy(64)
+            ]
+        );
+    }
 
     #[test]
     fn a_stream_shows_the_middle_trial() {

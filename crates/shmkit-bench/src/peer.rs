@@ -53,11 +53,16 @@ pub enum Work {
         prime: u64,
         round_trips: u64,
     },
-    /// Streaming: receive and check `warmup` messages, then every message
-    /// up to the end message, timed.
+    /// Streaming: bounce `floor_rounds` times the counter in the POSIX
+    /// segment `floor` (where the host put the two CPUs for this stream);
+    /// receive and check `warmup` messages, then every message up to the
+    /// end message, timed; then bounce the counter as often again (where
+    /// the CPUs were at the end).
     Receive {
         transport: Transport,
         end: PeerEnd,
+        floor: String,
+        floor_rounds: u64,
         warmup: u64,
     },
 }
@@ -298,15 +303,22 @@ pub fn run(job: &str, out: &mut impl Write) -> Result<(), Error> {
         Work::Receive {
             transport,
             end,
+            floor,
+            floor_rounds,
             warmup,
         } => {
+            let floor = reference::FloorCell::open(floor)?;
             let mut link = end.link(*transport, job.size, parent)?;
             say("ready")?;
+            floor.answer(*floor_rounds, parent)?;
             let (messages, elapsed) = with_link!(
                 &mut link,
                 link => measure::receive_stream(link, job.size, *warmup)
             )?;
-            say(&format!("received {messages} {}", elapsed.as_nanos()))
+            say(&format!("received {messages} {}", elapsed.as_nanos()))?;
+            // The counter starts again from 1: the bench's first bounce
+            // ended on this side's last number, before the stream.
+            floor.answer(*floor_rounds, parent)
         }
     }
 }

@@ -3,7 +3,7 @@
 //! pipe and to the physical reference, and the issue's targets; or, with
 //! `--json`, one array of records for scripts.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -40,6 +40,43 @@ pub struct Throughput {
     pub bytes_per_sec: f64,
 }
 
+/// One stream of a round (see `STREAM_TRIALS`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Trial {
+    pub msgs_per_sec: f64,
+    /// The p50 of the cache-line floor its two processes measured just
+    /// before it and just after it: where the host had put their CPUs.
+    pub floors: [u64; 2],
+}
+
+/// How far apart two floors may be and still be taken for one placement
+/// of the CPUs: the placements seen differ by 3x or more (about 55 ns for
+/// two hyperthreads of a core, 200-350 ns for two cores), one placement's
+/// floors by less than this between measurements.
+const SAME_PLACEMENT: f64 = 1.5;
+
+impl Trial {
+    /// Whether this stream and `other` began and ended under one placement
+    /// of the CPUs, as far as their floors tell.
+    pub fn placed_as(&self, other: &Trial) -> bool {
+        let floors = self.floors.iter().chain(&other.floors).copied();
+        match (floors.clone().min(), floors.max()) {
+            (Some(low), Some(high)) => high as f64 <= SAME_PLACEMENT * low.max(1) as f64,
+            _ => false,
+        }
+    }
+}
+
+/// A stream against another's, round by round ([`Report::stream_ratio`]).
+#[derive(Debug, PartialEq)]
+struct StreamRatio {
+    /// The median of the rounds taken under one placement (all rounds if
+    /// none was).
+    ratio: f64,
+    /// Each round's ratio, and whether its two streams shared a placement.
+    rounds: Vec<(f64, bool)>,
+}
+
 /// Everything measured for one transport (or reference) at one size.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
@@ -50,6 +87,8 @@ pub struct Row {
     pub throughput: Option<Throughput>,
     /// The cache-line floor measured just before this row's ping-pong.
     pub floor: Option<Latency>,
+    /// Its streams, a round each, in order; `throughput` is their median.
+    pub trials: Vec<Trial>,
     /// Why something was not measured.
     pub notes: Vec<String>,
 }
@@ -62,6 +101,7 @@ impl Row {
             latency: None,
             throughput: None,
             floor: None,
+            trials: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -81,6 +121,24 @@ impl Row {
         self
     }
 
+    /// Sets `throughput` to the median of the rounds' streams, if any.
+    pub fn settle_throughput(&mut self) {
+        if self.trials.is_empty() {
+            return;
+        }
+        let mut rates: Vec<f64> = self.trials.iter().map(|t| t.msgs_per_sec).collect();
+        let rate = super::median(&mut rates);
+        self.throughput = Some(Throughput {
+            msgs_per_sec: rate,
+            bytes_per_sec: rate * self.size as f64,
+        });
+    }
+
+    pub fn with_trial(mut self, trial: Trial) -> Row {
+        self.trials.push(trial);
+        self
+    }
+
     pub fn with_note(mut self, note: String) -> Row {
         self.notes.push(note);
         self
@@ -97,6 +155,17 @@ struct Record {
     rtt_p999_ns: Option<u64>,
     msgs_per_sec: Option<u64>,
     bytes_per_sec: Option<u64>,
+    /// The streams of the rounds, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stream_trials: Vec<TrialRecord>,
+}
+
+/// One stream of a round in a [`Record`].
+#[derive(Debug, Serialize)]
+struct TrialRecord {
+    msgs_per_sec: u64,
+    floor_before_ns: u64,
+    floor_after_ns: u64,
 }
 
 /// A whole run's results and circumstances.
@@ -129,6 +198,15 @@ impl Report {
                 rtt_p999_ns: row.latency.map(|l| l.p999),
                 msgs_per_sec: row.throughput.map(|t| t.msgs_per_sec.round() as u64),
                 bytes_per_sec: row.throughput.map(|t| t.bytes_per_sec.round() as u64),
+                stream_trials: row
+                    .trials
+                    .iter()
+                    .map(|t| TrialRecord {
+                        msgs_per_sec: t.msgs_per_sec.round() as u64,
+                        floor_before_ns: t.floors[0],
+                        floor_after_ns: t.floors[1],
+                    })
+                    .collect(),
             })
             .collect();
         let mut text = serde_json::to_string_pretty(&records).expect("records serialise");
@@ -138,6 +216,40 @@ impl Report {
 
     fn row(&self, name: &str, size: usize) -> Option<&Row> {
         self.rows.iter().find(|r| r.name == name && r.size == size)
+    }
+
+    /// How `name`'s stream at `size` compares with `base`'s, round by
+    /// round: the two streams of a round were taken one after the other,
+    /// and where their floors say the host kept the CPUs in one placement
+    /// for both, their ratio compares the transports, not the placements.
+    /// The median of those rounds' ratios (of every round's, if the CPUs
+    /// moved in each); without rounds on both, the ratio of the medians.
+    fn stream_ratio(&self, name: &str, base: &str, size: usize) -> Option<StreamRatio> {
+        let row = self.row(name, size)?;
+        let base = self.row(base, size)?;
+        let (Some(t), Some(b)) = (row.throughput, base.throughput) else {
+            return None;
+        };
+        if row.trials.is_empty() || row.trials.len() != base.trials.len() {
+            return Some(StreamRatio {
+                ratio: t.msgs_per_sec / b.msgs_per_sec,
+                rounds: Vec::new(),
+            });
+        }
+        let rounds: Vec<(f64, bool)> = row
+            .trials
+            .iter()
+            .zip(&base.trials)
+            .map(|(t, b)| (t.msgs_per_sec / b.msgs_per_sec, t.placed_as(b)))
+            .collect();
+        let mut placed: Vec<f64> = rounds.iter().filter(|r| r.1).map(|r| r.0).collect();
+        if placed.is_empty() {
+            placed = rounds.iter().map(|r| r.0).collect();
+        }
+        Some(StreamRatio {
+            ratio: super::median(&mut placed),
+            rounds,
+        })
     }
 
     /// The floor measured with the messages of `size`.
@@ -237,8 +349,8 @@ impl Report {
         let _ = writeln!(
             text,
             "messages: ping-pong: streamed each way + warm-up + measured round trips; \
-             stream: warm-up + measured time, {} times, each between a fresh pair of processes \
-             (the median shown)\n          {}",
+             stream: a short floor, warm-up + measured time, in {} rounds of every transport in \
+             turn, each between a fresh pair of processes (the median shown)\n          {}",
             super::STREAM_TRIALS,
             counts.join("\n          ")
         );
@@ -304,7 +416,15 @@ impl Report {
     }
 
     fn throughput_table(&self, text: &mut String) {
-        let mut table = Table::new(&["transport", "size", "msgs/s", "bytes/s", "÷pipe", "÷memcpy"]);
+        let mut table = Table::new(&[
+            "transport",
+            "size",
+            "msgs/s",
+            "bytes/s",
+            "÷pipe",
+            "÷memcpy",
+            "floors",
+        ]);
         for (size, _) in &self.counts {
             table.gap();
             let pipe = self.row("pipe", *size).and_then(|r| r.throughput);
@@ -317,6 +437,7 @@ impl Report {
                     bytes_rate_text(m.bytes_per_sec),
                     pipe.map_or_else(dash, |p| ratio(m.bytes_per_sec, p.bytes_per_sec)),
                     "100%".to_owned(),
+                    dash(),
                 ]);
             }
             for transport in &self.transports {
@@ -336,13 +457,16 @@ impl Report {
                     memcpy.map_or_else(dash, |m| {
                         format!("{:.1}%", 100.0 * t.bytes_per_sec / m.bytes_per_sec)
                     }),
+                    floors_text(&row.trials),
                 ]);
             }
         }
         let _ = writeln!(
             text,
             "\none-way streaming throughput (the receiver's count over its elapsed time, the \
-             median of {} streams; bytes/s in 10^6 and 10^9)",
+             median of {} streams, one a round; bytes/s in 10^6 and 10^9)\n\
+             floors: the lowest and highest cache-line floor measured before and after the \
+             streams, by their processes (where the host had put the CPUs)",
             super::STREAM_TRIALS
         );
         text.push_str(&table.render());
@@ -416,25 +540,28 @@ impl Report {
             throughput("memcpy", 65536),
         ) {
             let r = t.bytes_per_sec / m.bytes_per_sec;
+            // What the host allows between its CPUs, where measured.
+            let bare = throughput("bare-slots", 65536).map_or_else(String::new, |b| {
+                format!(
+                    " (bare-slots {:.1}%)",
+                    100.0 * b.bytes_per_sec / m.bytes_per_sec
+                )
+            });
             lines.push((
                 "shmkit-spin 64 KiB stream (zero-copy grants) at least 60% of memcpy".to_owned(),
-                format!("{:.1}%", 100.0 * r),
+                format!("{:.1}%{bare}", 100.0 * r),
                 r >= 0.6,
             ));
         }
         for size in [8, 64, 1024, 65536] {
-            if let (Some(block), Some(spin)) = (
-                throughput("shmkit-block", size),
-                throughput("shmkit-spin", size),
-            ) {
-                let r = block.msgs_per_sec / spin.msgs_per_sec;
+            if let Some(r) = self.stream_ratio("shmkit-block", "shmkit-spin", size) {
                 lines.push((
                     format!(
                         "shmkit-block {} stream at least 90% of shmkit-spin",
                         size_text(size)
                     ),
-                    format!("{:.1}%", 100.0 * r),
-                    r >= 0.9,
+                    r.to_string(),
+                    r.ratio >= 0.9,
                 ));
             }
         }
@@ -447,21 +574,23 @@ impl Report {
                 r <= 2.0,
             ));
         }
-        if let (Some(aio), Some(block)) = (
-            throughput("shmkit-async", 64),
-            throughput("shmkit-block", 64),
-        ) {
-            let r = aio.msgs_per_sec / block.msgs_per_sec;
+        if let Some(r) = self.stream_ratio("shmkit-async", "shmkit-block", 64) {
             lines.push((
                 "shmkit-async 64 B stream at least 80% of shmkit-block".to_owned(),
-                format!("{:.1}%", 100.0 * r),
-                r >= 0.8,
+                r.to_string(),
+                r.ratio >= 0.8,
             ));
         }
         if lines.is_empty() {
             return;
         }
-        let _ = writeln!(text, "\ntargets (from the issue; benchmarks, not tests):");
+        let _ = writeln!(
+            text,
+            "\ntargets (from the issues; benchmarks, not tests)\n\
+             a stream against another transport's is the median of the two's ratios round by \
+             round, of the rounds whose two streams met one placement of the CPUs (their floors \
+             within {SAME_PLACEMENT}x); * marks a round left out"
+        );
         let mut table = Table::new(&["target", "measured", ""]);
         for (target, measured, met) in lines {
             table.row(vec![
@@ -481,6 +610,34 @@ fn not_measured(row: &Row) -> Vec<String> {
         size_text(row.size),
         "not measured (see below)".to_owned(),
     ]
+}
+
+/// As a percentage, with the rounds' own, a `*` on those left out:
+/// `93.4% (rounds 88, 93, 42*, 95, 99%)`.
+impl fmt::Display for StreamRatio {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.1}%", 100.0 * self.ratio)?;
+        if self.rounds.is_empty() {
+            return Ok(());
+        }
+        let each: Vec<String> = self
+            .rounds
+            .iter()
+            .map(|&(r, placed)| format!("{:.0}{}", 100.0 * r, if placed { "" } else { "*" }))
+            .collect();
+        write!(f, " (rounds {}%)", each.join(", "))
+    }
+}
+
+/// The lowest and highest floor of `trials`: `55-210 ns`, or `-`.
+fn floors_text(trials: &[Trial]) -> String {
+    let floors = trials.iter().flat_map(|t| t.floors);
+    match (floors.clone().min(), floors.max()) {
+        (Some(low), Some(high)) if low == high => nanos_text(low),
+        (Some(low), Some(high)) if high < 1000 => format!("{low}-{high} ns"),
+        (Some(low), Some(high)) => format!("{}-{}", nanos_text(low), nanos_text(high)),
+        _ => dash(),
+    }
 }
 
 fn dash() -> String {
@@ -673,6 +830,121 @@ mod tests {
         assert_eq!(count_text(100_000), "100k");
         assert_eq!(count_text(2_000_000), "2M");
         assert_eq!(count_text(1_234), "1234");
+    }
+
+    fn report_of(rows: Vec<Row>) -> Report {
+        Report {
+            machine: crate::machine::Machine {
+                cpu_model: "test".to_owned(),
+                cpus: 2,
+                kernel: "test".to_owned(),
+            },
+            pinning: crate::machine::Pinning::Unpinned("test".to_owned()),
+            block_spin: None,
+            counts: Vec::new(),
+            transports: Vec::new(),
+            rows,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn streamed(name: &'static str, rates: &[f64], floors: &[[u64; 2]]) -> Row {
+        let mut row = Row::new(name, 64);
+        for (&msgs_per_sec, &floors) in rates.iter().zip(floors) {
+            row = row.with_trial(Trial {
+                msgs_per_sec,
+                floors,
+            });
+        }
+        row.settle_throughput();
+        row
+    }
+
+    #[test]
+    fn a_stream_target_pairs_the_rounds_under_one_placement() {
+        // Rounds 1 and 4 found the CPUs far apart for both, round 5 for
+        // shmkit-block alone: the medians (70 M and 30 M) were taken under
+        // different placements; the ratios of rounds 1-4 were not.
+        let spin = streamed(
+            "shmkit-spin",
+            &[30e6, 70e6, 70e6, 30e6, 72e6],
+            &[[200, 205], [55, 56], [55, 54], [210, 200], [56, 57]],
+        );
+        let block = streamed(
+            "shmkit-block",
+            &[29e6, 66e6, 68e6, 28e6, 30e6],
+            &[[205, 200], [57, 55], [54, 56], [200, 215], [230, 240]],
+        );
+        assert_eq!(spin.throughput.map(|t| t.msgs_per_sec), Some(70e6));
+        assert_eq!(block.throughput.map(|t| t.msgs_per_sec), Some(30e6));
+        assert_eq!(floors_text(&spin.trials), "54-210 ns");
+        let report = report_of(vec![spin, block]);
+        let r = report
+            .stream_ratio("shmkit-block", "shmkit-spin", 64)
+            .expect("both streamed");
+        let placed: Vec<bool> = r.rounds.iter().map(|r| r.1).collect();
+        assert_eq!(placed, [true, true, true, true, false]);
+        assert!((r.ratio - 66.0 / 70.0).abs() < 1e-9, "{r:?}");
+        let mut text = String::new();
+        report.targets(&mut text);
+        assert!(
+            text.contains("94.3% (rounds 97, 94, 97, 93, 42*%)"),
+            "{text}"
+        );
+        assert!(!text.contains("MISSED"), "{text}");
+    }
+
+    #[test]
+    fn a_stream_the_cpus_moved_under_shares_no_placement() {
+        let at = |floors| Trial {
+            msgs_per_sec: 1.0,
+            floors,
+        };
+        assert!(at([200, 290]).placed_as(&at([250, 260])));
+        // The CPUs moved during the stream, or between the two streams.
+        assert!(!at([200, 56]).placed_as(&at([200, 210])));
+        assert!(!at([56, 57]).placed_as(&at([200, 210])));
+        assert!(!at([200, 310]).placed_as(&at([200, 210])));
+    }
+
+    #[test]
+    fn with_no_round_under_one_placement_every_round_counts() {
+        let spin = streamed(
+            "shmkit-spin",
+            &[10.0, 10.0, 10.0],
+            &[[55, 55], [55, 55], [55, 55]],
+        );
+        let block = streamed(
+            "shmkit-block",
+            &[5.0, 8.0, 9.0],
+            &[[200, 200], [200, 200], [55, 300]],
+        );
+        let report = report_of(vec![spin, block]);
+        let r = report
+            .stream_ratio("shmkit-block", "shmkit-spin", 64)
+            .expect("both");
+        assert!(r.rounds.iter().all(|r| !r.1), "{r:?}");
+        assert!((r.ratio - 0.8).abs() < 1e-9, "{r:?}");
+        assert_eq!(r.to_string(), "80.0% (rounds 50*, 80*, 90*%)");
+    }
+
+    #[test]
+    fn without_rounds_a_stream_target_divides_the_medians() {
+        let mut spin = Row::new("shmkit-spin", 64);
+        spin.throughput = Some(Throughput {
+            msgs_per_sec: 50e6,
+            bytes_per_sec: 64.0 * 50e6,
+        });
+        let mut block = spin.clone();
+        block.name = "shmkit-block";
+        block.throughput = Some(Throughput {
+            msgs_per_sec: 40e6,
+            bytes_per_sec: 64.0 * 40e6,
+        });
+        let report = report_of(vec![spin, block]);
+        let mut text = String::new();
+        report.targets(&mut text);
+        assert!(text.contains("80.0%") && text.contains("MISSED"), "{text}");
     }
 
     #[test]

@@ -282,26 +282,27 @@ pub enum Command {
         #[command(flatten)]
         sharing: Sharing,
     },
-    /// List rings nobody will use, and with --force remove them
+    /// List rings, topics and services nobody will use, and with --force remove them
     ///
     /// A ring is garbage when no live process holds an end of it or has it
     /// mapped, and either a process that held an end died without leaving
     /// (abandoned), nothing is left in it to read (finished), its creator
     /// died before initialising it (half-made), or its header is corrupt.
-    /// Each is listed with its reason. Without --force nothing is removed.
+    /// A topic or a service is garbage on the same grounds when no live
+    /// process is a member of it or maps it. Each is listed with its reason. Without --force nothing is removed.
     Gc {
-        /// Only these rings [default: every ring]
+        /// Only these rings, topics or services [default: all of them]
         #[arg(value_name = "NAME")]
         names: Vec<String>,
-        /// Remove the rings instead of only listing them
+        /// Remove them instead of only listing them
         #[arg(long)]
         force: bool,
     },
-    /// A live view of every segment, ring and topic on the machine, refreshed every second
+    /// A live view of every segment, ring, topic and service on the machine, refreshed every second
     ///
     /// Shows each object's kind, name, size, resident bytes, attachers,
-    /// messages and bytes per second (from the counters in each ring's and
-    /// topic's header, sampled without joining and without locks), fill
+    /// messages and bytes per second (from the counters in each ring's,
+    /// topic's and service's header, sampled without joining and without locks), fill
     /// level (a topic's: its worst subscriber's lag) and state; a dead
     /// member is marked. Keys: q quits; / filters by
     /// name; n, k, s, r, a, m, b, f sort by name, kind, size, resident,
@@ -341,7 +342,7 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value = "2000000")]
         messages: u64,
     },
-    /// Measure the ring against pipes, sockets and message queues between two processes
+    /// Measure rings, topics, services and async rings against pipes, sockets, message queues and iceoryx2 between two processes
     ///
     /// For each transport and payload size, two processes (this one and a
     /// copy of it, pinned to different CPUs when there are two) measure the

@@ -443,9 +443,9 @@ pub fn gc(names: &[String], force: bool, out: &mut impl Write) -> Result<(), Cli
                 ));
             }
             Ok(garbage) => found.extend(garbage),
-            Err(shmkit::Error::NotFound { .. }) => {
-                problems.push(CliError::Message(format!("ring {name} does not exist")))
-            }
+            Err(shmkit::Error::NotFound { .. }) => problems.push(CliError::Message(format!(
+                "no ring, topic or service is named {name}"
+            ))),
             Err(err) => problems.push(err.into()),
         }
     }

@@ -29,6 +29,7 @@ const TRANSPORTS: &[&str] = &[
     "iceoryx2",
     #[cfg(feature = "iceoryx2")]
     "iceoryx2-event",
+    "bare-slots",
 ];
 
 /// Runs `shmkit bench ARGS…` to the end and checks that it left no ring,
@@ -113,7 +114,12 @@ fn a_short_run_prints_a_record_for_every_transport_and_reference() {
             .keys()
             .map(String::as_str)
             .collect();
-        assert_eq!(keys, fields, "{record}");
+        let streamed = record["msgs_per_sec"].is_number() && record["transport"] != "memcpy";
+        let mut expected = fields.clone();
+        if streamed {
+            expected.insert("stream_trials");
+        }
+        assert_eq!(keys, expected, "{record}");
         assert_eq!(record["size"], 64, "{record}");
     }
     let find = |name: &str| {
@@ -137,8 +143,9 @@ fn a_short_run_prints_a_record_for_every_transport_and_reference() {
     );
     for &transport in TRANSPORTS {
         let record = find(transport);
-        if transport == "shmkit-batch" {
-            // Its round trip is shmkit-spin's: not measured twice.
+        if transport == "shmkit-batch" || transport == "bare-slots" {
+            // The batch's round trip is shmkit-spin's: not measured twice;
+            // the bare slots are a reference for streams.
             assert!(record["rtt_p50_ns"].is_null(), "{record}");
         } else {
             let p50 = number(record, "rtt_p50_ns");
@@ -153,6 +160,22 @@ fn a_short_run_prints_a_record_for_every_transport_and_reference() {
         }
         assert!(number(record, "msgs_per_sec") > 0.0, "{record}");
         assert!(number(record, "bytes_per_sec") > 0.0, "{record}");
+        // Five rounds, each between two floors; the figure is their median.
+        let trials = record["stream_trials"].as_array().expect("stream_trials");
+        assert_eq!(trials.len(), 5, "{record}");
+        let mut rates: Vec<f64> = trials.iter().map(|t| number(t, "msgs_per_sec")).collect();
+        assert!(
+            trials
+                .iter()
+                .all(|t| number(t, "floor_before_ns") > 0.0 && number(t, "floor_after_ns") > 0.0),
+            "{record}"
+        );
+        rates.sort_by(f64::total_cmp);
+        assert!(rates[0] > 0.0, "{record}");
+        assert!(
+            (number(record, "msgs_per_sec") - rates[2]).abs() <= 1.0,
+            "{record}"
+        );
     }
     assert_eq!(records.len(), TRANSPORTS.len() + 2, "{records:?}");
 }

@@ -541,7 +541,7 @@ fn gc_lists_then_removes_a_ring_whose_producer_was_killed() {
     failed(
         &shmkit(&["gc", name]),
         1,
-        &format!("ring {name} does not exist"),
+        &format!("no ring, topic or service is named {name}"),
     );
 }
 
@@ -911,7 +911,7 @@ fn gc_names_a_half_made_ring_and_removes_it() {
     failed(
         &shmkit(&["gc", ring.name()]),
         1,
-        &format!("ring {} does not exist", ring.name()),
+        &format!("no ring, topic or service is named {}", ring.name()),
     );
 }
 

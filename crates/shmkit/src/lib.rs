@@ -105,3 +105,9 @@ pub use segment::{
     list, AccessMode, Attachment, Key, Kind, Mapping, Mode, Opened, Owner, PosixName, ReadOnly,
     ReadWrite, Segment, Stat, Trust,
 };
+
+/// The README's Rust examples, compiled and run as doc tests so that they
+/// stay true (one of them is async, hence the feature).
+#[cfg(all(doctest, feature = "tokio"))]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

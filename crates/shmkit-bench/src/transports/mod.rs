@@ -23,6 +23,9 @@
 //!   the ring offers, and the check still reads every byte.
 //! - topics (`shmkit-topic`, `shmkit-topic-fanin`): the same over a topic's
 //!   lanes (`Publisher::grant`, `Subscriber::read`), see [`topic`].
+//! - `bare-slots`, a reference for streams: fixed slots with a flag each,
+//!   the message copied in and checked in place, nothing else (see
+//!   [`slots`]): how fast the host moves bytes between the two CPUs.
 
 //!
 //! Each transport's setup, peer end and link live in its own module:
@@ -38,6 +41,7 @@ mod mq;
 mod packet;
 mod ring;
 mod service;
+mod slots;
 mod stream;
 mod topic;
 
@@ -101,6 +105,8 @@ pub enum Transport {
     Iceoryx2,
     /// iceoryx2 publish-subscribe with an event service and a WaitSet (with the feature `iceoryx2`)
     Iceoryx2Event,
+    /// A reference for streams: fixed slots in shared memory with a flag each, nothing else (the most a transport can move between the two CPUs)
+    BareSlots,
 }
 
 impl Transport {
@@ -132,6 +138,7 @@ impl Transport {
         Transport::Iceoryx2,
         #[cfg(feature = "iceoryx2")]
         Transport::Iceoryx2Event,
+        Transport::BareSlots,
     ];
 
     /// The name in the tables and the JSON.
@@ -151,6 +158,7 @@ impl Transport {
             Transport::Mq => "mq",
             Transport::Iceoryx2 => "iceoryx2",
             Transport::Iceoryx2Event => "iceoryx2-event",
+            Transport::BareSlots => "bare-slots",
         }
     }
 }
@@ -226,6 +234,7 @@ pub fn open(
         Transport::UdsStream | Transport::Tcp => stream::open_socket(transport, both),
         Transport::UdsSeqpacket => packet::open(size),
         Transport::Mq => mq::open(both, size),
+        Transport::BareSlots => slots::open(both, size),
         #[cfg(feature = "iceoryx2")]
         Transport::Iceoryx2 | Transport::Iceoryx2Event => iceoryx::open(transport, both, size),
         #[cfg(not(feature = "iceoryx2"))]
@@ -288,6 +297,8 @@ pub enum PeerEnd {
         tx: Option<String>,
         senders: Vec<u64>,
     },
+    /// The slots' segment (the peer receives).
+    Slots { name: String },
     /// The iceoryx2 domain, the service to subscribe to and the one to
     /// publish on.
     #[cfg(feature = "iceoryx2")]
@@ -320,6 +331,7 @@ impl PeerEnd {
                 block_spin_ns,
             } => ring::peer_link(transport, size, rx, tx.as_deref(), *block_spin_ns),
             PeerEnd::Service { name } => service::peer_link(size, name),
+            PeerEnd::Slots { name } => slots::peer_link(size, name, parent),
             PeerEnd::Topic { rx, tx, senders } => {
                 topic::peer_link(size, rx, tx.as_deref(), senders)
             }
@@ -397,6 +409,7 @@ pub enum AnyLink {
     Service(ServiceLink),
     Async(aio::AsyncLink),
     Topic(TopicLink),
+    Slots(slots::SlotsLink),
     /// The ports; a link borrows them while it runs (see `with_link!`).
     #[cfg(feature = "iceoryx2")]
     Iceoryx2(iceoryx::Ports),
@@ -408,6 +421,7 @@ impl AnyLink {
     pub fn watch(&mut self, peer: Peer) {
         match self {
             AnyLink::Queue(link) => link.watch(peer),
+            AnyLink::Slots(link) => link.watch(peer),
             #[cfg(feature = "iceoryx2")]
             AnyLink::Iceoryx2(ports) => ports.watch(peer),
             _ => {}
@@ -428,6 +442,7 @@ macro_rules! with_link {
             $crate::transports::AnyLink::Service($link) => $body,
             $crate::transports::AnyLink::Async($link) => $body,
             $crate::transports::AnyLink::Topic($link) => $body,
+            $crate::transports::AnyLink::Slots($link) => $body,
             #[cfg(feature = "iceoryx2")]
             $crate::transports::AnyLink::Iceoryx2(ports) => ports.with_link(|$link| $body),
         }
