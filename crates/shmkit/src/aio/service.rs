@@ -521,9 +521,13 @@ impl<Req, Resp, C: Codec<Req> + Codec<Resp>> AsyncServiceServer<Req, Resp, C> {
     /// As [`ServiceServer::recv`].
     pub async fn recv(&mut self) -> Result<(Caller, <C as Codec<Req>>::Value<'_>)> {
         let AsyncServiceServer { park, server } = self;
-        poll_fn(|cx| park.poll_ready(cx, &mut Incoming(server.server()))).await?;
-        // A request is there: this does not wait.
-        self.server.recv()
+        // What the wait's last look found is decoded in the same poll, as
+        // `AsyncServer::recv_request` reads it (no second look, as `recv`
+        // makes).
+        let found =
+            poll_fn(|cx| park.poll_act(cx, &mut Incoming(server.server()), |i| i.0.request_now()));
+        let found = found.await?;
+        self.server.request_at(found)
     }
 }
 
@@ -635,6 +639,31 @@ mod tests {
                 matches!(refused, Err(Error::InvalidArgument(_))),
                 "{refused:?}"
             );
+        });
+    }
+
+    #[test]
+    fn a_typed_receive_decodes_the_request_it_found_and_consumes_one_of_another_type() {
+        let name = format!("aio-typed-recv-{}", std::process::id());
+        let _removal = Removal::new(crate::service::SEGMENT_PREFIX, &name);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let mut server = AsyncServiceServer::<u32, u64>::open(&name).expect("a server");
+            let mut wrong = AsyncServiceClient::<String, u64>::connect(&name).expect("a client");
+            let mut client = AsyncServiceClient::<u32, u64>::connect(&name).expect("a client");
+            let _unanswered = wrong.send(&"seven".to_owned()).await.expect("sent");
+            let call = client.send(&7).await.expect("sent");
+            let refused = server.recv().await.map(|(_, n)| n);
+            assert!(
+                matches!(refused, Err(Error::WrongType { .. })),
+                "{refused:?}"
+            );
+            let (caller, n) = server.recv().await.expect("the next request");
+            assert_eq!(n, 7);
+            server.get_mut().reply(caller, &49).expect("replied");
+            assert_eq!(client.wait(call).await.expect("the response"), 49);
         });
     }
 

@@ -1,6 +1,7 @@
-//! What the async typed service client (`crate::aio`, feature `tokio`)
-//! needs of the blocking one: a send that does not wait, the length of
-//! the request it tried, and the decoding of a response its wait found.
+//! What the async typed service client and server (`crate::aio`, feature
+//! `tokio`) need of the blocking ones: a send that does not wait, the
+//! length of the request it tried, and the decoding of a response or
+//! request that a wait found.
 
 use super::*;
 use crate::ring::protocol::Slot;
@@ -32,5 +33,24 @@ impl<Req, Resp, C: Codec<Req> + Codec<Resp>> ServiceClient<Req, Resp, C> {
         response.intact()?;
         drop(response);
         decode::<Resp, C>(&self.codec, &self.response, &self.body, self.client.name())
+    }
+}
+
+impl<Req, Resp, C: Codec<Req> + Codec<Resp>> ServiceServer<Req, Resp, C> {
+    /// The request that the server's `request_now` found
+    /// (`Server::request_at`), decoded as [`recv`](ServiceServer::recv)
+    /// decodes it, without looking for it again.
+    pub(crate) fn request_at(
+        &mut self,
+        found: (Slot, Caller),
+    ) -> Result<(Caller, <C as Codec<Req>>::Value<'_>)> {
+        let request = self.server.request_at(found);
+        let caller = request.caller();
+        copy_out(&request, &mut self.body);
+        // Never decode a lost page's zeros.
+        request.intact()?;
+        drop(request);
+        let value = decode::<Req, C>(&self.codec, &self.request, &self.body, self.server.name())?;
+        Ok((caller, value))
     }
 }
