@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::park::{Park, Readiness};
 use super::ring::end_of_stream;
 use super::sink::{sink_by_outgoing, Outgoing};
-use crate::channel::{self, Codec, Postcard};
+use crate::channel::{self, Codec, Copied, Postcard};
 use crate::error::{Error, Result};
 use crate::ring::wait::WakeLine;
 use crate::sync::AtomicU32;
@@ -591,8 +591,17 @@ impl<T, C: Codec<T>> AsyncTypedSubscriber<T, C> {
     ///
     /// As [`channel::Subscriber::recv`](crate::channel::Subscriber::recv).
     pub async fn recv(&mut self) -> Result<(Received, C::Value<'_>)> {
-        poll_fn(|cx| self.poll_message(cx)).await?;
-        self.subscriber.try_recv()
+        let copied = poll_fn(|cx| self.poll_copied(cx)).await?;
+        self.subscriber.decode_copied(copied)
+    }
+
+    /// The next message copied out, waited for: what the wait's last look
+    /// finds is copied in the same poll (no second look, as `try_recv`
+    /// would make), and decoded by the caller.
+    fn poll_copied(&mut self, cx: &mut Context<'_>) -> Poll<Result<Copied>> {
+        let (subscriber, mut copier) = self.subscriber.copier();
+        self.park
+            .poll_act(cx, &mut Message(subscriber), |m| copier.copy_next_now(m.0))
     }
 }
 
@@ -611,8 +620,8 @@ where
         if this.ended {
             return Poll::Ready(None);
         }
-        let outcome =
-            std::task::ready!(this.poll_message(cx)).and_then(|()| this.subscriber.try_recv());
+        let outcome = std::task::ready!(this.poll_copied(cx))
+            .and_then(|copied| this.subscriber.decode_copied(copied));
         Poll::Ready(end_of_stream(&mut this.ended, outcome))
     }
 }
@@ -667,5 +676,40 @@ mod tests {
             }
         }
         panic!("the wake-up's cost was not learned in 20 rounds");
+    }
+
+    #[test]
+    fn a_typed_subscriber_decodes_what_its_wait_copied_and_goes_on_past_another_type() {
+        use futures_util::StreamExt;
+
+        let name = format!("aio-typed-copied-{}", std::process::id());
+        let _removal = crate::aio::removal::Removal::new(crate::topic::SEGMENT_PREFIX, &name);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let mut subscriber = AsyncTypedSubscriber::<u32>::open(&name).expect("a subscriber");
+            let mut wrong = channel::Publisher::<String>::open(&name).expect("a publisher");
+            let mut right = channel::Publisher::<u32>::open(&name).expect("a publisher");
+            wrong.send(&"seven".to_owned()).expect("sent");
+            right.send(&7).expect("sent");
+            let refused = subscriber.recv().await.map(|(_, n)| n);
+            assert!(
+                matches!(refused, Err(Error::WrongType { .. })),
+                "{refused:?}"
+            );
+            assert_eq!(subscriber.recv().await.expect("the next value").1, 7);
+            // The stream too: then it ends once both publishers closed.
+            wrong.send(&"eight".to_owned()).expect("sent");
+            right.send(&8).expect("sent");
+            drop((wrong, right));
+            let items: Vec<Result<u32>> =
+                subscriber.map(|item| item.map(|(_, n)| n)).collect().await;
+            assert!(
+                matches!(items[0], Err(Error::WrongType { .. })),
+                "{items:?}"
+            );
+            assert!(matches!(items[1..], [Ok(8)]), "{items:?}");
+        });
     }
 }

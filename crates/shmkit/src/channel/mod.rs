@@ -136,6 +136,8 @@ mod wire;
 
 pub use codec::{ArchivedMessage, Codec, CodecError, Plain, Postcard, Rkyv, Writer};
 pub use service::{ServiceClient, ServiceServer};
+#[cfg(feature = "tokio")]
+pub(crate) use topic::Copied;
 pub use topic::{Publisher, Subscriber};
 
 /// rkyv 0.8, re-exported: the [`Rkyv`] codec's bounds name its traits.

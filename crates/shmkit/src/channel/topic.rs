@@ -276,6 +276,29 @@ impl<T, C: Codec<T>> Publisher<T, C> {
     }
 }
 
+/// A message copied out of the lane into a typed subscriber's body, not
+/// yet decoded: what the topic says of it, and its framing.
+pub(crate) struct Copied {
+    received: Received,
+    framing: std::result::Result<wire::Framing, String>,
+}
+
+/// Copies the message `guard` holds into `body`, then checks the fault
+/// flag: zeros of a file cut meanwhile are never decoded.
+fn copy_out(guard: topic::ReadGuard<'_>, body: &mut rkyv::util::AlignedVec) -> Result<Copied> {
+    let received = Received {
+        len: guard.message_len(),
+        publisher: guard.publisher(),
+        sequence: guard.sequence(),
+    };
+    // SAFETY: the guard's message stays as committed until the guard
+    // drops (a Block topic's publisher does not reuse it before; a
+    // drop-oldest guard is the subscriber's own copy), after this.
+    let framing = unsafe { wire::copy_framed(guard.as_ptr(), guard.message_len(), body) };
+    guard.intact()?;
+    Ok(Copied { received, framing })
+}
+
 /// The subscribing end of a typed topic of `T`s encoded by `C`
 /// ([`Postcard`] unless named): receives every value of every publisher,
 /// each publisher's in the order it sent them.
@@ -454,25 +477,20 @@ impl<T, C: Codec<T>> Subscriber<T, C> {
             Patience::Now => self.subscriber.try_read(),
             Patience::Timeout(timeout) => self.subscriber.read_timeout(timeout),
         }?;
-        let received = Received {
-            len: guard.message_len(),
-            publisher: guard.publisher(),
-            sequence: guard.sequence(),
-        };
-        // SAFETY: the guard's message stays as committed until the guard
-        // drops (a Block topic's publisher does not reuse it before; a
-        // drop-oldest guard is the subscriber's own copy), after this.
-        let framing =
-            unsafe { wire::copy_framed(guard.as_ptr(), guard.message_len(), &mut self.body) };
-        // After the copy: zeros of a file cut meanwhile are never decoded.
-        guard.intact()?;
-        drop(guard);
+        let copied = copy_out(guard, &mut self.body)?;
+        self.decode(copied)
+    }
+
+    /// The value of a message [`copy_out`] copied into the body.
+    fn decode(&mut self, copied: Copied) -> Result<(Received, C::Value<'_>)> {
         let name = self.subscriber.name();
         let place = || format!("topic {name}");
-        let framing = framing.map_err(|why| Error::Corrupt(format!("{}: {why}", place())))?;
+        let framing = copied
+            .framing
+            .map_err(|why| Error::Corrupt(format!("{}: {why}", place())))?;
         self.expected.check(framing, place)?;
         let value = self.expected.decode(&mut self.codec, &self.body, place)?;
-        Ok((received, value))
+        Ok((copied.received, value))
     }
 
     /// The topic's name.

@@ -24,4 +24,38 @@ impl<T, C> Subscriber<T, C> {
     pub(crate) fn subscriber_mut(&mut self) -> &mut topic::Subscriber {
         &mut self.subscriber
     }
+
+    /// The topic's subscriber, and the next message's copy if there is one
+    /// now ([`copy_next_now`]): for an async receive whose wait's last
+    /// look copies the message it finds.
+    pub(crate) fn copier(&mut self) -> (&mut topic::Subscriber, Copier<'_>) {
+        (&mut self.subscriber, Copier(&mut self.body))
+    }
+}
+
+impl<T, C: Codec<T>> Subscriber<T, C> {
+    /// The value of the message a [`Copier`] copied, as `try_recv` decodes
+    /// it.
+    pub(crate) fn decode_copied(&mut self, copied: Copied) -> Result<(Received, C::Value<'_>)> {
+        self.decode(copied)
+    }
+}
+
+/// Where a typed subscriber's next message is copied (its body).
+pub(crate) struct Copier<'a>(&'a mut rkyv::util::AlignedVec);
+
+impl Copier<'_> {
+    /// `subscriber`'s next message copied into the body if one is there
+    /// now, else `None` (also when, on a drop-oldest topic, the message
+    /// seen was overwritten before it was copied).
+    pub(crate) fn copy_next_now(
+        &mut self,
+        subscriber: &mut topic::Subscriber,
+    ) -> Result<Option<Copied>> {
+        match subscriber.try_read() {
+            Ok(guard) => copy_out(guard, self.0).map(Some),
+            Err(Error::Empty { .. }) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
 }
