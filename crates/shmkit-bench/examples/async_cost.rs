@@ -29,6 +29,13 @@
 //!                                        # side with callgrind's inclusive cost
 //!                                        # of StreamSides::send and ::receive,
 //!                                        # against `ring_cost sides spin`
+//! async_cost typed-call COUNT            # COUNT calls of a typed service
+//!                                        # (u64 to u64) in one task: the
+//!                                        # async client's send, the async
+//!                                        # server's recv, reply, the wait
+//! async_cost typed-topic COUNT           # COUNT u64s of a typed topic, each
+//!                                        # published (blocking), then
+//!                                        # received by an async subscriber
 //! async_cost wake GAP_US COUNT WAY       # COUNT wake-ups of a parked
 //!                                        # consumer process (CPU 1), one every
 //!                                        # GAP_US: from the send to the read
@@ -71,6 +78,8 @@ fn main() {
             blocks(arg(1), arg(2), arg(3), &args[4], Some(&args[5]))
         }
         (Some("sides"), None) if args.len() == 3 => sides(arg(1), arg(2)),
+        (Some("typed-call"), None) if args.len() == 2 => typed_call(arg(1)),
+        (Some("typed-topic"), None) if args.len() == 2 => typed_topic(arg(1)),
         (Some("send"), Some(way)) => send(arg(1), arg(2), way),
         (Some("receive"), Some(way)) => receive(arg(1), arg(2), way),
         (Some("wake"), Some(way)) => wake(arg(1), arg(2), way, args.get(4).map(String::as_str)),
@@ -81,7 +90,7 @@ fn main() {
 fn usage() -> ! {
     eprintln!(
         "usage: async_cost one-thread SIZE COUNT async|block | blocks SIZE BLOCKS PER_BLOCK async|block \
-         | sides SIZE COUNT | send SIZE COUNT async|block|sink | receive SIZE COUNT async|block|fill | wake GAP_US COUNT async|block"
+         | sides SIZE COUNT | typed-call COUNT | typed-topic COUNT | send SIZE COUNT async|block|sink | receive SIZE COUNT async|block|fill | wake GAP_US COUNT async|block"
     );
     std::process::exit(2)
 }
@@ -223,6 +232,45 @@ fn sides(size: usize, count: usize) {
     let sent = sides.send();
     let received = sides.receive();
     assert_eq!((sent, received), (count as u64, count as u64));
+}
+
+/// `count` calls of a typed service in one task, each awaited in turn.
+fn typed_call(count: usize) {
+    use shmkit::aio::{AsyncServiceClient, AsyncServiceServer};
+    let name = format!("async-cost-{}", std::process::id());
+    let _remove = RemoveSegment::new(shmkit::service::SEGMENT_PREFIX, &name);
+    let sum = runtime().block_on(async {
+        let mut server = AsyncServiceServer::<u64, u64>::open(&name).expect("a server");
+        let mut client = AsyncServiceClient::<u64, u64>::connect(&name).expect("a client");
+        let mut sum = 0u64;
+        for n in 0..count as u64 {
+            let call = client.send(&n).await.expect("send");
+            let (caller, got) = server.recv().await.expect("recv");
+            server.get_mut().reply(caller, &(got + 1)).expect("reply");
+            sum = sum.wrapping_add(client.wait(call).await.expect("wait"));
+        }
+        sum
+    });
+    println!("{sum}");
+}
+
+/// `count` values of a typed topic, each published by a blocking
+/// publisher and then received by an async subscriber, in one task.
+fn typed_topic(count: usize) {
+    use shmkit::aio::AsyncTypedSubscriber;
+    let name = format!("async-cost-{}", std::process::id());
+    let _remove = RemoveSegment::new(shmkit::topic::SEGMENT_PREFIX, &name);
+    let sum = runtime().block_on(async {
+        let mut subscriber = AsyncTypedSubscriber::<u64>::open(&name).expect("a subscriber");
+        let mut publisher = shmkit::channel::Publisher::<u64>::open(&name).expect("a publisher");
+        let mut sum = 0u64;
+        for n in 0..count as u64 {
+            publisher.send(&n).expect("send");
+            sum = sum.wrapping_add(subscriber.recv().await.expect("recv").1);
+        }
+        sum
+    });
+    println!("{sum}");
 }
 
 /// A ring that holds `count` messages of `size` bytes, for `send` and
