@@ -24,7 +24,7 @@ pub struct BenchArgs {
         default_value = "8,64,1K,64K"
     )]
     pub sizes: Vec<u64>,
-    /// Only these transports, comma-separated [default: all]; the references are always measured
+    /// Only these transports, comma-separated [default: all]; the floor and memcpy are always measured, bare-slots like a transport
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub transports: Vec<Transport>,
     /// How long a shmkit-block ring spins before it sleeps on the futex (0, 500ns, 20us, 1ms)

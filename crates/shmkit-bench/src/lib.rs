@@ -98,8 +98,9 @@ pub struct Counts {
     pub stream: Length,
     /// Copies measured by memcpy.
     pub copies: u64,
-    /// Round trips of the cache-line floor before each ping-pong, after a
-    /// tenth as many to warm up.
+    /// Round trips of the cache-line floor before each ping-pong, and
+    /// before and after each stream, each time after a tenth as many to
+    /// warm up.
     pub floor_rounds: u64,
 }
 
@@ -166,9 +167,10 @@ const STREAM_TIME: Duration = Duration::from_secs(1);
 /// 200-350 ns, two cores), and a stream's rate moves with it by up to 3x.
 /// Streamed one transport after the other, two transports' medians were
 /// often taken under different placements, and their ratio said more about
-/// the host than about them; streamed in turns, a round's streams are a
-/// second apart at most. Five rounds, so that two streams that met an odd
-/// moment do not decide a median.
+/// the host than about them; streamed in turns, the two streams a target
+/// compares run close together (shmkit-block right after shmkit-spin,
+/// shmkit-async two streams after shmkit-block). Five rounds, so that two
+/// streams that met an odd moment do not decide a median.
 const STREAM_TRIALS: usize = 5;
 
 /// How much `--quick` cuts every count.
@@ -531,19 +533,23 @@ impl Bench {
         let floor_after = bounce(&mut peer)?;
         peer.finish()?;
         Ok(Ok(Trial {
+            round,
             msgs_per_sec: sent as f64 / elapsed.as_secs_f64().max(1e-9),
             floors: [floor_before, floor_after],
         }))
     }
 }
 
-/// The middle of `rates` (the lower middle of an even count; 0 for none).
+/// The middle of `rates` (the mean of the two middle ones of an even
+/// count; 0 for none).
 fn median(rates: &mut [f64]) -> f64 {
     rates.sort_unstable_by(f64::total_cmp);
-    rates
-        .get(rates.len().saturating_sub(1) / 2)
-        .copied()
-        .unwrap_or(0.0)
+    let n = rates.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => rates[n / 2],
+        _ => (rates[n / 2 - 1] + rates[n / 2]) / 2.0,
+    }
 }
 
 #[cfg(test)]
@@ -579,7 +585,7 @@ mod tests {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         // One stream that settled badly, or well, does not decide.
         assert_eq!(median(&mut [90e6, 30e6, 88e6]), 88e6);
-        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
         assert_eq!(median(&mut [5.0]), 5.0);
         assert_eq!(median(&mut []), 0.0);
     }

@@ -4,8 +4,8 @@
 //! ([`PeerProcess`]), one peer per measurement, and they talk over the
 //! peer's standard output, never by sleeping: the peer sets up its end of
 //! the transport, pins itself to its CPU and prints `ready`; it then does
-//! its [`Work`] and prints what it did (`echoed N` or `received N NANOS`),
-//! and exits. A peer that fails prints `shmkit: why` on its
+//! its [`Work`] and prints what it did (`echoed N` or `received N NANOS`;
+//! after a stream it bounces the floor once more), and exits. A peer that fails prints `shmkit: why` on its
 //! standard error, which the parent reads and reports, and exits 1.
 //!
 //! A peer dies with the bench (`PR_SET_PDEATHSIG`), and the bench kills a

@@ -43,6 +43,8 @@ pub struct Throughput {
 /// One stream of a round (see `STREAM_TRIALS`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Trial {
+    /// Its round, from 0.
+    pub round: usize,
     pub msgs_per_sec: f64,
     /// The p50 of the cache-line floor its two processes measured just
     /// before it and just after it: where the host had put their CPUs.
@@ -67,14 +69,25 @@ impl Trial {
     }
 }
 
+/// Fewer rounds than this under one placement, and a comparison of two
+/// streams takes every round.
+const LEAST_PLACED_ROUNDS: usize = 2;
+
 /// A stream against another's, round by round ([`Report::stream_ratio`]).
 #[derive(Debug, PartialEq)]
 struct StreamRatio {
-    /// The median of the rounds taken under one placement (all rounds if
-    /// none was).
+    /// The median of the rounds taken under one placement, or of all
+    /// rounds if fewer than [`LEAST_PLACED_ROUNDS`] were.
     ratio: f64,
     /// Each round's ratio, and whether its two streams shared a placement.
     rounds: Vec<(f64, bool)>,
+}
+
+impl StreamRatio {
+    /// Whether `ratio` is of the rounds under one placement alone.
+    fn of_placed(&self) -> bool {
+        self.rounds.iter().filter(|r| r.1).count() >= LEAST_PLACED_ROUNDS
+    }
 }
 
 /// Everything measured for one transport (or reference) at one size.
@@ -219,37 +232,43 @@ impl Report {
     }
 
     /// How `name`'s stream at `size` compares with `base`'s, round by
-    /// round: the two streams of a round were taken one after the other,
-    /// and where their floors say the host kept the CPUs in one placement
-    /// for both, their ratio compares the transports, not the placements.
-    /// The median of those rounds' ratios (of every round's, if the CPUs
-    /// moved in each); without rounds on both, the ratio of the medians.
+    /// round: the two streams of a round were taken close together, and
+    /// where their floors say the host kept the CPUs in one placement for
+    /// both, their ratio compares the transports, not the placements. The
+    /// median of those rounds' ratios (of every round's, if fewer than
+    /// [`LEAST_PLACED_ROUNDS`] were); without rounds on both, the ratio of
+    /// the medians.
     fn stream_ratio(&self, name: &str, base: &str, size: usize) -> Option<StreamRatio> {
         let row = self.row(name, size)?;
         let base = self.row(base, size)?;
         let (Some(t), Some(b)) = (row.throughput, base.throughput) else {
             return None;
         };
-        if row.trials.is_empty() || row.trials.len() != base.trials.len() {
-            return Some(StreamRatio {
-                ratio: t.msgs_per_sec / b.msgs_per_sec,
-                rounds: Vec::new(),
-            });
-        }
+        // Paired by round; a round one of them lacks is left out.
         let rounds: Vec<(f64, bool)> = row
             .trials
             .iter()
-            .zip(&base.trials)
-            .map(|(t, b)| (t.msgs_per_sec / b.msgs_per_sec, t.placed_as(b)))
+            .filter_map(|t| {
+                let b = base.trials.iter().find(|b| b.round == t.round)?;
+                Some((t.msgs_per_sec / b.msgs_per_sec, t.placed_as(b)))
+            })
             .collect();
-        let mut placed: Vec<f64> = rounds.iter().filter(|r| r.1).map(|r| r.0).collect();
-        if placed.is_empty() {
-            placed = rounds.iter().map(|r| r.0).collect();
+        if rounds.is_empty() {
+            return Some(StreamRatio {
+                ratio: t.msgs_per_sec / b.msgs_per_sec,
+                rounds,
+            });
         }
-        Some(StreamRatio {
-            ratio: super::median(&mut placed),
-            rounds,
-        })
+        let mut ratio = StreamRatio { ratio: 0.0, rounds };
+        let of_placed = ratio.of_placed();
+        let mut counted: Vec<f64> = ratio
+            .rounds
+            .iter()
+            .filter(|r| r.1 || !of_placed)
+            .map(|r| r.0)
+            .collect();
+        ratio.ratio = super::median(&mut counted);
+        Some(ratio)
     }
 
     /// The floor measured with the messages of `size`.
@@ -349,7 +368,7 @@ impl Report {
         let _ = writeln!(
             text,
             "messages: ping-pong: streamed each way + warm-up + measured round trips; \
-             stream: a short floor, warm-up + measured time, in {} rounds of every transport in \
+             stream: a short floor, warm-up + measured time, a short floor, in {} rounds of every transport in \
              turn, each between a fresh pair of processes (the median shown)\n          {}",
             super::STREAM_TRIALS,
             counts.join("\n          ")
@@ -540,13 +559,11 @@ impl Report {
             throughput("memcpy", 65536),
         ) {
             let r = t.bytes_per_sec / m.bytes_per_sec;
-            // What the host allows between its CPUs, where measured.
-            let bare = throughput("bare-slots", 65536).map_or_else(String::new, |b| {
-                format!(
-                    " (bare-slots {:.1}%)",
-                    100.0 * b.bytes_per_sec / m.bytes_per_sec
-                )
-            });
+            // The same stream against the bare slots, round by round: its
+            // share of what the host moves between its CPUs at all.
+            let bare = self
+                .stream_ratio("shmkit-spin", "bare-slots", 65536)
+                .map_or_else(String::new, |b| format!("; {b} of bare-slots"));
             lines.push((
                 "shmkit-spin 64 KiB stream (zero-copy grants) at least 60% of memcpy".to_owned(),
                 format!("{:.1}%{bare}", 100.0 * r),
@@ -589,7 +606,8 @@ impl Report {
             "\ntargets (from the issues; benchmarks, not tests)\n\
              a stream against another transport's is the median of the two's ratios round by \
              round, of the rounds whose two streams met one placement of the CPUs (their floors \
-             within {SAME_PLACEMENT}x); * marks a round left out"
+             within {SAME_PLACEMENT}x; * marks a round left out), or of all rounds if fewer \
+             than {LEAST_PLACED_ROUNDS} did"
         );
         let mut table = Table::new(&["target", "measured", ""]);
         for (target, measured, met) in lines {
@@ -612,20 +630,34 @@ fn not_measured(row: &Row) -> Vec<String> {
     ]
 }
 
-/// As a percentage, with the rounds' own, a `*` on those left out:
-/// `93.4% (rounds 88, 93, 42*, 95, 99%)`.
+/// As a percentage, with the rounds' own and a `*` on those left out:
+/// `93.4% (rounds 88.1, 93.4, 42.0*, 95.2, 99.0%)`; or, with too few rounds
+/// under one placement, `80.0% (all rounds, too few under one placement:
+/// 50.0, 80.0, 90.0%)`.
 impl fmt::Display for StreamRatio {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:.1}%", 100.0 * self.ratio)?;
         if self.rounds.is_empty() {
             return Ok(());
         }
+        let of_placed = self.of_placed();
         let each: Vec<String> = self
             .rounds
             .iter()
-            .map(|&(r, placed)| format!("{:.0}{}", 100.0 * r, if placed { "" } else { "*" }))
+            .map(|&(r, placed)| {
+                let left_out = of_placed && !placed;
+                format!("{:.1}{}", 100.0 * r, if left_out { "*" } else { "" })
+            })
             .collect();
-        write!(f, " (rounds {}%)", each.join(", "))
+        if of_placed {
+            write!(f, " (rounds {}%)", each.join(", "))
+        } else {
+            write!(
+                f,
+                " (all rounds, too few under one placement: {}%)",
+                each.join(", ")
+            )
+        }
     }
 }
 
@@ -850,8 +882,9 @@ mod tests {
 
     fn streamed(name: &'static str, rates: &[f64], floors: &[[u64; 2]]) -> Row {
         let mut row = Row::new(name, 64);
-        for (&msgs_per_sec, &floors) in rates.iter().zip(floors) {
+        for (round, (&msgs_per_sec, &floors)) in rates.iter().zip(floors).enumerate() {
             row = row.with_trial(Trial {
+                round,
                 msgs_per_sec,
                 floors,
             });
@@ -884,11 +917,13 @@ mod tests {
             .expect("both streamed");
         let placed: Vec<bool> = r.rounds.iter().map(|r| r.1).collect();
         assert_eq!(placed, [true, true, true, true, false]);
-        assert!((r.ratio - 66.0 / 70.0).abs() < 1e-9, "{r:?}");
+        // The median of four: the mean of the middle two.
+        let middle = (66.0 / 70.0 + 29.0 / 30.0) / 2.0;
+        assert!((r.ratio - middle).abs() < 1e-9, "{r:?}");
         let mut text = String::new();
         report.targets(&mut text);
         assert!(
-            text.contains("94.3% (rounds 97, 94, 97, 93, 42*%)"),
+            text.contains("95.5% (rounds 96.7, 94.3, 97.1, 93.3, 41.7*%)"),
             "{text}"
         );
         assert!(!text.contains("MISSED"), "{text}");
@@ -897,6 +932,7 @@ mod tests {
     #[test]
     fn a_stream_the_cpus_moved_under_shares_no_placement() {
         let at = |floors| Trial {
+            round: 0,
             msgs_per_sec: 1.0,
             floors,
         };
@@ -905,6 +941,36 @@ mod tests {
         assert!(!at([200, 56]).placed_as(&at([200, 210])));
         assert!(!at([56, 57]).placed_as(&at([200, 210])));
         assert!(!at([200, 310]).placed_as(&at([200, 210])));
+    }
+
+    #[test]
+    fn one_round_under_one_placement_is_too_few_to_decide() {
+        let spin = streamed("shmkit-spin", &[10.0, 10.0, 10.0], &[[55, 55]; 3]);
+        let block = streamed(
+            "shmkit-block",
+            &[5.0, 8.0, 9.0],
+            &[[55, 56], [200, 200], [55, 300]],
+        );
+        let report = report_of(vec![spin, block]);
+        let r = report
+            .stream_ratio("shmkit-block", "shmkit-spin", 64)
+            .expect("both");
+        assert_eq!(r.rounds.iter().filter(|r| r.1).count(), 1);
+        assert!((r.ratio - 0.8).abs() < 1e-9, "{r:?}");
+        assert!(r.to_string().contains("all rounds"), "{r}");
+    }
+
+    #[test]
+    fn rounds_pair_by_their_number() {
+        let spin = streamed("shmkit-spin", &[10.0, 20.0, 30.0], &[[55, 55]; 3]);
+        let mut block = streamed("shmkit-block", &[9.0, 18.0, 27.0], &[[55, 55]; 3]);
+        // Round 1 of shmkit-block is missing: rounds 0 and 2 pair.
+        block.trials.remove(1);
+        let report = report_of(vec![spin, block]);
+        let r = report
+            .stream_ratio("shmkit-block", "shmkit-spin", 64)
+            .expect("both");
+        assert_eq!(r.rounds, [(0.9, true), (0.9, true)]);
     }
 
     #[test]
@@ -925,7 +991,10 @@ mod tests {
             .expect("both");
         assert!(r.rounds.iter().all(|r| !r.1), "{r:?}");
         assert!((r.ratio - 0.8).abs() < 1e-9, "{r:?}");
-        assert_eq!(r.to_string(), "80.0% (rounds 50*, 80*, 90*%)");
+        assert_eq!(
+            r.to_string(),
+            "80.0% (all rounds, too few under one placement: 50.0, 80.0, 90.0%)"
+        );
     }
 
     #[test]

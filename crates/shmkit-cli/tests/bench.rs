@@ -180,6 +180,42 @@ fn a_short_run_prints_a_record_for_every_transport_and_reference() {
     assert_eq!(records.len(), TRANSPORTS.len() + 2, "{records:?}");
 }
 
+/// At 64 KiB the bare slots are 16: a stream of 1,000 goes round them
+/// about sixty times, every lap's flags checked by the receiver's check of
+/// each message's number; a skipped number fails it.
+#[test]
+fn the_bare_slots_go_round_and_a_lost_message_fails_them() {
+    let args = [
+        "--sizes",
+        "64K",
+        "--messages",
+        "1000",
+        "--transports",
+        "bare-slots",
+    ];
+    let output = bench(&[&args[..], &["--json"]].concat());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {}: {stderr}", output.status);
+    let records: Value = serde_json::from_slice(&output.stdout).expect("one JSON value");
+    let slots = records
+        .as_array()
+        .expect("an array")
+        .iter()
+        .find(|r| r["transport"] == "bare-slots")
+        .expect("a record for bare-slots");
+    assert!(slots["rtt_p50_ns"].is_null(), "{slots}");
+    assert!(number(slots, "msgs_per_sec") > 0.0, "{slots}");
+
+    let output = bench(&[&args[..], &["--inject-skip"]].concat());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bare-slots stream of 64 KiB")
+            && stderr.contains("lost, repeated or reordered"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_lost_message_fails_the_run() {
     for transport in ["pipe", "shmkit-spin", "shmkit-batch", "shmkit-topic-fanin"] {

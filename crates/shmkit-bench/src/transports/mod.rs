@@ -25,13 +25,15 @@
 //!   lanes (`Publisher::grant`, `Subscriber::read`), see [`topic`].
 //! - `bare-slots`, a reference for streams: fixed slots with a flag each,
 //!   the message copied in and checked in place, nothing else (see
-//!   [`slots`]): how fast the host moves bytes between the two CPUs.
+//!   [`slots`]): for large messages, how fast the host moves bytes between
+//!   the two CPUs at all.
 
 //!
 //! Each transport's setup, peer end and link live in its own module:
-//! [`ring`], [`topic`], [`stream`] (pipes, stream sockets, TCP), [`packet`]
-//! (seqpacket), [`mq`]; [`descriptors`] passes file descriptors to the
-//! peer.
+//! [`ring`], [`topic`], [`service`], [`aio`], [`stream`] (pipes, stream
+//! sockets, TCP), [`packet`] (seqpacket), [`mq`], `iceoryx` (with the
+//! feature `iceoryx2`), [`slots`] (`bare-slots`); [`descriptors`] passes
+//! file descriptors to the peer.
 
 mod aio;
 mod descriptors;
@@ -105,7 +107,7 @@ pub enum Transport {
     Iceoryx2,
     /// iceoryx2 publish-subscribe with an event service and a WaitSet (with the feature `iceoryx2`)
     Iceoryx2Event,
-    /// A reference for streams: fixed slots in shared memory with a flag each, nothing else (the most a transport can move between the two CPUs)
+    /// A reference for streams: fixed slots in shared memory with a flag each, nothing else (for large messages, what the host moves between the two CPUs at all)
     BareSlots,
 }
 
