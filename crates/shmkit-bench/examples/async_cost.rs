@@ -29,6 +29,10 @@
 //!                                        # side with callgrind's inclusive cost
 //!                                        # of StreamSides::send and ::receive,
 //!                                        # against `ring_cost sides spin`
+//! async_cost topic SIZE COUNT WAY        # COUNT sends of a topic's publisher,
+//!                                        # each received (copied) by its one
+//!                                        # subscriber, in one thread; WAY:
+//!                                        # async (one tokio task) or block
 //! async_cost typed-call COUNT            # COUNT calls of a typed service
 //!                                        # (u64 to u64) in one task: the
 //!                                        # async client's send, the async
@@ -78,6 +82,7 @@ fn main() {
             blocks(arg(1), arg(2), arg(3), &args[4], Some(&args[5]))
         }
         (Some("sides"), None) if args.len() == 3 => sides(arg(1), arg(2)),
+        (Some("topic"), Some(way)) => topic(arg(1), arg(2), way == "async"),
         (Some("typed-call"), None) if args.len() == 2 => typed_call(arg(1)),
         (Some("typed-topic"), None) if args.len() == 2 => typed_topic(arg(1)),
         (Some("send"), Some(way)) => send(arg(1), arg(2), way),
@@ -90,7 +95,7 @@ fn main() {
 fn usage() -> ! {
     eprintln!(
         "usage: async_cost one-thread SIZE COUNT async|block | blocks SIZE BLOCKS PER_BLOCK async|block \
-         | sides SIZE COUNT | typed-call COUNT | typed-topic COUNT | send SIZE COUNT async|block|sink | receive SIZE COUNT async|block|fill | wake GAP_US COUNT async|block"
+         | sides SIZE COUNT | topic SIZE COUNT async|block | typed-call COUNT | typed-topic COUNT | send SIZE COUNT async|block|sink | receive SIZE COUNT async|block|fill | wake GAP_US COUNT async|block"
     );
     std::process::exit(2)
 }
@@ -232,6 +237,45 @@ fn sides(size: usize, count: usize) {
     let sent = sides.send();
     let received = sides.receive();
     assert_eq!((sent, received), (count as u64, count as u64));
+}
+
+/// `count` messages of `size` bytes through a topic, each sent and then
+/// received into a buffer, awaited (`AsyncPublisher`, `AsyncSubscriber`)
+/// or by the blocking members.
+fn topic(size: usize, count: usize, is_async: bool) {
+    use shmkit::aio::{AsyncPublisher, AsyncSubscriber};
+    use shmkit::topic::{Publisher, Subscriber};
+    let name = format!("async-cost-{}", std::process::id());
+    let _remove = RemoveSegment::new(shmkit::topic::SEGMENT_PREFIX, &name);
+    let subscriber = Subscriber::open(&name).expect("a subscriber");
+    let publisher = Publisher::open(&name).expect("a publisher");
+    let message = vec![0x5a_u8; size];
+    let mut buf = vec![0u8; size];
+    let mut sum: u64 = 0;
+    if is_async {
+        let mut subscriber = AsyncSubscriber::from(subscriber);
+        let mut publisher = AsyncPublisher::from(publisher);
+        runtime().block_on(async {
+            for _ in 0..count {
+                publisher
+                    .send(std::hint::black_box(&message))
+                    .await
+                    .expect("send");
+                let got = subscriber.recv(&mut buf).await.expect("recv");
+                sum = sum.wrapping_add(got.sequence + u64::from(buf[size - 1]));
+            }
+        });
+    } else {
+        let (mut subscriber, mut publisher) = (subscriber, publisher);
+        for _ in 0..count {
+            publisher
+                .send(std::hint::black_box(&message))
+                .expect("send");
+            let got = subscriber.recv(&mut buf).expect("recv");
+            sum = sum.wrapping_add(got.sequence + u64::from(buf[size - 1]));
+        }
+    }
+    println!("{sum}");
 }
 
 /// `count` calls of a typed service in one task, each awaited in turn.
