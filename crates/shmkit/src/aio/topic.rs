@@ -1,7 +1,7 @@
 //! Async forms of the topic's members: [`AsyncPublisher`] and
 //! [`AsyncSubscriber`].
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -159,15 +159,20 @@ impl AsyncPublisher {
     /// # Errors
     ///
     /// As [`Publisher::send`].
-    pub async fn send(&mut self, message: &[u8]) -> Result<()> {
-        let len = message.len();
-        let AsyncPublisher {
-            park, publisher, ..
-        } = self;
-        let slot =
-            poll_fn(|cx| park.poll_act(cx, &mut Room(publisher, len), |r| r.0.reserve_now(r.1)))
-                .await?;
-        self.publisher.send_at(slot, message)
+    pub fn send<'a>(&'a mut self, message: &'a [u8]) -> impl Future<Output = Result<()>> + 'a {
+        Send {
+            endpoint: self,
+            message,
+        }
+    }
+
+    /// The rest of [`Send`]'s poll after its quick look found no room:
+    /// the wait, then the send in the same poll.
+    #[inline(never)]
+    fn poll_send(&mut self, cx: &mut Context<'_>, message: &[u8]) -> Poll<Result<()>> {
+        let room = &mut Room(&mut self.publisher, message.len());
+        let slot = std::task::ready!(self.park.poll_act(cx, room, |r| r.0.reserve_now(r.1)))?;
+        Poll::Ready(self.publisher.send_at(slot, message))
     }
 
     /// [`Publisher::grant`], awaited. Cancel-safe: the grant exists only
@@ -311,11 +316,23 @@ impl AsyncSubscriber {
     /// # Errors
     ///
     /// As [`Subscriber::recv`].
-    pub async fn recv(&mut self, buf: &mut [u8]) -> Result<Received> {
+    pub fn recv<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = Result<Received>> + 'a {
+        Recv {
+            endpoint: self,
+            buf,
+        }
+    }
+
+    /// The rest of [`Recv`]'s poll after its quick look found nothing.
+    #[inline(never)]
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<Received>> {
         let AsyncSubscriber {
             park, subscriber, ..
         } = self;
-        poll_fn(|cx| park.poll_act(cx, &mut Message(subscriber), |m| recv_now(m.0, buf))).await
+        park.poll_act(cx, &mut Message(subscriber), |m| recv_now(m.0, buf))
     }
 
     /// [`recv`](AsyncSubscriber::recv) into `buf`, replacing its contents
@@ -345,6 +362,65 @@ impl AsyncSubscriber {
         buf.clear();
         buf.extend_from_slice(&scratch[..received.len]);
         Poll::Ready(Ok(received))
+    }
+}
+
+// The copying verbs' futures are written by hand, as the ring's are (see
+// `aio/ring.rs`): the common case (a message in the current lane, room as
+// last seen) is the blocking member's own first look, behind the park's
+// one byte (`Park::quick`), inlined into the caller; the rest out of line.
+
+/// [`AsyncPublisher::send`] of `message`.
+struct Send<'a> {
+    endpoint: &'a mut AsyncPublisher,
+    message: &'a [u8],
+}
+
+impl Future for Send<'_> {
+    type Output = Result<()>;
+
+    #[inline(always)]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Send {
+            endpoint: this,
+            message,
+        } = &mut *self;
+        let len = message.len();
+        // `send_at` checks the fault flag after its copy, as `send` does.
+        match this.park.quick(|| this.publisher.room_to_fill_now(len)) {
+            Some(slot) => match this.publisher.send_at(slot, message) {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(err) => Poll::Ready(Err(err)),
+            },
+            None => this.poll_send(cx, message),
+        }
+    }
+}
+
+/// [`AsyncSubscriber::recv`], into `buf`.
+struct Recv<'a> {
+    endpoint: &'a mut AsyncSubscriber,
+    buf: &'a mut [u8],
+}
+
+impl Future for Recv<'_> {
+    type Output = Result<Received>;
+
+    #[inline(always)]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Recv {
+            endpoint: this,
+            buf,
+        } = &mut *self;
+        if let Some(found) = this.park.quick(|| this.subscriber.message_now()) {
+            match this.subscriber.recv_at(found, buf) {
+                Ok(Some(received)) => return Poll::Ready(Ok(received)),
+                // Overwritten meanwhile: the wait's looks go on.
+                Ok(None) => {}
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+        this.poll_recv(cx, buf)
     }
 }
 
@@ -676,6 +752,77 @@ mod tests {
             }
         }
         panic!("the wake-up's cost was not learned in 20 rounds");
+    }
+
+    #[test]
+    fn an_async_receive_into_a_short_buffer_leaves_the_message_for_the_next() {
+        let name = format!("aio-topic-short-{}", std::process::id());
+        let _removal = crate::aio::removal::Removal::new(crate::topic::SEGMENT_PREFIX, &name);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let mut subscriber = AsyncSubscriber::open(&name).expect("a subscriber");
+            let mut publisher = AsyncPublisher::open(&name).expect("a publisher");
+            publisher.send(b"sixteen bytes ok").await.expect("sent");
+            let mut short = [0u8; 8];
+            let refused = subscriber.recv(&mut short).await;
+            assert!(
+                matches!(refused, Err(Error::TooLarge { .. })),
+                "{refused:?}"
+            );
+            let mut buf = [0u8; 16];
+            let got = subscriber.recv(&mut buf).await.expect("the same message");
+            assert_eq!(
+                (got.sequence, &buf[..got.len]),
+                (0, &b"sixteen bytes ok"[..])
+            );
+        });
+    }
+
+    #[test]
+    fn an_async_subscriber_lapped_on_a_drop_oldest_topic_receives_as_a_blocking_one() {
+        let name = format!("aio-topic-lapped-{}", std::process::id());
+        let _removal = crate::aio::removal::Removal::new(crate::topic::SEGMENT_PREFIX, &name);
+        let options = Options::default()
+            .policy(crate::topic::Policy::DropOldest)
+            .capacity(4096);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let mut blocking = Subscriber::open_with(&name, &options).expect("a subscriber");
+        let mut awaited = AsyncSubscriber::open_with(&name, &options).expect("a subscriber");
+        let mut publisher = Publisher::open_with(&name, &options).expect("a publisher");
+        // Several laps of the lane: both subscribers fell behind alike.
+        for n in 0..200u64 {
+            publisher.send(&n.to_le_bytes().repeat(8)).expect("sent");
+        }
+        let outcome = |got: Result<Received>, buf: &[u8]| match got {
+            Ok(got) => Ok((got.sequence, buf[..got.len].to_vec())),
+            Err(err) => Err(err.to_string()),
+        };
+        let mut buf = [0u8; 64];
+        let mut expected = Vec::new();
+        loop {
+            match blocking.try_recv(&mut buf) {
+                Err(Error::Empty { .. }) => break,
+                got => expected.push(outcome(got, &buf)),
+            }
+        }
+        assert!(expected.iter().any(Result::is_err), "a lag: {expected:?}");
+        assert!(
+            expected.iter().any(Result::is_ok),
+            "then messages: {expected:?}"
+        );
+        let got: Vec<_> = runtime.block_on(async {
+            let mut got = Vec::new();
+            for _ in 0..expected.len() {
+                let received = awaited.recv(&mut buf).await;
+                got.push(outcome(received, &buf));
+            }
+            got
+        });
+        assert_eq!(got, expected);
     }
 
     #[test]

@@ -879,54 +879,64 @@ impl Subscriber {
     #[inline(always)]
     fn recv_until(&mut self, buf: &mut [u8], until: Until) -> Result<Received> {
         loop {
-            let (i, meta) = self.next(until)?;
-            let len = meta.len as usize;
-            let lane = self.shared.lanes[i];
-            let lossy = self.shared.lossy();
-            if len > buf.len() {
-                // A drop-oldest length may be a lap's: only a record read
-                // whole is too large.
-                if lossy && lane.overwritten(meta.position) {
-                    self.merge
-                        .lapped(&self.shared, i)
-                        .map_err(|err| self.shared.explain(err))?;
-                    continue;
-                }
-                return Err(Error::TooLarge {
-                    what: "message",
-                    size: meta.len,
-                    limit: buf.len() as u64,
-                });
+            let found = self.next(until)?;
+            if let Some(received) = self.take_into(found, buf)? {
+                return Ok(received);
             }
-            if lossy {
-                lane.copy_payload(meta.position, meta.len, &mut buf[..len]);
-                // Rule 6 of `lane`, once for the record's words and its
-                // payload.
-                if lane.overwritten(meta.position) {
-                    self.merge
-                        .lapped(&self.shared, i)
-                        .map_err(|err| self.shared.explain(err))?;
-                    continue;
-                }
-            } else {
-                // SAFETY: a committed record inside the lane (message_at or
-                // record_at checked its word), which its publisher does not
-                // overwrite before our position passes it (rule 8 of
-                // `lane`); `buf` is our own memory.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        lane.payload(meta.position, meta.len),
-                        buf.as_mut_ptr(),
-                        len,
-                    )
-                };
-            }
-            // The copy (and the record's words) may have read pages the
-            // file lost: never deliver their zeros.
-            self.shared.intact()?;
-            self.merge.consume(&self.shared, i, &meta);
-            return Ok(received(&meta));
         }
+    }
+
+    /// The message `next` found, copied into `buf` and taken; `Ok(None)`
+    /// if a drop-oldest publisher overwrote it meanwhile (the merge moved
+    /// on: look again).
+    #[inline(always)]
+    fn take_into(&mut self, (i, meta): (usize, Meta), buf: &mut [u8]) -> Result<Option<Received>> {
+        let len = meta.len as usize;
+        let lane = self.shared.lanes[i];
+        let lossy = self.shared.lossy();
+        if len > buf.len() {
+            // A drop-oldest length may be a lap's: only a record read
+            // whole is too large.
+            if lossy && lane.overwritten(meta.position) {
+                self.merge
+                    .lapped(&self.shared, i)
+                    .map_err(|err| self.shared.explain(err))?;
+                return Ok(None);
+            }
+            return Err(Error::TooLarge {
+                what: "message",
+                size: meta.len,
+                limit: buf.len() as u64,
+            });
+        }
+        if lossy {
+            lane.copy_payload(meta.position, meta.len, &mut buf[..len]);
+            // Rule 6 of `lane`, once for the record's words and its
+            // payload.
+            if lane.overwritten(meta.position) {
+                self.merge
+                    .lapped(&self.shared, i)
+                    .map_err(|err| self.shared.explain(err))?;
+                return Ok(None);
+            }
+        } else {
+            // SAFETY: a committed record inside the lane (message_at or
+            // record_at checked its word), which its publisher does not
+            // overwrite before our position passes it (rule 8 of
+            // `lane`); `buf` is our own memory.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    lane.payload(meta.position, meta.len),
+                    buf.as_mut_ptr(),
+                    len,
+                )
+            };
+        }
+        // The copy (and the record's words) may have read pages the
+        // file lost: never deliver their zeros.
+        self.shared.intact()?;
+        self.merge.consume(&self.shared, i, &meta);
+        Ok(Some(received(&meta)))
     }
 
     #[inline(always)]
