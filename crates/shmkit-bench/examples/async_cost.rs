@@ -33,6 +33,10 @@
 //!                                        # each received (copied) by its one
 //!                                        # subscriber, in one thread; WAY:
 //!                                        # async (one tokio task) or block
+//! async_cost call SIZE COUNT WAY         # COUNT calls of a service in one
+//!                                        # thread: send_request, the server's
+//!                                        # recv_request and reply of a SIZE
+//!                                        # body, wait; WAY async or block
 //! async_cost typed-call COUNT            # COUNT calls of a typed service
 //!                                        # (u64 to u64) in one task: the
 //!                                        # async client's send, the async
@@ -83,6 +87,7 @@ fn main() {
         }
         (Some("sides"), None) if args.len() == 3 => sides(arg(1), arg(2)),
         (Some("topic"), Some(way)) => topic(arg(1), arg(2), way == "async"),
+        (Some("call"), Some(way)) => call(arg(1), arg(2), way == "async"),
         (Some("typed-call"), None) if args.len() == 2 => typed_call(arg(1)),
         (Some("typed-topic"), None) if args.len() == 2 => typed_topic(arg(1)),
         (Some("send"), Some(way)) => send(arg(1), arg(2), way),
@@ -95,7 +100,7 @@ fn main() {
 fn usage() -> ! {
     eprintln!(
         "usage: async_cost one-thread SIZE COUNT async|block | blocks SIZE BLOCKS PER_BLOCK async|block \
-         | sides SIZE COUNT | topic SIZE COUNT async|block | typed-call COUNT | typed-topic COUNT | send SIZE COUNT async|block|sink | receive SIZE COUNT async|block|fill | wake GAP_US COUNT async|block"
+         | sides SIZE COUNT | topic SIZE COUNT async|block | call SIZE COUNT async|block | typed-call COUNT | typed-topic COUNT | send SIZE COUNT async|block|sink | receive SIZE COUNT async|block|fill | wake GAP_US COUNT async|block"
     );
     std::process::exit(2)
 }
@@ -273,6 +278,51 @@ fn topic(size: usize, count: usize, is_async: bool) {
                 .expect("send");
             let got = subscriber.recv(&mut buf).expect("recv");
             sum = sum.wrapping_add(got.sequence + u64::from(buf[size - 1]));
+        }
+    }
+    println!("{sum}");
+}
+
+/// `count` calls of a service with `size`-byte bodies in one thread, as
+/// `service_cost call` makes them, awaited (`AsyncClient`, `AsyncServer`)
+/// or by the blocking members.
+fn call(size: usize, count: usize, is_async: bool) {
+    use shmkit::aio::{AsyncClient, AsyncServer};
+    use shmkit::service::{Client, Server};
+    let name = format!("async-cost-{}", std::process::id());
+    let _remove = RemoveSegment::new(shmkit::service::SEGMENT_PREFIX, &name);
+    let server = Server::open(&name).expect("a server");
+    let client = Client::connect(&name).expect("a client");
+    let body = vec![0x5a_u8; size];
+    let mut sum: u64 = 0;
+    if is_async {
+        let (mut server, mut client) = (AsyncServer::from(server), AsyncClient::from(client));
+        runtime().block_on(async {
+            for _ in 0..count {
+                let call = client
+                    .send_request(std::hint::black_box(&body))
+                    .await
+                    .expect("send");
+                let request = server.recv_request().await.expect("recv");
+                let caller = request.caller();
+                drop(request);
+                server.get_mut().reply(caller, &body).expect("reply");
+                let response = client.wait(call).await.expect("wait");
+                sum = sum.wrapping_add(u64::from(response[size - 1]));
+            }
+        });
+    } else {
+        let (mut server, mut client) = (server, client);
+        for _ in 0..count {
+            let call = client
+                .send_request(std::hint::black_box(&body))
+                .expect("send");
+            let request = server.recv_request().expect("recv");
+            let caller = request.caller();
+            drop(request);
+            server.reply(caller, &body).expect("reply");
+            let response = client.wait(call).expect("wait");
+            sum = sum.wrapping_add(u64::from(response[size - 1]));
         }
     }
     println!("{sum}");
