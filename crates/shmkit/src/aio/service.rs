@@ -161,7 +161,7 @@ impl AsyncClient {
     /// As [`Client::send_request`].
     pub async fn send_request(&mut self, request: &[u8]) -> Result<PendingCall> {
         loop {
-            match self.client.try_send_request(request) {
+            match self.client.send_request_now(request) {
                 Err(Error::Full { .. }) => {}
                 other => return other,
             }

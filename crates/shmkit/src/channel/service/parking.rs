@@ -11,7 +11,7 @@ impl<Req, Resp, C: Codec<Req> + Codec<Resp>> ServiceClient<Req, Resp, C> {
     /// [`Error::Full`] (see [`Client::try_send_request`]).
     pub(crate) fn try_send(&mut self, request: &Req) -> Result<PendingCall> {
         self.encode(request)?;
-        self.client.try_send_request(&self.encoded)
+        self.client.send_request_now(&self.encoded)
     }
 
     /// The length of the request body last encoded.

@@ -27,6 +27,13 @@ impl Client {
             .is_some())
     }
 
+    /// [`try_send_request`](Client::try_send_request), inlined into the
+    /// async sends, as `send_request`'s first try is into its caller.
+    #[inline]
+    pub(crate) fn send_request_now(&mut self, request: &[u8]) -> Result<PendingCall> {
+        self.pending(request, Patience::Now)
+    }
+
     /// Whether the response to `call` is here (or the call is not one this
     /// client can wait for: then `try_wait` says why).
     pub(crate) fn response_ready(&mut self, call: &PendingCall) -> Result<bool> {
@@ -51,6 +58,7 @@ impl Client {
     /// response in place (it stays in the ring until read); `Some(None)`,
     /// a call not waiting on the ring (its response copied out already, or
     /// not a call of this client's); `None` while it has not come.
+    #[inline]
     pub(crate) fn response_now(&mut self, call: &PendingCall) -> Result<Option<Option<Slot>>> {
         self.shared.mapping.check_intact()?;
         self.state.collect_abandoned();
@@ -71,6 +79,7 @@ impl Client {
     /// `try_wait` hands it out: read in place from `found`, or for a call
     /// not waiting on the ring, by `try_wait` itself (its copy, or why
     /// not).
+    #[inline]
     pub(crate) fn response_at(
         &mut self,
         call: &PendingCall,

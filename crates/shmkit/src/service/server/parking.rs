@@ -17,6 +17,7 @@ impl Server {
     /// without the error it makes when there is none, for an async receive
     /// that tries first and waits only on `None`. Its value is for
     /// [`request_at`](Server::request_at).
+    #[inline]
     pub(crate) fn request_now(&mut self) -> Result<Option<(Slot, Caller)>> {
         self.shared.mapping.check_intact()?;
         self.sweep_now_and_then();
@@ -24,6 +25,7 @@ impl Server {
     }
 
     /// The request `request_now` found.
+    #[inline]
     pub(crate) fn request_at(&mut self, found: (Slot, Caller)) -> Request<'_> {
         self.request(found)
     }
