@@ -1,13 +1,15 @@
 //! Async forms of a service's members: [`AsyncClient`] and
 //! [`AsyncServer`].
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::park::{Park, Readiness};
 use crate::channel::{Codec, Postcard, ServiceClient, ServiceServer};
 use crate::error::{Error, Result};
+use crate::ring::protocol::Slot;
 use crate::ring::wait::WakeLine;
 use crate::service::{Caller, Client, Options, PendingCall, Request, Response, Server};
 use crate::sync::AtomicU32;
@@ -159,15 +161,13 @@ impl AsyncClient {
     /// # Errors
     ///
     /// As [`Client::send_request`].
-    pub async fn send_request(&mut self, request: &[u8]) -> Result<PendingCall> {
-        loop {
-            match self.client.send_request_now(request) {
-                Err(Error::Full { .. }) => {}
-                other => return other,
-            }
-            let len = request.len();
-            let AsyncClient { park, client } = self;
-            poll_fn(|cx| park.poll_ready(cx, &mut CanSend(client, len))).await?;
+    pub fn send_request<'a>(
+        &'a mut self,
+        request: &'a [u8],
+    ) -> impl Future<Output = Result<PendingCall>> + 'a {
+        SendRequest {
+            endpoint: self,
+            request,
         }
     }
 
@@ -213,17 +213,11 @@ impl AsyncClient {
     /// # Errors
     ///
     /// As [`Client::wait`].
-    pub async fn wait(&mut self, call: PendingCall) -> Result<Response<'_>> {
-        let AsyncClient { park, client } = self;
-        // What the wait's last look found is read in the same poll (no
-        // second look, as `try_wait` would make).
-        let found = poll_fn(|cx| {
-            park.poll_act(cx, &mut Answer(client, &call), |answer| {
-                answer.0.response_now(answer.1)
-            })
-        })
-        .await?;
-        self.client.response_at(&call, found)
+    pub fn wait(&mut self, call: PendingCall) -> impl Future<Output = Result<Response<'_>>> {
+        Wait {
+            endpoint: Some(self),
+            call,
+        }
     }
 
     /// [`Client::call`], awaited: sends `request`, then waits for its
@@ -325,13 +319,107 @@ impl AsyncServer {
     /// # Errors
     ///
     /// As [`Server::recv_request`].
-    pub async fn recv_request(&mut self) -> Result<Request<'_>> {
+    pub fn recv_request(&mut self) -> impl Future<Output = Result<Request<'_>>> {
+        RecvRequest(Some(self))
+    }
+
+    /// The rest of [`RecvRequest`]'s poll after its quick look found
+    /// nothing: the wait, and the request its last look found.
+    #[inline(never)]
+    fn poll_found(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Slot, Caller)>> {
         let AsyncServer { park, server } = self;
-        let found = poll_fn(|cx| park.poll_act(cx, &mut Incoming(server), |i| i.0.request_now()));
-        let found = found.await?;
-        Ok(self.server.request_at(found))
+        park.poll_act(cx, &mut Incoming(server), |i| i.0.request_now())
     }
 }
+
+// The client's and server's verbs' futures are written by hand, as the
+// ring's are (`aio/ring.rs`), rather than as `async fn`s around a
+// `poll_fn`, whose state machines and extra poll cost a call about 120
+// instructions (`async_cost call`).
+
+/// [`AsyncClient::send_request`]'s future: tries to send, and waits for
+/// room (or for a call to be due) while it cannot.
+struct SendRequest<'a> {
+    endpoint: &'a mut AsyncClient,
+    request: &'a [u8],
+}
+
+impl Future for SendRequest<'_> {
+    type Output = Result<PendingCall>;
+
+    #[inline(always)]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let SendRequest {
+            endpoint: this,
+            request,
+        } = &mut *self;
+        loop {
+            match this.client.send_request_now(request) {
+                Err(Error::Full { .. }) => {}
+                other => return Poll::Ready(other),
+            }
+            let room = &mut CanSend(&mut this.client, request.len());
+            std::task::ready!(this.park.poll_ready(cx, room))?;
+        }
+    }
+}
+
+/// [`AsyncClient::wait`]'s future: owns the call (dropped with it, the
+/// call is abandoned), and reads the response its wait's last look found
+/// in the same poll (no second look, as `try_wait` would make).
+struct Wait<'a> {
+    endpoint: Option<&'a mut AsyncClient>,
+    call: PendingCall,
+}
+
+impl<'a> Future for Wait<'a> {
+    type Output = Result<Response<'a>>;
+
+    #[inline(always)]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Wait { endpoint, call } = &mut *self;
+        let this = endpoint.take().expect(POLLED_AFTER_END);
+        let answer = &mut Answer(&mut this.client, call);
+        match this.park.poll_act(cx, answer, |a| a.0.response_now(a.1)) {
+            Poll::Ready(Ok(found)) => Poll::Ready(this.client.response_at(call, found)),
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => {
+                *endpoint = Some(this);
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// [`AsyncServer::recv_request`]'s future, written by hand as the ring's
+/// verbs are (`aio/ring.rs`): the blocking server's first look behind the
+/// park's one byte (`Park::quick`), inlined into the caller, the wait out
+/// of line. It holds the server until it completes, then lends it to the
+/// request.
+struct RecvRequest<'a>(Option<&'a mut AsyncServer>);
+
+impl<'a> Future for RecvRequest<'a> {
+    type Output = Result<Request<'a>>;
+
+    #[inline(always)]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.0.take().expect(POLLED_AFTER_END);
+        let found = match this.park.quick(|| this.server.request_quick()) {
+            Some(found) => found,
+            None => match this.poll_found(cx) {
+                Poll::Ready(Ok(found)) => found,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => {
+                    self.0 = Some(this);
+                    return Poll::Pending;
+                }
+            },
+        };
+        Poll::Ready(Ok(this.server.request_at(found)))
+    }
+}
+
+const POLLED_AFTER_END: &str = "a verb's future polled after it completed";
 
 /// A typed service's client, awaited: a
 /// [`channel::ServiceClient`](crate::channel::ServiceClient) whose waits
@@ -639,6 +727,53 @@ mod tests {
                 matches!(refused, Err(Error::InvalidArgument(_))),
                 "{refused:?}"
             );
+        });
+    }
+
+    #[test]
+    fn a_wait_dropped_before_its_response_abandons_its_call_and_a_receive_dropped_takes_nothing() {
+        let name = format!("aio-dropped-wait-{}", std::process::id());
+        let _removal = Removal::new(crate::service::SEGMENT_PREFIX, &name);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let mut server = AsyncServer::open(&name).expect("a server");
+            let mut client = AsyncClient::connect(&name).expect("a client");
+            // A receive polled once before any request, then dropped.
+            std::future::poll_fn(|cx| {
+                let waiting = std::pin::pin!(server.recv_request()).poll(cx);
+                assert!(waiting.is_pending(), "nothing was sent");
+                Poll::Ready(())
+            })
+            .await;
+            let first = client.send_request(b"first").await.expect("sent");
+            let second = client.send_request(b"second").await.expect("sent");
+            // The first's wait polled once before its response, then
+            // dropped: the call is abandoned.
+            let mut first = Some(first);
+            std::future::poll_fn(|cx| {
+                let call = first.take().expect("polled once");
+                let waiting = std::pin::pin!(client.wait(call)).poll(cx);
+                assert!(waiting.is_pending(), "no response yet");
+                Poll::Ready(())
+            })
+            .await;
+            for _ in 0..2 {
+                let request = server.recv_request().await.expect("a request");
+                let upper = request.to_ascii_uppercase();
+                request.reply(&upper).expect("replied");
+            }
+            // The first's response is skipped on the way to the second's.
+            assert_eq!(
+                &*client.wait(second).await.expect("its response"),
+                b"SECOND"
+            );
+            let third = client.send_request(b"third").await.expect("sent");
+            let request = server.recv_request().await.expect("the third");
+            assert_eq!(&*request, b"third");
+            request.reply(b"THIRD").expect("replied");
+            assert_eq!(&*client.wait(third).await.expect("its response"), b"THIRD");
         });
     }
 

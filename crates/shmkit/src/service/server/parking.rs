@@ -24,6 +24,17 @@ impl Server {
         Ok(self.slots.poll(&self.shared))
     }
 
+    /// A current client's request in the common case (the mapping intact,
+    /// a request there), as `recv_request` finds it; `None` says nothing
+    /// ([`request_now`](Server::request_now) sorts it out). Inlined into
+    /// every async receive.
+    #[inline(always)]
+    pub(crate) fn request_quick(&mut self) -> Option<(Slot, Caller)> {
+        self.shared.mapping.check_intact().ok()?;
+        self.sweep_now_and_then();
+        self.slots.poll(&self.shared)
+    }
+
     /// The request `request_now` found.
     #[inline]
     pub(crate) fn request_at(&mut self, found: (Slot, Caller)) -> Request<'_> {
