@@ -334,8 +334,8 @@ impl AsyncServer {
 
 // The client's and server's verbs' futures are written by hand, as the
 // ring's are (`aio/ring.rs`), rather than as `async fn`s around a
-// `poll_fn`, whose state machines and extra poll cost a call about 120
-// instructions (`async_cost call`).
+// `poll_fn`, whose state machines and extra polls cost a call about 200
+// instructions (`async_cost call`: 1095 against 892 a 64 B call).
 
 /// [`AsyncClient::send_request`]'s future: tries to send, and waits for
 /// room (or for a call to be due) while it cannot.
