@@ -11,11 +11,13 @@ use crate::ring::gc_action;
 
 /// The `gc` part of one kind of structure (`noun`: `topic`, `service`):
 /// every one of them that nobody will use, or only `names`, from
-/// `collect_garbage`, listed with why, and with `force` removed.
+/// `collect_garbage`, listed with why, and with `force` removed; adds how
+/// many it found to `found_count`.
 pub fn report<S>(
     noun: &str,
     names: &[String],
     force: bool,
+    found_count: &mut usize,
     collect_garbage: impl Fn(Scope<'_>, Action) -> shmkit::Result<Vec<Garbage<S>>>,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
@@ -29,6 +31,7 @@ pub fn report<S>(
         }
         found
     };
+    *found_count += found.len();
     let mut text = String::new();
     let mut problems = Vec::new();
     for garbage in &found {
@@ -56,4 +59,23 @@ pub fn report<S>(
         1 => Err(problems.remove(0)),
         _ => Err(CliError::Several(problems)),
     }
+}
+
+/// The one summary after every kind's lines (`found`: how many they listed
+/// together): "nothing to collect" when a `gc` without names found nothing,
+/// and after a dry run that found something, how to remove it.
+pub fn summary(
+    names: &[String],
+    force: bool,
+    found: usize,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let text = if found == 0 && names.is_empty() {
+        "nothing to collect\n"
+    } else if found > 0 && !force {
+        "(nothing was removed: `shmkit gc --force` removes them)\n"
+    } else {
+        return Ok(());
+    };
+    out.write_all(text.as_bytes()).map_err(CliError::stdout)
 }

@@ -107,17 +107,19 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Gc { names, force } => {
             let (services, others): (Vec<String>, Vec<String>) =
                 names.iter().cloned().partition(|n| service::is_service(n));
+            let mut found = 0;
             let others_done = if names.is_empty() || !others.is_empty() {
-                topic::gc_rings_and_topics(&others, force, &mut out)
+                topic::gc_rings_and_topics(&others, force, &mut found, &mut out)
             } else {
                 Ok(())
             };
             let services_done = if names.is_empty() || !services.is_empty() {
-                service::gc(&services, force, &mut out)
+                service::gc(&services, force, &mut found, &mut out)
             } else {
                 Ok(())
             };
-            others_done.and(services_done)
+            let summary_done = gc::summary(&names, force, found, &mut out);
+            others_done.and(services_done).and(summary_done)
         }
         Command::Serve {
             name,

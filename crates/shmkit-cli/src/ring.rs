@@ -424,9 +424,15 @@ pub fn gc_action(force: bool) -> Action {
     }
 }
 
-/// `shmkit gc`: lists the rings nobody will use (only `names`, if given),
-/// with why, and with `force` removes them.
-pub fn gc(names: &[String], force: bool, out: &mut impl Write) -> Result<(), CliError> {
+/// The rings' part of `gc`: lists the rings nobody will use (only `names`,
+/// if given), with why, and with `force` removes them; adds how many it
+/// found to `found_count` (`gc::summary` then says it once for every kind).
+pub fn gc(
+    names: &[String],
+    force: bool,
+    found_count: &mut usize,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
     let action = gc_action(force);
     let mut found: Vec<Garbage> = Vec::new();
     let mut problems = Vec::new();
@@ -472,11 +478,7 @@ pub fn gc(names: &[String], force: bool, out: &mut impl Write) -> Result<(), Cli
         }
         text.push('\n');
     }
-    if found.is_empty() && names.is_empty() {
-        text.push_str("nothing to collect\n");
-    } else if !found.is_empty() && !force {
-        text.push_str("(nothing was removed: `shmkit gc --force` removes them)\n");
-    }
+    *found_count += found.len();
     out.write_all(text.as_bytes()).map_err(CliError::stdout)?;
     match problems.len() {
         0 => Ok(()),

@@ -362,6 +362,7 @@ pub fn stat_text(key: &str) -> Option<String> {
 pub fn gc_rings_and_topics(
     names: &[String],
     force: bool,
+    found: &mut usize,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let (topics, rings): (Vec<String>, Vec<String>) = names
@@ -369,12 +370,12 @@ pub fn gc_rings_and_topics(
         .cloned()
         .partition(|name| topic::list().is_ok_and(|all| all.contains(name)));
     let rings_done = if names.is_empty() || !rings.is_empty() {
-        crate::ring::gc(&rings, force, out)
+        crate::ring::gc(&rings, force, found, out)
     } else {
         Ok(())
     };
     let topics_done = if names.is_empty() || !topics.is_empty() {
-        gc(&topics, force, out)
+        gc(&topics, force, found, out)
     } else {
         Ok(())
     };
@@ -383,6 +384,11 @@ pub fn gc_rings_and_topics(
 
 /// The topic part of `gc`: topics whose members all died (only `names`, if
 /// given), listed, and with `force` removed.
-fn gc(names: &[String], force: bool, out: &mut impl Write) -> Result<(), CliError> {
-    crate::gc::report("topic", names, force, topic::collect_garbage, out)
+fn gc(
+    names: &[String],
+    force: bool,
+    found: &mut usize,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    crate::gc::report("topic", names, force, found, topic::collect_garbage, out)
 }

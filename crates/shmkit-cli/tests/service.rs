@@ -215,7 +215,10 @@ fn gc_collects_a_service_whose_client_was_killed() {
     let dry = text(&shmkit(&["gc", name], b"").stdout);
     assert_eq!(
         dry,
-        format!("would remove service {name}: abandoned (every member died)\n")
+        format!(
+            "would remove service {name}: abandoned (every member died)\n\
+             (nothing was removed: `shmkit gc --force` removes them)\n"
+        )
     );
     assert!(service.exists());
     let forced = shmkit(&["gc", "--force", name], b"");

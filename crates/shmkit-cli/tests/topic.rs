@@ -275,3 +275,101 @@ fn sub_and_pub_take_the_mode_and_group_of_a_topic_they_create() {
     }
     drop(subscriber);
 }
+
+/// A ring name used by one test only; dropping it removes the ring.
+struct TestRing(String);
+
+impl TestRing {
+    fn new() -> TestRing {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        TestRing(format!("cli-topic-ring-{}-{n}", std::process::id()))
+    }
+}
+
+impl Drop for TestRing {
+    fn drop(&mut self) {
+        let key = format!("{}{}", shmkit::ring::SEGMENT_PREFIX, self.0);
+        if let Ok(segment) = Segment::open(&Key::posix(&key).unwrap()) {
+            let _ = segment.remove();
+        }
+    }
+}
+
+/// A topic whose only member, a subscriber, was killed.
+fn dead_topic() -> TestTopic {
+    let topic = TestTopic::new();
+    let mut subscriber = spawn(&["sub", &topic.0]);
+    wait_until("the subscriber joined", || subscribers(&topic.0) == 1);
+    subscriber.0.kill().unwrap();
+    subscriber.0.wait().unwrap();
+    topic
+}
+
+/// A ring whose producer was killed while it held it.
+fn dead_ring() -> TestRing {
+    let ring = TestRing::new();
+    let mut send = spawn(&["send", &ring.0]);
+    wait_until("the producer holds the ring", || {
+        shmkit::ring::status(&ring.0).is_ok_and(|s| s.producer.is_some_and(|p| p.alive))
+    });
+    send.0.kill().unwrap();
+    send.0.wait().unwrap();
+    ring
+}
+
+fn gc_output(args: &[&str]) -> String {
+    let gc = Command::new(SHMKIT).args(args).output().unwrap();
+    let text = String::from_utf8_lossy(&gc.stdout).into_owned();
+    assert!(
+        gc.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    text
+}
+
+/// A dead topic is something to collect: `gc` (a dry run over the whole
+/// machine, which removes nothing) lists it and does not also say there is
+/// nothing to collect.
+#[test]
+fn gc_of_a_dead_topic_alone_does_not_say_nothing_to_collect() {
+    let topic = dead_topic();
+    let text = gc_output(&["gc"]);
+    assert!(
+        text.contains(&format!("would remove topic {}: abandoned", topic.0)),
+        "{text}"
+    );
+    assert!(!text.contains("nothing to collect"), "{text}");
+    assert_eq!(
+        text.lines().last(),
+        Some("(nothing was removed: `shmkit gc --force` removes them)"),
+        "{text}"
+    );
+}
+
+/// With a dead ring and a dead topic, `gc` lists both, then says once, at
+/// the end, that a dry run removed nothing.
+#[test]
+fn gc_of_a_dead_ring_and_a_dead_topic_prints_the_footer_once_last() {
+    let ring = dead_ring();
+    let topic = dead_topic();
+    let text = gc_output(&["gc", &ring.0, &topic.0]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("would remove ring {}: abandoned", ring.0)),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("would remove topic {}: abandoned", topic.0)),
+        "{text}"
+    );
+    assert_eq!(
+        lines[2..],
+        ["(nothing was removed: `shmkit gc --force` removes them)"],
+        "{text}"
+    );
+    let removed = gc_output(&["gc", "--force", &ring.0, &topic.0]);
+    assert!(!removed.contains("nothing"), "{removed}");
+    assert!(Segment::open(&topic.key()).is_err());
+}
