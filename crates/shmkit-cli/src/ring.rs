@@ -84,11 +84,15 @@ pub fn send(
         let input = BufReader::with_capacity(INPUT_BUFFER, input);
         send_lines(&mut producer, options.timeout, input)
     };
-    // Closed also after an error: the consumer gets what was sent, then
-    // the end.
-    let closed = producer.close();
-    sent?;
-    closed.or_else(|err| left_behind(name, err))
+    if let Err(err) = sent {
+        // Not closed: a stream cut short must not look whole. Dropped, the
+        // producer would close it; forgotten, its lock goes with this
+        // process, which exits now, and the consumer gets what was sent,
+        // then `PeerGone`.
+        std::mem::forget(producer);
+        return Err(err);
+    }
+    producer.close().or_else(|err| left_behind(name, err))
 }
 
 /// A ring that its last endpoint should have removed but could not (it is
@@ -187,7 +191,9 @@ fn send_lines(
                 };
                 return Err(CliError::Message(format!(
                     "line {number} of standard input is {len} bytes long, more than the {max} bytes \
-                     of the largest message ring {} carries; {before}",
+                     of the largest message ring {} carries; {before}, and the stream is left \
+                     unfinished (a new ring of a larger `--capacity` carries longer lines; \
+                     `--raw` sends chunks, not lines)",
                     producer.name(),
                 )));
             }
@@ -352,7 +358,20 @@ fn write(
 fn finished(err: shmkit::Error) -> Result<(), CliError> {
     match err {
         shmkit::Error::Closed { .. } => Ok(()),
-        other => Err(other.into()),
+        other => Err(receiving(other)),
+    }
+}
+
+/// The error of a receive (rings and topics): a sender gone without
+/// closing its stream (it failed, or was killed) says the output is
+/// incomplete.
+pub fn receiving(err: shmkit::Error) -> CliError {
+    match err {
+        shmkit::Error::PeerGone { .. } => CliError::Message(format!(
+            "{err} without finishing the stream (it failed or was killed): what came before is \
+             all there is, and it is incomplete"
+        )),
+        other => other.into(),
     }
 }
 

@@ -52,6 +52,28 @@ pub fn publish(name: &str, options: &PubOptions, input: impl Read + AsFd) -> Res
         );
     }
     signals::catch();
+    match publish_lines(&mut publisher, name, input) {
+        Ok(()) => {
+            publisher.close();
+            Ok(())
+        }
+        Err(err) => {
+            // Not closed, as `send` leaves a ring it failed on: forgotten,
+            // the publisher's lock goes with this process, which exits now,
+            // and subscribers learn the stream was cut short (`PeerGone`)
+            // instead of seeing it end.
+            std::mem::forget(publisher);
+            Err(err)
+        }
+    }
+}
+
+/// Publishes each line of `input` until its end or a stop signal.
+fn publish_lines(
+    publisher: &mut Publisher,
+    name: &str,
+    input: impl Read + AsFd,
+) -> Result<(), CliError> {
     let max = publisher.max_message();
     let mut input = BufReader::with_capacity(1 << 20, signals::StopsOnSignal(input));
     let mut line = Vec::new();
@@ -80,7 +102,9 @@ pub fn publish(name: &str, options: &PubOptions, input: impl Read + AsFd) -> Res
             None if read > max => {
                 return Err(CliError::Message(format!(
                     "line {number} of standard input is longer than the {max} bytes of the \
-                     largest message topic {name} carries; the lines before it were published"
+                     largest message topic {name} carries; the lines before it were published, \
+                     and the stream is left unfinished (a new topic of a larger `--capacity` \
+                     carries longer lines)"
                 )))
             }
             None => &line,
@@ -95,7 +119,6 @@ pub fn publish(name: &str, options: &PubOptions, input: impl Read + AsFd) -> Res
             }
         }
     }
-    publisher.close();
     Ok(())
 }
 
@@ -168,7 +191,7 @@ fn receive(
                 eprintln!("shmkit: missed {missed} messages");
             }
             Some(Err(shmkit::Error::Closed { .. })) => return Ok(()),
-            Some(Err(err)) => return Err(err.into()),
+            Some(Err(err)) => return Err(ring::receiving(err)),
         }
     }
     Ok(())

@@ -578,11 +578,42 @@ fn a_line_longer_than_the_largest_message_is_an_error() {
             ring.name()
         ),
     );
-    // The lines before it went through, then the stream was closed.
+    // The lines before it went through; the stream was left unfinished,
+    // and the consumer that reads it says so.
+    let recv = shmkit(&["recv", ring.name()]);
     assert_eq!(
-        succeeded_text(&shmkit(&["recv", ring.name()])),
+        text(&recv.stdout),
         format!("short\n{longest}\nalso short\n")
     );
+    failed(&recv, 1, "without finishing the stream");
+    assert!(!ring.exists(), "the consumer removes the ring it read");
+}
+
+/// A `send` that fails (a line too long) while a `recv` reads: the `recv`
+/// prints every line before the failure, then fails saying the producer did
+/// not finish, so that `recv > file` in a pipeline cannot pass a cut-off
+/// stream for a whole one; and nothing is left in /dev/shm.
+#[test]
+fn a_send_that_fails_leaves_its_recv_failing_after_the_lines_before() {
+    let ring = TestRing::new();
+    let recv = Running::spawn(&["recv", ring.name(), "--capacity", "4K"]);
+    let mut input = b"short\n".to_vec();
+    input.extend([b'a'; 3000]);
+    input.extend(b"\nafter\n");
+    let send = shmkit_with_input(&["send", ring.name(), "--capacity", "4K"], &input);
+    let message = failed(&send, 1, "line 2 of standard input is 3000 bytes long");
+    for fix in ["`--capacity`", "`--raw`"] {
+        assert!(message.contains(fix), "{message}");
+    }
+    let received = recv.finish();
+    assert_eq!(text(&received.stdout), "short\n");
+    failed(
+        &received,
+        1,
+        &format!("the producer of ring {} (pid ", ring.name()),
+    );
+    failed(&received, 1, "without finishing the stream");
+    assert!(!ring.exists(), "nothing is left in /dev/shm");
 }
 
 #[test]
@@ -792,11 +823,14 @@ fn an_empty_stream_reaches_a_consumer_that_starts_later() {
     assert_eq!(succeeded_text(&shmkit(&["recv", ring.name()])), "");
     assert!(!ring.exists());
 
-    // A first line too long: nothing was sent, and the stream still ends.
+    // A first line too long: nothing was sent, and the stream is left
+    // unfinished, which its consumer reports after reading nothing.
     let long = vec![b'x'; 5000];
     let output = shmkit_with_input(&["send", ring.name(), "--capacity", "4K"], &long);
     failed(&output, 1, "nothing was sent");
-    assert_eq!(succeeded_text(&shmkit(&["recv", ring.name()])), "");
+    let recv = shmkit(&["recv", ring.name()]);
+    assert_eq!(text(&recv.stdout), "");
+    failed(&recv, 1, "without finishing the stream");
     assert!(!ring.exists());
 }
 
@@ -824,10 +858,21 @@ fn send_timeout_fails_when_nobody_reads() {
         1,
         &format!("timed out: no room on ring {} within 0.2 s", ring.name()),
     );
-    // What was sent stays for a consumer.
-    let mut recv = Running::spawn(&["recv", ring.name(), "--count", "2"]);
-    let mut out = BufReader::new(recv.stdout());
-    assert_eq!(read_lines(&mut out, 2), ["1", "2"]);
+    // What was sent stays for a consumer, which then learns that the
+    // stream was cut short, and removes the ring.
+    let recv = shmkit(&["recv", ring.name()]);
+    let got = text(&recv.stdout);
+    assert!(got.starts_with("1\n2\n"), "{got}");
+    assert!(
+        text(&seq(10_000)).starts_with(&got),
+        "whole lines, in order"
+    );
+    assert!(
+        got.len() < seq(10_000).len(),
+        "a 4 KiB ring cannot hold all"
+    );
+    failed(&recv, 1, "without finishing the stream");
+    assert!(!ring.exists());
 }
 
 #[test]

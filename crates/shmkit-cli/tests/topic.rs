@@ -373,3 +373,38 @@ fn gc_of_a_dead_ring_and_a_dead_topic_prints_the_footer_once_last() {
     assert!(!removed.contains("nothing"), "{removed}");
     assert!(Segment::open(&topic.key()).is_err());
 }
+
+/// A `pub` that fails (a line too long) leaves its subscriber failing after
+/// the lines before, saying the publisher did not finish; the topic goes
+/// with its last member.
+#[test]
+fn a_pub_that_fails_leaves_its_sub_failing_after_the_lines_before() {
+    let topic = TestTopic::new();
+    let subscriber = spawn(&["sub", &topic.0]);
+    wait_until("the subscriber joined", || subscribers(&topic.0) == 1);
+    let mut input = b"short\n".to_vec();
+    input.extend(vec![b'a'; 300_000]);
+    input.extend(b"\nafter\n");
+    let mut publisher = spawn(&["pub", &topic.0]);
+    let mut stdin = publisher.0.stdin.take().unwrap();
+    // pub stops reading at the long line: a failed write is no test failure.
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let (ok, _, err) = finish(publisher);
+    feeder.join().unwrap();
+    assert!(
+        !ok && err.contains("line 2 of standard input is longer"),
+        "{err}"
+    );
+    assert!(err.contains("`--capacity`"), "{err}");
+    let (ok, out, err) = finish(subscriber);
+    assert!(!ok, "{err}");
+    assert_eq!(out, "short\n");
+    assert!(
+        err.contains(&format!("the publisher of topic {}", topic.0))
+            && err.contains("without finishing the stream"),
+        "{err}"
+    );
+    assert!(Segment::open(&topic.key()).is_err(), "the topic is gone");
+}
