@@ -234,6 +234,7 @@ fn top_in_tmux_shows_a_live_ring_and_its_rate_sorts_filters_and_quits_on_q() {
     });
     assert!(screen.contains("MSG/S"), "{screen}");
     assert!(screen.contains("q quit"), "{screen}");
+    assert!(screen.contains("shmkit top: 1 object, every"), "{screen}");
 
     succeeded(&tmux.run(&["send-keys", "m"]));
     tmux.wait_for("the sort by messages/s", |screen| {
@@ -269,6 +270,46 @@ fn top_without_a_terminal_says_to_use_once() {
         "{stderr}"
     );
     assert!(output.stdout.is_empty());
+}
+
+/// `timeout` (without `--foreground`) runs `top` in a process group of
+/// its own, outside the terminal's foreground group, where setting the
+/// terminal up would be interrupted by SIGTTOU: `top` says so first. The
+/// terminal is `script`'s pseudo-terminal; the `; echo` keeps the shell
+/// from exec'ing `timeout` as the session leader, which could not leave
+/// the foreground group. No race: `top` checks before it touches the
+/// terminal; the 60 s bound only ends a `top` that would not.
+#[test]
+fn top_outside_the_foreground_process_group_says_so() {
+    let Ok(script) = Command::new("script").arg("--version").output() else {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI must have script"
+        );
+        eprintln!("skipped: script (util-linux) is not installed");
+        return;
+    };
+    assert!(script.status.success());
+    let command = format!("timeout 60 '{SHMKIT}' top; echo exit $?");
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        screen.contains(
+            "shmkit: top: not the terminal's foreground process group (run it in the \
+             foreground, or `timeout --foreground`)"
+        ),
+        "{screen}"
+    );
+    assert!(screen.contains("exit 1"), "{screen}");
+    assert!(
+        !screen.contains("\x1b[?1049h"),
+        "the terminal was not set up: {screen}"
+    );
 }
 
 #[test]

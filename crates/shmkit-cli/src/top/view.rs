@@ -38,6 +38,19 @@ pub fn run(interval: Duration, order: Order, filter: String) -> Result<(), CliEr
                 .to_owned(),
         ));
     }
+    // A process outside the terminal's foreground process group (under
+    // `timeout`, or started with `&`) is stopped or interrupted by SIGTTOU
+    // when it sets the terminal up: say so instead. A terminal that is not
+    // this process's controlling one has no group to ask about, and sends
+    // no SIGTTOU either.
+    let stdout = std::io::stdout();
+    if rustix::termios::tcgetpgrp(&stdout).is_ok_and(|group| group != rustix::process::getpgrp()) {
+        return Err(CliError::Message(
+            "top: not the terminal's foreground process group \
+             (run it in the foreground, or `timeout --foreground`)"
+                .to_owned(),
+        ));
+    }
     // SIGINT, SIGTERM and SIGHUP end the view like q, so that the terminal
     // is restored before the process dies of the signal (main re-raises it).
     crate::signals::catch();
@@ -183,8 +196,9 @@ impl View {
         };
         frame.render_widget(
             Paragraph::new(Line::from(format!(
-                "shmkit top: {} objects, every {:.1} s  sort: {:?} {direction}{filter}",
+                "shmkit top: {} object{}, every {:.1} s  sort: {:?} {direction}{filter}",
                 rows.len(),
+                if rows.len() == 1 { "" } else { "s" },
                 self.interval.as_secs_f64(),
                 self.order.key,
             )))
