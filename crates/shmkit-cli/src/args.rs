@@ -116,8 +116,10 @@ pub enum Command {
     /// the ring is closed: the consumer gets every message, then the end.
     /// Waits while the ring is full; fails if the consumer dies or leaves
     /// meanwhile (unless --wait-for-consumer). A line longer than the
-    /// largest message is an error: the lines before it are sent, then the
-    /// ring is closed. SIGINT, SIGTERM and SIGHUP close the ring cleanly.
+    /// largest message (or --timeout) is an error: the lines before it are
+    /// sent, and the ring is left unfinished, so the consumer gets them,
+    /// then fails with "peer gone". SIGINT, SIGTERM and SIGHUP close the
+    /// ring cleanly.
     Send {
         /// The ring's name (its segment is /shmkit.ring.NAME)
         #[arg(value_name = "NAME")]
@@ -147,8 +149,8 @@ pub enum Command {
     ///
     /// Writes each message followed by a newline (with --raw: nothing
     /// between messages) until the producer closes the ring, then exits 0.
-    /// Fails with "peer gone" if the producer died, after printing every
-    /// message it sent. Output is written in blocks, and whenever the ring
+    /// Fails with "peer gone" if the producer died or failed, after
+    /// printing every message it sent. Output is written in blocks, and whenever the ring
     /// is empty. When recv exits early (--count, --timeout, a signal), a
     /// ring that still has a producer or unread messages stays for the
     /// next consumer; one with neither is removed. SIGINT, SIGTERM and
