@@ -165,7 +165,15 @@ pub enum Error {
     /// [`Corrupt`](Error::Corrupt) for that. A channel's message is
     /// consumed; the next receive gets the next one. A heap's object is
     /// left as it is.
-    #[error("{place} holds another type: asked for {expected}, found {found}")]
+    ///
+    /// A channel's type is named by [`std::any::type_name`], with its
+    /// path: two programs that each define `struct Order` send
+    /// `sender::Order` and expect `receiver::Order`, which the message then
+    /// says. Define the type in a crate both programs use.
+    #[error(
+        "{place} holds another type: asked for {expected}, found {found}{hint}",
+        hint = same_name_elsewhere(.expected, .found)
+    )]
     WrongType {
         /// Where: `ring NAME` for a channel, `SEGMENT object "NAME"` for
         /// a managed heap's object.
@@ -420,5 +428,25 @@ impl Error {
                 source: err,
             },
         }
+    }
+}
+
+/// For [`Error::WrongType`]: a hint when the two types have one name under
+/// different paths (`postcard a::Order` and `postcard b::Order`), which
+/// is two programs that each defined the type.
+fn same_name_elsewhere(expected: &str, found: &str) -> &'static str {
+    let last = |name: &str| {
+        let (codec, path) = name.split_once(' ').unwrap_or(("", name));
+        let base = path.split('<').next().unwrap_or(path);
+        (
+            codec.to_owned(),
+            base.rsplit("::").next().unwrap_or(base).to_owned(),
+        )
+    };
+    if expected != found && last(expected) == last(found) {
+        " (one name under two paths: each program defined its own; define the type in a crate \
+         both programs use)"
+    } else {
+        ""
     }
 }

@@ -527,6 +527,46 @@ fn receivers_get_everything_then_closed_after_the_sender_drops() {
     assert!(!ring_exists(&ring));
 }
 
+/// Two programs that each define the same struct send and expect two
+/// types (`std::any::type_name` has the path); the error says so.
+#[test]
+fn one_name_under_two_paths_is_a_wrong_type_that_says_so() {
+    mod sender {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        pub struct Order {
+            pub id: u32,
+        }
+    }
+    mod receiver {
+        #[derive(serde::Serialize, serde::Deserialize, Debug)]
+        pub struct Order {
+            pub id: u32,
+        }
+    }
+    let ring = unique_ring_name("chan-two-paths");
+    let _cleanup = RingCleanup(ring.clone());
+    let mut tx = Sender::<sender::Order>::open(&ring).unwrap();
+    let mut rx = Receiver::<receiver::Order>::open(&ring).unwrap();
+    tx.send(&sender::Order { id: 1 }).unwrap();
+    let err = rx.recv().expect_err("another type");
+    let text = err.to_string();
+    assert!(matches!(err, Error::WrongType { .. }), "{err:?}");
+    assert!(
+        text.contains("receiver::Order")
+            && text.contains("sender::Order")
+            && text.contains("define the type in a crate both programs use"),
+        "{text}"
+    );
+    // Another type altogether gets no such hint.
+    let other_ring = unique_ring_name("chan-other");
+    let _cleanup_other = RingCleanup(other_ring.clone());
+    let mut tx = Sender::<Record>::open(&other_ring).unwrap();
+    let mut rx = Receiver::<Point>::open(&other_ring).unwrap();
+    tx.send(&record(1)).unwrap();
+    let text = rx.recv().expect_err("another type").to_string();
+    assert!(!text.contains("two paths"), "{text}");
+}
+
 /// A receiver of another type or codec gets `WrongType`, naming its own
 /// type and the sender's: from the first message (which names it), from
 /// memory after that, and from the built-in codecs' names when the
