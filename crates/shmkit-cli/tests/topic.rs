@@ -15,6 +15,12 @@ use std::time::{Duration, Instant};
 use shmkit::{Key, Segment};
 
 const SHMKIT: &str = env!("CARGO_BIN_EXE_shmkit");
+/// The role of the test binary run again as a child (see `child`).
+const ROLE: &str = "SHMKIT_CLI_TOPIC_ROLE";
+
+#[path = "../../shmkit/tests/sandbox/mod.rs"]
+#[allow(dead_code)]
+mod sandbox;
 
 /// A topic name used by one test only; dropping it removes the topic.
 struct TestTopic(String);
@@ -313,8 +319,7 @@ fn dead_ring() -> TestRing {
 
 /// Held by each test of this file that runs `gc`: `gc` looks at each topic
 /// under its gate, and skips one whose gate another `gc` holds, so two at
-/// once (a whole-machine dry run beside a named one) could each miss the
-/// other's topic.
+/// once could each miss the other's topic.
 static GC: Mutex<()> = Mutex::new(());
 
 fn gc_output(args: &[&str]) -> String {
@@ -329,23 +334,65 @@ fn gc_output(args: &[&str]) -> String {
     text
 }
 
-/// A dead topic is something to collect: `gc` (a dry run over the whole
-/// machine, which removes nothing) lists it and does not also say there is
-/// nothing to collect.
+/// A dead topic is something to collect: `gc` without names lists it and
+/// does not also say there is nothing to collect. A `gc` without names
+/// looks at every topic on the machine, so it runs in a child with a
+/// private `/dev/shm` (the library's tests/sandbox), where the only topic
+/// is the test's: nothing of other programs is looked at (root only; the
+/// test says it skipped otherwise).
 #[test]
 fn gc_of_a_dead_topic_alone_does_not_say_nothing_to_collect() {
-    let topic = dead_topic();
-    let text = gc_output(&["gc"]);
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to mount a private /dev/shm");
+        return;
+    }
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env(ROLE, "gc-alone")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if let Some(skipped) = stdout.lines().find(|l| l.starts_with("@@ skipped")) {
+        eprintln!("{}", &skipped[3..]);
+        return;
+    }
     assert!(
-        text.contains(&format!("would remove topic {}: abandoned", topic.0)),
-        "{text}"
+        output.status.success() && stdout.contains("@@ done"),
+        "{}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
     );
-    assert!(!text.contains("nothing to collect"), "{text}");
-    assert_eq!(
-        text.lines().last(),
-        Some("(nothing was removed: `shmkit gc --force` removes them)"),
-        "{text}"
-    );
+}
+
+/// The test process run again as a child with `ROLE` set: enters a
+/// private `/dev/shm` and runs that role; does nothing in a normal run.
+#[test]
+fn child() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    if let Err(why) = sandbox::enter_private_dev_shm() {
+        println!("@@ skipped: {why}");
+        return;
+    }
+    match role.as_str() {
+        "gc-alone" => {
+            let topic = dead_topic();
+            let text = gc_output(&["gc"]);
+            assert!(
+                text.contains(&format!("would remove topic {}: abandoned", topic.0)),
+                "{text}"
+            );
+            assert!(!text.contains("nothing to collect"), "{text}");
+            assert_eq!(
+                text.lines().last(),
+                Some("(nothing was removed: `shmkit gc --force` removes them)"),
+                "{text}"
+            );
+        }
+        other => panic!("unknown role {other}"),
+    }
+    println!("@@ done");
 }
 
 /// With a dead ring and a dead topic, `gc` lists both, then says once, at
