@@ -19,7 +19,6 @@ const SHMKIT: &str = env!("CARGO_BIN_EXE_shmkit");
 const ROLE: &str = "SHMKIT_CLI_TOPIC_ROLE";
 
 #[path = "../../shmkit/tests/sandbox/mod.rs"]
-#[allow(dead_code)]
 mod sandbox;
 
 /// A topic name used by one test only; dropping it removes the topic.
