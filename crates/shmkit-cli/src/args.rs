@@ -179,9 +179,11 @@ pub enum Command {
     ///
     /// Each line becomes one message (without its newline) that every
     /// subscriber receives. At the end of the input this publisher closes
-    /// its part of the stream. The topic is created if needed; --lossy,
-    /// --history and --capacity apply only then. A Block topic (the
-    /// default) waits for its slowest live subscriber.
+    /// its part of the stream; if it fails first (a line longer than a
+    /// lane takes), the lines before it were sent, and a live subscriber
+    /// gets them, then fails with "peer gone". The topic is created if
+    /// needed; --lossy, --history and --capacity apply only then. A Block
+    /// topic (the default) waits for its slowest live subscriber.
     Pub {
         /// The topic's name (its segment is /shmkit.topic.TOPIC)
         #[arg(value_name = "TOPIC")]
@@ -204,8 +206,10 @@ pub enum Command {
     ///
     /// Starts with the retained history when the topic keeps one. Exits 0
     /// once at least one publisher has opened the topic and every publisher
-    /// has closed. On a lossy topic, `shmkit: missed N messages` on
-    /// standard error says how many were overwritten before they were read.
+    /// has closed; fails with "peer gone" after the messages of a publisher
+    /// that died or failed. On a lossy topic, `shmkit: missed N messages`
+    /// on standard error says how many were overwritten before they were
+    /// read.
     Sub {
         /// The topic's name (its segment is /shmkit.topic.TOPIC)
         #[arg(value_name = "TOPIC")]

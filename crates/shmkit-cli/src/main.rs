@@ -118,8 +118,12 @@ fn run(command: Command) -> Result<(), CliError> {
             } else {
                 Ok(())
             };
-            let summary_done = gc::summary(&names, force, found, &mut out);
-            others_done.and(services_done).and(summary_done)
+            // After a scan that failed, "nothing to collect" would not be
+            // known: the summary only follows whole scans.
+            if others_done.is_ok() && services_done.is_ok() {
+                gc::summary(&names, force, found, &mut out)?;
+            }
+            others_done.and(services_done)
         }
         Command::Serve {
             name,

@@ -58,11 +58,20 @@ pub fn publish(name: &str, options: &PubOptions, input: impl Read + AsFd) -> Res
             Ok(())
         }
         Err(err) => {
-            // Not closed, as `send` leaves a ring it failed on: forgotten,
-            // the publisher's lock goes with this process, which exits now,
-            // and subscribers learn the stream was cut short (`PeerGone`)
-            // instead of seeing it end.
-            std::mem::forget(publisher);
+            // With a live subscriber, not closed, as `send` leaves a ring it
+            // failed on: forgotten, the publisher's lock goes with this
+            // process, which exits now, and the subscribers learn the
+            // stream was cut short (`PeerGone`) instead of seeing it end.
+            // With none, closed: a topic keeps nothing for a subscriber to
+            // come, and a forgotten publisher would leave a dead one that
+            // the next `sub` took for this stream's end.
+            let subscribed = shmkit::topic::status(name)
+                .is_ok_and(|status| status.subscribers.iter().any(|s| s.alive));
+            if subscribed {
+                std::mem::forget(publisher);
+            } else {
+                publisher.close();
+            }
             Err(err)
         }
     }

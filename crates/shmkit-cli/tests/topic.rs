@@ -454,3 +454,26 @@ fn a_pub_that_fails_leaves_its_sub_failing_after_the_lines_before() {
     );
     assert!(Segment::open(&topic.key()).is_err(), "the topic is gone");
 }
+
+/// With no subscriber, a `pub` that fails closes the topic as one that
+/// succeeds does: nothing is left for a later `sub` to take for a stream
+/// cut short.
+#[test]
+fn a_pub_that_fails_with_no_subscriber_leaves_nothing() {
+    let topic = TestTopic::new();
+    let mut input = b"short\n".to_vec();
+    input.extend(vec![b'a'; 300_000]);
+    input.extend(b"\n");
+    let mut publisher = spawn(&["pub", &topic.0]);
+    let mut stdin = publisher.0.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let (ok, _, err) = finish(publisher);
+    feeder.join().unwrap();
+    assert!(
+        !ok && err.contains("line 2 of standard input is longer"),
+        "{err}"
+    );
+    assert!(Segment::open(&topic.key()).is_err(), "the topic is gone");
+}

@@ -435,18 +435,61 @@ impl Error {
 /// different paths (`postcard a::Order` and `postcard b::Order`), which
 /// is two programs that each defined the type.
 fn same_name_elsewhere(expected: &str, found: &str) -> &'static str {
-    let last = |name: &str| {
-        let (codec, path) = name.split_once(' ').unwrap_or(("", name));
-        let base = path.split('<').next().unwrap_or(path);
-        (
-            codec.to_owned(),
-            base.rsplit("::").next().unwrap_or(base).to_owned(),
-        )
+    // The name with every path dropped (`postcard a::W<b::Order>` becomes
+    // `postcard W<Order>`), the codec, generics, tuples and references
+    // kept: equal for one type defined twice, unequal for two types.
+    let unpathed = |name: &str| {
+        let mut out = String::with_capacity(name.len());
+        let mut word = String::new();
+        for c in name.chars().chain(std::iter::once(' ')) {
+            if c.is_alphanumeric() || c == '_' || c == ':' {
+                word.push(c);
+                continue;
+            }
+            out.push_str(word.rsplit("::").next().unwrap_or(&word));
+            word.clear();
+            out.push(c);
+        }
+        out
     };
-    if expected != found && last(expected) == last(found) {
+    if expected != found && unpathed(expected) == unpathed(found) {
         " (one name under two paths: each program defined its own; define the type in a crate \
          both programs use)"
     } else {
         ""
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_name_elsewhere;
+
+    #[test]
+    fn one_type_defined_twice_is_told_apart_from_two_types() {
+        let twice = |a: &str, b: &str| !same_name_elsewhere(a, b).is_empty();
+        assert!(twice("postcard a::Order", "postcard b::Order"));
+        assert!(twice(
+            "postcard alloc::vec::Vec<a::Order>",
+            "postcard alloc::vec::Vec<b::Order>"
+        ));
+        assert!(twice("postcard (u8, a::Order)", "postcard (u8, b::Order)"));
+        // Two types, or one in two codecs: no hint.
+        assert!(!twice("postcard a::Order", "postcard a::Order"));
+        assert!(!twice("postcard a::Order", "rkyv b::Order"));
+        assert!(!twice(
+            "postcard alloc::vec::Vec<u32>",
+            "postcard alloc::vec::Vec<alloc::string::String>"
+        ));
+        assert!(!twice(
+            "postcard core::option::Option<u32>",
+            "postcard core::option::Option<u64>"
+        ));
+        assert!(!twice(
+            "postcard (f64, alloc::string::String)",
+            "postcard (f32, alloc::string::String)"
+        ));
+        assert!(!twice("postcard &a::B", "postcard a::B"));
+        assert!(!twice("postcard a::W<u8>", "postcard b::W<u16>"));
+        assert!(!twice("postcard a::Order", "of an unknown type (tag 0x12)"));
     }
 }

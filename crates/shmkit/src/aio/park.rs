@@ -320,8 +320,15 @@ impl Park {
     /// `select!`) is none, and leaves the park to a later one; so is a
     /// stamp that left this side's word set, which was another word's (a
     /// topic's publishers and subscribers stamp one line), or is followed
-    /// by another sleeper's announce on the same word: not surely this
-    /// side's wake-up.
+    /// by another sleeper's announce on the same word.
+    ///
+    /// Not filtered, on a topic: a stamp written after this side's word
+    /// was cleared but before this poll, for the other word (a publisher
+    /// woken) or for this word again (another subscriber announced and was
+    /// woken). The sample then runs from that later stamp and is too
+    /// short; on a busy Block topic that pulls the spin towards its floor.
+    /// A ring's two ends and a service's header line have no second
+    /// sleeper to stamp it, so their samples are exact.
     #[cold]
     fn learn_wake_cost(&mut self, target: &mut impl Readiness) {
         let Some(Announced { line, word }) = &self.announced else {
