@@ -74,8 +74,13 @@ pub fn send(
     input: impl Read + AsFd,
 ) -> Result<(), CliError> {
     let ring = ring.wait_for_new_consumer(options.wait_for_consumer);
-    let mut producer =
-        Producer::open_with(name, &ring).map_err(|err| opening(name, "producer", err))?;
+    // Closed only once the input is all sent: a stream cut short by an
+    // error or a panic must not look whole. Never dropped, the producer's
+    // lock goes with this process, and the consumer gets what was sent,
+    // then `PeerGone`.
+    let mut producer = std::mem::ManuallyDrop::new(
+        Producer::open_with(name, &ring).map_err(|err| opening(name, "producer", err))?,
+    );
     signals::catch();
     let input = signals::StopsOnSignal(input);
     let sent = if options.raw {
@@ -84,15 +89,10 @@ pub fn send(
         let input = BufReader::with_capacity(INPUT_BUFFER, input);
         send_lines(&mut producer, options.timeout, input)
     };
-    if let Err(err) = sent {
-        // Not closed: a stream cut short must not look whole. Dropped, the
-        // producer would close it; forgotten, its lock goes with this
-        // process, which exits now, and the consumer gets what was sent,
-        // then `PeerGone`.
-        std::mem::forget(producer);
-        return Err(err);
-    }
-    producer.close().or_else(|err| left_behind(name, err))
+    sent?;
+    std::mem::ManuallyDrop::into_inner(producer)
+        .close()
+        .or_else(|err| left_behind(name, err))
 }
 
 /// A ring that its last endpoint should have removed but could not (it is

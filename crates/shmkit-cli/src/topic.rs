@@ -38,8 +38,12 @@ pub fn publish(name: &str, options: &PubOptions, input: impl Read + AsFd) -> Res
     if let Some(bytes) = options.capacity {
         topic = topic.capacity(bytes);
     }
-    let mut publisher =
-        Publisher::open_with(name, &topic).map_err(|e| opening(name, "publisher", e))?;
+    // Closed only once the input is all published (or, below, after a
+    // failure with nobody subscribed): a stream cut short by an error or a
+    // panic must not look whole to a subscriber.
+    let mut publisher = std::mem::ManuallyDrop::new(
+        Publisher::open_with(name, &topic).map_err(|e| opening(name, "publisher", e))?,
+    );
     let wanted = if options.lossy {
         Policy::DropOldest
     } else {
@@ -54,23 +58,21 @@ pub fn publish(name: &str, options: &PubOptions, input: impl Read + AsFd) -> Res
     signals::catch();
     match publish_lines(&mut publisher, name, input) {
         Ok(()) => {
-            publisher.close();
+            std::mem::ManuallyDrop::into_inner(publisher).close();
             Ok(())
         }
         Err(err) => {
             // With a live subscriber, not closed, as `send` leaves a ring it
-            // failed on: forgotten, the publisher's lock goes with this
+            // failed on: never dropped, the publisher's lock goes with this
             // process, which exits now, and the subscribers learn the
             // stream was cut short (`PeerGone`) instead of seeing it end.
             // With none, closed: a topic keeps nothing for a subscriber to
-            // come, and a forgotten publisher would leave a dead one that
+            // come, and an unclosed publisher would leave a dead one that
             // the next `sub` took for this stream's end.
             let subscribed = shmkit::topic::status(name)
                 .is_ok_and(|status| status.subscribers.iter().any(|s| s.alive));
-            if subscribed {
-                std::mem::forget(publisher);
-            } else {
-                publisher.close();
+            if !subscribed {
+                std::mem::ManuallyDrop::into_inner(publisher).close();
             }
             Err(err)
         }
