@@ -25,7 +25,8 @@ use std::time::Duration;
 use super::reactor::{reactor, Parked, CHECK_SLACK};
 use crate::error::Result;
 use crate::ring::wait::{
-    announce_sleep, monotonic_nanos, spin_polls, WakeLine, FIRST_PEER_CHECK, PEER_CHECK_INTERVAL,
+    announce_sleep, monotonic_nanos, spin_polls, stamped_for, WakeLine, FIRST_PEER_CHECK,
+    PEER_CHECK_INTERVAL,
 };
 use crate::sync::{AtomicU32, Ordering};
 
@@ -322,13 +323,13 @@ impl Park {
     /// topic's publishers and subscribers stamp one line), or is followed
     /// by another sleeper's announce on the same word.
     ///
-    /// Not filtered, on a topic: a stamp written after this side's word
-    /// was cleared but before this poll, for the other word (a publisher
-    /// woken) or for this word again (another subscriber announced and was
-    /// woken). The sample then runs from that later stamp and is too
-    /// short; on a busy Block topic that pulls the spin towards its floor.
-    /// A ring's two ends and a service's header line have no second
-    /// sleeper to stamp it, so their samples are exact.
+    /// A stamp for the other word of the line (`wake_stamp` marks which)
+    /// is none either. Not filtered, on a topic: a stamp written after this
+    /// side's word was cleared but before this poll for this word again
+    /// (another subscriber announced and was woken). The sample then runs
+    /// from that later stamp and is too short. A ring's two ends and a
+    /// service's header line have no second sleeper on a word, so their
+    /// samples are exact.
     #[cold]
     fn learn_wake_cost(&mut self, target: &mut impl Readiness) {
         let Some(Announced { line, word }) = &self.announced else {
@@ -341,8 +342,10 @@ impl Park {
         let (line, word) = unsafe { (line.as_ref(), word.as_ref()) };
         // Relaxed: only a measurement; a stale stamp is filtered below.
         let stamp = line.woken_at().load(Ordering::Relaxed);
-        // The waker clears the word before it stamps the line (rule 8).
-        if stamp <= self.parked_at || word.load(Ordering::Relaxed) != 0 {
+        // The waker clears the word before it stamps the line (rule 8),
+        // and marks the stamp with the word it woke (`wake_stamp`).
+        if stamp <= self.parked_at || word.load(Ordering::Relaxed) != 0 || !stamped_for(stamp, word)
+        {
             return;
         }
         self.parked_at = 0;
@@ -396,11 +399,13 @@ mod tests {
     use std::task::Waker;
 
     use super::*;
+    use crate::ring::wait::wake_stamp;
     use crate::sync::{AtomicU64, Ordering};
 
     /// A wait line with two futex words, as a service client's state
     /// chooses between its response ring and room in its request ring.
     #[derive(Default)]
+    #[repr(C)]
     struct TwoWords {
         full_fences: AtomicU32,
         woken_at: AtomicU64,
@@ -502,12 +507,14 @@ mod tests {
             assert_eq!(line.first.load(Ordering::SeqCst), 1, "parked on the first");
             // The other word of the line is woken (a topic's subscriber
             // waking its publishers): stamped, this word still set.
-            line.woken_at.store(monotonic_nanos(), Ordering::SeqCst);
+            let other = wake_stamp(monotonic_nanos(), &line.second);
+            line.woken_at.store(other, Ordering::SeqCst);
             assert!(park.poll_ready(&mut cx, &mut target).is_pending());
             assert!(target.learned.is_empty(), "{:?}", target.learned);
             // Its own word is woken, as a waker does: cleared, then stamped.
             line.first.store(0, Ordering::SeqCst);
-            line.woken_at.store(monotonic_nanos(), Ordering::SeqCst);
+            let own = wake_stamp(monotonic_nanos(), &line.first);
+            line.woken_at.store(own, Ordering::SeqCst);
             assert!(park.poll_ready(&mut cx, &mut target).is_pending());
             if !target.learned.is_empty() {
                 assert_eq!(target.learned.len(), 1, "one sample a wake-up");
@@ -516,6 +523,35 @@ mod tests {
             park.reset();
         }
         panic!("no wake-up of its own word was learned in 20 rounds");
+    }
+
+    /// Its own word cleared and stamped, then the line stamped again for
+    /// the other word before this side's poll (a publisher woken too): the
+    /// later stamp is not taken for this side's wake-up.
+    #[test]
+    fn a_stamp_for_the_other_word_after_its_own_wake_up_teaches_nothing() {
+        let line = line();
+        let mut target = Learning {
+            line,
+            learned: Vec::new(),
+        };
+        let mut park = Park::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(park.poll_ready(&mut cx, &mut target).is_pending());
+        line.first.store(0, Ordering::SeqCst);
+        line.woken_at
+            .store(wake_stamp(monotonic_nanos(), &line.first), Ordering::SeqCst);
+        line.woken_at.store(
+            wake_stamp(monotonic_nanos(), &line.second),
+            Ordering::SeqCst,
+        );
+        assert!(park.poll_ready(&mut cx, &mut target).is_pending());
+        assert!(target.learned.is_empty(), "{:?}", target.learned);
+        // The two words' stamps differ in their lowest bit.
+        let t = monotonic_nanos();
+        assert_ne!(wake_stamp(t, &line.first), wake_stamp(t, &line.second));
+        assert!(stamped_for(wake_stamp(t, &line.first), &line.first));
+        assert!(!stamped_for(wake_stamp(t, &line.second), &line.first));
     }
 
     #[test]

@@ -240,7 +240,7 @@ impl Waiter {
             // Relaxed: only a measurement; a stale stamp is filtered below.
             let stamp = line.woken_at().load(Ordering::Relaxed);
             let woke = monotonic_nanos();
-            if stamp > slept_at && woke >= stamp {
+            if stamp > slept_at && woke >= stamp && stamped_for(stamp, sleeping) {
                 self.learn_wake_cost(Duration::from_nanos(woke - stamp));
             }
             // Every wake-up stamped so far was the peer's, or for this side.
@@ -382,9 +382,31 @@ pub(crate) fn wake_if_sleeping(line: &impl WakeLine, sleeping: &AtomicU32) {
     }
     if sleeping.load(Ordering::Relaxed) != 0 {
         sleeping.store(0, Ordering::Relaxed);
-        line.woken_at().store(monotonic_nanos(), Ordering::Relaxed);
+        line.woken_at()
+            .store(wake_stamp(monotonic_nanos(), sleeping), Ordering::Relaxed);
         futex_wake(sleeping);
     }
+}
+
+/// The `woken_at` stamp of a wake-up of `sleeping` at `nanos`: the time,
+/// its lowest bit replaced by which of its line's two words was woken (the
+/// word's address bit 2: the two sleeping words of a wait line are
+/// neighbouring `u32`s). A sleeper learns a wake-up's cost only from a
+/// stamp of its own word ([`stamped_for`]): a topic's line is stamped for
+/// its publishers' word and its subscribers' alike. A nanosecond of the
+/// time is all it costs, in a stamp that is only a measurement.
+pub(crate) fn wake_stamp(nanos: u64, sleeping: &AtomicU32) -> u64 {
+    (nanos & !1) | word_bit(sleeping)
+}
+
+/// Whether `stamp` was written for a wake-up of `sleeping` (see
+/// [`wake_stamp`]).
+pub(crate) fn stamped_for(stamp: u64, sleeping: &AtomicU32) -> bool {
+    stamp & 1 == word_bit(sleeping)
+}
+
+fn word_bit(sleeping: &AtomicU32) -> u64 {
+    ((sleeping as *const AtomicU32 as usize >> 2) & 1) as u64
 }
 
 #[cfg(all(test, not(loom)))]
