@@ -22,18 +22,27 @@ pub fn report<S>(
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let action = gc_action(force);
+    let mut text = String::new();
+    let mut problems = Vec::new();
     let found = if names.is_empty() {
         collect_garbage(Scope::All, action)?
     } else {
+        // Each name on its own: one that fails to be looked at does not
+        // keep the others from being collected and reported.
         let mut found = Vec::new();
         for name in names {
-            found.extend(collect_garbage(Scope::Name(name), action)?);
+            match collect_garbage(Scope::Name(name), action) {
+                Ok(garbage) if garbage.is_empty() => text.push_str(&format!(
+                    "{noun} {name} is not garbage: a live process is a member of it or maps it \
+                     (or is joining or leaving it)\n"
+                )),
+                Ok(garbage) => found.extend(garbage),
+                Err(err) => problems.push(err.into()),
+            }
         }
         found
     };
     *found_count += found.len();
-    let mut text = String::new();
-    let mut problems = Vec::new();
     for garbage in &found {
         let verb = match &garbage.removal {
             Removal::Removed => "removed",

@@ -209,7 +209,14 @@ fn gc_collects_a_service_whose_client_was_killed() {
         shmkit::service::status(name).is_ok_and(|s| s.in_flight() == 1)
     });
     let dry = text(&shmkit(&["gc", name], b"").stdout);
-    assert_eq!(dry, "", "a live client's service is not garbage");
+    assert_eq!(
+        dry,
+        format!(
+            "service {name} is not garbage: a live process is a member of it or maps it (or is \
+             joining or leaving it)\n"
+        ),
+        "a live client's service is not garbage"
+    );
     caller.0.kill().unwrap();
     caller.0.wait().unwrap();
     let dry = text(&shmkit(&["gc", name], b"").stdout);

@@ -239,9 +239,13 @@ fn ls_and_stat_show_topics_and_gc_collects_dead_ones() {
         "{stat}"
     );
     assert!(stat.contains("subscriber 0: pid"), "{stat}");
-    // Alive: not garbage.
+    // Alive: not garbage, and gc says so.
     let gc = gc_output(&["gc", "--force", &topic.0]);
     assert!(!gc.contains("removed topic"), "{gc}");
+    assert!(
+        gc.contains(&format!("topic {} is not garbage", topic.0)),
+        "{gc}"
+    );
     subscriber.0.kill().unwrap();
     subscriber.0.wait().unwrap();
     let text = gc_output(&["gc", "--force", &topic.0]);
