@@ -342,8 +342,9 @@ impl Park {
         let (line, word) = unsafe { (line.as_ref(), word.as_ref()) };
         // Relaxed: only a measurement; a stale stamp is filtered below.
         let stamp = line.woken_at().load(Ordering::Relaxed);
-        // The waker clears the word before it stamps the line (rule 8),
-        // and marks the stamp with the word it woke (`wake_stamp`).
+        // The waker clears the word, then stamps the line with the word it
+        // woke (`wake_stamp`), both Relaxed: this side may see the stamp
+        // before the cleared word, which only loses a sample.
         if stamp <= self.parked_at || word.load(Ordering::Relaxed) != 0 || !stamped_for(stamp, word)
         {
             return;
