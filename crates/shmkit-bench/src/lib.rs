@@ -105,6 +105,12 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// The floor's round trips before the measured ones: a tenth of them,
+    /// at least one.
+    pub fn floor_warmup(&self) -> u64 {
+        (self.floor_rounds / 10).max(1)
+    }
+
     /// The counts for messages of `size` bytes: a ping-pong makes a fixed
     /// number of round trips, fewer for large messages, after a tenth as
     /// many to warm up; a stream (each of [`STREAM_TRIALS`]) runs for
@@ -429,7 +435,7 @@ impl Bench {
         let mut setup = *setup;
         let inherit = std::mem::take(&mut setup.inherit);
         let floor = reference::FloorSegment::create()?;
-        let floor_warmup = (counts.floor_rounds / 10).max(1);
+        let floor_warmup = counts.floor_warmup();
         let work = Work::Echo {
             transport,
             end: setup.peer_end.clone(),
@@ -484,7 +490,7 @@ impl Bench {
         let mut setup = *setup;
         let inherit = std::mem::take(&mut setup.inherit);
         let floor = reference::FloorSegment::create()?;
-        let floor_warmup = (counts.floor_rounds / 10).max(1);
+        let floor_warmup = counts.floor_warmup();
         let work = Work::Receive {
             transport,
             end: setup.peer_end.clone(),

@@ -58,7 +58,7 @@ impl FloorCell {
             // line is what is measured; no data rides on it, but these
             // are what a real hand-over uses (and free on x86).
             cell.store(ping, Ordering::Release);
-            wait_for(cell, ping + 1, peer)?;
+            wait_for(cell, ping + 1, Some(peer), BOUNCE_PEER_GONE)?;
             let elapsed = start.elapsed();
             if round >= warmup {
                 round_trips.saturating_record(elapsed.as_nanos() as u64);
@@ -73,7 +73,7 @@ impl FloorCell {
         let cell = self.cell()?;
         for round in 0..total {
             let ping = 2 * round + 1;
-            wait_for(cell, ping, parent)?;
+            wait_for(cell, ping, Some(parent), BOUNCE_PEER_GONE)?;
             // Release: pairs with the Acquire in the bench's `wait_for`.
             cell.store(ping + 1, Ordering::Release);
         }
@@ -83,19 +83,38 @@ impl FloorCell {
 
 /// Spins until `cell` holds `value`, checking now and then that `peer`
 /// still lives.
-fn wait_for(cell: &AtomicU64, value: u64, peer: Peer) -> Result<(), Error> {
+/// The floor's error when the other process of the bounce is gone.
+const BOUNCE_PEER_GONE: &str = "the other process of the cache-line bounce is gone";
+
+/// Spins until `cell` holds `value`, checking now and then that `peer`
+/// (if given) still lives; `gone` is the error's text if not. The bare
+/// slots (`transports::slots`) wait on their flags with it too.
+pub(crate) fn wait_for(
+    cell: &AtomicU64,
+    value: u64,
+    peer: Option<Peer>,
+    gone: &str,
+) -> Result<(), Error> {
     let mut spins: u32 = 0;
-    // Acquire: pairs with the other side's Release store of `value`.
+    // Acquire: pairs with the other side's Release store of `value`, after
+    // which what that side wrote before it is visible here.
     while cell.load(Ordering::Acquire) != value {
         std::hint::spin_loop();
         spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(SPINS_PER_CHECK) && !peer.is_alive() {
-            return Err(Error::Message(
-                "the other process of the cache-line bounce is gone".to_owned(),
-            ));
+        if spins.is_multiple_of(SPINS_PER_CHECK) && peer.is_some_and(|p| !p.is_alive()) {
+            return Err(Error::Message(gone.to_owned()));
         }
     }
     Ok(())
+}
+
+/// A new POSIX segment of `len` bytes at `key`, only for its owner, after
+/// removing one an earlier bench of this pid (killed) left there.
+pub(crate) fn fresh_segment(key: &Key, len: u64) -> Result<Segment, Error> {
+    if let Ok(stale) = Segment::open(key) {
+        let _ = stale.remove();
+    }
+    Ok(Segment::create(key, len, Mode::OWNER_ONLY)?)
 }
 
 /// The bench's floor segment: a POSIX segment of one page, removed when
@@ -113,12 +132,7 @@ impl FloorSegment {
     /// Makes the segment `/shmkit-bench-PID-floor`.
     pub fn create() -> Result<FloorSegment, Error> {
         let name = format!("/shmkit-bench-{}-floor", std::process::id());
-        let key = Key::posix(&name)?;
-        // A segment left by an earlier bench with this pid goes first.
-        if let Ok(stale) = Segment::open(&key) {
-            let _ = stale.remove();
-        }
-        let segment = Segment::create(&key, 4096, Mode::OWNER_ONLY)?;
+        let segment = fresh_segment(&Key::posix(&name)?, 4096)?;
         let mapping = match segment.attach(ReadWrite) {
             Ok(mapping) => mapping,
             Err(err) => {

@@ -61,12 +61,15 @@ impl Trial {
     /// Whether this stream and `other` began and ended under one placement
     /// of the CPUs, as far as their floors tell.
     pub fn placed_as(&self, other: &Trial) -> bool {
-        let floors = self.floors.iter().chain(&other.floors).copied();
-        match (floors.clone().min(), floors.max()) {
-            (Some(low), Some(high)) => high as f64 <= SAME_PLACEMENT * low.max(1) as f64,
-            _ => false,
-        }
+        let (low, high) = floor_span(self.floors.iter().chain(&other.floors).copied())
+            .expect("two trials have four floors");
+        high as f64 <= SAME_PLACEMENT * low.max(1) as f64
     }
+}
+
+/// The lowest and highest of `floors`, if any.
+fn floor_span(floors: impl Iterator<Item = u64> + Clone) -> Option<(u64, u64)> {
+    Some((floors.clone().min()?, floors.max()?))
 }
 
 /// Fewer rounds than this under one placement, and a comparison of two
@@ -86,8 +89,13 @@ struct StreamRatio {
 impl StreamRatio {
     /// Whether `ratio` is of the rounds under one placement alone.
     fn of_placed(&self) -> bool {
-        self.rounds.iter().filter(|r| r.1).count() >= LEAST_PLACED_ROUNDS
+        enough_placed(&self.rounds)
     }
+}
+
+/// Whether at least [`LEAST_PLACED_ROUNDS`] of `rounds` shared a placement.
+fn enough_placed(rounds: &[(f64, bool)]) -> bool {
+    rounds.iter().filter(|r| r.1).count() >= LEAST_PLACED_ROUNDS
 }
 
 /// Everything measured for one transport (or reference) at one size.
@@ -259,16 +267,16 @@ impl Report {
                 rounds,
             });
         }
-        let mut ratio = StreamRatio { ratio: 0.0, rounds };
-        let of_placed = ratio.of_placed();
-        let mut counted: Vec<f64> = ratio
-            .rounds
+        let of_placed = enough_placed(&rounds);
+        let mut counted: Vec<f64> = rounds
             .iter()
             .filter(|r| r.1 || !of_placed)
             .map(|r| r.0)
             .collect();
-        ratio.ratio = super::median(&mut counted);
-        Some(ratio)
+        Some(StreamRatio {
+            ratio: super::median(&mut counted),
+            rounds,
+        })
     }
 
     /// The floor measured with the messages of `size`.
@@ -663,12 +671,11 @@ impl fmt::Display for StreamRatio {
 
 /// The lowest and highest floor of `trials`: `55-210 ns`, or `-`.
 fn floors_text(trials: &[Trial]) -> String {
-    let floors = trials.iter().flat_map(|t| t.floors);
-    match (floors.clone().min(), floors.max()) {
-        (Some(low), Some(high)) if low == high => nanos_text(low),
-        (Some(low), Some(high)) if high < 1000 => format!("{low}-{high} ns"),
-        (Some(low), Some(high)) => format!("{}-{}", nanos_text(low), nanos_text(high)),
-        _ => dash(),
+    match floor_span(trials.iter().flat_map(|t| t.floors)) {
+        Some((low, high)) if low == high => nanos_text(low),
+        Some((low, high)) if high < 1000 => format!("{low}-{high} ns"),
+        Some((low, high)) => format!("{}-{}", nanos_text(low), nanos_text(high)),
+        None => dash(),
     }
 }
 

@@ -16,19 +16,17 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use shmkit::{Attachment, Key, Mode, ReadWrite, Segment};
+use shmkit::{Attachment, Key, ReadWrite, Segment};
 
 use super::ring::RemoveRing;
 use super::{one_way, AnyLink, Link, Opened, PeerEnd, Setup};
 use crate::peer::Peer;
+use crate::reference;
 use crate::Error;
 
 /// Each flag's own space: two lines, so that the adjacent-line prefetcher
 /// of one flag's line never fetches another's.
 const FLAG_SPACE: usize = 128;
-
-/// Polls of a flag between two checks that the other process still lives.
-const SPINS_PER_CHECK: u32 = 1 << 20;
 
 /// How many slots: as many messages as the rings of this size hold
 /// ([`super::ring_capacity`]), at least two so that both sides can work at
@@ -58,13 +56,8 @@ pub fn open(both: bool, size: usize) -> Result<Opened, Error> {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     );
     let key = Key::posix(&name)?;
-    // One left by an earlier bench of this pid (killed) goes first.
-    if let Ok(stale) = Segment::open(&key) {
-        let _ = stale.remove();
-    }
-    let slots = slots(size);
-    let len = slots * (FLAG_SPACE + slot_size(size));
-    let segment = Segment::create(&key, len as u64, Mode::OWNER_ONLY)?;
+    let len = slots(size) * (FLAG_SPACE + slot_size(size));
+    let segment = reference::fresh_segment(&key, len as u64)?;
     // Removed once both ends have it mapped (`Setup::unlink`), or dropped.
     let remove = RemoveRing::of_key(key);
     let link = SlotsLink::new(segment.attach(ReadWrite)?, size, true)?;
@@ -133,19 +126,7 @@ impl SlotsLink {
 
     /// Spins until `flag` holds `value`.
     fn wait(&self, flag: &AtomicU64, value: u64) -> Result<(), Error> {
-        let mut spins: u32 = 0;
-        // Acquire: pairs with the other end's Release store of `value`,
-        // after which the slot's bytes are that end's last writes.
-        while flag.load(Ordering::Acquire) != value {
-            std::hint::spin_loop();
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(SPINS_PER_CHECK) && self.peer.is_some_and(|p| !p.is_alive()) {
-                return Err(Error::Message(
-                    "the other end of the slots is gone".to_owned(),
-                ));
-            }
-        }
-        Ok(())
+        reference::wait_for(flag, value, self.peer, "the other end of the slots is gone")
     }
 
     /// The lap of the message `count`: its slot's flag says `2 * lap` when
