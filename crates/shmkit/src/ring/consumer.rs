@@ -411,23 +411,15 @@ impl Consumer {
     #[cold]
     #[inline(never)]
     fn wait_for_message(&mut self, deadline: Option<Instant>) -> Result<Slot> {
+        if self.waiter.looks_first(deadline) {
+            if let Some(slot) = self.first_looks() {
+                return Ok(slot);
+            }
+        }
         let shared = &self.shared;
         let cursor = &mut self.cursor;
         let header = shared.header();
         let expected_size = self.last_size;
-        // The first polls inlined here, returning a message straight from
-        // the loop; padding or a corrupt word ends them too, for `peek`
-        // in the waiter's polls to sort out.
-        let ring = shared.ring;
-        if self.waiter.looks_first(deadline) {
-            let first = wait::spin_first(|| match ring.look_at_head(cursor, expected_size) {
-                Head::Empty => None,
-                other => Some(other),
-            });
-            if let Some(Head::Message(slot)) = first {
-                return Ok(slot);
-            }
-        }
         let next = self.waiter.wait(
             &header.wait,
             &header.wait.consumer_sleeping,
@@ -447,6 +439,25 @@ impl Consumer {
             },
         );
         next.map_err(|err| self.told(err))
+    }
+}
+
+impl Consumer {
+    /// The first polls of a wait, inlined, returning a message straight
+    /// from the loop (`wait::spin_first`); padding or a corrupt word ends
+    /// them too (`None`), for `peek` in the waiter's polls to sort out.
+    /// The blocking wait and the async receive (`message_soon`) begin so.
+    #[inline(always)]
+    pub(super) fn first_looks(&self) -> Option<Slot> {
+        let (ring, cursor, expected) = (self.shared.ring, &self.cursor, self.last_size);
+        let first = wait::spin_first(|| match ring.look_at_head(cursor, expected) {
+            Head::Empty => None,
+            other => Some(other),
+        });
+        match first {
+            Some(Head::Message(slot)) => Some(slot),
+            _ => None,
+        }
     }
 }
 

@@ -44,7 +44,7 @@ impl Consumer {
     /// enough to inline into every async receive.
     #[inline(always)]
     pub(crate) fn message_now(&self) -> Option<Slot> {
-        let slot = self.shared.ring.peek_message(&self.cursor)?;
+        let slot = self.message_to_copy_now()?;
         // After the record word's load, as in `read`.
         self.shared.intact().is_ok().then_some(slot)
     }
@@ -59,20 +59,18 @@ impl Consumer {
 
     /// The next message if one comes within the first polls of a wait,
     /// polled inline as the blocking consumer's wait begins
-    /// (`wait::spin_first`), for an async receive before its wait: `None`
-    /// if none came (or padding or a corrupt word did, which the wait's
-    /// `next_now` sorts out).
+    /// (`Consumer::first_looks`), for an async receive before its wait:
+    /// `None` if none came (or padding or a corrupt word did, which the
+    /// wait's `next_now` sorts out), or if this consumer may not spin
+    /// (`Waiter::looks_first`, as the blocking wait asks).
     pub(crate) fn message_soon(&mut self) -> Result<Option<Slot>> {
-        let ring = self.shared.ring;
-        let (cursor, expected) = (&self.cursor, self.last_size);
-        let first = super::wait::spin_first(|| match ring.look_at_head(cursor, expected) {
-            Head::Empty => None,
-            other => Some(other),
-        });
-        match first {
+        if !self.waiter.looks_first(None) {
+            return Ok(None);
+        }
+        match self.first_looks() {
             // After the record word's load, as in `message_now`.
-            Some(Head::Message(slot)) => self.shared.intact().map(|()| Some(slot)),
-            _ => Ok(None),
+            Some(slot) => self.shared.intact().map(|()| Some(slot)),
+            None => Ok(None),
         }
     }
 
@@ -141,12 +139,7 @@ impl Producer {
     #[inline]
     pub(crate) fn reserve_now(&mut self, len: usize) -> Result<Option<Slot>> {
         self.shared.intact()?;
-        // The common case first, as `grant` does.
-        if let Some(slot) = self.shared.ring.reserve_fast(&self.cursor, len as u64) {
-            return Ok(Some(slot));
-        }
-        let slot = self.shared.ring.reserve(&mut self.cursor, len as u64);
-        slot.map_err(|e| self.shared.explain(e))
+        self.reserve_to_fill_now(len)
     }
 
     /// [`reserve_now`](Producer::reserve_now) without its check of the
@@ -155,6 +148,7 @@ impl Producer {
     /// too, as `send` does: a sink's send of a message that fits.
     #[inline]
     pub(crate) fn reserve_to_fill_now(&mut self, len: usize) -> Result<Option<Slot>> {
+        // The common case first, as `grant` does.
         if let Some(slot) = self.shared.ring.reserve_fast(&self.cursor, len as u64) {
             return Ok(Some(slot));
         }
@@ -172,7 +166,7 @@ impl Producer {
         if self.shared.intact().is_err() {
             return None;
         }
-        self.shared.ring.reserve_fast(&self.cursor, len as u64)
+        self.room_to_fill_now(len)
     }
 
     /// [`room_now`](Producer::room_now) without its check of the fault
@@ -185,9 +179,13 @@ impl Producer {
 
     /// Room for `len` bytes after the blocking producer's first, unhurried
     /// looks at a full ring (`Producer::wait_for_room`), before an async
-    /// wait starts: `None` if there is still none.
+    /// wait starts: `None` if there is still none, or if this producer may
+    /// not spin (`Waiter::looks_first`, as the blocking wait asks).
     pub(crate) fn room_unhurried(&mut self, len: usize) -> Result<Option<Slot>> {
         self.shared.intact()?;
+        if !self.waiter.looks_first(None) {
+            return Ok(None);
+        }
         self.reserve_unhurried(len)
     }
 
