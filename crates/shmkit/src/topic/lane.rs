@@ -98,7 +98,7 @@ use crate::error::{Error, Result};
 use crate::sync::{fence, AtomicU64, Ordering};
 
 /// The empty word after the last record (rule 3).
-const EMPTY_WORD: u64 = RECORD_ALIGN;
+pub(crate) const EMPTY_WORD: u64 = RECORD_ALIGN;
 
 /// A view of one lane: its header and data area.
 ///

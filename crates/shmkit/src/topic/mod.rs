@@ -465,7 +465,7 @@ impl Publisher {
             None => Err(Error::Full {
                 place: self.shared.place.clone(),
                 // The record and the empty word after it (rule 3).
-                needed: layout::record_size(len as u64) + layout::RECORD_ALIGN,
+                needed: layout::record_size(len as u64) + lane::EMPTY_WORD,
                 free: self.cursor.limit.saturating_sub(self.cursor.tail),
             }),
         }
@@ -740,6 +740,15 @@ impl Subscriber {
             (generation.wrapping_add(1) << 1) | SUBSCRIBER_ACTIVE,
             Ordering::SeqCst,
         );
+        // Every way out with an error from here clears ACTIVE again: no
+        // subscriber is made, and a Block publisher must not wait for it.
+        let failed = |err: Error| {
+            entry.state.store(
+                (generation.wrapping_add(1) << 1) & !SUBSCRIBER_ACTIVE,
+                Ordering::SeqCst,
+            );
+            shared.explain(err)
+        };
         // Rule 8: a publisher that raised `reserve` before it could see our
         // positions may overwrite below `reserve - capacity`: start later.
         // (Drop-oldest topics check every read against laps instead.)
@@ -754,22 +763,19 @@ impl Subscriber {
                 // A live publisher moves `head` before `reserve`, so this
                 // settles at once; one that never does is corrupt.
                 if attempt == 1000 {
-                    entry.state.store(
-                        (generation.wrapping_add(1) << 1) & !SUBSCRIBER_ACTIVE,
-                        Ordering::SeqCst,
-                    );
-                    return Err(Error::Corrupt(format!(
+                    return Err(failed(Error::Corrupt(format!(
                         "topic {name}: lane {i} reserve {reserve} stays over a lane past its head"
-                    )));
+                    ))));
                 }
                 // Block topics never lap a subscriber: nothing to count.
-                *cursor = LaneCursor::at(lane.head_before_tail()?, None);
+                let head = lane.head_before_tail().map_err(&failed)?;
+                *cursor = LaneCursor::at(head, None);
                 shared
                     .position(index, i)
                     .store(cursor.position, Ordering::SeqCst);
             }
         }
-        shared.intact()?;
+        shared.intact().map_err(&failed)?;
         drop(gate);
         Ok(Subscriber {
             merge: Merge::new(
