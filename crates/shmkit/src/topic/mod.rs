@@ -898,7 +898,9 @@ impl Subscriber {
     #[inline(always)]
     fn take_into(&mut self, (i, meta): (usize, Meta), buf: &mut [u8]) -> Result<Option<Received>> {
         let len = meta.len as usize;
-        let lane = self.shared.lanes[i];
+        // The merge's lane: every message `next` finds is on it.
+        let (current, lane) = self.merge.current();
+        debug_assert_eq!(i, current);
         let lossy = self.shared.lossy();
         if len > buf.len() {
             // A drop-oldest length may be a lap's: only a record read
@@ -958,7 +960,8 @@ impl Subscriber {
                     meta,
                 });
             }
-            let lane = self.shared.lanes[i];
+            let (current, lane) = self.merge.current();
+            debug_assert_eq!(i, current);
             let len = meta.len as usize;
             if len > self.scratch.len() {
                 // Never: message_at and record_at bound a length by
