@@ -695,6 +695,10 @@ impl Future for Send<'_> {
             len,
             look
         ))?;
+        // Matched out rather than `Poll::Ready(send_at(..))`: that form
+        // costs 18 instructions a send more here (`async_cost send 64`,
+        // 106 against 124), the `Result` built apart and moved into the
+        // `Poll`; the receive is written the same way.
         match this.producer.send_at(slot, message) {
             Ok(()) => Poll::Ready(Ok(())),
             Err(err) => Poll::Ready(Err(err)),
