@@ -11,16 +11,15 @@ use crate::ring::gc_action;
 
 /// The `gc` part of one kind of structure (`noun`: `topic`, `service`):
 /// every one of them that nobody will use, or only `names`, from
-/// `collect_garbage`, listed with why, and with `force` removed; adds how
-/// many it found to `found_count`.
+/// `collect_garbage`, listed with why, and with `force` removed; returns
+/// how many it found.
 pub fn report<S>(
     noun: &str,
     names: &[String],
     force: bool,
-    found_count: &mut usize,
     collect_garbage: impl Fn(Scope<'_>, Action) -> shmkit::Result<Vec<Garbage<S>>>,
     out: &mut impl Write,
-) -> Result<(), CliError> {
+) -> Result<usize, CliError> {
     let action = gc_action(force);
     let mut text = String::new();
     let mut problems = Vec::new();
@@ -42,7 +41,6 @@ pub fn report<S>(
         }
         found
     };
-    *found_count += found.len();
     for garbage in &found {
         let verb = match &garbage.removal {
             Removal::Removed => "removed",
@@ -64,7 +62,7 @@ pub fn report<S>(
     }
     out.write_all(text.as_bytes()).map_err(CliError::stdout)?;
     match problems.len() {
-        0 => Ok(()),
+        0 => Ok(found.len()),
         1 => Err(problems.remove(0)),
         _ => Err(CliError::Several(problems)),
     }

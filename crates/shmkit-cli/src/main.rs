@@ -107,23 +107,20 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Gc { names, force } => {
             let (services, others): (Vec<String>, Vec<String>) =
                 names.iter().cloned().partition(|n| service::is_service(n));
-            let mut found = 0;
-            let others_done = if names.is_empty() || !others.is_empty() {
-                topic::gc_rings_and_topics(&others, force, &mut found, &mut out)
+            let others_found = if names.is_empty() || !others.is_empty() {
+                topic::gc_rings_and_topics(&others, force, &mut out)
             } else {
-                Ok(())
+                Ok(0)
             };
-            let services_done = if names.is_empty() || !services.is_empty() {
-                service::gc(&services, force, &mut found, &mut out)
+            let services_found = if names.is_empty() || !services.is_empty() {
+                service::gc(&services, force, &mut out)
             } else {
-                Ok(())
+                Ok(0)
             };
             // After a scan that failed, "nothing to collect" would not be
             // known: the summary only follows whole scans.
-            if others_done.is_ok() && services_done.is_ok() {
-                gc::summary(&names, force, found, &mut out)?;
-            }
-            others_done.and(services_done)
+            let found = others_found? + services_found?;
+            gc::summary(&names, force, found, &mut out)
         }
         Command::Serve {
             name,

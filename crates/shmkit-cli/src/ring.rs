@@ -444,14 +444,9 @@ pub fn gc_action(force: bool) -> Action {
 }
 
 /// The rings' part of `gc`: lists the rings nobody will use (only `names`,
-/// if given), with why, and with `force` removes them; adds how many it
-/// found to `found_count` (`gc::summary` then says it once for every kind).
-pub fn gc(
-    names: &[String],
-    force: bool,
-    found_count: &mut usize,
-    out: &mut impl Write,
-) -> Result<(), CliError> {
+/// if given), with why, and with `force` removes them; returns how many
+/// it found (`gc::summary` then says it once for every kind).
+pub fn gc(names: &[String], force: bool, out: &mut impl Write) -> Result<usize, CliError> {
     let action = gc_action(force);
     let mut found: Vec<Garbage> = Vec::new();
     let mut problems = Vec::new();
@@ -497,10 +492,9 @@ pub fn gc(
         }
         text.push('\n');
     }
-    *found_count += found.len();
     out.write_all(text.as_bytes()).map_err(CliError::stdout)?;
     match problems.len() {
-        0 => Ok(()),
+        0 => Ok(found.len()),
         1 => Err(problems.remove(0)),
         _ => Err(CliError::Several(problems)),
     }

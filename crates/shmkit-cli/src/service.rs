@@ -392,18 +392,6 @@ pub fn is_service(name: &str) -> bool {
 
 /// The service part of `gc`: services nobody will use (only `names`, if
 /// given), listed, and with `force` removed.
-pub fn gc(
-    names: &[String],
-    force: bool,
-    found: &mut usize,
-    out: &mut impl Write,
-) -> Result<(), CliError> {
-    crate::gc::report(
-        "service",
-        names,
-        force,
-        found,
-        service::collect_garbage,
-        out,
-    )
+pub fn gc(names: &[String], force: bool, out: &mut impl Write) -> Result<usize, CliError> {
+    crate::gc::report("service", names, force, service::collect_garbage, out)
 }

@@ -392,37 +392,31 @@ pub fn stat_text(key: &str) -> Option<String> {
 
 /// `shmkit gc [NAME...]`: the rings' part (`ring::gc`) for every name that
 /// is not a topic, then the topics' part for those that are (all of both
-/// without names).
+/// without names); returns how many it found.
 pub fn gc_rings_and_topics(
     names: &[String],
     force: bool,
-    found: &mut usize,
     out: &mut impl Write,
-) -> Result<(), CliError> {
+) -> Result<usize, CliError> {
     let (topics, rings): (Vec<String>, Vec<String>) = names
         .iter()
         .cloned()
         .partition(|name| topic::list().is_ok_and(|all| all.contains(name)));
     let rings_done = if names.is_empty() || !rings.is_empty() {
-        crate::ring::gc(&rings, force, found, out)
+        crate::ring::gc(&rings, force, out)
     } else {
-        Ok(())
+        Ok(0)
     };
     let topics_done = if names.is_empty() || !topics.is_empty() {
-        gc(&topics, force, found, out)
+        gc(&topics, force, out)
     } else {
-        Ok(())
+        Ok(0)
     };
-    rings_done.and(topics_done)
+    Ok(rings_done? + topics_done?)
 }
 
 /// The topic part of `gc`: topics whose members all died (only `names`, if
 /// given), listed, and with `force` removed.
-fn gc(
-    names: &[String],
-    force: bool,
-    found: &mut usize,
-    out: &mut impl Write,
-) -> Result<(), CliError> {
-    crate::gc::report("topic", names, force, found, topic::collect_garbage, out)
+fn gc(names: &[String], force: bool, out: &mut impl Write) -> Result<usize, CliError> {
+    crate::gc::report("topic", names, force, topic::collect_garbage, out)
 }
