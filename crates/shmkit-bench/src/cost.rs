@@ -98,28 +98,25 @@ impl StreamSides {
         use crate::Transport;
 
         let name = format!("stream-sides-{}", std::process::id());
+        let ring_capacity = ((messages + 2) * ring_record(size))
+            .next_power_of_two()
+            .max(1 << 20);
         let (tx, rx, remove) = match transport {
-            Transport::ShmkitSpin | Transport::ShmkitBatch => {
+            Transport::ShmkitSpin | Transport::ShmkitBatch | Transport::ShmkitAsync => {
                 let remove = RemoveSegment::new(shmkit::ring::SEGMENT_PREFIX, &name);
-                let capacity = ((messages + 2) * ring_record(size))
-                    .next_power_of_two()
-                    .max(1 << 20);
-                let tx = RingLink::end(transport, &name, capacity, true)?;
-                let rx = RingLink::end(transport, &name, capacity, false)?;
-                (AnyLink::Ring(tx), AnyLink::Ring(rx), remove)
-            }
-            Transport::ShmkitAsync => {
-                let remove = RemoveSegment::new(shmkit::ring::SEGMENT_PREFIX, &name);
-                let capacity = ((messages + 2) * ring_record(size))
-                    .next_power_of_two()
-                    .max(1 << 20);
-                // The rings of `shmkit-block`, as the transport awaits them.
-                let block = Transport::ShmkitBlock;
-                let tx =
-                    AsyncLink::of(AnyLink::Ring(RingLink::end(block, &name, capacity, true)?))?;
-                let rx =
-                    AsyncLink::of(AnyLink::Ring(RingLink::end(block, &name, capacity, false)?))?;
-                (AnyLink::Async(tx), AnyLink::Async(rx), remove)
+                // shmkit-async awaits the rings of shmkit-block.
+                let rings = match transport {
+                    Transport::ShmkitAsync => Transport::ShmkitBlock,
+                    other => other,
+                };
+                let tx = AnyLink::Ring(RingLink::end(rings, &name, ring_capacity, true)?);
+                let rx = AnyLink::Ring(RingLink::end(rings, &name, ring_capacity, false)?);
+                if transport == Transport::ShmkitAsync {
+                    let (tx, rx) = (AsyncLink::of(tx)?, AsyncLink::of(rx)?);
+                    (AnyLink::Async(tx), AnyLink::Async(rx), remove)
+                } else {
+                    (tx, rx, remove)
+                }
             }
             Transport::ShmkitTopic => {
                 let remove = RemoveSegment::new(shmkit::topic::SEGMENT_PREFIX, &name);

@@ -60,7 +60,7 @@ impl AsyncLink {
     /// The async form of a `shmkit-block` link's ends.
     pub(crate) fn of(link: AnyLink) -> Result<AsyncLink, Error> {
         let AnyLink::Ring(link) = link else {
-            unreachable!("ring::open makes ring links");
+            unreachable!("only a ring link is awaited: ring::open, ring::peer_link and StreamSides make them");
         };
         let (tx, rx) = link.into_ends();
         let runtime = tokio::runtime::Builder::new_current_thread()
