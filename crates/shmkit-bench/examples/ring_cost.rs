@@ -8,10 +8,11 @@
 //!                                           # send_batch of BATCH messages, then drain
 //! ring_cost stream SIZE COUNT WAITING [BATCH]   # COUNT messages to a consumer process;
 //!                                               # WAITING: spin, adaptive or a spin in µs
-//! ring_cost sides spin|batch SIZE COUNT     # shmkit bench's own stream loops (sender,
-//!                                           # then receiver) in one thread: count each
-//!                                           # side with callgrind's inclusive cost of
-//!                                           # StreamSides::send and ::receive
+//! ring_cost sides spin|block|batch SIZE COUNT   # shmkit bench's own stream loops
+//!                                           # (sender, then receiver) in one thread:
+//!                                           # count each side with callgrind's inclusive
+//!                                           # cost of StreamSides::send and ::receive
+//!                                           # (block: the rings shmkit-async awaits)
 //! ring_cost bench-blocks spin|block|batch SIZE BLOCKS PER_BLOCK
 //!                                           # those loops between two pinned processes,
 //!                                           # timed as `blocks` times its stream
@@ -124,7 +125,7 @@ fn bench_blocks(which: &str, size: usize, blocks: usize, per_block: usize, ring:
 
 fn sides(transport: Option<&str>, size: usize, count: usize) {
     let transport = match transport {
-        Some("spin") | Some("batch") => bench_transport(transport),
+        Some("spin") | Some("block") | Some("batch") => bench_transport(transport),
         _ => usage(),
     };
     let mut sides = shmkit_bench::cost::StreamSides::new(transport, size, count as u64)
@@ -138,7 +139,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: ring_cost one-thread SIZE COUNT [BATCH] | stream SIZE COUNT WAITING [BATCH] \
          | blocks SIZE BLOCKS PER_BLOCK WAITING | park SECONDS | ab SIZE ROUNDS \
-         | sides spin|batch SIZE COUNT | bench-blocks spin|block|batch SIZE BLOCKS PER_BLOCK"
+         | sides spin|block|batch SIZE COUNT | bench-blocks spin|block|batch SIZE BLOCKS PER_BLOCK"
     );
     std::process::exit(2)
 }

@@ -67,7 +67,7 @@ impl Drop for RemoveSegment {
 /// drop(sides); // its ring's name is this process's, as the next one's
 /// let mut awaited = StreamSides::new(Transport::ShmkitAsync, 64, 1000)?;
 /// assert_eq!((awaited.send(), awaited.receive()), (1000, 1000));
-/// assert!(StreamSides::new(Transport::ShmkitBlock, 8, 10).is_err());
+/// assert!(StreamSides::new(Transport::Pipe, 8, 10).is_err());
 /// # Ok::<(), shmkit_bench::Error>(())
 /// ```
 #[derive(Debug)]
@@ -80,7 +80,8 @@ pub struct StreamSides {
 }
 
 impl StreamSides {
-    /// A ring (`shmkit-spin`, `shmkit-batch`, or `shmkit-async`: its ends
+    /// A ring (`shmkit-spin`, `shmkit-block`, `shmkit-batch`, or
+    /// `shmkit-async`: the rings of `shmkit-block` with their ends
     /// awaited, each polled in place as the transport does) or a topic's
     /// lane (`shmkit-topic`: one publisher, one subscriber) for `messages`
     /// messages of `size` bytes (and the end message), sent as `transport`
@@ -102,7 +103,10 @@ impl StreamSides {
             .next_power_of_two()
             .max(1 << 20);
         let (tx, rx, remove) = match transport {
-            Transport::ShmkitSpin | Transport::ShmkitBatch | Transport::ShmkitAsync => {
+            Transport::ShmkitSpin
+            | Transport::ShmkitBlock
+            | Transport::ShmkitBatch
+            | Transport::ShmkitAsync => {
                 let remove = RemoveSegment::new(shmkit::ring::SEGMENT_PREFIX, &name);
                 // shmkit-async awaits the rings of shmkit-block.
                 let rings = match transport {
@@ -130,7 +134,7 @@ impl StreamSides {
             }
             other => {
                 return Err(crate::Error::Message(format!(
-                "no stream sides for {}: shmkit-spin, shmkit-batch, shmkit-async or shmkit-topic",
+                "no stream sides for {}: shmkit-spin, shmkit-block, shmkit-batch, shmkit-async or shmkit-topic",
                 other.name()
             )))
             }
