@@ -243,9 +243,9 @@ fn stream_in(name: &str, count: u64, seed: u64) {
     report(&format!("received {n}"));
 }
 
-/// A receive raced against a timer of random length (and every other time
-/// the stream's `next`), `count` times over: every message arrives once,
-/// in order, however often the timer wins.
+/// A receive raced against a timer of random length (in turn `recv`, the
+/// stream's `next`, and a `read_while` run), `count` times over: every
+/// message arrives once, in order, however often the timer wins.
 fn select_against_timer_on_receive(count: u64) {
     let _watchdog = Watchdog::new("cancelled receives", Duration::from_secs(300));
     let name = unique_ring_name("cancel-recv");
@@ -254,22 +254,48 @@ fn select_against_timer_on_receive(count: u64) {
     let seed = u64::from(std::process::id());
     let mut child = Peer::spawn("stream-out", &format!("{name} {count} {seed}"), None);
     assert_eq!(child.expect_line(), "opened");
-    let (received, fired) = runtime().block_on(async move {
+    let (received, fired, fired_in_run) = runtime().block_on(async move {
         let mut rng = Rng::new(seed ^ 0x7157);
-        let (mut n, mut fired) = (0, 0u64);
+        let (mut n, mut fired, mut fired_in_run) = (0, 0u64, 0u64);
         let mut buf = [0u8; 2048];
         let mut expected = Vec::new();
         loop {
             let timer = tokio::time::sleep(Duration::from_micros(rng.below(2000)));
-            let got = if n % 2 == 0 {
-                tokio::select! {
+            let got = match n % 3 {
+                0 => tokio::select! {
                     got = consumer.recv(&mut buf) => got.map(|len| Some(buf[..len].to_vec())),
                     () = timer => { fired += 1; continue }
-                }
-            } else {
-                tokio::select! {
+                },
+                1 => tokio::select! {
                     got = consumer.next() => got.transpose(),
                     () = timer => { fired += 1; continue }
+                },
+                _ => {
+                    // A run of up to 64 messages, checked in the loop: what
+                    // it took before the timer won (in earlier polls) is
+                    // counted, the rest is the next receive's.
+                    let want = 1 + rng.below(64);
+                    let mut took = 0;
+                    let outcome = tokio::select! {
+                        got = consumer.read_while(|message| {
+                            stream_message(n + took, &mut expected);
+                            assert_eq!(message, &expected[..], "message {}", n + took);
+                            took += 1;
+                            took < want
+                        }) => Some(got),
+                        () = timer => None,
+                    };
+                    n += took;
+                    match outcome {
+                        None => {
+                            fired += 1;
+                            fired_in_run += 1;
+                        }
+                        Some(Ok(taken)) => assert_eq!(taken as u64, took),
+                        Some(Err(Error::Closed { .. })) => return (n, fired, fired_in_run),
+                        Some(Err(other)) => panic!("{other}"),
+                    }
+                    continue;
                 }
             };
             match got {
@@ -278,14 +304,21 @@ fn select_against_timer_on_receive(count: u64) {
                     assert_eq!(message, expected, "message {n}");
                     n += 1;
                 }
-                Ok(None) | Err(Error::Closed { .. }) => return (n, fired),
+                Ok(None) | Err(Error::Closed { .. }) => return (n, fired, fired_in_run),
                 Err(other) => panic!("{other}"),
             }
         }
     });
-    println!("{received} messages received; the timer won {fired} times");
+    println!(
+        "{received} messages received; the timer won {fired} times, {fired_in_run} over a run"
+    );
     assert_eq!(received, count);
-    assert!(fired > 0, "the timer never won: nothing was cancelled");
+    // (A single receive waits less often: in a short stream the timer may
+    // never win over one.)
+    assert!(
+        fired_in_run > 0,
+        "the timer never won over a run: none was cancelled"
+    );
     child.finish();
 }
 
@@ -294,6 +327,9 @@ fn a_receive_cancelled_by_a_timer_at_random_moments_loses_and_duplicates_nothing
     select_against_timer_on_receive(STREAM);
 }
 
+/// Sends raced against a timer of random length (in turn `send` and a
+/// `write_while` run) to a blocking consumer process that checks every
+/// message: it gets each once, in order, however often the timer wins.
 #[test]
 fn a_send_cancelled_by_a_timer_at_random_moments_loses_and_duplicates_nothing() {
     let _watchdog = Watchdog::new("cancelled sends", Duration::from_secs(300));
@@ -303,26 +339,58 @@ fn a_send_cancelled_by_a_timer_at_random_moments_loses_and_duplicates_nothing() 
     let seed = u64::from(std::process::id());
     let mut child = Peer::spawn("stream-in", &format!("{name} {STREAM} {seed}"), None);
     assert_eq!(child.expect_line(), "opened");
-    let fired = runtime().block_on(async move {
+    let (fired, fired_in_run) = runtime().block_on(async move {
         let mut rng = Rng::new(seed ^ 0x5e4d);
-        let mut fired = 0u64;
-        let mut message = Vec::new();
-        for n in 0..STREAM {
+        let (mut fired, mut fired_in_run) = (0u64, 0u64);
+        let (mut message, mut next) = (Vec::new(), Vec::new());
+        let mut n = 0;
+        while n < STREAM {
             stream_message(n, &mut message);
-            loop {
-                let timer = tokio::time::sleep(Duration::from_micros(rng.below(2000)));
+            let timer = tokio::time::sleep(Duration::from_micros(rng.below(2000)));
+            if n % 2 == 0 {
                 tokio::select! {
-                    sent = producer.send(&message) => { sent.unwrap(); break }
+                    sent = producer.send(&message) => { sent.unwrap(); n += 1 }
                     () = timer => fired += 1,
                 }
+                continue;
+            }
+            // A `write_while` run: the messages from `n` on while they are
+            // as long as this one; what it wrote before the timer won (in
+            // earlier polls) is counted, the rest is sent again.
+            let len = message.len();
+            let mut wrote = 0;
+            let outcome = tokio::select! {
+                sent = producer.write_while(len, |space| {
+                    stream_message(n + wrote, &mut next);
+                    space.copy_from_slice(&next);
+                    wrote += 1;
+                    stream_message(n + wrote, &mut next);
+                    n + wrote < STREAM && next.len() == len
+                }) => Some(sent),
+                () = timer => None,
+            };
+            n += wrote;
+            match outcome {
+                None => {
+                    fired += 1;
+                    fired_in_run += 1;
+                }
+                Some(sent) => assert_eq!(sent.unwrap() as u64, wrote),
             }
         }
-        fired
+        (fired, fired_in_run)
     });
     // The producer was dropped with the runtime's task: the stream closed.
-    println!("{STREAM} messages sent; the timer won {fired} times");
+    println!("{STREAM} messages sent; the timer won {fired} times, {fired_in_run} over a run");
     assert_eq!(child.expect_line(), format!("received {STREAM}"));
-    assert!(fired > 0, "the timer never won: nothing was cancelled");
+    assert!(
+        fired_in_run > 0,
+        "the timer never won over a run: none was cancelled"
+    );
+    assert!(
+        fired > fired_in_run,
+        "the timer never won over a single send"
+    );
     child.finish();
 }
 

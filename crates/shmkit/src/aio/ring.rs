@@ -118,6 +118,38 @@ fn poll_next_out_of_line(
     }
 }
 
+/// [`AsyncConsumer::read_while`]'s poll: `taken` counts across polls.
+#[inline(always)]
+fn poll_read_while(
+    park: &mut Park,
+    cx: &mut Context<'_>,
+    consumer: &mut Consumer,
+    f: &mut impl FnMut(&[u8]) -> bool,
+    taken: &mut usize,
+) -> Poll<Result<usize>> {
+    loop {
+        // The first message of a run, waited for if none is there (or
+        // after a budget's yield, or for what the quick look leaves).
+        let mut slot = ready!(poll_next(park, cx, consumer))?;
+        // Then each message that is there, counted in a register.
+        let mut run = 0;
+        loop {
+            run += 1;
+            let message = consumer.read_at(slot);
+            if !f(&message) {
+                drop(message);
+                return Poll::Ready(Ok(*taken + run));
+            }
+            drop(message);
+            match park.quick(|| consumer.message_now()) {
+                Some(next) => slot = next,
+                None => break,
+            }
+        }
+        *taken += run;
+    }
+}
+
 /// `producer`'s wait for room for `len` bytes, with its waiting state in
 /// `park`.
 pub(super) fn poll_room(
@@ -181,6 +213,39 @@ fn poll_reserve_out_of_line(
     park.poll_act(cx, &mut Room(producer, len), |room| {
         room.0.reserve_now(room.1)
     })
+}
+
+/// [`AsyncProducer::write_while`]'s poll: `sent` counts across polls.
+#[inline(always)]
+fn poll_write_while(
+    park: &mut Park,
+    cx: &mut Context<'_>,
+    producer: &mut Producer,
+    len: usize,
+    f: &mut impl FnMut(&mut [u8]) -> bool,
+    sent: &mut usize,
+) -> Poll<Result<usize>> {
+    loop {
+        // Room for the first message of a run, waited for if there is
+        // none (or after a budget's yield, or for a wrap).
+        let mut slot = ready!(poll_reserve(park, cx, producer, len))?;
+        // Then each message there is room for, counted in a register.
+        let mut run = 0;
+        loop {
+            run += 1;
+            let mut grant = producer.grant_at(slot);
+            let more = f(&mut grant);
+            grant.commit();
+            if !more {
+                return Poll::Ready(Ok(*sent + run));
+            }
+            match park.quick(|| producer.room_now(len)) {
+                Some(next) => slot = next,
+                None => break,
+            }
+        }
+        *sent += run;
+    }
 }
 
 /// The receiving end of a ring, awaited: a [`Consumer`] whose waits park
@@ -349,6 +414,62 @@ impl AsyncConsumer {
     /// As [`Consumer::read`].
     pub fn read(&mut self) -> impl Future<Output = Result<ReadGrant<'_>>> {
         Lend::new(self, Read)
+    }
+
+    /// Reads messages in place one after another, as a loop of
+    /// [`read`](AsyncConsumer::read) does, handing each to `f` and giving
+    /// its space back before the next: until `f` returns `false` (that
+    /// message is taken too); returns how many were taken. Waits, between
+    /// messages, as `read` waits (parking the task, never the thread), and
+    /// yields to the executor after each budget of messages, as every
+    /// receive does.
+    ///
+    /// The messages that are there are taken within one poll, without an
+    /// `.await` between them, so that the loop's state stays in registers:
+    /// for a stream of small messages this costs about what the blocking
+    /// `read` loop does, where a loop of `read().await` keeps its state in
+    /// the future's memory (`async_cost sides`).
+    ///
+    /// Cancel-safe: a message is either handed to `f` (and taken) or left
+    /// in the ring; dropping the future between polls loses none.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](AsyncConsumer::read): [`Error::Closed`] after every
+    /// message was taken, [`Error::PeerGone`], …; what `f` took before it
+    /// stays taken.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> shmkit::Result<()> {
+    /// use shmkit::aio::{AsyncConsumer, AsyncProducer};
+    ///
+    /// let name = format!("doc-read-while-{}", std::process::id());
+    /// let mut consumer = AsyncConsumer::open(&name)?;
+    /// let mut producer = AsyncProducer::open(&name)?; // usually another process
+    /// let sender = tokio::spawn(async move {
+    ///     for n in 1..=1000u32 {
+    ///         producer.send(&n.to_le_bytes()).await?;
+    ///     }
+    ///     shmkit::Result::Ok(())
+    /// });
+    /// let mut sum = 0;
+    /// let taken = consumer
+    ///     .read_while(|message| {
+    ///         let n = u32::from_le_bytes(message.try_into().expect("4 bytes"));
+    ///         sum += n;
+    ///         n < 1000 // the last one is taken too
+    ///     })
+    ///     .await?;
+    /// assert_eq!((taken, sum), (1000, 500_500));
+    /// sender.await.unwrap()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn read_while(&mut self, mut f: impl FnMut(&[u8]) -> bool) -> Result<usize> {
+        let AsyncConsumer { park, consumer, .. } = self;
+        let mut taken = 0;
+        poll_fn(|cx| poll_read_while(park, cx, consumer, &mut f, &mut taken)).await
     }
 
     /// Waits for a message, then [`Consumer::drain`]s every message in the
@@ -539,6 +660,68 @@ impl AsyncProducer {
             endpoint: self,
             message,
         }
+    }
+
+    /// Writes messages of `len` bytes in place one after another, as a
+    /// loop of [`grant`](AsyncProducer::grant) and commit does: `f` fills
+    /// each (all `len` bytes: the space holds what the ring held before)
+    /// and says whether more follow; each is committed when `f` returns,
+    /// the last one (`false`) too. Returns how many were sent. Waits for
+    /// room between messages as [`send`](AsyncProducer::send) waits
+    /// (parking the task, never the thread), and yields to the executor
+    /// after each budget of messages, as every send does.
+    ///
+    /// The messages there is room for are written within one poll,
+    /// without an `.await` between them, so that the loop's state stays in
+    /// registers: for a stream of small messages this costs about what the
+    /// blocking loop of `send` does, where a loop of `send().await` keeps
+    /// its state, and each send's `Result`, in the future's memory
+    /// (`async_cost sides`). [`AsyncConsumer::read_while`] is its
+    /// receiving side.
+    ///
+    /// Cancel-safe: a message is either committed whole or not begun;
+    /// dropping the future between polls loses none that `f` filled.
+    ///
+    /// # Errors
+    ///
+    /// As [`grant`](AsyncProducer::grant) ([`Error::TooLarge`] before
+    /// anything is sent, [`Error::PeerGone`], …); what was committed
+    /// before stays sent.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> shmkit::Result<()> {
+    /// use shmkit::aio::{AsyncConsumer, AsyncProducer};
+    ///
+    /// let name = format!("doc-write-while-{}", std::process::id());
+    /// let mut producer = AsyncProducer::open(&name)?;
+    /// let mut consumer = AsyncConsumer::open(&name)?; // usually another process
+    /// let mut n = 0u32;
+    /// let sent = producer
+    ///     .write_while(4, |space| {
+    ///         n += 1;
+    ///         space.copy_from_slice(&n.to_le_bytes());
+    ///         n < 3 // the third is the last
+    ///     })
+    ///     .await?;
+    /// assert_eq!(sent, 3);
+    /// let mut got = Vec::new();
+    /// consumer.read_while(|message| {
+    ///     got.push(message.to_vec());
+    ///     got.len() < 3
+    /// }).await?;
+    /// assert_eq!(got, [1u32, 2, 3].map(|n| n.to_le_bytes().to_vec()));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn write_while(
+        &mut self,
+        len: usize,
+        mut f: impl FnMut(&mut [u8]) -> bool,
+    ) -> Result<usize> {
+        let AsyncProducer { park, producer, .. } = self;
+        let mut sent = 0;
+        poll_fn(|cx| poll_write_while(park, cx, producer, len, &mut f, &mut sent)).await
     }
 
     /// [`Producer::grant`], awaited. Cancel-safe: the grant exists only once
@@ -780,6 +963,114 @@ mod tests {
         });
         let turns = turns.expect("the other task never ran");
         assert!(turns <= 2 * BUDGET_TURNS, "it ran only after {turns} turns");
+    }
+
+    #[test]
+    fn the_loops_of_read_while_and_write_while_let_the_other_tasks_of_their_thread_run() {
+        let name = format!("aio-loop-budget-{}", std::process::id());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        // Enough for eight budgets, all in the ring at once: neither loop
+        // ever waits, so only the budget lets the other task in.
+        const MESSAGES: usize = 8 * BUDGET_TURNS;
+        let options = Options::default().capacity(1 << 16);
+        let (sent, taken) = runtime.block_on(async {
+            let mut consumer = AsyncConsumer::open_with(&name, &options).expect("a consumer");
+            let mut producer = AsyncProducer::open_with(&name, &options).expect("a producer");
+            // Another task of this thread, which sets its flag when it runs.
+            let other_task = || {
+                let other_ran = Arc::new(AtomicBool::new(false));
+                let flag = Arc::clone(&other_ran);
+                tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+                other_ran
+            };
+            let other_ran = other_task();
+            let mut sent = 0usize;
+            let written = producer
+                .write_while(8, |space| {
+                    space.copy_from_slice(&sent.to_le_bytes());
+                    sent += 1;
+                    sent < MESSAGES && !other_ran.load(Ordering::SeqCst)
+                })
+                .await
+                .expect("sent");
+            assert_eq!(written, sent);
+            // The rest, so that the consumer's loop has them all.
+            while sent < MESSAGES {
+                producer.send(&sent.to_le_bytes()).await.expect("sent");
+                sent += 1;
+            }
+            let other_ran = other_task();
+            let mut taken = 0usize;
+            let mut first_run = None;
+            let counted = consumer
+                .read_while(|message| {
+                    assert_eq!(message, taken.to_le_bytes(), "message {taken}");
+                    taken += 1;
+                    if first_run.is_none() && other_ran.load(Ordering::SeqCst) {
+                        first_run = Some(taken - 1);
+                    }
+                    taken < MESSAGES
+                })
+                .await
+                .expect("taken");
+            assert_eq!(counted, MESSAGES);
+            (written, first_run)
+        });
+        assert!(
+            sent <= 2 * BUDGET_TURNS,
+            "it ran only after {sent} messages written"
+        );
+        let taken = taken.expect("the other task never ran while read_while read");
+        assert!(
+            taken <= 2 * BUDGET_TURNS,
+            "it ran only after {taken} messages read"
+        );
+    }
+
+    #[test]
+    fn read_while_takes_every_message_then_reports_the_close() {
+        let name = format!("aio-read-while-close-{}", std::process::id());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let mut consumer = AsyncConsumer::open(&name).expect("a consumer");
+            let mut producer = Producer::open(&name).expect("a producer");
+            for word in ["one", "two", "three"] {
+                producer.send(word.as_bytes()).expect("sent");
+            }
+            producer.close().expect("closed");
+            let mut seen = Vec::new();
+            let err = consumer
+                .read_while(|message| {
+                    seen.push(message.to_vec());
+                    true
+                })
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::Closed { .. }), "{err}");
+            assert_eq!(seen, [&b"one"[..], b"two", b"three"]);
+        });
+    }
+
+    #[test]
+    fn write_while_of_a_message_too_large_fills_nothing() {
+        let name = format!("aio-write-while-large-{}", std::process::id());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let options = Options::default().capacity(4096);
+            let _consumer = Consumer::open_with(&name, &options).expect("a consumer");
+            let mut producer = AsyncProducer::open_with(&name, &options).expect("a producer");
+            let err = producer
+                .write_while(8192, |_| panic!("asked to fill a message that cannot fit"))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+        });
     }
 
     async fn flush(producer: &mut AsyncProducer) -> Result<()> {
