@@ -13,16 +13,18 @@
 //!                                        # and 1, both sides WAY: the median
 //!                                        # rate of the consumer's blocks of
 //!                                        # PER_BLOCK (as `ring_cost blocks`)
-//! async_cost send SIZE COUNT WAY         # the bench's sender: COUNT sends,
-//!                                        # each stamped, in runs of 256 polled
-//!                                        # once in place (then in `block_on`),
-//!                                        # into a ring that holds them all
-//!                                        # (WAY sink: through the producer's
-//!                                        # Sink, poll_ready then start_send)
-//! async_cost receive SIZE COUNT WAY      # the bench's receiver: COUNT read
-//!                                        # in place and checked, from a ring a
-//!                                        # blocking producer filled first (WAY
-//!                                        # fill: only the filling)
+//! async_cost send SIZE COUNT WAY         # COUNT sends, each stamped, in
+//!                                        # runs of 256 polled once in place
+//!                                        # (then in `block_on`), into a ring
+//!                                        # that holds them all; WAY async
+//!                                        # (send().await), loop (write_while),
+//!                                        # sink (the producer's Sink,
+//!                                        # poll_ready then start_send), block
+//! async_cost receive SIZE COUNT WAY      # COUNT read in place and checked,
+//!                                        # from a ring a blocking producer
+//!                                        # filled first; WAY async
+//!                                        # (read().await), loop (read_while),
+//!                                        # block, or fill (only the filling)
 //! async_cost sides SIZE COUNT            # `shmkit bench`'s own stream loops
 //!                                        # over shmkit-async (sender, then
 //!                                        # receiver) in one thread: count each
@@ -399,6 +401,19 @@ fn send(size: usize, count: usize, way: &str) {
                 }
                 Ok(())
             })
+        } else if way == "loop" {
+            let (tx, message) = (&mut producer, &mut message);
+            let len = message.len();
+            let mut sequence = run.start;
+            in_place_then_runtime(&runtime, async move {
+                let written = tx.write_while(len, |space| {
+                    space.copy_from_slice(message);
+                    space[..8].copy_from_slice(&sequence.to_le_bytes());
+                    sequence += 1;
+                    sequence < run.end
+                });
+                written.await.map(|_| ())
+            })
         } else if way == "sink" {
             use futures_sink::Sink;
             use std::pin::Pin;
@@ -470,6 +485,13 @@ fn receive(size: usize, count: usize, way: &str) {
                         return Ok(());
                     }
                 }
+            })
+        }
+        "loop" => {
+            let mut rx = AsyncConsumer::from(consumer);
+            in_place_then_runtime(&runtime(), async {
+                let taken = rx.read_while(|message| message.len() == len && expected(message));
+                taken.await.map(|_| ())
             })
         }
         "block" => {

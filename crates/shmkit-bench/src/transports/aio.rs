@@ -6,8 +6,13 @@
 //! and is woken through the task's waker, as a tokio program's would be.
 //! Entering the runtime for every message instead would measure the
 //! bench's synchronous loop, not the adapter: a tokio program runs its loop
-//! inside a task. The bytes move as in `shmkit-block`, by the same verbs
-//! (`send`, which copies into the ring; `read`, in place).
+//! inside a task. The bytes move as in `shmkit-block`: a message is
+//! copied into the ring and committed on its own (`send`; a stream's
+//! sender, `write_while`, the async loop of grant, copy and commit), and
+//! read in place, checked and released on its own (`read`; a stream's
+//! receiver, `read_while`, the async loop of `read`). The loops keep their
+//! state in registers, where a loop of `.await`s keeps it in the future's
+//! memory (`async_cost sides`).
 
 use std::time::Duration;
 
@@ -92,39 +97,55 @@ impl super::Link for AsyncLink {
     }
 
     /// A stream's messages, all awaited in one task (one `block_on`), as a
-    /// tokio program's loop would.
+    /// tokio program's loop would: each stamped, copied into the ring and
+    /// committed before the next, by `write_while`, the async loop of
+    /// `send`.
     fn send_sequence(
         &mut self,
         message: &mut Message,
         sequences: std::ops::Range<u64>,
     ) -> Result<(), Error> {
         let tx = self.tx.as_mut().ok_or_else(|| one_way("send"))?;
+        if sequences.is_empty() {
+            return Ok(());
+        }
+        let len = message.bytes().len();
+        let (mut next, end) = (sequences.start, sequences.end);
         run(&self.runtime, async {
-            for sequence in sequences {
-                message.stamp(sequence);
-                tx.send(message.bytes()).await?;
-            }
+            tx.write_while(len, move |space| {
+                message.stamp(next);
+                space.copy_from_slice(message.bytes());
+                next += 1;
+                next < end
+            })
+            .await?;
             Ok(())
         })
     }
 
-    /// A stream's messages, all awaited in one task, as `send_sequence`.
+    /// A stream's messages, all awaited in one task, as `send_sequence`:
+    /// each read in place, checked and released before the next, as
+    /// `shmkit-block` reads them, by `read_while`, the async loop of
+    /// `read`.
     fn recv_while(
         &mut self,
         buf: &mut [u8],
         mut each: impl FnMut(&[u8]) -> bool,
     ) -> Result<(), Error> {
         let rx = self.rx.as_mut().ok_or_else(|| one_way("receive"))?;
+        let len = buf.len();
         run(&self.runtime, async {
-            loop {
-                let message = rx.read().await?;
-                if message.len() != buf.len() {
-                    return Err(wrong_length(message.len(), buf.len()));
+            let mut wrong = None;
+            let wrong_len = &mut wrong;
+            rx.read_while(move |message| {
+                if message.len() != len {
+                    *wrong_len = Some(message.len());
+                    return false;
                 }
-                if !each(&message) {
-                    return Ok(());
-                }
-            }
+                each(message)
+            })
+            .await?;
+            wrong.map_or(Ok(()), |got| Err(wrong_length(got, len)))
         })
     }
 
