@@ -62,7 +62,7 @@ class PeerLeft(Error):
     """The other end left the ring cleanly and will not read what is sent."""
 
 class OptionMismatch(Error, ValueError):
-    """An option given to open an existing ring (its capacity) differs from the ring's."""
+    """An option given to open an existing ring or topic (its capacity) differs from its own."""
 
 class Closed(Error):
     """The sender closed, and everything it sent was received."""
@@ -332,7 +332,8 @@ class Consumer(Iterator[bytes]):
 
 class Publisher:
     """A publisher of topic `name`, created if it does not exist (`capacity`:
-    each publisher's lane in bytes; default 256 KiB)."""
+    each publisher's lane in bytes; default 256 KiB). A `capacity` given for
+    an existing topic must be its own (else OptionMismatch); none takes it."""
 
     def __init__(self, name: str, capacity: int | None = None) -> None: ...
     def send(self, data: Buffer, timeout: float | None = None) -> None:
@@ -355,8 +356,8 @@ class Publisher:
     ) -> bool: ...
 
 class Subscriber(Iterator[bytes]):
-    """A subscriber of topic `name`, created if it does not exist. Iterating
-    receives until every publisher closed."""
+    """A subscriber of topic `name`, created if it does not exist (`capacity`
+    as for Publisher). Iterating receives until every publisher closed."""
 
     def __init__(self, name: str, capacity: int | None = None) -> None: ...
     def recv(self, timeout: float | None = None) -> bytes:

@@ -38,7 +38,7 @@ const CLASSES: &[(&str, Option<&str>, &str)] = &[
     (
         "OptionMismatch",
         Some("ValueError"),
-        "An option given to open an existing ring (its capacity) differs from the ring's.",
+        "An option given to open an existing ring or topic (its capacity) differs from its own.",
     ),
     ("Closed", None, "The sender closed, and everything it sent was received."),
     ("Timeout", Some("TimeoutError"), "A blocking call waited its full timeout."),

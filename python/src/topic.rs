@@ -33,8 +33,9 @@ fn closed(py: Python<'_>, what: &str) -> PyErr {
 ///
 /// `capacity` sizes each publisher's lane in a topic this call creates (a
 /// power of two; default 256 KiB); the largest message is about half of
-/// it. Closing (`close()`, leaving a `with` block) ends this publisher's
-/// stream.
+/// it. Given for an existing topic, it must be the topic's (else
+/// `OptionMismatch`); not given, it is. Closing (`close()`, leaving a
+/// `with` block) ends this publisher's stream.
 #[pyclass(module = "shmkit")]
 pub struct Publisher {
     /// A mutex only to make the class `Sync`: methods take `&mut self` and

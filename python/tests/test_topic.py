@@ -53,6 +53,19 @@ def test_subscriber_timeout_and_closed(name):
             subscriber.recv(timeout=30)
 
 
+def test_option_mismatch_with_an_existing_topic(name):
+    with shmkit.Publisher(name, capacity=4096) as publisher:
+        with pytest.raises(shmkit.OptionMismatch) as raised:
+            shmkit.Subscriber(name, capacity=8192)
+        assert isinstance(raised.value, ValueError)
+        assert str(raised.value) == f"topic {name} exists with capacity 4096, not the 8192 asked for"
+        with pytest.raises(shmkit.OptionMismatch):
+            shmkit.Publisher(name, capacity=1 << 18)  # the default, given: checked
+        with shmkit.Subscriber(name):  # no capacity given: the topic's
+            with shmkit.Publisher(name, capacity=4096) as same:
+                assert same.max_message == publisher.max_message
+
+
 def test_python_subscriber_of_the_rust_publisher_shmkit_pub(name, cli, tmp_path):
     import subprocess
 

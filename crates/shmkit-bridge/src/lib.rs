@@ -182,8 +182,8 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// A bridge of topic `topic` with default [`Options`] (they apply if
-    /// the bridge creates the topic) and this host's [`origin_id`].
+    /// A bridge of topic `topic` with default [`Options`] (nothing given:
+    /// it joins an existing topic as it is) and this host's [`origin_id`].
     pub fn new(topic: &str) -> Bridge {
         Bridge {
             topic: topic.to_owned(),
@@ -208,7 +208,10 @@ impl Bridge {
         self
     }
 
-    /// How the local topic is joined (and created, if the bridge is first).
+    /// How the local topic is joined (and created, if the bridge is first):
+    /// what these options give must match an existing topic, or
+    /// [`Bridge::run`] fails with [`Error::Topic`] of
+    /// [`shmkit::Error::OptionMismatch`].
     pub fn options(mut self, options: Options) -> Bridge {
         self.options = options;
         self

@@ -182,8 +182,9 @@ pub enum Command {
     /// its part of the stream; if it fails first (a line longer than a
     /// lane takes), the lines before it were sent, and a live subscriber
     /// gets them, then fails with "peer gone". The topic is created if
-    /// needed; --lossy, --history and --capacity apply only then. A Block
-    /// topic (the default) waits for its slowest live subscriber.
+    /// needed, with --lossy, --history and --capacity; given for an
+    /// existing topic, they must match it. A Block topic (the default)
+    /// waits for its slowest live subscriber.
     Pub {
         /// The topic's name (its segment is /shmkit.topic.TOPIC)
         #[arg(value_name = "TOPIC")]
@@ -192,9 +193,10 @@ pub enum Command {
         /// told how many they missed
         #[arg(long)]
         lossy: bool,
-        /// Keep the last N messages of each publisher for subscribers that join late
-        #[arg(long, value_name = "N", default_value = "0")]
-        history: u32,
+        /// Keep the last N messages of each publisher for subscribers that
+        /// join late [default: 0]
+        #[arg(long, value_name = "N")]
+        history: Option<u32>,
         /// Bytes of each publisher's lane: a power of two from 4K (K, M, G
         /// suffixes) [default: 256K]
         #[arg(long, value_name = "BYTES", value_parser = parse_size)]
@@ -247,7 +249,8 @@ pub enum Command {
         /// answers (repeatable)
         #[arg(long, value_name = "ENDPOINT")]
         connect: Vec<String>,
-        /// If this creates the topic: never wait, overwrite the oldest messages
+        /// Never wait, overwrite the oldest messages (of a topic this
+        /// creates; an existing topic must be lossy already)
         #[arg(long)]
         lossy: bool,
     },

@@ -15,13 +15,14 @@ use crate::output;
 use crate::ring;
 use crate::signals;
 
-/// How `pub` creates a topic (if it does).
+/// How `pub` creates a topic (if it does); what is given must match an
+/// existing topic.
 #[derive(Debug)]
 pub struct PubOptions {
     /// Drop the oldest messages instead of waiting for slow subscribers.
     pub lossy: bool,
-    /// Messages per publisher kept for late subscribers.
-    pub history: u32,
+    /// Messages per publisher kept for late subscribers (none if not given).
+    pub history: Option<u32>,
     /// Bytes per publisher lane.
     pub capacity: Option<u64>,
     /// Who may use a topic this command creates, and whose it joins.
@@ -31,7 +32,10 @@ pub struct PubOptions {
 /// `shmkit pub TOPIC`: one message per line of `input`, then closes this
 /// publisher's stream.
 pub fn publish(name: &str, options: &PubOptions, input: impl Read + AsFd) -> Result<(), CliError> {
-    let mut topic = shared(Options::default(), &options.sharing).history(options.history);
+    let mut topic = shared(Options::default(), &options.sharing);
+    if let Some(messages) = options.history {
+        topic = topic.history(messages);
+    }
     if options.lossy {
         topic = topic.policy(Policy::DropOldest);
     }

@@ -481,3 +481,51 @@ fn a_pub_that_fails_with_no_subscriber_leaves_nothing() {
     );
     assert!(Segment::open(&topic.key()).is_err(), "the topic is gone");
 }
+
+#[test]
+fn pub_options_given_for_an_existing_topic_must_match_it() {
+    let topic = TestTopic::new();
+    let options = shmkit::topic::Options::default().history(2);
+    let mut subscriber = shmkit::topic::Subscriber::open_with(&topic.0, &options).unwrap();
+    let place = format!("topic {}", topic.0);
+    for (args, refused) in [
+        (
+            &["--lossy"][..],
+            "policy Block, not the DropOldest asked for",
+        ),
+        (&["--history", "5"][..], "history 2, not the 5 asked for"),
+        (&["--history", "0"][..], "history 2, not the 0 asked for"),
+        (
+            &["--capacity", "8K"][..],
+            "capacity 262144, not the 8192 asked for",
+        ),
+    ] {
+        let output = Command::new(SHMKIT)
+            .args(["pub", &topic.0])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr,
+            format!("shmkit: {place} exists with {refused}\n"),
+            "{args:?}"
+        );
+    }
+    // Not given: the topic's own history (and the rest), as before.
+    let mut publisher = spawn(&["pub", &topic.0, "--history", "2"]);
+    writeln!(publisher.0.stdin.as_mut().unwrap(), "given").unwrap();
+    let (ok, _, err) = finish(publisher);
+    assert!(ok, "{err}");
+    let mut publisher = spawn(&["pub", &topic.0]);
+    writeln!(publisher.0.stdin.as_mut().unwrap(), "not given").unwrap();
+    let (ok, _, err) = finish(publisher);
+    assert!(ok, "{err}");
+    let mut buf = [0u8; 64];
+    for line in ["given", "not given"] {
+        let got = subscriber.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..got.len], line.as_bytes());
+    }
+}

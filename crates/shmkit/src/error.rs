@@ -42,6 +42,7 @@ pub type Pid = u32;
 /// | [`PeerGone`](Error::PeerGone) | the other end's process died (a topic: every publisher is gone and one died) | every send, receive and call |
 /// | [`WrongType`](Error::WrongType) | a channel's peer sends another type; a heap's object is another container or element type | channel receives; managed-heap `find*`, `list`, `vector`, `text` |
 /// | [`InUse`](Error::InUse) | a live process holds this end | ring and channel `open` |
+/// | [`OptionMismatch`](Error::OptionMismatch) | an option given differs from the existing ring's, topic's or service's | `open_with`, `connect_with` of all three |
 /// | [`Corrupt`](Error::Corrupt) | bytes in shared memory break the format | anything that reads a segment |
 /// | [`Truncated`](Error::Truncated) | someone shrank the segment under this mapping | rings, topics, services, heaps, attachments, opening |
 /// | [`Busy`](Error::Busy) | a live process holds a heap's lock too long: retry | managed-heap verbs |
@@ -218,16 +219,24 @@ pub enum Error {
         /// `"producer"` or `"consumer"`.
         peer: &'static str,
     },
-    /// An option given to open an existing ring differs from the ring's.
-    #[error("ring {ring} exists with {option} {found}, not the {asked} asked for")]
+    /// An option given to open an existing ring, topic or service differs
+    /// from the one it was made with (options not given take its own:
+    /// see [`ring::Options`](crate::ring::Options),
+    /// [`topic::Options`](crate::topic::Options) and
+    /// [`service::Options`](crate::service::Options)).
+    #[error("{place} exists with {option} {found}, not the {asked} asked for")]
     OptionMismatch {
-        /// The ring's name.
-        ring: String,
-        /// `"capacity"`, `"maximum message"` or `"mode"`.
+        /// `ring NAME`, `topic NAME` or `service NAME`.
+        place: String,
+        /// The option, as the message names it: `"capacity"`, `"maximum
+        /// message"` or `"mode"` (any of the three); `"maximum publishers"`,
+        /// `"maximum subscribers"`, `"policy"` or `"history"` (topics);
+        /// `"maximum clients"`, `"maximum request"`, `"maximum response"` or
+        /// `"maximum in flight"` (services).
         option: &'static str,
         /// The value asked for.
         asked: String,
-        /// The ring's value.
+        /// The existing one's value.
         found: String,
     },
     /// The producer closed the ring and every message was received (of a

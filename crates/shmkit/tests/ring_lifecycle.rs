@@ -685,7 +685,15 @@ fn options_that_differ_from_the_existing_ring_are_refused() {
                     unreachable!()
                 };
                 assert_eq!(*which, option);
-                assert!(err.to_string().contains(&name), "{err}");
+                assert!(
+                    matches!(&err, Error::OptionMismatch { place, .. } if *place == format!("ring {name}")),
+                    "{err:?}"
+                );
+                assert!(
+                    err.to_string()
+                        .starts_with(&format!("ring {name} exists with {option} ")),
+                    "{err}"
+                );
             }
             other => panic!("{option}: {other:?}"),
         }

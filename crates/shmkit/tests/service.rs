@@ -544,3 +544,152 @@ fn a_caller_handed_to_another_server_is_refused_and_reaches_nobody() {
     let err = a_client.try_wait(&a_call).unwrap_err();
     assert!(matches!(err, Error::PeerGone { .. }), "{err}");
 }
+
+/// `opened` failed with the `OptionMismatch` of `option` on service
+/// `name`: the value asked for, the service's, and a message naming it.
+fn assert_mismatch<T>(
+    opened: Result<T, Error>,
+    name: &str,
+    option: &str,
+    asked: &str,
+    found: &str,
+) {
+    let place = format!("service {name}");
+    let Err(err) = opened else {
+        panic!("{option}: expected OptionMismatch, it opened");
+    };
+    let Error::OptionMismatch {
+        place: p,
+        option: o,
+        asked: a,
+        found: f,
+    } = &err
+    else {
+        panic!("{option}: expected OptionMismatch, got {err:?}");
+    };
+    assert_eq!((&**p, *o, &**a, &**f), (&*place, option, asked, found));
+    assert_eq!(
+        err.to_string(),
+        format!("{place} exists with {option} {found}, not the {asked} asked for")
+    );
+}
+
+/// Options given to connect to (or serve) an existing service must match
+/// it, raw and typed; options not given take the service's own; waiting
+/// and trust are a member's own; and a refused client takes no slot.
+#[test]
+fn options_that_differ_from_the_existing_service_are_refused() {
+    use shmkit::channel::{ServiceClient, ServiceServer};
+    use shmkit::service::Waiting;
+
+    let (name, _cleanup) = fresh("service-options");
+    let made = Options::default()
+        .max_clients(2)
+        .max_request(100)
+        .max_response(200)
+        .max_in_flight(3)
+        .mode(Mode::OWNER_ONLY);
+    let mut server = Server::open_with(&name, &made).unwrap();
+    let cases: [(&str, Options, &str, &str); 5] = [
+        (
+            "maximum clients",
+            Options::default().max_clients(32),
+            "32",
+            "2",
+        ),
+        (
+            "maximum request",
+            Options::default().max_request(4096),
+            "4096",
+            "100",
+        ),
+        (
+            "maximum response",
+            Options::default().max_response(199),
+            "199",
+            "200",
+        ),
+        (
+            "maximum in flight",
+            Options::default().max_in_flight(8),
+            "8",
+            "3",
+        ),
+        (
+            "mode",
+            Options::default().mode(Mode::new(0o666)),
+            "0666",
+            "0600",
+        ),
+    ];
+    // More refused clients than the service has slots: none takes one.
+    for (option, options, asked, found) in &cases {
+        assert_mismatch(
+            Client::connect_with(&name, options),
+            &name,
+            option,
+            asked,
+            found,
+        );
+        // Refused for its options before it is refused for the live server.
+        assert_mismatch(
+            Server::open_with(&name, options),
+            &name,
+            option,
+            asked,
+            found,
+        );
+        assert_mismatch(
+            ServiceClient::<u32, u32>::connect_with(&name, options),
+            &name,
+            option,
+            asked,
+            found,
+        );
+        assert_mismatch(
+            ServiceServer::<u32, u32>::open_with(&name, options),
+            &name,
+            option,
+            asked,
+            found,
+        );
+    }
+    assert_mismatch(
+        Client::connect_with(&name, &made.clone().max_in_flight(4)),
+        &name,
+        "maximum in flight",
+        "4",
+        "3",
+    );
+    assert!(service::status(&name).unwrap().clients.is_empty());
+    // The right options, all of them, reach the live server's InUse.
+    assert!(matches!(
+        Server::open_with(&name, &made),
+        Err(Error::InUse { .. })
+    ));
+
+    // Nothing given: the service's own, not the defaults.
+    let mut defaults = Client::connect(&name).unwrap();
+    assert_eq!(
+        (
+            defaults.max_request(),
+            defaults.max_response(),
+            defaults.max_in_flight()
+        ),
+        (100, 200, 3)
+    );
+    // All given and the service's, with a member's own waiting and trust.
+    let own = made
+        .clone()
+        .waiting(Waiting::BusyPoll)
+        .trust(shmkit::Trust::me());
+    let mut same = Client::connect_with(&name, &own).unwrap();
+    for client in [&mut defaults, &mut same] {
+        let call = client.send_request(b"ping").unwrap();
+        let request = server.recv_request().unwrap();
+        assert_eq!(&*request, b"ping");
+        request.reply(b"pong").unwrap();
+        assert_eq!(&*client.wait(call).unwrap(), b"pong");
+    }
+    assert_eq!(service::status(&name).unwrap().clients.len(), 2);
+}

@@ -338,3 +338,183 @@ fn a_block_subscriber_gives_back_what_it_received_at_once() {
     assert_eq!(lag(&name), 0, "all three given back, none stored later");
     assert_eq!(topic::status(&name).unwrap().subscribers[0].received, 3);
 }
+
+/// `opened` failed with the `OptionMismatch` of `option` on `place`: the
+/// value asked for, the topic's, and a message naming it.
+fn assert_mismatch<T>(
+    opened: Result<T, Error>,
+    place: &str,
+    option: &str,
+    asked: &str,
+    found: &str,
+) {
+    let Err(err) = opened else {
+        panic!("{option}: expected OptionMismatch, it opened");
+    };
+    let Error::OptionMismatch {
+        place: p,
+        option: o,
+        asked: a,
+        found: f,
+    } = &err
+    else {
+        panic!("{option}: expected OptionMismatch, got {err:?}");
+    };
+    assert_eq!((&**p, *o, &**a, &**f), (place, option, asked, found));
+    assert_eq!(
+        err.to_string(),
+        format!("{place} exists with {option} {found}, not the {asked} asked for")
+    );
+}
+
+/// Options given to open an existing topic must match it, for publishers
+/// and subscribers, raw and typed; options not given take the topic's
+/// own; a member's own options (waiting, receive_history, trust) are free;
+/// and a refused opener takes no place and leaves the topic as it was.
+#[test]
+fn options_that_differ_from_the_existing_topic_are_refused() {
+    use shmkit::topic::Policy;
+    use shmkit::topic::Waiting;
+
+    let name = unique_ring_name("topic-options");
+    let _cleanup = TopicCleanup(name.clone());
+    let place = format!("topic {name}");
+    let made = small()
+        .max_message(1000)
+        .policy(Policy::DropOldest)
+        .history(3)
+        .mode(Mode::OWNER_ONLY);
+    let creator = Publisher::open_with(&name, &made).unwrap();
+    let cases: [(&str, Options, &str, &str); 7] = [
+        (
+            "capacity",
+            Options::default().capacity(8192),
+            "8192",
+            "4096",
+        ),
+        (
+            "maximum message",
+            Options::default().max_message(999),
+            "999",
+            "1000",
+        ),
+        (
+            "maximum publishers",
+            Options::default().max_publishers(8),
+            "8",
+            "2",
+        ),
+        (
+            "maximum subscribers",
+            Options::default().max_subscribers(64),
+            "64",
+            "4",
+        ),
+        (
+            "policy",
+            Options::default().policy(Policy::Block),
+            "Block",
+            "DropOldest",
+        ),
+        ("history", Options::default().history(0), "0", "3"),
+        (
+            "mode",
+            Options::default().mode(Mode::new(0o660)),
+            "0660",
+            "0600",
+        ),
+    ];
+    // More refused subscribers than the topic has places: none takes one.
+    for (option, options, asked, found) in &cases {
+        assert_mismatch(
+            Subscriber::open_with(&name, options),
+            &place,
+            option,
+            asked,
+            found,
+        );
+        assert_mismatch(
+            Publisher::open_with(&name, options),
+            &place,
+            option,
+            asked,
+            found,
+        );
+        assert_mismatch(
+            shmkit::channel::Subscriber::<u32>::open_with(&name, options),
+            &place,
+            option,
+            asked,
+            found,
+        );
+        assert_mismatch(
+            shmkit::channel::Publisher::<u32>::open_with(&name, options),
+            &place,
+            option,
+            asked,
+            found,
+        );
+    }
+    // Every option given and the topic's, one wrong among the right ones.
+    assert_mismatch(
+        Subscriber::open_with(&name, &made.clone().history(4)),
+        &place,
+        "history",
+        "4",
+        "3",
+    );
+    let status = topic::status(&name).unwrap();
+    assert_eq!((status.publishers.len(), status.subscribers.len()), (1, 0));
+
+    // Nothing given: the topic's own, not the defaults.
+    let mut defaults = Subscriber::open(&name).unwrap();
+    assert_eq!(defaults.policy(), Policy::DropOldest);
+    assert_eq!(defaults.max_message(), 1000);
+    // All given and the topic's, with a member's own options of its own.
+    let own = made
+        .clone()
+        .waiting(Waiting::BusyPoll)
+        .receive_history(false)
+        .trust(shmkit::Trust::me());
+    let mut same = Subscriber::open_with(&name, &own).unwrap();
+    let typed = shmkit::channel::Subscriber::<u32>::open_with(&name, &made).unwrap();
+    let mut second = Publisher::open_with(&name, &made).unwrap();
+    assert_eq!(second.max_message(), 1000);
+    second.send(b"after").unwrap();
+    let mut buf = [0u8; 16];
+    for subscriber in [&mut defaults, &mut same] {
+        let got = subscriber.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..got.len], b"after");
+    }
+    let status = topic::status(&name).unwrap();
+    assert_eq!((status.publishers.len(), status.subscribers.len()), (2, 3));
+    assert_eq!((status.capacity, status.history), (4096, 3));
+    drop((creator, second, typed));
+}
+
+/// An opener that creates the topic is not checked against anything; a
+/// topic made with defaults accepts the defaults given explicitly.
+#[test]
+fn the_defaults_given_explicitly_match_a_topic_made_without_options() {
+    use shmkit::topic::Policy;
+
+    let name = unique_ring_name("topic-options-defaults");
+    let _cleanup = TopicCleanup(name.clone());
+    let _creator = Publisher::open(&name).unwrap();
+    let explicit = Options::default()
+        .capacity(1 << 18)
+        .max_publishers(8)
+        .max_subscribers(64)
+        .policy(Policy::Block)
+        .history(0)
+        .mode(Mode::OWNER_ONLY);
+    let subscriber = Subscriber::open_with(&name, &explicit).unwrap();
+    assert_eq!(subscriber.max_message() as u64, explicit.max_message_len());
+    assert_mismatch(
+        Subscriber::open_with(&name, &Options::default().max_message(100)),
+        &format!("topic {name}"),
+        "maximum message",
+        "100",
+        &explicit.max_message_len().to_string(),
+    );
+}

@@ -79,7 +79,9 @@ impl<T, C: Codec<T>> Publisher<T, C> {
     }
 
     /// Opens (or creates) topic `name` as a new publisher; `options` make
-    /// the topic if this call creates it, and say how this end waits.
+    /// the topic if this call creates it, must match an existing one's
+    /// where given ([`Error::OptionMismatch`](crate::Error::OptionMismatch),
+    /// as [`topic::Publisher::open_with`]), and say how this end waits.
     ///
     /// # Example
     ///
@@ -358,8 +360,10 @@ impl<T, C: Codec<T>> Subscriber<T, C> {
     }
 
     /// Opens (or creates) topic `name` as a new subscriber; `options` make
-    /// the topic if this call creates it, and say whether to start with its
-    /// history and how to wait.
+    /// the topic if this call creates it, must match an existing one's
+    /// where given ([`Error::OptionMismatch`](crate::Error::OptionMismatch),
+    /// as [`topic::Subscriber::open_with`]), and say whether to start with
+    /// its history and how to wait.
     ///
     /// # Example
     ///

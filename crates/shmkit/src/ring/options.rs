@@ -4,12 +4,23 @@ use super::*;
 
 /// How a ring is created and how an endpoint waits.
 ///
-/// The capacity, maximum message, mode and group shape a ring this call
-/// creates. When the ring exists already, each of the capacity, maximum
-/// message and mode that was given must match it, or the open fails with
-/// [`Error::OptionMismatch`]; one not given takes the ring's own. An
-/// existing ring is used only if its owner is trusted ([`Options::trust`];
-/// by default only this process's own uid).
+/// The [capacity](Options::capacity), [maximum
+/// message](Options::max_message) and [mode](Options::mode) are the
+/// ring's own: they shape a ring this call creates, and when the ring
+/// exists already, each one that was given must equal the ring's, or the
+/// open fails with [`Error::OptionMismatch`] naming the option, the value
+/// asked for and the ring's. One not given takes the ring's own, whatever
+/// it is (not the default). Topics ([`topic::Options`](crate::topic::Options))
+/// and services ([`service::Options`](crate::service::Options)) follow the
+/// same rule.
+///
+/// The [group](Options::group) applies only to a ring this call creates
+/// (an existing ring keeps its own, unchecked). [Waiting](Options::waiting),
+/// [trust](Options::trust) and
+/// [`wait_for_new_consumer`](Options::wait_for_new_consumer) are this
+/// endpoint's own, and may differ between the two ends. An existing ring
+/// is used only if its owner is trusted ([`Options::trust`]; by default
+/// only this process's own uid).
 ///
 /// ```
 /// use shmkit::ring::{Options, Waiting};
@@ -132,36 +143,9 @@ impl Options {
         segment: &Segment,
         name: &str,
     ) -> Result<()> {
-        let mismatch = |option, asked: String, found: String| Error::OptionMismatch {
-            ring: name.to_owned(),
-            option,
-            asked,
-            found,
-        };
-        if let Some(capacity) = self.capacity {
-            if capacity != ring.capacity() {
-                let found = ring.capacity().to_string();
-                return Err(mismatch("capacity", capacity.to_string(), found));
-            }
-        }
-        if let Some(max) = self.max_message {
-            if max != ring.max_message() {
-                let found = ring.max_message().to_string();
-                return Err(mismatch("maximum message", max.to_string(), found));
-            }
-        }
-        if let Some(mode) = self.mode {
-            let found =
-                crate::sys::posix::fstat(segment.posix_fd()?).map_err(|source| Error::Os {
-                    context: format!("reading the mode of ring {name}"),
-                    source,
-                })?;
-            let found = found.st_mode & 0o777;
-            if found != mode.bits() {
-                let asked = format!("{:04o}", mode.bits());
-                return Err(mismatch("mode", asked, format!("{found:04o}")));
-            }
-        }
-        Ok(())
+        let check = FORMAT.options_of(name, segment);
+        check.value("capacity", self.capacity, ring.capacity())?;
+        check.value("maximum message", self.max_message, ring.max_message())?;
+        check.mode(self.mode)
     }
 }

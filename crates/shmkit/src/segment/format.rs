@@ -19,6 +19,63 @@ use crate::sys::range_lock::RangeLock;
 /// segment there removed (or half-made) under it, before it gives up.
 pub(crate) const OPEN_ATTEMPTS: u32 = 32;
 
+/// Checks an opener's options against those an existing structure was
+/// made with, the one rule of rings, topics and services: an option given
+/// (`Some`) must equal the structure's, or the open fails with
+/// [`Error::OptionMismatch`]; one not given (`None`) takes the
+/// structure's own.
+pub(crate) struct OptionCheck<'a> {
+    place: String,
+    segment: &'a Segment,
+}
+
+impl OptionCheck<'_> {
+    /// `option`, if `asked`, must be `found` (the header's value).
+    pub(crate) fn value<T: PartialEq + std::fmt::Debug>(
+        &self,
+        option: &'static str,
+        asked: Option<T>,
+        found: T,
+    ) -> Result<()> {
+        match asked {
+            Some(asked) if asked != found => {
+                Err(self.mismatch(option, format!("{asked:?}"), format!("{found:?}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The mode, if `asked`, must be the segment file's permission bits.
+    pub(crate) fn mode(&self, asked: Option<Mode>) -> Result<()> {
+        let Some(asked) = asked else {
+            return Ok(());
+        };
+        let stat =
+            crate::sys::posix::fstat(self.segment.posix_fd()?).map_err(|source| Error::Os {
+                context: format!("reading the mode of {}", self.place),
+                source,
+            })?;
+        let found = stat.st_mode & 0o777;
+        if found == asked.bits() {
+            return Ok(());
+        }
+        Err(self.mismatch(
+            "mode",
+            format!("{:04o}", asked.bits()),
+            format!("{found:04o}"),
+        ))
+    }
+
+    fn mismatch(&self, option: &'static str, asked: String, found: String) -> Error {
+        Error::OptionMismatch {
+            place: self.place.clone(),
+            option,
+            asked,
+            found,
+        }
+    }
+}
+
 /// How one kind of named structure keeps its segment.
 #[derive(Clone, Debug)]
 pub(crate) struct Format {
@@ -45,6 +102,15 @@ impl Format {
     /// `ring NAME`, `topic NAME`: how messages name a structure.
     pub(crate) fn place(&self, name: &str) -> String {
         format!("{} {name}", self.noun)
+    }
+
+    /// The checks of the options an opener gave against the existing
+    /// structure `name` it found (not one it created), made under the gate.
+    pub(crate) fn options_of<'a>(&self, name: &str, segment: &'a Segment) -> OptionCheck<'a> {
+        OptionCheck {
+            place: self.place(name),
+            segment,
+        }
     }
 
     /// Checks what every header starts with, written by someone else: a

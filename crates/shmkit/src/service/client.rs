@@ -220,7 +220,13 @@ impl Client {
     }
 
     /// Connects to (or creates) service `name`; `options` shape the service
-    /// if this call creates it, and say how the client waits.
+    /// if this call creates it, must match an existing one's where given
+    /// (see [`Options`]), and say how the client waits.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect`], and [`Error::OptionMismatch`] if the service
+    /// exists with another value of an option given.
     ///
     /// ```
     /// use shmkit::service::{Client, Options, Waiting};

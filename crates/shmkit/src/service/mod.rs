@@ -90,10 +90,24 @@ pub const SEGMENT_PREFIX: &str = "/shmkit.service.";
 
 /// How a service is created, and how a member joins and waits.
 ///
-/// The slots, sizes, mode and group apply only when this call creates the
-/// service; an existing service keeps its own. An existing service is used
-/// only if its owner is trusted ([`Options::trust`]; by default only this
-/// process's own uid).
+/// The [client slots](Options::max_clients), [maximum
+/// request](Options::max_request) and [response](Options::max_response),
+/// [calls in flight](Options::max_in_flight) and [mode](Options::mode)
+/// are the service's own, recorded in its header: they shape a service
+/// this call creates, and when the service exists already, each one that
+/// was given must equal the service's, or the open fails with
+/// [`Error::OptionMismatch`](crate::Error::OptionMismatch) naming the
+/// option, the value asked for and the service's. One not given takes the
+/// service's own, whatever it is (not the default). This is the rule of
+/// [`ring::Options`](crate::ring::Options) and
+/// [`topic::Options`](crate::topic::Options).
+///
+/// The [group](Options::group) applies only to a service this call
+/// creates (an existing service keeps its own, unchecked).
+/// [Waiting](Options::waiting) and [trust](Options::trust) are this
+/// member's own, and may differ between members. An existing service is
+/// used only if its owner is trusted ([`Options::trust`]; by default only
+/// this process's own uid).
 ///
 /// ```
 /// use shmkit::service::{Options, Waiting};
@@ -106,28 +120,63 @@ pub const SEGMENT_PREFIX: &str = "/shmkit.service.";
 ///     .waiting(Waiting::BusyPoll);
 /// assert_eq!(options.max_clients_len(), 64);
 /// ```
+///
+/// Connecting to an existing service with options of its own, or none:
+///
+/// ```
+/// use shmkit::service::{Client, Options, Server};
+/// use shmkit::Error;
+///
+/// let name = format!("doc-service-options-{}", std::process::id());
+/// let server = Server::open_with(&name, &Options::default().max_request(64))?;
+///
+/// let client = Client::connect(&name)?; // nothing given: the service's
+/// assert_eq!(client.max_request(), 64);
+///
+/// match Client::connect_with(&name, &Options::default().max_request(128)) {
+///     Err(Error::OptionMismatch { option, asked, found, .. }) => {
+///         assert_eq!((option, &*asked, &*found), ("maximum request", "128", "64"));
+///     }
+///     other => panic!("expected a mismatch, got {other:?}"),
+/// }
+/// # drop((client, server));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Options {
-    max_clients: u32,
-    max_request: u64,
-    max_response: u64,
-    max_in_flight: u32,
-    mode: Mode,
+    max_clients: Option<u32>,
+    max_request: Option<u64>,
+    max_response: Option<u64>,
+    max_in_flight: Option<u32>,
+    mode: Option<Mode>,
     group: Option<u32>,
     trust: Trust,
     waiting: Waiting,
 }
 
+/// Client slots of a service made without [`Options::max_clients`].
+const DEFAULT_MAX_CLIENTS: u32 = 32;
+
+/// The largest request or response body of a service made without
+/// [`Options::max_request`] or [`Options::max_response`].
+const DEFAULT_MAX_BODY: u64 = 4096;
+
+/// Calls in flight per client of a service made without
+/// [`Options::max_in_flight`].
+const DEFAULT_MAX_IN_FLIGHT: u32 = 8;
+
 impl Default for Options {
-    /// 32 client slots, requests and responses of up to 4 KiB, 8 calls in
-    /// flight per client, mode 0600, adaptive waiting.
+    /// Nothing given: a service this creates has 32 client slots,
+    /// requests and responses of up to 4 KiB, 8 calls in flight per client
+    /// and mode 0600; an existing service is taken as it is. The member
+    /// waits adaptively.
     fn default() -> Options {
         Options {
-            max_clients: 32,
-            max_request: 4096,
-            max_response: 4096,
-            max_in_flight: 8,
-            mode: Mode::OWNER_ONLY,
+            max_clients: None,
+            max_request: None,
+            max_response: None,
+            max_in_flight: None,
+            mode: None,
             group: None,
             trust: Trust::me(),
             waiting: Waiting::Adaptive,
@@ -136,40 +185,44 @@ impl Default for Options {
 }
 
 impl Options {
-    /// How many clients may be connected at once (1 to 1024).
+    /// How many clients may be connected at once (1 to 1024; 32 if not
+    /// given).
     pub fn max_clients(mut self, count: u32) -> Options {
-        self.max_clients = count;
+        self.max_clients = Some(count);
         self
     }
 
-    /// The slots this service is created with.
+    /// The slots a service made with these options has.
     pub fn max_clients_len(&self) -> u32 {
-        self.max_clients
+        self.max_clients.unwrap_or(DEFAULT_MAX_CLIENTS)
     }
 
-    /// The largest request body in bytes (at most 16 MiB).
+    /// The largest request body in bytes (at most 16 MiB; 4 KiB if not
+    /// given).
     pub fn max_request(mut self, bytes: u64) -> Options {
-        self.max_request = bytes;
+        self.max_request = Some(bytes);
         self
     }
 
-    /// The largest response body in bytes (at most 16 MiB).
+    /// The largest response body in bytes (at most 16 MiB; 4 KiB if not
+    /// given).
     pub fn max_response(mut self, bytes: u64) -> Options {
-        self.max_response = bytes;
+        self.max_response = Some(bytes);
         self
     }
 
     /// How many calls one client may have in flight, sent and their
-    /// responses not yet read (1 to 65536). Each slot's rings are sized so
-    /// that this many requests and responses of the largest size fit.
+    /// responses not yet read (1 to 65536; 8 if not given). Each slot's
+    /// rings are sized so that this many requests and responses of the
+    /// largest size fit.
     pub fn max_in_flight(mut self, calls: u32) -> Options {
-        self.max_in_flight = calls;
+        self.max_in_flight = Some(calls);
         self
     }
 
-    /// Permission bits of the service's segment.
+    /// Permission bits of the service's segment (0600 if not given).
     pub fn mode(mut self, mode: Mode) -> Options {
-        self.mode = mode;
+        self.mode = Some(mode);
         self
     }
 
@@ -190,5 +243,17 @@ impl Options {
     pub fn waiting(mut self, waiting: Waiting) -> Options {
         self.waiting = waiting;
         self
+    }
+
+    fn max_request_len(&self) -> u64 {
+        self.max_request.unwrap_or(DEFAULT_MAX_BODY)
+    }
+
+    fn max_response_len(&self) -> u64 {
+        self.max_response.unwrap_or(DEFAULT_MAX_BODY)
+    }
+
+    fn in_flight_len(&self) -> u32 {
+        self.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT)
     }
 }

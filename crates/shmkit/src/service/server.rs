@@ -162,7 +162,14 @@ impl Server {
     }
 
     /// Opens (or creates) service `name` as its server; `options` shape the
-    /// service if this call creates it, and say how the server waits.
+    /// service if this call creates it, must match an existing one's where
+    /// given (see [`Options`]), and say how the server waits.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::open`], and [`Error::OptionMismatch`] if the service
+    /// exists with another value of an option given (checked before
+    /// [`Error::InUse`]).
     ///
     /// ```
     /// use shmkit::service::{Options, Server};

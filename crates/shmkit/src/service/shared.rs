@@ -16,8 +16,8 @@ use crate::ring::layout::{
 };
 use crate::ring::protocol::RingRef;
 use crate::ring::wait::WakeLine;
-use crate::segment::format::{Creation, Format, Opened};
-use crate::segment::{AccessMode, Attachment, Key, ReadWrite, Segment};
+use crate::segment::format::{Creation, Format, Made, Opened};
+use crate::segment::{AccessMode, Attachment, Key, Mode, ReadWrite, Segment};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::sys::range_lock::RangeLock;
 
@@ -68,21 +68,21 @@ pub(crate) fn key_of(name: &str) -> Result<Key> {
 
 impl Options {
     fn validate(&self) -> Result<()> {
-        if !(1..=MAX_CLIENTS).contains(&self.max_clients) {
+        if !(1..=MAX_CLIENTS).contains(&self.max_clients_len()) {
             return Err(Error::InvalidArgument(format!(
                 "a service has 1 to {MAX_CLIENTS} client slots, not {}",
-                self.max_clients
+                self.max_clients_len()
             )));
         }
-        if !(1..=MAX_IN_FLIGHT).contains(&self.max_in_flight) {
+        if !(1..=MAX_IN_FLIGHT).contains(&self.in_flight_len()) {
             return Err(Error::InvalidArgument(format!(
                 "a client may have 1 to {MAX_IN_FLIGHT} calls in flight, not {}",
-                self.max_in_flight
+                self.in_flight_len()
             )));
         }
         for (what, size) in [
-            ("maximum request", self.max_request),
-            ("maximum response", self.max_response),
+            ("maximum request", self.max_request_len()),
+            ("maximum response", self.max_response_len()),
         ] {
             if size > MAX_BODY {
                 return Err(Error::TooLarge {
@@ -97,11 +97,27 @@ impl Options {
 
     fn geometry(&self) -> Geometry {
         Geometry::new(
-            self.max_clients,
-            self.max_in_flight,
-            self.max_request,
-            self.max_response,
+            self.max_clients_len(),
+            self.in_flight_len(),
+            self.max_request_len(),
+            self.max_response_len(),
         )
+    }
+
+    /// Checks the options that were given against an existing service's
+    /// (its header's, as `shared` read and validated them), under the
+    /// gate: the rule of `ring::Options`.
+    fn check_against(&self, shared: &Shared) -> Result<()> {
+        let check = FORMAT.options_of(&shared.name, &shared.segment);
+        check.value("maximum clients", self.max_clients, shared.geometry.clients)?;
+        check.value("maximum request", self.max_request, shared.max_request)?;
+        check.value("maximum response", self.max_response, shared.max_response)?;
+        check.value(
+            "maximum in flight",
+            self.max_in_flight,
+            shared.max_in_flight,
+        )?;
+        check.mode(self.mode)
     }
 
     pub(crate) fn waiting_of(&self) -> crate::ring::Waiting {
@@ -117,9 +133,10 @@ impl Shared {
         let geometry = options.geometry();
         let creation = Creation {
             size: geometry.size,
-            mode: options.mode,
+            mode: options.mode.unwrap_or(Mode::OWNER_ONLY),
             group: options.group,
         };
+        let mut found = false;
         let (shared, gate) = FORMAT.find_or_create(
             name,
             &options.trust,
@@ -128,8 +145,14 @@ impl Shared {
                 initialise(mapping, options, &geometry);
                 Ok(())
             },
-            |segment, mapping, _| Shared::from_mapping(name, segment, mapping),
+            |segment, mapping, made| {
+                found = made == Made::Found;
+                Shared::from_mapping(name, segment, mapping)
+            },
         )?;
+        if found {
+            options.check_against(&shared)?;
+        }
         if !crate::sys::membarrier::register_global_expedited() {
             shared.use_full_fences();
         }
@@ -284,12 +307,12 @@ fn initialise(mapping: &Attachment<ReadWrite>, options: &Options, geometry: &Geo
             (
                 geometry.slot(i) + layout::REQUEST_RING,
                 geometry.request_capacity,
-                ID_LEN + options.max_request,
+                ID_LEN + options.max_request_len(),
             ),
             (
                 geometry.response_ring(i),
                 geometry.response_capacity,
-                ID_LEN + options.max_response,
+                ID_LEN + options.max_response_len(),
             ),
         ];
         for (offset, capacity, max_message) in rings {
@@ -316,13 +339,13 @@ fn initialise(mapping: &Attachment<ReadWrite>, options: &Options, geometry: &Geo
         .store(geometry.clients, Ordering::Relaxed);
     config
         .max_in_flight
-        .store(options.max_in_flight, Ordering::Relaxed);
+        .store(options.in_flight_len(), Ordering::Relaxed);
     config
         .max_request
-        .store(options.max_request, Ordering::Relaxed);
+        .store(options.max_request_len(), Ordering::Relaxed);
     config
         .max_response
-        .store(options.max_response, Ordering::Relaxed);
+        .store(options.max_response_len(), Ordering::Relaxed);
     config
         .request_capacity
         .store(geometry.request_capacity, Ordering::Relaxed);

@@ -104,9 +104,25 @@ pub enum Policy {
 
 /// How a topic is created, and how a member joins and waits.
 ///
-/// Capacity, maximum message, places, policy, history, mode and group
-/// apply only when this call creates the topic; an existing topic keeps its
-/// own. An existing topic is used only if its owner is trusted
+/// The [capacity](Options::capacity), [maximum
+/// message](Options::max_message), [maximum
+/// publishers](Options::max_publishers) and
+/// [subscribers](Options::max_subscribers), [policy](Options::policy),
+/// [history](Options::history) and [mode](Options::mode) are the topic's
+/// own, recorded in its header: they shape a topic this call creates, and
+/// when the topic exists already, each one that was given must equal the
+/// topic's, or the open fails with [`Error::OptionMismatch`] naming the
+/// option, the value asked for and the topic's. One not given takes the
+/// topic's own, whatever it is (not the default). This is the rule of
+/// [`ring::Options`](crate::ring::Options) and
+/// [`service::Options`](crate::service::Options).
+///
+/// The [group](Options::group) applies only to a topic this call creates
+/// (an existing topic keeps its own, unchecked).
+/// [`receive_history`](Options::receive_history),
+/// [waiting](Options::waiting), [trust](Options::trust) and
+/// [relay](Options::relay) are this member's own, and may differ between
+/// members. An existing topic is used only if its owner is trusted
 /// ([`Options::trust`]; by default only this process's own uid).
 ///
 /// ```
@@ -119,35 +135,70 @@ pub enum Policy {
 ///     .max_subscribers(128);
 /// assert_eq!(options.max_message_len(), (1 << 15) - 32);
 /// ```
+///
+/// Opening an existing topic with options of its own, or none:
+///
+/// ```
+/// use shmkit::topic::{Options, Publisher, Subscriber};
+/// use shmkit::Error;
+///
+/// let name = format!("doc-topic-options-{}", std::process::id());
+/// let made = Options::default().capacity(1 << 16).history(4);
+/// let publisher = Publisher::open_with(&name, &made)?;
+///
+/// // Only the history given, and it is the topic's; the lanes are too.
+/// let same = Subscriber::open_with(&name, &Options::default().history(4))?;
+/// assert_eq!(same.max_message(), (1 << 15) - 32);
+///
+/// match Subscriber::open_with(&name, &Options::default().capacity(1 << 18)) {
+///     Err(Error::OptionMismatch { option, asked, found, .. }) => {
+///         assert_eq!((option, &*asked, &*found), ("capacity", "262144", "65536"));
+///     }
+///     other => panic!("expected a mismatch, got {other:?}"),
+/// }
+/// # drop((publisher, same));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Options {
-    capacity: u64,
+    capacity: Option<u64>,
     max_message: Option<u64>,
-    max_publishers: u32,
-    max_subscribers: u32,
-    policy: Policy,
-    history: u32,
+    max_publishers: Option<u32>,
+    max_subscribers: Option<u32>,
+    policy: Option<Policy>,
+    history: Option<u32>,
     receive_history: bool,
-    mode: Mode,
+    mode: Option<Mode>,
     group: Option<u32>,
     trust: Trust,
     waiting: Waiting,
     relay: Option<Origin>,
 }
 
+/// Bytes in each lane of a topic made without [`Options::capacity`].
+const DEFAULT_CAPACITY: u64 = 1 << 18;
+
+/// Publisher places of a topic made without [`Options::max_publishers`].
+const DEFAULT_MAX_PUBLISHERS: u32 = 8;
+
+/// Subscriber places of a topic made without [`Options::max_subscribers`].
+const DEFAULT_MAX_SUBSCRIBERS: u32 = 64;
+
 impl Default for Options {
-    /// Lanes of 256 KiB, the largest messages they allow, 8 publishers,
-    /// 64 subscribers, Block, no history, mode 0600, adaptive waiting.
+    /// Nothing given: a topic this creates has lanes of 256 KiB, the
+    /// largest messages they allow, 8 publishers, 64 subscribers, Block,
+    /// no history and mode 0600; an existing topic is taken as it is. The
+    /// member receives the history and waits adaptively.
     fn default() -> Options {
         Options {
-            capacity: 1 << 18,
+            capacity: None,
             max_message: None,
-            max_publishers: 8,
-            max_subscribers: 64,
-            policy: Policy::Block,
-            history: 0,
+            max_publishers: None,
+            max_subscribers: None,
+            policy: None,
+            history: None,
             receive_history: true,
-            mode: Mode::OWNER_ONLY,
+            mode: None,
             group: None,
             trust: Trust::me(),
             waiting: Waiting::Adaptive,
@@ -157,9 +208,10 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Bytes in each publisher's lane: a power of two from 4 KiB to 64 GiB.
+    /// Bytes in each publisher's lane: a power of two from 4 KiB to 64 GiB
+    /// (256 KiB if not given).
     pub fn capacity(mut self, bytes: u64) -> Options {
-        self.capacity = bytes;
+        self.capacity = Some(bytes);
         self
     }
 
@@ -169,28 +221,31 @@ impl Options {
         self
     }
 
-    /// How many publishers may hold the topic at once (1 to 256).
+    /// How many publishers may hold the topic at once (1 to 256; 8 if not
+    /// given).
     pub fn max_publishers(mut self, count: u32) -> Options {
-        self.max_publishers = count;
+        self.max_publishers = Some(count);
         self
     }
 
-    /// How many subscribers may hold the topic at once (1 to 4096).
+    /// How many subscribers may hold the topic at once (1 to 4096; 64 if
+    /// not given).
     pub fn max_subscribers(mut self, count: u32) -> Options {
-        self.max_subscribers = count;
+        self.max_subscribers = Some(count);
         self
     }
 
-    /// The back-pressure policy.
+    /// The back-pressure policy ([`Policy::Block`] if not given).
     pub fn policy(mut self, policy: Policy) -> Options {
-        self.policy = policy;
+        self.policy = Some(policy);
         self
     }
 
     /// How many of each publisher's latest messages a joining subscriber
-    /// may first receive (while they are still in the lane).
+    /// may first receive (while they are still in the lane; 0 if not
+    /// given).
     pub fn history(mut self, messages: u32) -> Options {
-        self.history = messages;
+        self.history = Some(messages);
         self
     }
 
@@ -201,9 +256,9 @@ impl Options {
         self
     }
 
-    /// Permission bits of the topic's segment.
+    /// Permission bits of the topic's segment (0600 if not given).
     pub fn mode(mut self, mode: Mode) -> Options {
-        self.mode = mode;
+        self.mode = Some(mode);
         self
     }
 
@@ -245,7 +300,19 @@ impl Options {
     /// The largest message a topic made with these options carries.
     pub fn max_message_len(&self) -> u64 {
         self.max_message
-            .unwrap_or_else(|| layout::max_message_for(self.capacity))
+            .unwrap_or_else(|| layout::max_message_for(self.capacity_len()))
+    }
+
+    fn capacity_len(&self) -> u64 {
+        self.capacity.unwrap_or(DEFAULT_CAPACITY)
+    }
+
+    fn publishers_len(&self) -> u32 {
+        self.max_publishers.unwrap_or(DEFAULT_MAX_PUBLISHERS)
+    }
+
+    fn subscribers_len(&self) -> u32 {
+        self.max_subscribers.unwrap_or(DEFAULT_MAX_SUBSCRIBERS)
     }
 }
 
@@ -321,7 +388,14 @@ impl Publisher {
         Publisher::open_with(name, &Options::default())
     }
 
-    /// Opens (or creates) topic `name` as a new publisher.
+    /// Opens (or creates) topic `name` as a new publisher; `options` shape
+    /// the topic if this call creates it, must match an existing one's
+    /// where given (see [`Options`]), and say how the publisher waits.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::open`], and [`Error::OptionMismatch`] if the topic
+    /// exists with another value of an option given.
     pub fn open_with(name: &str, options: &Options) -> Result<Publisher> {
         let origin = options.relay;
         if let Some(Origin { host: 0, .. }) = origin {
@@ -715,7 +789,15 @@ impl Subscriber {
         Subscriber::open_with(name, &Options::default())
     }
 
-    /// Opens (or creates) topic `name` as a new subscriber.
+    /// Opens (or creates) topic `name` as a new subscriber; `options` shape
+    /// the topic if this call creates it, must match an existing one's
+    /// where given (see [`Options`]), and say how the subscriber joins and
+    /// waits.
+    ///
+    /// # Errors
+    ///
+    /// As [`Subscriber::open`], and [`Error::OptionMismatch`] if the topic
+    /// exists with another value of an option given.
     pub fn open_with(name: &str, options: &Options) -> Result<Subscriber> {
         let owner = owner_word()?;
         let (shared, gate) = Shared::open(name, options)?;

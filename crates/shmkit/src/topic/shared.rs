@@ -14,8 +14,8 @@ use super::layout::{
 use super::{Options, Origin, Policy, SEGMENT_PREFIX};
 use crate::error::{Error, Result};
 use crate::ring::wait::WakeLine;
-use crate::segment::format::{pid_of, Creation, Format, Opened};
-use crate::segment::{AccessMode, Attachment, Key, ReadWrite, Segment};
+use crate::segment::format::{pid_of, Creation, Format, Made, Opened};
+use crate::segment::{AccessMode, Attachment, Key, Mode, ReadWrite, Segment};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::sys::range_lock::RangeLock;
 
@@ -83,7 +83,7 @@ pub(crate) fn key_of(name: &str) -> Result<Key> {
 
 impl Options {
     pub(crate) fn validate(&self) -> Result<()> {
-        let c = self.capacity;
+        let c = self.capacity_len();
         if !c.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&c) {
             return Err(Error::InvalidArgument(format!(
                 "topic capacity must be a power of two from {MIN_CAPACITY} to {MAX_CAPACITY} bytes per publisher, not {c}"
@@ -97,25 +97,52 @@ impl Options {
                 limit,
             });
         }
-        if !(1..=MAX_PUBLISHERS).contains(&self.max_publishers) {
+        if !(1..=MAX_PUBLISHERS).contains(&self.publishers_len()) {
             return Err(Error::InvalidArgument(format!(
                 "a topic has 1 to {MAX_PUBLISHERS} publishers, not {}",
-                self.max_publishers
+                self.publishers_len()
             )));
         }
-        if !(1..=MAX_SUBSCRIBERS).contains(&self.max_subscribers) {
+        if !(1..=MAX_SUBSCRIBERS).contains(&self.subscribers_len()) {
             return Err(Error::InvalidArgument(format!(
                 "a topic has 1 to {MAX_SUBSCRIBERS} subscribers, not {}",
-                self.max_subscribers
+                self.subscribers_len()
             )));
         }
-        if self.history > MAX_HISTORY {
+        if self.history_len() > MAX_HISTORY {
             return Err(Error::InvalidArgument(format!(
                 "a topic keeps at most {MAX_HISTORY} messages of history, not {}",
-                self.history
+                self.history_len()
             )));
         }
         Ok(())
+    }
+
+    fn history_len(&self) -> u32 {
+        self.history.unwrap_or(0)
+    }
+
+    /// Checks the options that were given against an existing topic's
+    /// (its header's, as `shared` read and validated them), under the
+    /// gate: the rule of `ring::Options`.
+    fn check_against(&self, shared: &Shared) -> Result<()> {
+        let check = FORMAT.options_of(&shared.name, &shared.segment);
+        let geometry = &shared.geometry;
+        check.value("capacity", self.capacity, geometry.capacity)?;
+        check.value("maximum message", self.max_message, shared.max_message)?;
+        check.value(
+            "maximum publishers",
+            self.max_publishers,
+            geometry.publishers,
+        )?;
+        check.value(
+            "maximum subscribers",
+            self.max_subscribers,
+            geometry.subscribers,
+        )?;
+        check.value("policy", self.policy, shared.policy)?;
+        check.value("history", self.history, shared.history)?;
+        check.mode(self.mode)
     }
 }
 
@@ -125,15 +152,16 @@ impl Shared {
     pub(crate) fn open(name: &str, options: &Options) -> Result<(Shared, RangeLock)> {
         options.validate()?;
         let geometry = Geometry::new(
-            options.capacity,
-            options.max_publishers,
-            options.max_subscribers,
+            options.capacity_len(),
+            options.publishers_len(),
+            options.subscribers_len(),
         );
         let creation = Creation {
             size: geometry.size,
-            mode: options.mode,
+            mode: options.mode.unwrap_or(Mode::OWNER_ONLY),
             group: options.group,
         };
+        let mut found = false;
         let (shared, gate) = FORMAT.find_or_create(
             name,
             &options.trust,
@@ -142,8 +170,14 @@ impl Shared {
                 initialise(mapping, options, &geometry);
                 Ok(())
             },
-            |segment, mapping, _| Shared::from_mapping(name, segment, mapping),
+            |segment, mapping, made| {
+                found = made == Made::Found;
+                Shared::from_mapping(name, segment, mapping)
+            },
         )?;
+        if found {
+            options.check_against(&shared)?;
+        }
         if !crate::sys::membarrier::register_global_expedited() {
             shared.header().wait.full_fences.store(1, Ordering::SeqCst);
         }
@@ -495,12 +529,14 @@ fn initialise(mapping: &Attachment<ReadWrite>, options: &Options, geometry: &Geo
     config
         .max_subscribers
         .store(geometry.subscribers, Ordering::Relaxed);
-    let policy = match options.policy {
+    let policy = match options.policy.unwrap_or_default() {
         Policy::Block => POLICY_BLOCK,
         Policy::DropOldest => POLICY_DROP_OLDEST,
     };
     config.policy.store(policy, Ordering::Relaxed);
-    config.history.store(options.history, Ordering::Relaxed);
+    config
+        .history
+        .store(options.history_len(), Ordering::Relaxed);
     config
         .publishers_offset
         .store(geometry.publishers_offset, Ordering::Relaxed);
