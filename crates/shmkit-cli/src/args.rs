@@ -573,7 +573,8 @@ pub struct RmArgs {
     /// Remove every segment that --kind, --owner and --prefix select (all of them without those)
     #[arg(long, conflicts_with_all = ["keys", "ids"])]
     pub all: bool,
-    /// With --all: only segments of this kind (ring, topic: the segments of rings, of topics)
+    /// With --all: only segments of this kind (ring, topic, service: the
+    /// segments of rings, of topics, of services, live or not)
     #[arg(long, value_name = "KIND", value_enum, requires = "all")]
     pub kind: Option<KindFilter>,
     /// With --all: only segments this user owns (a name or a uid)
@@ -592,12 +593,14 @@ pub struct RmArgs {
 pub enum KindFilter {
     /// System V segments
     Sysv,
-    /// POSIX segments (rings' included)
+    /// POSIX segments (those of rings, topics and services included)
     Posix,
     /// The segments of message rings (/shmkit.ring.NAME)
     Ring,
     /// The segments of topics (/shmkit.topic.NAME)
     Topic,
+    /// The segments of services (/shmkit.service.NAME)
+    Service,
 }
 
 /// The options of `shmkit top`.
