@@ -56,8 +56,9 @@ pub enum Command {
     Stat {
         #[command(flatten)]
         target: StatTarget,
-        /// Print one JSON object (times in seconds since the epoch, or null;
-        /// "ring" is the ring's status, or null if the segment is no ring)
+        /// Print one JSON object (see docs/JSON.md): times in seconds since
+        /// the epoch, or null; "ring", "topic" and "service" are the status of
+        /// the ring, topic or service in the segment, or null if it holds none
         #[arg(long)]
         json: bool,
     },

@@ -147,6 +147,16 @@ fn json_outputs_have_exactly_the_documented_fields() {
         TestKey(Key::posix(&format!("/shmkit.ring.{ring_name}")).expect("a valid name"));
     let mut producer = shmkit::ring::Producer::open(&ring_name).expect("make a ring");
     producer.send(b"counted").expect("send");
+    // A topic with a publisher and a subscriber, and a service with a server.
+    let topic_name = format!("cli-test-{}-a-topic", std::process::id());
+    let topic_segment =
+        TestKey(Key::posix(&format!("/shmkit.topic.{topic_name}")).expect("a valid name"));
+    let subscriber = shmkit::topic::Subscriber::open(&topic_name).expect("make a topic");
+    let publisher = shmkit::topic::Publisher::open(&topic_name).expect("publish");
+    let service_name = format!("cli-test-{}-a-service", std::process::id());
+    let service_segment =
+        TestKey(Key::posix(&format!("/shmkit.service.{service_name}")).expect("a valid name"));
+    let server = shmkit::service::Server::open(&service_name).expect("make a service");
 
     let sysv = json(&shmkit(&["stat", &key.arg(), "--json"]));
     assert_documented(&docs, "segment", &sysv);
@@ -158,6 +168,14 @@ fn json_outputs_have_exactly_the_documented_fields() {
     assert_documented(&docs, "segment", &ring);
     assert_documented(&docs, "ring", &ring["ring"]);
     assert_documented(&docs, "endpoint", &ring["ring"]["producer"]);
+    let topic = json(&shmkit(&["stat", &topic_segment.arg(), "--json"]));
+    assert_documented(&docs, "segment", &topic);
+    assert_documented(&docs, "topic", &topic["topic"]);
+    assert_documented(&docs, "topic publisher", &topic["topic"]["publishers"][0]);
+    assert_documented(&docs, "topic subscriber", &topic["topic"]["subscribers"][0]);
+    let service = json(&shmkit(&["stat", &service_segment.arg(), "--json"]));
+    assert_documented(&docs, "segment", &service);
+    assert_documented(&docs, "service", &service["service"]);
 
     let listed = json(&shmkit(&["ls", "--json"]));
     for element in listed.as_array().expect("an array") {
@@ -188,6 +206,8 @@ fn json_outputs_have_exactly_the_documented_fields() {
     assert_eq!(objects[0]["messages_total"], 1);
 
     drop((producer, attached, ring_segment));
+    drop((publisher, subscriber, topic_segment));
+    drop((server, service_segment));
 }
 
 #[test]
