@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use shmkit::ring::SEGMENT_PREFIX;
-use shmkit::Key;
+use shmkit::{ring, service, topic, Key};
 
 use crate::error::CliError;
 
@@ -52,7 +51,7 @@ pub enum Command {
     /// as `ipcs -p`, `-t` and `-c` show them. --limits and --summary print
     /// the system's limits (`ipcs -l`) and the totals (`ipcs -u`) instead.
     Ls(LsArgs),
-    /// Show everything known about one segment and the processes attached to it (and the ring in it, if any)
+    /// Show everything known about one segment and the processes attached to it (and the ring, topic or service in it, if any)
     Stat {
         #[command(flatten)]
         target: StatTarget,
@@ -648,7 +647,8 @@ pub enum SortKey {
     Fill,
 }
 
-/// What `stat` shows: a segment by key or System V id, or a ring's segment.
+/// What `stat` shows: a segment by key or System V id, or the segment of a
+/// ring, topic or service.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct StatTarget {
@@ -661,17 +661,26 @@ pub struct StatTarget {
     /// Select the segment of ring NAME (the same as the KEY /shmkit.ring.NAME)
     #[arg(long, value_name = "NAME")]
     pub ring: Option<String>,
+    /// Select the segment of topic NAME (the same as the KEY /shmkit.topic.NAME)
+    #[arg(long, value_name = "NAME")]
+    pub topic: Option<String>,
+    /// Select the segment of service NAME (the same as the KEY /shmkit.service.NAME)
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
 }
 
 impl StatTarget {
     /// The same segment as a [`Target`].
     pub fn segment(&self) -> Target {
+        let object = [
+            (&self.ring, ring::SEGMENT_PREFIX),
+            (&self.topic, topic::SEGMENT_PREFIX),
+            (&self.service, service::SEGMENT_PREFIX),
+        ]
+        .into_iter()
+        .find_map(|(name, prefix)| name.as_ref().map(|name| format!("{prefix}{name}")));
         Target {
-            key: self.key.clone().or_else(|| {
-                self.ring
-                    .as_ref()
-                    .map(|name| format!("{SEGMENT_PREFIX}{name}"))
-            }),
+            key: self.key.clone().or(object),
             id: self.id,
         }
     }

@@ -274,7 +274,19 @@ fn ls_and_stat_show_a_services_clients_and_calls_in_flight_as_text_and_json() {
         assert!(output.status.success(), "{}", text(&output.stderr));
         serde_json::from_slice(&output.stdout).unwrap()
     };
+    // `stat --service NAME` is `stat` of the service's segment.
+    let by_name = text(&shmkit(&["stat", "--service", name], b"").stdout);
+    assert!(by_name.contains(&format!("key:      {key}\n")), "{by_name}");
+    assert!(
+        by_name.contains(&format!("service {name}: server none yet;")),
+        "{by_name}"
+    );
+
     let stat = json(&["stat", &key, "--json"]);
+    assert_eq!(
+        json(&["stat", "--service", name, "--json"])["service"],
+        stat["service"]
+    );
     let described = &stat["service"];
     assert_eq!(described["name"], name, "{stat}");
     assert_eq!(described["server"], serde_json::Value::Null);

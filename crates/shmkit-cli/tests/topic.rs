@@ -330,8 +330,52 @@ fn stat_and_ls_json_show_a_topic_as_the_text_does() {
         .unwrap_or_else(|| panic!("no {key} in {all}"));
     assert_eq!(listed["topic"], stat["topic"], "{listed}");
 
+    // `stat --topic NAME` is `stat` of the topic's segment, plain and JSON.
+    let by_name = json(&["stat", "--topic", &topic.0, "--json"]);
+    assert_eq!(
+        (&by_name["key"], &by_name["topic"]),
+        (&stat["key"], &stat["topic"])
+    );
+    let text = Command::new(SHMKIT)
+        .args(["stat", "--topic", &topic.0])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(&format!("key:      {key}\n")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "topic {}: policy block, lanes of 262144 bytes, largest message 131040, \
+             history 0, 3 messages published\n",
+            topic.0
+        )),
+        "{text}"
+    );
+
     publisher.close();
     drop(subscriber);
+
+    // One object at a time; a topic that is not there is an error.
+    let missing = TestTopic::new();
+    let output = Command::new(SHMKIT)
+        .args(["stat", "--topic", &missing.0])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no shared-memory segment {}{}",
+            shmkit::topic::SEGMENT_PREFIX,
+            missing.0
+        )),
+        "{stderr}"
+    );
+    let both = Command::new(SHMKIT)
+        .args(["stat", "--topic", &missing.0, "--service", &missing.0])
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
 }
 
 /// `--mode` and `--group` shape a topic that `sub` (or `pub`) creates, as
