@@ -8,22 +8,47 @@ use shmkit::{ring, service, topic, Key};
 
 use crate::error::CliError;
 
-const AFTER_HELP: &str = "\
-KEY names a segment: a System V key in decimal or 0x hex (as `ipcs -m` shows \
-it), ftok:PATH:PROJ, or a POSIX name beginning with / (a file in /dev/shm). \
-`--id ID` selects a System V segment by its id instead.
+/// What KEY and NAME are, a paragraph each: the end of `shmkit --help`,
+/// and the section KEYS AND NAMES of shmkit(1).
+pub const KEYS_AND_NAMES: [&str; 2] = [
+    "KEY names a segment: a System V key in decimal or 0x hex (as `ipcs -m` shows \
+     it), ftok:PATH:PROJ, or a POSIX name beginning with / (a file in /dev/shm). \
+     `--id ID` selects a System V segment by its id instead.",
+    "NAME names a message ring: 1 to 200 letters, digits, '-', '_' or '.', not \
+     starting with '.'. Its segment is the POSIX segment /shmkit.ring.NAME. `send` \
+     and `recv` create the ring if it does not exist, so either may start first; \
+     the ring removes itself when both have left after the producer closed it and \
+     the consumer read everything.",
+];
 
-NAME names a message ring: 1 to 200 letters, digits, '-', '_' or '.', not \
-starting with '.'. Its segment is the POSIX segment /shmkit.ring.NAME. `send` \
-and `recv` create the ring if it does not exist, so either may start first; \
-the ring removes itself when both have left after the producer closed it and \
-the consumer read everything.
+/// Each exit status and what it means: the end of `shmkit --help`, and the
+/// section EXIT STATUS of shmkit(1).
+pub const EXIT_STATUS: [(&str, &str); 3] = [
+    (
+        "0",
+        "success, also when standard output is closed early (e.g. by `head`)",
+    ),
+    (
+        "1",
+        "the operation failed: no such segment, permission denied, out of bounds, \
+         peer gone, timed out, ...",
+    ),
+    (
+        "2",
+        "the command line is wrong: unknown option, bad number, malformed KEY",
+    ),
+];
 
-Exit status:
-  0  success, also when standard output is closed early (e.g. by `head`)
-  1  the operation failed: no such segment, permission denied, out of bounds, \
-peer gone, timed out, ...
-  2  the command line is wrong: unknown option, bad number, malformed KEY";
+/// The text after the options in `shmkit --help`: [`KEYS_AND_NAMES`], then
+/// [`EXIT_STATUS`].
+fn after_help() -> String {
+    let mut text = KEYS_AND_NAMES.join("\n\n");
+    text.push_str("\n\nExit status:");
+    for (code, meaning) in EXIT_STATUS {
+        text.push_str(&format!("\n  {code}  {meaning}"));
+    }
+    text
+}
 
 /// `shmkit`: the whole command line.
 #[derive(Debug, Parser)]
@@ -31,7 +56,7 @@ peer gone, timed out, ...
     name = "shmkit",
     version,
     about = "Inspect and use shared memory (System V and POSIX) from the shell",
-    after_help = AFTER_HELP,
+    after_help = after_help(),
     // Our own `help` subcommand, so that `shmkit help --help` works too.
     disable_help_subcommand = true
 )]

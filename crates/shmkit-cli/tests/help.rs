@@ -71,6 +71,21 @@ fn completions_and_manual_pages_are_generated() {
     assert!(page.starts_with(".ie \\n(.g .ds Aq"), "{page}");
     assert!(page.contains(".TH shmkit 1"), "{page}");
     assert!(page.contains("shmkit\\-top"), "{page}");
+    // The text that ends `--help` is proper sections, not clap_mangen's
+    // "EXTRA", and the apostrophe preamble comes once.
+    assert!(!page.contains("EXTRA"), "{page}");
+    let keys = page
+        .find(".SH \"KEYS AND NAMES\"\n.PP\nKEY names a segment")
+        .expect("KEYS AND NAMES");
+    let exit = page
+        .find(".SH \"EXIT STATUS\"\n.TP\n0\nsuccess")
+        .expect("EXIT STATUS");
+    let version = page.find(".SH VERSION").expect("VERSION");
+    assert!(keys < exit && exit < version, "{page}");
+    assert!(page.contains(".TP\n2\nthe command line is wrong"), "{page}");
+    assert_eq!(page.matches(".ds Aq").count(), 2, "{page}");
+    let help = succeeded(&shmkit(&["--help"]));
+    assert!(help.contains("\n\nExit status:\n  0  success,"), "{help}");
 
     let dir = std::env::temp_dir().join(format!("shmkit-cli-test-{}-man", std::process::id()));
     std::fs::create_dir_all(&dir).expect("make a directory");
@@ -85,8 +100,10 @@ fn completions_and_manual_pages_are_generated() {
                 .into_owned()
         })
         .collect();
+    let installed = std::fs::read_to_string(dir.join("shmkit.1"));
     std::fs::remove_dir_all(&dir).expect("remove the directory");
     succeeded(&wrote);
+    assert_eq!(installed.expect("shmkit.1"), page);
     for page in ["shmkit.1", "shmkit-ls.1", "shmkit-top.1", "shmkit-rm.1"] {
         assert!(pages.contains(page), "{page} not in {pages:?}");
     }
