@@ -176,7 +176,8 @@ pub enum Command {
     /// between messages) until the producer closes the ring, then exits 0.
     /// Fails with "peer gone" if the producer died or failed, after
     /// printing every message it sent. Output is written in blocks, and whenever the ring
-    /// is empty. When recv exits early (--count, --timeout, a signal), a
+    /// is empty. Until a producer comes, recv looks for one every 20 ms at
+    /// first, then less often, down to twice a second. When recv exits early (--count, --timeout, a signal), a
     /// ring that still has a producer or unread messages stays for the
     /// next consumer; one with neither is removed. SIGINT, SIGTERM and
     /// SIGHUP end recv cleanly.
