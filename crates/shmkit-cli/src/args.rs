@@ -4,27 +4,51 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use shmkit::ring::SEGMENT_PREFIX;
-use shmkit::Key;
+use shmkit::{ring, service, topic, Key};
 
 use crate::error::CliError;
 
-const AFTER_HELP: &str = "\
-KEY names a segment: a System V key in decimal or 0x hex (as `ipcs -m` shows \
-it), ftok:PATH:PROJ, or a POSIX name beginning with / (a file in /dev/shm). \
-`--id ID` selects a System V segment by its id instead.
+/// What KEY and NAME are, a paragraph each: the end of `shmkit --help`,
+/// and the section KEYS AND NAMES of shmkit(1).
+pub const KEYS_AND_NAMES: [&str; 2] = [
+    "KEY names a segment: a System V key in decimal or 0x hex (as `ipcs -m` shows \
+     it), ftok:PATH:PROJ, or a POSIX name beginning with / (a file in /dev/shm). \
+     `--id ID` selects a System V segment by its id instead.",
+    "NAME names a message ring: 1 to 200 letters, digits, '-', '_' or '.', not \
+     starting with '.'. Its segment is the POSIX segment /shmkit.ring.NAME. `send` \
+     and `recv` create the ring if it does not exist, so either may start first; \
+     the ring removes itself when both have left after the producer closed it and \
+     the consumer read everything.",
+];
 
-NAME names a message ring: 1 to 200 letters, digits, '-', '_' or '.', not \
-starting with '.'. Its segment is the POSIX segment /shmkit.ring.NAME. `send` \
-and `recv` create the ring if it does not exist, so either may start first; \
-the ring removes itself when both have left after the producer closed it and \
-the consumer read everything.
+/// Each exit status and what it means: the end of `shmkit --help`, and the
+/// section EXIT STATUS of shmkit(1).
+pub const EXIT_STATUS: [(&str, &str); 3] = [
+    (
+        "0",
+        "success, also when standard output is closed early (e.g. by `head`)",
+    ),
+    (
+        "1",
+        "the operation failed: no such segment, permission denied, out of bounds, \
+         peer gone, timed out, ...",
+    ),
+    (
+        "2",
+        "the command line is wrong: unknown option, bad number, malformed KEY",
+    ),
+];
 
-Exit status:
-  0  success, also when standard output is closed early (e.g. by `head`)
-  1  the operation failed: no such segment, permission denied, out of bounds, \
-peer gone, timed out, ...
-  2  the command line is wrong: unknown option, bad number, malformed KEY";
+/// The text after the options in `shmkit --help`: [`KEYS_AND_NAMES`], then
+/// [`EXIT_STATUS`].
+fn after_help() -> String {
+    let mut text = KEYS_AND_NAMES.join("\n\n");
+    text.push_str("\n\nExit status:");
+    for (code, meaning) in EXIT_STATUS {
+        text.push_str(&format!("\n  {code}  {meaning}"));
+    }
+    text
+}
 
 /// `shmkit`: the whole command line.
 #[derive(Debug, Parser)]
@@ -32,7 +56,7 @@ peer gone, timed out, ...
     name = "shmkit",
     version,
     about = "Inspect and use shared memory (System V and POSIX) from the shell",
-    after_help = AFTER_HELP,
+    after_help = after_help(),
     // Our own `help` subcommand, so that `shmkit help --help` works too.
     disable_help_subcommand = true
 )]
@@ -52,12 +76,13 @@ pub enum Command {
     /// as `ipcs -p`, `-t` and `-c` show them. --limits and --summary print
     /// the system's limits (`ipcs -l`) and the totals (`ipcs -u`) instead.
     Ls(LsArgs),
-    /// Show everything known about one segment and the processes attached to it (and the ring in it, if any)
+    /// Show everything known about one segment and the processes attached to it (and the ring, topic or service in it, if any)
     Stat {
         #[command(flatten)]
         target: StatTarget,
-        /// Print one JSON object (times in seconds since the epoch, or null;
-        /// "ring" is the ring's status, or null if the segment is no ring)
+        /// Print one JSON object (see docs/JSON.md): times in seconds since
+        /// the epoch, or null; "ring", "topic" and "service" are the status of
+        /// the ring, topic or service in the segment, or null if it holds none
         #[arg(long)]
         json: bool,
     },
@@ -151,7 +176,8 @@ pub enum Command {
     /// between messages) until the producer closes the ring, then exits 0.
     /// Fails with "peer gone" if the producer died or failed, after
     /// printing every message it sent. Output is written in blocks, and whenever the ring
-    /// is empty. When recv exits early (--count, --timeout, a signal), a
+    /// is empty. Until a producer comes, recv looks for one every 20 ms at
+    /// first, then less often, down to twice a second. When recv exits early (--count, --timeout, a signal), a
     /// ring that still has a producer or unread messages stays for the
     /// next consumer; one with neither is removed. SIGINT, SIGTERM and
     /// SIGHUP end recv cleanly.
@@ -576,7 +602,8 @@ pub struct RmArgs {
     /// Remove every segment that --kind, --owner and --prefix select (all of them without those)
     #[arg(long, conflicts_with_all = ["keys", "ids"])]
     pub all: bool,
-    /// With --all: only segments of this kind (ring, topic: the segments of rings, of topics)
+    /// With --all: only segments of this kind (ring, topic, service: the
+    /// segments of rings, of topics, of services, live or not)
     #[arg(long, value_name = "KIND", value_enum, requires = "all")]
     pub kind: Option<KindFilter>,
     /// With --all: only segments this user owns (a name or a uid)
@@ -595,12 +622,14 @@ pub struct RmArgs {
 pub enum KindFilter {
     /// System V segments
     Sysv,
-    /// POSIX segments (rings' included)
+    /// POSIX segments (those of rings, topics and services included)
     Posix,
     /// The segments of message rings (/shmkit.ring.NAME)
     Ring,
     /// The segments of topics (/shmkit.topic.NAME)
     Topic,
+    /// The segments of services (/shmkit.service.NAME)
+    Service,
 }
 
 /// The options of `shmkit top`.
@@ -647,7 +676,8 @@ pub enum SortKey {
     Fill,
 }
 
-/// What `stat` shows: a segment by key or System V id, or a ring's segment.
+/// What `stat` shows: a segment by key or System V id, or the segment of a
+/// ring, topic or service.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct StatTarget {
@@ -660,17 +690,26 @@ pub struct StatTarget {
     /// Select the segment of ring NAME (the same as the KEY /shmkit.ring.NAME)
     #[arg(long, value_name = "NAME")]
     pub ring: Option<String>,
+    /// Select the segment of topic NAME (the same as the KEY /shmkit.topic.NAME)
+    #[arg(long, value_name = "NAME")]
+    pub topic: Option<String>,
+    /// Select the segment of service NAME (the same as the KEY /shmkit.service.NAME)
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
 }
 
 impl StatTarget {
     /// The same segment as a [`Target`].
     pub fn segment(&self) -> Target {
+        let object = [
+            (&self.ring, ring::SEGMENT_PREFIX),
+            (&self.topic, topic::SEGMENT_PREFIX),
+            (&self.service, service::SEGMENT_PREFIX),
+        ]
+        .into_iter()
+        .find_map(|(name, prefix)| name.as_ref().map(|name| format!("{prefix}{name}")));
         Target {
-            key: self.key.clone().or_else(|| {
-                self.ring
-                    .as_ref()
-                    .map(|name| format!("{SEGMENT_PREFIX}{name}"))
-            }),
+            key: self.key.clone().or(object),
             id: self.id,
         }
     }

@@ -222,6 +222,9 @@ fn selected(stat: &Stat, args: &RmArgs, owner: Option<u32>) -> bool {
         Some(KindFilter::Topic) => {
             stat.kind == Kind::Posix && key.starts_with(shmkit::topic::SEGMENT_PREFIX)
         }
+        Some(KindFilter::Service) => {
+            stat.kind == Kind::Posix && key.starts_with(shmkit::service::SEGMENT_PREFIX)
+        }
     };
     // A segment already removed and still attached has nothing left to remove.
     kind && !stat.removed

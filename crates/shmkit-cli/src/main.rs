@@ -8,6 +8,7 @@
 //! with the exit status documented in `--help` ([`error`]).
 
 mod args;
+mod arrival;
 #[cfg(feature = "bridge")]
 mod bridge;
 mod commands;

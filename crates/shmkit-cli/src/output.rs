@@ -237,7 +237,8 @@ pub fn stat_text(stat: &Stat, names: &Names) -> String {
 /// epoch, `null` for never; System V's attach, detach and change times and
 /// a POSIX file's access, modification and change times have names that
 /// say which; `ring` is the status of the ring in the segment, `null` if it
-/// holds none (or one that cannot be read), and `service` likewise.
+/// holds none (or one that cannot be read), and `topic` and `service`
+/// likewise.
 #[derive(Debug, Serialize)]
 pub struct StatJson<'a> {
     schema_version: u32,
@@ -274,6 +275,7 @@ pub struct StatJson<'a> {
     swapped_bytes: Option<u64>,
     attachers: Vec<AttacherJson<'a>>,
     ring: Option<RingJson<'a>>,
+    topic: Option<crate::topic::TopicJson>,
     service: Option<crate::service::ServiceJson>,
 }
 
@@ -336,6 +338,7 @@ impl<'a> StatJson<'a> {
                 })
                 .collect(),
             ring: ring.map(RingJson::new),
+            topic: crate::topic::json_in(stat),
             service: crate::service::json_in(stat),
         }
     }

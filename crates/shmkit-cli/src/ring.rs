@@ -13,6 +13,7 @@ use shmkit::ring::{
 use shmkit::{Mode, Trust};
 
 use crate::args::{Sharing, Trusted};
+use crate::arrival;
 use crate::error::CliError;
 use crate::signals;
 use crate::users::Names;
@@ -301,12 +302,18 @@ fn receive(
     let separator: &[u8] = if options.raw { b"" } else { b"\n" };
     let mut left = options.count.unwrap_or(u64::MAX);
     let mut copy = Vec::new();
+    // Until the first message, a wait begins with `arrival`'s, for a
+    // producer that may not be there yet; after it (a producer sent it),
+    // a wait costs no look at the ring's status, which a stream whose ring
+    // runs empty often would pay.
+    let mut producer_seen = false;
     while left > 0 && signals::caught().is_none() {
         // Whatever is in the ring now, without waiting or flushing.
         match consumer.try_read() {
             Ok(message) => {
                 write(out, &message, &mut copy, separator)?;
                 left -= 1;
+                producer_seen = true;
                 continue;
             }
             Err(shmkit::Error::Empty { .. }) => {}
@@ -315,6 +322,9 @@ fn receive(
         // The ring is empty: show what we have before we wait.
         out.flush().map_err(CliError::stdout)?;
         let deadline = options.timeout.map(|t| Instant::now() + t);
+        if !producer_seen {
+            arrival::wait_for_producer(consumer.name(), deadline);
+        }
         loop {
             let Some(slice) = next_slice(deadline) else {
                 return Ok(());
@@ -322,6 +332,7 @@ fn receive(
             match consumer.read_timeout(slice) {
                 Ok(message) => {
                     write(out, &message, &mut copy, separator)?;
+                    producer_seen = true;
                     break;
                 }
                 Err(shmkit::Error::Timeout { place, .. }) => {

@@ -6,7 +6,9 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use shmkit::topic::{self, Options, Policy, Publisher, Subscriber, TopicStatus};
+use shmkit::topic::{
+    self, Options, Policy, Publisher, PublisherStatus, Subscriber, SubscriberStatus, TopicStatus,
+};
 use shmkit::Mode;
 
 use crate::args::Sharing;
@@ -305,11 +307,7 @@ pub fn ls_table(headings: bool) -> Result<String, CliError> {
                         .map(|p| (p.pid, p.alive)),
                 ),
                 members(t.subscribers.iter().map(|s| (s.pid, s.alive))),
-                t.subscribers
-                    .iter()
-                    .map(|s| s.lag_bytes)
-                    .max()
-                    .map_or("-".to_owned(), |lag| lag.to_string()),
+                worst_lag(t).map_or("-".to_owned(), |lag| lag.to_string()),
             ],
             Err(_) => {
                 let mut row = vec![name.clone(), "unreadable".to_owned()];
@@ -375,11 +373,7 @@ pub fn stat_text(key: &str) -> Option<String> {
         ));
     }
     for s in &t.subscribers {
-        // A bridge's subscriber is the one in the process of its relays.
-        let bridge = t
-            .publishers
-            .iter()
-            .any(|p| p.origin.is_some() && p.pid == s.pid);
+        let bridge = is_bridge(&t, s);
         text.push_str(&format!(
             "  subscriber {}: pid {}, {}, {} received, {} missed, lag {} bytes{}\n",
             s.place,
@@ -392,6 +386,111 @@ pub fn stat_text(key: &str) -> Option<String> {
         ));
     }
     Some(text)
+}
+
+/// The largest lag of a subscriber, in bytes (`None` without subscribers).
+fn worst_lag(t: &TopicStatus) -> Option<u64> {
+    t.subscribers.iter().map(|s| s.lag_bytes).max()
+}
+
+/// Whether subscriber `s` is a bridge's: the one in the process of the
+/// topic's relays.
+fn is_bridge(t: &TopicStatus, s: &SubscriberStatus) -> bool {
+    t.publishers
+        .iter()
+        .any(|p| p.origin.is_some() && p.pid == s.pid)
+}
+
+/// A topic as `stat --json` and `ls --json` show it (docs/JSON.md,
+/// "topic"): what `stat` and the `ls` table show of it.
+#[derive(Debug, serde::Serialize)]
+pub struct TopicJson {
+    name: String,
+    policy: &'static str,
+    capacity: u64,
+    max_message: u64,
+    history: u32,
+    max_publishers: u32,
+    max_subscribers: u32,
+    published: u64,
+    publishers: Vec<TopicPublisherJson>,
+    subscribers: Vec<TopicSubscriberJson>,
+    worst_lag_bytes: Option<u64>,
+    abandoned: bool,
+}
+
+/// One publisher lane in the JSON (docs/JSON.md, "topic publisher").
+#[derive(Debug, serde::Serialize)]
+struct TopicPublisherJson {
+    lane: usize,
+    id: u64,
+    pid: shmkit::Pid,
+    alive: bool,
+    closed: bool,
+    published: u64,
+    lane_messages: u64,
+    origin: Option<OriginJson>,
+}
+
+/// The remote publisher a bridge's relay carries: the host's id as text,
+/// as `stat` shows it (a 64-bit hash, which some JSON readers would round).
+#[derive(Debug, serde::Serialize)]
+struct OriginJson {
+    host: String,
+    publisher: u64,
+}
+
+/// One subscriber in the JSON (docs/JSON.md, "topic subscriber").
+#[derive(Debug, serde::Serialize)]
+struct TopicSubscriberJson {
+    #[serde(flatten)]
+    status: SubscriberStatus,
+    bridge: bool,
+}
+
+impl TopicPublisherJson {
+    fn new(p: &PublisherStatus) -> TopicPublisherJson {
+        TopicPublisherJson {
+            lane: p.lane,
+            id: p.id,
+            pid: p.pid,
+            alive: p.alive,
+            closed: p.closed,
+            published: p.published,
+            lane_messages: p.lane_messages,
+            origin: p.origin.map(|o| OriginJson {
+                host: format!("{:#018x}", o.host),
+                publisher: o.publisher,
+            }),
+        }
+    }
+}
+
+/// The topic in segment `stat`, if it names one whose header reads.
+pub fn json_in(stat: &shmkit::Stat) -> Option<TopicJson> {
+    let key = stat.key.to_string();
+    let t = topic::status(key.strip_prefix(topic::SEGMENT_PREFIX)?).ok()?;
+    Some(TopicJson {
+        publishers: t.publishers.iter().map(TopicPublisherJson::new).collect(),
+        subscribers: t
+            .subscribers
+            .iter()
+            .map(|s| TopicSubscriberJson {
+                status: s.clone(),
+                bridge: is_bridge(&t, s),
+            })
+            .collect(),
+        worst_lag_bytes: worst_lag(&t),
+        abandoned: t.abandoned(),
+        name: t.name,
+        policy: t.policy,
+        capacity: t.capacity,
+        max_message: t.max_message,
+        history: t.history,
+        max_publishers: t.max_publishers,
+        max_subscribers: t.max_subscribers,
+        published: t.published,
+    })
 }
 
 /// `shmkit gc [NAME...]`: the rings' part (`ring::gc`) for every name that

@@ -71,6 +71,21 @@ fn completions_and_manual_pages_are_generated() {
     assert!(page.starts_with(".ie \\n(.g .ds Aq"), "{page}");
     assert!(page.contains(".TH shmkit 1"), "{page}");
     assert!(page.contains("shmkit\\-top"), "{page}");
+    // The text that ends `--help` is proper sections, not clap_mangen's
+    // "EXTRA", and the apostrophe preamble comes once.
+    assert!(!page.contains("EXTRA"), "{page}");
+    let keys = page
+        .find(".SH \"KEYS AND NAMES\"\n.PP\nKEY names a segment")
+        .expect("KEYS AND NAMES");
+    let exit = page
+        .find(".SH \"EXIT STATUS\"\n.TP\n0\nsuccess")
+        .expect("EXIT STATUS");
+    let version = page.find(".SH VERSION").expect("VERSION");
+    assert!(keys < exit && exit < version, "{page}");
+    assert!(page.contains(".TP\n2\nthe command line is wrong"), "{page}");
+    assert_eq!(page.matches(".ds Aq").count(), 2, "{page}");
+    let help = succeeded(&shmkit(&["--help"]));
+    assert!(help.contains("\n\nExit status:\n  0  success,"), "{help}");
 
     let dir = std::env::temp_dir().join(format!("shmkit-cli-test-{}-man", std::process::id()));
     std::fs::create_dir_all(&dir).expect("make a directory");
@@ -85,8 +100,10 @@ fn completions_and_manual_pages_are_generated() {
                 .into_owned()
         })
         .collect();
+    let installed = std::fs::read_to_string(dir.join("shmkit.1"));
     std::fs::remove_dir_all(&dir).expect("remove the directory");
     succeeded(&wrote);
+    assert_eq!(installed.expect("shmkit.1"), page);
     for page in ["shmkit.1", "shmkit-ls.1", "shmkit-top.1", "shmkit-rm.1"] {
         assert!(pages.contains(page), "{page} not in {pages:?}");
     }
@@ -147,6 +164,16 @@ fn json_outputs_have_exactly_the_documented_fields() {
         TestKey(Key::posix(&format!("/shmkit.ring.{ring_name}")).expect("a valid name"));
     let mut producer = shmkit::ring::Producer::open(&ring_name).expect("make a ring");
     producer.send(b"counted").expect("send");
+    // A topic with a publisher and a subscriber, and a service with a server.
+    let topic_name = format!("cli-test-{}-a-topic", std::process::id());
+    let topic_segment =
+        TestKey(Key::posix(&format!("/shmkit.topic.{topic_name}")).expect("a valid name"));
+    let subscriber = shmkit::topic::Subscriber::open(&topic_name).expect("make a topic");
+    let publisher = shmkit::topic::Publisher::open(&topic_name).expect("publish");
+    let service_name = format!("cli-test-{}-a-service", std::process::id());
+    let service_segment =
+        TestKey(Key::posix(&format!("/shmkit.service.{service_name}")).expect("a valid name"));
+    let server = shmkit::service::Server::open(&service_name).expect("make a service");
 
     let sysv = json(&shmkit(&["stat", &key.arg(), "--json"]));
     assert_documented(&docs, "segment", &sysv);
@@ -158,6 +185,14 @@ fn json_outputs_have_exactly_the_documented_fields() {
     assert_documented(&docs, "segment", &ring);
     assert_documented(&docs, "ring", &ring["ring"]);
     assert_documented(&docs, "endpoint", &ring["ring"]["producer"]);
+    let topic = json(&shmkit(&["stat", &topic_segment.arg(), "--json"]));
+    assert_documented(&docs, "segment", &topic);
+    assert_documented(&docs, "topic", &topic["topic"]);
+    assert_documented(&docs, "topic publisher", &topic["topic"]["publishers"][0]);
+    assert_documented(&docs, "topic subscriber", &topic["topic"]["subscribers"][0]);
+    let service = json(&shmkit(&["stat", &service_segment.arg(), "--json"]));
+    assert_documented(&docs, "segment", &service);
+    assert_documented(&docs, "service", &service["service"]);
 
     let listed = json(&shmkit(&["ls", "--json"]));
     for element in listed.as_array().expect("an array") {
@@ -188,6 +223,8 @@ fn json_outputs_have_exactly_the_documented_fields() {
     assert_eq!(objects[0]["messages_total"], 1);
 
     drop((producer, attached, ring_segment));
+    drop((publisher, subscriber, topic_segment));
+    drop((server, service_segment));
 }
 
 #[test]

@@ -815,6 +815,33 @@ fn has_live(name: &str, end: &str) -> bool {
     })
 }
 
+/// A `recv` that holds a ring no producer has come to waits for one by
+/// looking at the ring's status now and then (`arrival`): it takes the
+/// stream of a producer that comes later, also one that came, sent and
+/// closed between two looks (the ring holds it), and `--count` leaves the
+/// rest for the next consumer, as ever.
+#[test]
+fn recv_waiting_for_a_producer_gets_the_stream_of_one_that_comes() {
+    let ring = TestRing::new();
+    let recv = Running::spawn(&["recv", ring.name()]);
+    wait_for("recv to hold the ring", || {
+        has_live(ring.name(), "consumer")
+    });
+    succeeded(&shmkit_with_input(&["send", ring.name()], b"one\ntwo\n"));
+    assert_eq!(succeeded_text(&recv.finish()), "one\ntwo\n");
+    assert!(!ring.exists());
+
+    let recv = Running::spawn(&["recv", ring.name(), "--count", "1"]);
+    wait_for("recv to hold the ring", || {
+        has_live(ring.name(), "consumer")
+    });
+    let send = Running::spawn_with_input(&["send", ring.name()], b"first\nsecond\n".to_vec());
+    assert_eq!(succeeded_text(&recv.finish()), "first\n");
+    assert_eq!(succeeded(&send.finish()), b"");
+    assert_eq!(succeeded_text(&shmkit(&["recv", ring.name()])), "second\n");
+    assert!(!ring.exists());
+}
+
 #[test]
 fn an_empty_stream_reaches_a_consumer_that_starts_later() {
     let ring = TestRing::new();

@@ -274,7 +274,19 @@ fn ls_and_stat_show_a_services_clients_and_calls_in_flight_as_text_and_json() {
         assert!(output.status.success(), "{}", text(&output.stderr));
         serde_json::from_slice(&output.stdout).unwrap()
     };
+    // `stat --service NAME` is `stat` of the service's segment.
+    let by_name = text(&shmkit(&["stat", "--service", name], b"").stdout);
+    assert!(by_name.contains(&format!("key:      {key}\n")), "{by_name}");
+    assert!(
+        by_name.contains(&format!("service {name}: server none yet;")),
+        "{by_name}"
+    );
+
     let stat = json(&["stat", &key, "--json"]);
+    assert_eq!(
+        json(&["stat", "--service", name, "--json"])["service"],
+        stat["service"]
+    );
     let described = &stat["service"];
     assert_eq!(described["name"], name, "{stat}");
     assert_eq!(described["server"], serde_json::Value::Null);
@@ -318,4 +330,55 @@ fn ls_and_stat_show_a_services_clients_and_calls_in_flight_as_text_and_json() {
     let stat = json(&["stat", &key, "--json"]);
     assert_eq!(stat["service"]["clients"][0]["alive"], false, "{stat}");
     assert_eq!(stat["service"]["abandoned"], true);
+}
+
+#[test]
+fn rm_all_kind_service_removes_services_alone_live_ones_too() {
+    let service = TestService::new();
+    let key = format!("{}{}", shmkit::service::SEGMENT_PREFIX, service.0);
+    let prefix = format!(
+        "{}cli-service-{}-",
+        shmkit::service::SEGMENT_PREFIX,
+        std::process::id()
+    );
+    // A live server: this process holds the service and maps it.
+    let server = shmkit::service::Server::open(&service.0).unwrap();
+    // A ring of the same name, which is no service.
+    let ring = RingGuard(service.0.clone());
+    drop(shmkit::ring::Producer::open(&ring.0).unwrap());
+    let ring_key = format!("{}{}", shmkit::ring::SEGMENT_PREFIX, ring.0);
+    let nothing = "no segment matched; nothing was removed\n";
+    let rm = |kind: &str, prefix: &str| {
+        let output = shmkit(
+            &["rm", "--all", "--kind", kind, "--prefix", prefix, "-v"],
+            b"",
+        );
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        text(&output.stdout)
+    };
+
+    // The other kinds do not take a service, nor --kind service a ring.
+    for kind in ["ring", "topic", "sysv"] {
+        assert_eq!(rm(kind, &prefix), nothing, "--kind {kind}");
+    }
+    assert_eq!(rm("service", &ring_key), nothing);
+    assert!(service.exists());
+
+    // Removed though it is live, as `--kind ring` removes a live ring.
+    assert_eq!(
+        rm("service", &prefix),
+        format!("removed {key}; its memory stays until the 1 process attached detaches\n")
+    );
+    assert!(!service.exists());
+    assert!(shmkit::ring::status(&ring.0).is_ok(), "the ring stays");
+    drop(server);
+}
+
+/// Removes ring NAME when dropped.
+struct RingGuard(String);
+
+impl Drop for RingGuard {
+    fn drop(&mut self) {
+        let _ = shmkit::ring::remove(&self.0);
+    }
 }

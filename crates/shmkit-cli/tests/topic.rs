@@ -256,6 +256,128 @@ fn ls_and_stat_show_topics_and_gc_collects_dead_ones() {
     assert!(Segment::open(&topic.key()).is_err());
 }
 
+/// `stat --json` and `ls --json` show a topic's members and counters, as
+/// the text does.
+#[test]
+fn stat_and_ls_json_show_a_topic_as_the_text_does() {
+    let topic = TestTopic::new();
+    let subscriber = spawn(&["sub", &topic.0]);
+    wait_until("the subscriber joined", || subscribers(&topic.0) == 1);
+    let mut publisher = shmkit::topic::Publisher::open(&topic.0).unwrap();
+    for message in ["one", "two", "three"] {
+        publisher.send(message.as_bytes()).unwrap();
+    }
+    wait_until("the subscriber received all three", || {
+        shmkit::topic::status(&topic.0).is_ok_and(|t| t.subscribers[0].received == 3)
+    });
+    let key = format!("{}{}", shmkit::topic::SEGMENT_PREFIX, topic.0);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let output = Command::new(SHMKIT).args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+
+    let stat = json(&["stat", &key, "--json"]);
+    let t = &stat["topic"];
+    assert_eq!(t["name"], topic.0.as_str(), "{stat}");
+    assert_eq!(
+        (t["policy"].as_str(), t["published"].as_u64()),
+        (Some("block"), Some(3))
+    );
+    assert_eq!(t["capacity"].as_u64(), Some(256 << 10));
+    assert_eq!(
+        (t["worst_lag_bytes"].as_u64(), &t["abandoned"]),
+        (Some(0), &false.into())
+    );
+    let publishers = t["publishers"].as_array().unwrap();
+    assert_eq!(publishers.len(), 1, "{t}");
+    let p = &publishers[0];
+    assert_eq!(
+        p["pid"].as_u64(),
+        Some(u64::from(std::process::id())),
+        "{p}"
+    );
+    assert_eq!((&p["alive"], &p["closed"]), (&true.into(), &false.into()));
+    assert_eq!(
+        (p["published"].as_u64(), &p["origin"]),
+        (Some(3), &serde_json::Value::Null)
+    );
+    let subscribers = t["subscribers"].as_array().unwrap();
+    assert_eq!(subscribers.len(), 1, "{t}");
+    let s = &subscribers[0];
+    assert_eq!(s["pid"].as_u64(), Some(u64::from(subscriber.0.id())), "{s}");
+    assert_eq!(
+        (s["received"].as_u64(), s["lag_bytes"].as_u64()),
+        (Some(3), Some(0))
+    );
+    assert_eq!((&s["alive"], &s["bridge"]), (&true.into(), &false.into()));
+    assert_eq!(
+        (&stat["ring"], &stat["service"]),
+        (&serde_json::Value::Null, &serde_json::Value::Null)
+    );
+
+    // `ls --json` shows the same topic in its segment's element.
+    let all = json(&["ls", "--json"]);
+    let listed = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|segment| segment["key"] == key.as_str())
+        .unwrap_or_else(|| panic!("no {key} in {all}"));
+    assert_eq!(listed["topic"], stat["topic"], "{listed}");
+
+    // `stat --topic NAME` is `stat` of the topic's segment, plain and JSON.
+    let by_name = json(&["stat", "--topic", &topic.0, "--json"]);
+    assert_eq!(
+        (&by_name["key"], &by_name["topic"]),
+        (&stat["key"], &stat["topic"])
+    );
+    let text = Command::new(SHMKIT)
+        .args(["stat", "--topic", &topic.0])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(&format!("key:      {key}\n")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "topic {}: policy block, lanes of 262144 bytes, largest message 131040, \
+             history 0, 3 messages published\n",
+            topic.0
+        )),
+        "{text}"
+    );
+
+    publisher.close();
+    drop(subscriber);
+
+    // One object at a time; a topic that is not there is an error.
+    let missing = TestTopic::new();
+    let output = Command::new(SHMKIT)
+        .args(["stat", "--topic", &missing.0])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no shared-memory segment {}{}",
+            shmkit::topic::SEGMENT_PREFIX,
+            missing.0
+        )),
+        "{stderr}"
+    );
+    let both = Command::new(SHMKIT)
+        .args(["stat", "--topic", &missing.0, "--service", &missing.0])
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
+}
+
 /// `--mode` and `--group` shape a topic that `sub` (or `pub`) creates, as
 /// they do a ring that `send` or `recv` creates.
 #[test]

@@ -1,0 +1,103 @@
+//! How `recv` waits for a producer that is not there yet, without the
+//! library's peer checks.
+//!
+//! A consumer waiting in the library (`Consumer::read_timeout`) sleeps on
+//! the ring's futex in naps of at most 20 ms (`PEER_CHECK_INTERVAL`),
+//! looking between them at whether its producer died or closed: a dead
+//! process wakes nobody, so only looking finds it. That is 50 wake-ups a
+//! second, also while no producer has come yet, when there is nothing that
+//! could die. The library offers no wait for a producer's arrival (a
+//! producer's join writes no futex word, and the interval is not an
+//! option), so `recv` waits for one itself: it looks at the ring's status,
+//! from outside, in sleeps that double from 20 ms (as often as the library
+//! would look, so a producer that comes at once is seen as soon as before)
+//! up to [`LONGEST_SLEEP`]. Each sleep is 20 ms longer than the whole wait
+//! before it, so a producer that comes T after `recv` began has its first
+//! message taken by about 2T + 20 ms, and never more than
+//! [`LONGEST_SLEEP`] after it came; a `recv` that waits for long wakes
+//! twice a second. Once a producer holds the ring (or has been and gone,
+//! leaving messages or its close), the wait is the library's again.
+
+use std::time::{Duration, Instant};
+
+use rustix::event::{poll, Timespec};
+use shmkit::ring::RingStatus;
+
+use crate::signals;
+
+/// The first sleep: the library's own interval between looks at a peer.
+const FIRST_SLEEP: Duration = Duration::from_millis(20);
+
+/// The longest sleep: what a producer that comes late may wait for its
+/// first message to be taken (the ring holds it meanwhile), and how long a
+/// stop signal that lands just before a sleep goes unseen (one that lands
+/// during the sleep ends it at once).
+const LONGEST_SLEEP: Duration = Duration::from_millis(500);
+
+/// Waits while ring `name` has no producer and nothing to read; returns
+/// once one of those changes, a stop signal comes, `deadline` passes, or
+/// the status cannot be read: the library's wait, which comes next,
+/// sorts out each.
+pub fn wait_for_producer(name: &str, deadline: Option<Instant>) {
+    let mut sleep = FIRST_SLEEP;
+    loop {
+        match shmkit::ring::status(name) {
+            Ok(status) if producerless(&status) => {}
+            _ => return,
+        }
+        if signals::caught().is_some() {
+            return;
+        }
+        let nap = match deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return;
+                }
+                sleep.min(left)
+            }
+            None => sleep,
+        };
+        sleep_unless_signalled(nap);
+        sleep = next_sleep(sleep);
+    }
+}
+
+/// The sleep after one of `sleep`: twice as long, at most [`LONGEST_SLEEP`].
+fn next_sleep(sleep: Duration) -> Duration {
+    (sleep * 2).min(LONGEST_SLEEP)
+}
+
+/// Whether `status` shows a ring that no producer holds or has held since
+/// its stream began, with nothing in it: nothing can happen in it until a
+/// producer comes. (A dead producer's ring is not one: the library's wait
+/// reports it.)
+fn producerless(status: &RingStatus) -> bool {
+    status.producer.is_none() && !status.closed && status.bytes_in_flight == 0
+}
+
+/// Sleeps for `nap`, or less if a signal's handler runs meanwhile: `poll`
+/// with no descriptors returns `EINTR` then (it is never restarted), where
+/// `std::thread::sleep` would sleep on.
+fn sleep_unless_signalled(nap: Duration) {
+    let timeout = Timespec {
+        tv_sec: nap.as_secs() as _,
+        tv_nsec: nap.subsec_nanos() as _,
+    };
+    // Interrupted or not, the caller looks again.
+    let _ = poll(&mut [], Some(&timeout));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleeps_double_up_to_the_longest() {
+        let sleeps: Vec<u128> = std::iter::successors(Some(FIRST_SLEEP), |&s| Some(next_sleep(s)))
+            .take(7)
+            .map(|s| s.as_millis())
+            .collect();
+        assert_eq!(sleeps, [20, 40, 80, 160, 320, 500, 500]);
+    }
+}
