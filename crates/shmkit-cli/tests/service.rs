@@ -334,13 +334,12 @@ fn ls_and_stat_show_a_services_clients_and_calls_in_flight_as_text_and_json() {
 
 #[test]
 fn rm_all_kind_service_removes_services_alone_live_ones_too() {
-    let service = TestService::new();
+    // A name no other test's begins with: `rm --all --prefix` takes every
+    // segment whose name starts so, and the other tests of this binary
+    // run at the same time under `cli-service-PID-`.
+    let service = TestService(format!("cli-rm-kind-{}", std::process::id()));
     let key = format!("{}{}", shmkit::service::SEGMENT_PREFIX, service.0);
-    let prefix = format!(
-        "{}cli-service-{}-",
-        shmkit::service::SEGMENT_PREFIX,
-        std::process::id()
-    );
+    let prefix = key.clone();
     // A live server: this process holds the service and maps it.
     let server = shmkit::service::Server::open(&service.0).unwrap();
     // A ring of the same name, which is no service.
@@ -364,10 +363,14 @@ fn rm_all_kind_service_removes_services_alone_live_ones_too() {
     assert_eq!(rm("service", &ring_key), nothing);
     assert!(service.exists());
 
-    // Removed though it is live, as `--kind ring` removes a live ring.
-    assert_eq!(
-        rm("service", &prefix),
-        format!("removed {key}; its memory stays until the 1 process attached detaches\n")
+    // Removed though it is live, as `--kind ring` removes a live ring. (How
+    // many processes are attached is not asserted: a child that another
+    // test forks holds this process's mappings until it execs.)
+    let removed = rm("service", &prefix);
+    assert!(
+        removed.starts_with(&format!("removed {key}; its memory stays until the "))
+            && removed.lines().count() == 1,
+        "{removed}"
     );
     assert!(!service.exists());
     assert!(shmkit::ring::status(&ring.0).is_ok(), "the ring stays");
