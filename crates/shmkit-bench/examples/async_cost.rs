@@ -407,10 +407,13 @@ fn send(size: usize, count: usize, way: &str) {
             let mut sequence = run.start;
             in_place_then_runtime(&runtime, async move {
                 let written = tx.write_while(len, |space| {
+                    if sequence == run.end {
+                        return false;
+                    }
                     space.copy_from_slice(message);
                     space[..8].copy_from_slice(&sequence.to_le_bytes());
                     sequence += 1;
-                    sequence < run.end
+                    true
                 });
                 written.await.map(|_| ())
             })

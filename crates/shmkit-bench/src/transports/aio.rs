@@ -97,26 +97,32 @@ impl super::Link for AsyncLink {
     }
 
     /// A stream's messages, all awaited in one task (one `block_on`), as a
-    /// tokio program's loop would: each stamped, copied into the ring and
+    /// tokio program's loop would: each stamped, copied into its grant and
     /// committed before the next, by `write_while`, the async loop of
-    /// `send`.
+    /// grant, copy and commit (the same work as shmkit-block's `send`,
+    /// which looks at the mapping's fault flag after its copy rather than
+    /// before).
     fn send_sequence(
         &mut self,
         message: &mut Message,
         sequences: std::ops::Range<u64>,
     ) -> Result<(), Error> {
-        let tx = self.tx.as_mut().ok_or_else(|| one_way("send"))?;
+        // As shmkit-block's loop, which sends nothing for no messages.
         if sequences.is_empty() {
             return Ok(());
         }
+        let tx = self.tx.as_mut().ok_or_else(|| one_way("send"))?;
         let len = message.bytes().len();
         let (mut next, end) = (sequences.start, sequences.end);
         run(&self.runtime, async {
             tx.write_while(len, move |space| {
+                if next == end {
+                    return false;
+                }
                 message.stamp(next);
                 space.copy_from_slice(message.bytes());
                 next += 1;
-                next < end
+                true
             })
             .await?;
             Ok(())
@@ -145,7 +151,13 @@ impl super::Link for AsyncLink {
                 each(message)
             })
             .await?;
-            wrong.map_or(Ok(()), |got| Err(wrong_length(got, len)))
+            if let Some(got) = wrong {
+                return Err(wrong_length(got, len));
+            }
+            // `read_while` leaves the message `each` stopped at (the end
+            // message) in the ring: taken now, as shmkit-block takes it.
+            rx.read().await?.release();
+            Ok(())
         })
     }
 
