@@ -433,7 +433,7 @@ impl AsyncConsumer {
     /// The messages that are there are taken within one poll, without an
     /// `.await` between them, so that the loop's state stays in registers:
     /// for a stream of small messages this costs little more than the
-    /// blocking `read` loop (137 instructions a 64 B message in
+    /// blocking `read` loop (138 instructions a 64 B message in
     /// `shmkit bench`'s stream against 124; a loop of `read().await`,
     /// which keeps its state in the future's memory, 152).
     ///
@@ -690,7 +690,7 @@ impl AsyncProducer {
     /// without an `.await` between them, so that the loop's state stays in
     /// registers: for a stream of small messages this costs less than a
     /// loop of `send().await`, which keeps its state, and each send's
-    /// `Result`, in the future's memory (91 instructions a 64 B message in
+    /// `Result`, in the future's memory (90 instructions a 64 B message in
     /// `shmkit bench`'s stream against 104; the blocking loop of `send`,
     /// 67). [`AsyncConsumer::read_while`] is its receiving side.
     ///
