@@ -78,6 +78,7 @@
 //! ```
 
 mod channel;
+mod lend;
 mod park;
 mod reactor;
 mod ring;

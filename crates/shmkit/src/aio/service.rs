@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::lend::{Lend, Step};
 use super::park::{Park, Readiness};
 use crate::channel::{Codec, Postcard, ServiceClient, ServiceServer};
 use crate::error::{Error, Result};
@@ -214,10 +215,7 @@ impl AsyncClient {
     ///
     /// As [`Client::wait`].
     pub fn wait(&mut self, call: PendingCall) -> impl Future<Output = Result<Response<'_>>> {
-        Wait {
-            endpoint: Some(self),
-            call,
-        }
+        Lend::new(self, Wait(call))
     }
 
     /// [`Client::call`], awaited: sends `request`, then waits for its
@@ -320,10 +318,10 @@ impl AsyncServer {
     ///
     /// As [`Server::recv_request`].
     pub fn recv_request(&mut self) -> impl Future<Output = Result<Request<'_>>> {
-        RecvRequest(Some(self))
+        Lend::new(self, RecvRequest)
     }
 
-    /// The rest of [`RecvRequest`]'s poll after its quick look found
+    /// The rest of [`RecvRequest`]'s step after its quick look found
     /// nothing: the wait, and the request its last look found.
     #[inline(never)]
     fn poll_found(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Slot, Caller)>> {
@@ -335,7 +333,9 @@ impl AsyncServer {
 // The client's and server's verbs' futures are written by hand, as the
 // ring's are (`aio/ring.rs`), rather than as `async fn`s around a
 // `poll_fn`, whose state machines and extra polls cost a call about 200
-// instructions (`async_cost call`: 1095 against 892 a 64 B call).
+// instructions (`async_cost call`: 1095 against 892 a 64 B call). The
+// wait and the receive, whose outcomes borrow their endpoint, are steps
+// of a `Lend` future (`aio/lend.rs`), as the ring's grants are.
 
 /// [`AsyncClient::send_request`]'s future: tries to send, and waits for
 /// room (or for a call to be due) while it cannot.
@@ -364,62 +364,57 @@ impl Future for SendRequest<'_> {
     }
 }
 
-/// [`AsyncClient::wait`]'s future: owns the call (dropped with it, the
-/// call is abandoned), and reads the response its wait's last look found
-/// in the same poll (no second look, as `try_wait` would make).
-struct Wait<'a> {
-    endpoint: Option<&'a mut AsyncClient>,
-    call: PendingCall,
-}
+/// [`AsyncClient::wait`]'s step: owns the call (dropped with its future,
+/// the call is abandoned), and reads the response its wait's last look
+/// found in the same poll (no second look, as `try_wait` would make).
+struct Wait(PendingCall);
 
-impl<'a> Future for Wait<'a> {
+impl<'a> Step<'a, AsyncClient> for Wait {
     type Output = Result<Response<'a>>;
 
     #[inline(always)]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Wait { endpoint, call } = &mut *self;
-        let this = endpoint.take().expect(POLLED_AFTER_END);
+    fn step(
+        &mut self,
+        cx: &mut Context<'_>,
+        this: &'a mut AsyncClient,
+    ) -> Result<Self::Output, &'a mut AsyncClient> {
+        let call = &self.0;
         let answer = &mut Answer(&mut this.client, call);
         match this.park.poll_act(cx, answer, |a| a.0.response_now(a.1)) {
-            Poll::Ready(Ok(found)) => Poll::Ready(this.client.response_at(call, found)),
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => {
-                *endpoint = Some(this);
-                Poll::Pending
-            }
+            Poll::Ready(Ok(found)) => Ok(this.client.response_at(call, found)),
+            Poll::Ready(Err(err)) => Ok(Err(err)),
+            Poll::Pending => Err(this),
         }
     }
 }
 
-/// [`AsyncServer::recv_request`]'s future, written by hand as the ring's
+/// [`AsyncServer::recv_request`]'s step, written by hand as the ring's
 /// verbs are (`aio/ring.rs`): the blocking server's first look behind the
 /// park's one byte (`Park::quick`), inlined into the caller, the wait out
-/// of line. It holds the server until it completes, then lends it to the
-/// request.
-struct RecvRequest<'a>(Option<&'a mut AsyncServer>);
+/// of line. Its future holds the server until it completes, then lends it
+/// to the request.
+struct RecvRequest;
 
-impl<'a> Future for RecvRequest<'a> {
+impl<'a> Step<'a, AsyncServer> for RecvRequest {
     type Output = Result<Request<'a>>;
 
     #[inline(always)]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.0.take().expect(POLLED_AFTER_END);
+    fn step(
+        &mut self,
+        cx: &mut Context<'_>,
+        this: &'a mut AsyncServer,
+    ) -> Result<Self::Output, &'a mut AsyncServer> {
         let found = match this.park.quick(|| this.server.request_quick()) {
             Some(found) => found,
             None => match this.poll_found(cx) {
                 Poll::Ready(Ok(found)) => found,
-                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-                Poll::Pending => {
-                    self.0 = Some(this);
-                    return Poll::Pending;
-                }
+                Poll::Ready(Err(err)) => return Ok(Err(err)),
+                Poll::Pending => return Err(this),
             },
         };
-        Poll::Ready(Ok(this.server.request_at(found)))
+        Ok(Ok(this.server.request_at(found)))
     }
 }
-
-const POLLED_AFTER_END: &str = "a verb's future polled after it completed";
 
 /// A typed service's client, awaited: a
 /// [`channel::ServiceClient`](crate::channel::ServiceClient) whose waits
