@@ -25,7 +25,7 @@ use std::time::Duration;
 use super::reactor::{reactor, Parked, CHECK_SLACK};
 use crate::error::Result;
 use crate::ring::wait::{
-    announce_sleep, monotonic_nanos, spin_polls, stamped_for, WakeLine, FIRST_PEER_CHECK,
+    announce_sleep, monotonic_nanos, spin_polls, stamped_for, Waiter, WakeLine, FIRST_PEER_CHECK,
     PEER_CHECK_INTERVAL,
 };
 use crate::sync::{AtomicU32, Ordering};
@@ -70,14 +70,21 @@ pub(crate) trait Readiness {
     /// may depend on the endpoint's state: a client with too many calls
     /// due sleeps on its responses, else on room for a request).
     fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32);
+    /// The endpoint's blocking waiter, whose spin its async waits follow
+    /// too.
+    fn waiter(&mut self) -> &mut Waiter;
     /// How long to spin before parking; `None` never parks (busy polling,
     /// which yields to the executor between looks).
-    fn spin_time(&self) -> Option<Duration>;
+    fn spin_time(&mut self) -> Option<Duration> {
+        self.waiter().spin_time()
+    }
     /// Folds one measured wake-up of this waiter (from the peer's wake-up
     /// call to the task's next poll) into what `spin_time` says: the
     /// endpoint's blocking `Waiter`, which an adaptive endpoint's spin
     /// follows (the others ignore it).
-    fn learn_wake_cost(&mut self, cost: Duration);
+    fn learn_wake_cost(&mut self, cost: Duration) {
+        self.waiter().learn_wake_cost(cost);
+    }
 }
 
 /// The word a wait announced sleep on, and its line: kept from the
@@ -401,6 +408,7 @@ mod tests {
 
     use super::*;
     use crate::ring::wait::wake_stamp;
+    use crate::ring::Waiting;
     use crate::sync::{AtomicU64, Ordering};
 
     /// A wait line with two futex words, as a service client's state
@@ -433,6 +441,7 @@ mod tests {
         /// (the look after the announce), and moves on to the second.
         ready_once_announced: bool,
         ready: bool,
+        waiter: Waiter,
     }
 
     impl Readiness for Switching<'_> {
@@ -457,14 +466,18 @@ mod tests {
             };
             (self.line as &(dyn WakeLine + 'static), word)
         }
-        fn spin_time(&self) -> Option<Duration> {
-            Some(Duration::ZERO)
+        fn waiter(&mut self) -> &mut Waiter {
+            &mut self.waiter
         }
-        fn learn_wake_cost(&mut self, _cost: Duration) {}
     }
 
     fn line() -> &'static TwoWords {
         Box::leak(Box::default())
+    }
+
+    /// A waiter that parks at once, without a spin.
+    fn no_spin() -> Waiter {
+        Waiter::new(Waiting::SpinThenSleep(Duration::ZERO))
     }
 
     /// An endpoint that sleeps on the first word, never ready, and keeps
@@ -472,6 +485,7 @@ mod tests {
     struct Learning<'a> {
         line: &'a TwoWords,
         learned: Vec<Duration>,
+        waiter: Waiter,
     }
 
     impl Readiness for Learning<'_> {
@@ -484,8 +498,8 @@ mod tests {
         fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
             (self.line as &(dyn WakeLine + 'static), &self.line.first)
         }
-        fn spin_time(&self) -> Option<Duration> {
-            Some(Duration::ZERO)
+        fn waiter(&mut self) -> &mut Waiter {
+            &mut self.waiter
         }
         fn learn_wake_cost(&mut self, cost: Duration) {
             self.learned.push(cost);
@@ -498,6 +512,7 @@ mod tests {
         let mut target = Learning {
             line,
             learned: Vec::new(),
+            waiter: no_spin(),
         };
         let mut park = Park::default();
         let mut cx = Context::from_waker(Waker::noop());
@@ -535,6 +550,7 @@ mod tests {
         let mut target = Learning {
             line,
             learned: Vec::new(),
+            waiter: no_spin(),
         };
         let mut park = Park::default();
         let mut cx = Context::from_waker(Waker::noop());
@@ -564,6 +580,7 @@ mod tests {
             on_second: false,
             ready_once_announced: true,
             ready: false,
+            waiter: no_spin(),
         };
         let mut park = Park::default();
         let mut cx = Context::from_waker(Waker::noop());
@@ -582,6 +599,7 @@ mod tests {
             on_second: false,
             ready_once_announced: false,
             ready: false,
+            waiter: no_spin(),
         };
         let mut park = Park::default();
         let mut cx = Context::from_waker(Waker::noop());

@@ -4,14 +4,13 @@
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
 use super::lend::{Lend, Step};
 use super::park::{Park, Readiness};
 use super::sink::{sink_by_outgoing, Outgoing};
 use crate::error::{Error, Result};
 use crate::ring::protocol::Slot;
-use crate::ring::wait::WakeLine;
+use crate::ring::wait::{Waiter, WakeLine};
 use crate::ring::{Consumer, Options, Producer, ReadGrant, WriteGrant};
 use crate::sync::AtomicU32;
 
@@ -28,11 +27,8 @@ impl Readiness for Message<'_> {
     fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         self.0.sleep_line()
     }
-    fn spin_time(&self) -> Option<Duration> {
-        self.0.spin_time()
-    }
-    fn learn_wake_cost(&mut self, cost: Duration) {
-        self.0.learn_wake_cost(cost);
+    fn waiter(&mut self) -> &mut Waiter {
+        self.0.waiter()
     }
 }
 
@@ -49,11 +45,8 @@ impl Readiness for Room<'_> {
     fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         self.0.sleep_line()
     }
-    fn spin_time(&self) -> Option<Duration> {
-        self.0.spin_time()
-    }
-    fn learn_wake_cost(&mut self, cost: Duration) {
-        self.0.learn_wake_cost(cost);
+    fn waiter(&mut self) -> &mut Waiter {
+        self.0.waiter()
     }
 }
 
@@ -1134,7 +1127,7 @@ mod tests {
             .expect("a runtime");
         let mut consumer = AsyncConsumer::open(&name).expect("a consumer");
         let mut producer = Producer::open(&name).expect("a producer");
-        let untaught = consumer.get_ref().spin_time();
+        let untaught = consumer.consumer.waiter().spin_time();
         let mut buf = [0u8; 8];
         // A round whose thread was preempted between the wake-up call and
         // the next poll gives a sample too long to learn from: a few rounds.
@@ -1163,7 +1156,7 @@ mod tests {
                 let n = consumer.recv(&mut buf).await.expect("received");
                 assert_eq!(&buf[..n], b"wake");
             });
-            if consumer.get_ref().spin_time() != untaught {
+            if consumer.consumer.waiter().spin_time() != untaught {
                 return;
             }
         }

@@ -4,14 +4,13 @@
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use super::lend::{Lend, Step};
 use super::park::{Park, Readiness};
 use crate::channel::{Codec, Postcard, ServiceClient, ServiceServer};
 use crate::error::{Error, Result};
 use crate::ring::protocol::Slot;
-use crate::ring::wait::WakeLine;
+use crate::ring::wait::{Waiter, WakeLine};
 use crate::service::{Caller, Client, Options, PendingCall, Request, Response, Server};
 use crate::sync::AtomicU32;
 
@@ -28,11 +27,8 @@ impl Readiness for CanSend<'_> {
     fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         self.0.sleep_line()
     }
-    fn spin_time(&self) -> Option<Duration> {
-        self.0.spin_time()
-    }
-    fn learn_wake_cost(&mut self, cost: Duration) {
-        self.0.learn_wake_cost(cost);
+    fn waiter(&mut self) -> &mut Waiter {
+        self.0.waiter()
     }
 }
 
@@ -49,11 +45,8 @@ impl Readiness for Answer<'_> {
     fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         self.0.response_line()
     }
-    fn spin_time(&self) -> Option<Duration> {
-        self.0.spin_time()
-    }
-    fn learn_wake_cost(&mut self, cost: Duration) {
-        self.0.learn_wake_cost(cost);
+    fn waiter(&mut self) -> &mut Waiter {
+        self.0.waiter()
     }
 }
 
@@ -70,11 +63,8 @@ impl Readiness for Incoming<'_> {
     fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         self.0.sleep_line()
     }
-    fn spin_time(&self) -> Option<Duration> {
-        self.0.spin_time()
-    }
-    fn learn_wake_cost(&mut self, cost: Duration) {
-        self.0.learn_wake_cost(cost);
+    fn waiter(&mut self) -> &mut Waiter {
+        self.0.waiter()
     }
 }
 
@@ -664,7 +654,7 @@ mod tests {
             .expect("a runtime");
         let mut server = AsyncServer::open(&name).expect("a server");
         let mut client = Client::connect(&name).expect("a client");
-        let untaught = server.server.spin_time();
+        let untaught = server.server.waiter().spin_time();
         // A round whose thread was preempted between the wake-up call and
         // the next poll gives a sample too long to learn from: a few rounds.
         for _round in 0..20 {
@@ -684,7 +674,7 @@ mod tests {
                 request.reply(b"woken").expect("replied");
                 assert_eq!(&*client.wait(call).expect("the response"), b"woken");
             });
-            if server.server.spin_time() != untaught {
+            if server.server.waiter().spin_time() != untaught {
                 return;
             }
         }

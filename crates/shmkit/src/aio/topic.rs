@@ -4,14 +4,13 @@
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use super::park::{Park, Readiness};
 use super::ring::end_of_stream;
 use super::sink::{sink_by_outgoing, Outgoing};
 use crate::channel::{self, Codec, Copied, Postcard};
 use crate::error::{Error, Result};
-use crate::ring::wait::WakeLine;
+use crate::ring::wait::{Waiter, WakeLine};
 use crate::sync::AtomicU32;
 use crate::topic::{Options, Publisher, Received, Subscriber, WriteGrant};
 
@@ -28,11 +27,8 @@ impl Readiness for Message<'_> {
     fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         self.0.sleep_line()
     }
-    fn spin_time(&self) -> Option<Duration> {
-        self.0.spin_time()
-    }
-    fn learn_wake_cost(&mut self, cost: Duration) {
-        self.0.learn_wake_cost(cost);
+    fn waiter(&mut self) -> &mut Waiter {
+        self.0.waiter()
     }
 }
 
@@ -50,11 +46,8 @@ impl Readiness for Room<'_> {
     fn sleep_line(&self) -> (&(dyn WakeLine + 'static), &AtomicU32) {
         self.0.sleep_line()
     }
-    fn spin_time(&self) -> Option<Duration> {
-        self.0.spin_time()
-    }
-    fn learn_wake_cost(&mut self, cost: Duration) {
-        self.0.learn_wake_cost(cost);
+    fn waiter(&mut self) -> &mut Waiter {
+        self.0.waiter()
     }
 }
 
@@ -727,7 +720,7 @@ mod tests {
             .expect("a runtime");
         let mut subscriber = AsyncSubscriber::open(&name).expect("a subscriber");
         let mut publisher = Publisher::open(&name).expect("a publisher");
-        let untaught = subscriber.subscriber.spin_time();
+        let untaught = subscriber.subscriber.waiter().spin_time();
         let mut buf = [0u8; 8];
         // A round whose thread was preempted between the wake-up call and
         // the next poll gives a sample too long to learn from: a few rounds.
@@ -747,7 +740,7 @@ mod tests {
                 let got = subscriber.recv(&mut buf).await.expect("received");
                 assert_eq!(&buf[..got.len], b"wake");
             });
-            if subscriber.subscriber.spin_time() != untaught {
+            if subscriber.subscriber.waiter().spin_time() != untaught {
                 return;
             }
         }

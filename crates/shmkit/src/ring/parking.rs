@@ -112,15 +112,12 @@ impl Consumer {
         (wait, &wait.consumer_sleeping)
     }
 
-    /// How long this consumer spins before it sleeps (`None`: never sleeps).
-    pub(crate) fn spin_time(&self) -> Option<Duration> {
-        self.waiter.spin_time()
-    }
-
-    /// Folds a wake-up of this consumer's async waiter (from its peer's
-    /// `FUTEX_WAKE` to its task running) into its adaptive spin.
-    pub(crate) fn learn_wake_cost(&mut self, cost: Duration) {
-        self.waiter.learn_wake_cost(cost);
+    /// This consumer's waiter: how long it spins before it sleeps, which
+    /// its async waits follow too, and learn from (a wake-up from its
+    /// peer's `FUTEX_WAKE` to its task running folds into its adaptive
+    /// spin).
+    pub(crate) fn waiter(&mut self) -> &mut Waiter {
+        &mut self.waiter
     }
 }
 
@@ -223,13 +220,8 @@ impl Producer {
         (wait, &wait.producer_sleeping)
     }
 
-    /// How long this producer spins before it sleeps (`None`: never sleeps).
-    pub(crate) fn spin_time(&self) -> Option<Duration> {
-        self.waiter.spin_time()
-    }
-
-    /// As [`Consumer::learn_wake_cost`].
-    pub(crate) fn learn_wake_cost(&mut self, cost: Duration) {
-        self.waiter.learn_wake_cost(cost);
+    /// As [`Consumer::waiter`].
+    pub(crate) fn waiter(&mut self) -> &mut Waiter {
+        &mut self.waiter
     }
 }

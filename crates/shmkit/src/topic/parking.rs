@@ -51,16 +51,12 @@ impl Subscriber {
         (wait, &wait.subscribers_sleeping)
     }
 
-    /// How long this subscriber spins before it sleeps.
-    pub(crate) fn spin_time(&self) -> Option<Duration> {
-        self.waiter.spin_time()
-    }
-
-    /// Folds a wake-up of this subscriber's async waiter (from the
-    /// waker's `FUTEX_WAKE` to its task's next poll) into its adaptive
-    /// spin, as `Waiter::wait` folds a blocking one's.
-    pub(crate) fn learn_wake_cost(&mut self, cost: Duration) {
-        self.waiter.learn_wake_cost(cost);
+    /// This subscriber's waiter: how long it spins before it sleeps,
+    /// which its async waits follow too, and learn from (a wake-up from
+    /// the waker's `FUTEX_WAKE` to its task's next poll folds into its
+    /// adaptive spin, as `Waiter::wait` folds a blocking one's).
+    pub(crate) fn waiter(&mut self) -> &mut Waiter {
+        &mut self.waiter
     }
 }
 
@@ -120,13 +116,8 @@ impl Publisher {
         (wait, &wait.publishers_sleeping)
     }
 
-    /// How long this publisher spins before it sleeps.
-    pub(crate) fn spin_time(&self) -> Option<Duration> {
-        self.waiter.spin_time()
-    }
-
-    /// As [`Subscriber::learn_wake_cost`].
-    pub(crate) fn learn_wake_cost(&mut self, cost: Duration) {
-        self.waiter.learn_wake_cost(cost);
+    /// As [`Subscriber::waiter`].
+    pub(crate) fn waiter(&mut self) -> &mut Waiter {
+        &mut self.waiter
     }
 }

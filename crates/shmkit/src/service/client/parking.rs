@@ -131,15 +131,11 @@ impl Client {
         (wait, &wait.consumer_sleeping)
     }
 
-    /// How long this client spins before it sleeps.
-    pub(crate) fn spin_time(&self) -> Option<Duration> {
-        self.waiter.spin_time()
-    }
-
-    /// Folds a wake-up of this client's async waiter (from the server's
-    /// `FUTEX_WAKE` to its task's next poll) into its adaptive spin, as
-    /// `Waiter::wait` folds a blocking one's.
-    pub(crate) fn learn_wake_cost(&mut self, cost: Duration) {
-        self.waiter.learn_wake_cost(cost);
+    /// This client's waiter: how long it spins before it sleeps, which its
+    /// async waits follow too, and learn from (a wake-up from the server's
+    /// `FUTEX_WAKE` to its task's next poll folds into its adaptive spin,
+    /// as `Waiter::wait` folds a blocking one's).
+    pub(crate) fn waiter(&mut self) -> &mut Waiter {
+        &mut self.waiter
     }
 }
