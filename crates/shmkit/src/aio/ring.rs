@@ -933,6 +933,9 @@ mod tests {
     #[test]
     fn the_loops_of_read_while_and_write_while_let_the_other_tasks_of_their_thread_run() {
         let name = format!("aio-loop-budget-{}", std::process::id());
+        // The ring keeps the messages left in it: removed however the test
+        // ends.
+        let _removal = crate::aio::removal::Removal::new(crate::ring::SEGMENT_PREFIX, &name);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a runtime");
