@@ -712,6 +712,105 @@ fn options_that_differ_from_the_existing_ring_are_refused() {
     producer.close().unwrap();
 }
 
+/// `open` failed with `TooLarge` for a maximum message of `size` over
+/// `limit`.
+fn assert_too_large<T: std::fmt::Debug>(opened: Result<T, Error>, size: u64, limit: u64) {
+    match opened {
+        Err(Error::TooLarge {
+            what: "maximum message",
+            size: s,
+            limit: l,
+        }) => assert_eq!((s, l), (size, limit)),
+        other => panic!("expected TooLarge of {size} over {limit}, got {other:?}"),
+    }
+}
+
+/// A maximum message given without a capacity is checked against the
+/// capacity the open uses: an existing ring's own, not the default's (it
+/// used to be refused as `TooLarge` against the default 1 MiB ring even
+/// when the existing ring carried it). Over what the ring's capacity
+/// carries it is `TooLarge`, as creating a ring of that capacity says;
+/// within it but not the ring's, `OptionMismatch`. Creating with it alone
+/// still fails when the default capacity cannot carry it, and makes
+/// nothing.
+#[test]
+fn a_maximum_message_alone_is_checked_against_the_existing_rings_capacity() {
+    const BIG: u64 = 1 << 22;
+    let name = unique_ring_name("max-message-alone");
+    let _cleanup = RingCleanup(name.clone());
+    let default_limit = Options::default().max_message_len();
+    let big_limit = Options::default().capacity(BIG).max_message_len();
+    // Over what the default capacity carries, within the big ring's.
+    let own = default_limit + 1000;
+    assert!(own < big_limit);
+    let producer =
+        Producer::open_with(&name, &Options::default().capacity(BIG).max_message(own)).unwrap();
+    assert!(producer.created());
+
+    let consumer = Consumer::open_with(&name, &Options::default().max_message(own)).unwrap();
+    assert!(!consumer.created());
+    assert_eq!(
+        (consumer.capacity(), consumer.max_message()),
+        (BIG as usize, own as usize)
+    );
+    drop(consumer);
+
+    // Over the ring's own limit: what a create of that capacity says.
+    let over = big_limit + 1;
+    let fresh = unique_ring_name("max-message-alone-fresh");
+    let _fresh_cleanup = RingCleanup(fresh.clone());
+    assert_too_large(
+        Producer::open_with(&fresh, &Options::default().capacity(BIG).max_message(over)),
+        over,
+        big_limit,
+    );
+    assert_too_large(
+        Consumer::open_with(&name, &Options::default().max_message(over)),
+        over,
+        big_limit,
+    );
+    // Over what any ring carries: refused before the ring is looked for.
+    let widest = Options::default().capacity(1 << 40).max_message_len();
+    assert_too_large(
+        Consumer::open_with(&name, &Options::default().max_message(u64::MAX)),
+        u64::MAX,
+        widest,
+    );
+    // Within the ring's limit but not its own: a mismatch.
+    match Consumer::open_with(&name, &Options::default().max_message(own + 1)) {
+        Err(Error::OptionMismatch {
+            option,
+            asked,
+            found,
+            ..
+        }) => assert_eq!(
+            (option, asked, found),
+            ("maximum message", (own + 1).to_string(), own.to_string())
+        ),
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+    // A capacity given that differs is named first, whatever the message.
+    match Consumer::open_with(
+        &name,
+        &Options::default().capacity(1 << 16).max_message(100),
+    ) {
+        Err(Error::OptionMismatch { option, .. }) => assert_eq!(option, "capacity"),
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+    // The refusals took no end: the consumer's end is free.
+    drop(Consumer::open_with(&name, &Options::default()).unwrap());
+
+    // Creating with the maximum message alone: against the default
+    // capacity, as before, and nothing is made.
+    assert_too_large(
+        Producer::open_with(&fresh, &Options::default().max_message(own)),
+        own,
+        default_limit,
+    );
+    assert!(!ring_exists(&fresh));
+    producer.close().unwrap();
+}
+
 /// gc goes on when rings vanish between its look at them and its removal
 /// (issue 15.1: it used to abort with `NotFound`): another thread keeps
 /// making half-made rings under the prefix and removing them again, while

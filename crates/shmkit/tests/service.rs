@@ -574,6 +574,69 @@ fn assert_mismatch<T>(
     );
 }
 
+/// No service option's limit depends on another's, so what is given alone
+/// is checked on its own limits, the same whether the service is found or
+/// made: a body the service was made with, over the default 4 KiB, joins;
+/// one over 16 MiB is `TooLarge`, as creating says; one within the limit
+/// but not the service's is `OptionMismatch`; and creating with a body
+/// over the limit makes nothing.
+#[test]
+fn a_body_limit_alone_is_checked_against_the_existing_service() {
+    const BODY: u64 = 1 << 20;
+    const LIMIT: u64 = 1 << 24;
+    let (name, _cleanup) = fresh("service-body-alone");
+    let made = Options::default()
+        .max_clients(1)
+        .max_in_flight(1)
+        .max_request(BODY)
+        .max_response(BODY);
+    let server = Server::open_with(&name, &made).unwrap();
+
+    let client = Client::connect_with(&name, &Options::default().max_request(BODY)).unwrap();
+    assert_eq!(
+        (client.max_request() as u64, client.max_response() as u64),
+        (BODY, BODY)
+    );
+    drop(client);
+
+    let too_large = |opened: Result<Client, Error>, what: &str| match opened {
+        Err(Error::TooLarge {
+            what: w,
+            size,
+            limit,
+        }) => {
+            assert_eq!((w, size, limit), (what, LIMIT + 1, LIMIT));
+        }
+        Err(other) => panic!("expected TooLarge, got {other:?}"),
+        Ok(_) => panic!("expected TooLarge, it connected"),
+    };
+    too_large(
+        Client::connect_with(&name, &Options::default().max_request(LIMIT + 1)),
+        "maximum request",
+    );
+    too_large(
+        Client::connect_with(&name, &Options::default().max_response(LIMIT + 1)),
+        "maximum response",
+    );
+    assert_mismatch(
+        Client::connect_with(&name, &Options::default().max_request(2 * BODY)),
+        &name,
+        "maximum request",
+        &(2 * BODY).to_string(),
+        &BODY.to_string(),
+    );
+
+    // Creating with a body over the limit: refused, and nothing is made.
+    let (absent, _absent_cleanup) = fresh("service-body-alone-fresh");
+    match Server::open_with(&absent, &Options::default().max_request(LIMIT + 1)) {
+        Err(Error::TooLarge { size, limit, .. }) => assert_eq!((size, limit), (LIMIT + 1, LIMIT)),
+        Err(other) => panic!("expected TooLarge, got {other:?}"),
+        Ok(_) => panic!("expected TooLarge, it opened"),
+    }
+    assert!(Segment::open(&service_key(&absent)).is_err());
+    drop(server);
+}
+
 /// Options given to connect to (or serve) an existing service must match
 /// it, raw and typed; options not given take the service's own; waiting
 /// and trust are a member's own; and a refused client takes no slot.

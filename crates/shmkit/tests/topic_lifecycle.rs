@@ -492,6 +492,99 @@ fn options_that_differ_from_the_existing_topic_are_refused() {
     drop((creator, second, typed));
 }
 
+/// `open` failed with `TooLarge` for a maximum message of `size` over
+/// `limit`.
+fn assert_too_large<T>(opened: Result<T, Error>, size: u64, limit: u64) {
+    match opened {
+        Err(Error::TooLarge {
+            what: "maximum message",
+            size: s,
+            limit: l,
+        }) => assert_eq!((s, l), (size, limit)),
+        Err(other) => panic!("expected TooLarge of {size} over {limit}, got {other:?}"),
+        Ok(_) => panic!("expected TooLarge of {size} over {limit}, it opened"),
+    }
+}
+
+/// A maximum message given without a capacity is checked against the
+/// lanes the open uses: an existing topic's own, not the default 256 KiB
+/// (a `max_message(200_000)` alone used to be refused as `TooLarge` even
+/// when the topic's lanes carried it). Over what the topic's lanes carry
+/// it is `TooLarge`, as creating a topic of that capacity says; within
+/// them but not the topic's, `OptionMismatch`. Creating with it alone
+/// still fails when the default lanes cannot carry it, and makes nothing.
+#[test]
+fn a_maximum_message_alone_is_checked_against_the_existing_topics_lanes() {
+    const BIG: u64 = 1 << 20;
+    let name = unique_ring_name("topic-max-message-alone");
+    let _cleanup = TopicCleanup(name.clone());
+    let place = format!("topic {name}");
+    let default_limit = Options::default().max_message_len();
+    let big_limit = Options::default().capacity(BIG).max_message_len();
+    let own = 200_000;
+    assert!(default_limit < own && own < big_limit);
+    let made = Options::default()
+        .capacity(BIG)
+        .max_message(own)
+        .max_publishers(2)
+        .max_subscribers(4);
+    let publisher = Publisher::open_with(&name, &made).unwrap();
+
+    let alone = Options::default().max_message(own);
+    let subscriber = Subscriber::open_with(&name, &alone).unwrap();
+    assert_eq!(subscriber.max_message() as u64, own);
+    let second = Publisher::open_with(&name, &alone).unwrap();
+    assert_eq!(second.max_message() as u64, own);
+    drop((subscriber, second));
+    let members = |name: &str| {
+        let status = topic::status(name).unwrap();
+        (status.publishers.len(), status.subscribers.len())
+    };
+    let before = members(&name);
+
+    // Over the topic's own lanes: what a create of that capacity says.
+    let over = big_limit + 1;
+    let fresh = unique_ring_name("topic-max-message-alone-fresh");
+    let _fresh_cleanup = TopicCleanup(fresh.clone());
+    assert_too_large(
+        Publisher::open_with(&fresh, &made.clone().max_message(over)),
+        over,
+        big_limit,
+    );
+    assert_too_large(
+        Subscriber::open_with(&name, &Options::default().max_message(over)),
+        over,
+        big_limit,
+    );
+    // Within them but not the topic's own: a mismatch.
+    assert_mismatch(
+        Subscriber::open_with(&name, &Options::default().max_message(own + 1)),
+        &place,
+        "maximum message",
+        &(own + 1).to_string(),
+        &own.to_string(),
+    );
+    // A capacity given that differs is named first, whatever the message.
+    assert_mismatch(
+        Subscriber::open_with(
+            &name,
+            &Options::default().capacity(1 << 16).max_message(100),
+        ),
+        &place,
+        "capacity",
+        "65536",
+        &BIG.to_string(),
+    );
+    // The refusals took no place.
+    assert_eq!(members(&name), before);
+
+    // Creating with the maximum message alone: against the default lanes,
+    // as before, and nothing is made.
+    assert_too_large(Subscriber::open_with(&fresh, &alone), own, default_limit);
+    assert!(!topic_exists(&fresh));
+    drop(publisher);
+}
+
 /// An opener that creates the topic is not checked against anything; a
 /// topic made with defaults accepts the defaults given explicitly.
 #[test]

@@ -52,6 +52,13 @@ impl Consumer {
     }
 
     /// Opens (or creates) ring `name` as its consumer.
+    ///
+    /// # Errors
+    ///
+    /// As [`Consumer::open`]; [`Error::InvalidArgument`] for a capacity that
+    /// is not a power of two in range; [`Error::TooLarge`] for a maximum
+    /// message that the ring's capacity (given, default when creating, or
+    /// the existing ring's) cannot carry (see [`Options`]).
     pub fn open_with(name: &str, options: &Options) -> Result<Consumer> {
         let (shared, head) = Shared::open(name, options, End::Consumer, |ring, _| {
             let consumer = &ring.header().consumer;

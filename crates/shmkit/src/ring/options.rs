@@ -14,6 +14,20 @@ use super::*;
 /// and services ([`service::Options`](crate::service::Options)) follow the
 /// same rule.
 ///
+/// The [maximum message](Options::max_message) must fit the capacity the
+/// ring has: the one given; else, for a ring this call creates,
+/// [`DEFAULT_CAPACITY`]; else the existing ring's own. One too large for
+/// it is [`Error::TooLarge`], as creating a ring of that capacity says
+/// (and it is checked before the equality above: an option that no ring
+/// of that capacity could have is `TooLarge`, one that another ring could
+/// have is `OptionMismatch`). So `max_message` alone joins an existing
+/// ring of any capacity whose maximum message it is, and creating with
+/// `max_message` alone fails when the default capacity cannot carry it.
+/// What is wrong whatever the ring (a capacity that is not a power of two
+/// in range, a maximum message over what the capacity given or the
+/// largest ring carries) fails with `InvalidArgument` or `TooLarge` before
+/// the ring is looked for.
+///
 /// The [group](Options::group) applies only to a ring this call creates
 /// (an existing ring keeps its own, unchecked). [Waiting](Options::waiting),
 /// [trust](Options::trust) and
@@ -66,7 +80,9 @@ impl Options {
         self
     }
 
-    /// The largest message, at most about half the capacity (the default).
+    /// The largest message, at most about half the capacity (the
+    /// default): the capacity given, else the default for a ring this call
+    /// creates, else the existing ring's ([`Error::TooLarge`] if over).
     pub fn max_message(mut self, bytes: u64) -> Options {
         self.max_message = Some(bytes);
         self
@@ -118,25 +134,50 @@ impl Options {
         self.capacity.unwrap_or(DEFAULT_CAPACITY)
     }
 
+    /// Checks what is wrong with the options whatever ring they meet,
+    /// before any shared memory is touched: a capacity given that is not a
+    /// power of two in range, a maximum message over what the capacity
+    /// given carries, or (no capacity given) over what the largest ring
+    /// carries. How the maximum message fits a capacity not given is
+    /// [`fits`](Options::fits)'s, once the capacity is known.
     pub(super) fn validate(&self) -> Result<()> {
-        let c = self.capacity_len();
-        if !c.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&c) {
-            return Err(Error::InvalidArgument(format!(
-                "ring capacity must be a power of two from {MIN_CAPACITY} to {MAX_CAPACITY} bytes, not {c}"
-            )));
+        match self.capacity {
+            Some(c) => {
+                if !c.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&c) {
+                    return Err(Error::InvalidArgument(format!(
+                        "ring capacity must be a power of two from {MIN_CAPACITY} to {MAX_CAPACITY} bytes, not {c}"
+                    )));
+                }
+                self.fits(c)
+            }
+            None => self.fits(MAX_CAPACITY),
         }
-        let limit = layout::max_message_for(c);
-        if self.max_message_len() > limit {
-            return Err(Error::TooLarge {
-                what: "maximum message",
-                size: self.max_message_len(),
-                limit,
-            });
-        }
-        Ok(())
     }
 
-    /// Checks the options that were given against an existing ring's.
+    /// Checks the maximum message given, if any, against the capacity the
+    /// ring has or will have: the one given, the default for a ring this
+    /// call creates, or an existing ring's (validated by `read_header`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] naming the largest message `capacity` carries.
+    pub(super) fn fits(&self, capacity: u64) -> Result<()> {
+        let limit = layout::max_message_for(capacity);
+        match self.max_message {
+            Some(size) if size > limit => Err(Error::TooLarge {
+                what: "maximum message",
+                size,
+                limit,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks the options that were given against an existing ring's
+    /// (validated by `read_header`): a capacity given must be the ring's
+    /// ([`Error::OptionMismatch`]); a maximum message given must fit the
+    /// ring's capacity ([`Error::TooLarge`], as creating a ring of that
+    /// capacity would say) and be the ring's; so must the mode.
     pub(super) fn check_against(
         &self,
         ring: &RingRef,
@@ -145,6 +186,7 @@ impl Options {
     ) -> Result<()> {
         let check = FORMAT.options_of(name, segment);
         check.value("capacity", self.capacity, ring.capacity())?;
+        self.fits(ring.capacity())?;
         check.value("maximum message", self.max_message, ring.max_message())?;
         check.mode(self.mode)
     }

@@ -59,6 +59,13 @@ impl Producer {
     }
 
     /// Opens (or creates) ring `name` as its producer.
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::open`]; [`Error::InvalidArgument`] for a capacity that
+    /// is not a power of two in range; [`Error::TooLarge`] for a maximum
+    /// message that the ring's capacity (given, default when creating, or
+    /// the existing ring's) cannot carry (see [`Options`]).
     pub fn open_with(name: &str, options: &Options) -> Result<Producer> {
         let (shared, (cursor, consumers)) =
             Shared::open(name, options, End::Producer, |ring, segment| {

@@ -58,7 +58,7 @@ impl Shared {
         let (found, gate) = FORMAT.find_or_create(
             name,
             &options.trust,
-            creation(options),
+            || creation(options),
             |mapping| {
                 initialise(mapping, options);
                 Ok(())
@@ -246,15 +246,17 @@ pub(super) fn owner_word(header: &Header, end: End) -> &AtomicU64 {
     }
 }
 
-/// Creates ring `name`'s segment with its header written, so that no
-/// opener ever sees it half made.
-/// How a ring of `options` is made when an opener finds none.
-fn creation(options: &Options) -> Creation {
-    Creation {
+/// How a ring of `options` is made when an opener finds none: with the
+/// defaults for the options not given, which the maximum message given
+/// must then fit ([`Error::TooLarge`]; checked only here, since an
+/// existing ring's own capacity is what counts when it is found).
+fn creation(options: &Options) -> Result<Creation> {
+    options.fits(options.capacity_len())?;
+    Ok(Creation {
         size: HEADER_SIZE + options.capacity_len(),
         mode: options.mode.unwrap_or(Mode::OWNER_ONLY),
         group: options.group,
-    }
+    })
 }
 
 /// Writes the header of a ring of `options` into a fresh mapping.

@@ -23,7 +23,10 @@ pub(crate) const OPEN_ATTEMPTS: u32 = 32;
 /// made with, the one rule of rings, topics and services: an option given
 /// (`Some`) must equal the structure's, or the open fails with
 /// [`Error::OptionMismatch`]; one not given (`None`) takes the
-/// structure's own.
+/// structure's own. Each structure first checks the options given against
+/// each other with the structure's values for those not given (a maximum
+/// message that its capacity cannot carry is [`Error::TooLarge`], as a
+/// create with those values would say), then with this.
 pub(crate) struct OptionCheck<'a> {
     place: String,
     segment: &'a Segment,
@@ -377,19 +380,26 @@ impl Format {
     /// Finds structure `name`, or creates it as `creation` says with a
     /// header that `init` writes, then views it with `open` (which checks
     /// the header, and is told whether this call created it) and takes its
-    /// gate: the caller claims its place and drops the gate. An existing one is used only if its owner is
-    /// trusted; a half-made one nobody uses is removed and the name tried
-    /// again, as is one removed between our open and our gate.
+    /// gate: the caller claims its place and drops the gate. An existing
+    /// one is used only if its owner is trusted; a half-made one nobody
+    /// uses is removed and the name tried again, as is one removed between
+    /// our open and our gate.
+    ///
+    /// `creation` runs only when no structure is found, each time: it
+    /// checks the options against the defaults that fill those not given
+    /// (an error refuses to create), so that an opener of an existing
+    /// structure is checked against the structure's own values instead.
     ///
     /// # Errors
     ///
-    /// As [`attach_existing`](Format::attach_existing), [`create`](Format::create)
-    /// and `open`; [`Error::Busy`] if the name keeps changing under us.
+    /// As [`attach_existing`](Format::attach_existing), [`create`](Format::create),
+    /// `creation` and `open`; [`Error::Busy`] if the name keeps changing
+    /// under us.
     pub(crate) fn find_or_create<T: Opened>(
         &self,
         name: &str,
         trust: &Trust,
-        creation: Creation,
+        mut creation: impl FnMut() -> Result<Creation>,
         mut init: impl FnMut(&Attachment<ReadWrite>) -> Result<()>,
         mut open: impl FnMut(Segment, Attachment<ReadWrite>, Made) -> Result<T>,
     ) -> Result<(T, RangeLock)> {
@@ -403,6 +413,7 @@ impl Format {
                     None => continue,
                 },
                 Err(Error::NotFound { .. }) => {
+                    let creation = creation()?;
                     let made = self.create(
                         &key,
                         creation.size,
@@ -684,7 +695,7 @@ mod tests {
         TEST.find_or_create(
             name,
             &Trust::me(),
-            creation,
+            || Ok(creation),
             |mapping| {
                 mapping.write_at(8, &1u32.to_le_bytes())?;
                 mapping.write_at(0, &7u64.to_le_bytes())

@@ -102,6 +102,13 @@ pub const SEGMENT_PREFIX: &str = "/shmkit.service.";
 /// [`ring::Options`](crate::ring::Options) and
 /// [`topic::Options`](crate::topic::Options).
 ///
+/// Unlike a ring's or topic's maximum message, no service option's limit
+/// depends on another option: each is checked on its own limits (a body
+/// over 16 MiB is [`Error::TooLarge`](crate::Error::TooLarge), a count out
+/// of range [`Error::InvalidArgument`](crate::Error::InvalidArgument))
+/// before the service is looked for, the same for a service found as for
+/// one created, and then each one given must equal the service's.
+///
 /// The [group](Options::group) applies only to a service this call
 /// creates (an existing service keeps its own, unchecked).
 /// [Waiting](Options::waiting) and [trust](Options::trust) are this

@@ -67,6 +67,10 @@ pub(crate) fn key_of(name: &str) -> Result<Key> {
 }
 
 impl Options {
+    /// Checks the options, before any shared memory is touched. Each is
+    /// checked on its own limits (no service option's limit depends on
+    /// another's), so what is checked here holds for a service found as
+    /// for one made; against a service found, `check_against` follows.
     fn validate(&self) -> Result<()> {
         if !(1..=MAX_CLIENTS).contains(&self.max_clients_len()) {
             return Err(Error::InvalidArgument(format!(
@@ -131,10 +135,14 @@ impl Shared {
     pub(crate) fn open(name: &str, options: &Options) -> Result<(Shared, RangeLock)> {
         options.validate()?;
         let geometry = options.geometry();
-        let creation = Creation {
-            size: geometry.size,
-            mode: options.mode.unwrap_or(Mode::OWNER_ONLY),
-            group: options.group,
+        // No option's limit depends on another's: `validate` checked them
+        // all, whether the service is found or made.
+        let creation = || {
+            Ok(Creation {
+                size: geometry.size,
+                mode: options.mode.unwrap_or(Mode::OWNER_ONLY),
+                group: options.group,
+            })
         };
         let mut found = false;
         let (shared, gate) = FORMAT.find_or_create(

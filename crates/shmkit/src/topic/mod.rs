@@ -117,6 +117,20 @@ pub enum Policy {
 /// [`ring::Options`](crate::ring::Options) and
 /// [`service::Options`](crate::service::Options).
 ///
+/// The [maximum message](Options::max_message) must fit the lanes the
+/// topic has: the capacity given; else, for a topic this call creates,
+/// the default of 256 KiB; else the existing topic's own. One too large
+/// for them is [`Error::TooLarge`], as creating a topic of that capacity
+/// says (checked before the equality above: `TooLarge` for a value no
+/// topic of that capacity could have, `OptionMismatch` for one that
+/// another could have). So `max_message` alone joins an existing topic
+/// of any capacity whose maximum message it is, and creating with
+/// `max_message` alone fails when the default lanes cannot carry it.
+/// What is wrong whatever the topic (a capacity that is not a power of
+/// two in range, a maximum message over what the capacity given or the
+/// largest lane carries, table sizes or a history out of range) fails
+/// before the topic is looked for.
+///
 /// The [group](Options::group) applies only to a topic this call creates
 /// (an existing topic keeps its own, unchecked).
 /// [`receive_history`](Options::receive_history),
@@ -215,7 +229,9 @@ impl Options {
         self
     }
 
-    /// The largest message, at most about half a lane (the default).
+    /// The largest message, at most about half a lane (the default): of
+    /// the capacity given, else the default for a topic this call creates,
+    /// else the existing topic's ([`Error::TooLarge`] if over).
     pub fn max_message(mut self, bytes: u64) -> Options {
         self.max_message = Some(bytes);
         self
@@ -395,7 +411,10 @@ impl Publisher {
     /// # Errors
     ///
     /// As [`Publisher::open`], and [`Error::OptionMismatch`] if the topic
-    /// exists with another value of an option given.
+    /// exists with another value of an option given; [`Error::TooLarge`]
+    /// for a maximum message that the topic's lanes (the capacity given,
+    /// the default when creating, or the existing topic's) cannot carry
+    /// (see [`Options`]).
     pub fn open_with(name: &str, options: &Options) -> Result<Publisher> {
         let origin = options.relay;
         if let Some(Origin { host: 0, .. }) = origin {
@@ -797,7 +816,10 @@ impl Subscriber {
     /// # Errors
     ///
     /// As [`Subscriber::open`], and [`Error::OptionMismatch`] if the topic
-    /// exists with another value of an option given.
+    /// exists with another value of an option given; [`Error::TooLarge`]
+    /// for a maximum message that the topic's lanes (the capacity given,
+    /// the default when creating, or the existing topic's) cannot carry
+    /// (see [`Options`]).
     pub fn open_with(name: &str, options: &Options) -> Result<Subscriber> {
         let owner = owner_word()?;
         let (shared, gate) = Shared::open(name, options)?;

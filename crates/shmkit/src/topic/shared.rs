@@ -82,20 +82,24 @@ pub(crate) fn key_of(name: &str) -> Result<Key> {
 }
 
 impl Options {
+    /// Checks what is wrong with the options whatever topic they meet,
+    /// before any shared memory is touched: a capacity given that is not a
+    /// power of two in range, a maximum message over what the capacity
+    /// given carries, or (no capacity given) over what the largest lane
+    /// carries, and table sizes or a history out of range. How the maximum
+    /// message fits a capacity not given is [`fits`](Options::fits)'s,
+    /// once the capacity is known.
     pub(crate) fn validate(&self) -> Result<()> {
-        let c = self.capacity_len();
-        if !c.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&c) {
-            return Err(Error::InvalidArgument(format!(
-                "topic capacity must be a power of two from {MIN_CAPACITY} to {MAX_CAPACITY} bytes per publisher, not {c}"
-            )));
-        }
-        let limit = layout::max_message_for(c);
-        if self.max_message_len() > limit {
-            return Err(Error::TooLarge {
-                what: "maximum message",
-                size: self.max_message_len(),
-                limit,
-            });
+        match self.capacity {
+            Some(c) => {
+                if !c.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&c) {
+                    return Err(Error::InvalidArgument(format!(
+                        "topic capacity must be a power of two from {MIN_CAPACITY} to {MAX_CAPACITY} bytes per publisher, not {c}"
+                    )));
+                }
+                self.fits(c)?;
+            }
+            None => self.fits(MAX_CAPACITY)?,
         }
         if !(1..=MAX_PUBLISHERS).contains(&self.publishers_len()) {
             return Err(Error::InvalidArgument(format!(
@@ -122,13 +126,36 @@ impl Options {
         self.history.unwrap_or(0)
     }
 
+    /// Checks the maximum message given, if any, against the lane capacity
+    /// the topic has or will have: the one given, the default for a topic
+    /// this call creates, or an existing topic's (validated by
+    /// `read_header`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] naming the largest message `capacity` carries.
+    fn fits(&self, capacity: u64) -> Result<()> {
+        let limit = layout::max_message_for(capacity);
+        match self.max_message {
+            Some(size) if size > limit => Err(Error::TooLarge {
+                what: "maximum message",
+                size,
+                limit,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks the options that were given against an existing topic's
     /// (its header's, as `shared` read and validated them), under the
-    /// gate: the rule of `ring::Options`.
+    /// gate: the rule of `ring::Options`. A maximum message given must fit
+    /// the topic's lanes ([`Error::TooLarge`], as creating a topic of that
+    /// capacity would say) and be the topic's.
     fn check_against(&self, shared: &Shared) -> Result<()> {
         let check = FORMAT.options_of(&shared.name, &shared.segment);
         let geometry = &shared.geometry;
         check.value("capacity", self.capacity, geometry.capacity)?;
+        self.fits(geometry.capacity)?;
         check.value("maximum message", self.max_message, shared.max_message)?;
         check.value(
             "maximum publishers",
@@ -156,10 +183,16 @@ impl Shared {
             options.publishers_len(),
             options.subscribers_len(),
         );
-        let creation = Creation {
-            size: geometry.size,
-            mode: options.mode.unwrap_or(Mode::OWNER_ONLY),
-            group: options.group,
+        // With the defaults for the options not given, which the maximum
+        // message given must then fit: checked only when creating, since an
+        // existing topic's own lanes are what counts when it is found.
+        let creation = || {
+            options.fits(geometry.capacity)?;
+            Ok(Creation {
+                size: geometry.size,
+                mode: options.mode.unwrap_or(Mode::OWNER_ONLY),
+                group: options.group,
+            })
         };
         let mut found = false;
         let (shared, gate) = FORMAT.find_or_create(
