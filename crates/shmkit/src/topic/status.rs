@@ -203,9 +203,9 @@ pub fn list() -> Result<Vec<String>> {
 /// Finds the topics in `scope` (as [`ring::collect_garbage`](crate::ring::collect_garbage)
 /// takes it) that nobody will use, and with [`Action::Remove`] removes
 /// them. A topic is garbage when no live process is a member or maps it,
-/// and it was [abandoned](Reason::Abandoned) (a member died),
-/// [finished](Reason::Finished) (its last member could not remove it),
-/// [half-made](Reason::HalfMade) or [corrupt](Reason::Corrupt). Each is
+/// and it was [abandoned][abandoned] (a member died),
+/// [finished][finished] (its last member could not remove it),
+/// [half-made][halfmade] or [corrupt][corrupt]. Each is
 /// looked at and removed under its gate, exactly, so that a member
 /// joining meanwhile moves to a new topic; one whose gate is held (being
 /// joined or left) is skipped, as are topics this user cannot map.
@@ -215,6 +215,11 @@ pub fn list() -> Result<Vec<String>> {
 /// For [`Scope::Name`], [`Error::NotFound`] if there is no such topic, and
 /// any error looking at it; for the other scopes, only an error listing
 /// `/dev/shm`.
+///
+/// [abandoned]: crate::ring::Reason::Abandoned
+/// [finished]: crate::ring::Reason::Finished
+/// [halfmade]: crate::ring::Reason::HalfMade
+/// [corrupt]: crate::ring::Reason::Corrupt
 ///
 /// ```
 /// use shmkit::ring::{Action, Scope};
