@@ -5,13 +5,16 @@
 //! library. What they add is what Python needs around it:
 //!
 //! - blocking calls wait with the GIL released, in slices of at most
-//!   [`wait::SLICE`], checking for signals between slices, so Ctrl-C
-//!   interrupts them ([`wait`]);
-//! - zero-copy views ([`ring::Message`], [`segment::Attachment`]) export
+//!   100 ms (`wait::SLICE`), checking for signals between slices, so
+//!   Ctrl-C interrupts them (module `wait`);
+//! - zero-copy views (`ring::Message`, `segment::Attachment`) export
 //!   their memory through the buffer protocol and refuse to be released
 //!   while an export (a `memoryview`, a numpy array) still uses it, as
 //!   Python's own `mmap` does;
-//! - library errors become exceptions by variant ([`errors`]).
+//! - library errors become exceptions by variant (module `errors`).
+//!
+//! (The modules are private: `cargo doc --document-private-items -p
+//! shmkit-python` shows them.)
 
 mod errors;
 mod ring;

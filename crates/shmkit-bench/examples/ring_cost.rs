@@ -16,8 +16,6 @@
 //! ring_cost bench-blocks spin|block|batch SIZE BLOCKS PER_BLOCK
 //!                                           # those loops between two pinned processes,
 //!                                           # timed as `blocks` times its stream
-//! ```
-//!
 //! ring_cost park SECONDS                    # a consumer parked on an empty ring
 //!                                           # (Adaptive waiting, its producer
 //!                                           # alive): the CPU time it used

@@ -4,12 +4,14 @@
 //! For each payload size the bench measures, in this order: for each
 //! transport a ping-pong (round-trip latency), preceded in the same two
 //! processes by the cache-line floor; memcpy in one process (the
-//! throughput ceiling, [`reference`]); then [`STREAM_TRIALS`] rounds of
-//! streams (one-way throughput), every transport once a round, each stream
-//! between two short floors that say where the host had put the CPUs.
-//! Each measurement has a fresh peer process ([`peer`]) and a fresh
-//! transport ([`transports`]). The loops are in
-//! [`measure`]; the tables and the JSON in [`report`].
+//! throughput ceiling, module `reference`); then five rounds
+//! (`STREAM_TRIALS`) of streams (one-way throughput), every transport once
+//! a round, each stream between two short floors that say where the host
+//! had put the CPUs. Each measurement has a fresh peer process (module
+//! `peer`) and a fresh transport (module `transports`). The loops are in
+//! module `measure`; the tables and the JSON in module `report`. (These
+//! modules and constants are private: `cargo doc
+//! --document-private-items -p shmkit-bench` shows them.)
 //!
 //! Fairness: every transport carries the same messages, the same size both
 //! ways, with the same number of warm-up messages before the measured ones,
@@ -113,11 +115,11 @@ impl Counts {
 
     /// The counts for messages of `size` bytes: a ping-pong makes a fixed
     /// number of round trips, fewer for large messages, after a tenth as
-    /// many to warm up; a stream (each of [`STREAM_TRIALS`]) runs for
-    /// [`STREAM_TIME`] after a warm-up of 64 MiB (from 1,000 to 20,000
-    /// messages). Every warm-up is at least
+    /// many to warm up; a stream (each of the five, `STREAM_TRIALS`) runs
+    /// for one second (`STREAM_TIME`) after a warm-up of 64 MiB (from
+    /// 1,000 to 20,000 messages). Every warm-up is at least
     /// [`prime`](Counts::prime). `--quick` divides the measured counts and
-    /// times by [`QUICK_DIVISOR`]; `--messages N` sets them all to N (the
+    /// times by ten (`QUICK_DIVISOR`); `--messages N` sets them all to N (the
     /// warm-ups to N/10), and the stream to N messages.
     pub fn for_size(size: usize, quick: bool, messages: Option<u64>) -> Counts {
         if let Some(n) = messages {

@@ -1,6 +1,7 @@
 //! A topic's segment from birth to removal: a creator killed while it makes
 //! topics leaves nothing half made, a half-made file someone else left at a
-//! topic's name is replaced by the next opener and collected by gc, and a
+//! topic's name is replaced by the next opener and collected by gc, a topic
+//! its last member may not remove is collected by gc as finished, and a
 //! truncated topic gives `Error::Truncated` to its members, never a crash.
 //!
 //! Children are this test binary in a role (see `processes`).
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use shmkit::ring::{Action, Reason, Removal, Scope};
 use shmkit::topic::{self, Options, Publisher, Subscriber};
-use shmkit::{Error, Mode, Segment};
+use shmkit::{Error, Mode, Segment, Trust};
 
 use processes::{
     args, next_command, report, topic_exists, topic_key, unique_ring_name, Peer, TopicCleanup,
@@ -43,6 +44,16 @@ fn child() {
             report("mapped");
             next_command();
         }
+        // Publishes one message, then leaves when told to.
+        "publish-then-leave" => {
+            let options = shared().trust(Trust::me().user(0));
+            let mut publisher = Publisher::open_with(&name, &options).unwrap();
+            publisher.send(b"from another user").unwrap();
+            report("published");
+            next_command();
+            drop(publisher);
+            report("left");
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -52,6 +63,11 @@ fn small() -> Options {
         .capacity(4096)
         .max_publishers(2)
         .max_subscribers(4)
+}
+
+/// [`small`], readable and writable by every user.
+fn shared() -> Options {
+    small().mode(Mode::new(0o666))
 }
 
 /// The path of topic `name`'s file in /dev/shm.
@@ -155,6 +171,46 @@ fn gc_collects_a_half_made_topic_and_only_it() {
     assert_eq!(removed[0].removal, Removal::Removed);
     assert!(!topic_exists(&name));
     assert!(topic_exists(&other), "a live topic stays");
+}
+
+/// Root's topic whose last member is uid 65534: `/dev/shm` is sticky, so
+/// that member may not remove it as it leaves, and gc collects it as
+/// finished, not abandoned, since nobody died.
+#[test]
+fn another_users_topic_that_its_last_member_cannot_remove_is_collected_as_finished() {
+    if !processes::is_root() {
+        eprintln!("skipped: needs root to run a child as uid 65534");
+        return;
+    }
+    let _watchdog = Watchdog::new("the shared topic test", Duration::from_secs(60));
+    let name = unique_ring_name("topic-shared");
+    let _cleanup = TopicCleanup(name.clone());
+    let mut subscriber = Subscriber::open_with(&name, &shared()).unwrap();
+    let mut peer = Peer::spawn("publish-then-leave", &name, Some((65534, 65534)));
+    assert_eq!(peer.expect_line(), "published");
+    assert_eq!(&*subscriber.read().unwrap(), b"from another user");
+    drop(subscriber);
+    assert!(topic_exists(&name), "its publisher is still there");
+    peer.send("leave");
+    assert_eq!(peer.expect_line(), "left");
+    peer.finish();
+    assert!(topic_exists(&name), "not the publisher's to remove");
+    let status = topic::status(&name).unwrap();
+    assert!(
+        status.publishers.iter().all(|p| p.closed) && status.subscribers.is_empty(),
+        "{status:?}"
+    );
+    assert!(!status.abandoned(), "nobody died: {status:?}");
+
+    let found = topic::collect_garbage(Scope::Name(&name), Action::DryRun).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (&found[0].reason, &found[0].removal),
+        (&Reason::Finished, &Removal::NotAsked)
+    );
+    let removed = topic::collect_garbage(Scope::Name(&name), Action::Remove).unwrap();
+    assert_eq!(removed[0].removal, Removal::Removed);
+    assert!(!topic_exists(&name));
 }
 
 /// Cuts topic `name`'s file to `size` bytes, as any process that may

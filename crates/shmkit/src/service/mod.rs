@@ -45,6 +45,11 @@
 //!
 //! The byte layout is in `docs/FORMAT.md`; the protocol's rules are listed
 //! in the source of `service/protocol.rs`.
+
+//!
+//! [`Error::Full`]: crate::Error::Full
+//! [`Error::PeerGone`]: crate::Error::PeerGone
+//! [`Error::Closed`]: crate::Error::Closed
 //!
 //! # Example: a call, and pipelined calls answered out of order
 //!

@@ -95,6 +95,11 @@ fn map(name: &str) -> Result<Shared> {
 /// [`Error::Truncated`] or [`Error::VersionMismatch`] if its segment is not
 /// a service this library reads.
 ///
+/// [`Error::NotFound`]: crate::Error::NotFound
+/// [`Error::Corrupt`]: crate::Error::Corrupt
+/// [`Error::Truncated`]: crate::Error::Truncated
+/// [`Error::VersionMismatch`]: crate::Error::VersionMismatch
+///
 /// ```
 /// use shmkit::service::{status, Client, Server};
 ///
@@ -165,8 +170,8 @@ pub fn list() -> Result<Vec<String>> {
 /// them: no live process is a member or maps the segment, and some member
 /// died without leaving ([`Reason::Abandoned`], see
 /// [`ServiceStatus::abandoned`]), or the last member could not remove it
-/// ([`Reason::Finished`]), or it is [half-made](Reason::HalfMade) or
-/// [corrupt](Reason::Corrupt). Each is looked at and removed under its
+/// ([`Reason::Finished`]), or it is [half-made][halfmade] or
+/// [corrupt][corrupt]. Each is looked at and removed under its
 /// gate, exactly.
 ///
 /// # Errors
@@ -174,6 +179,12 @@ pub fn list() -> Result<Vec<String>> {
 /// For [`Scope::Name`], [`Error::NotFound`] if there is no such service,
 /// and any error looking at it; for the other scopes, only an error
 /// listing `/dev/shm`.
+///
+/// [`Reason::Abandoned`]: crate::ring::Reason::Abandoned
+/// [`Reason::Finished`]: crate::ring::Reason::Finished
+/// [halfmade]: crate::ring::Reason::HalfMade
+/// [corrupt]: crate::ring::Reason::Corrupt
+/// [`Error::NotFound`]: crate::Error::NotFound
 ///
 /// ```
 /// use shmkit::ring::{Action, Scope};

@@ -77,10 +77,17 @@ pub struct TopicStatus {
 
 impl TopicStatus {
     /// Whether some member died without leaving and no member is alive.
+    ///
+    /// A member that died is a publisher whose lane is still open or a
+    /// subscriber still in its place, with its lock free; a publisher that
+    /// closed its stream left. A topic whose members all left, or that
+    /// never had one, is not abandoned: [`collect_garbage`] calls it
+    /// [finished](crate::ring::Reason::Finished) if it is left behind.
     pub fn abandoned(&self) -> bool {
-        let open = self.publishers.iter().filter(|p| !p.closed);
-        let alive = open.clone().any(|p| p.alive) || self.subscribers.iter().any(|s| s.alive);
-        !alive
+        let open = || self.publishers.iter().filter(|p| !p.closed);
+        let alive = open().any(|p| p.alive) || self.subscribers.iter().any(|s| s.alive);
+        let died = open().any(|p| !p.alive) || self.subscribers.iter().any(|s| !s.alive);
+        died && !alive
     }
 }
 
@@ -203,9 +210,9 @@ pub fn list() -> Result<Vec<String>> {
 /// Finds the topics in `scope` (as [`ring::collect_garbage`](crate::ring::collect_garbage)
 /// takes it) that nobody will use, and with [`Action::Remove`] removes
 /// them. A topic is garbage when no live process is a member or maps it,
-/// and it was [abandoned](Reason::Abandoned) (a member died),
-/// [finished](Reason::Finished) (its last member could not remove it),
-/// [half-made](Reason::HalfMade) or [corrupt](Reason::Corrupt). Each is
+/// and it was [abandoned][abandoned] (a member died),
+/// [finished][finished] (its last member could not remove it),
+/// [half-made][halfmade] or [corrupt][corrupt]. Each is
 /// looked at and removed under its gate, exactly, so that a member
 /// joining meanwhile moves to a new topic; one whose gate is held (being
 /// joined or left) is skipped, as are topics this user cannot map.
@@ -215,6 +222,11 @@ pub fn list() -> Result<Vec<String>> {
 /// For [`Scope::Name`], [`Error::NotFound`] if there is no such topic, and
 /// any error looking at it; for the other scopes, only an error listing
 /// `/dev/shm`.
+///
+/// [abandoned]: crate::ring::Reason::Abandoned
+/// [finished]: crate::ring::Reason::Finished
+/// [halfmade]: crate::ring::Reason::HalfMade
+/// [corrupt]: crate::ring::Reason::Corrupt
 ///
 /// ```
 /// use shmkit::ring::{Action, Scope};
@@ -239,4 +251,62 @@ fn examine(name: &str, action: Action) -> Result<Option<Garbage<TopicStatus>>> {
         describe,
     )?;
     Ok(examined.map(|examination| Garbage::of(name, examination, TopicStatus::abandoned)))
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{PublisherStatus, SubscriberStatus, TopicStatus};
+
+    fn topic(publishers: Vec<PublisherStatus>, subscribers: Vec<SubscriberStatus>) -> TopicStatus {
+        TopicStatus {
+            name: "t".to_owned(),
+            capacity: 4096,
+            max_message: 1024,
+            max_publishers: 2,
+            max_subscribers: 2,
+            policy: "block",
+            history: 0,
+            published: 0,
+            publishers,
+            subscribers,
+        }
+    }
+
+    fn publisher(alive: bool, closed: bool) -> PublisherStatus {
+        PublisherStatus {
+            lane: 0,
+            id: 1,
+            pid: 7,
+            alive,
+            closed,
+            published: 0,
+            lane_messages: 0,
+            origin: None,
+        }
+    }
+
+    fn subscriber(alive: bool) -> SubscriberStatus {
+        SubscriberStatus {
+            place: 0,
+            pid: 8,
+            alive,
+            received: 0,
+            missed: 0,
+            lag_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn a_topic_is_abandoned_only_if_a_member_died_and_none_lives() {
+        // Nobody died: no members, or only publishers that closed (left).
+        assert!(!topic(vec![], vec![]).abandoned());
+        assert!(!topic(vec![publisher(false, true)], vec![]).abandoned());
+        // A dead member and no live one, whichever it is.
+        assert!(topic(vec![publisher(false, false)], vec![]).abandoned());
+        assert!(topic(vec![], vec![subscriber(false)]).abandoned());
+        assert!(topic(vec![publisher(false, true)], vec![subscriber(false)]).abandoned());
+        // A live member keeps it, whoever died.
+        assert!(!topic(vec![publisher(false, false)], vec![subscriber(true)]).abandoned());
+        assert!(!topic(vec![publisher(true, false)], vec![subscriber(false)]).abandoned());
+    }
 }
