@@ -220,11 +220,11 @@ pub enum Command {
         #[arg(long)]
         lossy: bool,
         /// Keep the last N messages of each publisher for subscribers that
-        /// join late [default: 0]
+        /// join late [default: 0, or the existing topic's]
         #[arg(long, value_name = "N")]
         history: Option<u32>,
         /// Bytes of each publisher's lane: a power of two from 4K (K, M, G
-        /// suffixes) [default: 256K]
+        /// suffixes) [default: 256K, or the existing topic's]
         #[arg(long, value_name = "BYTES", value_parser = parse_size)]
         capacity: Option<u64>,
         #[command(flatten)]
@@ -430,7 +430,8 @@ pub enum Command {
 pub struct Sharing {
     /// Permission bits of the segment (the ring's, topic's or service's), in
     /// octal; 660 with --group shares it with a group. It applies when this
-    /// command creates it; an existing ring of another mode is an error
+    /// command creates it; an existing ring, topic or service of another
+    /// mode is an error
     /// [default: 600, or the existing one's]
     #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
     pub mode: Option<u32>,

@@ -428,7 +428,8 @@ impl AsyncConsumer {
     /// `.await` between them, so that the loop's state stays in registers:
     /// for a stream of small messages this costs little more than the
     /// blocking `read` loop (138 instructions a 64 B message in
-    /// `shmkit bench`'s stream against 124; a loop of `read().await`,
+    /// `shmkit bench`'s stream against 124 with the bench's check inlined;
+    /// a loop of `read().await`,
     /// which keeps its state in the future's memory, 152).
     ///
     /// Cancel-safe: a message is either handed to `f` (and taken) or left
@@ -673,7 +674,10 @@ impl AsyncProducer {
     /// fills them: `f` writes the message into its space (all `len`
     /// bytes: the space holds what the ring held before) and returns
     /// `true` to send it, or `false` to send nothing more (that space is
-    /// given back unsent). Returns how many were sent. Waits for room
+    /// given back unsent). `f` is asked again only once there is room for
+    /// another message, so the call returns only when the ring has room for
+    /// one message more than it sent: a producer whose consumer stopped
+    /// reading waits there (or gets the consumer's end) rather than return. Returns how many were sent. Waits for room
     /// between messages as [`send`](AsyncProducer::send) waits (parking
     /// the task, never the thread), and yields to the executor after each
     /// budget of messages (each counts as one verb), as every send does.
