@@ -48,7 +48,7 @@ pub fn report<S>(
             _ => "could not remove",
         };
         let why = match &garbage.reason {
-            Reason::Abandoned => "abandoned (every member died)".to_owned(),
+            Reason::Abandoned => "abandoned (a member died, and none is alive)".to_owned(),
             Reason::Finished => "finished (no member, left by its last one)".to_owned(),
             reason => reason.to_string(),
         };

@@ -223,7 +223,7 @@ fn gc_collects_a_service_whose_client_was_killed() {
     assert_eq!(
         dry,
         format!(
-            "would remove service {name}: abandoned (every member died)\n\
+            "would remove service {name}: abandoned (a member died, and none is alive)\n\
              (nothing was removed: `shmkit gc --force` removes them)\n"
         )
     );
@@ -232,7 +232,7 @@ fn gc_collects_a_service_whose_client_was_killed() {
     assert!(forced.status.success(), "{}", text(&forced.stderr));
     assert_eq!(
         text(&forced.stdout),
-        format!("removed service {name}: abandoned (every member died)\n")
+        format!("removed service {name}: abandoned (a member died, and none is alive)\n")
     );
     assert!(!service.exists());
 }
