@@ -1,6 +1,7 @@
 //! How a ring is created and how an endpoint waits: [`Options`].
 
 use super::*;
+use crate::segment::format::max_message_fits;
 
 /// How a ring is created and how an endpoint waits.
 ///
@@ -162,15 +163,7 @@ impl Options {
     ///
     /// [`Error::TooLarge`] naming the largest message `capacity` carries.
     pub(super) fn fits(&self, capacity: u64) -> Result<()> {
-        let limit = layout::max_message_for(capacity);
-        match self.max_message {
-            Some(size) if size > limit => Err(Error::TooLarge {
-                what: "maximum message",
-                size,
-                limit,
-            }),
-            _ => Ok(()),
-        }
+        max_message_fits(self.max_message, layout::max_message_for(capacity))
     }
 
     /// Checks the options that were given against an existing ring's

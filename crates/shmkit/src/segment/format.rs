@@ -79,6 +79,21 @@ impl OptionCheck<'_> {
     }
 }
 
+/// A maximum message given (`Some`) must be at most `limit`, what the
+/// capacity it will live in carries: else [`Error::TooLarge`] naming the
+/// limit, as rings and topics say it whether they check before a create
+/// or against the structure found.
+pub(crate) fn max_message_fits(max_message: Option<u64>, limit: u64) -> Result<()> {
+    match max_message {
+        Some(size) if size > limit => Err(Error::TooLarge {
+            what: "maximum message",
+            size,
+            limit,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// How one kind of named structure keeps its segment.
 #[derive(Clone, Debug)]
 pub(crate) struct Format {

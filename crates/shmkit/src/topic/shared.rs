@@ -14,7 +14,7 @@ use super::layout::{
 use super::{Options, Origin, Policy, SEGMENT_PREFIX};
 use crate::error::{Error, Result};
 use crate::ring::wait::WakeLine;
-use crate::segment::format::{pid_of, Creation, Format, Made, Opened};
+use crate::segment::format::{max_message_fits, pid_of, Creation, Format, Made, Opened};
 use crate::segment::{AccessMode, Attachment, Key, Mode, ReadWrite, Segment};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::sys::range_lock::RangeLock;
@@ -135,15 +135,7 @@ impl Options {
     ///
     /// [`Error::TooLarge`] naming the largest message `capacity` carries.
     fn fits(&self, capacity: u64) -> Result<()> {
-        let limit = layout::max_message_for(capacity);
-        match self.max_message {
-            Some(size) if size > limit => Err(Error::TooLarge {
-                what: "maximum message",
-                size,
-                limit,
-            }),
-            _ => Ok(()),
-        }
+        max_message_fits(self.max_message, layout::max_message_for(capacity))
     }
 
     /// Checks the options that were given against an existing topic's
