@@ -142,6 +142,11 @@ impl super::Link for AsyncLink {
         let len = buf.len();
         run(&self.runtime, async {
             let mut wrong = None;
+            // The closure owns what it uses (`move`, the one outcome it
+            // sets through a reference): borrowing `wrong` and `len` from
+            // the task's state instead measured 102/152 instructions a
+            // message, send/receive, against 90/138 (`async_cost sides
+            // 64`; the crate's inlining moved both sides).
             let wrong_len = &mut wrong;
             rx.read_while(move |message| {
                 if message.len() != len {
