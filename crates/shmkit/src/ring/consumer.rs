@@ -34,6 +34,7 @@ pub struct Consumer {
     /// Kept, not computed from `head` and `last_sequence`, which differ
     /// by the padding too after a wrap.
     pub(super) last_size: u64,
+    pub(super) slip: Slip,
 }
 
 impl Consumer {
@@ -71,6 +72,7 @@ impl Consumer {
         Ok(Consumer {
             cursor: ConsumerCursor { head },
             waiter: Waiter::new(options.waiting),
+            slip: Slip::new(),
             shared,
             last_sequence: None,
             last_size: 0,
@@ -453,14 +455,20 @@ impl Consumer {
     /// The first polls of a wait, inlined, returning a message straight
     /// from the loop (`wait::spin_first`); padding or a corrupt word ends
     /// them too (`None`), for `peek` in the waiter's polls to sort out.
-    /// The blocking wait and the async receive (`message_soon`) begin so.
+    /// They follow the consumer's pause ([`Slip`]), which lets a producer
+    /// in full flow get whole lines ahead. The blocking wait and the async
+    /// receive (`message_soon`) begin so.
     #[inline(always)]
-    pub(super) fn first_looks(&self) -> Option<Slot> {
+    pub(super) fn first_looks(&mut self) -> Option<Slot> {
         let (ring, cursor, expected) = (self.shared.ring, &self.cursor, self.last_size);
-        let first = wait::spin_first(|| match ring.look_at_head(cursor, expected) {
+        let look = || match ring.look_at_head(cursor, expected) {
             Head::Empty => None,
             other => Some(other),
-        });
+        };
+        self.slip.pause(cursor.head, expected);
+        let at_once = look();
+        self.slip.ended(at_once.is_some());
+        let first = at_once.or_else(|| wait::spin_first(look));
         match first {
             Some(Head::Message(slot)) => Some(slot),
             _ => None,

@@ -103,7 +103,7 @@ use layout::{
 };
 use protocol::{ConsumerCursor, Head, ProducerCursor, RingRef, Slot};
 use shared::*;
-use wait::Waiter;
+use wait::{Slip, Waiter};
 
 /// The POSIX name of a ring's segment is this prefix and the ring's name.
 pub const SEGMENT_PREFIX: &str = "/shmkit.ring.";
