@@ -340,7 +340,8 @@ impl Report {
         let _ = writeln!(
             text,
             "          the sender sends (Producer::send: a grant, the message copied in, a \
-             commit); the receiver reads it in place, checks it and releases it"
+             commit; a stream's sender fills each grant itself, the message copied in and its \
+             number written in place); the receiver reads it in place, checks it and releases it"
         );
         let _ = writeln!(
             text,

@@ -97,11 +97,10 @@ impl super::Link for AsyncLink {
     }
 
     /// A stream's messages, all awaited in one task (one `block_on`), as a
-    /// tokio program's loop would: each stamped, copied into its grant and
-    /// committed before the next, by `write_while`, the async loop of
-    /// grant, copy and commit (the same work as shmkit-block's `send`,
-    /// which looks at the mapping's fault flag after its copy rather than
-    /// before).
+    /// tokio program's loop would: each copied into its grant, stamped
+    /// there and committed before the next, by `write_while`, the async
+    /// loop of grant, copy and commit (the same work as shmkit-block's
+    /// stream sender, which fills its grants so).
     fn send_sequence(
         &mut self,
         message: &mut Message,
@@ -114,13 +113,14 @@ impl super::Link for AsyncLink {
         let tx = self.tx.as_mut().ok_or_else(|| one_way("send"))?;
         let len = message.bytes().len();
         let (mut next, end) = (sequences.start, sequences.end);
+        let bytes = message.bytes();
         run(&self.runtime, async {
             tx.write_while(len, move |space| {
                 if next == end {
                     return false;
                 }
-                message.stamp(next);
-                space.copy_from_slice(message.bytes());
+                space.copy_from_slice(bytes);
+                space[..8].copy_from_slice(&next.to_le_bytes());
                 next += 1;
                 true
             })

@@ -18,8 +18,10 @@
 //!   whose length must be the size, then the check there;
 //! - rings (`shmkit-spin`, `shmkit-block`): the sender sends with
 //!   `Producer::send` (a grant of the size, the message copied in,
-//!   committed); the receiver reads it in place (`Consumer::read`), checks it
-//!   there, and releases it. No copy on the receiving side: that is what
+//!   committed), and a stream's sender fills a grant itself (the message
+//!   copied in, its sequence number written in place, committed); the
+//!   receiver reads it in place (`Consumer::read`), checks it there, and
+//!   releases it. No copy on the receiving side: that is what
 //!   the ring offers, and the check still reads every byte.
 //! - topics (`shmkit-topic`, `shmkit-topic-fanin`): the same over a topic's
 //!   lanes (`Publisher::grant`, `Subscriber::read`), see [`topic`].
