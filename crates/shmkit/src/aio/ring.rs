@@ -202,7 +202,12 @@ fn poll_reserve_out_of_line(
     // (`Producer::wait_for_room`); then the wait.
     let first_looks = park.quick(|| match producer.reserve_now(len) {
         Ok(None) => producer.room_unhurried(len).transpose(),
-        found => found.transpose(),
+        Ok(Some(slot)) => {
+            // Little room beyond it: as the blocking producer does.
+            producer.let_consumer_ahead(len, None);
+            Some(Ok(slot))
+        }
+        Err(err) => Some(Err(err)),
     });
     if let Some(found) = first_looks {
         return Poll::Ready(found);

@@ -219,6 +219,23 @@ impl RingRef {
         Ok(self.capacity - used)
     }
 
+    /// Whether the ring, as the producer last saw its `head`, has less
+    /// free room than a record of `len` bytes and `slack` more: a producer
+    /// right behind its consumer (see `Producer::let_consumer_ahead`). An
+    /// impossible `head` is not tight: `reserve` reports it.
+    #[inline]
+    pub(crate) fn is_tight(&self, cursor: &ProducerCursor, len: u64, slack: u64) -> bool {
+        self.free(cursor)
+            .is_ok_and(|free| free < record_size(len) + RECORD_HEADER + slack)
+    }
+
+    /// Takes a fresh look at the consumer's `head` (rule 7).
+    #[inline]
+    pub(crate) fn reload_head(&self, cursor: &mut ProducerCursor) {
+        // Acquire, as in `reserve`.
+        cursor.cached_head = self.header().consumer.head.load(Ordering::Acquire);
+    }
+
     /// Reserves room for a record of `len` payload bytes at the producer's
     /// tail, committing a padding record first if it would wrap (rule 5).
     /// `Ok(None)` when the ring is too full for now.
