@@ -797,6 +797,30 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_producer_is_tight_behind_its_consumer_until_it_sees_the_slack_freed() {
+        let memory = Memory::new();
+        let ring = memory.ring();
+        // 3 KiB written, none read: 1 KiB free, as last seen.
+        let mut cursor = ProducerCursor {
+            tail: 3072,
+            cached_head: 0,
+        };
+        // A 64 B record (72 bytes and the empty word after it) and 512
+        // more fit in 1 KiB; 1 KiB more does not.
+        assert!(!ring.is_tight(&cursor, 64, 512));
+        assert!(ring.is_tight(&cursor, 64, 1024));
+        // The consumer reads 1 KiB: tight until the producer looks.
+        ring.header().consumer.head.store(1024, Ordering::Release);
+        assert!(ring.is_tight(&cursor, 64, 1024));
+        ring.reload_head(&mut cursor);
+        assert_eq!(cursor.cached_head, 1024);
+        assert!(!ring.is_tight(&cursor, 64, 1024));
+        // An impossible head is for `reserve` to report, not tight.
+        cursor.cached_head = 8192;
+        assert!(!ring.is_tight(&cursor, 64, 1024));
+    }
+
     proptest! {
         /// The inlined fast paths (a waiting consumer's look at its head
         /// too) agree with the full ones wherever they answer, and
