@@ -467,7 +467,8 @@ impl Consumer {
         };
         self.slip.pause(cursor.head, expected);
         let at_once = look();
-        self.slip.ended(at_once.is_some());
+        // Padding (once a lap) or a corrupt word is no message found.
+        self.slip.ended(matches!(at_once, Some(Head::Message(_))));
         let first = at_once.or_else(|| wait::spin_first(look));
         match first {
             Some(Head::Message(slot)) => Some(slot),

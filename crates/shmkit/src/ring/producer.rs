@@ -353,8 +353,6 @@ impl Producer {
 }
 
 impl Producer {
-    /// The first looks of a wait for room for `len` bytes, unhurried (see
-    /// `wait_for_room`; the async producer, `crate::aio`, looks so too).
     /// With room for `len` bytes reserved, but little more (less than
     /// [`SLACK`] beyond the record, as the producer last saw `head`):
     /// pauses as [`wait_for_room`](Producer::wait_for_room)'s unhurried
@@ -365,7 +363,11 @@ impl Producer {
     /// `head` from the consumer, which stores it again at once. The
     /// reserved room stays the producer's meanwhile (the consumer only
     /// frees more). Not for a message over [`UNHURRIED_MAX_LEN`], or when
-    /// this producer may not spin or its deadline has passed.
+    /// this producer may not spin or its deadline has passed; a deadline
+    /// that passes meanwhile is overrun by at most the looks (16 times 32
+    /// pauses), as in `wait_for_room`. The first test takes `head` as last
+    /// seen: after a reservation that did not look again (at a wrap), a
+    /// stale view may cost one look needlessly, once a lap.
     pub(crate) fn let_consumer_ahead(&mut self, len: usize, deadline: Option<Instant>) {
         let ring = self.shared.ring;
         let slack = SLACK.min(ring.capacity() / 4);
@@ -386,6 +388,8 @@ impl Producer {
         }
     }
 
+    /// The first looks of a wait for room for `len` bytes, unhurried (see
+    /// `wait_for_room`; the async producer, `crate::aio`, looks so too).
     pub(super) fn reserve_unhurried(&mut self, len: usize) -> Result<Option<Slot>> {
         let looks = if len <= UNHURRIED_MAX_LEN {
             UNHURRIED_LOOKS

@@ -34,13 +34,17 @@ pub(crate) use crate::sys::clock::monotonic_nanos;
 /// How a [`Producer`](super::Producer) or [`Consumer`](super::Consumer)
 /// waits when the ring is full or empty.
 ///
-/// Whichever way it waits, a consumer that finds its ring empty first
-/// pauses for at most 512 ns before it looks again, so that a producer in
-/// full flow gets whole cache lines ahead instead of handing each record
-/// over on its own (a 64 B stream runs two to three times as fast). It
-/// learns a shorter pause, down to 64 ns, when the pause keeps a lone
-/// message (a reply) waiting; a one-way message that comes during a pause
-/// waits at most its length.
+/// Whichever way it waits (unless it may not spin at all,
+/// `SpinThenSleep(Duration::ZERO)`, or its deadline has passed), a consumer
+/// that finds its ring empty first pauses for at most 512 ns before it
+/// looks again, so that a producer in full flow gets whole cache lines
+/// ahead instead of handing each record over on its own (a 64 B stream
+/// runs two to three times as fast). It learns a shorter pause, down to
+/// 64 ns, when the pause keeps a lone message (a reply) waiting; a one-way
+/// message that comes during a pause waits at most its length. Likewise a
+/// producer whose room for a message of up to 4 KiB leaves less than
+/// 4 KiB free pauses (16 looks at most, 32 spin-loop hints apart) until its
+/// consumer has freed that much.
 ///
 /// ```
 /// use std::time::Duration;
@@ -54,7 +58,10 @@ pub(crate) use crate::sys::clock::monotonic_nanos;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Waiting {
     /// Never sleep: poll the shared memory until the other side acts. The
-    /// lowest latency, for a core dedicated to the endpoint.
+    /// lowest latency, for a core dedicated to the endpoint (a consumer
+    /// too pauses first, as above: in a round trip its pause learns to end
+    /// before the reply comes, but a lone one-way message may wait up to
+    /// 512 ns more).
     BusyPoll,
     /// Spin for this long, then sleep on the futex until woken.
     SpinThenSleep(Duration),
