@@ -237,7 +237,8 @@ pub enum Command {
     /// has closed; fails with "peer gone" after the messages of a publisher
     /// that died or failed. On a lossy topic, `shmkit: missed N messages`
     /// on standard error says how many were overwritten before they were
-    /// read.
+    /// read. Until a publisher comes, sub looks for one every 20 ms at
+    /// first, then less often, down to twice a second.
     Sub {
         /// The topic's name (its segment is /shmkit.topic.TOPIC)
         #[arg(value_name = "TOPIC")]
@@ -303,7 +304,8 @@ pub enum Command {
     ///
     /// Calls one at a time, in order. Fails (exit 1) if the server dies or
     /// closes before it answers, or with --timeout if an answer takes
-    /// longer. With no server yet, a call waits for one.
+    /// longer. With no server yet, a call waits for one, looking every
+    /// 20 ms at first, then less often, down to twice a second.
     Call {
         /// The service's name (its segment is /shmkit.service.NAME)
         #[arg(value_name = "NAME")]

@@ -1,22 +1,23 @@
-//! How `recv` waits for a producer that is not there yet, without the
+//! How `recv`, `sub` and `call` wait for a peer that is not there yet (a
+//! ring's producer, a topic's publisher, a service's server), without the
 //! library's peer checks.
 //!
-//! A consumer waiting in the library (`Consumer::read_timeout`) sleeps on
-//! the ring's futex in naps of at most 20 ms (`PEER_CHECK_INTERVAL`),
-//! looking between them at whether its producer died or closed: a dead
-//! process wakes nobody, so only looking finds it. That is 50 wake-ups a
-//! second, also while no producer has come yet, when there is nothing that
-//! could die. The library offers no wait for a producer's arrival (a
-//! producer's join writes no futex word, and the interval is not an
-//! option), so `recv` waits for one itself: it looks at the ring's status,
-//! from outside, in sleeps that double from 20 ms (as often as the library
-//! would look, so a producer that comes at once is seen as soon as before)
-//! up to [`LONGEST_SLEEP`]. Each sleep is 20 ms longer than the whole wait
-//! before it, so a producer that comes T after `recv` began has its first
-//! message taken by about 2T + 20 ms, and never more than
-//! [`LONGEST_SLEEP`] after it came; a `recv` that waits for long wakes
-//! twice a second. Once a producer holds the ring (or has been and gone,
-//! leaving messages or its close), the wait is the library's again.
+//! A member waiting in the library (`Consumer::read_timeout`,
+//! `Subscriber::recv_timeout`, `Client::wait_timeout`) sleeps on its futex
+//! in naps of at most 20 ms (`PEER_CHECK_INTERVAL`), looking between them
+//! at whether its peer died or closed: a dead process wakes nobody, so
+//! only looking finds it. That is 50 wake-ups a second, also while no peer
+//! has come yet, when there is nothing that could die. The library offers
+//! no wait for a peer's arrival (joining writes no futex word, and the
+//! interval is not an option), so the commands wait for one themselves:
+//! they look at the object's status, from outside, in sleeps that double
+//! from 20 ms (as often as the library would look, so a peer that comes at
+//! once is seen as soon as before) up to [`LONGEST_SLEEP`]. Each sleep is
+//! 20 ms longer than the whole wait before it, so a peer that comes T
+//! after the wait began is seen by about 2T + 20 ms, and never more than
+//! [`LONGEST_SLEEP`] after it came; a command that waits for long wakes
+//! twice a second. Once a peer is there (or has been and gone), the wait
+//! is the library's again.
 
 use std::time::{Duration, Instant};
 
@@ -39,12 +40,39 @@ const LONGEST_SLEEP: Duration = Duration::from_millis(500);
 /// the status cannot be read: the library's wait, which comes next,
 /// sorts out each.
 pub fn wait_for_producer(name: &str, deadline: Option<Instant>) {
+    wait_while(
+        || matches!(shmkit::ring::status(name), Ok(status) if producerless(&status)),
+        deadline,
+    );
+}
+
+/// Waits, as [`wait_for_producer`], while topic `name` has had no
+/// publisher (so no message and no end can come).
+pub fn wait_for_publisher(name: &str, deadline: Option<Instant>) {
+    wait_while(
+        || matches!(shmkit::topic::status(name), Ok(status) if status.publishers.is_empty()),
+        deadline,
+    );
+}
+
+/// Waits, as [`wait_for_producer`], while service `name` has had no
+/// server (so no answer and no close can come).
+pub fn wait_for_server(name: &str, deadline: Option<Instant>) {
+    wait_while(
+        || {
+            matches!(shmkit::service::status(name),
+                Ok(status) if status.server.is_none() && !status.closed)
+        },
+        deadline,
+    );
+}
+
+/// Sleeps while `waiting()` says nothing can happen yet, in the doubling
+/// sleeps above, until it says otherwise, a stop signal comes or
+/// `deadline` passes.
+fn wait_while(mut waiting: impl FnMut() -> bool, deadline: Option<Instant>) {
     let mut sleep = FIRST_SLEEP;
-    loop {
-        match shmkit::ring::status(name) {
-            Ok(status) if producerless(&status) => {}
-            _ => return,
-        }
+    while waiting() {
         if signals::caught().is_some() {
             return;
         }

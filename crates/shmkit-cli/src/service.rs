@@ -13,6 +13,7 @@ use shmkit::service::{self, Client, Options, Server, ServiceStatus};
 use shmkit::Mode;
 
 use crate::args::Sharing;
+use crate::arrival;
 use crate::error::CliError;
 use crate::output;
 use crate::ring;
@@ -261,6 +262,9 @@ fn call_one(
                 return Ok(true);
             }
             Err(shmkit::Error::Timeout { .. }) => {
+                // A slice without an answer: if no server has come yet,
+                // wait for one without the library's 50 looks a second.
+                arrival::wait_for_server(&name, deadline);
                 if let (Some(deadline), Some(timeout)) = (deadline, timeout) {
                     if Instant::now() >= deadline {
                         return Err(CliError::Message(format!(

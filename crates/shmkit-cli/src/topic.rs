@@ -12,6 +12,7 @@ use shmkit::topic::{
 use shmkit::Mode;
 
 use crate::args::Sharing;
+use crate::arrival;
 use crate::error::CliError;
 use crate::output;
 use crate::ring;
@@ -234,6 +235,9 @@ fn wait(
         };
         match subscriber.recv_timeout(buf, slice) {
             Err(shmkit::Error::Timeout { .. }) => {
+                // A slice without a message: if no publisher has come yet,
+                // wait for one without the library's 50 looks a second.
+                arrival::wait_for_publisher(subscriber.name(), deadline);
                 if let (Some(deadline), Some(timeout)) = (deadline, timeout) {
                     if Instant::now() >= deadline {
                         return Err(CliError::Message(format!(

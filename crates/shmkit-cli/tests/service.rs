@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use shmkit::{Key, Segment};
 
+#[allow(dead_code)]
+mod common;
+
 const SHMKIT: &str = env!("CARGO_BIN_EXE_shmkit");
 
 /// A service name used by one test only; dropping it removes the service.
@@ -179,6 +182,27 @@ fn serve_fails_pending_calls_when_its_command_exits() {
         "{stderr}"
     );
     assert!(!service.exists());
+}
+
+/// A `call` to a service no server has come to waits for one by looking
+/// at the service's status in doubling sleeps (`arrival`), not in the
+/// library's naps of 20 ms, and gets the answer of a server that comes.
+#[test]
+fn a_call_waiting_for_a_server_wakes_seldom_and_gets_its_answer() {
+    let service = TestService::new();
+    let name = service.0.as_str();
+    let call = spawn(&["call", name, "hello"]);
+    wait_until("the client connected", || {
+        shmkit::service::status(name).is_ok_and(|status| !status.clients.is_empty())
+    });
+    let wake_ups = common::wake_ups_in_a_window(call.0.id());
+    assert!(wake_ups < 30, "{wake_ups} wake-ups in 1.5 s");
+    let serve = spawn(&["serve", name, "--", "sed", "-u", r"s/.*/\U&/"]);
+    let output = finish(call);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "HELLO\n");
+    let stopped = interrupt(serve);
+    assert_eq!(text(&stopped.stderr), "");
 }
 
 #[test]

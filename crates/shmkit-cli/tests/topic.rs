@@ -18,6 +18,8 @@ const SHMKIT: &str = env!("CARGO_BIN_EXE_shmkit");
 /// The role of the test binary run again as a child (see `child`).
 const ROLE: &str = "SHMKIT_CLI_TOPIC_ROLE";
 
+#[allow(dead_code)]
+mod common;
 #[path = "../../shmkit/tests/sandbox/mod.rs"]
 mod sandbox;
 
@@ -142,6 +144,31 @@ fn two_subscribers_started_first_both_get_all_of_seq() {
         Segment::open(&topic.key()).is_err(),
         "the last member removed it"
     );
+}
+
+/// A `sub` on a topic no publisher has come to waits for one by looking
+/// at the topic's status in doubling sleeps (`arrival`), not in the
+/// library's naps of 20 ms, and takes what a publisher that comes sends.
+#[test]
+fn a_sub_waiting_for_its_first_publisher_wakes_seldom_and_gets_what_it_sends() {
+    let topic = TestTopic::new();
+    let sub = spawn(&["sub", &topic.0, "--count", "2"]);
+    wait_until("the subscriber joined", || subscribers(&topic.0) == 1);
+    let wake_ups = common::wake_ups_in_a_window(sub.0.id());
+    assert!(wake_ups < 30, "{wake_ups} wake-ups in 1.5 s");
+    let mut publisher = spawn(&["pub", &topic.0]);
+    publisher
+        .0
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"one\ntwo\n")
+        .unwrap();
+    let (ok, out, err) = finish(sub);
+    assert!(ok, "sub failed: {err}");
+    assert_eq!(out, "one\ntwo\n");
+    let (ok, _, err) = finish(publisher);
+    assert!(ok, "pub failed: {err}");
 }
 
 #[test]

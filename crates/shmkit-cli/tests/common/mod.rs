@@ -245,3 +245,28 @@ pub fn shmkit_as_nobody(args: &[&str]) -> Option<Output> {
     }
     Some(command.output().expect("run shmkit as uid 65534"))
 }
+
+// ---------------------------------------------------------------------------
+// How often a waiting process wakes
+
+/// The times process `pid`'s main thread gave up its CPU by itself
+/// (`voluntary_ctxt_switches` in /proc/PID/status): one per sleep it woke
+/// from.
+pub fn voluntary_switches(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|count| count.trim().parse().ok())
+        .expect("a voluntary_ctxt_switches line")
+}
+
+/// The wake-ups of process `pid` over 1.5 s: a measurement's window, not a
+/// wait for anything. The library's waits nap 20 ms at a time (75 in such
+/// a window); a command waiting for a peer's arrival sleeps 20 ms, 40,
+/// 80 ... up to 500 ms (a dozen at most, with its first slice of naps).
+pub fn wake_ups_in_a_window(pid: u32) -> u64 {
+    let before = voluntary_switches(pid);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    voluntary_switches(pid) - before
+}
