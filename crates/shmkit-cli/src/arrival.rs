@@ -21,7 +21,6 @@
 
 use std::time::{Duration, Instant};
 
-use rustix::event::{poll, Timespec};
 use shmkit::ring::RingStatus;
 
 use crate::signals;
@@ -29,10 +28,9 @@ use crate::signals;
 /// The first sleep: the library's own interval between looks at a peer.
 const FIRST_SLEEP: Duration = Duration::from_millis(20);
 
-/// The longest sleep: what a producer that comes late may wait for its
-/// first message to be taken (the ring holds it meanwhile), and how long a
-/// stop signal that lands just before a sleep goes unseen (one that lands
-/// during the sleep ends it at once).
+/// The longest sleep: what a peer that comes late may wait to be seen (a
+/// ring holds its first messages meanwhile). A stop signal ends a sleep at
+/// once, also one that lands just before it ([`signals::sleep_unless_stopped`]).
 const LONGEST_SLEEP: Duration = Duration::from_millis(500);
 
 /// Waits while ring `name` has no producer and nothing to read; returns
@@ -86,7 +84,7 @@ fn wait_while(mut waiting: impl FnMut() -> bool, deadline: Option<Instant>) {
             }
             None => sleep,
         };
-        sleep_unless_signalled(nap);
+        signals::sleep_unless_stopped(nap);
         sleep = next_sleep(sleep);
     }
 }
@@ -102,18 +100,6 @@ fn next_sleep(sleep: Duration) -> Duration {
 /// reports it.)
 fn producerless(status: &RingStatus) -> bool {
     status.producer.is_none() && !status.closed && status.bytes_in_flight == 0
-}
-
-/// Sleeps for `nap`, or less if a signal's handler runs meanwhile: `poll`
-/// with no descriptors returns `EINTR` then (it is never restarted), where
-/// `std::thread::sleep` would sleep on.
-fn sleep_unless_signalled(nap: Duration) {
-    let timeout = Timespec {
-        tv_sec: nap.as_secs() as _,
-        tv_nsec: nap.subsec_nanos() as _,
-    };
-    // Interrupted or not, the caller looks again.
-    let _ = poll(&mut [], Some(&timeout));
 }
 
 #[cfg(test)]

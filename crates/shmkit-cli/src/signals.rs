@@ -51,6 +51,39 @@ pub fn caught() -> Option<i32> {
     }
 }
 
+/// Sleeps for `nap`, or until a stop signal is caught, whenever it lands:
+/// the signals are blocked while the record is looked at, and `ppoll`
+/// unblocks them and sleeps in one step, so a signal that lands just
+/// before the sleep ends it at once (with `poll`, it would go unseen until
+/// the nap ended). For the calling thread: the commands that sleep so have
+/// no other.
+pub fn sleep_unless_stopped(nap: Duration) {
+    let timeout = libc::timespec {
+        tv_sec: nap.as_secs() as _,
+        tv_nsec: nap.subsec_nanos() as _,
+    };
+    // SAFETY: zeroed sigset_t values are valid to pass to sigemptyset and
+    // sigaddset, which initialise them; pthread_sigmask and ppoll take
+    // pointers to them that live across the calls; ppoll with no
+    // descriptors (a null array of length 0) only sleeps. The thread's
+    // own mask is restored before returning.
+    unsafe {
+        let mut stops: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut stops);
+        for signal in STOP_SIGNALS {
+            libc::sigaddset(&mut stops, signal);
+        }
+        let mut before: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &stops, &mut before);
+        if caught().is_none() {
+            // Interrupted (a stop signal's handler ran) or not, the
+            // caller looks at the record next.
+            libc::ppoll(std::ptr::null_mut(), 0, &timeout, &before);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
+    }
+}
+
 /// If a stop signal was caught, restores its default action and raises it
 /// again, so that the exit status says which signal stopped the command.
 pub fn reraise() {
