@@ -203,7 +203,8 @@ fn poll_reserve_out_of_line(
     let first_looks = park.quick(|| match producer.reserve_now(len) {
         Ok(None) => producer.room_unhurried(len).transpose(),
         Ok(Some(slot)) => {
-            // Little room beyond it: as the blocking producer does.
+            // With little room beyond it, the consumer gets ahead first,
+            // as for the blocking producer (`reserve_until`).
             producer.let_consumer_ahead(len, None);
             Some(Ok(slot))
         }

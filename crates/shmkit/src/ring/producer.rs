@@ -369,44 +369,49 @@ impl Producer {
     /// seen: after a reservation that did not look again (at a wrap), a
     /// stale view may cost one look needlessly, once a lap.
     pub(crate) fn let_consumer_ahead(&mut self, len: usize, deadline: Option<Instant>) {
-        let ring = self.shared.ring;
+        let (ring, cursor) = (self.shared.ring, &mut self.cursor);
         let slack = SLACK.min(ring.capacity() / 4);
         if len > UNHURRIED_MAX_LEN
-            || !ring.is_tight(&self.cursor, len as u64, slack)
+            || !ring.is_tight(cursor, len as u64, slack)
             || !self.waiter.looks_first(deadline)
         {
             return;
         }
-        for _ in 0..UNHURRIED_LOOKS {
-            for _ in 0..PAUSES_PER_LOOK {
-                std::hint::spin_loop();
-            }
-            ring.reload_head(&mut self.cursor);
-            if !ring.is_tight(&self.cursor, len as u64, slack) {
-                return;
-            }
-        }
+        // The consumer got ahead or the looks ran out: either way, on.
+        let _ = unhurried_looks(|| {
+            ring.reload_head(cursor);
+            Ok((!ring.is_tight(cursor, len as u64, slack)).then_some(()))
+        });
     }
 
     /// The first looks of a wait for room for `len` bytes, unhurried (see
     /// `wait_for_room`; the async producer, `crate::aio`, looks so too).
     pub(super) fn reserve_unhurried(&mut self, len: usize) -> Result<Option<Slot>> {
-        let looks = if len <= UNHURRIED_MAX_LEN {
-            UNHURRIED_LOOKS
-        } else {
-            0
-        };
-        for _ in 0..looks {
-            for _ in 0..PAUSES_PER_LOOK {
-                std::hint::spin_loop();
-            }
-            let reserved = self.shared.ring.reserve(&mut self.cursor, len as u64);
-            if let Some(slot) = reserved.map_err(|e| self.shared.explain(e))? {
-                return Ok(Some(slot));
-            }
+        if len > UNHURRIED_MAX_LEN {
+            return Ok(None);
         }
-        Ok(None)
+        let (shared, cursor) = (&self.shared, &mut self.cursor);
+        unhurried_looks(|| {
+            let reserved = shared.ring.reserve(cursor, len as u64);
+            reserved.map_err(|e| shared.explain(e))
+        })
     }
+}
+
+/// Up to [`UNHURRIED_LOOKS`] looks, each after [`PAUSES_PER_LOOK`] pauses,
+/// until one finds what it looks for: the unhurried looks of a producer
+/// that found the ring full (`reserve_unhurried`) or little room beyond
+/// its reservation (`let_consumer_ahead`).
+fn unhurried_looks<T>(mut look: impl FnMut() -> Result<Option<T>>) -> Result<Option<T>> {
+    for _ in 0..UNHURRIED_LOOKS {
+        for _ in 0..PAUSES_PER_LOOK {
+            std::hint::spin_loop();
+        }
+        if let Some(found) = look()? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
 }
 
 /// Pauses between two looks at the consumer's `head` while the ring is
