@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 
 use super::lend::{Lend, Step};
 use super::park::{Park, Readiness};
+use super::ring::end_of_stream;
 use crate::channel::{Codec, Postcard, ServiceClient, ServiceServer};
 use crate::error::{Error, Result};
 use crate::ring::protocol::Slot;
@@ -226,11 +227,14 @@ impl AsyncClient {
 /// [`get_mut`](AsyncServer::get_mut)).
 ///
 /// [`recv_request`](AsyncServer::recv_request) is cancel-safe: a future
-/// dropped before it completes has taken no request.
+/// dropped before it completes has taken no request. It is also a
+/// [`Stream`](futures_core::Stream) of requests with their callers, each
+/// copied out (a request is taken only in the poll that yields it).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> shmkit::Result<()> {
+/// use futures_util::StreamExt;
 /// use shmkit::aio::{AsyncClient, AsyncServer};
 ///
 /// let name = format!("doc-async-server-{}", std::process::id());
@@ -240,6 +244,12 @@ impl AsyncClient {
 /// let caller = server.recv_request().await?.caller();
 /// server.get_mut().reply(caller, b"4")?;
 /// assert_eq!(&*client.wait(call).await?, b"4");
+///
+/// let call = client.send_request(b"3+3").await?;
+/// let (caller, request) = server.next().await.expect("the stream goes on")?;
+/// assert_eq!(request, b"3+3");
+/// server.get_mut().reply(caller, b"6")?;
+/// assert_eq!(&*client.wait(call).await?, b"6");
 /// # Ok(())
 /// # }
 /// ```
@@ -248,6 +258,8 @@ pub struct AsyncServer {
     // Declared first: its reactor place goes before the mapping it names.
     park: Park,
     server: Server,
+    /// Whether its stream of requests ended (an error that ends it).
+    ended: bool,
 }
 
 impl From<Server> for AsyncServer {
@@ -255,6 +267,7 @@ impl From<Server> for AsyncServer {
         AsyncServer {
             park: Park::default(),
             server,
+            ended: false,
         }
     }
 }
@@ -315,7 +328,7 @@ impl AsyncServer {
     /// nothing: the wait, and the request its last look found.
     #[inline(never)]
     fn poll_found(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Slot, Caller)>> {
-        let AsyncServer { park, server } = self;
+        let AsyncServer { park, server, .. } = self;
         park.poll_act(cx, &mut Incoming(server), |i| i.0.request_now())
     }
 }
@@ -403,6 +416,31 @@ impl<'a> Step<'a, AsyncServer> for RecvRequest {
             },
         };
         Ok(Ok(this.server.request_at(found)))
+    }
+}
+
+impl futures_core::Stream for AsyncServer {
+    /// A request's caller and its bytes copied out (for the reply, through
+    /// [`get_mut`](AsyncServer::get_mut)), or an error:
+    /// [`Error::Truncated`] (which ends the stream). Cancel-safe as
+    /// [`recv_request`](AsyncServer::recv_request): a request is taken only
+    /// in the poll that yields it.
+    type Item = Result<(Caller, Vec<u8>)>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let found = match this.park.quick(|| this.server.request_quick()) {
+            Some(found) => Ok(found),
+            None => std::task::ready!(this.poll_found(cx)),
+        };
+        let outcome = found.and_then(|found| {
+            let request = this.server.request_at(found);
+            Ok((request.caller(), request.copied()?))
+        });
+        Poll::Ready(end_of_stream(&mut this.ended, outcome))
     }
 }
 
@@ -536,12 +574,16 @@ impl<Req, Resp, C> std::fmt::Debug for AsyncServiceClient<Req, Resp, C> {
 /// [`channel::ServiceServer`](crate::channel::ServiceServer) whose wait
 /// for requests parks the task instead of the thread; replies never wait
 /// (through [`get_mut`](AsyncServiceServer::get_mut)).
-/// [`recv`](AsyncServiceServer::recv) is cancel-safe. See
+/// [`recv`](AsyncServiceServer::recv) is cancel-safe. For a codec that
+/// decodes owned values (the default, [`Postcard`]) it is also a
+/// [`Stream`](futures_core::Stream) of requests with their callers. See
 /// [`AsyncServiceClient`] for an example.
 pub struct AsyncServiceServer<Req, Resp, C = Postcard> {
     // Declared first: its reactor place goes before the mapping it names.
     park: Park,
     server: ServiceServer<Req, Resp, C>,
+    /// Whether its stream of requests ended (an error that ends it).
+    ended: bool,
 }
 
 impl<Req, Resp, C: Codec<Req> + Codec<Resp>> From<ServiceServer<Req, Resp, C>>
@@ -551,6 +593,7 @@ impl<Req, Resp, C: Codec<Req> + Codec<Resp>> From<ServiceServer<Req, Resp, C>>
         AsyncServiceServer {
             park: Park::default(),
             server,
+            ended: false,
         }
     }
 }
@@ -593,7 +636,7 @@ impl<Req, Resp, C: Codec<Req> + Codec<Resp>> AsyncServiceServer<Req, Resp, C> {
     ///
     /// As [`ServiceServer::recv`].
     pub async fn recv(&mut self) -> Result<(Caller, <C as Codec<Req>>::Value<'_>)> {
-        let AsyncServiceServer { park, server } = self;
+        let AsyncServiceServer { park, server, .. } = self;
         // What the wait's last look found is decoded in the same poll, as
         // `AsyncServer::recv_request` reads it (no second look, as `recv`
         // makes).
@@ -603,6 +646,32 @@ impl<Req, Resp, C: Codec<Req> + Codec<Resp>> AsyncServiceServer<Req, Resp, C> {
         self.server.request_at(found)
     }
 }
+
+impl<Req: 'static, Resp, C> futures_core::Stream for AsyncServiceServer<Req, Resp, C>
+where
+    C: for<'a> Codec<Req, Value<'a> = Req> + Codec<Resp>,
+{
+    /// A request's caller and value (for the reply, through
+    /// [`get_mut`](AsyncServiceServer::get_mut)), or an error:
+    /// [`Error::WrongType`] and [`Error::Corrupt`] for one request (the
+    /// stream goes on), [`Error::Truncated`] (which ends it). Cancel-safe
+    /// as [`recv`](AsyncServiceServer::recv).
+    type Item = Result<(Caller, Req)>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let incoming = &mut Incoming(this.server.server());
+        let found = std::task::ready!(this.park.poll_act(cx, incoming, |i| i.0.request_now()));
+        let outcome = found.and_then(|found| this.server.request_at(found));
+        Poll::Ready(end_of_stream(&mut this.ended, outcome))
+    }
+}
+
+// Movable whatever the types are: nothing points into it.
+impl<Req, Resp, C> Unpin for AsyncServiceServer<Req, Resp, C> {}
 
 impl<Req, Resp, C> std::fmt::Debug for AsyncServiceServer<Req, Resp, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -641,6 +710,59 @@ mod tests {
             let wait = client.wait(call);
             is_send(&wait);
             assert_eq!(&*wait.await.expect("the response"), b"pong");
+        });
+    }
+
+    /// Polls `stream` once, with a waker that does nothing: whether it
+    /// yielded an item.
+    fn polled_once<S: futures_core::Stream + Unpin>(stream: &mut S) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        Pin::new(stream).poll_next(&mut cx).is_ready()
+    }
+
+    #[test]
+    fn an_async_server_is_a_stream_of_requests_taken_only_when_yielded() {
+        use futures_util::StreamExt;
+        let name = format!("aio-server-stream-{}", std::process::id());
+        let _removal = Removal::new(crate::service::SEGMENT_PREFIX, &name);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let mut server = AsyncServer::open(&name).expect("a server");
+        let mut client = Client::connect(&name).expect("a client");
+        // Nothing there: the poll waits, and takes nothing.
+        assert!(!polled_once(&mut server));
+        let calls = [b"one", b"two"].map(|body| client.send_request(body).expect("sent"));
+        runtime.block_on(async {
+            for (call, (sent, answer)) in calls.into_iter().zip([(b"one", b"1"), (b"two", b"2")]) {
+                let (caller, body) = server.next().await.expect("an item").expect("a request");
+                assert_eq!(&body, sent);
+                server.get_mut().reply(caller, answer).expect("replied");
+                assert_eq!(&*client.wait(call).expect("the response"), answer);
+            }
+        });
+        assert!(!polled_once(&mut server), "nothing more was sent");
+    }
+
+    #[test]
+    fn an_async_typed_server_is_a_stream_of_decoded_requests() {
+        use futures_util::StreamExt;
+        let name = format!("aio-typed-server-stream-{}", std::process::id());
+        let _removal = Removal::new(crate::service::SEGMENT_PREFIX, &name);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let mut server = AsyncServiceServer::<u32, u64>::open(&name).expect("a server");
+            let mut client = AsyncServiceClient::<u32, u64>::connect(&name).expect("a client");
+            for n in 1..=3u32 {
+                let call = client.send(&n).await.expect("sent");
+                let (caller, request) = server.next().await.expect("an item").expect("a request");
+                assert_eq!(request, n);
+                let square = u64::from(request) * u64::from(request);
+                server.get_mut().reply(caller, &square).expect("replied");
+                assert_eq!(client.wait(call).await.expect("the response"), square);
+            }
         });
     }
 
